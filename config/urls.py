@@ -1,0 +1,17 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from config import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("identity.oidc.urls")),
+    path("", include("identity.urls")),
+    path("admin/", admin.site.urls),
+]
+
+if settings.DEMO_ENABLED:
+    urlpatterns.append(path("demo/", include("identity.demo.urls")))

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Newcomer entry point: `python3 dev.py run` serves the demo, `python3 dev.py test` runs the suite.
+
+Only the Python standard library is used here so that it works on a fresh machine with
+nothing but Python 3.11. It creates `.venv/`, installs the project with its `dev` extra,
+then hands over to the virtual environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+STAMP = VENV / ".installed-pyproject-sha256"
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(args, cwd=ROOT, env=env)  # noqa: S603 - fixed argument lists
+    if result.returncode:
+        sys.exit(result.returncode)
+
+
+def ensure_venv() -> None:
+    if sys.version_info[:2] != (3, 11):
+        sys.exit(f"Python 3.11 is required (this is {sys.version.split()[0]}).")
+    if not PY.exists():
+        print("Creating the virtual environment in .venv/ ...", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not STAMP.exists() or STAMP.read_text().strip() != wanted:
+        print("Installing the project and its test tools ...", flush=True)
+        _run(str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        _run(str(PY), "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+        STAMP.write_text(wanted)
+
+
+def manage(*args: str) -> None:
+    _run(str(PY), "manage.py", *args)
+
+
+def cmd_run() -> None:
+    ensure_venv()
+    manage("migrate", "--noinput", "--verbosity", "0")
+    manage("createcachetable")
+    manage("ensure_signing_keys")
+    manage("load_demo")
+    addr = os.environ.get("RUN_ADDRESS", "127.0.0.1:8000")
+    manage("runserver", addr)
+
+
+def cmd_test(extra: list[str]) -> None:
+    ensure_venv()
+    env = dict(os.environ)
+    _run(str(PY), "-m", "pytest", *extra, env=env)
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"run", "test"}:
+        sys.exit("usage: python3 dev.py run | python3 dev.py test [pytest arguments]")
+    if sys.argv[1] == "run":
+        cmd_run()
+    else:
+        cmd_test(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from oauth2_provider.models import get_application_model
+
+from identity.crypto import generate_secret, keyed_hash
+from identity.models import User
+from identity.services import client_register, user_create
+
+DEMO_EMAIL = "camille.demo@example.org"
+DEMO_PASSWORD = "Loire-et-Erdre-2026"
+DEMO_CLIENT_NAME = "Démo – service partenaire"
+
+
+def demo_client_file() -> Any:
+    return settings.VAR_DIR / "demo-client.json"
+
+
+class Command(BaseCommand):
+    help = "Load the demo resident and the demo partner client used by /demo/ (development only). Idempotent."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("demo data is never loaded in production")
+        with transaction.atomic():
+            if not User.objects.filter(email=DEMO_EMAIL).exists():
+                user_create(
+                    email=DEMO_EMAIL,
+                    password=DEMO_PASSWORD,
+                    given_name="Camille",
+                    family_name="Martin",
+                    email_verified=True,
+                )
+            client = get_application_model().objects.filter(name=DEMO_CLIENT_NAME).first()
+            redirect_uri = settings.ISSUER + "/demo/callback"
+            path = demo_client_file()
+            if client is None:
+                client, secret = client_register(
+                    name=DEMO_CLIENT_NAME,
+                    redirect_uris=[redirect_uri],
+                    grant_types=["authorization_code"],
+                    scopes=["openid", "profile", "email"],
+                    post_logout_redirect_uris=[settings.ISSUER + "/demo/"],
+                )
+            elif not path.exists() or client.redirect_uris != redirect_uri:
+                secret = generate_secret()
+                client.client_secret = keyed_hash(secret)
+                client.redirect_uris = redirect_uri
+                client.post_logout_redirect_uris = settings.ISSUER + "/demo/"
+                client.save(update_fields=["client_secret", "redirect_uris", "post_logout_redirect_uris"])
+            else:
+                secret = None
+            if secret:
+                settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    json.dump({"client_id": client.client_id, "client_secret": secret}, handle)
+        self.stdout.write(self.style.SUCCESS("Demo ready."))
+        self.stdout.write(f"  Try the sign-in flow: {settings.ISSUER}/demo/")
+        self.stdout.write(f"  Demo resident: {DEMO_EMAIL} / password: {DEMO_PASSWORD}")

@@ -1,0 +1,274 @@
+"""Accounts, partner clients, OAuth/OIDC records and signing keys.
+
+The django-oauth-toolkit models are swapped for ours from the first migration so that
+we can store what the library does not (hashed codes, keyed client-secret hashes,
+authentication time, partner metadata) without fighting it later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from oauth2_provider.models import (
+    AbstractAccessToken,
+    AbstractApplication,
+    AbstractGrant,
+    AbstractIDToken,
+    AbstractRefreshToken,
+)
+
+from identity.crypto import keyed_hash_matches
+
+
+def normalize_email(email: str) -> str:
+    """Emails are case-insensitive logins: stored trimmed and lower-cased."""
+    return (email or "").strip().lower()
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def get_by_natural_key(self, username: str | None) -> User:
+        return self.get(email=normalize_email(username or ""))
+
+    def create_user(self, email: str, password: str | None = None, **extra: Any) -> User:
+        if not email:
+            raise ValueError("An email address is required")
+        user = self.model(email=normalize_email(email), **extra)
+        if password:
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        extra.setdefault("email_verified", True)
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    LANGUAGES = (("fr", "Français"), ("en", "English"))
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email = models.EmailField(_("adresse e-mail"), max_length=254, unique=True)
+    email_verified = models.BooleanField(_("adresse e-mail vérifiée"), default=False)
+    given_name = models.CharField(_("prénom"), max_length=150, blank=True)
+    family_name = models.CharField(_("nom"), max_length=150, blank=True)
+    preferred_language = models.CharField(_("langue préférée"), max_length=8, choices=LANGUAGES, default="fr")
+    is_active = models.BooleanField(_("actif"), default=True)
+    is_staff = models.BooleanField(_("équipe"), default=False)
+    created_at = models.DateTimeField(_("créé le"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("modifié le"), auto_now=True)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        verbose_name = _("résident")
+        verbose_name_plural = _("résidents")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(email=Lower("email")), name="user_email_lowercase"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = normalize_email(self.email)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.given_name} {self.family_name}".strip()
+
+
+class HashedValue(str):
+    """A value read back from a hashed column: already hashed, never hashed again."""
+
+
+class HashedTokenField(models.CharField):
+    """Stores SHA-256 of a single-use, high-entropy value (authorization codes).
+
+    Plain strings are hashed both when saved and when used in a lookup, so
+    `Model.objects.get(code=presented_code)` works unchanged while the database only
+    ever sees digests. Values loaded from the database are `HashedValue`s and are
+    passed through as they are, so re-saving a row does not hash twice. A digest
+    presented from outside is a plain string and gets hashed, so it never matches.
+    """
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> HashedValue | None:
+        return None if value is None else HashedValue(value)
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = super().get_prep_value(value)
+        if value is None or isinstance(value, HashedValue):
+            return value
+        return hashlib.sha256(str(value).encode("utf-8")).hexdigest()
+
+
+class Client(AbstractApplication):
+    """A partner service (relying party) or resource server registered by an operator."""
+
+    GRANT_CHOICES = (
+        (AbstractApplication.GRANT_AUTHORIZATION_CODE, _("Authorization code")),
+        (AbstractApplication.GRANT_CLIENT_CREDENTIALS, _("Client credentials")),
+    )
+
+    # Our secrets are stored with a keyed hash (identity.crypto), never with the
+    # password hasher django-oauth-toolkit would otherwise use.
+    hash_client_secret = models.BooleanField(default=False, editable=False)
+    grant_types = models.CharField(
+        _("grant types"),
+        max_length=255,
+        default=AbstractApplication.GRANT_AUTHORIZATION_CODE,
+        help_text=_("Space-separated: authorization_code, client_credentials."),
+    )
+    allowed_scopes = models.CharField(
+        _("allowed scopes"),
+        max_length=500,
+        default="openid profile email",
+        help_text=_("Space-separated scopes this client may request."),
+    )
+    backchannel_logout_uri = models.URLField(_("back-channel logout URI"), max_length=500, blank=True)
+    is_resource_server = models.BooleanField(
+        _("resource server"),
+        default=False,
+        help_text=_("May call the introspection endpoint."),
+    )
+    is_internal = models.BooleanField(
+        _("internal metropolitan service"),
+        default=False,
+        help_text=_("Operated by Nantes Métropole itself (public task)."),
+    )
+    logo_uri = models.URLField(_("logo URI"), max_length=500, blank=True)
+    policy_uri = models.URLField(_("privacy policy URI"), max_length=500, blank=True)
+    contacts = models.CharField(_("technical contacts"), max_length=500, blank=True)
+
+    class Meta(AbstractApplication.Meta):
+        swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
+        verbose_name = _("client partenaire")
+        verbose_name_plural = _("clients partenaires")
+
+    @property
+    def grant_type_list(self) -> list[str]:
+        return self.grant_types.split()
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.allowed_scopes.split()
+
+    def allows_grant_type(self, *grant_types: str) -> bool:
+        # django-oauth-toolkit names grants with hyphens ("authorization-code"); we
+        # store the wire names ("authorization_code").
+        allowed = {grant.replace("-", "_") for grant in self.grant_type_list}
+        return bool(allowed.intersection(grant.replace("-", "_") for grant in grant_types))
+
+    def redirect_uri_allowed(self, uri: str) -> bool:
+        # RFC 9700 §4.1.3: exact string comparison, nothing else.
+        return uri in self.redirect_uris.split()
+
+    def post_logout_redirect_uri_allowed(self, uri: str) -> bool:
+        return uri in self.post_logout_redirect_uris.split()
+
+    def check_secret(self, presented: str) -> bool:
+        return keyed_hash_matches(presented, self.client_secret or "")
+
+    @property
+    def jwk_key(self):  # type: ignore[override]
+        from identity.keys import active_signing_key
+
+        return active_signing_key(self.algorithm or self.RS256_ALGORITHM).jwk
+
+
+class AuthorizationCode(AbstractGrant):
+    code = HashedTokenField(max_length=64, unique=True, verbose_name=_("code (SHA-256)"))
+    auth_time = models.DateTimeField(_("authentication time"), null=True)
+
+    class Meta(AbstractGrant.Meta):
+        swappable = "OAUTH2_PROVIDER_GRANT_MODEL"
+
+
+class AccessToken(AbstractAccessToken):
+    class Meta(AbstractAccessToken.Meta):
+        swappable = "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL"
+
+
+class RefreshToken(AbstractRefreshToken):
+    auth_time = models.DateTimeField(_("authentication time"), null=True)
+
+    class Meta(AbstractRefreshToken.Meta):
+        swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
+
+
+class IDToken(AbstractIDToken):
+    class Meta(AbstractIDToken.Meta):
+        swappable = "OAUTH2_PROVIDER_ID_TOKEN_MODEL"
+
+
+class SigningKey(models.Model):
+    """A JWS signing key. Private half encrypted at rest (identity.crypto)."""
+
+    kid = models.CharField(max_length=64, unique=True)
+    algorithm = models.CharField(max_length=10, choices=(("RS256", "RS256"), ("ES256", "ES256")))
+    private_key_encrypted = models.BinaryField()
+    public_jwk = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    # Published in JWKS from creation; signs from `active_from`; stops signing at
+    # `retired_at`; leaves JWKS at `expires_at` (after every token it signed expired).
+    active_from = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-active_from",)
+        indexes = [models.Index(fields=("algorithm", "active_from"))]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm} {self.kid}"
+
+
+class EmailVerification(models.Model):
+    """A single-use, expiring email verification link (token stored as keyed hash)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="email_verifications")
+    token_hash = models.CharField(max_length=80, unique=True)
+    email = models.EmailField(max_length=254)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"verification {self.pk}"
+
+
+class AuditEvent(models.Model):
+    """Security audit trail: ids and event names, never personal data."""
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    event = models.CharField(max_length=64, db_index=True)
+    acting_user_id = models.UUIDField(null=True, blank=True)
+    subject_user_id = models.UUIDField(null=True, blank=True, db_index=True)
+    client_id = models.CharField(max_length=100, blank=True)
+    ip_hash = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,53 @@
+"""Building OAuth 2.0 / OIDC error responses (RFC 6749 §4.1.2.1, §5.2; RFC 9207)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+
+
+class SeeOther(HttpResponseRedirect):
+    """303: the browser must not re-send a POST body to the client (RFC 9700 §4.11)."""
+
+    status_code = 303
+    allowed_schemes = ["http", "https"]
+
+
+def add_query(uri: str, params: dict[str, str]) -> str:
+    parts = urlsplit(uri)
+    query = parts.query + ("&" if parts.query else "") + urlencode(params)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def redirect_error(
+    redirect_uri: str, error: str, description: str = "", state: str | None = None
+) -> HttpResponse:
+    """An authorization error sent back to a redirect URI already checked as registered."""
+    params = {"error": error}
+    if description:
+        params["error_description"] = description
+    if state:
+        params["state"] = state
+    params["iss"] = settings.ISSUER
+    return SeeOther(add_query(redirect_uri, params))
+
+
+def error_page(request: HttpRequest, error: str, description: str, status: int = 400) -> HttpResponse:
+    """Shown to the person when we cannot safely redirect (unknown client, unregistered URI)."""
+    return render(request, "oidc/error.html", {"error": error, "description": description}, status=status)
+
+
+def json_error(
+    error: str, description: str = "", status: int = 400, headers: dict[str, str] | None = None
+) -> JsonResponse:
+    body = {"error": error}
+    if description:
+        body["error_description"] = description
+    response = JsonResponse(body, status=status)
+    response["Cache-Control"] = "no-store"
+    for key, value in (headers or {}).items():
+        response[key] = value
+    return response

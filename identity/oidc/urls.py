@@ -1,0 +1,18 @@
+from django.urls import path
+
+from identity.oidc.views import authorize, discovery, introspect, jwks, logout, revoke, token, userinfo
+
+app_name = "oidc"
+
+urlpatterns = [
+    path(".well-known/openid-configuration", discovery.openid_configuration, name="discovery"),
+    path(".well-known/oauth-authorization-server", discovery.oauth_authorization_server, name="as-metadata"),
+    path("jwks.json", jwks.jwks, name="jwks"),
+    path("authorize", authorize.AuthorizeView.as_view(), name="authorize"),
+    path("authorize/decision", authorize.AuthorizeDecisionView.as_view(), name="authorize-decision"),
+    path("token", token.TokenView.as_view(), name="token"),
+    path("userinfo", userinfo.UserInfoView.as_view(), name="userinfo"),
+    path("revoke", revoke.RevokeTokenView.as_view(), name="revoke"),
+    path("introspect", introspect.IntrospectView.as_view(), name="introspect"),
+    path("end-session", logout.EndSessionView.as_view(), name="end-session"),
+]

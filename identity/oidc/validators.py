@@ -1,0 +1,162 @@
+"""Our request validator: django-oauth-toolkit's, corrected where the specs require it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+from jwcrypto import jwk, jws, jwt
+from jwcrypto.common import JWException
+from oauth2_provider.models import get_grant_model
+from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.settings import oauth2_settings
+from oauthlib.common import Request as OAuthRequest
+
+from identity.keys import active_signing_key, verification_key
+from identity.oidc.claims import standard_claims
+
+log = logging.getLogger(__name__)
+
+
+def _as_utc(value: datetime | None) -> datetime:
+    value = value or timezone.now()
+    if timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class Validator(OAuth2Validator):
+    # --- client authentication ---------------------------------------------------------
+    def _check_secret(self, provided_secret: str, stored_secret: str) -> bool:
+        # Keyed fast hash only: a plaintext or password-hasher value never matches.
+        from identity.crypto import keyed_hash_matches
+
+        return keyed_hash_matches(provided_secret or "", stored_secret or "")
+
+    # --- scopes: only what the operator registered for this client ---------------------
+    def validate_scopes(
+        self, client_id: str, scopes: list[str], client: Any, request: OAuthRequest, *args: Any, **kwargs: Any
+    ) -> bool:
+        return set(scopes).issubset(set(client.scope_list))
+
+    def get_default_scopes(
+        self, client_id: str, request: OAuthRequest, *args: Any, **kwargs: Any
+    ) -> list[str]:
+        return (
+            [scope for scope in request.client.scope_list if scope != "openid"]
+            if request.grant_type == "client_credentials"
+            else ["openid"]
+        )
+
+    # --- prompt=none: decided by our authorization view, which knows the session ----------
+    def validate_silent_login(self, request: OAuthRequest) -> bool:
+        return True
+
+    def validate_silent_authorization(self, request: OAuthRequest) -> bool:
+        return True
+
+    def validate_user_match(
+        self, id_token_hint: str, scopes: Any, claims: Any, request: OAuthRequest
+    ) -> bool:
+        return True
+
+    # --- authorization codes: hashed at rest, carry the authentication time ----------------
+    def _create_authorization_code(
+        self, request: OAuthRequest, code: dict[str, str], expires: Any = None
+    ) -> Any:
+        expires = expires or timezone.now() + timedelta(
+            seconds=oauth2_settings.AUTHORIZATION_CODE_EXPIRE_SECONDS
+        )
+        return get_grant_model().objects.create(
+            application=request.client,
+            user=request.user,
+            code=code["code"],
+            expires=expires,
+            redirect_uri=request.redirect_uri,
+            scope=" ".join(request.scopes),
+            code_challenge=request.code_challenge or "",
+            code_challenge_method=request.code_challenge_method or "",
+            nonce=request.nonce or "",
+            claims=json.dumps(request.claims or {}),
+            auth_time=getattr(request, "auth_time", None),
+        )
+
+    def validate_code(
+        self, client_id: str, code: str, client: Any, request: OAuthRequest, *args: Any, **kwargs: Any
+    ) -> bool:
+        grant_model = get_grant_model()
+        grant = grant_model.objects.filter(code=code, application=client).select_related("user").first()
+        if grant is None or grant.is_expired() or not grant.user.is_active:
+            return False
+        request.scopes = grant.scope.split(" ")
+        request.user = grant.user
+        request.auth_time = grant.auth_time
+        if grant.nonce:
+            request.nonce = grant.nonce
+        if grant.claims:
+            request.claims = json.loads(grant.claims)
+        return True
+
+    # --- refresh tokens keep the original authentication time --------------------------
+    def _create_refresh_token(
+        self, request: OAuthRequest, refresh_token_code: str, access_token: Any, previous_refresh_token: Any
+    ) -> Any:
+        refresh_token = super()._create_refresh_token(
+            request, refresh_token_code, access_token, previous_refresh_token
+        )
+        auth_time = getattr(request, "auth_time", None)
+        if auth_time is not None:
+            type(refresh_token).objects.filter(pk=refresh_token.pk).update(auth_time=auth_time)
+        return refresh_token
+
+    def validate_refresh_token(
+        self, refresh_token: str, client: Any, request: OAuthRequest, *args: Any, **kwargs: Any
+    ) -> bool:
+        valid = super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
+        if valid:
+            if not request.user.is_active:
+                return False
+            request.auth_time = request.refresh_token_instance.auth_time
+        return valid
+
+    # --- claims and ID tokens ---------------------------------------------------------------
+    def get_additional_claims(self, request: OAuthRequest) -> dict[str, Any]:
+        return standard_claims(request.user)
+
+    def get_id_token_dictionary(self, token: Any, token_handler: Any, request: OAuthRequest) -> Any:
+        claims, expiration_time = super().get_id_token_dictionary(token, token_handler, request)
+        claims["auth_time"] = int(
+            _as_utc(getattr(request, "auth_time", None) or request.user.last_login).timestamp()
+        )
+        return claims, expiration_time
+
+    def finalize_id_token(
+        self, id_token: dict[str, Any], token: Any, token_handler: Any, request: OAuthRequest
+    ) -> str:
+        claims, expiration_time = self.get_id_token_dictionary(token, token_handler, request)
+        id_token.update(**claims)
+        if "nonce" not in id_token and request.nonce:
+            id_token["nonce"] = request.nonce
+        key = active_signing_key(request.client.algorithm or "RS256")
+        header = {"typ": "JWT", "alg": key.algorithm, "kid": key.kid}
+        signed = jwt.JWT(header=header, claims=json.dumps(id_token, default=str))
+        signed.make_signed_token(key.jwk)
+        id_token_row = self._save_id_token(id_token["jti"], request, expiration_time)
+        request.access_token = id_token_row
+        request.id_token = id_token_row
+        return signed.serialize()
+
+    def _get_key_for_token(self, token: str) -> jwk.JWK | None:
+        try:
+            unverified = jws.JWS()
+            unverified.deserialize(token)
+            header = unverified.jose_header
+        except (JWException, ValueError, TypeError):
+            return None
+        kid = header.get("kid") if isinstance(header, dict) else None
+        if not kid or header.get("alg") not in {"RS256", "ES256"}:
+            return None
+        return verification_key(kid)

@@ -1,0 +1,70 @@
+"""Discovery (OpenID Connect Discovery 1.0 §3) and RFC 8414 metadata."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.views.decorators.http import require_safe
+
+from identity.oidc.constants import SCOPE_CLAIMS, SUPPORTED_SCOPES
+
+AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+def _url(name: str) -> str:
+    return settings.ISSUER + reverse(name)
+
+
+def provider_metadata() -> dict[str, object]:
+    claims = sorted(
+        {claim for names in SCOPE_CLAIMS.values() for claim in names}
+        | {"iss", "aud", "exp", "iat", "auth_time", "nonce"}
+    )
+    return {
+        "issuer": settings.ISSUER,
+        "authorization_endpoint": _url("oidc:authorize"),
+        "token_endpoint": _url("oidc:token"),
+        "userinfo_endpoint": _url("oidc:userinfo"),
+        "jwks_uri": _url("oidc:jwks"),
+        "revocation_endpoint": _url("oidc:revoke"),
+        "introspection_endpoint": _url("oidc:introspect"),
+        "end_session_endpoint": _url("oidc:end-session"),
+        "scopes_supported": list(SUPPORTED_SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
+        "revocation_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
+        "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": claims,
+        "claim_types_supported": ["normal"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "ui_locales_supported": ["fr", "en"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "require_request_uri_registration": True,
+        "authorization_response_iss_parameter_supported": True,
+        "service_documentation": settings.ISSUER + "/docs/partners",
+    }
+
+
+def _json(data: dict[str, object]) -> JsonResponse:
+    response = JsonResponse(data)
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@require_safe
+def openid_configuration(request: HttpRequest) -> JsonResponse:
+    return _json(provider_metadata())
+
+
+@require_safe
+def oauth_authorization_server(request: HttpRequest) -> JsonResponse:
+    return _json(provider_metadata())

@@ -1,0 +1,89 @@
+"""Token introspection (RFC 7662), for clients registered as resource servers."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.views.mixins import OAuthLibMixin
+
+from identity.oidc.errors import json_error
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class IntrospectView(OAuthLibMixin, View):
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        basic = request.headers.get("Authorization", "").startswith("Basic ")
+        challenge = {"WWW-Authenticate": 'Basic realm="introspect"'} if basic else None
+        if not self.authenticate_client(request):
+            return json_error("invalid_client", "Client authentication failed.", 401, challenge)
+        client = self._authenticated_client(request)
+        if client is None or client.client_type != "confidential" or not client.is_resource_server:
+            return json_error("unauthorized_client", "This client may not introspect tokens.", 403)
+        token = request.POST.get("token")
+        if not token:
+            return json_error("invalid_request", "The token parameter is required.")
+        response = JsonResponse(self._describe(token, request.POST.get("token_type_hint", "")))
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def _authenticated_client(self, request: HttpRequest):
+        from identity.oidc.client_auth import client_from_request
+
+        return client_from_request(request)
+
+    def _describe(self, token: str, hint: str) -> dict[str, object]:
+        checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        order = (
+            ("refresh_token", "access_token")
+            if hint == "refresh_token"
+            else ("access_token", "refresh_token")
+        )
+        for kind in order:
+            if kind == "access_token":
+                access = (
+                    get_access_token_model()
+                    .objects.select_related("user", "application")
+                    .filter(token_checksum=checksum)
+                    .first()
+                )
+                if access is not None:
+                    if not access.is_valid() or (access.user and not access.user.is_active):
+                        return {"active": False}
+                    data: dict[str, object] = {
+                        "active": True,
+                        "token_type": "Bearer",
+                        "scope": access.scope,
+                        "exp": int(access.expires.timestamp()),
+                        "iat": int(access.created.timestamp()),
+                        "iss": settings.ISSUER,
+                    }
+                    if access.application:
+                        data["client_id"] = access.application.client_id
+                    if access.user:
+                        data["sub"] = str(access.user.pk)
+                    return data
+            else:
+                refresh = (
+                    get_refresh_token_model()
+                    .objects.select_related("user", "application", "access_token")
+                    .filter(token_checksum=checksum, revoked__isnull=True)
+                    .first()
+                )
+                if refresh is not None and refresh.user.is_active:
+                    return {
+                        "active": True,
+                        "token_type": "refresh_token",
+                        "scope": refresh.access_token.scope if refresh.access_token else "",
+                        "client_id": refresh.application.client_id,
+                        "sub": str(refresh.user.pk),
+                        "iss": settings.ISSUER,
+                    }
+        return {"active": False}

@@ -1,0 +1,22 @@
+"""Token endpoint (RFC 6749 §3.2): authorization code, client credentials, refresh."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
+from oauth2_provider.views import TokenView as DotTokenView
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class TokenView(DotTokenView):
+    http_method_names = ["post", "options"]
+
+    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+        if response.status_code == 401 and request.headers.get("Authorization", "").startswith("Basic "):
+            # RFC 6749 §5.2: the challenge names the scheme the client used.
+            response["WWW-Authenticate"] = 'Basic realm="token", error="invalid_client"'
+        return response

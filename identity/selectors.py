@@ -1,0 +1,24 @@
+"""Reads of the identity app."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.http import HttpRequest
+
+from identity.services import SESSION_AMR, SESSION_AUTH_TIME
+
+
+def session_auth_time(request: HttpRequest) -> datetime | None:
+    """When the resident of this browser session last proved who they are."""
+    value = request.session.get(SESSION_AUTH_TIME)
+    if value is not None:
+        return datetime.fromtimestamp(int(value), tz=UTC)
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.last_login:
+        return user.last_login
+    return None
+
+
+def session_amr(request: HttpRequest) -> list[str]:
+    return list(request.session.get(SESSION_AMR) or [])

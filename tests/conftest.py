@@ -1,0 +1,177 @@
+"""Shared fixtures: residents, clients, signing keys, and an OIDC helper for flows."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.test import Client as BrowserClient
+from jwcrypto import jwk, jwt
+
+from identity.keys import clear_key_cache, signing_keys_ensure
+from identity.services import client_register, session_login, user_create
+
+PASSWORD = "correct horse battery staple"
+REDIRECT_URI = "https://rp.example.org/callback"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache() -> Any:
+    clear_key_cache()
+    yield
+    clear_key_cache()
+
+
+@pytest.fixture
+def signing_keys(db: Any) -> Any:
+    return signing_keys_ensure()
+
+
+@pytest.fixture
+def make_resident(db: Any) -> Any:
+    counter = iter(range(1, 10_000))
+
+    def make(email: str | None = None, password: str = PASSWORD, **extra: Any) -> Any:
+        extra.setdefault("given_name", "Camille")
+        extra.setdefault("family_name", "Martin")
+        extra.setdefault("email_verified", True)
+        return user_create(email=email or f"resident{next(counter)}@example.org", password=password, **extra)
+
+    return make
+
+
+@pytest.fixture
+def resident(make_resident: Any) -> Any:
+    return make_resident("camille@example.org")
+
+
+@dataclass
+class RegisteredClient:
+    client: Any
+    secret: str | None
+
+    @property
+    def client_id(self) -> str:
+        return self.client.client_id
+
+    def basic_auth(self) -> str:
+        raw = f"{self.client_id}:{self.secret}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+
+@pytest.fixture
+def make_client(db: Any, signing_keys: Any) -> Any:
+    def make(**kwargs: Any) -> RegisteredClient:
+        kwargs.setdefault("name", "Billetterie culturelle")
+        kwargs.setdefault("redirect_uris", [REDIRECT_URI])
+        kwargs.setdefault("grant_types", ["authorization_code"])
+        kwargs.setdefault("scopes", ["openid", "profile", "email"])
+        client, secret = client_register(**kwargs)
+        return RegisteredClient(client, secret)
+
+    return make
+
+
+@pytest.fixture
+def rp(make_client: Any) -> RegisteredClient:
+    """A confidential partner client with the authorization-code grant."""
+    return make_client(post_logout_redirect_uris=["https://rp.example.org/bye"])
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+class OIDCFlow:
+    """Drives the authorization-code flow with Django's test client, as a browser + RP would."""
+
+    def __init__(self, browser: BrowserClient, rp: RegisteredClient) -> None:
+        self.browser = browser
+        self.rp = rp
+        self.verifier, self.challenge = pkce_pair()
+        self.state = secrets.token_urlsafe(8)
+        self.nonce = secrets.token_urlsafe(8)
+
+    def authorize_params(self, **overrides: Any) -> dict[str, str]:
+        params = {
+            "response_type": "code",
+            "client_id": self.rp.client_id,
+            "redirect_uri": REDIRECT_URI,
+            "scope": "openid profile email",
+            "state": self.state,
+            "nonce": self.nonce,
+            "code_challenge": self.challenge,
+            "code_challenge_method": "S256",
+        }
+        params.update(overrides)
+        return {key: value for key, value in params.items() if value is not None}
+
+    def authorize(self, method: str = "get", **overrides: Any) -> Any:
+        params = self.authorize_params(**overrides)
+        if method == "post":
+            return self.browser.post("/authorize", params)
+        return self.browser.get("/authorize", params)
+
+    def approve(self, response: Any) -> Any:
+        """Click "Autoriser" on the consent page contained in `response`."""
+        pending = response.context["pending_id"]
+        return self.browser.post("/authorize/decision", {"pending": pending, "decision": "allow"})
+
+    def code_from(self, response: Any) -> str:
+        assert response.status_code in (302, 303), response.status_code
+        query = parse_qs(urlsplit(response["Location"]).query)
+        assert "code" in query, query
+        assert query["state"] == [self.state]
+        return query["code"][0]
+
+    def get_code(self, **overrides: Any) -> str:
+        response = self.authorize(**overrides)
+        if response.status_code == 200 and "pending_id" in (response.context or {}):
+            response = self.approve(response)
+        return self.code_from(response)
+
+    def token(self, code: str, **overrides: Any) -> Any:
+        data = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": self.verifier,
+        }
+        data.update(overrides)
+        data = {key: value for key, value in data.items() if value is not None}
+        return BrowserClient().post("/token", data, HTTP_AUTHORIZATION=self.rp.basic_auth())
+
+
+def redirect_query(response: Any) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(response["Location"]).query)
+
+
+def verify_id_token(raw: str, audience: str) -> dict[str, Any]:
+    """Independent verification: keys from the published JWKS document."""
+    keys = jwk.JWKSet.from_json(BrowserClient().get("/jwks.json").content.decode())
+    token = jwt.JWT(jwt=raw, key=keys, algs=["RS256", "ES256"], check_claims={"aud": audience, "exp": None})
+    return json.loads(token.claims)
+
+
+@pytest.fixture
+def signed_in(client: BrowserClient, resident: Any, rf: Any) -> BrowserClient:
+    """Django's test client with the resident signed in through the real login page."""
+    response = client.post("/connexion/", {"username": resident.email, "password": PASSWORD})
+    assert response.status_code == 302, response.content[:500]
+    return client
+
+
+@pytest.fixture
+def flow(signed_in: BrowserClient, rp: RegisteredClient) -> OIDCFlow:
+    return OIDCFlow(signed_in, rp)
+
+
+__all__ = ["PASSWORD", "REDIRECT_URI", "OIDCFlow", "redirect_query", "session_login", "verify_id_token"]
