@@ -211,7 +211,7 @@ if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
-    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     if env_bool("BEHIND_TLS_PROXY", True):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -321,6 +321,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "identity.problems.drf_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+
+# RFC 9700 §2.1 / RFC 8252 §7.3: plain http redirect URIs only on loopback, and in
+# production only when an operator opts in for native apps.
+ALLOW_HTTP_LOOPBACK_REDIRECTS = env_bool("ALLOW_HTTP_LOOPBACK_REDIRECTS", default=not PRODUCTION)
+OAUTH2_PROVIDER["ALLOWED_REDIRECT_URI_SCHEMES"] = ["https", "http"] if ALLOW_HTTP_LOOPBACK_REDIRECTS else ["https"]
 
 DEMO_ENABLED = env_bool("DEMO_ENABLED", default=not PRODUCTION)
 

@@ -1,0 +1,100 @@
+"""Configuration comes from the environment, and production refuses unsafe defaults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_settings(
+    env: dict[str, str], code: str = "from django.conf import settings; settings.DEBUG"
+) -> subprocess.CompletedProcess:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_ENV", "SECRET_KEY"}
+    }
+    base.update({"DJANGO_SETTINGS_MODULE": "config.settings"})
+    base.update(env)
+    script = f"import django; django.setup(); {code}"
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=base, capture_output=True, text=True, timeout=60
+    )
+
+
+PRODUCTION = {
+    "DJANGO_ENV": "production",
+    "SECRET_KEY": "x" * 64,
+    "KEY_ENCRYPTION_KEY": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    "OIDC_ISSUER": "https://compte.example.org",
+    "ALLOWED_HOSTS": "compte.example.org",
+}
+
+
+def test_production_requires_secret_key():
+    env = dict(PRODUCTION)
+    env.pop("SECRET_KEY")
+    result = run_settings(env)
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_production_requires_key_encryption_key():
+    env = dict(PRODUCTION)
+    env.pop("KEY_ENCRYPTION_KEY")
+    result = run_settings(env)
+    assert result.returncode != 0
+    assert "KEY_ENCRYPTION_KEY" in result.stderr
+
+
+def test_production_requires_https_issuer_and_allowed_hosts():
+    assert "https" in run_settings({**PRODUCTION, "OIDC_ISSUER": "http://compte.example.org"}).stderr
+    env = dict(PRODUCTION)
+    env.pop("ALLOWED_HOSTS")
+    assert "ALLOWED_HOSTS" in run_settings(env).stderr
+
+
+def test_production_settings_are_hardened():
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.DEBUG, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS > 0, "
+        "s.SESSION_COOKIE_NAME, s.OAUTH2_PROVIDER['ALLOWED_REDIRECT_URI_SCHEMES'])"
+    )
+    result = run_settings(PRODUCTION, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False True True True __Host-cum_session ['https']"
+
+
+def test_database_and_redis_urls_are_read_from_the_environment():
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default']['CONN_MAX_AGE'], "
+        "s.CACHES['default']['BACKEND'])"
+    )
+    result = run_settings(
+        {"DATABASE_URL": "postgres://u@db.internal:5432/cum", "REDIS_URL": "redis://cache.internal:6379/0"},
+        code,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.postgresql",
+        "600",
+        "django.core.cache.backends.redis.RedisCache",
+    ]
+
+
+def test_default_is_an_embedded_sqlite_database_under_var(tmp_path):
+    code = "from django.conf import settings as s; print(s.DATABASES['default']['NAME'])"
+    result = run_settings({"VAR_DIR": str(tmp_path)}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "db.sqlite3")
+
+
+def test_bad_boolean_is_a_clear_configuration_error():
+    result = run_settings({"DEBUG": "maybe"})
+    assert result.returncode != 0
+    assert "DEBUG must be a boolean" in result.stderr
