@@ -52,7 +52,13 @@ def cmd_run() -> None:
     manage("ensure_signing_keys")
     manage("load_demo")
     addr = os.environ.get("RUN_ADDRESS", "127.0.0.1:8000")
-    manage("runserver", addr)
+    # The outbox relay (deliveries to partners) runs beside the web server, as in production.
+    worker = subprocess.Popen([str(PY), "manage.py", "outbox_worker"], cwd=ROOT)  # noqa: S603
+    try:
+        manage("runserver", addr)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)
 
 
 def cmd_test(extra: list[str]) -> None:

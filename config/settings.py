@@ -8,6 +8,7 @@ See docs/operators.md for the full list.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -116,7 +117,7 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
-if DATABASE_URL.startswith("sqlite:///") and not TESTING:
+if DATABASE_URL.startswith("sqlite:///"):
     VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": dj_database_url.parse(
@@ -126,6 +127,9 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Tests use a file, not memory, so that real worker processes can share the database.
+    # One file per test run, so that concurrent runs never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
     # WAL lets readers work while one writer commits; IMMEDIATE avoids lock upgrades
     # failing half-way through a transaction.
     DATABASES["default"]["OPTIONS"] = {
@@ -325,7 +329,9 @@ REST_FRAMEWORK = {
 # RFC 9700 §2.1 / RFC 8252 §7.3: plain http redirect URIs only on loopback, and in
 # production only when an operator opts in for native apps.
 ALLOW_HTTP_LOOPBACK_REDIRECTS = env_bool("ALLOW_HTTP_LOOPBACK_REDIRECTS", default=not PRODUCTION)
-OAUTH2_PROVIDER["ALLOWED_REDIRECT_URI_SCHEMES"] = ["https", "http"] if ALLOW_HTTP_LOOPBACK_REDIRECTS else ["https"]
+OAUTH2_PROVIDER["ALLOWED_REDIRECT_URI_SCHEMES"] = (
+    ["https", "http"] if ALLOW_HTTP_LOOPBACK_REDIRECTS else ["https"]
+)
 
 DEMO_ENABLED = env_bool("DEMO_ENABLED", default=not PRODUCTION)
 

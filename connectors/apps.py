@@ -3,7 +3,12 @@ from django.utils.translation import gettext_lazy as _
 
 
 class ConnectorsConfig(AppConfig):
-    """Partner accounts, the connector protocol and the outbox (built by a later issue)."""
+    """Partner accounts, the connector protocol and the outbox that delivers to partners."""
 
     name = "connectors"
     verbose_name = _("Connecteurs partenaires")
+
+    def ready(self) -> None:
+        from connectors import handlers
+
+        handlers.register_builtin_handlers()
