@@ -1,0 +1,177 @@
+"""Operator commands: create_resident and register_client."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from typing import Any
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import Client as BrowserClient
+from oauth2_provider.models import get_application_model
+
+from identity.models import AuditEvent, User
+
+STRONG = "une phrase de passe assez longue"
+
+
+def run(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(*args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+# --- create_resident -----------------------------------------------------------------------
+
+
+def test_create_resident_prints_the_id_and_the_resident_can_sign_in(db: Any) -> None:
+    out, _ = run(
+        "create_resident",
+        "--email",
+        "  Camille@Example.ORG ",
+        "--password",
+        STRONG,
+        "--given-name",
+        "Camille",
+        "--family-name",
+        "Martin",
+    )
+    user = User.objects.get()
+    assert out.strip() == str(user.pk)
+    assert user.email == "camille@example.org"
+    assert (user.given_name, user.family_name, user.email_verified) == ("Camille", "Martin", False)
+    assert user.password.startswith("argon2$argon2id$")
+    assert authenticate(email="camille@example.org", password=STRONG) == user
+    assert AuditEvent.objects.filter(event="account.created", subject_user_id=user.pk).count() == 1
+
+
+def test_create_resident_json_output(db: Any) -> None:
+    out, _ = run(
+        "create_resident", "--email", "dominique@example.org", "--password", STRONG, "--verified", "--json"
+    )
+    payload = json.loads(out)
+    user = User.objects.get()
+    assert payload == {"id": str(user.pk), "email": "dominique@example.org", "email_verified": True}
+    assert user.email_verified is True
+
+
+def test_create_resident_password_from_stdin(db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(STRONG + "\n"))
+    run("create_resident", "--email", "stdin@example.org", "--password-stdin")
+    assert authenticate(email="stdin@example.org", password=STRONG) is not None
+
+
+def test_create_resident_duplicate_email_is_one_line_error(db: Any) -> None:
+    run("create_resident", "--email", "camille@example.org", "--password", STRONG)
+    with pytest.raises(CommandError) as excinfo:
+        run("create_resident", "--email", "CAMILLE@example.org", "--password", "une autre phrase de passe")
+    message = str(excinfo.value)
+    assert "already exists" in message and "\n" not in message
+    assert User.objects.count() == 1
+    assert authenticate(email="camille@example.org", password=STRONG) is not None  # untouched
+
+
+@pytest.mark.parametrize("password", ["court", "motdepasse", "password123"])
+def test_create_resident_weak_password_creates_nothing(db: Any, password: str) -> None:
+    with pytest.raises(CommandError) as excinfo:
+        run("create_resident", "--email", "weak@example.org", "--password", password)
+    assert "\n" not in str(excinfo.value)
+    assert str(excinfo.value).startswith("refused:")
+    assert not User.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "a@b@example.org", "", "camille@"])
+def test_create_resident_malformed_email(db: Any, email: str) -> None:
+    with pytest.raises(CommandError) as excinfo:
+        run("create_resident", "--email", email, "--password", STRONG)
+    assert "malformed email" in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+    assert not User.objects.exists()
+
+
+# --- register_client -----------------------------------------------------------------------
+
+
+def test_confidential_client_secret_is_stored_keyed_hash_and_authenticates(signing_keys: Any) -> None:
+    out, _ = run(
+        "register_client",
+        "--name",
+        "Réseau des bibliothèques",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "openid",
+        "--json",
+    )
+    payload = json.loads(out)
+    client_id, secret = payload["client_id"], payload["client_secret"]
+    assert client_id and len(secret) >= 32
+
+    client = get_application_model().objects.get(client_id=client_id)
+    assert client.client_type == "confidential"
+    assert client.client_secret != secret
+    assert secret not in client.client_secret
+    assert client.client_secret.startswith("hmac-sha256$")
+
+    auth = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    response = BrowserClient().post("/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=auth)
+    assert response.status_code == 200, response.content
+    assert response.json()["access_token"]
+
+    wrong = "Basic " + base64.b64encode(f"{client_id}:{secret}x".encode()).decode()
+    response = BrowserClient().post("/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=wrong)
+    assert response.status_code == 401
+
+
+def test_confidential_client_text_output_shows_secret_once(db: Any) -> None:
+    out, _ = run("register_client", "--name", "Billetterie", "--redirect-uri", "https://rp.example.org/cb")
+    assert "client_id: " in out and "client_secret: " in out
+    secret = out.split("client_secret: ", 1)[1].split()[0]
+    client = get_application_model().objects.get()
+    assert client.client_secret.startswith("hmac-sha256$") and secret not in client.client_secret
+
+
+def test_public_client_has_no_secret(db: Any) -> None:
+    out, _ = run(
+        "register_client",
+        "--name",
+        "Appli mobile",
+        "--public",
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+        "--json",
+    )
+    payload = json.loads(out)
+    assert "client_secret" not in payload
+    client = get_application_model().objects.get(client_id=payload["client_id"])
+    assert client.client_type == "public"
+    assert client.client_secret == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--grant", "password"], "unknown grant"),
+        (["--grant", "implicit"], "unknown grant"),
+        (["--redirect-uri", "not a url"], "redirect URI"),
+        (["--redirect-uri", "https://[::1"], "not a valid URL"),
+        (["--redirect-uri", "ftp://rp.example.org/cb"], "https"),
+        (["--redirect-uri", "http://rp.example.org/cb"], "http is allowed only on loopback"),
+        (["--redirect-uri", "https://rp.example.org/cb#frag"], "fragment"),
+        (["--public", "--grant", "client_credentials"], "public client cannot use the client_credentials"),
+        (["--redirect-uri", "https://rp.example.org/cb", "--scope", "admin"], "unknown scope"),
+        (["--grant", "authorization_code"], "at least one redirect URI"),
+    ],
+)
+def test_register_client_refusals_create_nothing(db: Any, args: list[str], expected: str) -> None:
+    with pytest.raises(CommandError) as excinfo:
+        run("register_client", "--name", "Partenaire", *args)
+    assert expected in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+    assert not get_application_model().objects.exists()
+    assert not AuditEvent.objects.filter(event="client.registered").exists()
