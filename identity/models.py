@@ -197,6 +197,10 @@ class Client(AbstractApplication):
 class AuthorizationCode(AbstractGrant):
     code = HashedTokenField(max_length=64, unique=True, verbose_name=_("code (SHA-256)"))
     auth_time = models.DateTimeField(_("authentication time"), null=True)
+    # Redeemed codes are kept until they expire so that a replay is recognised and the
+    # tokens issued from the first redemption (this refresh-token family) are revoked.
+    redeemed_at = models.DateTimeField(_("redeemed at"), null=True, blank=True)
+    token_family = models.UUIDField(_("token family"), null=True, blank=True)
 
     class Meta(AbstractGrant.Meta):
         swappable = "OAUTH2_PROVIDER_GRANT_MODEL"

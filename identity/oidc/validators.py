@@ -10,10 +10,11 @@ from typing import Any
 from django.utils import timezone
 from jwcrypto import jwk, jws, jwt
 from jwcrypto.common import JWException
-from oauth2_provider.models import get_grant_model
+from oauth2_provider.models import get_grant_model, get_refresh_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import Request as OAuthRequest
+from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from identity.keys import active_signing_key, verification_key
 from identity.oidc.claims import standard_claims
@@ -89,7 +90,21 @@ class Validator(OAuth2Validator):
     ) -> bool:
         grant_model = get_grant_model()
         grant = grant_model.objects.filter(code=code, application=client).select_related("user").first()
-        if grant is None or grant.is_expired() or not grant.user.is_active:
+        if grant is None:
+            return False
+        # RFC 6749 §4.1.2: a code is used once; a second use is refused and the tokens
+        # issued from the first use are revoked. The row is kept (marked redeemed) rather
+        # than deleted so that the replay can be recognised. Claimed atomically here, so
+        # two concurrent redemptions cannot both obtain tokens.
+        claimed = grant_model.objects.filter(pk=grant.pk, redeemed_at__isnull=True).update(
+            redeemed_at=timezone.now()
+        )
+        if not claimed:
+            family = grant_model.objects.filter(pk=grant.pk).values_list("token_family", flat=True).first()
+            if family:
+                get_refresh_token_model().revoke_family(family)
+            return False
+        if grant.is_expired() or not grant.user.is_active:
             return False
         request.scopes = grant.scope.split(" ")
         request.user = grant.user
@@ -100,6 +115,41 @@ class Validator(OAuth2Validator):
             request.claims = json.loads(grant.claims)
         return True
 
+    def invalidate_authorization_code(
+        self, client_id: str, code: str, request: OAuthRequest, *args: Any, **kwargs: Any
+    ) -> None:
+        # Already marked redeemed by validate_code; remember which tokens it produced.
+        family = getattr(request, "_cum_token_family", None)
+        if family:
+            get_grant_model().objects.filter(code=code, application=request.client).update(
+                token_family=family
+            )
+
+    def confirm_redirect_uri(
+        self,
+        client_id: str,
+        code: str,
+        redirect_uri: str,
+        client: Any,
+        request: OAuthRequest,
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        # RFC 6749 §4.1.3 / §5.2: the redirect_uri must be present (our authorization
+        # endpoint always requires it) and identical; a mismatch is invalid_grant, where
+        # oauthlib would answer invalid_request.
+        if getattr(request, "using_default_redirect_uri", False):
+            raise oauth2_errors.InvalidRequestError(
+                description="redirect_uri is required: it was part of the authorization request.",
+                request=request,
+            )
+        grant = get_grant_model().objects.filter(code=code, application=client).first()
+        if grant is None or not grant.redirect_uri_allowed(redirect_uri):
+            raise oauth2_errors.InvalidGrantError(
+                description="redirect_uri does not match the authorization request.", request=request
+            )
+        return True
+
     # --- refresh tokens keep the original authentication time --------------------------
     def _create_refresh_token(
         self, request: OAuthRequest, refresh_token_code: str, access_token: Any, previous_refresh_token: Any
@@ -107,6 +157,7 @@ class Validator(OAuth2Validator):
         refresh_token = super()._create_refresh_token(
             request, refresh_token_code, access_token, previous_refresh_token
         )
+        request._cum_token_family = refresh_token.token_family
         auth_time = getattr(request, "auth_time", None)
         if auth_time is not None:
             type(refresh_token).objects.filter(pk=refresh_token.pk).update(auth_time=auth_time)
@@ -121,6 +172,20 @@ class Validator(OAuth2Validator):
                 return False
             request.auth_time = request.refresh_token_instance.auth_time
         return valid
+
+    # --- access tokens at resource endpoints (userinfo) -------------------------------------
+    def validate_bearer_token(self, token: str, scopes: list[str], request: OAuthRequest) -> bool:
+        if not super().validate_bearer_token(token, scopes, request):
+            return False
+        # A deactivated resident's tokens stop working at once, not when they expire.
+        user = getattr(request, "user", None)
+        if user is not None and not user.is_active:
+            request.oauth2_error = {
+                "error": "invalid_token",
+                "error_description": "The access token is invalid.",
+            }
+            return False
+        return True
 
     # --- claims and ID tokens ---------------------------------------------------------------
     def get_additional_claims(self, request: OAuthRequest) -> dict[str, Any]:

@@ -7,6 +7,7 @@ and would put error redirects together without `iss` (RFC 9207).
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Any
@@ -21,8 +22,11 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
+from jwcrypto import jwt
+from jwcrypto.common import JWException
 from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
-from oauth2_provider.models import get_access_token_model, get_application_model
+from oauth2_provider.models import get_access_token_model, get_application_model, get_id_token_model
+from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
 
 from identity.oidc.constants import PKCE_METHOD
@@ -124,6 +128,17 @@ class AuthorizeView(_AuthorizationMixin, View):
                 return redirect_error(redirect_uri, "login_required", "The resident is not signed in.", state)
             return self._to_login(request, params)
 
+        if "none" in prompt and params.get("id_token_hint"):
+            # OIDC Core §3.1.2.1: a silent positive answer only for the End-User the hint
+            # names; a hint we did not issue (or cannot verify) gets no silent answer either.
+            matches = self._id_token_hint_matches(params["id_token_hint"], request.user)
+            if matches is None:
+                return redirect_error(
+                    redirect_uri, "invalid_request", "id_token_hint is not an ID token we issued.", state
+                )
+            if not matches:
+                return redirect_error(redirect_uri, "login_required", "Another resident is signed in.", state)
+
         client = get_application_model().objects.get(client_id=credentials["client_id"])
         if "consent" not in prompt and self._consent_known(request, client, scopes):
             return self._finish(request, scopes, credentials)
@@ -132,6 +147,30 @@ class AuthorizeView(_AuthorizationMixin, View):
                 redirect_uri, "consent_required", "The resident has not approved this client.", state
             )
         return self._ask_consent(request, client, scopes, credentials)
+
+    def _id_token_hint_matches(self, hint: str, user: Any) -> bool | None:
+        """Whether an ID token we signed (expired ones accepted) names `user`; None if not ours."""
+        validator = oauth2_settings.OAUTH2_VALIDATOR_CLASS()
+        key = validator._get_key_for_token(hint)
+        if key is None:
+            return None
+        try:
+            claims = json.loads(jwt.JWT(key=key, jwt=hint, check_claims={}).claims)
+        except (JWException, ValueError, TypeError):
+            return None
+        if not isinstance(claims, dict) or claims.get("iss") != settings.ISSUER:
+            return None
+        issued_to = (
+            get_id_token_model()
+            .objects.filter(jti=claims.get("jti"))
+            .values_list("user_id", flat=True)
+            .first()
+        )
+        if issued_to is not None:
+            return issued_to == user.pk
+        # The row is gone (logout, expiry clean-up): compare the subject. Subjects are
+        # public (the user's id) until pairwise subjects arrive.
+        return claims.get("sub") == str(user.pk)
 
     def _needs_login(self, request: HttpRequest, prompt: set[str], max_age: int | None) -> bool:
         user = request.user

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -11,6 +12,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauth2_provider.views.mixins import OAuthLibMixin
+from oauthlib.common import Request as OAuthRequest
 
 from identity.oidc.errors import json_error
 
@@ -22,10 +24,13 @@ class IntrospectView(OAuthLibMixin, View):
     def post(self, request: HttpRequest) -> HttpResponse:
         basic = request.headers.get("Authorization", "").startswith("Basic ")
         challenge = {"WWW-Authenticate": 'Basic realm="introspect"'} if basic else None
-        if not self.authenticate_client(request):
-            return json_error("invalid_client", "Client authentication failed.", 401, challenge)
+        if basic and "client_secret" in request.POST:
+            # RFC 6749 §2.3: one authentication method per request.
+            return json_error("invalid_request", "Use one client authentication method.", 400)
         client = self._authenticated_client(request)
-        if client is None or client.client_type != "confidential" or not client.is_resource_server:
+        if client is None:
+            return json_error("invalid_client", "Client authentication failed.", 401, challenge)
+        if client.client_type != "confidential" or not client.is_resource_server:
             return json_error("unauthorized_client", "This client may not introspect tokens.", 403)
         token = request.POST.get("token")
         if not token:
@@ -34,10 +39,18 @@ class IntrospectView(OAuthLibMixin, View):
         response["Cache-Control"] = "no-store"
         return response
 
-    def _authenticated_client(self, request: HttpRequest):
-        from identity.oidc.client_auth import client_from_request
+    def _authenticated_client(self, request: HttpRequest) -> Any | None:
+        """The client that authenticated itself, as the validator saw it (or None).
 
-        return client_from_request(request)
+        Not the client named in the Authorization header: when Basic fails, the validator
+        falls back to credentials in the body, which may name another client.
+        """
+        core = self.get_oauthlib_core()
+        uri, http_method, body, headers = core._extract_params(request)
+        oauth_request = OAuthRequest(uri, http_method, body, headers)
+        if not core.server.request_validator.authenticate_client(oauth_request):
+            return None
+        return oauth_request.client
 
     def _describe(self, token: str, hint: str) -> dict[str, object]:
         checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()

@@ -1,0 +1,105 @@
+"""Helpers shared by the specification-grouped OIDC/OAuth tests."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from django.test import Client as BrowserClient
+
+from tests.conftest import PASSWORD, OIDCFlow
+
+
+def basic(client_id: str, secret: str | None) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def post_token(data: dict[str, str], *, auth: str | None = None) -> Any:
+    """POST to the token endpoint as a back-end would (no cookies, no CSRF token)."""
+    extra = {"HTTP_AUTHORIZATION": auth} if auth else {}
+    return BrowserClient(enforce_csrf_checks=True).post("/token", data, **extra)
+
+
+def location_query(response: Any) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(response["Location"]).query)
+
+
+def location_base(response: Any) -> str:
+    parts = urlsplit(response["Location"])
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def is_consent_page(response: Any) -> bool:
+    return response.status_code == 200 and "pending_id" in (response.context or {})
+
+
+def sign_in(browser: BrowserClient, email: str, next_url: str | None = None) -> Any:
+    """Sign in through the real login page, optionally following a `next` URL."""
+    url = next_url or "/connexion/"
+    response = browser.post(url, {"username": email, "password": PASSWORD})
+    assert response.status_code == 302, response.content[:500]
+    return response
+
+
+def userinfo(access_token: str, method: str = "get", *, body: bool = False) -> Any:
+    browser = BrowserClient(enforce_csrf_checks=True)
+    if body:
+        # RFC 6750 §2.2: application/x-www-form-urlencoded entity-body.
+        return browser.post(
+            "/userinfo",
+            urlencode({"access_token": access_token}),
+            content_type="application/x-www-form-urlencoded",
+        )
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {access_token}"}
+    if method == "post":
+        return browser.post("/userinfo", **auth)
+    return browser.get("/userinfo", **auth)
+
+
+def complete_flow(flow: OIDCFlow, **overrides: Any) -> dict[str, Any]:
+    """Authorize (approving consent if asked), redeem the code, return the token response."""
+    code = flow.get_code(**overrides)
+    response = flow.token(code)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+_SESSION_KEYS: dict[str, Any] = {}
+
+
+@pytest.fixture
+def signing_keys(db: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The shared fixture, minus generating fresh RSA-3072 material for every test.
+
+    The first key of each algorithm a test creates reuses key material generated once per
+    session (its row, kid and encryption are still made by identity.keys); any further key
+    in the same test, e.g. a rotation, is freshly generated.
+    """
+    from identity import keys
+
+    generate = keys._generate
+    used: set[str] = set()
+
+    def generate_once_per_session(algorithm: str) -> Any:
+        if algorithm in used:
+            return generate(algorithm)
+        used.add(algorithm)
+        if algorithm not in _SESSION_KEYS:
+            _SESSION_KEYS[algorithm] = generate(algorithm)
+        return _SESSION_KEYS[algorithm]
+
+    monkeypatch.setattr(keys, "_generate", generate_once_per_session)
+    return keys.signing_keys_ensure()
+
+
+@pytest.fixture
+def tokens(flow: OIDCFlow) -> dict[str, Any]:
+    return complete_flow(flow)
+
+
+@pytest.fixture
+def other_rp(make_client: Any) -> Any:
+    """A second confidential client registered with the same redirect URI."""
+    return make_client(name="Médiathèques")

@@ -1,0 +1,194 @@
+"""OpenID Connect RP-Initiated Logout 1.0 (and the certification plan's expectations)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.conf import settings
+from django.test import Client as BrowserClient
+
+from tests.conftest import OIDCFlow
+from tests.oidc.conftest import location_query, userinfo
+
+BYE = "https://rp.example.org/bye"
+
+
+def end_session(browser: BrowserClient, method: str = "get", **params: Any) -> Any:
+    params = {key: value for key, value in params.items() if value is not None}
+    if method == "post":
+        return browser.post("/end-session", params)
+    return browser.get("/end-session", params)
+
+
+def assert_signed_out(browser: BrowserClient, rp: Any) -> None:
+    flow = OIDCFlow(browser, rp)
+    query = location_query(flow.authorize(prompt="none"))
+    assert query["error"] == ["login_required"]
+
+
+def assert_still_signed_in(browser: BrowserClient, rp: Any) -> None:
+    flow = OIDCFlow(browser, rp)
+    response = flow.authorize(prompt="none")
+    assert "code" in location_query(response)
+
+
+def assert_not_redirected_to(response: Any, uri: str) -> None:
+    if response.status_code in (301, 302, 303, 307, 308):
+        assert not response["Location"].startswith(uri), response["Location"]
+    else:
+        assert response.status_code in (200, 400, 403)
+
+
+def tamper(id_token: str) -> str:
+    header, payload, signature = id_token.split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    return f"{header}.{payload}.{flipped}"
+
+
+def test_discovery_has_end_session_endpoint(db):
+    metadata = BrowserClient().get("/.well-known/openid-configuration").json()
+    assert metadata["end_session_endpoint"] == settings.ISSUER + "/end-session"
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_logout_with_valid_hint_redirects_with_state_and_ends_session(flow, tokens, method):
+    browser = flow.browser
+    if method == "post":
+        browser = flow.browser
+        browser.handler.enforce_csrf_checks = True  # the RP posts cross-site, without our token
+    response = end_session(
+        browser, method, id_token_hint=tokens["id_token"], post_logout_redirect_uri=BYE, state="xyz-123"
+    )
+    assert response.status_code in (302, 303), (response.status_code, response.content[:300])
+    parts = urlsplit(response["Location"])
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == BYE
+    assert parse_qs(parts.query)["state"] == ["xyz-123"]
+    browser.handler.enforce_csrf_checks = False
+    assert_signed_out(browser, flow.rp)
+
+
+def test_logout_without_state_redirects_without_state(flow, tokens):
+    response = end_session(flow.browser, id_token_hint=tokens["id_token"], post_logout_redirect_uri=BYE)
+    assert response.status_code in (302, 303)
+    assert response["Location"] == BYE
+
+
+def test_logout_revokes_the_clients_tokens(flow, tokens):
+    end_session(flow.browser, id_token_hint=tokens["id_token"], post_logout_redirect_uri=BYE)
+    assert userinfo(tokens["access_token"]).status_code == 401
+
+
+def test_unregistered_post_logout_redirect_uri_is_not_followed(flow, tokens):
+    evil = "https://evil.example.org/bye"
+    response = end_session(
+        flow.browser, id_token_hint=tokens["id_token"], post_logout_redirect_uri=evil, state="s"
+    )
+    assert_not_redirected_to(response, evil)
+
+
+@pytest.mark.parametrize(
+    "uri", ["https://rp.example.org/bye/extra", "https://rp.example.org/bye?x=1", "https://rp.example.org/by"]
+)
+def test_post_logout_redirect_uri_is_matched_exactly(flow, tokens, uri):
+    response = end_session(flow.browser, id_token_hint=tokens["id_token"], post_logout_redirect_uri=uri)
+    assert_not_redirected_to(response, uri)
+
+
+def test_tampered_id_token_hint_is_not_trusted(flow, tokens):
+    response = end_session(
+        flow.browser, id_token_hint=tamper(tokens["id_token"]), post_logout_redirect_uri=BYE, state="s"
+    )
+    assert_not_redirected_to(response, BYE)
+
+
+def test_modified_claims_in_id_token_hint_are_not_trusted(flow, tokens):
+    header, payload, signature = tokens["id_token"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "==="))
+    claims["aud"] = "someone-else"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    response = end_session(
+        flow.browser, id_token_hint=f"{header}.{forged}.{signature}", post_logout_redirect_uri=BYE
+    )
+    assert_not_redirected_to(response, BYE)
+
+
+def test_id_token_hint_signed_by_a_foreign_key_is_not_trusted(flow, tokens):
+    from jwcrypto import jwk, jwt
+
+    header = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[0] + "==="))
+    claims = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[1] + "==="))
+    foreign = jwk.JWK.generate(kty="RSA", size=2048)
+    forged = jwt.JWT(header={"alg": "RS256", "kid": header["kid"]}, claims=claims)
+    forged.make_signed_token(foreign)
+    response = end_session(flow.browser, id_token_hint=forged.serialize(), post_logout_redirect_uri=BYE)
+    assert_not_redirected_to(response, BYE)
+
+
+def test_hint_of_another_client_with_mismatching_client_id_is_refused(flow, tokens, other_rp):
+    response = end_session(
+        flow.browser,
+        id_token_hint=tokens["id_token"],
+        client_id=other_rp.client_id,
+        post_logout_redirect_uri=BYE,
+    )
+    assert_not_redirected_to(response, BYE)
+
+
+def test_unknown_client_id_is_an_error_not_a_crash(flow):
+    response = end_session(flow.browser, client_id="no-such-client", post_logout_redirect_uri=BYE)
+    assert response.status_code in (200, 400)
+    assert_not_redirected_to(response, BYE)
+
+
+def test_without_hint_the_resident_is_asked_and_can_confirm(flow, tokens):
+    response = end_session(
+        flow.browser, client_id=flow.rp.client_id, post_logout_redirect_uri=BYE, state="s1"
+    )
+    assert response.status_code == 200
+    assert b'name="allow"' in response.content
+    assert_still_signed_in(flow.browser, flow.rp)
+    form = response.context["form"]
+    data = {name: value for name, value in form.initial.items() if value is not None}
+    confirmed = flow.browser.post("/end-session", {**data, "allow": "true"})
+    assert confirmed.status_code in (302, 303)
+    assert confirmed["Location"] == BYE + "?state=s1"
+    assert_signed_out(flow.browser, flow.rp)
+
+
+def test_rp_post_without_hint_shows_the_confirmation_page(flow, tokens):
+    flow.browser.handler.enforce_csrf_checks = True
+    response = end_session(flow.browser, "post", client_id=flow.rp.client_id, post_logout_redirect_uri=BYE)
+    flow.browser.handler.enforce_csrf_checks = False
+    assert response.status_code == 200
+    assert b'name="allow"' in response.content
+    assert_still_signed_in(flow.browser, flow.rp)
+
+
+def test_confirmation_form_is_csrf_protected(flow, tokens):
+    flow.browser.handler.enforce_csrf_checks = True
+    response = flow.browser.post(
+        "/end-session", {"client_id": flow.rp.client_id, "post_logout_redirect_uri": BYE, "allow": "true"}
+    )
+    flow.browser.handler.enforce_csrf_checks = False
+    assert response.status_code == 403
+    assert_still_signed_in(flow.browser, flow.rp)
+
+
+def test_logout_when_already_signed_out_still_redirects_with_valid_hint(flow, tokens):
+    flow.browser.logout()
+    response = end_session(
+        flow.browser, id_token_hint=tokens["id_token"], post_logout_redirect_uri=BYE, state="z"
+    )
+    assert response.status_code in (302, 303)
+    assert response["Location"] == BYE + "?state=z"
+
+
+def test_end_session_page_is_not_cached_or_framed(flow, tokens):
+    response = end_session(flow.browser, client_id=flow.rp.client_id)
+    assert response.status_code == 200
+    assert "no-store" in response.get("Cache-Control", "") or "no-cache" in response.get("Cache-Control", "")
+    assert response["X-Frame-Options"] == "DENY"
