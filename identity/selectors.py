@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from django.http import HttpRequest
 
+from identity.models import User
 from identity.services import SESSION_AMR, SESSION_AUTH_TIME
 
 
@@ -22,3 +23,21 @@ def session_auth_time(request: HttpRequest) -> datetime | None:
 
 def session_amr(request: HttpRequest) -> list[str]:
     return list(request.session.get(SESSION_AMR) or [])
+
+
+def user_by_email(email: str) -> User | None:
+    """The resident signing in with this address, if any (active or not)."""
+    from identity.models import normalize_email
+
+    email = normalize_email(email)
+    if not email:
+        return None
+    return User.objects.filter(email=email).first()
+
+
+def user_for_password_reset(email: str) -> User | None:
+    """The resident a reset link may be sent to: active, with a usable password (as Django does)."""
+    user = user_by_email(email)
+    if user is None or not user.is_active or not user.has_usable_password():
+        return None
+    return user

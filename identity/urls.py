@@ -7,6 +7,21 @@ app_name = "identity"
 urlpatterns = [
     path("", views.home, name="home"),
     path("compte/", views.account, name="account"),
+    path("compte/mot-de-passe/", views.password_change, name="password-change"),
     path("connexion/", views.LoginView.as_view(), name="login"),
     path("deconnexion/", views.logout_view, name="logout"),
+    path("inscription/", views.register, name="register"),
+    path("inscription/envoye/", views.register_done, name="register-done"),
+    path("inscription/verifier/<str:token>/", views.verify_email, name="verify-email"),
+    path("inscription/adresse-confirmee/", views.email_verified, name="email-verified"),
+    path("inscription/renvoyer/", views.resend_verification, name="resend-verification"),
+    path("inscription/renvoyer/envoye/", views.resend_done, name="resend-done"),
+    path("mot-de-passe-oublie/", views.password_reset, name="password-reset"),
+    path("mot-de-passe-oublie/envoye/", views.password_reset_done, name="password-reset-done"),
+    path("mot-de-passe-oublie/termine/", views.password_reset_complete, name="password-reset-complete"),
+    path(
+        "mot-de-passe-oublie/<uidb64>/<token>/",
+        views.PasswordResetConfirmView.as_view(),
+        name="password-reset-confirm",
+    ),
 ]

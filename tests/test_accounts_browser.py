@@ -1,0 +1,126 @@
+"""Account pages in a real headless Chromium, scanned with axe-core (WCAG 2.1 A/AA), on a phone.
+
+Playwright's sync API allows one instance per thread, and tests/browser/ keeps a
+session-wide one open; each test here drives its own browser from a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, axe_violations
+from tests.conftest import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def in_browser(scenario: Callable[[Any], None]) -> None:
+    """Run `scenario(page)` in a fresh headless Chromium (French, phone-sized) on its own thread."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (installed by .ci/run)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+
+    def run() -> None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                context = browser.new_context(locale="fr-FR", viewport={"width": 390, "height": 844})
+                scenario(context.new_page())
+            finally:
+                browser.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(run).result()
+
+
+ANONYMOUS = [
+    "/",
+    "/connexion/",
+    "/inscription/",
+    "/inscription/envoye/",
+    "/inscription/renvoyer/",
+    "/inscription/verifier/unknown-token/",
+    "/mot-de-passe-oublie/",
+    "/mot-de-passe-oublie/envoye/",
+    "/mot-de-passe-oublie/MQ/not-a-token/",
+    "/deconnexion/",
+]
+
+
+def test_anonymous_pages_pass_axe_in_both_languages(live_server: Any) -> None:
+    in_browser(lambda page: anonymous_pages(live_server.url, page))
+
+
+def anonymous_pages(base: str, page: Any) -> None:
+    for path in ANONYMOUS:
+        page.goto(base + path)
+        assert axe_violations(page) == [], path
+    page.goto(base + "/connexion/")
+    page.get_by_role("button", name="English – changer de langue").click()
+    page.wait_for_selector("html[lang=en]")
+    for path in ANONYMOUS:
+        page.goto(base + path)
+        assert page.locator("html").get_attribute("lang") == "en"
+        assert axe_violations(page) == [], path
+
+
+def test_forms_with_errors_pass_axe_and_link_to_fields(live_server: Any) -> None:
+    in_browser(lambda page: forms_with_errors(live_server.url, page))
+
+
+def forms_with_errors(base: str, page: Any) -> None:
+    page.goto(base + "/inscription/")
+    page.get_by_label("Adresse e-mail").fill("not-an-address")
+    page.get_by_label("Mot de passe").fill("court")
+    page.get_by_role("button", name="Créer mon compte").click()
+    summary = page.locator(".error-summary[role=alert]")
+    assert summary.is_visible()
+    assert axe_violations(page) == []
+    summary.get_by_role("link").first.click()
+    assert page.evaluate("document.activeElement.id") == "id_email"
+
+    page.goto(base + "/connexion/")
+    page.get_by_label("Adresse e-mail").fill("nobody@example.org")
+    page.get_by_label("Mot de passe").fill("wrong password")
+    page.get_by_role("button", name="Se connecter").click()
+    assert "Adresse e-mail ou mot de passe incorrect" in page.locator("[role=alert]").inner_text()
+    assert axe_violations(page) == []
+
+
+def test_signed_in_pages_pass_axe(live_server: Any, make_resident: Any) -> None:
+    resident = make_resident("pending@example.org", email_verified=False)
+    in_browser(lambda page: signed_in_pages(live_server.url, resident.email, page))
+
+
+def signed_in_pages(base: str, email: str, page: Any) -> None:
+    page.goto(base + "/connexion/")
+    page.get_by_label("Adresse e-mail").fill(email)
+    page.get_by_label("Mot de passe").fill(PASSWORD)
+    page.get_by_role("button", name="Se connecter").click()
+    page.wait_for_url("**/compte/")
+    assert page.get_by_role("heading", name="Confirmez votre adresse e-mail").is_visible()
+    assert axe_violations(page) == []
+
+    for path in ["/compte/mot-de-passe/", "/deconnexion/", "/inscription/renvoyer/"]:
+        page.goto(base + path)
+        assert axe_violations(page) == [], path
+
+    page.goto(base + "/compte/mot-de-passe/")
+    page.get_by_label("Mot de passe actuel").fill("not it")
+    page.get_by_label("Nouveau mot de passe").fill("a new passphrase for us")
+    page.get_by_role("button", name="Enregistrer le nouveau mot de passe").click()
+    assert "Le mot de passe actuel est incorrect" in page.locator("[role=alert]").inner_text()
+    assert axe_violations(page) == []
+
+    page.goto(base + "/deconnexion/")
+    page.get_by_role("button", name="Me déconnecter").click()
+    page.wait_for_url(base + "/")
+    assert page.get_by_role("link", name="Se connecter").first.is_visible()
