@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -32,6 +34,8 @@ PRODUCTION = {
     "KEY_ENCRYPTION_KEY": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
     "OIDC_ISSUER": "https://compte.example.org",
     "ALLOWED_HOSTS": "compte.example.org",
+    "CONSENT_MASTER_KEY": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    "PAIRWISE_SUBJECT_KEY": "p" * 43,
 }
 
 
@@ -43,12 +47,13 @@ def test_production_requires_secret_key():
     assert "SECRET_KEY" in result.stderr
 
 
-def test_production_requires_key_encryption_key():
+@pytest.mark.parametrize("name", ["KEY_ENCRYPTION_KEY", "CONSENT_MASTER_KEY", "PAIRWISE_SUBJECT_KEY"])
+def test_production_requires_each_key(name):
     env = dict(PRODUCTION)
-    env.pop("KEY_ENCRYPTION_KEY")
+    env.pop(name)
     result = run_settings(env)
     assert result.returncode != 0
-    assert "KEY_ENCRYPTION_KEY" in result.stderr
+    assert name in result.stderr
 
 
 def test_production_requires_https_issuer_and_allowed_hosts():

@@ -1,0 +1,36 @@
+"""Sign a tree head over the current consent ledger (run from cron, e.g. hourly)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from consent.selectors import latest_tree_head
+from consent.services import tree_head_sign
+
+
+class Command(BaseCommand):
+    help = (
+        "Sign and store a tree head (size, root, timestamp) of the consent ledger with the ES256 service key."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--if-changed",
+            action="store_true",
+            help="do nothing if the latest signed head has the current size",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from consent.ledger import read_head
+
+        if options["if_changed"]:
+            latest = latest_tree_head()
+            if latest is not None and latest.tree_size == read_head().size:
+                self.stdout.write(f"unchanged: size {latest.tree_size}")
+                return
+        head = tree_head_sign()
+        self.stdout.write(
+            f"signed tree head {head.pk}: size {head.tree_size}, root {bytes(head.root_hash).hex()}"
+        )

@@ -1,0 +1,350 @@
+"""Purposes, privacy notices and the append-only consent ledger.
+
+Other apps never use these models directly: they call `consent.services` (writes) and
+`consent.selectors` (reads). The ledger tables (`LedgerEvent`, `MerkleNode`, `TreeHead`)
+are append-only three times over: a database trigger refuses UPDATE and DELETE (migration
+0003), the model and queryset refuse them, and the admin is read-only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, NoReturn
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class LedgerImmutable(RuntimeError):
+    """Someone tried to change or delete a row of the append-only ledger."""
+
+
+class EventType(models.TextChoices):
+    REQUESTED = "requested", _("demandé")
+    GIVEN = "given", _("donné")
+    REFUSED = "refused", _("refusé")
+    WITHDRAWN = "withdrawn", _("retiré par le résident")
+    REVOKED = "revoked", _("révoqué par un tiers")
+    EXPIRED = "expired", _("expiré")
+    RENEWED = "renewed", _("renouvelé")
+
+
+# Only these states allow processing (W3C DPV: ConsentGiven, RenewedConsentGiven).
+GRANTING_EVENTS = (EventType.GIVEN, EventType.RENEWED)
+# For purposes that need no consent (exempt audience measurement), these record an objection.
+OBJECTING_EVENTS = (EventType.REFUSED, EventType.WITHDRAWN, EventType.REVOKED)
+
+DPV_CONSENT_STATUS = {
+    EventType.REQUESTED: "dpv:ConsentRequested",
+    EventType.GIVEN: "dpv:ConsentGiven",
+    EventType.REFUSED: "dpv:ConsentRefused",
+    EventType.WITHDRAWN: "dpv:ConsentWithdrawn",
+    EventType.REVOKED: "dpv:ConsentRevoked",
+    EventType.EXPIRED: "dpv:ConsentExpired",
+    EventType.RENEWED: "dpv:RenewedConsentGiven",
+}
+
+
+class CollectionMethod(models.TextChoices):
+    WEB_FORM = "web_form", _("formulaire du compte")
+    OIDC_CONSENT = "oidc_consent", _("écran de consentement OpenID Connect")
+    COOKIE_WIDGET = "cookie_widget", _("bandeau cookies")
+    API = "api", _("API")
+    STAFF_ON_BEHALF = "staff_on_behalf", _("agent pour le compte du résident")
+    # Recorded by the service itself (expiry, attaching a browser's history to an account).
+    SYSTEM = "system", _("service")
+
+
+class ActorType(models.TextChoices):
+    RESIDENT = "resident", _("résident")
+    STAFF = "staff", _("agent")
+    PARTNER = "partner", _("service partenaire")
+    SYSTEM = "system", _("système")
+
+
+class SubjectKind(models.TextChoices):
+    ACCOUNT = "account", _("compte")
+    BROWSER = "browser", _("navigateur anonyme")
+
+
+class Purpose(models.Model):
+    """A processing purpose of the catalogue (also the source of the Art. 30 register)."""
+
+    code = models.CharField(_("code"), max_length=255, unique=True)
+    title_fr = models.CharField(_("intitulé (fr)"), max_length=200)
+    title_en = models.CharField(_("intitulé (en)"), max_length=200)
+    description_fr = models.TextField(_("description (fr)"))
+    description_en = models.TextField(_("description (en)"))
+    gdpr_article = models.CharField(_("base légale (RGPD)"), max_length=40, help_text="e.g. Art. 6(1)(a)")
+    dpv_legal_basis = models.CharField(_("base légale (W3C DPV)"), max_length=80)
+    dpv_purpose = models.CharField(_("finalité (W3C DPV)"), max_length=80)
+    # [{"code": "interests", "kind": "declared"|"inferred", "fr": "...", "en": "..."}]
+    data_categories = models.JSONField(_("catégories de données"), default=list)
+    special_categories = models.JSONField(_("catégories particulières (Art. 9)"), default=list, blank=True)
+    recipients = models.JSONField(_("destinataires"), default=list)
+    retention_days = models.PositiveIntegerField(
+        _("durée de conservation (jours)"),
+        null=True,
+        blank=True,
+        help_text=_("Vide : fixée par le destinataire."),
+    )
+    consent_lifetime_days = models.PositiveIntegerField(
+        _("durée de validité du choix (jours)"), null=True, blank=True
+    )
+    requires_consent = models.BooleanField(_("soumise à consentement"), default=True)
+    client = models.ForeignKey(
+        settings.OAUTH2_PROVIDER_APPLICATION_MODEL,
+        verbose_name=_("service partenaire"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="consent_purposes",
+    )
+    scopes = models.CharField(_("portées OAuth"), max_length=500, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("code",)
+        verbose_name = _("finalité")
+        verbose_name_plural = _("finalités")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "scopes"],
+                condition=models.Q(client__isnull=False),
+                name="consent_purpose_one_per_client_scope_set",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(consent_lifetime_days__isnull=True)
+                | models.Q(consent_lifetime_days__lte=395),
+                name="consent_purpose_lifetime_at_most_13_months",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def title(self, language: str = "fr") -> str:
+        return self.title_en if language == "en" else self.title_fr
+
+
+class PrivacyNotice(models.Model):
+    """One published version of a notice, for one purpose or (purpose empty) for all."""
+
+    purpose = models.ForeignKey(
+        Purpose, null=True, blank=True, on_delete=models.PROTECT, related_name="notices"
+    )
+    version = models.PositiveIntegerField()
+    text_fr = models.TextField()
+    text_en = models.TextField()
+    content_sha256 = models.CharField(max_length=64)
+    material = models.BooleanField(
+        default=False, help_text=_("Changement substantiel : renouvellement requis.")
+    )
+    published_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ("-published_at",)
+        verbose_name = _("notice d'information")
+        verbose_name_plural = _("notices d'information")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["purpose", "version"],
+                condition=models.Q(purpose__isnull=False),
+                name="consent_notice_version_per_purpose",
+            ),
+            models.UniqueConstraint(
+                fields=["version"],
+                condition=models.Q(purpose__isnull=True),
+                name="consent_notice_version_global",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose.code if self.purpose_id else 'global'} v{self.version}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise LedgerImmutable("a published notice is never changed: publish a new version")
+        super().save(*args, **kwargs)
+
+
+class Subject(models.Model):
+    """A pseudonymous data subject of the ledger: the id is the pseudonym.
+
+    The link to the account (`user`) lives only here, never in the ledger rows, and is
+    cut at erasure together with the destruction of the wrapped data key.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=16, choices=SubjectKind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # SHA-256 of the random browser id held in the visitor's cookie (browser subjects only).
+    browser_id_hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    wrapped_key = models.BinaryField(null=True, blank=True)
+    key_destroyed_at = models.DateTimeField(null=True, blank=True)
+    linked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("sujet pseudonyme")
+        verbose_name_plural = _("sujets pseudonymes")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=models.Q(kind=SubjectKind.ACCOUNT, user__isnull=False),
+                name="consent_one_account_subject_per_user",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class LedgerQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> NoReturn:
+        raise LedgerImmutable(f"{self.model.__name__} rows are append-only")
+
+    def delete(self) -> NoReturn:  # type: ignore[override]
+        raise LedgerImmutable(f"{self.model.__name__} rows are append-only")
+
+
+class AppendOnly(models.Model):
+    objects = LedgerQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise LedgerImmutable(f"{type(self).__name__} rows are append-only")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+        raise LedgerImmutable(f"{type(self).__name__} rows are append-only")
+
+
+class LedgerEvent(AppendOnly):
+    """One consent decision: a leaf of the Merkle log (`seq` = leaf index).
+
+    Every column that enters the leaf hash is a plain value of this row (codes, versions
+    and ids are copied, not joined), so that the hash can be recomputed from the row alone.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    seq = models.BigIntegerField(unique=True)
+    event_type = models.CharField(max_length=16, choices=EventType.choices)
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="+")
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+")
+    purpose_code = models.CharField(max_length=255)
+    notice = models.ForeignKey(
+        PrivacyNotice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    notice_version = models.PositiveIntegerField(null=True, blank=True)
+    notice_sha256 = models.CharField(max_length=64, blank=True)
+    collection_method = models.CharField(max_length=20, choices=CollectionMethod.choices)
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    # Resident: the subject pseudonym; staff: the staff user's id; partner: the client_id.
+    actor_id = models.CharField(max_length=100, blank=True)
+    partner_client_id = models.CharField(max_length=100, blank=True, db_index=True)
+    occurred_at = models.DateTimeField()
+    valid_until = models.DateTimeField(null=True, blank=True)
+    # Event this one was copied from when a browser's history was attached to an account.
+    linked_from = models.UUIDField(null=True, blank=True)
+    # Personal details (free-text evidence...), AES-GCM under the subject's data key.
+    details_ciphertext = models.BinaryField(null=True, blank=True)
+    leaf_hash = models.BinaryField(max_length=32)
+
+    class Meta:
+        ordering = ("seq",)
+        verbose_name = _("événement du registre")
+        verbose_name_plural = _("événements du registre")
+        indexes = [
+            # The historical gate (`at=`) scans one subject's events for one purpose.
+            models.Index(fields=["subject", "purpose", "seq"], name="consent_event_subject_purpose"),
+            models.Index(fields=["purpose", "occurred_at"], name="consent_event_purpose_time"),
+            models.Index(fields=["occurred_at"], name="consent_event_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.event_type} {self.purpose_code}"
+
+
+class MerkleNode(AppendOnly):
+    """Hash of a completed perfect subtree (level >= 1), so proofs cost O(log n) reads."""
+
+    level = models.PositiveSmallIntegerField()
+    index = models.BigIntegerField()
+    hash = models.BinaryField(max_length=32)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["level", "index"], name="consent_merkle_node_unique")]
+
+    def __str__(self) -> str:
+        return f"node {self.level}/{self.index}"
+
+
+class TreeHead(AppendOnly):
+    """A signed tree head: (timestamp, size, root) signed as a JWS with the service key."""
+
+    tree_size = models.BigIntegerField(db_index=True)
+    root_hash = models.BinaryField(max_length=32)
+    timestamp = models.DateTimeField(default=timezone.now, db_index=True)
+    kid = models.CharField(max_length=100)
+    signature = models.TextField(help_text="JWS compact serialisation (ES256)")
+
+    class Meta:
+        ordering = ("-tree_size", "-timestamp")
+        verbose_name = _("tête d'arbre signée")
+        verbose_name_plural = _("têtes d'arbre signées")
+
+    def __str__(self) -> str:
+        return f"STH size={self.tree_size}"
+
+
+class LedgerHead(models.Model):
+    """The single row that serialises appends (row lock) and holds the incremental state."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    size = models.BigIntegerField(default=0)
+    root_hash = models.BinaryField(max_length=32)
+    # Concatenated roots of the perfect subtrees making up the tree (one per bit of size).
+    frontier = models.BinaryField(default=b"")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="consent_ledger_head_singleton")]
+
+    def __str__(self) -> str:
+        return f"ledger size={self.size}"
+
+
+class ConsentState(models.Model):
+    """Current decision per (subject, purpose), updated with each event (same transaction)."""
+
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="states")
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=16, choices=EventType.choices)
+    event = models.ForeignKey(LedgerEvent, on_delete=models.PROTECT, related_name="+")
+    valid_until = models.DateTimeField(null=True, blank=True)
+    # Set when a materially changed notice is published after this decision: the gate
+    # then treats the consent as not granted until a new `given`/`renewed` event.
+    renewal_required = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("état courant du consentement")
+        verbose_name_plural = _("états courants des consentements")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject", "purpose"], name="consent_state_one_per_subject_purpose"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject_id} {self.purpose_id} {self.status}"

@@ -1,0 +1,701 @@
+"""Writes of the consent app: the only way other apps change purposes, notices and the ledger.
+
+Public API (keyword-only, one transaction each, `ConsentError` on bad input with nothing
+written):
+
+- `consent_record(*, purpose_code, event_type, collection_method, user=None, browser_id=None,
+  acting_user=None, acting_client=None, valid_until=None, details=None) -> LedgerEvent`
+  records one decision as a new ledger event and updates the current state. The receipt
+  is `consent.receipts.receipt_for_event(event)`; its id is `str(event.id)`.
+  Used by the account pages (`web_form`), the OIDC consent screen (`oidc_consent`), the
+  cookie widget API (`cookie_widget`, with `browser_id` for visitors without an account),
+  partner/DPO APIs (`api`) and staff (`staff_on_behalf`, `acting_user=` the staff member).
+- `purpose_for_client_scopes(*, client, scopes) -> Purpose` — the sharing purpose of one
+  partner client and scope set (get-or-create), for the OIDC consent screen.
+- `purpose_create(*, code, ...) -> Purpose` — add a purpose to the catalogue (DPO console).
+- `notice_publish(*, purpose, text_fr, text_en, material, acting_user=None) -> PrivacyNotice`
+  — a new version; `material=True` puts current consents into renewal-required state.
+- `subject_link_browser(*, browser_id, user) -> list[LedgerEvent]` — at sign-in, attach an
+  anonymous browser's choices to the account.
+- `subject_erase(*, user, acting_user=None) -> ErasureReport` — crypto-shredding.
+- `consent_expire_lapsed(*, now=None, limit=500) -> int` — optional cron job writing
+  `expired` events for the record (the gate never needs it).
+- `tree_head_sign() -> TreeHead` — a signed tree head over the current ledger.
+
+Semantics decided here (docs/ledger.md):
+- Granting events are `given` and `renewed`; everything else means "not granted".
+- A consent counts only while `valid_until` is in the future (no job needed) and while it
+  is not flagged `renewal_required` (a material notice was published after it).
+- `renewed` needs a previous grant (`given`/`renewed`, possibly expired or flagged).
+- `expired` is only written by `consent_expire_lapsed`; `revoked` only by staff or a partner.
+- A refusal is remembered for the purpose's consent lifetime (CNIL: 6 months for cookies):
+  its `valid_until` tells the widget when it may ask again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from consent import crypto, ledger
+from consent.models import (
+    GRANTING_EVENTS,
+    ActorType,
+    CollectionMethod,
+    ConsentState,
+    EventType,
+    LedgerEvent,
+    PrivacyNotice,
+    Purpose,
+    Subject,
+    SubjectKind,
+    TreeHead,
+)
+from consent.rights import ErasureReport
+from identity.models import User
+from identity.services import audit_log
+
+MAX_CONSENT_LIFETIME = timedelta(days=395)  # 13 months
+_BROWSER_ID = re.compile(r"^[A-Za-z0-9_-]{22,128}$")
+_PURPOSE_CODE = re.compile(r"^[a-z0-9][a-z0-9._:+-]{1,254}$")
+# What each OIDC scope discloses to a partner (labels fr, en).
+SCOPE_DATA_CATEGORIES = {
+    "openid": ("Identifiant de compte (pseudonyme)", "Account identifier (pseudonymous)"),
+    "profile": ("Nom et prénom", "Given and family name"),
+    "email": ("Adresse e-mail", "Email address"),
+    "address": ("Adresse postale", "Postal address"),
+    "phone": ("Numéro de téléphone", "Phone number"),
+}
+
+
+class ConsentError(ValueError):
+    """Bad input to a consent service. Nothing was written. The message is safe to show."""
+
+
+class UnknownPurpose(ConsentError):
+    pass
+
+
+# --- Helpers ---------------------------------------------------------------------------------
+
+
+def notice_content_sha256(text_fr: str, text_en: str) -> str:
+    """SHA-256 (hex) of the canonical JSON {"en": text_en, "fr": text_fr} in UTF-8."""
+    canonical = json.dumps(
+        {"en": text_en, "fr": text_fr}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def browser_id_hash(browser_id: str) -> str:
+    """The stored form of a browser id (the raw id only lives in the visitor's cookie)."""
+    if not isinstance(browser_id, str) or not _BROWSER_ID.match(browser_id):
+        raise ConsentError(
+            "browser_id must be 22 to 128 URL-safe characters (e.g. secrets.token_urlsafe(32))"
+        )
+    return hashlib.sha256(b"consent-browser:" + browser_id.encode()).hexdigest()
+
+
+def _new_subject(*, kind: str, user: User | None = None, browser_hash: str | None = None) -> Subject:
+    subject = Subject(kind=kind, user=user, browser_id_hash=browser_hash)
+    subject.wrapped_key = crypto.new_wrapped_key(subject.id)
+    subject.save(force_insert=True)
+    return subject
+
+
+def _account_subject(user: User) -> Subject:
+    subject = Subject.objects.filter(user=user, kind=SubjectKind.ACCOUNT).first()
+    return subject or _new_subject(kind=SubjectKind.ACCOUNT, user=user)
+
+
+def _browser_subject(browser_hash: str) -> Subject:
+    subject = Subject.objects.filter(browser_id_hash=browser_hash).first()
+    return subject or _new_subject(kind=SubjectKind.BROWSER, browser_hash=browser_hash)
+
+
+def current_notice(purpose: Purpose) -> PrivacyNotice | None:
+    """The most recently published notice that applies to `purpose` (its own or the global one)."""
+    return (
+        PrivacyNotice.objects.filter(Q(purpose=purpose) | Q(purpose__isnull=True))
+        .order_by("-published_at", "-id")
+        .first()
+    )
+
+
+def _purpose(code: str) -> Purpose:
+    if not isinstance(code, str) or not code:
+        raise UnknownPurpose("a purpose code is required")
+    purpose = Purpose.objects.filter(code=code).select_related("client").first()
+    if purpose is None:
+        raise UnknownPurpose(f"unknown purpose {code!r}")
+    if not purpose.is_active:
+        raise UnknownPurpose(f"purpose {code!r} is retired")
+    return purpose
+
+
+def _lifetime(purpose: Purpose) -> timedelta:
+    if purpose.consent_lifetime_days:
+        return min(timedelta(days=purpose.consent_lifetime_days), MAX_CONSENT_LIFETIME)
+    return MAX_CONSENT_LIFETIME
+
+
+# --- Recording decisions ---------------------------------------------------------------------
+
+_PARTNER_EVENTS = {EventType.REQUESTED, EventType.REVOKED}
+_RESIDENT_EVENTS = {
+    EventType.REQUESTED,
+    EventType.GIVEN,
+    EventType.REFUSED,
+    EventType.WITHDRAWN,
+    EventType.RENEWED,
+}
+_STAFF_EVENTS = {
+    EventType.REQUESTED,
+    EventType.GIVEN,
+    EventType.REFUSED,
+    EventType.WITHDRAWN,
+    EventType.RENEWED,
+    EventType.REVOKED,
+}
+_TIMED_EVENTS = {EventType.GIVEN, EventType.RENEWED, EventType.REFUSED}
+
+
+def consent_record(
+    *,
+    purpose_code: str,
+    event_type: str,
+    collection_method: str,
+    user: User | None = None,
+    browser_id: str | None = None,
+    acting_user: User | None = None,
+    acting_client: Any | None = None,
+    valid_until: datetime | None = None,
+    details: dict[str, Any] | None = None,
+) -> LedgerEvent:
+    """Append one consent decision to the ledger and update the current state.
+
+    Exactly one of `user` (a resident's account) or `browser_id` (the random id of a
+    visitor without an account, cookie widget) names the subject. The acting party is the
+    resident unless `acting_user` (a staff member, with `collection_method="staff_on_behalf"`)
+    or `acting_client` (a partner client: `requested`/`revoked` of its own purposes) is given.
+    `valid_until` defaults to now + the purpose's consent lifetime for given/renewed/refused
+    and may only shorten it. `details` (free-text evidence, e.g. the reference of a signed
+    paper form) are personal data: encrypted with the subject's key, never logged.
+    Raises ConsentError (UnknownPurpose for a bad code) and writes nothing on bad input.
+    """
+    if event_type not in EventType.values:
+        raise ConsentError(f"unknown event type {event_type!r} (choose from {', '.join(EventType.values)})")
+    event_type = EventType(event_type)
+    if event_type == EventType.EXPIRED:
+        raise ConsentError("expiry is not recorded by hand: it is automatic at valid_until")
+    if collection_method not in CollectionMethod.values or collection_method == CollectionMethod.SYSTEM:
+        allowed = [m for m in CollectionMethod.values if m != CollectionMethod.SYSTEM]
+        raise ConsentError(
+            f"unknown collection method {collection_method!r} (choose from {', '.join(allowed)})"
+        )
+    if (user is None) == (browser_id is None):
+        raise ConsentError("give exactly one of user or browser_id")
+    if user is not None and not isinstance(user, User):
+        raise ConsentError("user must be a resident account")
+    if user is not None and user.pk is None:
+        raise ConsentError("user is not saved")
+    browser_hash = browser_id_hash(browser_id) if browser_id is not None else None
+    if details is not None and (not isinstance(details, dict) or not details):
+        raise ConsentError("details must be a non-empty JSON object or None")
+    if details is not None:
+        try:
+            json.dumps(details)
+        except (TypeError, ValueError) as exc:
+            raise ConsentError("details must be JSON-serialisable") from exc
+    if valid_until is not None and (not isinstance(valid_until, datetime) or timezone.is_naive(valid_until)):
+        raise ConsentError("valid_until must be a timezone-aware datetime")
+    if acting_user is not None and acting_client is not None:
+        raise ConsentError("give at most one of acting_user and acting_client")
+
+    purpose = _purpose(purpose_code)
+    partner_client_id = purpose.client.client_id if purpose.client_id else ""
+
+    # Who acts.
+    if acting_client is not None:
+        if event_type not in _PARTNER_EVENTS:
+            raise ConsentError("a partner may only record 'requested' or 'revoked'")
+        if collection_method not in (CollectionMethod.API, CollectionMethod.OIDC_CONSENT):
+            raise ConsentError("a partner acts through the API or the OIDC consent screen")
+        if purpose.client_id and purpose.client_id != acting_client.pk:
+            raise ConsentError("a partner may only act on its own purposes")
+        actor_type, actor_id = ActorType.PARTNER, acting_client.client_id
+        partner_client_id = partner_client_id or acting_client.client_id
+    elif acting_user is not None and acting_user != user:
+        if not getattr(acting_user, "is_staff", False) or not acting_user.is_active:
+            raise ConsentError("only active staff may act on a resident's behalf")
+        if collection_method != CollectionMethod.STAFF_ON_BEHALF:
+            raise ConsentError("staff decisions use the collection method 'staff_on_behalf'")
+        if event_type not in _STAFF_EVENTS:
+            raise ConsentError(f"staff may not record {event_type.value!r}")
+        if event_type in GRANTING_EVENTS and not details:
+            raise ConsentError("a consent given through staff needs its evidence in details")
+        actor_type, actor_id = ActorType.STAFF, str(acting_user.pk)
+    else:
+        if collection_method == CollectionMethod.STAFF_ON_BEHALF:
+            raise ConsentError("'staff_on_behalf' needs the staff member as acting_user")
+        if event_type not in _RESIDENT_EVENTS:
+            raise ConsentError(f"a resident does not record {event_type.value!r} (use 'withdrawn')")
+        actor_type, actor_id = ActorType.RESIDENT, ""  # filled with the pseudonym below
+    if valid_until is not None and event_type not in _TIMED_EVENTS:
+        raise ConsentError(f"valid_until does not apply to {event_type.value!r}")
+
+    with transaction.atomic():
+        head = ledger.lock_head()
+        now = timezone.now()
+        subject = _account_subject(user) if user is not None else _browser_subject(browser_hash or "")
+        if actor_type == ActorType.RESIDENT:
+            actor_id = str(subject.id)
+        state = ConsentState.objects.filter(subject=subject, purpose=purpose).first()
+        if event_type == EventType.RENEWED and (
+            state is None or state.status not in (*GRANTING_EVENTS, EventType.EXPIRED)
+        ):
+            raise ConsentError("nothing to renew: record 'given' instead")
+        notice = current_notice(purpose)
+        if event_type in GRANTING_EVENTS and notice is None:
+            raise ConsentError("no privacy notice is published for this purpose: consent cannot be informed")
+        until: datetime | None = None
+        if event_type in _TIMED_EVENTS:
+            longest = now + _lifetime(purpose)
+            until = longest if valid_until is None else valid_until
+            if until <= now or until > longest:
+                raise ConsentError(
+                    "valid_until must be in the future and within the purpose's consent lifetime"
+                )
+        event = _new_event(
+            subject=subject,
+            purpose=purpose,
+            event_type=event_type,
+            notice=notice,
+            collection_method=collection_method,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            partner_client_id=partner_client_id,
+            occurred_at=now,
+            valid_until=until,
+            details=details,
+        )
+        ledger.append(head, event)
+        _state_set(subject=subject, purpose=purpose, event=event, state=state)
+        if actor_type == ActorType.STAFF:
+            audit_log(
+                event="consent.recorded_on_behalf",
+                acting_user=acting_user,
+                subject_user=user,
+                data={"ledger_event": str(event.id), "seq": event.seq, "type": event.event_type},
+            )
+    return event
+
+
+def _new_event(
+    *,
+    subject: Subject,
+    purpose: Purpose,
+    event_type: str,
+    notice: PrivacyNotice | None,
+    collection_method: str,
+    actor_type: str,
+    actor_id: str,
+    partner_client_id: str,
+    occurred_at: datetime,
+    valid_until: datetime | None,
+    details: dict[str, Any] | None,
+    linked_from: Any = None,
+) -> LedgerEvent:
+    event = LedgerEvent(
+        id=ledger.new_event_id(),
+        event_type=event_type,
+        subject=subject,
+        purpose=purpose,
+        purpose_code=purpose.code,
+        notice=notice,
+        notice_version=notice.version if notice else None,
+        notice_sha256=notice.content_sha256 if notice else "",
+        collection_method=collection_method,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        partner_client_id=partner_client_id,
+        occurred_at=occurred_at,
+        valid_until=valid_until,
+        linked_from=linked_from,
+    )
+    if details:
+        try:
+            data_key = crypto.unwrap_key(subject.wrapped_key, subject.id)
+        except crypto.KeyDestroyed as exc:
+            raise ConsentError("this subject was erased: no details can be recorded") from exc
+        event.details_ciphertext = crypto.encrypt_details(
+            data_key, details, event_id=event.id, subject_id=subject.id
+        )
+    return event
+
+
+def _state_set(*, subject: Subject, purpose: Purpose, event: LedgerEvent, state: ConsentState | None) -> None:
+    if state is None:
+        ConsentState.objects.create(
+            subject=subject,
+            purpose=purpose,
+            status=event.event_type,
+            event=event,
+            valid_until=event.valid_until,
+            renewal_required=False,
+            updated_at=event.occurred_at,
+        )
+        return
+    state.status = event.event_type
+    state.event = event
+    state.valid_until = event.valid_until
+    # A new decision is taken under the current notice, so any pending renewal is settled.
+    state.renewal_required = False
+    state.updated_at = event.occurred_at
+    state.save(update_fields=["status", "event", "valid_until", "renewal_required", "updated_at"])
+
+
+def consent_expire_lapsed(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Write an `expired` event for up to `limit` grants whose validity has lapsed.
+
+    Purely for the record (DPO statistics, W3C DPV ConsentExpired): the gate already stops
+    counting a consent at its `valid_until` whether or not this has run. Returns the count.
+    """
+    now = now or timezone.now()
+    written = 0
+    with transaction.atomic():
+        head = ledger.lock_head()
+        lapsed = (
+            ConsentState.objects.filter(status__in=GRANTING_EVENTS, valid_until__lte=now)
+            .select_related("subject", "purpose", "purpose__client")
+            .order_by("valid_until")[:limit]
+        )
+        for state in lapsed:
+            event = _new_event(
+                subject=state.subject,
+                purpose=state.purpose,
+                event_type=EventType.EXPIRED,
+                notice=current_notice(state.purpose),
+                collection_method=CollectionMethod.SYSTEM,
+                actor_type=ActorType.SYSTEM,
+                actor_id="",
+                partner_client_id=state.purpose.client.client_id if state.purpose.client_id else "",
+                occurred_at=timezone.now(),
+                valid_until=None,
+                details=None,
+            )
+            ledger.append(head, event)
+            _state_set(subject=state.subject, purpose=state.purpose, event=event, state=state)
+            written += 1
+    return written
+
+
+# --- Browser subjects ------------------------------------------------------------------------
+
+
+def subject_link_browser(*, browser_id: str, user: User) -> list[LedgerEvent]:
+    """Attach an anonymous browser's consent history to `user`'s account (call at sign-in).
+
+    The browser's events stay where they are (the ledger never changes); for each purpose
+    where the browser's current decision is more recent than the account's, a copy is
+    appended under the account's pseudonym with `linked_from` = the original event id,
+    the notice the visitor actually saw and the original `valid_until` (never extended).
+    Lapsed or renewal-required grants are not copied. The browser subject is then linked
+    to the account (so erasure of the account shreds it too). A browser already linked to
+    another account (shared device) is left alone and nothing is copied.
+    Returns the events appended (possibly none).
+    """
+    browser_hash = browser_id_hash(browser_id)
+    if not isinstance(user, User) or user.pk is None:
+        raise ConsentError("user must be a saved resident account")
+    appended: list[LedgerEvent] = []
+    with transaction.atomic():
+        head = ledger.lock_head()
+        browser = Subject.objects.filter(browser_id_hash=browser_hash, kind=SubjectKind.BROWSER).first()
+        if browser is None or (browser.user_id is not None and browser.user_id != user.pk):
+            return []
+        account = _account_subject(user)
+        now = timezone.now()
+        account_states = {
+            state.purpose_id: state
+            for state in ConsentState.objects.filter(subject=account).select_related("event")
+        }
+        already_copied = set(
+            LedgerEvent.objects.filter(subject=account, linked_from__isnull=False).values_list(
+                "linked_from", flat=True
+            )
+        )
+        browser_states = (
+            ConsentState.objects.filter(subject=browser)
+            .select_related("event", "purpose", "event__notice")
+            .order_by("event__seq")
+        )
+        for state in browser_states:
+            source = state.event
+            if source.id in already_copied or state.renewal_required:
+                continue
+            if state.status not in (
+                *GRANTING_EVENTS,
+                EventType.REFUSED,
+                EventType.WITHDRAWN,
+                EventType.REVOKED,
+            ):
+                continue
+            if state.valid_until is not None and state.valid_until <= now:
+                continue
+            if not state.purpose.is_active:
+                continue
+            mine = account_states.get(state.purpose_id)
+            if mine is not None and mine.event.seq > source.seq:
+                continue
+            event = _new_event(
+                subject=account,
+                purpose=state.purpose,
+                event_type=source.event_type,
+                notice=source.notice,
+                collection_method=source.collection_method,
+                actor_type=ActorType.RESIDENT,
+                actor_id=str(account.id),
+                partner_client_id=source.partner_client_id,
+                occurred_at=now,
+                valid_until=source.valid_until,
+                details=None,
+                linked_from=source.id,
+            )
+            ledger.append(head, event)
+            _state_set(subject=account, purpose=state.purpose, event=event, state=mine)
+            appended.append(event)
+        browser.user = user
+        browser.linked_at = now
+        browser.save(update_fields=["user", "linked_at"])
+    return appended
+
+
+# --- Erasure ---------------------------------------------------------------------------------
+
+
+def subject_erase(*, user: User, acting_user: User | None = None) -> ErasureReport:
+    """Crypto-shred the consent data of `user`: destroy the data keys, cut the account link.
+
+    Ledger events stay (proof of consent may have to be shown, GDPR Art. 7(1) and 17(3)(e))
+    under their pseudonym; their encrypted details become unreadable for everyone; leaf
+    hashes, proofs, receipts and tree heads keep verifying. Covers the account subject and
+    every browser subject attached to the account. Idempotent.
+    """
+    if not isinstance(user, User) or user.pk is None:
+        raise ConsentError("user must be a saved resident account")
+    now = timezone.now()
+    with transaction.atomic():
+        # Serialised with appends: no event can be encrypted under a key being destroyed.
+        ledger.lock_head()
+        subjects = list(Subject.objects.select_for_update().filter(user=user))
+        for subject in subjects:
+            subject.wrapped_key = None
+            subject.key_destroyed_at = subject.key_destroyed_at or now
+            subject.user = None
+            subject.save(update_fields=["wrapped_key", "key_destroyed_at", "user"])
+        audit_log(
+            event="consent.subject_erased",
+            acting_user=acting_user,
+            subject_user=user,
+            data={"subjects": len(subjects)},
+        )
+    return ErasureReport(
+        provider="consent",
+        erased=["per-subject data keys (encrypted event details)", "link between account and pseudonyms"],
+        kept=["ledger events under their pseudonym (proof of consent, GDPR Art. 7(1))"],
+        details={"subjects": len(subjects)},
+    )
+
+
+# --- Catalogue and notices -------------------------------------------------------------------
+
+
+def purpose_create(
+    *,
+    code: str,
+    title_fr: str,
+    title_en: str,
+    description_fr: str,
+    description_en: str,
+    gdpr_article: str = "Art. 6(1)(a)",
+    dpv_legal_basis: str = "eu-gdpr:A6-1-a",
+    dpv_purpose: str = "dpv:ServicePersonalisation",
+    data_categories: list[dict[str, str]] | None = None,
+    recipients: list[str] | None = None,
+    retention_days: int | None = None,
+    consent_lifetime_days: int | None = 395,
+    requires_consent: bool = True,
+    acting_user: User | None = None,
+) -> Purpose:
+    """Add a purpose to the catalogue. Codes are permanent (they are hashed into the ledger)."""
+    if not isinstance(code, str) or not _PURPOSE_CODE.match(code):
+        raise ConsentError("a purpose code is 2-255 characters: lowercase letters, digits, . _ : + -")
+    for label, value in (("title_fr", title_fr), ("title_en", title_en)):
+        if not isinstance(value, str) or not value.strip():
+            raise ConsentError(f"{label} is required")
+    if consent_lifetime_days is not None and not 1 <= consent_lifetime_days <= MAX_CONSENT_LIFETIME.days:
+        raise ConsentError("the consent lifetime is 1 to 395 days (13 months)")
+    for category in data_categories or []:
+        if not isinstance(category, dict) or category.get("kind") not in ("declared", "inferred"):
+            raise ConsentError("each data category needs kind 'declared' or 'inferred'")
+    with transaction.atomic():
+        if Purpose.objects.filter(code=code).exists():
+            raise ConsentError(f"purpose {code!r} already exists")
+        purpose = Purpose.objects.create(
+            code=code,
+            title_fr=title_fr.strip(),
+            title_en=title_en.strip(),
+            description_fr=description_fr,
+            description_en=description_en,
+            gdpr_article=gdpr_article,
+            dpv_legal_basis=dpv_legal_basis,
+            dpv_purpose=dpv_purpose,
+            data_categories=data_categories or [],
+            recipients=recipients or [],
+            retention_days=retention_days,
+            consent_lifetime_days=consent_lifetime_days,
+            requires_consent=requires_consent,
+        )
+        audit_log(event="consent.purpose_created", acting_user=acting_user, data={"purpose": code})
+    return purpose
+
+
+def _normalise_scopes(client: Any, scopes: Iterable[str]) -> list[str]:
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    normalised = sorted({scope.strip() for scope in scopes if isinstance(scope, str) and scope.strip()})
+    if not normalised:
+        raise ConsentError("at least one scope is required")
+    allowed = set(client.allowed_scopes.split())
+    refused = [scope for scope in normalised if scope not in allowed]
+    if refused:
+        raise ConsentError(f"scopes not allowed for this client: {' '.join(refused)}")
+    return normalised
+
+
+def purpose_for_client_scopes(*, client: Any, scopes: Iterable[str]) -> Purpose:
+    """The purpose "share these claims with this partner", one per (client, scope set).
+
+    Get-or-create, safe under concurrency. `scopes` (iterable or space-separated string)
+    must be allowed for the client; order and duplicates do not matter. For a client marked
+    internal (a metropolitan service under public task) the purpose records the sharing but
+    `requires_consent` is False (GDPR Art. 6(1)(e)).
+    """
+    if client is None or getattr(client, "pk", None) is None:
+        raise ConsentError("a registered client is required")
+    normalised = _normalise_scopes(client, scopes)
+    scope_key = " ".join(normalised)
+    existing = Purpose.objects.filter(client=client, scopes=scope_key).first()
+    if existing is not None:
+        return existing
+    code = f"share:{client.client_id}:{'+'.join(normalised)}"
+    if len(code) > 255:
+        code = f"share:{client.client_id}:{hashlib.sha256(scope_key.encode()).hexdigest()[:16]}"
+    labels = [SCOPE_DATA_CATEGORIES.get(scope, (scope, scope)) for scope in normalised]
+    internal = bool(getattr(client, "is_internal", False))
+    fields: dict[str, Any] = {
+        "code": code,
+        "title_fr": f"Partage avec {client.name}"[:200],
+        "title_en": f"Sharing with {client.name}"[:200],
+        "description_fr": f"Transmettre à {client.name} : {', '.join(fr for fr, _ in labels)}.",
+        "description_en": f"Send {client.name}: {', '.join(en for _, en in labels)}.",
+        "gdpr_article": "Art. 6(1)(e)" if internal else "Art. 6(1)(a)",
+        "dpv_legal_basis": "eu-gdpr:A6-1-e" if internal else "eu-gdpr:A6-1-a",
+        "dpv_purpose": "dpv:ServiceProvision",
+        "data_categories": [
+            {"code": scope, "kind": "declared", "fr": fr, "en": en}
+            for scope, (fr, en) in zip(normalised, labels, strict=True)
+        ],
+        "recipients": [client.name],
+        "retention_days": None,
+        "consent_lifetime_days": 395,
+        "requires_consent": not internal,
+        "client": client,
+        "scopes": scope_key,
+    }
+    try:
+        with transaction.atomic():
+            return Purpose.objects.create(**fields)
+    except IntegrityError:
+        # Another request created it first.
+        purpose = Purpose.objects.filter(client=client, scopes=scope_key).first()
+        if purpose is None:
+            raise
+        return purpose
+
+
+def notice_publish(
+    *,
+    purpose: Purpose | None,
+    text_fr: str,
+    text_en: str,
+    material: bool,
+    acting_user: User | None = None,
+) -> PrivacyNotice:
+    """Publish the next version of a purpose's notice (or of the global one, `purpose=None`).
+
+    With `material=True`, every current grant of the affected purposes (all consent-based
+    purposes for the global notice) is flagged `renewal_required`: the gate answers "not
+    granted" until the resident gives or renews consent under the new notice. Serialised
+    with ledger appends, so no grant can slip in under the old notice unflagged.
+    """
+    for label, value in (("text_fr", text_fr), ("text_en", text_en)):
+        if not isinstance(value, str) or not value.strip():
+            raise ConsentError(f"{label} is required")
+    if purpose is not None and (not isinstance(purpose, Purpose) or purpose.pk is None):
+        raise ConsentError("purpose must be a saved Purpose or None for the global notice")
+    with transaction.atomic():
+        ledger.lock_head()
+        now = timezone.now()
+        scope = (
+            PrivacyNotice.objects.filter(purpose=purpose)
+            if purpose
+            else PrivacyNotice.objects.filter(purpose__isnull=True)
+        )
+        version = (scope.aggregate(top=Max("version"))["top"] or 0) + 1
+        notice = PrivacyNotice.objects.create(
+            purpose=purpose,
+            version=version,
+            text_fr=text_fr,
+            text_en=text_en,
+            content_sha256=notice_content_sha256(text_fr, text_en),
+            material=bool(material),
+            published_at=now,
+        )
+        flagged = 0
+        if material:
+            affected = ConsentState.objects.filter(
+                status__in=GRANTING_EVENTS, renewal_required=False, purpose__requires_consent=True
+            )
+            if purpose is not None:
+                affected = affected.filter(purpose=purpose)
+            flagged = affected.update(renewal_required=True, updated_at=now)
+        audit_log(
+            event="consent.notice_published",
+            acting_user=acting_user,
+            data={
+                "notice": notice.pk,
+                "purpose": purpose.code if purpose else None,
+                "version": version,
+                "material": bool(material),
+                "renewal_required": flagged,
+            },
+        )
+    return notice
+
+
+# --- Signed tree heads -----------------------------------------------------------------------
+
+
+def tree_head_sign() -> TreeHead:
+    """Sign (ES256, the service's active key) and store a tree head over the current ledger."""
+    return ledger.tree_head_create()

@@ -1,0 +1,192 @@
+"""The gate: is purpose P granted for resident R now (one query) and at time T (from the ledger)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from consent.selectors import (
+    consent_is_granted,
+    consent_is_granted_for_browser,
+    consent_states_for_user,
+    granted_purpose_codes,
+    purpose_by_code,
+)
+from consent.services import UnknownPurpose, consent_record, notice_publish
+
+DECLARED = "personalisation-declared"
+BROWSING = "personalisation-browsing"
+NEWS = "service-news-email"
+AUDIENCE = "audience-measurement"
+
+
+def record(user: Any, purpose: str, event_type: str, **kwargs: Any) -> Any:
+    kwargs.setdefault("collection_method", "web_form")
+    return consent_record(user=user, purpose_code=purpose, event_type=event_type, **kwargs)
+
+
+class Clock:
+    """Moves `django.utils.timezone.now` (used by services and selectors) to a chosen instant."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        self.monkeypatch = monkeypatch
+        self.real_now = timezone.now
+
+    def set(self, instant: Any) -> None:
+        self.monkeypatch.setattr(timezone, "now", lambda: instant)
+
+    def reset(self) -> None:
+        self.monkeypatch.setattr(timezone, "now", self.real_now)
+
+
+@pytest.fixture
+def clock(monkeypatch: Any) -> Clock:
+    return Clock(monkeypatch)
+
+
+def test_given_is_granted_and_refused_or_withdrawn_is_not(make_resident: Any) -> None:
+    resident = make_resident()
+    assert not consent_is_granted(user=resident, purpose_code=DECLARED)
+    record(resident, DECLARED, "requested")
+    assert not consent_is_granted(user=resident, purpose_code=DECLARED)
+    record(resident, DECLARED, "given")
+    assert consent_is_granted(user=resident, purpose_code=DECLARED)
+    assert not consent_is_granted(user=resident, purpose_code=NEWS)
+    record(resident, DECLARED, "withdrawn")
+    assert not consent_is_granted(user=resident, purpose_code=DECLARED)
+    record(resident, NEWS, "refused")
+    assert not consent_is_granted(user=resident, purpose_code=NEWS)
+    # Someone else's consent is not mine.
+    other = make_resident()
+    record(other, NEWS, "given")
+    assert not consent_is_granted(user=resident, purpose_code=NEWS)
+    assert consent_is_granted(user=other, purpose_code=NEWS)
+
+
+def test_the_gate_is_a_single_query(make_resident: Any, django_assert_num_queries: Any) -> None:
+    resident = make_resident()
+    record(resident, DECLARED, "given")
+    with django_assert_num_queries(1):
+        assert consent_is_granted(user=resident, purpose_code=DECLARED)
+    with django_assert_num_queries(1):
+        assert not consent_is_granted(user=resident, purpose_code=NEWS)
+    with django_assert_num_queries(1):
+        assert consent_is_granted(user=resident, purpose_code=AUDIENCE)
+    with django_assert_num_queries(1):
+        assert granted_purpose_codes(user=resident) == {DECLARED, AUDIENCE}
+
+
+def test_unknown_purpose_raises(make_resident: Any) -> None:
+    with pytest.raises(UnknownPurpose):
+        consent_is_granted(user=make_resident(), purpose_code="no-such-purpose")
+
+
+def test_exempt_audience_measurement_is_granted_unless_the_resident_objects(make_resident: Any) -> None:
+    resident = make_resident()
+    assert not purpose_by_code(AUDIENCE).requires_consent
+    assert consent_is_granted(user=resident, purpose_code=AUDIENCE)
+    record(resident, AUDIENCE, "refused")
+    assert not consent_is_granted(user=resident, purpose_code=AUDIENCE)
+    record(resident, AUDIENCE, "given")
+    assert consent_is_granted(user=resident, purpose_code=AUDIENCE)
+
+
+def test_consent_stops_counting_at_valid_until_without_any_job(make_resident: Any, clock: Clock) -> None:
+    resident = make_resident()
+    start = timezone.now() - timedelta(days=200)
+    clock.set(start)
+    event = record(resident, BROWSING, "given")  # cookie purpose: 183 days
+    assert event.valid_until == start + timedelta(days=183)
+    clock.set(start + timedelta(days=182))
+    assert consent_is_granted(user=resident, purpose_code=BROWSING)
+    clock.reset()
+    # Nothing ran in between: the current-state row still says "given"...
+    assert consent_states_for_user(user=resident)[0].status == "given"
+    # ...but the gate compares valid_until with now.
+    assert not consent_is_granted(user=resident, purpose_code=BROWSING)
+    assert consent_states_for_user(user=resident)[0].granted is False
+    assert not consent_is_granted(user=resident, purpose_code=BROWSING, at=start + timedelta(days=184))
+    assert consent_is_granted(user=resident, purpose_code=BROWSING, at=start + timedelta(days=1))
+
+
+def test_a_shorter_validity_can_be_chosen(make_resident: Any) -> None:
+    resident = make_resident()
+    until = timezone.now() + timedelta(days=30)
+    assert record(resident, NEWS, "given", valid_until=until).valid_until == until
+
+
+def test_a_material_notice_requires_renewal(make_resident: Any) -> None:
+    resident, other = make_resident(), make_resident()
+    record(resident, DECLARED, "given")
+    record(resident, NEWS, "given")
+    record(other, NEWS, "given")
+    before = timezone.now()
+    # A non-material change (typo) keeps consents valid.
+    notice_publish(
+        purpose=purpose_by_code(NEWS), text_fr="Texte corrigé", text_en="Fixed text", material=False
+    )
+    assert consent_is_granted(user=resident, purpose_code=NEWS)
+    notice_publish(
+        purpose=purpose_by_code(NEWS), text_fr="Nouveaux usages", text_en="New uses", material=True
+    )
+    after = timezone.now()
+    assert not consent_is_granted(user=resident, purpose_code=NEWS)
+    assert not consent_is_granted(user=other, purpose_code=NEWS)
+    assert consent_is_granted(user=resident, purpose_code=DECLARED)  # another purpose: untouched
+    state = next(s for s in consent_states_for_user(user=resident) if s.purpose_code == NEWS)
+    assert state.renewal_required and state.status == "given"
+    # History agrees with the current state.
+    assert consent_is_granted(user=resident, purpose_code=NEWS, at=before)
+    assert not consent_is_granted(user=resident, purpose_code=NEWS, at=after)
+    renewed = record(resident, NEWS, "renewed")
+    assert renewed.notice_version == 2 and renewed.notice.purpose.code == NEWS
+    assert consent_is_granted(user=resident, purpose_code=NEWS)
+    assert not consent_is_granted(user=other, purpose_code=NEWS)
+    # A global material notice reaches every consent-based purpose.
+    notice_publish(purpose=None, text_fr="Nouvelle notice", text_en="New notice", material=True)
+    assert not consent_is_granted(user=resident, purpose_code=NEWS)
+    assert not consent_is_granted(user=resident, purpose_code=DECLARED)
+    assert consent_is_granted(user=resident, purpose_code=AUDIENCE)
+
+
+def test_historical_answers_come_from_the_ledger(make_resident: Any, clock: Clock) -> None:
+    resident = make_resident()
+    t0 = timezone.now() - timedelta(days=10)
+    clock.set(t0)
+    record(resident, DECLARED, "given")
+    clock.set(t0 + timedelta(days=2))
+    record(resident, DECLARED, "withdrawn")
+    clock.set(t0 + timedelta(days=4))
+    record(resident, DECLARED, "given")
+    clock.reset()
+    assert not consent_is_granted(user=resident, purpose_code=DECLARED, at=t0 - timedelta(seconds=1))
+    assert consent_is_granted(user=resident, purpose_code=DECLARED, at=t0)
+    assert consent_is_granted(user=resident, purpose_code=DECLARED, at=t0 + timedelta(days=1))
+    assert not consent_is_granted(user=resident, purpose_code=DECLARED, at=t0 + timedelta(days=3))
+    assert consent_is_granted(user=resident, purpose_code=DECLARED, at=t0 + timedelta(days=5))
+    assert consent_is_granted(user=resident, purpose_code=DECLARED)
+
+
+def test_historical_path_reads_only_that_subject_and_purpose(
+    make_resident: Any, django_assert_max_num_queries: Any
+) -> None:
+    resident = make_resident()
+    record(resident, DECLARED, "given")
+    with django_assert_max_num_queries(3):  # purpose, latest event, material notices
+        assert consent_is_granted(user=resident, purpose_code=DECLARED, at=timezone.now())
+
+
+def test_anonymous_browsers_have_their_own_gate(db: Any) -> None:
+    browser = "b" * 32
+    consent_record(
+        browser_id=browser, purpose_code=BROWSING, event_type="given", collection_method="cookie_widget"
+    )
+    assert consent_is_granted_for_browser(browser_id=browser, purpose_code=BROWSING)
+    assert not consent_is_granted_for_browser(browser_id="c" * 32, purpose_code=BROWSING)
+    consent_record(
+        browser_id=browser, purpose_code=BROWSING, event_type="refused", collection_method="cookie_widget"
+    )
+    assert not consent_is_granted_for_browser(browser_id=browser, purpose_code=BROWSING)
