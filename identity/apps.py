@@ -8,4 +8,15 @@ class IdentityConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from identity import checks  # noqa: F401  (registers system checks)
+        from django.contrib.auth.signals import user_logged_out
+
+        from identity import (
+            checks,  # noqa: F401  (registers system checks)
+            sessions,
+        )
+        from identity.oidc import backchannel
+
+        # Signing out of Django (account page, RP-initiated logout) ends the session record.
+        user_logged_out.connect(sessions.on_user_logged_out, dispatch_uid="identity.sessions.logout")
+        # Ending a session notifies its partners through the outbox (back-channel logout).
+        backchannel.register()

@@ -1,7 +1,18 @@
-"""Signing keys: creation, selection for signing, publication in JWKS.
+"""Signing keys: creation, selection for signing, publication in JWKS, rotation.
 
 Keys live in the database, their private half encrypted at rest, so that every web
 node of a deployment signs with the same key and rotation needs no redeploy.
+
+Life of a key (`manage.py rotate_keys`):
+
+    created ── published in JWKS at once
+    active_from ── signs from then on (created + publish-ahead delay, at least the JWKS
+                   max-age, so every relying party's cached JWKS already holds it)
+    retired_at ── stops signing (the successor's active_from)
+    expires_at ── leaves JWKS once every token it signed has expired
+                  (retired_at + the longest token lifetime + the in-process cache time)
+    pruned ── `rotate_keys --prune`: private half destroyed; the public half stays in
+              the table (never published again) for historical signatures.
 """
 
 from __future__ import annotations
@@ -10,10 +21,12 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from jwcrypto import jwk
 
@@ -45,8 +58,8 @@ def _generate(algorithm: str) -> jwk.JWK:
     raise ValueError(f"unsupported algorithm {algorithm}")
 
 
-def signing_key_create(*, algorithm: str, active_from=None) -> SigningKey:
-    key = _generate(algorithm)
+def signing_key_create(*, algorithm: str, active_from=None, key: jwk.JWK | None = None) -> SigningKey:
+    key = key or _generate(algorithm)
     kid = key.thumbprint()
     public = json.loads(key.export_public())
     public.update({"kid": kid, "alg": algorithm, "use": "sig"})
@@ -60,19 +73,82 @@ def signing_key_create(*, algorithm: str, active_from=None) -> SigningKey:
     )
 
 
+def _signing_now(algorithm: str, now: datetime) -> Any:
+    """Keys of `algorithm` allowed to sign at `now`, newest first."""
+    return (
+        SigningKey.objects.filter(algorithm=algorithm, active_from__lte=now)
+        .filter(Q(retired_at__isnull=True) | Q(retired_at__gt=now))
+        .exclude(private_key_encrypted=b"")
+        .order_by("-active_from")
+    )
+
+
 def signing_keys_ensure() -> list[SigningKey]:
     """Create a key for each supported algorithm that has none able to sign."""
     created = []
     now = timezone.now()
     with transaction.atomic():
         for algorithm in SUPPORTED_ALGORITHMS:
-            usable = SigningKey.objects.filter(
-                algorithm=algorithm, retired_at__isnull=True, active_from__lte=now
-            )
-            if not usable.exists():
+            if not _signing_now(algorithm, now).exists():
                 created.append(signing_key_create(algorithm=algorithm))
     clear_key_cache()
     return created
+
+
+def signing_key_rotate(
+    *, algorithm: str, publish_ahead: timedelta | None = None, now: datetime | None = None
+) -> SigningKey:
+    """Create the successor key of `algorithm`: published now, signing after `publish_ahead`.
+
+    Every key of that algorithm not yet retired stops signing when the successor starts,
+    and stays published until the tokens it may have signed have expired.
+    """
+    if algorithm not in SUPPORTED_ALGORITHMS:
+        raise ValueError(f"unsupported algorithm {algorithm}")
+    material = _generate(algorithm)  # slow for RSA: before the clock starts
+    now = now or timezone.now()
+    if publish_ahead is None:
+        publish_ahead = timedelta(seconds=settings.OIDC_KEY_PUBLISH_AHEAD_SECONDS)
+    starts = now + publish_ahead
+    with transaction.atomic():
+        predecessors = SigningKey.objects.select_for_update().filter(
+            algorithm=algorithm, retired_at__isnull=True
+        )
+        predecessor_kids = list(predecessors.values_list("kid", flat=True))
+        predecessors.update(retired_at=starts, expires_at=starts + token_lifetime_margin())
+        key = signing_key_create(algorithm=algorithm, active_from=starts, key=material)
+        from identity.services import audit_log
+
+        audit_log(
+            event="signing_key.rotated",
+            data={
+                "kid": key.kid,
+                "algorithm": algorithm,
+                "active_from": starts.isoformat(),
+                "retired": predecessor_kids,
+            },
+        )
+    clear_key_cache()
+    return key
+
+
+def signing_keys_prune(*, now: datetime | None = None) -> list[str]:
+    """Destroy the private half of keys past `expires_at` (already out of JWKS). Returns kids."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        expired = (
+            SigningKey.objects.select_for_update()
+            .filter(expires_at__lte=now)
+            .exclude(private_key_encrypted=b"")
+        )
+        kids = list(expired.values_list("kid", flat=True))
+        if kids:
+            expired.update(private_key_encrypted=b"")
+            from identity.services import audit_log
+
+            audit_log(event="signing_key.pruned", data={"kids": kids})
+    clear_key_cache()
+    return kids
 
 
 def clear_key_cache() -> None:
@@ -81,24 +157,31 @@ def clear_key_cache() -> None:
 
 
 def active_signing_key(algorithm: str = "RS256") -> LoadedKey:
-    now = time.monotonic()
+    monotonic = time.monotonic()
     with _cache_lock:
         hit = _cache.get(algorithm)
-        if hit and hit[0] > now:
+        if hit and hit[0] > monotonic:
             return hit[1]
-    row = (
-        SigningKey.objects.filter(
-            algorithm=algorithm, retired_at__isnull=True, active_from__lte=timezone.now()
-        )
-        .order_by("-active_from")
-        .first()
-    )
+    now = timezone.now()
+    row = _signing_now(algorithm, now).first()
     if row is None:
         raise NoSigningKey(f"no active {algorithm} signing key: run `manage.py ensure_signing_keys`")
     pem = decrypt_at_rest(bytes(row.private_key_encrypted), context=row.kid.encode())
     loaded = LoadedKey(kid=row.kid, algorithm=row.algorithm, jwk=jwk.JWK.from_pem(pem))
+    # Cached for _CACHE_SECONDS, but never past the moment a successor starts signing or
+    # this key retires, so that every node switches keys at the scheduled time.
+    change = (
+        SigningKey.objects.filter(algorithm=algorithm, active_from__gt=now)
+        .order_by("active_from")
+        .values_list("active_from", flat=True)
+        .first()
+    )
+    deadlines = [when for when in (change, row.retired_at) if when is not None]
+    ttl = float(_CACHE_SECONDS)
+    if deadlines:
+        ttl = max(0.0, min(ttl, (min(deadlines) - now).total_seconds()))
     with _cache_lock:
-        _cache[algorithm] = (now + _CACHE_SECONDS, loaded)
+        _cache[algorithm] = (monotonic + ttl, loaded)
     return loaded
 
 
@@ -114,5 +197,16 @@ def verification_key(kid: str) -> jwk.JWK | None:
 
 
 def token_lifetime_margin() -> timedelta:
+    """How long a retired key must stay published: the longest-lived token it may have signed.
+
+    ID tokens (also those issued at refresh), access tokens and back-channel logout tokens
+    all live at most this long after signing; a node may keep signing with a cached key
+    for up to _CACHE_SECONDS after retirement if its clock lags, hence the extra margin.
+    """
     oauth = settings.OAUTH2_PROVIDER
-    return timedelta(seconds=max(oauth["ID_TOKEN_EXPIRE_SECONDS"], oauth["ACCESS_TOKEN_EXPIRE_SECONDS"]))
+    longest = max(
+        oauth["ID_TOKEN_EXPIRE_SECONDS"],
+        oauth["ACCESS_TOKEN_EXPIRE_SECONDS"],
+        settings.OIDC_LOGOUT_TOKEN_EXPIRE_SECONDS,
+    )
+    return timedelta(seconds=longest + _CACHE_SECONDS)

@@ -143,7 +143,34 @@ class Client(AbstractApplication):
         default="openid profile email",
         help_text=_("Space-separated scopes this client may request."),
     )
+    SIGNING_ALGORITHMS = (("RS256", "RS256"), ("ES256", "ES256"))
+
+    # ID tokens (and logout tokens) are signed with our key for this algorithm.
+    algorithm = models.CharField(
+        _("signing algorithm"), max_length=5, choices=SIGNING_ALGORITHMS, default="RS256"
+    )
     backchannel_logout_uri = models.URLField(_("back-channel logout URI"), max_length=500, blank=True)
+    backchannel_logout_session_required = models.BooleanField(
+        _("back-channel logout needs sid"), default=False
+    )
+    frontchannel_logout_uri = models.URLField(_("front-channel logout URI"), max_length=500, blank=True)
+    frontchannel_logout_session_required = models.BooleanField(
+        _("front-channel logout needs iss and sid"), default=False
+    )
+    sector_identifier_uri = models.URLField(
+        _("sector identifier URI"),
+        max_length=500,
+        blank=True,
+        help_text=_("Partners of one sector (this URI's host) receive the same pairwise subject."),
+    )
+    # Fixed at registration so that editing redirect URIs later never changes the
+    # residents' subjects at this partner (identity/oidc/subjects.py).
+    subject_sector = models.CharField(
+        _("pairwise subject sector"),
+        max_length=255,
+        blank=True,
+        help_text=_("Host the pairwise subject is computed for (sector identifier or redirect host)."),
+    )
     is_resource_server = models.BooleanField(
         _("resource server"),
         default=False,
@@ -188,10 +215,42 @@ class Client(AbstractApplication):
         return keyed_hash_matches(presented, self.client_secret or "")
 
     @property
+    def signing_algorithm(self) -> str:
+        return self.algorithm if self.algorithm in {"RS256", "ES256"} else "RS256"
+
+    @property
     def jwk_key(self):  # type: ignore[override]
         from identity.keys import active_signing_key
 
-        return active_signing_key(self.algorithm or self.RS256_ALGORITHM).jwk
+        return active_signing_key(self.signing_algorithm).jwk
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        try:
+            super().clean()
+        except ValidationError as exc:
+            if not hasattr(exc, "error_dict"):
+                raise
+            # django-oauth-toolkit wants OIDC_RSA_PRIVATE_KEY for RS256; our keys live in
+            # the database (identity.keys), so that complaint does not apply.
+            errors = {field: e for field, e in exc.error_dict.items() if field != "algorithm"}
+            if errors:
+                raise ValidationError(errors) from exc
+        if self.algorithm not in {"RS256", "ES256"}:
+            raise ValidationError({"algorithm": _("Choose RS256 or ES256.")})
+        if not self.is_internal and not self.sector_identifier_uri:
+            from identity.oidc.subjects import redirect_hosts
+
+            if len(redirect_hosts(self.redirect_uris.split())) > 1:
+                raise ValidationError(
+                    {
+                        "sector_identifier_uri": _(
+                            "Redirect URIs on several hosts need a sector identifier URI "
+                            "(pairwise subjects are computed per sector)."
+                        )
+                    }
+                )
 
 
 class AuthorizationCode(AbstractGrant):
@@ -201,18 +260,24 @@ class AuthorizationCode(AbstractGrant):
     # tokens issued from the first redemption (this refresh-token family) are revoked.
     redeemed_at = models.DateTimeField(_("redeemed at"), null=True, blank=True)
     token_family = models.UUIDField(_("token family"), null=True, blank=True)
+    # The browser session (BrowserSession.sid) the resident authorized from; carried to
+    # the tokens so that ending the session revokes them and tells the partner.
+    sid = models.CharField(_("session id"), max_length=64, blank=True, db_index=True)
 
     class Meta(AbstractGrant.Meta):
         swappable = "OAUTH2_PROVIDER_GRANT_MODEL"
 
 
 class AccessToken(AbstractAccessToken):
+    sid = models.CharField(_("session id"), max_length=64, blank=True, db_index=True)
+
     class Meta(AbstractAccessToken.Meta):
         swappable = "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL"
 
 
 class RefreshToken(AbstractRefreshToken):
     auth_time = models.DateTimeField(_("authentication time"), null=True)
+    sid = models.CharField(_("session id"), max_length=64, blank=True, db_index=True)
 
     class Meta(AbstractRefreshToken.Meta):
         swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
@@ -221,6 +286,63 @@ class RefreshToken(AbstractRefreshToken):
 class IDToken(AbstractIDToken):
     class Meta(AbstractIDToken.Meta):
         swappable = "OAUTH2_PROVIDER_ID_TOKEN_MODEL"
+
+
+class BrowserSession(models.Model):
+    """A resident's sign-in on one browser: the OP session that `sid` names (OIDC Session 1.0).
+
+    Bound to the Django session (which holds the sid); ended by sign-out, by "sign out
+    everywhere", by revocation from the account pages or by a later sign-in of another
+    resident on the same browser. Ending it revokes the tokens issued in it and notifies
+    the partners that received them (identity/sessions.py).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    sid = models.CharField(_("session id"), max_length=64, unique=True, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="browser_sessions")
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    auth_time = models.DateTimeField(_("authentication time"), default=timezone.now)
+    amr = models.JSONField(_("authentication methods"), default=list, blank=True)
+    acr = models.CharField(_("authentication level"), max_length=100, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=200, blank=True)
+    device = models.CharField(_("device"), max_length=64, blank=True)
+    last_seen_at = models.DateTimeField(_("last seen"), default=timezone.now)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    end_reason = models.CharField(_("end reason"), max_length=32, blank=True)
+    # The Django session key, encrypted (identity.crypto): lets "sign out everywhere" end
+    # a session from another browser.
+    session_key_encrypted = models.BinaryField(null=True, blank=True, editable=False)
+    clients = models.ManyToManyField(
+        "identity.Client", through="SessionClient", related_name="browser_sessions", blank=True
+    )
+
+    class Meta:
+        verbose_name = _("session de navigateur")
+        verbose_name_plural = _("sessions de navigateur")
+        ordering = ("-last_seen_at",)
+        indexes = [models.Index(fields=("user", "ended_at"), name="browsersession_user_active")]
+
+    def __str__(self) -> str:
+        return f"session {self.pk}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.ended_at is None
+
+
+class SessionClient(models.Model):
+    """A partner client that received tokens in a browser session."""
+
+    session = models.ForeignKey(BrowserSession, on_delete=models.CASCADE, related_name="session_clients")
+    client = models.ForeignKey("identity.Client", on_delete=models.CASCADE, related_name="+")
+    first_issued_at = models.DateTimeField(default=timezone.now)
+    last_issued_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("session", "client"), name="sessionclient_unique")]
+
+    def __str__(self) -> str:
+        return f"session {self.session_id} client {self.client_id}"
 
 
 class SigningKey(models.Model):
@@ -233,6 +355,8 @@ class SigningKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     # Published in JWKS from creation; signs from `active_from`; stops signing at
     # `retired_at`; leaves JWKS at `expires_at` (after every token it signed expired).
+    # `rotate_keys --prune` then destroys the private half; the public half stays for
+    # verifying historical signatures (it is never published again).
     active_from = models.DateTimeField(default=timezone.now)
     retired_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)

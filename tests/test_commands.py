@@ -175,3 +175,124 @@ def test_register_client_refusals_create_nothing(db: Any, args: list[str], expec
     assert "\n" not in str(excinfo.value)
     assert not get_application_model().objects.exists()
     assert not AuditEvent.objects.filter(event="client.registered").exists()
+
+
+# --- register_client: subjects, signing algorithm, logout options (issue 4) ----------------------
+
+
+def test_register_client_with_sector_signing_alg_and_logout_uris(db: Any) -> None:
+    out, _ = run(
+        "register_client",
+        "--name",
+        "Portail culture",
+        "--redirect-uri",
+        "https://culture.example.org/cb",
+        "--redirect-uri",
+        "https://www.culture.example.net/cb",
+        "--sector",
+        "https://sector.culture.example.org/redirects.json",
+        "--signing-alg",
+        "ES256",
+        "--backchannel-logout-uri",
+        "https://culture.example.org/oidc/backchannel",
+        "--frontchannel-logout-uri",
+        "https://culture.example.org/oidc/frontchannel",
+        "--json",
+    )
+    payload = json.loads(out)
+    client = get_application_model().objects.get(client_id=payload["client_id"])
+    assert client.algorithm == "ES256" and payload["id_token_signed_response_alg"] == "ES256"
+    assert client.sector_identifier_uri == "https://sector.culture.example.org/redirects.json"
+    assert client.subject_sector == payload["sector"] == "sector.culture.example.org"
+    assert payload["subject_type"] == "pairwise"
+    assert client.backchannel_logout_uri == "https://culture.example.org/oidc/backchannel"
+    assert client.frontchannel_logout_uri == "https://culture.example.org/oidc/frontchannel"
+    assert client.is_internal is False
+
+
+def test_register_client_defaults_rs256_redirect_host_sector(db: Any) -> None:
+    payload = json.loads(
+        run(
+            "register_client",
+            "--name",
+            "Billetterie",
+            "--redirect-uri",
+            "https://rp.example.org/cb",
+            "--json",
+        )[0]
+    )
+    client = get_application_model().objects.get(client_id=payload["client_id"])
+    assert (client.algorithm, client.subject_sector, payload["subject_type"]) == (
+        "RS256",
+        "rp.example.org",
+        "pairwise",
+    )
+
+
+def test_register_internal_client_gets_public_subjects(db: Any) -> None:
+    payload = json.loads(
+        run(
+            "register_client",
+            "--name",
+            "Démarches",
+            "--redirect-uri",
+            "https://demarches.example.fr/cb",
+            "--internal",
+            "--json",
+        )[0]
+    )
+    assert payload["subject_type"] == "public"
+    assert get_application_model().objects.get(client_id=payload["client_id"]).is_internal is True
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--signing-alg", "HS256"], "unknown signing algorithm"),
+        (["--signing-alg", "none"], "unknown signing algorithm"),
+        (["--redirect-uri", "https://other.example.net/cb"], "sector identifier"),
+        (["--sector", "http://sector.example.org/"], "https"),
+        (["--sector", "not a url"], "sector identifier URI"),
+        (["--frontchannel-logout-uri", "http://rp.example.org/fcl"], "front-channel logout URI"),
+        (["--frontchannel-logout-uri", "https://rp.example.org/fcl#x"], "fragment"),
+        (["--backchannel-logout-uri", "ftp://rp.example.org/bcl"], "back-channel logout URI"),
+    ],
+)
+def test_register_client_new_option_refusals_create_nothing(db: Any, args: list[str], expected: str) -> None:
+    with pytest.raises(CommandError) as excinfo:
+        run("register_client", "--name", "Partenaire", "--redirect-uri", "https://rp.example.org/cb", *args)
+    assert expected in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+    assert not get_application_model().objects.exists()
+    assert not AuditEvent.objects.filter(event="client.registered").exists()
+
+
+def test_register_client_refusal_exits_non_zero_with_one_line(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}"}
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "register_client",
+            "--name",
+            "Partenaire",
+            "--redirect-uri",
+            "https://rp.example.org/cb",
+            "--signing-alg",
+            "HS256",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0
+    assert "unknown signing algorithm" in result.stderr

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 from jwcrypto import jwk, jws, jwt
 from jwcrypto.common import JWException
-from oauth2_provider.models import get_grant_model, get_refresh_token_model
+from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import Request as OAuthRequest
@@ -18,6 +20,12 @@ from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from identity.keys import active_signing_key, verification_key
 from identity.oidc.claims import standard_claims
+from identity.oidc.subjects import subject_for
+from identity.sessions import (
+    browser_session_by_sid,
+    session_client_record,
+    session_tokens_revoke,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,7 @@ class Validator(OAuth2Validator):
             nonce=request.nonce or "",
             claims=json.dumps(request.claims or {}),
             auth_time=getattr(request, "auth_time", None),
+            sid=getattr(request, "cum_sid", "") or "",
         )
 
     def validate_code(
@@ -106,9 +115,16 @@ class Validator(OAuth2Validator):
             return False
         if grant.is_expired() or not grant.user.is_active:
             return False
+        if grant.sid:
+            session = browser_session_by_sid(grant.sid)
+            if session is None or session.ended_at is not None:
+                # The resident signed out (or the session was revoked) since authorizing.
+                return False
+            request.cum_session = session  # read again for the ID token claims
         request.scopes = grant.scope.split(" ")
         request.user = grant.user
         request.auth_time = grant.auth_time
+        request.cum_sid = grant.sid
         if grant.nonce:
             request.nonce = grant.nonce
         if grant.claims:
@@ -150,18 +166,55 @@ class Validator(OAuth2Validator):
             )
         return True
 
-    # --- refresh tokens keep the original authentication time --------------------------
+    # --- tokens carry the browser session (sid) and the original authentication time ------
+    # django-oauth-toolkit's constructors, with our two columns set before the INSERT.
+    def _create_access_token(
+        self, expires: Any, request: OAuthRequest, token: dict[str, Any], source_refresh_token: Any = None
+    ) -> Any:
+        id_token = token.get("id_token")
+        if id_token:
+            id_token = self._load_id_token(id_token)
+        access_token = get_access_token_model()(
+            user=request.user,
+            scope=token["scope"],
+            expires=expires,
+            id_token=id_token,
+            application=request.client,
+            source_refresh_token=source_refresh_token,
+            resource=getattr(request, "resource", []),
+            sid=getattr(request, "cum_sid", "") or "",
+        )
+        self._set_token_value(access_token, token["access_token"])
+        access_token.save()
+        return access_token
+
     def _create_refresh_token(
         self, request: OAuthRequest, refresh_token_code: str, access_token: Any, previous_refresh_token: Any
     ) -> Any:
-        refresh_token = super()._create_refresh_token(
-            request, refresh_token_code, access_token, previous_refresh_token
+        refresh_token = get_refresh_token_model()(
+            user=request.user,
+            application=request.client,
+            access_token=access_token,
+            token_family=previous_refresh_token.token_family if previous_refresh_token else uuid.uuid4(),
+            resource=getattr(request, "resource", []),
+            auth_time=getattr(request, "auth_time", None),
+            sid=getattr(request, "cum_sid", "") or "",
         )
+        self._set_token_value(refresh_token, refresh_token_code)
+        refresh_token.save()
         request._cum_token_family = refresh_token.token_family
-        auth_time = getattr(request, "auth_time", None)
-        if auth_time is not None:
-            type(refresh_token).objects.filter(pk=refresh_token.pk).update(auth_time=auth_time)
         return refresh_token
+
+    def save_bearer_token(
+        self, token: dict[str, Any], request: OAuthRequest, *args: Any, **kwargs: Any
+    ) -> Any:
+        with transaction.atomic():
+            result = super().save_bearer_token(token, request, *args, **kwargs)
+            sid = getattr(request, "cum_sid", "")
+            if sid and request.user is not None and not session_client_record(sid=sid, client=request.client):
+                # The session ended while these tokens were being issued: they die with it.
+                session_tokens_revoke(sid=sid)
+        return result
 
     def validate_refresh_token(
         self, refresh_token: str, client: Any, request: OAuthRequest, *args: Any, **kwargs: Any
@@ -171,6 +224,7 @@ class Validator(OAuth2Validator):
             if not request.user.is_active:
                 return False
             request.auth_time = request.refresh_token_instance.auth_time
+            request.cum_sid = request.refresh_token_instance.sid
         return valid
 
     # --- access tokens at resource endpoints (userinfo) -------------------------------------
@@ -191,11 +245,27 @@ class Validator(OAuth2Validator):
     def get_additional_claims(self, request: OAuthRequest) -> dict[str, Any]:
         return standard_claims(request.user)
 
+    def get_claim_dict(self, request: OAuthRequest) -> dict[str, Any]:
+        claims = super().get_claim_dict(request)
+        # OIDC Core §8: pairwise per sector, public only for internal services.
+        claims["sub"] = subject_for(request.client, request.user)
+        return claims
+
     def get_id_token_dictionary(self, token: Any, token_handler: Any, request: OAuthRequest) -> Any:
         claims, expiration_time = super().get_id_token_dictionary(token, token_handler, request)
         claims["auth_time"] = int(
             _as_utc(getattr(request, "auth_time", None) or request.user.last_login).timestamp()
         )
+        session = getattr(request, "cum_session", None) or browser_session_by_sid(
+            getattr(request, "cum_sid", "")
+        )
+        if session is not None:
+            # OIDC Front-/Back-Channel Logout `sid`; how the resident authenticated.
+            claims["sid"] = session.sid
+            if session.acr:
+                claims["acr"] = session.acr
+            if session.amr:
+                claims["amr"] = list(session.amr)
         return claims, expiration_time
 
     def finalize_id_token(
@@ -205,7 +275,7 @@ class Validator(OAuth2Validator):
         id_token.update(**claims)
         if "nonce" not in id_token and request.nonce:
             id_token["nonce"] = request.nonce
-        key = active_signing_key(request.client.algorithm or "RS256")
+        key = active_signing_key(request.client.signing_algorithm)
         header = {"typ": "JWT", "alg": key.algorithm, "kid": key.kid}
         signed = jwt.JWT(header=header, claims=json.dumps(id_token, default=str))
         signed.make_signed_token(key.jwk)

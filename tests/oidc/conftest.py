@@ -103,3 +103,85 @@ def tokens(flow: OIDCFlow) -> dict[str, Any]:
 def other_rp(make_client: Any) -> Any:
     """A second confidential client registered with the same redirect URI."""
     return make_client(name="Médiathèques")
+
+
+def expected_sub(rp: Any, user: Any, sector: str | None = None) -> str:
+    """OIDC Core §8.1, computed here from the documented formula (not by our code):
+    public (the account id) for internal services, else
+    base64url(HMAC-SHA-256(PAIRWISE_SUBJECT_KEY, sector "\\n" user id)), sector = the
+    sector identifier URI's host or the redirect URIs' host."""
+    import hashlib
+    import hmac
+
+    from identity.oidc.subjects import pairwise_key
+
+    client = getattr(rp, "client", rp)
+    if client.is_internal:
+        return str(user.pk)
+    if sector is None:
+        source = client.sector_identifier_uri or client.redirect_uris.split()[0]
+        sector = urlsplit(source).hostname or ""
+    digest = hmac.new(pairwise_key(), f"{sector}\n{user.pk}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+# --- a relying party on a real local port (back-channel logout), and real worker processes ---
+
+from tests.connectors.conftest import run_worker  # noqa: E402,F401  (fixture, re-exported)
+
+
+class RelyingPartyServer:
+    """A partner's back-channel logout endpoint on 127.0.0.1: records every POST it receives.
+
+    Answers `status` (settable while running). `port` may be given to come back on the
+    port of a server that went down.
+    """
+
+    def __init__(self, port: int = 0) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.status = 200
+        self.received: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        rp = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length).decode()
+                with rp.lock:
+                    rp.received.append(
+                        {
+                            "path": self.path,
+                            "content_type": self.headers.get("Content-Type", ""),
+                            "fields": {k: v[0] for k, v in parse_qs(body).items()},
+                        }
+                    )
+                    status = rp.status
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/oidc/backchannel-logout"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def relying_party() -> Any:
+    server = RelyingPartyServer()
+    yield server
+    server.close()

@@ -22,6 +22,7 @@ from identity.services import SESSION_AUTH_TIME
 from tests.conftest import REDIRECT_URI, OIDCFlow, verify_id_token
 from tests.oidc.conftest import (
     complete_flow,
+    expected_sub,
     is_consent_page,
     location_base,
     location_query,
@@ -111,7 +112,7 @@ def test_id_token_required_claims(flow, tokens, resident):
     assert aud == flow.rp.client_id or (isinstance(aud, list) and flow.rp.client_id in aud)
     if isinstance(aud, list) and len(aud) > 1:
         assert claims["azp"] == flow.rp.client_id
-    assert claims["sub"] == str(resident.pk)
+    assert claims["sub"] == expected_sub(flow.rp, resident)
     assert isinstance(claims["iat"], int) and isinstance(claims["exp"], int)
     assert claims["exp"] > claims["iat"]
     assert abs(claims["iat"] - time.time()) < 60
@@ -169,20 +170,20 @@ def test_userinfo_by_get(flow, tokens, resident):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/json")
     body = response.json()
-    assert body["sub"] == str(resident.pk) == claims_of(flow, tokens)["sub"]
+    assert body["sub"] == expected_sub(flow.rp, resident) == claims_of(flow, tokens)["sub"]
 
 
-def test_userinfo_by_post_with_authorization_header(tokens, resident):
+def test_userinfo_by_post_with_authorization_header(flow, tokens, resident):
     response = userinfo(tokens["access_token"], "post")
     assert response.status_code == 200
-    assert response.json()["sub"] == str(resident.pk)
+    assert response.json()["sub"] == expected_sub(flow.rp, resident)
 
 
-def test_userinfo_by_post_with_token_in_form_body(tokens, resident):
+def test_userinfo_by_post_with_token_in_form_body(flow, tokens, resident):
     """oidcc-userinfo-post-body; RFC 6750 §2.2 form-encoded body parameter."""
     response = userinfo(tokens["access_token"], body=True)
     assert response.status_code == 200, response.content
-    assert response.json()["sub"] == str(resident.pk)
+    assert response.json()["sub"] == expected_sub(flow.rp, resident)
 
 
 def test_userinfo_refuses_token_in_query_string(tokens):
@@ -243,7 +244,7 @@ def test_inactive_residents_tokens_stop_working_at_userinfo(tokens, resident):
 def test_openid_scope_alone_releases_only_sub(flow, resident):
     body = complete_flow(flow, scope="openid")
     info = userinfo(body["access_token"]).json()
-    assert info == {"sub": str(resident.pk)}
+    assert info == {"sub": expected_sub(flow.rp, resident)}
     id_claims = claims_of(flow, body)
     for claim in ("email", "email_verified", "given_name", "family_name", "name"):
         assert claim not in id_claims

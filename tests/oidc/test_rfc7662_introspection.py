@@ -11,7 +11,7 @@ from django.test import Client as BrowserClient
 from django.utils import timezone
 
 from identity.models import AccessToken
-from tests.oidc.conftest import basic
+from tests.oidc.conftest import basic, expected_sub
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_active_access_token_is_described(resource_server, flow, tokens, residen
     assert body["active"] is True
     assert set(body["scope"].split()) == {"openid", "profile", "email"}
     assert body["client_id"] == flow.rp.client_id
-    assert body["sub"] == str(resident.pk)
+    assert body["sub"] == expected_sub(flow.rp, resident)
     assert isinstance(body["exp"], int) and body["exp"] > time.time()
     assert body.get("token_type", "Bearer").lower() == "bearer"
 

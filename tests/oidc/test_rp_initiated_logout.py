@@ -36,6 +36,12 @@ def assert_still_signed_in(browser: BrowserClient, rp: Any) -> None:
     assert "code" in location_query(response)
 
 
+def assert_signed_in_here(browser: BrowserClient, rp: Any) -> None:
+    """Signed in (whatever the consent state): prompt=none does not answer login_required."""
+    query = location_query(OIDCFlow(browser, rp).authorize(prompt="none"))
+    assert query.get("error") != ["login_required"], query
+
+
 def assert_not_redirected_to(response: Any, uri: str) -> None:
     if response.status_code in (301, 302, 303, 307, 308):
         assert not response["Location"].startswith(uri), response["Location"]
@@ -192,3 +198,154 @@ def test_end_session_page_is_not_cached_or_framed(flow, tokens):
     assert response.status_code == 200
     assert "no-store" in response.get("Cache-Control", "") or "no-cache" in response.get("Cache-Control", "")
     assert response["X-Frame-Options"] == "DENY"
+
+
+# --- untrusted requests: never redirected, but the resident can still sign out ----------------
+
+
+def form_fields(response: Any) -> dict[str, str]:
+    """The inputs of the confirmation form as rendered (hidden fields, CSRF token, button)."""
+    from html.parser import HTMLParser
+
+    fields: dict[str, str] = {}
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            values = dict(attrs)
+            if tag in {"input", "button"} and values.get("name"):
+                fields[values["name"] or ""] = values.get("value") or ""
+
+    Parser().feed(response.content.decode())
+    return {name: value for name, value in fields.items() if name not in {"language", "next"}}
+
+
+def click_sign_out(browser: BrowserClient, page: Any) -> Any:
+    """Press "Se déconnecter" on the page, as a browser would (CSRF checks enforced)."""
+    assert "Se déconnecter" in page.content.decode()
+    fields = form_fields(page)
+    assert fields.get("allow") == "true" and "csrfmiddlewaretoken" in fields
+    browser.handler.enforce_csrf_checks = True
+    try:
+        return browser.post("/end-session", fields)
+    finally:
+        browser.handler.enforce_csrf_checks = False
+
+
+def foreign_signed(id_token: str) -> str:
+    from jwcrypto import jwk, jwt
+
+    header = json.loads(base64.urlsafe_b64decode(id_token.split(".")[0] + "==="))
+    claims = json.loads(base64.urlsafe_b64decode(id_token.split(".")[1] + "==="))
+    forged = jwt.JWT(header={"alg": "RS256", "kid": header["kid"]}, claims=claims)
+    forged.make_signed_token(jwk.JWK.generate(kty="RSA", size=2048))
+    return forged.serialize()
+
+
+def modified_claims(id_token: str) -> str:
+    header, payload, signature = id_token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "==="))
+    claims["sub"] = "someone-else"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+UNTRUSTED = {
+    "tampered signature": lambda tokens, other: {"id_token_hint": tamper(tokens["id_token"])},
+    "modified claims": lambda tokens, other: {"id_token_hint": modified_claims(tokens["id_token"])},
+    "foreign key": lambda tokens, other: {"id_token_hint": foreign_signed(tokens["id_token"])},
+    "not a JWT": lambda tokens, other: {"id_token_hint": "garbage"},
+    "unregistered redirect": lambda tokens, other: {
+        "id_token_hint": tokens["id_token"],
+        "post_logout_redirect_uri": "https://evil.example.org/bye",
+    },
+    "hint of another client": lambda tokens, other: {
+        "id_token_hint": tokens["id_token"],
+        "client_id": other.client_id,
+    },
+    "unknown client": lambda tokens, other: {"client_id": "no-such-client", "id_token_hint": None},
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNTRUSTED))
+def test_untrusted_request_asks_then_signs_out_without_redirecting(flow, tokens, other_rp, case):
+    params = {"post_logout_redirect_uri": BYE, "state": "st", **UNTRUSTED[case](tokens, other_rp)}
+    page = end_session(flow.browser, **params)
+    assert page.status_code == 200, page.status_code
+    assert_still_signed_in(flow.browser, flow.rp)  # asked, not acted on
+    fields = form_fields(page)
+    # Nothing untrusted is carried into the confirmation.
+    assert not {"id_token_hint", "post_logout_redirect_uri", "state", "client_id"} & set(fields)
+
+    done = click_sign_out(flow.browser, page)
+    assert done.status_code == 200  # our signed-out page: no redirect at all
+    assert "Vous êtes déconnecté" in done.content.decode()
+    assert BYE not in done.content.decode() and "evil.example.org" not in done.content.decode()
+    assert_signed_out(flow.browser, flow.rp)
+    assert userinfo(tokens["access_token"]).status_code == 401
+
+
+def test_post_from_the_rp_with_untrusted_hint_also_asks(flow, tokens):
+    flow.browser.handler.enforce_csrf_checks = True
+    page = end_session(
+        flow.browser, "post", id_token_hint=tamper(tokens["id_token"]), post_logout_redirect_uri=BYE
+    )
+    flow.browser.handler.enforce_csrf_checks = False
+    assert page.status_code == 200
+    assert_still_signed_in(flow.browser, flow.rp)
+    assert click_sign_out(flow.browser, page).status_code == 200
+    assert_signed_out(flow.browser, flow.rp)
+
+
+def test_confirmation_with_registered_redirect_returns_state(flow, tokens):
+    page = end_session(flow.browser, client_id=flow.rp.client_id, post_logout_redirect_uri=BYE, state="k9")
+    done = click_sign_out(flow.browser, page)
+    assert done.status_code in (302, 303)
+    assert done["Location"] == BYE + "?state=k9"
+    assert_signed_out(flow.browser, flow.rp)
+
+
+def test_hint_from_an_earlier_session_is_confirmed_first(flow, tokens):
+    """The ID token names the resident, but not this browser session (§2: MUST ask)."""
+    from tests.oidc.conftest import sign_in
+
+    flow.browser.post("/deconnexion/")
+    sign_in(flow.browser, "camille@example.org")  # a new session, a new sid
+    page = end_session(
+        flow.browser, id_token_hint=tokens["id_token"], post_logout_redirect_uri=BYE, state="a"
+    )
+    assert page.status_code == 200
+    assert_signed_in_here(flow.browser, flow.rp)
+    done = click_sign_out(flow.browser, page)
+    assert done["Location"] == BYE + "?state=a"  # the hint is genuine: its redirect is allowed
+    assert_signed_out(flow.browser, flow.rp)
+
+
+def test_hint_of_another_resident_is_confirmed_first(flow, tokens, make_resident):
+    from tests.oidc.conftest import sign_in
+
+    other = make_resident("dominique@example.org")
+    browser = BrowserClient()
+    sign_in(browser, other.email)
+    page = end_session(browser, id_token_hint=tokens["id_token"], post_logout_redirect_uri=BYE)
+    assert page.status_code == 200
+    assert_signed_in_here(browser, flow.rp)
+    assert_signed_in_here(flow.browser, flow.rp)  # the hint's own session is not touched
+
+
+def test_valid_hint_without_redirect_shows_signed_out_page(flow, tokens):
+    response = end_session(flow.browser, id_token_hint=tokens["id_token"])
+    assert response.status_code == 200
+    assert "Vous êtes déconnecté" in response.content.decode()
+    assert_signed_out(flow.browser, flow.rp)
+
+
+def test_rp_initiated_logout_ends_the_session_record(flow, tokens):
+    from identity.models import AuditEvent, BrowserSession
+
+    end_session(flow.browser, id_token_hint=tokens["id_token"], post_logout_redirect_uri=BYE)
+    session = BrowserSession.objects.get()
+    assert session.ended_at is not None
+    assert session.end_reason == "rp_initiated_logout"
+    event = AuditEvent.objects.get(event="session.ended")
+    assert event.data["reason"] == "rp_initiated_logout"
+    assert event.data["clients"] == [flow.rp.client_id]

@@ -31,7 +31,9 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 
 from identity.oidc.constants import PKCE_METHOD
 from identity.oidc.errors import SeeOther, error_page, redirect_error
+from identity.oidc.subjects import subject_for
 from identity.selectors import session_auth_time
+from identity.sessions import browser_session_for_request
 
 PENDING_SESSION_KEY = "cum_pending_authorizations"
 MAX_PENDING = 5
@@ -47,6 +49,12 @@ class _AuthorizationMixin(OAuthLibMixin):
     def _finish(self, request: HttpRequest, scopes: list[str], credentials: dict[str, Any]) -> HttpResponse:
         credentials = dict(credentials)
         credentials["auth_time"] = session_auth_time(request)
+        session = browser_session_for_request(request)
+        if session is None:
+            # Signed out (or revoked from another device) since the page was shown.
+            return error_page(request, "login_required", "Votre session a pris fin. Reconnectez-vous.")
+        # The code, then the tokens, carry the browser session (sid in the ID token).
+        credentials["cum_sid"] = session.sid
         try:
             uri, _headers, _body, _status = self.create_authorization_response(
                 request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
@@ -106,6 +114,9 @@ class AuthorizeView(_AuthorizationMixin, View):
                 redirect_uri, "invalid_request", "PKCE with code_challenge_method=S256 is required.", state
             )
 
+        # A session ended elsewhere (sign out everywhere) signs this browser out here.
+        browser_session_for_request(request)
+
         prompt = set(params.get("prompt", "").split())
         if "none" in prompt and len(prompt) > 1:
             return redirect_error(redirect_uri, "invalid_request", "prompt=none cannot be combined.", state)
@@ -131,7 +142,7 @@ class AuthorizeView(_AuthorizationMixin, View):
         if "none" in prompt and params.get("id_token_hint"):
             # OIDC Core §3.1.2.1: a silent positive answer only for the End-User the hint
             # names; a hint we did not issue (or cannot verify) gets no silent answer either.
-            matches = self._id_token_hint_matches(params["id_token_hint"], request.user)
+            matches = self._id_token_hint_matches(params["id_token_hint"], request.user, credentials)
             if matches is None:
                 return redirect_error(
                     redirect_uri, "invalid_request", "id_token_hint is not an ID token we issued.", state
@@ -148,7 +159,7 @@ class AuthorizeView(_AuthorizationMixin, View):
             )
         return self._ask_consent(request, client, scopes, credentials)
 
-    def _id_token_hint_matches(self, hint: str, user: Any) -> bool | None:
+    def _id_token_hint_matches(self, hint: str, user: Any, credentials: dict[str, Any]) -> bool | None:
         """Whether an ID token we signed (expired ones accepted) names `user`; None if not ours."""
         validator = oauth2_settings.OAUTH2_VALIDATOR_CLASS()
         key = validator._get_key_for_token(hint)
@@ -168,9 +179,16 @@ class AuthorizeView(_AuthorizationMixin, View):
         )
         if issued_to is not None:
             return issued_to == user.pk
-        # The row is gone (logout, expiry clean-up): compare the subject. Subjects are
-        # public (the user's id) until pairwise subjects arrive.
-        return claims.get("sub") == str(user.pk)
+        # The row is gone (logout, expiry clean-up): compare the subject, as the client
+        # the hint was issued to knows this resident (pairwise per sector, or public).
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        client_id = credentials.get("client_id")
+        hint_client_id = client_id if client_id in audiences else (claims.get("azp") or audiences[0])
+        client = get_application_model().objects.filter(client_id=hint_client_id).first()
+        if client is None:
+            return None
+        return claims.get("sub") == subject_for(client, user)
 
     def _needs_login(self, request: HttpRequest, prompt: set[str], max_age: int | None) -> bool:
         user = request.user

@@ -19,7 +19,7 @@ def _url(name: str) -> str:
 def provider_metadata() -> dict[str, object]:
     claims = sorted(
         {claim for names in SCOPE_CLAIMS.values() for claim in names}
-        | {"iss", "aud", "exp", "iat", "auth_time", "nonce"}
+        | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "acr", "amr"}
     )
     return {
         "issuer": settings.ISSUER,
@@ -34,7 +34,7 @@ def provider_metadata() -> dict[str, object]:
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
-        "subject_types_supported": ["public"],
+        "subject_types_supported": ["pairwise", "public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
         "revocation_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
@@ -49,6 +49,11 @@ def provider_metadata() -> dict[str, object]:
         "request_uri_parameter_supported": False,
         "require_request_uri_registration": True,
         "authorization_response_iss_parameter_supported": True,
+        # OpenID Connect Back-Channel Logout 1.0 §2.1 and Front-Channel Logout 1.0 §3.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": True,
+        "frontchannel_logout_session_supported": True,
         "service_documentation": settings.ISSUER + "/docs/partners",
     }
 

@@ -15,6 +15,7 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request as OAuthRequest
 
 from identity.oidc.errors import json_error
+from identity.oidc.subjects import subject_for
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -81,7 +82,8 @@ class IntrospectView(OAuthLibMixin, View):
                     if access.application:
                         data["client_id"] = access.application.client_id
                     if access.user:
-                        data["sub"] = str(access.user.pk)
+                        # As the client the token was issued to knows the resident.
+                        data["sub"] = subject_for(access.application, access.user)
                     return data
             else:
                 refresh = (
@@ -96,7 +98,7 @@ class IntrospectView(OAuthLibMixin, View):
                         "token_type": "refresh_token",
                         "scope": refresh.access_token.scope if refresh.access_token else "",
                         "client_id": refresh.application.client_id,
-                        "sub": str(refresh.user.pk),
+                        "sub": subject_for(refresh.application, refresh.user),
                         "iss": settings.ISSUER,
                     }
         return {"active": False}

@@ -1,4 +1,24 @@
-"""RP-Initiated Logout 1.0 (end_session_endpoint).
+"""RP-Initiated Logout 1.0 (end_session_endpoint), with Front-Channel Logout 1.0 on the signed-out page.
+
+What the OP does with a logout request (§2, §3 of RP-Initiated Logout):
+
+- `id_token_hint` is trusted only if it is an ID token we signed (expired ones accepted)
+  and, with `client_id`, issued to that client. `post_logout_redirect_uri` is followed
+  only if it is registered, exactly, for the client the (trusted) request names.
+- Signed in, with a trusted hint naming the signed-in resident and this browser session
+  (`sid`): the resident is signed out at once.
+- Otherwise the resident is asked (a CSRF-protected "Se déconnecter" button). When
+  anything in the request could not be trusted (bad/modified/foreign-signed hint, unknown
+  or mismatching client, unregistered redirect), the confirmation page says so and the
+  resident is never redirected: after signing out they see our signed-out page.
+- After sign-out: redirect to the registered URI (with `state`), or the signed-out page.
+  When partners of the session registered a front-channel logout URI, the signed-out page
+  is shown first: it loads each URI (with `iss` and `sid`) in an invisible iframe, its
+  Content-Security-Policy allowing exactly those origins in `frame-src`, and links on to
+  the registered redirect.
+
+Signing out ends the browser session record (identity.sessions.session_end): tokens of the
+session revoked, back-channel logout queued for its partners.
 
 The spec requires both GET and POST from the relying party (§2). A relying party's POST
 arrives cross-site and without our CSRF token, so CSRF protection cannot apply to it as
@@ -8,29 +28,122 @@ the confirmation (the only POST carrying `allow`) is checked explicitly.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import logout as django_logout
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.middleware.csrf import CsrfViewMiddleware
+from django.shortcuts import render
+from django.urls import reverse
 from django.utils.decorators import method_decorator
+from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from oauth2_provider.exceptions import InvalidOIDCClientError, OIDCError
+from jwcrypto import jwt
+from jwcrypto.common import JWException
+from oauth2_provider.forms import ConfirmLogoutForm
 from oauth2_provider.models import get_application_model
-from oauth2_provider.views import RPInitiatedLogoutView
+
+from identity.middleware import DEFAULT_CSP
+from identity.oidc.backchannel import frontchannel_logout_urls, origin_of
+from identity.oidc.errors import SeeOther, add_query
+from identity.oidc.subjects import subject_for
+from identity.sessions import EndReason, browser_session_for_request, session_end
 
 
 def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
     return CsrfViewMiddleware(lambda _request: HttpResponse()).process_view(request, None, (), {})
 
 
+def verify_id_token_hint(hint: str) -> dict[str, Any] | None:
+    """The claims of an ID token we issued (signature by a published key, our `iss`), or None.
+
+    Expired tokens are accepted (RP-Initiated Logout §2: the hint may have expired).
+    """
+    from identity.oidc.validators import Validator
+
+    key = Validator()._get_key_for_token(hint)
+    if key is None:
+        return None
+    try:
+        claims = json.loads(jwt.JWT(key=key, jwt=hint, check_claims={}).claims)
+    except (JWException, ValueError, TypeError):
+        return None
+    if not isinstance(claims, dict) or claims.get("iss") != settings.ISSUER:
+        return None
+    return claims
+
+
+def _audiences(claims: dict[str, Any]) -> list[str]:
+    audience = claims.get("aud")
+    return [str(value) for value in (audience if isinstance(audience, list) else [audience]) if value]
+
+
+@dataclass
+class LogoutRequest:
+    hint: str = ""
+    client_id: str = ""
+    post_logout_redirect_uri: str = ""
+    state: str = ""
+    claims: dict[str, Any] | None = None
+    application: Any = None
+    redirect_uri: str = ""  # set only when it may be followed
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def trusted(self) -> bool:
+        return not self.problems
+
+    def redirect_target(self) -> str:
+        if not self.redirect_uri:
+            return ""
+        return add_query(self.redirect_uri, {"state": self.state}) if self.state else self.redirect_uri
+
+
+def evaluate(params: QueryDict) -> LogoutRequest:
+    request = LogoutRequest(
+        hint=params.get("id_token_hint") or "",
+        client_id=params.get("client_id") or "",
+        post_logout_redirect_uri=params.get("post_logout_redirect_uri") or "",
+        state=params.get("state") or "",
+    )
+    clients = get_application_model().objects
+    if request.hint:
+        request.claims = verify_id_token_hint(request.hint)
+        if request.claims is None:
+            request.problems.append("id_token_hint")
+    if request.client_id:
+        request.application = clients.filter(client_id=request.client_id).first()
+        if request.application is None:
+            request.problems.append("client_id")
+    if request.claims is not None:
+        audiences = _audiences(request.claims)
+        if request.application is not None and request.application.client_id not in audiences:
+            request.problems.append("client_id_mismatch")
+        elif request.application is None and not request.client_id:
+            hinted = request.claims.get("azp") or (audiences[0] if audiences else "")
+            request.application = clients.filter(client_id=hinted).first()
+    if request.post_logout_redirect_uri:
+        if (
+            request.trusted
+            and request.application is not None
+            and request.application.post_logout_redirect_uri_allowed(request.post_logout_redirect_uri)
+        ):
+            request.redirect_uri = request.post_logout_redirect_uri
+        else:
+            request.problems.append("post_logout_redirect_uri")
+    return request
+
+
 @method_decorator([csrf_exempt, never_cache], name="dispatch")
-class EndSessionView(RPInitiatedLogoutView):
-    template_name = "oidc/logout_confirm.html"
+class EndSessionView(View):
     http_method_names = ["get", "post"]
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self._logout_request(request.GET, **kwargs)
+        return self._logout_request(request, request.GET)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if "allow" in request.POST:
@@ -38,47 +151,85 @@ class EndSessionView(RPInitiatedLogoutView):
             failure = _csrf_failure(request)
             if failure is not None:
                 return failure
-            return super().post(request, *args, **kwargs)
+            return self._confirmed(request, request.POST)
         # A logout request the relying party sent by POST (RP-Initiated Logout §2).
-        return self._logout_request(request.POST, **kwargs)
+        return self._logout_request(request, request.POST)
 
-    def get_request_application(self, id_token: Any, client_id: str | None) -> Any:
-        # django-oauth-toolkit lets an unknown client_id raise DoesNotExist (a 500).
-        if client_id:
-            application = get_application_model().objects.filter(client_id=client_id).first()
-            if application is None:
-                raise InvalidOIDCClientError()
-            return application
-        return id_token.application if id_token else None
+    # --- steps -------------------------------------------------------------------------------
+    def _logout_request(self, request: HttpRequest, params: QueryDict) -> HttpResponse:
+        logout = evaluate(params)
+        session = browser_session_for_request(request)
+        if session is None:
+            # Not signed in here: nothing to end, nothing to ask.
+            return self._after_logout(request, logout, [], None)
+        if self._may_skip_confirmation(request, logout, session):
+            return self._sign_out(request, logout)
+        return self._confirmation_page(request, logout)
 
-    def _logout_request(self, params: QueryDict, **kwargs: Any) -> HttpResponse:
-        # django-oauth-toolkit's get(), reading from the given parameters (GET or POST).
-        id_token_hint = params.get("id_token_hint")
-        client_id = params.get("client_id")
-        post_logout_redirect_uri = params.get("post_logout_redirect_uri")
-        state = params.get("state")
-        try:
-            application, token_user = self.validate_logout_request(
-                id_token_hint=id_token_hint,
-                client_id=client_id,
-                post_logout_redirect_uri=post_logout_redirect_uri,
+    def _confirmed(self, request: HttpRequest, params: QueryDict) -> HttpResponse:
+        return self._sign_out(request, evaluate(params))
+
+    def _may_skip_confirmation(self, request: HttpRequest, logout: LogoutRequest, session: Any) -> bool:
+        """§2: ask unless a trusted hint names the signed-in resident and this session."""
+        if not logout.trusted or logout.claims is None or logout.application is None:
+            return False
+        if logout.claims.get("sub") != subject_for(logout.application, request.user):
+            return False
+        hinted_sid = logout.claims.get("sid")
+        return hinted_sid is None or hinted_sid == session.sid
+
+    def _sign_out(self, request: HttpRequest, logout: LogoutRequest) -> HttpResponse:
+        session = browser_session_for_request(request, adopt=False)
+        clients: list[Any] = []
+        if session is not None:
+            from identity.ratelimit import client_ip
+
+            ended = session_end(
+                session=session,
+                reason=EndReason.RP_LOGOUT,
+                acting_user=request.user,
+                ip=client_ip(request),
+                delete_django_session=False,
             )
-        except OIDCError as error:
-            return self.error_response(error)
+            clients = ended.clients
+        if request.user.is_authenticated:
+            django_logout(request)
+        return self._after_logout(request, logout, clients, session)
 
-        if not self.must_prompt(token_user):
-            return self.do_logout(application, post_logout_redirect_uri, state, token_user)
+    def _after_logout(
+        self, request: HttpRequest, logout: LogoutRequest, clients: list[Any], session: Any
+    ) -> HttpResponse:
+        target = logout.redirect_target()
+        frontchannel = frontchannel_logout_urls(session, clients) if session is not None else []
+        if target and not frontchannel:
+            return SeeOther(target)
+        response = render(
+            request,
+            "oidc/signed_out.html",
+            {"redirect_uri": target, "frontchannel_urls": frontchannel},
+        )
+        if frontchannel:
+            # Front-Channel Logout §2: this page (only) may frame the partners' logout URIs.
+            origins = " ".join(sorted({origin_of(url) for url in frontchannel}))
+            response["Content-Security-Policy"] = f"{DEFAULT_CSP}; frame-src {origins}"
+        return response
 
-        self.oidc_data = {
-            "id_token_hint": id_token_hint,
-            "client_id": client_id,
-            "post_logout_redirect_uri": post_logout_redirect_uri,
-            "state": state,
+    def _confirmation_page(self, request: HttpRequest, logout: LogoutRequest) -> HttpResponse:
+        initial = (
+            {
+                "id_token_hint": logout.hint,
+                "client_id": logout.client_id,
+                "post_logout_redirect_uri": logout.post_logout_redirect_uri,
+                "state": logout.state,
+            }
+            if logout.trusted
+            else {}  # nothing untrusted is carried into the confirmation: no redirect after it
+        )
+        form = ConfirmLogoutForm(initial={key: value for key, value in initial.items() if value})
+        context = {
+            "form": form,
+            "application": logout.application if logout.trusted else None,
+            "untrusted": not logout.trusted,
+            "action": reverse("oidc:end-session"),
         }
-        # FormView would bind the form to request.POST on a POST; the confirmation page
-        # must start unbound, with the RP's parameters as initial values.
-        form = self.form_class(initial=self.get_initial(), prefix=self.get_prefix())
-        context: dict[str, Any] = {**kwargs, "form": form}
-        if application:
-            context["application"] = application
-        return self.render_to_response(self.get_context_data(**context))
+        return render(request, "oidc/logout_confirm.html", context)

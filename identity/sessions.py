@@ -1,0 +1,423 @@
+"""Browser sessions as records: opening, ending, "sign out everywhere", revoking one.
+
+A `BrowserSession` is the OP session of OpenID Connect: its `sid` goes into the ID tokens
+issued from it, and onto the authorization codes, access and refresh tokens, so that
+ending the session can act on exactly what it produced.
+
+What ending a session does (one transaction, `session_end`):
+
+- the record is marked ended (with a reason) and the Django session behind it deleted,
+  so the browser is signed out wherever it is;
+- the access tokens, ID token records and refresh tokens issued in that session are
+  revoked. OpenID Back-Channel Logout 1.0 §2.7: refresh tokens issued without
+  `offline_access` SHOULD be revoked with the session; we offer no `offline_access`, so
+  every token of the session goes. Tokens from the resident's other sessions (another
+  browser, another device) are untouched;
+- an audit event is written;
+- the session-ended listeners run inside the same transaction: the OIDC layer registers
+  one (identity/oidc/backchannel.py) that puts a back-channel logout notification for
+  every partner of the session in the outbox. A registry keeps this module free of
+  imports from the OIDC layer and the connectors (DESIGN.md dependency direction).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from identity.models import BrowserSession, SessionClient, User
+
+log = logging.getLogger(__name__)
+
+SESSION_SID = "cum_sid"
+LAST_SEEN_THROTTLE = timedelta(seconds=60)
+USER_AGENT_MAX = 200
+
+ACR_PASSWORD = "eidas1"
+ACR_MFA = "https://refeds.org/profile/mfa"
+_MFA_METHODS = {"mfa", "otp", "hwk", "swk", "fido", "sms"}
+
+
+class EndReason:
+    LOGOUT = "logout"
+    RP_LOGOUT = "rp_initiated_logout"
+    SIGN_OUT_EVERYWHERE = "sign_out_everywhere"
+    REVOKED = "revoked"
+    REPLACED = "replaced"
+
+
+@dataclass
+class SessionEnded:
+    """What `session_end` did: the partners of the session (front-channel logout needs them)."""
+
+    session: BrowserSession
+    clients: list[Any] = field(default_factory=list)
+    already_ended: bool = False
+
+
+SessionEndedListener = Callable[[BrowserSession, list[Any]], None]
+_ended_listeners: list[SessionEndedListener] = []
+
+
+def register_session_ended_listener(listener: SessionEndedListener) -> None:
+    """Called from AppConfig.ready(); each listener runs inside session_end's transaction."""
+    if listener not in _ended_listeners:
+        _ended_listeners.append(listener)
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def acr_for(amr: list[str]) -> str:
+    """The authentication level a set of methods (RFC 8176) reaches."""
+    methods = set(amr or [])
+    if methods & _MFA_METHODS or len(methods) > 1:
+        return ACR_MFA
+    return ACR_PASSWORD
+
+
+_BROWSERS = (
+    ("Edge", re.compile(r"Edg(e|A|iOS)?/")),
+    ("Opera", re.compile(r"OPR/|Opera")),
+    ("Samsung Internet", re.compile(r"SamsungBrowser/")),
+    ("Firefox", re.compile(r"Firefox/|FxiOS/")),
+    ("Chrome", re.compile(r"Chrome/|CriOS/")),
+    ("Safari", re.compile(r"Safari/")),
+)
+_SYSTEMS = (
+    ("iPhone", re.compile(r"iPhone")),
+    ("iPad", re.compile(r"iPad")),
+    ("Android", re.compile(r"Android")),
+    ("Windows", re.compile(r"Windows")),
+    ("ChromeOS", re.compile(r"CrOS")),
+    ("macOS", re.compile(r"Mac OS X|Macintosh")),
+    ("Linux", re.compile(r"Linux")),
+)
+
+
+def device_label(user_agent: str) -> str:
+    """A coarse, human label ("Firefox · Windows"): enough to recognise a device, no more."""
+    browser = next((name for name, pattern in _BROWSERS if pattern.search(user_agent or "")), "")
+    system = next((name for name, pattern in _SYSTEMS if pattern.search(user_agent or "")), "")
+    return " · ".join(part for part in (browser, system) if part) or "?"
+
+
+def _session_store() -> Any:
+    return import_module(settings.SESSION_ENGINE).SessionStore
+
+
+def _encrypt_session_key(sid: str, session_key: str | None) -> bytes | None:
+    from identity.crypto import encrypt_at_rest
+
+    if not session_key:
+        return None
+    return encrypt_at_rest(session_key.encode(), context=b"session:" + sid.encode())
+
+
+def _decrypt_session_key(record: BrowserSession) -> str | None:
+    from identity.crypto import decrypt_at_rest
+
+    blob = record.session_key_encrypted
+    if not blob:
+        return None
+    try:
+        return decrypt_at_rest(bytes(blob), context=b"session:" + record.sid.encode()).decode()
+    except Exception:  # a key-encryption-key change: the binding is simply lost
+        log.warning("browser session %s: session key not readable", record.pk)
+        return None
+
+
+def _as_datetime(timestamp: int | float | None) -> datetime:
+    if timestamp is None:
+        return timezone.now()
+    return datetime.fromtimestamp(int(timestamp), tz=UTC)
+
+
+# --- opening and reading ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def browser_session_open(
+    *,
+    request: HttpRequest,
+    user: User,
+    amr: list[str],
+    auth_time: int | float | None = None,
+    previous_sid: str | None = None,
+) -> BrowserSession:
+    """Record the sign-in that just happened on this browser (called by `session_login`).
+
+    A new sign-in of the same resident on the same browser (prompt=login, max_age, step-up)
+    keeps the session and its sid, with the new authentication time and methods. A sign-in
+    of another resident ends the previous resident's session first.
+    """
+    now = timezone.now()
+    when = _as_datetime(auth_time) if auth_time is not None else now
+    user_agent = (request.META.get("HTTP_USER_AGENT") or "")[:USER_AGENT_MAX]
+    if previous_sid:
+        previous = BrowserSession.objects.select_for_update().filter(sid=previous_sid).first()
+        if previous is not None and previous.ended_at is None:
+            if previous.user_id == user.pk:
+                previous.auth_time = when
+                previous.amr = list(amr)
+                previous.acr = acr_for(amr)
+                previous.last_seen_at = now
+                previous.user_agent = user_agent
+                previous.device = device_label(user_agent)
+                previous.session_key_encrypted = _encrypt_session_key(
+                    previous.sid, request.session.session_key
+                )
+                previous.save(
+                    update_fields=[
+                        "auth_time",
+                        "amr",
+                        "acr",
+                        "last_seen_at",
+                        "user_agent",
+                        "device",
+                        "session_key_encrypted",
+                    ]
+                )
+                request.session[SESSION_SID] = previous.sid
+                return previous
+            session_end(session=previous, reason=EndReason.REPLACED, delete_django_session=False)
+    sid = secrets.token_urlsafe(32)
+    record = BrowserSession.objects.create(
+        sid=sid,
+        user=user,
+        auth_time=when,
+        amr=list(amr),
+        acr=acr_for(amr),
+        user_agent=user_agent,
+        device=device_label(user_agent),
+        last_seen_at=now,
+        session_key_encrypted=_encrypt_session_key(sid, request.session.session_key),
+    )
+    request.session[SESSION_SID] = sid
+    return record
+
+
+def browser_session_for_request(request: HttpRequest, *, adopt: bool = True) -> BrowserSession | None:
+    """The live session record of this browser, or None (and the browser signed out).
+
+    A signed-in Django session without a record (signed in before records existed, or by
+    a test/admin login) is adopted: a record is created for it. A Django session whose
+    record has ended (revoked from another device) is flushed here. `last_seen_at` is
+    updated at most once a minute.
+    """
+    cached = getattr(request, "_cum_browser_session", None)
+    if cached is not None and cached.sid == request.session.get(SESSION_SID):
+        return cached
+    record = _browser_session_for_request(request, adopt=adopt)
+    request._cum_browser_session = record  # type: ignore[attr-defined]
+    return record
+
+
+def _browser_session_for_request(request: HttpRequest, *, adopt: bool) -> BrowserSession | None:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    sid = request.session.get(SESSION_SID)
+    record = BrowserSession.objects.filter(sid=sid).first() if sid else None
+    if record is not None and (record.ended_at is not None or record.user_id != user.pk):
+        from django.contrib.auth import logout as django_logout
+
+        django_logout(request)
+        return None
+    if record is None:
+        if not adopt:
+            return None
+        from identity.services import SESSION_AMR, SESSION_AUTH_TIME
+
+        auth_time = request.session.get(SESSION_AUTH_TIME)
+        if auth_time is None and user.last_login:
+            auth_time = user.last_login.timestamp()
+        with transaction.atomic():
+            record = browser_session_open(
+                request=request,
+                user=user,
+                amr=list(request.session.get(SESSION_AMR) or []),
+                auth_time=auth_time,
+            )
+        return record
+    now = timezone.now()
+    if now - record.last_seen_at >= LAST_SEEN_THROTTLE:
+        fields = {"last_seen_at": now}
+        session_key = request.session.session_key
+        if session_key and _decrypt_session_key(record) != session_key:
+            # The Django session key was cycled (e.g. password change): keep the binding.
+            fields["session_key_encrypted"] = _encrypt_session_key(record.sid, session_key)
+        BrowserSession.objects.filter(pk=record.pk, ended_at__isnull=True).update(**fields)
+        record.last_seen_at = now
+    return record
+
+
+def browser_session_by_sid(sid: str | None) -> BrowserSession | None:
+    if not sid:
+        return None
+    return BrowserSession.objects.filter(sid=sid).first()
+
+
+# --- tokens issued in a session ----------------------------------------------------------------
+
+
+def session_tokens_revoke(*, sid: str) -> None:
+    """Revoke every access token, ID token record and refresh token carrying this sid."""
+    from oauth2_provider.models import get_access_token_model, get_id_token_model, get_refresh_token_model
+
+    if not sid:
+        return
+    now = timezone.now()
+    get_refresh_token_model().objects.filter(sid=sid, revoked__isnull=True).update(revoked=now)
+    access_tokens = get_access_token_model().objects.filter(sid=sid)
+    id_token_ids = [pk for pk in access_tokens.values_list("id_token_id", flat=True) if pk]
+    access_tokens.delete()
+    if id_token_ids:
+        get_id_token_model().objects.filter(pk__in=id_token_ids).delete()
+
+
+@transaction.atomic
+def session_client_record(*, sid: str, client: Any) -> bool:
+    """Note that `client` received tokens in session `sid`. False if the session has ended.
+
+    Locks the session row, so a sign-out running at the same moment either sees this
+    client (and notifies it) or has already ended the session (and the caller revokes
+    what it just issued).
+    """
+    session = BrowserSession.objects.select_for_update().filter(sid=sid).first()
+    if session is None:
+        return True  # no record to attach to (e.g. a session-less token): nothing to do
+    if session.ended_at is not None:
+        return False
+    now = timezone.now()
+    updated = SessionClient.objects.filter(session=session, client=client).update(last_issued_at=now)
+    if not updated:
+        SessionClient.objects.create(session=session, client=client, first_issued_at=now, last_issued_at=now)
+    return True
+
+
+# --- ending sessions ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def session_end(
+    *,
+    session: BrowserSession,
+    reason: str,
+    acting_user: User | None = None,
+    ip: str = "",
+    delete_django_session: bool = True,
+) -> SessionEnded:
+    """End one browser session: revoke its tokens, notify its partners, sign the browser out.
+
+    Idempotent: ending an ended session does nothing (and notifies nobody again).
+    """
+    from identity.services import audit_log
+
+    locked = BrowserSession.objects.select_for_update().select_related("user").get(pk=session.pk)
+    if locked.ended_at is not None:
+        return SessionEnded(session=locked, already_ended=True)
+    locked.ended_at = timezone.now()
+    locked.end_reason = reason[:32]
+    locked.save(update_fields=["ended_at", "end_reason"])
+    session_tokens_revoke(sid=locked.sid)
+    clients = [link.client for link in locked.session_clients.select_related("client").order_by("pk")]
+    audit_log(
+        event="session.ended",
+        acting_user=acting_user,
+        subject_user=locked.user,
+        ip=ip,
+        data={"session": locked.pk, "reason": reason, "clients": [client.client_id for client in clients]},
+    )
+    for listener in _ended_listeners:
+        listener(locked, clients)
+    if delete_django_session:
+        session_key = _decrypt_session_key(locked)
+        if session_key:
+            _session_store()().delete(session_key)
+    session.ended_at, session.end_reason = locked.ended_at, locked.end_reason
+    return SessionEnded(session=locked, clients=clients)
+
+
+@transaction.atomic
+def sessions_end_all(
+    *,
+    user: User,
+    except_current: BrowserSession | str | None = None,
+    reason: str = EndReason.SIGN_OUT_EVERYWHERE,
+    acting_user: User | None = None,
+    ip: str = "",
+) -> int:
+    """ "Sign out everywhere": end every live session of the resident (but `except_current`)."""
+    from identity.services import audit_log
+
+    keep = except_current.sid if isinstance(except_current, BrowserSession) else except_current
+    sessions = BrowserSession.objects.filter(user=user, ended_at__isnull=True)
+    if keep:
+        sessions = sessions.exclude(sid=keep)
+    ended = 0
+    for record in list(sessions.order_by("pk")):
+        if not session_end(
+            session=record, reason=reason, acting_user=acting_user or user, ip=ip
+        ).already_ended:
+            ended += 1
+    audit_log(
+        event="session.ended_all",
+        acting_user=acting_user or user,
+        subject_user=user,
+        ip=ip,
+        data={"count": ended, "kept_current": bool(keep)},
+    )
+    return ended
+
+
+@transaction.atomic
+def session_revoke(*, user: User, sid: str, acting_user: User | None = None, ip: str = "") -> bool:
+    """End one of the resident's sessions from the account pages. False if no such live session."""
+    record = BrowserSession.objects.filter(user=user, sid=sid, ended_at__isnull=True).first()
+    if record is None:
+        return False
+    return not session_end(
+        session=record, reason=EndReason.REVOKED, acting_user=acting_user or user, ip=ip
+    ).already_ended
+
+
+def sessions_active(*, user: User) -> list[BrowserSession]:
+    """The resident's live sessions, most recently seen first (for the account pages)."""
+    return list(
+        BrowserSession.objects.filter(user=user, ended_at__isnull=True)
+        .prefetch_related("session_clients__client")
+        .order_by("-last_seen_at")
+    )
+
+
+# --- signal receiver: a receiver only calls a service (DESIGN.md) --------------------------------
+
+
+def on_user_logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    """django.contrib.auth.logout() ends the session record of that browser."""
+    if request is None or not hasattr(request, "session"):
+        return
+    record = browser_session_by_sid(request.session.get(SESSION_SID))
+    if record is None or record.ended_at is not None:
+        return
+    from identity.ratelimit import client_ip
+
+    session_end(
+        session=record,
+        reason=EndReason.LOGOUT,
+        acting_user=user if getattr(user, "is_authenticated", False) else None,
+        ip=client_ip(request),
+        delete_django_session=False,
+    )
