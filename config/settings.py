@@ -72,6 +72,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_otp",
     "identity.apps.IdentityConfig",
+    "identity.franceconnect.apps.FranceConnectConfig",
+    "identity.mfa.apps.MfaConfig",
     "consent.apps.ConsentConfig",
     "profiles.apps.ProfilesConfig",
     "connectors.apps.ConnectorsConfig",
@@ -349,3 +351,80 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# --- FranceConnect (identity/franceconnect/; docs/operators.md) ------------------------------
+# We are a FranceConnect v2 relying party ("fournisseur de service"). Outside production the
+# integration platform is the default (reachable only with integration credentials); in
+# production the operator sets the issuer and credentials given by FranceConnect.
+FRANCECONNECT_ENABLED = env_bool("FRANCECONNECT_ENABLED", default=not PRODUCTION)
+FRANCECONNECT_ISSUER = (
+    env_str("FRANCECONNECT_ISSUER") or "https://fcp-low.sbx.dev-franceconnect.fr/api/v2"
+).rstrip("/")
+FRANCECONNECT_CLIENT_ID = env_str("FRANCECONNECT_CLIENT_ID") or ""
+FRANCECONNECT_CLIENT_SECRET = env_str("FRANCECONNECT_CLIENT_SECRET") or ""
+FRANCECONNECT_SCOPES = (
+    env_str("FRANCECONNECT_SCOPES")
+    or "openid given_name family_name birthdate gender birthplace birthcountry email preferred_username"
+).split()
+FRANCECONNECT_ACR = env_str("FRANCECONNECT_ACR") or "eidas1"
+# Sent as `prompt` on authorize; empty to send none.
+FRANCECONNECT_PROMPT = env_str("FRANCECONNECT_PROMPT", "login consent") or ""
+FRANCECONNECT_TIMEOUT = env_int("FRANCECONNECT_TIMEOUT", 5)  # seconds, per upstream HTTP call
+FRANCECONNECT_DISCOVERY_CACHE_SECONDS = env_int("FRANCECONNECT_DISCOVERY_CACHE_SECONDS", 60 * 60)
+if FRANCECONNECT_ENABLED:
+    _fc_issuer = urlsplit(FRANCECONNECT_ISSUER)
+    if _fc_issuer.scheme not in {"http", "https"} or not _fc_issuer.netloc:
+        raise ImproperlyConfigured("FRANCECONNECT_ISSUER must be an absolute https URL")
+    if PRODUCTION and _fc_issuer.scheme != "https":
+        raise ImproperlyConfigured("FRANCECONNECT_ISSUER must use https in production")
+    if PRODUCTION and not (FRANCECONNECT_CLIENT_ID and FRANCECONNECT_CLIENT_SECRET):
+        raise ImproperlyConfigured(
+            "FRANCECONNECT_CLIENT_ID and FRANCECONNECT_CLIENT_SECRET are required when FRANCECONNECT_ENABLED"
+        )
+    if "openid" not in FRANCECONNECT_SCOPES:
+        raise ImproperlyConfigured("FRANCECONNECT_SCOPES must include openid")
+    if FRANCECONNECT_ACR not in {"eidas1", "eidas2", "eidas3"}:
+        raise ImproperlyConfigured("FRANCECONNECT_ACR must be eidas1, eidas2 or eidas3")
+    if FRANCECONNECT_TIMEOUT < 1:
+        raise ImproperlyConfigured("FRANCECONNECT_TIMEOUT must be at least 1 second")
+# --- end of FranceConnect ---------------------------------------------------------------------
+
+# --- Consent ledger (consent/; docs/ledger.md) -----------------------------------------------
+# Wraps each subject's data key (AES-256-GCM). Urlsafe base64 of 32 random bytes. Outside
+# production, left empty it is derived from SECRET_KEY (consent/crypto.py), like
+# KEY_ENCRYPTION_KEY. Losing it makes every encrypted consent detail unreadable.
+CONSENT_MASTER_KEY = env_str("CONSENT_MASTER_KEY") or ""
+if PRODUCTION and not CONSENT_MASTER_KEY:
+    raise ImproperlyConfigured(
+        "CONSENT_MASTER_KEY (urlsafe base64 of 32 random bytes) is required in production"
+    )
+CONSENT_POLICY_URL = env_str("CONSENT_POLICY_URL") or f"{ISSUER}/confidentialite/"
+# The controller named in consent receipts (Kantara piiControllers, ISO/IEC TS 27560 parties).
+CONSENT_CONTROLLER = {
+    "name": env_str("CONSENT_CONTROLLER_NAME") or "Nantes Métropole",
+    "contact": env_str("CONSENT_CONTROLLER_CONTACT") or "Délégué à la protection des données",
+    "address": env_str("CONSENT_CONTROLLER_ADDRESS") or "2 cours du Champ de Mars, 44923 Nantes Cedex 9",
+    "email": env_str("CONSENT_CONTROLLER_EMAIL") or "dpo@nantesmetropole.fr",
+    "phone": env_str("CONSENT_CONTROLLER_PHONE") or "+33 2 40 99 48 48",
+    "url": env_str("CONSENT_CONTROLLER_URL") or "https://metropole.nantes.fr",
+}
+
+# --- OIDC subjects and keys (identity/oidc/subjects.py, identity/keys.py) ----------------------
+# Pairwise subject identifiers (OpenID Connect Core §8.1) are HMAC-SHA-256 under this key.
+# Changing it changes every resident's `sub` at every partner: set it once and keep it.
+# At least 32 characters. Outside production, left empty it is derived from SECRET_KEY
+# (HKDF, identity/oidc/subjects.py), like KEY_ENCRYPTION_KEY.
+PAIRWISE_SUBJECT_KEY = env_str("PAIRWISE_SUBJECT_KEY") or ""
+if PRODUCTION and len(PAIRWISE_SUBJECT_KEY) < 32:
+    raise ImproperlyConfigured(
+        "PAIRWISE_SUBJECT_KEY (at least 32 random characters) is required in production"
+    )
+# How long relying parties may cache /jwks.json (Cache-Control max-age), and how long a
+# rotated-in key is published before it signs (`rotate_keys --publish-ahead-seconds`).
+OIDC_JWKS_MAX_AGE_SECONDS = env_int("OIDC_JWKS_MAX_AGE_SECONDS", 300)
+OIDC_KEY_PUBLISH_AHEAD_SECONDS = env_int("OIDC_KEY_PUBLISH_AHEAD_SECONDS", 60 * 60)
+if OIDC_KEY_PUBLISH_AHEAD_SECONDS < OIDC_JWKS_MAX_AGE_SECONDS:
+    raise ImproperlyConfigured("OIDC_KEY_PUBLISH_AHEAD_SECONDS must be at least OIDC_JWKS_MAX_AGE_SECONDS")
+# Back-channel logout tokens are built when delivered, and live this long (seconds).
+OIDC_LOGOUT_TOKEN_EXPIRE_SECONDS = env_int("OIDC_LOGOUT_TOKEN_EXPIRE_SECONDS", 120)
+# --- end of OIDC subjects and keys ------------------------------------------------------------

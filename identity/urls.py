@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from identity import views
 
@@ -9,7 +9,9 @@ urlpatterns = [
     path("compte/", views.account, name="account"),
     path("compte/mot-de-passe/", views.password_change, name="password-change"),
     path("connexion/", views.LoginView.as_view(), name="login"),
+    path("", include("identity.mfa.urls")),
     path("deconnexion/", views.logout_view, name="logout"),
+    path("franceconnect/", include("identity.franceconnect.urls")),
     path("inscription/", views.register, name="register"),
     path("inscription/envoye/", views.register_done, name="register-done"),
     path("inscription/verifier/<str:token>/", views.verify_email, name="verify-email"),

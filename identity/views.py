@@ -30,6 +30,9 @@ from identity.forms import (
     SetPasswordForm,
     too_many_attempts,
 )
+from identity.mfa import flow as mfa_flow
+from identity.mfa.selectors import user_has_mfa
+from identity.mfa.services import login_second_factor_required
 from identity.selectors import user_by_email, user_for_password_reset
 from identity.services import (
     VerificationResult,
@@ -97,6 +100,13 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form: LoginForm) -> HttpResponse:  # type: ignore[override]
         user = form.get_user()
         throttle = form.throttle
+        if user_has_mfa(user):
+            # Not signed in yet: the password alone only opens the second step
+            # (identity/mfa/flow.py). The sign-in limits are cleared only after that step,
+            # so the password cannot be used to reset the count of second-factor guesses.
+            mfa_flow.pending_start(request=self.request, user=user, next_url=self.get_redirect_url())
+            login_second_factor_required(user=user, ip=ratelimit.client_ip(self.request))
+            return HttpResponseRedirect(reverse("identity:mfa:verify"))
         session_login(request=self.request, user=user, amr=["pwd"])
         login_record_success(
             user=user, ip=ratelimit.client_ip(self.request), known_device=bool(throttle and throttle.device)

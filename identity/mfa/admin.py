@@ -1,0 +1,63 @@
+"""Staff view of residents' second factors: metadata only (no secret, no code hash)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from identity.mfa.models import BackupCodeDevice, Passkey, TOTPDevice
+
+
+class FactorAdmin(admin.ModelAdmin):
+    list_select_related = ("user",)
+    search_fields = ("user__email",)
+    raw_id_fields = ("user",)
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        # Factors are enrolled by the resident only (the secret must never pass through staff).
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        # An operator-assisted reset must go through a service that audits the operator
+        # (not built yet); deleting here would leave no trace and send no email.
+        return False
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(FactorAdmin):
+    list_display = (
+        "id",
+        "user",
+        "name",
+        "confirmed",
+        "created_at",
+        "last_used_at",
+        "throttling_failure_count",
+    )
+    fields = ("user", "name", "confirmed", "created_at", "last_used_at", "throttling_failure_count")
+    readonly_fields = fields
+
+
+@admin.register(BackupCodeDevice)
+class BackupCodeDeviceAdmin(FactorAdmin):
+    list_display = ("id", "user", "created_at", "last_used_at", "throttling_failure_count")
+    fields = ("user", "created_at", "last_used_at", "throttling_failure_count")
+    readonly_fields = fields
+
+
+@admin.register(Passkey)
+class PasskeyAdmin(FactorAdmin):
+    list_display = ("id", "user", "name", "backup_eligible", "sign_count", "created_at", "last_used_at")
+    fields = (
+        "user",
+        "name",
+        "backup_eligible",
+        "sign_count",
+        "aaguid",
+        "transports",
+        "created_at",
+        "last_used_at",
+    )
+    readonly_fields = fields

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class MfaConfig(AppConfig):
+    """Second factors (TOTP, backup codes, passkeys): an app of its own inside identity so
+    that its migrations never clash with the identity app's."""
+
+    name = "identity.mfa"
+    label = "mfa"
+    verbose_name = _("Seconds facteurs")
+    default_auto_field = "django.db.models.BigAutoField"
