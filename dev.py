@@ -64,7 +64,9 @@ def cmd_run() -> None:
 def cmd_test(extra: list[str]) -> None:
     ensure_venv()
     env = dict(os.environ)
-    _run(str(PY), "-m", "pytest", *extra, env=env)
+    # Spread the suite over every core unless the caller chose otherwise.
+    parallel = [] if any(arg.startswith(("-n", "--numprocesses")) for arg in extra) else ["-n", "auto"]
+    _run(str(PY), "-m", "pytest", *parallel, *extra, env=env)
 
 
 def main() -> None:
