@@ -28,6 +28,62 @@ def _fresh_key_cache() -> Any:
     clear_key_cache()
 
 
+def _ledger_migration(name: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"consent.migrations.{name}")
+
+
+def _uses_transactional_db(request: Any) -> bool:
+    if {"transactional_db", "live_server"} & set(request.fixturenames):
+        return True
+    marker = request.node.get_closest_marker("django_db")
+    return bool(marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])))
+
+
+@pytest.fixture(autouse=True)
+def _consent_ledger_between_tests(request: Any) -> Any:
+    """Keep the seeded consent catalogue and the append-only triggers across tests.
+
+    Transactional tests end with a flush (DELETE on SQLite, TRUNCATE on PostgreSQL). The
+    ledger's SQLite triggers rightly refuse DELETE, so they are lifted for the flush only
+    and put back before the next test; the catalogue seeded by a data migration is
+    restored the same way.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    needs_db = marker is not None or {"db", "transactional_db", "live_server"} & set(request.fixturenames)
+    if not needs_db:
+        yield
+        return
+    from django.apps import apps
+    from django.db import connection
+
+    triggers = _ledger_migration("0002_append_only_triggers")
+    seed = _ledger_migration("0003_seed_catalogue")
+    request.getfixturevalue("transactional_db" if _uses_transactional_db(request) else "db")
+    editor = _RawEditor(connection)
+    if connection.vendor == "sqlite":
+        triggers.drop_triggers(apps, editor)
+        triggers.create_triggers(apps, editor)
+    if not apps.get_model("consent", "Purpose").objects.exists():
+        seed.seed(apps, editor)
+    yield
+    if _uses_transactional_db(request) and connection.vendor == "sqlite":
+        triggers.drop_triggers(apps, editor)
+
+
+class _RawEditor:
+    """The bit of a schema editor the ledger migrations use (SQLite's real one refuses
+    to open inside a test transaction)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
 @pytest.fixture
 def signing_keys(db: Any) -> Any:
     return signing_keys_ensure()
