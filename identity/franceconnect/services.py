@@ -1,0 +1,293 @@
+"""Writes of the FranceConnect app: links, accounts created from FranceConnect, sign-in,
+unlinking, and the little state a FranceConnect sign-in keeps in the browser session.
+
+What a session opened through FranceConnect says about the sign-in (`franceconnect_sign_in`):
+
+- ``amr`` (identity.services.SESSION_AMR and the BrowserSession record): the methods
+  FranceConnect reports in its ID token ``amr`` (RFC 8176 values such as ``pwd``, ``pin``,
+  ``pop``, ``mfa``, plus FranceConnect's ``mail``), asked for with the ``claims`` parameter;
+  ``["pwd"]`` when FranceConnect sends none (every FranceConnect identity provider checks
+  at least a password).
+- ``acr``: the level FranceConnect vouched for, ``eidas1`` (eIDAS low) on FranceConnect.
+  It is written on the BrowserSession record after `session_login`, because the record
+  would otherwise derive the level from ``amr`` alone; a FranceConnect ``mfa`` does not
+  raise the eIDAS level (FranceConnect's own documentation), so it is not our MFA level.
+- The upstream ID token is kept in the Django session only (``franceconnect_session``),
+  for the end-session call at sign-out; it is never written to the database.
+
+Audit events carry ids and reason codes only: never a name, a birth date or an address.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from identity.franceconnect.client import Authentication
+from identity.franceconnect.models import FranceConnectLink
+from identity.models import User
+from identity.services import AccountError, audit_log, session_login, user_create
+
+SESSION_REQUEST = "franceconnect_request"
+SESSION_PENDING = "franceconnect_pending"
+SESSION_FC = "franceconnect_session"
+SESSION_LOGOUT_STATE = "franceconnect_logout_state"
+
+REQUEST_MAX_AGE_SECONDS = 15 * 60
+PENDING_MAX_AGE_SECONDS = 15 * 60
+_PENDING_CONTEXT = b"franceconnect-pending"
+
+
+class LinkError(ValueError):
+    """Why a link could not be made or removed. `code` picks the resident-facing message."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        super().__init__(code)
+
+
+# --- the authorization request (state, nonce) -----------------------------------------------------
+
+
+def auth_request_start(*, request: HttpRequest, next_url: str = "") -> tuple[str, str]:
+    """A fresh state and nonce, remembered in the session for exactly one callback."""
+    state = secrets.token_urlsafe(32)
+    nonce = secrets.token_urlsafe(32)
+    request.session[SESSION_REQUEST] = {
+        "state": state,
+        "nonce": nonce,
+        "next": next_url,
+        "created": int(time.time()),
+    }
+    return state, nonce
+
+
+def auth_request_pop(*, request: HttpRequest) -> dict[str, Any] | None:
+    """The pending authorization request, removed from the session (single use)."""
+    pending = request.session.pop(SESSION_REQUEST, None)
+    if not isinstance(pending, dict):
+        return None
+    if int(pending.get("created", 0)) + REQUEST_MAX_AGE_SECONDS < time.time():
+        return None
+    return pending
+
+
+# --- the identity waiting for "create my account" or "I already have one" -------------------------
+
+
+@dataclass
+class PendingIdentity:
+    """What a first FranceConnect sign-in leaves for the choice page, for a few minutes.
+
+    Stored encrypted (AES-256-GCM, identity.crypto) in the session: session rows sit in the
+    database or Redis, and names and an email address are personal data. The rest of the
+    identity pivot is not kept at all.
+    """
+
+    sub: str
+    given_name: str
+    family_name: str
+    email: str
+    id_token: str
+    acr: str
+    amr: list[str] = field(default_factory=list)
+    next: str = ""
+    created: int = 0
+    link_requested_at: int = 0
+
+    @classmethod
+    def from_authentication(cls, auth: Authentication, *, next_url: str = "") -> PendingIdentity:
+        return cls(
+            sub=auth.sub,
+            given_name=auth.identity.given_name,
+            family_name=auth.identity.usual_family_name,
+            email=auth.identity.email,
+            id_token=auth.id_token,
+            acr=auth.acr,
+            amr=list(auth.amr),
+            next=next_url,
+            created=int(time.time()),
+        )
+
+
+def pending_save(*, request: HttpRequest, pending: PendingIdentity) -> None:
+    from identity.crypto import encrypt_at_rest
+
+    blob = encrypt_at_rest(json.dumps(asdict(pending)).encode(), context=_PENDING_CONTEXT)
+    request.session[SESSION_PENDING] = base64.urlsafe_b64encode(blob).decode()
+
+
+def pending_load(request: HttpRequest) -> PendingIdentity | None:
+    from identity.crypto import decrypt_at_rest
+
+    value = request.session.get(SESSION_PENDING)
+    if not isinstance(value, str):
+        return None
+    try:
+        data = json.loads(decrypt_at_rest(base64.urlsafe_b64decode(value), context=_PENDING_CONTEXT))
+        pending = PendingIdentity(**data)
+    except Exception:  # a key change or a damaged value: the choice is simply lost
+        request.session.pop(SESSION_PENDING, None)
+        return None
+    if pending.created + PENDING_MAX_AGE_SECONDS < time.time():
+        request.session.pop(SESSION_PENDING, None)
+        return None
+    return pending
+
+
+def pending_clear(*, request: HttpRequest) -> None:
+    request.session.pop(SESSION_PENDING, None)
+
+
+def pending_request_link(*, request: HttpRequest, pending: PendingIdentity, ip: str = "") -> None:
+    """The resident chose "I already have an account": the next sign-in to an account, with
+    its password and not through FranceConnect, proves they own the account to link.
+
+    A session already open in this browser proves nothing (it may be old, or someone
+    else's on a shared computer), so it ends here: the resident signs in again.
+    """
+    from identity.services import session_logout
+
+    if request.user.is_authenticated:
+        session_logout(request=request, ip=ip)  # flushes the session, pending identity included
+    pending.link_requested_at = int(time.time())
+    pending_save(request=request, pending=pending)
+    request.session.pop(SESSION_FC, None)
+
+
+# --- links ----------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def link_create(*, user: User, sub: str, how: str, ip: str = "") -> FranceConnectLink:
+    """Link `user` to the FranceConnect identity `sub`. One identity per account and per sub."""
+    if FranceConnectLink.objects.filter(user=user).exists():
+        raise LinkError("user_already_linked")
+    if FranceConnectLink.objects.filter(sub=sub).exists():
+        raise LinkError("sub_already_linked")
+    try:
+        with transaction.atomic():
+            link = FranceConnectLink.objects.create(user=user, sub=sub, last_used_at=timezone.now())
+    except IntegrityError as exc:  # linked concurrently
+        raise LinkError("sub_already_linked") from exc
+    audit_log(
+        event="franceconnect.linked",
+        acting_user=user,
+        subject_user=user,
+        ip=ip,
+        data={"how": how, "link": link.pk},
+    )
+    return link
+
+
+@transaction.atomic
+def link_remove(*, user: User, ip: str = "") -> None:
+    """Unlink: only for an account that can still be signed in to without FranceConnect."""
+    link = FranceConnectLink.objects.select_for_update().filter(user=user).first()
+    if link is None:
+        raise LinkError("not_linked")
+    if not user.has_usable_password():
+        raise LinkError("no_other_sign_in")
+    link_id = link.pk
+    link.delete()
+    audit_log(
+        event="franceconnect.unlinked", acting_user=user, subject_user=user, ip=ip, data={"link": link_id}
+    )
+
+
+@transaction.atomic
+def account_create_from_franceconnect(
+    *, pending: PendingIdentity, language: str = "fr", ip: str = ""
+) -> User:
+    """Create an account from the identity FranceConnect vouched for, linked to it.
+
+    - names: FranceConnect's given names and usage name (else birth name);
+    - email: FranceConnect's, which is the address the resident gave their identity
+      provider; FranceConnect does not say it was verified, so the account starts with
+      ``email_verified=False`` and a confirmation link is emailed (partners learn the
+      status from the ``email_verified`` claim);
+    - no password (unusable): the resident signs in with FranceConnect, and can set one
+      with "mot de passe oublié" before unlinking.
+
+    Raises AccountError when the address already has an account (nothing is linked: the
+    resident must sign in to that account to link it), LinkError when the sub got linked
+    in the meantime.
+    """
+    from identity.services import email_verification_send
+
+    if not pending.email:
+        raise AccountError("no email from FranceConnect")
+    if FranceConnectLink.objects.filter(sub=pending.sub).exists():
+        raise LinkError("sub_already_linked")
+    user = user_create(
+        email=pending.email,
+        password=None,
+        given_name=pending.given_name,
+        family_name=pending.family_name,
+        email_verified=False,
+        preferred_language=language if language in {"fr", "en"} else "fr",
+    )
+    link_create(user=user, sub=pending.sub, how="account_created", ip=ip)
+    email_verification_send(user=user, ip=ip)
+    return user
+
+
+# --- sign-in and its session state ----------------------------------------------------------------
+
+
+def session_amr(amr: list[str] | tuple[str, ...]) -> list[str]:
+    """The methods recorded on our session for a FranceConnect sign-in.
+
+    FranceConnect is eIDAS low whatever its identity provider did, and issue 5 puts it at
+    our basic level: an upstream "mfa" is therefore not carried over (our session level is
+    derived from "mfa" in the session amr, see identity.mfa.selectors.session_acr).
+    """
+    methods = [method for method in amr if method != "mfa"]
+    return methods or ["pwd"]
+
+
+def franceconnect_session_remember(*, request: HttpRequest, id_token: str, acr: str) -> None:
+    """Remember the upstream ID token (for the end-session call) in this session only."""
+    from identity.services import SESSION_AUTH_TIME
+
+    request.session[SESSION_FC] = {
+        "id_token": id_token,
+        "acr": acr,
+        "auth_time": request.session.get(SESSION_AUTH_TIME),
+    }
+
+
+def franceconnect_sign_in(
+    *, request: HttpRequest, link: FranceConnectLink, id_token: str, acr: str, amr: list[str], ip: str = ""
+) -> None:
+    """Open the resident's session for a verified FranceConnect sign-in of a linked identity."""
+    user = link.user
+    with transaction.atomic():
+        session_login(request=request, user=user, amr=session_amr(amr))
+        FranceConnectLink.objects.filter(pk=link.pk).update(last_used_at=timezone.now())
+        audit_log(
+            event="login.succeeded",
+            subject_user=user,
+            ip=ip,
+            data={"method": "franceconnect", "link": link.pk},
+        )
+    franceconnect_session_remember(request=request, id_token=id_token, acr=acr)
+
+
+def sign_in_record_failure(*, reason: str, ip: str = "", user: User | None = None) -> None:
+    """A FranceConnect sign-in that did not happen: the reason code only."""
+    audit_log(event="franceconnect.login_failed", subject_user=user, ip=ip, data={"reason": reason[:60]})
+
+
+def logout_state_start(*, request: HttpRequest) -> str:
+    state = secrets.token_urlsafe(32)
+    request.session[SESSION_LOGOUT_STATE] = state
+    return state
