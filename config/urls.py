@@ -10,6 +10,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("identity.oidc.urls")),
     path("", include("identity.urls")),
+    path("", include("consent.urls")),
     path("admin/", admin.site.urls),
 ]
 

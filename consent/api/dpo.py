@@ -1,0 +1,243 @@
+"""The DPO's REST API (session authentication, staff of the "dpo" group; read-only but for
+tree-head signing). Same data and same audit of reads as the console (consent/dpo/).
+
+- GET  /dpo/api/v1/events?user_email=&purpose=&partner=&type=&from=&to=&page=
+- GET  /dpo/api/v1/events/<id>            (decrypted details: logged)
+- GET  /dpo/api/v1/events/<id>/proof      inclusion proof against the latest signed tree head
+- GET  /dpo/api/v1/events/<id>/receipt    signed receipt (JWS)
+- GET  /dpo/api/v1/stats?purpose=&from=&to=&bucket=day|week|month
+- GET  /dpo/api/v1/register?lang=fr|en    records of processing (GDPR Art. 30)
+- POST /dpo/api/v1/verify                 recompute and check the whole ledger
+- GET  /dpo/api/v1/tree-head              latest signed tree head; POST signs a new one
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.http import HttpResponse, JsonResponse
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from consent import ledger
+from consent.api.problems import api_problem
+from consent.crypto import KeyDestroyed
+from consent.dpo import queries
+from consent.dpo.access import IsDPO
+from consent.models import LedgerEvent, TreeHead
+from consent.receipts import receipt_for_event
+from consent.selectors import event_by_id, event_details, event_proof, latest_tree_head, ledger_verify
+from consent.services import tree_head_sign
+from identity.services import audit_log
+
+
+def _invalid(exc: queries.FilterError) -> JsonResponse:
+    return api_problem(400, "invalid_parameters", _("Paramètres invalides"), str(exc), errors=exc.errors)
+
+
+def _not_found() -> JsonResponse:
+    return api_problem(404, "not_found", _("Événement introuvable"))
+
+
+def _links(event: LedgerEvent) -> dict[str, str]:
+    return {
+        "self": reverse("consent:dpo-api:event", args=[event.id]),
+        "proof": reverse("consent:dpo-api:event-proof", args=[event.id]),
+        "receipt": reverse("consent:dpo-api:event-receipt", args=[event.id]),
+    }
+
+
+def _tree_head_dict(head: TreeHead) -> dict[str, Any]:
+    return {
+        "id": head.pk,
+        "tree_size": head.tree_size,
+        "root_hash": bytes(head.root_hash).hex(),
+        "timestamp": head.timestamp.isoformat(),
+        "kid": head.kid,
+        "signature": head.signature,
+        "log_id": ledger.log_id(),
+    }
+
+
+class DPOAPIView(APIView):
+    permission_classes = [IsDPO]
+    renderer_classes = [JSONRenderer]
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class EventsView(DPOAPIView):
+    def get(self, request: Request) -> HttpResponse:
+        try:
+            filters = queries.parse_filters(request.query_params)
+        except queries.FilterError as exc:
+            return _invalid(exc)
+        paginator = Paginator(queries.search(filters), queries.PAGE_SIZE)
+        if filters.page > max(1, paginator.num_pages):
+            return api_problem(404, "page_out_of_range", _("Page inexistante"))
+        page = paginator.page(filters.page)
+        if filters.by_resident:
+            queries.log_read(
+                dpo=request.user,
+                view="api_events_search",
+                subject=filters.resident,
+                filters=filters.for_log(),
+                resident_found=filters.resident is not None,
+                count=paginator.count,
+            )
+        base = reverse("consent:dpo-api:events")
+
+        def page_url(number: int) -> str:
+            return f"{base}?{filters.query_string()}&page={number}".replace("?&", "?")
+
+        return JsonResponse(
+            {
+                "count": paginator.count,
+                "page": page.number,
+                "pages": paginator.num_pages,
+                "page_size": queries.PAGE_SIZE,
+                "next": page_url(page.next_page_number()) if page.has_next() else None,
+                "previous": page_url(page.previous_page_number()) if page.has_previous() else None,
+                "resident_found": filters.resident_found,
+                "results": [{**queries.event_dict(event), "links": _links(event)} for event in page],
+            }
+        )
+
+
+class EventDetailView(DPOAPIView):
+    def get(self, request: Request, event_id: uuid.UUID) -> HttpResponse:
+        event = event_by_id(event_id)
+        if event is None:
+            return _not_found()
+        try:
+            details = event_details(event)
+            erased = False
+        except KeyDestroyed:
+            details, erased = None, True
+        queries.log_read(
+            dpo=request.user,
+            view="api_event_detail",
+            subject=queries.subject_user(event),
+            event=str(event.id),
+            details_read=details is not None,
+        )
+        return JsonResponse(
+            {
+                **queries.event_dict(event),
+                "details": details,
+                "details_erased": erased,
+                "links": _links(event),
+            }
+        )
+
+
+class EventProofView(DPOAPIView):
+    def get(self, request: Request, event_id: uuid.UUID) -> HttpResponse:
+        event = event_by_id(event_id)
+        if event is None:
+            return _not_found()
+        try:
+            proof = event_proof(event=event)
+        except ledger.ProofError as exc:
+            return api_problem(
+                409,
+                "no_tree_head",
+                _("Aucune tête d'arbre signée ne couvre cet événement"),
+                str(exc),
+                hint="POST /dpo/api/v1/tree-head",
+            )
+        queries.log_read(
+            dpo=request.user, view="api_proof", subject=queries.subject_user(event), event=str(event.id)
+        )
+        return JsonResponse(proof)
+
+
+class EventReceiptView(DPOAPIView):
+    def get(self, request: Request, event_id: uuid.UUID) -> HttpResponse:
+        event = event_by_id(event_id)
+        if event is None:
+            return _not_found()
+        queries.log_read(
+            dpo=request.user, view="api_receipt", subject=queries.subject_user(event), event=str(event.id)
+        )
+        response = HttpResponse(receipt_for_event(event), content_type="application/jose")
+        response["Content-Disposition"] = f'attachment; filename="recu-{event.id}.jws"'
+        return response
+
+
+class StatsView(DPOAPIView):
+    def get(self, request: Request) -> HttpResponse:
+        try:
+            query = queries.parse_stats(request.query_params)
+        except queries.FilterError as exc:
+            return _invalid(exc)
+        language = request.query_params.get("lang") or "fr"
+        results = queries.consent_stats(query, language=language)
+        return JsonResponse(
+            {
+                **query.params(),
+                "timezone": settings.TIME_ZONE,
+                "series": {
+                    "grants": ["given", "renewed"],
+                    "refusals": ["refused"],
+                    "withdrawals": ["withdrawn", "revoked"],
+                    "expiries": ["expired"],
+                },
+                "purposes": [item.as_dict() for item in results],
+            }
+        )
+
+
+class RegisterView(DPOAPIView):
+    def get(self, request: Request) -> HttpResponse:
+        language = request.query_params.get("lang") or "fr"
+        if language not in ("fr", "en"):
+            return _invalid(queries.FilterError({"lang": "fr | en"}))
+        return JsonResponse(queries.register_document(language), json_dumps_params={"ensure_ascii": False})
+
+
+class VerifyView(DPOAPIView):
+    def post(self, request: Request) -> HttpResponse:
+        result = ledger_verify()
+        audit_log(
+            event="dpo.ledger_verified",
+            acting_user=request.user,
+            data={"ok": result.ok, "size": result.size, "problems": len(result.problems)},
+        )
+        return JsonResponse(
+            {
+                "ok": result.ok,
+                "size": result.size,
+                "root_hash": result.root_hash,
+                "tree_heads_checked": result.tree_heads_checked,
+                "problems": [problem.__dict__ for problem in result.problems],
+                "warnings": result.warnings,
+                "seconds": round(result.seconds, 3),
+            }
+        )
+
+
+class TreeHeadView(DPOAPIView):
+    def get(self, request: Request) -> HttpResponse:
+        head = latest_tree_head()
+        if head is None:
+            return api_problem(404, "no_tree_head", _("Aucune tête d'arbre signée"))
+        return JsonResponse(_tree_head_dict(head))
+
+    def post(self, request: Request) -> HttpResponse:
+        head = tree_head_sign()
+        audit_log(
+            event="dpo.tree_head_signed",
+            acting_user=request.user,
+            data={"tree_head": head.pk, "size": head.tree_size},
+        )
+        return JsonResponse(_tree_head_dict(head), status=201)

@@ -1,0 +1,113 @@
+"""Reads for the cookie-consent API and the resident's receipts (not in consent.selectors).
+
+Kept here, beside their only callers, so the ledger's public selectors stay small; they
+read the ledger's models like consent.selectors does and never write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from consent.models import (
+    GRANTING_EVENTS,
+    OBJECTING_EVENTS,
+    ConsentState,
+    LedgerEvent,
+    PrivacyNotice,
+    Purpose,
+    SubjectKind,
+)
+from consent.selectors import purposes_catalogue
+from consent.services import browser_id_hash
+from identity.models import Client, User
+
+# The purposes a partner site's cookie banner asks about: the cookie-based personalisation
+# (consent required) and the exempt audience measurement (listed, objection possible).
+# The catalogue has no "cookie" flag yet, so they are named here.
+COOKIE_PURPOSE_CODES = ("personalisation-browsing", "audience-measurement")
+
+
+def client_by_client_id(client_id: Any) -> Client | None:
+    if not isinstance(client_id, str) or not client_id or len(client_id) > 100:
+        return None
+    return Client.objects.filter(client_id=client_id).first()
+
+
+def cookie_purposes() -> list[Purpose]:
+    """The active cookie purposes, consent-based first, then exempt ones."""
+    purposes = list(purposes_catalogue().filter(code__in=COOKIE_PURPOSE_CODES))
+    order = {code: index for index, code in enumerate(COOKIE_PURPOSE_CODES)}
+    return sorted(purposes, key=lambda p: (not p.requires_consent, order.get(p.code, 99)))
+
+
+def global_notice() -> PrivacyNotice | None:
+    return PrivacyNotice.objects.filter(purpose__isnull=True).order_by("-published_at", "-id").first()
+
+
+@dataclass(frozen=True)
+class BrowserState:
+    purpose_code: str
+    status: str
+    valid_until: datetime | None
+    renewal_required: bool
+    event_id: uuid.UUID
+    decided_at: datetime
+
+
+def browser_states(*, browser_id: str) -> dict[str, BrowserState]:
+    """Current decision per purpose for a browser id, lapsed decisions left out.
+
+    Raises consent.services.ConsentError for a malformed browser id.
+    """
+    now = timezone.now()
+    rows = (
+        ConsentState.objects.filter(
+            Q(valid_until__isnull=True) | Q(valid_until__gt=now),
+            subject__browser_id_hash=browser_id_hash(browser_id),
+            subject__kind=SubjectKind.BROWSER,
+        )
+        .select_related("purpose", "event")
+        .only("status", "valid_until", "renewal_required", "event_id", "purpose__code", "event__occurred_at")
+    )
+    return {
+        row.purpose.code: BrowserState(
+            purpose_code=row.purpose.code,
+            status=row.status,
+            valid_until=row.valid_until,
+            renewal_required=row.renewal_required,
+            event_id=row.event_id,
+            decided_at=row.event.occurred_at,
+        )
+        for row in rows
+    }
+
+
+def purpose_allowed(purpose: Purpose, state: BrowserState | None) -> bool:
+    """What the widget applies: silence means refusal, except for exempt purposes (objection)."""
+    if purpose.requires_consent:
+        return state is not None and state.status in GRANTING_EVENTS and not state.renewal_required
+    return not (state is not None and state.status in OBJECTING_EVENTS)
+
+
+def events_of_user(user: User) -> QuerySet[LedgerEvent]:
+    """Events of the resident's account and of every browser attached to it."""
+    return LedgerEvent.objects.filter(subject__user_id=user.pk)
+
+
+def event_of_user(*, user: User, event_id: uuid.UUID) -> LedgerEvent | None:
+    return events_of_user(user).select_related("purpose", "purpose__client").filter(pk=event_id).first()
+
+
+def event_of_browser(*, browser_id: str, event_id: uuid.UUID) -> LedgerEvent | None:
+    """An event recorded for this browser id (raises ConsentError for a malformed id)."""
+    return (
+        LedgerEvent.objects.filter(pk=event_id, subject__browser_id_hash=browser_id_hash(browser_id))
+        .select_related("purpose", "purpose__client")
+        .first()
+    )

@@ -1,0 +1,300 @@
+"""Cookie-consent API for partner sites (CORS) and the resident's receipt download.
+
+- GET  /consent/api/v1/cookie/config?client_id=…          what the banner asks
+- GET  /consent/api/v1/cookie/choices?client_id=…&browser_id=…   current choices
+- POST /consent/api/v1/cookie/choices?client_id=…         record choices (JSON body)
+- OPTIONS on both                                          CORS preflight
+- GET  /consent/api/v1/cookie/receipts/<id>?client_id=…&browser_id=…  receipt of a visitor's event
+- POST /consent/api/v1/cookie/link                          attach a browser id to the signed-in
+                                                           resident (session + CSRF, same site)
+- GET  /consent/recus/<id>.jws                              a signed-in resident's own receipt
+
+Errors are RFC 7807 problem details; nothing is recorded on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from consent.api import cookie, cors, queries
+from consent.api.problems import api_problem
+from consent.receipts import receipt_for_event
+from consent.services import ConsentError
+from identity import ratelimit
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 8 * 1024
+RECEIPT_CONTENT_TYPE = "application/jose"
+DEFAULT_RATE_LIMIT = {"per_ip": 60, "window_seconds": 10 * 60}
+
+
+def _rate_limit() -> dict[str, int]:
+    limits = dict(DEFAULT_RATE_LIMIT)
+    limits.update(getattr(settings, "CONSENT_COOKIE_RATE_LIMIT", {}) or {})
+    return limits
+
+
+def _throttled(request: HttpRequest) -> int:
+    """Count this POST for the client IP; seconds to wait when over the limit, else 0."""
+    limits = _rate_limit()
+    window = int(limits["window_seconds"])
+    bucket = ratelimit._ip_bucket(ratelimit.client_ip(request))
+    if ratelimit._hit("consent-cookie-ip", bucket, window) > int(limits["per_ip"]):
+        _start, left = ratelimit._window(window)
+        return max(1, math.ceil(left))
+    return 0
+
+
+def _input_problem(exc: cookie.CookieInputError) -> JsonResponse:
+    return api_problem(400, exc.code, _("Requête invalide"), str(exc), errors=exc.errors)
+
+
+def _receipt_response(event: Any) -> HttpResponse:
+    response = HttpResponse(receipt_for_event(event), content_type=RECEIPT_CONTENT_TYPE)
+    response["Content-Disposition"] = f'attachment; filename="recu-{event.id}.jws"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class CookieAPIView(APIView):
+    """Anonymous, cross-origin JSON: no session, no cookie set, CORS per partner client."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer]
+    parser_classes: list[Any] = []
+
+    cors_client: Any = None
+    origin: str = ""
+    session_user: Any = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # DRF replaces the Django user with its own (None here: no authenticator) during
+        # super().initial(); keep the session's user for the same-origin case.
+        self.session_user = getattr(request._request, "user", None)
+        self.origin = cors.request_origin(request)
+        self.cors_client = queries.client_by_client_id(request.query_params.get("client_id"))
+        super().initial(request, *args, **kwargs)
+
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = HttpResponse(status=204)
+        return cors.apply_cors(response, client=self.cors_client, origin=self.origin, preflight=True)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        if request.method != "OPTIONS":
+            cors.apply_cors(response, client=self.cors_client, origin=self.origin)
+        return response
+
+    def _client_or_problem(self, client_id: Any) -> tuple[Any, JsonResponse | None]:
+        if client_id in (None, ""):
+            return None, api_problem(
+                400,
+                "missing_client_id",
+                _("Requête invalide"),
+                _("client_id est obligatoire."),
+                errors={"client_id": "required"},
+            )
+        client = queries.client_by_client_id(client_id)
+        if client is None:
+            return None, api_problem(
+                400,
+                "unknown_client",
+                _("Service partenaire inconnu"),
+                _("Aucun service partenaire n'est enregistré sous ce client_id."),
+                errors={"client_id": "unknown"},
+            )
+        return client, None
+
+
+class CookieConfigView(CookieAPIView):
+    def get(self, request: Request) -> HttpResponse:
+        client, error = self._client_or_problem(request.query_params.get("client_id"))
+        if error is not None:
+            return error
+        return JsonResponse(cookie.cookie_config(client))
+
+
+class CookieChoicesView(CookieAPIView):
+    def get(self, request: Request) -> HttpResponse:
+        _client, error = self._client_or_problem(request.query_params.get("client_id"))
+        if error is not None:
+            return error
+        try:
+            browser_id = cookie.parse_browser_id(request.query_params.get("browser_id"), required=True)
+        except cookie.CookieInputError as exc:
+            return _input_problem(exc)
+        assert browser_id is not None
+        return JsonResponse(cookie.cookie_state(browser_id=browser_id))
+
+    def post(self, request: Request) -> HttpResponse:
+        retry_after = _throttled(request._request)
+        if retry_after:
+            response = api_problem(
+                429,
+                "rate_limited",
+                _("Trop de requêtes"),
+                _("Trop de choix envoyés depuis cette adresse. Réessayez plus tard."),
+            )
+            response["Retry-After"] = str(retry_after)
+            return response
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY_BYTES:
+            return api_problem(
+                413, "body_too_large", _("Requête trop volumineuse"), f"max {MAX_BODY_BYTES} bytes"
+            )
+        content_type = (request.content_type or "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return api_problem(
+                415,
+                "unsupported_media_type",
+                _("Format non pris en charge"),
+                "Content-Type: application/json",
+            )
+        raw = request._request.body
+        if len(raw) > MAX_BODY_BYTES:
+            return api_problem(
+                413, "body_too_large", _("Requête trop volumineuse"), f"max {MAX_BODY_BYTES} bytes"
+            )
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return api_problem(
+                400, "invalid_json", _("Requête invalide"), _("Le corps n'est pas du JSON valide.")
+            )
+        if not isinstance(body, dict):
+            return api_problem(
+                400, "invalid_json", _("Requête invalide"), _("Le corps doit être un objet JSON.")
+            )
+
+        client, error = self._client_or_problem(body.get("client_id"))
+        if error is not None:
+            return error
+        query_client_id = request.query_params.get("client_id")
+        if query_client_id and query_client_id != client.client_id:
+            return api_problem(
+                400,
+                "client_id_mismatch",
+                _("Requête invalide"),
+                _("Le client_id de l'adresse et celui du corps diffèrent."),
+            )
+        self.cors_client = client
+        if not cors.origin_allowed(client, self.origin):
+            return api_problem(
+                403,
+                "origin_not_allowed",
+                _("Origine non autorisée"),
+                _("Cette origine n'est pas enregistrée pour ce service partenaire."),
+            )
+        try:
+            browser_id = cookie.parse_browser_id(body.get("browser_id"), required=False)
+            choices = cookie.parse_choices(body.get("choices"))
+        except cookie.CookieInputError as exc:
+            return _input_problem(exc)
+        try:
+            result = cookie.cookie_choices_record(
+                client=client,
+                browser_id=browser_id,
+                choices=choices,
+                origin=self.origin,
+                signed_in_user=self._same_site_resident(request),
+            )
+        except ConsentError as exc:
+            return api_problem(400, "consent_refused", _("Choix non enregistré"), str(exc))
+        logger.info(
+            "cookie choices recorded client=%s events=%s",
+            client.client_id,
+            [str(e.id) for e in result.events],
+        )
+        expires_at = result.expires_at
+        return JsonResponse(
+            {
+                "browser_id": result.browser_id,
+                "receipt_ids": [str(event.id) for event in result.events],
+                "choices": choices,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+                "linked_to_account": bool(result.linked) or None,
+            },
+            status=201,
+        )
+
+    def _same_site_resident(self, request: Request) -> Any:
+        """The signed-in resident, only for a request made by our own pages (same origin).
+
+        The browser sets `Origin` and a page of another origin cannot forge ours, so this is
+        the same check Django's CSRF protection makes on the Origin header.
+        """
+        if self.origin != cors.normalise_origin(settings.ISSUER):
+            return None
+        user = self.session_user
+        return user if user is not None and user.is_authenticated else None
+
+
+class CookieReceiptView(CookieAPIView):
+    """A visitor's receipt, for whoever holds the browser id the event was recorded under."""
+
+    def get(self, request: Request, event_id: uuid.UUID) -> HttpResponse:
+        _client, error = self._client_or_problem(request.query_params.get("client_id"))
+        if error is not None:
+            return error
+        try:
+            browser_id = cookie.parse_browser_id(request.query_params.get("browser_id"), required=True)
+        except cookie.CookieInputError as exc:
+            return _input_problem(exc)
+        assert browser_id is not None
+        event = queries.event_of_browser(browser_id=browser_id, event_id=event_id)
+        if event is None:
+            return api_problem(404, "not_found", _("Reçu introuvable"))
+        return _receipt_response(event)
+
+
+class CookieLinkView(APIView):
+    """POST {browser_id}: attach this browser's cookie choices to the signed-in resident.
+
+    Same-site only (session cookie + CSRF token): the sign-in flow calls the same function
+    with the `cum_browser_id` authorization parameter (docs/partners.md).
+    """
+
+    permission_classes = [IsAuthenticated]
+    renderer_classes = [JSONRenderer]
+
+    def post(self, request: Request) -> HttpResponse:
+        data = request.data if isinstance(request.data, dict) else {}
+        try:
+            browser_id = cookie.parse_browser_id(data.get("browser_id"), required=True)
+        except cookie.CookieInputError as exc:
+            return _input_problem(exc)
+        assert browser_id is not None
+        linked = cookie.cookie_browser_link(browser_id=browser_id, user=request.user)
+        return JsonResponse({"browser_id": browser_id, "linked_event_ids": [str(e.id) for e in linked]})
+
+
+@never_cache
+@require_GET
+@login_required
+def resident_receipt(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
+    """GET /consent/recus/<id>.jws: the signed receipt of one of the resident's own events."""
+    event = queries.event_of_user(user=request.user, event_id=event_id)  # type: ignore[arg-type]
+    if event is None:
+        raise Http404
+    return _receipt_response(event)

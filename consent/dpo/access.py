@@ -1,0 +1,47 @@
+"""Who may use the DPO console and API: active staff members of the "dpo" group."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
+from rest_framework.permissions import BasePermission
+
+DPO_GROUP = "dpo"
+
+
+def is_dpo(user: Any) -> bool:
+    return bool(
+        user is not None
+        and getattr(user, "is_authenticated", False)
+        and user.is_active
+        and user.is_staff
+        and user.groups.filter(name=DPO_GROUP).exists()
+    )
+
+
+def dpo_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Console pages: sign-in page for visitors, 403 page for anyone else who is not the DPO."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not is_dpo(request.user):
+            return render(request, "consent/dpo/forbidden.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return never_cache(wrapper)
+
+
+class IsDPO(BasePermission):
+    message = _("Réservé au délégué à la protection des données (groupe « dpo »).")
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return is_dpo(request.user)

@@ -1,0 +1,545 @@
+"""Reads of the DPO console and API: event search, statistics, exports, register, audit of reads.
+
+Everything here reads; the only write is the audit row of a read (`log_read`), because every
+staff read of a resident's personal data is itself logged (identity.services.audit_log,
+event "dpo.read", the DPO as acting user, the resident as subject user, ids only).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db.models import Count, QuerySet
+from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext as _
+
+from consent.api.queries import COOKIE_PURPOSE_CODES
+from consent.models import EventType, LedgerEvent, Purpose, Subject
+from consent.selectors import events_search, processing_register, purposes_catalogue
+from identity.models import Client, User
+from identity.selectors import user_by_email
+from identity.services import audit_log
+
+PAGE_SIZE = 50
+MAX_BUCKETS = 400
+BUCKETS = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
+
+GRANTS = (EventType.GIVEN, EventType.RENEWED)
+REFUSALS = (EventType.REFUSED,)
+WITHDRAWALS = (EventType.WITHDRAWN, EventType.REVOKED)
+EXPIRIES = (EventType.EXPIRED,)
+SERIES_OF = {
+    **{str(t): "grants" for t in GRANTS},
+    **{str(t): "refusals" for t in REFUSALS},
+    **{str(t): "withdrawals" for t in WITHDRAWALS},
+    **{str(t): "expiries" for t in EXPIRIES},
+}
+SERIES_KEYS = ("grants", "refusals", "withdrawals", "expiries")
+
+
+class FilterError(ValueError):
+    """Bad search or statistics parameters; `errors` maps each parameter to its problem."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{key}: {value}" for key, value in errors.items()))
+        self.errors = errors
+
+
+def _tz() -> ZoneInfo:
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+def _parse_bound(value: str, *, end: bool) -> datetime:
+    """A date (local day, `end` = the day after) or an ISO 8601 datetime (naive = local time)."""
+    value = value.strip()
+    day = parse_date(value) if len(value) == 10 else None
+    if day is not None:
+        moment = datetime.combine(day + timedelta(days=1) if end else day, time.min, tzinfo=_tz())
+        return moment
+    try:
+        moment = parse_datetime(value)
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise ValueError(value)
+    return moment if timezone.is_aware(moment) else moment.replace(tzinfo=_tz())
+
+
+# --- Event search ------------------------------------------------------------------------------
+
+
+@dataclass
+class EventFilters:
+    user_email: str = ""
+    # The account's id instead of its email, so that no address ever appears in a URL
+    # (the console turns an email search into ?resident=<id>).
+    resident_id: str = ""
+    purpose: str = ""
+    partner: str = ""
+    event_type: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    resident: User | None = None
+    page: int = 1
+
+    @property
+    def by_resident(self) -> bool:
+        return bool(self.user_email or self.resident_id)
+
+    @property
+    def resident_found(self) -> bool | None:
+        return (self.resident is not None) if self.by_resident else None
+
+    def params(self) -> dict[str, str]:
+        pairs = {
+            "user_email": self.user_email,
+            "resident": self.resident_id,
+            "purpose": self.purpose,
+            "partner": self.partner,
+            "type": self.event_type,
+            "from": self.date_from,
+            "to": self.date_to,
+        }
+        return {key: value for key, value in pairs.items() if value}
+
+    def query_string(self) -> str:
+        return urlencode(self.params())
+
+    def without_email(self) -> EventFilters:
+        """The same search naming the account by id (for URLs: pagination, exports, redirects)."""
+        if not self.user_email or self.resident is None:
+            return self
+        return replace(self, user_email="", resident_id=str(self.resident.pk))
+
+    def for_log(self) -> dict[str, Any]:
+        """The filters without the email address (the resident is the audit row's subject)."""
+        data = {key: value for key, value in self.params().items() if key not in ("user_email", "resident")}
+        if self.by_resident:
+            data["by_resident"] = True
+        return data
+
+
+def parse_filters(params: Mapping[str, Any]) -> EventFilters:
+    """Validate search parameters (console form and API share them). Raises FilterError."""
+    errors: dict[str, str] = {}
+    filters = EventFilters()
+
+    def text(name: str, limit: int = 255) -> str:
+        value = params.get(name) or ""
+        if not isinstance(value, str):
+            errors[name] = _("valeur invalide")
+            return ""
+        value = value.strip()
+        if len(value) > limit:
+            errors[name] = _("valeur trop longue")
+            return ""
+        return value
+
+    filters.user_email = text("user_email", 254).lower()
+    if filters.user_email:
+        try:
+            validate_email(filters.user_email)
+        except ValidationError:
+            errors["user_email"] = _("adresse e-mail invalide")
+    filters.resident_id = text("resident", 36)
+    if filters.resident_id and filters.user_email:
+        errors["resident"] = _("donner l'adresse e-mail ou le compte, pas les deux")
+    elif filters.resident_id:
+        try:
+            filters.resident = User.objects.filter(pk=uuid.UUID(filters.resident_id)).first()
+        except ValueError:
+            filters.resident = None
+        if filters.resident is None:
+            errors["resident"] = _("compte inconnu")
+        else:
+            filters.resident_id = str(filters.resident.pk)
+    filters.purpose = text("purpose")
+    if filters.purpose and not Purpose.objects.filter(code=filters.purpose).exists():
+        errors["purpose"] = _("finalité inconnue")
+    filters.partner = text("partner", 100)
+    if (
+        filters.partner
+        and not Client.objects.filter(client_id=filters.partner).exists()
+        and not LedgerEvent.objects.filter(partner_client_id=filters.partner).exists()
+    ):
+        errors["partner"] = _("service partenaire inconnu")
+    filters.event_type = text("type", 20)
+    if filters.event_type and filters.event_type not in EventType.values:
+        errors["type"] = _("type d'événement inconnu")
+    filters.date_from = text("from", 40)
+    filters.date_to = text("to", 40)
+    for name, raw, end in (("from", filters.date_from, False), ("to", filters.date_to, True)):
+        if not raw:
+            continue
+        try:
+            moment = _parse_bound(raw, end=end)
+        except ValueError:
+            errors[name] = _("date invalide (AAAA-MM-JJ)")
+            continue
+        if end:
+            filters.until = moment
+        else:
+            filters.since = moment
+    if filters.since and filters.until and filters.since >= filters.until:
+        errors["to"] = _("la fin de période précède le début")
+    page = params.get("page") or "1"
+    try:
+        filters.page = int(page)
+        if filters.page < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        errors["page"] = _("numéro de page invalide")
+    if errors:
+        raise FilterError(errors)
+    if filters.user_email:
+        filters.resident = user_by_email(filters.user_email)
+    return filters
+
+
+def search(filters: EventFilters) -> QuerySet[LedgerEvent]:
+    if filters.by_resident and filters.resident is None:
+        return LedgerEvent.objects.none()
+    return events_search(
+        user=filters.resident,
+        purpose_code=filters.purpose or None,
+        partner_client_id=filters.partner or None,
+        since=filters.since,
+        until=filters.until,
+        event_types=[filters.event_type] if filters.event_type else None,
+    ).select_related("subject")
+
+
+def partners_known() -> list[tuple[str, str]]:
+    """(client_id, name) of registered clients, plus partner ids seen only in the ledger."""
+    clients = dict(Client.objects.order_by("name").values_list("client_id", "name"))
+    seen = (
+        LedgerEvent.objects.exclude(partner_client_id="")
+        .order_by()
+        .values_list("partner_client_id", flat=True)
+        .distinct()
+    )
+    for client_id in seen:
+        clients.setdefault(client_id, client_id)
+    return sorted(clients.items(), key=lambda item: item[1].lower())
+
+
+def subject_user(event: LedgerEvent) -> User | None:
+    """The account behind an event's pseudonym (None for an unlinked browser or after erasure)."""
+    user_id = Subject.objects.filter(pk=event.subject_id).values_list("user_id", flat=True).first()
+    return User.objects.filter(pk=user_id).first() if user_id else None
+
+
+def log_read(*, dpo: User, view: str, subject: User | None = None, **data: Any) -> None:
+    """Audit one read of personal data by the DPO (ids and filter codes only)."""
+    audit_log(event="dpo.read", acting_user=dpo, subject_user=subject, data={"view": view, **data})
+
+
+# --- Serialisation and exports ---------------------------------------------------------------
+
+EXPORT_FIELDS = (
+    "id",
+    "seq",
+    "event_type",
+    "subject",
+    "purpose",
+    "notice_version",
+    "notice_sha256",
+    "collection_method",
+    "actor_type",
+    "actor_id",
+    "partner",
+    "occurred_at",
+    "valid_until",
+    "linked_from",
+    "has_details",
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def event_dict(event: LedgerEvent) -> dict[str, Any]:
+    """An event as the DPO sees it in lists and exports: pseudonym, codes, times (no details)."""
+    return {
+        "id": str(event.id),
+        "seq": event.seq,
+        "event_type": event.event_type,
+        "subject": str(event.subject_id),
+        "purpose": event.purpose_code,
+        "notice_version": event.notice_version,
+        "notice_sha256": event.notice_sha256 or None,
+        "collection_method": event.collection_method,
+        "actor_type": event.actor_type,
+        "actor_id": event.actor_id or None,
+        "partner": event.partner_client_id or None,
+        "occurred_at": _iso(event.occurred_at),
+        "valid_until": _iso(event.valid_until),
+        "linked_from": str(event.linked_from) if event.linked_from else None,
+        "has_details": bool(event.details_ciphertext),
+    }
+
+
+def _csv_safe(value: Any) -> str:
+    text = "" if value is None else str(value)
+    # Spreadsheet formula injection (OWASP CSV injection).
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def export_csv(events: QuerySet[LedgerEvent]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush() -> str:
+        value = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate(0)
+        return value
+
+    writer.writerow(EXPORT_FIELDS)
+    yield flush()
+    for event in events.iterator(chunk_size=2000):
+        row = event_dict(event)
+        writer.writerow([_csv_safe(row[name]) for name in EXPORT_FIELDS])
+        yield flush()
+
+
+def export_json(events: QuerySet[LedgerEvent], filters: EventFilters) -> dict[str, Any]:
+    rows = [event_dict(event) for event in events.iterator(chunk_size=2000)]
+    return {
+        "generated_at": timezone.now().isoformat(),
+        "filters": filters.for_log(),
+        "count": len(rows),
+        "events": rows,
+    }
+
+
+# --- Statistics --------------------------------------------------------------------------------
+
+
+@dataclass
+class StatsQuery:
+    purpose: str = ""
+    bucket: str = "week"
+    date_from: date | None = None
+    date_to: date | None = None
+
+    def params(self) -> dict[str, str]:
+        pairs = {
+            "purpose": self.purpose,
+            "bucket": self.bucket,
+            "from": self.date_from.isoformat() if self.date_from else "",
+            "to": self.date_to.isoformat() if self.date_to else "",
+        }
+        return {key: value for key, value in pairs.items() if value}
+
+
+def _bucket_start(day: date, bucket: str) -> date:
+    if bucket == "week":
+        return day - timedelta(days=day.weekday())
+    if bucket == "month":
+        return day.replace(day=1)
+    return day
+
+
+def _bucket_next(start: date, bucket: str) -> date:
+    if bucket == "week":
+        return start + timedelta(days=7)
+    if bucket == "month":
+        return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return start + timedelta(days=1)
+
+
+def parse_stats(params: Mapping[str, Any]) -> StatsQuery:
+    errors: dict[str, str] = {}
+    query = StatsQuery()
+    purpose = params.get("purpose") or ""
+    if purpose:
+        if not isinstance(purpose, str) or not Purpose.objects.filter(code=purpose).exists():
+            errors["purpose"] = _("finalité inconnue")
+        else:
+            query.purpose = purpose
+    bucket = params.get("bucket") or "week"
+    if bucket not in BUCKETS:
+        errors["bucket"] = _("choisir day, week ou month")
+    else:
+        query.bucket = bucket
+    today = timezone.localdate()
+    for name in ("from", "to"):
+        raw = params.get(name) or ""
+        if not raw:
+            continue
+        try:
+            parsed = parse_date(raw) if isinstance(raw, str) else None
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            errors[name] = _("date invalide (AAAA-MM-JJ)")
+        elif name == "from":
+            query.date_from = parsed
+        else:
+            query.date_to = parsed
+    if errors:
+        raise FilterError(errors)
+    query.date_to = query.date_to or today
+    if query.date_from is None:
+        span = {"day": timedelta(days=29), "week": timedelta(weeks=11), "month": timedelta(days=365)}
+        query.date_from = query.date_to - span[query.bucket]
+    if query.date_from > query.date_to:
+        raise FilterError({"to": _("la fin de période précède le début")})
+    if len(bucket_starts(query)) > MAX_BUCKETS:
+        raise FilterError({"bucket": _("période trop longue pour ce découpage (400 intervalles au plus)")})
+    return query
+
+
+def bucket_starts(query: StatsQuery) -> list[date]:
+    assert query.date_from is not None and query.date_to is not None
+    starts = []
+    current = _bucket_start(query.date_from, query.bucket)
+    while current <= query.date_to and len(starts) <= MAX_BUCKETS:
+        starts.append(current)
+        current = _bucket_next(current, query.bucket)
+    return starts
+
+
+@dataclass
+class PurposeStats:
+    code: str
+    title: str
+    buckets: list[dict[str, Any]] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "title": self.title,
+            "totals": self.totals,
+            "buckets": [{**row, "start": row["start"].isoformat()} for row in self.buckets],
+        }
+
+
+def consent_stats(query: StatsQuery, *, language: str = "fr") -> list[PurposeStats]:
+    """Grants (given, renewed), refusals, withdrawals (withdrawn, revoked) and expiries per bucket.
+
+    Copies made when a browser's history is attached to an account (`linked_from`) are
+    left out: they repeat a decision already counted.
+    """
+    assert query.date_from is not None and query.date_to is not None
+    tz = _tz()
+    since = datetime.combine(query.date_from, time.min, tzinfo=tz)
+    until = datetime.combine(query.date_to + timedelta(days=1), time.min, tzinfo=tz)
+    starts = bucket_starts(query)
+    events = LedgerEvent.objects.filter(
+        occurred_at__gte=since, occurred_at__lt=until, linked_from__isnull=True
+    )
+    if query.purpose:
+        events = events.filter(purpose_code=query.purpose)
+    rows = (
+        events.annotate(bucket=BUCKETS[query.bucket]("occurred_at", tzinfo=tz))
+        .values("purpose_code", "bucket", "event_type")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts: dict[str, dict[date, dict[str, int]]] = {}
+    for row in rows:
+        series = SERIES_OF.get(row["event_type"])
+        if series is None:
+            continue
+        moment = row["bucket"]
+        day = moment.astimezone(tz).date() if isinstance(moment, datetime) else moment
+        slot = counts.setdefault(row["purpose_code"], {}).setdefault(
+            _bucket_start(day, query.bucket), dict.fromkeys(SERIES_KEYS, 0)
+        )
+        slot[series] += row["n"]
+    purposes = {p.code: p for p in purposes_catalogue(include_inactive=True)}
+    codes = [query.purpose] if query.purpose else sorted(counts, key=lambda c: (c not in purposes, c))
+    result = []
+    for code in codes:
+        purpose = purposes.get(code)
+        stats = PurposeStats(code=code, title=purpose.title(language) if purpose else code)
+        per_bucket = counts.get(code, {})
+        for start in starts:
+            stats.buckets.append({"start": start, **per_bucket.get(start, dict.fromkeys(SERIES_KEYS, 0))})
+        stats.totals = {key: sum(row[key] for row in stats.buckets) for key in SERIES_KEYS}
+        result.append(stats)
+    return result
+
+
+# --- Register of processing (GDPR Art. 30) -----------------------------------------------------
+
+SECURITY_MEASURES = {
+    "fr": [
+        "Registre des consentements en journal de Merkle (RFC 9162) avec têtes d'arbre signées",
+        "Détails personnels chiffrés (AES-256-GCM) par sujet, clé détruite à l'effacement",
+        "Pseudonymisation des sujets dans le registre",
+        "Jetons, codes et secrets stockés hachés ; mots de passe en Argon2id",
+        "Journaux sans données personnelles ; lectures du DPO journalisées",
+    ],
+    "en": [
+        "Consent ledger as a Merkle log (RFC 9162) with signed tree heads",
+        "Personal details encrypted (AES-256-GCM) per subject, key destroyed at erasure",
+        "Pseudonymised subjects in the ledger",
+        "Tokens, codes and secrets stored hashed; passwords with Argon2id",
+        "Logs without personal data; DPO reads are logged",
+    ],
+}
+
+
+DATA_SUBJECTS = {
+    "residents": {"fr": ["Résidents titulaires d'un compte"], "en": ["Residents with an account"]},
+    "visitors": {
+        "fr": ["Visiteurs des sites partenaires (identifiant de navigateur aléatoire)"],
+        "en": ["Visitors of partner sites (random browser id)"],
+    },
+}
+
+
+def register_document(language: str = "fr") -> dict[str, Any]:
+    """The records of processing (Art. 30(1)) built from the purpose catalogue."""
+    english = language == "en"
+    lang = "en" if english else "fr"
+    controller = settings.CONSENT_CONTROLLER
+    cookie_codes = set(COOKIE_PURPOSE_CODES)
+    processing = []
+    for row in processing_register(language=language):
+        subjects = list(DATA_SUBJECTS["residents"][lang])
+        if row["code"] in cookie_codes:
+            subjects += DATA_SUBJECTS["visitors"][lang]
+        processing.append(
+            {
+                **row,
+                "data_subjects": subjects,
+                "third_country_transfers": "None (hosted in France)"
+                if english
+                else "Aucun (hébergement en France)",
+            }
+        )
+    return {
+        "generated_at": timezone.now().isoformat(),
+        "language": "en" if english else "fr",
+        "controller": {
+            "name": controller["name"],
+            "address": controller["address"],
+            "email": controller["email"],
+            "phone": controller["phone"],
+            "url": controller["url"],
+        },
+        "dpo": {"contact": controller["contact"], "email": controller["email"]},
+        "security_measures": SECURITY_MEASURES[lang],
+        "processing": processing,
+    }

@@ -1,0 +1,294 @@
+"""The DPO's read-only audit console (server-rendered; staff of the "dpo" group).
+
+Thin views: parameters are validated and data read by consent/dpo/queries.py; every read
+of a resident's personal data (search by resident, event detail, receipt, proof, export)
+writes a "dpo.read" audit row.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from consent import ledger
+from consent.crypto import KeyDestroyed
+from consent.dpo import charts, queries
+from consent.dpo.access import dpo_required
+from consent.models import EventType
+from consent.receipts import receipt_for_event
+from consent.selectors import (
+    event_by_id,
+    event_details,
+    event_proof,
+    latest_tree_head,
+    ledger_verify,
+    purposes_catalogue,
+)
+from consent.services import tree_head_sign
+from identity.services import audit_log
+
+
+def _language() -> str:
+    return "en" if (translation.get_language() or "fr").startswith("en") else "fr"
+
+
+SEARCH_FIELDS = ("user_email", "purpose", "partner", "type", "from", "to")
+
+
+def _search_context(data: Any) -> dict[str, Any]:
+    return {
+        "purposes": purposes_catalogue(include_inactive=True),
+        "partners": queries.partners_known(),
+        "event_types": EventType.choices,
+        "values": {key: data.get(key, "") for key in SEARCH_FIELDS},
+    }
+
+
+@dpo_required
+@require_http_methods(["GET", "POST"])
+def search(request: HttpRequest) -> HttpResponse:
+    """Home of the console: search ledger events by resident, purpose, partner, type and period.
+
+    The form is posted, then redirected to a URL naming the resident by account id: the
+    email address typed never appears in a URL (browser history, access logs).
+    """
+    data = request.POST if request.method == "POST" else request.GET
+    context = _search_context(data)
+    submitted = request.method == "POST" or any(data.get(key) for key in (*SEARCH_FIELDS, "resident", "page"))
+    if not submitted:
+        return render(request, "consent/dpo/search.html", context)
+    try:
+        filters = queries.parse_filters(data)
+    except queries.FilterError as exc:
+        context["errors"] = exc.errors
+        return render(request, "consent/dpo/search.html", context, status=400)
+    if request.method == "POST" and not (filters.user_email and filters.resident is None):
+        response = HttpResponseRedirect(
+            f"{reverse('consent:dpo:search')}?{filters.without_email().query_string()}"
+        )
+        response.status_code = 303
+        return response
+    events = queries.search(filters)
+    paginator = Paginator(events, queries.PAGE_SIZE)
+    if filters.page > max(1, paginator.num_pages):
+        raise Http404
+    page = paginator.page(filters.page)
+    if filters.by_resident:
+        queries.log_read(
+            dpo=request.user,  # type: ignore[arg-type]
+            view="events_search",
+            subject=filters.resident,
+            filters=filters.for_log(),
+            resident_found=filters.resident is not None,
+            count=paginator.count,
+        )
+    if filters.resident is not None:
+        context["values"]["user_email"] = filters.resident.email
+    context.update(
+        {"filters": filters, "page": page, "submitted": True, "query": filters.without_email().query_string()}
+    )
+    return render(request, "consent/dpo/search.html", context)
+
+
+def _export_filters(request: HttpRequest) -> queries.EventFilters | HttpResponse:
+    try:
+        return queries.parse_filters(request.GET)
+    except queries.FilterError as exc:
+        context = _search_context(request.GET)
+        context["errors"] = exc.errors
+        return render(request, "consent/dpo/search.html", context, status=400)
+
+
+@dpo_required
+@require_GET
+def export_csv(request: HttpRequest) -> HttpResponse:
+    filters = _export_filters(request)
+    if isinstance(filters, HttpResponse):
+        return filters
+    events = queries.search(filters)
+    queries.log_read(
+        dpo=request.user,  # type: ignore[arg-type]
+        view="export_csv",
+        subject=filters.resident,
+        filters=filters.for_log(),
+        count=events.count(),
+    )
+    response = StreamingHttpResponse(queries.export_csv(events), content_type="text/csv; charset=utf-8")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="evenements-consentement-{stamp}.csv"'
+    return response
+
+
+@dpo_required
+@require_GET
+def export_json(request: HttpRequest) -> HttpResponse:
+    filters = _export_filters(request)
+    if isinstance(filters, HttpResponse):
+        return filters
+    document = queries.export_json(queries.search(filters), filters)
+    queries.log_read(
+        dpo=request.user,  # type: ignore[arg-type]
+        view="export_json",
+        subject=filters.resident,
+        filters=filters.for_log(),
+        count=document["count"],
+    )
+    response = JsonResponse(document, json_dumps_params={"ensure_ascii": False, "indent": 2})
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="evenements-consentement-{stamp}.json"'
+    return response
+
+
+def _event_or_404(event_id: uuid.UUID) -> Any:
+    event = event_by_id(event_id)
+    if event is None:
+        raise Http404
+    return event
+
+
+@dpo_required
+@require_GET
+def event_detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
+    event = _event_or_404(event_id)
+    resident = queries.subject_user(event)
+    try:
+        details = event_details(event)
+        details_state = "none" if details is None else "ok"
+    except KeyDestroyed:
+        details, details_state = None, "erased"
+    queries.log_read(
+        dpo=request.user,  # type: ignore[arg-type]
+        view="event_detail",
+        subject=resident,
+        event=str(event.id),
+        details_read=details_state == "ok",
+    )
+    covered = latest_tree_head()
+    return render(
+        request,
+        "consent/dpo/event.html",
+        {
+            "event": event,
+            "leaf_hash": bytes(event.leaf_hash).hex(),
+            "details": json.dumps(details, indent=2, ensure_ascii=False) if details else None,
+            "details_state": details_state,
+            "linked_account": resident is not None,
+            "proof_available": covered is not None and covered.tree_size > event.seq,
+        },
+    )
+
+
+@dpo_required
+@require_GET
+def event_receipt(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
+    event = _event_or_404(event_id)
+    queries.log_read(
+        dpo=request.user,  # type: ignore[arg-type]
+        view="receipt",
+        subject=queries.subject_user(event),
+        event=str(event.id),
+    )
+    response = HttpResponse(receipt_for_event(event), content_type="application/jose")
+    response["Content-Disposition"] = f'attachment; filename="recu-{event.id}.jws"'
+    return response
+
+
+@dpo_required
+@require_GET
+def event_proof_download(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
+    event = _event_or_404(event_id)
+    try:
+        proof = event_proof(event=event)
+    except ledger.ProofError:
+        messages.error(
+            request, _("Aucune tête d'arbre signée ne couvre encore cet événement : signez-en une.")
+        )
+        return redirect("consent:dpo:ledger")
+    queries.log_read(
+        dpo=request.user,  # type: ignore[arg-type]
+        view="proof",
+        subject=queries.subject_user(event),
+        event=str(event.id),
+    )
+    response = JsonResponse(proof, json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="preuve-{event.id}.json"'
+    return response
+
+
+@dpo_required
+@require_GET
+def stats(request: HttpRequest) -> HttpResponse:
+    context: dict[str, Any] = {
+        "purposes": purposes_catalogue(include_inactive=True),
+        "values": {key: request.GET.get(key, "") for key in ("purpose", "bucket", "from", "to")},
+        "buckets": (("day", _("jour")), ("week", _("semaine")), ("month", _("mois"))),
+    }
+    try:
+        query = queries.parse_stats(request.GET)
+    except queries.FilterError as exc:
+        context["errors"] = exc.errors
+        return render(request, "consent/dpo/stats.html", context, status=400)
+    results = queries.consent_stats(query, language=_language())
+    context["values"] = {**context["values"], **query.params()}
+    context["query"] = query
+    context["results"] = [
+        {"stats": item, "chart": charts.bar_chart(item.buckets, bucket=query.bucket)} for item in results
+    ]
+    context["series"] = charts.SERIES
+    return render(request, "consent/dpo/stats.html", context)
+
+
+@dpo_required
+@require_GET
+def register(request: HttpRequest) -> HttpResponse:
+    return render(request, "consent/dpo/register.html", {"register": queries.register_document(_language())})
+
+
+@dpo_required
+@require_http_methods(["GET", "POST"])
+def ledger_page(request: HttpRequest) -> HttpResponse:
+    """GET: the latest signed tree head; POST: recompute and check the whole ledger."""
+    result = None
+    if request.method == "POST":
+        result = ledger_verify()
+        audit_log(
+            event="dpo.ledger_verified",
+            acting_user=request.user,  # type: ignore[arg-type]
+            data={"ok": result.ok, "size": result.size, "problems": len(result.problems)},
+        )
+    head = latest_tree_head()
+    return render(
+        request,
+        "consent/dpo/ledger.html",
+        {"result": result, "head": head, "head_root": bytes(head.root_hash).hex() if head else ""},
+    )
+
+
+@dpo_required
+@require_POST
+def tree_head_create(request: HttpRequest) -> HttpResponse:
+    head = tree_head_sign()
+    audit_log(
+        event="dpo.tree_head_signed",
+        acting_user=request.user,  # type: ignore[arg-type]
+        data={"tree_head": head.pk, "size": head.tree_size},
+    )
+    messages.success(request, _("Tête d'arbre signée pour %(size)s événements.") % {"size": head.tree_size})
+    return redirect("consent:dpo:ledger")
