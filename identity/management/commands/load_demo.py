@@ -56,6 +56,10 @@ class Command(BaseCommand):
                 client.save(update_fields=["client_secret", "redirect_uris", "post_logout_redirect_uris"])
             else:
                 secret = None
+            # The demo partner page embeds the cookie-consent widget from our own origin.
+            if settings.ISSUER not in client.allowed_origins.split():
+                client.allowed_origins = " ".join([*client.allowed_origins.split(), settings.ISSUER])
+                client.save(update_fields=["allowed_origins"])
             if secret:
                 settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
