@@ -177,6 +177,7 @@ def consent_record(
     browser_id: str | None = None,
     acting_user: User | None = None,
     acting_client: Any | None = None,
+    collected_for: Any | None = None,
     valid_until: datetime | None = None,
     details: dict[str, Any] | None = None,
 ) -> LedgerEvent:
@@ -186,6 +187,8 @@ def consent_record(
     visitor without an account, cookie widget) names the subject. The acting party is the
     resident unless `acting_user` (a staff member, with `collection_method="staff_on_behalf"`)
     or `acting_client` (a partner client: `requested`/`revoked` of its own purposes) is given.
+    `collected_for` names the partner client on whose site the resident decided (cookie
+    widget) without making it the actor: it is recorded as the event's partner.
     `valid_until` defaults to now + the purpose's consent lifetime for given/renewed/refused
     and may only shorten it. `details` (free-text evidence, e.g. the reference of a signed
     paper form) are personal data: encrypted with the subject's key, never logged.
@@ -222,6 +225,10 @@ def consent_record(
 
     purpose = _purpose(purpose_code)
     partner_client_id = purpose.client.client_id if purpose.client_id else ""
+    if collected_for is not None:
+        if purpose.client_id and purpose.client_id != collected_for.pk:
+            raise ConsentError("this purpose belongs to another partner")
+        partner_client_id = collected_for.client_id
 
     # Who acts.
     if acting_client is not None:

@@ -160,8 +160,8 @@ def cookie_choices_record(
     """Record one ledger event per choice for this browser, all or nothing.
 
     A browser without an id gets a new random one (UUID4). The partner site the choice was
-    made on (client id and origin) is kept as the event's evidence (encrypted details):
-    `consent_record` does not take a collection partner for a resident's own decision yet.
+    made on is the event's partner (`collected_for`, so DPO searches by partner find it);
+    its origin is kept as evidence (encrypted details).
     When `signed_in_user` is given (same-origin request from a signed-in resident), the
     browser's history is attached to the account afterwards (`subject_link_browser`).
     """
@@ -176,6 +176,7 @@ def cookie_choices_record(
                     event_type=EventType.GIVEN if choices[code] else EventType.REFUSED,
                     collection_method=CollectionMethod.COOKIE_WIDGET,
                     browser_id=browser_id,
+                    collected_for=client,
                     details=evidence,
                 )
             )

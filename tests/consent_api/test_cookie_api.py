@@ -88,6 +88,8 @@ def test_accepting_records_one_event_per_purpose_with_receipts(
         assert event.event_type == EventType.GIVEN
         assert event.collection_method == "cookie_widget"
         assert event.actor_type == "resident"
+        # The partner site is recorded as the event's partner, not as the actor.
+        assert event.partner_client_id == partner.client_id
         payload = receipt_verify(receipt_for_event(event))
         assert payload["kantara"]["consentReceiptID"] == str(event.id)
         assert payload["kantara"]["collectionMethod"] == "cookie_widget"
