@@ -20,3 +20,8 @@ class IdentityConfig(AppConfig):
         user_logged_out.connect(sessions.on_user_logged_out, dispatch_uid="identity.sessions.logout")
         # Ending a session notifies its partners through the outbox (back-channel logout).
         backchannel.register()
+        # Our staff pages for partner clients replace django-oauth-toolkit's (registered by
+        # the admin autodiscovery, which django.contrib.admin ran before this app is ready).
+        from identity import oidc_admin
+
+        oidc_admin.register()

@@ -66,6 +66,15 @@ class User(AbstractBaseUser, PermissionsMixin):
     given_name = models.CharField(_("prénom"), max_length=150, blank=True)
     family_name = models.CharField(_("nom"), max_length=150, blank=True)
     preferred_language = models.CharField(_("langue préférée"), max_length=8, choices=LANGUAGES, default="fr")
+    # Optional contact details (OIDC Core §5.1 `phone` and `address` scopes): blank unless
+    # the resident gives them; an empty claim is never sent.
+    phone_number = models.CharField(_("numéro de téléphone"), max_length=32, blank=True)
+    phone_number_verified = models.BooleanField(_("numéro de téléphone vérifié"), default=False)
+    street_address = models.CharField(_("adresse (rue)"), max_length=255, blank=True)
+    locality = models.CharField(_("commune"), max_length=120, blank=True)
+    postal_code = models.CharField(_("code postal"), max_length=16, blank=True)
+    region = models.CharField(_("région"), max_length=120, blank=True)
+    country = models.CharField(_("pays"), max_length=80, blank=True)
     is_active = models.BooleanField(_("actif"), default=True)
     is_staff = models.BooleanField(_("équipe"), default=False)
     created_at = models.DateTimeField(_("créé le"), default=timezone.now, editable=False)
@@ -181,6 +190,46 @@ class Client(AbstractApplication):
         default=False,
         help_text=_("Operated by Nantes Métropole itself (public task)."),
     )
+    AUTH_CLIENT_SECRET_BASIC = "client_secret_basic"
+    AUTH_CLIENT_SECRET_POST = "client_secret_post"
+    AUTH_PRIVATE_KEY_JWT = "private_key_jwt"
+    AUTH_NONE = "none"
+    AUTH_METHODS = (
+        (AUTH_CLIENT_SECRET_BASIC, "client_secret_basic"),
+        (AUTH_CLIENT_SECRET_POST, "client_secret_post"),
+        (AUTH_PRIVATE_KEY_JWT, "private_key_jwt"),
+        (AUTH_NONE, _("none (public client, PKCE)")),
+    )
+    # The one way this client authenticates at the token, PAR, revocation and introspection
+    # endpoints (OIDC Registration `token_endpoint_auth_method`, enforced strictly).
+    token_endpoint_auth_method = models.CharField(
+        _("client authentication method"),
+        max_length=32,
+        choices=AUTH_METHODS,
+        default=AUTH_CLIENT_SECRET_BASIC,
+    )
+    jwks = models.JSONField(
+        _("client JWKS"),
+        null=True,
+        blank=True,
+        help_text=_("Public keys of the client (private_key_jwt), as a JWK Set."),
+    )
+    jwks_uri = models.URLField(
+        _("client JWKS URI"),
+        max_length=500,
+        blank=True,
+        help_text=_("Where the client publishes its public keys (private_key_jwt)."),
+    )
+    require_par = models.BooleanField(
+        _("requires pushed authorization requests"),
+        default=False,
+        help_text=_("Authorization requests must come through the PAR endpoint (RFC 9126)."),
+    )
+    require_mfa = models.BooleanField(
+        _("requires multi-factor authentication"),
+        default=False,
+        help_text=_("Residents must have signed in with a second factor (acr MFA)."),
+    )
     logo_uri = models.URLField(_("logo URI"), max_length=500, blank=True)
     policy_uri = models.URLField(_("privacy policy URI"), max_length=500, blank=True)
     contacts = models.CharField(_("technical contacts"), max_length=500, blank=True)
@@ -263,6 +312,10 @@ class AuthorizationCode(AbstractGrant):
     # The browser session (BrowserSession.sid) the resident authorized from; carried to
     # the tokens so that ending the session revokes them and tells the partner.
     sid = models.CharField(_("session id"), max_length=64, blank=True, db_index=True)
+    # How the resident authenticated for this request (ID token `acr`/`amr`), as checked
+    # by the authorization endpoint: never read again from a session that may have changed.
+    acr = models.CharField(_("authentication level"), max_length=100, blank=True)
+    amr = models.JSONField(_("authentication methods"), default=list, blank=True)
 
     class Meta(AbstractGrant.Meta):
         swappable = "OAUTH2_PROVIDER_GRANT_MODEL"
@@ -270,6 +323,8 @@ class AuthorizationCode(AbstractGrant):
 
 class AccessToken(AbstractAccessToken):
     sid = models.CharField(_("session id"), max_length=64, blank=True, db_index=True)
+    # The authorization request's `claims` parameter (OIDC Core §5.5), read at userinfo.
+    claims_request = models.JSONField(_("requested claims"), null=True, blank=True)
 
     class Meta(AbstractAccessToken.Meta):
         swappable = "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL"
@@ -278,6 +333,10 @@ class AccessToken(AbstractAccessToken):
 class RefreshToken(AbstractRefreshToken):
     auth_time = models.DateTimeField(_("authentication time"), null=True)
     sid = models.CharField(_("session id"), max_length=64, blank=True, db_index=True)
+    # Carried to the tokens a refresh issues: the `claims` parameter and the level reached.
+    claims_request = models.JSONField(_("requested claims"), null=True, blank=True)
+    acr = models.CharField(_("authentication level"), max_length=100, blank=True)
+    amr = models.JSONField(_("authentication methods"), default=list, blank=True)
 
     class Meta(AbstractRefreshToken.Meta):
         swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
@@ -286,6 +345,42 @@ class RefreshToken(AbstractRefreshToken):
 class IDToken(AbstractIDToken):
     class Meta(AbstractIDToken.Meta):
         swappable = "OAUTH2_PROVIDER_ID_TOKEN_MODEL"
+
+
+class PushedAuthorizationRequest(models.Model):
+    """An authorization request pushed by a client (RFC 9126), referenced by its request_uri.
+
+    Only the SHA-256 of the random part of `urn:ietf:params:oauth:request_uri:<random>` is
+    stored. Bound to the client that pushed it, short-lived and used once.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    reference = HashedTokenField(max_length=64, unique=True, verbose_name=_("reference (SHA-256)"))
+    client = models.ForeignKey("identity.Client", on_delete=models.CASCADE, related_name="+")
+    parameters = models.JSONField(_("parameters"))
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"PAR {self.pk}"
+
+
+class ClientAssertionJti(models.Model):
+    """`jti`s of client assertions already accepted (private_key_jwt), kept until they expire."""
+
+    id = models.BigAutoField(primary_key=True)
+    client_id = models.CharField(max_length=100)
+    jti_hash = models.CharField(max_length=64)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("client_id", "jti_hash"), name="clientassertionjti_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"jti {self.pk}"
 
 
 class BrowserSession(models.Model):

@@ -46,7 +46,6 @@ USER_AGENT_MAX = 200
 
 ACR_PASSWORD = "eidas1"
 ACR_MFA = "https://refeds.org/profile/mfa"
-_MFA_METHODS = {"mfa", "otp", "hwk", "swk", "fido", "sms"}
 
 
 class EndReason:
@@ -80,11 +79,13 @@ def register_session_ended_listener(listener: SessionEndedListener) -> None:
 
 
 def acr_for(amr: list[str]) -> str:
-    """The authentication level a set of methods (RFC 8176) reaches."""
-    methods = set(amr or [])
-    if methods & _MFA_METHODS or len(methods) > 1:
-        return ACR_MFA
-    return ACR_PASSWORD
+    """The authentication level a set of methods (RFC 8176) reaches.
+
+    Same rule as identity.mfa.selectors.session_acr: MFA only when the sign-in flows wrote
+    "mfa" (password + second factor, or a user-verified passkey). A passkey used with user
+    presence only (["hwk"]/["swk"]) is one factor, hence the basic level.
+    """
+    return ACR_MFA if "mfa" in (amr or []) else ACR_PASSWORD
 
 
 _BROWSERS = (

@@ -296,3 +296,63 @@ def test_register_client_refusal_exits_non_zero_with_one_line(tmp_path: Any) -> 
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0
     assert "unknown signing algorithm" in result.stderr
+
+
+# --- register_client: authentication method, keys, PAR and MFA requirements (issue 4/5) ---------
+
+
+def test_register_client_private_key_jwt_from_a_jwks_file(db: Any, tmp_path: Any) -> None:
+    from jwcrypto import jwk
+
+    key = jwk.JWK.generate(kty="EC", crv="P-256")
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [json.loads(key.export_public())]}))
+    out, _ = run(
+        "register_client",
+        "--name=Billetterie",
+        "--redirect-uri=https://rp.example.org/cb",
+        "--auth-method=private_key_jwt",
+        f"--jwks-file={jwks_file}",
+        "--require-par",
+        "--require-mfa",
+        "--json",
+    )
+    result = json.loads(out)
+    assert "client_secret" not in result
+    assert result["token_endpoint_auth_method"] == "private_key_jwt"
+    assert result["require_pushed_authorization_requests"] is True and result["require_mfa"] is True
+    client = get_application_model().objects.get(client_id=result["client_id"])
+    assert client.jwks["keys"][0]["crv"] == "P-256" and client.client_secret == ""
+    assert client.require_par and client.require_mfa
+
+
+def test_register_client_secret_post_and_jwks_uri(db: Any) -> None:
+    out, _ = run(
+        "register_client", "--name=Médiathèques", "--redirect-uri=https://m.example.org/cb",
+        "--auth-method=client_secret_post", "--json",
+    )  # fmt: skip
+    assert json.loads(out)["token_endpoint_auth_method"] == "client_secret_post"
+    assert json.loads(out)["client_secret"]
+    out, _ = run(
+        "register_client", "--name=Transport", "--redirect-uri=https://t.example.org/cb",
+        "--auth-method=private_key_jwt", "--jwks-uri=https://t.example.org/jwks.json", "--json",
+    )  # fmt: skip
+    client = get_application_model().objects.get(client_id=json.loads(out)["client_id"])
+    assert client.jwks_uri == "https://t.example.org/jwks.json"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--auth-method=private_key_jwt"], "JWKS"),
+        (["--auth-method=none"], "public"),
+        (["--public", "--auth-method=client_secret_basic"], "public"),
+        (["--jwks-uri=https://t.example.org/jwks.json"], "private_key_jwt"),
+        (["--auth-method=private_key_jwt", "--jwks-uri=http://t.example.org/jwks.json"], "https"),
+    ],
+)
+def test_register_client_auth_method_refusals_create_nothing(db: Any, args: list[str], expected: str) -> None:
+    with pytest.raises(CommandError) as excinfo:
+        run("register_client", "--name=X", "--redirect-uri=https://x.example.org/cb", *args)
+    assert expected in str(excinfo.value)
+    assert not get_application_model().objects.exists()

@@ -1,10 +1,26 @@
-"""Plain-language descriptions of what a client receives (consent screen)."""
+"""The consent screen and the release of claims, both decided by the consent ledger.
+
+A partner receives claims for a purpose "share these scopes with this partner"
+(consent.services.purpose_for_client_scopes: one purpose per client and scope set).
+- The screen is skipped only when the ledger grants that purpose now
+  (consent.selectors.consent_is_granted); `prompt=consent` always shows it.
+- The resident's answer is a ledger event (`given` / `refused`, collection method
+  `oidc_consent`), written in the transaction that issues the authorization code.
+- At token and userinfo time, claims other than `sub` are released only while the ledger
+  grants the purpose: a withdrawal stops them at once (userinfo then answers `sub` only).
+- Clients the operator marks internal (public task, GDPR Art. 6(1)(e)) get a purpose that
+  needs no consent: no screen, no event; the gate still honours a recorded objection.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
 from identity.oidc.constants import SCOPE_CLAIMS
+
+COLLECTION_METHOD = "oidc_consent"
 
 SCOPE_TEXT = {
     "openid": (
@@ -13,6 +29,22 @@ SCOPE_TEXT = {
     ),
     "profile": (_("Vos nom et prénom"), _("pour s'adresser à vous")),
     "email": (_("Votre adresse e-mail"), _("pour vous écrire au sujet de ce service")),
+    "address": (_("Votre adresse postale"), _("pour vous envoyer un courrier ou vérifier votre commune")),
+    "phone": (_("Votre numéro de téléphone"), _("pour vous joindre au sujet de ce service")),
+}
+
+CLAIM_TEXT = {
+    "sub": _("identifiant propre à ce service"),
+    "name": _("nom complet"),
+    "given_name": _("prénom"),
+    "family_name": _("nom"),
+    "locale": _("langue préférée"),
+    "updated_at": _("date de mise à jour du profil"),
+    "email": _("adresse e-mail"),
+    "email_verified": _("adresse vérifiée ou non"),
+    "address": _("adresse postale"),
+    "phone_number": _("numéro de téléphone"),
+    "phone_number_verified": _("numéro vérifié ou non"),
 }
 
 
@@ -21,5 +53,51 @@ def describe_scopes(scopes: list[str]) -> list[dict[str, object]]:
     for scope in scopes:
         if scope in SCOPE_TEXT:
             what, why = SCOPE_TEXT[scope]
-            described.append({"scope": scope, "what": what, "why": why, "claims": SCOPE_CLAIMS[scope]})
+            described.append(
+                {
+                    "scope": scope,
+                    "what": what,
+                    "why": why,
+                    "claims": SCOPE_CLAIMS[scope],
+                    "claim_labels": [CLAIM_TEXT.get(claim, claim) for claim in SCOPE_CLAIMS[scope]],
+                }
+            )
     return described
+
+
+def sharing_purpose_code(client: Any, scopes: list[str] | set[str]) -> str | None:
+    """The ledger purpose for these scopes at this client; None if it cannot exist."""
+    from consent.services import ConsentError, purpose_for_client_scopes
+
+    try:
+        return purpose_for_client_scopes(client=client, scopes=sorted(scopes)).code
+    except ConsentError:
+        return None
+
+
+def sharing_granted(user: Any, client: Any, scopes: list[str] | set[str]) -> bool:
+    """Does the ledger allow sending this client the claims of these scopes, now?"""
+    from consent.selectors import consent_is_granted
+    from consent.services import ConsentError
+
+    if user is None or client is None or not scopes:
+        return False
+    code = sharing_purpose_code(client, scopes)
+    if code is None:
+        return False
+    try:
+        return consent_is_granted(user=user, purpose_code=code)
+    except ConsentError:
+        return False
+
+
+def consent_decision_record(*, user: Any, purpose_code: str, allow: bool) -> Any:
+    """The resident's answer on the consent screen, as a ledger event (caller's transaction)."""
+    from consent.services import consent_record
+
+    return consent_record(
+        user=user,
+        purpose_code=purpose_code,
+        event_type="given" if allow else "refused",
+        collection_method=COLLECTION_METHOD,
+    )

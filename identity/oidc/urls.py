@@ -1,6 +1,16 @@
 from django.urls import path
 
-from identity.oidc.views import authorize, discovery, introspect, jwks, logout, revoke, token, userinfo
+from identity.oidc.views import (
+    authorize,
+    discovery,
+    introspect,
+    jwks,
+    logout,
+    par,
+    revoke,
+    token,
+    userinfo,
+)
 
 app_name = "oidc"
 
@@ -10,6 +20,7 @@ urlpatterns = [
     path("jwks.json", jwks.jwks, name="jwks"),
     path("authorize", authorize.AuthorizeView.as_view(), name="authorize"),
     path("authorize/decision", authorize.AuthorizeDecisionView.as_view(), name="authorize-decision"),
+    path("par", par.PushedAuthorizationView.as_view(), name="par"),
     path("token", token.TokenView.as_view(), name="token"),
     path("userinfo", userinfo.UserInfoView.as_view(), name="userinfo"),
     path("revoke", revoke.RevokeTokenView.as_view(), name="revoke"),

@@ -20,6 +20,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from identity.keys import active_signing_key, verification_key
 from identity.oidc.claims import standard_claims
+from identity.oidc.constants import CLAIM_SCOPE
 from identity.oidc.subjects import subject_for
 from identity.sessions import (
     browser_session_by_sid,
@@ -44,6 +45,43 @@ class Validator(OAuth2Validator):
         from identity.crypto import keyed_hash_matches
 
         return keyed_hash_matches(provided_secret or "", stored_secret or "")
+
+    def client_authentication_required(self, request: OAuthRequest, *args: Any, **kwargs: Any) -> bool:
+        if getattr(request, "client_assertion", None) or getattr(request, "client_assertion_type", None):
+            return True
+        return bool(super().client_authentication_required(request, *args, **kwargs))
+
+    def authenticate_client(self, request: OAuthRequest, *args: Any, **kwargs: Any) -> bool:
+        """Exactly one method, and the one registered for the client (identity/oidc/client_auth.py)."""
+        from identity.oidc.client_auth import (
+            ClientAuthError,
+            assertion_client_id,
+            method_used,
+            verify_client_assertion,
+        )
+
+        used = method_used(request)
+        if not used:  # none presented, or several at once (RFC 6749 §2.3)
+            return False
+        if used == "private_key_jwt":
+            client_id = assertion_client_id(request)
+            if not client_id or (request.client_id and request.client_id != client_id):
+                return False
+            client = self._load_application(client_id, request)
+            if client is None or client.token_endpoint_auth_method != "private_key_jwt":
+                return False
+            try:
+                verify_client_assertion(client, request)
+            except ClientAuthError as exc:
+                log.info("client %s: private_key_jwt refused: %s", client.client_id, exc)
+                return False
+            request.client_id = client_id
+            return True
+        if used == "client_secret_basic":
+            authenticated = self._authenticate_basic_auth(request)
+        else:
+            authenticated = self._authenticate_request_body(request)
+        return bool(authenticated) and request.client.token_endpoint_auth_method == used
 
     # --- scopes: only what the operator registered for this client ---------------------
     def validate_scopes(
@@ -92,6 +130,8 @@ class Validator(OAuth2Validator):
             claims=json.dumps(request.claims or {}),
             auth_time=getattr(request, "auth_time", None),
             sid=getattr(request, "cum_sid", "") or "",
+            acr=getattr(request, "cum_acr", "") or "",
+            amr=list(getattr(request, "cum_amr", None) or []),
         )
 
     def validate_code(
@@ -125,6 +165,8 @@ class Validator(OAuth2Validator):
         request.user = grant.user
         request.auth_time = grant.auth_time
         request.cum_sid = grant.sid
+        request.cum_acr = grant.acr
+        request.cum_amr = list(grant.amr or [])
         if grant.nonce:
             request.nonce = grant.nonce
         if grant.claims:
@@ -183,6 +225,7 @@ class Validator(OAuth2Validator):
             source_refresh_token=source_refresh_token,
             resource=getattr(request, "resource", []),
             sid=getattr(request, "cum_sid", "") or "",
+            claims_request=request.claims if isinstance(request.claims, dict) else None,
         )
         self._set_token_value(access_token, token["access_token"])
         access_token.save()
@@ -199,6 +242,9 @@ class Validator(OAuth2Validator):
             resource=getattr(request, "resource", []),
             auth_time=getattr(request, "auth_time", None),
             sid=getattr(request, "cum_sid", "") or "",
+            claims_request=request.claims if isinstance(request.claims, dict) else None,
+            acr=getattr(request, "cum_acr", "") or "",
+            amr=list(getattr(request, "cum_amr", None) or []),
         )
         self._set_token_value(refresh_token, refresh_token_code)
         refresh_token.save()
@@ -223,8 +269,13 @@ class Validator(OAuth2Validator):
         if valid:
             if not request.user.is_active:
                 return False
-            request.auth_time = request.refresh_token_instance.auth_time
-            request.cum_sid = request.refresh_token_instance.sid
+            previous = request.refresh_token_instance
+            request.auth_time = previous.auth_time
+            request.cum_sid = previous.sid
+            request.cum_acr = previous.acr
+            request.cum_amr = list(previous.amr or [])
+            if previous.claims_request:
+                request.claims = previous.claims_request
         return valid
 
     # --- access tokens at resource endpoints (userinfo) -------------------------------------
@@ -239,17 +290,43 @@ class Validator(OAuth2Validator):
                 "error_description": "The access token is invalid.",
             }
             return False
+        # django-oauth-toolkit's AccessToken.scopes keeps only the scopes named in the
+        # SCOPES setting; the token's own scope string is what was granted.
+        request.scopes = request.access_token.scope.split()
         return True
 
     # --- claims and ID tokens ---------------------------------------------------------------
     def get_additional_claims(self, request: OAuthRequest) -> dict[str, Any]:
         return standard_claims(request.user)
 
-    def get_claim_dict(self, request: OAuthRequest) -> dict[str, Any]:
-        claims = super().get_claim_dict(request)
-        # OIDC Core §8: pairwise per sector, public only for internal services.
-        claims["sub"] = subject_for(request.client, request.user)
+    def released_claims(self, request: OAuthRequest, member: str) -> dict[str, Any]:
+        """The claims this client receives now, in the ID token or at userinfo (`member`).
+
+        `sub` always (pairwise per sector, public only for internal services, OIDC Core §8).
+        Every other claim only under a scope the token was granted, and only while the
+        consent ledger grants that sharing (identity/oidc/consent.py): a withdrawn consent
+        leaves `sub` alone. Claims named in the `claims` request parameter (§5.5) are
+        released under the same rule, so the parameter never widens what the scopes cover.
+        """
+        from identity.oidc.consent import sharing_granted
+
+        claims: dict[str, Any] = {"sub": subject_for(request.client, request.user)}
+        scopes = set(request.scopes or [])
+        if not scopes - {"openid"} or not sharing_granted(request.user, request.client, scopes):
+            return claims
+        for name, value in standard_claims(request.user).items():
+            if CLAIM_SCOPE.get(name) in scopes:
+                claims[name] = value
         return claims
+
+    def get_oidc_claims(self, token: Any, token_handler: Any, request: OAuthRequest) -> dict[str, Any]:
+        return self.released_claims(request, "id_token")
+
+    def get_userinfo_claims(self, request: OAuthRequest) -> dict[str, Any]:
+        token = getattr(request, "access_token", None)
+        if token is not None and getattr(token, "claims_request", None):
+            request.claims = token.claims_request
+        return self.released_claims(request, "userinfo")
 
     def get_id_token_dictionary(self, token: Any, token_handler: Any, request: OAuthRequest) -> Any:
         claims, expiration_time = super().get_id_token_dictionary(token, token_handler, request)
@@ -260,12 +337,16 @@ class Validator(OAuth2Validator):
             getattr(request, "cum_sid", "")
         )
         if session is not None:
-            # OIDC Front-/Back-Channel Logout `sid`; how the resident authenticated.
+            # OIDC Front-/Back-Channel Logout `sid`.
             claims["sid"] = session.sid
-            if session.acr:
-                claims["acr"] = session.acr
-            if session.amr:
-                claims["amr"] = list(session.amr)
+        # How the resident authenticated for this authorization (checked by the
+        # authorization endpoint and kept on the code), else the session's.
+        acr = getattr(request, "cum_acr", "") or (session.acr if session is not None else "")
+        amr = getattr(request, "cum_amr", None) or (list(session.amr) if session is not None else [])
+        if acr:
+            claims["acr"] = acr
+        if amr:
+            claims["amr"] = list(amr)
         return claims, expiration_time
 
     def finalize_id_token(

@@ -284,7 +284,9 @@ def test_client_secret_basic_works(flow: OIDCFlow):
     assert response.status_code == 200, response.content
 
 
-def test_client_secret_post_works(flow: OIDCFlow):
+def test_client_secret_post_works(make_client, signed_in):
+    """oidcc-server-client-secret-post, for a client registered with that method."""
+    flow = OIDCFlow(signed_in, make_client(token_endpoint_auth_method="client_secret_post"))
     code = flow.get_code()
     response = post_token(
         {

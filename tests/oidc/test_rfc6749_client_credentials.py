@@ -28,11 +28,28 @@ def test_confidential_client_gets_a_token(machine):
     assert "no-store" in response["Cache-Control"]
 
 
-def test_client_secret_post_works_for_client_credentials(machine):
+def test_client_secret_post_works_for_client_credentials(make_client):
+    machine = make_client(
+        name="Passerelle transport",
+        redirect_uris=[],
+        grant_types=["client_credentials"],
+        scopes=["profile"],
+        token_endpoint_auth_method="client_secret_post",
+    )
     response = post_token(
         {"grant_type": "client_credentials", "client_id": machine.client_id, "client_secret": machine.secret}
     )
     assert response.status_code == 200, response.content
+
+
+def test_a_client_must_use_its_registered_auth_method(machine):
+    """OIDC Core §9 (registered method enforced): a client_secret_basic client posting its
+    secret in the body is refused, even with the right secret."""
+    response = post_token(
+        {"grant_type": "client_credentials", "client_id": machine.client_id, "client_secret": machine.secret}
+    )
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
 
 
 def test_requested_scope_outside_registration_is_invalid_scope(machine):

@@ -49,7 +49,14 @@ def test_active_refresh_token_is_described(resource_server, flow, tokens):
     assert body["client_id"] == flow.rp.client_id
 
 
-def test_client_secret_post_is_accepted(resource_server, tokens):
+def test_client_secret_post_is_accepted(make_client, tokens):
+    resource_server = make_client(
+        name="API médiathèques",
+        redirect_uris=[],
+        grant_types=["client_credentials"],
+        is_resource_server=True,
+        token_endpoint_auth_method="client_secret_post",
+    )
     response = BrowserClient().post(
         "/introspect",
         {

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from identity.oidc.constants import REGISTRABLE_GRANTS, SUPPORTED_SCOPES
+from identity.oidc.constants import AUTH_METHODS, REGISTRABLE_GRANTS, SUPPORTED_SCOPES
 from identity.services import ClientConfigError, client_register
 
 
@@ -76,9 +76,46 @@ class Command(BaseCommand):
                 "public subject identifier instead of a pairwise one)."
             ),
         )
+        parser.add_argument(
+            "--auth-method",
+            default=None,
+            choices=AUTH_METHODS,
+            help=(
+                "How the client authenticates at the token endpoint (enforced strictly): "
+                "client_secret_basic (default), client_secret_post, private_key_jwt, "
+                "none (public clients)."
+            ),
+        )
+        parser.add_argument(
+            "--jwks-uri", default="", help="private_key_jwt: where the client publishes its keys."
+        )
+        parser.add_argument(
+            "--jwks-file", default="", help="private_key_jwt: a file holding the client's public JWK Set."
+        )
+        parser.add_argument(
+            "--require-par",
+            action="store_true",
+            help="Authorization requests must be pushed first (RFC 9126 PAR).",
+        )
+        parser.add_argument(
+            "--require-mfa",
+            action="store_true",
+            help="Residents must sign in with a second factor (acr https://refeds.org/profile/mfa).",
+        )
+        parser.add_argument("--logo-uri", default="", help="Logo shown on the consent screen (https).")
+        parser.add_argument(
+            "--policy-uri", default="", help="The partner's privacy policy, linked from the consent screen."
+        )
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        jwks = None
+        if options["jwks_file"]:
+            try:
+                with open(options["jwks_file"], encoding="utf-8") as handle:
+                    jwks = json.load(handle)
+            except (OSError, ValueError) as exc:
+                raise CommandError(f"cannot read the JWKS file: {exc}") from exc
         try:
             client, secret = client_register(
                 name=options["name"],
@@ -95,6 +132,13 @@ class Command(BaseCommand):
                 signing_alg=options["signing_alg"],
                 is_internal=options["internal"],
                 is_resource_server=options["resource_server"],
+                token_endpoint_auth_method=options["auth_method"],
+                jwks=jwks,
+                jwks_uri=options["jwks_uri"],
+                require_par=options["require_par"],
+                require_mfa=options["require_mfa"],
+                logo_uri=options["logo_uri"],
+                policy_uri=options["policy_uri"],
             )
         except ClientConfigError as exc:
             raise CommandError(str(exc)) from exc
@@ -107,6 +151,9 @@ class Command(BaseCommand):
             "subject_type": "public" if client.is_internal else "pairwise",
             "sector": client.subject_sector,
             "id_token_signed_response_alg": client.algorithm,
+            "token_endpoint_auth_method": client.token_endpoint_auth_method,
+            "require_pushed_authorization_requests": client.require_par,
+            "require_mfa": client.require_mfa,
         }
         if secret:
             result["client_secret"] = secret

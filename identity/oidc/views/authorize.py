@@ -3,6 +3,21 @@
 Our own view on top of django-oauth-toolkit's oauthlib core, because the library's
 does not support POST requests, `prompt=none`, `max_age` or an authentication time,
 and would put error redirects together without `iss` (RFC 9207).
+
+In order, for a request whose client and redirect URI are valid:
+1. the parameters: the request's own, or those pushed earlier (RFC 9126 PAR, `request_uri`
+   `urn:ietf:params:oauth:request_uri:…`, required for clients flagged `require_par`);
+   `request` objects and other `request_uri`s are refused; `claims` must be valid JSON;
+2. sign-in (`prompt`, `max_age`, `id_token_hint`);
+3. the authentication level (issue 5): MFA is required when the client is registered
+   with `require_mfa` or the `claims` parameter asks for an essential `acr` of
+   https://refeds.org/profile/mfa, and wanted when `acr_values` prefers it. A resident below
+   it is sent to the second-factor step-up and comes back here. A required level that
+   cannot be reached (no second factor, or `prompt=none`) is an error for the client —
+   `unmet_authentication_requirements` (OpenID Connect Unmet Authentication Requirements
+   1.0) or `interaction_required` — never a code. A wanted (voluntary) level that cannot
+   be reached is not an error: the ID token says the level reached (OIDC Core §5.5.1.1);
+4. consent, from the ledger (identity/oidc/consent.py).
 """
 
 from __future__ import annotations
@@ -15,6 +30,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
@@ -25,40 +41,105 @@ from django.views.decorators.csrf import csrf_exempt
 from jwcrypto import jwt
 from jwcrypto.common import JWException
 from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
-from oauth2_provider.models import get_access_token_model, get_application_model, get_id_token_model
+from oauth2_provider.models import get_application_model, get_id_token_model
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
+from oauthlib import oauth2
 
-from identity.oidc.constants import PKCE_METHOD
+from identity.mfa.selectors import ACR_MFA, session_acr, step_up_url, user_has_mfa
+from identity.oidc.claims import parse_claims_request
+from identity.oidc.constants import ACR_RANK, PKCE_METHOD
 from identity.oidc.errors import SeeOther, error_page, redirect_error
+from identity.oidc.par import RequestUriError, is_par_urn, par_keep_for_resume, par_resolve
 from identity.oidc.subjects import subject_for
-from identity.selectors import session_auth_time
+from identity.selectors import session_amr, session_auth_time
 from identity.sessions import browser_session_for_request
 
 PENDING_SESSION_KEY = "cum_pending_authorizations"
 MAX_PENDING = 5
 # Parameters that force a fresh sign-in; dropped from the request we resume after it.
 _REAUTH_PARAMS = ("prompt", "max_age")
+_PENDING_CREDENTIALS = {
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "claims",
+    "cum_required_acr",
+}
 
 
 def _params(request: HttpRequest) -> QueryDict:
     return request.POST if request.method == "POST" else request.GET
 
 
+def level_requirements(
+    client: Any, params: QueryDict, claims: dict[str, Any] | None
+) -> tuple[list[str], bool]:
+    """(acceptable acr values, essential?) for this request; ([], False) when anything goes.
+
+    Essential: the client requires MFA, or `claims.id_token.acr` is essential (its `value`
+    or `values` are then the acceptable levels). Voluntary: the first value of `acr_values`
+    we know, when it is MFA.
+    """
+    if client.require_mfa:
+        return [ACR_MFA], True
+    spec = ((claims or {}).get("id_token") or {}).get("acr")
+    if isinstance(spec, dict) and spec.get("essential") is True:
+        values = spec.get("values") if isinstance(spec.get("values"), list) else []
+        if isinstance(spec.get("value"), str):
+            values = [spec["value"]]
+        values = [value for value in values if isinstance(value, str)]
+        if values:
+            return values, True
+    preferred = [value for value in params.get("acr_values", "").split() if value in ACR_RANK]
+    if preferred and preferred[0] == ACR_MFA:
+        return [ACR_MFA], False
+    return [], False
+
+
 class _AuthorizationMixin(OAuthLibMixin):
-    def _finish(self, request: HttpRequest, scopes: list[str], credentials: dict[str, Any]) -> HttpResponse:
+    def _finish(
+        self,
+        request: HttpRequest,
+        scopes: list[str],
+        credentials: dict[str, Any],
+        consent_purpose: str | None = None,
+    ) -> HttpResponse:
+        """Issue the code; with `consent_purpose`, record the grant in the same transaction."""
         credentials = dict(credentials)
         credentials["auth_time"] = session_auth_time(request)
         session = browser_session_for_request(request)
         if session is None:
             # Signed out (or revoked from another device) since the page was shown.
             return error_page(request, "login_required", "Votre session a pris fin. Reconnectez-vous.")
-        # The code, then the tokens, carry the browser session (sid in the ID token).
-        credentials["cum_sid"] = session.sid
-        try:
-            uri, _headers, _body, _status = self.create_authorization_response(
-                request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
+        required = credentials.pop("cum_required_acr", None)
+        reached = session_acr(request)
+        if required and ACR_RANK.get(reached, 0) < ACR_RANK.get(required, 99):
+            # The session changed since the level was checked (e.g. a new sign-in elsewhere).
+            return redirect_error(
+                credentials["redirect_uri"],
+                "unmet_authentication_requirements",
+                "The authentication level required by the client was not reached.",
+                credentials.get("state"),
             )
+        # The code, then the tokens, carry the browser session (sid in the ID token) and the
+        # level reached now (acr/amr in the ID token).
+        credentials["cum_sid"] = session.sid
+        credentials["cum_acr"] = reached
+        credentials["cum_amr"] = session_amr(request)
+        try:
+            with transaction.atomic():
+                if consent_purpose:
+                    from identity.oidc.consent import consent_decision_record
+
+                    consent_decision_record(user=request.user, purpose_code=consent_purpose, allow=True)
+                uri, _headers, _body, _status = self.create_authorization_response(
+                    request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
+                )
         except OAuthToolkitError as error:
             return self._oauth_error(error, credentials)
         return SeeOther(uri)
@@ -88,26 +169,72 @@ class AuthorizeView(_AuthorizationMixin, View):
     def post(self, request: HttpRequest) -> HttpResponse:
         return self.handle(request)
 
+    def _validate(self, request: HttpRequest, params: QueryDict) -> tuple[list[str], dict[str, Any]]:
+        """oauthlib's checks on these parameters (the request's own or pushed ones)."""
+        core = self.get_oauthlib_core()
+        uri = reverse("oidc:authorize") + "?" + params.urlencode()
+        try:
+            return core.server.validate_authorization_request(
+                uri, http_method="GET", body="", headers=core.extract_headers(request)
+            )
+        except oauth2.FatalClientError as error:
+            raise FatalClientError(error=error) from error
+        except oauth2.OAuth2Error as error:
+            raise OAuthToolkitError(error=error) from error
+
     def handle(self, request: HttpRequest) -> HttpResponse:
-        params = _params(request)
+        raw = _params(request)
+        self.par_uri = ""
+        if is_par_urn(raw.get("request_uri")):
+            # RFC 9126 §4: only the pushed parameters count (client_id must match them).
+            try:
+                params = par_resolve(
+                    request, client_id=raw.get("client_id", ""), request_uri=raw["request_uri"]
+                )
+            except RequestUriError as exc:
+                return error_page(request, "invalid_request_uri", str(exc))
+            self.par_uri = raw["request_uri"]
+        else:
+            params = raw
         if not params.get("redirect_uri") and params.get("client_id"):
             # OIDC Core §3.1.2.1: redirect_uri is REQUIRED; never guess one.
             return error_page(request, "invalid_request", "redirect_uri manquant.")
+        claims_request: dict[str, Any] | None = None
+        malformed_claims = False
+        if params.get("claims") is not None:
+            claims_request = parse_claims_request(params["claims"])
+            if claims_request is None:
+                # Checked by us so that the error can be redirected once the client and the
+                # redirect URI are known to be valid.
+                malformed_claims = True
+                params = params.copy()
+                params.pop("claims")
         try:
-            scopes, credentials = self.validate_authorization_request(request)
+            scopes, credentials = self._validate(request, params)
         except OAuthToolkitError as error:
             return self._oauth_error(error)
 
         redirect_uri = credentials["redirect_uri"]
         state = credentials.get("state")
 
+        if malformed_claims:
+            return redirect_error(redirect_uri, "invalid_request", "Malformed claims parameter.", state)
         if params.get("request"):
             return redirect_error(
                 redirect_uri, "request_not_supported", "Request objects are not supported.", state
             )
         if params.get("request_uri"):
+            # Only our own pushed-request URNs are request_uri values we accept.
             return redirect_error(
                 redirect_uri, "request_uri_not_supported", "request_uri is not supported.", state
+            )
+        client = get_application_model().objects.get(client_id=credentials["client_id"])
+        if client.require_par and not self.par_uri:
+            return redirect_error(
+                redirect_uri,
+                "invalid_request",
+                "This client must push its authorization requests (RFC 9126).",
+                state,
             )
         if params.get("code_challenge_method") != PKCE_METHOD:
             return redirect_error(
@@ -150,14 +277,65 @@ class AuthorizeView(_AuthorizationMixin, View):
             if not matches:
                 return redirect_error(redirect_uri, "login_required", "Another resident is signed in.", state)
 
-        client = get_application_model().objects.get(client_id=credentials["client_id"])
-        if "consent" not in prompt and self._consent_known(request, client, scopes):
+        # --- authentication level (step-up) ---------------------------------------------------
+        acceptable, essential = level_requirements(client, params, claims_request)
+        reachable = [value for value in acceptable if value in ACR_RANK]
+        if essential and not reachable:
+            return redirect_error(
+                redirect_uri,
+                "unmet_authentication_requirements",
+                "None of the requested authentication levels is offered.",
+                state,
+            )
+        if reachable:
+            target = min(reachable, key=lambda value: ACR_RANK[value])
+            if ACR_RANK[session_acr(request)] < ACR_RANK[target]:
+                if "none" in prompt:
+                    if essential:
+                        return redirect_error(
+                            redirect_uri,
+                            "interaction_required",
+                            "A second factor is required: the resident must interact.",
+                            state,
+                        )
+                elif not user_has_mfa(request.user):
+                    if essential:
+                        return redirect_error(
+                            redirect_uri,
+                            "unmet_authentication_requirements",
+                            "The resident has no second factor: the required level cannot be reached.",
+                            state,
+                        )
+                else:
+                    # Second factor only: the resident stays signed in (identity.mfa step-up).
+                    return SeeOther(step_up_url(self._resume_url(request, params)))
+            if essential:
+                credentials["cum_required_acr"] = target
+
+        # --- consent, from the ledger --------------------------------------------------------
+        if client.is_internal:
+            # Public task: no consent screen and no ledger event (docs/partners.md).
+            return self._finish(request, scopes, credentials)
+        from identity.oidc.consent import sharing_granted, sharing_purpose_code
+
+        if "consent" not in prompt and sharing_granted(request.user, client, scopes):
             return self._finish(request, scopes, credentials)
         if "none" in prompt:
             return redirect_error(
                 redirect_uri, "consent_required", "The resident has not approved this client.", state
             )
-        return self._ask_consent(request, client, scopes, credentials)
+        purpose_code = sharing_purpose_code(client, scopes)
+        if purpose_code is None:
+            return redirect_error(redirect_uri, "invalid_scope", "These scopes cannot be shared.", state)
+        return self._ask_consent(request, client, scopes, credentials, purpose_code)
+
+    def _resume_url(self, request: HttpRequest, params: QueryDict) -> str:
+        """Where the browser comes back to this request (after sign-in or step-up)."""
+        if self.par_uri:
+            par_keep_for_resume(request, request_uri=self.par_uri, params=params)
+            query = {"client_id": params.get("client_id", ""), "request_uri": self.par_uri}
+            return reverse("oidc:authorize") + "?" + urlencode(query)
+        return reverse("oidc:authorize") + "?" + params.urlencode()
 
     def _id_token_hint_matches(self, hint: str, user: Any, credentials: dict[str, Any]) -> bool | None:
         """Whether an ID token we signed (expired ones accepted) names `user`; None if not ours."""
@@ -213,7 +391,7 @@ class AuthorizeView(_AuthorizationMixin, View):
                     resumed.pop("prompt", None)
             else:
                 resumed.pop(name, None)
-        next_url = reverse("oidc:authorize") + "?" + resumed.urlencode()
+        next_url = self._resume_url(request, resumed)
         login_url = reverse(settings.LOGIN_URL)
         extra = {}
         if params.get("login_hint"):
@@ -223,20 +401,13 @@ class AuthorizeView(_AuthorizationMixin, View):
             response["Location"] += "&" + urlencode(extra)
         return response
 
-    def _consent_known(self, request: HttpRequest, client: Any, scopes: list[str]) -> bool:
-        if client.skip_authorization or client.is_internal:
-            return True
-        # Until the consent ledger arrives, a live token for the same scopes stands for
-        # an earlier approval (django-oauth-toolkit's "auto" approval).
-        from django.utils import timezone
-
-        tokens = get_access_token_model().objects.filter(
-            user=request.user, application=client, expires__gt=timezone.now()
-        )
-        return any(token.allow_scopes(scopes) for token in tokens)
-
     def _ask_consent(
-        self, request: HttpRequest, client: Any, scopes: list[str], credentials: dict[str, Any]
+        self,
+        request: HttpRequest,
+        client: Any,
+        scopes: list[str],
+        credentials: dict[str, Any],
+        purpose_code: str,
     ) -> HttpResponse:
         pending = request.session.get(PENDING_SESSION_KEY, {})
         if len(pending) >= MAX_PENDING:
@@ -246,26 +417,13 @@ class AuthorizeView(_AuthorizationMixin, View):
             for key, _value in oldest:
                 pending.pop(key, None)
         pending_id = secrets.token_urlsafe(16)
-        safe_credentials = {
-            key: value
-            for key, value in credentials.items()
-            if key
-            in {
-                "client_id",
-                "redirect_uri",
-                "response_type",
-                "state",
-                "nonce",
-                "code_challenge",
-                "code_challenge_method",
-                "claims",
-            }
-        }
+        safe_credentials = {key: value for key, value in credentials.items() if key in _PENDING_CREDENTIALS}
         pending[pending_id] = {
             "created": int(time.time()),
             "user": str(request.user.pk),
             "scopes": scopes,
             "credentials": safe_credentials,
+            "purpose": purpose_code,
         }
         request.session[PENDING_SESSION_KEY] = pending
         from identity.oidc.consent import describe_scopes
@@ -273,7 +431,12 @@ class AuthorizeView(_AuthorizationMixin, View):
         return render(
             request,
             "oidc/consent.html",
-            {"client": client, "scopes": describe_scopes(scopes), "pending_id": pending_id},
+            {
+                "client": client,
+                "scopes": describe_scopes(scopes),
+                "pending_id": pending_id,
+                "account_url": reverse("identity:account"),
+            },
         )
 
 
@@ -296,11 +459,17 @@ class AuthorizeDecisionView(_AuthorizationMixin, View):
         if time.time() - item["created"] > 30 * 60:
             return error_page(request, "invalid_request", "Cette demande d'autorisation a expiré.")
         credentials = item["credentials"]
+        purpose_code = item.get("purpose")
         if request.POST.get("decision") != "allow":
+            if purpose_code:
+                from identity.oidc.consent import consent_decision_record
+
+                with transaction.atomic():
+                    consent_decision_record(user=request.user, purpose_code=purpose_code, allow=False)
             return redirect_error(
                 credentials["redirect_uri"],
                 "access_denied",
                 "The resident refused.",
                 credentials.get("state"),
             )
-        return self._finish(request, item["scopes"], credentials)
+        return self._finish(request, item["scopes"], credentials, consent_purpose=purpose_code)

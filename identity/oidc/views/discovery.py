@@ -7,9 +7,14 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
-from identity.oidc.constants import SCOPE_CLAIMS, SUPPORTED_SCOPES
+from identity.oidc.constants import (
+    ACR_VALUES_SUPPORTED,
+    CLIENT_ASSERTION_ALGS,
+    SCOPE_CLAIMS,
+    SUPPORTED_SCOPES,
+)
 
-AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
 
 def _url(name: str) -> str:
@@ -30,6 +35,9 @@ def provider_metadata() -> dict[str, object]:
         "revocation_endpoint": _url("oidc:revoke"),
         "introspection_endpoint": _url("oidc:introspect"),
         "end_session_endpoint": _url("oidc:end-session"),
+        "pushed_authorization_request_endpoint": _url("oidc:par"),
+        # RFC 9126 §5: not for every client; clients registered with require_par must.
+        "require_pushed_authorization_requests": False,
         "scopes_supported": list(SUPPORTED_SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -39,12 +47,17 @@ def provider_metadata() -> dict[str, object]:
         "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
         "revocation_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": list(CLIENT_ASSERTION_ALGS),
+        "revocation_endpoint_auth_signing_alg_values_supported": list(CLIENT_ASSERTION_ALGS),
+        "introspection_endpoint_auth_signing_alg_values_supported": list(CLIENT_ASSERTION_ALGS),
+        "acr_values_supported": list(ACR_VALUES_SUPPORTED),
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": claims,
         "claim_types_supported": ["normal"],
         "prompt_values_supported": ["none", "login", "consent"],
+        "display_values_supported": ["page", "popup"],
         "ui_locales_supported": ["fr", "en"],
-        "claims_parameter_supported": False,
+        "claims_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "require_request_uri_registration": True,

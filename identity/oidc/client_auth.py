@@ -1,0 +1,258 @@
+"""Client authentication at our back-channel endpoints (OIDC Core §9, RFC 6749 §2.3, RFC 7523).
+
+Every client has one registered `token_endpoint_auth_method` and must use exactly that one,
+at the token, PAR, revocation and introspection endpoints:
+
+- `client_secret_basic`: HTTP Basic with the client secret;
+- `client_secret_post`: `client_id` + `client_secret` in the form body;
+- `private_key_jwt`: `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
+  and `client_assertion`, a JWT signed (RS256 or ES256) with a key of the client's JWKS
+  (registered inline, or published at its `jwks_uri`);
+- `none`: public clients, identified by `client_id` only (PKCE does the rest).
+
+OIDC Core §9 says the registered method SHOULD be used; we refuse any other (a secret
+presented by a `private_key_jwt` client, or a Basic header from a `client_secret_post`
+client, is an authentication failure), so that a leaked secret of a client that moved to
+asymmetric keys is worth nothing, and one request never carries two methods.
+
+The assertion (RFC 7523 §3, OIDC Core §9): `iss` = `sub` = client_id; `aud` our issuer or
+the URL of a back-channel endpoint (token, PAR, introspection, revocation); `exp` in the
+future and at most CLIENT_ASSERTION_MAX_LIFETIME seconds ahead (so the `jti` store stays
+small); `iat`, if present, not in the future; `jti` used once (kept until `exp`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from jwcrypto import jwk, jws
+from jwcrypto.common import JWException
+
+from identity.oidc.constants import (
+    CLIENT_ASSERTION_ALGS,
+    CLIENT_ASSERTION_MAX_LIFETIME,
+    CLIENT_ASSERTION_TYPE,
+)
+
+log = logging.getLogger(__name__)
+
+CLOCK_SKEW = 30
+JWKS_FETCH_TIMEOUT = 3.0
+JWKS_CACHE_SECONDS = 300
+JWKS_MAX_BYTES = 64 * 1024
+_REFETCH_GUARD_SECONDS = 30
+
+
+class ClientAuthError(Exception):
+    """Why a client failed to authenticate (logged with ids only, never returned in detail)."""
+
+
+def method_used(request: Any) -> str | None:
+    """Which method this request presents; "" for none; None when it mixes several."""
+    from identity.oidc.validators import Validator
+
+    present = []
+    if Validator()._extract_basic_auth(request):
+        present.append("client_secret_basic")
+    if getattr(request, "client_assertion", None) or getattr(request, "client_assertion_type", None):
+        present.append("private_key_jwt")
+    if getattr(request, "client_secret", None):
+        present.append("client_secret_post")
+    if len(present) > 1:
+        return None
+    return present[0] if present else ""
+
+
+def accepted_audiences() -> set[str]:
+    issuer = settings.ISSUER
+    names = ("oidc:token", "oidc:par", "oidc:introspect", "oidc:revoke")
+    return {issuer, issuer + "/"} | {issuer + reverse(name) for name in names}
+
+
+# --- the client's keys ---------------------------------------------------------------------------
+
+
+def _jwks_cache_key(client: Any) -> str:
+    digest = hashlib.sha256(client.jwks_uri.encode()).hexdigest()[:16]
+    return f"oidc:client-jwks:{client.client_id}:{digest}"
+
+
+def fetch_jwks(uri: str) -> dict[str, Any]:
+    """GET a JWK Set: https only (http on loopback in development), short timeout, small body."""
+    from identity.services import ClientConfigError, validate_client_uri
+
+    try:
+        validate_client_uri(uri, what="JWKS URI")
+    except ClientConfigError as exc:
+        raise ClientAuthError(str(exc)) from exc
+    request = urllib.request.Request(uri, headers={"Accept": "application/json"})  # noqa: S310 - checked above
+    try:
+        with urllib.request.urlopen(request, timeout=JWKS_FETCH_TIMEOUT) as response:  # noqa: S310
+            body = response.read(JWKS_MAX_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        raise ClientAuthError(f"JWKS not reachable: {type(exc).__name__}") from exc
+    if len(body) > JWKS_MAX_BYTES:
+        raise ClientAuthError("JWKS too large")
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ClientAuthError("JWKS is not JSON") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise ClientAuthError("JWKS has no keys")
+    return data
+
+
+def client_jwks(client: Any, *, refresh: bool = False) -> jwk.JWKSet:
+    """The client's public keys: inline, or from its jwks_uri (cached JWKS_CACHE_SECONDS)."""
+    if client.jwks:
+        data = client.jwks
+    elif client.jwks_uri:
+        key = _jwks_cache_key(client)
+        data = None if refresh else cache.get(key)
+        if data is None:
+            data = fetch_jwks(client.jwks_uri)
+            cache.set(key, data, JWKS_CACHE_SECONDS)
+    else:
+        raise ClientAuthError("client has no keys")
+    try:
+        return jwk.JWKSet.from_json(json.dumps(data))
+    except (JWException, ValueError, TypeError) as exc:
+        raise ClientAuthError("client keys are not a valid JWK Set") from exc
+
+
+def validate_jwks_document(data: Any) -> dict[str, Any]:
+    """Registration-time check of an inline JWKS: public RSA/EC P-256 signing keys only."""
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list) or not data["keys"]:
+        raise ValueError("a JWK Set needs a non-empty 'keys' list")
+    for entry in data["keys"]:
+        if not isinstance(entry, dict):
+            raise ValueError("each key must be a JSON object")
+        if "d" in entry or "p" in entry or "k" in entry:
+            raise ValueError("the JWKS must contain public keys only")
+        if entry.get("kty") not in {"RSA", "EC"}:
+            raise ValueError("keys must be RSA or EC (P-256)")
+        if entry.get("kty") == "EC" and entry.get("crv") != "P-256":
+            raise ValueError("EC keys must use the P-256 curve (ES256)")
+        if entry.get("use", "sig") != "sig":
+            raise ValueError("keys must be signing keys (use=sig)")
+        try:
+            jwk.JWK(**entry)
+        except (JWException, ValueError, TypeError) as exc:
+            raise ValueError(f"invalid key: {exc}") from exc
+    return data
+
+
+# --- private_key_jwt -------------------------------------------------------------------------------
+
+
+def _unverified(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    token = jws.JWS()
+    try:
+        token.deserialize(assertion)
+        header = token.jose_header
+        payload = json.loads(token.objects["payload"])
+    except (JWException, ValueError, TypeError, KeyError) as exc:
+        raise ClientAuthError("malformed client assertion") from exc
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise ClientAuthError("malformed client assertion")
+    return header, payload
+
+
+def assertion_client_id(request: Any) -> str | None:
+    """The client an assertion names (iss), before any verification: to load the client."""
+    assertion = getattr(request, "client_assertion", None)
+    if not assertion:
+        return None
+    try:
+        _header, payload = _unverified(assertion)
+    except ClientAuthError:
+        return None
+    value = payload.get("iss")
+    return value if isinstance(value, str) else None
+
+
+def _verify_signature(assertion: str, alg: str, keys: jwk.JWKSet, kid: str | None) -> bool:
+    candidates = [keys.get_key(kid)] if kid else list(keys)
+    for key in candidates:
+        if key is None:
+            continue
+        token = jws.JWS()
+        try:
+            token.deserialize(assertion)
+            token.verify(key, alg=alg)
+            return True
+        except (JWException, ValueError, TypeError):
+            continue
+    return False
+
+
+def verify_client_assertion(client: Any, request: Any, *, now: float | None = None) -> None:
+    """Raise ClientAuthError unless the request carries a valid, fresh assertion of `client`."""
+    if getattr(request, "client_assertion_type", None) != CLIENT_ASSERTION_TYPE:
+        raise ClientAuthError("unsupported client_assertion_type")
+    assertion = getattr(request, "client_assertion", None) or ""
+    header, claims = _unverified(assertion)
+    alg = header.get("alg")
+    if alg not in CLIENT_ASSERTION_ALGS:
+        raise ClientAuthError(f"assertion alg {alg!r} not accepted")
+    kid = header.get("kid") if isinstance(header.get("kid"), str) else None
+    keys = client_jwks(client)
+    if not _verify_signature(assertion, alg, keys, kid):
+        if not client.jwks_uri or client.jwks:
+            raise ClientAuthError("assertion signature not valid")
+        # The client may have rotated its keys: fetch once more (at most every 30 s).
+        guard = _jwks_cache_key(client) + ":refetched"
+        if not cache.add(guard, 1, _REFETCH_GUARD_SECONDS):
+            raise ClientAuthError("assertion signature not valid")
+        keys = client_jwks(client, refresh=True)
+        if not _verify_signature(assertion, alg, keys, kid):
+            raise ClientAuthError("assertion signature not valid")
+
+    current = time.time() if now is None else now
+    if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
+        raise ClientAuthError("iss and sub must be the client_id")
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    if not accepted_audiences().intersection(a for a in audiences if isinstance(a, str)):
+        raise ClientAuthError("aud is not this authorization server")
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise ClientAuthError("exp is required")
+    if exp <= current - CLOCK_SKEW:
+        raise ClientAuthError("assertion expired")
+    if exp > current + CLIENT_ASSERTION_MAX_LIFETIME + CLOCK_SKEW:
+        raise ClientAuthError("assertion lives too long")
+    iat = claims.get("iat")
+    if iat is not None and (not isinstance(iat, int | float) or iat > current + CLOCK_SKEW):
+        raise ClientAuthError("iat is in the future")
+    nbf = claims.get("nbf")
+    if nbf is not None and (not isinstance(nbf, int | float) or nbf > current + CLOCK_SKEW):
+        raise ClientAuthError("assertion not yet valid")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise ClientAuthError("jti is required")
+    jti_record_once(client_id=client.client_id, jti=jti, exp=float(exp), now=current)
+
+
+def jti_record_once(*, client_id: str, jti: str, exp: float, now: float) -> None:
+    from identity.models import ClientAssertionJti
+
+    expires_at = datetime.fromtimestamp(exp + CLOCK_SKEW, tz=UTC)
+    digest = hashlib.sha256(jti.encode("utf-8")).hexdigest()
+    try:
+        with transaction.atomic():
+            ClientAssertionJti.objects.create(client_id=client_id, jti_hash=digest, expires_at=expires_at)
+    except IntegrityError as exc:
+        raise ClientAuthError("assertion jti already used") from exc
+    # Forget what can no longer be replayed (expired assertions are refused anyway).
+    ClientAssertionJti.objects.filter(expires_at__lt=datetime.fromtimestamp(now, tz=UTC)).delete()

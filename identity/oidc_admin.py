@@ -1,0 +1,285 @@
+"""Staff pages for partner clients (issue 4, "Partner onboarding").
+
+Replaces django-oauth-toolkit's default admin for our swapped models: the library's pages
+show (and let staff type) the client secret, and know nothing of our settings. Here:
+
+- every setting of a partner is editable, validated by the same rules as
+  `register_client` (identity.services.validate_client_uri, known grants and scopes, one
+  authentication method matching the client type, keys for private_key_jwt);
+- the secret (a keyed hash) is never displayed; "Regenerate secret" shows a new secret
+  once, in a message, and stores only its keyed hash (identity.crypto);
+- the pairwise-subject sector is fixed when the client is created and shown read-only:
+  changing it would change every resident's `sub` at that partner.
+
+Registered from IdentityConfig.ready(), after the admin autodiscovery that registered the
+library's pages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import models, transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_application_model,
+    get_grant_model,
+    get_id_token_model,
+    get_refresh_token_model,
+)
+
+from identity.crypto import generate_secret, keyed_hash
+from identity.oidc.constants import REGISTRABLE_GRANTS, SUPPORTED_SCOPES
+from identity.services import ClientConfigError, audit_log, validate_client_uri
+
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+_URI_FIELDS = {
+    "backchannel_logout_uri": "back-channel logout URI",
+    "frontchannel_logout_uri": "front-channel logout URI",
+    "sector_identifier_uri": "sector identifier URI",
+    "logo_uri": "logo URI",
+    "policy_uri": "privacy policy URI",
+    "jwks_uri": "JWKS URI",
+}
+
+
+def _formfield(field: Any, **kwargs: Any) -> Any:
+    if isinstance(field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return field.formfield(**kwargs)
+
+
+class PartnerClientForm(forms.ModelForm):
+    jwks = forms.JSONField(
+        required=False,
+        label=_("client JWKS"),
+        help_text=_("Public keys only (private_key_jwt), as a JWK Set."),
+        widget=forms.Textarea(attrs={"rows": 6}),
+    )
+
+    class Meta:
+        model = get_application_model()
+        formfield_callback = _formfield
+        fields = (
+            "name",
+            "client_type",
+            "grant_types",
+            "allowed_scopes",
+            "redirect_uris",
+            "post_logout_redirect_uris",
+            "token_endpoint_auth_method",
+            "jwks",
+            "jwks_uri",
+            "require_par",
+            "require_mfa",
+            "algorithm",
+            "backchannel_logout_uri",
+            "backchannel_logout_session_required",
+            "frontchannel_logout_uri",
+            "frontchannel_logout_session_required",
+            "sector_identifier_uri",
+            "is_internal",
+            "is_resource_server",
+            "logo_uri",
+            "policy_uri",
+            "contacts",
+        )
+
+    def _uri(self, field: str, value: str, what: str) -> None:
+        try:
+            validate_client_uri(value, what=what)
+        except ClientConfigError as exc:
+            self.add_error(field, str(exc))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        for field, what in _URI_FIELDS.items():
+            if data.get(field):
+                self._uri(field, data[field], what)
+        for field, what in (
+            ("redirect_uris", "redirect URI"),
+            ("post_logout_redirect_uris", "post-logout redirect URI"),
+        ):
+            for uri in (data.get(field) or "").split():
+                self._uri(field, uri, what)
+        grants = (data.get("grant_types") or "").split()
+        unknown = [grant for grant in grants if grant not in REGISTRABLE_GRANTS]
+        if not grants or unknown:
+            self.add_error("grant_types", _("Choose from: %s.") % ", ".join(REGISTRABLE_GRANTS))
+        elif "authorization_code" in grants and not (data.get("redirect_uris") or "").split():
+            self.add_error("redirect_uris", _("The authorization_code grant needs a redirect URI."))
+        scopes = (data.get("allowed_scopes") or "").split()
+        if not scopes or any(scope not in SUPPORTED_SCOPES for scope in scopes):
+            self.add_error("allowed_scopes", _("Choose from: %s.") % ", ".join(SUPPORTED_SCOPES))
+        public = data.get("client_type") == "public"
+        method = data.get("token_endpoint_auth_method")
+        if public != (method == "none"):
+            self.add_error(
+                "token_endpoint_auth_method",
+                _("Public clients, and only they, use the method 'none'."),
+            )
+        if public and "client_credentials" in grants:
+            self.add_error("grant_types", _("A public client cannot use client_credentials."))
+        jwks, jwks_uri = data.get("jwks"), data.get("jwks_uri")
+        if method == "private_key_jwt":
+            if bool(jwks) == bool(jwks_uri):
+                self.add_error("jwks", _("private_key_jwt needs either a JWKS or a JWKS URI."))
+        elif jwks or jwks_uri:
+            self.add_error("jwks", _("Keys only apply to the private_key_jwt method."))
+        if jwks:
+            from identity.oidc.client_auth import validate_jwks_document
+
+            try:
+                validate_jwks_document(jwks)
+            except ValueError as exc:
+                self.add_error("jwks", str(exc))
+        return data
+
+
+@admin.action(description=_("Regenerate the client secret (shown once)"))
+def regenerate_secret(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    for client in queryset:
+        if client.token_endpoint_auth_method not in SECRET_METHODS:
+            modeladmin.message_user(
+                request,
+                _("%(client)s authenticates without a secret: nothing to regenerate.")
+                % {"client": client.client_id},
+                messages.WARNING,
+            )
+            continue
+        secret = generate_secret()
+        with transaction.atomic():
+            client.client_secret = keyed_hash(secret)
+            client.save(update_fields=["client_secret", "updated"])
+            audit_log(event="client.secret_regenerated", acting_user=request.user, client_id=client.client_id)
+        modeladmin.message_user(
+            request,
+            _(
+                "New secret for %(client)s: %(secret)s — copy it now: it is stored hashed and "
+                "will not be shown again."
+            )
+            % {"client": client.client_id, "secret": secret},
+            messages.SUCCESS,
+        )
+
+
+class PartnerClientAdmin(admin.ModelAdmin):
+    form = PartnerClientForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    actions = [regenerate_secret]
+    list_display = (
+        "name",
+        "client_id",
+        "client_type",
+        "token_endpoint_auth_method",
+        "is_internal",
+        "require_mfa",
+        "require_par",
+    )
+    list_filter = ("client_type", "token_endpoint_auth_method", "is_internal", "require_mfa", "require_par")
+    search_fields = ("name", "client_id")
+    readonly_fields = ("client_id", "subject_sector", "created", "updated")
+    fieldsets = (
+        (None, {"fields": ("name", "client_id", "client_type", "grant_types", "allowed_scopes")}),
+        (_("Redirections"), {"fields": ("redirect_uris", "post_logout_redirect_uris")}),
+        (
+            _("Authentication"),
+            {"fields": ("token_endpoint_auth_method", "jwks", "jwks_uri", "require_par", "require_mfa")},
+        ),
+        (_("Tokens and subjects"), {"fields": ("algorithm", "sector_identifier_uri", "subject_sector")}),
+        (
+            _("Logout"),
+            {
+                "fields": (
+                    "backchannel_logout_uri",
+                    "backchannel_logout_session_required",
+                    "frontchannel_logout_uri",
+                    "frontchannel_logout_session_required",
+                )
+            },
+        ),
+        (
+            _("Partner"),
+            {"fields": ("is_internal", "is_resource_server", "logo_uri", "policy_uri", "contacts")},
+        ),
+        (_("Dates"), {"fields": ("created", "updated")}),
+    )
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        grants = obj.grant_types.split()
+        obj.authorization_grant_type = grants[0].replace("_", "-") if grants else obj.authorization_grant_type
+        secret = None
+        if not change:
+            from identity.oidc.subjects import SectorError, sector_for
+
+            try:
+                sector = sector_for(
+                    redirect_uris=obj.redirect_uris.split(), sector_identifier_uri=obj.sector_identifier_uri
+                )
+            except SectorError:
+                sector = ""
+            obj.subject_sector = sector or f"client:{obj.client_id}"
+            secret = generate_secret() if obj.token_endpoint_auth_method in SECRET_METHODS else None
+            obj.client_secret = keyed_hash(secret) if secret else ""
+        elif obj.token_endpoint_auth_method not in SECRET_METHODS:
+            obj.client_secret = ""  # a client that moved to keys (or public) keeps no secret
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            audit_log(
+                event="client.changed" if change else "client.registered",
+                acting_user=request.user,
+                client_id=obj.client_id,
+            )
+        if secret:
+            self.message_user(
+                request,
+                _("Secret for %(client)s: %(secret)s — copy it now: it will not be shown again.")
+                % {"client": obj.client_id, "secret": secret},
+                messages.SUCCESS,
+            )
+
+
+class _TokenAdmin(admin.ModelAdmin):
+    """Tokens are read (to see what a partner holds) and revoked by deletion; never shown:
+    only their SHA-256 is stored."""
+
+    list_display = ("id", "application", "user", "created")
+    list_select_related = ("application", "user")
+    search_fields = ("application__client_id", "user__email")
+    exclude = ("token", "token_checksum")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AccessTokenAdmin(_TokenAdmin):
+    list_display = ("id", "application", "user", "scope", "expires", "created")
+
+
+class RefreshTokenAdmin(_TokenAdmin):
+    list_display = ("id", "application", "user", "revoked", "created")
+
+
+def register(site: admin.AdminSite | None = None) -> None:
+    """Replace the library's admin pages for our swapped models by ours (idempotent)."""
+    site = site or admin.site
+    for model in (
+        get_application_model(),
+        get_access_token_model(),
+        get_refresh_token_model(),
+        get_grant_model(),
+        get_id_token_model(),
+    ):
+        if site.is_registered(model):
+            site.unregister(model)
+    site.register(get_application_model(), PartnerClientAdmin)
+    site.register(get_access_token_model(), AccessTokenAdmin)
+    site.register(get_refresh_token_model(), RefreshTokenAdmin)
