@@ -87,6 +87,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "identity.middleware.BrowserSessionMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -142,17 +143,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and rate limits ------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL") or ""
+# Parallel test workers share one Redis: each keeps to its own keys.
+_TEST_CACHE_SUFFIX = f"-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}" if TESTING else ""
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "cum",
+            "KEY_PREFIX": "cum" + _TEST_CACHE_SUFFIX,
         },
         "ratelimit": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "cum-rl",
+            "KEY_PREFIX": "cum-rl" + _TEST_CACHE_SUFFIX,
         },
     }
 else:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from identity.models import AuditEvent, SigningKey, User
 
@@ -26,6 +31,62 @@ class UserAdmin(DjangoUserAdmin):
         (_("Dates"), {"fields": ("created_at", "updated_at", "last_login")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+    actions = ["reset_second_factor"]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        from identity.mfa.services import operator_can_reset_second_factor
+
+        actions = super().get_actions(request)
+        if not operator_can_reset_second_factor(request.user):
+            actions.pop("reset_second_factor", None)
+        return actions
+
+    @admin.action(description=_("Réinitialiser la double authentification"))
+    def reset_second_factor(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
+        """Lost second factor: remove every factor and backup code of the selected residents
+        (identity.mfa.services.factors_reset: sessions ended, resident emailed, audited with
+        the operator). A confirmation page asks for a short reason first."""
+        from identity.forms import ResetSecondFactorForm
+        from identity.mfa.services import FactorError, factors_reset, operator_can_reset_second_factor
+        from identity.ratelimit import client_ip
+
+        if not operator_can_reset_second_factor(request.user):
+            raise PermissionDenied
+        form = ResetSecondFactorForm(request.POST if request.POST.get("confirm") == "yes" else None)
+        if form.is_bound and form.is_valid():
+            done = 0
+            for resident in queryset:
+                try:
+                    factors_reset(
+                        user=resident,
+                        operator=request.user,
+                        reason=form.cleaned_data["reason"],
+                        ip=client_ip(request),
+                    )
+                except FactorError as exc:
+                    self.message_user(request, f"{resident.pk}: {exc}", messages.ERROR)
+                else:
+                    done += 1
+            self.message_user(
+                request,
+                ngettext(
+                    "Double authentification réinitialisée pour %(count)d résident.",
+                    "Double authentification réinitialisée pour %(count)d résidents.",
+                    done,
+                )
+                % {"count": done},
+                messages.SUCCESS,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Réinitialiser la double authentification"),
+            "opts": self.model._meta,
+            "residents": queryset,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "identity/admin/reset_second_factor.html", context)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

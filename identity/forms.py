@@ -22,6 +22,7 @@ from django.utils.translation import ngettext
 from identity import ratelimit
 from identity.models import User, normalize_email
 from identity.selectors import user_by_email
+from identity.services import login_record_blocked, login_record_failure, password_check_record_failure
 
 
 def too_many_attempts(block: ratelimit.Block) -> ValidationError:
@@ -88,9 +89,14 @@ class LoginForm(AuthenticationForm):
         block = self.throttle.check()
         if block is not None:
             # Refused before the password is even looked at.
+            login_record_blocked(user=self.throttle.user, ip=self.throttle.ip, scope=block.scope)
             raise too_many_attempts(block)
         user = authenticate(self.request, username=email, password=password)
         if user is None:
+            if self.throttle.user is None:
+                # The throttle audits failures of existing accounts; an unknown address
+                # is recorded too, without the address.
+                login_record_failure(user=None, ip=self.throttle.ip)
             block = self.throttle.failed()
             if block is not None:
                 raise too_many_attempts(block)
@@ -178,8 +184,22 @@ class PasswordChangeForm(SetPasswordForm):
         if block is not None:
             raise too_many_attempts(block)
         if not self.user.check_password(current):
+            password_check_record_failure(user=self.user)
             block = ratelimit.password_check_failed(self.user)
             if block is not None:
                 raise too_many_attempts(block)
             raise ValidationError(_("Le mot de passe actuel est incorrect."), code="password_incorrect")
         return current
+
+
+class ResetSecondFactorForm(forms.Form):
+    """The reason an operator gives for resetting a resident's second factor (admin action)."""
+
+    reason = forms.CharField(
+        label=_("Motif (sans donnée personnelle)"),
+        max_length=200,
+        help_text=_(
+            "Par exemple : « téléphone perdu, identité vérifiée au guichet, ticket 1234 ». "
+            "N'écrivez ni nom, ni adresse, ni numéro de pièce d'identité."
+        ),
+    )

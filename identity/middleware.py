@@ -23,3 +23,53 @@ class SecurityHeadersMiddleware:
         response.headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
         response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         return response
+
+
+# Protocol endpoints are called by partner back-ends with tokens, not by a signed-in
+# browser; static files and probes need no session either.
+SESSION_CHECK_SKIPPED_PREFIXES = (
+    "/token",
+    "/userinfo",
+    "/introspect",
+    "/revoke",
+    "/jwks.json",
+    "/.well-known/",
+    "/static/",
+    "/healthz",
+    "/readyz",
+)
+
+
+class BrowserSessionMiddleware:
+    """Signs a browser out as soon as its session record was ended elsewhere.
+
+    Ending a session (sign-out everywhere, revocation from the account pages, password
+    reset, "this wasn't me", operator reset) deletes the Django session it is bound to;
+    this is the second lock, for when that binding was stale (the session key cycled
+    since the record last saw it) or the session store kept a copy. One indexed query
+    (BrowserSession.sid) per signed-in request, cached on the request
+    (identity.sessions.browser_session_for_request); anonymous requests cost nothing more
+    than the session lookup Django already does. Sits right after AuthenticationMiddleware.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(SESSION_CHECK_SKIPPED_PREFIXES):
+            self._check(request)
+        return self.get_response(request)
+
+    @staticmethod
+    def _check(request: HttpRequest) -> None:
+        from django.contrib.auth import SESSION_KEY
+
+        from identity.sessions import SESSION_SID, browser_session_for_request
+
+        session = getattr(request, "session", None)
+        if session is None or SESSION_KEY not in session:
+            return  # anonymous: no user to load, nothing to check
+        if SESSION_SID not in session:
+            return  # signed in before session records, or by a test/admin login: adopted on use
+        # Signs the browser out (django.contrib.auth.logout) when the record has ended.
+        browser_session_for_request(request, adopt=False)

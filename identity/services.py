@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -128,7 +129,9 @@ def validate_client_uri(uri: str, *, what: str) -> str:
         raise ClientConfigError(f"{what} {uri!r} must be an absolute https URL")
     if parts.fragment or "#" in uri:
         raise ClientConfigError(f"{what} {uri!r} must not contain a fragment")
-    if parts.scheme == "http" and (hostname not in LOOPBACK_HOSTS or not settings.ALLOW_HTTP_LOOPBACK_REDIRECTS):
+    if parts.scheme == "http" and (
+        hostname not in LOOPBACK_HOSTS or not settings.ALLOW_HTTP_LOOPBACK_REDIRECTS
+    ):
         raise ClientConfigError(f"{what} {uri!r} must use https (http is allowed only on loopback)")
     if any(ch.isspace() for ch in uri):
         raise ClientConfigError(f"{what} {uri!r} must not contain spaces")
@@ -154,12 +157,22 @@ def client_register(
     frontchannel_logout_uri: str = "",
     backchannel_logout_session_required: bool = False,
     frontchannel_logout_session_required: bool = False,
+    token_endpoint_auth_method: str | None = None,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str = "",
+    require_par: bool = False,
+    require_mfa: bool = False,
+    logo_uri: str = "",
+    policy_uri: str = "",
 ) -> tuple[Any, str | None]:
-    """Register a partner client. Returns the client and its secret (None for public clients).
+    """Register a partner client. Returns the client and its secret (None when it has none).
 
     The secret is shown once: only its keyed hash is stored. The pairwise-subject sector
     is fixed here (identity/oidc/subjects.py): the sector identifier URI's host, else the
     one host all redirect URIs share (several hosts without a sector are refused).
+    `token_endpoint_auth_method` defaults to `client_secret_basic` (`none` for public
+    clients); `private_key_jwt` needs the client's public keys (`jwks` or `jwks_uri`) and
+    gets no secret at all.
     """
     from oauth2_provider.models import get_application_model
 
@@ -202,8 +215,34 @@ def client_register(
             raise ClientConfigError(str(exc)) from exc
         sector = ""
 
+    method = token_endpoint_auth_method or ("none" if public else "client_secret_basic")
+    from identity.oidc.constants import AUTH_METHODS
+
+    if method not in AUTH_METHODS:
+        raise ClientConfigError(f"unknown auth method {method!r} (choose from {', '.join(AUTH_METHODS)})")
+    if public != (method == "none"):
+        raise ClientConfigError("public clients, and only they, use the auth method 'none'")
+    if method == "private_key_jwt":
+        if bool(jwks) == bool(jwks_uri):
+            raise ClientConfigError("private_key_jwt needs the client's keys: a JWKS or a JWKS URI (one)")
+    elif jwks or jwks_uri:
+        raise ClientConfigError("a JWKS or JWKS URI only applies to the private_key_jwt auth method")
+    if jwks_uri:
+        validate_client_uri(jwks_uri, what="JWKS URI")
+    if logo_uri:
+        validate_client_uri(logo_uri, what="logo URI")
+    if policy_uri:
+        validate_client_uri(policy_uri, what="privacy policy URI")
+    if jwks:
+        from identity.oidc.client_auth import validate_jwks_document
+
+        try:
+            validate_jwks_document(jwks)
+        except ValueError as exc:
+            raise ClientConfigError(f"JWKS: {exc}") from exc
+
     Client = get_application_model()
-    secret = None if public else generate_secret()
+    secret = None if method in ("none", "private_key_jwt") else generate_secret()
     client = Client(
         name=name,
         client_type=Client.CLIENT_PUBLIC if public else Client.CLIENT_CONFIDENTIAL,
@@ -222,6 +261,13 @@ def client_register(
         skip_authorization=skip_authorization,
         client_secret=keyed_hash(secret) if secret else "",
         algorithm=signing_alg,
+        token_endpoint_auth_method=method,
+        jwks=jwks or None,
+        jwks_uri=jwks_uri,
+        require_par=require_par,
+        require_mfa=require_mfa,
+        logo_uri=logo_uri,
+        policy_uri=policy_uri,
     )
     # A client without redirect URIs (client credentials only) is a sector of its own.
     client.subject_sector = sector or f"client:{client.client_id}"
@@ -441,29 +487,97 @@ def _set_password(*, user: User, password: str, event: str, ip: str, acting_user
         context={
             "given_name": user.given_name,
             "reset_url": absolute_url(reverse("identity:password-reset")),
+            # Built from the new password hash: valid until the password changes again.
+            "not_me_url": not_me_url(user=user, source="password_changed"),
+            "not_me_days": not_me_days(),
         },
         language=user.preferred_language,
     )
 
 
 @transaction.atomic
-def user_password_change(*, user: User, password: str, ip: str = "") -> None:
-    """The signed-in resident changed their password (the caller checked the current one)."""
+def user_password_change(*, user: User, password: str, ip: str = "", keep_session: Any = None) -> int:
+    """The signed-in resident changed their password (the caller checked the current one).
+
+    Every other browser session of the resident ends (records, tokens, partners told);
+    `keep_session` (the BrowserSession or sid of the browser that made the change) stays.
+    Returns how many sessions ended.
+    """
+    from identity.sessions import sessions_end_all
+
     _set_password(user=user, password=password, event="password.changed", ip=ip, acting_user=user)
+    return sessions_end_all(
+        user=user, except_current=keep_session, reason="password_changed", acting_user=user, ip=ip
+    )
 
 
 @transaction.atomic
-def user_password_reset(*, user: User, password: str, ip: str = "") -> None:
-    """A password set through an emailed reset link. Other sessions end (session auth hash)."""
+def user_password_reset(*, user: User, password: str, ip: str = "") -> int:
+    """A password set through an emailed reset link. Every session of the resident ends:
+    the records, the tokens issued in them, with back-channel logout to the partners
+    (identity.sessions.sessions_end_all). Returns how many sessions ended."""
+    from identity.sessions import sessions_end_all
+
     _set_password(user=user, password=password, event="password.reset", ip=ip, acting_user=None)
+    return sessions_end_all(user=user, reason="password_reset", acting_user=user, ip=ip)
 
 
 def login_record_success(*, user: User, ip: str = "", known_device: bool = False) -> None:
     audit_log(event="login.succeeded", subject_user=user, ip=ip, data={"known_device": known_device})
 
 
-def login_record_failure(*, user: User, ip: str = "", known_device: bool = False) -> None:
-    audit_log(event="login.failed", subject_user=user, ip=ip, data={"known_device": known_device})
+def login_record_failure(*, user: User | None, ip: str = "", known_device: bool = False) -> None:
+    """A wrong password (or an unknown address: `user` None; the address is never recorded)."""
+    audit_log(
+        event="login.failed",
+        subject_user=user,
+        ip=ip,
+        data={"known_device": known_device, "known_account": user is not None},
+    )
+
+
+def login_record_blocked(*, user: User | None, ip: str = "", scope: str) -> None:
+    """An attempt refused by a limit before the password was looked at."""
+    audit_log(event="login.blocked", subject_user=user, ip=ip, data={"scope": scope})
+
+
+def password_check_record_failure(*, user: User, ip: str = "") -> None:
+    """A wrong current password typed by a signed-in session (password change)."""
+    audit_log(event="password.check_failed", acting_user=user, subject_user=user, ip=ip)
+
+
+def login_notify_new_device(
+    *, user: User, known_device: bool, first_sign_in: bool, device: str, ip: str = ""
+) -> bool:
+    """After a full sign-in: email the resident when the browser is not a known device.
+
+    A known device is a browser holding the signed known-device cookie for this account
+    (identity.ratelimit.remember_device, set at every full sign-in): the first sign-in
+    of each new browser is reported once. The very first sign-in of an account (no
+    `last_login` yet, e.g. right after registration) is not. Returns whether it emailed.
+    """
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from identity.emails import absolute_url
+
+    if known_device or first_sign_in:
+        return False
+    audit_log(event="login.new_device_notified", subject_user=user, ip=ip)
+    _email_on_commit(
+        to=user.email,
+        template="new_device",
+        context={
+            "given_name": user.given_name,
+            "device": device,
+            "when": timezone.now(),
+            "sessions_url": absolute_url(reverse("identity:sessions")),
+            "not_me_url": not_me_url(user=user, source="new_device"),
+            "not_me_days": not_me_days(),
+        },
+        language=user.preferred_language,
+    )
+    return True
 
 
 def login_record_lockout(*, user: User | None, ip: str = "", scope: str) -> None:
@@ -478,3 +592,173 @@ def session_logout(*, request: HttpRequest, ip: str = "") -> None:
     if user is not None and user.is_authenticated:
         audit_log(event="logout", acting_user=user, subject_user=user, ip=ip)
     django_logout(request)
+
+
+# --- "Ce n'était pas vous ?" ----------------------------------------------------------------
+#
+# Every security notification carries a link that lets the resident react even when they
+# cannot sign in any more. The token is signed (django.core.signing.TimestampSigner, own
+# salt), expires after NOT_ME_MAX_AGE, and embeds a keyed fingerprint of the password
+# hash. Using it replaces the password, so the fingerprint no longer matches: the link is
+# single-use without any stored state (the idea of Django's password-reset tokens). Any
+# other password change also spends the links sent before it; the change's own email
+# brings a fresh one.
+
+NOT_ME_SALT = "identity.not-me"
+NOT_ME_MAX_AGE = 7 * 24 * 60 * 60
+NOT_ME_SOURCES = {
+    "new_device",
+    "password_changed",
+    "mfa_factor_added",
+    "mfa_factor_removed",
+    "mfa_backup_code_used",
+    "mfa_factors_reset",
+}
+
+
+def not_me_days() -> int:
+    return max(1, NOT_ME_MAX_AGE // 86400)
+
+
+def _not_me_fingerprint(user: User) -> str:
+    from django.utils.crypto import salted_hmac
+
+    value = f"{user.pk}:{user.password}:{int(user.is_active)}"
+    return salted_hmac(NOT_ME_SALT, value, algorithm="sha256").hexdigest()[:32]
+
+
+def not_me_token(*, user: User, source: str, factor: tuple[str, int] | None = None) -> str:
+    """`factor` (kind, id): the second factor the email announced, removed if the link is used."""
+    from django.core import signing
+
+    if source not in NOT_ME_SOURCES:
+        raise ValueError(f"unknown notification {source!r}")
+    value = f"{user.pk.hex}.{_not_me_fingerprint(user)}.{source}"
+    if factor is not None:
+        value += f".{factor[0]}-{int(factor[1])}"
+    return signing.TimestampSigner(salt=NOT_ME_SALT).sign(value)
+
+
+def not_me_url(*, user: User, source: str, factor: tuple[str, int] | None = None) -> str:
+    from django.urls import reverse
+
+    from identity.emails import absolute_url
+
+    token = not_me_token(user=user, source=source, factor=factor)
+    return absolute_url(reverse("identity:not-me", kwargs={"token": token}))
+
+
+class NotMeResult(StrEnum):
+    VALID = "valid"
+    DONE = "done"
+    USED = "used"  # or the password changed since the email was sent
+    EXPIRED = "expired"
+    INVALID = "invalid"
+
+
+@dataclass
+class NotMeCheck:
+    result: NotMeResult
+    user: User | None = None
+    source: str = ""
+    sessions_ended: int = 0
+    reset_sent: bool = False
+    factor: tuple[str, int] | None = None
+    factor_removed: bool = False
+
+
+def not_me_check(*, token: str, lock: bool = False) -> NotMeCheck:
+    """What a "this wasn't me" link is worth now. Changes nothing."""
+    import uuid
+
+    from django.core import signing
+
+    if not token or len(token) > 300:
+        return NotMeCheck(NotMeResult.INVALID)
+    signer = signing.TimestampSigner(salt=NOT_ME_SALT)
+    try:
+        value = signer.unsign(token, max_age=NOT_ME_MAX_AGE)
+    except signing.SignatureExpired:
+        return NotMeCheck(NotMeResult.EXPIRED)
+    except signing.BadSignature:
+        return NotMeCheck(NotMeResult.INVALID)
+    parts = value.split(".")
+    if len(parts) not in (3, 4) or parts[2] not in NOT_ME_SOURCES:
+        return NotMeCheck(NotMeResult.INVALID)
+    factor: tuple[str, int] | None = None
+    if len(parts) == 4:
+        kind, _sep, factor_id = parts[3].partition("-")
+        if not factor_id.isdigit():
+            return NotMeCheck(NotMeResult.INVALID)
+        factor = (kind, int(factor_id))
+    try:
+        user_id = uuid.UUID(hex=parts[0])
+    except ValueError:
+        return NotMeCheck(NotMeResult.INVALID)
+    users = User.objects.select_for_update() if lock else User.objects
+    user = users.filter(pk=user_id).first()
+    if user is None:
+        return NotMeCheck(NotMeResult.INVALID)
+    if not hmac.compare_digest(parts[1], _not_me_fingerprint(user)):
+        return NotMeCheck(NotMeResult.USED)
+    return NotMeCheck(NotMeResult.VALID, user=user, source=parts[2], factor=factor)
+
+
+@transaction.atomic
+def account_not_me_confirm(*, token: str, ip: str = "") -> NotMeCheck:
+    """The resident says a notified action was not theirs.
+
+    Ends every session (records, tokens, back-channel logout to partners), replaces the
+    password by a random one nobody knows (so the link is spent, as are pending reset
+    links, and the forgot-password form keeps working), emails a password-reset link and
+    writes an audit event. An account without a usable password (FranceConnect only)
+    gets a fresh unusable one and no reset email.
+    """
+    import secrets
+
+    from identity.sessions import sessions_end_all
+
+    check = not_me_check(token=token, lock=True)
+    if check.result != NotMeResult.VALID or check.user is None:
+        return check
+    user = check.user
+    factor_removed = False
+    if check.factor is not None:
+        # The email announced a new second factor: someone else's, so it goes too.
+        from identity.mfa.services import factor_remove_reported
+
+        factor_removed = factor_remove_reported(
+            user=user, kind=check.factor[0], factor_id=check.factor[1], ip=ip
+        )
+    ended = sessions_end_all(user=user, reason="reported_not_me", acting_user=user, ip=ip)
+    had_password = user.has_usable_password()
+    if had_password:
+        user.set_password(secrets.token_urlsafe(32))
+    else:
+        user.set_unusable_password()
+    user.save(update_fields=["password", "updated_at"])
+    audit_log(
+        event="account.compromise_reported",
+        acting_user=user,
+        subject_user=user,
+        ip=ip,
+        data={
+            "source": check.source,
+            "sessions_ended": ended,
+            "password_replaced": had_password,
+            "factor_removed": factor_removed,
+        },
+    )
+    reset_sent = False
+    if had_password and user.is_active:
+        password_reset_request(user=user, ip=ip)
+        reset_sent = True
+    return NotMeCheck(
+        NotMeResult.DONE,
+        user=user,
+        source=check.source,
+        sessions_ended=ended,
+        reset_sent=reset_sent,
+        factor=check.factor,
+        factor_removed=factor_removed,
+    )

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import logout as django_logout
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -17,9 +18,10 @@ from django.urls import reverse, reverse_lazy
 from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from identity import ratelimit
 from identity.forms import (
@@ -35,16 +37,28 @@ from identity.mfa.selectors import user_has_mfa
 from identity.mfa.services import login_second_factor_required
 from identity.selectors import user_by_email, user_for_password_reset
 from identity.services import (
+    NotMeResult,
     VerificationResult,
+    account_not_me_confirm,
     account_register,
     email_verification_confirm,
     email_verification_send,
+    login_notify_new_device,
     login_record_success,
+    not_me_check,
     password_reset_request,
     session_login,
     session_logout,
     user_password_change,
     user_password_reset,
+)
+from identity.sessions import (
+    EndReason,
+    browser_session_for_request,
+    device_label,
+    session_revoke,
+    sessions_active,
+    sessions_end_all,
 )
 
 
@@ -107,9 +121,17 @@ class LoginView(auth_views.LoginView):
             mfa_flow.pending_start(request=self.request, user=user, next_url=self.get_redirect_url())
             login_second_factor_required(user=user, ip=ratelimit.client_ip(self.request))
             return HttpResponseRedirect(reverse("identity:mfa:verify"))
+        first_sign_in = user.last_login is None  # read before session_login sets it
         session_login(request=self.request, user=user, amr=["pwd"])
-        login_record_success(
-            user=user, ip=ratelimit.client_ip(self.request), known_device=bool(throttle and throttle.device)
+        ip = ratelimit.client_ip(self.request)
+        known = bool(throttle and throttle.device)
+        login_record_success(user=user, ip=ip, known_device=known)
+        login_notify_new_device(
+            user=user,
+            known_device=known,
+            first_sign_in=first_sign_in,
+            device=device_label(self.request.META.get("HTTP_USER_AGENT", "")),
+            ip=ip,
         )
         if throttle is not None:
             throttle.succeeded()
@@ -121,8 +143,17 @@ class LoginView(auth_views.LoginView):
 @never_cache
 @require_http_methods(["GET", "POST"])
 def logout_view(request: HttpRequest) -> HttpResponse:
-    """GET asks for confirmation; only a POST (with its CSRF token) signs out."""
+    """GET asks for confirmation; only a POST (with its CSRF token) signs out.
+
+    A session opened through FranceConnect is ended there too (issue 5): the FranceConnect
+    sign-out signs out here first, then sends the browser to FranceConnect's end-session.
+    """
     if request.method == "POST":
+        from identity.franceconnect import views as franceconnect_views
+        from identity.franceconnect.selectors import logout_url_for
+
+        if logout_url_for(request):
+            return franceconnect_views.logout(request)
         was_signed_in = request.user.is_authenticated
         session_logout(request=request, ip=ratelimit.client_ip(request))
         if was_signed_in:
@@ -271,6 +302,10 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         user_password_reset(
             user=user, password=form.cleaned_data["new_password"], ip=ratelimit.client_ip(self.request)
         )
+        if self.request.user.is_authenticated and self.request.user.pk == user.pk:
+            # Every session of the resident just ended, this browser's too (its stored
+            # session is gone): start a clean anonymous one.
+            django_logout(self.request)
         # The resident proved they own the mailbox: let them in at once.
         ratelimit.clear_account(user.email)
         self.request.session.pop(auth_views.INTERNAL_RESET_SESSION_TOKEN, None)
@@ -292,10 +327,114 @@ def password_change(request: HttpRequest) -> HttpResponse:
     form = PasswordChangeForm(request.user, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         user_password_change(
-            user=request.user, password=form.cleaned_data["new_password"], ip=ratelimit.client_ip(request)
+            user=request.user,
+            password=form.cleaned_data["new_password"],
+            ip=ratelimit.client_ip(request),
+            keep_session=browser_session_for_request(request),
         )
         # Keep this session; every other session of the resident ends.
         update_session_auth_hash(request, request.user)
         messages.success(request, _("Votre mot de passe a été modifié."))
         return redirect("identity:account")
     return render(request, "identity/password_change.html", {"form": form})
+
+
+# --- browser sessions ----------------------------------------------------------------------
+
+
+@login_required
+@never_cache
+@require_GET
+def sessions_page(request: HttpRequest) -> HttpResponse:
+    """The resident's open sessions: device, opened, last seen, partners served in each."""
+    current = browser_session_for_request(request)
+    rows = [
+        {
+            "id": record.pk,
+            "device": record.device or "?",
+            "created_at": record.created_at,
+            "last_seen_at": record.last_seen_at,
+            "current": current is not None and record.pk == current.pk,
+            "services": sorted({link.client.name for link in record.session_clients.all()}),
+        }
+        for record in sessions_active(user=request.user)
+    ]
+    rows.sort(key=lambda row: not row["current"])  # this browser first
+    return render(
+        request,
+        "identity/sessions.html",
+        {"sessions": rows, "others": sum(1 for row in rows if not row["current"])},
+    )
+
+
+@login_required
+@never_cache
+@require_POST
+def session_end_view(request: HttpRequest, session_id: int) -> HttpResponse:
+    """End one session (POST + CSRF). Ending this browser's own session signs it out."""
+    ip = ratelimit.client_ip(request)
+    current = browser_session_for_request(request)
+    if current is not None and current.pk == session_id:
+        session_logout(request=request, ip=ip)
+        messages.success(request, _("Déconnexion effectuée. À bientôt !"))
+        return redirect("identity:home")
+    record = next((item for item in sessions_active(user=request.user) if item.pk == session_id), None)
+    if record is not None and session_revoke(user=request.user, sid=record.sid, ip=ip):
+        messages.success(request, _("La session a été déconnectée."))
+    else:
+        messages.info(request, _("Cette session était déjà terminée."))
+    return redirect("identity:sessions")
+
+
+@login_required
+@never_cache
+@require_POST
+def sessions_end_all_view(request: HttpRequest) -> HttpResponse:
+    """The "Se déconnecter partout" button: every session, or every other one (keep_current=1)."""
+    ip = ratelimit.client_ip(request)
+    user = request.user
+    if request.POST.get("keep_current") == "1":
+        current = browser_session_for_request(request)
+        count = sessions_end_all(user=user, except_current=current, ip=ip)
+        messages.success(
+            request,
+            ngettext(
+                "%(count)d autre session a été déconnectée.",
+                "%(count)d autres sessions ont été déconnectées.",
+                count,
+            )
+            % {"count": count},
+        )
+        return redirect("identity:sessions")
+    sessions_end_all(user=user, reason=EndReason.SIGN_OUT_EVERYWHERE, ip=ip)
+    # This browser's stored session is gone with the others: start a clean anonymous one.
+    django_logout(request)
+    messages.success(request, _("Vous êtes déconnecté de tous vos appareils."))
+    return redirect("identity:home")
+
+
+# --- "Ce n'était pas vous ?" ---------------------------------------------------------------
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def not_me(request: HttpRequest, token: str) -> HttpResponse:
+    """The link of every security email. GET only shows what will happen (link checkers
+    and mail scanners open links); the POST button does it. Works signed out."""
+    if request.method == "POST":
+        outcome = account_not_me_confirm(token=token, ip=ratelimit.client_ip(request))
+        if outcome.result == NotMeResult.DONE:
+            if request.user.is_authenticated and outcome.user and request.user.pk == outcome.user.pk:
+                django_logout(request)  # this browser's stored session has just been deleted
+            return render(
+                request,
+                "identity/not_me_done.html",
+                {"reset_sent": outcome.reset_sent, "factor_removed": outcome.factor_removed},
+            )
+        check = outcome
+    else:
+        check = not_me_check(token=token)
+        if check.result == NotMeResult.VALID:
+            return render(request, "identity/not_me_confirm.html")
+    status = 410 if check.result in (NotMeResult.USED, NotMeResult.EXPIRED) else 404
+    return render(request, "identity/not_me_failed.html", {"reason": check.result}, status=status)

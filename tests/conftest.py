@@ -22,6 +22,24 @@ REDIRECT_URI = "https://rp.example.org/callback"
 
 
 @pytest.fixture(autouse=True)
+def _isolated_caches() -> Any:
+    """Every test starts with empty caches (rate-limit counters, sessions in Redis…)."""
+    from django.conf import settings
+    from django.core.cache import caches
+
+    for alias, config in settings.CACHES.items():
+        backend = config["BACKEND"]
+        if backend.endswith("RedisCache"):
+            client = caches[alias]._cache.get_client(write=True)
+            for key in client.scan_iter(match=f"{config.get('KEY_PREFIX', '')}:*"):
+                client.delete(key)
+        elif backend.endswith("LocMemCache"):
+            caches[alias].clear()
+        # The database cache lives in the test transaction and is rolled back with it.
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _fresh_key_cache() -> Any:
     clear_key_cache()
     yield

@@ -20,8 +20,10 @@ class FactorAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
-        # An operator-assisted reset must go through a service that audits the operator
-        # (not built yet); deleting here would leave no trace and send no email.
+        # An operator-assisted reset goes through identity.mfa.services.factors_reset (the
+        # "Réinitialiser la double authentification" action on residents, or the
+        # reset_second_factor command), which audits the operator and emails the resident;
+        # deleting here would leave no trace and send no email.
         return False
 
 

@@ -56,13 +56,19 @@ class Outcome:
 # --- emails ---------------------------------------------------------------------------------
 
 
-def _notify(*, user: User, template: str, context: dict[str, Any]) -> None:
+def _notify(
+    *, user: User, template: str, context: dict[str, Any], factor: tuple[str, int] | None = None
+) -> None:
     from identity.emails import absolute_url, send_email
+    from identity.services import not_me_days, not_me_url
 
     full = {
         "given_name": user.given_name,
         "reset_url": absolute_url(reverse("identity:password-reset")),
         "security_url": absolute_url(reverse("identity:mfa:factors")),
+        # "Ce n'était pas vous ?": ends every session and asks for a new password.
+        "not_me_url": not_me_url(user=user, source=template, factor=factor),
+        "not_me_days": not_me_days(),
         **context,
     }
     to, language = user.email, user.preferred_language
@@ -81,6 +87,7 @@ def _factor_added(*, user: User, kind: str, factor_id: int, name: str, ip: str) 
         user=user,
         template="mfa_factor_added",
         context={"kind": kind, "kind_label": Kind(kind).label, "factor_name": name},
+        factor=(str(kind), factor_id),
     )
 
 
@@ -418,6 +425,115 @@ def factor_remove(*, user: User, kind: str, factor_id: int, ip: str = "") -> boo
         context={"kind": kind, "kind_label": Kind(kind).label, "factor_name": name, "last": last},
     )
     return last
+
+
+# --- operator-assisted reset (lost second factor) -------------------------------------------
+
+SUPPORT_GROUP = "support"
+RESET_PERMISSION = "identity.reset_second_factor"
+RESET_REASON_MAX = 200
+
+
+def operator_can_reset_second_factor(operator: Any) -> bool:
+    """Active staff in the "support" group (or holding the permission
+    `identity.reset_second_factor`, should it be declared one day; superusers hold every
+    permission)."""
+    if operator is None or not getattr(operator, "is_authenticated", False):
+        return False
+    if not (operator.is_active and operator.is_staff):
+        return False
+    return operator.has_perm(RESET_PERMISSION) or operator.groups.filter(name=SUPPORT_GROUP).exists()
+
+
+@dataclass
+class ResetReport:
+    totp: int
+    passkeys: int
+    backup_codes: bool
+    sessions_ended: int
+
+
+@transaction.atomic
+def factors_reset(*, user: User, operator: User, reason: str, ip: str = "") -> ResetReport:
+    """A support operator removes every second factor and backup code of a resident who lost
+    theirs (after checking who they are, off-line). Every session of the resident ends,
+    they are told by email, and the audit row names the operator (acting_user) and the
+    resident (subject_user); the short reason is kept in the audit data, so it must not
+    contain personal data.
+    """
+    from django.core.exceptions import PermissionDenied
+
+    from identity.sessions import sessions_end_all
+
+    if not operator_can_reset_second_factor(operator):
+        raise PermissionDenied("this operator may not reset second factors")
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise FactorError("a reason is required")
+    if len(reason) > RESET_REASON_MAX:
+        raise FactorError(f"the reason must fit in {RESET_REASON_MAX} characters")
+    if operator.pk == user.pk:
+        raise FactorError("an operator cannot reset their own second factor")
+    list(TOTPDevice.objects.select_for_update().filter(user=user))
+    list(Passkey.objects.select_for_update().filter(user=user))
+    totp_count = TOTPDevice.objects.filter(user=user, confirmed=True).count()
+    passkey_count = Passkey.objects.filter(user=user).count()
+    backup_count = BackupCodeDevice.objects.filter(user=user).count()
+    TOTPDevice.objects.filter(user=user).delete()  # unfinished enrolments too
+    Passkey.objects.filter(user=user).delete()
+    BackupCodeDevice.objects.filter(user=user).delete()  # and its codes (cascade)
+    ended = sessions_end_all(user=user, reason="second_factor_reset", acting_user=operator, ip=ip)
+    report = ResetReport(
+        totp=totp_count, passkeys=passkey_count, backup_codes=backup_count > 0, sessions_ended=ended
+    )
+    audit_log(
+        event="mfa.factors_reset",
+        acting_user=operator,
+        subject_user=user,
+        ip=ip,
+        data={
+            "reason": reason,
+            "totp": report.totp,
+            "passkeys": report.passkeys,
+            "backup_codes": report.backup_codes,
+            "sessions_ended": ended,
+        },
+    )
+    _notify(user=user, template="mfa_factors_reset", context={})
+    return report
+
+
+def login_passkey_failed(*, user: User | None, ip: str = "") -> None:
+    """A passwordless passkey sign-in that did not succeed (unknown or rejected credential)."""
+    audit_log(event="login.passkey_failed", subject_user=user, ip=ip)
+
+
+@transaction.atomic
+def factor_remove_reported(*, user: User, kind: str, factor_id: int, ip: str = "") -> bool:
+    """Remove the factor a "this wasn't me" link points at (added by someone else).
+
+    Like factor_remove, without the fresh sign-in (the resident proved the mailbox) and
+    without an email (they are on the confirmation page). False if it is already gone.
+    """
+    model = _MODELS.get(kind)
+    if model is None:
+        return False
+    list(TOTPDevice.objects.select_for_update().filter(user=user))
+    list(Passkey.objects.select_for_update().filter(user=user))
+    deleted, _ = model.objects.filter(pk=factor_id, user=user).delete()
+    if not deleted:
+        return False
+    last = _primary_factor_count(user) == 0
+    if last:
+        BackupCodeDevice.objects.filter(user=user).delete()
+    audit_log(
+        event="mfa.factor_removed",
+        acting_user=user,
+        subject_user=user,
+        ip=ip,
+        data={"kind": kind, "factor_id": factor_id, "last": last, "reported_not_me": True},
+    )
+    return True
 
 
 def login_second_factor_required(*, user: User, ip: str = "") -> None:

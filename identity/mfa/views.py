@@ -36,7 +36,8 @@ from identity.mfa.models import Kind, TOTPDevice
 from identity.models import User
 from identity.problems import problem
 from identity.selectors import session_amr, session_auth_time
-from identity.services import login_record_success, session_login
+from identity.services import login_notify_new_device, login_record_success, session_login
+from identity.sessions import device_label
 
 REAUTH_SECONDS = 5 * 60
 SESSION_TOTP_ENROL = "mfa.totp_enrol"
@@ -83,6 +84,7 @@ def _subject(request: HttpRequest, next_value: str | None = None) -> Subject | N
 def _complete_sign_in(request: HttpRequest, subject: Subject, outcome: services.Outcome, kind: str) -> str:
     """Open (or upgrade) the session after a successful second factor; returns where to go."""
     user = subject.user
+    first_sign_in = user.last_login is None  # read before session_login sets it
     flow.pending_clear(request)
     session_login(request=request, user=user, amr=flow.combined_amr(subject.base_amr, outcome.methods))
     # django-otp's own record of the device that verified this session (user.is_verified()).
@@ -94,8 +96,21 @@ def _complete_sign_in(request: HttpRequest, subject: Subject, outcome: services.
     throttle = ratelimit.LoginThrottle(request, user.email, user)
     if not subject.step_up:
         login_record_success(user=user, ip=ip, known_device=bool(throttle.device))
+        _notify_new_device(request, user, known=bool(throttle.device), first_sign_in=first_sign_in, ip=ip)
     throttle.succeeded()
     return subject.next_url or reverse("identity:account")
+
+
+def _notify_new_device(
+    request: HttpRequest, user: User, *, known: bool, first_sign_in: bool, ip: str
+) -> None:
+    login_notify_new_device(
+        user=user,
+        known_device=known,
+        first_sign_in=first_sign_in,
+        device=device_label(request.META.get("HTTP_USER_AGENT", "")),
+        ip=ip,
+    )
 
 
 def _expired_redirect(request: HttpRequest, next_url: str = "") -> HttpResponse:
@@ -279,6 +294,7 @@ def passwordless(request: HttpRequest) -> HttpResponse:
     except passkeys.PasskeyError:
         outcome = services.Outcome(ok=False)
     if not outcome.ok or outcome.user is None:
+        services.login_passkey_failed(user=outcome.user, ip=ip)
         return _bad(
             _(
                 "Cette clé d'accès n'a pas été reconnue. "
@@ -286,12 +302,14 @@ def passwordless(request: HttpRequest) -> HttpResponse:
             )
         )
     user = outcome.user
+    first_sign_in = user.last_login is None  # read before session_login sets it
     flow.pending_clear(request)
     session_login(request=request, user=user, amr=outcome.methods)
     if "mfa" in outcome.methods:
         otp_login(request, outcome.device)
     throttle = ratelimit.LoginThrottle(request, user.email, user)
     login_record_success(user=user, ip=ip, known_device=bool(throttle.device))
+    _notify_new_device(request, user, known=bool(throttle.device), first_sign_in=first_sign_in, ip=ip)
     services.login_second_factor_succeeded(
         user=user, kind="passkey_passwordless", factor_id=outcome.factor_id, step_up=False, ip=ip
     )

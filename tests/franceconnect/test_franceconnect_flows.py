@@ -579,6 +579,17 @@ def test_password_sessions_use_the_normal_sign_out(signed_in):
     assert signed_in_user(signed_in) is None
 
 
+def test_the_main_sign_out_button_also_ends_the_franceconnect_session(
+    fc_browser, fake_fc, django_capture_on_commit_callbacks
+):
+    create_account_through_fc(fc_browser, django_capture_on_commit_callbacks)
+    client = fc_browser.client
+    response = client.post("/deconnexion/")
+    assert response.status_code == 302
+    assert response["Location"].startswith(fake_fc.issuer + "/session/end?")
+    assert signed_in_user(client) is None
+
+
 def test_logout_return_with_a_forged_state_does_nothing(signed_in, resident):
     response = signed_in.get(LOGOUT_RETURN_PATH, {"state": "forged"})
     assert response.status_code == 302
