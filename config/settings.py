@@ -279,6 +279,8 @@ OIDC_SCOPES = {
     "openid": _("Vous identifier de façon sûre"),
     "profile": _("Vos nom et prénom"),
     "email": _("Votre adresse e-mail"),
+    "address": _("Votre adresse postale"),
+    "phone": _("Votre numéro de téléphone"),
 }
 OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "identity.oidc.validators.Validator",
