@@ -540,3 +540,16 @@ def ledger_verify(
         warnings=warnings,
         seconds=time.monotonic() - started,
     )
+
+
+def browser_seen_by_client(*, browser_id: str, client_id: str) -> bool:
+    """Whether this browser id made a cookie choice on that partner's site.
+
+    The sign-in flow attaches a browser's choices to an account only then, so that a
+    partner cannot graft another site's visitor history onto a resident.
+    """
+    return LedgerEvent.objects.filter(
+        subject__browser_id_hash=browser_id_hash(browser_id),
+        subject__kind=SubjectKind.BROWSER,
+        partner_client_id=client_id,
+    ).exists()

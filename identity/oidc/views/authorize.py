@@ -140,6 +140,7 @@ class _AuthorizationMixin(OAuthLibMixin):
                 uri, _headers, _body, _status = self.create_authorization_response(
                     request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
                 )
+                _attach_cookie_choices(request, credentials.get("client_id", ""))
         except OAuthToolkitError as error:
             return self._oauth_error(error, credentials)
         return SeeOther(uri)
@@ -157,6 +158,34 @@ class _AuthorizationMixin(OAuthLibMixin):
             oauthlib_error.description or "",
             state=oauthlib_error.state or (credentials or {}).get("state"),
         )
+
+
+BROWSER_ID_SESSION_KEY = "cum_browser_id"
+
+
+def _remember_browser_id(request: HttpRequest, value: str | None, client_id: str) -> None:
+    """`cum_browser_id`: the consent widget's id of this visitor on the partner's site."""
+    import uuid
+
+    if not value:
+        return
+    try:
+        browser_id = str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        return  # an unusable value is ignored, like any unknown parameter
+    request.session[BROWSER_ID_SESSION_KEY] = {"browser_id": browser_id, "client_id": client_id}
+
+
+def _attach_cookie_choices(request: HttpRequest, client_id: str) -> None:
+    """After sign-in, the visitor's cookie choices on this partner's site follow the account."""
+    pending = request.session.pop(BROWSER_ID_SESSION_KEY, None)
+    if not isinstance(pending, dict) or pending.get("client_id") != client_id:
+        return
+    from consent.api.cookie import cookie_browser_link
+    from consent.selectors import browser_seen_by_client
+
+    if browser_seen_by_client(browser_id=pending["browser_id"], client_id=client_id):
+        cookie_browser_link(browser_id=pending["browser_id"], user=request.user)
 
 
 @method_decorator([csrf_exempt, never_cache], name="dispatch")
@@ -216,6 +245,7 @@ class AuthorizeView(_AuthorizationMixin, View):
 
         redirect_uri = credentials["redirect_uri"]
         state = credentials.get("state")
+        _remember_browser_id(request, params.get("cum_browser_id"), credentials["client_id"])
 
         if malformed_claims:
             return redirect_error(redirect_uri, "invalid_request", "Malformed claims parameter.", state)
