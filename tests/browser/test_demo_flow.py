@@ -68,6 +68,8 @@ def test_refusing_consent_returns_to_the_partner_with_access_denied(demo_server:
 
 def test_accessibility_scan_detects_violations(page: Any) -> None:
     # Guards the guard: an unlabeled field and an image without text must be reported.
-    page.set_content('<html lang="fr"><title>t</title><main><input type="text"><img src="x.png"></main></html>')
+    page.set_content(
+        '<html lang="fr"><title>t</title><main><input type="text"><img src="x.png"></main></html>'
+    )
     found = {violation["id"] for violation in axe_violations(page)}
     assert {"label", "image-alt"} <= found
