@@ -34,6 +34,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.cache import never_cache
@@ -160,6 +161,16 @@ class _AuthorizationMixin(OAuthLibMixin):
         )
 
 
+def ui_language(ui_locales: str) -> str:
+    """The first of our languages named in a space-separated list of BCP 47 tags."""
+    available = {code for code, _name in settings.LANGUAGES}
+    for tag in ui_locales.split()[:10]:
+        primary = tag.split("-")[0].lower()
+        if primary in available:
+            return primary
+    return ""
+
+
 BROWSER_ID_SESSION_KEY = "cum_browser_id"
 
 
@@ -212,6 +223,25 @@ class AuthorizeView(_AuthorizationMixin, View):
             raise OAuthToolkitError(error=error) from error
 
     def handle(self, request: HttpRequest) -> HttpResponse:
+        # ui_locales (OIDC Core §3.1.2.1): the partner's hint about the resident's language,
+        # used when the resident has not chosen one on our site yet.
+        language = ui_language(_params(request).get("ui_locales", ""))
+        hinted = bool(language) and settings.LANGUAGE_COOKIE_NAME not in request.COOKIES
+        if hinted:
+            translation.activate(language)
+            request.LANGUAGE_CODE = language
+        response = self._handle(request)
+        if hinted:
+            response.set_cookie(
+                settings.LANGUAGE_COOKIE_NAME,
+                language,
+                max_age=60 * 60 * 24 * 365,
+                samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+                secure=settings.LANGUAGE_COOKIE_SECURE,
+            )
+        return response
+
+    def _handle(self, request: HttpRequest) -> HttpResponse:
         raw = _params(request)
         self.par_uri = ""
         if is_par_urn(raw.get("request_uri")):
@@ -291,6 +321,9 @@ class AuthorizeView(_AuthorizationMixin, View):
         else:
             max_age_seconds = None
 
+        if "create" in prompt and not request.user.is_authenticated:
+            # OpenID Connect Prompt Create 1.0: the account-creation page, then this request.
+            return self._to_login(request, params, create=True)
         if self._needs_login(request, prompt, max_age_seconds):
             if "none" in prompt:
                 return redirect_error(redirect_uri, "login_required", "The resident is not signed in.", state)
@@ -410,11 +443,13 @@ class AuthorizeView(_AuthorizationMixin, View):
                 return True
         return False
 
-    def _to_login(self, request: HttpRequest, params: QueryDict) -> HttpResponse:
+    def _to_login(self, request: HttpRequest, params: QueryDict, create: bool = False) -> HttpResponse:
         resumed = params.copy()
         for name in _REAUTH_PARAMS:
             if name == "prompt":
-                remaining = [value for value in resumed.get("prompt", "").split() if value != "login"]
+                remaining = [
+                    value for value in resumed.get("prompt", "").split() if value not in ("login", "create")
+                ]
                 if remaining:
                     resumed["prompt"] = " ".join(remaining)
                 else:
@@ -422,7 +457,7 @@ class AuthorizeView(_AuthorizationMixin, View):
             else:
                 resumed.pop(name, None)
         next_url = self._resume_url(request, resumed)
-        login_url = reverse(settings.LOGIN_URL)
+        login_url = reverse("identity:register") if create else reverse(settings.LOGIN_URL)
         extra = {}
         if params.get("login_hint"):
             extra["login_hint"] = params["login_hint"]

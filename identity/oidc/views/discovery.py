@@ -54,7 +54,7 @@ def provider_metadata() -> dict[str, object]:
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": claims,
         "claim_types_supported": ["normal"],
-        "prompt_values_supported": ["none", "login", "consent"],
+        "prompt_values_supported": ["none", "login", "consent", "create"],
         "display_values_supported": ["page", "popup"],
         "ui_locales_supported": ["fr", "en"],
         "claims_parameter_supported": True,
