@@ -24,7 +24,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from identity import ratelimit
 from identity.franceconnect import client, selectors, services
-from identity.services import SESSION_AUTH_TIME, AccountError, session_logout
+from identity.services import SESSION_AUTH_TIME, AccountError, login_notify_new_device, session_logout
+from identity.sessions import device_label
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,8 @@ def callback(request: HttpRequest) -> HttpResponse:
     if link is not None:
         if not link.user.is_active:
             return _fail(request, client.FranceConnectError("inactive"), next_url=next_url, user=link.user)
+        first_sign_in = link.user.last_login is None  # read before the sign-in sets it
+        known = bool(ratelimit.known_device(request, link.user))
         services.franceconnect_sign_in(
             request=request,
             link=link,
@@ -183,7 +186,17 @@ def callback(request: HttpRequest) -> HttpResponse:
             amr=list(auth.amr),
             ip=ratelimit.client_ip(request),
         )
-        return _done(request, next_url)
+        # Same security notification as a password sign-in from a browser never seen before.
+        login_notify_new_device(
+            user=link.user,
+            known_device=known,
+            first_sign_in=first_sign_in,
+            device=device_label(request.META.get("HTTP_USER_AGENT", "")),
+            ip=ratelimit.client_ip(request),
+        )
+        response = _done(request, next_url)
+        ratelimit.remember_device(request, response, link.user)
+        return response
     # First use of this identity here: the resident chooses what to do with it.
     services.pending_save(
         request=request, pending=services.PendingIdentity.from_authentication(auth, next_url=next_url)

@@ -666,3 +666,22 @@ def test_logout_url_template_tag(rf, fc_browser, django_capture_on_commit_callba
     create_account_through_fc(fc_browser, django_capture_on_commit_callbacks)
     request = _request_for(fc_browser.client)
     assert tag.render(Context({"request": request})) == "/franceconnect/deconnexion/"
+
+
+def test_sign_in_from_a_new_browser_is_notified_once(
+    fc_browser, fake_fc, django_capture_on_commit_callbacks, mailoutbox
+):
+    create_account_through_fc(fc_browser, django_capture_on_commit_callbacks)
+
+    def new_device_emails():
+        return [m for m in mailoutbox if "Nouvelle connexion" in m.subject]
+
+    browser = FranceConnectBrowser(BrowserClient(), fake_fc)
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.sign_in()
+    assert len(new_device_emails()) == 1
+    # The same browser is now a known device: signing in again sends nothing.
+    browser.client.post("/deconnexion/")
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.sign_in()
+    assert len(new_device_emails()) == 1
