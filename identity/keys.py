@@ -37,6 +37,7 @@ SUPPORTED_ALGORITHMS = ("RS256", "ES256")
 _CACHE_SECONDS = 30
 _cache_lock = threading.Lock()
 _cache: dict[str, tuple[float, LoadedKey]] = {}
+_jwks_cache: tuple[float, dict] | None = None
 
 
 class NoSigningKey(RuntimeError):
@@ -152,8 +153,10 @@ def signing_keys_prune(*, now: datetime | None = None) -> list[str]:
 
 
 def clear_key_cache() -> None:
+    global _jwks_cache
     with _cache_lock:
         _cache.clear()
+        _jwks_cache = None
 
 
 def active_signing_key(algorithm: str = "RS256") -> LoadedKey:
@@ -185,10 +188,37 @@ def active_signing_key(algorithm: str = "RS256") -> LoadedKey:
     return loaded
 
 
+def _jwks_cache_seconds() -> float:
+    # A relying party's copy of JWKS is then at most this + OIDC_JWKS_MAX_AGE_SECONDS old,
+    # which must stay within the publish-ahead delay (a new key is published that long
+    # before it signs): with no slack left, nothing is cached.
+    slack = settings.OIDC_KEY_PUBLISH_AHEAD_SECONDS - settings.OIDC_JWKS_MAX_AGE_SECONDS
+    return float(max(0, min(_CACHE_SECONDS, slack)))
+
+
 def published_jwks() -> dict:
+    """The public keys to publish, cached in process.
+
+    This process forgets the cache on every key change it makes (clear_key_cache); other
+    processes see a rotation within _jwks_cache_seconds(), and a key leaves the document
+    at its `expires_at`, never later (the cache expires then).
+    """
+    global _jwks_cache
+    monotonic = time.monotonic()
+    with _cache_lock:
+        hit = _jwks_cache
+    if hit is not None and hit[0] > monotonic:
+        return hit[1]
     now = timezone.now()
-    rows = SigningKey.objects.exclude(expires_at__lte=now).order_by("algorithm", "-active_from")
-    return {"keys": [row.public_jwk for row in rows]}
+    rows = list(SigningKey.objects.exclude(expires_at__lte=now).order_by("algorithm", "-active_from"))
+    document = {"keys": [row.public_jwk for row in rows]}
+    ttl = _jwks_cache_seconds()
+    expiries = [row.expires_at for row in rows if row.expires_at is not None]
+    if expiries:
+        ttl = max(0.0, min(ttl, (min(expiries) - now).total_seconds()))
+    with _cache_lock:
+        _jwks_cache = (monotonic + ttl, document)
+    return document
 
 
 def verification_key(kid: str) -> jwk.JWK | None:

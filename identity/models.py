@@ -239,6 +239,23 @@ class Client(AbstractApplication):
         verbose_name = _("client partenaire")
         verbose_name_plural = _("clients partenaires")
 
+    # Protocol endpoints read clients through an in-process cache (identity/client_cache.py):
+    # forget this one on every change so that this process sees it at once (other processes
+    # within the cache's TTL). Bulk queryset updates bypass these two methods.
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        from identity.client_cache import client_cache_forget
+
+        super().save(*args, **kwargs)
+        client_cache_forget(self.client_id)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        from identity.client_cache import client_cache_forget
+
+        client_id = self.client_id
+        result = super().delete(*args, **kwargs)
+        client_cache_forget(client_id)
+        return result
+
     @property
     def grant_type_list(self) -> list[str]:
         return self.grant_types.split()

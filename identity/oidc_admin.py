@@ -243,6 +243,15 @@ class PartnerClientAdmin(admin.ModelAdmin):
                 messages.SUCCESS,
             )
 
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # A bulk delete bypasses Client.delete(): forget the cached clients here.
+        from identity.client_cache import client_cache_forget
+
+        client_ids = list(queryset.values_list("client_id", flat=True))
+        super().delete_queryset(request, queryset)
+        for client_id in client_ids:
+            client_cache_forget(client_id)
+
 
 class _TokenAdmin(admin.ModelAdmin):
     """Tokens are read (to see what a partner holds) and revoked by deletion; never shown:

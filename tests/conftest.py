@@ -41,9 +41,13 @@ def _isolated_caches() -> Any:
 
 @pytest.fixture(autouse=True)
 def _fresh_key_cache() -> Any:
+    from identity.client_cache import client_cache_clear
+
     clear_key_cache()
+    client_cache_clear()
     yield
     clear_key_cache()
+    client_cache_clear()
 
 
 def _ledger_migration(name: str) -> Any:

@@ -46,6 +46,25 @@ class Validator(OAuth2Validator):
 
         return keyed_hash_matches(provided_secret or "", stored_secret or "")
 
+    def _load_application(self, client_id: str, request: OAuthRequest) -> Any:
+        # The client row is read by nearly every protocol request: served from the
+        # in-process cache (identity/client_cache.py: changes on this process take effect
+        # at once, on other processes within its TTL). Misses go to django-oauth-toolkit.
+        from identity.client_cache import client_cache_generation, client_cache_get, client_cache_put
+
+        current = getattr(request, "client", None)
+        if current is not None and getattr(current, "client_id", None) == client_id:
+            return super()._load_application(client_id, request)  # its own reuse checks
+        cached = client_cache_get(client_id) if isinstance(client_id, str) else None
+        if cached is not None and cached.is_usable(request):
+            request.client = cached
+            return cached
+        generation = client_cache_generation()
+        client = super()._load_application(client_id, request)
+        if client is not None:
+            client_cache_put(client, generation=generation)
+        return client
+
     def client_authentication_required(self, request: OAuthRequest, *args: Any, **kwargs: Any) -> bool:
         if getattr(request, "client_assertion", None) or getattr(request, "client_assertion_type", None):
             return True
@@ -171,7 +190,36 @@ class Validator(OAuth2Validator):
             request.nonce = grant.nonce
         if grant.claims:
             request.claims = json.loads(grant.claims)
+        # The PKCE, redirect-URI and nonce checks that follow read this same row: keep it
+        # (only for this code and this client) instead of selecting it again each time.
+        request._cum_grant = (code, client.client_id, grant)
         return True
+
+    def _redeemed_grant(self, code: str, request: OAuthRequest) -> Any:
+        """The row validate_code read for `code` in this request, else a fresh read."""
+        memo = getattr(request, "_cum_grant", None)
+        client = request.client
+        if memo is not None and client is not None and memo[:2] == (code, client.client_id):
+            return memo[2]
+        return get_grant_model().objects.filter(code=code, application=client).first()
+
+    def get_code_challenge(self, code: str, request: OAuthRequest) -> str | None:
+        grant = self._redeemed_grant(code, request)
+        if grant is None:
+            raise get_grant_model().DoesNotExist
+        return grant.code_challenge or None
+
+    def get_code_challenge_method(self, code: str, request: OAuthRequest) -> str | None:
+        grant = self._redeemed_grant(code, request)
+        if grant is None:
+            raise get_grant_model().DoesNotExist
+        return grant.code_challenge_method or None
+
+    def get_authorization_code_nonce(
+        self, client_id: str, code: str, redirect_uri: str, request: OAuthRequest
+    ) -> str | None:
+        grant = self._redeemed_grant(code, request)
+        return (grant.nonce or None) if grant is not None else None
 
     def invalidate_authorization_code(
         self, client_id: str, code: str, request: OAuthRequest, *args: Any, **kwargs: Any
@@ -201,7 +249,9 @@ class Validator(OAuth2Validator):
                 description="redirect_uri is required: it was part of the authorization request.",
                 request=request,
             )
-        grant = get_grant_model().objects.filter(code=code, application=client).first()
+        grant = self._redeemed_grant(code, request) if client is request.client else None
+        if grant is None:
+            grant = get_grant_model().objects.filter(code=code, application=client).first()
         if grant is None or not grant.redirect_uri_allowed(redirect_uri):
             raise oauth2_errors.InvalidGrantError(
                 description="redirect_uri does not match the authorization request.", request=request
@@ -215,7 +265,10 @@ class Validator(OAuth2Validator):
     ) -> Any:
         id_token = token.get("id_token")
         if id_token:
-            id_token = self._load_id_token(id_token)
+            # finalize_id_token just saved the row for this very token: use it rather than
+            # verifying our own signature and selecting the row again (_load_id_token).
+            issued = getattr(request, "_cum_issued_id_token", None)
+            id_token = issued[1] if issued and issued[0] == id_token else self._load_id_token(id_token)
         access_token = get_access_token_model()(
             user=request.user,
             scope=token["scope"],
@@ -363,7 +416,9 @@ class Validator(OAuth2Validator):
         id_token_row = self._save_id_token(id_token["jti"], request, expiration_time)
         request.access_token = id_token_row
         request.id_token = id_token_row
-        return signed.serialize()
+        serialized = signed.serialize()
+        request._cum_issued_id_token = (serialized, id_token_row)
+        return serialized
 
     def _get_key_for_token(self, token: str) -> jwk.JWK | None:
         try:

@@ -12,6 +12,7 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 
 from identity.crypto import keyed_hash_matches
 from identity.oidc_admin import PartnerClientAdmin
+from tests.oidc.conftest import basic, post_token
 
 pytestmark = pytest.mark.django_db
 
@@ -133,3 +134,31 @@ def test_regenerate_secret_shows_it_once_and_stores_a_keyed_hash(staff, rp):
     assert not keyed_hash_matches(rp.secret, rp.client.client_secret)
     # Shown once: the next page does not show it again.
     assert secret not in staff.get("/admin/identity/client/").content.decode()
+
+
+def test_regenerated_secret_replaces_the_old_one_at_once_despite_the_client_cache(staff, make_client):
+    # Clients are cached in process (identity/client_cache.py); a secret regeneration must
+    # not leave the old secret usable on this process, not even for the cache's lifetime.
+    machine = make_client(name="Passerelle transport", redirect_uris=[], grant_types=["client_credentials"])
+    grant = {"grant_type": "client_credentials"}
+    assert post_token(grant, auth=machine.basic_auth()).status_code == 200  # now cached
+    response = staff.post(
+        "/admin/identity/client/",
+        {"action": "regenerate_secret", "_selected_action": [machine.client.pk]},
+        follow=True,
+    )
+    new_secret = re.search(r"New secret for [^:]+: ([A-Za-z0-9_-]{40,})", response.content.decode()).group(1)
+    assert post_token(grant, auth=machine.basic_auth()).status_code == 401
+    assert post_token(grant, auth=basic(machine.client.client_id, new_secret)).status_code == 200
+
+
+def test_deleted_client_is_refused_at_once_despite_the_client_cache(staff, make_client):
+    machine = make_client(name="Passerelle transport", redirect_uris=[], grant_types=["client_credentials"])
+    grant = {"grant_type": "client_credentials"}
+    assert post_token(grant, auth=machine.basic_auth()).status_code == 200  # now cached
+    staff.post(
+        "/admin/identity/client/",
+        {"action": "delete_selected", "_selected_action": [machine.client.pk], "post": "yes"},
+    )
+    assert not get_application_model().objects.filter(pk=machine.client.pk).exists()
+    assert post_token(grant, auth=machine.basic_auth()).status_code == 401

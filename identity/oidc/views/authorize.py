@@ -47,6 +47,7 @@ from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib import oauth2
 
+from identity.client_cache import client_by_client_id
 from identity.mfa.selectors import ACR_MFA, session_acr, step_up_url, user_has_mfa
 from identity.oidc.claims import parse_claims_request
 from identity.oidc.constants import ACR_RANK, PKCE_METHOD
@@ -288,7 +289,9 @@ class AuthorizeView(_AuthorizationMixin, View):
             return redirect_error(
                 redirect_uri, "request_uri_not_supported", "request_uri is not supported.", state
             )
-        client = get_application_model().objects.get(client_id=credentials["client_id"])
+        client = client_by_client_id(credentials["client_id"])
+        if client is None:  # validated just above by oauthlib: only a concurrent deletion
+            raise get_application_model().DoesNotExist
         if client.require_par and not self.par_uri:
             return redirect_error(
                 redirect_uri,
@@ -426,7 +429,7 @@ class AuthorizeView(_AuthorizationMixin, View):
         audiences = audience if isinstance(audience, list) else [audience]
         client_id = credentials.get("client_id")
         hint_client_id = client_id if client_id in audiences else (claims.get("azp") or audiences[0])
-        client = get_application_model().objects.filter(client_id=hint_client_id).first()
+        client = client_by_client_id(hint_client_id or "")
         if client is None:
             return None
         return claims.get("sub") == subject_for(client, user)

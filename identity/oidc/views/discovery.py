@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
@@ -71,18 +74,31 @@ def provider_metadata() -> dict[str, object]:
     }
 
 
-def _json(data: dict[str, object]) -> JsonResponse:
-    response = JsonResponse(data)
+# The document depends only on settings and the URLconf: built once per process (per
+# issuer, so that a test overriding the issuer still sees its own).
+_document_bytes: dict[str, bytes] = {}
+
+
+def _metadata_bytes() -> bytes:
+    document = _document_bytes.get(settings.ISSUER)
+    if document is None:
+        document = json.dumps(provider_metadata(), cls=DjangoJSONEncoder).encode()
+        _document_bytes[settings.ISSUER] = document
+    return document
+
+
+def _json() -> HttpResponse:
+    response = HttpResponse(_metadata_bytes(), content_type="application/json")
     response["Access-Control-Allow-Origin"] = "*"
     response["Cache-Control"] = "public, max-age=300"
     return response
 
 
 @require_safe
-def openid_configuration(request: HttpRequest) -> JsonResponse:
-    return _json(provider_metadata())
+def openid_configuration(request: HttpRequest) -> HttpResponse:
+    return _json()
 
 
 @require_safe
-def oauth_authorization_server(request: HttpRequest) -> JsonResponse:
-    return _json(provider_metadata())
+def oauth_authorization_server(request: HttpRequest) -> HttpResponse:
+    return _json()

@@ -45,8 +45,8 @@ from django.views.decorators.csrf import csrf_exempt
 from jwcrypto import jwt
 from jwcrypto.common import JWException
 from oauth2_provider.forms import ConfirmLogoutForm
-from oauth2_provider.models import get_application_model
 
+from identity.client_cache import client_by_client_id
 from identity.middleware import DEFAULT_CSP
 from identity.oidc.backchannel import frontchannel_logout_urls, origin_of
 from identity.oidc.errors import SeeOther, add_query
@@ -110,13 +110,12 @@ def evaluate(params: QueryDict) -> LogoutRequest:
         post_logout_redirect_uri=params.get("post_logout_redirect_uri") or "",
         state=params.get("state") or "",
     )
-    clients = get_application_model().objects
     if request.hint:
         request.claims = verify_id_token_hint(request.hint)
         if request.claims is None:
             request.problems.append("id_token_hint")
     if request.client_id:
-        request.application = clients.filter(client_id=request.client_id).first()
+        request.application = client_by_client_id(request.client_id)
         if request.application is None:
             request.problems.append("client_id")
     if request.claims is not None:
@@ -125,7 +124,7 @@ def evaluate(params: QueryDict) -> LogoutRequest:
             request.problems.append("client_id_mismatch")
         elif request.application is None and not request.client_id:
             hinted = request.claims.get("azp") or (audiences[0] if audiences else "")
-            request.application = clients.filter(client_id=hinted).first()
+            request.application = client_by_client_id(hinted)
     if request.post_logout_redirect_uri:
         if (
             request.trusted

@@ -16,10 +16,21 @@ class TokenView(DotTokenView):
         # Not super().post(): django-oauth-toolkit diverts the device-code grant type to a
         # path of its own (a 500 without device_code). We offer no device grant, so every
         # grant type goes to oauthlib, which answers unsupported_grant_type for it.
-        response = self.authorization_flow_token_response(request, *args, **kwargs)
+        response = self._token_response(request)
         response["Cache-Control"] = "no-store"
         response["Pragma"] = "no-cache"
         if response.status_code == 401 and request.headers.get("Authorization", "").startswith("Basic "):
             # RFC 6749 §5.2: the challenge names the scheme the client used.
             response["WWW-Authenticate"] = 'Basic realm="token", error="invalid_client"'
+        return response
+
+    def _token_response(self, request: HttpRequest) -> HttpResponse:
+        # django-oauth-toolkit's authorization_flow_token_response, without its re-SELECT
+        # of the access token just issued: that read only feeds the `app_authorized`
+        # signal, which nothing in this project listens to (do not connect a receiver to
+        # it: it would never fire).
+        _url, headers, body, status = self.create_token_response(request)
+        response = HttpResponse(content=body, status=status)
+        for name, value in headers.items():
+            response[name] = value
         return response
