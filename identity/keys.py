@@ -35,6 +35,8 @@ from identity.models import SigningKey
 
 SUPPORTED_ALGORITHMS = ("RS256", "ES256")
 _CACHE_SECONDS = 30
+# Decrypted, parsed private keys by kid (a kid is the key's thumbprint: it never changes).
+_parsed_keys: dict[str, LoadedKey] = {}
 _cache_lock = threading.Lock()
 _cache: dict[str, tuple[float, LoadedKey]] = {}
 _jwks_cache: tuple[float, dict] | None = None
@@ -169,8 +171,14 @@ def active_signing_key(algorithm: str = "RS256") -> LoadedKey:
     row = _signing_now(algorithm, now).first()
     if row is None:
         raise NoSigningKey(f"no active {algorithm} signing key: run `manage.py ensure_signing_keys`")
-    pem = decrypt_at_rest(bytes(row.private_key_encrypted), context=row.kid.encode())
-    loaded = LoadedKey(kid=row.kid, algorithm=row.algorithm, jwk=jwk.JWK.from_pem(pem))
+    loaded = _parsed_keys.get(row.kid)
+    if loaded is None:
+        # Parsing an RSA-3072 private key costs ~100 ms of CPU (OpenSSL validates it):
+        # a key id always names the same key, so it is parsed once per process.
+        pem = decrypt_at_rest(bytes(row.private_key_encrypted), context=row.kid.encode())
+        loaded = LoadedKey(kid=row.kid, algorithm=row.algorithm, jwk=jwk.JWK.from_pem(pem))
+        with _cache_lock:
+            _parsed_keys[row.kid] = loaded
     # Cached for _CACHE_SECONDS, but never past the moment a successor starts signing or
     # this key retires, so that every node switches keys at the scheduled time.
     change = (

@@ -158,3 +158,26 @@ def test_rotate_keys_prune_and_refusals(signing_keys: Any) -> None:
     assert "\n" not in str(excinfo.value)
     with pytest.raises(CommandError):
         run("--prune", "--algorithm", "RS256")
+
+
+def test_a_signing_key_is_parsed_once_per_process(signing_keys, monkeypatch):
+    """The in-process cache expires every 30 s; the costly RSA parse must not follow it."""
+    from jwcrypto import jwk as jwcrypto_jwk
+
+    from identity import keys
+
+    keys._parsed_keys.clear()
+    keys.clear_key_cache()
+    calls = []
+    original = jwcrypto_jwk.JWK.from_pem
+
+    def counting(pem, *args, **kwargs):
+        calls.append(1)
+        return original(pem, *args, **kwargs)
+
+    monkeypatch.setattr(jwcrypto_jwk.JWK, "from_pem", staticmethod(counting))
+    first = keys.active_signing_key("RS256")
+    keys.clear_key_cache()  # as when the 30 s cache lapses
+    second = keys.active_signing_key("RS256")
+    assert first.kid == second.kid
+    assert len(calls) == 1
