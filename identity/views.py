@@ -4,7 +4,6 @@ password reset and change, account. Thin: forms validate, services write."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -16,7 +15,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import translation
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
@@ -35,6 +33,7 @@ from identity.forms import (
 from identity.mfa import flow as mfa_flow
 from identity.mfa.selectors import user_has_mfa
 from identity.mfa.services import login_second_factor_required
+from identity.redirects import safe_next, with_next
 from identity.selectors import user_by_email, user_for_password_reset
 from identity.services import (
     NotMeResult,
@@ -60,19 +59,6 @@ from identity.sessions import (
     sessions_active,
     sessions_end_all,
 )
-
-
-def _safe_next(request: HttpRequest, value: str | None) -> str:
-    """`value` if it is a relative URL on this site (e.g. /authorize?...), else ""."""
-    if value and url_has_allowed_host_and_scheme(
-        value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return value
-    return ""
-
-
-def _with_next(url: str, next_url: str) -> str:
-    return f"{url}?{urlencode({'next': next_url})}" if next_url else url
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -108,7 +94,7 @@ class LoginView(auth_views.LoginView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         next_url = self.get_redirect_url()
-        context["register_url"] = _with_next(reverse("identity:register"), next_url)
+        context["register_url"] = with_next(reverse("identity:register"), next_url)
         return context
 
     def form_valid(self, form: LoginForm) -> HttpResponse:  # type: ignore[override]
@@ -169,7 +155,7 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
 def register(request: HttpRequest) -> HttpResponse:
-    next_url = _safe_next(request, request.POST.get("next") or request.GET.get("next"))
+    next_url = safe_next(request, request.POST.get("next") or request.GET.get("next"))
     if request.method == "POST":
         form = RegistrationForm(request.POST)
         block = ratelimit.form_ip_block(request, "register")
@@ -188,18 +174,18 @@ def register(request: HttpRequest) -> HttpResponse:
                 notify_existing=ratelimit.form_email_allowed("register", data["email"]),
             )
             # Same page whether or not the address already had an account.
-            return redirect(_with_next(reverse("identity:register-done"), next_url))
+            return redirect(with_next(reverse("identity:register-done"), next_url))
     else:
         form = RegistrationForm()
     return render(request, "identity/register.html", {"form": form, "next": next_url})
 
 
 def register_done(request: HttpRequest) -> HttpResponse:
-    next_url = _safe_next(request, request.GET.get("next"))
+    next_url = safe_next(request, request.GET.get("next"))
     return render(
         request,
         "identity/check_inbox.html",
-        {"reason": "register", "login_url": _with_next(reverse("identity:login"), next_url)},
+        {"reason": "register", "login_url": with_next(reverse("identity:login"), next_url)},
     )
 
 

@@ -17,13 +17,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from identity import ratelimit
 from identity.franceconnect import client, selectors, services
+from identity.redirects import safe_next
 from identity.services import SESSION_AUTH_TIME, AccountError, login_notify_new_device, session_logout
 from identity.sessions import device_label
 
@@ -31,14 +31,6 @@ log = logging.getLogger(__name__)
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def _safe_next(request: HttpRequest, value: str | None) -> str:
-    if value and url_has_allowed_host_and_scheme(
-        value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return value
-    return ""
 
 
 def _same(a: str, b: str) -> bool:
@@ -115,7 +107,7 @@ def _fail(
 
 
 def _done(request: HttpRequest, next_url: str) -> HttpResponse:
-    return HttpResponseRedirect(_safe_next(request, next_url) or reverse("identity:account"))
+    return HttpResponseRedirect(safe_next(request, next_url) or reverse("identity:account"))
 
 
 # --- sign-in --------------------------------------------------------------------------------------
@@ -125,7 +117,7 @@ def _done(request: HttpRequest, next_url: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def start(request: HttpRequest) -> HttpResponse:
     """The "S'identifier avec FranceConnect" button: off to FranceConnect's authorize endpoint."""
-    next_url = _safe_next(request, request.POST.get("next") or request.GET.get("next"))
+    next_url = safe_next(request, request.POST.get("next") or request.GET.get("next"))
     if not selectors.is_enabled():
         messages.error(request, _("La connexion avec FranceConnect n'est pas proposée pour le moment."))
         return redirect(_login_url(next_url))

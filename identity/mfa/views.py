@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
@@ -35,6 +33,7 @@ from identity.mfa.forms import (
 from identity.mfa.models import Kind, TOTPDevice
 from identity.models import User
 from identity.problems import problem
+from identity.redirects import safe_next, with_next
 from identity.selectors import session_amr, session_auth_time
 from identity.services import login_notify_new_device, login_record_success, session_login
 from identity.sessions import device_label
@@ -43,18 +42,6 @@ REAUTH_SECONDS = 5 * 60
 SESSION_TOTP_ENROL = "mfa.totp_enrol"
 SESSION_PASSKEY_HANDLE = "mfa.passkey_user_handle"
 JSON_MAX_BYTES = 64 * 1024
-
-
-def _safe_next(request: HttpRequest, value: str | None) -> str:
-    if value and url_has_allowed_host_and_scheme(
-        value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return value
-    return ""
-
-
-def _with_next(url: str, next_url: str) -> str:
-    return f"{url}?{urlencode({'next': next_url})}" if next_url else url
 
 
 # --- who is being verified ------------------------------------------------------------------
@@ -76,7 +63,7 @@ def _subject(request: HttpRequest, next_value: str | None = None) -> Subject | N
         return Subject(pending.user, ["pwd"], pending.next_url, step_up=False)
     if request.user.is_authenticated:
         return Subject(
-            request.user, session_amr(request) or ["pwd"], _safe_next(request, next_value), step_up=True
+            request.user, session_amr(request) or ["pwd"], safe_next(request, next_value), step_up=True
         )
     return None
 
@@ -117,7 +104,7 @@ def _expired_redirect(request: HttpRequest, next_url: str = "") -> HttpResponse:
     messages.info(
         request, _("Votre connexion n'a pas abouti à temps. Saisissez à nouveau votre mot de passe.")
     )
-    return redirect(_with_next(reverse("identity:login"), next_url))
+    return redirect(with_next(reverse("identity:login"), next_url))
 
 
 # --- verification (second step of sign-in, and step-up) ------------------------------------
@@ -129,7 +116,7 @@ def _expired_redirect(request: HttpRequest, next_url: str = "") -> HttpResponse:
 def verify(request: HttpRequest) -> HttpResponse:
     subject = _subject(request, request.POST.get("next") or request.GET.get("next"))
     if subject is None:
-        return _expired_redirect(request, _safe_next(request, request.GET.get("next")))
+        return _expired_redirect(request, safe_next(request, request.GET.get("next")))
     methods = selectors.available_methods(subject.user)
     if not (methods["totp"] or methods["passkey"]):
         # Only reachable by step-up (sign-in asks for a second factor only when there is one).
@@ -278,14 +265,12 @@ def passwordless(request: HttpRequest) -> HttpResponse:
     stranger lock them out.
     """
     if request.method == "GET":
-        return render(
-            request, "mfa/passwordless.html", {"next": _safe_next(request, request.GET.get("next"))}
-        )
+        return render(request, "mfa/passwordless.html", {"next": safe_next(request, request.GET.get("next"))})
     data = _read_json(request)
     challenge = passkeys.challenge_pop(request, "passwordless")
     if data is None or challenge is None:
         return _bad(_("La vérification a expiré. Réessayez."))
-    next_url = _safe_next(request, data.get("next") if isinstance(data.get("next"), str) else None)
+    next_url = safe_next(request, data.get("next") if isinstance(data.get("next"), str) else None)
     ip = ratelimit.client_ip(request)
     try:
         outcome = services.passkey_authenticate(
@@ -503,7 +488,7 @@ def factor_remove(request: HttpRequest, kind: str, factor_id: int) -> HttpRespon
                 "confirmez d'abord votre identité en vous reconnectant."
             ),
         )
-        return redirect(_with_next(reverse("identity:login"), request.path))
+        return redirect(with_next(reverse("identity:login"), request.path))
     if request.method == "POST":
         services.factor_remove(
             user=request.user, kind=kind, factor_id=factor_id, ip=ratelimit.client_ip(request)
