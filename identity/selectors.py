@@ -36,8 +36,13 @@ def user_by_email(email: str) -> User | None:
 
 
 def user_for_password_reset(email: str) -> User | None:
-    """The resident a reset link may be sent to: active, with a usable password (as Django does)."""
+    """The resident a reset link may be sent to: any active account.
+
+    Unlike Django's default, an account without a usable password may receive one too:
+    that is how an account created through FranceConnect or by `create_dpo` chooses its
+    first password (proving control of the mailbox, which the link also verifies).
+    """
     user = user_by_email(email)
-    if user is None or not user.is_active or not user.has_usable_password():
+    if user is None or not user.is_active:
         return None
     return user

@@ -190,3 +190,16 @@ def test_password_change_keeps_this_session_and_ends_the_others(signed_in, resid
     assert AuditEvent.objects.filter(event="password.changed", subject_user_id=resident.pk).exists()
     assert [message.to for message in mail.outbox] == [[resident.email]]
     assert mail.outbox[0].subject == "Votre mot de passe a été modifié"
+
+
+def test_an_account_without_a_password_chooses_one_by_email(client, post):
+    """Accounts created through FranceConnect or `create_dpo` have no usable password yet."""
+    from identity.services import user_create
+
+    user = user_create(email="sans-mot-de-passe@example.org", password=None, email_verified=False)
+    assert not user.has_usable_password()
+    post("/mot-de-passe-oublie/", {"email": user.email})
+    path = reset_path(mail.outbox[0])
+    form_url = client.get(path)["Location"]
+    assert post(form_url, {"new_password": NEW_PASSWORD}).status_code == 302
+    assert can_sign_in(user.email, NEW_PASSWORD)
