@@ -1,0 +1,69 @@
+"""A lighter middleware path for the protocol endpoints.
+
+Partner back-ends call the token, userinfo, introspection, revocation and PAR endpoints,
+and anyone may fetch the discovery document and the JWKS, many times per second. None of
+them uses a cookie: no session, no sign-in state, no language choice, no CSRF token (they
+are CSRF-exempt: they authenticate the client or the bearer token on every call), no
+flash messages. The middleware that only serves browser pages is therefore skipped on
+these exact paths; everything else still runs on them (SecurityMiddleware's HTTPS and
+header rules, our Content-Security-Policy headers, CommonMiddleware's Host validation
+against ALLOWED_HOSTS, CSRF's view check, X-Frame-Options).
+
+Each browser-only middleware is a subclass of Django's own with one change: on a
+protocol path it passes the request straight on. Subclasses (rather than one wrapper
+around them all) keep Django's system checks and ordering rules working unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.middleware import AuthenticationMiddleware as DjangoAuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware as DjangoMessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+from django.middleware.locale import LocaleMiddleware as DjangoLocaleMiddleware
+
+# Exact paths (no prefix matching: "/token/x" or "/tokens" get the full stack).
+PROTOCOL_PATHS = frozenset(
+    {
+        "/token",
+        "/userinfo",
+        "/introspect",
+        "/revoke",
+        "/par",
+        "/jwks.json",
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+        "/healthz",
+        "/readyz",
+    }
+)
+
+
+def is_protocol_path(path_info: str) -> bool:
+    return path_info in PROTOCOL_PATHS
+
+
+class _SkippedOnProtocolPaths:
+    get_response: Any
+
+    def __call__(self, request: Any) -> Any:
+        if request.path_info in PROTOCOL_PATHS:
+            return self.get_response(request)
+        return super().__call__(request)  # type: ignore[misc]
+
+
+class SessionMiddleware(_SkippedOnProtocolPaths, DjangoSessionMiddleware):
+    pass
+
+
+class LocaleMiddleware(_SkippedOnProtocolPaths, DjangoLocaleMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(_SkippedOnProtocolPaths, DjangoAuthenticationMiddleware):
+    pass
+
+
+class MessageMiddleware(_SkippedOnProtocolPaths, DjangoMessageMiddleware):
+    pass
