@@ -9,7 +9,9 @@ then hands over to the virtual environment.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".installed-pyproject-sha256"
+NODE_RP = ROOT / "tests" / "rp_node"
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> None:
@@ -39,6 +42,29 @@ def ensure_venv() -> None:
         _run(str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
         _run(str(PY), "-m", "pip", "install", "--quiet", "-e", ".[dev]")
         STAMP.write_text(wanted)
+
+
+def ensure_node_rp() -> None:
+    """openid-client for the partner-library test (tests/rp_node), when node and npm exist.
+
+    Installed from the committed lock file (`npm ci`) when missing or not the locked version.
+    Without node, or if the install fails, that one test is skipped (outside CI).
+    """
+    lock = json.loads((NODE_RP / "package-lock.json").read_text())
+    wanted = lock["packages"]["node_modules/openid-client"]["version"]
+    installed = NODE_RP / "node_modules" / "openid-client" / "package.json"
+    if installed.exists() and json.loads(installed.read_text()).get("version") == wanted:
+        return
+    npm = shutil.which("npm")
+    if not npm or not shutil.which("node"):
+        print("node/npm not found: the openid-client test will be skipped.", flush=True)
+        return
+    print("Installing openid-client for the partner-library tests (npm ci) ...", flush=True)
+    result = subprocess.run(  # noqa: S603 - fixed argument list
+        [npm, "ci", "--prefix", str(NODE_RP), "--no-audit", "--no-fund"], cwd=ROOT
+    )
+    if result.returncode:
+        print("npm ci failed: the openid-client test will be skipped.", flush=True)
 
 
 def manage(*args: str) -> None:
@@ -63,6 +89,7 @@ def cmd_run() -> None:
 
 def cmd_test(extra: list[str]) -> None:
     ensure_venv()
+    ensure_node_rp()
     env = dict(os.environ)
     # Spread the suite over every core unless the caller chose otherwise.
     parallel = [] if any(arg.startswith(("-n", "--numprocesses")) for arg in extra) else ["-n", "auto"]

@@ -1,6 +1,10 @@
 """docs/partners.md cannot drift from what we serve: every endpoint URL, authentication
 method, PKCE method, scope and acr value in its configuration examples is checked against
-our discovery document (OpenID Connect Discovery 1.0 §3)."""
+our discovery document (OpenID Connect Discovery 1.0 §3).
+
+The examples are also run for real by tests/oidc/test_rp_libraries.py: its Python blocks as
+written, its openid-client block through tests/rp_node/rp.js, which the last test here keeps
+in step with the block."""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "partners.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "partners.md"
+NODE_SCRIPT = ROOT / "tests" / "rp_node" / "rp.js"
 DOC_ISSUER = "https://compte.example.org"
 
 
@@ -102,3 +108,24 @@ def test_scope_table_matches_discovery(metadata):
                 "region",
                 "country",
             }
+
+
+def test_node_script_makes_the_calls_of_the_openid_client_example():
+    """tests/rp_node/rp.js, which test_rp_libraries.py runs, does what the js block says: every
+    openid-client call of the block, and every client metadata or parameter value written
+    out in it (e.g. `token_endpoint_auth_signing_alg: "ES256"`), is in the script."""
+    body = examples()["js"]
+    script = NODE_SCRIPT.read_text(encoding="utf-8")
+    calls = re.findall(r"\bnew issuer\.Client\(|\b(?:Issuer|generators|client|tokens)\.\w+\(", body)
+    assert len(calls) >= 10, calls
+    for call in calls:
+        assert call in script, call
+    assert 'require("openid-client")' in body and 'require("openid-client")' in script
+    values = re.findall(r"^\s*(\w+: (?:\"[^\"]*\"|\[\"[^\"]*\"\]),)", body, re.M)
+    literal = [value for value in values if "example.org" not in value and "your-client-id" not in value]
+    assert len(literal) >= 6, literal
+    for value in literal:
+        assert value in script, value
+    # The variant with a secret described under the block.
+    assert 'token_endpoint_auth_method: "client_secret_basic",' in script
+    assert "client.authorizationUrl(params)" in script
