@@ -9,7 +9,10 @@ show (and let staff type) the client secret, and know nothing of our settings. H
 - the secret (a keyed hash) is never displayed; "Regenerate secret" shows a new secret
   once, in a message, and stores only its keyed hash (identity.crypto);
 - the pairwise-subject sector is fixed when the client is created and shown read-only:
-  changing it would change every resident's `sub` at that partner.
+  changing it would change every resident's `sub` at that partner;
+- a sector identifier URI is fetched when a client is added with one, and when its sector
+  identifier URI or redirect URIs change: the document must be a JSON array listing every
+  redirect URI (identity/oidc/sector.py), otherwise a field error and nothing is saved.
 
 Registered from IdentityConfig.ready(), after the admin autodiscovery that registered the
 library's pages.
@@ -138,7 +141,29 @@ class PartnerClientForm(forms.ModelForm):
                 validate_jwks_document(jwks)
             except ValueError as exc:
                 self.add_error("jwks", str(exc))
+        self._check_sector_document(data)
         return data
+
+    def _check_sector_document(self, data: dict[str, Any]) -> None:
+        """OIDC Core §8.1: the document at the sector identifier URI lists every redirect URI.
+
+        Fetched on creation, and on a change of either side of the check; not when other
+        settings are edited, so that a partner's document being down does not block them.
+        """
+        uri = data.get("sector_identifier_uri")
+        if not uri or self.has_error("sector_identifier_uri") or self.has_error("redirect_uris"):
+            return
+        adding = self.instance._state.adding
+        if not adding and not {"sector_identifier_uri", "redirect_uris"} & set(self.changed_data):
+            return
+        from identity.oidc.sector import SectorDocumentError, sector_document_check
+
+        try:
+            sector_document_check(
+                sector_identifier_uri=uri, redirect_uris=(data.get("redirect_uris") or "").split()
+            )
+        except SectorDocumentError as exc:
+            self.add_error("sector_identifier_uri", str(exc))
 
 
 @admin.action(description=_("Regenerate the client secret (shown once)"))

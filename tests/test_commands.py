@@ -181,29 +181,39 @@ def test_register_client_refusals_create_nothing(db: Any, args: list[str], expec
 
 
 def test_register_client_with_sector_signing_alg_and_logout_uris(db: Any) -> None:
-    out, _ = run(
-        "register_client",
-        "--name",
-        "Portail culture",
-        "--redirect-uri",
-        "https://culture.example.org/cb",
-        "--redirect-uri",
-        "https://www.culture.example.net/cb",
-        "--sector",
-        "https://sector.culture.example.org/redirects.json",
-        "--signing-alg",
-        "ES256",
-        "--backchannel-logout-uri",
-        "https://culture.example.org/oidc/backchannel",
-        "--frontchannel-logout-uri",
-        "https://culture.example.org/oidc/frontchannel",
-        "--json",
+    from tests.oidc.conftest import SectorDocumentServer
+
+    # The sector identifier document is fetched at registration (tests/oidc/test_sector_identifier.py).
+    server = SectorDocumentServer()
+    sector = server.serve_json(
+        "/redirects.json", ["https://culture.example.org/cb", "https://www.culture.example.net/cb"]
     )
+    try:
+        out, _ = run(
+            "register_client",
+            "--name",
+            "Portail culture",
+            "--redirect-uri",
+            "https://culture.example.org/cb",
+            "--redirect-uri",
+            "https://www.culture.example.net/cb",
+            "--sector",
+            sector,
+            "--signing-alg",
+            "ES256",
+            "--backchannel-logout-uri",
+            "https://culture.example.org/oidc/backchannel",
+            "--frontchannel-logout-uri",
+            "https://culture.example.org/oidc/frontchannel",
+            "--json",
+        )
+    finally:
+        server.close()
     payload = json.loads(out)
     client = get_application_model().objects.get(client_id=payload["client_id"])
     assert client.algorithm == "ES256" and payload["id_token_signed_response_alg"] == "ES256"
-    assert client.sector_identifier_uri == "https://sector.culture.example.org/redirects.json"
-    assert client.subject_sector == payload["sector"] == "sector.culture.example.org"
+    assert client.sector_identifier_uri == sector
+    assert client.subject_sector == payload["sector"] == "127.0.0.1"  # the sector URI's host
     assert payload["subject_type"] == "pairwise"
     assert client.backchannel_logout_uri == "https://culture.example.org/oidc/backchannel"
     assert client.frontchannel_logout_uri == "https://culture.example.org/oidc/frontchannel"

@@ -11,9 +11,11 @@ residents by `sub`. The value is
 the key. The sector is fixed on the client at registration (`Client.subject_sector`) so
 that editing redirect URIs later never changes residents' subjects.
 
-The JSON document at a `sector_identifier_uri` is not fetched: the operator vouches for
-the grouping when registering the client (OIDC Core §8.1 lets the OP check that the
-redirect URIs are listed there; we do not, and say so in docs/partners.md).
+The JSON document at a `sector_identifier_uri` is fetched when the client is registered
+or its redirect URIs / sector identifier URI are edited (identity/oidc/sector.py): it must
+be a JSON array listing every redirect URI of the client (OIDC Core §8.1, Registration
+§5), otherwise the registration is refused. It is never fetched at sign-in, and the
+sector stays the URI's host (the document's contents never change anyone's `sub`).
 
 Clients the operator marks as internal metropolitan services get the public subject:
 the account id.
@@ -69,13 +71,24 @@ def redirect_hosts(redirect_uris: list[str]) -> set[str]:
     return hosts
 
 
+def _loopback_http_allowed(scheme: str, hostname: str) -> bool:
+    """http on loopback, where client URIs may use it (development, tests, RFC 8252 apps)."""
+    from identity.services import LOOPBACK_HOSTS
+
+    return scheme == "http" and hostname in LOOPBACK_HOSTS and bool(settings.ALLOW_HTTP_LOOPBACK_REDIRECTS)
+
+
 def sector_for(*, redirect_uris: list[str], sector_identifier_uri: str = "") -> str:
     """The sector a client belongs to; raises SectorError when it is ambiguous."""
     if sector_identifier_uri:
-        parts = urlsplit(sector_identifier_uri)
-        if parts.scheme != "https" or not parts.hostname:
+        try:
+            parts = urlsplit(sector_identifier_uri)
+            hostname = parts.hostname
+        except ValueError:
+            hostname = None
+        if not hostname or not (parts.scheme == "https" or _loopback_http_allowed(parts.scheme, hostname)):
             raise SectorError(f"sector identifier URI {sector_identifier_uri!r} must be an https URL")
-        return parts.hostname.lower()
+        return hostname.lower()
     hosts = redirect_hosts(redirect_uris)
     if len(hosts) > 1:
         raise SectorError(

@@ -185,3 +185,84 @@ def relying_party() -> Any:
     server = RelyingPartyServer()
     yield server
     server.close()
+
+
+# --- a partner's sector identifier document on a real local port (OIDC Core §8.1) -----------
+
+
+class SectorDocumentServer:
+    """Serves documents by path on 127.0.0.1 over plain HTTP (loopback http is allowed outside
+    production). `routes[path] = (status, headers, body)`; unknown paths answer 404. Every
+    path requested is recorded in `requested`."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.requested: list[str] = []
+        self.delay = 0.0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                import time
+
+                server.requested.append(self.path)
+                if server.delay:
+                    time.sleep(server.delay)
+                status, headers, body = server.routes.get(self.path, (404, {}, b"not found"))
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the client gave up (timeout, size limit)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def serve_json(self, path: str, document: Any, status: int = 200) -> str:
+        import json
+
+        body = json.dumps(document).encode()
+        self.routes[path] = (status, {"Content-Type": "application/json"}, body)
+        return self.url(path)
+
+    def serve_raw(
+        self, path: str, body: bytes, status: int = 200, headers: dict[str, str] | None = None
+    ) -> str:
+        self.routes[path] = (status, headers or {"Content-Type": "application/json"}, body)
+        return self.url(path)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def sector_server() -> Any:
+    server = SectorDocumentServer()
+    yield server
+    server.close()
+
+
+def closed_port_url(path: str = "/sector.json") -> str:
+    """An http URL on loopback where nothing listens (the port was just released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"

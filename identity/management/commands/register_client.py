@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from identity.oidc.constants import AUTH_METHODS, REGISTRABLE_GRANTS, SUPPORTED_SCOPES
-from identity.services import ClientConfigError, client_register
+from identity.services import ClientConfigError, client_register, validate_client_uri
 
 
 class Command(BaseCommand):
@@ -42,7 +42,8 @@ class Command(BaseCommand):
             dest="sector_identifier_uri",
             help=(
                 "Sector identifier URI (https): partners sharing its host get the same pairwise "
-                "subject. Required when redirect URIs are on several hosts. Not fetched."
+                "subject. Required when redirect URIs are on several hosts. Fetched now: it must "
+                "be a JSON array listing every --redirect-uri, or nothing is registered."
             ),
         )
         parser.add_argument(
@@ -117,6 +118,8 @@ class Command(BaseCommand):
             except (OSError, ValueError) as exc:
                 raise CommandError(f"cannot read the JWKS file: {exc}") from exc
         try:
+            if options["sector_identifier_uri"]:
+                self._check_sector_document(options)
             client, secret = client_register(
                 name=options["name"],
                 redirect_uris=options["redirect_uris"],
@@ -164,3 +167,19 @@ class Command(BaseCommand):
         if secret:
             self.stdout.write(f"client_secret: {secret}")
             self.stdout.write("The secret is shown only now; it is stored hashed and cannot be recovered.")
+
+    @staticmethod
+    def _check_sector_document(options: dict[str, Any]) -> None:
+        """OIDC Core §8.1: the sector identifier document lists every redirect URI.
+
+        The URIs are checked first (a malformed one gets its own message), then the
+        document is fetched, before anything is written.
+        """
+        from identity.oidc.sector import sector_document_check
+
+        validate_client_uri(options["sector_identifier_uri"], what="sector identifier URI")
+        for uri in options["redirect_uris"]:
+            validate_client_uri(uri, what="redirect URI")
+        sector_document_check(
+            sector_identifier_uri=options["sector_identifier_uri"], redirect_uris=options["redirect_uris"]
+        )
