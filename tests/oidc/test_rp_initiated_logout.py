@@ -349,3 +349,155 @@ def test_rp_initiated_logout_ends_the_session_record(flow, tokens):
     event = AuditEvent.objects.get(event="session.ended")
     assert event.data["reason"] == "rp_initiated_logout"
     assert event.data["clients"] == [flow.rp.client_id]
+
+
+# --- logout_hint (RP-Initiated Logout 1.0 §2) -------------------------------------------------
+#
+# "logout_hint: hint to the Authorization Server about the End-User that is logging out."
+# We read it as the requesting client knows the resident: its `sub`, or the email address
+# (case-insensitive). A hint naming anyone but the signed-in resident never signs them out
+# silently: they are asked. The relying party must not learn whether its hint names
+# another account of ours: nothing but the signed-in resident is ever compared.
+
+
+def sub_of(rp: Any, user: Any) -> str:
+    from tests.oidc.conftest import expected_sub
+
+    return expected_sub(rp, user)
+
+
+def test_logout_hint_with_the_clients_sub_signs_out_at_once(flow, tokens, resident):
+    response = end_session(
+        flow.browser,
+        id_token_hint=tokens["id_token"],
+        logout_hint=sub_of(flow.rp, resident),
+        post_logout_redirect_uri=BYE,
+        state="h1",
+    )
+    assert response.status_code in (302, 303), response.status_code
+    assert response["Location"] == BYE + "?state=h1"
+    assert_signed_out(flow.browser, flow.rp)
+
+
+@pytest.mark.parametrize("email", ["camille@example.org", "Camille@Example.ORG", " CAMILLE@example.org "])
+def test_logout_hint_with_the_email_signs_out_at_once(flow, tokens, email):
+    response = end_session(
+        flow.browser,
+        id_token_hint=tokens["id_token"],
+        logout_hint=email,
+        post_logout_redirect_uri=BYE,
+        state="h2",
+    )
+    assert response.status_code in (302, 303), response.status_code
+    assert response["Location"] == BYE + "?state=h2"
+    assert_signed_out(flow.browser, flow.rp)
+
+
+def test_logout_hint_by_post_from_the_rp_is_honoured(flow, tokens, resident):
+    flow.browser.handler.enforce_csrf_checks = True
+    try:
+        response = end_session(
+            flow.browser,
+            "post",
+            id_token_hint=tokens["id_token"],
+            logout_hint=sub_of(flow.rp, resident),
+            post_logout_redirect_uri=BYE,
+        )
+    finally:
+        flow.browser.handler.enforce_csrf_checks = False
+    assert response.status_code in (302, 303)
+    assert_signed_out(flow.browser, flow.rp)
+
+
+MISMATCHES = {
+    "another resident's email": lambda ctx: "dominique@example.org",
+    "an unknown email": lambda ctx: "nobody-here@example.org",
+    "another resident's sub": lambda ctx: sub_of(ctx["rp"], ctx["other"]),
+    "an unknown sub": lambda ctx: "x" * 43,
+    "the resident's sub at another sector": lambda ctx: __import__(
+        "tests.oidc.conftest", fromlist=["expected_sub"]
+    ).expected_sub(ctx["rp"], ctx["resident"], sector="elsewhere.example.net"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISMATCHES))
+def test_logout_hint_naming_someone_else_asks_first(flow, tokens, resident, make_resident, case):
+    other = make_resident("dominique@example.org")
+    hint = MISMATCHES[case]({"rp": flow.rp, "other": other, "resident": resident})
+    page = end_session(
+        flow.browser,
+        id_token_hint=tokens["id_token"],
+        logout_hint=hint,
+        post_logout_redirect_uri=BYE,
+        state="h3",
+    )
+    assert page.status_code == 200
+    assert "oidc/logout_confirm.html" in [template.name for template in page.templates]
+    assert_still_signed_in(flow.browser, flow.rp)  # not signed out silently
+    # The hint is neither shown nor carried into the confirmation (only the language
+    # switcher's `next`, our own URL, holds the request's query, as on every page).
+    import re
+
+    html = re.sub(r'<input type="hidden" name="next" value="[^"]*">', "", page.content.decode())
+    assert hint not in html
+    assert "logout_hint" not in form_fields(page)
+
+    # The request itself is genuine: once the resident confirms, the RP gets its redirect.
+    done = click_sign_out(flow.browser, page)
+    assert done.status_code in (302, 303)
+    assert done["Location"] == BYE + "?state=h3"
+    assert_signed_out(flow.browser, flow.rp)
+
+
+def _page_without_tokens(response: Any) -> str:
+    import re
+
+    return re.sub(r'value="[^"]{32,}"', 'value=""', response.content.decode())
+
+
+def test_confirmation_does_not_reveal_whether_the_hint_names_an_account(flow, tokens, make_resident):
+    make_resident("dominique@example.org")
+    pages = []
+    for hint in ("dominique@example.org", "nobody-here@example.org"):
+        page = end_session(
+            flow.browser,
+            id_token_hint=tokens["id_token"],
+            logout_hint=hint,
+            post_logout_redirect_uri=BYE,
+            state="same",
+        )
+        assert page.status_code == 200
+        pages.append(_page_without_tokens(page).replace(hint, ""))
+    assert pages[0] == pages[1]
+
+
+def test_logout_hint_without_id_token_hint_still_asks(flow, tokens):
+    page = end_session(
+        flow.browser,
+        client_id=flow.rp.client_id,
+        logout_hint="camille@example.org",
+        post_logout_redirect_uri=BYE,
+    )
+    assert page.status_code == 200
+    assert_still_signed_in(flow.browser, flow.rp)
+
+
+@pytest.mark.parametrize("hint", ["camille@example.org", "dominique@example.org", "nobody-here@example.org"])
+def test_logout_hint_without_a_session_changes_nothing(flow, tokens, make_resident, hint):
+    make_resident("dominique@example.org")
+    flow.browser.logout()
+    with_hint = end_session(
+        flow.browser,
+        id_token_hint=tokens["id_token"],
+        logout_hint=hint,
+        post_logout_redirect_uri=BYE,
+        state="ns",
+    )
+    assert with_hint.status_code in (302, 303)
+    assert with_hint["Location"] == BYE + "?state=ns"  # as without any logout_hint
+
+    only_client = end_session(
+        flow.browser, client_id=flow.rp.client_id, logout_hint=hint, post_logout_redirect_uri=BYE, state="n2"
+    )
+    assert only_client.status_code in (302, 303)
+    assert only_client["Location"] == BYE + "?state=n2"

@@ -6,7 +6,13 @@ What the OP does with a logout request (§2, §3 of RP-Initiated Logout):
   and, with `client_id`, issued to that client. `post_logout_redirect_uri` is followed
   only if it is registered, exactly, for the client the (trusted) request names.
 - Signed in, with a trusted hint naming the signed-in resident and this browser session
-  (`sid`): the resident is signed out at once.
+  (`sid`): the resident is signed out at once, unless a `logout_hint` names someone else.
+- `logout_hint` (§2) is compared with the signed-in resident only, as the requesting
+  client knows them: its `sub` for the resident (identity/oidc/subjects.subject_for), or
+  the resident's email address (case-insensitive). When it names anyone else, the resident
+  is asked instead (the same confirmation page, which neither repeats the hint nor says
+  why it is shown). No other account is ever looked up, so the relying party cannot learn
+  whether its hint names an account of ours; without a session the hint changes nothing.
 - Otherwise the resident is asked (a CSRF-protected "Se déconnecter" button). When
   anything in the request could not be trusted (bad/modified/foreign-signed hint, unknown
   or mismatching client, unregistered redirect), the confirmation page says so and the
@@ -82,9 +88,23 @@ def _audiences(claims: dict[str, Any]) -> list[str]:
     return [str(value) for value in (audience if isinstance(audience, list) else [audience]) if value]
 
 
+def logout_hint_designates(logout_hint: str, application: Any, user: Any) -> bool:
+    """Whether a `logout_hint` names `user`: the client's `sub` for them, or their email."""
+    from identity.models import normalize_email
+
+    value = logout_hint.strip()
+    if not value:
+        return True  # an empty hint hints at nothing
+    if application is not None and value == subject_for(application, user):
+        return True
+    email = normalize_email(getattr(user, "email", "") or "")
+    return bool(email) and normalize_email(value) == email
+
+
 @dataclass
 class LogoutRequest:
     hint: str = ""
+    logout_hint: str = ""
     client_id: str = ""
     post_logout_redirect_uri: str = ""
     state: str = ""
@@ -106,6 +126,7 @@ class LogoutRequest:
 def evaluate(params: QueryDict) -> LogoutRequest:
     request = LogoutRequest(
         hint=params.get("id_token_hint") or "",
+        logout_hint=params.get("logout_hint") or "",
         client_id=params.get("client_id") or "",
         post_logout_redirect_uri=params.get("post_logout_redirect_uri") or "",
         state=params.get("state") or "",
@@ -169,10 +190,15 @@ class EndSessionView(View):
         return self._sign_out(request, evaluate(params))
 
     def _may_skip_confirmation(self, request: HttpRequest, logout: LogoutRequest, session: Any) -> bool:
-        """§2: ask unless a trusted hint names the signed-in resident and this session."""
+        """§2: ask unless a trusted hint names the signed-in resident and this session
+        (and `logout_hint`, when given, names that resident too)."""
         if not logout.trusted or logout.claims is None or logout.application is None:
             return False
         if logout.claims.get("sub") != subject_for(logout.application, request.user):
+            return False
+        if logout.logout_hint and not logout_hint_designates(
+            logout.logout_hint, logout.application, request.user
+        ):
             return False
         hinted_sid = logout.claims.get("sid")
         return hinted_sid is None or hinted_sid == session.sid
