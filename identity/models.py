@@ -512,3 +512,37 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class InternalServiceNotice(models.Model):
+    """That a resident was told what an internal metropolitan service receives (public task).
+
+    Internal services need no consent (GDPR Art. 6(1)(e)): instead the resident is shown an
+    information page the first time they are sent to one, and again when it asks for
+    scopes beyond those already noticed (identity/oidc/internal_notice.py). This is a
+    record of information given, not a consent: it never enters the consent ledger and
+    never gates the release of claims.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    client = models.ForeignKey("identity.Client", on_delete=models.CASCADE, related_name="+")
+    # Space-separated, sorted: every scope the resident has been told about for this service.
+    # Written when the resident leaves the page with "Continuer" (the page was seen).
+    scopes = models.CharField(_("scopes noticed"), max_length=500)
+    first_shown_at = models.DateTimeField(_("first shown"), default=timezone.now)
+    last_shown_at = models.DateTimeField(_("last shown"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("information service interne")
+        verbose_name_plural = _("informations services internes")
+        constraints = [
+            models.UniqueConstraint(fields=("user", "client"), name="internalservicenotice_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"notice {self.pk}"
+
+    @property
+    def scope_set(self) -> set[str]:
+        return set(self.scopes.split())

@@ -40,6 +40,16 @@ def _isolated_caches() -> Any:
 
 
 @pytest.fixture(autouse=True)
+def _default_language_afterwards() -> Any:
+    """A request in English (cookie, ui_locales) leaves English active in this thread: every
+    test ends with the default language again, so that the next one does not inherit it."""
+    yield
+    from django.utils import translation
+
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_key_cache() -> Any:
     from identity.client_cache import client_cache_clear
 
@@ -210,10 +220,17 @@ class OIDCFlow:
         assert query["state"] == [self.state]
         return query["code"][0]
 
+    def continue_notice(self, response: Any) -> Any:
+        """Press "Continuer" on an internal service's information page contained in `response`."""
+        notice = response.context["notice_id"]
+        return self.browser.post("/authorize/information", {"pending": notice})
+
     def get_code(self, **overrides: Any) -> str:
         response = self.authorize(**overrides)
         if response.status_code == 200 and "pending_id" in (response.context or {}):
             response = self.approve(response)
+        elif response.status_code == 200 and "notice_id" in (response.context or {}):
+            response = self.continue_notice(response)
         return self.code_from(response)
 
     def token(self, code: str, **overrides: Any) -> Any:

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from identity.oidc import internal_notice
 from identity.oidc.views import (
     authorize,
     discovery,
@@ -20,6 +21,7 @@ urlpatterns = [
     path("jwks.json", jwks.jwks, name="jwks"),
     path("authorize", authorize.AuthorizeView.as_view(), name="authorize"),
     path("authorize/decision", authorize.AuthorizeDecisionView.as_view(), name="authorize-decision"),
+    path("authorize/information", internal_notice.InternalNoticeView.as_view(), name="authorize-notice"),
     path("par", par.PushedAuthorizationView.as_view(), name="par"),
     path("token", token.TokenView.as_view(), name="token"),
     path("userinfo", userinfo.UserInfoView.as_view(), name="userinfo"),

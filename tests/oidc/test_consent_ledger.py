@@ -7,7 +7,8 @@
   the transaction that issues the code: a failure writes nothing.
 - Claims are released at token and userinfo time only while the ledger grants them: a
   withdrawal stops them at once (userinfo answers `sub` alone) and the screen comes back.
-- Internal services (public task) see no screen and write no event.
+- Internal services (public task) see no consent screen and write no event (their one-time
+  information page is tested in test_internal_service_notice.py).
 """
 
 from __future__ import annotations
@@ -158,6 +159,9 @@ def test_internal_service_has_no_screen_no_event_and_gets_claims(make_client, si
     rp = make_client(name="Espace citoyen", is_internal=True)
     flow = OIDCFlow(signed_in, rp)
     response = flow.authorize()
+    assert not is_consent_page(response)
+    if response.status_code == 200:  # the one-time information page: "Continuer"
+        response = flow.continue_notice(response)
     assert response.status_code in (302, 303) and "code" in location_query(response)
     body = flow.token(flow.code_from(response)).json()
     assert not events_search(user=resident).exists()

@@ -17,7 +17,8 @@ In order, for a request whose client and redirect URI are valid:
    `unmet_authentication_requirements` (OpenID Connect Unmet Authentication Requirements
    1.0) or `interaction_required` — never a code. A wanted (voluntary) level that cannot
    be reached is not an error: the ID token says the level reached (OIDC Core §5.5.1.1);
-4. consent, from the ledger (identity/oidc/consent.py).
+4. consent, from the ledger (identity/oidc/consent.py); internal services ask none, and
+   show an information page instead the first time (identity/oidc/internal_notice.py).
 """
 
 from __future__ import annotations
@@ -380,7 +381,13 @@ class AuthorizeView(_AuthorizationMixin, View):
 
         # --- consent, from the ledger --------------------------------------------------------
         if client.is_internal:
-            # Public task: no consent screen and no ledger event (docs/partners.md).
+            # Public task: no consent screen and no ledger event (docs/partners.md); the
+            # resident is told once what the service receives.
+            from identity.oidc.internal_notice import internal_notice_page
+
+            notice = internal_notice_page(request, client, scopes, credentials, prompt)
+            if notice is not None:
+                return notice
             return self._finish(request, scopes, credentials)
         from identity.oidc.consent import sharing_granted, sharing_purpose_code
 
