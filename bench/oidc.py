@@ -9,7 +9,8 @@ What it does (see bench/README.md, section "OIDC hot paths"):
 1. Recreates a throwaway PostgreSQL database (its name must contain "bench"), runs
    `migrate` and `ensure_signing_keys`, registers the clients with `register_client --json`
    and a resident with `create_resident --json`, all under DJANGO_ENV=production.
-2. Starts `gunicorn config.wsgi`: one gthread worker pinned to CPU core 0 (`taskset -c 0`),
+2. Starts the WSGI server as in production (docs/operators.md: granian, `--server gunicorn`
+   for a comparison with gunicorn gthread): one worker pinned to CPU core 0 (`taskset -c 0`),
    keep-alive, on 127.0.0.1:<free port>; waits for /readyz.
 3. Signs the resident in through the real login form (one Argon2id check), then loads each
    operation from CPU core 1 (`taskset -c 1`) over keep-alive HTTP on loopback: `wrk` with
@@ -18,7 +19,7 @@ What it does (see bench/README.md, section "OIDC hot paths"):
 4. Prints a Markdown table (req/s, p50, p99, target, errors) and stops everything it
    started, also on Ctrl-C and on errors. Exit status 2 when any request failed.
 
-`--profile DIR` additionally runs `py-spy record` on the gunicorn worker during each
+`--profile DIR` additionally runs `py-spy record` on the server's worker during each
 measured phase and writes collapsed stacks plus a hotspot summary into DIR.
 
 Traffic only ever goes to 127.0.0.1. The issuer (https://bench.example) is a string.
@@ -57,7 +58,7 @@ REDIRECT_URI = "https://rp.bench.example/callback"
 
 # Targets per core, from issue 4 ("Speed").
 OPERATIONS: list[tuple[str, str, int]] = [
-    # Not in issue 4: the floor of the stack (gunicorn + Django middleware, no database).
+    # Not in issue 4: the floor of the stack (WSGI server + Django middleware, no database).
     ("healthz", "(reference) GET /healthz, no database", 0),
     ("discovery", "discovery + JWKS (GET, alternating)", 3000),
     ("client_credentials", "client-credentials grant (POST /token)", 1000),
@@ -443,7 +444,7 @@ class Bench:
         self.args = args
         self.tmp = Path(tempfile.mkdtemp(prefix="cum-bench-"))
         self.children: list[subprocess.Popen] = []
-        self.gunicorn: subprocess.Popen | None = None
+        self.server: subprocess.Popen | None = None
         self.port = 0
         self.env = self._service_env()
         self.db_created = False
@@ -537,6 +538,7 @@ class Bench:
     def prepare(self) -> None:
         self.recreate_database()
         self.manage("migrate", "--noinput")
+        self.manage("collectstatic", "--noinput")  # the information page is a rendered page
         self.manage("ensure_signing_keys")
         log("migrated, signing keys created")
 
@@ -591,45 +593,71 @@ class Bench:
         with socket.socket() as sock:
             sock.bind((LOOPBACK, 0))
             self.port = sock.getsockname()[1]
-        cmd = [
-            "taskset",
-            "-c",
-            "0",
-            str(ROOT / ".venv" / "bin" / "gunicorn"),
-            "config.wsgi",
-            "--workers",
-            "1",
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(self.args.threads),
-            "--keep-alive",
-            "75",
-            "--bind",
-            f"{LOOPBACK}:{self.port}",
-            "--worker-tmp-dir",
-            "/dev/shm",
-            "--no-control-socket",
-            "--graceful-timeout",
-            "5",
-            "--error-logfile",
-            "-",
-        ]
-        if self.args.gunicorn_args:
-            cmd += self.args.gunicorn_args.split()
-        self.gunicorn_log = open(self.tmp / "gunicorn.log", "w")  # noqa: SIM115
-        self.gunicorn = subprocess.Popen(
+        if self.args.server == "granian":
+            cmd = [
+                "taskset",
+                "-c",
+                "0",
+                str(ROOT / ".venv" / "bin" / "granian"),
+                "--interface",
+                "wsgi",
+                "--workers",
+                "1",
+                "--blocking-threads",
+                str(self.args.threads),
+                "--http",
+                "1",
+                "--no-ws",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "config.wsgi:application",
+            ]
+        else:
+            cmd = [
+                "taskset",
+                "-c",
+                "0",
+                str(ROOT / ".venv" / "bin" / "gunicorn"),
+                "config.wsgi",
+                "--workers",
+                "1",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(self.args.threads),
+                "--keep-alive",
+                "75",
+                "--bind",
+                f"{LOOPBACK}:{self.port}",
+                "--worker-tmp-dir",
+                "/dev/shm",
+                "--no-control-socket",
+                "--graceful-timeout",
+                "5",
+                "--error-logfile",
+                "-",
+            ]
+        if self.args.server_args:
+            cmd += self.args.server_args.split()
+        self.server_log = open(self.tmp / "server.log", "w")  # noqa: SIM115
+        self.server = subprocess.Popen(
             cmd,
             cwd=ROOT,
             env=self.env,
-            stdout=self.gunicorn_log,
+            stdout=self.server_log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.time() + 60
         while time.time() < deadline:
-            if self.gunicorn.poll() is not None:
-                raise BenchError("gunicorn exited:\n" + (self.tmp / "gunicorn.log").read_text()[-3000:])
+            if self.server.poll() is not None:
+                raise BenchError(
+                    f"{self.args.server} exited:\n" + (self.tmp / "server.log").read_text()[-3000:]
+                )
             try:
                 status = asyncio.run(self._get_status("/readyz"))
                 if status == 200:
@@ -639,25 +667,23 @@ class Bench:
             time.sleep(0.2)
         else:
             raise BenchError(
-                "gunicorn did not become ready:\n" + (self.tmp / "gunicorn.log").read_text()[-3000:]
+                f"{self.args.server} did not become ready:\n" + (self.tmp / "server.log").read_text()[-3000:]
             )
         self.worker_pid = self._worker_pid()
         log(
-            f"gunicorn ready on {LOOPBACK}:{self.port} "
-            f"(master {self.gunicorn.pid}, worker {self.worker_pid}, "
-            f"gthread x{self.args.threads}, core 0)"
+            f"{self.args.server} ready on {LOOPBACK}:{self.port} "
+            f"(master {self.server.pid}, worker {self.worker_pid}, "
+            f"{self.args.threads} threads, core 0)"
         )
 
     def _worker_pid(self) -> int:
-        assert self.gunicorn is not None
+        assert self.server is not None
         for _ in range(50):
-            children = (
-                Path(f"/proc/{self.gunicorn.pid}/task/{self.gunicorn.pid}/children").read_text().split()
-            )
+            children = Path(f"/proc/{self.server.pid}/task/{self.server.pid}/children").read_text().split()
             if children:
                 return int(children[0])
             time.sleep(0.1)
-        raise BenchError("no gunicorn worker process found")
+        raise BenchError(f"no {self.args.server} worker process found")
 
     async def _get_status(self, path: str) -> int:
         conn = Connection(self.port, proxy_headers())
@@ -712,6 +738,50 @@ class Bench:
             "code_client_id": code["client_id"],
             "code_client_basic": basic_auth(code["client_id"], code["client_secret"]),
         }
+
+    async def _acknowledge_internal_notice(self) -> None:
+        """The first visit to an internal service shows its information page, once.
+
+        As a resident would, press "Continuer" (a CSRF-protected POST) so that the measured
+        round trips are those of a returning resident (identity/oidc/internal_notice.py).
+        """
+        _verifier, challenge = pkce_pair()
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.clients["code"]["client_id"],
+                "redirect_uri": REDIRECT_URI,
+                "scope": "openid profile email",
+                "state": "notice",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        conn = Connection(self.port, proxy_headers())
+        try:
+            page = await conn.request("GET", "/authorize?" + query, {"Cookie": self.session_cookie})
+            if page.status in (302, 303):
+                return  # no page: already acknowledged
+            found = re.search(rb'name="pending" value="([^"]+)"', page.body)
+            if page.status != 200 or not found:
+                raise BenchError(f"information page: HTTP {page.status} {page.body[:200]!r}")
+            csrf = secrets.token_hex(16)
+            cookies = "; ".join(f"{name}={csrf}" for name in ("__Host-cum_csrf", "cum_csrf"))
+            answer = await conn.request(
+                "POST",
+                "/authorize/information",
+                {
+                    "Cookie": f"{self.session_cookie}; {cookies}",
+                    "Origin": f"https://{LOOPBACK}:{self.port}",
+                    "Content-Type": FORM,
+                },
+                urlencode({"pending": found.group(1).decode(), "csrfmiddlewaretoken": csrf}).encode(),
+            )
+        finally:
+            await conn.close()
+        if answer.status not in (302, 303) or not (answer.header("location") or "").startswith(REDIRECT_URI):
+            raise BenchError(f"information page: POST answered HTTP {answer.status} {answer.body[:200]!r}")
+        log("internal service's information page acknowledged once")
 
     async def _user_tokens(self, count: int) -> list[dict[str, Any]]:
         conn = Connection(self.port, proxy_headers())
@@ -924,6 +994,7 @@ class Bench:
         self.start_service()
         self.session_cookie = asyncio.run(self._login())
         log("resident signed in through /connexion/ (session cookie obtained)")
+        asyncio.run(self._acknowledge_internal_notice())
         # Sanity check of every path once before loading it.
         asyncio.run(self._user_tokens(1))
         asyncio.run(self._client_credentials_token())
@@ -972,7 +1043,7 @@ class Bench:
         print(
             f"Run {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({cpu}), "
             f"Python {platform.python_version()}, commit {rev}{' + uncommitted changes' if dirty else ''}; "
-            f"gunicorn 1 gthread worker x{self.args.threads} "
+            f"{self.args.server}, 1 worker x {self.args.threads} "
             f"threads on core 0, load on core 1, {self.args.connections} keep-alive connections, "
             f"{self.args.duration:g} s per operation after {self.args.warmup:g} s warm-up."
         )
@@ -1045,16 +1116,16 @@ class Bench:
                     proc.wait(timeout=5)
                 if proc.poll() is None:
                     proc.kill()
-        if self.gunicorn is not None and self.gunicorn.poll() is None:
+        if self.server is not None and self.server.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.gunicorn.pid, signal.SIGTERM)
+                os.killpg(self.server.pid, signal.SIGTERM)
             try:
-                self.gunicorn.wait(timeout=10)
+                self.server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.gunicorn.pid, signal.SIGKILL)
-                self.gunicorn.wait(timeout=5)
-            log("gunicorn stopped")
+                    os.killpg(self.server.pid, signal.SIGKILL)
+                self.server.wait(timeout=5)
+            log(f"{self.args.server} stopped")
         self.drop_database()
         if self.args.keep_tmp:
             log(f"kept {self.tmp}")
@@ -1140,7 +1211,10 @@ def main() -> int:
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
     parser.add_argument(
-        "--threads", type=int, default=4, help="gthread threads of the one worker (default 4)"
+        "--threads",
+        type=int,
+        default=4,
+        help="threads of the one worker (granian blocking / gunicorn gthread; default 4)",
     )
     parser.add_argument(
         "--connections", type=int, default=8, help="concurrent keep-alive connections (default 8)"
@@ -1148,7 +1222,13 @@ def main() -> int:
     parser.add_argument(
         "--only", nargs="*", choices=[op[0] for op in OPERATIONS], help="run only these operations"
     )
-    parser.add_argument("--gunicorn-args", default="", help="extra gunicorn command-line flags")
+    parser.add_argument(
+        "--server",
+        choices=("granian", "gunicorn"),
+        default="granian",
+        help="WSGI server: granian (production, docs/operators.md) or gunicorn gthread (comparison)",
+    )
+    parser.add_argument("--server-args", default="", help="extra command-line flags for the server")
     parser.add_argument(
         "--profile", metavar="DIR", help="py-spy the worker during each operation; stacks to DIR"
     )
@@ -1162,9 +1242,7 @@ def main() -> int:
         "--summarize", metavar="DIR", help="only print hotspot summaries of an earlier --profile DIR"
     )
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
-    parser.add_argument(
-        "--keep-tmp", action="store_true", help="keep the temp dir (Lua scripts, gunicorn log)"
-    )
+    parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (Lua scripts, server log)")
     parser.add_argument("--loadgen", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -1201,9 +1279,9 @@ def main() -> int:
         return 130
     except BenchError as exc:
         log(f"FAILED: {exc}")
-        server_log = bench.tmp / "gunicorn.log"
+        server_log = bench.tmp / "server.log"
         if server_log.exists():
-            log("last lines of the gunicorn log:\n" + "\n".join(server_log.read_text().splitlines()[-40:]))
+            log("last lines of the server log:\n" + "\n".join(server_log.read_text().splitlines()[-40:]))
         return 1
     finally:
         bench.stop()

@@ -23,6 +23,7 @@ import hashlib
 import io
 import os
 import pstats
+import re
 import secrets
 import sys
 import time
@@ -55,7 +56,8 @@ def main() -> int:
             keep_tmp=False,
             threads=1,
             connections=1,
-            gunicorn_args="",
+            server="granian",
+            server_args="",
             profile=None,
             profile_gil=False,
             duration=0,
@@ -111,6 +113,10 @@ def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
                 "code_challenge_method": "S256",
             },
         )
+        if r.status_code == 200 and b'name="pending"' in r.content:
+            # An internal service's information page, shown once: press "Continuer".
+            pending = re.search(rb'name="pending" value="([^"]+)"', r.content).group(1).decode()
+            r = browser.post("/authorize/information", {"pending": pending})
         assert r.status_code in (302, 303), (r.status_code, r.content[:200])
         got = parse_qs(urlsplit(r["Location"]).query)["code"][0]
         t = api.post(
