@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from connectors.models import OutboxMessage
+from identity.outbound import open_without_redirects
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def http_post_form(url: str, fields: dict[str, str], *, headers: dict[str, str] 
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
+        with open_without_redirects(request, timeout=HTTP_TIMEOUT_SECONDS) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         if exc.code in (408, 425, 429) or exc.code >= 500:

@@ -33,12 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urlsplit
-from urllib.request import HTTPRedirectHandler, Request, build_opener
+from urllib.request import Request
 
 from django.conf import settings
 from django.core.cache import cache
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
+
+from identity.outbound import open_without_redirects
 
 log = logging.getLogger(__name__)
 
@@ -182,16 +184,6 @@ class Authentication:
 # --- HTTP -----------------------------------------------------------------------------------------
 
 
-class _NoRedirect(HTTPRedirectHandler):
-    """Upstream endpoints answer directly; a redirect from them is not followed."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_opener = build_opener(_NoRedirect)
-
-
 @dataclass(frozen=True)
 class _Response:
     status: int
@@ -231,7 +223,7 @@ def _http(
     for name, value in (headers or {}).items():
         request.add_header(name, value)
     try:
-        with _opener.open(request, timeout=config.timeout) as response:
+        with open_without_redirects(request, timeout=config.timeout) as response:
             payload = response.read(MAX_RESPONSE_BYTES + 1)
             status = response.status
             content_type = response.headers.get("Content-Type", "")

@@ -43,6 +43,7 @@ from identity.oidc.constants import (
     CLIENT_ASSERTION_MAX_LIFETIME,
     CLIENT_ASSERTION_TYPE,
 )
+from identity.outbound import open_without_redirects
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def fetch_jwks(uri: str) -> dict[str, Any]:
         raise ClientAuthError(str(exc)) from exc
     request = urllib.request.Request(uri, headers={"Accept": "application/json"})  # noqa: S310 - checked above
     try:
-        with urllib.request.urlopen(request, timeout=JWKS_FETCH_TIMEOUT) as response:  # noqa: S310
+        with open_without_redirects(request, timeout=JWKS_FETCH_TIMEOUT) as response:
             body = response.read(JWKS_MAX_BYTES + 1)
     except (OSError, ValueError) as exc:
         raise ClientAuthError(f"JWKS not reachable: {type(exc).__name__}") from exc

@@ -26,8 +26,8 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
-from typing import Any
 
+from identity.outbound import open_without_redirects
 from identity.services import ClientConfigError, validate_client_uri
 
 SECTOR_FETCH_TIMEOUT = 3.0
@@ -36,16 +36,6 @@ SECTOR_MAX_BYTES = 64 * 1024
 
 class SectorDocumentError(ClientConfigError):
     """The sector identifier document is unreachable, malformed, or does not list a redirect URI."""
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Refuse to follow 3xx answers: urllib then raises an HTTPError with that status."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
 
 
 def fetch_sector_document(uri: str) -> list[str]:
@@ -57,7 +47,7 @@ def fetch_sector_document(uri: str) -> list[str]:
     request = urllib.request.Request(uri, headers={"Accept": "application/json"})  # noqa: S310 - checked above
     where = f"sector identifier URI {uri!r}"
     try:
-        with _opener.open(request, timeout=SECTOR_FETCH_TIMEOUT) as response:
+        with open_without_redirects(request, timeout=SECTOR_FETCH_TIMEOUT) as response:
             body = response.read(SECTOR_MAX_BYTES + 1)
     except urllib.error.HTTPError as exc:
         if 300 <= exc.code < 400:

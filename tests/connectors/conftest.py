@@ -41,6 +41,15 @@ class PartnerServer:
                     )
                     status = partner.status
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", f"http://127.0.0.1:{partner.port}/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:  # only a followed redirect would GET
+                with partner.lock:
+                    partner.received.append({"path": self.path, "fields": {}, "headers": dict(self.headers)})
+                self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -118,6 +118,18 @@ def test_server_errors_are_retried_and_client_errors_dead_lettered(partner, run_
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_followed(partner, run_worker, status):
+    """The partner URL was checked at registration; a 3xx would send the token elsewhere."""
+    partner.status = status
+    message = enqueue(partner.url, key=f"redirect-{status}")
+    run_worker("--once")
+    message.refresh_from_db()
+    assert (message.status, message.last_error) == ("dead", f"HTTP {status}")
+    assert [hit["path"] for hit in partner.received] == ["/backchannel"]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_dead_letter_after_max_attempts_then_replay(partner, run_worker):
     partner.status = 500
     message = enqueue(partner.url, key="flaky", max_attempts=2)

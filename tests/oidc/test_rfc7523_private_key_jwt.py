@@ -267,3 +267,26 @@ def test_discovery_lists_private_key_jwt(client):
     metadata = client.get("/.well-known/openid-configuration").json()
     assert "private_key_jwt" in metadata["token_endpoint_auth_methods_supported"]
     assert metadata["token_endpoint_auth_signing_alg_values_supported"] == ["RS256", "ES256"]
+
+
+def test_a_redirecting_jwks_uri_is_not_followed(signing_keys, sector_server):
+    """The JWKS URI was checked at registration; a 3xx would send us elsewhere (SSRF)."""
+    cache.clear()
+    key = jwk.JWK.generate(kty="EC", crv="P-256")
+    target = sector_server.serve_json("/elsewhere.json", public_jwks(key))
+    jwks_uri = sector_server.serve_raw("/jwks.json", b"", status=302, headers={"Location": target})
+    client, _ = client_register(
+        name="Réseau transport",
+        redirect_uris=[],
+        grant_types=["client_credentials"],
+        scopes=["profile"],
+        token_endpoint_auth_method="private_key_jwt",
+        jwks_uri=jwks_uri,
+    )
+    try:
+        response = client_credentials(assertion(client.client_id, key, alg="ES256"))
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_client"
+        assert sector_server.requested == ["/jwks.json"]
+    finally:
+        cache.clear()
