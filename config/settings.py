@@ -284,6 +284,11 @@ OIDC_SCOPES = {
     "address": _("Votre adresse postale"),
     "phone": _("Votre numéro de téléphone"),
 }
+# RFC 9068 access tokens: ES256 signs in ~0.03 ms (RS256 with our 3072-bit key: ~1 ms).
+ACCESS_TOKEN_SIGNING_ALG = env_str("ACCESS_TOKEN_SIGNING_ALG", "ES256")
+if ACCESS_TOKEN_SIGNING_ALG not in ("ES256", "RS256"):
+    raise ImproperlyConfigured("ACCESS_TOKEN_SIGNING_ALG must be ES256 or RS256")
+
 OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "identity.oidc.validators.Validator",
     "OAUTH2_SERVER_CLASS": "identity.oidc.server.Server",
@@ -305,6 +310,10 @@ OAUTH2_PROVIDER = {
     "OIDC_RP_INITIATED_LOGOUT_DELETE_TOKENS": True,
     "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
     "ACCESS_TOKEN_EXPIRE_SECONDS": 60 * 10,
+    # Access tokens are signed JWTs (RFC 9068, identity/oidc/access_tokens.py); refresh
+    # tokens stay opaque random strings (only their SHA-256 is stored).
+    "ACCESS_TOKEN_GENERATOR": "identity.oidc.access_tokens.generate",
+    "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
     "ID_TOKEN_EXPIRE_SECONDS": 60 * 10,
     "REFRESH_TOKEN_EXPIRE_SECONDS": 60 * 60 * 24 * 14,
     "ROTATE_REFRESH_TOKEN": True,

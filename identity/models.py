@@ -358,6 +358,50 @@ class RefreshToken(AbstractRefreshToken):
     class Meta(AbstractRefreshToken.Meta):
         swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
 
+    def revoke(self) -> bool:  # type: ignore[override]
+        """Mark this refresh token revoked and delete its access token, as django-oauth-toolkit
+        does, in two statements. True if this call revoked it, False if it already was.
+
+        The conditional UPDATE is both the row lock and the claim: of two concurrent
+        callers (two rotations of one token, a rotation and a sign-out), exactly one sees
+        the row live. The access token is deleted second, so locks are taken in the same
+        order as django-oauth-toolkit's (refresh token, then access token).
+
+        `access_token_id` as read with this instance is the one to delete: the column is set
+        when the row is created and is only ever cleared afterwards (by this method, or by
+        the deletion of that access token), never pointed at another access token.
+        """
+        from django.db import connections, router, transaction
+
+        access_token_id = self.access_token_id
+        using = router.db_for_write(AccessToken)
+        now = timezone.now()
+        with transaction.atomic(using=using, savepoint=False):
+            claimed = (
+                type(self)
+                .objects.using(using)
+                .filter(pk=self.pk, revoked__isnull=True)
+                .update(revoked=now, updated=now, access_token=None)
+            )
+            if not claimed:
+                return False
+            if access_token_id is not None:
+                # This row no longer points at it (cleared just above), and nothing else
+                # references an access token's row (the ID token is the one pointed at):
+                # a plain DELETE, without the ORM's collector (SELECT, then UPDATE ... SET
+                # NULL, then DELETE).
+                connection = connections[using]
+                quote = connection.ops.quote_name
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        # Identifiers from the model's metadata, the value as a parameter.
+                        f"DELETE FROM {quote(AccessToken._meta.db_table)} "  # noqa: S608
+                        f"WHERE {quote(AccessToken._meta.pk.column)} = %s",
+                        [access_token_id],
+                    )
+        self.revoked, self.updated, self.access_token_id = now, now, None
+        return True
+
 
 class IDToken(AbstractIDToken):
     class Meta(AbstractIDToken.Meta):
@@ -398,6 +442,22 @@ class ClientAssertionJti(models.Model):
 
     def __str__(self) -> str:
         return f"jti {self.pk}"
+
+
+class RevokedAccessToken(models.Model):
+    """Client-credentials access tokens revoked (RFC 7009) before they expire.
+
+    Those tokens are self-contained JWTs with no row of their own
+    (identity/oidc/access_tokens.py); introspection refuses a `jti` listed here. Rows are
+    removed once the token has expired anyway.
+    """
+
+    jti = models.CharField(max_length=64, primary_key=True)
+    client_id = models.CharField(max_length=100)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"revoked access token {self.pk}"
 
 
 class BrowserSession(models.Model):

@@ -288,23 +288,35 @@ def session_tokens_revoke(*, sid: str) -> None:
         get_id_token_model().objects.filter(pk__in=id_token_ids).delete()
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def session_client_record(*, sid: str, client: Any) -> bool:
     """Note that `client` received tokens in session `sid`. False if the session has ended.
 
     Locks the session row, so a sign-out running at the same moment either sees this
     client (and notifies it) or has already ended the session (and the caller revokes
     what it just issued).
+
+    Called inside the token endpoint's transaction, on every token issued: no savepoint
+    of its own (an error here fails the whole issuance anyway), and only the two columns
+    it needs of the locked row.
     """
-    session = BrowserSession.objects.select_for_update().filter(sid=sid).first()
-    if session is None:
+    rows = list(
+        BrowserSession.objects.select_for_update()
+        .filter(sid=sid)
+        .order_by()
+        .values_list("pk", "ended_at")[:1]
+    )
+    if not rows:
         return True  # no record to attach to (e.g. a session-less token): nothing to do
-    if session.ended_at is not None:
+    session_pk, ended_at = rows[0]
+    if ended_at is not None:
         return False
     now = timezone.now()
-    updated = SessionClient.objects.filter(session=session, client=client).update(last_issued_at=now)
+    updated = SessionClient.objects.filter(session_id=session_pk, client=client).update(last_issued_at=now)
     if not updated:
-        SessionClient.objects.create(session=session, client=client, first_issued_at=now, last_issued_at=now)
+        SessionClient.objects.create(
+            session_id=session_pk, client=client, first_issued_at=now, last_issued_at=now
+        )
     return True
 
 

@@ -65,30 +65,74 @@ def describe_scopes(scopes: list[str]) -> list[dict[str, object]]:
     return described
 
 
+# (client pk, client_id, sorted scopes) -> purpose code. A purpose, once created for a
+# client and scope set, keeps its code (consent.services.purpose_for_client_scopes), so
+# the mapping never goes stale; whether it is granted is asked of the ledger every time.
+_purpose_codes: dict[tuple[Any, str, tuple[str, ...]], str] = {}
+_PURPOSE_CODES_MAX = 4096
+
+
 def sharing_purpose_code(client: Any, scopes: list[str] | set[str]) -> str | None:
     """The ledger purpose for these scopes at this client; None if it cannot exist."""
     from consent.services import ConsentError, purpose_for_client_scopes
 
+    key = (getattr(client, "pk", None), getattr(client, "client_id", ""), tuple(sorted(set(scopes))))
+    code = _purpose_codes.get(key) if key[0] is not None else None
+    if code is not None:
+        return code
     try:
-        return purpose_for_client_scopes(client=client, scopes=sorted(scopes)).code
+        code = purpose_for_client_scopes(client=client, scopes=sorted(scopes)).code
     except ConsentError:
         return None
+    if key[0] is not None:
+        if len(_purpose_codes) >= _PURPOSE_CODES_MAX:
+            _purpose_codes.clear()
+        _purpose_codes[key] = code
+    return code
 
 
 def sharing_granted(user: Any, client: Any, scopes: list[str] | set[str]) -> bool:
     """Does the ledger allow sending this client the claims of these scopes, now?"""
     from consent.selectors import consent_is_granted
-    from consent.services import ConsentError
+    from consent.services import ConsentError, UnknownPurpose
 
     if user is None or client is None or not scopes:
         return False
-    code = sharing_purpose_code(client, scopes)
-    if code is None:
-        return False
-    try:
-        return consent_is_granted(user=user, purpose_code=code)
-    except ConsentError:
-        return False
+    for _attempt in range(2):
+        code = sharing_purpose_code(client, scopes)
+        if code is None:
+            return False
+        try:
+            return consent_is_granted(user=user, purpose_code=code)
+        except UnknownPurpose:
+            # Only if the purpose row vanished (a test database flushed): forget and redo.
+            _purpose_codes.clear()
+        except ConsentError:
+            return False
+    return False
+
+
+def released_claims(client: Any, user: Any, scopes: list[str] | set[str]) -> dict[str, Any]:
+    """The claims this client receives now, in the ID token or at userinfo.
+
+    `sub` always (pairwise per sector, public only for internal services, OIDC Core §8).
+    Every other claim only under a scope the token was granted, and only while the
+    consent ledger grants that sharing: a withdrawn consent leaves `sub` alone. Claims
+    named in the `claims` request parameter (§5.5) are released under the same rule, so
+    the parameter never widens what the scopes cover.
+    """
+    from identity.oidc.claims import standard_claims
+    from identity.oidc.constants import CLAIM_SCOPE
+    from identity.oidc.subjects import subject_for
+
+    claims: dict[str, Any] = {"sub": subject_for(client, user)}
+    granted = set(scopes)
+    if not granted - {"openid"} or not sharing_granted(user, client, granted):
+        return claims
+    for name, value in standard_claims(user).items():
+        if CLAIM_SCOPE.get(name) in granted:
+            claims[name] = value
+    return claims
 
 
 def consent_decision_record(*, user: Any, purpose_code: str, allow: bool) -> Any:

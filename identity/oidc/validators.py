@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import router, transaction
+from django.db.models import F
 from django.utils import timezone
 from jwcrypto import jwk, jws, jwt
 from jwcrypto.common import JWException
-from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_grant_model,
+    get_id_token_model,
+    get_refresh_token_model,
+    refresh_token_expire_timedelta,
+)
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import Request as OAuthRequest
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
+from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from identity.keys import active_signing_key, verification_key
 from identity.oidc.claims import standard_claims
-from identity.oidc.constants import CLAIM_SCOPE
-from identity.oidc.subjects import subject_for
 from identity.sessions import (
     browser_session_by_sid,
     session_client_record,
@@ -36,6 +43,16 @@ def _as_utc(value: datetime | None) -> datetime:
     if timezone.is_naive(value):
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+class _InvalidGrantAfterValidation(oauth2_errors.InvalidGrantError):
+    """invalid_grant raised while saving the tokens (save_bearer_token), after oauthlib's
+    validation: oauthlib adds the token endpoint's JSON headers only to errors raised while
+    validating, so this one carries them itself."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", "Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class Validator(OAuth2Validator):
@@ -153,25 +170,50 @@ class Validator(OAuth2Validator):
             amr=list(getattr(request, "cum_amr", None) or []),
         )
 
+    def _code_row(self, code: str, request: OAuthRequest) -> Any:
+        """The authorization-code row for `code`, with its user, whichever client it is for.
+
+        Read once per token request: oauthlib asks for its scopes first (to route OpenID
+        requests), then validate_code, the PKCE, redirect-URI and nonce checks and the
+        tokens' `resource` need the same row. Callers check the client themselves.
+        """
+        memo = getattr(request, "_cum_code_row", None)
+        if memo is not None and memo[0] == code:
+            return memo[1]
+        grant = get_grant_model().objects.filter(code=code).select_related("user").first()
+        request._cum_code_row = (code, grant)
+        return grant
+
+    def get_authorization_code_scopes(
+        self, client_id: str, code: str, redirect_uri: str, request: OAuthRequest
+    ) -> list[str]:
+        grant = self._code_row(code, request)
+        return scope_to_list(grant.scope) if grant is not None and grant.scope else []
+
     def validate_code(
         self, client_id: str, code: str, client: Any, request: OAuthRequest, *args: Any, **kwargs: Any
     ) -> bool:
         grant_model = get_grant_model()
-        grant = grant_model.objects.filter(code=code, application=client).select_related("user").first()
-        if grant is None:
-            return False
+        grant = self._code_row(code, request)
+        if grant is None or client is None or grant.application_id != client.pk:
+            return False  # unknown, or another client's code: untouched
         # RFC 6749 §4.1.2: a code is used once; a second use is refused and the tokens
         # issued from the first use are revoked. The row is kept (marked redeemed) rather
         # than deleted so that the replay can be recognised. Claimed atomically here, so
-        # two concurrent redemptions cannot both obtain tokens.
+        # two concurrent redemptions cannot both obtain tokens. The token family the
+        # redemption will issue is chosen now and recorded with the claim, in the same
+        # UPDATE: a replay finds it even before those tokens exist (and then has nothing
+        # to revoke yet, as before, when the family was recorded after issuing).
+        family = uuid.uuid4()
         claimed = grant_model.objects.filter(pk=grant.pk, redeemed_at__isnull=True).update(
-            redeemed_at=timezone.now()
+            redeemed_at=timezone.now(), token_family=family
         )
         if not claimed:
-            family = grant_model.objects.filter(pk=grant.pk).values_list("token_family", flat=True).first()
-            if family:
-                get_refresh_token_model().revoke_family(family)
+            previous = grant_model.objects.filter(pk=grant.pk).values_list("token_family", flat=True).first()
+            if previous:
+                get_refresh_token_model().revoke_family(previous)
             return False
+        request._cum_code_family = family
         if grant.is_expired() or not grant.user.is_active:
             return False
         if grant.sid:
@@ -196,12 +238,15 @@ class Validator(OAuth2Validator):
         return True
 
     def _redeemed_grant(self, code: str, request: OAuthRequest) -> Any:
-        """The row validate_code read for `code` in this request, else a fresh read."""
+        """The row validate_code read for `code` in this request, else this client's row."""
         memo = getattr(request, "_cum_grant", None)
         client = request.client
         if memo is not None and client is not None and memo[:2] == (code, client.client_id):
             return memo[2]
-        return get_grant_model().objects.filter(code=code, application=client).first()
+        grant = self._code_row(code, request)
+        if grant is None or client is None or grant.application_id != client.pk:
+            return None
+        return grant
 
     def get_code_challenge(self, code: str, request: OAuthRequest) -> str | None:
         grant = self._redeemed_grant(code, request)
@@ -224,9 +269,10 @@ class Validator(OAuth2Validator):
     def invalidate_authorization_code(
         self, client_id: str, code: str, request: OAuthRequest, *args: Any, **kwargs: Any
     ) -> None:
-        # Already marked redeemed by validate_code; remember which tokens it produced.
+        # Already marked redeemed by validate_code, which also recorded the token family
+        # the refresh token was issued in: only a family chosen otherwise is written here.
         family = getattr(request, "_cum_token_family", None)
-        if family:
+        if family and family != getattr(request, "_cum_code_family", None):
             get_grant_model().objects.filter(code=code, application=request.client).update(
                 token_family=family
             )
@@ -259,21 +305,34 @@ class Validator(OAuth2Validator):
         return True
 
     # --- tokens carry the browser session (sid) and the original authentication time ------
-    # django-oauth-toolkit's constructors, with our two columns set before the INSERT.
+    # django-oauth-toolkit's constructors, with our columns set before the INSERT.
+    def _issued_id_token_row(self, token: dict[str, Any], request: OAuthRequest) -> Any:
+        """The ID-token row of `token["id_token"]`, saved (in the caller's transaction).
+
+        finalize_id_token built the row for the very token it signed and left the INSERT
+        to the transaction that issues the access token pointing at it: no row for an
+        ID token that was never handed out, no re-verification or re-SELECT of our own
+        token (_load_id_token). Any other ID token string is looked up as usual.
+        """
+        id_token = token.get("id_token")
+        if not id_token:
+            return None
+        issued = getattr(request, "_cum_issued_id_token", None)
+        if not issued or issued[0] != id_token:
+            return self._load_id_token(id_token)
+        row = issued[1]
+        if row.pk is None:
+            row.save(force_insert=True)
+        return row
+
     def _create_access_token(
         self, expires: Any, request: OAuthRequest, token: dict[str, Any], source_refresh_token: Any = None
     ) -> Any:
-        id_token = token.get("id_token")
-        if id_token:
-            # finalize_id_token just saved the row for this very token: use it rather than
-            # verifying our own signature and selecting the row again (_load_id_token).
-            issued = getattr(request, "_cum_issued_id_token", None)
-            id_token = issued[1] if issued and issued[0] == id_token else self._load_id_token(id_token)
         access_token = get_access_token_model()(
             user=request.user,
             scope=token["scope"],
             expires=expires,
-            id_token=id_token,
+            id_token=self._issued_id_token_row(token, request),
             application=request.client,
             source_refresh_token=source_refresh_token,
             resource=getattr(request, "resource", []),
@@ -281,17 +340,22 @@ class Validator(OAuth2Validator):
             claims_request=request.claims if isinstance(request.claims, dict) else None,
         )
         self._set_token_value(access_token, token["access_token"])
-        access_token.save()
+        access_token.save(force_insert=True)
         return access_token
 
     def _create_refresh_token(
         self, request: OAuthRequest, refresh_token_code: str, access_token: Any, previous_refresh_token: Any
     ) -> Any:
+        if previous_refresh_token:
+            family = previous_refresh_token.token_family
+        else:
+            # A code redemption: the family validate_code recorded on the code.
+            family = getattr(request, "_cum_code_family", None) or uuid.uuid4()
         refresh_token = get_refresh_token_model()(
             user=request.user,
             application=request.client,
             access_token=access_token,
-            token_family=previous_refresh_token.token_family if previous_refresh_token else uuid.uuid4(),
+            token_family=family,
             resource=getattr(request, "resource", []),
             auth_time=getattr(request, "auth_time", None),
             sid=getattr(request, "cum_sid", "") or "",
@@ -300,25 +364,128 @@ class Validator(OAuth2Validator):
             amr=list(getattr(request, "cum_amr", None) or []),
         )
         self._set_token_value(refresh_token, refresh_token_code)
-        refresh_token.save()
+        refresh_token.save(force_insert=True)
         request._cum_token_family = refresh_token.token_family
         return refresh_token
 
     def save_bearer_token(
         self, token: dict[str, Any], request: OAuthRequest, *args: Any, **kwargs: Any
     ) -> Any:
-        with transaction.atomic():
-            result = super().save_bearer_token(token, request, *args, **kwargs)
-            sid = getattr(request, "cum_sid", "")
-            if sid and request.user is not None and not session_client_record(sid=sid, client=request.client):
-                # The session ended while these tokens were being issued: they die with it.
-                session_tokens_revoke(sid=sid)
-        return result
+        if request.grant_type == "client_credentials":
+            # A self-contained JWT for the client itself (identity/oidc/access_tokens.py):
+            # nothing is stored; RFC 7009 revocation records its jti instead.
+            request.user = None
+            return None
+        # A code redemption, or a refresh under strict rotation, takes the lean path below;
+        # anything else (other rotation settings) django-oauth-toolkit's.
+        previous = None
+        if request.grant_type == "refresh_token":
+            if self._strict_rotation(request):
+                previous = getattr(request, "refresh_token_instance", None)
+            lean = previous is not None
+        else:
+            lean = request.grant_type == "authorization_code"
+        lean = lean and bool(token.get("refresh_token"))
+        using = router.db_for_write(get_access_token_model())
+        if not lean:
+            # django-oauth-toolkit's bookkeeping, in one transaction with the session record.
+            with transaction.atomic(using=using):
+                self._issued_id_token_row(token, request)
+                self._save_bearer_token(token, request, *args, **kwargs)
+                self._record_session_issue(request)
+            return None
+
+        # A code redemption, or a refresh with rotation: a new access and refresh token,
+        # the presented refresh token (if any) revoked in the same transaction.
+        if "scope" not in token:
+            raise oauth2_errors.FatalClientError("Failed to renew access token: missing scope")
+        if previous is not None:
+            granted = previous.resource
+        else:
+            grant = self._redeemed_grant(request.code, request)
+            granted = grant.resource if grant is not None else []
+        self._set_token_resource(request, granted)
+        expires = timezone.now() + timedelta(
+            seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
+        )
+        replayed = False
+        with transaction.atomic(using=using):
+            if previous is not None and not previous.revoke():
+                # Rotated by a concurrent request since validate_refresh_token read it:
+                # the same reuse as presenting it again afterwards (nothing written here).
+                replayed = True
+            else:
+                access_token = self._create_access_token(
+                    expires, request, token, source_refresh_token=previous
+                )
+                self._create_refresh_token(request, token["refresh_token"], access_token, previous)
+                self._record_session_issue(request)
+        if replayed:
+            if oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION and previous.token_family:
+                get_refresh_token_model().revoke_family(previous.token_family)
+            raise _InvalidGrantAfterValidation(request=request)
+        return None
+
+    def _record_session_issue(self, request: OAuthRequest) -> None:
+        """Tell the browser session these tokens were issued to this client (in the caller's
+        transaction); if the session ended meanwhile, they die with it."""
+        sid = getattr(request, "cum_sid", "")
+        if sid and request.user is not None and not session_client_record(sid=sid, client=request.client):
+            session_tokens_revoke(sid=sid)
+
+    def _set_token_resource(self, request: OAuthRequest, granted: list[str] | None) -> None:
+        """RFC 8707 `resource` of the tokens being issued, by django-oauth-toolkit's rule
+        (_check_and_set_request_resource), from the code row or refresh token at hand.
+
+        The requested resources (repeatable in the body) must be absolute URIs and, when
+        the grant names resources, among them; none requested means the grant's.
+        """
+        resource = getattr(request, "resource", None)
+        if isinstance(resource, str):
+            repeated = [
+                value for key, value in (getattr(request, "decoded_body", None) or []) if key == "resource"
+            ]
+            if len(repeated) > 1:
+                resource = repeated
+        if isinstance(resource, list):
+            requested = resource
+        elif isinstance(resource, str) and resource.strip():
+            requested = [resource]
+        else:
+            requested = []
+        self._validate_resource_uris(request, requested)
+        granted = list(granted or [])
+        if granted and not requested:
+            self._validate_resource_uris(request, granted)  # may predate validation
+            requested = granted
+        elif granted:
+            for uri in requested:
+                if uri not in granted:
+                    raise oauth2_errors.CustomOAuth2Error(
+                        error="invalid_target",
+                        description=(
+                            f"The requested resource '{uri}' is not allowed: "
+                            "it was not part of the original grant."
+                        ),
+                        request=request,
+                    )
+        request.resource = requested
+
+    def _strict_rotation(self, request: OAuthRequest) -> bool:
+        """Our posture: every refresh rotates, and a rotated token is never honoured again
+        (no grace period). Other settings go through django-oauth-toolkit's own paths."""
+        return (
+            bool(self.rotate_refresh_token(request))
+            and not oauth2_settings.REFRESH_TOKEN_GRACE_PERIOD_SECONDS
+        )
 
     def validate_refresh_token(
         self, refresh_token: str, client: Any, request: OAuthRequest, *args: Any, **kwargs: Any
     ) -> bool:
-        valid = super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
+        if self._strict_rotation(request):
+            valid = self._validate_rotating_refresh_token(refresh_token, client, request)
+        else:
+            valid = super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
         if valid:
             if not request.user.is_active:
                 return False
@@ -330,6 +497,89 @@ class Validator(OAuth2Validator):
             if previous.claims_request:
                 request.claims = previous.claims_request
         return valid
+
+    # The refresh-token columns a refresh needs; its access token's expiry and scope (DOT's
+    # get_original_scopes) and the resident come in the same statement.
+    _REFRESH_TOKEN_COLUMNS = (
+        "user",
+        "application",
+        "token_family",
+        "revoked",
+        "resource",
+        "auth_time",
+        "sid",
+        "claims_request",
+        "acr",
+        "amr",
+        "access_token__expires",
+        "access_token__scope",
+    )
+
+    def _validate_rotating_refresh_token(
+        self, refresh_token: str, client: Any, request: OAuthRequest
+    ) -> bool:
+        """django-oauth-toolkit's validate_refresh_token, for strict rotation, in one SELECT.
+
+        The row is not locked here: save_bearer_token claims it with one conditional
+        UPDATE (RefreshToken.revoke) in the transaction that issues its successor.
+        """
+        checksum = hashlib.sha256(refresh_token.encode("utf-8")).hexdigest()
+        # Several rows may share a checksum (uniqueness is (token_checksum, revoked)):
+        # the live one if any, else the most recently revoked.
+        rt = (
+            get_refresh_token_model()
+            .objects.filter(token_checksum=checksum)
+            .select_related("user", "access_token")
+            .only(*self._REFRESH_TOKEN_COLUMNS)
+            .order_by(F("revoked").desc(nulls_first=True))
+            .first()
+        )
+        if rt is None:
+            return False
+        if rt.revoked is not None:
+            # Rotated or revoked: presenting it again is a replay (RFC 9700 §4.14.2). Without
+            # a grace period the whole family goes, whichever client presents it.
+            if oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION and rt.token_family:
+                get_refresh_token_model().revoke_family(rt.token_family)
+            return False
+        # A live token always has its access token; without one (deleted out of band)
+        # there is nothing to refresh. Expiry slides with the access token.
+        access_token = rt.access_token
+        if access_token is None:
+            return False
+        lifetime = refresh_token_expire_timedelta()
+        if lifetime and access_token.expires + lifetime <= timezone.now():
+            return False
+        request.user = rt.user
+        # The raw token presented (the stored column is blank: hashed at rest).
+        request.refresh_token = refresh_token
+        request.refresh_token_instance = rt
+        return client is not None and rt.application_id == client.pk
+
+    # --- revocation (RFC 7009) ---------------------------------------------------------------
+    def revoke_token(
+        self, token: str, token_type_hint: str | None, request: OAuthRequest, *args: Any, **kwargs: Any
+    ) -> None:
+        # Rows first (resident access tokens, refresh tokens), limited to this client.
+        super().revoke_token(token, token_type_hint, request, *args, **kwargs)
+        from identity.models import RevokedAccessToken
+        from identity.oidc.access_tokens import decode, is_client_token
+
+        claims = decode(token)
+        client = request.client
+        if claims is None or not is_client_token(claims) or client is None:
+            return
+        if claims["client_id"] != client.client_id:
+            return  # RFC 7009 §2.1: only the client the token was issued to may revoke it
+        now = timezone.now()
+        RevokedAccessToken.objects.filter(expires_at__lte=now).delete()
+        RevokedAccessToken.objects.get_or_create(
+            jti=claims["jti"][:64],
+            defaults={
+                "client_id": client.client_id,
+                "expires_at": datetime.fromtimestamp(claims["exp"], tz=UTC),
+            },
+        )
 
     # --- access tokens at resource endpoints (userinfo) -------------------------------------
     def validate_bearer_token(self, token: str, scopes: list[str], request: OAuthRequest) -> bool:
@@ -361,16 +611,9 @@ class Validator(OAuth2Validator):
         leaves `sub` alone. Claims named in the `claims` request parameter (§5.5) are
         released under the same rule, so the parameter never widens what the scopes cover.
         """
-        from identity.oidc.consent import sharing_granted
+        from identity.oidc.consent import released_claims
 
-        claims: dict[str, Any] = {"sub": subject_for(request.client, request.user)}
-        scopes = set(request.scopes or [])
-        if not scopes - {"openid"} or not sharing_granted(request.user, request.client, scopes):
-            return claims
-        for name, value in standard_claims(request.user).items():
-            if CLAIM_SCOPE.get(name) in scopes:
-                claims[name] = value
-        return claims
+        return released_claims(request.client, request.user, request.scopes or [])
 
     def get_oidc_claims(self, token: Any, token_handler: Any, request: OAuthRequest) -> dict[str, Any]:
         return self.released_claims(request, "id_token")
@@ -413,7 +656,15 @@ class Validator(OAuth2Validator):
         header = {"typ": "JWT", "alg": key.algorithm, "kid": key.kid}
         signed = jwt.JWT(header=header, claims=json.dumps(id_token, default=str))
         signed.make_signed_token(key.jwk)
-        id_token_row = self._save_id_token(id_token["jti"], request, expiration_time)
+        # The row is INSERTed by save_bearer_token, in the transaction that issues the
+        # access token pointing at it (_issued_id_token_row), not on its own here.
+        id_token_row = get_id_token_model()(
+            user=request.user,
+            scope=request.scope or " ".join(request.scopes),
+            expires=expiration_time,
+            jti=id_token["jti"],
+            application=request.client,
+        )
         request.access_token = id_token_row
         request.id_token = id_token_row
         serialized = signed.serialize()

@@ -2,34 +2,110 @@
 
 The access token is accepted in the Authorization header (RFC 6750 §2.1) and, on POST,
 as a form-encoded body parameter (§2.2; OIDC certification `oidcc-userinfo-post-body`),
-never in the URI query string (§2.3; RFC 9700 §4.3.2). django-oauth-toolkit enforces
-COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT only in `verify_request`, which the userinfo
-path does not go through, so the query-string refusal is done here.
+never in the URI query string (§2.3; RFC 9700 §4.3.2), and never by two methods at once.
+
+The token is one of our RFC 9068 JWTs (identity/oidc/access_tokens.py): its form,
+issuer, expiry and audience are checked without the database, then one indexed read of
+its SHA-256 proves we issued exactly this string, that it was not revoked, and finds the
+(active) resident; the consent ledger then decides which claims beyond `sub` are
+released (identity/oidc/consent.py). Nothing is written.
+
+Errors (RFC 6750 §3): no token → 401 with a bare `Bearer` challenge; a malformed
+request → 400 invalid_request; a bad, expired, revoked or foreign token → 401
+invalid_token; a token without the `openid` scope → 403 insufficient_scope.
 """
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
+from django.views import View
 from django.views.decorators.csrf import csrf_exempt
-from oauth2_provider.views import UserInfoView as DotUserInfoView
 
+from identity.client_cache import client_by_client_id
+from identity.oidc.access_tokens import live_token
+from identity.oidc.consent import released_claims
 from identity.oidc.errors import json_error
+
+REALM = 'Bearer realm="userinfo"'
+
+
+def _challenge(error: str, description: str, status: int, extra: str = "") -> HttpResponse:
+    header = f'{REALM}, error="{error}", error_description="{description}"{extra}'
+    return json_error(error, description, status, {"WWW-Authenticate": header})
+
+
+def _invalid_token() -> HttpResponse:
+    return _challenge("invalid_token", "The access token is invalid, expired or revoked.", 401)
+
+
+def bearer_token(request: HttpRequest) -> tuple[str | None, HttpResponse | None]:
+    """(token, None) or (None, the error response) per RFC 6750 §2."""
+    if "access_token" in request.GET:
+        description = "Access tokens are not accepted in the URI query string."
+        return None, _challenge("invalid_request", description, 400)
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    from_header = None
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            from_header = value.strip()
+            if not from_header:
+                return None, _challenge("invalid_request", "The Bearer credentials are empty.", 400)
+    from_body = None
+    if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
+        from_body = request.POST.get("access_token") or None
+    if from_header and from_body:
+        return None, _challenge("invalid_request", "Send the access token by one method only.", 400)
+    token = from_header or from_body
+    if not token:
+        # RFC 6750 §3.1: no error code when the request carried no authentication at all.
+        response = HttpResponse(status=401)
+        response["WWW-Authenticate"] = REALM
+        response["Cache-Control"] = "no-store"
+        return None, response
+    return token, None
+
+
+def _audience_includes_us(claims: dict) -> bool:
+    audience = claims.get("aud")
+    values = audience if isinstance(audience, list) else [audience]
+    return settings.ISSUER in values
 
 
 @method_decorator(csrf_exempt, name="dispatch")
-class UserInfoView(DotUserInfoView):
-    http_method_names = ["get", "post", "options"]
+class UserInfoView(View):
+    http_method_names = ["get", "post"]
 
-    def _create_userinfo_response(self, request: HttpRequest) -> HttpResponse:
-        if "access_token" in request.GET:
-            description = "Access tokens are not accepted in the URI query string."
-            return json_error(
-                "invalid_request",
-                description,
-                400,  # RFC 6750 §3.1: invalid_request is a 400
-                {"WWW-Authenticate": f'Bearer error="invalid_request", error_description="{description}"'},
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return self._userinfo(request)
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        return self._userinfo(request)
+
+    def _userinfo(self, request: HttpRequest) -> HttpResponse:
+        token, problem = bearer_token(request)
+        if problem is not None:
+            return problem
+        live = live_token(token)
+        if live is None or live[1] is None:  # not ours, expired, revoked, or a client's own token
+            return _invalid_token()
+        claims, user = live
+        if not _audience_includes_us(claims):
+            return _invalid_token()
+        client = client_by_client_id(claims["client_id"])
+        if client is None:
+            return _invalid_token()
+        scopes = claims["scope"].split()
+        if "openid" not in scopes:
+            return _challenge(
+                "insufficient_scope",
+                "The access token was not granted the openid scope.",
+                403,
+                ', scope="openid"',
             )
-        response = super()._create_userinfo_response(request)
+        response = JsonResponse(released_claims(client, user, scopes))
         response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
         return response

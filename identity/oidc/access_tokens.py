@@ -1,0 +1,336 @@
+"""JWT access tokens (RFC 9068): issued at the token endpoint, checked at userinfo and introspection.
+
+Every access token is a JWT signed with our key (header `typ: at+jwt`, ES256 by default:
+ACCESS_TOKEN_SIGNING_ALG), carrying `iss`, `exp`, `aud`, `sub`, `client_id`, `iat`, `jti`
+and `scope` (RFC 9068 §2.2), plus `auth_time` and `acr` when a resident signed in.
+A resource server can verify it with our JWKS alone; introspection (RFC 7662) remains
+the way to learn that a token was revoked before it expired.
+
+Two kinds, told apart by what they carry:
+- **Resident tokens** (authorization code, refresh): `sub` is the subject this client
+  knows the resident by (pairwise, identity/oidc/subjects.py) and `auth_time` is present.
+  They also keep a database row (its SHA-256 only), because logout, a replayed code or
+  refresh token, RFC 7009 revocation and deactivation must end them at once: userinfo and
+  introspection accept such a token only while its row exists, unrevoked, for an active
+  resident. The lookup is one indexed read joined to the resident (no write).
+- **Client tokens** (client credentials): `sub` is the client id and there is no
+  `auth_time`. Nothing is written when they are issued; revoking one (RFC 7009) records
+  its `jti` until it expires (RevokedAccessToken), which introspection checks.
+
+Signatures use `cryptography` directly (an ES256 signature costs ~0.03 ms, its
+verification ~0.07 ms); the parsed keys are kept per key id, which never changes meaning.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from django.conf import settings
+
+from identity.keys import active_signing_key, published_jwks
+
+TYP = "at+jwt"
+_ALGORITHMS = frozenset({"ES256", "RS256"})
+_lock = threading.Lock()
+_private_keys: dict[str, Any] = {}
+_public_keys: dict[str, tuple[str, Any]] = {}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# --- signing --------------------------------------------------------------------------------
+
+
+def _private_key(kid: str, loaded: Any) -> Any:
+    key = _private_keys.get(kid)
+    if key is None:
+        key = loaded.jwk.get_op_key("sign")
+        with _lock:
+            _private_keys[kid] = key
+    return key
+
+
+def sign(claims: dict[str, Any], *, typ: str = TYP, algorithm: str | None = None) -> str:
+    """A compact JWS of `claims` with our current key for `algorithm`."""
+    algorithm = algorithm or settings.ACCESS_TOKEN_SIGNING_ALG
+    loaded = active_signing_key(algorithm)
+    header = {"typ": typ, "alg": loaded.algorithm, "kid": loaded.kid}
+    signing_input = f"{_b64(_json(header))}.{_b64(_json(claims))}".encode("ascii")
+    key = _private_key(loaded.kid, loaded)
+    if loaded.algorithm == "ES256":
+        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input.decode('ascii')}.{_b64(signature)}"
+
+
+def _timestamp(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return int(value.timestamp())
+    return int(value)
+
+
+def audience(request: Any) -> str | list[str]:
+    """RFC 9068 §3: the resource(s) asked for (RFC 8707), else this provider (userinfo)."""
+    resources = [value for value in (getattr(request, "resource", None) or []) if isinstance(value, str)]
+    if not resources:
+        return settings.ISSUER
+    return resources[0] if len(resources) == 1 else resources
+
+
+def generate(request: Any) -> str:
+    """oauthlib's access-token generator (OAUTH2_PROVIDER["ACCESS_TOKEN_GENERATOR"])."""
+    from identity.oidc.subjects import subject_for
+
+    client = request.client
+    user = getattr(request, "user", None)
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": settings.ISSUER,
+        "exp": now + int(request.expires_in),
+        "aud": audience(request),
+        "sub": subject_for(client, user) if user is not None else client.client_id,
+        "client_id": client.client_id,
+        "iat": now,
+        "jti": secrets.token_urlsafe(18),
+        "scope": " ".join(request.scopes or []),
+    }
+    if user is not None:
+        auth_time = _timestamp(getattr(request, "auth_time", None) or user.last_login) or now
+        claims["auth_time"] = auth_time
+        acr = getattr(request, "cum_acr", "")
+        if acr:
+            claims["acr"] = acr
+    return sign(claims)
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+def _public_key(kid: str) -> tuple[str, Any] | None:
+    """(alg, key) of a key we publish now, else None (unknown or expired key)."""
+    for jwk_dict in published_jwks()["keys"]:
+        if jwk_dict.get("kid") == kid:
+            break
+    else:
+        return None
+    cached = _public_keys.get(kid)
+    if cached is None:
+        from jwcrypto import jwk
+
+        cached = (jwk_dict["alg"], jwk.JWK(**jwk_dict).get_op_key("verify"))
+        with _lock:
+            _public_keys[kid] = cached
+    return cached
+
+
+def _signature_valid(algorithm: str, key: Any, signing_input: bytes, signature: bytes) -> bool:
+    try:
+        if algorithm == "ES256":
+            if len(signature) != 64 or not isinstance(key, ec.EllipticCurvePublicKey):
+                return False
+            der = encode_dss_signature(
+                int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            )
+            key.verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
+        else:
+            if not isinstance(key, rsa.RSAPublicKey):
+                return False
+            key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def decode(token: str, *, now: float | None = None, verify: bool = True) -> dict[str, Any] | None:
+    """The claims of one of our unexpired access tokens, or None for anything else.
+
+    Refused: not three base64url parts, a header other than {typ: at+jwt, alg: ES256 or
+    RS256 matching the key, kid of a key we publish}, a bad signature, another issuer,
+    missing or expired `exp`, missing `jti`/`client_id`/`sub`/`scope`.
+
+    `verify=False` skips only the signature: for callers that authenticate the whole
+    token string another way (live_token: the SHA-256 of a resident token is in our
+    database only if we issued exactly that string).
+    """
+    if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
+        return None
+    encoded_header, encoded_claims, encoded_signature = token.split(".")
+    try:
+        header = json.loads(_unb64(encoded_header))
+        signature = _unb64(encoded_signature)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    if not isinstance(header, dict) or header.get("typ") != TYP or set(header) - {"typ", "alg", "kid"}:
+        return None
+    algorithm, kid = header.get("alg"), header.get("kid")
+    if algorithm not in _ALGORITHMS or not isinstance(kid, str):
+        return None
+    if verify:
+        published = _public_key(kid)
+        if published is None or published[0] != algorithm:
+            return None
+        signing_input = f"{encoded_header}.{encoded_claims}".encode("ascii")
+        if not _signature_valid(algorithm, published[1], signing_input, signature):
+            return None
+    try:
+        claims = json.loads(_unb64(encoded_claims))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    if not isinstance(claims, dict) or claims.get("iss") != settings.ISSUER:
+        return None
+    exp = claims.get("exp")
+    if not isinstance(exp, int) or exp <= (time.time() if now is None else now):
+        return None
+    if not all(isinstance(claims.get(name), str) for name in ("jti", "client_id", "sub", "scope")):
+        return None
+    return claims
+
+
+def is_client_token(claims: dict[str, Any]) -> bool:
+    """A client-credentials token: no resident, so no database row (see module docstring)."""
+    return claims["sub"] == claims["client_id"] and "auth_time" not in claims
+
+
+def checksum(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# --- state of a resident token ----------------------------------------------------------------
+
+# The resident's columns read at userinfo and introspection (what the claims, the subject
+# and the checks use); any other field of the instance loads lazily if ever touched.
+_RESIDENT_FIELDS = (
+    "id",
+    "is_active",
+    "last_login",
+    "email",
+    "email_verified",
+    "given_name",
+    "family_name",
+    "preferred_language",
+    "phone_number",
+    "phone_number_verified",
+    "street_address",
+    "locality",
+    "postal_code",
+    "region",
+    "country",
+    "updated_at",
+)
+_resident_query: dict[str, tuple[str, list[tuple[str, list[Any], Any]]]] = {}
+
+
+def _resident_token_query(db_connection: Any) -> tuple[str, list[tuple[str, list[Any], Any]]]:
+    """(SQL, [(attname, converters, column expression)]) for this database backend, built once."""
+    cached = _resident_query.get(db_connection.vendor)
+    if cached is not None:
+        return cached
+    from oauth2_provider.models import get_access_token_model
+
+    from identity.models import User
+
+    token = get_access_token_model()._meta
+    user = User._meta
+    # In the model's field order: Model.from_db() expects the values in that order.
+    fields = [field for field in user.concrete_fields if field.name in _RESIDENT_FIELDS]
+    columns = ", ".join(f'u."{field.column}"' for field in fields)
+    # Only table and column names from the models are interpolated; values are parameters.
+    sql = (
+        f'SELECT {columns} FROM "{user.db_table}" u JOIN "{token.db_table}" t '  # noqa: S608
+        f'ON t."{token.get_field("user").column}" = u."{user.pk.column}" '
+        f'WHERE t."{token.get_field("token_checksum").column}" = %s '
+        f'AND t."{token.get_field("expires").column}" > %s'
+    )
+    readers = []
+    for field in fields:
+        column = field.get_col(user.db_table)
+        converters = db_connection.ops.get_db_converters(column) + field.get_db_converters(db_connection)
+        readers.append((field.attname, converters, column))
+    _resident_query[db_connection.vendor] = (sql, readers)
+    return sql, readers
+
+
+def resident_of(token: str, claims: dict[str, Any]) -> Any | None:
+    """The active resident a live resident access token belongs to, else None.
+
+    One indexed read (the token's SHA-256 joined to the resident), no write. None when the
+    row is gone (revoked: sign-out, replayed code or refresh token, RFC 7009, session
+    revoked) or past its expiry, or the resident is deactivated. The token's client and
+    scope are the signed claims already checked by decode(): the row is this very token's.
+    """
+    from django.db import connection
+    from django.utils import timezone
+    from oauth2_provider.models import get_access_token_model
+
+    from identity.models import User
+
+    if is_client_token(claims):
+        return None
+    sql, readers = _resident_token_query(connection)
+    now = get_access_token_model()._meta.get_field("expires").get_db_prep_value(timezone.now(), connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [checksum(token), now])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = []
+    for (_attname, converters, column), value in zip(readers, row, strict=True):
+        for converter in converters:
+            value = converter(value, column, connection)
+        values.append(value)
+    user = User.from_db(connection.alias, [attname for attname, _c, _e in readers], values)
+    return user if user.is_active else None
+
+
+def live_token(token: str) -> tuple[dict[str, Any], Any | None] | None:
+    """(claims, resident) of one of our access tokens that is valid now, else None.
+
+    - A client token (client credentials; resident None): its signature is verified and
+      its `jti` must not have been revoked (RevokedAccessToken).
+    - A resident token: one indexed read (resident_of) must find its row, unrevoked and
+      unexpired, and the resident active. That read also authenticates the token: only
+      the SHA-256 of a string we issued is stored, so a token altered in any byte (claims,
+      header or signature) has no row. Its signature is therefore not verified again
+      here; resource servers that validate it locally do verify it (docs/partners.md).
+    """
+    from identity.models import RevokedAccessToken
+
+    claims = decode(token, verify=False)
+    if claims is None:
+        return None
+    if is_client_token(claims):
+        if decode(token) is None or RevokedAccessToken.objects.filter(jti=claims["jti"]).exists():
+            return None
+        return claims, None
+    user = resident_of(token, claims)
+    if user is None:
+        return None
+    return claims, user
