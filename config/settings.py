@@ -292,6 +292,7 @@ if ACCESS_TOKEN_SIGNING_ALG not in ("ES256", "RS256"):
 OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "identity.oidc.validators.Validator",
     "OAUTH2_SERVER_CLASS": "identity.oidc.server.Server",
+    "OAUTH2_BACKEND_CLASS": "identity.oidc.backend.OAuthLibCore",
     "OIDC_SERVER_CLASS": "identity.oidc.server.Server",
     "SCOPES": dict(OIDC_SCOPES),
     "DEFAULT_SCOPES": ["openid"],

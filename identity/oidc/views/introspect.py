@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -49,13 +48,8 @@ class IntrospectView(OAuthLibMixin, View):
         falls back to credentials in the body, which may name another client.
         """
         core = self.get_oauthlib_core()
-        # Only what client authentication reads (the Authorization header, the form body),
-        # rather than django-oauth-toolkit's copy of the whole WSGI environment.
-        headers = {}
-        if "HTTP_AUTHORIZATION" in request.META:
-            headers["HTTP_AUTHORIZATION"] = request.META["HTTP_AUTHORIZATION"]
-        body = urlencode(list(request.POST.items()))
-        oauth_request = OAuthRequest(settings.ISSUER + request.path, "POST", body, headers)
+        uri, http_method, body, headers = core._extract_params(request)
+        oauth_request = OAuthRequest(uri, http_method, body, headers)
         if not core.server.request_validator.authenticate_client(oauth_request):
             return None
         return oauth_request.client
