@@ -570,6 +570,8 @@ class Bench:
             "profile",
             "--scope",
             "email",
+            "--signing-alg",
+            self.args.id_token_alg,
         )
         self.resident_email = f"resident-{secrets.token_hex(4)}@bench.example"
         self.resident_password = "Bench-" + secrets.token_urlsafe(18)
@@ -1044,7 +1046,8 @@ class Bench:
             f"Run {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({cpu}), "
             f"Python {platform.python_version()}, commit {rev}{' + uncommitted changes' if dirty else ''}; "
             f"{self.args.server}, 1 worker x {self.args.threads} "
-            f"threads on core 0, load on core 1, {self.args.connections} keep-alive connections, "
+            f"threads on core 0, {self.args.id_token_alg} ID tokens, load on core 1, "
+            f"{self.args.connections} keep-alive connections, "
             f"{self.args.duration:g} s per operation after {self.args.warmup:g} s warm-up."
         )
         print()
@@ -1229,6 +1232,12 @@ def main() -> int:
         help="WSGI server: granian (production, docs/operators.md) or gunicorn gthread (comparison)",
     )
     parser.add_argument("--server-args", default="", help="extra command-line flags for the server")
+    parser.add_argument(
+        "--id-token-alg",
+        choices=("RS256", "ES256"),
+        default="RS256",
+        help="ID-token algorithm of the auth-code client (RS256 is every client's default)",
+    )
     parser.add_argument(
         "--profile", metavar="DIR", help="py-spy the worker during each operation; stacks to DIR"
     )

@@ -57,6 +57,7 @@ def main() -> int:
             threads=1,
             connections=1,
             server="granian",
+            id_token_alg="RS256",
             server_args="",
             profile=None,
             profile_gil=False,
