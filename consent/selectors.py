@@ -104,6 +104,53 @@ def _granted_now(sql: str, subject_key: Any, purpose_code: str) -> bool:
         row = cursor.fetchone()
     if row is None:
         raise UnknownPurpose(f"unknown purpose {purpose_code!r}")
+    return _gate_decision(row)
+
+
+@dataclass(frozen=True)
+class AccountGateSQL:
+    """The gate for an account, as parts of a caller's own statement (one round trip).
+
+    `columns` go in the caller's SELECT list; `joins` after its FROM, where `user_column`
+    names the resident's id; `params(purpose_code)` are the joins' parameters, in order.
+    The caller passes the selected values (a tuple, in `columns` order) to
+    `account_gate_decision`. Used by the userinfo endpoint, which reads the token's
+    resident and this gate together.
+    """
+
+    columns: str
+    joins: str
+
+    @staticmethod
+    def params(purpose_code: str) -> list[Any]:
+        now = ConsentState._meta.get_field("valid_until").get_db_prep_value(timezone.now(), connection)
+        return [purpose_code, now]
+
+
+def account_gate_sql(user_column: str) -> AccountGateSQL:
+    # Table names from the models; `user_column` is a column reference chosen by the caller.
+    return AccountGateSQL(
+        columns="gp.is_active, gp.requires_consent, gs.status, gs.renewal_required, gs.valid_until",
+        joins=(
+            f"LEFT JOIN {Purpose._meta.db_table} gp ON gp.code = %s "
+            f"LEFT JOIN {Subject._meta.db_table} gsub ON gsub.user_id = {user_column} "
+            f"AND gsub.kind = '{SubjectKind.ACCOUNT.value}' "
+            f"LEFT JOIN {ConsentState._meta.db_table} gs ON gs.subject_id = gsub.id "
+            "AND gs.purpose_id = gp.id AND (gs.valid_until IS NULL OR gs.valid_until > %s)"
+        ),
+    )
+
+
+def account_gate_decision(values: tuple[Any, ...]) -> bool | None:
+    """consent_is_granted's answer from AccountGateSQL's columns; None if the purpose is unknown."""
+    is_active, requires_consent, status, renewal_required, _valid_until = values
+    if is_active is None:
+        return None
+    # The join kept only a state in force (its valid_until condition).
+    return _gate_decision((is_active, requires_consent, status, renewal_required, status is not None))
+
+
+def _gate_decision(row: tuple[Any, ...]) -> bool:
     is_active, requires_consent, status, renewal_required, in_force = row
     if not is_active:
         return False

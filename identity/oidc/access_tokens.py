@@ -245,12 +245,18 @@ _RESIDENT_FIELDS = (
     "country",
     "updated_at",
 )
-_resident_query: dict[str, tuple[str, list[tuple[str, list[Any], Any]]]] = {}
+_resident_query: dict[tuple[str, bool], tuple[str, list[tuple[str, list[Any], Any]]]] = {}
 
 
-def _resident_token_query(db_connection: Any) -> tuple[str, list[tuple[str, list[Any], Any]]]:
-    """(SQL, [(attname, converters, column expression)]) for this database backend, built once."""
-    cached = _resident_query.get(db_connection.vendor)
+def _resident_token_query(
+    db_connection: Any, *, with_gate: bool
+) -> tuple[str, list[tuple[str, list[Any], Any]]]:
+    """(SQL, [(attname, converters, column expression)]) for this backend, built once.
+
+    `with_gate` adds the consent ledger's gate for one purpose (consent.selectors
+    .account_gate_sql) to the same statement, after the resident's columns.
+    """
+    cached = _resident_query.get((db_connection.vendor, with_gate))
     if cached is not None:
         return cached
     from oauth2_provider.models import get_access_token_model
@@ -262,10 +268,17 @@ def _resident_token_query(db_connection: Any) -> tuple[str, list[tuple[str, list
     # In the model's field order: Model.from_db() expects the values in that order.
     fields = [field for field in user.concrete_fields if field.name in _RESIDENT_FIELDS]
     columns = ", ".join(f'u."{field.column}"' for field in fields)
+    joins = ""
+    if with_gate:
+        from consent.selectors import account_gate_sql
+
+        gate = account_gate_sql(f'u."{user.pk.column}"')
+        columns += ", " + gate.columns
+        joins = " " + gate.joins
     # Only table and column names from the models are interpolated; values are parameters.
     sql = (
         f'SELECT {columns} FROM "{user.db_table}" u JOIN "{token.db_table}" t '  # noqa: S608
-        f'ON t."{token.get_field("user").column}" = u."{user.pk.column}" '
+        f'ON t."{token.get_field("user").column}" = u."{user.pk.column}"{joins} '
         f'WHERE t."{token.get_field("token_checksum").column}" = %s '
         f'AND t."{token.get_field("expires").column}" > %s'
     )
@@ -274,8 +287,38 @@ def _resident_token_query(db_connection: Any) -> tuple[str, list[tuple[str, list
         column = field.get_col(user.db_table)
         converters = db_connection.ops.get_db_converters(column) + field.get_db_converters(db_connection)
         readers.append((field.attname, converters, column))
-    _resident_query[db_connection.vendor] = (sql, readers)
+    _resident_query[(db_connection.vendor, with_gate)] = (sql, readers)
     return sql, readers
+
+
+def _read_resident(token: str, purpose_code: str | None) -> tuple[Any | None, tuple[Any, ...]]:
+    """(active resident or None, the gate's columns if asked) for a resident token."""
+    from django.db import connection
+    from django.utils import timezone
+    from oauth2_provider.models import get_access_token_model
+
+    from identity.models import User
+
+    sql, readers = _resident_token_query(connection, with_gate=purpose_code is not None)
+    params: list[Any] = []
+    if purpose_code is not None:
+        from consent.selectors import AccountGateSQL
+
+        params += AccountGateSQL.params(purpose_code)
+    now = get_access_token_model()._meta.get_field("expires").get_db_prep_value(timezone.now(), connection)
+    params += [checksum(token), now]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None, ()
+    values = []
+    for (_attname, converters, column), value in zip(readers, row, strict=False):
+        for converter in converters:
+            value = converter(value, column, connection)
+        values.append(value)
+    user = User.from_db(connection.alias, [attname for attname, _c, _e in readers], values)
+    return (user if user.is_active else None), tuple(row[len(readers) :])
 
 
 def resident_of(token: str, claims: dict[str, Any]) -> Any | None:
@@ -286,28 +329,27 @@ def resident_of(token: str, claims: dict[str, Any]) -> Any | None:
     revoked) or past its expiry, or the resident is deactivated. The token's client and
     scope are the signed claims already checked by decode(): the row is this very token's.
     """
-    from django.db import connection
-    from django.utils import timezone
-    from oauth2_provider.models import get_access_token_model
-
-    from identity.models import User
-
     if is_client_token(claims):
         return None
-    sql, readers = _resident_token_query(connection)
-    now = get_access_token_model()._meta.get_field("expires").get_db_prep_value(timezone.now(), connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [checksum(token), now])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    values = []
-    for (_attname, converters, column), value in zip(readers, row, strict=True):
-        for converter in converters:
-            value = converter(value, column, connection)
-        values.append(value)
-    user = User.from_db(connection.alias, [attname for attname, _c, _e in readers], values)
-    return user if user.is_active else None
+    return _read_resident(token, None)[0]
+
+
+def resident_and_consent(
+    token: str, claims: dict[str, Any], purpose_code: str
+) -> tuple[Any | None, bool | None]:
+    """resident_of, plus the consent ledger's answer for `purpose_code`, in one statement.
+
+    The answer is None when the purpose does not exist (the caller asks the ledger the
+    usual way then).
+    """
+    from consent.selectors import account_gate_decision
+
+    if is_client_token(claims):
+        return None, None
+    user, gate = _read_resident(token, purpose_code)
+    if user is None:
+        return None, None
+    return user, account_gate_decision(gate)
 
 
 def live_token(token: str) -> tuple[dict[str, Any], Any | None] | None:

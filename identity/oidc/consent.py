@@ -91,6 +91,17 @@ def sharing_purpose_code(client: Any, scopes: list[str] | set[str]) -> str | Non
     return code
 
 
+def known_purpose_code(client: Any, scopes: list[str] | set[str]) -> str | None:
+    """The purpose code if this process already resolved it; never reads or writes the database.
+
+    For callers holding input not yet authenticated (userinfo before the token's row is
+    read): sharing_purpose_code may create the purpose, which only an authenticated
+    request may cause.
+    """
+    key = (getattr(client, "pk", None), getattr(client, "client_id", ""), tuple(sorted(set(scopes))))
+    return _purpose_codes.get(key) if key[0] is not None else None
+
+
 def sharing_granted(user: Any, client: Any, scopes: list[str] | set[str]) -> bool:
     """Does the ledger allow sending this client the claims of these scopes, now?"""
     from consent.selectors import consent_is_granted
@@ -112,25 +123,32 @@ def sharing_granted(user: Any, client: Any, scopes: list[str] | set[str]) -> boo
     return False
 
 
-def released_claims(client: Any, user: Any, scopes: list[str] | set[str]) -> dict[str, Any]:
+def released_claims(
+    client: Any, user: Any, scopes: list[str] | set[str], *, granted: bool | None = None
+) -> dict[str, Any]:
     """The claims this client receives now, in the ID token or at userinfo.
 
     `sub` always (pairwise per sector, public only for internal services, OIDC Core §8).
     Every other claim only under a scope the token was granted, and only while the
     consent ledger grants that sharing: a withdrawn consent leaves `sub` alone. Claims
     named in the `claims` request parameter (§5.5) are released under the same rule, so
-    the parameter never widens what the scopes cover.
+    the parameter never widens what the scopes cover. `granted` is the ledger's answer when
+    the caller already has it from this request (userinfo reads it with the token).
     """
     from identity.oidc.claims import standard_claims
     from identity.oidc.constants import CLAIM_SCOPE
     from identity.oidc.subjects import subject_for
 
     claims: dict[str, Any] = {"sub": subject_for(client, user)}
-    granted = set(scopes)
-    if not granted - {"openid"} or not sharing_granted(user, client, granted):
+    wanted = set(scopes)
+    if not wanted - {"openid"}:
+        return claims
+    if granted is None:
+        granted = sharing_granted(user, client, wanted)
+    if not granted:
         return claims
     for name, value in standard_claims(user).items():
-        if CLAIM_SCOPE.get(name) in granted:
+        if CLAIM_SCOPE.get(name) in wanted:
             claims[name] = value
     return claims
 

@@ -166,3 +166,91 @@ def test_internal_service_has_no_screen_no_event_and_gets_claims(make_client, si
     body = flow.token(flow.code_from(response)).json()
     assert not events_search(user=resident).exists()
     assert userinfo(body["access_token"]).json()["email"] == resident.email
+
+
+# --- userinfo reads the ledger's answer with the token (one statement) -------------------------
+
+
+def _past_then_future():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return timezone.now() - timedelta(seconds=1), timezone.now() + timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [],
+        [("given", "future")],
+        [("given", "past")],  # expired: no longer in force
+        [("given", "future"), ("withdrawn", None)],
+        [("withdrawn", None), ("given", "future")],
+        [("refused", "future")],
+        [("refused", "future"), ("given", "future")],
+    ],
+)
+def test_userinfo_gives_the_ledgers_own_answer(make_client, make_resident, signed_in, resident, events):
+    """The combined read (consent.selectors.account_gate_sql) agrees with consent_is_granted."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from identity.oidc.access_tokens import decode, resident_and_consent
+
+    rp = make_client(name="Médiathèques")
+    tokens = complete_flow(OIDCFlow(signed_in, rp))
+    # The flow recorded "given"; start each case from a clean withdrawal-free history.
+    code = purpose(rp)
+    past, future = _past_then_future()
+    consent_record(user=resident, purpose_code=code, event_type="withdrawn", collection_method="web_form")
+    for event_type, until in events:
+        valid_until = {"past": past, "future": future}.get(until) if until else None
+        if until == "past":
+            # A consent that expired: recorded in force, then its end passes.
+            from unittest import mock
+
+            from django.utils import timezone
+
+            with mock.patch.object(timezone, "now", return_value=past - (future - past)):
+                consent_record(
+                    user=resident,
+                    purpose_code=code,
+                    event_type=event_type,
+                    collection_method="web_form",
+                    valid_until=past,
+                )
+            continue
+        consent_record(
+            user=resident,
+            purpose_code=code,
+            event_type=event_type,
+            collection_method="web_form",
+            valid_until=valid_until,
+        )
+    expected = consent_is_granted(user=resident, purpose_code=code)
+    claims = decode(tokens["access_token"], verify=False)
+    user, granted = resident_and_consent(tokens["access_token"], claims, code)
+    assert user == resident
+    assert granted is expected
+    with CaptureQueriesContext(connection) as queries:
+        body = userinfo(tokens["access_token"]).json()
+    assert ("email" in body) is expected
+    assert len([q for q in queries.captured_queries if "SELECT" in q["sql"]]) == 1
+
+
+def test_an_unproven_token_never_creates_a_purpose(flow, tokens, resident):
+    """Finding a sharing's purpose may create it: only after the token is proven ours."""
+    import base64
+    import json
+
+    from consent.models import Purpose
+
+    header, payload, signature = tokens["access_token"].split(".")
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    data["scope"] = "openid email"  # a scope set no purpose exists for yet
+    forged_payload = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    before = Purpose.objects.count()
+    response = userinfo(f"{header}.{forged_payload}.{signature}")
+    assert response.status_code == 401
+    assert Purpose.objects.count() == before
