@@ -6,7 +6,7 @@ Freshness contract:
   (identity/models.py) and the admin's bulk delete forget the entry, both immediately and
   again after the transaction commits (so that a reader that loaded the old row while the
   change was uncommitted cannot keep it).
-- On other processes (other gunicorn workers, other nodes), a changed, deleted or
+- On other processes (other server workers, other nodes), a changed, deleted or
   secret-regenerated client takes effect within CLIENT_CACHE_SECONDS, the entry's lifetime.
 - Queryset `.update()` and cascades bypass `save()`/`delete()`: call `client_cache_forget()`
   after them, or live with the TTL.
