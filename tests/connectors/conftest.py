@@ -5,69 +5,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 from django.db import connection
 
+from tests.local_servers import RecordingServer
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class PartnerServer:
-    """Records each POST; answers with `status` (settable while running)."""
+class PartnerServer(RecordingServer):
+    """A partner endpoint on 127.0.0.1 that records what it receives (tests/local_servers.py)."""
 
-    def __init__(self) -> None:
-        self.status = 200
-        self.received: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        partner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = self.rfile.read(length).decode()
-                with partner.lock:
-                    partner.received.append(
-                        {
-                            "path": self.path,
-                            "fields": {k: v[0] for k, v in parse_qs(body).items()},
-                            "headers": dict(self.headers),
-                        }
-                    )
-                    status = partner.status
-                self.send_response(status)
-                if 300 <= status < 400:
-                    self.send_header("Location", f"http://127.0.0.1:{partner.port}/elsewhere")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def do_GET(self) -> None:  # only a followed redirect would GET
-                with partner.lock:
-                    partner.received.append({"path": self.path, "fields": {}, "headers": dict(self.headers)})
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/backchannel"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def __init__(self, port: int = 0) -> None:
+        super().__init__("/backchannel", port)
 
 
 @pytest.fixture

@@ -128,56 +128,14 @@ def expected_sub(rp: Any, user: Any, sector: str | None = None) -> str:
 # --- a relying party on a real local port (back-channel logout), and real worker processes ---
 
 from tests.connectors.conftest import run_worker  # noqa: E402,F401  (fixture, re-exported)
+from tests.local_servers import DocumentServer, RecordingServer  # noqa: E402
 
 
-class RelyingPartyServer:
-    """A partner's back-channel logout endpoint on 127.0.0.1: records every POST it receives.
-
-    Answers `status` (settable while running). `port` may be given to come back on the
-    port of a server that went down.
-    """
+class RelyingPartyServer(RecordingServer):
+    """A partner's back-channel logout endpoint on 127.0.0.1 (tests/local_servers.py)."""
 
     def __init__(self, port: int = 0) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.status = 200
-        self.received: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        rp = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = self.rfile.read(length).decode()
-                with rp.lock:
-                    rp.received.append(
-                        {
-                            "path": self.path,
-                            "content_type": self.headers.get("Content-Type", ""),
-                            "fields": {k: v[0] for k, v in parse_qs(body).items()},
-                        }
-                    )
-                    status = rp.status
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/oidc/backchannel-logout"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__("/oidc/backchannel-logout", port)
 
 
 @pytest.fixture
@@ -190,65 +148,8 @@ def relying_party() -> Any:
 # --- a partner's sector identifier document on a real local port (OIDC Core §8.1) -----------
 
 
-class SectorDocumentServer:
-    """Serves documents by path on 127.0.0.1 over plain HTTP (loopback http is allowed outside
-    production). `routes[path] = (status, headers, body)`; unknown paths answer 404. Every
-    path requested is recorded in `requested`."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
-        self.requested: list[str] = []
-        self.delay = 0.0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                import time
-
-                server.requested.append(self.path)
-                if server.delay:
-                    time.sleep(server.delay)
-                status, headers, body = server.routes.get(self.path, (404, {}, b"not found"))
-                try:
-                    self.send_response(status)
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass  # the client gave up (timeout, size limit)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def serve_json(self, path: str, document: Any, status: int = 200) -> str:
-        import json
-
-        body = json.dumps(document).encode()
-        self.routes[path] = (status, {"Content-Type": "application/json"}, body)
-        return self.url(path)
-
-    def serve_raw(
-        self, path: str, body: bytes, status: int = 200, headers: dict[str, str] | None = None
-    ) -> str:
-        self.routes[path] = (status, headers or {"Content-Type": "application/json"}, body)
-        return self.url(path)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+# A partner's sector identifier document on a real local port (tests/local_servers.py).
+SectorDocumentServer = DocumentServer
 
 
 @pytest.fixture

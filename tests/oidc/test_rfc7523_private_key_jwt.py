@@ -10,10 +10,8 @@ A client may only use the method it registered.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -76,34 +74,6 @@ def machine(signing_keys: Any, rsa_key: jwk.JWK) -> Any:
     )
     assert secret is None  # no shared secret at all
     return client
-
-
-class JwksServer:
-    def __init__(self, document: dict[str, Any]) -> None:
-        self.document = document
-        self.hits = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.hits += 1
-                body = json.dumps(server.document).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/jwk-set+json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks.json"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def test_valid_assertion_authenticates(machine, rsa_key):
@@ -192,10 +162,10 @@ def test_two_methods_at_once_are_refused(machine, rsa_key, make_client):
     assert response.status_code == 401
 
 
-def test_keys_from_jwks_uri_served_over_http(signing_keys):
+def test_keys_from_jwks_uri_served_over_http(signing_keys, sector_server):
     cache.clear()
     key = jwk.JWK.generate(kty="EC", crv="P-256")
-    server = JwksServer(public_jwks(key))
+    jwks_uri = sector_server.serve_json("/jwks.json", public_jwks(key))
     try:
         client, _ = client_register(
             name="Réseau transport",
@@ -203,24 +173,23 @@ def test_keys_from_jwks_uri_served_over_http(signing_keys):
             grant_types=["client_credentials"],
             scopes=["profile"],
             token_endpoint_auth_method="private_key_jwt",
-            jwks_uri=server.url,
+            jwks_uri=jwks_uri,
         )
         first = client_credentials(assertion(client.client_id, key, alg="ES256"))
         assert first.status_code == 200, first.content
         second = client_credentials(assertion(client.client_id, key, alg="ES256"))
         assert second.status_code == 200
-        assert server.hits == 1  # cached
+        assert len(sector_server.requested) == 1  # cached
 
         # The client rotates its key: an unknown signature makes us fetch once more.
         rotated = jwk.JWK.generate(kty="EC", crv="P-256")
-        server.document = public_jwks(rotated)
+        sector_server.serve_json("/jwks.json", public_jwks(rotated))
         third = client_credentials(assertion(client.client_id, rotated, alg="ES256"))
         assert third.status_code == 200, third.content
-        assert server.hits == 2
+        assert len(sector_server.requested) == 2
         # The old key is gone from its JWKS.
         assert client_credentials(assertion(client.client_id, key, alg="ES256")).status_code == 401
     finally:
-        server.close()
         cache.clear()
 
 
