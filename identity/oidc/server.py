@@ -2,6 +2,8 @@
 
 Implicit, hybrid, password and device grants are not offered at all (RFC 9700 §2.1.2,
 §2.4), so no response type that returns tokens from the authorization endpoint exists.
+No resource or userinfo endpoint either: userinfo and introspection check our JWT access
+tokens themselves (identity/oidc/access_tokens.py).
 """
 
 from __future__ import annotations
@@ -11,14 +13,12 @@ from typing import Any
 from oauthlib.oauth2.rfc6749.endpoints import (
     AuthorizationEndpoint,
     IntrospectEndpoint,
-    ResourceEndpoint,
     RevocationEndpoint,
     TokenEndpoint,
 )
 from oauthlib.oauth2.rfc6749.grant_types import AuthorizationCodeGrant as OAuth2AuthorizationCodeGrant
 from oauthlib.oauth2.rfc6749.grant_types import ClientCredentialsGrant
 from oauthlib.oauth2.rfc6749.tokens import BearerToken
-from oauthlib.openid.connect.core.endpoints.userinfo import UserInfoEndpoint
 from oauthlib.openid.connect.core.grant_types import AuthorizationCodeGrant, RefreshTokenGrant
 from oauthlib.openid.connect.core.grant_types.dispatchers import (
     AuthorizationCodeGrantDispatcher,
@@ -30,9 +30,7 @@ class Server(
     AuthorizationEndpoint,
     IntrospectEndpoint,
     TokenEndpoint,
-    ResourceEndpoint,
     RevocationEndpoint,
-    UserInfoEndpoint,
 ):
     def __init__(
         self,
@@ -72,7 +70,5 @@ class Server(
             },
             default_token_type=self.bearer,
         )
-        ResourceEndpoint.__init__(self, default_token="Bearer", token_types={"Bearer": self.bearer})
         RevocationEndpoint.__init__(self, request_validator)
         IntrospectEndpoint.__init__(self, request_validator)
-        UserInfoEndpoint.__init__(self, request_validator)

@@ -581,48 +581,27 @@ class Validator(OAuth2Validator):
             },
         )
 
-    # --- access tokens at resource endpoints (userinfo) -------------------------------------
+    # --- access tokens at resource endpoints -------------------------------------------------
     def validate_bearer_token(self, token: str, scopes: list[str], request: OAuthRequest) -> bool:
-        if not super().validate_bearer_token(token, scopes, request):
-            return False
-        # A deactivated resident's tokens stop working at once, not when they expire.
-        user = getattr(request, "user", None)
-        if user is not None and not user.is_active:
-            request.oauth2_error = {
-                "error": "invalid_token",
-                "error_description": "The access token is invalid.",
-            }
-            return False
-        # django-oauth-toolkit's AccessToken.scopes keeps only the scopes named in the
-        # SCOPES setting; the token's own scope string is what was granted.
-        request.scopes = request.access_token.scope.split()
-        return True
+        """Never used to accept a token: no resource endpoint goes through oauthlib.
+
+        Userinfo and introspection check our JWT access tokens themselves
+        (identity/oidc/access_tokens.live_token: revocation, deactivation, machine tokens
+        that have no row). django-oauth-toolkit's check knows none of that, so a view wired
+        to it later fails closed instead of half-checking.
+        """
+        request.oauth2_error = {"error": "invalid_token", "error_description": "The access token is invalid."}
+        return False
 
     # --- claims and ID tokens ---------------------------------------------------------------
     def get_additional_claims(self, request: OAuthRequest) -> dict[str, Any]:
         return standard_claims(request.user)
 
-    def released_claims(self, request: OAuthRequest, member: str) -> dict[str, Any]:
-        """The claims this client receives now, in the ID token or at userinfo (`member`).
-
-        `sub` always (pairwise per sector, public only for internal services, OIDC Core §8).
-        Every other claim only under a scope the token was granted, and only while the
-        consent ledger grants that sharing (identity/oidc/consent.py): a withdrawn consent
-        leaves `sub` alone. Claims named in the `claims` request parameter (§5.5) are
-        released under the same rule, so the parameter never widens what the scopes cover.
-        """
+    def get_oidc_claims(self, token: Any, token_handler: Any, request: OAuthRequest) -> dict[str, Any]:
+        # identity/oidc/consent.py: `sub`, then only what the scopes cover and the ledger allows now.
         from identity.oidc.consent import released_claims
 
         return released_claims(request.client, request.user, request.scopes or [])
-
-    def get_oidc_claims(self, token: Any, token_handler: Any, request: OAuthRequest) -> dict[str, Any]:
-        return self.released_claims(request, "id_token")
-
-    def get_userinfo_claims(self, request: OAuthRequest) -> dict[str, Any]:
-        token = getattr(request, "access_token", None)
-        if token is not None and getattr(token, "claims_request", None):
-            request.claims = token.claims_request
-        return self.released_claims(request, "userinfo")
 
     def get_id_token_dictionary(self, token: Any, token_handler: Any, request: OAuthRequest) -> Any:
         claims, expiration_time = super().get_id_token_dictionary(token, token_handler, request)

@@ -333,3 +333,16 @@ def test_jws_library_agrees_on_our_signatures(tokens):
     parsed.deserialize(tokens["access_token"])
     kid = parsed.jose_header["kid"]
     parsed.verify(keyset.get_key(kid))
+
+
+def test_oauthlibs_bearer_check_fails_closed(tokens):
+    """No resource endpoint may rely on django-oauth-toolkit's token check, which knows
+    neither machine tokens without rows nor our other rules: it refuses even a live token."""
+    from oauthlib.common import Request as OAuthRequest
+
+    from identity.oidc.validators import Validator
+
+    assert userinfo(tokens["access_token"]).status_code == 200  # the token is live
+    request = OAuthRequest("https://example.org/api")
+    assert Validator().validate_bearer_token(tokens["access_token"], ["openid"], request) is False
+    assert request.oauth2_error["error"] == "invalid_token"
