@@ -269,4 +269,55 @@ def flow(signed_in: BrowserClient, rp: RegisteredClient) -> OIDCFlow:
     return OIDCFlow(signed_in, rp)
 
 
-__all__ = ["PASSWORD", "REDIRECT_URI", "OIDCFlow", "redirect_query", "session_login", "verify_id_token"]
+MFA_AMR = ("pwd", "otp", "mfa")
+
+
+def open_session(client: BrowserClient, user: Any, amr: Any = MFA_AMR, *, age: int = 0) -> BrowserClient:
+    """Open a real session for `user` in Django's test client, as a sign-in by the methods
+    `amr` (RFC 8176) would: identity.services.session_login on a request of its own, the
+    session cookie handed to the client. `age`: how many seconds ago the sign-in was.
+
+    ["pwd"] is a FranceConnect or password-only sign-in, ["hwk"] a passkey used without
+    user verification, MFA_AMR a password + second factor sign-in.
+    """
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.http import HttpRequest
+
+    from identity.services import SESSION_AUTH_TIME
+
+    request = HttpRequest()
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore()
+    request.META.update({"HTTP_USER_AGENT": "pytest", "REMOTE_ADDR": "127.0.0.1"})
+    session_login(request=request, user=user, amr=list(amr))
+    if age:
+        request.session[SESSION_AUTH_TIME] = int(request.session[SESSION_AUTH_TIME]) - age
+    request.session.save()
+    client.cookies[settings.SESSION_COOKIE_NAME] = request.session.session_key
+    return client
+
+
+def staff_mfa_login(client: BrowserClient, user: Any) -> BrowserClient:
+    """A staff member signed in at the MFA level, just now (what every staff page requires)."""
+    return open_session(client, user, MFA_AMR)
+
+
+@pytest.fixture
+def admin_client(db: Any, admin_user: Any) -> BrowserClient:
+    """pytest-django's admin client, signed in at the MFA level (a password-only staff
+    session opens no staff page: tests/security/test_staff_sign_in.py)."""
+    return staff_mfa_login(BrowserClient(), admin_user)
+
+
+__all__ = [
+    "MFA_AMR",
+    "PASSWORD",
+    "REDIRECT_URI",
+    "OIDCFlow",
+    "open_session",
+    "redirect_query",
+    "session_login",
+    "staff_mfa_login",
+    "verify_id_token",
+]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any
 
 from django.contrib import messages
@@ -19,9 +20,9 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
 
-from identity import ratelimit
+from identity import ratelimit, reauth
 from identity.forms import too_many_attempts
-from identity.mfa import clock, flow, passkeys, selectors, services, totp
+from identity.mfa import flow, passkeys, selectors, services, totp
 from identity.mfa.forms import (
     BackupCodeForm,
     FactorNameForm,
@@ -34,11 +35,10 @@ from identity.mfa.models import Kind, TOTPDevice
 from identity.models import User
 from identity.problems import problem
 from identity.redirects import safe_next, with_next
-from identity.selectors import session_amr, session_auth_time
+from identity.selectors import session_amr
 from identity.services import login_notify_new_device, login_record_success, session_login
 from identity.sessions import device_label
 
-REAUTH_SECONDS = 5 * 60
 SESSION_TOTP_ENROL = "mfa.totp_enrol"
 SESSION_PASSKEY_HANDLE = "mfa.passkey_user_handle"
 JSON_MAX_BYTES = 64 * 1024
@@ -176,6 +176,20 @@ def verify(request: HttpRequest) -> HttpResponse:
     return render(request, "mfa/verify.html", context)
 
 
+def _passkey_cannot_step_up(subject: Subject) -> bool:
+    """A session opened with a passkey alone, without user verification (amr ["hwk"] or
+    ["swk"]), is one factor: presenting a passkey again is not a second one (it may well be
+    the same key). Its step-up takes the authenticator app or a backup code."""
+    return subject.step_up and "mfa" not in subject.base_amr and bool({"hwk", "swk"} & set(subject.base_amr))
+
+
+def _passkey_step_up_refused() -> str:
+    return _(
+        "Vous êtes connecté avec une clé d'accès : confirmez avec votre application "
+        "d'authentification ou un code de secours."
+    )
+
+
 def _remembered(request: HttpRequest, response: HttpResponse, user: User) -> HttpResponse:
     """This browser is now a known device for the resident (identity.ratelimit)."""
     ratelimit.remember_device(request, response, user)
@@ -202,6 +216,8 @@ def verify_passkey_options(request: HttpRequest) -> HttpResponse:
     subject = _subject(request)
     if subject is None:
         return _bad(_("Votre connexion n'a pas abouti à temps. Saisissez à nouveau votre mot de passe."), 401)
+    if _passkey_cannot_step_up(subject):
+        return _bad(_passkey_step_up_refused())
     allow = selectors.passkey_descriptors(subject.user)
     if not allow:
         return _bad(_("Aucune clé d'accès n'est enregistrée pour ce compte."))
@@ -219,6 +235,8 @@ def verify_passkey(request: HttpRequest) -> HttpResponse:
     )
     if subject is None:
         return _bad(_("Votre connexion n'a pas abouti à temps. Saisissez à nouveau votre mot de passe."), 401)
+    if _passkey_cannot_step_up(subject):
+        return _bad(_passkey_step_up_refused())
     challenge = passkeys.challenge_pop(request, "verify")
     if data is None or challenge is None:
         return _bad(_("La vérification a expiré. Réessayez."))
@@ -305,9 +323,37 @@ def passwordless(request: HttpRequest) -> HttpResponse:
 # --- factor management ----------------------------------------------------------------------
 
 
-def _auth_is_fresh(request: HttpRequest) -> bool:
-    auth_time = session_auth_time(request)
-    return auth_time is not None and clock.now() - auth_time.timestamp() <= REAUTH_SECONDS
+def _change_allowed(request: HttpRequest) -> bool:
+    """Once the account has a factor, changing its factors (adding, renaming, removing one,
+    regenerating backup codes) needs a sign-in at the MFA level within the last 10 minutes
+    (identity.reauth.recent_mfa): otherwise a one-factor session (password only,
+    FranceConnect, a passkey without user verification) could give itself a factor and pass
+    the step-up. The first factor of an account may be enrolled from a one-factor session:
+    that is how residents start; it does not make that session MFA."""
+    return not selectors.user_has_mfa(request.user) or reauth.recent_mfa(request)
+
+
+def factor_change_guard(view: Any = None, *, api: bool = False) -> Any:
+    """Checked on every request (GET and POST alike: a factor may appear in between)."""
+
+    def decorate(inner: Any) -> Any:
+        @wraps(inner)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if _change_allowed(request):
+                return inner(request, *args, **kwargs)
+            if api:
+                return reauth.recent_problem(request, reverse("identity:mfa:factors"))
+            return reauth.reauth_redirect(request)
+
+        return wrapper
+
+    return decorate(view) if view is not None else decorate
+
+
+def _after_enrolment(request: HttpRequest) -> str:
+    """Where to go once a factor is added: a staff page that sent here to enrol (through
+    the step-up with the new factor), else the factor list."""
+    return reauth.after_enrol_url(request) or reverse("identity:mfa:factors")
 
 
 @login_required
@@ -328,6 +374,7 @@ def factors(request: HttpRequest) -> HttpResponse:
 @never_cache
 @sensitive_post_parameters("code")
 @require_http_methods(["GET", "POST"])
+@factor_change_guard
 def totp_add(request: HttpRequest) -> HttpResponse:
     user = request.user
     device = None
@@ -349,7 +396,7 @@ def totp_add(request: HttpRequest) -> HttpResponse:
         if outcome.ok:
             request.session.pop(SESSION_TOTP_ENROL, None)
             messages.success(request, _("Votre application d'authentification est activée."))
-            return redirect("identity:mfa:factors")
+            return redirect(_after_enrolment(request))
         if outcome.throttled:
             form.add_error("code", throttled_error(outcome.retry_after))
         else:
@@ -381,6 +428,10 @@ def backup_codes(request: HttpRequest) -> HttpResponse:
     has_mfa = selectors.user_has_mfa(request.user)
     codes: list[str] = []
     if request.method == "POST":
+        if has_mfa and not reauth.recent_mfa(request):
+            # New codes are shown on this page and the old ones stop working: never for a
+            # session weaker than a recent MFA sign-in.
+            return reauth.reauth_redirect(request)
         if not has_mfa:
             messages.error(
                 request, _("Ajoutez d'abord une application d'authentification ou une clé d'accès.")
@@ -396,6 +447,7 @@ def backup_codes(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @never_cache
+@factor_change_guard
 def passkey_add(request: HttpRequest) -> HttpResponse:
     return render(request, "mfa/passkey_add.html", {"form": PasskeyNameForm()})
 
@@ -403,6 +455,7 @@ def passkey_add(request: HttpRequest) -> HttpResponse:
 @login_required
 @never_cache
 @require_POST
+@factor_change_guard(api=True)
 def passkey_register_options(request: HttpRequest) -> HttpResponse:
     user = request.user
     handle = services.passkey_user_handle(user=user)
@@ -420,6 +473,7 @@ def passkey_register_options(request: HttpRequest) -> HttpResponse:
 @login_required
 @never_cache
 @require_POST
+@factor_change_guard(api=True)
 def passkey_register(request: HttpRequest) -> HttpResponse:
     data = _read_json(request)
     challenge = passkeys.challenge_pop(request, "register")
@@ -441,7 +495,7 @@ def passkey_register(request: HttpRequest) -> HttpResponse:
     except passkeys.PasskeyError:
         return _bad(_("La clé d'accès n'a pas pu être enregistrée. Réessayez."))
     messages.success(request, _("Votre clé d'accès est enregistrée."))
-    return JsonResponse({"redirect": reverse("identity:mfa:factors")})
+    return JsonResponse({"redirect": _after_enrolment(request)})
 
 
 def _factor_or_404(request: HttpRequest, kind: str, factor_id: int) -> selectors.FactorRow:
@@ -456,6 +510,7 @@ def _factor_or_404(request: HttpRequest, kind: str, factor_id: int) -> selectors
 @login_required
 @never_cache
 @require_http_methods(["GET", "POST"])
+@factor_change_guard
 def factor_rename(request: HttpRequest, kind: str, factor_id: int) -> HttpResponse:
     row = _factor_or_404(request, kind, factor_id)
     form = FactorNameForm(request.POST if request.method == "POST" else None, initial={"name": row.name})
@@ -475,20 +530,20 @@ def factor_rename(request: HttpRequest, kind: str, factor_id: int) -> HttpRespon
 @login_required
 @never_cache
 @require_http_methods(["GET", "POST"])
+@factor_change_guard
 def factor_remove(request: HttpRequest, kind: str, factor_id: int) -> HttpResponse:
     row = _factor_or_404(request, kind, factor_id)
     last = services.factor_is_last(user=request.user, kind=kind, factor_id=factor_id)
-    if last and not _auth_is_fresh(request):
-        # Removing the last second factor lowers the account's protection: only right after
-        # proving who you are, so that a session left open cannot do it.
-        messages.info(
+    if last and reauth.is_staff_member(request.user):
+        # Staff work with two factors (identity.reauth): they replace a factor, never drop the last.
+        messages.error(
             request,
             _(
-                "Pour retirer votre dernier second facteur, "
-                "confirmez d'abord votre identité en vous reconnectant."
+                "Les comptes du personnel doivent garder un second facteur : "
+                "ajoutez-en un autre avant de retirer celui-ci."
             ),
         )
-        return redirect(with_next(reverse("identity:login"), request.path))
+        return redirect("identity:mfa:factors")
     if request.method == "POST":
         services.factor_remove(
             user=request.user, kind=kind, factor_id=factor_id, ip=ratelimit.client_ip(request)

@@ -11,7 +11,7 @@ from django.test import Client
 from identity.mfa.models import Passkey
 from identity.mfa.selectors import user_has_mfa
 from identity.services import SESSION_AMR, user_create
-from tests.conftest import PASSWORD
+from tests.conftest import MFA_AMR, PASSWORD, open_session
 from tests.mfa.conftest import SoftAuthenticator, b64url, post_json, register_passkey, sign_in_password
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +45,8 @@ def test_registration_ok(
     assert not passkey.backup_eligible
     assert user_has_mfa(resident)
     assert mailoutbox[0].subject == "Un second facteur a été ajouté à votre compte"
-    # Registering the same credential again is refused.
+    # Registering the same credential again is refused (a second factor: from a recent MFA session).
+    open_session(signed_in, resident, MFA_AMR)
     again = register_passkey(signed_in, authenticator)
     assert again.status_code == 400
     assert Passkey.objects.count() == 1
@@ -187,10 +188,12 @@ def test_passwordless_with_unknown_key_or_replayed_challenge_fails(
 
 def test_removal(rp_settings: Any, signed_in: Client, resident: Any) -> None:
     _with_passkey(signed_in)
+    # Adding and removing factors once there is one: from a recent MFA session
+    # (tests/security/test_mfa_step_up.py).
+    open_session(signed_in, resident, MFA_AMR)
     second = SoftAuthenticator()
     register_passkey(signed_in, second, name="Clé USB")
     first_id, second_id = Passkey.objects.order_by("pk").values_list("pk", flat=True)
-    # Not the last one: no fresh sign-in needed.
     response = signed_in.post(f"/compte/securite/passkey/{second_id}/supprimer/")
     assert response.status_code == 302 and response["Location"] == "/compte/securite/"
     assert list(Passkey.objects.values_list("pk", flat=True)) == [first_id]
