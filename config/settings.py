@@ -61,7 +61,7 @@ if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS is required in production")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "identity.admin_apps.StaffAdminConfig",  # django.contrib.admin with our sign-in (MFA, audit)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from identity import reauth
 from identity.models import AuditEvent, SigningKey, User
 
 
@@ -52,6 +53,10 @@ class UserAdmin(DjangoUserAdmin):
 
         if not operator_can_reset_second_factor(request.user):
             raise PermissionDenied
+        if not reauth.recent_mfa(request):
+            # Sudo mode: removing someone's factors needs the operator's own recent MFA sign-in.
+            reauth.staff_refused_audit(request, reason=reauth.PROBLEM_RECENT_REQUIRED)
+            return reauth.reauth_redirect(request)
         form = ResetSecondFactorForm(request.POST if request.POST.get("confirm") == "yes" else None)
         if form.is_bound and form.is_valid():
             done = 0

@@ -26,7 +26,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import models, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import (
     get_access_token_model,
@@ -36,6 +36,7 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 
+from identity import reauth
 from identity.crypto import generate_secret, keyed_hash
 from identity.oidc.constants import REGISTRABLE_GRANTS, SUPPORTED_SCOPES
 from identity.services import ClientConfigError, audit_log, validate_client_uri
@@ -167,7 +168,11 @@ class PartnerClientForm(forms.ModelForm):
 
 
 @admin.action(description=_("Regenerate the client secret (shown once)"))
-def regenerate_secret(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+def regenerate_secret(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
+    if not reauth.recent_mfa(request):  # sudo mode (PartnerClientAdmin.changelist_view checks too)
+        return reauth.reauth_redirect(request)
     for client in queryset:
         if client.token_endpoint_auth_method not in SECRET_METHODS:
             modeladmin.message_user(
@@ -267,6 +272,33 @@ class PartnerClientAdmin(admin.ModelAdmin):
                 % {"client": obj.client_id, "secret": secret},
                 messages.SUCCESS,
             )
+
+    # Sudo mode (identity.reauth): adding, changing or deleting a partner client, and the
+    # list's actions (secret regeneration, bulk delete), need a sign-in at the MFA level
+    # within the last 10 minutes; reading the list does not.
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        return self._sudo(request) or super().add_view(request, form_url, extra_context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        return self._sudo(request) or super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        return self._sudo(request) or super().delete_view(request, object_id, extra_context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        if request.method == "POST" and (request.POST.get("action") or "_save" in request.POST):
+            return self._sudo(request) or super().changelist_view(request, extra_context)
+        return super().changelist_view(request, extra_context)
+
+    @staticmethod
+    def _sudo(request: HttpRequest) -> HttpResponse | None:
+        if reauth.recent_mfa(request):
+            return None
+        reauth.staff_refused_audit(request, reason=reauth.PROBLEM_RECENT_REQUIRED)
+        return reauth.reauth_redirect(request)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         # A bulk delete bypasses Client.delete(): forget the cached clients here.

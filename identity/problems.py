@@ -28,7 +28,8 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     data = response.data
     detail = data.get("detail") if isinstance(data, dict) else None
     body: dict[str, Any] = {
-        "type": "about:blank",
+        # A refusal that names its reason (identity.reauth: MFA or a recent sign-in required).
+        "type": getattr(exc, "problem_type", "about:blank"),
         "title": getattr(exc, "default_detail", "Error"),
         "status": response.status_code,
     }
@@ -36,6 +37,7 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         body["detail"] = str(detail)
     elif data:
         body["errors"] = data
+    body.update(getattr(exc, "problem_extra", {}))
     response.data = body
     response.content_type = PROBLEM_CONTENT_TYPE
     return response

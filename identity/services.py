@@ -102,9 +102,13 @@ def session_login(*, request: HttpRequest, user: User, amr: list[str]) -> None:
         django_login(request, user, backend="identity.backends.EmailBackend")
         request.session[SESSION_AUTH_TIME] = auth_time
         request.session[SESSION_AMR] = amr
-        browser_session_open(
+        record = browser_session_open(
             request=request, user=user, amr=amr, auth_time=auth_time, previous_sid=previous_sid
         )
+        # Staff sign-ins are audited apart (identity.reauth: ids and methods only).
+        from identity.reauth import staff_sign_in_audit
+
+        staff_sign_in_audit(user=user, amr=amr, session_id=record.pk)
 
 
 # --- partner clients ----------------------------------------------------------------------

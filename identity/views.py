@@ -33,6 +33,7 @@ from identity.forms import (
 from identity.mfa import flow as mfa_flow
 from identity.mfa.selectors import user_has_mfa
 from identity.mfa.services import login_second_factor_required
+from identity.reauth import is_staff_member, staff_mfa_redirect
 from identity.redirects import safe_next, with_next
 from identity.selectors import user_by_email, user_for_password_reset
 from identity.services import (
@@ -121,7 +122,12 @@ class LoginView(auth_views.LoginView):
         )
         if throttle is not None:
             throttle.succeeded()
-        response = HttpResponseRedirect(self.get_success_url())
+        target = self.get_success_url()
+        if is_staff_member(user):
+            # Staff must have a second factor (identity.reauth): enrol one first; the staff
+            # page asked for comes after the step-up with it.
+            target = staff_mfa_redirect(self.request, self.get_redirect_url())["Location"]
+        response = HttpResponseRedirect(target)
         ratelimit.remember_device(self.request, response, user)
         return response
 

@@ -20,7 +20,7 @@ from identity.mfa.models import BackupCodeDevice, Passkey, TOTPDevice
 from identity.models import AuditEvent, BrowserSession, User
 from identity.services import NOT_ME_MAX_AGE, not_me_token
 from identity.sessions import SESSION_SID
-from tests.conftest import PASSWORD, OIDCFlow
+from tests.conftest import PASSWORD, OIDCFlow, staff_mfa_login
 from tests.mfa.conftest import FakeClock, TotpResident, rfc6238
 
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -494,8 +494,7 @@ def test_operator_reset_by_admin_action(
     protected_resident: Any, support_operator: User, django_capture_on_commit_callbacks: Any
 ) -> None:
     user, laptop = protected_resident
-    admin = BrowserClient()
-    admin.force_login(support_operator)
+    admin = staff_mfa_login(BrowserClient(), support_operator)  # staff work at the MFA level
     changelist = admin.get("/admin/identity/user/")
     assert changelist.status_code == 200
     assert "reset_second_factor" in changelist.content.decode()
@@ -526,8 +525,7 @@ def test_admin_action_is_refused_without_the_support_group(
     user, _laptop = protected_resident
     staff = make_staff(make_resident, "staff@nantesmetropole.example")
     staff.user_permissions.add(Permission.objects.get(codename="view_user"))
-    admin = BrowserClient()
-    admin.force_login(staff)
+    admin = staff_mfa_login(BrowserClient(), staff)
     changelist = admin.get("/admin/identity/user/")
     assert changelist.status_code == 200
     assert "reset_second_factor" not in changelist.content.decode()

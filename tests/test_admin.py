@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from identity.models import SigningKey, User
+from tests.conftest import staff_mfa_login
 
 
 @pytest.fixture
 def staff_client(client, db):
     admin = User.objects.create_superuser("admin@example.org", "a long admin passphrase")
-    client.force_login(admin)
-    return client
+    # Staff pages need a session at the MFA level (tests/security/test_staff_sign_in.py).
+    return staff_mfa_login(client, admin)
 
 
 @pytest.mark.parametrize(

@@ -29,11 +29,12 @@ from consent import ledger
 from consent.api.problems import api_problem
 from consent.crypto import KeyDestroyed
 from consent.dpo import queries
-from consent.dpo.access import IsDPO
+from consent.dpo.access import DPO_API_PERMISSIONS
 from consent.models import LedgerEvent, TreeHead
 from consent.receipts import receipt_for_event
 from consent.selectors import event_by_id, event_details, event_proof, latest_tree_head, ledger_verify
 from consent.services import tree_head_sign
+from identity.reauth import RecentMFAPermission, staff_request_audit
 from identity.services import audit_log
 
 
@@ -66,12 +67,21 @@ def _tree_head_dict(head: TreeHead) -> dict[str, Any]:
 
 
 class DPOAPIView(APIView):
-    permission_classes = [IsDPO]
+    """The DPO at the MFA level (consent.dpo.access); every request that gets through is
+    audited with its status (identity.reauth.staff_request_audit)."""
+
+    permission_classes = DPO_API_PERMISSIONS
     renderer_classes = [JSONRenderer]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self._staff_audited = True  # authentication and permissions passed
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
         response["Cache-Control"] = "no-store"
+        if getattr(self, "_staff_audited", False):
+            staff_request_audit(request._request, status=response.status_code)
         return response
 
 
@@ -198,6 +208,9 @@ class StatsView(DPOAPIView):
 
 
 class RegisterView(DPOAPIView):
+    # An export of the register of processing: a recent MFA sign-in ("sudo mode").
+    permission_classes = [*DPO_API_PERMISSIONS, RecentMFAPermission]
+
     def get(self, request: Request) -> HttpResponse:
         language = request.query_params.get("lang") or "fr"
         if language not in ("fr", "en"):

@@ -1,4 +1,5 @@
-"""Who may use the DPO console and API: active staff members of the "dpo" group."""
+"""Who may use the DPO console and API: active staff members of the "dpo" group, signed in
+at the MFA level (identity.reauth: staff work with two factors; every request is audited)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from rest_framework.permissions import BasePermission
+
+from identity import reauth
 
 DPO_GROUP = "dpo"
 
@@ -35,7 +38,10 @@ def dpo_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
             return redirect_to_login(request.get_full_path())
         if not is_dpo(request.user):
             return render(request, "consent/dpo/forbidden.html", status=403)
-        return view(request, *args, **kwargs)
+        if not reauth.session_is_mfa(request):
+            reauth.staff_refused_audit(request, reason=reauth.PROBLEM_MFA_REQUIRED)
+            return reauth.staff_mfa_redirect(request)
+        return reauth.staff_request_audited(request, view, *args, **kwargs)
 
     return never_cache(wrapper)
 
@@ -45,3 +51,8 @@ class IsDPO(BasePermission):
 
     def has_permission(self, request: Any, view: Any) -> bool:
         return is_dpo(request.user)
+
+
+# The API's permissions, in order: the DPO (else a plain 403), then an MFA session (else a
+# problem of type urn:cum:problem:mfa_required).
+DPO_API_PERMISSIONS = [IsDPO, reauth.StaffMFAPermission]

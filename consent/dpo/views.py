@@ -2,7 +2,9 @@
 
 Thin views: parameters are validated and data read by consent/dpo/queries.py; every read
 of a resident's personal data (search by resident, event detail, receipt, proof, export)
-writes a "dpo.read" audit row.
+writes a "dpo.read" audit row; every request a "staff.request" row (consent/dpo/access.py).
+Exports (CSV, JSON, the register of processing) need a sign-in at the MFA level within the
+last 10 minutes (identity.reauth.recent_mfa_required).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from consent.selectors import (
     purposes_catalogue,
 )
 from consent.services import tree_head_sign
+from identity.reauth import recent_mfa_required
 from identity.services import audit_log
 
 
@@ -117,6 +120,7 @@ def _export_filters(request: HttpRequest) -> queries.EventFilters | HttpResponse
 
 
 @dpo_required
+@recent_mfa_required
 @require_GET
 def export_csv(request: HttpRequest) -> HttpResponse:
     filters = _export_filters(request)
@@ -137,6 +141,7 @@ def export_csv(request: HttpRequest) -> HttpResponse:
 
 
 @dpo_required
+@recent_mfa_required
 @require_GET
 def export_json(request: HttpRequest) -> HttpResponse:
     filters = _export_filters(request)
@@ -256,6 +261,7 @@ def stats(request: HttpRequest) -> HttpResponse:
 
 
 @dpo_required
+@recent_mfa_required
 @require_GET
 def register(request: HttpRequest) -> HttpResponse:
     return render(request, "consent/dpo/register.html", {"register": queries.register_document(_language())})

@@ -13,6 +13,7 @@ from django.test import Client as BrowserClient
 
 from consent.models import ConsentState, LedgerEvent, LedgerHead, Subject, TreeHead
 from identity.models import AuditEvent
+from tests.conftest import staff_mfa_login
 
 PARTNER_ORIGIN = "https://billetterie.example.org"
 OTHER_ORIGIN = "https://evil.example.net"
@@ -89,9 +90,8 @@ def dpo(make_dpo: Any) -> Any:
 
 @pytest.fixture
 def dpo_http(dpo: Any) -> BrowserClient:
-    http = BrowserClient()
-    http.force_login(dpo)
-    return http
+    # Staff pages need a session at the MFA level (tests/security/test_staff_sign_in.py).
+    return staff_mfa_login(BrowserClient(), dpo)
 
 
 def audit_reads(**filters: Any) -> list[AuditEvent]:

@@ -5,6 +5,10 @@
 
 Creates the group on first use (no migration needed) and the account if it does not exist
 (without a password: the DPO sets one with "Mot de passe oublié"). Audited.
+
+Staff work with two factors (identity.reauth): at the first sign-in, a DPO without a second
+factor is sent to enrol one (authenticator app or passkey) and reaches the console only
+after signing in with it.
 """
 
 from __future__ import annotations
@@ -59,4 +63,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 "The account has no password yet: set one with 'Mot de passe oublié' on the sign-in page."
             )
+        self.stdout.write(
+            "A second factor is required: at the first sign-in the DPO enrols an authenticator "
+            "app or a passkey, then signs in with it."
+        )
         self.stdout.write("Console: /dpo/")
