@@ -9,7 +9,7 @@ Two rules:
   verification). A staff member without a factor is sent to enrol one; one with a factor but
   a weaker session (password only, FranceConnect, a passkey without user verification) is
   sent to sign in again with the second factor. `staff_mfa_required` (pages),
-  `StaffMFAPermission` (DRF) and identity.admin.StaffAdminSite apply it.
+  `StaffMFAPermission` (DRF) and identity.admin_site.StaffAdminSite apply it.
 
 - **Sensitive actions need a recent MFA sign-in ("sudo mode").** `recent_mfa`: the session
   is at the MFA level and its authentication time is less than `RECENT_MFA_SECONDS` (10
@@ -17,8 +17,8 @@ Two rules:
   DPO's exports, and for a resident's own factor changes once the account has a factor
   (adding, renaming or removing one, regenerating backup codes): a one-factor session must
   not be able to give itself a factor and then pass the step-up. `recent_mfa_required`
-  (pages: redirect to re-authenticate then back; `api=True`: an RFC 7807 problem),
-  `RecentMFAPermission` (DRF).
+  (pages: redirect to re-authenticate then back), `RecentMFAPermission` (DRF: an RFC 7807
+  problem).
 
 Re-authenticating is itself MFA: the sign-in page (password, then the second factor, the
 session being replaced by the new one) when the account has a password, else the step-up
@@ -208,32 +208,22 @@ def staff_mfa_required(view: View) -> View:
     return wrapper
 
 
-def recent_mfa_required(view: View | None = None, *, api: bool = False) -> Any:
-    """Sudo mode: an MFA sign-in within the last 10 minutes. Pages are sent to re-authenticate
-    and back; with `api=True` the answer is an RFC 7807 problem (403)."""
+def recent_mfa_required(view: View) -> View:
+    """Sudo mode for a page: an MFA sign-in within the last 10 minutes, else the browser is
+    sent to re-authenticate and back (APIs: RecentMFAPermission)."""
 
-    def decorate(inner: View) -> View:
-        @wraps(inner)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not request.user.is_authenticated:
-                if api:
-                    from identity.problems import problem
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if recent_mfa(request):
+            return view(request, *args, **kwargs)
+        staff_refused_audit(request, reason=PROBLEM_RECENT_REQUIRED)
+        if not user_has_factor(request.user):
+            return staff_mfa_redirect(request)
+        return reauth_redirect(request)
 
-                    return problem(401, _("Connexion requise"))
-                return redirect_to_login(request.get_full_path())
-            if not recent_mfa(request):
-                if is_staff_member(request.user):
-                    staff_refused_audit(request, reason=PROBLEM_RECENT_REQUIRED)
-                if api:
-                    return recent_problem(request)
-                if not user_has_factor(request.user):
-                    return staff_mfa_redirect(request)
-                return reauth_redirect(request)
-            return inner(request, *args, **kwargs)
-
-        return wrapper
-
-    return decorate(view) if view is not None else decorate
+    return wrapper
 
 
 class _Problem(exceptions.APIException):

@@ -30,7 +30,10 @@ def is_dpo(user: Any) -> bool:
 
 
 def dpo_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Console pages: sign-in page for visitors, 403 page for anyone else who is not the DPO."""
+    """Console pages: sign-in page for visitors, 403 page for anyone else who is not the DPO,
+    then identity.reauth.staff_mfa_required (an MFA session; every request audited)."""
+
+    at_mfa_level = reauth.staff_mfa_required(view)  # MFA session, every request audited
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -38,10 +41,7 @@ def dpo_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
             return redirect_to_login(request.get_full_path())
         if not is_dpo(request.user):
             return render(request, "consent/dpo/forbidden.html", status=403)
-        if not reauth.session_is_mfa(request):
-            reauth.staff_refused_audit(request, reason=reauth.PROBLEM_MFA_REQUIRED)
-            return reauth.staff_mfa_redirect(request)
-        return reauth.staff_request_audited(request, view, *args, **kwargs)
+        return at_mfa_level(request, *args, **kwargs)
 
     return never_cache(wrapper)
 

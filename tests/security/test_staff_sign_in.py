@@ -418,3 +418,49 @@ def test_refused_staff_requests_are_audited_too(dpo: User, clock: FakeClock) -> 
     http.get("/dpo/api/v1/events")
     refused = AuditEvent.objects.filter(event="staff.refused", acting_user_id=dpo.pk).order_by("pk")
     assert [event.data["reason"] for event in refused] == ["mfa_required", "mfa_required"]
+
+
+def test_a_staff_member_without_a_password_re_authenticates_with_the_step_up(
+    dpo: User, clock: FakeClock
+) -> None:
+    """E.g. a DPO who signs in through FranceConnect: the second factor is asked for alone."""
+    key = enrol_totp(dpo, clock)
+    dpo.set_unusable_password()
+    dpo.save(update_fields=["password"])
+    http = open_session(Client(), dpo, ["pwd"])
+    response = http.get("/dpo/")
+    assert response["Location"] == "/connexion/verification/?next=%2Fdpo%2F"
+    clock.advance(30)
+    response = http.post(
+        "/connexion/verification/", {"method": "totp", "totp-code": rfc6238(key, clock()), "next": "/dpo/"}
+    )
+    assert response["Location"] == "/dpo/"
+    assert http.session[SESSION_AMR] == ["pwd", "otp", "mfa"]
+    assert http.get("/dpo/").status_code == 200
+    assert http.get("/dpo/export.json").status_code == 200  # just signed in with the factor: recent
+
+
+def test_the_admin_login_page_lets_an_mfa_session_through_and_its_own_pages_are_ours(
+    superuser: User, clock: FakeClock
+) -> None:
+    http = open_session(Client(), superuser, MFA_AMR)
+    response = http.get("/admin/login/?next=/admin/identity/user/")
+    assert response["Location"] == "/admin/identity/user/"
+    assert http.get("/admin/login/?next=https://evil.example/")["Location"] == "/admin/"
+    assert http.get("/admin/password_change/")["Location"] == "/compte/mot-de-passe/"
+    response = http.post("/admin/logout/")
+    assert response.status_code == 302 and response["Location"] == "/deconnexion/"
+
+
+def test_staff_requests_that_fail_are_audited_with_their_status(dpo: User) -> None:
+    import uuid
+
+    http = open_session(Client(), dpo, MFA_AMR)
+    missing = uuid.uuid4()
+    assert http.get(f"/dpo/evenements/{missing}/").status_code == 404
+    assert http.get(f"/dpo/api/v1/events/{missing}").status_code == 404
+    rows = AuditEvent.objects.filter(event="staff.request", acting_user_id=dpo.pk).order_by("pk")
+    assert [(row.data["view"], row.data["object"], row.data["status"]) for row in rows] == [
+        ("consent:dpo:event", str(missing), 404),
+        ("consent:dpo-api:event", str(missing), 404),
+    ]
