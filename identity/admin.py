@@ -18,6 +18,15 @@ from identity import reauth
 from identity.models import AuditEvent, SigningKey, User
 
 
+def _sudo(request: HttpRequest) -> HttpResponse | None:
+    """None when the operator signed in with the second factor within 10 minutes, else the
+    redirect to re-authenticate (and back)."""
+    if reauth.recent_mfa(request):
+        return None
+    reauth.staff_refused_audit(request, reason=reauth.PROBLEM_RECENT_REQUIRED)
+    return reauth.reauth_redirect(request)
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     ordering = ("email",)
@@ -33,6 +42,28 @@ class UserAdmin(DjangoUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     actions = ["reset_second_factor"]
+
+    # Sudo mode (identity.reauth): creating an account, saving a change (rights, groups,
+    # staff status), deleting one or setting its password need the operator's sign-in with
+    # the second factor within the last 10 minutes; reading the pages does not.
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        return _sudo(request) or super().add_view(request, form_url, extra_context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        if request.method == "POST":
+            return _sudo(request) or super().change_view(request, object_id, form_url, extra_context)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        if request.method == "POST":
+            return _sudo(request) or super().delete_view(request, object_id, extra_context)
+        return super().delete_view(request, object_id, extra_context)
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        return _sudo(request) or super().user_change_password(request, id, form_url)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         from identity.mfa.services import operator_can_reset_second_factor
@@ -53,10 +84,9 @@ class UserAdmin(DjangoUserAdmin):
 
         if not operator_can_reset_second_factor(request.user):
             raise PermissionDenied
-        if not reauth.recent_mfa(request):
-            # Sudo mode: removing someone's factors needs the operator's own recent MFA sign-in.
-            reauth.staff_refused_audit(request, reason=reauth.PROBLEM_RECENT_REQUIRED)
-            return reauth.reauth_redirect(request)
+        refused = _sudo(request)  # removing someone's factors: the operator's recent MFA sign-in
+        if refused is not None:
+            return refused
         form = ResetSecondFactorForm(request.POST if request.POST.get("confirm") == "yes" else None)
         if form.is_bound and form.is_valid():
             done = 0

@@ -464,3 +464,25 @@ def test_staff_requests_that_fail_are_audited_with_their_status(dpo: User) -> No
         ("consent:dpo:event", str(missing), 404),
         ("consent:dpo-api:event", str(missing), 404),
     ]
+
+
+def test_account_changes_in_the_admin_need_a_recent_authentication(
+    superuser: User, make_resident: Any, clock: FakeClock
+) -> None:
+    """Granting staff status or groups, creating, deleting accounts, setting a password."""
+    agent = make_resident("agent@nantesmetropole.fr")
+    new_account = {"email": "new@example.org", "password1": "x" * 20, "password2": "x" * 20}
+    stale = open_session(Client(), superuser, MFA_AMR, age=STALE)
+    assert stale.get(f"/admin/identity/user/{agent.pk}/change/").status_code == 200  # reading
+    form = {"email": agent.email, "is_active": "on", "is_staff": "on", "is_superuser": "on"}
+    for path, data in [
+        (f"/admin/identity/user/{agent.pk}/change/", form),
+        (f"/admin/identity/user/{agent.pk}/delete/", {"post": "yes"}),
+        (f"/admin/identity/user/{agent.pk}/password/", {"password1": "x" * 20, "password2": "x" * 20}),
+        ("/admin/identity/user/add/", new_account),
+    ]:
+        response = stale.post(path, data)
+        assert response.status_code == 302 and response["Location"].startswith("/connexion/?next="), path
+    agent.refresh_from_db()
+    assert not agent.is_staff and not agent.is_superuser and agent.check_password(PASSWORD)
+    assert not User.objects.filter(email="new@example.org").exists()
