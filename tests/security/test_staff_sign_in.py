@@ -486,3 +486,23 @@ def test_account_changes_in_the_admin_need_a_recent_authentication(
     agent.refresh_from_db()
     assert not agent.is_staff and not agent.is_superuser and agent.check_password(PASSWORD)
     assert not User.objects.filter(email="new@example.org").exists()
+
+
+def test_a_staff_member_may_enrol_a_passkey_instead(dpo: User, settings: Any) -> None:
+    from tests.mfa.conftest import ISSUER, SoftAuthenticator, register_passkey
+
+    settings.ISSUER = ISSUER
+    http = open_session(Client(), dpo, ["pwd"])
+    assert http.get("/dpo/statistiques/")["Location"] == "/compte/securite/"
+    response = register_passkey(http, SoftAuthenticator(user_verification=False))
+    assert response.status_code == 200
+    assert response.json() == {"redirect": "/connexion/verification/?next=%2Fdpo%2Fstatistiques%2F"}
+    assert http.get("/dpo/statistiques/").status_code == 302  # not before signing in with it
+
+
+def test_resident_sign_ins_are_not_staff_sign_ins(make_resident: Any) -> None:
+    resident = make_resident("camille@example.org")
+    response = Client().post("/connexion/", {"username": resident.email, "password": PASSWORD})
+    assert response.status_code == 302
+    assert AuditEvent.objects.filter(event="login.succeeded", subject_user_id=resident.pk).exists()
+    assert not AuditEvent.objects.filter(event="staff.signed_in").exists()
