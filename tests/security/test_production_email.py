@@ -251,3 +251,33 @@ def test_a_refused_recipient_is_dead_lettered_and_blanked(client, resident, reco
     assert row.last_error == "SMTPRecipientsRefused"
     logged = " ".join(record.getMessage() + str(record.exc_text or "") for record in caplog.records)
     assert resident.email not in logged
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_outbox_worker_process_sends_the_queued_email(resident):
+    """What `python3 dev.py run` starts beside the web server: `manage.py outbox_worker`, a
+    separate process, here with the development console backend."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.connectors.conftest import ROOT, database_url_of_test_db
+
+    assert Client().post("/mot-de-passe-oublie/", {"email": resident.email}).status_code == 302
+    (row,) = email_rows()
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "EMAIL_BACKEND", "DJANGO_ENV"}}
+    env["DATABASE_URL"] = database_url_of_test_db()
+    result = subprocess.run(
+        [sys.executable, "manage.py", "outbox_worker", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "delivered=1" in result.stdout
+    assert "Choisir un nouveau mot de passe" in result.stdout  # the console backend's print
+    assert RESET_LINK.search(result.stdout)
+    row.refresh_from_db()
+    assert row.status == OutboxMessage.Status.DELIVERED and row.payload == {}
