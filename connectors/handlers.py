@@ -15,8 +15,9 @@ from connectors.outbox import (
 
 HTTP_FORM_POST = "http_form_post"
 EMAIL = "email"
-# 5 s doubling, jittered: the last of 10 attempts comes 45 to 85 minutes after the first.
-# Later than that, a reset link (valid one hour) would be stale: the resident asks again.
+# 5 s doubling, jittered (connectors.outbox.backoff_delay): the last of 10 attempts comes
+# 21 to 43 minutes after the first, while a reset link (valid one hour) is still good;
+# past that, the resident asks again.
 EMAIL_MAX_ATTEMPTS = 10
 
 
