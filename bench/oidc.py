@@ -469,6 +469,9 @@ class Bench:
                 "SECURE_SSL_REDIRECT": "false",
                 "BEHIND_TLS_PROXY": "true",
                 "TRUSTED_PROXY_COUNT": "1",
+                # Production names a real mail backend; the benchmark sends no email.
+                "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "EMAIL_HOST": "127.0.0.1",
                 "DATABASE_URL": self.args.database_url,
                 "REDIS_URL": self.args.redis_url,
                 "DEMO_ENABLED": "false",

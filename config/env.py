@@ -46,6 +46,28 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _required(name: str, why: str) -> str:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        raise ImproperlyConfigured(f"{name} is required in production ({why})")
+    return value
+
+
+def env_required_str(name: str, *, why: str) -> str:
+    """A value production must state: no default, not even an empty one."""
+    return _required(name, why).strip()
+
+
+def env_required_bool(name: str, *, why: str) -> bool:
+    _required(name, why)
+    return env_bool(name, default=False)
+
+
+def env_required_int(name: str, *, why: str) -> int:
+    _required(name, why)
+    return env_int(name, default=0)
+
+
 def local_secret(var_dir: Path, filename: str, nbytes: int = 48) -> str:
     """A secret generated once into `var/` for local runs; never used in production."""
     var_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,16 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from config.env import env_bool, env_int, env_list, env_str, local_secret
+from config.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_required_bool,
+    env_required_int,
+    env_required_str,
+    env_str,
+    local_secret,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
@@ -224,8 +233,28 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
-    if env_bool("BEHIND_TLS_PROXY", True):
-        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Proxies in front of us (docs/operators.md, "Proxies and the client address") ------------
+# A header is trusted only when the operator said a proxy of ours writes it: a client can
+# send X-Forwarded-For / X-Forwarded-Proto itself. Production has no default for either:
+# a wrong guess either lets anyone pick their address (defeating the per-IP sign-in limits,
+# polluting audit fingerprints) or makes plain HTTP look secure.
+if PRODUCTION:
+    BEHIND_TLS_PROXY = env_required_bool(
+        "BEHIND_TLS_PROXY", why="true if a TLS-terminating proxy of ours sets X-Forwarded-Proto, else false"
+    )
+    TRUSTED_PROXY_COUNT = env_required_int(
+        "TRUSTED_PROXY_COUNT", why="0 if clients connect to us directly, else the number of proxies"
+    )
+else:
+    BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+    TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more")
+# How many proxies in front of us append to X-Forwarded-For (0 = use REMOTE_ADDR);
+# identity.ratelimit.client_ip takes the N-th address from the right.
+if BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Sign-in throttling (identity/ratelimit.py).
 LOGIN_RATE_LIMIT = {
@@ -234,8 +263,6 @@ LOGIN_RATE_LIMIT = {
     "window_seconds": env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60),
     "account_lock_seconds": env_int("LOGIN_ACCOUNT_LOCK_SECONDS", 5 * 60),
 }
-# How many proxies in front of us append to X-Forwarded-For (0 = use REMOTE_ADDR).
-TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if PRODUCTION else 0)
 
 # --- Internationalisation ---------------------------------------------------------------
 LANGUAGE_CODE = "fr"
@@ -262,8 +289,32 @@ STORAGES = {
 }
 
 # --- Email ----------------------------------------------------------------------------
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+# Emails to residents are queued in the outbox and sent by `manage.py outbox_worker`
+# (identity/emails.py, connectors/handlers.py), never inside a request. Outside production
+# they are printed by the console backend; production names its backend and, for SMTP,
+# its host: links in these emails are secrets (reset, verification, "Ce n'était pas vous ?")
+# and must not end up in logs or nowhere. identity/checks.py also checks the class.
+UNSAFE_PRODUCTION_EMAIL_BACKENDS = {
+    f"django.core.mail.backends.{name}.EmailBackend" for name in ("console", "locmem", "filebased", "dummy")
+}
+SMTP_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+if PRODUCTION:
+    EMAIL_BACKEND = env_required_str("EMAIL_BACKEND", why=f"e.g. {SMTP_EMAIL_BACKEND}")
+    if EMAIL_BACKEND in UNSAFE_PRODUCTION_EMAIL_BACKENDS:
+        raise ImproperlyConfigured(
+            f"EMAIL_BACKEND {EMAIL_BACKEND} delivers no email; production needs a real one "
+            f"(e.g. {SMTP_EMAIL_BACKEND})"
+        )
+    EMAIL_HOST = env_str("EMAIL_HOST") or ""
+    if EMAIL_BACKEND == SMTP_EMAIL_BACKEND and not EMAIL_HOST:
+        raise ImproperlyConfigured("EMAIL_HOST (the SMTP relay) is required in production")
+else:
+    EMAIL_BACKEND = env_str("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
+    EMAIL_HOST = env_str("EMAIL_HOST") or "localhost"
+# Seconds per SMTP operation: the worker's lease on a message (connectors.outbox) is longer.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+if EMAIL_TIMEOUT < 1:
+    raise ImproperlyConfigured("EMAIL_TIMEOUT must be at least 1 second")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")

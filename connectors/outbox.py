@@ -6,7 +6,7 @@ import logging
 import random
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,11 +35,21 @@ class PermanentDeliveryError(Exception):
 
 Handler = Callable[[OutboxMessage], None]
 _handlers: dict[str, Handler] = {}
+_secret_kinds: set[str] = set()
 
 
-def register_handler(kind: str, handler: Handler) -> None:
-    """Called from AppConfig.ready() of the app that owns a message kind."""
+def register_handler(kind: str, handler: Handler, *, secret_payload: bool = False) -> None:
+    """Called from AppConfig.ready() of the app that owns a message kind.
+
+    `secret_payload`: the payload holds secrets or personal data (e.g. an email with a
+    reset link): it is blanked as soon as the message is delivered or dead-lettered, so
+    nothing lingers in the table (a dead-lettered one can then not be replayed).
+    """
     _handlers[kind] = handler
+    if secret_payload:
+        _secret_kinds.add(kind)
+    else:
+        _secret_kinds.discard(kind)
 
 
 def handler_for(kind: str) -> Handler | None:
@@ -85,12 +95,14 @@ class RelayResult:
         return self.delivered + self.retried + self.dead
 
 
-def _claim(batch_size: int, now: datetime) -> list[OutboxMessage]:
+def _claim(batch_size: int, now: datetime, kinds: Collection[str] | None = None) -> list[OutboxMessage]:
     """Lease due messages so that concurrent workers never deliver the same one at once."""
     with transaction.atomic():
         due = OutboxMessage.objects.filter(
             status=OutboxMessage.Status.PENDING, next_attempt_at__lte=now
         ).filter(models_q_unlocked(now))
+        if kinds is not None:
+            due = due.filter(kind__in=list(kinds))
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         messages = list(due.order_by("next_attempt_at")[:batch_size])
@@ -147,18 +159,21 @@ def _deliver(message: OutboxMessage, result: RelayResult) -> None:
 
 
 def _finish(message: OutboxMessage, attempts: int, status: str, error: str) -> None:
+    blank = {"payload": {}} if message.kind in _secret_kinds else {}
     OutboxMessage.objects.filter(pk=message.pk).update(
         attempts=attempts,
         status=status,
         locked_until=None,
         last_error=error[:300],
         delivered_at=timezone.now() if status == OutboxMessage.Status.DELIVERED else None,
+        **blank,
     )
 
 
-def relay_once(*, batch_size: int = 50) -> RelayResult:
-    """Deliver every message due now (one batch). Returns what happened."""
+def relay_once(*, batch_size: int = 50, kinds: Collection[str] | None = None) -> RelayResult:
+    """Deliver every message due now (one batch), of the given kinds only if `kinds` is set.
+    Returns what happened."""
     result = RelayResult()
-    for message in _claim(batch_size, timezone.now()):
+    for message in _claim(batch_size, timezone.now(), kinds):
         _deliver(message, result)
     return result

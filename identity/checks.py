@@ -28,3 +28,50 @@ def check_production_secrets(app_configs: Any, **kwargs: Any) -> list[Any]:
     if not settings.REDIS_URL:
         problems.append(Warning("REDIS_URL is not set: caches are per process", id="identity.W003"))
     return problems
+
+
+@register(Tags.security)
+def check_email_backend(app_configs: Any, **kwargs: Any) -> list[Any]:
+    """Production emails carry secrets (reset, verification, "Ce n'était pas vous ?" links):
+    a backend that prints, keeps in memory, writes to a file or drops them is refused, by
+    what its class is (config/settings.py refuses Django's own by name already). Runs at
+    every check, not only --deploy: in production there is no safe use for them."""
+    from django.core.mail.backends.console import EmailBackend as Console
+    from django.core.mail.backends.dummy import EmailBackend as Dummy
+    from django.core.mail.backends.locmem import EmailBackend as Locmem
+    from django.utils.module_loading import import_string
+
+    if not settings.PRODUCTION:
+        return []
+    try:
+        backend = import_string(settings.EMAIL_BACKEND)
+    except ImportError:
+        return [Error(f"EMAIL_BACKEND {settings.EMAIL_BACKEND} cannot be imported", id="identity.E011")]
+    # The file backend subclasses the console one.
+    if isinstance(backend, type) and issubclass(backend, (Console, Locmem, Dummy)):
+        return [
+            Error(
+                f"EMAIL_BACKEND {settings.EMAIL_BACKEND} delivers no email (console, memory, file or "
+                "dummy): residents would never get their links, and the console would log them.",
+                hint="Set EMAIL_BACKEND to a real one, e.g. django.core.mail.backends.smtp.EmailBackend.",
+                id="identity.E010",
+            )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def check_proxy_setup(app_configs: Any, **kwargs: Any) -> list[Any]:
+    if not settings.PRODUCTION:
+        return []
+    if getattr(settings, "BEHIND_TLS_PROXY", False) and settings.TRUSTED_PROXY_COUNT == 0:
+        return [
+            Warning(
+                "BEHIND_TLS_PROXY is true but TRUSTED_PROXY_COUNT is 0: every resident appears with the "
+                "proxy's address, so one client's sign-in failures trip the per-IP limit for everyone.",
+                hint="Set TRUSTED_PROXY_COUNT to the number of proxies that append to X-Forwarded-For "
+                "(docs/operators.md, 'Proxies and the client address').",
+                id="identity.W010",
+            )
+        ]
+    return []

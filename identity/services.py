@@ -282,15 +282,16 @@ def client_register(
 
 # --- resident accounts: registration, verification, passwords, sign-in records -------------
 #
-# Emails leave after the transaction commits (identity.emails); the audit rows are written
-# inside it. Anything that would tell a visitor whether an address has an account stays
-# out of the return values: callers show the same page whatever happened.
+# Emails are queued in the outbox inside the transaction, with the audit rows, and sent by
+# the outbox worker after it commits (identity.emails): a request never waits on SMTP.
+# Anything that would tell a visitor whether an address has an account stays out of the
+# return values: callers show the same page whatever happened.
 
 
-def _email_on_commit(*, to: str, template: str, context: dict[str, Any], language: str) -> None:
+def _queue_email(*, to: str, template: str, context: dict[str, Any], language: str) -> None:
     from identity.emails import send_email
 
-    transaction.on_commit(lambda: send_email(to=to, template=template, context=context, language=language))
+    send_email(to=to, template=template, context=context, language=language)
 
 
 def _create_verification(*, user: User) -> str:
@@ -316,7 +317,7 @@ def _send_verification(*, user: User, token: str) -> None:
 
     from identity.emails import absolute_url
 
-    _email_on_commit(
+    _queue_email(
         to=user.email,
         template="verify_email",
         context={
@@ -376,7 +377,7 @@ def account_register(
     audit_log(event="account.registration_duplicate", subject_user=existing, ip=ip)
     if not notify_existing:
         return
-    _email_on_commit(
+    _queue_email(
         to=existing.email,
         template="register_existing",
         context={
@@ -460,7 +461,7 @@ def password_reset_request(*, user: User, ip: str = "") -> None:
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     token = default_token_generator.make_token(user)
     path = reverse("identity:password-reset-confirm", kwargs={"uidb64": uid, "token": token})
-    _email_on_commit(
+    _queue_email(
         to=user.email,
         template="password_reset",
         context={
@@ -485,7 +486,7 @@ def _set_password(*, user: User, password: str, event: str, ip: str, acting_user
         fields.append("email_verified")
     user.save(update_fields=fields)
     audit_log(event=event, acting_user=acting_user, subject_user=user, ip=ip)
-    _email_on_commit(
+    _queue_email(
         to=user.email,
         template="password_changed",
         context={
@@ -550,6 +551,7 @@ def password_check_record_failure(*, user: User, ip: str = "") -> None:
     audit_log(event="password.check_failed", acting_user=user, subject_user=user, ip=ip)
 
 
+@transaction.atomic
 def login_notify_new_device(
     *, user: User, known_device: bool, first_sign_in: bool, device: str, ip: str = ""
 ) -> bool:
@@ -568,7 +570,7 @@ def login_notify_new_device(
     if known_device or first_sign_in:
         return False
     audit_log(event="login.new_device_notified", subject_user=user, ip=ip)
-    _email_on_commit(
+    _queue_email(
         to=user.email,
         template="new_device",
         context={

@@ -139,6 +139,25 @@ def resident(make_resident: Any) -> Any:
     return make_resident("camille@example.org")
 
 
+def deliver_emails() -> int:
+    """Send the queued emails now, as `manage.py outbox_worker` would, and say how many left.
+
+    Emails to residents are outbox messages (identity.emails.send_email): a request only
+    queues them. Tests that read `django.core.mail.outbox` call this after the request; it
+    runs the real relay (connectors.outbox.relay_once) for email messages only, so that
+    partner deliveries queued by the same test are not attempted.
+    """
+    from connectors.handlers import EMAIL
+    from connectors.outbox import relay_once
+
+    delivered = 0
+    while True:
+        result = relay_once(kinds=[EMAIL])
+        delivered += result.delivered
+        if not result.processed:
+            return delivered
+
+
 @dataclass
 class RegisteredClient:
     client: Any

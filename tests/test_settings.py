@@ -36,6 +36,11 @@ PRODUCTION = {
     "ALLOWED_HOSTS": "compte.example.org",
     "CONSENT_MASTER_KEY": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
     "PAIRWISE_SUBJECT_KEY": "p" * 43,
+    # Stated explicitly in production: where email goes, and which proxies stand in front.
+    "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+    "EMAIL_HOST": "smtp.example.org",
+    "TRUSTED_PROXY_COUNT": "1",
+    "BEHIND_TLS_PROXY": "true",
 }
 
 

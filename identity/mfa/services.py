@@ -1,7 +1,7 @@
 """Writes of the MFA app: enrolment, verification and removal of second factors.
 
 Keyword-only functions, one transaction each, the audit row (ids only) in the same
-transaction; emails leave after commit. Every verification locks the factor's row
+transaction; emails are queued in the outbox in it. Every verification locks the factor's row
 (`select_for_update`) before reading its throttle and replay state, so that two
 concurrent attempts are serialised: one code cannot be accepted twice and the
 throttle cannot be bypassed by racing requests.
@@ -71,8 +71,8 @@ def _notify(
         "not_me_days": not_me_days(),
         **context,
     }
-    to, language = user.email, user.preferred_language
-    transaction.on_commit(lambda: send_email(to=to, template=template, context=full, language=language))
+    # Queued in the outbox in the caller's transaction; the outbox worker sends it.
+    send_email(to=user.email, template=template, context=full, language=user.preferred_language)
 
 
 def _factor_added(*, user: User, kind: str, factor_id: int, name: str, ip: str) -> None:

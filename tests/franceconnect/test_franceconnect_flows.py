@@ -21,7 +21,7 @@ from identity.franceconnect.selectors import logout_url_for
 from identity.models import AuditEvent, BrowserSession, User
 from identity.services import SESSION_AMR
 from identity.sessions import SESSION_SID
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, deliver_emails
 from tests.franceconnect.conftest import LOGOUT_RETURN_PATH, FranceConnectBrowser, http_get
 from tests.franceconnect.fake_fc import DEFAULT_IDENTITY
 
@@ -60,6 +60,7 @@ def create_account_through_fc(fc_browser: FranceConnectBrowser, capture: Any) ->
     with capture(execute=True):
         response = fc_browser.client.post("/franceconnect/premiere-connexion/", {"action": "create"})
     assert response.status_code == 302, response.content[:500]
+    deliver_emails()
     return User.objects.get(email=FC_EMAIL)
 
 
@@ -122,6 +123,7 @@ def test_first_use_creates_an_account_and_signs_in_at_eidas1(
     with django_capture_on_commit_callbacks(execute=True):
         response = fc_browser.client.post("/franceconnect/premiere-connexion/", {"action": "create"})
     assert response.status_code == 302 and response["Location"] == "/compte/"
+    deliver_emails()
 
     user = User.objects.get(email=FC_EMAIL)
     assert (user.given_name, user.family_name) == ("Angela Claire Louise", "DUBOIS")
@@ -321,6 +323,7 @@ def test_unlink_without_a_password_is_refused_and_a_password_link_offered(
 
     with django_capture_on_commit_callbacks(execute=True):
         fc_browser.client.post("/franceconnect/mot-de-passe/")
+    deliver_emails()
     assert len(mail.outbox) == 1 and mail.outbox[0].to == [FC_EMAIL]
     assert "/mot-de-passe-oublie/" in mail.outbox[0].body
 
@@ -679,9 +682,11 @@ def test_sign_in_from_a_new_browser_is_notified_once(
     browser = FranceConnectBrowser(BrowserClient(), fake_fc)
     with django_capture_on_commit_callbacks(execute=True):
         browser.sign_in()
+    deliver_emails()
     assert len(new_device_emails()) == 1
     # The same browser is now a known device: signing in again sends nothing.
     browser.client.post("/deconnexion/")
     with django_capture_on_commit_callbacks(execute=True):
         browser.sign_in()
+    deliver_emails()
     assert len(new_device_emails()) == 1

@@ -10,7 +10,7 @@ from django.db import connection
 
 from identity.mfa import services
 from identity.mfa.models import BackupCode, BackupCodeDevice
-from tests.conftest import MFA_AMR, open_session
+from tests.conftest import MFA_AMR, deliver_emails, open_session
 from tests.mfa.conftest import sign_in_password
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +55,7 @@ def test_a_code_works_once_and_sends_an_email(
     again = services.backup_code_use(user=user, code=codes[3])
     assert not again.ok
     assert BackupCode.objects.filter(used_at__isnull=False).count() == 1
+    deliver_emails()
     assert [m.subject for m in mailoutbox] == ["Un code de secours a été utilisé pour vous connecter"]
     body = mailoutbox[0].body
     assert "Il vous reste 9 codes de secours inutilisés." in body
@@ -95,6 +96,7 @@ def test_sign_in_with_a_backup_code(
         response = client.post("/connexion/verification/", {"method": "backup", "backup-code": codes[0]})
     assert response.status_code == 302 and response["Location"] == "/compte/"
     assert client.session["cum_amr"] == ["pwd", "otp", "mfa"]
+    assert deliver_emails() == 1
     assert len(mailoutbox) == 1
 
 

@@ -12,6 +12,7 @@ from identity.mfa.models import BackupCodeDevice, TOTPDevice
 from identity.mfa.selectors import ACR_BASIC, ACR_MFA, session_acr, step_up_url, user_has_mfa
 from identity.models import AuditEvent
 from identity.services import SESSION_AMR, SESSION_AUTH_TIME
+from tests.conftest import deliver_emails
 from tests.mfa.conftest import key_from_page, rfc6238, sign_in_password
 
 pytestmark = pytest.mark.django_db
@@ -186,6 +187,7 @@ def test_removing_the_last_factor_needs_a_fresh_sign_in(
     assert page.status_code == 200 and "dernier second facteur" in page.content.decode()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(remove)
+    deliver_emails()
     assert response.status_code == 302 and response["Location"] == "/compte/securite/"
     assert not TOTPDevice.objects.filter(user=totp_resident.user).exists()
     assert not BackupCodeDevice.objects.filter(user=totp_resident.user).exists()

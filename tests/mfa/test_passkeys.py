@@ -11,7 +11,7 @@ from django.test import Client
 from identity.mfa.models import Passkey
 from identity.mfa.selectors import user_has_mfa
 from identity.services import SESSION_AMR, user_create
-from tests.conftest import MFA_AMR, PASSWORD, open_session
+from tests.conftest import MFA_AMR, PASSWORD, deliver_emails, open_session
 from tests.mfa.conftest import SoftAuthenticator, b64url, post_json, register_passkey, sign_in_password
 
 pytestmark = pytest.mark.django_db
@@ -36,6 +36,7 @@ def test_registration_ok(
     authenticator = SoftAuthenticator()
     with django_capture_on_commit_callbacks(execute=True):
         response = register_passkey(signed_in, authenticator, name="Ordinateur du bureau")
+    deliver_emails()
     assert response.status_code == 200, response.content
     assert response.json() == {"redirect": "/compte/securite/"}
     passkey = Passkey.objects.get(user=resident)

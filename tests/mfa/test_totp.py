@@ -11,6 +11,7 @@ from django.db import connection
 
 from identity.mfa import services
 from identity.mfa.models import TOTPDevice
+from tests.conftest import deliver_emails
 from tests.mfa.conftest import key_from_page, rfc6238
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +53,7 @@ def test_wrong_first_code_does_not_activate_right_code_does(
         response = signed_in.post(
             "/compte/securite/application/ajouter/", {"code": rfc6238(key, clock()), "name": "Mon téléphone"}
         )
+    deliver_emails()
     assert response.status_code == 302
     assert response["Location"] == "/compte/securite/"
     device = TOTPDevice.objects.get(user=resident)
