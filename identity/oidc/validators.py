@@ -38,6 +38,8 @@ from identity.sessions import (
 
 log = logging.getLogger(__name__)
 
+MAX_RESOURCES = 10  # RFC 8707 `resource` values in one request
+
 
 def _as_utc(value: datetime | None) -> datetime:
     value = value or timezone.now()
@@ -462,13 +464,12 @@ class Validator(OAuth2Validator):
     def _check_targets(resources: list[Any], request: OAuthRequest) -> None:
         from identity.oidc.resources import unknown_targets
 
-        unknown = unknown_targets(resources)
-        if unknown:
+        if len(resources) > MAX_RESOURCES or unknown_targets(resources):
             raise oauth2_errors.CustomOAuth2Error(
                 error="invalid_target",
                 description=(
                     "Unknown resource: ask for our issuer or the identifier of a registered "
-                    "resource server, as an absolute URI, exactly."
+                    f"resource server, as an absolute URI, exactly (at most {MAX_RESOURCES})."
                 ),
                 request=request,
             )

@@ -342,3 +342,40 @@ def test_resource_kept_when_no_consent_page_is_shown(flow, rs_a):
     assert response.status_code in (302, 303), "expected a code without a consent page"
     tokens = flow.token(flow.code_from(response)).json()
     assert claims_of(tokens["access_token"])["aud"] == API_A
+
+
+def test_the_same_rule_for_an_opaque_access_token_row(flow, resident, rs_a, curious_rs):
+    """Access tokens are JWTs; a stored row whose token is not one (e.g. issued before they
+    were) is looked up by its SHA-256 and follows the same rule, with the row's resources."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from oauth2_provider.models import set_token_value
+
+    from identity.models import AccessToken
+
+    row = AccessToken(
+        user=resident,
+        application=flow.rp.client,
+        scope="openid",
+        expires=timezone.now() + timedelta(minutes=5),
+        resource=[API_A],
+    )
+    set_token_value(row, "opaque-legacy-token")
+    row.save()
+    assert described("opaque-legacy-token", rs_a)["active"] is True
+    assert described("opaque-legacy-token", curious_rs) == {"active": False}
+    row.resource = []
+    row.save(update_fields=["resource"])
+    assert described("opaque-legacy-token", rs_a) == {"active": False}
+
+
+def test_too_many_resources_are_refused(machine, make_client):
+    apis = [f"https://api{n}.example.org" for n in range(11)]
+    for api in apis:
+        resource_server(make_client, api, api)
+    ten = post_token({"grant_type": "client_credentials", "resource": apis[:10]}, auth=machine.basic_auth())
+    assert ten.status_code == 200, ten.content
+    response = post_token({"grant_type": "client_credentials", "resource": apis}, auth=machine.basic_auth())
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_target"
