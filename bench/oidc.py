@@ -550,19 +550,14 @@ class Bench:
             self.clients[key] = json.loads(out.strip().splitlines()[-1])
 
         register("cc", "--name", "Bench machine client", "--grant", "client_credentials")
-        register(
-            "rs",
-            "--name",
-            "Bench resource server",
-            "--resource-server",
-            "--grant",
-            "client_credentials",
-        )
+        # Also a resource server: introspection describes a token to its own client (or to a
+        # resource server named in its aud, RFC 7662 §4), so the bench introspects its tokens.
         register(
             "code",
             "--name",
             "Bench internal service",
             "--internal",
+            "--resource-server",
             "--grant",
             "authorization_code",
             "--redirect-uri",
@@ -591,7 +586,7 @@ class Bench:
             "--json",
             stdin=self.resident_password + "\n",
         )
-        log("clients registered (client_credentials, resource server, internal auth-code), resident created")
+        log("clients registered (client_credentials, internal auth-code + introspection), resident created")
 
     # --- the service ----------------------------------------------------------------------------
     def start_service(self) -> None:
@@ -950,7 +945,7 @@ class Bench:
         return self._run_child(cmd, kind)
 
     def measure(self, name: str) -> dict[str, Any]:
-        cc, rs = self.clients["cc"], self.clients["rs"]
+        cc, rs = self.clients["cc"], self.clients["code"]  # "code" introspects its own tokens
         if name == "healthz":
             return self.run_wrk(name, "/healthz", wrk_script(method="GET", headers={}, needle='"ok"'))
         if name == "discovery":

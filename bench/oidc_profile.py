@@ -93,7 +93,8 @@ def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
     )
     assert response.status_code == 302, response.status_code
     api = Client(**extra)
-    cc, rs, code = runner.clients["cc"], runner.clients["rs"], runner.clients["code"]
+    cc, code = runner.clients["cc"], runner.clients["code"]
+    rs = code  # introspects its own tokens (RFC 7662 §4: a token is described to its client)
     cc_basic = bench.basic_auth(cc["client_id"], cc["client_secret"])
     rs_basic = bench.basic_auth(rs["client_id"], rs["client_secret"])
     code_basic = bench.basic_auth(code["client_id"], code["client_secret"])

@@ -185,6 +185,19 @@ class Client(AbstractApplication):
         default=False,
         help_text=_("May call the introspection endpoint."),
     )
+    # RFC 8707: the identifier clients name in `resource` to get tokens meant for this
+    # resource server (then in their `aud`, RFC 9068), which it may then introspect.
+    resource_identifier = models.CharField(
+        _("resource identifier"),
+        max_length=500,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text=_(
+            "Absolute https URI, no fragment (RFC 8707): clients ask resource=<this> to get "
+            "access tokens meant for this resource server."
+        ),
+    )
     is_internal = models.BooleanField(
         _("internal metropolitan service"),
         default=False,

@@ -89,6 +89,7 @@ class PartnerClientForm(forms.ModelForm):
             "sector_identifier_uri",
             "is_internal",
             "is_resource_server",
+            "resource_identifier",
             "logo_uri",
             "policy_uri",
             "contacts",
@@ -142,6 +143,13 @@ class PartnerClientForm(forms.ModelForm):
                 validate_jwks_document(jwks)
             except ValueError as exc:
                 self.add_error("jwks", str(exc))
+        if data.get("resource_identifier"):  # RFC 8707 (identity/oidc/resources.py); unique
+            from identity.oidc.resources import ResourceIdentifierError, resource_identifier_check
+
+            try:
+                data["resource_identifier"] = resource_identifier_check(data["resource_identifier"])
+            except ResourceIdentifierError as exc:
+                self.add_error("resource_identifier", str(exc))
         self._check_sector_document(data)
         return data
 
@@ -235,7 +243,16 @@ class PartnerClientAdmin(admin.ModelAdmin):
         ),
         (
             _("Partner"),
-            {"fields": ("is_internal", "is_resource_server", "logo_uri", "policy_uri", "contacts")},
+            {
+                "fields": (
+                    "is_internal",
+                    "is_resource_server",
+                    "resource_identifier",
+                    "logo_uri",
+                    "policy_uri",
+                    "contacts",
+                )
+            },
         ),
         (_("Dates"), {"fields": ("created", "updated")}),
     )

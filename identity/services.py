@@ -168,6 +168,7 @@ def client_register(
     require_mfa: bool = False,
     logo_uri: str = "",
     policy_uri: str = "",
+    resource_identifier: str = "",
 ) -> tuple[Any, str | None]:
     """Register a partner client. Returns the client and its secret (None when it has none).
 
@@ -176,7 +177,8 @@ def client_register(
     one host all redirect URIs share (several hosts without a sector are refused).
     `token_endpoint_auth_method` defaults to `client_secret_basic` (`none` for public
     clients); `private_key_jwt` needs the client's public keys (`jwks` or `jwks_uri`) and
-    gets no secret at all.
+    gets no secret at all. `resource_identifier` (RFC 8707, unique) makes the client a
+    resource server that tokens can be meant for (identity/oidc/resources.py).
     """
     from oauth2_provider.models import get_application_model
 
@@ -246,6 +248,15 @@ def client_register(
             raise ClientConfigError(f"JWKS: {exc}") from exc
 
     Client = get_application_model()
+    if resource_identifier:
+        from identity.oidc.resources import ResourceIdentifierError, resource_identifier_check
+
+        try:
+            resource_identifier = resource_identifier_check(resource_identifier)
+        except ResourceIdentifierError as exc:
+            raise ClientConfigError(str(exc)) from exc
+        if Client.objects.filter(resource_identifier=resource_identifier).exists():
+            raise ClientConfigError(f"resource identifier {resource_identifier!r} is already registered")
     secret = None if method in ("none", "private_key_jwt") else generate_secret()
     client = Client(
         name=name,
@@ -272,6 +283,7 @@ def client_register(
         require_mfa=require_mfa,
         logo_uri=logo_uri,
         policy_uri=policy_uri,
+        resource_identifier=resource_identifier or None,
     )
     # A client without redirect URIs (client credentials only) is a sector of its own.
     client.subject_sector = sector or f"client:{client.client_id}"

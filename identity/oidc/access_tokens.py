@@ -98,8 +98,14 @@ def _timestamp(value: Any) -> int | None:
 
 
 def audience(request: Any) -> str | list[str]:
-    """RFC 9068 §3: the resource(s) asked for (RFC 8707), else this provider (userinfo)."""
-    resources = [value for value in (getattr(request, "resource", None) or []) if isinstance(value, str)]
+    """RFC 9068 §3: the resource(s) asked for (RFC 8707), else this provider (userinfo).
+
+    `request.resource` is the list settled by the validator (validate_token_resource) before
+    the token is generated; a bare string (never expected) counts as one resource, not as
+    its characters.
+    """
+    value = getattr(request, "resource", None) or []
+    resources = [value] if isinstance(value, str) else [item for item in value if isinstance(item, str)]
     if not resources:
         return settings.ISSUER
     return resources[0] if len(resources) == 1 else resources

@@ -15,10 +15,10 @@ presented by a `private_key_jwt` client, or a Basic header from a `client_secret
 client, is an authentication failure), so that a leaked secret of a client that moved to
 asymmetric keys is worth nothing, and one request never carries two methods.
 
-The assertion (RFC 7523 §3, OIDC Core §9): `iss` = `sub` = client_id; `aud` our issuer or
-the URL of a back-channel endpoint (token, PAR, introspection, revocation); `exp` in the
-future and at most CLIENT_ASSERTION_MAX_LIFETIME seconds ahead (so the `jti` store stays
-small); `iat`, if present, not in the future; `jti` used once (kept until `exp`).
+The assertion (RFC 7523 §3, OIDC Core §9): `iss` = `sub` = client_id; `aud` our issuer
+identifier and nothing else (assertion_audience_ok); `exp` in the future and at most
+CLIENT_ASSERTION_MAX_LIFETIME seconds ahead (so the `jti` store stays small); `iat`, if
+present, not in the future; `jti` used once (kept until `exp`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.urls import reverse
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
@@ -74,10 +73,16 @@ def method_used(request: Any) -> str | None:
     return present[0] if present else ""
 
 
-def accepted_audiences() -> set[str]:
+def assertion_audience_ok(audience: Any) -> bool:
+    """`aud` of a client assertion: our issuer identifier, as a string or alone in an array.
+
+    Not an endpoint URL, nor an array naming anyone else as well: an assertion a client made
+    for another party (or for several) could be replayed here by that party (the 2025
+    audience-injection disclosure; the OpenID Foundation's guidance since then is to accept
+    the issuer identifier only, compared exactly).
+    """
     issuer = settings.ISSUER
-    names = ("oidc:token", "oidc:par", "oidc:introspect", "oidc:revoke")
-    return {issuer, issuer + "/"} | {issuer + reverse(name) for name in names}
+    return audience == issuer or audience == [issuer]
 
 
 # --- the client's keys ---------------------------------------------------------------------------
@@ -222,10 +227,8 @@ def verify_client_assertion(client: Any, request: Any, *, now: float | None = No
     current = time.time() if now is None else now
     if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
         raise ClientAuthError("iss and sub must be the client_id")
-    audience = claims.get("aud")
-    audiences = audience if isinstance(audience, list) else [audience]
-    if not accepted_audiences().intersection(a for a in audiences if isinstance(a, str)):
-        raise ClientAuthError("aud is not this authorization server")
+    if not assertion_audience_ok(claims.get("aud")):
+        raise ClientAuthError("aud is not exactly this authorization server's issuer")
     exp = claims.get("exp")
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         raise ClientAuthError("exp is required")

@@ -41,10 +41,23 @@ class Server(
         *args: Any,
         **kwargs: Any,
     ) -> None:
-        self.auth_grant = OAuth2AuthorizationCodeGrant(request_validator)
-        self.openid_connect_auth = AuthorizationCodeGrant(request_validator)
-        self.credentials_grant = ClientCredentialsGrant(request_validator)
-        self.refresh_grant = RefreshTokenGrant(request_validator)
+        # RFC 8707 `resource`, checked by our validator once oauthlib has checked the rest
+        # (after client authentication at the token endpoint). Each grant gets its own lists:
+        # the OpenID grant appends its own validator to the list it is given.
+        def resource_checks() -> dict[str, list[Any]]:
+            return {
+                "post_auth": [request_validator.validate_authorization_resource],
+                "post_token": [request_validator.validate_token_resource],
+            }
+
+        self.auth_grant = OAuth2AuthorizationCodeGrant(request_validator, **resource_checks())
+        self.openid_connect_auth = AuthorizationCodeGrant(request_validator, **resource_checks())
+        self.credentials_grant = ClientCredentialsGrant(
+            request_validator, post_token=[request_validator.validate_token_resource]
+        )
+        self.refresh_grant = RefreshTokenGrant(
+            request_validator, post_token=[request_validator.validate_token_resource]
+        )
         self.bearer = BearerToken(
             request_validator, token_generator, token_expires_in, refresh_token_generator
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,6 +37,8 @@ from identity.sessions import (
 )
 
 log = logging.getLogger(__name__)
+
+MAX_RESOURCES = 10  # RFC 8707 `resource` values in one request
 
 
 def _as_utc(value: datetime | None) -> datetime:
@@ -168,6 +171,7 @@ class Validator(OAuth2Validator):
             sid=getattr(request, "cum_sid", "") or "",
             acr=getattr(request, "cum_acr", "") or "",
             amr=list(getattr(request, "cum_amr", None) or []),
+            resource=list(getattr(request, "resource", None) or []),  # validate_authorization_resource
         )
 
     def _code_row(self, code: str, request: OAuthRequest) -> Any:
@@ -356,7 +360,8 @@ class Validator(OAuth2Validator):
             application=request.client,
             access_token=access_token,
             token_family=family,
-            resource=getattr(request, "resource", []),
+            # RFC 8707 §2.2: the resources of the grant, which later requests may narrow again.
+            resource=list(getattr(request, "cum_grant_resource", None) or []),
             auth_time=getattr(request, "auth_time", None),
             sid=getattr(request, "cum_sid", "") or "",
             claims_request=request.claims if isinstance(request.claims, dict) else None,
@@ -399,12 +404,8 @@ class Validator(OAuth2Validator):
         # the presented refresh token (if any) revoked in the same transaction.
         if "scope" not in token:
             raise oauth2_errors.FatalClientError("Failed to renew access token: missing scope")
-        if previous is not None:
-            granted = previous.resource
-        else:
-            grant = self._redeemed_grant(request.code, request)
-            granted = grant.resource if grant is not None else []
-        self._set_token_resource(request, granted)
+        # request.resource (this access token's) and cum_grant_resource (the refresh
+        # token's) were settled by validate_token_resource, before the token was signed.
         expires = timezone.now() + timedelta(
             seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
         )
@@ -433,43 +434,97 @@ class Validator(OAuth2Validator):
         if sid and request.user is not None and not session_client_record(sid=sid, client=request.client):
             session_tokens_revoke(sid=sid)
 
-    def _set_token_resource(self, request: OAuthRequest, granted: list[str] | None) -> None:
-        """RFC 8707 `resource` of the tokens being issued, by django-oauth-toolkit's rule
-        (_check_and_set_request_resource), from the code row or refresh token at hand.
+    # --- RFC 8707 resource indicators (identity/oidc/resources.py) ---------------------------
+    # Registered as oauthlib custom validators by identity/oidc/server.py.
+    @staticmethod
+    def _requested_resources(request: OAuthRequest) -> list[Any]:
+        """Every `resource` value of the request (repeatable, RFC 8707 §2), in order, once each.
 
-        The requested resources (repeatable in the body) must be absolute URIs and, when
-        the grant names resources, among them; none requested means the grant's.
+        oauthlib keeps only the last value of a repeated parameter: the others are read from
+        the body and the query. A list is what validate_authorization_resource settled when
+        the authorization request was checked (carried in the credentials since).
         """
-        resource = getattr(request, "resource", None)
-        if isinstance(resource, str):
-            repeated = [
-                value for key, value in (getattr(request, "decoded_body", None) or []) if key == "resource"
-            ]
-            if len(repeated) > 1:
-                resource = repeated
-        if isinstance(resource, list):
-            requested = resource
-        elif isinstance(resource, str) and resource.strip():
-            requested = [resource]
+        value = getattr(request, "resource", None)
+        if isinstance(value, list | tuple):
+            values = list(value)
         else:
-            requested = []
-        self._validate_resource_uris(request, requested)
-        granted = list(granted or [])
-        if granted and not requested:
-            self._validate_resource_uris(request, granted)  # may predate validation
-            requested = granted
-        elif granted:
-            for uri in requested:
-                if uri not in granted:
-                    raise oauth2_errors.CustomOAuth2Error(
-                        error="invalid_target",
-                        description=(
-                            f"The requested resource '{uri}' is not allowed: "
-                            "it was not part of the original grant."
-                        ),
-                        request=request,
-                    )
+            body = getattr(request, "decoded_body", None) or []
+            values = [item for key, item in body if key == "resource"]
+            with contextlib.suppress(ValueError):  # a query oauthlib cannot parse strictly
+                values += [item for key, item in request.uri_query_params if key == "resource"]
+            if not values and isinstance(value, str):
+                values = [value]
+        unique: list[Any] = []
+        for item in values:
+            if item not in unique:
+                unique.append(item)
+        return unique
+
+    @staticmethod
+    def _check_targets(resources: list[Any], request: OAuthRequest) -> None:
+        from identity.oidc.resources import unknown_targets
+
+        if len(resources) > MAX_RESOURCES or unknown_targets(resources):
+            raise oauth2_errors.CustomOAuth2Error(
+                error="invalid_target",
+                description=(
+                    "Unknown resource: ask for our issuer or the identifier of a registered "
+                    f"resource server, as an absolute URI, exactly (at most {MAX_RESOURCES})."
+                ),
+                request=request,
+            )
+
+    def validate_authorization_resource(self, request: OAuthRequest) -> dict[str, Any]:
+        """oauthlib post_auth validator: `resource` of an authorization request (or PAR).
+
+        Unknown or malformed: invalid_target, redirected to the client. The resources asked
+        become the credentials' (kept across sign-in and consent) and then the code's.
+        """
+        requested = self._requested_resources(request)
+        self._check_targets(requested, request)
         request.resource = requested
+        return {"resource": requested}
+
+    def validate_token_resource(self, request: OAuthRequest) -> dict[str, Any]:
+        """oauthlib post_token validator (after client authentication and the grant's checks).
+
+        Settles, before the access token is signed, `request.resource` (the token's
+        audience; none: our issuer) and `request.cum_grant_resource` (what the refresh token
+        keeps, RFC 8707 §2.2):
+        - a code whose authorization request named resources, or a refresh token: the
+          requested resources must be among those granted (a refresh token granted none is
+          for us only); none requested means all granted;
+        - a code without resources, and client credentials: any target may be asked.
+        Every resulting target must be known now (a resource server removed since: refused).
+        """
+        requested = self._requested_resources(request)
+        restricted = True
+        if request.grant_type == "authorization_code":
+            grant = self._redeemed_grant(request.code, request)
+            granted = list((grant.resource if grant is not None else None) or [])
+            restricted = bool(granted)
+        elif request.grant_type == "refresh_token":
+            previous = getattr(request, "refresh_token_instance", None)
+            granted = list((previous.resource if previous is not None else None) or [])
+        else:
+            granted, restricted = [], False
+        if restricted:
+            from django.conf import settings
+
+            allowed = granted or [settings.ISSUER]
+            if any(uri not in allowed for uri in requested):
+                raise oauth2_errors.CustomOAuth2Error(
+                    error="invalid_target",
+                    description="A requested resource was not part of the original grant.",
+                    request=request,
+                )
+            resources, kept = requested or granted, granted
+        else:
+            resources = kept = requested
+        self._check_targets(resources, request)
+        request.resource = resources
+        request.cum_grant_resource = kept
+        return {}
 
     def _strict_rotation(self, request: OAuthRequest) -> bool:
         """Our posture: every refresh rotates, and a rotated token is never honoured again

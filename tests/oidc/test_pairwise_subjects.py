@@ -102,11 +102,23 @@ def test_subject_is_stable_across_sign_ins_and_refreshes(
 def test_userinfo_and_introspection_use_the_clients_subject(
     signed_in: BrowserClient, partners: dict[str, Any], resident: Any, make_client: Any
 ) -> None:
-    sub, tokens = sub_at(signed_in, partners["tickets"], REDIRECTS["tickets"])
-    assert userinfo(tokens["access_token"]).json()["sub"] == sub
+    from django.conf import settings
+
+    api = "https://api.tickets.example.net"
     resource_server = make_client(
-        name="API", redirect_uris=[], grant_types=["client_credentials"], is_resource_server=True
+        name="API",
+        redirect_uris=[],
+        grant_types=["client_credentials"],
+        is_resource_server=True,
+        resource_identifier=api,
     )
+    # A token meant for userinfo and for the resource server (RFC 8707; RFC 7662 §4 describes
+    # a token only to its client and to the resource servers named in its aud).
+    flow = OIDCFlow(signed_in, partners["tickets"])
+    code = flow.get_code(redirect_uri=REDIRECTS["tickets"], resource=[settings.ISSUER, api])
+    tokens = flow.token(code, redirect_uri=REDIRECTS["tickets"]).json()
+    sub = verify_id_token(tokens["id_token"], partners["tickets"].client_id)["sub"]
+    assert userinfo(tokens["access_token"]).json()["sub"] == sub
     body = (
         BrowserClient()
         .post(
@@ -114,6 +126,7 @@ def test_userinfo_and_introspection_use_the_clients_subject(
         )
         .json()
     )
+    # The subject as the client knows the resident, not one of the resource server's own.
     assert body["active"] is True and body["sub"] == sub
 
 

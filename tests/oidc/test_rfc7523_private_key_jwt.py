@@ -1,7 +1,8 @@
 """Client authentication with `private_key_jwt` (OIDC Core §9, RFC 7523 §2.2 and §3).
 
 The client signs a JWT with its own private key: `iss` = `sub` = client_id, `aud` the
-authorization server (token endpoint URL or issuer), `exp` soon (we accept at most 5
+authorization server's issuer identifier alone (endpoint URLs are refused: see
+tests/security/test_client_assertion_audience.py), `exp` soon (we accept at most 5
 minutes ahead), a `jti` used once. We verify it with the client's registered public keys
 (inline JWKS, or fetched from its `jwks_uri`, served here by a real local HTTP server).
 A client may only use the method it registered.
@@ -38,7 +39,7 @@ def public_jwks(*keys: jwk.JWK) -> dict[str, Any]:
 
 def assertion(client_id: str, key: jwk.JWK, alg: str = "RS256", **overrides: Any) -> str:
     now = int(time.time())
-    claims = {"iss": client_id, "sub": client_id, "aud": token_url(), "iat": now, "exp": now + 60}
+    claims = {"iss": client_id, "sub": client_id, "aud": settings.ISSUER, "iat": now, "exp": now + 60}
     claims["jti"] = str(uuid.uuid4())
     claims.update(overrides)
     claims = {name: value for name, value in claims.items() if value is not None}
@@ -82,7 +83,7 @@ def test_valid_assertion_authenticates(machine, rsa_key):
     assert response.json()["access_token"]
 
 
-def test_issuer_is_an_accepted_audience(machine, rsa_key):
+def test_issuer_alone_in_an_array_is_an_accepted_audience(machine, rsa_key):
     response = client_credentials(assertion(machine.client_id, rsa_key, aud=[settings.ISSUER]))
     assert response.status_code == 200, response.content
 
@@ -98,6 +99,7 @@ def test_replayed_jti_is_refused(machine, rsa_key):
     "overrides",
     [
         {"aud": "https://other-as.example/token"},
+        {"aud": token_url()},
         {"exp": int(time.time()) - 120},
         {"exp": int(time.time()) + 3600},  # more than 5 minutes ahead
         {"exp": None},
@@ -106,7 +108,17 @@ def test_replayed_jti_is_refused(machine, rsa_key):
         {"sub": "someone-else"},
         {"iat": int(time.time()) + 3600},
     ],
-    ids=["wrong-aud", "expired", "too-long", "no-exp", "no-jti", "wrong-iss", "wrong-sub", "future-iat"],
+    ids=[
+        "wrong-aud",
+        "token-endpoint-aud",
+        "expired",
+        "too-long",
+        "no-exp",
+        "no-jti",
+        "wrong-iss",
+        "wrong-sub",
+        "future-iat",
+    ],
 )
 def test_bad_assertions_are_refused(machine, rsa_key, overrides):
     response = client_credentials(assertion(machine.client_id, rsa_key, **overrides))
@@ -126,7 +138,7 @@ def test_alg_none_and_hmac_are_refused(machine, rsa_key):
     def b64(data: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
-    claims = {"iss": machine.client_id, "sub": machine.client_id, "aud": token_url()}
+    claims = {"iss": machine.client_id, "sub": machine.client_id, "aud": settings.ISSUER}
     claims.update({"exp": int(time.time()) + 60, "jti": "x"})
     unsigned = f"{b64({'alg': 'none'})}.{b64(claims)}."
     response = client_credentials(unsigned)

@@ -1,4 +1,9 @@
-"""RFC 7662 (OAuth 2.0 token introspection), open to registered resource servers only."""
+"""RFC 7662 (OAuth 2.0 token introspection), open to registered resource servers only.
+
+§4: a token is described only to those it is meant for (tests/security/
+test_introspection_audience.py): here the resident's tokens are asked (RFC 8707) for
+userinfo and for the resource server that introspects them.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,31 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client as BrowserClient
 from django.utils import timezone
 
 from identity.models import AccessToken
-from tests.oidc.conftest import basic, expected_sub
+from tests.conftest import OIDCFlow
+from tests.oidc.conftest import basic, complete_flow, expected_sub, post_token
+
+API = "https://api.mediatheques.example.org"
 
 
 @pytest.fixture
 def resource_server(make_client):
     return make_client(
-        name="API médiathèques", redirect_uris=[], grant_types=["client_credentials"], is_resource_server=True
+        name="API médiathèques",
+        redirect_uris=[],
+        grant_types=["client_credentials"],
+        is_resource_server=True,
+        resource_identifier=API,
     )
+
+
+@pytest.fixture
+def tokens(flow, resource_server):
+    return complete_flow(flow, resource=[settings.ISSUER, API])
 
 
 def introspect(token: str, *, auth: str | None, hint: str | None = None, **extra: Any) -> Any:
@@ -43,13 +61,17 @@ def test_active_access_token_is_described(resource_server, flow, tokens, residen
     assert body.get("token_type", "Bearer").lower() == "bearer"
 
 
-def test_active_refresh_token_is_described(resource_server, flow, tokens):
-    body = introspect(tokens["refresh_token"], auth=resource_server.basic_auth(), hint="refresh_token").json()
+def test_active_refresh_token_is_described_to_its_own_client(make_client, signed_in):
+    # A partner that is also a resource server; a refresh token is never described to
+    # another client, resource servers included.
+    own = make_client(name="Billetterie et son API", is_resource_server=True)
+    tokens = complete_flow(OIDCFlow(signed_in, own))
+    body = introspect(tokens["refresh_token"], auth=own.basic_auth(), hint="refresh_token").json()
     assert body["active"] is True
-    assert body["client_id"] == flow.rp.client_id
+    assert body["client_id"] == own.client_id
 
 
-def test_client_secret_post_is_accepted(make_client, tokens):
+def test_client_secret_post_is_accepted(make_client):
     resource_server = make_client(
         name="API médiathèques",
         redirect_uris=[],
@@ -57,16 +79,11 @@ def test_client_secret_post_is_accepted(make_client, tokens):
         is_resource_server=True,
         token_endpoint_auth_method="client_secret_post",
     )
-    response = BrowserClient().post(
-        "/introspect",
-        {
-            "token": tokens["access_token"],
-            "client_id": resource_server.client_id,
-            "client_secret": resource_server.secret,
-        },
-    )
+    credentials = {"client_id": resource_server.client_id, "client_secret": resource_server.secret}
+    token = post_token({"grant_type": "client_credentials", **credentials}).json()["access_token"]
+    response = BrowserClient().post("/introspect", {"token": token, **credentials})
     assert response.status_code == 200
-    assert response.json()["active"] is True
+    assert response.json()["active"] is True  # its own token
 
 
 def test_revoked_token_is_inactive(resource_server, flow, tokens):
@@ -77,13 +94,16 @@ def test_revoked_token_is_inactive(resource_server, flow, tokens):
     assert body == {"active": False}
 
 
-def test_revoked_refresh_token_is_inactive(resource_server, flow, tokens):
+def test_revoked_refresh_token_is_inactive(make_client, signed_in):
+    own = make_client(name="Billetterie et son API", is_resource_server=True)
+    tokens = complete_flow(OIDCFlow(signed_in, own))
+    assert introspect(tokens["refresh_token"], auth=own.basic_auth()).json()["active"] is True
     BrowserClient().post(
         "/revoke",
         {"token": tokens["refresh_token"], "token_type_hint": "refresh_token"},
-        HTTP_AUTHORIZATION=flow.rp.basic_auth(),
+        HTTP_AUTHORIZATION=own.basic_auth(),
     )
-    body = introspect(tokens["refresh_token"], auth=resource_server.basic_auth()).json()
+    body = introspect(tokens["refresh_token"], auth=own.basic_auth()).json()
     assert body == {"active": False}
 
 

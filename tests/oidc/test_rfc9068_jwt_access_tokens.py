@@ -14,7 +14,7 @@ from jwcrypto import jwk, jws, jwt
 
 from identity.models import AccessToken, RevokedAccessToken
 from identity.oidc import access_tokens
-from tests.oidc.conftest import basic, post_token, userinfo
+from tests.oidc.conftest import basic, complete_flow, post_token, userinfo
 
 
 @pytest.fixture
@@ -24,15 +24,31 @@ def machine(make_client):
     )
 
 
+# RFC 7662 §4: introspection describes a token to its client and to the resource servers
+# named in its aud, so the tokens below are asked (RFC 8707) for this resource server.
+API = "https://api.mediatheques.example.org"
+
+
 @pytest.fixture
 def resource_server(make_client):
     return make_client(
-        name="API médiathèques", redirect_uris=[], grant_types=["client_credentials"], is_resource_server=True
+        name="API médiathèques",
+        redirect_uris=[],
+        grant_types=["client_credentials"],
+        is_resource_server=True,
+        resource_identifier=API,
     )
 
 
-def client_token(machine) -> str:
-    response = post_token({"grant_type": "client_credentials"}, auth=machine.basic_auth())
+@pytest.fixture
+def tokens(flow, resource_server):
+    """A resident's tokens, meant for userinfo and for the resource server."""
+    return complete_flow(flow, resource=[settings.ISSUER, API])
+
+
+def client_token(machine, resource: str | None = API) -> str:
+    data = {"grant_type": "client_credentials", **({"resource": resource} if resource else {})}
+    response = post_token(data, auth=machine.basic_auth())
     assert response.status_code == 200, response.content
     return response.json()["access_token"]
 
@@ -101,7 +117,7 @@ def test_every_access_token_has_its_own_jti(flow, tokens):
 
 def test_client_credentials_token_names_the_client_and_writes_nothing(machine):
     before = AccessToken.objects.count()
-    header, claims = verified_claims(client_token(machine))
+    header, claims = verified_claims(client_token(machine, resource=None))
     assert header["typ"] == "at+jwt"
     assert claims["sub"] == claims["client_id"] == machine.client_id  # §2.2: no resource owner
     assert "auth_time" not in claims
@@ -111,7 +127,7 @@ def test_client_credentials_token_names_the_client_and_writes_nothing(machine):
 
 def test_rs256_can_be_chosen_for_access_tokens(machine, settings):
     settings.ACCESS_TOKEN_SIGNING_ALG = "RS256"
-    header, _claims = verified_claims(client_token(machine))
+    header, _claims = verified_claims(client_token(machine, resource=None))
     assert header["alg"] == "RS256"
 
 
@@ -182,7 +198,7 @@ def test_expired_signature_is_checked_before_anything_else(resource_server):
         {
             "iss": settings.ISSUER,
             "exp": int(time.time()) - 1,
-            "aud": settings.ISSUER,
+            "aud": API,
             "sub": "x",
             "client_id": "x",
             "iat": int(time.time()) - 600,
@@ -276,7 +292,7 @@ def test_revoked_resident_token_is_refused_although_its_signature_is_valid(flow,
 
 
 def test_userinfo_refuses_a_client_token(machine):
-    response = userinfo(client_token(machine))
+    response = userinfo(client_token(machine, resource=None))  # aud is us, but no resident
     assert response.status_code == 401
 
 

@@ -70,6 +70,15 @@ class Command(BaseCommand):
             "--resource-server", action="store_true", help="May call the introspection endpoint."
         )
         parser.add_argument(
+            "--resource-identifier",
+            default="",
+            metavar="URI",
+            help=(
+                "RFC 8707 identifier of this resource server (absolute https URI, unique): clients "
+                "ask resource=URI for tokens meant for it. Implies --resource-server."
+            ),
+        )
+        parser.add_argument(
             "--internal",
             action="store_true",
             help=(
@@ -134,7 +143,8 @@ class Command(BaseCommand):
                 sector_identifier_uri=options["sector_identifier_uri"],
                 signing_alg=options["signing_alg"],
                 is_internal=options["internal"],
-                is_resource_server=options["resource_server"],
+                is_resource_server=options["resource_server"] or bool(options["resource_identifier"]),
+                resource_identifier=options["resource_identifier"],
                 token_endpoint_auth_method=options["auth_method"],
                 jwks=jwks,
                 jwks_uri=options["jwks_uri"],

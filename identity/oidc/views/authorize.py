@@ -72,6 +72,7 @@ _PENDING_CREDENTIALS = {
     "code_challenge_method",
     "claims",
     "cum_required_acr",
+    "resource",  # RFC 8707, as checked by Validator.validate_authorization_resource
 }
 
 

@@ -1,4 +1,11 @@
-"""Token introspection (RFC 7662), for clients registered as resource servers."""
+"""Token introspection (RFC 7662), for clients registered as resource servers.
+
+RFC 7662 §4: a token is described only to those it is meant for. An access token: to the
+client it was issued to, or to a resource server named in its `aud` (its registered
+`resource_identifier`, asked by the client as an RFC 8707 `resource`:
+identity/oidc/resources.py). A refresh token: to its own client only. To any other caller,
+`{"active": false}`, exactly as for an unknown token.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from oauthlib.common import Request as OAuthRequest
 
 from identity.oidc.access_tokens import decode, live_token
 from identity.oidc.errors import json_error
+from identity.oidc.resources import meant_for
 from identity.oidc.subjects import subject_for
 
 
@@ -37,7 +45,7 @@ class IntrospectView(OAuthLibMixin, View):
         token = request.POST.get("token")
         if not token:
             return json_error("invalid_request", "The token parameter is required.")
-        response = JsonResponse(self._describe(token, request.POST.get("token_type_hint", "")))
+        response = JsonResponse(self._describe(token, request.POST.get("token_type_hint", ""), client))
         response["Cache-Control"] = "no-store"
         return response
 
@@ -54,10 +62,10 @@ class IntrospectView(OAuthLibMixin, View):
             return None
         return oauth_request.client
 
-    def _describe(self, token: str, hint: str) -> dict[str, object]:
+    def _describe(self, token: str, hint: str, caller: Any) -> dict[str, object]:
         if decode(token, verify=False) is not None:
             # One of our JWT access tokens (RFC 9068), whatever the hint says.
-            return self._describe_jwt(token)
+            return self._describe_jwt(token, caller)
         checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
         order = (
             ("refresh_token", "access_token")
@@ -74,6 +82,8 @@ class IntrospectView(OAuthLibMixin, View):
                 )
                 if access is not None:
                     if not access.is_valid() or (access.user and not access.user.is_active):
+                        return {"active": False}
+                    if access.application_id != caller.pk and not meant_for(access.resource, caller):
                         return {"active": False}
                     data: dict[str, object] = {
                         "active": True,
@@ -97,6 +107,8 @@ class IntrospectView(OAuthLibMixin, View):
                     .first()
                 )
                 if refresh is not None and refresh.user.is_active:
+                    if refresh.application_id != caller.pk:
+                        return {"active": False}  # a refresh token is its own client's only
                     return {
                         "active": True,
                         "token_type": "refresh_token",
@@ -108,11 +120,13 @@ class IntrospectView(OAuthLibMixin, View):
         return {"active": False}
 
     @staticmethod
-    def _describe_jwt(token: str) -> dict[str, object]:
+    def _describe_jwt(token: str, caller: Any) -> dict[str, object]:
         live = live_token(token)  # revoked, expired, or the resident deactivated: None
         if live is None:
             return {"active": False}
-        claims, user = live
+        claims, user = live  # authenticated: its row (resident) or its signature (client)
+        if claims["client_id"] != caller.client_id and not meant_for(claims.get("aud"), caller):
+            return {"active": False}
         data: dict[str, object] = {
             "active": True,
             "token_type": "Bearer",
