@@ -152,8 +152,7 @@ def _cases(vendor: str) -> list[Any]:
 
 
 def _vendor() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    return "postgresql" if url.startswith(("postgres://", "postgresql://")) else "sqlite"
+    return connection.vendor  # settings are configured before collection (pytest-django)
 
 
 @pytest.mark.parametrize(("set_clause", "value"), _cases(_vendor()))
