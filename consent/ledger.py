@@ -17,9 +17,14 @@ O(log n) hashes and at most log n + 1 inserts.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import logging
+import re
+import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +35,17 @@ from jwcrypto import jws
 from jwcrypto.common import JWException, json_encode
 
 from consent import merkle
-from consent.models import LedgerEvent, LedgerHead, MerkleNode, TreeHead
+from consent.models import (
+    ActorType,
+    CollectionMethod,
+    EventType,
+    LedgerEvent,
+    LedgerHead,
+    MerkleNode,
+    TreeHead,
+)
+
+log = logging.getLogger(__name__)
 
 ENTRY_VERSION = 1
 # Columns of consent_ledgerevent that make up the leaf entry, in `values_list` order.
@@ -303,3 +318,626 @@ def tree_head_check(head: TreeHead) -> str:
 
 def new_event_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+# --- Whole-ledger verification ---------------------------------------------------------------
+#
+# The verifier reads the stored values with raw SQL and parses every column itself: it is the
+# tool that must keep working when someone has altered rows behind the application's back, so
+# it never lets the ORM convert a value (a `consent_ledgerevent.id` that is no UUID made the
+# ORM raise). Every value that is malformed, of the wrong type, not in the form the
+# application stores, or inconsistent with the row it copies (purpose, notice) is reported as
+# tampering with the event's position; no exception escapes (issue 9, finding 10).
+
+
+@dataclass
+class LedgerProblem:
+    kind: str  # "altered", "malformed", "missing", "unexpected", "tree_head", "head", "unreadable"
+    detail: str
+    seq: int | None = None
+    event_id: str | None = None
+    tree_head_id: int | None = None
+
+
+@dataclass
+class LedgerVerification:
+    ok: bool
+    size: int
+    root_hash: str
+    tree_heads_checked: int
+    problems: list[LedgerProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def first_problem(self) -> LedgerProblem | None:
+        return self.problems[0] if self.problems else None
+
+
+class _Malformed(ValueError):
+    pass
+
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_EVENT_TYPES = frozenset(EventType.values)
+_METHODS = frozenset(CollectionMethod.values)
+_ACTORS = frozenset(ActorType.values)
+_NONCE_AND_TAG = 12 + 16  # AES-GCM details: nonce || ciphertext || tag (consent.crypto)
+# Malformed rows still take a place in the rebuilt tree, so that the signed roots after them
+# do not match either.
+_UNHASHABLE_LEAF = merkle.leaf_hash(b"malformed ledger row")
+# Timestamps PostgreSQL can hold but Python cannot (infinity, years outside 1..9999) are read
+# as NULL plus a flag, so that fetching them cannot fail.
+_PG_TIME_RANGE = "BETWEEN '0001-01-02' AND '9999-12-30'"
+
+
+def _show(value: Any) -> str:
+    """A stored value as it may appear in a report: short, one line, no control characters."""
+    text = f"<{len(bytes(value))} bytes>" if isinstance(value, bytes | memoryview) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _attempt(reasons: list[str], parse: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """parse(*args, **kwargs), or None with the reason appended when the value is malformed."""
+    try:
+        return parse(*args, **kwargs)
+    except _Malformed as exc:
+        reasons.append(str(exc))
+        return None
+
+
+def _int(value: Any, column: str, *, nullable: bool = False) -> int | None:
+    if value is None and nullable:
+        return None
+    if type(value) is not int:
+        raise _Malformed(f"{column} is not an integer ({_show(value)})")
+    return value
+
+
+def _text(value: Any, column: str, *, allowed: frozenset[str] | None = None, max_length: int = 255) -> str:
+    if type(value) is not str:
+        raise _Malformed(f"{column} is not text ({_show(value)})")
+    if len(value) > max_length:
+        raise _Malformed(f"{column} is longer than the column allows")
+    if allowed is not None and value not in allowed:
+        raise _Malformed(f"{column} holds an unknown value ({_show(value)})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _Malformed(f"{column} is not valid UTF-8 text") from exc
+    return value
+
+
+def _uuid(value: Any, column: str, *, nullable: bool = False) -> str | None:
+    """The canonical text of a stored UUID (SQLite: 32 lowercase hex digits, as Django stores it)."""
+    if value is None and nullable:
+        return None
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if type(value) is str and _HEX32.fullmatch(value):
+        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+    raise _Malformed(f"{column} is not a UUID ({_show(value)})")
+
+
+def _digest(value: Any, column: str) -> bytes:
+    if not isinstance(value, bytes | memoryview):
+        raise _Malformed(f"{column} is not a hash ({_show(value)})")
+    value = bytes(value)
+    if len(value) != merkle.HASH_SIZE:
+        raise _Malformed(f"{column} is not a {merkle.HASH_SIZE}-byte hash ({len(value)} bytes)")
+    return value
+
+
+def _time(value: Any, column: str, *, vendor: str, nullable: bool = False) -> datetime | None:
+    """A stored timestamp. SQLite: text exactly as Django writes it (naive UTC); PostgreSQL: the
+    driver's aware datetime (out-of-range values arrive as NULL with a flag, see _PG_TIME_RANGE)."""
+    if value is None:
+        if nullable:
+            return None
+        raise _Malformed(f"{column} is empty")
+    if vendor == "sqlite":
+        if type(value) is not str:
+            raise _Malformed(f"{column} is not a timestamp ({_show(value)})")
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise _Malformed(f"{column} is not a timestamp ({_show(value)})") from exc
+        if parsed.tzinfo is not None or str(parsed) != value:
+            raise _Malformed(f"{column} is not stored as the application stores timestamps ({_show(value)})")
+        return parsed.replace(tzinfo=UTC)
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise _Malformed(f"{column} is not a timestamp ({_show(value)})")
+    return value
+
+
+_EVENT_SELECT = """
+SELECT e.id, e.seq, e.event_type, e.subject_id, e.purpose_code, e.notice_id, e.notice_version,
+       e.notice_sha256, e.collection_method, e.actor_type, e.actor_id, e.partner_client_id,
+       {occurred_at}, {valid_until}, e.linked_from, e.details_ciphertext, e.leaf_hash, e.purpose_id,
+       {time_flag}
+FROM consent_ledgerevent e
+ORDER BY e.seq
+"""
+
+
+def _event_sql(vendor: str) -> str:
+    if vendor == "postgresql":
+        return _EVENT_SELECT.format(
+            occurred_at=f"CASE WHEN e.occurred_at {_PG_TIME_RANGE} THEN e.occurred_at END",
+            valid_until=f"CASE WHEN e.valid_until {_PG_TIME_RANGE} THEN e.valid_until END",
+            time_flag=(
+                f"(e.occurred_at IS NOT NULL AND NOT (e.occurred_at {_PG_TIME_RANGE})) "
+                f"OR (e.valid_until IS NOT NULL AND NOT (e.valid_until {_PG_TIME_RANGE}))"
+            ),
+        )
+    # No declared type on a CAST expression: sqlite3 applies no converter that could raise.
+    return _EVENT_SELECT.format(
+        occurred_at="CAST(e.occurred_at AS TEXT)", valid_until="CAST(e.valid_until AS TEXT)", time_flag="0"
+    )
+
+
+class _Reference:
+    """The small tables an event copies values from (purposes, notices), read once."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.purposes: dict[Any, Any] = {}
+        self.notices: dict[Any, tuple[Any, Any]] = {}
+        cursor.execute("SELECT id, code FROM consent_purpose")
+        self.purposes = {row[0]: row[1] for row in cursor.fetchall()}
+        cursor.execute("SELECT id, version, content_sha256 FROM consent_privacynotice")
+        self.notices = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+
+
+def _event_row(values: tuple[Any, ...], vendor: str, reference: _Reference) -> dict[str, Any]:
+    """The entry columns of one stored row, parsed and checked; raises _Malformed."""
+    (
+        event_id,
+        seq,
+        event_type,
+        subject_id,
+        purpose_code,
+        notice_id,
+        notice_version,
+        notice_sha256,
+        collection_method,
+        actor_type,
+        actor_id,
+        partner_client_id,
+        occurred_at,
+        valid_until,
+        linked_from,
+        details,
+        _leaf,
+        purpose_id,
+        time_out_of_range,
+    ) = values
+    problems: list[str] = []
+    row: dict[str, Any] = {
+        "id": _attempt(problems, _uuid, event_id, "id"),
+        "seq": _attempt(problems, _int, seq, "seq"),
+        "event_type": _attempt(problems, _text, event_type, "event_type", allowed=_EVENT_TYPES),
+        "subject_id": _attempt(problems, _uuid, subject_id, "subject_id"),
+        "purpose_code": _attempt(problems, _text, purpose_code, "purpose_code"),
+        "notice_id": _attempt(problems, _int, notice_id, "notice_id", nullable=True),
+        "notice_version": _attempt(problems, _int, notice_version, "notice_version", nullable=True),
+        "notice_sha256": _attempt(problems, _text, notice_sha256, "notice_sha256", max_length=64),
+        "collection_method": _attempt(
+            problems, _text, collection_method, "collection_method", allowed=_METHODS
+        ),
+        "actor_type": _attempt(problems, _text, actor_type, "actor_type", allowed=_ACTORS),
+        "actor_id": _attempt(problems, _text, actor_id, "actor_id", max_length=100),
+        "partner_client_id": _attempt(
+            problems, _text, partner_client_id, "partner_client_id", max_length=100
+        ),
+        "occurred_at": _attempt(problems, _time, occurred_at, "occurred_at", vendor=vendor),
+        "valid_until": _attempt(problems, _time, valid_until, "valid_until", vendor=vendor, nullable=True),
+        "linked_from": _attempt(problems, _uuid, linked_from, "linked_from", nullable=True),
+    }
+    if time_out_of_range:
+        problems.append("a timestamp is out of range")
+    if details is not None and (not isinstance(details, bytes | memoryview) or len(details) < _NONCE_AND_TAG):
+        problems.append(f"details_ciphertext is not an encrypted value ({_show(details)})")
+    row["details_ciphertext"] = details
+    # Columns outside the leaf entry must agree with the values the entry copies.
+    if type(purpose_id) is not int or purpose_id not in reference.purposes:
+        problems.append(f"purpose_id does not name a purpose ({_show(purpose_id)})")
+    elif reference.purposes[purpose_id] != purpose_code:
+        problems.append("purpose_id names another purpose than purpose_code")
+    if notice_id is None:
+        if notice_version is not None or notice_sha256 != "":
+            problems.append("notice_version or notice_sha256 set without a notice")
+    elif type(notice_id) is int:
+        if notice_id not in reference.notices:
+            problems.append(f"notice_id does not name a privacy notice ({_show(notice_id)})")
+        elif reference.notices[notice_id] != (notice_version, notice_sha256):
+            problems.append("notice_version or notice_sha256 differ from the notice")
+    if problems:
+        raise _Malformed("; ".join(problems))
+    return row
+
+
+def _read_tree_heads(cursor: Any, vendor: str) -> tuple[list[TreeHead], list[LedgerProblem]]:
+    """The signed tree heads, parsed like the events; malformed rows become problems."""
+    if vendor == "postgresql":
+        when = f"CASE WHEN timestamp {_PG_TIME_RANGE} THEN timestamp END"
+    else:
+        when = "CAST(timestamp AS TEXT)"
+    # Only constant fragments are interpolated.
+    cursor.execute(f"SELECT id, tree_size, root_hash, {when}, kid, signature FROM consent_treehead")  # noqa: S608
+    heads: list[TreeHead] = []
+    problems: list[LedgerProblem] = []
+    for head_id, tree_size, root_hash, timestamp, kid, signature in cursor.fetchall():
+        try:
+            reasons: list[str] = []
+            _attempt(reasons, _int, head_id, "id")
+            _attempt(reasons, _int, tree_size, "tree_size")
+            _attempt(reasons, _digest, root_hash, "root_hash")
+            _attempt(reasons, _time, timestamp, "timestamp", vendor=vendor)
+            _attempt(reasons, _text, kid, "kid", max_length=100)
+            _attempt(reasons, _text, signature, "signature", max_length=100_000)
+            if type(tree_size) is int and tree_size < 0:
+                reasons.append("tree_size is negative")
+            if reasons:
+                raise _Malformed("; ".join(reasons))
+            heads.append(
+                TreeHead(
+                    pk=head_id,
+                    tree_size=tree_size,
+                    root_hash=bytes(root_hash),
+                    timestamp=_time(timestamp, "timestamp", vendor=vendor),
+                    kid=kid,
+                    signature=signature,
+                )
+            )
+        except Exception as exc:
+            size = f"size {tree_size}" if type(tree_size) is int else f"size {_show(tree_size)}"
+            problems.append(
+                LedgerProblem(
+                    kind="tree_head",
+                    detail=f"signed tree head {_show(head_id)} ({size}) is malformed: {exc}",
+                    tree_head_id=head_id if type(head_id) is int else None,
+                )
+            )
+    heads.sort(key=lambda head: (head.tree_size, head.timestamp, head.pk))
+    return heads, problems
+
+
+def tree_heads_read() -> tuple[list[TreeHead], list[LedgerProblem]]:
+    """Every well-formed signed tree head (unsaved instances built from the parsed columns,
+    by size then time), and a problem for each row that is not: readers that show or use the
+    latest head never stumble on a row altered in the database."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        return _read_tree_heads(cursor, connection.vendor)
+
+
+def _read_head(cursor: Any) -> tuple[int | None, bytes | None, str]:
+    """(size, root) of the ledger head row, or Nones and the reason it cannot be used."""
+    cursor.execute("SELECT size, root_hash FROM consent_ledgerhead WHERE id = 1")
+    found = cursor.fetchone()
+    if found is None:
+        return 0, merkle.EMPTY_ROOT, ""  # a flushed test database: nothing appended yet
+    try:
+        size = _int(found[0], "size")
+        if size is not None and size < 0:
+            raise _Malformed("size is negative")
+        return size, _digest(found[1], "root_hash"), ""
+    except _Malformed as exc:
+        return None, None, str(exc)
+
+
+def verify(
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    progress_every: int = 10_000,
+    max_problems: int = 100,
+    chunk_size: int = 2_000,
+) -> LedgerVerification:
+    """Recompute every leaf and the tree from the stored rows and check every signed tree head.
+
+    - every column of every row is read raw and parsed here; a malformed value, a value not in
+      the form the application writes, or a copied value (purpose code, notice version and
+      digest) that disagrees with the row it copies is reported as tampering at the row's
+      position, as is a subject id that names no subject;
+    - each row's leaf hash is recomputed from its columns and compared with the stored one;
+    - sequence numbers must be 0..n-1 without gap (a gap names the missing number);
+    - the root is recomputed incrementally and compared, at each tree head's size, with the
+      signed root, and at the end with the ledger head row;
+    - each tree head's signature must verify against the published keys.
+    `progress(done, total)` is called every `progress_every` events. Never raises: whatever
+    the database holds, the answer is a report (an unreadable ledger is a problem too).
+    """
+    started = time.monotonic()
+    problems: list[LedgerProblem] = []
+    where = {"position": 0}
+    try:
+        result = _verify(
+            problems=problems,
+            where=where,
+            progress=progress,
+            progress_every=progress_every,
+            max_problems=max_problems,
+            chunk_size=chunk_size,
+        )
+    except Exception as exc:
+        log.warning("ledger verification stopped: %s", type(exc).__name__)
+        problems.append(
+            LedgerProblem(
+                kind="unreadable",
+                seq=where["position"],
+                detail=(
+                    f"the ledger could not be read from event #{where['position']} on "
+                    f"({type(exc).__name__}): a row there holds a value the database cannot return"
+                ),
+            )
+        )
+        problems.sort(key=lambda p: p.seq if p.seq is not None else float("inf"))
+        result = LedgerVerification(ok=False, size=where["position"], root_hash="", tree_heads_checked=0)
+        result.problems = problems
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _verify(
+    *,
+    problems: list[LedgerProblem],
+    where: dict[str, int],
+    progress: Callable[[int, int], None] | None,
+    progress_every: int,
+    max_problems: int,
+    chunk_size: int,
+) -> LedgerVerification:
+    from django.db import connection
+
+    vendor = connection.vendor
+    if vendor != "sqlite":
+        return _verify_rows(
+            problems=problems,
+            where=where,
+            progress=progress,
+            progress_every=progress_every,
+            max_problems=max_problems,
+            chunk_size=chunk_size,
+        )
+    # SQLite returns TEXT as str and fails the whole fetch on bytes that are not UTF-8: decode
+    # leniently for the time of the verification, so that such a value is one malformed row.
+    connection.ensure_connection()
+    raw = connection.connection
+    previous = raw.text_factory
+    raw.text_factory = functools.partial(str, encoding="utf-8", errors="surrogateescape")
+    try:
+        return _verify_rows(
+            problems=problems,
+            where=where,
+            progress=progress,
+            progress_every=progress_every,
+            max_problems=max_problems,
+            chunk_size=chunk_size,
+        )
+    finally:
+        raw.text_factory = previous
+
+
+def _verify_rows(
+    *,
+    problems: list[LedgerProblem],
+    where: dict[str, int],
+    progress: Callable[[int, int], None] | None,
+    progress_every: int,
+    max_problems: int,
+    chunk_size: int,
+) -> LedgerVerification:
+    from django.db import connection
+
+    warnings: list[str] = []
+    vendor = connection.vendor
+
+    def report(problem: LedgerProblem) -> None:
+        if len(problems) < max_problems:
+            problems.append(problem)
+
+    with connection.cursor() as cursor:
+        head_size, head_root, head_reason = _read_head(cursor)
+        if head_reason:
+            report(LedgerProblem(kind="head", detail=f"the ledger head row is malformed: {head_reason}"))
+        heads, head_problems = _read_tree_heads(cursor, vendor)
+        for problem in head_problems:
+            report(problem)
+        reference = _Reference(cursor)
+        cursor.execute(
+            "SELECT e.seq, e.id, e.subject_id FROM consent_ledgerevent e "
+            "LEFT JOIN consent_subject s ON s.id = e.subject_id WHERE s.id IS NULL"
+        )
+        dangling = {row[0] for row in cursor.fetchall()}
+        cursor.execute("SELECT COUNT(*) FROM consent_ledgerevent")
+        total = int(cursor.fetchone()[0])
+
+    checked = 0
+    for tree_head in heads:
+        try:
+            reason = tree_head_check(tree_head)
+        except Exception as exc:
+            reason = f"signature could not be checked ({type(exc).__name__})"
+        if reason == "signing key is not (or no longer) published":
+            warnings.append(f"tree head {tree_head.pk} (size {tree_head.tree_size}): {reason}")
+        elif reason:
+            report(
+                LedgerProblem(
+                    kind="tree_head",
+                    detail=f"signed tree head {tree_head.pk} (size {tree_head.tree_size}): {reason}",
+                    tree_head_id=tree_head.pk,
+                )
+            )
+    heads_by_size: dict[int, list[TreeHead]] = {}
+    for tree_head in heads:
+        heads_by_size.setdefault(tree_head.tree_size, []).append(tree_head)
+
+    last_good_size = 0
+
+    def check_heads_at(size: int, root: bytes) -> None:
+        nonlocal checked, last_good_size
+        matched = True
+        for tree_head in heads_by_size.get(size, []):
+            checked += 1
+            if bytes(tree_head.root_hash) != root:
+                matched = False
+                report(
+                    LedgerProblem(
+                        kind="tree_head",
+                        detail=(
+                            f"recomputed root at size {size} differs from signed tree head "
+                            f"{tree_head.pk}: an event between #{last_good_size} and #{size - 1} "
+                            "was altered, removed or inserted"
+                        ),
+                        tree_head_id=tree_head.pk,
+                    )
+                )
+        if matched:
+            last_good_size = size
+
+    expected_total = max(total, head_size or 0)
+    frontier: list[bytes] = []
+    size = 0
+    expected_seq = 0
+    check_heads_at(0, merkle.EMPTY_ROOT)
+    rows = connection.chunked_cursor()
+    try:
+        rows.execute(_event_sql(vendor))
+        while True:
+            where["position"] = expected_seq
+            batch = rows.fetchmany(chunk_size)
+            if not batch:
+                break
+            for values in batch:
+                raw_seq = values[1]
+                seq = raw_seq if type(raw_seq) is int else None
+                position = seq if seq is not None else expected_seq
+                event_id = _uuid_or_show(values[0])
+                if seq is None:
+                    report(
+                        LedgerProblem(
+                            kind="malformed",
+                            seq=expected_seq,
+                            event_id=event_id,
+                            detail=f"the event read at position #{expected_seq} ({event_id}) has a malformed "
+                            f"sequence number {_show(raw_seq)}",
+                        )
+                    )
+                elif seq > expected_seq:
+                    report(
+                        LedgerProblem(
+                            kind="missing",
+                            seq=expected_seq,
+                            detail=f"event #{expected_seq} is missing"
+                            + (
+                                f" (events #{expected_seq}..#{seq - 1} absent)"
+                                if seq - 1 > expected_seq
+                                else ""
+                            ),
+                        )
+                    )
+                    expected_seq = seq + 1
+                elif seq < expected_seq:
+                    report(
+                        LedgerProblem(
+                            kind="unexpected",
+                            seq=seq,
+                            event_id=event_id,
+                            detail=f"sequence number #{seq} repeated or out of place ({event_id})",
+                        )
+                    )
+                else:
+                    expected_seq = seq + 1
+                if dangling and raw_seq in dangling:
+                    report(
+                        LedgerProblem(
+                            kind="malformed",
+                            seq=position,
+                            event_id=event_id,
+                            detail=f"event #{position} ({event_id}) names a subject that does not exist",
+                        )
+                    )
+                recomputed = _UNHASHABLE_LEAF
+                try:
+                    row = _event_row(values, vendor, reference)
+                    recomputed = merkle.leaf_hash(entry_bytes(row))
+                    stored_leaf = _digest(values[16], "leaf_hash")
+                except Exception as exc:
+                    if seq is not None:  # a malformed sequence number is reported above
+                        report(
+                            LedgerProblem(
+                                kind="malformed",
+                                seq=position,
+                                event_id=event_id,
+                                detail=f"event #{position} ({event_id}) was altered: {_reason(exc)}",
+                            )
+                        )
+                else:
+                    if recomputed != stored_leaf:
+                        report(
+                            LedgerProblem(
+                                kind="altered",
+                                seq=position,
+                                event_id=event_id,
+                                detail=f"event #{position} ({event_id}) was altered: "
+                                "its columns no longer hash to its leaf",
+                            )
+                        )
+                # The tree is built from the recomputed leaves: a row altered together with
+                # its stored hash still changes the root, which the signed heads then reveal.
+                frontier, _ = merkle.frontier_append(frontier, size, recomputed)
+                size += 1
+                if size in heads_by_size:
+                    check_heads_at(size, merkle.frontier_root(frontier))
+                if progress is not None and size % progress_every == 0:
+                    progress(size, expected_total)
+        where["position"] = expected_seq
+    finally:
+        rows.close()
+    root = merkle.frontier_root(frontier)
+    if head_size is not None and head_size > expected_seq:
+        report(
+            LedgerProblem(
+                kind="missing",
+                seq=expected_seq,
+                detail=f"the ledger head records {head_size} events but only {expected_seq} rows follow in "
+                f"sequence (event #{expected_seq} onwards missing)",
+            )
+        )
+    elif head_size is not None and (head_size != size or head_root != root):
+        report(LedgerProblem(kind="head", detail="the ledger head row does not match the recomputed tree"))
+    for tree_size in heads_by_size:
+        if tree_size > size:
+            report(
+                LedgerProblem(
+                    kind="missing",
+                    seq=size,
+                    detail=f"a signed tree head covers {tree_size} events but only {size} are present",
+                )
+            )
+    if progress is not None and size % progress_every:
+        progress(size, expected_total)
+    problems.sort(key=lambda p: p.seq if p.seq is not None else float("inf"))
+    return LedgerVerification(
+        ok=not problems,
+        size=size,
+        root_hash=root.hex(),
+        tree_heads_checked=checked,
+        problems=problems,
+        warnings=warnings,
+    )
+
+
+def _uuid_or_show(value: Any) -> str:
+    try:
+        return _uuid(value, "id") or ""
+    except _Malformed:
+        return _show(value)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, _Malformed):
+        return str(exc)
+    return f"a value cannot be hashed ({type(exc).__name__})"

@@ -37,10 +37,9 @@ Proofs and verification:
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +47,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from consent import crypto, ledger, merkle
+from consent import crypto, ledger
 from consent.models import (
     GRANTING_EVENTS,
     OBJECTING_EVENTS,
@@ -364,7 +363,10 @@ def processing_register(language: str = "fr") -> list[dict[str, Any]]:
 
 
 def latest_tree_head() -> TreeHead | None:
-    return TreeHead.objects.order_by("-tree_size", "-timestamp", "-id").first()
+    """The latest well-formed signed tree head. Rows altered in the database are skipped here
+    (`ledger_verify` reports them): pages and APIs showing the head never fail on them."""
+    heads, _problems = ledger.tree_heads_read()
+    return heads[-1] if heads else None
 
 
 def tree_heads() -> QuerySet[TreeHead]:
@@ -416,28 +418,9 @@ def event_proof(*, event: LedgerEvent, tree_head: TreeHead | None = None) -> dic
 # --- Whole-ledger verification ---------------------------------------------------------------
 
 
-@dataclass
-class LedgerProblem:
-    kind: str  # "altered", "missing", "unexpected", "tree_head", "head"
-    detail: str
-    seq: int | None = None
-    event_id: str | None = None
-    tree_head_id: int | None = None
-
-
-@dataclass
-class LedgerVerification:
-    ok: bool
-    size: int
-    root_hash: str
-    tree_heads_checked: int
-    problems: list[LedgerProblem] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def first_problem(self) -> LedgerProblem | None:
-        return self.problems[0] if self.problems else None
+# The report types live with the verifier (consent.ledger); re-exported here for callers.
+LedgerProblem = ledger.LedgerProblem
+LedgerVerification = ledger.LedgerVerification
 
 
 def ledger_verify(
@@ -449,143 +432,11 @@ def ledger_verify(
 ) -> LedgerVerification:
     """Recompute every leaf and the tree from the stored rows and check every signed tree head.
 
-    - each row's leaf hash is recomputed from its columns and compared with the stored one;
-    - sequence numbers must be 0..n-1 without gap (a gap names the missing number);
-    - the root is recomputed incrementally and compared, at each tree head's size, with the
-      signed root, and at the end with the ledger head row;
-    - each tree head's signature must verify against the published keys.
-    `progress(done, total)` is called every `progress_every` events.
+    Never raises: every malformed or altered value is a problem of the report, named by the
+    event's position (consent.ledger.verify, which reads the rows raw and parses each column).
     """
-    started = time.monotonic()
-    problems: list[LedgerProblem] = []
-    warnings: list[str] = []
-
-    def report(problem: LedgerProblem) -> None:
-        if len(problems) < max_problems:
-            problems.append(problem)
-
-    head = ledger.read_head()
-    heads = list(tree_heads())
-    checked = 0
-    for tree_head in heads:
-        reason = ledger.tree_head_check(tree_head)
-        if reason == "signing key is not (or no longer) published":
-            warnings.append(f"tree head {tree_head.pk} (size {tree_head.tree_size}): {reason}")
-        elif reason:
-            report(
-                LedgerProblem(
-                    kind="tree_head",
-                    detail=f"signed tree head {tree_head.pk} (size {tree_head.tree_size}): {reason}",
-                    tree_head_id=tree_head.pk,
-                )
-            )
-    heads_by_size: dict[int, list[TreeHead]] = {}
-    for tree_head in heads:
-        heads_by_size.setdefault(tree_head.tree_size, []).append(tree_head)
-
-    last_good_size = 0
-
-    def check_heads_at(size: int, root: bytes) -> None:
-        nonlocal checked, last_good_size
-        matched = True
-        for tree_head in heads_by_size.get(size, []):
-            checked += 1
-            if bytes(tree_head.root_hash) != root:
-                matched = False
-                report(
-                    LedgerProblem(
-                        kind="tree_head",
-                        detail=(
-                            f"recomputed root at size {size} differs from signed tree head "
-                            f"{tree_head.pk}: an event between #{last_good_size} and #{size - 1} "
-                            "was altered, removed or inserted"
-                        ),
-                        tree_head_id=tree_head.pk,
-                    )
-                )
-        if matched:
-            last_good_size = size
-
-    total = LedgerEvent.objects.count()
-    expected_total = max(total, int(head.size))
-    frontier: list[bytes] = []
-    size = 0
-    expected_seq = 0
-    check_heads_at(0, merkle.EMPTY_ROOT)
-    rows = LedgerEvent.objects.order_by("seq").values_list(*ledger.ENTRY_COLUMNS, "leaf_hash")
-    for values in rows.iterator(chunk_size=chunk_size):
-        row = dict(zip(ledger.ENTRY_COLUMNS, values[:-1], strict=True))
-        stored_leaf = bytes(values[-1])
-        seq = int(row["seq"])
-        if seq > expected_seq:
-            report(
-                LedgerProblem(
-                    kind="missing",
-                    seq=expected_seq,
-                    detail=f"event #{expected_seq} is missing"
-                    + (f" (events #{expected_seq}..#{seq - 1} absent)" if seq - 1 > expected_seq else ""),
-                )
-            )
-        elif seq < expected_seq:
-            report(
-                LedgerProblem(
-                    kind="unexpected",
-                    seq=seq,
-                    event_id=str(row["id"]),
-                    detail=f"sequence number #{seq} repeated",
-                )
-            )
-        expected_seq = seq + 1
-        recomputed = merkle.leaf_hash(ledger.entry_bytes(row))
-        if recomputed != stored_leaf:
-            report(
-                LedgerProblem(
-                    kind="altered",
-                    seq=seq,
-                    event_id=str(row["id"]),
-                    detail=f"event #{seq} ({row['id']}) was altered: its columns no longer hash to its leaf",
-                )
-            )
-        # The tree is built from the recomputed leaves: a row altered together with its
-        # stored hash still changes the root, which the signed heads then reveal.
-        frontier, _ = merkle.frontier_append(frontier, size, recomputed)
-        size += 1
-        if size in heads_by_size:
-            check_heads_at(size, merkle.frontier_root(frontier))
-        if progress is not None and size % progress_every == 0:
-            progress(size, expected_total)
-    root = merkle.frontier_root(frontier)
-    if int(head.size) > size:
-        report(
-            LedgerProblem(
-                kind="missing",
-                seq=size,
-                detail=f"the ledger head records {head.size} events but only {size} rows follow in sequence "
-                f"(event #{size} onwards missing)",
-            )
-        )
-    elif int(head.size) != size or bytes(head.root_hash) != root:
-        report(LedgerProblem(kind="head", detail="the ledger head row does not match the recomputed tree"))
-    for tree_size in heads_by_size:
-        if tree_size > size:
-            report(
-                LedgerProblem(
-                    kind="missing",
-                    seq=size,
-                    detail=f"a signed tree head covers {tree_size} events but only {size} are present",
-                )
-            )
-    if progress is not None and size % progress_every:
-        progress(size, expected_total)
-    problems.sort(key=lambda p: p.seq if p.seq is not None else float("inf"))
-    return LedgerVerification(
-        ok=not problems,
-        size=size,
-        root_hash=root.hex(),
-        tree_heads_checked=checked,
-        problems=problems,
-        warnings=warnings,
-        seconds=time.monotonic() - started,
+    return ledger.verify(
+        progress=progress, progress_every=progress_every, max_problems=max_problems, chunk_size=chunk_size
     )
 
 

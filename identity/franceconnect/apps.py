@@ -11,4 +11,13 @@ class FranceConnectConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from identity.franceconnect import checks  # noqa: F401  (registers system checks)
+        from django.contrib.auth.signals import user_logged_in, user_logged_out
+
+        from identity.franceconnect import (
+            checks,  # noqa: F401  (registers system checks)
+            receivers,
+        )
+
+        # Every sign-in and sign-out keeps or drops the pending FranceConnect identity.
+        user_logged_in.connect(receivers.on_user_logged_in, dispatch_uid="franceconnect_pending_sign_in")
+        user_logged_out.connect(receivers.on_user_logged_out, dispatch_uid="franceconnect_pending_sign_out")

@@ -16,11 +16,42 @@ What a session opened through FranceConnect says about the sign-in (`franceconne
   for the end-session call at sign-out; it is never written to the database.
 
 Audit events carry ids and reason codes only: never a name, a birth date or an address.
+
+The identity waiting for "J'ai déjà un compte" (finding 9 of issue 9: a shared computer).
+A first FranceConnect sign-in leaves the identity in *this browser's* Django session only
+(encrypted, `PendingIdentity`), never in a table or a cookie of its own. Linking it to an
+existing account takes one explicit flow, bound to a one-time flow id:
+
+1. "J'ai déjà un compte" (`pending_request_link`) ends any session open in the browser,
+   draws a random flow id and sends the browser to the dedicated page
+   /franceconnect/lier/connexion/?flow=<id>, which names the FranceConnect identity
+   ("FranceConnect a identifié Angela DUBOIS") and asks for the password of the account.
+2. A correct password typed on *that* page (`pending_link_sign_in_started`) marks the
+   pending identity with the account about to be signed in to, for as long as the second
+   step of a sign-in may take (identity.mfa.flow.PENDING_SECONDS).
+3. Every django.contrib.auth login() and logout() reaches `pending_on_sign_in` /
+   `pending_drop` (receivers in identity.franceconnect.receivers). A sign-in keeps the
+   pending identity only when it is the one step 2 announced: same account, within the
+   window, completed on the dedicated page or on the second-factor pages that continue it;
+   it then binds the pending identity to that account and spends the mark. Any other sign-in
+   (the sign-in page, a passkey, FranceConnect, another account, a second sign-in), and any
+   sign-out, drops it. Sessions ended from elsewhere (sign-out everywhere, revocation, "ce
+   n'était pas vous") delete the stored session, pending identity included.
+4. The confirmation page /franceconnect/lier/?flow=<id> shows only to the account bound in
+   step 3, signed in after step 1 and not through FranceConnect, and names both the
+   FranceConnect identity and the account; nothing is linked before its POST.
+
+The pending identity lives at most PENDING_MAX_AGE_SECONDS after FranceConnect, the link
+flow at most LINK_MAX_AGE_SECONDS after "J'ai déjà un compte". What this does not cover:
+someone who takes over the browser *on the dedicated page itself* and deliberately signs in
+there to their own account is shown whose identity they are about to link, and can still
+confirm; only the short lifetimes bound that window.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import secrets
 import time
@@ -33,6 +64,8 @@ from django.utils import timezone
 
 from identity.franceconnect.client import Authentication
 from identity.franceconnect.models import FranceConnectLink
+from identity.mfa import clock
+from identity.mfa.flow import PENDING_SECONDS as SECOND_STEP_SECONDS
 from identity.models import User
 from identity.services import AccountError, audit_log, session_login, user_create
 
@@ -43,6 +76,8 @@ SESSION_LOGOUT_STATE = "franceconnect_logout_state"
 
 REQUEST_MAX_AGE_SECONDS = 15 * 60
 PENDING_MAX_AGE_SECONDS = 15 * 60
+# From "J'ai déjà un compte" to the confirmation: a sign-in, perhaps a second factor.
+LINK_MAX_AGE_SECONDS = 10 * 60
 _PENDING_CONTEXT = b"franceconnect-pending"
 
 
@@ -102,6 +137,12 @@ class PendingIdentity:
     next: str = ""
     created: int = 0
     link_requested_at: int = 0
+    # The one-time link flow (module docstring): its id, the sign-in announced by the
+    # dedicated page (account id, when), then the account that sign-in opened.
+    link_flow: str = ""
+    link_sign_in_user: str = ""
+    link_sign_in_at: int = 0
+    link_user: str = ""
 
     @classmethod
     def from_authentication(cls, auth: Authentication, *, next_url: str = "") -> PendingIdentity:
@@ -114,7 +155,7 @@ class PendingIdentity:
             acr=auth.acr,
             amr=list(auth.amr),
             next=next_url,
-            created=int(time.time()),
+            created=int(clock.now()),
         )
 
 
@@ -137,7 +178,7 @@ def pending_load(request: HttpRequest) -> PendingIdentity | None:
     except Exception:  # a key change or a damaged value: the choice is simply lost
         request.session.pop(SESSION_PENDING, None)
         return None
-    if pending.created + PENDING_MAX_AGE_SECONDS < time.time():
+    if pending.created + PENDING_MAX_AGE_SECONDS < clock.now():
         request.session.pop(SESSION_PENDING, None)
         return None
     return pending
@@ -147,9 +188,11 @@ def pending_clear(*, request: HttpRequest) -> None:
     request.session.pop(SESSION_PENDING, None)
 
 
-def pending_request_link(*, request: HttpRequest, pending: PendingIdentity, ip: str = "") -> None:
-    """The resident chose "I already have an account": the next sign-in to an account, with
-    its password and not through FranceConnect, proves they own the account to link.
+def pending_request_link(*, request: HttpRequest, pending: PendingIdentity, ip: str = "") -> str:
+    """The resident chose "I already have an account": start the one-time link flow and
+    return its id (module docstring). Only a sign-in started from the dedicated page with
+    this id, to an account, with its password and not through FranceConnect, proves they
+    own the account to link.
 
     A session already open in this browser proves nothing (it may be old, or someone
     else's on a shared computer), so it ends here: the resident signs in again.
@@ -158,9 +201,82 @@ def pending_request_link(*, request: HttpRequest, pending: PendingIdentity, ip: 
 
     if request.user.is_authenticated:
         session_logout(request=request, ip=ip)  # flushes the session, pending identity included
-    pending.link_requested_at = int(time.time())
+    pending.link_requested_at = int(clock.now())
+    pending.link_flow = secrets.token_urlsafe(24)
+    pending.link_sign_in_user = ""
+    pending.link_sign_in_at = 0
+    pending.link_user = ""
     pending_save(request=request, pending=pending)
     request.session.pop(SESSION_FC, None)
+    return pending.link_flow
+
+
+def pending_link_load(*, request: HttpRequest, flow: str) -> PendingIdentity | None:
+    """The pending identity of this browser if its link flow is `flow` and still open.
+
+    An expired link flow drops the pending identity.
+    """
+    pending = pending_load(request)
+    if pending is None or not pending.link_flow or not pending.link_requested_at:
+        return None
+    if not hmac.compare_digest(pending.link_flow.encode(), (flow or "").encode("utf-8", "replace")):
+        return None
+    if pending.link_requested_at + LINK_MAX_AGE_SECONDS < clock.now():
+        pending_clear(request=request)
+        return None
+    return pending
+
+
+def pending_link_sign_in_started(*, request: HttpRequest, pending: PendingIdentity, user: User) -> bool:
+    """A correct password on the dedicated link page: the sign-in about to happen (now, or
+    after the second factor) is the one the link flow asked for. False (nothing marked)
+    once the flow's sign-in has happened: the flow id is good for one sign-in only."""
+    if pending.link_user:
+        return False
+    pending.link_sign_in_user = str(user.pk)
+    pending.link_sign_in_at = int(clock.now())
+    pending_save(request=request, pending=pending)
+    return True
+
+
+def pending_on_sign_in(*, request: HttpRequest | None, user: User) -> None:
+    """Called at every sign-in of this browser (user_logged_in): keep the pending identity
+    only for the sign-in its link flow announced, else drop it (module docstring)."""
+    from django.urls import reverse
+
+    session = getattr(request, "session", None)
+    if request is None or session is None or SESSION_PENDING not in session:
+        return
+    pending = pending_load(request)
+    if pending is None:
+        return
+    continuing = {
+        reverse("identity:franceconnect:link-sign-in"),
+        reverse("identity:mfa:verify"),
+        reverse("identity:mfa:verify-passkey"),
+    }
+    announced = (
+        bool(pending.link_flow)
+        and not pending.link_user
+        and pending.link_sign_in_user == str(user.pk)
+        and pending.link_sign_in_at + SECOND_STEP_SECONDS >= clock.now()
+        and pending.link_requested_at + LINK_MAX_AGE_SECONDS >= clock.now()
+        and request.path in continuing
+    )
+    if not announced:
+        pending_clear(request=request)
+        return
+    pending.link_user = str(user.pk)
+    pending.link_sign_in_user = ""
+    pending.link_sign_in_at = 0
+    pending_save(request=request, pending=pending)
+
+
+def pending_drop(*, request: HttpRequest | None) -> None:
+    """Called at every sign-out of this browser (user_logged_out): the identity goes too."""
+    session = getattr(request, "session", None)
+    if session is not None:
+        session.pop(SESSION_PENDING, None)
 
 
 # --- links ----------------------------------------------------------------------------------------

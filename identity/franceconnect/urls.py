@@ -14,6 +14,7 @@ urlpatterns = [
     path("connexion/", views.start, name="start"),
     path("retour/", views.callback, name="callback"),
     path("premiere-connexion/", views.choose, name="choose"),
+    path("lier/connexion/", views.LinkSignInView.as_view(), name="link-sign-in"),
     path("lier/", views.link_confirm, name="link"),
     path("delier/", views.unlink, name="unlink"),
     path("mot-de-passe/", views.password_setup, name="password-setup"),

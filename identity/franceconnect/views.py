@@ -1,5 +1,10 @@
 """FranceConnect pages: start, callback, first-use choice, linking, unlinking, sign-out.
 
+Linking an existing account follows the one-time link flow described in
+identity/franceconnect/services.py: "J'ai déjà un compte" → the dedicated sign-in page
+(`LinkSignInView`, naming the FranceConnect identity) → perhaps the second factor → the
+confirmation (`link_confirm`). Any other sign-in or sign-out in between drops the identity.
+
 Thin: the protocol is in client.py, the writes in services.py. Every failure ends on the
 sign-in page with a plain message (the email and password form keeps working), never a 500.
 """
@@ -17,6 +22,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -26,6 +32,7 @@ from identity.franceconnect import client, selectors, services
 from identity.redirects import safe_next
 from identity.services import SESSION_AUTH_TIME, AccountError, login_notify_new_device, session_logout
 from identity.sessions import device_label
+from identity.views import LoginView
 
 log = logging.getLogger(__name__)
 
@@ -199,15 +206,23 @@ def callback(request: HttpRequest) -> HttpResponse:
 # --- first use: create an account, or link an existing one ----------------------------------------
 
 
+def _restart(request: HttpRequest) -> HttpResponse:
+    messages.error(
+        request,
+        _("Votre connexion avec FranceConnect a expiré. Veuillez recommencer."),
+    )
+    return redirect(_login_url())
+
+
 def _pending_or_restart(request: HttpRequest) -> services.PendingIdentity | HttpResponse:
     pending = services.pending_load(request)
     if pending is None:
-        messages.error(
-            request,
-            _("Votre connexion avec FranceConnect a expiré. Veuillez recommencer."),
-        )
-        return redirect(_login_url())
+        return _restart(request)
     return pending
+
+
+def _with_flow(name: str, flow: str) -> str:
+    return f"{reverse(name)}?{urlencode({'flow': flow})}"
 
 
 @never_cache
@@ -221,8 +236,8 @@ def choose(request: HttpRequest) -> HttpResponse:
         action = request.POST.get("action")
         ip = ratelimit.client_ip(request)
         if action == "link":
-            services.pending_request_link(request=request, pending=pending, ip=ip)
-            return redirect(_login_url(reverse("identity:franceconnect:link"), login_hint=pending.email))
+            flow = services.pending_request_link(request=request, pending=pending, ip=ip)
+            return redirect(_with_flow("identity:franceconnect:link-sign-in", flow))
         if action == "cancel":
             services.pending_clear(request=request)
             return redirect(_login_url(pending.next))
@@ -279,27 +294,73 @@ def choose(request: HttpRequest) -> HttpResponse:
     )
 
 
+class LinkSignInView(LoginView):
+    """The dedicated sign-in of the link flow: /franceconnect/lier/connexion/?flow=<id>.
+
+    Names the FranceConnect identity waiting to be linked, and takes the password of the
+    existing account (identity.views.LoginView: same limits, second factor, notifications).
+    A correct password here announces the one sign-in the pending identity survives; the
+    sign-in then goes on to the confirmation page of the same flow, whatever `next` says.
+    """
+
+    template_name = "franceconnect/link_sign_in.html"
+
+    @method_decorator(never_cache)
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.flow = str(request.GET.get("flow") or "")[:100]
+        pending = services.pending_link_load(request=request, flow=self.flow)
+        if pending is None or pending.link_user:
+            return _restart(request)
+        self.pending = pending
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_initial(self) -> dict[str, Any]:
+        initial = super().get_initial()
+        if self.pending.email:
+            initial.setdefault("username", self.pending.email)
+        return initial
+
+    def get_redirect_url(self) -> str:
+        return _with_flow("identity:franceconnect:link", self.flow)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["pending"] = self.pending
+        return context
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        if not services.pending_link_sign_in_started(
+            request=self.request, pending=self.pending, user=form.get_user()
+        ):
+            return _restart(self.request)
+        return super().form_valid(form)
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def link_confirm(request: HttpRequest) -> HttpResponse:
-    """After "J'ai déjà un compte" and a sign-in with the account's password: confirm the link."""
-    pending = _pending_or_restart(request)
-    if isinstance(pending, HttpResponse):
-        return pending
-    here = reverse("identity:franceconnect:link")
-    if not pending.link_requested_at:
-        return redirect("identity:franceconnect:choose")
+    """After the dedicated sign-in of the link flow: confirm the link (module docstring)."""
+    flow = str(request.GET.get("flow") or "")[:100]
+    pending = services.pending_link_load(request=request, flow=flow)
+    if pending is None:
+        return _restart(request)
     auth_time = request.session.get(SESSION_AUTH_TIME)
-    signed_in_since = (
+    signed_in_for_this_flow = (
         request.user.is_authenticated
+        and bool(pending.link_user)
+        and pending.link_user == str(request.user.pk)
         and isinstance(auth_time, int | float)
         and auth_time >= pending.link_requested_at
         and services.SESSION_FC not in request.session
     )
-    if not signed_in_since:
-        # A session older than the choice, or one opened through FranceConnect, proves nothing.
+    if not signed_in_for_this_flow:
+        if pending.link_user:
+            # Bound to another sign-in than this one: never carried over.
+            services.pending_clear(request=request)
+            return _restart(request)
+        # No sign-in yet through the dedicated page: that is where the flow goes on.
         messages.info(request, _("Connectez-vous à votre compte existant pour le lier à FranceConnect."))
-        return redirect(_login_url(here))
+        return redirect(_with_flow("identity:franceconnect:link-sign-in", flow))
     if request.method == "POST":
         if request.POST.get("action") == "cancel":
             services.pending_clear(request=request)

@@ -100,3 +100,38 @@ def test_first_use_and_sign_out_in_a_real_browser(fc_server: tuple[str, FakeFran
     assert seen["section"] and seen["signed_out_heading"]
     assert FranceConnectLink.objects.get().sub == DEFAULT_IDENTITY["sub"]
     assert fake.end_session_requests[-1]["id_token_hint"] == fake.issued_id_tokens[-1]
+
+
+def test_linking_an_existing_account_in_a_real_browser(
+    fc_server: tuple[str, FakeFranceConnect], make_resident: Any
+) -> None:
+    """The one-time link flow (issue 9, finding 9): dedicated sign-in page, then confirmation."""
+    from tests.conftest import PASSWORD
+
+    base, _fake = fc_server
+    resident = make_resident("camille.lien@example.org")
+
+    def scenario(page: Any) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        page.goto(base + "/connexion/")
+        page.get_by_role("button", name="S’identifier avec FranceConnect").click()
+        page.wait_for_url("**/franceconnect/premiere-connexion/")
+        page.get_by_role("button", name="J'ai déjà un compte").click()
+        page.wait_for_url("**/franceconnect/lier/connexion/?flow=*")
+        seen["sign_in"] = axe_violations(page)
+        seen["names_identity"] = page.get_by_text(
+            "FranceConnect a identifié Angela Claire Louise DUBOIS"
+        ).is_visible()
+        page.get_by_label("Adresse e-mail").fill(resident.email)
+        page.get_by_label("Mot de passe").fill(PASSWORD)
+        page.get_by_role("button", name="Se connecter et lier").click()
+        page.wait_for_url("**/franceconnect/lier/?flow=*")
+        seen["confirm"] = axe_violations(page)
+        page.get_by_role("button", name="Lier mon compte").click()
+        page.wait_for_url("**/compte/")
+        return seen
+
+    seen = in_browser(scenario)
+    assert seen["sign_in"] == [] and seen["confirm"] == [], seen
+    assert seen["names_identity"]
+    assert FranceConnectLink.objects.get().user_id == resident.pk

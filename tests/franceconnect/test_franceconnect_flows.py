@@ -201,20 +201,21 @@ def test_link_to_an_existing_account_after_a_password_sign_in(fc_browser, fake_f
     fc_browser.sign_in()
     response = fc_browser.client.post("/franceconnect/premiere-connexion/", {"action": "link"})
     assert response.status_code == 302
-    login_url = response["Location"]
-    assert urlsplit(login_url).path == "/connexion/"
-    assert parse_qs(urlsplit(login_url).query)["next"] == ["/franceconnect/lier/"]
-    assert parse_qs(urlsplit(login_url).query)["login_hint"] == [FC_EMAIL]
+    # The dedicated sign-in page of the link flow (tests/security/test_franceconnect_pending_link.py).
+    sign_in_url = response["Location"]
+    assert urlsplit(sign_in_url).path == "/franceconnect/lier/connexion/"
+    flow = parse_qs(urlsplit(sign_in_url).query)["flow"][0]
+    page = fc_browser.client.get(sign_in_url)
+    assert page.status_code == 200 and FC_EMAIL in text(page)  # FranceConnect's address as a hint
 
-    response = fc_browser.client.post(
-        login_url, {"username": resident.email, "password": PASSWORD, "next": "/franceconnect/lier/"}
-    )
-    assert response.status_code == 302 and response["Location"] == "/franceconnect/lier/"
-    page = fc_browser.client.get("/franceconnect/lier/")
+    response = fc_browser.client.post(sign_in_url, {"username": resident.email, "password": PASSWORD})
+    link_url = f"/franceconnect/lier/?flow={flow}"
+    assert response.status_code == 302 and response["Location"] == link_url
+    page = fc_browser.client.get(link_url)
     assert page.status_code == 200 and resident.email in text(page)
     assert not FranceConnectLink.objects.exists()  # not before the resident confirms
 
-    response = fc_browser.client.post("/franceconnect/lier/", {"action": "link"})
+    response = fc_browser.client.post(link_url, {"action": "link"})
     assert response.status_code == 302 and response["Location"] == "/compte/"
     assert FranceConnectLink.objects.get(user=resident).sub == DEFAULT_IDENTITY["sub"]
     assert User.objects.count() == 1
@@ -232,15 +233,18 @@ def test_link_to_an_existing_account_after_a_password_sign_in(fc_browser, fake_f
 def test_an_earlier_session_does_not_prove_ownership_for_linking(signed_in, fake_fc, resident):
     fc_browser = FranceConnectBrowser(signed_in, fake_fc)
     fc_browser.sign_in()
-    fc_browser.client.post("/franceconnect/premiere-connexion/", {"action": "link"})
+    sign_in_url = fc_browser.client.post("/franceconnect/premiere-connexion/", {"action": "link"})["Location"]
+    flow = parse_qs(urlsplit(sign_in_url).query)["flow"][0]
     # Already signed in before choosing: that session ends, a fresh sign-in is required.
     assert signed_in_user(fc_browser.client) is None
-    response = fc_browser.client.post("/franceconnect/lier/", {"action": "link"})
-    assert "Connectez-vous à votre compte existant" in login_page_after(fc_browser.client, response)
+    response = fc_browser.client.post(f"/franceconnect/lier/?flow={flow}", {"action": "link"})
+    assert response.status_code == 302 and response["Location"] == sign_in_url
+    assert "Connectez-vous à votre compte existant" in text(fc_browser.client.get(sign_in_url))
     assert not FranceConnectLink.objects.exists()
-    # The identity is still waiting: signing in with the password completes the link.
-    fc_browser.client.post("/connexion/", {"username": resident.email, "password": PASSWORD})
-    fc_browser.client.post("/franceconnect/lier/", {"action": "link"})
+    # The identity is still waiting: signing in on the link flow's own page completes the link.
+    # (A sign-in on the ordinary sign-in page would drop it: issue 9, finding 9.)
+    fc_browser.client.post(sign_in_url, {"username": resident.email, "password": PASSWORD})
+    fc_browser.client.post(f"/franceconnect/lier/?flow={flow}", {"action": "link"})
     assert FranceConnectLink.objects.get().user == resident
 
 
