@@ -94,12 +94,16 @@ def session_login(*, request: HttpRequest, user: User, amr: list[str]) -> None:
     Django session holds: it goes into ID tokens and lets the session be ended from
     anywhere (sign-out everywhere, revocation from the account pages).
     """
+    from identity.mfa.flow import pending_clear
     from identity.sessions import SESSION_SID, browser_session_open
 
     previous_sid = request.session.get(SESSION_SID)  # read before login() may flush it
     auth_time = int(time.time())
     with transaction.atomic():
         django_login(request, user, backend="identity.backends.EmailBackend")
+        # A second step someone else left half-finished in this browser (shared computer)
+        # must not outlive this sign-in: it would be offered to this session's step-up.
+        pending_clear(request)
         request.session[SESSION_AUTH_TIME] = auth_time
         request.session[SESSION_AMR] = amr
         record = browser_session_open(
