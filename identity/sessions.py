@@ -36,6 +36,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from identity.levels import ACR_BASIC, ACR_MFA
 from identity.models import BrowserSession, SessionClient, User
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,6 @@ log = logging.getLogger(__name__)
 SESSION_SID = "cum_sid"
 LAST_SEEN_THROTTLE = timedelta(seconds=60)
 USER_AGENT_MAX = 200
-
-ACR_PASSWORD = "eidas1"
-ACR_MFA = "https://refeds.org/profile/mfa"
 
 
 class EndReason:
@@ -85,7 +83,7 @@ def acr_for(amr: list[str]) -> str:
     "mfa" (password + second factor, or a user-verified passkey). A passkey used with user
     presence only (["hwk"]/["swk"]) is one factor, hence the basic level.
     """
-    return ACR_MFA if "mfa" in (amr or []) else ACR_PASSWORD
+    return ACR_MFA if "mfa" in (amr or []) else ACR_BASIC
 
 
 _BROWSERS = (

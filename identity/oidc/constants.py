@@ -1,4 +1,10 @@
-"""Protocol constants of our OpenID Provider."""
+"""Protocol constants of our OpenID Provider.
+
+The authentication levels (`acr` values) are defined in identity/levels.py; `ACR_RANK` is
+re-exported here for identity/oidc/views/authorize.py until it imports identity.levels.
+"""
+
+from identity.levels import ACR_RANK as ACR_RANK
 
 GRANT_AUTHORIZATION_CODE = "authorization_code"
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
@@ -19,13 +25,6 @@ SCOPE_CLAIMS = {
 SUPPORTED_SCOPES = tuple(SCOPE_CLAIMS)
 # The scope that covers each claim (a claim is only ever released under its scope).
 CLAIM_SCOPE = {claim: scope for scope, claims in SCOPE_CLAIMS.items() for claim in claims}
-
-# Authentication levels (issue 5): a basic level (password, FranceConnect eidas1) and MFA.
-ACR_BASIC = "eidas1"
-ACR_MFA = "https://refeds.org/profile/mfa"
-ACR_VALUES_SUPPORTED = (ACR_BASIC, ACR_MFA)
-# Rank of each level we can reach; an unknown value outranks everything we offer.
-ACR_RANK = {ACR_BASIC: 1, ACR_MFA: 2}
 
 # Client authentication (OIDC Core §9, RFC 7523).
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")

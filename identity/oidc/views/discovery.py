@@ -10,8 +10,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from identity.levels import ACR_VALUES_SUPPORTED
 from identity.oidc.constants import (
-    ACR_VALUES_SUPPORTED,
     CLIENT_ASSERTION_ALGS,
     SCOPE_CLAIMS,
     SUPPORTED_SCOPES,
