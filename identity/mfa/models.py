@@ -26,8 +26,6 @@ from django_otp.models import MAX_THROTTLE_DELAY_SECONDS, Device, ThrottlingMixi
 
 from identity.mfa import clock
 
-DEFAULT_THROTTLE_FACTOR = 1  # seconds; delays 1, 2, 4, 8 … after successive failures
-
 
 class Kind(models.TextChoices):
     TOTP = "totp", _("Application d'authentification")
@@ -43,7 +41,7 @@ class ClockThrottlingMixin(ThrottlingMixin):
         abstract = True
 
     def get_throttle_factor(self) -> int:
-        return int(getattr(settings, "MFA_THROTTLE_FACTOR", DEFAULT_THROTTLE_FACTOR))
+        return int(settings.MFA_THROTTLE_FACTOR)
 
     def verify_is_allowed(self) -> tuple[bool, dict[str, Any] | None]:
         if (
