@@ -333,15 +333,28 @@ def _form_limits(action: str) -> dict[str, int]:
     return dict(settings.FORM_RATE_LIMIT[action])
 
 
+def ip_block(
+    request: HttpRequest, kind: str, *, per_ip: int, window_seconds: int, scope: str = "ip"
+) -> Block | None:
+    """Count one request of `kind` from this client address (an IPv6 /64 counts as one);
+    a Block once more than `per_ip` fall in the current window of `window_seconds`."""
+    count = _hit(kind, _ip_bucket(client_ip(request)), window_seconds)
+    if count > per_ip:
+        _start, left = _window(window_seconds)
+        return Block(scope, math.ceil(left))
+    return None
+
+
 def form_ip_block(request: HttpRequest, action: str) -> Block | None:
     """Count one submission of `action` from this IP; a Block once over the limit."""
     limits = _form_limits(action)
-    window = int(limits["window_seconds"])
-    count = _hit(f"form-{action}-ip", _ip_bucket(client_ip(request)), window)
-    if count > limits["per_ip"]:
-        _start, left = _window(window)
-        return Block("form", math.ceil(left))
-    return None
+    return ip_block(
+        request,
+        f"form-{action}-ip",
+        per_ip=limits["per_ip"],
+        window_seconds=int(limits["window_seconds"]),
+        scope="form",
+    )
 
 
 def form_email_allowed(action: str, email: str) -> bool:
