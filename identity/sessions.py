@@ -17,7 +17,7 @@ What ending a session does (one transaction, `session_end`):
 - the session-ended listeners run inside the same transaction: the OIDC layer registers
   one (identity/oidc/backchannel.py) that puts a back-channel logout notification for
   every partner of the session in the outbox. A registry keeps this module free of
-  imports from the OIDC layer and the connectors (DESIGN.md dependency direction).
+  imports from the OIDC layer and the connectors (docs/architecture.md, "Layers").
 """
 
 from __future__ import annotations
@@ -413,7 +413,7 @@ def sessions_active(*, user: User) -> list[BrowserSession]:
     )
 
 
-# --- signal receiver: a receiver only calls a service (DESIGN.md) --------------------------------
+# --- signal receiver: a receiver only calls a service (docs/architecture.md) -------------------
 
 
 def on_user_logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
