@@ -74,12 +74,6 @@ class ClockThrottlingMixin(ThrottlingMixin):
         if commit:
             self.save(update_fields=["throttling_failure_timestamp", "throttling_failure_count"])
 
-    def throttle_reset(self, commit: bool = True) -> None:
-        self.throttling_failure_timestamp = None
-        self.throttling_failure_count = 0
-        if commit:
-            self.save(update_fields=["throttling_failure_timestamp", "throttling_failure_count"])
-
 
 class TOTPDevice(ClockThrottlingMixin, Device):
     # Not usable until the resident has typed a first valid code.
