@@ -27,7 +27,7 @@ import json
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -72,6 +72,7 @@ _PENDING_CREDENTIALS = {
     "code_challenge_method",
     "claims",
     "cum_required_acr",
+    "cum_browser_id",
 }
 
 
@@ -134,6 +135,7 @@ class _AuthorizationMixin(OAuthLibMixin):
         credentials["cum_sid"] = session.sid
         credentials["cum_acr"] = reached
         credentials["cum_amr"] = session_amr(request)
+        browser_id = credentials.pop("cum_browser_id", None)
         try:
             with transaction.atomic():
                 if consent_purpose:
@@ -143,9 +145,10 @@ class _AuthorizationMixin(OAuthLibMixin):
                 uri, _headers, _body, _status = self.create_authorization_response(
                     request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
                 )
-                _attach_cookie_choices(request, credentials.get("client_id", ""))
         except OAuthToolkitError as error:
             return self._oauth_error(error, credentials)
+        if browser_id:
+            uri = _with_link_ticket(uri, request, credentials.get("client_id", ""), browser_id)
         return SeeOther(uri)
 
     def _oauth_error(
@@ -173,32 +176,35 @@ def ui_language(ui_locales: str) -> str:
     return ""
 
 
+# Where an older version kept `cum_browser_id` between requests; dropped on sight.
 BROWSER_ID_SESSION_KEY = "cum_browser_id"
 
 
-def _remember_browser_id(request: HttpRequest, value: str | None, client_id: str) -> None:
-    """`cum_browser_id`: the consent widget's id of this visitor on the partner's site."""
-    import uuid
+def _browser_to_link(value: str | None, prompt: set[str]) -> str | None:
+    """`cum_browser_id`: which browser the partner's consent widget would like to attach.
 
-    if not value:
-        return
-    try:
-        browser_id = str(uuid.UUID(value))
-    except (ValueError, TypeError, AttributeError):
-        return  # an unusable value is ignored, like any unknown parameter
-    request.session[BROWSER_ID_SESSION_KEY] = {"browser_id": browser_id, "client_id": client_id}
+    Not a proof of anything (anyone can put any id in a URL): it only names the browser a
+    link ticket will be bound to, once the request succeeds (`_with_link_ticket`). Never on
+    `prompt=none`: a silent request must not start anything for a browser. The id travels
+    with the request itself (its parameters, the pushed request, the pending consent), never
+    in the session, so it ends with the request whatever the outcome.
+    """
+    if not value or not isinstance(value, str) or "none" in prompt:
+        return None
+    return value if len(value) <= 128 else None
 
 
-def _attach_cookie_choices(request: HttpRequest, client_id: str) -> None:
-    """After sign-in, the visitor's cookie choices on this partner's site follow the account."""
-    pending = request.session.pop(BROWSER_ID_SESSION_KEY, None)
-    if not isinstance(pending, dict) or pending.get("client_id") != client_id:
-        return
-    from consent.api.cookie import cookie_browser_link
-    from consent.selectors import browser_seen_by_client
+def _with_link_ticket(uri: str, request: HttpRequest, client_id: str, browser_id: str) -> str:
+    """The code redirect plus `cum_link`, a one-time ticket the partner page's widget redeems
+    with that browser's secret (consent.api.cookie explains why it takes both)."""
+    from consent.api.cookie import cookie_link_ticket_issue
 
-    if browser_seen_by_client(browser_id=pending["browser_id"], client_id=client_id):
-        cookie_browser_link(browser_id=pending["browser_id"], user=request.user)
+    ticket = cookie_link_ticket_issue(user=request.user, client_id=client_id, browser_id=browser_id)
+    if ticket is None:
+        return uri
+    parts = urlsplit(uri)
+    extra = urlencode({"cum_link": ticket})
+    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
 
 
 @method_decorator([csrf_exempt, never_cache], name="dispatch")
@@ -277,7 +283,7 @@ class AuthorizeView(_AuthorizationMixin, View):
 
         redirect_uri = credentials["redirect_uri"]
         state = credentials.get("state")
-        _remember_browser_id(request, params.get("cum_browser_id"), credentials["client_id"])
+        request.session.pop(BROWSER_ID_SESSION_KEY, None)
 
         if malformed_claims:
             return redirect_error(redirect_uri, "invalid_request", "Malformed claims parameter.", state)
@@ -311,6 +317,9 @@ class AuthorizeView(_AuthorizationMixin, View):
         prompt = set(params.get("prompt", "").split())
         if "none" in prompt and len(prompt) > 1:
             return redirect_error(redirect_uri, "invalid_request", "prompt=none cannot be combined.", state)
+        browser_id = _browser_to_link(params.get("cum_browser_id"), prompt)
+        if browser_id:
+            credentials["cum_browser_id"] = browser_id
 
         max_age = params.get("max_age")
         if max_age is not None:
