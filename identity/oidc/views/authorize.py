@@ -23,6 +23,7 @@ In order, for a request whose client and redirect URI are valid:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -60,8 +61,10 @@ from identity.sessions import browser_session_for_request
 
 PENDING_SESSION_KEY = "cum_pending_authorizations"
 MAX_PENDING = 5
-# Parameters that force a fresh sign-in; dropped from the request we resume after it.
-_REAUTH_PARAMS = ("prompt", "max_age")
+# When this browser was sent to sign in for a request (by a fingerprint of the request): a
+# request with prompt=login or max_age resumes only after a sign-in at or after that moment.
+SIGN_IN_ASKED_SESSION_KEY = "cum_sign_in_asked"
+SIGN_IN_ASKED_SECONDS = 30 * 60
 _PENDING_CREDENTIALS = {
     "client_id",
     "redirect_uri",
@@ -74,6 +77,28 @@ _PENDING_CREDENTIALS = {
     "cum_required_acr",
     "cum_browser_id",
 }
+
+
+def _sign_in_asked(request: HttpRequest, key: str) -> None:
+    """Record (once: the first time counts) when this browser was sent to sign in for a request."""
+    now = int(time.time())
+    asked = {
+        name: at
+        for name, at in dict(request.session.get(SIGN_IN_ASKED_SESSION_KEY) or {}).items()
+        if isinstance(at, int) and now - at < SIGN_IN_ASKED_SECONDS
+    }
+    if key not in asked and len(asked) >= MAX_PENDING:
+        for old in sorted(asked, key=asked.__getitem__)[: len(asked) - MAX_PENDING + 1]:
+            asked.pop(old)
+    asked.setdefault(key, now)
+    request.session[SIGN_IN_ASKED_SESSION_KEY] = asked
+
+
+def _sign_in_asked_at(request: HttpRequest, key: str) -> int | None:
+    at = (request.session.get(SIGN_IN_ASKED_SESSION_KEY) or {}).get(key)
+    if not isinstance(at, int) or time.time() - at >= SIGN_IN_ASKED_SECONDS:
+        return None
+    return at
 
 
 def _params(request: HttpRequest) -> QueryDict:
@@ -337,7 +362,7 @@ class AuthorizeView(_AuthorizationMixin, View):
         if "create" in prompt and not request.user.is_authenticated:
             # OpenID Connect Prompt Create 1.0: the account-creation page, then this request.
             return self._to_login(request, params, create=True)
-        if self._needs_login(request, prompt, max_age_seconds):
+        if self._needs_login(request, params, prompt, max_age_seconds):
             if "none" in prompt:
                 return redirect_error(redirect_uri, "login_required", "The resident is not signed in.", state)
             return self._to_login(request, params)
@@ -450,31 +475,47 @@ class AuthorizeView(_AuthorizationMixin, View):
             return None
         return claims.get("sub") == subject_for(client, user)
 
-    def _needs_login(self, request: HttpRequest, prompt: set[str], max_age: int | None) -> bool:
+    def _needs_login(
+        self, request: HttpRequest, params: QueryDict, prompt: set[str], max_age: int | None
+    ) -> bool:
+        """Whether this request needs a (new) sign-in first.
+
+        `prompt=login` and a `max_age` the session's sign-in is too old for are kept in the
+        request we resume after the sign-in page (its URL, or the pushed request kept in the
+        session): they are not dropped, or opening the resume URL without signing in would
+        skip them (issue 9, finding 4). What ends them is a sign-in at or after the moment
+        this browser was sent to sign in for this very request (`_to_login` records it):
+        then the request proceeds, so that max_age=0 or prompt=login do not loop.
+        """
         user = request.user
         if not user.is_authenticated:
             return True
-        if "login" in prompt:
-            return True
-        if max_age is not None:
-            auth_time = session_auth_time(request)
-            if auth_time is None or time.time() - auth_time.timestamp() > max_age:
-                return True
-        return False
+        auth_time = session_auth_time(request)
+        demanded = "login" in prompt or (
+            max_age is not None and (auth_time is None or time.time() - auth_time.timestamp() > max_age)
+        )
+        if not demanded:
+            return False
+        asked_at = _sign_in_asked_at(request, self._request_key(params))
+        return asked_at is None or auth_time is None or auth_time.timestamp() < asked_at
+
+    def _request_key(self, params: QueryDict) -> str:
+        """What identifies this authorization request when it comes back after the sign-in."""
+        if self.par_uri:
+            source = "par:" + self.par_uri
+        else:
+            source = "query:" + urlencode(sorted((name, params.getlist(name)) for name in params), doseq=True)
+        return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
     def _to_login(self, request: HttpRequest, params: QueryDict, create: bool = False) -> HttpResponse:
         resumed = params.copy()
-        for name in _REAUTH_PARAMS:
-            if name == "prompt":
-                remaining = [
-                    value for value in resumed.get("prompt", "").split() if value not in ("login", "create")
-                ]
-                if remaining:
-                    resumed["prompt"] = " ".join(remaining)
-                else:
-                    resumed.pop("prompt", None)
-            else:
-                resumed.pop(name, None)
+        # prompt=create is done once the account exists; prompt=login and max_age stay.
+        remaining = [value for value in resumed.get("prompt", "").split() if value != "create"]
+        if remaining:
+            resumed["prompt"] = " ".join(remaining)
+        else:
+            resumed.pop("prompt", None)
+        _sign_in_asked(request, self._request_key(resumed))
         next_url = self._resume_url(request, resumed)
         login_url = reverse("identity:register") if create else reverse(settings.LOGIN_URL)
         extra = {}
