@@ -148,7 +148,7 @@ def banner_scenario(base: str, page: Any) -> None:
     page.keyboard.press("Shift+Tab")
     assert active(page)["inDialog"]
     page.keyboard.press("Escape")
-    assert not dialog.is_visible()
+    dialog.wait_for(state="hidden")
     assert active(page)["text"] == "Personnaliser"
 
     # "Tout refuser": one click, recorded, the partner is told.
@@ -291,6 +291,7 @@ def test_dpo_console_pages_pass_axe(live_server: Any, make_resident: Any, signin
             assert axe_violations(page) == [], path
         page.goto(base + "/dpo/verification/")
         page.get_by_role("button", name="Signer une tête d'arbre maintenant").click()
+        page.get_by_text("Tête d'arbre signée pour").wait_for()  # the answer page, not the old one
         page.get_by_role("button", name="Vérifier tout le registre").click()
         page.get_by_role("heading", name="Registre intègre").wait_for()
         assert axe_violations(page) == []
