@@ -154,7 +154,7 @@ def test_no_ticket_when_the_authorization_fails(flow: OIDCFlow, resident: Any) -
         query = parse_qs(urlsplit(response["Location"]).query)
         assert "error" in query and "cum_link" not in query
     nothing_planted(resident, own["browser_id"])
-    assert not any(key.startswith("cum_browser") for key in flow.browser.session)
+    assert not any(key.startswith("cum_browser") for key, _value in flow.browser.session.items())
 
 
 def test_the_authorization_request_leaves_nothing_in_the_session(flow: OIDCFlow, resident: Any) -> None:
@@ -162,7 +162,7 @@ def test_the_authorization_request_leaves_nothing_in_the_session(flow: OIDCFlow,
     own = choose(flow.rp.client_id, {BROWSING: True})
     flow.authorize(prompt="none", cum_browser_id=own["browser_id"])
     flow.authorize(cum_browser_id=own["browser_id"])
-    assert not any(key.startswith("cum_browser") for key in flow.browser.session)
+    assert not any(key.startswith("cum_browser") for key, _value in flow.browser.session.items())
     nothing_planted(resident, own["browser_id"])
 
 
@@ -251,3 +251,101 @@ def test_a_ticket_is_bound_to_its_client(flow: OIDCFlow, resident: Any, make_cli
     )
     assert response.status_code == 400
     nothing_planted(resident, own["browser_id"])
+
+
+# --- every failure of the attach call -------------------------------------------------------------
+
+
+def test_attach_refuses_bad_input_and_writes_nothing(flow: OIDCFlow, resident: Any) -> None:
+    own = choose(flow.rp.client_id, {BROWSING: True})
+    answer = flow.approve(flow.authorize(cum_browser_id=own["browser_id"]))
+    ticket = parse_qs(urlsplit(answer["Location"]).query)["cum_link"][0]
+    proof = {"browser_id": own["browser_id"], "browser_secret": own["browser_secret"]}
+    cases = [
+        (attach(flow.rp.client_id, **proof), 400, "invalid_link"),  # no ticket
+        (attach(flow.rp.client_id, **proof, link_ticket=["a list"]), 400, "invalid_link"),
+        (attach(flow.rp.client_id, browser_id="bad", link_ticket=ticket), 400, "invalid_browser_id"),
+        (attach(flow.rp.client_id, browser_secret=own["browser_secret"], link_ticket=ticket), 400, None),
+        (attach(flow.rp.client_id, **proof, link_ticket="forged-" + "x" * 40), 400, "invalid_link"),
+    ]
+    unknown = BrowserClient().post(
+        ATTACH_URL + "?client_id=nobody",
+        data=json.dumps({"client_id": "nobody", "link_ticket": ticket, **proof}),
+        content_type="application/json",
+        HTTP_ORIGIN=PARTNER_ORIGIN,
+    )
+    cases.append((unknown, 400, "unknown_client"))
+    elsewhere = BrowserClient().post(
+        ATTACH_URL + "?client_id=" + flow.rp.client_id,
+        data=json.dumps({"client_id": flow.rp.client_id, "link_ticket": ticket, **proof}),
+        content_type="application/json",
+        HTTP_ORIGIN="https://evil.example.net",
+    )
+    cases.append((elsewhere, 403, "origin_not_allowed"))
+    not_json = BrowserClient().post(
+        ATTACH_URL + "?client_id=" + flow.rp.client_id,
+        data="{",
+        content_type="application/json",
+        HTTP_ORIGIN=PARTNER_ORIGIN,
+    )
+    cases.append((not_json, 400, "invalid_json"))
+    for response, status, code in cases:
+        assert response.status_code == status, response.content
+        assert response["Content-Type"].startswith("application/problem+json")
+        if code:
+            assert response.json()["code"] == code
+    nothing_planted(resident, own["browser_id"])
+    # None of these used the ticket up (they never reached it): the widget's own call works.
+    ok = attach(flow.rp.client_id, **proof, link_ticket=ticket)
+    assert ok.status_code == 200, ok.content
+
+
+def test_a_ticket_for_an_account_closed_since_attaches_nothing(flow: OIDCFlow, resident: Any) -> None:
+    own = choose(flow.rp.client_id, {BROWSING: True})
+    answer = flow.approve(flow.authorize(cum_browser_id=own["browser_id"]))
+    ticket = parse_qs(urlsplit(answer["Location"]).query)["cum_link"][0]
+    resident.is_active = False
+    resident.save(update_fields=["is_active"])
+    proof = {"browser_id": own["browser_id"], "browser_secret": own["browser_secret"]}
+    response = attach(flow.rp.client_id, **proof, link_ticket=ticket)
+    assert response.status_code == 400
+    nothing_planted(resident, own["browser_id"])
+
+
+def test_our_own_pages_attach_a_known_browser_only_with_its_secret(
+    rp: Any, resident: Any, settings: Any
+) -> None:
+    """The same-origin shortcut (a signed-in resident choosing on our pages) needs the proof too."""
+    rp.client.allowed_origins = settings.ISSUER
+    rp.client.save(update_fields=["allowed_origins"])
+    own = choose_from(rp.client_id, settings.ISSUER)
+    http = BrowserClient()
+    http.post("/connexion/", {"username": resident.email, "password": PASSWORD})
+    body = {"client_id": rp.client_id, "browser_id": own["browser_id"], "choices": {BROWSING: True}}
+    without = http.post(
+        CHOICES_URL + "?client_id=" + rp.client_id,
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_ORIGIN=settings.ISSUER,
+    )
+    assert without.status_code == 403
+    nothing_planted(resident, own["browser_id"])
+    proven = http.post(
+        CHOICES_URL + "?client_id=" + rp.client_id,
+        data=json.dumps({**body, "browser_secret": own["browser_secret"]}),
+        content_type="application/json",
+        HTTP_ORIGIN=settings.ISSUER,
+    )
+    assert proven.status_code == 201 and proven.json()["linked_to_account"] is True
+    assert consent_is_granted(user=resident, purpose_code=BROWSING)
+
+
+def choose_from(client_id: str, origin: str) -> dict[str, Any]:
+    response = BrowserClient().post(
+        CHOICES_URL + "?client_id=" + client_id,
+        data=json.dumps({"client_id": client_id, "choices": {BROWSING: False}}),
+        content_type="application/json",
+        HTTP_ORIGIN=origin,
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
