@@ -270,7 +270,10 @@ class CookieChoicesView(CookieAPIView):
         """The signed-in resident, only for a request made by our own pages (same origin).
 
         The browser sets `Origin` and a page of another origin cannot forge ours, so this is
-        the same check Django's CSRF protection makes on the Origin header.
+        the same check Django's CSRF protection makes on the Origin header. A non-browser
+        client can send any Origin, but not the resident's session cookie: the session is
+        what proves whose browser this is. Even then a browser we already know is attached
+        only with its secret (cookie_choices_record): the id in the body proves nothing.
         """
         if self.origin != cors.normalise_origin(settings.ISSUER):
             return None
