@@ -468,3 +468,18 @@ def test_a_resident_downloads_only_their_own_receipts(
     assert receipt_verify(response.content.decode())["kantara"]["piiPrincipalId"] == str(own.subject_id)
     assert http.get(f"/consent/recus/{other.id}.jws").status_code == 404
     assert http.get(f"/consent/recus/{uuid.uuid4()}.jws").status_code == 404
+
+
+# --- the demo partner page ---------------------------------------------------------------------------
+
+
+def test_the_demo_page_listens_before_the_widget_runs(make_client: Any, settings: Any) -> None:
+    """Deferred scripts run in order, and the widget's first cum:consent event can fire as soon
+    as widget.js runs: the page's listener (demo.js) must come first, or on a busy machine the
+    event goes to nobody (issue 9, finding 11: the flaky banner test read `first` as None)."""
+    from identity.management.commands.load_demo import DEMO_CLIENT_NAME
+
+    settings.DEMO_ENABLED = True
+    make_client(name=DEMO_CLIENT_NAME)
+    html = BrowserClient().get("/consent/demo-widget/").content.decode()
+    assert 0 < html.index("consent/demo.js") < html.index("consent/widget.js")
