@@ -58,7 +58,7 @@ def widget_server(live_server: Any, settings: Any, tmp_path: Any) -> str:
     call_command("ensure_signing_keys")
     call_command("load_demo")
     # What load_demo should do itself (see the report): register the issuer as an origin.
-    from identity.management.commands.load_demo import DEMO_CLIENT_NAME
+    from identity.demo import DEMO_CLIENT_NAME
 
     client = Client.objects.get(name=DEMO_CLIENT_NAME)
     client.allowed_origins = live_server.url
