@@ -19,8 +19,8 @@ Export section "identity" (every value JSON, no secret):
 - `audit_events`: the security audit rows about the resident or by them: at, event,
   actor ("self", "other" — another account, e.g. staff — or "system"), about_self,
   client_id, data (ids and counts by convention; never the keyed IP fingerprint);
-- `admin_log`: for staff, what they did in the admin: at, action, model, object_id
-  (never the object's text or the change message, which may be about other people).
+- `admin_log`: for staff, what they did in the admin: at, action, model (never which
+  object, its text or the change message: those are about other people, Art. 15(4)).
 
 Erasure (last of all providers, consent.rights.ORDER_ACCOUNT): every session still live is
 ended (sign-out everywhere; normally identity.oidc's provider did it first), an
@@ -154,7 +154,6 @@ def export(user: User) -> dict[str, Any]:
                 "model": f"{entry.content_type.app_label}.{entry.content_type.model}"
                 if entry.content_type
                 else None,
-                "object_id": entry.object_id,
             }
             for entry in admin_log
         ],
