@@ -162,7 +162,8 @@ def export(user: User) -> dict[str, Any]:
 
 @transaction.atomic
 def erase(user: User) -> dict[str, Any]:
-    ended = sessions_end_all(user=user, reason=END_REASON)
+    live = BrowserSession.objects.filter(user=user, ended_at__isnull=True).exists()
+    ended = sessions_end_all(user=user, reason=END_REASON) if live else 0
     audit_log(event="account.erased", acting_user=user, subject_user=user, data={"sessions_ended": ended})
     details = {
         "sessions_ended": ended,

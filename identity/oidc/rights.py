@@ -46,6 +46,7 @@ from consent.rights import ORDER_PARTNERS, ErasureReport
 from identity.models import (
     AccessToken,
     AuthorizationCode,
+    BrowserSession,
     Client,
     IDToken,
     InternalServiceNotice,
@@ -168,7 +169,8 @@ def export(user: User) -> dict[str, Any]:
 
 @transaction.atomic
 def erase(user: User) -> ErasureReport:
-    ended = sessions_end_all(user=user, reason=END_REASON)
+    live = BrowserSession.objects.filter(user=user, ended_at__isnull=True).exists()
+    ended = sessions_end_all(user=user, reason=END_REASON) if live else 0
     details = {
         "sessions_ended": ended,
         "refresh_tokens": _deleted(RefreshToken.objects.filter(user=user)),
