@@ -1,6 +1,7 @@
 """Registration of partner clients (the `register_client` command, the demo data, the tests).
 
-The staff pages register through the same checks (identity.oidc_admin).
+The staff pages (identity.oidc_admin) check a client's URIs with the same function
+(identity.oidc.client_uris.validate_client_uri) but keep their own copy of the other rules.
 """
 
 from __future__ import annotations
