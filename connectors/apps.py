@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from consent import rights as rights_registry
+
 
 class ConnectorsConfig(AppConfig):
     """The transactional outbox (connectors/outbox.py, `manage.py outbox_worker`): messages written
@@ -16,3 +18,4 @@ class ConnectorsConfig(AppConfig):
         from connectors import handlers
 
         handlers.register_builtin_handlers()
+        rights_registry.register_module("connectors.rights")  # data-subject rights
