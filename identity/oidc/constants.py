@@ -1,10 +1,4 @@
-"""Protocol constants of our OpenID Provider.
-
-The authentication levels (`acr` values) are defined in identity/levels.py; `ACR_RANK` is
-re-exported here for identity/oidc/views/authorize.py until it imports identity.levels.
-"""
-
-from identity.levels import ACR_RANK as ACR_RANK
+"""Protocol constants of our OpenID Provider (the `acr` levels are in identity/levels.py)."""
 
 GRANT_AUTHORIZATION_CODE = "authorization_code"
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
