@@ -23,7 +23,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -941,3 +941,96 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, _Malformed):
         return str(exc)
     return f"a value cannot be hashed ({type(exc).__name__})"
+
+
+# --- Checked reads for the pages that show or sign rows --------------------------------------
+#
+# The DPO console and API, the exports and the receipt endpoints read events through the ORM,
+# whose conversion of a malformed stored value raises (issue 9, finding 10, same class). They
+# first check the rows they are about to read with the verifier's parser: a row that would not
+# verify is reported (and not shown, exported or signed) instead of failing.
+
+
+def rows_check(pk_sql: str, params: Sequence[Any], *, max_problems: int = 20) -> list[LedgerProblem]:
+    """Problems of the stored events whose id is selected by the SQL subquery `pk_sql`.
+
+    Each row is read raw and parsed as `verify` parses it (every column well-formed, copied
+    values consistent, the columns hashing to the stored leaf hash); a malformed sequence
+    number is reported with the position(s) its absence leaves empty. [] when all are sound.
+    """
+    from django.db import connection
+
+    vendor = connection.vendor
+    select = _event_sql(vendor).replace("ORDER BY e.seq", f"WHERE e.id IN ({pk_sql})\nORDER BY e.seq")
+    problems: list[LedgerProblem] = []
+    connection.ensure_connection()
+    raw = connection.connection
+    previous = getattr(raw, "text_factory", None)
+    if vendor == "sqlite":
+        raw.text_factory = functools.partial(str, encoding="utf-8", errors="surrogateescape")
+    try:
+        with connection.cursor() as cursor:
+            reference = _Reference(cursor)
+            cursor.execute(select, list(params))
+            rows = cursor.fetchall()
+            bad_seq = False
+            for values in rows:
+                if len(problems) >= max_problems:
+                    break
+                seq = values[1] if type(values[1]) is int else None
+                event_id = _uuid_or_show(values[0])
+                if seq is None:
+                    bad_seq = True
+                    problems.append(
+                        LedgerProblem(
+                            kind="malformed",
+                            event_id=event_id,
+                            detail=f"event {event_id} has a malformed sequence number {_show(values[1])}",
+                        )
+                    )
+                    continue
+                try:
+                    row = _event_row(values, vendor, reference)
+                    if merkle.leaf_hash(entry_bytes(row)) != _digest(values[16], "leaf_hash"):
+                        raise _Malformed("its columns no longer hash to its leaf")
+                except Exception as exc:
+                    problems.append(
+                        LedgerProblem(
+                            kind="malformed",
+                            seq=seq,
+                            event_id=event_id,
+                            detail=f"event #{seq} ({event_id}) was altered: {_reason(exc)}",
+                        )
+                    )
+            if bad_seq:
+                problems.extend(_missing_positions(cursor))
+            # The ORM's join to the subject would silently drop a row naming no subject.
+            cursor.execute(
+                "SELECT e.seq, e.id FROM consent_ledgerevent e LEFT JOIN consent_subject s "  # noqa: S608
+                f"ON s.id = e.subject_id WHERE s.id IS NULL AND e.id IN ({pk_sql})",
+                list(params),
+            )
+            for seq, event_id in cursor.fetchall()[:max_problems]:
+                shown = _uuid_or_show(event_id)
+                problems.append(
+                    LedgerProblem(
+                        kind="malformed",
+                        seq=seq if type(seq) is int else None,
+                        event_id=shown,
+                        detail=f"event #{_show(seq)} ({shown}) names a subject that does not exist",
+                    )
+                )
+    finally:
+        if vendor == "sqlite":
+            raw.text_factory = previous
+    return problems
+
+
+def _missing_positions(cursor: Any, limit: int = 10) -> list[LedgerProblem]:
+    """The sequence numbers absent from 0..n-1 (a row whose number was overwritten leaves one)."""
+    cursor.execute("SELECT COUNT(*) FROM consent_ledgerevent")
+    total = int(cursor.fetchone()[0])
+    cursor.execute("SELECT seq FROM consent_ledgerevent ORDER BY seq")
+    present = {value for (value,) in cursor.fetchall() if type(value) is int}
+    missing = [seq for seq in range(total) if seq not in present][:limit]
+    return [LedgerProblem(kind="missing", seq=seq, detail=f"event #{seq} is missing") for seq in missing]

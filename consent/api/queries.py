@@ -6,6 +6,7 @@ read the ledger's models like consent.selectors does and never write.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,9 +24,11 @@ from consent.models import (
     Purpose,
     SubjectKind,
 )
-from consent.selectors import purposes_catalogue
+from consent.selectors import events_problems, purposes_catalogue
 from consent.services import browser_id_hash
 from identity.models import Client, User
+
+logger = logging.getLogger(__name__)
 
 # The purposes a partner site's cookie banner asks about: the cookie-based personalisation
 # (consent required) and the exempt audience measurement (listed, objection possible).
@@ -100,14 +103,28 @@ def events_of_user(user: User) -> QuerySet[LedgerEvent]:
     return LedgerEvent.objects.filter(subject__user_id=user.pk)
 
 
+def _sound(selection: QuerySet[LedgerEvent]) -> LedgerEvent | None:
+    """The selected event, or None when its stored row is malformed or altered: its receipt
+    would sign altered data (or the ORM's conversion would fail). The DPO learns of it from the
+    ledger verification; the log names the position only."""
+    problems = events_problems(selection)
+    if problems:
+        logger.warning(
+            "receipt refused: ledger row altered at positions %s",
+            sorted({problem.seq for problem in problems if problem.seq is not None}),
+        )
+        return None
+    return selection.select_related("purpose", "purpose__client").first()
+
+
 def event_of_user(*, user: User, event_id: uuid.UUID) -> LedgerEvent | None:
-    return events_of_user(user).select_related("purpose", "purpose__client").filter(pk=event_id).first()
+    """One of the resident's events (None if not theirs, or if its stored row was altered)."""
+    return _sound(events_of_user(user).filter(pk=event_id))
 
 
 def event_of_browser(*, browser_id: str, event_id: uuid.UUID) -> LedgerEvent | None:
-    """An event recorded for this browser id (raises ConsentError for a malformed id)."""
-    return (
+    """An event recorded for this browser id, None as for `event_of_user` (raises ConsentError
+    for a malformed id)."""
+    return _sound(
         LedgerEvent.objects.filter(pk=event_id, subject__browser_id_hash=browser_id_hash(browser_id))
-        .select_related("purpose", "purpose__client")
-        .first()
     )
