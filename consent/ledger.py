@@ -332,7 +332,8 @@ def new_event_id() -> uuid.UUID:
 
 @dataclass
 class LedgerProblem:
-    kind: str  # "altered", "malformed", "missing", "unexpected", "tree_head", "head", "unreadable"
+    # "altered", "malformed", "missing", "unexpected", "tree_head", "head", "node", "unreadable"
+    kind: str
     detail: str
     seq: int | None = None
     event_id: str | None = None
@@ -645,7 +646,9 @@ def verify(
     - sequence numbers must be 0..n-1 without gap (a gap names the missing number);
     - the root is recomputed incrementally and compared, at each tree head's size, with the
       signed root, and at the end with the ledger head row;
-    - each tree head's signature must verify against the published keys.
+    - each tree head's signature must verify against the published keys;
+    - each stored interior Merkle node (what proofs are built from) must be the hash of its
+      stored children.
     `progress(done, total)` is called every `progress_every` events. Never raises: whatever
     the database holds, the answer is a report (an unreadable ledger is a problem too).
     """
@@ -897,6 +900,9 @@ def _verify_rows(
     finally:
         rows.close()
     root = merkle.frontier_root(frontier)
+    with connection.cursor() as cursor:
+        for problem in _check_nodes(cursor, size):
+            report(problem)
     if head_size is not None and head_size > expected_seq:
         report(
             LedgerProblem(
@@ -928,6 +934,95 @@ def _verify_rows(
         problems=problems,
         warnings=warnings,
     )
+
+
+_NODE_CHUNK_LEVEL = 11  # nodes are checked 2**11 leaves at a time, then the tops above
+
+
+def _check_nodes(cursor: Any, size: int) -> list[LedgerProblem]:
+    """The stored interior nodes (consent_merklenode) that inclusion and consistency proofs are
+    built from: each must be the hash of the two hashes below it, recomputed from the stored
+    leaf hashes (a stored leaf hash that is malformed is reported with its row; the nodes above
+    it are then not). Never raises: a node table that cannot be read is one problem."""
+    problems: list[LedgerProblem] = []
+    chunk = 1 << _NODE_CHUNK_LEVEL
+    try:
+        tops: list[bytes | None] = []
+        for start in range(0, size, chunk):
+            end = min(size, start + chunk)
+            cursor.execute(
+                "SELECT seq, leaf_hash FROM consent_ledgerevent WHERE seq >= %s AND seq < %s", [start, end]
+            )
+            leaves: dict[int, bytes | None] = {}
+            for seq, value in cursor.fetchall():
+                if type(seq) is int:
+                    leaves[seq] = None if seq in leaves else _digest_or_none(value)
+            below = [leaves.get(seq) for seq in range(start, end)]
+            above = _compare_levels(cursor, below, 0, start, _NODE_CHUNK_LEVEL, problems)
+            if end - start == chunk:
+                tops.append(above[0])
+        _compare_levels(cursor, tops, _NODE_CHUNK_LEVEL, 0, 64, problems)
+    except Exception as exc:
+        problems.append(
+            LedgerProblem(
+                kind="unreadable", detail=f"the stored Merkle nodes could not be read ({type(exc).__name__})"
+            )
+        )
+    return problems[:100]
+
+
+def _digest_or_none(value: Any) -> bytes | None:
+    try:
+        return _digest(value, "hash")
+    except _Malformed:
+        return None
+
+
+def _compare_levels(
+    cursor: Any, hashes: list[bytes | None], level: int, offset: int, top: int, problems: list[LedgerProblem]
+) -> list[bytes | None]:
+    """Check the stored nodes above `hashes` (the expected hashes at `level`, from index
+    `offset`, aligned on 2**level leaves) up to level `top`; the expected hashes reached."""
+    while level < top and len(hashes) >= 2:
+        level += 1
+        offset //= 2
+        count = len(hashes) // 2
+        cursor.execute(
+            'SELECT "index", hash FROM consent_merklenode '
+            'WHERE level = %s AND "index" >= %s AND "index" < %s',
+            [level, offset, offset + count],
+        )
+        stored: dict[int, list[Any]] = {}
+        for index, value in cursor.fetchall():
+            if type(index) is int:
+                stored.setdefault(index, []).append(value)
+        expected: list[bytes | None] = []
+        for i in range(count):
+            left, right = hashes[2 * i], hashes[2 * i + 1]
+            digest = merkle.node_hash(left, right) if left is not None and right is not None else None
+            expected.append(digest)
+            found = stored.get(offset + i, [])
+            if digest is None or (len(found) == 1 and _digest_or_none(found[0]) == digest):
+                continue
+            if not found:
+                state = "is missing"
+            elif len(found) > 1:
+                state = "is stored more than once"
+            elif _digest_or_none(found[0]) is None:
+                state = f"is malformed ({_show(found[0])})"
+            else:
+                state = "does not match the hashes below it"
+            first, last = (offset + i) << level, ((offset + i + 1) << level) - 1
+            problems.append(
+                LedgerProblem(
+                    kind="node",
+                    seq=first,
+                    detail=f"stored Merkle node (level {level}, index {offset + i}) over events "
+                    f"#{first}..#{last} {state}: proofs through it would not verify",
+                )
+            )
+        hashes = expected
+    return hashes
 
 
 def _uuid_or_show(value: Any) -> str:

@@ -312,3 +312,56 @@ def test_statistics_of_a_tampered_period_answer_without_an_error(
         return
     assert_tampered_problem(api)
     assert_tampered_page(page)
+
+
+@pytest.mark.parametrize("value", NODE_CASES)
+def test_the_verification_reports_an_altered_merkle_node(
+    ledger: list[LedgerEvent], dpo_http: BrowserClient, value: Any
+) -> None:
+    """Proofs are built from the stored interior nodes: the verification checks them too, so
+    that the DPO sent there by a refused proof learns which node was altered."""
+    from consent.selectors import ledger_verify
+
+    level, index = _node_on_the_path(ledger[0], EVENTS)
+    assert ledger_verify().ok
+    execute(
+        'UPDATE consent_merklenode SET hash = %s WHERE level = %s AND "index" = %s', [value, level, index]
+    )
+    result = ledger_verify()
+    assert not result.ok
+    nodes = [p for p in result.problems if p.kind == "node"]
+    assert len(nodes) == 1, [p.detail for p in result.problems]
+    assert f"level {level}, index {index}" in nodes[0].detail
+    assert nodes[0].seq == index << level
+    page = dpo_http.post("/dpo/verification/")
+    assert "Registre altéré" in page.content.decode() and "Merkle node" in page.content.decode()
+
+
+def test_the_verification_reports_a_missing_merkle_node(ledger: list[LedgerEvent]) -> None:
+    from consent.selectors import ledger_verify
+
+    execute('DELETE FROM consent_merklenode WHERE level = 1 AND "index" = 0')
+    result = ledger_verify()
+    assert [p.detail for p in result.problems if p.kind == "node"] == [
+        "stored Merkle node (level 1, index 0) over events #0..#1 is missing: "
+        "proofs through it would not verify"
+    ]
+
+
+@pytest.mark.parametrize("chunk_level", [1, 2])
+@pytest.mark.parametrize(("level", "index"), [(1, 3), (2, 1), (3, 0)])
+def test_every_level_of_nodes_is_checked_across_chunks(
+    ledger: list[LedgerEvent], monkeypatch: pytest.MonkeyPatch, chunk_level: int, level: int, index: int
+) -> None:
+    """The verifier checks nodes 2**11 leaves at a time, then the levels above from the chunks'
+    tops; a smaller chunk makes an 8-event ledger cross that boundary."""
+    from consent import ledger as ledger_module
+    from consent.selectors import ledger_verify
+
+    monkeypatch.setattr(ledger_module, "_NODE_CHUNK_LEVEL", chunk_level)
+    assert ledger_verify().ok
+    execute(
+        'UPDATE consent_merklenode SET hash = %s WHERE level = %s AND "index" = %s', [bytes(32), level, index]
+    )
+    nodes = [p for p in ledger_verify().problems if p.kind == "node"]
+    assert [(p.seq, f"level {level}, index {index}" in p.detail) for p in nodes] == [(index << level, True)]
