@@ -365,3 +365,24 @@ def test_every_level_of_nodes_is_checked_across_chunks(
     )
     nodes = [p for p in ledger_verify().problems if p.kind == "node"]
     assert [(p.seq, f"level {level}, index {index}" in p.detail) for p in nodes] == [(index << level, True)]
+
+
+def test_details_that_do_not_authenticate_are_named_not_an_error(
+    ledger: list[LedgerEvent], dpo_http: BrowserClient
+) -> None:
+    """Event #4's encrypted details copied onto event #0 of the same resident, its leaf hash
+    recomputed so that the row hashes consistently: decryption fails (the details are bound
+    to their event), which is tampering, not a server error."""
+    from consent import ledger as ledger_module
+
+    source, target = ledger[4], ledger[0]
+    assert source.details_ciphertext and target.details_ciphertext  # fill(): every fourth event
+    row = ledger_module.event_row(target)
+    row["details_ciphertext"] = bytes(source.details_ciphertext)
+    forged = merkle.leaf_hash(ledger_module.entry_bytes(row))
+    execute(
+        "UPDATE consent_ledgerevent SET details_ciphertext = %s, leaf_hash = %s WHERE seq = 0",
+        [bytes(source.details_ciphertext), forged],
+    )
+    assert_tampered_problem(dpo_http.get(f"/dpo/api/v1/events/{target.id}"), position=0)
+    assert_tampered_page(dpo_http.get(f"/dpo/evenements/{target.id}/"), position=0)
