@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import DatabaseError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -66,29 +67,51 @@ class BrowserState:
 def browser_states(*, browser_id: str) -> dict[str, BrowserState]:
     """Current decision per purpose for a browser id, lapsed decisions left out.
 
-    Raises consent.services.ConsentError for a malformed browser id.
+    A decision whose ledger row cannot be read (its time altered in the database) is left
+    out too: it proves no choice, so the widget asks again (the verification reports the
+    row). Raises consent.services.ConsentError for a malformed browser id.
     """
     now = timezone.now()
-    rows = (
+    rows = list(
         ConsentState.objects.filter(
             Q(valid_until__isnull=True) | Q(valid_until__gt=now),
             subject__browser_id_hash=browser_id_hash(browser_id),
             subject__kind=SubjectKind.BROWSER,
-        )
-        .select_related("purpose", "event")
-        .only("status", "valid_until", "renewal_required", "event_id", "purpose__code", "event__occurred_at")
+        ).values_list("purpose__code", "status", "valid_until", "renewal_required", "event_id")
     )
-    return {
-        row.purpose.code: BrowserState(
-            purpose_code=row.purpose.code,
-            status=row.status,
-            valid_until=row.valid_until,
-            renewal_required=row.renewal_required,
-            event_id=row.event_id,
-            decided_at=row.event.occurred_at,
+    decided = _decision_times([row[4] for row in rows])
+    states: dict[str, BrowserState] = {}
+    for code, status, valid_until, renewal_required, event_id in rows:
+        decided_at = decided.get(event_id)
+        if not isinstance(decided_at, datetime):
+            logger.warning("cookie decision left out: its ledger row cannot be read")
+            continue
+        states[code] = BrowserState(
+            purpose_code=code,
+            status=status,
+            valid_until=valid_until,
+            renewal_required=renewal_required,
+            event_id=event_id,
+            decided_at=decided_at,
         )
-        for row in rows
-    }
+    return states
+
+
+_UNREADABLE = (DatabaseError, ValueError, TypeError, OverflowError)
+
+
+def _decision_times(event_ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    """occurred_at of each event (None or absent when its stored value cannot be read)."""
+    try:
+        return dict(LedgerEvent.objects.filter(pk__in=event_ids).values_list("pk", "occurred_at"))
+    except _UNREADABLE:
+        found: dict[uuid.UUID, Any] = {}
+        for event_id in event_ids:  # one at a time: only the unreadable row is left out
+            try:
+                found.update(LedgerEvent.objects.filter(pk=event_id).values_list("pk", "occurred_at"))
+            except _UNREADABLE:
+                continue
+        return found
 
 
 def purpose_allowed(purpose: Purpose, state: BrowserState | None) -> bool:

@@ -386,3 +386,27 @@ def test_details_that_do_not_authenticate_are_named_not_an_error(
     )
     assert_tampered_problem(dpo_http.get(f"/dpo/api/v1/events/{target.id}"), position=0)
     assert_tampered_page(dpo_http.get(f"/dpo/evenements/{target.id}/"), position=0)
+
+
+@pytest.mark.parametrize(
+    ("set_clause", "value"), [p for p in FINDABLE_BY_ID[_vendor()] if p.id != "seq-text"]
+)
+def test_the_widgets_state_survives_an_unreadable_decision(
+    visitor: tuple[Any, dict[str, Any]], partner: Any, set_clause: str, value: Any
+) -> None:
+    """GET …/cookie/choices reads the time of each current decision from its ledger row. A
+    decision whose time cannot be read proves no choice: the widget asks again."""
+    api, body = visitor
+    event = LedgerEvent.objects.get(pk=uuid.UUID(body["receipt_ids"][0]))
+    unlock()
+    alter(set_clause, value, seq=event.seq)
+    query = {"client_id": partner.client_id, "browser_id": body["browser_id"]}
+    response = api.get("/consent/api/v1/cookie/choices", query, HTTP_ORIGIN=PARTNER_ORIGIN)
+    assert response.status_code == 200, response.content[:300]
+    state = response.json()
+    if set_clause.startswith("occurred_at"):  # the decision's time cannot be read
+        assert state["choices"][event.purpose_code] is False
+        assert state["decisions"][event.purpose_code] is None
+        assert state["decided"] is False
+    else:  # the state table and the decision's time are intact
+        assert state["decisions"][event.purpose_code]["receipt_id"] == str(event.id)
