@@ -1066,37 +1066,20 @@ def rows_check(pk_sql: str, params: Sequence[Any], *, max_problems: int = 20) ->
     try:
         with connection.cursor() as cursor:
             reference = _Reference(cursor)
-            cursor.execute(select, list(params))
-            rows = cursor.fetchall()
-            bad_seq = False
-            for values in rows:
-                if len(problems) >= max_problems:
-                    break
-                seq = values[1] if type(values[1]) is int else None
-                event_id = _uuid_or_show(values[0])
-                if seq is None:
-                    bad_seq = True
-                    problems.append(
-                        LedgerProblem(
-                            kind="malformed",
-                            event_id=event_id,
-                            detail=f"event {event_id} has a malformed sequence number {_show(values[1])}",
-                        )
-                    )
-                    continue
-                try:
-                    row = _event_row(values, vendor, reference)
-                    if merkle.leaf_hash(entry_bytes(row)) != _digest(values[16], "leaf_hash"):
-                        raise _Malformed("its columns no longer hash to its leaf")
-                except Exception as exc:
-                    problems.append(
-                        LedgerProblem(
-                            kind="malformed",
-                            seq=seq,
-                            event_id=event_id,
-                            detail=f"event #{seq} ({event_id}) was altered: {_reason(exc)}",
-                        )
-                    )
+        bad_seq = False
+        rows = connection.chunked_cursor()  # a server-side cursor on PostgreSQL, as `verify`
+        try:
+            rows.execute(select, list(params))
+            while len(problems) < max_problems and (batch := rows.fetchmany(2_000)):
+                for values in batch:
+                    problem = _row_problem(values, vendor, reference)
+                    if problem is not None:
+                        bad_seq = bad_seq or problem.seq is None
+                        problems.append(problem)
+        finally:
+            rows.close()
+        problems = problems[:max_problems]
+        with connection.cursor() as cursor:
             if bad_seq:
                 problems.extend(_missing_positions(cursor))
             # The ORM's join to the subject would silently drop a row naming no subject.
@@ -1119,6 +1102,30 @@ def rows_check(pk_sql: str, params: Sequence[Any], *, max_problems: int = 20) ->
         if vendor == "sqlite":
             raw.text_factory = previous
     return problems
+
+
+def _row_problem(values: tuple[Any, ...], vendor: str, reference: _Reference) -> LedgerProblem | None:
+    """The problem of one stored row read by `_event_sql`, or None when it is sound."""
+    seq = values[1] if type(values[1]) is int else None
+    event_id = _uuid_or_show(values[0])
+    if seq is None:
+        return LedgerProblem(
+            kind="malformed",
+            event_id=event_id,
+            detail=f"event {event_id} has a malformed sequence number {_show(values[1])}",
+        )
+    try:
+        row = _event_row(values, vendor, reference)
+        if merkle.leaf_hash(entry_bytes(row)) != _digest(values[16], "leaf_hash"):
+            raise _Malformed("its columns no longer hash to its leaf")
+    except Exception as exc:
+        return LedgerProblem(
+            kind="malformed",
+            seq=seq,
+            event_id=event_id,
+            detail=f"event #{seq} ({event_id}) was altered: {_reason(exc)}",
+        )
+    return None
 
 
 def _missing_positions(cursor: Any, limit: int = 10) -> list[LedgerProblem]:

@@ -410,3 +410,15 @@ def test_the_widgets_state_survives_an_unreadable_decision(
         assert state["decided"] is False
     else:  # the state table and the decision's time are intact
         assert state["decisions"][event.purpose_code]["receipt_id"] == str(event.id)
+
+
+def test_an_export_does_not_silently_drop_a_row_naming_no_subject(
+    ledger: list[LedgerEvent], dpo_http: BrowserClient
+) -> None:
+    """The search joined each event to its subject: a row whose subject was replaced by an
+    unknown id vanished from lists and exports without a word."""
+    stored = uuid.uuid4().hex if _vendor() == "sqlite" else uuid.uuid4()
+    alter("subject_id = %s", stored)
+    response = assert_tampered_page(dpo_http.get("/dpo/export.json"))
+    assert "names a subject that does not exist" in response
+    assert_tampered_problem(dpo_http.get("/dpo/api/v1/events"))
