@@ -170,6 +170,24 @@ def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
 # --- Proofs from stored hashes ---------------------------------------------------------------
 
 
+class LedgerTampered(Exception):
+    """Stored ledger rows (or Merkle nodes, or the head row) that a read was about to show,
+    export or sign are malformed or altered. `problems` name the positions; the whole-ledger
+    verification (`verify`, `manage.py verify_ledger`) tells the full story."""
+
+    def __init__(self, problems: list[LedgerProblem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problem.detail for problem in problems) or "the ledger was altered")
+
+    @property
+    def positions(self) -> list[int]:
+        return sorted({problem.seq for problem in self.problems if problem.seq is not None})
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [problem.event_id for problem in self.problems if problem.event_id]
+
+
 class ProofError(ValueError):
     """A proof was asked for a size or index the ledger does not have."""
 
@@ -290,15 +308,54 @@ def verify_compact(token: str, *, typ: str) -> tuple[dict[str, Any], str]:
 
 
 def tree_head_create() -> TreeHead:
-    head = read_head()
+    """Sign the ledger head, once checked (`_head_for_signing`): raises LedgerTampered rather
+    than sign a size or root that the stored ledger does not support."""
+    size, root = _head_for_signing()
     now = timezone.now()
     # The stored timestamp is truncated to the millisecond signed in the payload.
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-    payload = tree_head_payload(tree_size=int(head.size), root_hash=bytes(head.root_hash), timestamp=now)
+    payload = tree_head_payload(tree_size=size, root_hash=root, timestamp=now)
     signature, kid = sign_compact(payload, typ=TREE_HEAD_TYPE)
     return TreeHead.objects.create(
-        tree_size=int(head.size), root_hash=bytes(head.root_hash), timestamp=now, kid=kid, signature=signature
+        tree_size=size, root_hash=root, timestamp=now, kid=kid, signature=signature
     )
+
+
+def _head_for_signing() -> tuple[int, bytes]:
+    """The ledger head's (size, root), checked in O(log n) reads before they are signed: the
+    row is well-formed, the events #0..#size-1 are all stored, the root is the one the stored
+    Merkle nodes and leaf hashes give, and the tree extends the latest signed tree head (a
+    consistency proof from the stored nodes). A full `verify` remains the complete check;
+    this one keeps a tree head from ever signing a head row altered in the database.
+    Concurrent appends only add rows and nodes past `size`: they cannot make it fail."""
+    from django.db import connection
+
+    def tampered(detail: str, seq: int | None = None) -> LedgerTampered:
+        return LedgerTampered([LedgerProblem(kind="head", seq=seq, detail=f"no tree head signed: {detail}")])
+
+    with connection.cursor() as cursor:
+        size, root, reason = _read_head(cursor)
+        if reason or size is None or root is None:
+            raise tampered(f"the ledger head row is malformed ({reason})")
+        cursor.execute("SELECT COUNT(*) FROM consent_ledgerevent WHERE seq >= 0 AND seq < %s", [size])
+        present = int(cursor.fetchone()[0])
+    if present != size:
+        raise tampered(f"the ledger head records {size} events but {present} of #0..#{size - 1} are stored")
+    try:
+        stored_root = root_at(size)
+        previous = [head for head in tree_heads_read()[0] if head.tree_size <= size]
+        extends = True
+        if previous and previous[-1].tree_size:
+            last = previous[-1]
+            proof = consistency_proof(last.tree_size, size)
+            extends = merkle.verify_consistency(last.tree_size, size, bytes(last.root_hash), root, proof)
+    except (ProofError, TypeError, ValueError) as exc:
+        raise tampered(f"the stored Merkle nodes or leaf hashes are missing or malformed ({exc})") from exc
+    if stored_root != root:
+        raise tampered("the ledger head's root differs from the root of the stored Merkle nodes")
+    if not extends:
+        raise tampered(f"the ledger no longer extends signed tree head {previous[-1].pk}")
+    return size, root
 
 
 def tree_head_check(head: TreeHead) -> str:

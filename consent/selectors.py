@@ -315,24 +315,6 @@ def events_search(
     return qs.order_by("seq")
 
 
-class LedgerTampered(Exception):
-    """Stored ledger rows (or Merkle nodes) that a read was about to show, export or sign are
-    malformed or altered. `problems` name the positions; the whole-ledger verification
-    (`ledger_verify`, `manage.py verify_ledger`) tells the full story."""
-
-    def __init__(self, problems: list[LedgerProblem]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problem.detail for problem in problems) or "the ledger was altered")
-
-    @property
-    def positions(self) -> list[int]:
-        return sorted({problem.seq for problem in self.problems if problem.seq is not None})
-
-    @property
-    def event_ids(self) -> list[str]:
-        return [problem.event_id for problem in self.problems if problem.event_id]
-
-
 def events_problems(queryset: QuerySet[LedgerEvent]) -> list[LedgerProblem]:
     """The problems of the stored rows `queryset` selects (a slice: those of the slice), read
     raw and parsed as the verifier does (consent.ledger.rows_check). [] when all are sound."""
@@ -506,6 +488,7 @@ def event_proof(*, event: LedgerEvent, tree_head: TreeHead | None = None) -> dic
 # The report types live with the verifier (consent.ledger); re-exported here for callers.
 LedgerProblem = ledger.LedgerProblem
 LedgerVerification = ledger.LedgerVerification
+LedgerTampered = ledger.LedgerTampered
 
 
 def ledger_verify(

@@ -54,10 +54,10 @@ def tampered_problem(exc: LedgerTampered) -> JsonResponse:
     log.warning("ledger tampering met by a DPO API read at positions %s", exc.positions)
     where = ", ".join(f"#{position}" for position in exc.positions) or ", ".join(exc.event_ids)
     detail = _(
-        "Le registre des consentements est altéré ou illisible en %(where)s : rien n'est montré ni "
-        "signé à partir de ces lignes. Lancez la vérification complète du registre "
+        "Le registre des consentements est altéré ou illisible (%(where)s) : rien n'est montré ni "
+        "signé à partir de ces données. Lancez la vérification complète du registre "
         "(POST /dpo/api/v1/verify) et traitez l'incident."
-    ) % {"where": where or "?"}
+    ) % {"where": where or _("voir « problems »")}
     return api_problem(
         409,
         "ledger_tampered",

@@ -336,6 +336,7 @@ def ledger_page(request: HttpRequest) -> HttpResponse:
 
 @dpo_required
 @require_POST
+@refuses_tampered
 def tree_head_create(request: HttpRequest) -> HttpResponse:
     head = tree_head_sign()
     audit_log(

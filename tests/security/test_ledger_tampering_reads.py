@@ -422,3 +422,87 @@ def test_an_export_does_not_silently_drop_a_row_naming_no_subject(
     response = assert_tampered_page(dpo_http.get("/dpo/export.json"))
     assert "names a subject that does not exist" in response
     assert_tampered_problem(dpo_http.get("/dpo/api/v1/events"))
+
+
+# --- signing a tree head over a malformed ledger head ------------------------------------------
+
+HEAD_CASES = [
+    pytest.param("root_hash = %s", b"\x00" * 5, id="root-short"),
+    pytest.param("root_hash = %s", bytes(32), id="root-other"),
+    pytest.param("size = %s", 3, id="size-smaller"),
+    *(
+        [
+            pytest.param("size = %s", "huit", id="size-text"),
+            pytest.param("root_hash = %s", "racine", id="root-text"),
+        ]
+        if _vendor() == "sqlite"
+        else []
+    ),
+]
+
+
+@pytest.mark.parametrize(("set_clause", "value"), HEAD_CASES)
+def test_no_tree_head_is_signed_over_a_malformed_ledger_head(
+    ledger: list[LedgerEvent], dpo_http: BrowserClient, set_clause: str, value: Any
+) -> None:
+    from consent.models import TreeHead
+
+    execute(f"UPDATE consent_ledgerhead SET {set_clause} WHERE id = 1", [value])
+    before = TreeHead.objects.count()
+    api = dpo_http.post("/dpo/api/v1/tree-head")
+    page = dpo_http.post("/dpo/verification/signer/")
+    assert TreeHead.objects.count() == before, (api.status_code, page.status_code)
+    assert api.status_code == 409 and api.json()["code"] == "ledger_tampered"
+    assert page.status_code == 409 and "Registre altéré" in page.content.decode()
+
+
+def test_no_tree_head_is_signed_over_a_rewritten_history(
+    ledger: list[LedgerEvent], dpo_http: BrowserClient
+) -> None:
+    """Event #0's leaf hash rewritten with every stored node above it and the head's root, so
+    that head, nodes and leaves agree: the new tree no longer extends the signed tree head of
+    size 8 (the consistency proof from the stored nodes fails), so nothing is signed."""
+    from consent.models import TreeHead
+
+    execute("UPDATE consent_ledgerevent SET leaf_hash = %s WHERE seq = 0", [bytes(32)])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT leaf_hash FROM consent_ledgerevent ORDER BY seq")
+        level = [bytes(row[0]) for row in cursor.fetchall()]
+    for height in (1, 2, 3):
+        level = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+        for index, digest in enumerate(level):
+            execute(
+                'UPDATE consent_merklenode SET hash = %s WHERE level = %s AND "index" = %s',
+                [digest, height, index],
+            )
+    execute("UPDATE consent_ledgerhead SET root_hash = %s WHERE id = 1", [level[0]])
+    before = TreeHead.objects.count()
+    api = dpo_http.post("/dpo/api/v1/tree-head")
+    assert api.status_code == 409
+    assert any("no longer extends signed tree head" in problem for problem in api.json()["problems"])
+    assert TreeHead.objects.count() == before
+
+
+def test_a_sound_ledger_still_gets_its_tree_heads(ledger: list[LedgerEvent], dpo_http: BrowserClient) -> None:
+    from consent.services import consent_record
+    from identity.models import User
+
+    assert dpo_http.post("/dpo/api/v1/tree-head").status_code == 201  # same size as the last one
+    consent_record(
+        user=User.objects.exclude(groups__name="dpo").first(),
+        purpose_code="personalisation-declared",
+        event_type="given",
+        collection_method="web_form",
+    )
+    signed = dpo_http.post("/dpo/api/v1/tree-head")
+    assert signed.status_code == 201 and signed.json()["tree_size"] == EVENTS + 1
+    assert dpo_http.post("/dpo/verification/signer/").status_code == 302
+
+
+def test_the_sign_tree_head_command_refuses_without_a_traceback(ledger: list[LedgerEvent]) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    execute("UPDATE consent_ledgerhead SET root_hash = %s WHERE id = 1", [bytes(32)])
+    with pytest.raises(CommandError, match=r"tree head NOT signed: .*differs from the root"):
+        call_command("sign_tree_head")
