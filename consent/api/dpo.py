@@ -42,8 +42,8 @@ from consent.selectors import (
     ledger_verify,
 )
 from consent.services import tree_head_sign
+from identity.audit import audit_log
 from identity.reauth import RecentMFAPermission, staff_request_audit
-from identity.services import audit_log
 
 log = logging.getLogger(__name__)
 

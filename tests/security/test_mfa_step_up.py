@@ -22,7 +22,7 @@ from django.test import Client
 
 from identity.mfa import services as mfa_services
 from identity.mfa.models import BackupCode, Passkey, TOTPDevice
-from identity.services import SESSION_AMR, SESSION_AUTH_TIME
+from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME
 from tests.conftest import MFA_AMR, open_session
 from tests.mfa.conftest import (
     ISSUER,
@@ -214,3 +214,20 @@ def test_the_totp_confirmation_is_checked_again_when_a_factor_appeared_meanwhile
     response = http.post(TOTP_ADD, {"code": rfc6238(key, clock())})
     assert response.status_code == 302 and response["Location"].startswith("/connexion/?next=")
     assert TOTPDevice.objects.filter(user=resident, confirmed=True).count() == 1
+
+
+def test_another_persons_sign_in_drops_a_half_finished_second_step(
+    victim: Any, make_resident: Any, client: Client
+) -> None:
+    """Same class, found while fixing finding 9: on a shared computer, A types their password
+    and walks away at the second step; B signs in with a password alone. The browser must not
+    keep offering A's second step to B's session (it took precedence over B's own step-up)."""
+    from tests.mfa.conftest import sign_in_password
+
+    other = make_resident("dominique@example.org")
+    assert sign_in_password(client, victim.email)["Location"] == "/connexion/verification/"
+    assert sign_in_password(client, other.email).status_code == 302
+    page = client.get("/connexion/verification/")
+    # B has no second factor: the step-up page says so, instead of A's code form.
+    assert page.status_code == 403
+    assert "mfa.pending" not in client.session
