@@ -7,10 +7,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from oauth2_provider.models import get_application_model
 
 from consent.api import cors
 from identity.demo import DEMO_CLIENT_NAME
-from identity.models import Client
 
 
 @never_cache
@@ -18,7 +18,7 @@ from identity.models import Client
 def widget_demo(request: HttpRequest) -> HttpResponse:
     if not settings.DEMO_ENABLED:
         raise Http404
-    client = Client.objects.filter(name=DEMO_CLIENT_NAME).first()
+    client = get_application_model().objects.filter(name=DEMO_CLIENT_NAME).first()
     issuer_origin = cors.normalise_origin(settings.ISSUER)
     context = {
         "client": client,

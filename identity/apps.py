@@ -1,3 +1,5 @@
+from importlib import import_module
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -8,6 +10,14 @@ class IdentityConfig(AppConfig):
     name = "identity"
     verbose_name = _("Comptes et connexion")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def import_models(self) -> None:
+        # The OAuth/OIDC models (clients, codes, tokens, PAR, ...) keep identity's app label
+        # and tables but live with the protocol, in identity.oidc.models, which the accounts
+        # layer (identity.models) must not import: register them here, at the same step of
+        # app loading as identity.models.
+        super().import_models()
+        import_module(f"{self.name}.oidc.models")
 
     def ready(self) -> None:
         from django.contrib.auth.signals import user_logged_out
@@ -25,6 +35,6 @@ class IdentityConfig(AppConfig):
         rights_registry.register_module("identity.rights", "identity.oidc.rights")  # data-subject rights
         # Our staff pages for partner clients replace django-oauth-toolkit's (registered by
         # the admin autodiscovery, which django.contrib.admin ran before this app is ready).
-        from identity import oidc_admin
+        from identity.oidc import admin as oidc_admin
 
         oidc_admin.register()

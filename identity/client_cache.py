@@ -3,7 +3,7 @@
 Freshness contract:
 
 - On this process, a change takes effect at once: `Client.save()` and `Client.delete()`
-  (identity/models.py) and the admin's bulk delete forget the entry, both immediately and
+  (identity/oidc/models.py) and the admin's bulk delete forget the entry, both immediately and
   again after the transaction commits (so that a reader that loaded the old row while the
   change was uncommitted cannot keep it).
 - On other processes (other server workers, other nodes), a changed, deleted or

@@ -36,20 +36,17 @@ from identity.franceconnect.models import FranceConnectLink
 from identity.franceconnect.services import link_create
 from identity.mfa import services as mfa_services
 from identity.mfa.models import BackupCode, BackupCodeDevice, Passkey, TOTPDevice
-from identity.models import (
+from identity.models import AuditEvent, BrowserSession, EmailVerification, User
+from identity.oidc.backchannel import KIND as BACKCHANNEL_LOGOUT
+from identity.oidc.internal_notice import internal_notice_record
+from identity.oidc.models import (
     AccessToken,
-    AuditEvent,
     AuthorizationCode,
-    BrowserSession,
     Client,
-    EmailVerification,
     IDToken,
     InternalServiceNotice,
     RefreshToken,
-    User,
 )
-from identity.oidc.backchannel import KIND as BACKCHANNEL_LOGOUT
-from identity.oidc.internal_notice import internal_notice_record
 from identity.services import email_verification_send, password_reset_request, user_create
 from tests.conftest import PASSWORD, OIDCFlow
 from tests.mfa.conftest import rfc6238

@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.db import transaction
+from oauth2_provider.models import AbstractApplication
 
 from consent.api import queries
 from consent.models import CollectionMethod, EventType, LedgerEvent, Purpose
@@ -31,7 +32,7 @@ from consent.services import (
     consent_record,
     subject_link_browser,
 )
-from identity.models import Client, User
+from identity.models import User
 
 MAX_CHOICES = 20
 
@@ -62,7 +63,7 @@ def _lifetime_days(purpose: Purpose) -> int:
     return min(purpose.consent_lifetime_days or 395, 395)
 
 
-def cookie_config(client: Client) -> dict[str, Any]:
+def cookie_config(client: AbstractApplication) -> dict[str, Any]:
     """What a partner site's banner asks, in French and English (GET …/cookie/config)."""
     controller = settings.CONSENT_CONTROLLER
     purposes = []
@@ -175,7 +176,7 @@ class CookieChoicesResult:
 
 def cookie_choices_record(
     *,
-    client: Client,
+    client: AbstractApplication,
     browser_id: str | None,
     choices: dict[str, bool],
     origin: str,

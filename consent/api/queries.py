@@ -15,6 +15,7 @@ from typing import Any
 from django.db import DatabaseError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from oauth2_provider.models import AbstractApplication, get_application_model
 
 from consent.models import (
     GRANTING_EVENTS,
@@ -27,7 +28,7 @@ from consent.models import (
 )
 from consent.selectors import events_problems, purposes_catalogue
 from consent.services import browser_id_hash
-from identity.models import Client, User
+from identity.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,11 @@ logger = logging.getLogger(__name__)
 COOKIE_PURPOSE_CODES = ("personalisation-browsing", "audience-measurement")
 
 
-def client_by_client_id(client_id: Any) -> Client | None:
+def client_by_client_id(client_id: Any) -> AbstractApplication | None:
     if not isinstance(client_id, str) or not client_id or len(client_id) > 100:
         return None
-    return Client.objects.filter(client_id=client_id).first()
+    # The partner client model (identity.Client) by its setting: consent never imports identity.oidc.
+    return get_application_model().objects.filter(client_id=client_id).first()
 
 
 def cookie_purposes() -> list[Purpose]:

@@ -26,6 +26,7 @@ from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
+from oauth2_provider.models import get_application_model
 
 from consent.api.queries import COOKIE_PURPOSE_CODES
 from consent.models import EventType, LedgerEvent, Purpose, Subject
@@ -38,7 +39,7 @@ from consent.selectors import (
     purposes_catalogue,
 )
 from identity.audit import audit_log
-from identity.models import Client, User
+from identity.models import User
 from identity.selectors import user_by_email
 
 PAGE_SIZE = 50
@@ -183,7 +184,7 @@ def parse_filters(params: Mapping[str, Any]) -> EventFilters:
     filters.partner = text("partner", 100)
     if (
         filters.partner
-        and not Client.objects.filter(client_id=filters.partner).exists()
+        and not get_application_model().objects.filter(client_id=filters.partner).exists()
         and not LedgerEvent.objects.filter(partner_client_id=filters.partner).exists()
     ):
         errors["partner"] = _("service partenaire inconnu")
@@ -242,7 +243,7 @@ def checked_page(events: QuerySet[LedgerEvent], page: Any) -> None:
 
 def partners_known() -> list[tuple[str, str]]:
     """(client_id, name) of registered clients, plus partner ids seen only in the ledger."""
-    clients = dict(Client.objects.order_by("name").values_list("client_id", "name"))
+    clients = dict(get_application_model().objects.order_by("name").values_list("client_id", "name"))
     seen = (
         LedgerEvent.objects.exclude(partner_client_id="")
         .order_by()

@@ -369,7 +369,7 @@ def live_token(token: str) -> tuple[dict[str, Any], Any | None] | None:
       header or signature) has no row. Its signature is therefore not verified again
       here; resource servers that validate it locally do verify it (docs/partners.md).
     """
-    from identity.models import RevokedAccessToken
+    from identity.oidc.models import RevokedAccessToken
 
     claims = decode(token, verify=False)
     if claims is None:

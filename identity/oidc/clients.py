@@ -1,6 +1,6 @@
 """Registration of partner clients (the `register_client` command, the demo data, the tests).
 
-The staff pages (identity.oidc_admin) check a client's URIs with the same function
+The staff pages (identity.oidc.admin) check a client's URIs with the same function
 (identity.oidc.client_uris.validate_client_uri) but keep their own copy of the other rules.
 """
 

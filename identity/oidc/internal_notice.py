@@ -56,7 +56,7 @@ PENDING_LIFETIME_SECONDS = 30 * 60
 
 def internal_notice_covers(*, user: Any, client: Any, scopes: list[str] | set[str]) -> bool:
     """Was this resident already told about every one of these scopes at this service?"""
-    from identity.models import InternalServiceNotice
+    from identity.oidc.models import InternalServiceNotice
 
     noticed = (
         InternalServiceNotice.objects.filter(user=user, client=client)
@@ -69,7 +69,7 @@ def internal_notice_covers(*, user: Any, client: Any, scopes: list[str] | set[st
 @transaction.atomic
 def internal_notice_record(*, user: Any, client: Any, scopes: list[str] | set[str]) -> Any:
     """The resident saw the page for these scopes (added to those noticed before)."""
-    from identity.models import InternalServiceNotice
+    from identity.oidc.models import InternalServiceNotice
 
     now = timezone.now()
     notice, created = InternalServiceNotice.objects.select_for_update().get_or_create(

@@ -25,8 +25,8 @@ from django.db import transaction
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone
 
-from identity.models import PushedAuthorizationRequest
 from identity.oidc.constants import PAR_EXPIRES_IN, PAR_URN_PREFIX
+from identity.oidc.models import PushedAuthorizationRequest
 
 SESSION_KEY = "cum_par"
 RESUME_SECONDS = 10 * 60

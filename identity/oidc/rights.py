@@ -43,16 +43,14 @@ from django.db import transaction
 from oauth2_provider.models import DeviceGrant
 
 from consent.rights import ORDER_PARTNERS, ErasureReport
-from identity.models import (
+from identity.models import BrowserSession, SessionClient, User
+from identity.oidc.models import (
     AccessToken,
     AuthorizationCode,
-    BrowserSession,
     Client,
     IDToken,
     InternalServiceNotice,
     RefreshToken,
-    SessionClient,
-    User,
 )
 from identity.sessions import sessions_end_all
 

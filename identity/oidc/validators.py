@@ -616,8 +616,8 @@ class Validator(OAuth2Validator):
     ) -> None:
         # Rows first (resident access tokens, refresh tokens), limited to this client.
         super().revoke_token(token, token_type_hint, request, *args, **kwargs)
-        from identity.models import RevokedAccessToken
         from identity.oidc.access_tokens import decode, is_client_token
+        from identity.oidc.models import RevokedAccessToken
 
         claims = decode(token)
         client = request.client

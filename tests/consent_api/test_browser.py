@@ -17,7 +17,7 @@ import pytest
 from django.core.management import call_command
 
 from consent.models import LedgerEvent
-from identity.models import Client
+from identity.oidc.models import Client
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, axe_violations
 from tests.conftest import PASSWORD
 

@@ -10,15 +10,9 @@ from django.test import Client as BrowserClient
 from django.utils import timezone
 
 from connectors.models import OutboxMessage
-from identity.models import (
-    AccessToken,
-    AuditEvent,
-    AuthorizationCode,
-    BrowserSession,
-    RefreshToken,
-    SessionClient,
-)
+from identity.models import AuditEvent, BrowserSession, SessionClient
 from identity.oidc.backchannel import KIND
+from identity.oidc.models import AccessToken, AuthorizationCode, RefreshToken
 from identity.sessions import (
     SESSION_SID,
     device_label,

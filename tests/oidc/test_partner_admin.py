@@ -11,7 +11,7 @@ from django.contrib import admin
 from oauth2_provider.models import get_access_token_model, get_application_model
 
 from common.crypto import keyed_hash_matches
-from identity.oidc_admin import PartnerClientAdmin
+from identity.oidc.admin import PartnerClientAdmin
 from tests.oidc.conftest import basic, post_token
 
 pytestmark = pytest.mark.django_db
@@ -51,11 +51,11 @@ def form_data(client: Any, **overrides: Any) -> dict[str, Any]:
 
 def test_our_admin_replaces_the_librarys():
     assert isinstance(admin.site._registry[get_application_model()], PartnerClientAdmin)
-    assert admin.site._registry[get_access_token_model()].__class__.__module__ == "identity.oidc_admin"
+    assert admin.site._registry[get_access_token_model()].__class__.__module__ == "identity.oidc.admin"
 
 
 def test_token_pages_never_show_token_values(staff, tokens):
-    from identity.models import AccessToken
+    from identity.oidc.models import AccessToken
 
     token = AccessToken.objects.get()
     assert staff.get("/admin/identity/accesstoken/").status_code == 200

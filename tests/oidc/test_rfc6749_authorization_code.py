@@ -10,7 +10,7 @@ from django.conf import settings
 from django.test import Client as BrowserClient
 from django.utils import timezone
 
-from identity.models import AuthorizationCode
+from identity.oidc.models import AuthorizationCode
 from tests.conftest import PASSWORD, REDIRECT_URI, OIDCFlow
 from tests.oidc.conftest import (
     basic,

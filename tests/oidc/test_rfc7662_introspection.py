@@ -16,7 +16,7 @@ from django.conf import settings
 from django.test import Client as BrowserClient
 from django.utils import timezone
 
-from identity.models import AccessToken
+from identity.oidc.models import AccessToken
 from tests.conftest import OIDCFlow
 from tests.oidc.conftest import basic, complete_flow, expected_sub, post_token
 

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.test import Client as BrowserClient
 from jwcrypto import jwk, jws, jwt
 
-from identity.models import AccessToken, RevokedAccessToken
 from identity.oidc import access_tokens
+from identity.oidc.models import AccessToken, RevokedAccessToken
 from tests.oidc.conftest import basic, complete_flow, post_token, userinfo
 
 

@@ -18,7 +18,7 @@ import pytest
 from django.test import Client as BrowserClient
 from django.utils import timezone
 
-from identity.models import PushedAuthorizationRequest
+from identity.oidc.models import PushedAuthorizationRequest
 from tests.conftest import OIDCFlow
 from tests.oidc.conftest import is_consent_page, location_query, sign_in
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.test import Client as BrowserClient
 from django.utils import timezone
 
-from identity.models import AccessToken, AuthorizationCode, IDToken, RefreshToken
+from identity.oidc.models import AccessToken, AuthorizationCode, IDToken, RefreshToken
 from tests.conftest import OIDCFlow
 from tests.oidc.conftest import complete_flow, is_consent_page, location_query
 

@@ -447,7 +447,7 @@ def node_rp(request: Any, make_client: Any, es256_key: jwk.JWK) -> dict[str, Any
 
 @pytest.mark.parametrize("tamper", [None, "nonce"])
 def test_openid_client_node_example_signs_a_resident_in(provider, node_rp, resident, tamper):
-    from identity.models import PushedAuthorizationRequest
+    from identity.oidc.models import PushedAuthorizationRequest
 
     rp = node_rp["rp"]
     config = {

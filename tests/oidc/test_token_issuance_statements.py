@@ -16,7 +16,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from jwcrypto import jwt
 
-from identity.models import AccessToken, AuthorizationCode, BrowserSession, IDToken, RefreshToken
+from identity.models import BrowserSession
+from identity.oidc.models import AccessToken, AuthorizationCode, IDToken, RefreshToken
 from identity.oidc.validators import Validator
 from identity.sessions import session_end
 from tests.oidc.conftest import complete_flow, post_token, userinfo

@@ -352,7 +352,7 @@ def test_the_same_rule_for_an_opaque_access_token_row(flow, resident, rs_a, curi
     from django.utils import timezone
     from oauth2_provider.models import set_token_value
 
-    from identity.models import AccessToken
+    from identity.oidc.models import AccessToken
 
     row = AccessToken(
         user=resident,
