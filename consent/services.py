@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 from collections.abc import Iterable
@@ -67,6 +68,8 @@ from consent.rights import ErasureReport
 from identity.audit import audit_log
 from identity.models import User
 
+log = logging.getLogger(__name__)
+LedgerTampered = ledger.LedgerTampered
 MAX_CONSENT_LIFETIME = timedelta(days=395)  # 13 months
 _BROWSER_ID = re.compile(r"^[A-Za-z0-9_-]{22,128}$")
 _PURPOSE_CODE = re.compile(r"^[a-z0-9][a-z0-9._:+-]{1,254}$")
@@ -86,6 +89,14 @@ class ConsentError(ValueError):
 
 class UnknownPurpose(ConsentError):
     pass
+
+
+def ledger_tampered_audit(*, exc: LedgerTampered, operation: str) -> None:
+    """Record that a write met a malformed or altered ledger (issue 9, finding 10's class) and
+    wrote nothing: the operation and the ledger positions only, no account, subject or value.
+    Called by the views, outside the write's rolled-back transaction."""
+    log.warning("ledger tampering stopped %s at positions %s: nothing written", operation, exc.positions)
+    audit_log(event="consent.ledger_tampered", data={"operation": operation, "positions": exc.positions})
 
 
 # --- Helpers ---------------------------------------------------------------------------------
@@ -487,6 +498,9 @@ def subject_link_browser(*, browser_id: str, browser_secret: Any, user: User) ->
         browser = Subject.objects.filter(browser_id_hash=browser_hash, kind=SubjectKind.BROWSER).first()
         if browser is None or (browser.user_id is not None and browser.user_id != user.pk):
             return []
+        # The events read below (current decisions, earlier copies) are read through the ORM:
+        # check their stored rows first, so that an altered one is neither copied nor a 500.
+        _events_check(LedgerEvent.objects.filter(Q(subject=browser) | Q(subject__user=user)))
         account = _account_subject(user)
         now = timezone.now()
         account_states = {
@@ -542,6 +556,14 @@ def subject_link_browser(*, browser_id: str, browser_secret: Any, user: User) ->
         browser.linked_at = now
         browser.save(update_fields=["user", "linked_at"])
     return appended
+
+
+def _events_check(queryset: Any) -> None:
+    """Raise LedgerTampered if a stored row `queryset` selects is malformed or altered."""
+    sql, params = queryset.values("pk").query.sql_with_params()
+    problems = [p for p in ledger.rows_check(sql, params) if p.kind != "missing"]
+    if problems:
+        raise LedgerTampered(problems)
 
 
 # --- Erasure ---------------------------------------------------------------------------------

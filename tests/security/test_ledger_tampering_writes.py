@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test import Client as BrowserClient
-from oauth2_provider.models import Grant
+from oauth2_provider.models import get_grant_model
 
 from consent.ledger import LedgerTampered
 from consent.models import ConsentState, LedgerEvent, Subject
@@ -94,7 +94,10 @@ def raw_head() -> tuple[Any, ...]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT size, root_hash, frontier FROM consent_ledgerhead WHERE id = 1")
         size, root, frontier = cursor.fetchone()
-    as_bytes = lambda v: bytes(v) if isinstance(v, bytes | memoryview) else v
+
+    def as_bytes(v):
+        return bytes(v) if isinstance(v, bytes | memoryview) else v
+
     return size, as_bytes(root), as_bytes(frontier)
 
 
@@ -172,7 +175,7 @@ def test_the_consent_screen_shows_a_readable_page_and_shares_nothing(
     text = response.content.decode()
     assert "n'a pas pu être enregistré" in text and "Rien n'a été transmis" in text
     assert "Location" not in response
-    assert not Grant.objects.filter(user=resident).exists()  # no code issued
+    assert not get_grant_model().objects.filter(user=resident).exists()  # no code issued
     assert counts() == before
     audits = incident_audits()
     assert len(audits) == 1
