@@ -24,6 +24,12 @@ written):
   `expired` events for the record (the gate never needs it).
 - `tree_head_sign() -> TreeHead` — a signed tree head over the current ledger.
 
+Every write that appends (consent_record, subject_link_browser, consent_expire_lapsed) raises
+`LedgerTampered` with nothing written when the ledger head row is malformed (checked in
+Python on the locked row, `consent.ledger.head_check`) or, for an attachment, when an event it
+reads is; callers answer it (consent screen page, 503 problem) and call
+`ledger_tampered_audit`. Erasure appends nothing and is not stopped by it.
+
 Semantics decided here (docs/ledger.md):
 - Granting events are `given` and `renewed`; everything else means "not granted".
 - A consent counts only while `valid_until` is in the future (no job needed) and while it
