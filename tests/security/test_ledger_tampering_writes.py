@@ -323,3 +323,39 @@ def test_erasure_of_a_subject_with_malformed_rows_is_complete(
     assert not Subject.objects.filter(user=resident).exists()
     erased = Subject.objects.get(pk=ledger[TARGET].subject_id)
     assert erased.wrapped_key is None and erased.key_destroyed_at is not None
+
+
+@pytest.mark.parametrize(("set_clause", "value"), EVENT_CASES[_vendor()][:1])
+def test_the_partner_attach_api_answers_a_problem(
+    ledger: list[LedgerEvent], resident: Any, partner: Any, set_clause: str, value: Any
+) -> None:
+    from consent.api.cookie import cookie_link_ticket_issue
+
+    secret = browser_subject_register(browser_id=BROWSER)
+    event = consent_record(
+        browser_id=BROWSER,
+        purpose_code=PURPOSES[1],
+        event_type="given",
+        collection_method="cookie_widget",
+        collected_for=partner,
+    )
+    ticket = cookie_link_ticket_issue(user=resident, client_id=partner.client_id, browser_id=BROWSER)
+    assert ticket
+    alter_event(set_clause, value, event.seq)
+    before = counts()
+    body = {
+        "client_id": partner.client_id,
+        "link_ticket": ticket,
+        "browser_id": BROWSER,
+        "browser_secret": secret,
+    }
+    response = BrowserClient().post(
+        "/consent/api/v1/cookie/attach?client_id=" + partner.client_id,
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_ORIGIN=PARTNER_ORIGIN,
+    )
+    assert response.status_code == 503, (response.status_code, response.content[:300])
+    assert response.json()["type"] == PROBLEM
+    assert counts() == before
+    assert incident_audits()[0].data == {"operation": "cookie_attach", "positions": [event.seq]}
