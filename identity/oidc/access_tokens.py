@@ -259,7 +259,7 @@ def _resident_token_query(
 ) -> tuple[str, list[tuple[str, list[Any], Any]]]:
     """(SQL, [(attname, converters, column expression)]) for this backend, built once.
 
-    `with_gate` adds the consent ledger's gate for one purpose (consent.selectors
+    `with_gate` adds the consent ledger's gate for one purpose (consent.gate
     .account_gate_sql) to the same statement, after the resident's columns.
     """
     cached = _resident_query.get((db_connection.vendor, with_gate))
@@ -276,7 +276,7 @@ def _resident_token_query(
     columns = ", ".join(f'u."{field.column}"' for field in fields)
     joins = ""
     if with_gate:
-        from consent.selectors import account_gate_sql
+        from consent.gate import account_gate_sql
 
         gate = account_gate_sql(f'u."{user.pk.column}"')
         columns += ", " + gate.columns
@@ -308,7 +308,7 @@ def _read_resident(token: str, purpose_code: str | None) -> tuple[Any | None, tu
     sql, readers = _resident_token_query(connection, with_gate=purpose_code is not None)
     params: list[Any] = []
     if purpose_code is not None:
-        from consent.selectors import AccountGateSQL
+        from consent.gate import AccountGateSQL
 
         params += AccountGateSQL.params(purpose_code)
     now = get_access_token_model()._meta.get_field("expires").get_db_prep_value(timezone.now(), connection)
@@ -348,7 +348,7 @@ def resident_and_consent(
     The answer is None when the purpose does not exist (the caller asks the ledger the
     usual way then).
     """
-    from consent.selectors import account_gate_decision
+    from consent.gate import account_gate_decision
 
     if is_client_token(claims):
         return None, None

@@ -3,7 +3,7 @@
 A partner receives claims for a purpose "share these scopes with this partner"
 (consent.services.purpose_for_client_scopes: one purpose per client and scope set).
 - The screen is skipped only when the ledger grants that purpose now
-  (consent.selectors.consent_is_granted); `prompt=consent` always shows it.
+  (consent.gate.consent_is_granted); `prompt=consent` always shows it.
 - The resident's answer is a ledger event (`given` / `refused`, collection method
   `oidc_consent`), written in the transaction that issues the authorization code.
 - At token and userinfo time, claims other than `sub` are released only while the ledger
@@ -104,7 +104,7 @@ def known_purpose_code(client: Any, scopes: list[str] | set[str]) -> str | None:
 
 def sharing_granted(user: Any, client: Any, scopes: list[str] | set[str]) -> bool:
     """Does the ledger allow sending this client the claims of these scopes, now?"""
-    from consent.selectors import consent_is_granted
+    from consent.gate import consent_is_granted
     from consent.services import ConsentError, UnknownPurpose
 
     if user is None or client is None or not scopes:
