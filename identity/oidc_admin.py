@@ -38,7 +38,8 @@ from oauth2_provider.models import (
 
 from identity import reauth
 from identity.crypto import generate_secret, keyed_hash
-from identity.oidc.constants import REGISTRABLE_GRANTS, SUPPORTED_SCOPES
+from identity.oidc.claims import supported_scopes
+from identity.oidc.constants import REGISTRABLE_GRANTS
 from identity.services import ClientConfigError, audit_log, validate_client_uri
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
@@ -119,8 +120,8 @@ class PartnerClientForm(forms.ModelForm):
         elif "authorization_code" in grants and not (data.get("redirect_uris") or "").split():
             self.add_error("redirect_uris", _("The authorization_code grant needs a redirect URI."))
         scopes = (data.get("allowed_scopes") or "").split()
-        if not scopes or any(scope not in SUPPORTED_SCOPES for scope in scopes):
-            self.add_error("allowed_scopes", _("Choose from: %s.") % ", ".join(SUPPORTED_SCOPES))
+        if not scopes or any(scope not in supported_scopes() for scope in scopes):
+            self.add_error("allowed_scopes", _("Choose from: %s.") % ", ".join(supported_scopes()))
         public = data.get("client_type") == "public"
         method = data.get("token_endpoint_auth_method")
         if public != (method == "none"):

@@ -1,7 +1,9 @@
 """The consent screen and the release of claims, both decided by the consent ledger.
 
 A partner receives claims for a purpose "share these scopes with this partner"
-(consent.services.purpose_for_client_scopes: one purpose per client and scope set).
+(consent.services.purpose_for_client_scopes: one purpose per client and scope set). Which
+scopes exist and what the screen says about them come from the claims registry
+(identity/oidc/claims/).
 - The screen is skipped only when the ledger grants that purpose now
   (consent.gate.consent_is_granted); `prompt=consent` always shows it.
 - The resident's answer is a ledger event (`given` / `refused`, collection method
@@ -10,59 +12,22 @@ A partner receives claims for a purpose "share these scopes with this partner"
   grants the purpose: a withdrawal stops them at once (userinfo then answers `sub` only).
 - Clients the operator marks internal (public task, GDPR Art. 6(1)(e)) get a purpose that
   needs no consent: no screen, no event; the gate still honours a recorded objection.
+- A claim provider naming a purpose of its own (ClaimProvider.purpose_code) has its scopes'
+  claims released only while that purpose is granted too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.utils.translation import gettext_lazy as _
-
-from identity.oidc.constants import SCOPE_CLAIMS
+from identity.oidc import claims as claims_registry
 
 COLLECTION_METHOD = "oidc_consent"
 
-SCOPE_TEXT = {
-    "openid": (
-        _("Un identifiant de connexion"),
-        _("pour vous reconnaître quand vous revenez sur le service"),
-    ),
-    "profile": (_("Vos nom et prénom"), _("pour s'adresser à vous")),
-    "email": (_("Votre adresse e-mail"), _("pour vous écrire au sujet de ce service")),
-    "address": (_("Votre adresse postale"), _("pour vous envoyer un courrier ou vérifier votre commune")),
-    "phone": (_("Votre numéro de téléphone"), _("pour vous joindre au sujet de ce service")),
-}
-
-CLAIM_TEXT = {
-    "sub": _("identifiant propre à ce service"),
-    "name": _("nom complet"),
-    "given_name": _("prénom"),
-    "family_name": _("nom"),
-    "locale": _("langue préférée"),
-    "updated_at": _("date de mise à jour du profil"),
-    "email": _("adresse e-mail"),
-    "email_verified": _("adresse vérifiée ou non"),
-    "address": _("adresse postale"),
-    "phone_number": _("numéro de téléphone"),
-    "phone_number_verified": _("numéro vérifié ou non"),
-}
-
 
 def describe_scopes(scopes: list[str]) -> list[dict[str, object]]:
-    described = []
-    for scope in scopes:
-        if scope in SCOPE_TEXT:
-            what, why = SCOPE_TEXT[scope]
-            described.append(
-                {
-                    "scope": scope,
-                    "what": what,
-                    "why": why,
-                    "claims": SCOPE_CLAIMS[scope],
-                    "claim_labels": [CLAIM_TEXT.get(claim, claim) for claim in SCOPE_CLAIMS[scope]],
-                }
-            )
-    return described
+    """The consent screen's lines for these scopes (templates/oidc/consent.html)."""
+    return claims_registry.describe_scopes(scopes)
 
 
 # (client pk, client_id, sorted scopes) -> purpose code. A purpose, once created for a
@@ -123,6 +88,22 @@ def sharing_granted(user: Any, client: Any, scopes: list[str] | set[str]) -> boo
     return False
 
 
+def _scopes_denied_by_provider_purpose(user: Any, wanted: set[str]) -> set[str]:
+    """The scopes whose provider's own purpose (ClaimProvider.purpose_code) the ledger denies."""
+    from consent.gate import consent_is_granted
+    from consent.services import ConsentError
+
+    denied: set[str] = set()
+    for code, gated in claims_registry.purposes_needed(wanted).items():
+        try:
+            granted = consent_is_granted(user=user, purpose_code=code)
+        except ConsentError:  # unknown purpose: never granted
+            granted = False
+        if not granted:
+            denied.update(gated)
+    return denied
+
+
 def released_claims(
     client: Any, user: Any, scopes: list[str] | set[str], *, granted: bool | None = None
 ) -> dict[str, Any]:
@@ -133,10 +114,10 @@ def released_claims(
     consent ledger grants that sharing: a withdrawn consent leaves `sub` alone. Claims
     named in the `claims` request parameter (§5.5) are released under the same rule, so
     the parameter never widens what the scopes cover. `granted` is the ledger's answer when
-    the caller already has it from this request (userinfo reads it with the token).
+    the caller already has it from this request (userinfo reads it with the token). The
+    claims themselves come from the registered providers (identity.oidc.claims.read_claims);
+    a provider's scopes whose own purpose is not granted release nothing.
     """
-    from identity.oidc.claims import standard_claims
-    from identity.oidc.constants import CLAIM_SCOPE
     from identity.oidc.subjects import subject_for
 
     claims: dict[str, Any] = {"sub": subject_for(client, user)}
@@ -147,8 +128,9 @@ def released_claims(
         granted = sharing_granted(user, client, wanted)
     if not granted:
         return claims
-    for name, value in standard_claims(user).items():
-        if CLAIM_SCOPE.get(name) in wanted:
+    wanted -= _scopes_denied_by_provider_purpose(user, wanted)
+    for name, value in claims_registry.read_claims(user, wanted).items():
+        if name != "sub":
             claims[name] = value
     return claims
 
