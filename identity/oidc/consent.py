@@ -1,9 +1,10 @@
 """The consent screen and the release of claims, both decided by the consent ledger.
 
 A partner receives claims for a purpose "share these scopes with this partner"
-(consent.services.purpose_for_client_scopes: one purpose per client and scope set). Which
-scopes exist and what the screen says about them come from the claims registry
-(identity/oidc/claims/).
+(purpose_for_client_scopes below: one purpose per client and scope set, kept in the
+ledger's catalogue by consent.services.purpose_for_client). Consent knows purposes, not
+scopes: which scopes exist, what the screen says about them and which data categories the
+purpose records come from the claims registry (identity/oidc/claims/).
 - The screen is skipped only when the ledger grants that purpose now
   (consent.gate.consent_is_granted); `prompt=consent` always shows it.
 - The resident's answer is a ledger event (`given` / `refused`, collection method
@@ -18,6 +19,8 @@ scopes exist and what the screen says about them come from the claims registry
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from identity.oidc import claims as claims_registry
@@ -30,8 +33,62 @@ def describe_scopes(scopes: list[str]) -> list[dict[str, object]]:
     return claims_registry.describe_scopes(scopes)
 
 
+def _normalise_scopes(client: Any, scopes: Iterable[str]) -> list[str]:
+    from consent.services import ConsentError
+
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    normalised = sorted({scope.strip() for scope in scopes if isinstance(scope, str) and scope.strip()})
+    if not normalised:
+        raise ConsentError("at least one scope is required")
+    allowed = set(client.allowed_scopes.split())
+    refused = [scope for scope in normalised if scope not in allowed]
+    if refused:
+        raise ConsentError(f"scopes not allowed for this client: {' '.join(refused)}")
+    return normalised
+
+
+def purpose_for_client_scopes(*, client: Any, scopes: Iterable[str]) -> Any:
+    """The purpose "share these claims with this partner", one per (client, scope set).
+
+    Get-or-create, safe under concurrency (consent.services.purpose_for_client). `scopes`
+    (iterable or space-separated string) must be allowed for the client; order and
+    duplicates do not matter. Its data categories are the scopes' (claims registry). For a
+    client marked internal (a metropolitan service under public task) the purpose records
+    the sharing but `requires_consent` is False (GDPR Art. 6(1)(e)). ConsentError on a
+    client not saved, no scope or a scope the client may not ask for; nothing is written.
+    """
+    from consent.services import ConsentError, purpose_for_client
+
+    if client is None or getattr(client, "pk", None) is None:
+        raise ConsentError("a registered client is required")
+    normalised = _normalise_scopes(client, scopes)
+    scope_key = " ".join(normalised)
+    code = f"share:{client.client_id}:{'+'.join(normalised)}"
+    if len(code) > 255:
+        code = f"share:{client.client_id}:{hashlib.sha256(scope_key.encode()).hexdigest()[:16]}"
+    categories = claims_registry.data_categories(normalised)
+    internal = bool(getattr(client, "is_internal", False))
+    fields: dict[str, Any] = {
+        "code": code,
+        "title_fr": f"Partage avec {client.name}"[:200],
+        "title_en": f"Sharing with {client.name}"[:200],
+        "description_fr": f"Transmettre à {client.name} : {', '.join(c['fr'] for c in categories)}.",
+        "description_en": f"Send {client.name}: {', '.join(c['en'] for c in categories)}.",
+        "gdpr_article": "Art. 6(1)(e)" if internal else "Art. 6(1)(a)",
+        "dpv_legal_basis": "eu-gdpr:A6-1-e" if internal else "eu-gdpr:A6-1-a",
+        "dpv_purpose": "dpv:ServiceProvision",
+        "data_categories": categories,
+        "recipients": [client.name],
+        "retention_days": None,
+        "consent_lifetime_days": 395,
+        "requires_consent": not internal,
+    }
+    return purpose_for_client(client=client, key=scope_key, fields=fields)
+
+
 # (client pk, client_id, sorted scopes) -> purpose code. A purpose, once created for a
-# client and scope set, keeps its code (consent.services.purpose_for_client_scopes), so
+# client and scope set, keeps its code (purpose_for_client_scopes), so
 # the mapping never goes stale; whether it is granted is asked of the ledger every time.
 _purpose_codes: dict[tuple[Any, str, tuple[str, ...]], str] = {}
 _PURPOSE_CODES_MAX = 4096
@@ -39,7 +96,7 @@ _PURPOSE_CODES_MAX = 4096
 
 def sharing_purpose_code(client: Any, scopes: list[str] | set[str]) -> str | None:
     """The ledger purpose for these scopes at this client; None if it cannot exist."""
-    from consent.services import ConsentError, purpose_for_client_scopes
+    from consent.services import ConsentError
 
     key = (getattr(client, "pk", None), getattr(client, "client_id", ""), tuple(sorted(set(scopes))))
     code = _purpose_codes.get(key) if key[0] is not None else None

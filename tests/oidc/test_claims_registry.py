@@ -17,7 +17,7 @@ from django.test import Client as BrowserClient
 
 from consent.services import consent_record, purpose_create
 from identity.oidc import claims as registry
-from identity.oidc.consent import sharing_purpose_code
+from identity.oidc.consent import purpose_for_client_scopes, sharing_purpose_code
 from identity.services import ClientConfigError, client_register
 from tests.conftest import REDIRECT_URI, OIDCFlow, verify_id_token
 from tests.oidc.conftest import complete_flow, is_consent_page, userinfo
@@ -185,6 +185,21 @@ def test_the_consent_screen_speaks_english_from_the_registry(make_client, signed
     html = page.content.decode()
     assert "A sign-in identifier" in html
     assert "Un identifiant de connexion" not in html
+
+
+def test_the_sharing_purpose_records_the_providers_data_category(commune_provider, make_client) -> None:
+    rp = make_client(scopes=["openid", "commune"])
+    purpose = purpose_for_client_scopes(client=rp.client, scopes=["commune", "openid"])
+    assert purpose.data_categories == [
+        {"code": "commune", "kind": "declared", "fr": "Commune (test)", "en": "Town (test)"},
+        {
+            "code": "openid",
+            "kind": "declared",
+            "fr": "Identifiant de compte (pseudonyme)",
+            "en": "Account identifier (pseudonymous)",
+        },
+    ]
+    assert "Commune (test)" in purpose.description_fr and "Town (test)" in purpose.description_en
 
 
 def test_userinfo_and_the_id_token_release_the_providers_claims_while_consent_holds(
