@@ -159,6 +159,22 @@ def test_a_duplicate_scope_or_claim_or_provider_is_refused(commune_provider) -> 
         registry.register(COMMUNE)
     with pytest.raises(registry.ClaimsRegistryError, match="scope 'commune' is already provided"):
         registry.register(registry.ClaimProvider(name="again", scopes=COMMUNE.scopes[:1], read=COMMUNE.read))
+    with pytest.raises(registry.ClaimsRegistryError, match="malformed scope name"):
+        registry.register(
+            registry.ClaimProvider(
+                name="spaced",
+                scopes=(
+                    registry.ScopeSpec(
+                        name="two words",
+                        claims=("x",),
+                        what="x",
+                        why="y",
+                        data_category=registry.DataCategory(fr="x", en="x"),
+                    ),
+                ),
+                read=lambda user, scopes: {},
+            )
+        )
     # Nothing of the refused providers was kept.
     assert registry.supported_scopes() == ("openid", "profile", "email", "address", "phone", "commune")
     assert registry.claim_scope("work_email") is None

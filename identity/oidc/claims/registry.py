@@ -76,9 +76,10 @@ class ClaimProvider:
     purpose_code: str | None = None
 
 
+# Registration happens at start-up (AppConfig.ready) and in tests; reads are hot and take no
+# lock: every change builds new tables and swaps them in.
 _lock = threading.Lock()
 _providers: dict[str, ClaimProvider] = {}
-# Derived tables, rebuilt on every change (registration happens at start-up, reads are hot).
 _scope_provider: dict[str, ClaimProvider] = {}
 _scope_spec: dict[str, ScopeSpec] = {}
 _claim_scope: dict[str, str] = {}
@@ -86,21 +87,24 @@ _generation = 0
 
 
 def _rebuild() -> None:
-    global _generation
-    _scope_provider.clear()
-    _scope_spec.clear()
-    _claim_scope.clear()
+    """Recompute the derived tables and swap them in whole: a reader never sees them half-built."""
+    global _scope_provider, _scope_spec, _claim_scope, _generation
+    scope_provider: dict[str, ClaimProvider] = {}
+    scope_spec: dict[str, ScopeSpec] = {}
+    claim_scope: dict[str, str] = {}
     for provider in _providers.values():
         for spec in provider.scopes:
-            _scope_provider[spec.name] = provider
-            _scope_spec[spec.name] = spec
+            scope_provider[spec.name] = provider
+            scope_spec[spec.name] = spec
             for claim in spec.claims:
-                _claim_scope[claim] = spec.name
+                claim_scope[claim] = spec.name
+    _scope_provider, _scope_spec, _claim_scope = scope_provider, scope_spec, claim_scope
     _generation += 1
 
 
 def register(provider: ClaimProvider) -> None:
     """Add a provider. Refused (ClaimsRegistryError) if a scope, a claim or its name is taken."""
+    global _providers
     if not provider.name or not provider.scopes:
         raise ClaimsRegistryError("a claim provider needs a name and at least one scope")
     with _lock:
@@ -119,14 +123,16 @@ def register(provider: ClaimProvider) -> None:
                 if claim in _claim_scope or claim in seen_claims:
                     raise ClaimsRegistryError(f"claim {claim!r} is already released under another scope")
                 seen_claims.add(claim)
-        _providers[provider.name] = provider
+        _providers = {**_providers, provider.name: provider}
         _rebuild()
 
 
 def unregister(name: str) -> None:
     """Remove a provider by name (tests; a no-op if absent)."""
+    global _providers
     with _lock:
-        if _providers.pop(name, None) is not None:
+        if name in _providers:
+            _providers = {key: value for key, value in _providers.items() if key != name}
             _rebuild()
 
 
