@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from consent import rights as rights_registry
+
 
 class ConnectorsConfig(AppConfig):
     """Partner accounts, the connector protocol and the outbox that delivers to partners."""
@@ -12,3 +14,4 @@ class ConnectorsConfig(AppConfig):
         from connectors import handlers
 
         handlers.register_builtin_handlers()
+        rights_registry.register_module("connectors.rights")  # data-subject rights

@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from consent import rights as rights_registry
+
 
 class ConsentConfig(AppConfig):
     """Purposes, versioned notices, the append-only consent ledger, receipts and proofs."""
@@ -11,7 +13,5 @@ class ConsentConfig(AppConfig):
 
     def ready(self) -> None:
         from consent import checks  # noqa: F401  (registers system checks)
-        from consent.rights import register_provider
-        from consent.rights_provider import erase, export
 
-        register_provider("consent", export=export, erase=erase)
+        rights_registry.register_module("consent.rights_provider")  # data-subject rights

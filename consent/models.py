@@ -185,6 +185,10 @@ class Subject(models.Model):
     )
     # SHA-256 of the random browser id held in the visitor's cookie (browser subjects only).
     browser_id_hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # SHA-256 of the browser's secret, returned once to the widget that registered the
+    # browser: the proof needed to attach the browser to an account (the id alone travels
+    # in authorization URLs and proves nothing). Empty for browsers registered before it.
+    browser_secret_hash = models.CharField(max_length=64, blank=True, default="")
     wrapped_key = models.BinaryField(null=True, blank=True)
     key_destroyed_at = models.DateTimeField(null=True, blank=True)
     linked_at = models.DateTimeField(null=True, blank=True)

@@ -1,4 +1,16 @@
-"""The consent app's own data-rights provider (registered in ConsentConfig.ready)."""
+"""The consent app's own data-rights provider (registered in ConsentConfig.ready).
+
+Export section "consent": `pseudonyms` [{id, kind}], `current_choices` [{purpose, status,
+valid_until, renewal_required}] and `ledger_events` [{receipt_id, leaf_index, pseudonym,
+type, purpose, notice_version, collection_method, actor, partner_client_id, at,
+valid_until, details (decrypted; null once the key is destroyed)}].
+
+Erasure: consent.services.subject_erase, crypto-shredding: the per-subject data keys of
+the account and of the browsers attached to it are destroyed and the link between the
+account and its pseudonyms is cut. The ledger events stay under their pseudonym (proof of
+consent, GDPR Art. 7(1) and 17(3)(e)): leaf hashes, inclusion proofs, receipts and signed
+tree heads keep verifying; their encrypted details can no longer be read by anyone.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +18,12 @@ from typing import Any
 
 from consent import crypto
 from consent.models import ConsentState, LedgerEvent, Subject
-from consent.rights import ErasureReport
+from consent.rights import ORDER_CONSENT, ErasureReport
+from consent.services import subject_erase
+
+NAME = "consent"
+ORDER = ORDER_CONSENT
+MODELS = ("consent.Subject", "consent.ConsentState", "consent.LedgerEvent")
 
 
 def export(user: Any) -> dict[str, Any]:
@@ -59,6 +76,4 @@ def export(user: Any) -> dict[str, Any]:
 
 
 def erase(user: Any) -> ErasureReport:
-    from consent.services import subject_erase
-
     return subject_erase(user=user)

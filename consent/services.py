@@ -16,8 +16,10 @@ written):
 - `purpose_create(*, code, ...) -> Purpose` — add a purpose to the catalogue (DPO console).
 - `notice_publish(*, purpose, text_fr, text_en, material, acting_user=None) -> PrivacyNotice`
   — a new version; `material=True` puts current consents into renewal-required state.
-- `subject_link_browser(*, browser_id, user) -> list[LedgerEvent]` — at sign-in, attach an
-  anonymous browser's choices to the account.
+- `browser_subject_register(*, browser_id) -> str | None` — a new browser subject and its
+  secret (returned once), or None when the browser is already known.
+- `subject_link_browser(*, browser_id, browser_secret, user) -> list[LedgerEvent]` — attach
+  an anonymous browser's choices to the account, only with the browser's secret.
 - `subject_erase(*, user, acting_user=None) -> ErasureReport` — crypto-shredding.
 - `consent_expire_lapsed(*, now=None, limit=500) -> int` — optional cron job writing
   `expired` events for the record (the gate never needs it).
@@ -36,8 +38,10 @@ Semantics decided here (docs/ledger.md):
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
+import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -96,8 +100,17 @@ def browser_id_hash(browser_id: str) -> str:
     return hashlib.sha256(b"consent-browser:" + browser_id.encode()).hexdigest()
 
 
-def _new_subject(*, kind: str, user: User | None = None, browser_hash: str | None = None) -> Subject:
-    subject = Subject(kind=kind, user=user, browser_id_hash=browser_hash)
+def browser_secret_hash(browser_secret: str) -> str:
+    """The stored form of a browser's secret (the secret itself only lives in the widget)."""
+    return hashlib.sha256(b"consent-browser-secret:" + browser_secret.encode()).hexdigest()
+
+
+def _new_subject(
+    *, kind: str, user: User | None = None, browser_hash: str | None = None, secret_hash: str | None = None
+) -> Subject:
+    subject = Subject(
+        kind=kind, user=user, browser_id_hash=browser_hash, browser_secret_hash=secret_hash or ""
+    )
     subject.wrapped_key = crypto.new_wrapped_key(subject.id)
     subject.save(force_insert=True)
     return subject
@@ -400,9 +413,52 @@ def consent_expire_lapsed(*, now: datetime | None = None, limit: int = 500) -> i
 # --- Browser subjects ------------------------------------------------------------------------
 
 
-def subject_link_browser(*, browser_id: str, user: User) -> list[LedgerEvent]:
-    """Attach an anonymous browser's consent history to `user`'s account (call at sign-in).
+class BrowserProofError(ConsentError):
+    """The browser's secret is missing or wrong (or the browser has none). Nothing was written."""
 
+
+def browser_subject_register(*, browser_id: str) -> str | None:
+    """Register a browser met for the first time: returns its new secret, or None if known.
+
+    The secret is the only proof that a later request comes from the widget that registered
+    the browser (docs/partners.md): it is returned once and only its hash is kept.
+    """
+    browser_hash = browser_id_hash(browser_id)
+    if Subject.objects.filter(browser_id_hash=browser_hash).exists():
+        return None
+    secret = secrets.token_urlsafe(32)
+    try:
+        with transaction.atomic():
+            _new_subject(
+                kind=SubjectKind.BROWSER, browser_hash=browser_hash, secret_hash=browser_secret_hash(secret)
+            )
+    except IntegrityError:
+        return None  # registered concurrently by another request: that one holds the secret
+    return secret
+
+
+def browser_secret_check(*, browser_id: str, browser_secret: Any) -> bool | None:
+    """Whether `browser_secret` is this browser's; None when the browser has no secret
+    (unknown, or registered before secrets existed)."""
+    subject = (
+        Subject.objects.filter(browser_id_hash=browser_id_hash(browser_id), kind=SubjectKind.BROWSER)
+        .values_list("browser_secret_hash", flat=True)
+        .first()
+    )
+    if not subject:
+        return None
+    if not isinstance(browser_secret, str) or not browser_secret or len(browser_secret) > 128:
+        return False
+    return hmac.compare_digest(subject, browser_secret_hash(browser_secret))
+
+
+def subject_link_browser(*, browser_id: str, browser_secret: Any, user: User) -> list[LedgerEvent]:
+    """Attach an anonymous browser's consent history to `user`'s account.
+
+    Only with the browser's secret (`BrowserProofError` otherwise): the id alone is no proof
+    that the resident's browser made these choices (issue 9, finding 3). Callers make sure
+    the request also comes from the resident (their session, or a link ticket issued at the
+    end of their own authorization: consent.api.cookie).
     The browser's events stay where they are (the ledger never changes); for each purpose
     where the browser's current decision is more recent than the account's, a copy is
     appended under the account's pseudonym with `linked_from` = the original event id,
@@ -415,6 +471,8 @@ def subject_link_browser(*, browser_id: str, user: User) -> list[LedgerEvent]:
     browser_hash = browser_id_hash(browser_id)
     if not isinstance(user, User) or user.pk is None:
         raise ConsentError("user must be a saved resident account")
+    if browser_secret_check(browser_id=browser_id, browser_secret=browser_secret) is not True:
+        raise BrowserProofError("this browser's secret is required to attach its choices")
     appended: list[LedgerEvent] = []
     with transaction.atomic():
         head = ledger.lock_head()

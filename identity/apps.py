@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from consent import rights as rights_registry
+
 
 class IdentityConfig(AppConfig):
     name = "identity"
@@ -24,6 +26,7 @@ class IdentityConfig(AppConfig):
             claims.register(claims.STANDARD_PROVIDER)
         # Ending a session notifies its partners through the outbox (back-channel logout).
         backchannel.register()
+        rights_registry.register_module("identity.rights", "identity.oidc.rights")  # data-subject rights
         # Our staff pages for partner clients replace django-oauth-toolkit's (registered by
         # the admin autodiscovery, which django.contrib.admin ran before this app is ready).
         from identity import oidc_admin

@@ -82,7 +82,7 @@ def forms_with_errors(base: str, page: Any) -> None:
     page.get_by_label("Mot de passe").fill("court")
     page.get_by_role("button", name="Créer mon compte").click()
     summary = page.locator(".error-summary[role=alert]")
-    assert summary.is_visible()
+    summary.wait_for()
     assert axe_violations(page) == []
     summary.get_by_role("link").first.click()
     assert page.evaluate("document.activeElement.id") == "id_email"
@@ -91,7 +91,7 @@ def forms_with_errors(base: str, page: Any) -> None:
     page.get_by_label("Adresse e-mail").fill("nobody@example.org")
     page.get_by_label("Mot de passe").fill("wrong password")
     page.get_by_role("button", name="Se connecter").click()
-    assert "Adresse e-mail ou mot de passe incorrect" in page.locator("[role=alert]").inner_text()
+    page.locator("[role=alert]", has_text="Adresse e-mail ou mot de passe incorrect").wait_for()
     assert axe_violations(page) == []
 
 
@@ -117,7 +117,7 @@ def signed_in_pages(base: str, email: str, page: Any) -> None:
     page.get_by_label("Mot de passe actuel").fill("not it")
     page.get_by_label("Nouveau mot de passe").fill("a new passphrase for us")
     page.get_by_role("button", name="Enregistrer le nouveau mot de passe").click()
-    assert "Le mot de passe actuel est incorrect" in page.locator("[role=alert]").inner_text()
+    page.locator("[role=alert]", has_text="Le mot de passe actuel est incorrect").wait_for()
     assert axe_violations(page) == []
 
     page.goto(base + "/deconnexion/")

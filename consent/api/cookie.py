@@ -8,18 +8,29 @@ are written in one transaction: a bad purpose or value records nothing at all.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.db import transaction
 
 from consent.api import queries
 from consent.models import CollectionMethod, EventType, LedgerEvent, Purpose
 from consent.selectors import notice_current
-from consent.services import ConsentError, browser_id_hash, consent_record, subject_link_browser
+from consent.services import (
+    BrowserProofError,
+    ConsentError,
+    browser_id_hash,
+    browser_secret_check,
+    browser_subject_register,
+    consent_record,
+    subject_link_browser,
+)
 from identity.models import Client, User
 
 MAX_CHOICES = 20
@@ -137,9 +148,22 @@ def parse_choices(value: Any) -> dict[str, bool]:
     return dict(value)
 
 
+def parse_browser_secret(value: Any) -> str | None:
+    """The browser's secret as sent by the widget: checked against the stored hash later."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 128:
+        raise CookieInputError(
+            "invalid_browser_secret", "browser_secret must be a string", {"browser_secret": "invalid"}
+        )
+    return value
+
+
 @dataclass
 class CookieChoicesResult:
     browser_id: str
+    # Returned once, when this request registered the browser (docs/partners.md).
+    browser_secret: str | None = None
     events: list[LedgerEvent] = field(default_factory=list)
     linked: list[LedgerEvent] = field(default_factory=list)
 
@@ -156,19 +180,32 @@ def cookie_choices_record(
     choices: dict[str, bool],
     origin: str,
     signed_in_user: User | None = None,
+    browser_secret: str | None = None,
 ) -> CookieChoicesResult:
     """Record one ledger event per choice for this browser, all or nothing.
 
-    A browser without an id gets a new random one (UUID4). The partner site the choice was
-    made on is the event's partner (`collected_for`, so DPO searches by partner find it);
-    its origin is kept as evidence (encrypted details).
+    A browser without an id gets a new random one (UUID4). A browser met for the first time
+    gets a secret, returned once (`result.browser_secret`); a browser that has one must send
+    it (`BrowserProofError` otherwise: its id travels in authorization URLs, so knowing it
+    must not let anyone change its choices). Browsers registered before secrets existed have
+    none and are accepted without (they can never be attached to an account).
+    The partner site the choice was made on is the event's partner (`collected_for`, so DPO
+    searches by partner find it); its origin is kept as evidence (encrypted details).
     When `signed_in_user` is given (same-origin request from a signed-in resident), the
-    browser's history is attached to the account afterwards (`subject_link_browser`).
+    browser's history is attached to the account afterwards (`subject_link_browser`), with
+    the secret this request proved or was just given.
     """
     browser_id = browser_id or str(uuid.uuid4())
     result = CookieChoicesResult(browser_id=browser_id)
     evidence = {"collection_point": {"client_id": client.client_id, "origin": origin}}
     with transaction.atomic():
+        result.browser_secret = browser_subject_register(browser_id=browser_id)
+        if (
+            result.browser_secret is None
+            and browser_secret_check(browser_id=browser_id, browser_secret=browser_secret) is False
+        ):
+            raise BrowserProofError("browser_secret is missing or wrong for this browser_id")
+        proof = result.browser_secret or browser_secret
         for code in sorted(choices):
             result.events.append(
                 consent_record(
@@ -180,8 +217,10 @@ def cookie_choices_record(
                     details=evidence,
                 )
             )
-        if signed_in_user is not None:
-            result.linked = subject_link_browser(browser_id=browser_id, user=signed_in_user)
+        if signed_in_user is not None and browser_secret_check(browser_id=browser_id, browser_secret=proof):
+            result.linked = subject_link_browser(
+                browser_id=browser_id, browser_secret=proof, user=signed_in_user
+            )
     return result
 
 
@@ -217,6 +256,81 @@ def cookie_state(*, browser_id: str) -> dict[str, Any]:
     }
 
 
-def cookie_browser_link(*, browser_id: str, user: User) -> list[LedgerEvent]:
-    """Attach a browser's cookie choices to a signed-in resident's account."""
-    return subject_link_browser(browser_id=browser_id, user=user)
+def cookie_browser_link(*, browser_id: str, browser_secret: Any, user: User) -> list[LedgerEvent]:
+    """Attach a browser's cookie choices to a signed-in resident's account, with its secret."""
+    return subject_link_browser(browser_id=browser_id, browser_secret=browser_secret, user=user)
+
+
+# --- link tickets: attaching a partner site's visitor at the end of an authorization ---------------
+#
+# Why a ticket (issue 9, finding 3). The browser id reaches us in the authorization URL
+# (`cum_browser_id`), which anyone can build: an attacker registers a browser of their own,
+# then opens `/authorize?…&cum_browser_id=<theirs>` in the victim's signed-in browser. So the
+# authorization request never attaches anything. When it succeeds (a code is issued, never on
+# `prompt=none`), the redirect to the partner carries a one-time ticket (`cum_link`) bound to
+# the resident, the client and the browser the request named. Only the partner page in the
+# resident's browser receives it; the widget there redeems it with the browser id and secret
+# it keeps in its own storage (POST /consent/api/v1/cookie/attach). An attacker who started
+# the request does not see the ticket; the victim's widget holds another browser, so its
+# redemption fails; a ticket that leaks is useless without the named browser's secret, which
+# never leaves the widget's storage except towards our API. Origin headers play no part.
+# Tickets live in the cache every process shares (Redis, or the database without it).
+
+LINK_TICKET_SECONDS = 10 * 60
+_TICKET_CACHE = "ratelimit"  # shared by every process of a deployment (settings.CACHES)
+
+
+class LinkTicketError(ValueError):
+    """The link ticket is unknown, expired, used, or for another client or browser."""
+
+
+def _ticket_key(ticket: str) -> str:
+    return "consent-link-ticket:" + hashlib.sha256(ticket.encode()).hexdigest()
+
+
+def cookie_link_ticket_issue(*, user: User, client_id: str, browser_id: Any) -> str | None:
+    """A ticket to attach `browser_id` to `user`, or None if the browser cannot be attached.
+
+    Called once a resident's own authorization request succeeded. Only a browser with a
+    secret that made a choice on this client's site gets one (else nothing could redeem it).
+    """
+    from consent.selectors import browser_seen_by_client
+
+    try:
+        browser_hash = browser_id_hash(browser_id)
+    except ConsentError:
+        return None
+    if browser_secret_check(browser_id=browser_id, browser_secret="") is None:
+        return None
+    if not browser_seen_by_client(browser_id=browser_id, client_id=client_id):
+        return None
+    ticket = secrets.token_urlsafe(32)
+    caches[_TICKET_CACHE].set(
+        _ticket_key(ticket),
+        {"user": str(user.pk), "client_id": client_id, "browser": browser_hash},
+        LINK_TICKET_SECONDS,
+    )
+    return ticket
+
+
+def cookie_link_ticket_redeem(
+    *, ticket: Any, client_id: str, browser_id: str, browser_secret: Any
+) -> tuple[User, list[LedgerEvent]]:
+    """Attach the browser to the ticket's resident; the ticket is used up, even on failure.
+
+    Raises LinkTicketError (bad ticket) or BrowserProofError (wrong secret); nothing written.
+    """
+    if not isinstance(ticket, str) or not ticket or len(ticket) > 128:
+        raise LinkTicketError("link_ticket is required")
+    cache = caches[_TICKET_CACHE]
+    key = _ticket_key(ticket)
+    bound = cache.get(key)
+    # delete() reports whether this call removed it: of two concurrent uses, one wins.
+    if not isinstance(bound, dict) or not cache.delete(key):
+        raise LinkTicketError("unknown, expired or used link ticket")
+    if bound.get("client_id") != client_id or bound.get("browser") != browser_id_hash(browser_id):
+        raise LinkTicketError("this link ticket is for another client or browser")
+    user = User.objects.filter(pk=bound.get("user"), is_active=True).first()
+    if user is None:
+        raise LinkTicketError("the account of this link ticket is gone")
+    return user, subject_link_browser(browser_id=browser_id, browser_secret=browser_secret, user=user)

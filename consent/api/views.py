@@ -5,8 +5,10 @@
 - POST /consent/api/v1/cookie/choices?client_id=…         record choices (JSON body)
 - OPTIONS on both                                          CORS preflight
 - GET  /consent/api/v1/cookie/receipts/<id>?client_id=…&browser_id=…  receipt of a visitor's event
-- POST /consent/api/v1/cookie/link                          attach a browser id to the signed-in
-                                                           resident (session + CSRF, same site)
+- POST /consent/api/v1/cookie/attach?client_id=…          the widget redeems a link ticket with
+                                                           its browser id and secret (CORS)
+- POST /consent/api/v1/cookie/link                          attach a browser (id + secret) to the
+                                                           signed-in resident (session + CSRF, same site)
 - GET  /consent/recus/<id>.jws                              a signed-in resident's own receipt
 
 Errors are RFC 7807 problem details; nothing is recorded on bad input.
@@ -34,7 +36,7 @@ from rest_framework.views import APIView
 from consent.api import cookie, cors, queries
 from consent.api.problems import api_problem
 from consent.receipts import receipt_for_event
-from consent.services import ConsentError
+from consent.services import BrowserProofError, ConsentError
 from identity import ratelimit
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,61 @@ def _throttled(request: HttpRequest) -> int:
 
 def _input_problem(exc: cookie.CookieInputError) -> JsonResponse:
     return api_problem(400, exc.code, _("Requête invalide"), str(exc), errors=exc.errors)
+
+
+def _secret_problem() -> JsonResponse:
+    return api_problem(
+        403,
+        "browser_secret_invalid",
+        _("Navigateur non reconnu"),
+        _("Le secret de ce navigateur est absent ou faux."),
+        errors={"browser_secret": "invalid"},
+    )
+
+
+def _too_many(retry_after: int) -> JsonResponse:
+    response = api_problem(
+        429,
+        "rate_limited",
+        _("Trop de requêtes"),
+        _("Trop de choix envoyés depuis cette adresse. Réessayez plus tard."),
+    )
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _too_large() -> JsonResponse:
+    return api_problem(413, "body_too_large", _("Requête trop volumineuse"), f"max {MAX_BODY_BYTES} bytes")
+
+
+def _json_body(request: Request) -> dict[str, Any] | JsonResponse:
+    """The JSON object of a small application/json body, or the problem to answer."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_BODY_BYTES:
+        return _too_large()
+    content_type = (request.content_type or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return api_problem(
+            415,
+            "unsupported_media_type",
+            _("Format non pris en charge"),
+            "Content-Type: application/json",
+        )
+    raw = request._request.body
+    if len(raw) > MAX_BODY_BYTES:
+        return _too_large()
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return api_problem(
+            400, "invalid_json", _("Requête invalide"), _("Le corps n'est pas du JSON valide.")
+        )
+    if not isinstance(body, dict):
+        return api_problem(400, "invalid_json", _("Requête invalide"), _("Le corps doit être un objet JSON."))
+    return body
 
 
 def _receipt_response(event: Any) -> HttpResponse:
@@ -147,45 +204,10 @@ class CookieChoicesView(CookieAPIView):
     def post(self, request: Request) -> HttpResponse:
         retry_after = _throttled(request._request)
         if retry_after:
-            response = api_problem(
-                429,
-                "rate_limited",
-                _("Trop de requêtes"),
-                _("Trop de choix envoyés depuis cette adresse. Réessayez plus tard."),
-            )
-            response["Retry-After"] = str(retry_after)
-            return response
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > MAX_BODY_BYTES:
-            return api_problem(
-                413, "body_too_large", _("Requête trop volumineuse"), f"max {MAX_BODY_BYTES} bytes"
-            )
-        content_type = (request.content_type or "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            return api_problem(
-                415,
-                "unsupported_media_type",
-                _("Format non pris en charge"),
-                "Content-Type: application/json",
-            )
-        raw = request._request.body
-        if len(raw) > MAX_BODY_BYTES:
-            return api_problem(
-                413, "body_too_large", _("Requête trop volumineuse"), f"max {MAX_BODY_BYTES} bytes"
-            )
-        try:
-            body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return api_problem(
-                400, "invalid_json", _("Requête invalide"), _("Le corps n'est pas du JSON valide.")
-            )
-        if not isinstance(body, dict):
-            return api_problem(
-                400, "invalid_json", _("Requête invalide"), _("Le corps doit être un objet JSON.")
-            )
+            return _too_many(retry_after)
+        body = _json_body(request)
+        if isinstance(body, JsonResponse):
+            return body
 
         client, error = self._client_or_problem(body.get("client_id"))
         if error is not None:
@@ -208,6 +230,7 @@ class CookieChoicesView(CookieAPIView):
             )
         try:
             browser_id = cookie.parse_browser_id(body.get("browser_id"), required=False)
+            browser_secret = cookie.parse_browser_secret(body.get("browser_secret"))
             choices = cookie.parse_choices(body.get("choices"))
         except cookie.CookieInputError as exc:
             return _input_problem(exc)
@@ -215,10 +238,13 @@ class CookieChoicesView(CookieAPIView):
             result = cookie.cookie_choices_record(
                 client=client,
                 browser_id=browser_id,
+                browser_secret=browser_secret,
                 choices=choices,
                 origin=self.origin,
                 signed_in_user=self._same_site_resident(request),
             )
+        except BrowserProofError:
+            return _secret_problem()
         except ConsentError as exc:
             return api_problem(400, "consent_refused", _("Choix non enregistré"), str(exc))
         logger.info(
@@ -227,9 +253,11 @@ class CookieChoicesView(CookieAPIView):
             [str(e.id) for e in result.events],
         )
         expires_at = result.expires_at
+        secret = {"browser_secret": result.browser_secret} if result.browser_secret else {}
         return JsonResponse(
             {
                 "browser_id": result.browser_id,
+                **secret,
                 "receipt_ids": [str(event.id) for event in result.events],
                 "choices": choices,
                 "expires_at": expires_at.isoformat() if expires_at else None,
@@ -242,7 +270,10 @@ class CookieChoicesView(CookieAPIView):
         """The signed-in resident, only for a request made by our own pages (same origin).
 
         The browser sets `Origin` and a page of another origin cannot forge ours, so this is
-        the same check Django's CSRF protection makes on the Origin header.
+        the same check Django's CSRF protection makes on the Origin header. A non-browser
+        client can send any Origin, but not the resident's session cookie: the session is
+        what proves whose browser this is. Even then a browser we already know is attached
+        only with its secret (cookie_choices_record): the id in the body proves nothing.
         """
         if self.origin != cors.normalise_origin(settings.ISSUER):
             return None
@@ -268,11 +299,71 @@ class CookieReceiptView(CookieAPIView):
         return _receipt_response(event)
 
 
-class CookieLinkView(APIView):
-    """POST {browser_id}: attach this browser's cookie choices to the signed-in resident.
+class CookieAttachView(CookieAPIView):
+    """POST {client_id, browser_id, browser_secret, link_ticket}: the widget attaches its browser.
 
-    Same-site only (session cookie + CSRF token): the sign-in flow calls the same function
-    with the `cum_browser_id` authorization parameter (docs/partners.md).
+    The ticket comes from the end of the resident's own successful authorization (the
+    `cum_link` parameter of the redirect to the partner, consent.api.cookie); the id and
+    secret from the widget's storage. Anonymous and cross-origin like the other calls: the
+    proof is the ticket and the secret together, not the Origin header (any non-browser
+    client can set it), which is only checked so that browsers treat it like `choices`.
+    """
+
+    def post(self, request: Request) -> HttpResponse:
+        retry_after = _throttled(request._request)
+        if retry_after:
+            return _too_many(retry_after)
+        body = _json_body(request)
+        if isinstance(body, JsonResponse):
+            return body
+        client, error = self._client_or_problem(body.get("client_id"))
+        if error is not None:
+            return error
+        self.cors_client = client
+        if not cors.origin_allowed(client, self.origin):
+            return api_problem(
+                403,
+                "origin_not_allowed",
+                _("Origine non autorisée"),
+                _("Cette origine n'est pas enregistrée pour ce service partenaire."),
+            )
+        try:
+            browser_id = cookie.parse_browser_id(body.get("browser_id"), required=True)
+            browser_secret = cookie.parse_browser_secret(body.get("browser_secret"))
+        except cookie.CookieInputError as exc:
+            return _input_problem(exc)
+        assert browser_id is not None
+        try:
+            _user, linked = cookie.cookie_link_ticket_redeem(
+                ticket=body.get("link_ticket"),
+                client_id=client.client_id,
+                browser_id=browser_id,
+                browser_secret=browser_secret,
+            )
+        except (cookie.LinkTicketError, ConsentError):
+            # One answer for every failure: the ticket was used up either way.
+            return api_problem(
+                400,
+                "invalid_link",
+                _("Rattachement impossible"),
+                _(
+                    "Ce lien de rattachement est inconnu, expiré, déjà utilisé "
+                    "ou ne correspond pas à ce navigateur."
+                ),
+                errors={"link_ticket": "invalid"},
+            )
+        logger.info(
+            "cookie browser attached client=%s events=%s", client.client_id, [str(e.id) for e in linked]
+        )
+        return JsonResponse({"browser_id": browser_id, "linked_event_ids": [str(e.id) for e in linked]})
+
+
+class CookieLinkView(APIView):
+    """POST {browser_id, browser_secret}: attach this browser's choices to the signed-in resident.
+
+    Same-site only (session cookie + CSRF token), for our own pages; the browser's secret is
+    required, the id alone proves nothing (docs/partners.md). Partner sites use link tickets
+    (CookieAttachView).
     """
 
     permission_classes = [IsAuthenticated]
@@ -282,10 +373,22 @@ class CookieLinkView(APIView):
         data = request.data if isinstance(request.data, dict) else {}
         try:
             browser_id = cookie.parse_browser_id(data.get("browser_id"), required=True)
+            browser_secret = cookie.parse_browser_secret(data.get("browser_secret"))
         except cookie.CookieInputError as exc:
             return _input_problem(exc)
         assert browser_id is not None
-        linked = cookie.cookie_browser_link(browser_id=browser_id, user=request.user)
+        try:
+            linked = cookie.cookie_browser_link(
+                browser_id=browser_id, browser_secret=browser_secret, user=request.user
+            )
+        except BrowserProofError:
+            return api_problem(
+                400,
+                "browser_secret_invalid",
+                _("Navigateur non reconnu"),
+                _("Le secret de ce navigateur est absent ou faux."),
+                errors={"browser_secret": "invalid"},
+            )
         return JsonResponse({"browser_id": browser_id, "linked_event_ids": [str(e.id) for e in linked]})
 
 

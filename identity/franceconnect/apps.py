@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from consent import rights as rights_registry
+
 
 class FranceConnectConfig(AppConfig):
     """Its own app (label "franceconnect") so that its migrations never clash with identity's."""
@@ -21,3 +23,4 @@ class FranceConnectConfig(AppConfig):
         # Every sign-in and sign-out keeps or drops the pending FranceConnect identity.
         user_logged_in.connect(receivers.on_user_logged_in, dispatch_uid="franceconnect_pending_sign_in")
         user_logged_out.connect(receivers.on_user_logged_out, dispatch_uid="franceconnect_pending_sign_out")
+        rights_registry.register_module("identity.franceconnect.rights")  # data-subject rights

@@ -8,6 +8,9 @@ Used once: the first `/authorize?client_id=…&request_uri=…` consumes it. Whe
 has to send the browser to the sign-in page or to a second-factor step-up, the parameters
 are kept in this browser's session for a few minutes so that it can come back to the same
 URL once, and only once; any other browser, or any other use, gets `invalid_request_uri`.
+The parameters are kept whole, `prompt=login` and `max_age` included: the authorization
+view decides from the moment it sent the browser to sign in whether the sign-in it asked for
+happened (identity/oidc/views/authorize.py, `_needs_login`).
 """
 
 from __future__ import annotations

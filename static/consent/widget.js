@@ -7,6 +7,11 @@
  * The partner listens to the `cum:consent` event on `document`:
  *   document.addEventListener("cum:consent", function (e) { e.detail.choices["personalisation-browsing"] … });
  * Silence is refusal: until the visitor chooses, every purpose that needs consent is false.
+ * Attaching the visitor's choices to their account after sign-in: add
+ * cum_browser_id=<event.detail.browserId> to the authorization request; the code redirect
+ * then carries cum_link=<ticket>, which this widget redeems on the page it lands on (or pass
+ * it to window.CumConsent.link(ticket)) with the browser's secret, kept in this site's storage
+ * and never shown to the page. See docs/partners.md.
  */
 (function () {
   "use strict";
@@ -76,6 +81,7 @@
   var state = {
     config: null,
     browserId: null,
+    browserSecret: null,
     choices: {},
     decided: false,
     expiresAt: null,
@@ -146,6 +152,7 @@
     try {
       window.localStorage.setItem(storeKey, JSON.stringify({
         browserId: state.browserId,
+        browserSecret: state.browserSecret,
         choices: state.choices,
         decided: state.decided,
         expiresAt: state.expiresAt,
@@ -461,13 +468,12 @@
   function submit(choices, source, status) {
     state.busy = true;
     status.textContent = "";
-    var body = { client_id: clientId, choices: choices };
-    if (state.browserId) {
-      body.browser_id = state.browserId;
-    }
     var wasInBanner = source === "banner";
-    return call("POST", "choices", body).then(function (data) {
+    return postChoices(choices).then(function (data) {
       state.browserId = data.browser_id;
+      if (data.browser_secret) {
+        state.browserSecret = data.browser_secret;
+      }
       state.choices = Object.assign({}, state.choices, choices);
       state.decided = true;
       state.expiresAt = data.expires_at;
@@ -495,6 +501,56 @@
     });
   }
 
+  function postChoices(choices) {
+    var body = { client_id: clientId, choices: choices };
+    // A browser id without its secret (kept by an older version of this widget) can never
+    // be attached to an account: start afresh, the choices are being sent again anyway.
+    if (state.browserId && state.browserSecret) {
+      body.browser_id = state.browserId;
+      body.browser_secret = state.browserSecret;
+    }
+    return call("POST", "choices", body).catch(function (error) {
+      if (body.browser_id && error.problem && error.problem.code === "browser_secret_invalid") {
+        state.browserId = null;
+        state.browserSecret = null;
+        return call("POST", "choices", { client_id: clientId, choices: choices });
+      }
+      throw error;
+    });
+  }
+
+  // --- attaching this browser's choices to the resident's account ----------------------------
+
+  function attachBrowser(ticket) {
+    // The ticket (cum_link) comes from the end of the resident's own authorization; the id and
+    // secret from this site's storage: together they prove this browser made the choices.
+    var attempt = ticket && state.browserId && state.browserSecret ? call("POST", "attach", {
+      client_id: clientId,
+      browser_id: state.browserId,
+      browser_secret: state.browserSecret,
+      link_ticket: ticket
+    }) : Promise.reject(new Error("nothing to attach"));
+    return attempt.then(function () { return true; }, function () { return false; }).then(function (linked) {
+      document.dispatchEvent(new CustomEvent("cum:linked", { detail: { linked: linked } }));
+      return linked;
+    });
+  }
+
+  function takeTicketFromAddress() {
+    // Remove it from the address bar and history: it is used once, and must not leak further.
+    var url = new URL(window.location.href);
+    var ticket = url.searchParams.get("cum_link");
+    if (ticket) {
+      url.searchParams.delete("cum_link");
+      try {
+        window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+      } catch (error) {
+        // Address bar left as it is: the ticket is spent once redeemed anyway.
+      }
+    }
+    return ticket;
+  }
+
   // --- start ---------------------------------------------------------------------------------
 
   function start() {
@@ -506,6 +562,11 @@
 
     var stored = load();
     state.browserId = (stored && stored.browserId) || null;
+    state.browserSecret = (stored && stored.browserSecret) || null;
+    var ticket = takeTicketFromAddress();
+    if (ticket) {
+      attachBrowser(ticket);
+    }
     var pending = [call("GET", "config")];
     if (state.browserId) {
       pending.push(call("GET", "choices?browser_id=" + encodeURIComponent(state.browserId)).catch(function () {
@@ -540,6 +601,7 @@
 
   window.CumConsent = {
     open: function () { openDialog(document.activeElement); },
+    link: attachBrowser,
     choices: function () { return Object.assign({}, state.choices); },
     decided: function () { return state.decided; }
   };

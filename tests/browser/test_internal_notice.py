@@ -65,15 +65,13 @@ def test_information_page_is_accessible_and_continues_to_the_service(
     heading.wait_for()
     assert "Espace démarches" in heading.inner_text()
     assert page.locator("html").get_attribute("lang") == "fr"
-    assert page.get_by_role(
-        "link", name="Politique de confidentialité du Compte unique métropolitain"
-    ).is_visible()
+    page.get_by_role("link", name="Politique de confidentialité du Compte unique métropolitain").wait_for()
     assert axe_violations(page) == []
 
     # English, through the language switcher (it comes back to the same request).
     page.get_by_role("button", name="English – changer de langue").click()
     page.wait_for_selector("html[lang=en]")
-    assert page.get_by_role("heading", name="Why you are not asked to agree").is_visible()
+    page.get_by_role("heading", name="Why you are not asked to agree").wait_for()
     assert axe_violations(page) == []
 
     # The single button is reachable with the keyboard and shows where focus is.

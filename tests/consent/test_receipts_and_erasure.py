@@ -13,7 +13,13 @@ from consent import crypto, merkle, rights
 from consent.models import LedgerEvent, Subject
 from consent.receipts import ReceiptInvalid, receipt_for_event, receipt_verify
 from consent.selectors import consent_is_granted, event_details, event_proof, ledger_verify, verify_tree_head
-from consent.services import consent_record, subject_erase, subject_link_browser, tree_head_sign
+from consent.services import (
+    browser_subject_register,
+    consent_record,
+    subject_erase,
+    subject_link_browser,
+    tree_head_sign,
+)
 
 KANTARA_REQUIRED = {
     "version",
@@ -159,13 +165,16 @@ def test_erasure_shreds_the_details_while_proofs_still_verify(make_resident: Any
         collection_method="web_form",
         details={"evidence": "voisin"},
     )
+    browser_secret = browser_subject_register(browser_id="browser-of-the-resident-000000")
     consent_record(
         browser_id="browser-of-the-resident-000000",
         purpose_code="personalisation-browsing",
         event_type="given",
         collection_method="cookie_widget",
     )
-    subject_link_browser(browser_id="browser-of-the-resident-000000", user=resident)
+    subject_link_browser(
+        browser_id="browser-of-the-resident-000000", browser_secret=browser_secret, user=resident
+    )
     token_before = receipt_for_event(event)
     head_before = tree_head_sign()
     ciphertext = bytes(event.details_ciphertext)

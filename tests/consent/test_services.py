@@ -19,8 +19,10 @@ from consent.selectors import (
     processing_register,
 )
 from consent.services import (
+    BrowserProofError,
     ConsentError,
     UnknownPurpose,
+    browser_subject_register,
     consent_expire_lapsed,
     consent_record,
     notice_content_sha256,
@@ -290,6 +292,8 @@ def test_a_browser_history_is_attached_to_the_account_at_sign_in(make_resident: 
     consent_record(
         user=resident, purpose_code="audience-measurement", event_type="given", collection_method="web_form"
     )
+    secret = browser_subject_register(browser_id=BROWSER)
+    assert secret and browser_subject_register(browser_id=BROWSER) is None  # returned once
     consent_record(
         browser_id=BROWSER,
         purpose_code="personalisation-browsing",
@@ -307,7 +311,12 @@ def test_a_browser_history_is_attached_to_the_account_at_sign_in(make_resident: 
         "audience-measurement": "refused",
     }
     assert not consent_is_granted(user=resident, purpose_code="personalisation-browsing")
-    copied = subject_link_browser(browser_id=BROWSER, user=resident)
+    # The browser id alone proves nothing (issue 9, finding 3): its secret is required.
+    for wrong in (None, "", "not-the-secret"):
+        with pytest.raises(BrowserProofError):
+            subject_link_browser(browser_id=BROWSER, browser_secret=wrong, user=resident)
+    assert not consent_is_granted(user=resident, purpose_code="personalisation-browsing")
+    copied = subject_link_browser(browser_id=BROWSER, browser_secret=secret, user=resident)
     assert {(e.purpose_code, e.event_type) for e in copied} == {
         ("personalisation-browsing", "given"),
         ("audience-measurement", "refused"),  # more recent than the account's choice
@@ -318,9 +327,19 @@ def test_a_browser_history_is_attached_to_the_account_at_sign_in(make_resident: 
     assert consent_is_granted(user=resident, purpose_code="personalisation-browsing")
     assert not consent_is_granted(user=resident, purpose_code="audience-measurement")
     # Idempotent, and a shared browser is not attached to a second account.
-    assert subject_link_browser(browser_id=BROWSER, user=resident) == []
-    assert subject_link_browser(browser_id=BROWSER, user=make_resident()) == []
-    assert subject_link_browser(browser_id="unknown-browser-id-0000000", user=resident) == []
+    assert subject_link_browser(browser_id=BROWSER, browser_secret=secret, user=resident) == []
+    assert subject_link_browser(browser_id=BROWSER, browser_secret=secret, user=make_resident()) == []
+    # An unknown browser, or one registered before secrets existed, cannot be attached.
+    with pytest.raises(BrowserProofError):
+        subject_link_browser(browser_id="unknown-browser-id-0000000", browser_secret=secret, user=resident)
+    consent_record(
+        browser_id="legacy-browser-id-00000000",
+        purpose_code="personalisation-browsing",
+        event_type="given",
+        collection_method="cookie_widget",
+    )
+    with pytest.raises(BrowserProofError):
+        subject_link_browser(browser_id="legacy-browser-id-00000000", browser_secret="", user=resident)
 
 
 def test_expiry_events_are_optional_bookkeeping(make_resident: Any, monkeypatch: Any) -> None:

@@ -124,10 +124,15 @@ def test_refusing_all_is_one_request_and_grants_nothing(api: BrowserClient, part
 
 def test_a_known_browser_keeps_its_id_and_can_change_its_mind(api: BrowserClient, partner: Any) -> None:
     first = post_choices(api, {"client_id": partner.client_id, "choices": {BROWSING: True}}).json()
-    second = post_choices(
-        api, {"client_id": partner.client_id, "browser_id": first["browser_id"], "choices": {BROWSING: False}}
-    ).json()
+    assert len(first["browser_secret"]) >= 43  # returned once, kept by the widget
+    again = {"client_id": partner.client_id, "browser_id": first["browser_id"], "choices": {BROWSING: False}}
+    # Its id travels in authorization URLs: without the secret, nobody changes its choices.
+    for wrong in ({}, {"browser_secret": "not-the-secret"}):
+        assert assert_problem(post_choices(api, {**again, **wrong}), 403)["code"] == "browser_secret_invalid"
+    assert consent_is_granted_for_browser(browser_id=first["browser_id"], purpose_code=BROWSING)
+    second = post_choices(api, {**again, "browser_secret": first["browser_secret"]}).json()
     assert second["browser_id"] == first["browser_id"]
+    assert "browser_secret" not in second
     assert not consent_is_granted_for_browser(browser_id=first["browser_id"], purpose_code=BROWSING)
 
 
@@ -378,13 +383,17 @@ def test_a_signed_in_resident_attaches_a_browser_id(partner: Any, resident: Any)
     http = BrowserClient(enforce_csrf_checks=True)
     http.force_login(resident)
     link = "/consent/api/v1/cookie/link"
-    refused = http.post(link, {"browser_id": body["browser_id"]}, content_type="application/json")
+    proof = {"browser_id": body["browser_id"], "browser_secret": body["browser_secret"]}
+    refused = http.post(link, proof, content_type="application/json")
     assert_problem(refused, 403)  # no CSRF token
     http.get("/compte/")
     token = http.cookies["cum_csrf"].value
-    response = http.post(
+    # The id alone proves nothing (issue 9, finding 3).
+    alone = http.post(
         link, {"browser_id": body["browser_id"]}, content_type="application/json", HTTP_X_CSRFTOKEN=token
     )
+    assert assert_problem(alone, 400)["code"] == "browser_secret_invalid"
+    response = http.post(link, proof, content_type="application/json", HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 200, response.content
     linked = response.json()["linked_event_ids"]
     assert len(linked) == 1
@@ -459,3 +468,18 @@ def test_a_resident_downloads_only_their_own_receipts(
     assert receipt_verify(response.content.decode())["kantara"]["piiPrincipalId"] == str(own.subject_id)
     assert http.get(f"/consent/recus/{other.id}.jws").status_code == 404
     assert http.get(f"/consent/recus/{uuid.uuid4()}.jws").status_code == 404
+
+
+# --- the demo partner page ---------------------------------------------------------------------------
+
+
+def test_the_demo_page_listens_before_the_widget_runs(make_client: Any, settings: Any) -> None:
+    """Deferred scripts run in order, and the widget's first cum:consent event can fire as soon
+    as widget.js runs: the page's listener (demo.js) must come first, or on a busy machine the
+    event goes to nobody (issue 9, finding 11: the flaky banner test read `first` as None)."""
+    from identity.management.commands.load_demo import DEMO_CLIENT_NAME
+
+    settings.DEMO_ENABLED = True
+    make_client(name=DEMO_CLIENT_NAME)
+    html = BrowserClient().get("/consent/demo-widget/").content.decode()
+    assert 0 < html.index("consent/demo.js") < html.index("consent/widget.js")

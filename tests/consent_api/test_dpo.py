@@ -382,13 +382,14 @@ def test_statistics_count_grants_refusals_and_withdrawals(dpo_http: BrowserClien
 
 
 def test_statistics_leave_out_copies_made_at_sign_in(dpo_http: BrowserClient, ledger: Any) -> None:
-    from consent.services import subject_link_browser
+    from consent.services import browser_subject_register, subject_link_browser
 
     browser_id = str(uuid.uuid4())
+    secret = browser_subject_register(browser_id=browser_id)
     consent_record(
         browser_id=browser_id, purpose_code=BROWSING, event_type="given", collection_method="cookie_widget"
     )
-    assert subject_link_browser(browser_id=browser_id, user=ledger["bob"])
+    assert subject_link_browser(browser_id=browser_id, browser_secret=secret, user=ledger["bob"])
     today = timezone.localdate().isoformat()
     stats = dpo_http.get("/dpo/api/v1/stats", {"purpose": BROWSING, "from": today, "to": today}).json()
     assert stats["purposes"][0]["totals"]["grants"] == 3  # 2 + the browser's, not its copy

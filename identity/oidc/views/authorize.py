@@ -23,11 +23,12 @@ In order, for a request whose client and redirect URI are valid:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -60,8 +61,10 @@ from identity.sessions import browser_session_for_request
 
 PENDING_SESSION_KEY = "cum_pending_authorizations"
 MAX_PENDING = 5
-# Parameters that force a fresh sign-in; dropped from the request we resume after it.
-_REAUTH_PARAMS = ("prompt", "max_age")
+# When this browser was sent to sign in for a request (by a fingerprint of the request): a
+# request with prompt=login or max_age resumes only after a sign-in at or after that moment.
+SIGN_IN_ASKED_SESSION_KEY = "cum_sign_in_asked"
+SIGN_IN_ASKED_SECONDS = 30 * 60
 _PENDING_CREDENTIALS = {
     "client_id",
     "redirect_uri",
@@ -73,7 +76,30 @@ _PENDING_CREDENTIALS = {
     "claims",
     "cum_required_acr",
     "resource",  # RFC 8707, as checked by Validator.validate_authorization_resource
+    "cum_browser_id",
 }
+
+
+def _sign_in_asked(request: HttpRequest, key: str) -> None:
+    """Record (once: the first time counts) when this browser was sent to sign in for a request."""
+    now = int(time.time())
+    asked = {
+        name: at
+        for name, at in dict(request.session.get(SIGN_IN_ASKED_SESSION_KEY) or {}).items()
+        if isinstance(at, int) and now - at < SIGN_IN_ASKED_SECONDS
+    }
+    if key not in asked and len(asked) >= MAX_PENDING:
+        for old in sorted(asked, key=asked.__getitem__)[: len(asked) - MAX_PENDING + 1]:
+            asked.pop(old)
+    asked.setdefault(key, now)
+    request.session[SIGN_IN_ASKED_SESSION_KEY] = asked
+
+
+def _sign_in_asked_at(request: HttpRequest, key: str) -> int | None:
+    at = (request.session.get(SIGN_IN_ASKED_SESSION_KEY) or {}).get(key)
+    if not isinstance(at, int) or time.time() - at >= SIGN_IN_ASKED_SECONDS:
+        return None
+    return at
 
 
 def _params(request: HttpRequest) -> QueryDict:
@@ -135,6 +161,7 @@ class _AuthorizationMixin(OAuthLibMixin):
         credentials["cum_sid"] = session.sid
         credentials["cum_acr"] = reached
         credentials["cum_amr"] = session_amr(request)
+        browser_id = credentials.pop("cum_browser_id", None)
         try:
             with transaction.atomic():
                 if consent_purpose:
@@ -144,9 +171,10 @@ class _AuthorizationMixin(OAuthLibMixin):
                 uri, _headers, _body, _status = self.create_authorization_response(
                     request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
                 )
-                _attach_cookie_choices(request, credentials.get("client_id", ""))
         except OAuthToolkitError as error:
             return self._oauth_error(error, credentials)
+        if browser_id:
+            uri = _with_link_ticket(uri, request, credentials.get("client_id", ""), browser_id)
         return SeeOther(uri)
 
     def _oauth_error(
@@ -174,32 +202,35 @@ def ui_language(ui_locales: str) -> str:
     return ""
 
 
+# Where an older version kept `cum_browser_id` between requests; dropped on sight.
 BROWSER_ID_SESSION_KEY = "cum_browser_id"
 
 
-def _remember_browser_id(request: HttpRequest, value: str | None, client_id: str) -> None:
-    """`cum_browser_id`: the consent widget's id of this visitor on the partner's site."""
-    import uuid
+def _browser_to_link(value: str | None, prompt: set[str]) -> str | None:
+    """`cum_browser_id`: which browser the partner's consent widget would like to attach.
 
-    if not value:
-        return
-    try:
-        browser_id = str(uuid.UUID(value))
-    except (ValueError, TypeError, AttributeError):
-        return  # an unusable value is ignored, like any unknown parameter
-    request.session[BROWSER_ID_SESSION_KEY] = {"browser_id": browser_id, "client_id": client_id}
+    Not a proof of anything (anyone can put any id in a URL): it only names the browser a
+    link ticket will be bound to, once the request succeeds (`_with_link_ticket`). Never on
+    `prompt=none`: a silent request must not start anything for a browser. The id travels
+    with the request itself (its parameters, the pushed request, the pending consent), never
+    in the session, so it ends with the request whatever the outcome.
+    """
+    if not value or not isinstance(value, str) or "none" in prompt:
+        return None
+    return value if len(value) <= 128 else None
 
 
-def _attach_cookie_choices(request: HttpRequest, client_id: str) -> None:
-    """After sign-in, the visitor's cookie choices on this partner's site follow the account."""
-    pending = request.session.pop(BROWSER_ID_SESSION_KEY, None)
-    if not isinstance(pending, dict) or pending.get("client_id") != client_id:
-        return
-    from consent.api.cookie import cookie_browser_link
-    from consent.selectors import browser_seen_by_client
+def _with_link_ticket(uri: str, request: HttpRequest, client_id: str, browser_id: str) -> str:
+    """The code redirect plus `cum_link`, a one-time ticket the partner page's widget redeems
+    with that browser's secret (consent.api.cookie explains why it takes both)."""
+    from consent.api.cookie import cookie_link_ticket_issue
 
-    if browser_seen_by_client(browser_id=pending["browser_id"], client_id=client_id):
-        cookie_browser_link(browser_id=pending["browser_id"], user=request.user)
+    ticket = cookie_link_ticket_issue(user=request.user, client_id=client_id, browser_id=browser_id)
+    if ticket is None:
+        return uri
+    parts = urlsplit(uri)
+    extra = urlencode({"cum_link": ticket})
+    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
 
 
 @method_decorator([csrf_exempt, never_cache], name="dispatch")
@@ -278,7 +309,7 @@ class AuthorizeView(_AuthorizationMixin, View):
 
         redirect_uri = credentials["redirect_uri"]
         state = credentials.get("state")
-        _remember_browser_id(request, params.get("cum_browser_id"), credentials["client_id"])
+        request.session.pop(BROWSER_ID_SESSION_KEY, None)
 
         if malformed_claims:
             return redirect_error(redirect_uri, "invalid_request", "Malformed claims parameter.", state)
@@ -312,6 +343,9 @@ class AuthorizeView(_AuthorizationMixin, View):
         prompt = set(params.get("prompt", "").split())
         if "none" in prompt and len(prompt) > 1:
             return redirect_error(redirect_uri, "invalid_request", "prompt=none cannot be combined.", state)
+        browser_id = _browser_to_link(params.get("cum_browser_id"), prompt)
+        if browser_id:
+            credentials["cum_browser_id"] = browser_id
 
         max_age = params.get("max_age")
         if max_age is not None:
@@ -329,7 +363,7 @@ class AuthorizeView(_AuthorizationMixin, View):
         if "create" in prompt and not request.user.is_authenticated:
             # OpenID Connect Prompt Create 1.0: the account-creation page, then this request.
             return self._to_login(request, params, create=True)
-        if self._needs_login(request, prompt, max_age_seconds):
+        if self._needs_login(request, params, prompt, max_age_seconds):
             if "none" in prompt:
                 return redirect_error(redirect_uri, "login_required", "The resident is not signed in.", state)
             return self._to_login(request, params)
@@ -442,31 +476,47 @@ class AuthorizeView(_AuthorizationMixin, View):
             return None
         return claims.get("sub") == subject_for(client, user)
 
-    def _needs_login(self, request: HttpRequest, prompt: set[str], max_age: int | None) -> bool:
+    def _needs_login(
+        self, request: HttpRequest, params: QueryDict, prompt: set[str], max_age: int | None
+    ) -> bool:
+        """Whether this request needs a (new) sign-in first.
+
+        `prompt=login` and a `max_age` the session's sign-in is too old for are kept in the
+        request we resume after the sign-in page (its URL, or the pushed request kept in the
+        session): they are not dropped, or opening the resume URL without signing in would
+        skip them (issue 9, finding 4). What ends them is a sign-in at or after the moment
+        this browser was sent to sign in for this very request (`_to_login` records it):
+        then the request proceeds, so that max_age=0 or prompt=login do not loop.
+        """
         user = request.user
         if not user.is_authenticated:
             return True
-        if "login" in prompt:
-            return True
-        if max_age is not None:
-            auth_time = session_auth_time(request)
-            if auth_time is None or time.time() - auth_time.timestamp() > max_age:
-                return True
-        return False
+        auth_time = session_auth_time(request)
+        demanded = "login" in prompt or (
+            max_age is not None and (auth_time is None or time.time() - auth_time.timestamp() > max_age)
+        )
+        if not demanded:
+            return False
+        asked_at = _sign_in_asked_at(request, self._request_key(params))
+        return asked_at is None or auth_time is None or auth_time.timestamp() < asked_at
+
+    def _request_key(self, params: QueryDict) -> str:
+        """What identifies this authorization request when it comes back after the sign-in."""
+        if self.par_uri:
+            source = "par:" + self.par_uri
+        else:
+            source = "query:" + urlencode(sorted((name, params.getlist(name)) for name in params), doseq=True)
+        return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
     def _to_login(self, request: HttpRequest, params: QueryDict, create: bool = False) -> HttpResponse:
         resumed = params.copy()
-        for name in _REAUTH_PARAMS:
-            if name == "prompt":
-                remaining = [
-                    value for value in resumed.get("prompt", "").split() if value not in ("login", "create")
-                ]
-                if remaining:
-                    resumed["prompt"] = " ".join(remaining)
-                else:
-                    resumed.pop("prompt", None)
-            else:
-                resumed.pop(name, None)
+        # prompt=create is done once the account exists; prompt=login and max_age stay.
+        remaining = [value for value in resumed.get("prompt", "").split() if value != "create"]
+        if remaining:
+            resumed["prompt"] = " ".join(remaining)
+        else:
+            resumed.pop("prompt", None)
+        _sign_in_asked(request, self._request_key(resumed))
         next_url = self._resume_url(request, resumed)
         login_url = reverse("identity:register") if create else reverse(settings.LOGIN_URL)
         extra = {}
