@@ -246,7 +246,7 @@ def components(runner: bench.Bench, tokens: dict, n: int) -> None:
     from jwcrypto import jwt
     from oauth2_provider.models import get_access_token_model, get_application_model
 
-    from identity.crypto import keyed_hash
+    from common.crypto import keyed_hash
     from identity.keys import active_signing_key, published_jwks
 
     def cpu(label: str, fn, repeat: int = n) -> None:

@@ -252,7 +252,7 @@ else:
 if TRUSTED_PROXY_COUNT < 0:
     raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more")
 # How many proxies in front of us append to X-Forwarded-For (0 = use REMOTE_ADDR);
-# identity.ratelimit.client_ip takes the N-th address from the right.
+# common.ratelimit.client_ip takes the N-th address from the right.
 if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -386,7 +386,7 @@ OAUTH2_PROVIDER = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "EXCEPTION_HANDLER": "identity.problems.drf_exception_handler",
+    "EXCEPTION_HANDLER": "common.problems.drf_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 

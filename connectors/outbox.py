@@ -14,8 +14,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from common.outbound import open_without_redirects
 from connectors.models import OutboxMessage
-from identity.outbound import open_without_redirects
 
 log = logging.getLogger(__name__)
 

@@ -64,8 +64,8 @@ from consent.models import (
     TreeHead,
 )
 from consent.rights import ErasureReport
+from identity.audit import audit_log
 from identity.models import User
-from identity.services import audit_log
 
 MAX_CONSENT_LIFETIME = timedelta(days=395)  # 13 months
 _BROWSER_ID = re.compile(r"^[A-Za-z0-9_-]{22,128}$")

@@ -9,6 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from consent.api import cors
+from identity.demo import DEMO_CLIENT_NAME
 from identity.models import Client
 
 
@@ -17,8 +18,6 @@ from identity.models import Client
 def widget_demo(request: HttpRequest) -> HttpResponse:
     if not settings.DEMO_ENABLED:
         raise Http404
-    from identity.management.commands.load_demo import DEMO_CLIENT_NAME
-
     client = Client.objects.filter(name=DEMO_CLIENT_NAME).first()
     issuer_origin = cors.normalise_origin(settings.ISSUER)
     context = {

@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from common.ratelimit import client_ip
 from identity import reauth
 from identity.models import AuditEvent, SigningKey, User
 
@@ -80,7 +81,6 @@ class UserAdmin(DjangoUserAdmin):
         the operator). A confirmation page asks for a short reason first."""
         from identity.forms import ResetSecondFactorForm
         from identity.mfa.services import FactorError, factors_reset, operator_can_reset_second_factor
-        from identity.ratelimit import client_ip
 
         if not operator_can_reset_second_factor(request.user):
             raise PermissionDenied

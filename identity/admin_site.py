@@ -26,8 +26,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
+from common.redirects import safe_next, with_next
 from identity import reauth
-from identity.redirects import safe_next, with_next
 
 
 class StaffAdminSite(admin.AdminSite):

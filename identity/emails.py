@@ -34,6 +34,8 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
 
+from common.crypto import decrypt_at_rest, encrypt_at_rest
+
 logger = logging.getLogger(__name__)
 
 
@@ -104,16 +106,12 @@ def _seal_context(idempotency_key: str) -> bytes:
 
 
 def seal_email(*, idempotency_key: str, to: str, subject: str, body: str) -> dict[str, Any]:
-    from identity.crypto import encrypt_at_rest
-
     plaintext = json.dumps({"to": to, "subject": subject, "body": body}).encode()
     blob = encrypt_at_rest(plaintext, context=_seal_context(idempotency_key))
     return {"v": SEAL_VERSION, "sealed": base64.urlsafe_b64encode(blob).decode()}
 
 
 def open_email(*, idempotency_key: str, payload: dict[str, Any]) -> SealedEmail:
-    from identity.crypto import decrypt_at_rest
-
     if not isinstance(payload, dict) or payload.get("v") != SEAL_VERSION:
         raise UnreadableEmail("no sealed email in the payload")
     sealed = payload.get("sealed")

@@ -19,13 +19,14 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from common.ratelimit import Block
 from identity import ratelimit
 from identity.models import User, normalize_email
 from identity.selectors import user_by_email
-from identity.services import login_record_blocked, login_record_failure, password_check_record_failure
+from identity.signin import login_record_blocked, login_record_failure, password_check_record_failure
 
 
-def too_many_attempts(block: ratelimit.Block) -> ValidationError:
+def too_many_attempts(block: Block) -> ValidationError:
     return ValidationError(
         ngettext(
             "Trop de tentatives. Par sécurité, attendez %(minutes)d minute avant de réessayer.",

@@ -30,7 +30,8 @@ from django.db.models import Q
 from django.utils import timezone
 from jwcrypto import jwk
 
-from identity.crypto import decrypt_at_rest, encrypt_at_rest
+from common.crypto import decrypt_at_rest, encrypt_at_rest
+from identity.audit import audit_log
 from identity.models import SigningKey
 
 SUPPORTED_ALGORITHMS = ("RS256", "ES256")
@@ -120,8 +121,6 @@ def signing_key_rotate(
         predecessor_kids = list(predecessors.values_list("kid", flat=True))
         predecessors.update(retired_at=starts, expires_at=starts + token_lifetime_margin())
         key = signing_key_create(algorithm=algorithm, active_from=starts, key=material)
-        from identity.services import audit_log
-
         audit_log(
             event="signing_key.rotated",
             data={
@@ -147,8 +146,6 @@ def signing_keys_prune(*, now: datetime | None = None) -> list[str]:
         kids = list(expired.values_list("kid", flat=True))
         if kids:
             expired.update(private_key_encrypted=b"")
-            from identity.services import audit_log
-
             audit_log(event="signing_key.pruned", data={"kids": kids})
     clear_key_cache()
     return kids

@@ -25,7 +25,7 @@ from oauth2_provider.models import (
     AbstractRefreshToken,
 )
 
-from identity.crypto import keyed_hash_matches
+from common.crypto import keyed_hash_matches
 
 
 def normalize_email(email: str) -> str:
@@ -137,7 +137,7 @@ class Client(AbstractApplication):
         (AbstractApplication.GRANT_CLIENT_CREDENTIALS, _("Client credentials")),
     )
 
-    # Our secrets are stored with a keyed hash (identity.crypto), never with the
+    # Our secrets are stored with a keyed hash (common.crypto), never with the
     # password hasher django-oauth-toolkit would otherwise use.
     hash_client_secret = models.BooleanField(default=False, editable=False)
     grant_types = models.CharField(
@@ -494,7 +494,7 @@ class BrowserSession(models.Model):
     last_seen_at = models.DateTimeField(_("last seen"), default=timezone.now)
     ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
     end_reason = models.CharField(_("end reason"), max_length=32, blank=True)
-    # The Django session key, encrypted (identity.crypto): lets "sign out everywhere" end
+    # The Django session key, encrypted (common.crypto): lets "sign out everywhere" end
     # a session from another browser.
     session_key_encrypted = models.BinaryField(null=True, blank=True, editable=False)
     clients = models.ManyToManyField(
@@ -531,7 +531,7 @@ class SessionClient(models.Model):
 
 
 class SigningKey(models.Model):
-    """A JWS signing key. Private half encrypted at rest (identity.crypto)."""
+    """A JWS signing key. Private half encrypted at rest (common.crypto)."""
 
     kid = models.CharField(max_length=64, unique=True)
     algorithm = models.CharField(max_length=10, choices=(("RS256", "RS256"), ("ES256", "ES256")))

@@ -4,10 +4,10 @@ Replaces django-oauth-toolkit's default admin for our swapped models: the librar
 show (and let staff type) the client secret, and know nothing of our settings. Here:
 
 - every setting of a partner is editable, validated by the same rules as
-  `register_client` (identity.services.validate_client_uri, known grants and scopes, one
+  `register_client` (identity.oidc.client_uris.validate_client_uri, known grants and scopes, one
   authentication method matching the client type, keys for private_key_jwt);
 - the secret (a keyed hash) is never displayed; "Regenerate secret" shows a new secret
-  once, in a message, and stores only its keyed hash (identity.crypto);
+  once, in a message, and stores only its keyed hash (common.crypto);
 - the pairwise-subject sector is fixed when the client is created and shown read-only:
   changing it would change every resident's `sub` at that partner;
 - a sector identifier URI is fetched when a client is added with one, and when its sector
@@ -36,11 +36,12 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 
+from common.crypto import generate_secret, keyed_hash
 from identity import reauth
-from identity.crypto import generate_secret, keyed_hash
+from identity.audit import audit_log
 from identity.oidc.claims import supported_scopes
+from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 from identity.oidc.constants import REGISTRABLE_GRANTS
-from identity.services import ClientConfigError, audit_log, validate_client_uri
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 _URI_FIELDS = {

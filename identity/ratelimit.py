@@ -20,34 +20,24 @@ device cookies"):
 Anonymous forms (registration, verification resend, password reset) are limited per
 client IP, and per target address where an email is sent, so nobody can flood a mailbox.
 
-Counters use `cache.add` then `cache.incr`: atomic on Redis (production). The database
-cache has no atomic increment; there the read-modify-write runs in one transaction,
-which SQLite (the embedded default, `BEGIN IMMEDIATE`) serialises. Keys carry a keyed
-hash of the email or IP, never the value itself. Time is read through `_now()` only.
+The windowed counters and the client address come from common.ratelimit (keys carry a
+keyed hash of the email or IP, never the value itself).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
 import logging
 import math
 import secrets
-import time
-from contextlib import nullcontext
-from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 from django.core import signing
-from django.core.cache import caches
-from django.core.cache.backends.base import BaseCache
-from django.core.cache.backends.db import DatabaseCache
-from django.db import router, transaction
 from django.http import HttpRequest, HttpResponse
 
+from common import ratelimit as counters
+from common.ratelimit import Block, client_ip
 from identity.models import User, normalize_email
+from identity.signin import login_record_failure, login_record_lockout
 
 logger = logging.getLogger(__name__)
 
@@ -64,122 +54,8 @@ DEFAULT_FORM_LIMITS: dict[str, dict[str, int]] = {
 }
 
 
-def _now() -> float:
-    return time.time()
-
-
-def _cache() -> BaseCache:
-    return caches["ratelimit"]
-
-
 def _login_settings() -> dict[str, int]:
     return dict(settings.LOGIN_RATE_LIMIT)
-
-
-@dataclass(frozen=True)
-class Block:
-    """An attempt refused by a limit, and for how long."""
-
-    scope: str  # "account", "device", "ip" or "form"
-    retry_after: int  # seconds
-
-    @property
-    def minutes(self) -> int:
-        return max(1, math.ceil(self.retry_after / 60))
-
-
-# --- client address ---------------------------------------------------------------------
-
-
-def _valid_ip(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value.strip()))
-    except ValueError:
-        return ""
-
-
-def client_ip(request: HttpRequest) -> str:
-    """The client address, trusting X-Forwarded-For only as far as our own proxies.
-
-    Each of the TRUSTED_PROXY_COUNT proxies appends the address it received the
-    connection from, so the client is the N-th entry from the right; anything left of
-    it was written by the client and is ignored.
-    """
-    remote = _valid_ip(request.META.get("REMOTE_ADDR", ""))
-    proxies = int(getattr(settings, "TRUSTED_PROXY_COUNT", 0) or 0)
-    if proxies <= 0:
-        return remote
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-    forwarded = [part for part in forwarded if part]
-    if len(forwarded) < proxies:
-        # The request did not come through every proxy we expect: use what we can see.
-        return remote
-    return _valid_ip(forwarded[-proxies]) or remote
-
-
-def _ip_bucket(ip: str) -> str:
-    """An IPv6 client usually holds a whole /64: count it as one address."""
-    if not ip:
-        return "unknown"
-    address = ipaddress.ip_address(ip)
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(address)
-
-
-# --- counters -----------------------------------------------------------------------------
-
-
-def _digest(kind: str, value: str) -> str:
-    key = hashlib.sha256(("ratelimit:" + settings.SECRET_KEY).encode()).digest()
-    return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def _window(window_seconds: int) -> tuple[int, float]:
-    """Start of the current fixed window and the seconds left in it."""
-    now = _now()
-    start = int(now // window_seconds) * window_seconds
-    return start, start + window_seconds - now
-
-
-def _counter_key(kind: str, value: str, window_seconds: int) -> str:
-    start, _left = _window(window_seconds)
-    return f"rl:{kind}:{_digest(kind, value)}:{start}"
-
-
-def _atomic_for(cache: BaseCache) -> Any:
-    if isinstance(cache, DatabaseCache):
-        return transaction.atomic(using=router.db_for_write(cache.cache_model_class))
-    return nullcontext()
-
-
-def _count(kind: str, value: str, window_seconds: int) -> int:
-    return int(_cache().get(_counter_key(kind, value, window_seconds), 0) or 0)
-
-
-def _hit(kind: str, value: str, window_seconds: int) -> int:
-    """Add one to a windowed counter and return the new count."""
-    cache = _cache()
-    key = _counter_key(kind, value, window_seconds)
-    _start, left = _window(window_seconds)
-    timeout = max(1, math.ceil(left))
-    with _atomic_for(cache):
-        cache.add(key, 0, timeout=timeout)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=timeout)
-            count = 1
-        if type(cache).incr is BaseCache.incr:
-            # The generic incr() re-sets the value with the default timeout.
-            cache.touch(key, timeout=timeout)
-    return int(count)
-
-
-def _clear(kind: str, value: str, window_seconds: int) -> None:
-    _cache().delete(_counter_key(kind, value, window_seconds))
 
 
 # --- known devices ------------------------------------------------------------------------
@@ -249,47 +125,47 @@ class LoginThrottle:
         return int(self.limits["window_seconds"])
 
     def _lock_key(self) -> str:
-        return f"rl:login-lock:{_digest('login-account', self.email)}"
+        return f"rl:login-lock:{counters.digest('login-account', self.email)}"
 
     def _device_value(self) -> str:
         return f"{self.user.pk.hex if self.user else ''}:{self.device}"
 
     def check(self) -> Block | None:
         window = self._window_seconds
-        _start, left = _window(window)
+        _start, left = counters.window(window)
         if self.device:
-            if _count("login-device", self._device_value(), window) >= self.limits["per_account"]:
+            if counters.count("login-device", self._device_value(), window) >= self.limits["per_account"]:
                 return Block("device", math.ceil(left))
             return None
-        if _count("login-ip", _ip_bucket(self.ip), window) >= self.limits["per_ip"]:
+        if counters.count("login-ip", counters.ip_bucket(self.ip), window) >= self.limits["per_ip"]:
             return Block("ip", math.ceil(left))
-        locked_until = _cache().get(self._lock_key())
-        if locked_until is not None and float(locked_until) > _now():
-            return Block("account", math.ceil(float(locked_until) - _now()))
+        locked_until = counters.counter_cache().get(self._lock_key())
+        if locked_until is not None and float(locked_until) > counters.now():
+            return Block("account", math.ceil(float(locked_until) - counters.now()))
         return None
 
     def failed(self) -> Block | None:
         """Count a failed attempt; returns the block it triggered, if any."""
-        from identity.services import login_record_failure, login_record_lockout
-
         window = self._window_seconds
-        _start, left = _window(window)
+        _start, left = counters.window(window)
         if self.user is not None:
             login_record_failure(user=self.user, ip=self.ip, known_device=bool(self.device))
         if self.device:
-            count = _hit("login-device", self._device_value(), window)
+            count = counters.hit("login-device", self._device_value(), window)
             if count >= self.limits["per_account"]:
                 if count == self.limits["per_account"]:
                     login_record_lockout(user=self.user, ip=self.ip, scope="device")
                 return Block("device", math.ceil(left))
             return None
 
-        ip_count = _hit("login-ip", _ip_bucket(self.ip), window)
-        account_count = _hit("login-account", self.email, window)
+        ip_count = counters.hit("login-ip", counters.ip_bucket(self.ip), window)
+        account_count = counters.hit("login-account", self.email, window)
         block = None
         if account_count >= self.limits["per_account"]:
             lock_seconds = int(self.limits["account_lock_seconds"])
-            _cache().set(self._lock_key(), _now() + lock_seconds, timeout=lock_seconds)
+            counters.counter_cache().set(
+                self._lock_key(), counters.now() + lock_seconds, timeout=lock_seconds
+            )
             login_record_lockout(user=self.user, ip=self.ip, scope="account")
             block = Block("account", lock_seconds)
         if ip_count >= self.limits["per_ip"]:
@@ -302,15 +178,15 @@ class LoginThrottle:
     def succeeded(self) -> None:
         clear_account(self.email)
         if self.device:
-            _clear("login-device", self._device_value(), self._window_seconds)
+            counters.clear("login-device", self._device_value(), self._window_seconds)
 
 
 def clear_account(email: str) -> None:
     """Forget an account's failures and lock (successful sign-in or password reset)."""
     email = normalize_email(email)
     window = int(_login_settings()["window_seconds"])
-    _clear("login-account", email, window)
-    _cache().delete(f"rl:login-lock:{_digest('login-account', email)}")
+    counters.clear("login-account", email, window)
+    counters.counter_cache().delete(f"rl:login-lock:{counters.digest('login-account', email)}")
 
 
 def password_check_block(user: User) -> Block | None:
@@ -318,8 +194,8 @@ def password_check_block(user: User) -> Block | None:
     so a stolen session cannot be used to guess the password."""
     limits = _login_settings()
     window = int(limits["window_seconds"])
-    if _count("password-check", user.pk.hex, window) >= limits["per_account"]:
-        _start, left = _window(window)
+    if counters.count("password-check", user.pk.hex, window) >= limits["per_account"]:
+        _start, left = counters.window(window)
         return Block("account", math.ceil(left))
     return None
 
@@ -327,8 +203,8 @@ def password_check_block(user: User) -> Block | None:
 def password_check_failed(user: User) -> Block | None:
     limits = _login_settings()
     window = int(limits["window_seconds"])
-    if _hit("password-check", user.pk.hex, window) >= limits["per_account"]:
-        _start, left = _window(window)
+    if counters.hit("password-check", user.pk.hex, window) >= limits["per_account"]:
+        _start, left = counters.window(window)
         return Block("account", math.ceil(left))
     return None
 
@@ -347,9 +223,9 @@ def form_ip_block(request: HttpRequest, action: str) -> Block | None:
     """Count one submission of `action` from this IP; a Block once over the limit."""
     limits = _form_limits(action)
     window = int(limits["window_seconds"])
-    count = _hit(f"form-{action}-ip", _ip_bucket(client_ip(request)), window)
+    count = counters.hit(f"form-{action}-ip", counters.ip_bucket(client_ip(request)), window)
     if count > limits["per_ip"]:
-        _start, left = _window(window)
+        _start, left = counters.window(window)
         return Block("form", math.ceil(left))
     return None
 
@@ -357,5 +233,5 @@ def form_ip_block(request: HttpRequest, action: str) -> Block | None:
 def form_email_allowed(action: str, email: str) -> bool:
     """Count one email sent to `email` for `action`; False once over the limit (silently skipped)."""
     limits = _form_limits(action)
-    count = _hit(f"form-{action}-email", normalize_email(email), int(limits["window_seconds"]))
+    count = counters.hit(f"form-{action}-email", normalize_email(email), int(limits["window_seconds"]))
     return count <= limits["per_email"]

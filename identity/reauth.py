@@ -27,7 +27,7 @@ page (/connexion/verification/, which asks for one of the account's existing fac
 Every staff request that passes the gate writes a `staff.request` audit row (operator id,
 URL name, method, object id, status: never the query string, which may hold an email
 address typed in a search); a refused one writes `staff.refused`. Staff sign-ins write
-`staff.signed_in` (identity.services.session_login).
+`staff.signed_in` (identity.signin.session_login).
 """
 
 from __future__ import annotations
@@ -45,9 +45,12 @@ from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 
-from identity.redirects import with_next
+from common.problems import problem
+from common.ratelimit import client_ip
+from common.redirects import with_next
+from identity.audit import audit_log
 from identity.selectors import session_amr
-from identity.services import SESSION_AUTH_TIME
+from identity.sessions import SESSION_AUTH_TIME
 
 STAFF_GROUPS = ("dpo", "support")
 RECENT_MFA_SECONDS = 10 * 60
@@ -82,7 +85,7 @@ def session_auth_age(request: HttpRequest) -> float | None:
     if value is None:
         return None
     try:
-        # The clock identity.services.session_login writes auth_time with.
+        # The clock identity.signin.session_login writes auth_time with.
         return time.time() - float(value)
     except (TypeError, ValueError):
         return None
@@ -171,8 +174,6 @@ def reauth_redirect(request: HttpRequest, next_url: str | None = None) -> HttpRe
 
 
 def recent_problem(request: HttpRequest, next_url: str = "/") -> JsonResponse:
-    from identity.problems import problem
-
     return problem(
         403,
         _("Authentification récente requise"),
@@ -228,7 +229,7 @@ def recent_mfa_required(view: View) -> View:
 
 class _Problem(exceptions.APIException):
     """A DRF refusal rendered as an RFC 7807 problem with its own type
-    (identity.problems.drf_exception_handler reads `problem_type` and `problem_extra`)."""
+    (common.problems.drf_exception_handler reads `problem_type` and `problem_extra`)."""
 
     status_code = 403
     problem_code = ""
@@ -311,9 +312,6 @@ def _audit_data(request: HttpRequest) -> dict[str, Any]:
 
 def staff_request_audit(request: HttpRequest, *, status: int) -> None:
     """One `staff.request` row: who (operator id), which view, which object; no query string."""
-    from identity.ratelimit import client_ip
-    from identity.services import audit_log
-
     user = request.user
     audit_log(
         event="staff.request",
@@ -324,9 +322,6 @@ def staff_request_audit(request: HttpRequest, *, status: int) -> None:
 
 
 def staff_refused_audit(request: HttpRequest, *, reason: str) -> None:
-    from identity.ratelimit import client_ip
-    from identity.services import audit_log
-
     user = request.user
     if not is_staff_member(user):
         return
@@ -356,9 +351,7 @@ def staff_request_audited(request: HttpRequest, view: View, *args: Any, **kwargs
 
 
 def staff_sign_in_audit(*, user: Any, amr: list[str], session_id: int | None) -> None:
-    """Called by identity.services.session_login for every sign-in (and step-up) of staff."""
-    from identity.services import audit_log
-
+    """Called by identity.signin.session_login for every sign-in (and step-up) of staff."""
     if not is_staff_member(user):
         return
     audit_log(

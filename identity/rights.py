@@ -44,8 +44,8 @@ from django.contrib.admin.models import LogEntry
 from django.db import transaction
 from django.db.models import Q
 
+from identity.audit import audit_log
 from identity.models import AuditEvent, BrowserSession, EmailVerification, User
-from identity.services import audit_log
 from identity.sessions import sessions_end_all
 
 NAME = "identity"

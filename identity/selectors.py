@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from django.http import HttpRequest
 
 from identity.models import User
-from identity.services import SESSION_AMR, SESSION_AUTH_TIME
+from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME
 
 
 def session_auth_time(request: HttpRequest) -> datetime | None:

@@ -36,11 +36,17 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from common.crypto import decrypt_at_rest, encrypt_at_rest
+from common.ratelimit import client_ip
+from identity.audit import audit_log
 from identity.models import BrowserSession, SessionClient, User
 
 log = logging.getLogger(__name__)
 
 SESSION_SID = "cum_sid"
+# When and how the resident authenticated, written by identity.signin.session_login.
+SESSION_AUTH_TIME = "cum_auth_time"
+SESSION_AMR = "cum_amr"
 LAST_SEEN_THROTTLE = timedelta(seconds=60)
 USER_AGENT_MAX = 200
 
@@ -119,16 +125,12 @@ def _session_store() -> Any:
 
 
 def _encrypt_session_key(sid: str, session_key: str | None) -> bytes | None:
-    from identity.crypto import encrypt_at_rest
-
     if not session_key:
         return None
     return encrypt_at_rest(session_key.encode(), context=b"session:" + sid.encode())
 
 
 def _decrypt_session_key(record: BrowserSession) -> str | None:
-    from identity.crypto import decrypt_at_rest
-
     blob = record.session_key_encrypted
     if not blob:
         return None
@@ -239,8 +241,6 @@ def _browser_session_for_request(request: HttpRequest, *, adopt: bool) -> Browse
     if record is None:
         if not adopt:
             return None
-        from identity.services import SESSION_AMR, SESSION_AUTH_TIME
-
         auth_time = request.session.get(SESSION_AUTH_TIME)
         if auth_time is None and user.last_login:
             auth_time = user.last_login.timestamp()
@@ -336,8 +336,6 @@ def session_end(
 
     Idempotent: ending an ended session does nothing (and notifies nobody again).
     """
-    from identity.services import audit_log
-
     locked = BrowserSession.objects.select_for_update().select_related("user").get(pk=session.pk)
     if locked.ended_at is not None:
         return SessionEnded(session=locked, already_ended=True)
@@ -373,8 +371,6 @@ def sessions_end_all(
     ip: str = "",
 ) -> int:
     """ "Sign out everywhere": end every live session of the resident (but `except_current`)."""
-    from identity.services import audit_log
-
     keep = except_current.sid if isinstance(except_current, BrowserSession) else except_current
     sessions = BrowserSession.objects.filter(user=user, ended_at__isnull=True)
     if keep:
@@ -425,7 +421,6 @@ def on_user_logged_out(sender: Any, request: HttpRequest | None, user: Any, **kw
     record = browser_session_by_sid(request.session.get(SESSION_SID))
     if record is None or record.ended_at is not None:
         return
-    from identity.ratelimit import client_ip
 
     session_end(
         session=record,

@@ -21,6 +21,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from common.ratelimit import client_ip
+from common.redirects import safe_next, with_next
 from identity import ratelimit
 from identity.forms import (
     EmailForm,
@@ -33,22 +35,16 @@ from identity.forms import (
 from identity.mfa import flow as mfa_flow
 from identity.mfa.selectors import user_has_mfa
 from identity.mfa.services import login_second_factor_required
+from identity.not_me import NotMeResult, not_me_check
 from identity.reauth import is_staff_member, staff_mfa_redirect
-from identity.redirects import safe_next, with_next
 from identity.selectors import user_by_email, user_for_password_reset
 from identity.services import (
-    NotMeResult,
     VerificationResult,
     account_not_me_confirm,
     account_register,
     email_verification_confirm,
     email_verification_send,
-    login_notify_new_device,
-    login_record_success,
-    not_me_check,
     password_reset_request,
-    session_login,
-    session_logout,
     user_password_change,
     user_password_reset,
 )
@@ -60,6 +56,7 @@ from identity.sessions import (
     sessions_active,
     sessions_end_all,
 )
+from identity.signin import login_notify_new_device, login_record_success, session_login, session_logout
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -106,11 +103,11 @@ class LoginView(auth_views.LoginView):
             # (identity/mfa/flow.py). The sign-in limits are cleared only after that step,
             # so the password cannot be used to reset the count of second-factor guesses.
             mfa_flow.pending_start(request=self.request, user=user, next_url=self.get_redirect_url())
-            login_second_factor_required(user=user, ip=ratelimit.client_ip(self.request))
+            login_second_factor_required(user=user, ip=client_ip(self.request))
             return HttpResponseRedirect(reverse("identity:mfa:verify"))
         first_sign_in = user.last_login is None  # read before session_login sets it
         session_login(request=self.request, user=user, amr=["pwd"])
-        ip = ratelimit.client_ip(self.request)
+        ip = client_ip(self.request)
         known = bool(throttle and throttle.device)
         login_record_success(user=user, ip=ip, known_device=known)
         login_notify_new_device(
@@ -147,7 +144,7 @@ def logout_view(request: HttpRequest) -> HttpResponse:
         if logout_url_for(request):
             return franceconnect_views.logout(request)
         was_signed_in = request.user.is_authenticated
-        session_logout(request=request, ip=ratelimit.client_ip(request))
+        session_logout(request=request, ip=client_ip(request))
         if was_signed_in:
             messages.success(request, _("Déconnexion effectuée. À bientôt !"))
         return redirect("identity:home")
@@ -176,7 +173,7 @@ def register(request: HttpRequest) -> HttpResponse:
                 given_name=data["given_name"],
                 family_name=data["family_name"],
                 preferred_language=translation.get_language() or "fr",
-                ip=ratelimit.client_ip(request),
+                ip=client_ip(request),
                 notify_existing=ratelimit.form_email_allowed("register", data["email"]),
             )
             # Same page whether or not the address already had an account.
@@ -199,7 +196,7 @@ def register_done(request: HttpRequest) -> HttpResponse:
 @require_GET
 def verify_email(request: HttpRequest, token: str) -> HttpResponse:
     # GET only (HEAD is refused) so that link checkers probing with HEAD do not spend it.
-    result = email_verification_confirm(token=token, ip=ratelimit.client_ip(request))
+    result = email_verification_confirm(token=token, ip=client_ip(request))
     if result == VerificationResult.VERIFIED:
         return redirect("identity:email-verified")
     status = 410 if result in (VerificationResult.USED, VerificationResult.EXPIRED) else 404
@@ -226,7 +223,7 @@ def resend_verification(request: HttpRequest) -> HttpResponse:
                 messages.info(request, _("Votre adresse e-mail est déjà confirmée."))
             else:
                 if ratelimit.form_email_allowed("resend", user.email):
-                    email_verification_send(user=user, ip=ratelimit.client_ip(request))
+                    email_verification_send(user=user, ip=client_ip(request))
                 sent = _(
                     "Nous vous avons envoyé un nouveau lien de confirmation. "
                     "Pensez à regarder vos indésirables."
@@ -241,7 +238,7 @@ def resend_verification(request: HttpRequest) -> HttpResponse:
             if ratelimit.form_email_allowed("resend", email):
                 target = user_by_email(email)
                 if target is not None:
-                    email_verification_send(user=target, ip=ratelimit.client_ip(request))
+                    email_verification_send(user=target, ip=client_ip(request))
             return redirect("identity:resend-done")
     return render(request, "identity/resend.html", {"form": form})
 
@@ -270,7 +267,7 @@ def password_reset(request: HttpRequest) -> HttpResponse:
             if ratelimit.form_email_allowed("password_reset", email):
                 user = user_for_password_reset(email)
                 if user is not None:
-                    password_reset_request(user=user, ip=ratelimit.client_ip(request))
+                    password_reset_request(user=user, ip=client_ip(request))
             return redirect("identity:password-reset-done")
     return render(request, "registration/password_reset_form.html", {"form": form})
 
@@ -291,9 +288,7 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 
     def form_valid(self, form: SetPasswordForm) -> HttpResponse:  # type: ignore[override]
         user = form.user
-        user_password_reset(
-            user=user, password=form.cleaned_data["new_password"], ip=ratelimit.client_ip(self.request)
-        )
+        user_password_reset(user=user, password=form.cleaned_data["new_password"], ip=client_ip(self.request))
         if self.request.user.is_authenticated and self.request.user.pk == user.pk:
             # Every session of the resident just ended, this browser's too (its stored
             # session is gone): start a clean anonymous one.
@@ -321,7 +316,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
         user_password_change(
             user=request.user,
             password=form.cleaned_data["new_password"],
-            ip=ratelimit.client_ip(request),
+            ip=client_ip(request),
             keep_session=browser_session_for_request(request),
         )
         # Keep this session; every other session of the resident ends.
@@ -364,7 +359,7 @@ def sessions_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def session_end_view(request: HttpRequest, session_id: int) -> HttpResponse:
     """End one session (POST + CSRF). Ending this browser's own session signs it out."""
-    ip = ratelimit.client_ip(request)
+    ip = client_ip(request)
     current = browser_session_for_request(request)
     if current is not None and current.pk == session_id:
         session_logout(request=request, ip=ip)
@@ -383,7 +378,7 @@ def session_end_view(request: HttpRequest, session_id: int) -> HttpResponse:
 @require_POST
 def sessions_end_all_view(request: HttpRequest) -> HttpResponse:
     """The "Se déconnecter partout" button: every session, or every other one (keep_current=1)."""
-    ip = ratelimit.client_ip(request)
+    ip = client_ip(request)
     user = request.user
     if request.POST.get("keep_current") == "1":
         current = browser_session_for_request(request)
@@ -414,7 +409,7 @@ def not_me(request: HttpRequest, token: str) -> HttpResponse:
     """The link of every security email. GET only shows what will happen (link checkers
     and mail scanners open links); the POST button does it. Works signed out."""
     if request.method == "POST":
-        outcome = account_not_me_confirm(token=token, ip=ratelimit.client_ip(request))
+        outcome = account_not_me_confirm(token=token, ip=client_ip(request))
         if outcome.result == NotMeResult.DONE:
             if request.user.is_authenticated and outcome.user and request.user.pk == outcome.user.pk:
                 django_logout(request)  # this browser's stored session has just been deleted

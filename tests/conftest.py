@@ -15,7 +15,9 @@ from django.test import Client as BrowserClient
 from jwcrypto import jwk, jwt
 
 from identity.keys import clear_key_cache, signing_keys_ensure
-from identity.services import client_register, session_login, user_create
+from identity.oidc.clients import client_register
+from identity.services import user_create
+from identity.signin import session_login
 
 PASSWORD = "correct horse battery staple"
 REDIRECT_URI = "https://rp.example.org/callback"
@@ -293,7 +295,7 @@ MFA_AMR = ("pwd", "otp", "mfa")
 
 def open_session(client: BrowserClient, user: Any, amr: Any = MFA_AMR, *, age: int = 0) -> BrowserClient:
     """Open a real session for `user` in Django's test client, as a sign-in by the methods
-    `amr` (RFC 8176) would: identity.services.session_login on a request of its own, the
+    `amr` (RFC 8176) would: identity.signin.session_login on a request of its own, the
     session cookie handed to the client. `age`: how many seconds ago the sign-in was.
 
     ["pwd"] is a FranceConnect or password-only sign-in, ["hwk"] a passkey used without
@@ -304,7 +306,7 @@ def open_session(client: BrowserClient, user: Any, amr: Any = MFA_AMR, *, age: i
     from django.conf import settings
     from django.http import HttpRequest
 
-    from identity.services import SESSION_AUTH_TIME
+    from identity.sessions import SESSION_AUTH_TIME
 
     request = HttpRequest()
     request.session = import_module(settings.SESSION_ENGINE).SessionStore()

@@ -18,7 +18,7 @@ from django.test import Client as BrowserClient
 from identity.mfa import services as mfa_services
 from identity.mfa.models import BackupCodeDevice, Passkey, TOTPDevice
 from identity.models import AuditEvent, BrowserSession, User
-from identity.services import NOT_ME_MAX_AGE, not_me_token
+from identity.not_me import NOT_ME_MAX_AGE, not_me_token
 from identity.sessions import SESSION_SID
 from tests.conftest import PASSWORD, OIDCFlow, deliver_emails, staff_mfa_login
 from tests.mfa.conftest import FakeClock, TotpResident, rfc6238

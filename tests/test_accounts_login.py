@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from identity.models import AuditEvent
-from identity.services import SESSION_AMR, SESSION_AUTH_TIME
+from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
-from identity.crypto import keyed_hash
+from common.crypto import keyed_hash
 from identity.models import AuditEvent, EmailVerification, User
 from tests.conftest import PASSWORD, deliver_emails
 

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from oauth2_provider.models import get_application_model
 
-from identity.management.commands.load_demo import DEMO_CLIENT_NAME, DEMO_EMAIL, DEMO_PASSWORD
+from identity.demo import DEMO_CLIENT_NAME, DEMO_EMAIL, DEMO_PASSWORD
 from identity.models import User
 
 

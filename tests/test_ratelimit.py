@@ -1,6 +1,6 @@
-"""Throttling of sign-in and of the anonymous forms (identity.ratelimit).
+"""Throttling of sign-in and of the anonymous forms (identity.ratelimit, on common.ratelimit's counters).
 
-Time is moved by replacing the `time` module seen by identity.ratelimit only.
+Time is moved by replacing the `time` module seen by common.ratelimit only (the counters' clock).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from django.core import mail
 from django.core.cache import caches
 from django.test import Client, RequestFactory
 
+from common import ratelimit as counters
 from identity import ratelimit
 from identity.models import AuditEvent, User
 from tests.conftest import PASSWORD, deliver_emails
@@ -40,7 +41,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = Clock()
-    monkeypatch.setattr(ratelimit, "time", types.SimpleNamespace(time=fake.time))
+    monkeypatch.setattr(counters, "time", types.SimpleNamespace(time=fake.time))
     return fake
 
 
@@ -96,18 +97,18 @@ def signed_in(browser: Client) -> bool:
 def test_client_ip_honours_trusted_proxy_count(settings, proxies, forwarded, expected):
     settings.TRUSTED_PROXY_COUNT = proxies
     request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
-    assert ratelimit.client_ip(request) == expected
+    assert counters.client_ip(request) == expected
 
 
 def test_counter_increments_and_keeps_its_window(limits, clock, settings):
     clock.now = float(1_900_000_000 - 1_900_000_000 % 3600 + 10)  # 3590 s left in the hour
-    assert [ratelimit._hit("test", "x", 3600) for _ in range(3)] == [1, 2, 3]
-    assert ratelimit._count("test", "x", 3600) == 3
+    assert [counters.hit("test", "x", 3600) for _ in range(3)] == [1, 2, 3]
+    assert counters.count("test", "x", 3600) == 3
     if not settings.CACHES["ratelimit"]["BACKEND"].endswith("DatabaseCache"):
         return  # Redis: incr keeps the key's TTL natively; the check below is the database cache's
     # The database cache's generic incr() would re-set the default 300 s timeout.
     cache = caches["ratelimit"]
-    key = cache.make_and_validate_key(ratelimit._counter_key("test", "x", 3600))
+    key = cache.make_and_validate_key(counters.counter_key("test", "x", 3600))
     from django.db import connection
 
     with connection.cursor() as cursor:

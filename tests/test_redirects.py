@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from identity.redirects import safe_next, with_next
+from common.redirects import safe_next, with_next
 
 
 @pytest.mark.parametrize(

@@ -34,8 +34,8 @@ from consent.models import LedgerEvent, TreeHead
 from consent.receipts import receipt_for_event
 from consent.selectors import event_by_id, event_details, event_proof, latest_tree_head, ledger_verify
 from consent.services import tree_head_sign
+from identity.audit import audit_log
 from identity.reauth import RecentMFAPermission, staff_request_audit
-from identity.services import audit_log
 
 
 def _invalid(exc: queries.FilterError) -> JsonResponse:

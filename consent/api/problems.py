@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import JsonResponse
 
-from identity.problems import problem
+from common.problems import problem
 
 
 def api_problem(status: int, code: str, title: str, detail: str = "", **extra: Any) -> JsonResponse:

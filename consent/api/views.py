@@ -33,11 +33,11 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from common import ratelimit
 from consent.api import cookie, cors, queries
 from consent.api.problems import api_problem
 from consent.receipts import receipt_for_event
 from consent.services import BrowserProofError, ConsentError
-from identity import ratelimit
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,9 @@ def _throttled(request: HttpRequest) -> int:
     """Count this POST for the client IP; seconds to wait when over the limit, else 0."""
     limits = _rate_limit()
     window = int(limits["window_seconds"])
-    bucket = ratelimit._ip_bucket(ratelimit.client_ip(request))
-    if ratelimit._hit("consent-cookie-ip", bucket, window) > int(limits["per_ip"]):
-        _start, left = ratelimit._window(window)
+    bucket = ratelimit.ip_bucket(ratelimit.client_ip(request))
+    if ratelimit.hit("consent-cookie-ip", bucket, window) > int(limits["per_ip"]):
+        _start, left = ratelimit.window(window)
         return max(1, math.ceil(left))
     return 0
 

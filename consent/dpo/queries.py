@@ -1,7 +1,7 @@
 """Reads of the DPO console and API: event search, statistics, exports, register, audit of reads.
 
 Everything here reads; the only write is the audit row of a read (`log_read`), because every
-staff read of a resident's personal data is itself logged (identity.services.audit_log,
+staff read of a resident's personal data is itself logged (identity.audit.audit_log,
 event "dpo.read", the DPO as acting user, the resident as subject user, ids only).
 """
 
@@ -29,9 +29,9 @@ from django.utils.translation import gettext as _
 from consent.api.queries import COOKIE_PURPOSE_CODES
 from consent.models import EventType, LedgerEvent, Purpose, Subject
 from consent.selectors import events_search, processing_register, purposes_catalogue
+from identity.audit import audit_log
 from identity.models import Client, User
 from identity.selectors import user_by_email
-from identity.services import audit_log
 
 PAGE_SIZE = 50
 MAX_BUCKETS = 400

@@ -44,8 +44,8 @@ from consent.selectors import (
     purposes_catalogue,
 )
 from consent.services import tree_head_sign
+from identity.audit import audit_log
 from identity.reauth import recent_mfa_required
-from identity.services import audit_log
 
 
 def _language() -> str:

@@ -23,6 +23,8 @@ from django.views.decorators.cache import never_cache
 from jwcrypto import jwk, jwt
 from jwcrypto.common import JWException
 
+from identity.demo import demo_client_file
+
 SESSION_KEY = "demo_rp"
 
 
@@ -35,8 +37,6 @@ def _provider() -> str:
 
 
 def _client() -> dict[str, str]:
-    from identity.management.commands.load_demo import demo_client_file
-
     path = demo_client_file()
     if not path.exists():
         raise DemoError(

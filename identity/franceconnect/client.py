@@ -40,7 +40,7 @@ from django.core.cache import cache
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
-from identity.outbound import open_without_redirects
+from common.outbound import open_without_redirects
 
 log = logging.getLogger(__name__)
 

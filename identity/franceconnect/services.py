@@ -3,7 +3,7 @@ unlinking, and the little state a FranceConnect sign-in keeps in the browser ses
 
 What a session opened through FranceConnect says about the sign-in (`franceconnect_sign_in`):
 
-- ``amr`` (identity.services.SESSION_AMR and the BrowserSession record): the methods
+- ``amr`` (identity.sessions.SESSION_AMR and the BrowserSession record): the methods
   FranceConnect reports in its ID token ``amr`` (RFC 8176 values such as ``pwd``, ``pin``,
   ``pop``, ``mfa``, plus FranceConnect's ``mail``), asked for with the ``claims`` parameter;
   ``["pwd"]`` when FranceConnect sends none (every FranceConnect identity provider checks
@@ -62,12 +62,15 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from common.crypto import decrypt_at_rest, encrypt_at_rest
+from identity.audit import audit_log
 from identity.franceconnect.client import Authentication
 from identity.franceconnect.models import FranceConnectLink
 from identity.mfa import clock
 from identity.mfa.flow import PENDING_SECONDS as SECOND_STEP_SECONDS
 from identity.models import User
-from identity.services import AccountError, audit_log, session_login, user_create
+from identity.services import AccountError, user_create
+from identity.signin import session_login, session_logout
 
 SESSION_REQUEST = "franceconnect_request"
 SESSION_PENDING = "franceconnect_pending"
@@ -122,7 +125,7 @@ def auth_request_pop(*, request: HttpRequest) -> dict[str, Any] | None:
 class PendingIdentity:
     """What a first FranceConnect sign-in leaves for the choice page, for a few minutes.
 
-    Stored encrypted (AES-256-GCM, identity.crypto) in the session: session rows sit in the
+    Stored encrypted (AES-256-GCM, common.crypto) in the session: session rows sit in the
     database or Redis, and names and an email address are personal data. The rest of the
     identity pivot is not kept at all.
     """
@@ -160,15 +163,11 @@ class PendingIdentity:
 
 
 def pending_save(*, request: HttpRequest, pending: PendingIdentity) -> None:
-    from identity.crypto import encrypt_at_rest
-
     blob = encrypt_at_rest(json.dumps(asdict(pending)).encode(), context=_PENDING_CONTEXT)
     request.session[SESSION_PENDING] = base64.urlsafe_b64encode(blob).decode()
 
 
 def pending_load(request: HttpRequest) -> PendingIdentity | None:
-    from identity.crypto import decrypt_at_rest
-
     value = request.session.get(SESSION_PENDING)
     if not isinstance(value, str):
         return None
@@ -197,8 +196,6 @@ def pending_request_link(*, request: HttpRequest, pending: PendingIdentity, ip: 
     A session already open in this browser proves nothing (it may be old, or someone
     else's on a shared computer), so it ends here: the resident signs in again.
     """
-    from identity.services import session_logout
-
     if request.user.is_authenticated:
         session_logout(request=request, ip=ip)  # flushes the session, pending identity included
     pending.link_requested_at = int(clock.now())
@@ -372,7 +369,7 @@ def session_amr(amr: list[str] | tuple[str, ...]) -> list[str]:
 
 def franceconnect_session_remember(*, request: HttpRequest, id_token: str, acr: str) -> None:
     """Remember the upstream ID token (for the end-session call) in this session only."""
-    from identity.services import SESSION_AUTH_TIME
+    from identity.sessions import SESSION_AUTH_TIME
 
     request.session[SESSION_FC] = {
         "id_token": id_token,

@@ -27,11 +27,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from common.ratelimit import client_ip
+from common.redirects import safe_next
 from identity import ratelimit
 from identity.franceconnect import client, selectors, services
-from identity.redirects import safe_next
-from identity.services import SESSION_AUTH_TIME, AccountError, login_notify_new_device, session_logout
-from identity.sessions import device_label
+from identity.services import AccountError
+from identity.sessions import SESSION_AUTH_TIME, device_label
+from identity.signin import login_notify_new_device, session_logout
 from identity.views import LoginView
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,7 @@ def _fail(
     request: HttpRequest, error: client.FranceConnectError, *, next_url: str = "", user: Any = None
 ) -> HttpResponse:
     log.info("FranceConnect sign-in failed: %s", error.code)
-    services.sign_in_record_failure(reason=error.code, ip=ratelimit.client_ip(request), user=user)
+    services.sign_in_record_failure(reason=error.code, ip=client_ip(request), user=user)
     messages.error(request, _failure_message(error))
     return redirect(_login_url(next_url))
 
@@ -183,7 +185,7 @@ def callback(request: HttpRequest) -> HttpResponse:
             id_token=auth.id_token,
             acr=auth.acr,
             amr=list(auth.amr),
-            ip=ratelimit.client_ip(request),
+            ip=client_ip(request),
         )
         # Same security notification as a password sign-in from a browser never seen before.
         login_notify_new_device(
@@ -191,7 +193,7 @@ def callback(request: HttpRequest) -> HttpResponse:
             known_device=known,
             first_sign_in=first_sign_in,
             device=device_label(request.META.get("HTTP_USER_AGENT", "")),
-            ip=ratelimit.client_ip(request),
+            ip=client_ip(request),
         )
         response = _done(request, next_url)
         ratelimit.remember_device(request, response, link.user)
@@ -234,7 +236,7 @@ def choose(request: HttpRequest) -> HttpResponse:
     error = ""
     if request.method == "POST":
         action = request.POST.get("action")
-        ip = ratelimit.client_ip(request)
+        ip = client_ip(request)
         if action == "link":
             flow = services.pending_request_link(request=request, pending=pending, ip=ip)
             return redirect(_with_flow("identity:franceconnect:link-sign-in", flow))
@@ -367,7 +369,7 @@ def link_confirm(request: HttpRequest) -> HttpResponse:
             return redirect("identity:account")
         try:
             services.link_create(
-                user=request.user, sub=pending.sub, how="password_sign_in", ip=ratelimit.client_ip(request)
+                user=request.user, sub=pending.sub, how="password_sign_in", ip=client_ip(request)
             )
         except services.LinkError as error:
             services.pending_clear(request=request)
@@ -405,7 +407,7 @@ def unlink(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect(_login_url(reverse("identity:account")))
     try:
-        services.link_remove(user=request.user, ip=ratelimit.client_ip(request))
+        services.link_remove(user=request.user, ip=client_ip(request))
     except services.LinkError as error:
         if error.code == "no_other_sign_in":
             messages.error(
@@ -432,7 +434,7 @@ def password_setup(request: HttpRequest) -> HttpResponse:
         return redirect(_login_url(reverse("identity:account")))
     user = request.user
     if ratelimit.form_email_allowed("password_reset", user.email):
-        password_reset_request(user=user, ip=ratelimit.client_ip(request))
+        password_reset_request(user=user, ip=client_ip(request))
     messages.success(
         request,
         _("Nous vous avons envoyé un lien pour choisir un mot de passe. Pensez à regarder vos indésirables."),
@@ -457,7 +459,7 @@ def logout(request: HttpRequest) -> HttpResponse:
         return render(request, "franceconnect/logout_confirm.html")
     id_token = selectors.session_id_token(request)
     was_signed_in = request.user.is_authenticated
-    session_logout(request=request, ip=ratelimit.client_ip(request))
+    session_logout(request=request, ip=client_ip(request))
     if not id_token:
         if was_signed_in:
             messages.success(request, _("Déconnexion effectuée. À bientôt !"))
@@ -494,5 +496,5 @@ def logout_return(request: HttpRequest) -> HttpResponse:
     if not isinstance(expected, str) or not state or not _same(expected, state):
         return redirect("identity:home")
     if request.user.is_authenticated:
-        session_logout(request=request, ip=ratelimit.client_ip(request))
+        session_logout(request=request, ip=client_ip(request))
     return render(request, "franceconnect/logged_out.html")

@@ -3,7 +3,7 @@
 After a correct password, a resident with a second factor is *not* signed in: the
 Django session only holds a short-lived marker (user id, when the password was checked,
 expiry, where to go next). Nothing reads it as a sign-in: `request.user` stays anonymous
-until the second factor succeeds and identity.services.session_login runs.
+until the second factor succeeds and identity.signin.session_login runs.
 """
 
 from __future__ import annotations

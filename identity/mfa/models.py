@@ -1,7 +1,7 @@
 """Second factors of a resident, on django-otp's `Device`.
 
 - `TOTPDevice`: RFC 6238 codes. Unlike django-otp's own TOTP plugin, the shared secret is
-  stored encrypted at rest (identity.crypto, AES-256-GCM, bound to the device id), and
+  stored encrypted at rest (common.crypto, AES-256-GCM, bound to the device id), and
   the last accepted time step is kept so that a code is never accepted twice.
 - `BackupCodeDevice` + `BackupCode`: ten single-use recovery codes, stored as keyed
   hashes only. One device row per resident carries the throttling state.
@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_otp.models import MAX_THROTTLE_DELAY_SECONDS, Device, ThrottlingMixin, VerifyNotAllowed
 
+from common.crypto import decrypt_at_rest, encrypt_at_rest
 from identity.mfa import clock
 
 DEFAULT_THROTTLE_FACTOR = 1  # seconds; delays 1, 2, 4, 8 … after successive failures
@@ -86,7 +87,7 @@ class ClockThrottlingMixin(ThrottlingMixin):
 class TOTPDevice(ClockThrottlingMixin, Device):
     # Not usable until the resident has typed a first valid code.
     confirmed = models.BooleanField(_("activé"), default=False)
-    # AES-256-GCM(secret) with the device id as associated data (identity.crypto).
+    # AES-256-GCM(secret) with the device id as associated data (common.crypto).
     secret_encrypted = models.BinaryField(_("secret chiffré"), default=b"", editable=False)
     digits = models.PositiveSmallIntegerField(_("chiffres"), default=6)
     step = models.PositiveSmallIntegerField(_("pas (secondes)"), default=30)
@@ -107,13 +108,9 @@ class TOTPDevice(ClockThrottlingMixin, Device):
         return f"mfa.totp:{self.pk}".encode()
 
     def set_secret(self, key: bytes) -> None:
-        from identity.crypto import encrypt_at_rest
-
         self.secret_encrypted = encrypt_at_rest(key, context=self.secret_context())
 
     def secret(self) -> bytes:
-        from identity.crypto import decrypt_at_rest
-
         return decrypt_at_rest(bytes(self.secret_encrypted), context=self.secret_context())
 
 
@@ -133,7 +130,7 @@ class BackupCodeDevice(ClockThrottlingMixin, Device):
 
 class BackupCode(models.Model):
     device = models.ForeignKey(BackupCodeDevice, on_delete=models.CASCADE, related_name="codes")
-    # identity.crypto.keyed_hash of the normalised code; the code itself is shown once.
+    # common.crypto.keyed_hash of the normalised code; the code itself is shown once.
     code_hash = models.CharField(max_length=100)
     used_at = models.DateTimeField(null=True, blank=True)
 

@@ -19,11 +19,12 @@ from django.urls import reverse
 from webauthn.helpers import bytes_to_base64url
 from webauthn.helpers.structs import CredentialDeviceType
 
-from identity.crypto import keyed_hash
+from common.crypto import keyed_hash
+from identity.audit import audit_log
 from identity.mfa import clock, passkeys, totp
 from identity.mfa.models import BackupCode, BackupCodeDevice, Kind, Passkey, TOTPDevice
 from identity.models import User
-from identity.services import audit_log
+from identity.not_me import not_me_days, not_me_url
 
 BACKUP_CODE_COUNT = 10
 BACKUP_CODE_LENGTH = 10
@@ -60,7 +61,6 @@ def _notify(
     *, user: User, template: str, context: dict[str, Any], factor: tuple[str, int] | None = None
 ) -> None:
     from identity.emails import absolute_url, send_email
-    from identity.services import not_me_days, not_me_url
 
     full = {
         "given_name": user.given_name,

@@ -20,6 +20,9 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
 
+from common.problems import problem
+from common.ratelimit import client_ip
+from common.redirects import safe_next, with_next
 from identity import ratelimit, reauth
 from identity.forms import too_many_attempts
 from identity.mfa import flow, passkeys, selectors, services, totp
@@ -33,11 +36,9 @@ from identity.mfa.forms import (
 )
 from identity.mfa.models import Kind, TOTPDevice
 from identity.models import User
-from identity.problems import problem
-from identity.redirects import safe_next, with_next
 from identity.selectors import session_amr
-from identity.services import login_notify_new_device, login_record_success, session_login
 from identity.sessions import device_label
+from identity.signin import login_notify_new_device, login_record_success, session_login
 
 SESSION_TOTP_ENROL = "mfa.totp_enrol"
 SESSION_PASSKEY_HANDLE = "mfa.passkey_user_handle"
@@ -76,7 +77,7 @@ def _complete_sign_in(request: HttpRequest, subject: Subject, outcome: services.
     session_login(request=request, user=user, amr=flow.combined_amr(subject.base_amr, outcome.methods))
     # django-otp's own record of the device that verified this session (user.is_verified()).
     otp_login(request, outcome.device)
-    ip = ratelimit.client_ip(request)
+    ip = client_ip(request)
     services.login_second_factor_succeeded(
         user=user, kind=kind, factor_id=outcome.factor_id, step_up=subject.step_up, ip=ip
     )
@@ -132,7 +133,7 @@ def verify(request: HttpRequest) -> HttpResponse:
             submitted = backup_form = BackupCodeForm(request.POST, prefix="backup")
         if submitted is not None and submitted.is_valid():
             user = subject.user
-            ip = ratelimit.client_ip(request)
+            ip = client_ip(request)
             throttle = ratelimit.LoginThrottle(request, user.email, user)
             block = throttle.check()
             if block is not None:
@@ -241,7 +242,7 @@ def verify_passkey(request: HttpRequest) -> HttpResponse:
     if data is None or challenge is None:
         return _bad(_("La vérification a expiré. Réessayez."))
     user = subject.user
-    ip = ratelimit.client_ip(request)
+    ip = client_ip(request)
     throttle = ratelimit.LoginThrottle(request, user.email, user)
     block = throttle.check()
     if block is not None:
@@ -289,7 +290,7 @@ def passwordless(request: HttpRequest) -> HttpResponse:
     if data is None or challenge is None:
         return _bad(_("La vérification a expiré. Réessayez."))
     next_url = safe_next(request, data.get("next") if isinstance(data.get("next"), str) else None)
-    ip = ratelimit.client_ip(request)
+    ip = client_ip(request)
     try:
         outcome = services.passkey_authenticate(
             credential=data.get("credential"), challenge=challenge, user=None, ip=ip
@@ -391,7 +392,7 @@ def totp_add(request: HttpRequest) -> HttpResponse:
             device_id=device.pk,
             code=form.cleaned_data["code"],
             name=form.cleaned_data["name"],
-            ip=ratelimit.client_ip(request),
+            ip=client_ip(request),
         )
         if outcome.ok:
             request.session.pop(SESSION_TOTP_ENROL, None)
@@ -437,7 +438,7 @@ def backup_codes(request: HttpRequest) -> HttpResponse:
                 request, _("Ajoutez d'abord une application d'authentification ou une clé d'accès.")
             )
             return redirect("identity:mfa:factors")
-        codes = services.backup_codes_generate(user=request.user, ip=ratelimit.client_ip(request))
+        codes = services.backup_codes_generate(user=request.user, ip=client_ip(request))
     return render(
         request,
         "mfa/backup_codes.html",
@@ -488,7 +489,7 @@ def passkey_register(request: HttpRequest) -> HttpResponse:
             challenge=challenge,
             user_handle=bytes.fromhex(handle_hex),
             name=name,
-            ip=ratelimit.client_ip(request),
+            ip=client_ip(request),
         )
     except services.FactorError:
         return _bad(_("Cette clé d'accès est déjà enregistrée."))
@@ -520,7 +521,7 @@ def factor_rename(request: HttpRequest, kind: str, factor_id: int) -> HttpRespon
             kind=kind,
             factor_id=factor_id,
             name=form.cleaned_data["name"],
-            ip=ratelimit.client_ip(request),
+            ip=client_ip(request),
         )
         messages.success(request, _("Le nom a été modifié."))
         return redirect("identity:mfa:factors")
@@ -545,9 +546,7 @@ def factor_remove(request: HttpRequest, kind: str, factor_id: int) -> HttpRespon
         )
         return redirect("identity:mfa:factors")
     if request.method == "POST":
-        services.factor_remove(
-            user=request.user, kind=kind, factor_id=factor_id, ip=ratelimit.client_ip(request)
-        )
+        services.factor_remove(user=request.user, kind=kind, factor_id=factor_id, ip=client_ip(request))
         messages.success(request, _("« %(name)s » a été retiré.") % {"name": row.name})
         return redirect("identity:mfa:factors")
     return render(request, "mfa/factor_remove.html", {"factor": row, "last": last})

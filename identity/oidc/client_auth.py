@@ -37,12 +37,12 @@ from django.db import IntegrityError, transaction
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
+from common.outbound import open_without_redirects
 from identity.oidc.constants import (
     CLIENT_ASSERTION_ALGS,
     CLIENT_ASSERTION_MAX_LIFETIME,
     CLIENT_ASSERTION_TYPE,
 )
-from identity.outbound import open_without_redirects
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _jwks_cache_key(client: Any) -> str:
 
 def fetch_jwks(uri: str) -> dict[str, Any]:
     """GET a JWK Set: https only (http on loopback in development), short timeout, small body."""
-    from identity.services import ClientConfigError, validate_client_uri
+    from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 
     try:
         validate_client_uri(uri, what="JWKS URI")

@@ -31,7 +31,7 @@ def resource_identifier_check(value: str) -> str:
     (http on loopback in development, like redirect URIs), no user information, no spaces.
     Never our issuer nor a URL under it: those are ours (userinfo).
     """
-    from identity.services import ClientConfigError, validate_client_uri
+    from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 
     value = (value or "").strip()
     try:

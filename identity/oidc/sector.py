@@ -7,7 +7,7 @@ sector being that host: identity/oidc/subjects.py). The OP fetches it at registr
 
 - https only; http only on loopback (127.0.0.1, localhost, ::1) where the settings allow
   loopback http URIs (`ALLOW_HTTP_LOOPBACK_REDIRECTS`, development and tests), as for the
-  other URIs of a client (identity.services.validate_client_uri);
+  other URIs of a client (identity.oidc.client_uris.validate_client_uri);
 - a short timeout, a size limit, and no redirects (a redirect is answered with an error:
   the operator registers the final URL), like the client JWKS fetch
   (identity/oidc/client_auth.py);
@@ -27,8 +27,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 
-from identity.outbound import open_without_redirects
-from identity.services import ClientConfigError, validate_client_uri
+from common.outbound import open_without_redirects
+from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 
 SECTOR_FETCH_TIMEOUT = 3.0
 SECTOR_MAX_BYTES = 64 * 1024

@@ -73,7 +73,7 @@ def redirect_hosts(redirect_uris: list[str]) -> set[str]:
 
 def _loopback_http_allowed(scheme: str, hostname: str) -> bool:
     """http on loopback, where client URIs may use it (development, tests, RFC 8252 apps)."""
-    from identity.services import LOOPBACK_HOSTS
+    from identity.oidc.client_uris import LOOPBACK_HOSTS
 
     return scheme == "http" and hostname in LOOPBACK_HOSTS and bool(settings.ALLOW_HTTP_LOOPBACK_REDIRECTS)
 

@@ -28,6 +28,7 @@ from oauthlib.common import Request as OAuthRequest
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
+from common.crypto import keyed_hash_matches
 from identity.keys import active_signing_key, verification_key
 from identity.oidc.claims import standard_claims
 from identity.sessions import (
@@ -62,8 +63,6 @@ class Validator(OAuth2Validator):
     # --- client authentication ---------------------------------------------------------
     def _check_secret(self, provided_secret: str, stored_secret: str) -> bool:
         # Keyed fast hash only: a plaintext or password-hasher value never matches.
-        from identity.crypto import keyed_hash_matches
-
         return keyed_hash_matches(provided_secret or "", stored_secret or "")
 
     def _load_application(self, client_id: str, request: OAuthRequest) -> Any:

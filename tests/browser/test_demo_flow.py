@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from identity.management.commands.load_demo import DEMO_EMAIL, DEMO_PASSWORD
+from identity.demo import DEMO_EMAIL, DEMO_PASSWORD
 from tests.browser.conftest import axe_violations
 
 pytestmark = pytest.mark.django_db(transaction=True)

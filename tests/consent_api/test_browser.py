@@ -59,7 +59,7 @@ def widget_server(live_server: Any, settings: Any, tmp_path: Any) -> str:
     call_command("ensure_signing_keys")
     call_command("load_demo")
     # What load_demo should do itself (see the report): register the issuer as an origin.
-    from identity.management.commands.load_demo import DEMO_CLIENT_NAME
+    from identity.demo import DEMO_CLIENT_NAME
 
     client = Client.objects.get(name=DEMO_CLIENT_NAME)
     client.allowed_origins = live_server.url
@@ -187,7 +187,7 @@ def test_choices_made_before_sign_in_follow_the_resident(widget_server: str, mak
     partner with cum_browser_id, come back with cum_link: the widget proves the browser and the
     choices are the resident's."""
     from consent.selectors import consent_is_granted
-    from identity.management.commands.load_demo import DEMO_CLIENT_NAME
+    from identity.demo import DEMO_CLIENT_NAME
     from tests.conftest import pkce_pair
 
     resident = make_resident("alice@example.org")

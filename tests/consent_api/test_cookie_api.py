@@ -477,7 +477,7 @@ def test_the_demo_page_listens_before_the_widget_runs(make_client: Any, settings
     """Deferred scripts run in order, and the widget's first cum:consent event can fire as soon
     as widget.js runs: the page's listener (demo.js) must come first, or on a busy machine the
     event goes to nobody (issue 9, finding 11: the flaky banner test read `first` as None)."""
-    from identity.management.commands.load_demo import DEMO_CLIENT_NAME
+    from identity.demo import DEMO_CLIENT_NAME
 
     settings.DEMO_ENABLED = True
     make_client(name=DEMO_CLIENT_NAME)

@@ -19,8 +19,7 @@ from django.test import Client as BrowserClient
 from identity.franceconnect.models import FranceConnectLink
 from identity.franceconnect.selectors import logout_url_for
 from identity.models import AuditEvent, BrowserSession, User
-from identity.services import SESSION_AMR
-from identity.sessions import SESSION_SID
+from identity.sessions import SESSION_AMR, SESSION_SID
 from tests.conftest import PASSWORD, deliver_emails
 from tests.franceconnect.conftest import LOGOUT_RETURN_PATH, FranceConnectBrowser, http_get
 from tests.franceconnect.fake_fc import DEFAULT_IDENTITY

@@ -11,7 +11,7 @@ from django.test import Client, RequestFactory
 from identity.mfa.models import BackupCodeDevice, TOTPDevice
 from identity.mfa.selectors import ACR_BASIC, ACR_MFA, session_acr, step_up_url, user_has_mfa
 from identity.models import AuditEvent
-from identity.services import SESSION_AMR, SESSION_AUTH_TIME
+from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME
 from tests.conftest import deliver_emails
 from tests.mfa.conftest import key_from_page, rfc6238, sign_in_password
 

@@ -10,7 +10,8 @@ from django.test import Client
 
 from identity.mfa.models import Passkey
 from identity.mfa.selectors import user_has_mfa
-from identity.services import SESSION_AMR, user_create
+from identity.services import user_create
+from identity.sessions import SESSION_AMR
 from tests.conftest import MFA_AMR, PASSWORD, deliver_emails, open_session
 from tests.mfa.conftest import SoftAuthenticator, b64url, post_json, register_passkey, sign_in_password
 

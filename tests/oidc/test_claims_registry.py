@@ -17,8 +17,9 @@ from django.test import Client as BrowserClient
 
 from consent.services import consent_record, purpose_create
 from identity.oidc import claims as registry
+from identity.oidc.client_uris import ClientConfigError
+from identity.oidc.clients import client_register
 from identity.oidc.consent import purpose_for_client_scopes, sharing_purpose_code
-from identity.services import ClientConfigError, client_register
 from tests.conftest import REDIRECT_URI, OIDCFlow, verify_id_token
 from tests.oidc.conftest import complete_flow, is_consent_page, userinfo
 

@@ -18,7 +18,7 @@ from django.test import Client as BrowserClient
 from jwcrypto import jwk, jwt
 from jwcrypto.common import JWException
 
-from identity.services import SESSION_AUTH_TIME
+from identity.sessions import SESSION_AUTH_TIME
 from tests.conftest import REDIRECT_URI, OIDCFlow, verify_id_token
 from tests.oidc.conftest import (
     complete_flow,

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client as BrowserClient
 
 from identity.models import IDToken
-from identity.services import ClientConfigError
+from identity.oidc.client_uris import ClientConfigError
 from tests.conftest import OIDCFlow, verify_id_token
 from tests.oidc.conftest import expected_sub, location_query, post_token, sign_in, userinfo
 

@@ -10,7 +10,7 @@ import pytest
 from django.contrib import admin
 from oauth2_provider.models import get_access_token_model, get_application_model
 
-from identity.crypto import keyed_hash_matches
+from common.crypto import keyed_hash_matches
 from identity.oidc_admin import PartnerClientAdmin
 from tests.oidc.conftest import basic, post_token
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from identity.services import ClientConfigError, client_register
+from identity.oidc.client_uris import ClientConfigError
+from identity.oidc.clients import client_register
 from tests.oidc.conftest import basic, post_token
 
 

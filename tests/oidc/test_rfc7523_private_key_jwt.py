@@ -20,7 +20,8 @@ from django.conf import settings
 from django.core.cache import cache
 from jwcrypto import jwk, jwt
 
-from identity.services import ClientConfigError, client_register
+from identity.oidc.client_uris import ClientConfigError
+from identity.oidc.clients import client_register
 from tests.conftest import OIDCFlow, verify_id_token
 from tests.oidc.conftest import post_token
 

@@ -18,7 +18,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from oauth2_provider.models import get_application_model
 
-from identity.services import ClientConfigError, client_register
+from identity.oidc.client_uris import ClientConfigError
+from identity.oidc.clients import client_register
 from tests.oidc.test_partner_admin import change_url, form_data
 
 pytestmark = pytest.mark.django_db

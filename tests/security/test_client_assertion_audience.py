@@ -20,7 +20,7 @@ from django.conf import settings
 from django.test import Client as BrowserClient
 from jwcrypto import jwk, jwt
 
-from identity.services import client_register
+from identity.oidc.clients import client_register
 from tests.conftest import REDIRECT_URI, pkce_pair
 
 pytestmark = pytest.mark.django_db

@@ -22,7 +22,7 @@ from django.test import Client
 
 from identity.mfa import services as mfa_services
 from identity.mfa.models import BackupCode, Passkey, TOTPDevice
-from identity.services import SESSION_AMR, SESSION_AUTH_TIME
+from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME
 from tests.conftest import MFA_AMR, open_session
 from tests.mfa.conftest import (
     ISSUER,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.test import Client as BrowserClient
 
-from identity.services import SESSION_AUTH_TIME
+from identity.sessions import SESSION_AUTH_TIME
 from tests.conftest import PASSWORD, OIDCFlow, verify_id_token
 
 HOUR = 3600

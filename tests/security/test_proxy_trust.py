@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client, RequestFactory
 
-from identity import ratelimit
+from common import ratelimit
 from identity.models import AuditEvent
 from tests.conftest import PASSWORD
 from tests.test_settings import PRODUCTION, run_settings

@@ -26,7 +26,7 @@ from identity.mfa import services as mfa_services
 from identity.mfa.models import TOTPDevice
 from identity.models import AuditEvent, User
 from identity.models import Client as PartnerClient
-from identity.services import SESSION_AMR
+from identity.sessions import SESSION_AMR
 from tests.conftest import MFA_AMR, PASSWORD, open_session
 from tests.mfa.conftest import FakeClock, key_from_page, rfc6238
 

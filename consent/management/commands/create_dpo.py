@@ -22,9 +22,10 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from consent.dpo.access import DPO_GROUP
+from identity.audit import audit_log
 from identity.models import normalize_email
 from identity.selectors import user_by_email
-from identity.services import audit_log, user_create
+from identity.services import user_create
 
 
 class Command(BaseCommand):

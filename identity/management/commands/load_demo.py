@@ -9,17 +9,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
-from identity.crypto import generate_secret, keyed_hash
+from common.crypto import generate_secret, keyed_hash
+from identity.demo import DEMO_CLIENT_NAME, DEMO_EMAIL, DEMO_PASSWORD, demo_client_file
 from identity.models import User
-from identity.services import client_register, user_create
-
-DEMO_EMAIL = "camille.demo@example.org"
-DEMO_PASSWORD = "Loire-et-Erdre-2026"
-DEMO_CLIENT_NAME = "Démo – service partenaire"
-
-
-def demo_client_file() -> Any:
-    return settings.VAR_DIR / "demo-client.json"
+from identity.oidc.clients import client_register
+from identity.services import user_create
 
 
 class Command(BaseCommand):

@@ -6,8 +6,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from identity.oidc.claims import supported_scopes
+from identity.oidc.client_uris import ClientConfigError, validate_client_uri
+from identity.oidc.clients import client_register
 from identity.oidc.constants import AUTH_METHODS, REGISTRABLE_GRANTS
-from identity.services import ClientConfigError, client_register, validate_client_uri
 
 
 class Command(BaseCommand):

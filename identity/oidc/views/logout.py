@@ -52,6 +52,7 @@ from jwcrypto import jwt
 from jwcrypto.common import JWException
 from oauth2_provider.forms import ConfirmLogoutForm
 
+from common.ratelimit import client_ip
 from identity.client_cache import client_by_client_id
 from identity.middleware import DEFAULT_CSP
 from identity.oidc.backchannel import frontchannel_logout_urls, origin_of
@@ -207,8 +208,6 @@ class EndSessionView(View):
         session = browser_session_for_request(request, adopt=False)
         clients: list[Any] = []
         if session is not None:
-            from identity.ratelimit import client_ip
-
             ended = session_end(
                 session=session,
                 reason=EndReason.RP_LOGOUT,

@@ -1,4 +1,4 @@
-"""Small cryptographic helpers shared by the identity app.
+"""Small cryptographic helpers shared by the apps (common plumbing).
 
 - Machine-generated secrets (client secrets, verification tokens) have enough entropy
   that a keyed fast hash (HMAC-SHA-256) is the right way to store them: it resists

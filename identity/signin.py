@@ -1,0 +1,118 @@
+"""Sign-in and sign-out writes: the browser session opened, the attempts and locks recorded,
+the new-device email. Keyword-only; audit rows carry no personal data (identity.audit).
+
+The throttle that decides whether an attempt may proceed is identity.ratelimit.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.contrib.auth import login as django_login
+from django.db import transaction
+from django.http import HttpRequest
+
+from identity.audit import audit_log
+from identity.models import User
+from identity.not_me import not_me_days, not_me_url
+from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME, SESSION_SID, browser_session_open
+
+
+def session_login(*, request: HttpRequest, user: User, amr: list[str]) -> None:
+    """Open a browser session and remember when and how the resident authenticated.
+
+    The session is also a record (identity.sessions.BrowserSession) whose `sid` the
+    Django session holds: it goes into ID tokens and lets the session be ended from
+    anywhere (sign-out everywhere, revocation from the account pages).
+    """
+    from identity.mfa.flow import pending_clear
+
+    previous_sid = request.session.get(SESSION_SID)  # read before login() may flush it
+    auth_time = int(time.time())
+    with transaction.atomic():
+        django_login(request, user, backend="identity.backends.EmailBackend")
+        # A second step someone else left half-finished in this browser (shared computer)
+        # must not outlive this sign-in: it would be offered to this session's step-up.
+        pending_clear(request)
+        request.session[SESSION_AUTH_TIME] = auth_time
+        request.session[SESSION_AMR] = amr
+        record = browser_session_open(
+            request=request, user=user, amr=amr, auth_time=auth_time, previous_sid=previous_sid
+        )
+        # Staff sign-ins are audited apart (identity.reauth: ids and methods only).
+        from identity.reauth import staff_sign_in_audit
+
+        staff_sign_in_audit(user=user, amr=amr, session_id=record.pk)
+
+
+def login_record_success(*, user: User, ip: str = "", known_device: bool = False) -> None:
+    audit_log(event="login.succeeded", subject_user=user, ip=ip, data={"known_device": known_device})
+
+
+def login_record_failure(*, user: User | None, ip: str = "", known_device: bool = False) -> None:
+    """A wrong password (or an unknown address: `user` None; the address is never recorded)."""
+    audit_log(
+        event="login.failed",
+        subject_user=user,
+        ip=ip,
+        data={"known_device": known_device, "known_account": user is not None},
+    )
+
+
+def login_record_blocked(*, user: User | None, ip: str = "", scope: str) -> None:
+    """An attempt refused by a limit before the password was looked at."""
+    audit_log(event="login.blocked", subject_user=user, ip=ip, data={"scope": scope})
+
+
+def password_check_record_failure(*, user: User, ip: str = "") -> None:
+    """A wrong current password typed by a signed-in session (password change)."""
+    audit_log(event="password.check_failed", acting_user=user, subject_user=user, ip=ip)
+
+
+@transaction.atomic
+def login_notify_new_device(
+    *, user: User, known_device: bool, first_sign_in: bool, device: str, ip: str = ""
+) -> bool:
+    """After a full sign-in: email the resident when the browser is not a known device.
+
+    A known device is a browser holding the signed known-device cookie for this account
+    (identity.ratelimit.remember_device, set at every full sign-in): the first sign-in
+    of each new browser is reported once. The very first sign-in of an account (no
+    `last_login` yet, e.g. right after registration) is not. Returns whether it emailed.
+    """
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from identity.emails import absolute_url, send_email
+
+    if known_device or first_sign_in:
+        return False
+    audit_log(event="login.new_device_notified", subject_user=user, ip=ip)
+    send_email(
+        to=user.email,
+        template="new_device",
+        context={
+            "given_name": user.given_name,
+            "device": device,
+            "when": timezone.now(),
+            "sessions_url": absolute_url(reverse("identity:sessions")),
+            "not_me_url": not_me_url(user=user, source="new_device"),
+            "not_me_days": not_me_days(),
+        },
+        language=user.preferred_language,
+    )
+    return True
+
+
+def login_record_lockout(*, user: User | None, ip: str = "", scope: str) -> None:
+    audit_log(event="login.locked", subject_user=user, ip=ip, data={"scope": scope})
+
+
+def session_logout(*, request: HttpRequest, ip: str = "") -> None:
+    """End the browser session (the resident asked to sign out)."""
+    from django.contrib.auth import logout as django_logout
+
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        audit_log(event="logout", acting_user=user, subject_user=user, ip=ip)
+    django_logout(request)
