@@ -23,7 +23,10 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any
 
+from consent.gate import consent_is_granted
+from consent.services import ConsentError, UnknownPurpose, consent_record, purpose_for_client
 from identity.oidc import claims as claims_registry
+from identity.oidc.subjects import subject_for
 
 COLLECTION_METHOD = "oidc_consent"
 
@@ -34,8 +37,6 @@ def describe_scopes(scopes: list[str]) -> list[dict[str, object]]:
 
 
 def _normalise_scopes(client: Any, scopes: Iterable[str]) -> list[str]:
-    from consent.services import ConsentError
-
     if isinstance(scopes, str):
         scopes = scopes.split()
     normalised = sorted({scope.strip() for scope in scopes if isinstance(scope, str) and scope.strip()})
@@ -58,8 +59,6 @@ def purpose_for_client_scopes(*, client: Any, scopes: Iterable[str]) -> Any:
     the sharing but `requires_consent` is False (GDPR Art. 6(1)(e)). ConsentError on a
     client not saved, no scope or a scope the client may not ask for; nothing is written.
     """
-    from consent.services import ConsentError, purpose_for_client
-
     if client is None or getattr(client, "pk", None) is None:
         raise ConsentError("a registered client is required")
     normalised = _normalise_scopes(client, scopes)
@@ -96,8 +95,6 @@ _PURPOSE_CODES_MAX = 4096
 
 def sharing_purpose_code(client: Any, scopes: list[str] | set[str]) -> str | None:
     """The ledger purpose for these scopes at this client; None if it cannot exist."""
-    from consent.services import ConsentError
-
     key = (getattr(client, "pk", None), getattr(client, "client_id", ""), tuple(sorted(set(scopes))))
     code = _purpose_codes.get(key) if key[0] is not None else None
     if code is not None:
@@ -126,9 +123,6 @@ def known_purpose_code(client: Any, scopes: list[str] | set[str]) -> str | None:
 
 def sharing_granted(user: Any, client: Any, scopes: list[str] | set[str]) -> bool:
     """Does the ledger allow sending this client the claims of these scopes, now?"""
-    from consent.gate import consent_is_granted
-    from consent.services import ConsentError, UnknownPurpose
-
     if user is None or client is None or not scopes:
         return False
     for _attempt in range(2):
@@ -147,9 +141,6 @@ def sharing_granted(user: Any, client: Any, scopes: list[str] | set[str]) -> boo
 
 def _scopes_denied_by_provider_purpose(user: Any, wanted: set[str]) -> set[str]:
     """The scopes whose provider's own purpose (ClaimProvider.purpose_code) the ledger denies."""
-    from consent.gate import consent_is_granted
-    from consent.services import ConsentError
-
     denied: set[str] = set()
     for code, gated in claims_registry.purposes_needed(wanted).items():
         try:
@@ -175,8 +166,6 @@ def released_claims(
     claims themselves come from the registered providers (identity.oidc.claims.read_claims);
     a provider's scopes whose own purpose is not granted release nothing.
     """
-    from identity.oidc.subjects import subject_for
-
     claims: dict[str, Any] = {"sub": subject_for(client, user)}
     wanted = set(scopes)
     if not wanted - {"openid"}:
@@ -194,8 +183,6 @@ def released_claims(
 
 def consent_decision_record(*, user: Any, purpose_code: str, allow: bool) -> Any:
     """The resident's answer on the consent screen, as a ledger event (caller's transaction)."""
-    from consent.services import consent_record
-
     return consent_record(
         user=user,
         purpose_code=purpose_code,
