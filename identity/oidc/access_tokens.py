@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from django.conf import settings
 
+from consent.gate import AccountGateSQL, account_gate_decision, account_gate_sql
 from identity.keys import active_signing_key, published_jwks
 from identity.oidc import claims as claims_registry
 
@@ -264,8 +265,6 @@ def _resident_token_query(
     columns = ", ".join(f'u."{field.column}"' for field in fields)
     joins = ""
     if with_gate:
-        from consent.gate import account_gate_sql
-
         gate = account_gate_sql(f'u."{user.pk.column}"')
         columns += ", " + gate.columns
         joins = " " + gate.joins
@@ -296,8 +295,6 @@ def _read_resident(token: str, purpose_code: str | None) -> tuple[Any | None, tu
     sql, readers = _resident_token_query(connection, with_gate=purpose_code is not None)
     params: list[Any] = []
     if purpose_code is not None:
-        from consent.gate import AccountGateSQL
-
         params += AccountGateSQL.params(purpose_code)
     now = get_access_token_model()._meta.get_field("expires").get_db_prep_value(timezone.now(), connection)
     params += [checksum(token), now]
@@ -336,8 +333,6 @@ def resident_and_consent(
     The answer is None when the purpose does not exist (the caller asks the ledger the
     usual way then).
     """
-    from consent.gate import account_gate_decision
-
     if is_client_token(claims):
         return None, None
     user, gate = _read_resident(token, purpose_code)
