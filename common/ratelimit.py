@@ -67,7 +67,7 @@ def client_ip(request: HttpRequest) -> str:
     it was written by the client and is ignored.
     """
     remote = _valid_ip(request.META.get("REMOTE_ADDR", ""))
-    proxies = int(getattr(settings, "TRUSTED_PROXY_COUNT", 0) or 0)
+    proxies = settings.TRUSTED_PROXY_COUNT
     if proxies <= 0:
         return remote
     forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]

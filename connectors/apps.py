@@ -5,10 +5,14 @@ from consent import rights as rights_registry
 
 
 class ConnectorsConfig(AppConfig):
-    """Partner accounts, the connector protocol and the outbox that delivers to partners."""
+    """The transactional outbox (connectors/outbox.py, `manage.py outbox_worker`): messages written
+    with the change that caused them and delivered at least once. Today it carries the emails
+    to residents (connectors/handlers.py) and the back-channel logout notifications
+    (registered by identity/oidc/backchannel.py). The partner connectors themselves (accounts
+    at partners, the connector protocol) are not written yet; they will live here."""
 
     name = "connectors"
-    verbose_name = _("Connecteurs partenaires")
+    verbose_name = _("Messages sortants")
 
     def ready(self) -> None:
         from connectors import handlers

@@ -1,4 +1,5 @@
-"""Built-in outbox message kinds."""
+"""Built-in outbox message kinds: emails to residents (back-channel logout is registered by
+identity/oidc/backchannel.py)."""
 
 from __future__ import annotations
 
@@ -6,31 +7,13 @@ import smtplib
 from typing import Any
 
 from connectors.models import OutboxMessage
-from connectors.outbox import (
-    PermanentDeliveryError,
-    RetryableDeliveryError,
-    http_post_form,
-    register_handler,
-)
+from connectors.outbox import PermanentDeliveryError, RetryableDeliveryError, register_handler
 
-HTTP_FORM_POST = "http_form_post"
 EMAIL = "email"
 # 5 s doubling, jittered (connectors.outbox.backoff_delay): the last of 10 attempts comes
 # 21 to 43 minutes after the first, while a reset link (valid one hour) is still good;
 # past that, the resident asks again.
 EMAIL_MAX_ATTEMPTS = 10
-
-
-def deliver_http_form_post(message: OutboxMessage) -> None:
-    """POST `payload["fields"]` form-encoded to `destination`; any 2xx is a delivery."""
-    fields = message.payload.get("fields")
-    if not isinstance(fields, dict):
-        raise PermanentDeliveryError("payload has no fields")
-    http_post_form(
-        message.destination,
-        {str(k): str(v) for k, v in fields.items()},
-        headers={"Idempotency-Key": message.idempotency_key},
-    )
 
 
 def enqueue_email(*, idempotency_key: str, payload: dict[str, Any]) -> OutboxMessage:
@@ -75,6 +58,5 @@ def deliver_email(message: OutboxMessage) -> None:
 def register_builtin_handlers() -> None:
     from identity.emails import register_email_queue
 
-    register_handler(HTTP_FORM_POST, deliver_http_form_post)
     register_handler(EMAIL, deliver_email, secret_payload=True)
     register_email_queue(enqueue_email)

@@ -23,8 +23,12 @@ class OutboxMessage(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=64, db_index=True)
-    destination = models.CharField(max_length=500, help_text=_("Partner endpoint or connector name."))
-    partner = models.CharField(max_length=100, blank=True, help_text=_("Partner client_id, if any."))
+    destination = models.CharField(
+        max_length=500, help_text=_("Point d'accès du partenaire ou nom du connecteur.")
+    )
+    partner = models.CharField(
+        max_length=100, blank=True, help_text=_("client_id du partenaire, s'il y en a un.")
+    )
     idempotency_key = models.CharField(max_length=200, unique=True)
     payload = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

@@ -64,7 +64,7 @@ def check_email_backend(app_configs: Any, **kwargs: Any) -> list[Any]:
 def check_proxy_setup(app_configs: Any, **kwargs: Any) -> list[Any]:
     if not settings.PRODUCTION:
         return []
-    if getattr(settings, "BEHIND_TLS_PROXY", False) and settings.TRUSTED_PROXY_COUNT == 0:
+    if settings.BEHIND_TLS_PROXY and settings.TRUSTED_PROXY_COUNT == 0:
         return [
             Warning(
                 "BEHIND_TLS_PROXY is true but TRUSTED_PROXY_COUNT is 0: every resident appears with the "

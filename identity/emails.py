@@ -11,7 +11,7 @@ tell whether an address has an account); `manage.py outbox_worker` sends it
 (connectors/handlers.py). The queued message holds the recipient and the links, which are
 secrets (reset, verification, "Ce n'était pas vous ?"): it is sealed with AES-256-GCM under
 KEY_ENCRYPTION_KEY, bound to its outbox row, and blanked once delivered or abandoned.
-The outbox lives above this module (DESIGN.md dependency direction): the connectors app
+The outbox lives above this module (docs/architecture.md, "Layers"): the connectors app
 registers the queue here from its AppConfig.ready().
 """
 

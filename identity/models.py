@@ -133,75 +133,82 @@ class Client(AbstractApplication):
     """A partner service (relying party) or resource server registered by an operator."""
 
     GRANT_CHOICES = (
-        (AbstractApplication.GRANT_AUTHORIZATION_CODE, _("Authorization code")),
-        (AbstractApplication.GRANT_CLIENT_CREDENTIALS, _("Client credentials")),
+        (AbstractApplication.GRANT_AUTHORIZATION_CODE, _("Code d'autorisation")),
+        (AbstractApplication.GRANT_CLIENT_CREDENTIALS, _("Identifiants du client")),
     )
 
     # Our secrets are stored with a keyed hash (common.crypto), never with the
     # password hasher django-oauth-toolkit would otherwise use.
     hash_client_secret = models.BooleanField(default=False, editable=False)
     grant_types = models.CharField(
-        _("grant types"),
+        _("types d'autorisation"),
         max_length=255,
         default=AbstractApplication.GRANT_AUTHORIZATION_CODE,
-        help_text=_("Space-separated: authorization_code, client_credentials."),
+        help_text=_("Séparés par des espaces : authorization_code, client_credentials."),
     )
     allowed_scopes = models.CharField(
-        _("allowed scopes"),
+        _("portées autorisées"),
         max_length=500,
         default="openid profile email",
-        help_text=_("Space-separated scopes this client may request."),
+        help_text=_("Portées que ce client peut demander, séparées par des espaces."),
     )
     SIGNING_ALGORITHMS = (("RS256", "RS256"), ("ES256", "ES256"))
 
     # ID tokens (and logout tokens) are signed with our key for this algorithm.
     algorithm = models.CharField(
-        _("signing algorithm"), max_length=5, choices=SIGNING_ALGORITHMS, default="RS256"
+        _("algorithme de signature"), max_length=5, choices=SIGNING_ALGORITHMS, default="RS256"
     )
-    backchannel_logout_uri = models.URLField(_("back-channel logout URI"), max_length=500, blank=True)
+    backchannel_logout_uri = models.URLField(_("URI de déconnexion back-channel"), max_length=500, blank=True)
     backchannel_logout_session_required = models.BooleanField(
-        _("back-channel logout needs sid"), default=False
+        _("la déconnexion back-channel demande le sid"), default=False
     )
-    frontchannel_logout_uri = models.URLField(_("front-channel logout URI"), max_length=500, blank=True)
+    frontchannel_logout_uri = models.URLField(
+        _("URI de déconnexion front-channel"), max_length=500, blank=True
+    )
     frontchannel_logout_session_required = models.BooleanField(
-        _("front-channel logout needs iss and sid"), default=False
+        _("la déconnexion front-channel demande iss et sid"), default=False
     )
     sector_identifier_uri = models.URLField(
-        _("sector identifier URI"),
+        _("URI d'identifiant de secteur"),
         max_length=500,
         blank=True,
-        help_text=_("Partners of one sector (this URI's host) receive the same pairwise subject."),
+        help_text=_(
+            "Les partenaires d'un même secteur (l'hôte de cette URI) reçoivent le même identifiant par paire."
+        ),
     )
     # Fixed at registration so that editing redirect URIs later never changes the
     # residents' subjects at this partner (identity/oidc/subjects.py).
     subject_sector = models.CharField(
-        _("pairwise subject sector"),
+        _("secteur de l'identifiant par paire"),
         max_length=255,
         blank=True,
-        help_text=_("Host the pairwise subject is computed for (sector identifier or redirect host)."),
+        help_text=_(
+            "Hôte pour lequel l'identifiant par paire est calculé (identifiant de secteur ou hôte "
+            "de redirection)."
+        ),
     )
     is_resource_server = models.BooleanField(
-        _("resource server"),
+        _("serveur de ressources"),
         default=False,
-        help_text=_("May call the introspection endpoint."),
+        help_text=_("Peut appeler le point d'introspection."),
     )
     # RFC 8707: the identifier clients name in `resource` to get tokens meant for this
     # resource server (then in their `aud`, RFC 9068), which it may then introspect.
     resource_identifier = models.CharField(
-        _("resource identifier"),
+        _("identifiant de ressource"),
         max_length=500,
         unique=True,
         null=True,
         blank=True,
         help_text=_(
-            "Absolute https URI, no fragment (RFC 8707): clients ask resource=<this> to get "
-            "access tokens meant for this resource server."
+            "URI https absolue, sans fragment (RFC 8707) : les clients demandent resource=<celle-ci> "
+            "pour obtenir des jetons d'accès destinés à ce serveur de ressources."
         ),
     )
     is_internal = models.BooleanField(
-        _("internal metropolitan service"),
+        _("service métropolitain interne"),
         default=False,
-        help_text=_("Operated by Nantes Métropole itself (public task)."),
+        help_text=_("Exploité par Nantes Métropole elle-même (mission de service public)."),
     )
     AUTH_CLIENT_SECRET_BASIC = "client_secret_basic"
     AUTH_CLIENT_SECRET_POST = "client_secret_post"
@@ -211,41 +218,41 @@ class Client(AbstractApplication):
         (AUTH_CLIENT_SECRET_BASIC, "client_secret_basic"),
         (AUTH_CLIENT_SECRET_POST, "client_secret_post"),
         (AUTH_PRIVATE_KEY_JWT, "private_key_jwt"),
-        (AUTH_NONE, _("none (public client, PKCE)")),
+        (AUTH_NONE, _("aucune (client public, PKCE)")),
     )
     # The one way this client authenticates at the token, PAR, revocation and introspection
     # endpoints (OIDC Registration `token_endpoint_auth_method`, enforced strictly).
     token_endpoint_auth_method = models.CharField(
-        _("client authentication method"),
+        _("méthode d'authentification du client"),
         max_length=32,
         choices=AUTH_METHODS,
         default=AUTH_CLIENT_SECRET_BASIC,
     )
     jwks = models.JSONField(
-        _("client JWKS"),
+        _("JWKS du client"),
         null=True,
         blank=True,
-        help_text=_("Public keys of the client (private_key_jwt), as a JWK Set."),
+        help_text=_("Clés publiques du client (private_key_jwt), en JWK Set."),
     )
     jwks_uri = models.URLField(
-        _("client JWKS URI"),
+        _("URI du JWKS du client"),
         max_length=500,
         blank=True,
-        help_text=_("Where the client publishes its public keys (private_key_jwt)."),
+        help_text=_("Où le client publie ses clés publiques (private_key_jwt)."),
     )
     require_par = models.BooleanField(
-        _("requires pushed authorization requests"),
+        _("exige des demandes d'autorisation poussées"),
         default=False,
-        help_text=_("Authorization requests must come through the PAR endpoint (RFC 9126)."),
+        help_text=_("Les demandes d'autorisation doivent passer par le point PAR (RFC 9126)."),
     )
     require_mfa = models.BooleanField(
-        _("requires multi-factor authentication"),
+        _("exige une authentification multifacteur"),
         default=False,
-        help_text=_("Residents must have signed in with a second factor (acr MFA)."),
+        help_text=_("Les résidents doivent s'être connectés avec un second facteur (acr MFA)."),
     )
-    logo_uri = models.URLField(_("logo URI"), max_length=500, blank=True)
-    policy_uri = models.URLField(_("privacy policy URI"), max_length=500, blank=True)
-    contacts = models.CharField(_("technical contacts"), max_length=500, blank=True)
+    logo_uri = models.URLField(_("URI du logo"), max_length=500, blank=True)
+    policy_uri = models.URLField(_("URI de la politique de confidentialité"), max_length=500, blank=True)
+    contacts = models.CharField(_("contacts techniques"), max_length=500, blank=True)
 
     class Meta(AbstractApplication.Meta):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
@@ -317,7 +324,7 @@ class Client(AbstractApplication):
             if errors:
                 raise ValidationError(errors) from exc
         if self.algorithm not in {"RS256", "ES256"}:
-            raise ValidationError({"algorithm": _("Choose RS256 or ES256.")})
+            raise ValidationError({"algorithm": _("Choisissez RS256 ou ES256.")})
         if not self.is_internal and not self.sector_identifier_uri:
             from identity.oidc.subjects import redirect_hosts
 
@@ -325,8 +332,8 @@ class Client(AbstractApplication):
                 raise ValidationError(
                     {
                         "sector_identifier_uri": _(
-                            "Redirect URIs on several hosts need a sector identifier URI "
-                            "(pairwise subjects are computed per sector)."
+                            "Des URI de redirection sur plusieurs hôtes demandent une URI d'identifiant "
+                            "de secteur (les identifiants par paire sont calculés par secteur)."
                         )
                     }
                 )
@@ -334,39 +341,39 @@ class Client(AbstractApplication):
 
 class AuthorizationCode(AbstractGrant):
     code = HashedTokenField(max_length=64, unique=True, verbose_name=_("code (SHA-256)"))
-    auth_time = models.DateTimeField(_("authentication time"), null=True)
+    auth_time = models.DateTimeField(_("heure d'authentification"), null=True)
     # Redeemed codes are kept until they expire so that a replay is recognised and the
     # tokens issued from the first redemption (this refresh-token family) are revoked.
-    redeemed_at = models.DateTimeField(_("redeemed at"), null=True, blank=True)
-    token_family = models.UUIDField(_("token family"), null=True, blank=True)
+    redeemed_at = models.DateTimeField(_("échangé le"), null=True, blank=True)
+    token_family = models.UUIDField(_("famille de jetons"), null=True, blank=True)
     # The browser session (BrowserSession.sid) the resident authorized from; carried to
     # the tokens so that ending the session revokes them and tells the partner.
-    sid = models.CharField(_("session id"), max_length=64, blank=True, db_index=True)
+    sid = models.CharField(_("identifiant de session"), max_length=64, blank=True, db_index=True)
     # How the resident authenticated for this request (ID token `acr`/`amr`), as checked
     # by the authorization endpoint: never read again from a session that may have changed.
-    acr = models.CharField(_("authentication level"), max_length=100, blank=True)
-    amr = models.JSONField(_("authentication methods"), default=list, blank=True)
+    acr = models.CharField(_("niveau d'authentification"), max_length=100, blank=True)
+    amr = models.JSONField(_("méthodes d'authentification"), default=list, blank=True)
 
     class Meta(AbstractGrant.Meta):
         swappable = "OAUTH2_PROVIDER_GRANT_MODEL"
 
 
 class AccessToken(AbstractAccessToken):
-    sid = models.CharField(_("session id"), max_length=64, blank=True, db_index=True)
+    sid = models.CharField(_("identifiant de session"), max_length=64, blank=True, db_index=True)
     # The authorization request's `claims` parameter (OIDC Core §5.5), read at userinfo.
-    claims_request = models.JSONField(_("requested claims"), null=True, blank=True)
+    claims_request = models.JSONField(_("claims demandés"), null=True, blank=True)
 
     class Meta(AbstractAccessToken.Meta):
         swappable = "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL"
 
 
 class RefreshToken(AbstractRefreshToken):
-    auth_time = models.DateTimeField(_("authentication time"), null=True)
-    sid = models.CharField(_("session id"), max_length=64, blank=True, db_index=True)
+    auth_time = models.DateTimeField(_("heure d'authentification"), null=True)
+    sid = models.CharField(_("identifiant de session"), max_length=64, blank=True, db_index=True)
     # Carried to the tokens a refresh issues: the `claims` parameter and the level reached.
-    claims_request = models.JSONField(_("requested claims"), null=True, blank=True)
-    acr = models.CharField(_("authentication level"), max_length=100, blank=True)
-    amr = models.JSONField(_("authentication methods"), default=list, blank=True)
+    claims_request = models.JSONField(_("claims demandés"), null=True, blank=True)
+    acr = models.CharField(_("niveau d'authentification"), max_length=100, blank=True)
+    amr = models.JSONField(_("méthodes d'authentification"), default=list, blank=True)
 
     class Meta(AbstractRefreshToken.Meta):
         swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
@@ -429,9 +436,9 @@ class PushedAuthorizationRequest(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    reference = HashedTokenField(max_length=64, unique=True, verbose_name=_("reference (SHA-256)"))
+    reference = HashedTokenField(max_length=64, unique=True, verbose_name=_("référence (SHA-256)"))
     client = models.ForeignKey("identity.Client", on_delete=models.CASCADE, related_name="+")
-    parameters = models.JSONField(_("parameters"))
+    parameters = models.JSONField(_("paramètres"))
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
     used_at = models.DateTimeField(null=True, blank=True)
@@ -483,17 +490,17 @@ class BrowserSession(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    sid = models.CharField(_("session id"), max_length=64, unique=True, editable=False)
+    sid = models.CharField(_("identifiant de session"), max_length=64, unique=True, editable=False)
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="browser_sessions")
-    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
-    auth_time = models.DateTimeField(_("authentication time"), default=timezone.now)
-    amr = models.JSONField(_("authentication methods"), default=list, blank=True)
-    acr = models.CharField(_("authentication level"), max_length=100, blank=True)
-    user_agent = models.CharField(_("user agent"), max_length=200, blank=True)
-    device = models.CharField(_("device"), max_length=64, blank=True)
-    last_seen_at = models.DateTimeField(_("last seen"), default=timezone.now)
-    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
-    end_reason = models.CharField(_("end reason"), max_length=32, blank=True)
+    created_at = models.DateTimeField(_("créée le"), default=timezone.now, editable=False)
+    auth_time = models.DateTimeField(_("heure d'authentification"), default=timezone.now)
+    amr = models.JSONField(_("méthodes d'authentification"), default=list, blank=True)
+    acr = models.CharField(_("niveau d'authentification"), max_length=100, blank=True)
+    user_agent = models.CharField(_("navigateur (user agent)"), max_length=200, blank=True)
+    device = models.CharField(_("appareil"), max_length=64, blank=True)
+    last_seen_at = models.DateTimeField(_("vue pour la dernière fois"), default=timezone.now)
+    ended_at = models.DateTimeField(_("terminée le"), null=True, blank=True)
+    end_reason = models.CharField(_("motif de fin"), max_length=32, blank=True)
     # The Django session key, encrypted (common.crypto): lets "sign out everywhere" end
     # a session from another browser.
     session_key_encrypted = models.BinaryField(null=True, blank=True, editable=False)
@@ -602,9 +609,9 @@ class InternalServiceNotice(models.Model):
     client = models.ForeignKey("identity.Client", on_delete=models.CASCADE, related_name="+")
     # Space-separated, sorted: every scope the resident has been told about for this service.
     # Written when the resident leaves the page with "Continuer" (the page was seen).
-    scopes = models.CharField(_("scopes noticed"), max_length=500)
-    first_shown_at = models.DateTimeField(_("first shown"), default=timezone.now)
-    last_shown_at = models.DateTimeField(_("last shown"), default=timezone.now)
+    scopes = models.CharField(_("portées présentées"), max_length=500)
+    first_shown_at = models.DateTimeField(_("première présentation"), default=timezone.now)
+    last_shown_at = models.DateTimeField(_("dernière présentation"), default=timezone.now)
 
     class Meta:
         verbose_name = _("information service interne")

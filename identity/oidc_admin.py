@@ -63,8 +63,8 @@ def _formfield(field: Any, **kwargs: Any) -> Any:
 class PartnerClientForm(forms.ModelForm):
     jwks = forms.JSONField(
         required=False,
-        label=_("client JWKS"),
-        help_text=_("Public keys only (private_key_jwt), as a JWK Set."),
+        label=_("JWKS du client"),
+        help_text=_("Clés publiques uniquement (private_key_jwt), en JWK Set."),
         widget=forms.Textarea(attrs={"rows": 6}),
     )
 
@@ -117,27 +117,29 @@ class PartnerClientForm(forms.ModelForm):
         grants = (data.get("grant_types") or "").split()
         unknown = [grant for grant in grants if grant not in REGISTRABLE_GRANTS]
         if not grants or unknown:
-            self.add_error("grant_types", _("Choose from: %s.") % ", ".join(REGISTRABLE_GRANTS))
+            self.add_error("grant_types", _("Choisissez parmi : %s.") % ", ".join(REGISTRABLE_GRANTS))
         elif "authorization_code" in grants and not (data.get("redirect_uris") or "").split():
-            self.add_error("redirect_uris", _("The authorization_code grant needs a redirect URI."))
+            self.add_error(
+                "redirect_uris", _("L'autorisation authorization_code demande une URI de redirection.")
+            )
         scopes = (data.get("allowed_scopes") or "").split()
         if not scopes or any(scope not in supported_scopes() for scope in scopes):
-            self.add_error("allowed_scopes", _("Choose from: %s.") % ", ".join(supported_scopes()))
+            self.add_error("allowed_scopes", _("Choisissez parmi : %s.") % ", ".join(supported_scopes()))
         public = data.get("client_type") == "public"
         method = data.get("token_endpoint_auth_method")
         if public != (method == "none"):
             self.add_error(
                 "token_endpoint_auth_method",
-                _("Public clients, and only they, use the method 'none'."),
+                _("Les clients publics, et eux seuls, utilisent la méthode « none »."),
             )
         if public and "client_credentials" in grants:
-            self.add_error("grant_types", _("A public client cannot use client_credentials."))
+            self.add_error("grant_types", _("Un client public ne peut pas utiliser client_credentials."))
         jwks, jwks_uri = data.get("jwks"), data.get("jwks_uri")
         if method == "private_key_jwt":
             if bool(jwks) == bool(jwks_uri):
-                self.add_error("jwks", _("private_key_jwt needs either a JWKS or a JWKS URI."))
+                self.add_error("jwks", _("private_key_jwt demande soit un JWKS, soit une URI de JWKS."))
         elif jwks or jwks_uri:
-            self.add_error("jwks", _("Keys only apply to the private_key_jwt method."))
+            self.add_error("jwks", _("Les clés ne servent qu'à la méthode private_key_jwt."))
         if jwks:
             from identity.oidc.client_auth import validate_jwks_document
 
@@ -177,7 +179,7 @@ class PartnerClientForm(forms.ModelForm):
             self.add_error("sector_identifier_uri", str(exc))
 
 
-@admin.action(description=_("Regenerate the client secret (shown once)"))
+@admin.action(description=_("Régénérer le secret du client (affiché une seule fois)"))
 def regenerate_secret(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
 ) -> HttpResponse | None:
@@ -187,8 +189,7 @@ def regenerate_secret(
         if client.token_endpoint_auth_method not in SECRET_METHODS:
             modeladmin.message_user(
                 request,
-                _("%(client)s authenticates without a secret: nothing to regenerate.")
-                % {"client": client.client_id},
+                _("%(client)s s'authentifie sans secret : rien à régénérer.") % {"client": client.client_id},
                 messages.WARNING,
             )
             continue
@@ -200,8 +201,8 @@ def regenerate_secret(
         modeladmin.message_user(
             request,
             _(
-                "New secret for %(client)s: %(secret)s — copy it now: it is stored hashed and "
-                "will not be shown again."
+                "Nouveau secret de %(client)s : %(secret)s — copiez-le maintenant : il est conservé "
+                "haché et ne sera plus affiché."
             )
             % {"client": client.client_id, "secret": secret},
             messages.SUCCESS,
@@ -228,12 +229,12 @@ class PartnerClientAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "client_id", "client_type", "grant_types", "allowed_scopes")}),
         (_("Redirections"), {"fields": ("redirect_uris", "post_logout_redirect_uris")}),
         (
-            _("Authentication"),
+            _("Authentification"),
             {"fields": ("token_endpoint_auth_method", "jwks", "jwks_uri", "require_par", "require_mfa")},
         ),
-        (_("Tokens and subjects"), {"fields": ("algorithm", "sector_identifier_uri", "subject_sector")}),
+        (_("Jetons et identifiants"), {"fields": ("algorithm", "sector_identifier_uri", "subject_sector")}),
         (
-            _("Logout"),
+            _("Déconnexion côté partenaire"),
             {
                 "fields": (
                     "backchannel_logout_uri",
@@ -244,7 +245,7 @@ class PartnerClientAdmin(admin.ModelAdmin):
             },
         ),
         (
-            _("Partner"),
+            _("Partenaire"),
             {
                 "fields": (
                     "is_internal",
@@ -287,7 +288,7 @@ class PartnerClientAdmin(admin.ModelAdmin):
         if secret:
             self.message_user(
                 request,
-                _("Secret for %(client)s: %(secret)s — copy it now: it will not be shown again.")
+                _("Secret de %(client)s : %(secret)s — copiez-le maintenant : il ne sera plus affiché.")
                 % {"client": obj.client_id, "secret": secret},
                 messages.SUCCESS,
             )

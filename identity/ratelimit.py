@@ -18,7 +18,8 @@ device cookies"):
   otherwise an attacker could reset it by signing in to an account of their own).
 
 Anonymous forms (registration, verification resend, password reset) are limited per
-client IP, and per target address where an email is sent, so nobody can flood a mailbox.
+client IP, and per target address where an email is sent, so nobody can flood a mailbox
+(`FORM_RATE_LIMIT`, declared in config/settings.py).
 
 The windowed counters and the client address come from common.ratelimit (keys carry a
 keyed hash of the email or IP, never the value itself).
@@ -44,14 +45,6 @@ logger = logging.getLogger(__name__)
 DEVICE_COOKIE_SALT = "identity.known-device"
 DEVICE_COOKIE_MAX_AGE = 60 * 60 * 24 * 180
 DEVICE_COOKIE_MAX_ENTRIES = 5
-
-# Anonymous forms: (submissions per IP, per target address, window in seconds).
-# Overridable with settings.FORM_RATE_LIMIT = {"register": {...}, ...}.
-DEFAULT_FORM_LIMITS: dict[str, dict[str, int]] = {
-    "register": {"per_ip": 10, "per_email": 3, "window_seconds": 60 * 60},
-    "resend": {"per_ip": 10, "per_email": 3, "window_seconds": 60 * 60},
-    "password_reset": {"per_ip": 10, "per_email": 3, "window_seconds": 60 * 60},
-}
 
 
 def _login_settings() -> dict[str, int]:
@@ -213,10 +206,7 @@ def password_check_failed(user: User) -> Block | None:
 
 
 def _form_limits(action: str) -> dict[str, int]:
-    configured = getattr(settings, "FORM_RATE_LIMIT", {}) or {}
-    limits = dict(DEFAULT_FORM_LIMITS[action])
-    limits.update(configured.get(action, {}))
-    return limits
+    return dict(settings.FORM_RATE_LIMIT[action])
 
 
 def form_ip_block(request: HttpRequest, action: str) -> Block | None:

@@ -17,7 +17,7 @@ What ending a session does (one transaction, `session_end`):
 - the session-ended listeners run inside the same transaction: the OIDC layer registers
   one (identity/oidc/backchannel.py) that puts a back-channel logout notification for
   every partner of the session in the outbox. A registry keeps this module free of
-  imports from the OIDC layer and the connectors (DESIGN.md dependency direction).
+  imports from the OIDC layer and the connectors (docs/architecture.md, "Layers").
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from django.utils import timezone
 from common.crypto import decrypt_at_rest, encrypt_at_rest
 from common.ratelimit import client_ip
 from identity.audit import audit_log
+from identity.levels import ACR_BASIC, ACR_MFA
 from identity.models import BrowserSession, SessionClient, User
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,6 @@ SESSION_AUTH_TIME = "cum_auth_time"
 SESSION_AMR = "cum_amr"
 LAST_SEEN_THROTTLE = timedelta(seconds=60)
 USER_AGENT_MAX = 200
-
-ACR_PASSWORD = "eidas1"
-ACR_MFA = "https://refeds.org/profile/mfa"
 
 
 class EndReason:
@@ -91,7 +89,7 @@ def acr_for(amr: list[str]) -> str:
     "mfa" (password + second factor, or a user-verified passkey). A passkey used with user
     presence only (["hwk"]/["swk"]) is one factor, hence the basic level.
     """
-    return ACR_MFA if "mfa" in (amr or []) else ACR_PASSWORD
+    return ACR_MFA if "mfa" in (amr or []) else ACR_BASIC
 
 
 _BROWSERS = (
@@ -411,7 +409,7 @@ def sessions_active(*, user: User) -> list[BrowserSession]:
     )
 
 
-# --- signal receiver: a receiver only calls a service (DESIGN.md) --------------------------------
+# --- signal receiver: a receiver only calls a service (docs/architecture.md) -------------------
 
 
 def on_user_logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:

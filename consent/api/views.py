@@ -43,18 +43,11 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024
 RECEIPT_CONTENT_TYPE = "application/jose"
-DEFAULT_RATE_LIMIT = {"per_ip": 60, "window_seconds": 10 * 60}
-
-
-def _rate_limit() -> dict[str, int]:
-    limits = dict(DEFAULT_RATE_LIMIT)
-    limits.update(getattr(settings, "CONSENT_COOKIE_RATE_LIMIT", {}) or {})
-    return limits
 
 
 def _throttled(request: HttpRequest) -> int:
     """Count this POST for the client IP; seconds to wait when over the limit, else 0."""
-    limits = _rate_limit()
+    limits = settings.CONSENT_COOKIE_RATE_LIMIT
     window = int(limits["window_seconds"])
     bucket = ratelimit.ip_bucket(ratelimit.client_ip(request))
     if ratelimit.hit("consent-cookie-ip", bucket, window) > int(limits["per_ip"]):

@@ -1,4 +1,4 @@
-"""Signal receivers of the FranceConnect app: they only call a service (docs: DESIGN.md).
+"""Signal receivers of the FranceConnect app: they only call a service (docs/architecture.md).
 
 django.contrib.auth sends `user_logged_in` / `user_logged_out` from every login() and
 logout(), whichever page or service signs the browser in or out: the pending

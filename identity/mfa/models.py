@@ -27,8 +27,6 @@ from django_otp.models import MAX_THROTTLE_DELAY_SECONDS, Device, ThrottlingMixi
 from common.crypto import decrypt_at_rest, encrypt_at_rest
 from identity.mfa import clock
 
-DEFAULT_THROTTLE_FACTOR = 1  # seconds; delays 1, 2, 4, 8 … after successive failures
-
 
 class Kind(models.TextChoices):
     TOTP = "totp", _("Application d'authentification")
@@ -44,7 +42,7 @@ class ClockThrottlingMixin(ThrottlingMixin):
         abstract = True
 
     def get_throttle_factor(self) -> int:
-        return int(getattr(settings, "MFA_THROTTLE_FACTOR", DEFAULT_THROTTLE_FACTOR))
+        return int(settings.MFA_THROTTLE_FACTOR)
 
     def verify_is_allowed(self) -> tuple[bool, dict[str, Any] | None]:
         if (
@@ -74,12 +72,6 @@ class ClockThrottlingMixin(ThrottlingMixin):
     def throttle_increment(self, commit: bool = True) -> None:
         self.throttling_failure_timestamp = clock.now_dt()
         self.throttling_failure_count += 1
-        if commit:
-            self.save(update_fields=["throttling_failure_timestamp", "throttling_failure_count"])
-
-    def throttle_reset(self, commit: bool = True) -> None:
-        self.throttling_failure_timestamp = None
-        self.throttling_failure_count = 0
         if commit:
             self.save(update_fields=["throttling_failure_timestamp", "throttling_failure_count"])
 

@@ -7,7 +7,8 @@ Contract for identity/oidc (the only things it should use from here):
   beside another factor and are removed with the last one.
 - `session_acr(request) -> str`: the authentication level of this browser session:
   `ACR_MFA` ("https://refeds.org/profile/mfa") when the session's `amr` (RFC 8176, kept by
-  identity.signin.session_login) contains "mfa", else `ACR_BASIC` ("eidas1").
+  identity.signin.session_login) contains "mfa", else `ACR_BASIC` ("eidas1"); both are
+  defined in identity/levels.py.
 - Step-up: send the browser to `step_up_url(next_url)`, i.e.
   `GET /connexion/verification/?next=<same-site relative URL>`. It works for a resident
   already signed in with the password only: they are asked for a second factor only (not
@@ -42,12 +43,10 @@ from urllib.parse import urlencode
 from django.http import HttpRequest
 from django.urls import reverse
 
+from identity.levels import ACR_BASIC, ACR_MFA
 from identity.mfa.models import BackupCodeDevice, Kind, Passkey, TOTPDevice
 from identity.models import User
 from identity.selectors import session_amr
-
-ACR_MFA = "https://refeds.org/profile/mfa"
-ACR_BASIC = "eidas1"
 
 
 def user_has_mfa(user: User) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from oauth2_provider.oauth2_backends import OAuthLibCore as DotOAuthLibCore
+from oauthlib.common import Request as OAuthRequest
 
 _KEPT = ("HTTP_AUTHORIZATION", "CONTENT_TYPE", "HTTP_ORIGIN", "HTTP_HOST", "REMOTE_ADDR")
 
@@ -30,3 +31,9 @@ class OAuthLibCore(DotOAuthLibCore):
         if request.is_secure():
             headers["X_DJANGO_OAUTH_TOOLKIT_SECURE"] = "1"
         return headers
+
+    def oauth_request(self, request: Any) -> OAuthRequest:
+        """oauthlib's view of this Django request, as django-oauth-toolkit builds it internally
+        (the views that authenticate a client themselves: PAR, introspection)."""
+        uri, http_method, body, headers = self._extract_params(request)
+        return OAuthRequest(uri, http_method, body, headers)

@@ -62,7 +62,7 @@ def method_used(request: Any) -> str | None:
     from identity.oidc.validators import Validator
 
     present = []
-    if Validator()._extract_basic_auth(request):
+    if Validator().basic_auth(request):
         present.append("client_secret_basic")
     if getattr(request, "client_assertion", None) or getattr(request, "client_assertion_type", None):
         present.append("private_key_jwt")

@@ -36,7 +36,12 @@ def redirect_error(
 
 
 def error_page(request: HttpRequest, error: str, description: str, status: int = 400) -> HttpResponse:
-    """Shown to the person when we cannot safely redirect (unknown client, unregistered URI)."""
+    """Shown to the person when we cannot safely redirect (unknown client, unregistered URI).
+
+    `description` appears under "Détails techniques": a protocol error's description
+    (oauthlib's, RequestUriError's) is developer-facing English, as in the redirects and JSON
+    errors (RFC 6749 §4.1.2.1); a sentence meant for the resident goes through gettext.
+    """
     return render(request, "oidc/error.html", {"error": error, "description": description}, status=status)
 
 

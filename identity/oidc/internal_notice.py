@@ -38,6 +38,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.cache import never_cache
 
@@ -140,7 +141,7 @@ class InternalNoticeView(_AuthorizationMixin, View):
             return error_page(
                 request,
                 "invalid_request",
-                "Cette demande d'autorisation a expiré. Retournez sur le service et recommencez.",
+                _("Cette demande d'autorisation a expiré. Retournez sur le service et recommencez."),
             )
         credentials = item["credentials"]
         client = client_by_client_id(credentials.get("client_id", ""))
@@ -149,7 +150,7 @@ class InternalNoticeView(_AuthorizationMixin, View):
             return error_page(
                 request,
                 "invalid_request",
-                "Cette demande d'autorisation a expiré. Retournez sur le service et recommencez.",
+                _("Cette demande d'autorisation a expiré. Retournez sur le service et recommencez."),
             )
         internal_notice_record(user=request.user, client=client, scopes=item["scopes"])
         return self._finish(request, item["scopes"], credentials)

@@ -118,7 +118,3 @@ def subject_for(client: Any, user: Any) -> str:
         return str(user.pk)
     sector = client_sector(client) or "client:" + str(client.client_id)
     return pairwise_subject(sector, user.pk)
-
-
-def subject_type(client: Any) -> str:
-    return "public" if client.is_internal else "pairwise"

@@ -704,7 +704,19 @@ class Validator(OAuth2Validator):
         request._cum_issued_id_token = (serialized, id_token_row)
         return serialized
 
+    def basic_auth(self, request: OAuthRequest) -> str | None:
+        """The credentials of an `Authorization: Basic` header, or None (client_auth.py asks)."""
+        return self._extract_basic_auth(request)
+
     def _get_key_for_token(self, token: str) -> jwk.JWK | None:
+        """django-oauth-toolkit's hook (ID tokens it reads back): same as key_for_token."""
+        return self.key_for_token(token)
+
+    def key_for_token(self, token: str) -> jwk.JWK | None:
+        """The published key that verifies a JWS we signed (by its `kid`), or None.
+
+        Only the header is read: the caller verifies the signature with the key returned.
+        """
         try:
             unverified = jws.JWS()
             unverified.deserialize(token)

@@ -12,9 +12,13 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from tests.connectors.form_handler import register as register_form_handler
 from tests.local_servers import RecordingServer
 
 ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).resolve().parent / "outbox_worker.py"
+
+register_form_handler()
 
 
 class PartnerServer(RecordingServer):
@@ -41,12 +45,13 @@ def database_url_of_test_db() -> str:
 
 @pytest.fixture
 def run_worker() -> Any:
-    """Run `manage.py outbox_worker` as a separate OS process against the test database."""
+    """Run `manage.py outbox_worker` as a separate OS process against the test database
+    (through tests/connectors/outbox_worker.py, which adds the test-only message kind)."""
 
     def run(*args: str, wait: bool = True) -> Any:
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
         env["DATABASE_URL"] = database_url_of_test_db()
-        command = [sys.executable, "manage.py", "outbox_worker", *args]
+        command = [sys.executable, str(WORKER), *args]
         if not wait:
             return subprocess.Popen(
                 command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -9,10 +9,10 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from connectors.handlers import HTTP_FORM_POST
 from connectors.models import OutboxMessage
 from connectors.outbox import BASE_DELAY_SECONDS, MAX_DELAY_SECONDS, backoff_delay
 from connectors.services import OutboxError, outbox_enqueue, outbox_replay
+from tests.connectors.form_handler import HTTP_FORM_POST
 
 
 def enqueue(url: str, key: str = "k1", **kwargs) -> OutboxMessage:

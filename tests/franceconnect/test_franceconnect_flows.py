@@ -285,7 +285,8 @@ def test_known_identity_signs_in_with_upstream_amr_and_eidas1(
     # into our session, whose level says so (and cannot satisfy an MFA step-up).
     assert browser.client.session[SESSION_AMR] == ["pin", "pop"]
     assert browser_session(browser.client).acr == "eidas1"
-    from identity.mfa.selectors import ACR_BASIC, session_acr
+    from identity.levels import ACR_BASIC
+    from identity.mfa.selectors import session_acr
 
     request = type("R", (), {"session": browser.client.session})()
     assert session_acr(request) == ACR_BASIC

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from django.test import Client, RequestFactory
 
+from identity.levels import ACR_BASIC, ACR_MFA
 from identity.mfa.models import BackupCodeDevice, TOTPDevice
-from identity.mfa.selectors import ACR_BASIC, ACR_MFA, session_acr, step_up_url, user_has_mfa
+from identity.mfa.selectors import session_acr, step_up_url, user_has_mfa
 from identity.models import AuditEvent
 from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME
 from tests.conftest import deliver_emails

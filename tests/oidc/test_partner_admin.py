@@ -125,7 +125,7 @@ def test_regenerate_secret_shows_it_once_and_stores_a_keyed_hash(staff, rp):
         follow=True,
     )
     html = response.content.decode()
-    match = re.search(r"New secret for [^:]+: ([A-Za-z0-9_-]{40,})", html)
+    match = re.search(r"Nouveau secret de [^:]+ : ([A-Za-z0-9_-]{40,})", html)
     assert match, html[:2000]
     secret = match.group(1)
     rp.client.refresh_from_db()
@@ -147,7 +147,9 @@ def test_regenerated_secret_replaces_the_old_one_at_once_despite_the_client_cach
         {"action": "regenerate_secret", "_selected_action": [machine.client.pk]},
         follow=True,
     )
-    new_secret = re.search(r"New secret for [^:]+: ([A-Za-z0-9_-]{40,})", response.content.decode()).group(1)
+    new_secret = re.search(
+        r"Nouveau secret de [^:]+ : ([A-Za-z0-9_-]{40,})", response.content.decode()
+    ).group(1)
     assert post_token(grant, auth=machine.basic_auth()).status_code == 401
     assert post_token(grant, auth=basic(machine.client.client_id, new_secret)).status_code == 200
 

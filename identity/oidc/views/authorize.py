@@ -38,6 +38,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -50,9 +51,10 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib import oauth2
 
 from identity.client_cache import client_by_client_id
-from identity.mfa.selectors import ACR_MFA, session_acr, step_up_url, user_has_mfa
+from identity.levels import ACR_MFA, ACR_RANK
+from identity.mfa.selectors import session_acr, step_up_url, user_has_mfa
 from identity.oidc.claims import parse_claims_request
-from identity.oidc.constants import ACR_RANK, PKCE_METHOD
+from identity.oidc.constants import PKCE_METHOD
 from identity.oidc.errors import SeeOther, error_page, redirect_error
 from identity.oidc.par import RequestUriError, is_par_urn, par_keep_for_resume, par_resolve
 from identity.oidc.subjects import subject_for
@@ -145,7 +147,7 @@ class _AuthorizationMixin(OAuthLibMixin):
         session = browser_session_for_request(request)
         if session is None:
             # Signed out (or revoked from another device) since the page was shown.
-            return error_page(request, "login_required", "Votre session a pris fin. Reconnectez-vous.")
+            return error_page(request, "login_required", _("Votre session a pris fin. Reconnectez-vous."))
         required = credentials.pop("cum_required_acr", None)
         reached = session_acr(request)
         if required and ACR_RANK.get(reached, 0) < ACR_RANK.get(required, 99):
@@ -291,7 +293,7 @@ class AuthorizeView(_AuthorizationMixin, View):
             params = raw
         if not params.get("redirect_uri") and params.get("client_id"):
             # OIDC Core §3.1.2.1: redirect_uri is REQUIRED; never guess one.
-            return error_page(request, "invalid_request", "redirect_uri manquant.")
+            return error_page(request, "invalid_request", "redirect_uri is missing.")
         claims_request: dict[str, Any] | None = None
         malformed_claims = False
         if params.get("claims") is not None:
@@ -448,7 +450,7 @@ class AuthorizeView(_AuthorizationMixin, View):
     def _id_token_hint_matches(self, hint: str, user: Any, credentials: dict[str, Any]) -> bool | None:
         """Whether an ID token we signed (expired ones accepted) names `user`; None if not ours."""
         validator = oauth2_settings.OAUTH2_VALIDATOR_CLASS()
-        key = validator._get_key_for_token(hint)
+        key = validator.key_for_token(hint)
         if key is None:
             return None
         try:
@@ -580,10 +582,10 @@ class AuthorizeDecisionView(_AuthorizationMixin, View):
             return error_page(
                 request,
                 "invalid_request",
-                "Cette demande d'autorisation a expiré. Retournez sur le service et recommencez.",
+                _("Cette demande d'autorisation a expiré. Retournez sur le service et recommencez."),
             )
         if time.time() - item["created"] > 30 * 60:
-            return error_page(request, "invalid_request", "Cette demande d'autorisation a expiré.")
+            return error_page(request, "invalid_request", _("Cette demande d'autorisation a expiré."))
         credentials = item["credentials"]
         purpose_code = item.get("purpose")
         if request.POST.get("decision") != "allow":

@@ -14,8 +14,9 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from identity.levels import ACR_VALUES_SUPPORTED
 from identity.oidc import claims as claims_registry
-from identity.oidc.constants import ACR_VALUES_SUPPORTED, CLIENT_ASSERTION_ALGS
+from identity.oidc.constants import CLIENT_ASSERTION_ALGS
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 # Claims of the ID token itself, whatever the scopes (OIDC Core §2).

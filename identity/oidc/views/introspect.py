@@ -19,7 +19,6 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauth2_provider.views.mixins import OAuthLibMixin
-from oauthlib.common import Request as OAuthRequest
 
 from identity.oidc.access_tokens import decode, live_token
 from identity.oidc.errors import json_error
@@ -56,8 +55,7 @@ class IntrospectView(OAuthLibMixin, View):
         falls back to credentials in the body, which may name another client.
         """
         core = self.get_oauthlib_core()
-        uri, http_method, body, headers = core._extract_params(request)
-        oauth_request = OAuthRequest(uri, http_method, body, headers)
+        oauth_request = core.oauth_request(request)
         if not core.server.request_validator.authenticate_client(oauth_request):
             return None
         return oauth_request.client

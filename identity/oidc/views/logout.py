@@ -72,7 +72,7 @@ def verify_id_token_hint(hint: str) -> dict[str, Any] | None:
     """
     from identity.oidc.validators import Validator
 
-    key = Validator()._get_key_for_token(hint)
+    key = Validator().key_for_token(hint)
     if key is None:
         return None
     try:

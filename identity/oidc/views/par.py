@@ -18,7 +18,6 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib import oauth2
-from oauthlib.common import Request as OAuthRequest
 from oauthlib.common import urlencode
 
 from identity.oidc.claims import parse_claims_request
@@ -71,8 +70,7 @@ class PushedAuthorizationView(OAuthLibMixin, View):
 
     def _authenticated_client(self, request: HttpRequest) -> Any | None:
         core = self.get_oauthlib_core()
-        uri, http_method, body, headers = core._extract_params(request)
-        oauth_request = OAuthRequest(uri, http_method, body, headers)
+        oauth_request = core.oauth_request(request)
         validator = core.server.request_validator
         if validator.client_authentication_required(oauth_request):
             if not validator.authenticate_client(oauth_request):
