@@ -23,7 +23,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -170,6 +170,24 @@ def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
 # --- Proofs from stored hashes ---------------------------------------------------------------
 
 
+class LedgerTampered(Exception):
+    """Stored ledger rows (or Merkle nodes, or the head row) that a read was about to show,
+    export or sign are malformed or altered. `problems` name the positions; the whole-ledger
+    verification (`verify`, `manage.py verify_ledger`) tells the full story."""
+
+    def __init__(self, problems: list[LedgerProblem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problem.detail for problem in problems) or "the ledger was altered")
+
+    @property
+    def positions(self) -> list[int]:
+        return sorted({problem.seq for problem in self.problems if problem.seq is not None})
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [problem.event_id for problem in self.problems if problem.event_id]
+
+
 class ProofError(ValueError):
     """A proof was asked for a size or index the ledger does not have."""
 
@@ -290,15 +308,54 @@ def verify_compact(token: str, *, typ: str) -> tuple[dict[str, Any], str]:
 
 
 def tree_head_create() -> TreeHead:
-    head = read_head()
+    """Sign the ledger head, once checked (`_head_for_signing`): raises LedgerTampered rather
+    than sign a size or root that the stored ledger does not support."""
+    size, root = _head_for_signing()
     now = timezone.now()
     # The stored timestamp is truncated to the millisecond signed in the payload.
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-    payload = tree_head_payload(tree_size=int(head.size), root_hash=bytes(head.root_hash), timestamp=now)
+    payload = tree_head_payload(tree_size=size, root_hash=root, timestamp=now)
     signature, kid = sign_compact(payload, typ=TREE_HEAD_TYPE)
     return TreeHead.objects.create(
-        tree_size=int(head.size), root_hash=bytes(head.root_hash), timestamp=now, kid=kid, signature=signature
+        tree_size=size, root_hash=root, timestamp=now, kid=kid, signature=signature
     )
+
+
+def _head_for_signing() -> tuple[int, bytes]:
+    """The ledger head's (size, root), checked in O(log n) reads before they are signed: the
+    row is well-formed, the events #0..#size-1 are all stored, the root is the one the stored
+    Merkle nodes and leaf hashes give, and the tree extends the latest signed tree head (a
+    consistency proof from the stored nodes). A full `verify` remains the complete check;
+    this one keeps a tree head from ever signing a head row altered in the database.
+    Concurrent appends only add rows and nodes past `size`: they cannot make it fail."""
+    from django.db import connection
+
+    def tampered(detail: str, seq: int | None = None) -> LedgerTampered:
+        return LedgerTampered([LedgerProblem(kind="head", seq=seq, detail=f"no tree head signed: {detail}")])
+
+    with connection.cursor() as cursor:
+        size, root, reason = _read_head(cursor)
+        if reason or size is None or root is None:
+            raise tampered(f"the ledger head row is malformed ({reason})")
+        cursor.execute("SELECT COUNT(*) FROM consent_ledgerevent WHERE seq >= 0 AND seq < %s", [size])
+        present = int(cursor.fetchone()[0])
+    if present != size:
+        raise tampered(f"the ledger head records {size} events but {present} of #0..#{size - 1} are stored")
+    try:
+        stored_root = root_at(size)
+        previous = [head for head in tree_heads_read()[0] if head.tree_size <= size]
+        extends = True
+        if previous and previous[-1].tree_size:
+            last = previous[-1]
+            proof = consistency_proof(last.tree_size, size)
+            extends = merkle.verify_consistency(last.tree_size, size, bytes(last.root_hash), root, proof)
+    except (ProofError, TypeError, ValueError) as exc:
+        raise tampered(f"the stored Merkle nodes or leaf hashes are missing or malformed ({exc})") from exc
+    if stored_root != root:
+        raise tampered("the ledger head's root differs from the root of the stored Merkle nodes")
+    if not extends:
+        raise tampered(f"the ledger no longer extends signed tree head {previous[-1].pk}")
+    return size, root
 
 
 def tree_head_check(head: TreeHead) -> str:
@@ -332,7 +389,8 @@ def new_event_id() -> uuid.UUID:
 
 @dataclass
 class LedgerProblem:
-    kind: str  # "altered", "malformed", "missing", "unexpected", "tree_head", "head", "unreadable"
+    # "altered", "malformed", "missing", "unexpected", "tree_head", "head", "node", "unreadable"
+    kind: str
     detail: str
     seq: int | None = None
     event_id: str | None = None
@@ -645,7 +703,9 @@ def verify(
     - sequence numbers must be 0..n-1 without gap (a gap names the missing number);
     - the root is recomputed incrementally and compared, at each tree head's size, with the
       signed root, and at the end with the ledger head row;
-    - each tree head's signature must verify against the published keys.
+    - each tree head's signature must verify against the published keys;
+    - each stored interior Merkle node (what proofs are built from) must be the hash of its
+      stored children.
     `progress(done, total)` is called every `progress_every` events. Never raises: whatever
     the database holds, the answer is a report (an unreadable ledger is a problem too).
     """
@@ -897,6 +957,9 @@ def _verify_rows(
     finally:
         rows.close()
     root = merkle.frontier_root(frontier)
+    with connection.cursor() as cursor:
+        for problem in _check_nodes(cursor, size):
+            report(problem)
     if head_size is not None and head_size > expected_seq:
         report(
             LedgerProblem(
@@ -930,6 +993,95 @@ def _verify_rows(
     )
 
 
+_NODE_CHUNK_LEVEL = 11  # nodes are checked 2**11 leaves at a time, then the tops above
+
+
+def _check_nodes(cursor: Any, size: int) -> list[LedgerProblem]:
+    """The stored interior nodes (consent_merklenode) that inclusion and consistency proofs are
+    built from: each must be the hash of the two hashes below it, recomputed from the stored
+    leaf hashes (a stored leaf hash that is malformed is reported with its row; the nodes above
+    it are then not). Never raises: a node table that cannot be read is one problem."""
+    problems: list[LedgerProblem] = []
+    chunk = 1 << _NODE_CHUNK_LEVEL
+    try:
+        tops: list[bytes | None] = []
+        for start in range(0, size, chunk):
+            end = min(size, start + chunk)
+            cursor.execute(
+                "SELECT seq, leaf_hash FROM consent_ledgerevent WHERE seq >= %s AND seq < %s", [start, end]
+            )
+            leaves: dict[int, bytes | None] = {}
+            for seq, value in cursor.fetchall():
+                if type(seq) is int:
+                    leaves[seq] = None if seq in leaves else _digest_or_none(value)
+            below = [leaves.get(seq) for seq in range(start, end)]
+            above = _compare_levels(cursor, below, 0, start, _NODE_CHUNK_LEVEL, problems)
+            if end - start == chunk:
+                tops.append(above[0])
+        _compare_levels(cursor, tops, _NODE_CHUNK_LEVEL, 0, 64, problems)
+    except Exception as exc:
+        problems.append(
+            LedgerProblem(
+                kind="unreadable", detail=f"the stored Merkle nodes could not be read ({type(exc).__name__})"
+            )
+        )
+    return problems[:100]
+
+
+def _digest_or_none(value: Any) -> bytes | None:
+    try:
+        return _digest(value, "hash")
+    except _Malformed:
+        return None
+
+
+def _compare_levels(
+    cursor: Any, hashes: list[bytes | None], level: int, offset: int, top: int, problems: list[LedgerProblem]
+) -> list[bytes | None]:
+    """Check the stored nodes above `hashes` (the expected hashes at `level`, from index
+    `offset`, aligned on 2**level leaves) up to level `top`; the expected hashes reached."""
+    while level < top and len(hashes) >= 2:
+        level += 1
+        offset //= 2
+        count = len(hashes) // 2
+        cursor.execute(
+            'SELECT "index", hash FROM consent_merklenode '
+            'WHERE level = %s AND "index" >= %s AND "index" < %s',
+            [level, offset, offset + count],
+        )
+        stored: dict[int, list[Any]] = {}
+        for index, value in cursor.fetchall():
+            if type(index) is int:
+                stored.setdefault(index, []).append(value)
+        expected: list[bytes | None] = []
+        for i in range(count):
+            left, right = hashes[2 * i], hashes[2 * i + 1]
+            digest = merkle.node_hash(left, right) if left is not None and right is not None else None
+            expected.append(digest)
+            found = stored.get(offset + i, [])
+            if digest is None or (len(found) == 1 and _digest_or_none(found[0]) == digest):
+                continue
+            if not found:
+                state = "is missing"
+            elif len(found) > 1:
+                state = "is stored more than once"
+            elif _digest_or_none(found[0]) is None:
+                state = f"is malformed ({_show(found[0])})"
+            else:
+                state = "does not match the hashes below it"
+            first, last = (offset + i) << level, ((offset + i + 1) << level) - 1
+            problems.append(
+                LedgerProblem(
+                    kind="node",
+                    seq=first,
+                    detail=f"stored Merkle node (level {level}, index {offset + i}) over events "
+                    f"#{first}..#{last} {state}: proofs through it would not verify",
+                )
+            )
+        hashes = expected
+    return hashes
+
+
 def _uuid_or_show(value: Any) -> str:
     try:
         return _uuid(value, "id") or ""
@@ -941,3 +1093,103 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, _Malformed):
         return str(exc)
     return f"a value cannot be hashed ({type(exc).__name__})"
+
+
+# --- Checked reads for the pages that show or sign rows --------------------------------------
+#
+# The DPO console and API, the exports and the receipt endpoints read events through the ORM,
+# whose conversion of a malformed stored value raises (issue 9, finding 10, same class). They
+# first check the rows they are about to read with the verifier's parser: a row that would not
+# verify is reported (and not shown, exported or signed) instead of failing.
+
+
+def rows_check(pk_sql: str, params: Sequence[Any], *, max_problems: int = 20) -> list[LedgerProblem]:
+    """Problems of the stored events whose id is selected by the SQL subquery `pk_sql`.
+
+    Each row is read raw and parsed as `verify` parses it (every column well-formed, copied
+    values consistent, the columns hashing to the stored leaf hash); a malformed sequence
+    number is reported with the position(s) its absence leaves empty. [] when all are sound.
+    """
+    from django.db import connection
+
+    vendor = connection.vendor
+    select = _event_sql(vendor).replace("ORDER BY e.seq", f"WHERE e.id IN ({pk_sql})\nORDER BY e.seq")
+    problems: list[LedgerProblem] = []
+    connection.ensure_connection()
+    raw = connection.connection
+    previous = getattr(raw, "text_factory", None)
+    if vendor == "sqlite":
+        raw.text_factory = functools.partial(str, encoding="utf-8", errors="surrogateescape")
+    try:
+        with connection.cursor() as cursor:
+            reference = _Reference(cursor)
+        bad_seq = False
+        rows = connection.chunked_cursor()  # a server-side cursor on PostgreSQL, as `verify`
+        try:
+            rows.execute(select, list(params))
+            while len(problems) < max_problems and (batch := rows.fetchmany(2_000)):
+                for values in batch:
+                    problem = _row_problem(values, vendor, reference)
+                    if problem is not None:
+                        bad_seq = bad_seq or problem.seq is None
+                        problems.append(problem)
+        finally:
+            rows.close()
+        problems = problems[:max_problems]
+        with connection.cursor() as cursor:
+            if bad_seq:
+                problems.extend(_missing_positions(cursor))
+            # The ORM's join to the subject would silently drop a row naming no subject.
+            cursor.execute(
+                "SELECT e.seq, e.id FROM consent_ledgerevent e LEFT JOIN consent_subject s "  # noqa: S608
+                f"ON s.id = e.subject_id WHERE s.id IS NULL AND e.id IN ({pk_sql})",
+                list(params),
+            )
+            for seq, event_id in cursor.fetchall()[:max_problems]:
+                shown = _uuid_or_show(event_id)
+                problems.append(
+                    LedgerProblem(
+                        kind="malformed",
+                        seq=seq if type(seq) is int else None,
+                        event_id=shown,
+                        detail=f"event #{_show(seq)} ({shown}) names a subject that does not exist",
+                    )
+                )
+    finally:
+        if vendor == "sqlite":
+            raw.text_factory = previous
+    return problems
+
+
+def _row_problem(values: tuple[Any, ...], vendor: str, reference: _Reference) -> LedgerProblem | None:
+    """The problem of one stored row read by `_event_sql`, or None when it is sound."""
+    seq = values[1] if type(values[1]) is int else None
+    event_id = _uuid_or_show(values[0])
+    if seq is None:
+        return LedgerProblem(
+            kind="malformed",
+            event_id=event_id,
+            detail=f"event {event_id} has a malformed sequence number {_show(values[1])}",
+        )
+    try:
+        row = _event_row(values, vendor, reference)
+        if merkle.leaf_hash(entry_bytes(row)) != _digest(values[16], "leaf_hash"):
+            raise _Malformed("its columns no longer hash to its leaf")
+    except Exception as exc:
+        return LedgerProblem(
+            kind="malformed",
+            seq=seq,
+            event_id=event_id,
+            detail=f"event #{seq} ({event_id}) was altered: {_reason(exc)}",
+        )
+    return None
+
+
+def _missing_positions(cursor: Any, limit: int = 10) -> list[LedgerProblem]:
+    """The sequence numbers absent from 0..n-1 (a row whose number was overwritten leaves one)."""
+    cursor.execute("SELECT COUNT(*) FROM consent_ledgerevent")
+    total = int(cursor.fetchone()[0])
+    cursor.execute("SELECT seq FROM consent_ledgerevent ORDER BY seq")
+    present = {value for (value,) in cursor.fetchall() if type(value) is int}
+    missing = [seq for seq in range(total) if seq not in present][:limit]
+    return [LedgerProblem(kind="missing", seq=seq, detail=f"event #{seq} is missing") for seq in missing]

@@ -16,6 +16,9 @@ For the resident's pages, the cookie API and the DPO console:
 - `events_search(*, user=None, purpose_code=None, partner_client_id=None, since=None,
   until=None, event_types=None) -> QuerySet[LedgerEvent]` (DPO console; log staff reads)
 - `event_by_id(event_id)`, `event_details(event) -> dict | None` (decrypts; personal data)
+- `events_check(queryset)`: raises `LedgerTampered` (naming the positions) when a stored row
+  the queryset selects is malformed or altered; readers that show, export or sign rows call
+  it first, since the ORM's conversion of a malformed value raises (issue 9, finding 10)
 - `processing_register(language="fr") -> list[dict]` (GDPR Art. 30, from the catalogue)
 
 Proofs and verification:
@@ -37,7 +40,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from consent import crypto, gate, ledger
+from consent import crypto, gate, ledger, merkle
 from consent.models import (
     GRANTING_EVENTS,
     ConsentState,
@@ -149,12 +152,31 @@ def events_search(
     return qs.order_by("seq")
 
 
+def events_problems(queryset: QuerySet[LedgerEvent]) -> list[LedgerProblem]:
+    """The problems of the stored rows `queryset` selects (a slice: those of the slice), read
+    raw and parsed as the verifier does (consent.ledger.rows_check). [] when all are sound."""
+    if queryset.query.is_empty():
+        return []
+    sql, params = queryset.values("pk").query.sql_with_params()
+    return ledger.rows_check(sql, params)
+
+
+def events_check(queryset: QuerySet[LedgerEvent]) -> None:
+    """Raise `LedgerTampered` if a stored row selected by `queryset` is malformed or altered."""
+    problems = events_problems(queryset)
+    if problems:
+        raise LedgerTampered(problems)
+
+
 def event_by_id(event_id: uuid.UUID | str) -> LedgerEvent | None:
+    """The event, or None; raises `LedgerTampered` if its stored row is malformed or altered."""
     try:
         key = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
     except ValueError:
         return None
-    return LedgerEvent.objects.filter(pk=key).first()
+    selection = LedgerEvent.objects.filter(pk=key)
+    events_check(selection)
+    return selection.first()
 
 
 def event_details(event: LedgerEvent) -> dict[str, Any] | None:
@@ -167,9 +189,23 @@ def event_details(event: LedgerEvent) -> dict[str, Any] | None:
         return None
     subject = Subject.objects.only("id", "wrapped_key").get(pk=event.subject_id)
     data_key = crypto.unwrap_key(subject.wrapped_key, subject.id)
-    return crypto.decrypt_details(
-        data_key, event.details_ciphertext, event_id=event.id, subject_id=subject.id
-    )
+    try:
+        return crypto.decrypt_details(
+            data_key, event.details_ciphertext, event_id=event.id, subject_id=subject.id
+        )
+    except crypto.DecryptionFailed as exc:
+        # The subject key unwrapped: the details or the ids they are bound to were altered.
+        raise LedgerTampered(
+            [
+                ledger.LedgerProblem(
+                    kind="altered",
+                    seq=event.seq,
+                    event_id=str(event.id),
+                    detail=f"event #{event.seq} ({event.id}) was altered: its encrypted details "
+                    "do not authenticate",
+                )
+            ]
+        ) from exc
 
 
 def processing_register(language: str = "fr") -> list[dict[str, Any]]:
@@ -228,18 +264,49 @@ def consistency_proof(*, first: int, second: int) -> list[bytes]:
 def event_proof(*, event: LedgerEvent, tree_head: TreeHead | None = None) -> dict[str, Any]:
     """Everything needed to check an event offline: entry, leaf hash, audit path, signed head.
 
-    Uses the latest signed tree head covering the event unless one is given; raises
-    `ledger.ProofError` if none covers it yet (sign one with `services.tree_head_sign()`).
+    Uses the latest well-formed signed tree head covering the event unless one is given;
+    raises `ledger.ProofError` if none covers it yet (sign one with `services.tree_head_sign()`).
+    The proof is checked before it is returned: if the stored hashes it is built from (the
+    interior Merkle nodes, the neighbours' leaf hashes) are malformed or do not lead to the
+    signed root, or the head's signature does not verify, it raises `LedgerTampered` instead
+    of handing out a proof that would not verify.
     """
     if tree_head is None:
-        tree_head = (
-            TreeHead.objects.filter(tree_size__gt=event.seq)
-            .order_by("-tree_size", "-timestamp", "-id")
-            .first()
-        )
+        heads, _problems = ledger.tree_heads_read()
+        covering = [head for head in heads if head.tree_size > event.seq]
+        tree_head = covering[-1] if covering else None
     if tree_head is None or tree_head.tree_size <= event.seq:
         raise ledger.ProofError("no signed tree head covers this event yet")
-    path = ledger.inclusion_proof(event.seq, tree_head.tree_size)
+
+    def tampered(reason: str) -> LedgerTampered:
+        return LedgerTampered(
+            [
+                ledger.LedgerProblem(
+                    kind="altered",
+                    seq=event.seq,
+                    event_id=str(event.id),
+                    tree_head_id=tree_head.pk,
+                    detail=f"no valid proof for event #{event.seq} ({event.id}) against signed tree head "
+                    f"{tree_head.pk} (size {tree_head.tree_size}): {reason}",
+                )
+            ]
+        )
+
+    try:
+        path = ledger.inclusion_proof(event.seq, tree_head.tree_size)
+    except ledger.ProofError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise tampered(f"a stored Merkle node or leaf hash is malformed ({type(exc).__name__})") from exc
+    if any(len(digest) != merkle.HASH_SIZE for digest in path):
+        raise tampered("a stored Merkle node or leaf hash is malformed (wrong length)")
+    if not merkle.verify_inclusion(
+        bytes(event.leaf_hash), event.seq, tree_head.tree_size, path, bytes(tree_head.root_hash)
+    ):
+        raise tampered("the stored Merkle nodes on its path do not lead to the signed root")
+    reason = ledger.tree_head_check(tree_head)
+    if reason:
+        raise tampered(f"the tree head's signature does not hold ({reason})")
     return {
         "log_id": ledger.log_id(),
         "leaf_index": event.seq,
@@ -258,6 +325,7 @@ def event_proof(*, event: LedgerEvent, tree_head: TreeHead | None = None) -> dic
 # The report types live with the verifier (consent.ledger); re-exported here for callers.
 LedgerProblem = ledger.LedgerProblem
 LedgerVerification = ledger.LedgerVerification
+LedgerTampered = ledger.LedgerTampered
 
 
 def ledger_verify(

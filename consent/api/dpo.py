@@ -13,6 +13,7 @@ tree-head signing). Same data and same audit of reads as the console (consent/dp
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -32,10 +33,42 @@ from consent.dpo import queries
 from consent.dpo.access import DPO_API_PERMISSIONS
 from consent.models import LedgerEvent, TreeHead
 from consent.receipts import receipt_for_event
-from consent.selectors import event_by_id, event_details, event_proof, latest_tree_head, ledger_verify
+from consent.selectors import (
+    LedgerTampered,
+    event_by_id,
+    event_details,
+    event_proof,
+    latest_tree_head,
+    ledger_verify,
+)
 from consent.services import tree_head_sign
 from identity.audit import audit_log
 from identity.reauth import RecentMFAPermission, staff_request_audit
+
+log = logging.getLogger(__name__)
+
+
+def tampered_problem(exc: LedgerTampered) -> JsonResponse:
+    """409 urn:cum:problem:ledger_tampered: the answer would rest on ledger rows (or Merkle
+    nodes) altered in the database; nothing is shown, exported or signed from them."""
+    log.warning("ledger tampering met by a DPO API read at positions %s", exc.positions)
+    where = ", ".join(f"#{position}" for position in exc.positions) or ", ".join(exc.event_ids)
+    detail = _(
+        "Le registre des consentements est altéré ou illisible (%(where)s) : rien n'est montré ni "
+        "signé à partir de ces données. Lancez la vérification complète du registre "
+        "(POST /dpo/api/v1/verify) et traitez l'incident."
+    ) % {"where": where or _("voir « problems »")}
+    return api_problem(
+        409,
+        "ledger_tampered",
+        _("Registre des consentements altéré"),
+        detail,
+        positions=exc.positions,
+        event_ids=exc.event_ids,
+        problems=[problem.detail for problem in exc.problems],
+        verify=reverse("consent:dpo-api:verify"),
+        verification_page=reverse("consent:dpo:ledger"),
+    )
 
 
 def _invalid(exc: queries.FilterError) -> JsonResponse:
@@ -77,6 +110,11 @@ class DPOAPIView(APIView):
         super().initial(request, *args, **kwargs)
         self._staff_audited = True  # authentication and permissions passed
 
+    def handle_exception(self, exc: Exception) -> Any:
+        if isinstance(exc, LedgerTampered):
+            return tampered_problem(exc)
+        return super().handle_exception(exc)
+
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
         response["Cache-Control"] = "no-store"
@@ -91,10 +129,12 @@ class EventsView(DPOAPIView):
             filters = queries.parse_filters(request.query_params)
         except queries.FilterError as exc:
             return _invalid(exc)
-        paginator = Paginator(queries.search(filters), queries.PAGE_SIZE)
+        events = queries.search(filters)
+        paginator = Paginator(events, queries.PAGE_SIZE)
         if filters.page > max(1, paginator.num_pages):
             return api_problem(404, "page_out_of_range", _("Page inexistante"))
         page = paginator.page(filters.page)
+        queries.checked_page(events, page)
         if filters.by_resident:
             queries.log_read(
                 dpo=request.user,

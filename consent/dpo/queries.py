@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db import DatabaseError
 from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
@@ -28,7 +29,14 @@ from django.utils.translation import gettext as _
 
 from consent.api.queries import COOKIE_PURPOSE_CODES
 from consent.models import EventType, LedgerEvent, Purpose, Subject
-from consent.selectors import events_search, processing_register, purposes_catalogue
+from consent.selectors import (
+    LedgerTampered,
+    events_check,
+    events_problems,
+    events_search,
+    processing_register,
+    purposes_catalogue,
+)
 from identity.audit import audit_log
 from identity.models import Client, User
 from identity.selectors import user_by_email
@@ -47,6 +55,7 @@ SERIES_OF = {
     **{str(t): "withdrawals" for t in WITHDRAWALS},
     **{str(t): "expiries" for t in EXPIRIES},
 }
+_EVENT_TYPES = frozenset(EventType.values)
 SERIES_KEYS = ("grants", "refusals", "withdrawals", "expiries")
 
 
@@ -221,7 +230,14 @@ def search(filters: EventFilters) -> QuerySet[LedgerEvent]:
         since=filters.since,
         until=filters.until,
         event_types=[filters.event_type] if filters.event_type else None,
-    ).select_related("subject")
+    )  # no join to the subject: a row naming none would silently vanish (events_check reports it)
+
+
+def checked_page(events: QuerySet[LedgerEvent], page: Any) -> None:
+    """Raise LedgerTampered if a row of this page is malformed or altered: the page is then not
+    shown (the ORM's conversion of a malformed value raised, finding 10's class)."""
+    if page.paginator.count:
+        events_check(events[page.start_index() - 1 : page.end_index()])
 
 
 def partners_known() -> list[tuple[str, str]]:
@@ -233,9 +249,14 @@ def partners_known() -> list[tuple[str, str]]:
         .values_list("partner_client_id", flat=True)
         .distinct()
     )
-    for client_id in seen:
-        clients.setdefault(client_id, client_id)
-    return sorted(clients.items(), key=lambda item: item[1].lower())
+    try:
+        seen_ids = list(seen)
+    except (DatabaseError, ValueError):
+        seen_ids = []  # an undecodable value (altered row): the verification reports it
+    for client_id in seen_ids:
+        if isinstance(client_id, str):  # SQLite keeps any type an altered row was given
+            clients.setdefault(client_id, client_id)
+    return sorted(clients.items(), key=lambda item: str(item[1]).lower())
 
 
 def subject_user(event: LedgerEvent) -> User | None:
@@ -302,6 +323,8 @@ def _csv_safe(value: Any) -> str:
 
 
 def export_csv(events: QuerySet[LedgerEvent]) -> Iterator[str]:
+    """The selection as CSV; call `events_check(events)` first (a streamed answer cannot turn
+    into a refusal once begun)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -320,6 +343,9 @@ def export_csv(events: QuerySet[LedgerEvent]) -> Iterator[str]:
 
 
 def export_json(events: QuerySet[LedgerEvent], filters: EventFilters) -> dict[str, Any]:
+    """The selection as a JSON document; raises LedgerTampered (nothing exported) if a selected
+    row is malformed or altered (docs/dpo.md: an export never leaves a row out silently)."""
+    events_check(events)
     rows = [event_dict(event) for event in events.iterator(chunk_size=2000)]
     return {
         "generated_at": timezone.now().isoformat(),
@@ -456,9 +482,23 @@ def consent_stats(query: StatsQuery, *, language: str = "fr") -> list[PurposeSta
         .order_by()
     )
     counts: dict[str, dict[date, dict[str, int]]] = {}
-    for row in rows:
+    try:
+        fetched = list(rows)
+    except (DatabaseError, ValueError, TypeError, OverflowError):
+        fetched = None
+    if fetched is None or any(
+        row["event_type"] not in _EVENT_TYPES
+        or not isinstance(row["purpose_code"], str)
+        or not isinstance(row["bucket"], date)
+        for row in fetched
+    ):
+        # A value the application never writes (an altered row): name it rather than
+        # leaving it out of the counts or failing on it.
+        problems = events_problems(events)
+        raise LedgerTampered(problems or [_unreadable_problem()])
+    for row in fetched:
         series = SERIES_OF.get(row["event_type"])
-        if series is None:
+        if series is None:  # "requested": not a decision
             continue
         moment = row["bucket"]
         day = moment.astimezone(tz).date() if isinstance(moment, datetime) else moment
@@ -478,6 +518,12 @@ def consent_stats(query: StatsQuery, *, language: str = "fr") -> list[PurposeSta
         stats.totals = {key: sum(row[key] for row in stats.buckets) for key in SERIES_KEYS}
         result.append(stats)
     return result
+
+
+def _unreadable_problem() -> Any:
+    from consent.selectors import LedgerProblem
+
+    return LedgerProblem(kind="unreadable", detail="a ledger row in this period cannot be read")
 
 
 # --- Register of processing (GDPR Art. 30) -----------------------------------------------------

@@ -10,7 +10,10 @@ last 10 minutes (identity.reauth.recent_mfa_required).
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.contrib import messages
@@ -36,9 +39,11 @@ from consent.dpo.access import dpo_required
 from consent.models import EventType
 from consent.receipts import receipt_for_event
 from consent.selectors import (
+    LedgerTampered,
     event_by_id,
     event_details,
     event_proof,
+    events_check,
     latest_tree_head,
     ledger_verify,
     purposes_catalogue,
@@ -46,6 +51,38 @@ from consent.selectors import (
 from consent.services import tree_head_sign
 from identity.audit import audit_log
 from identity.reauth import recent_mfa_required
+
+log = logging.getLogger(__name__)
+
+
+def tampered_page(request: HttpRequest, exc: LedgerTampered) -> HttpResponse:
+    """409: what was asked rests on ledger rows (or Merkle nodes) altered in the database.
+    Nothing is shown, exported or signed from them; the page names the positions and sends
+    the DPO to the whole-ledger verification."""
+    log.warning("ledger tampering met by a DPO read at positions %s", exc.positions)
+    return render(
+        request,
+        "consent/dpo/tampered.html",
+        {
+            "positions": exc.positions,
+            "event_ids": [] if exc.positions else exc.event_ids,
+            "problems": [problem.detail for problem in exc.problems],
+        },
+        status=409,
+    )
+
+
+def refuses_tampered(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A console view that answers `tampered_page` instead of failing on altered rows."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except LedgerTampered as exc:
+            return tampered_page(request, exc)
+
+    return wrapper
 
 
 def _language() -> str:
@@ -66,6 +103,7 @@ def _search_context(data: Any) -> dict[str, Any]:
 
 @dpo_required
 @require_http_methods(["GET", "POST"])
+@refuses_tampered
 def search(request: HttpRequest) -> HttpResponse:
     """Home of the console: search ledger events by resident, purpose, partner, type and period.
 
@@ -93,6 +131,7 @@ def search(request: HttpRequest) -> HttpResponse:
     if filters.page > max(1, paginator.num_pages):
         raise Http404
     page = paginator.page(filters.page)
+    queries.checked_page(events, page)
     if filters.by_resident:
         queries.log_read(
             dpo=request.user,  # type: ignore[arg-type]
@@ -122,11 +161,14 @@ def _export_filters(request: HttpRequest) -> queries.EventFilters | HttpResponse
 @dpo_required
 @recent_mfa_required
 @require_GET
+@refuses_tampered
 def export_csv(request: HttpRequest) -> HttpResponse:
     filters = _export_filters(request)
     if isinstance(filters, HttpResponse):
         return filters
     events = queries.search(filters)
+    # Checked before the first byte: a streamed answer cannot become a refusal half-way.
+    events_check(events)
     queries.log_read(
         dpo=request.user,  # type: ignore[arg-type]
         view="export_csv",
@@ -143,6 +185,7 @@ def export_csv(request: HttpRequest) -> HttpResponse:
 @dpo_required
 @recent_mfa_required
 @require_GET
+@refuses_tampered
 def export_json(request: HttpRequest) -> HttpResponse:
     filters = _export_filters(request)
     if isinstance(filters, HttpResponse):
@@ -170,6 +213,7 @@ def _event_or_404(event_id: uuid.UUID) -> Any:
 
 @dpo_required
 @require_GET
+@refuses_tampered
 def event_detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
     event = _event_or_404(event_id)
     resident = queries.subject_user(event)
@@ -202,6 +246,7 @@ def event_detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
 
 @dpo_required
 @require_GET
+@refuses_tampered
 def event_receipt(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
     event = _event_or_404(event_id)
     queries.log_read(
@@ -217,6 +262,7 @@ def event_receipt(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
 
 @dpo_required
 @require_GET
+@refuses_tampered
 def event_proof_download(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
     event = _event_or_404(event_id)
     try:
@@ -239,6 +285,7 @@ def event_proof_download(request: HttpRequest, event_id: uuid.UUID) -> HttpRespo
 
 @dpo_required
 @require_GET
+@refuses_tampered
 def stats(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "purposes": purposes_catalogue(include_inactive=True),
@@ -289,6 +336,7 @@ def ledger_page(request: HttpRequest) -> HttpResponse:
 
 @dpo_required
 @require_POST
+@refuses_tampered
 def tree_head_create(request: HttpRequest) -> HttpResponse:
     head = tree_head_sign()
     audit_log(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consent.selectors import latest_tree_head
+from consent.selectors import LedgerTampered, latest_tree_head
 from consent.services import tree_head_sign
 
 
@@ -30,7 +30,11 @@ class Command(BaseCommand):
             if latest is not None and latest.tree_size == read_head().size:
                 self.stdout.write(f"unchanged: size {latest.tree_size}")
                 return
-        head = tree_head_sign()
+        try:
+            head = tree_head_sign()
+        except LedgerTampered as exc:
+            # The head row, nodes or history no longer agree: run verify_ledger (docs/dpo.md).
+            raise CommandError(f"tree head NOT signed: {exc}") from exc
         self.stdout.write(
             f"signed tree head {head.pk}: size {head.tree_size}, root {bytes(head.root_hash).hex()}"
         )
