@@ -347,13 +347,6 @@ OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "identity.AccessToken"
 OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "identity.RefreshToken"
 OAUTH2_PROVIDER_ID_TOKEN_MODEL = "identity.IDToken"
 
-OIDC_SCOPES = {
-    "openid": _("Vous identifier de façon sûre"),
-    "profile": _("Vos nom et prénom"),
-    "email": _("Votre adresse e-mail"),
-    "address": _("Votre adresse postale"),
-    "phone": _("Votre numéro de téléphone"),
-}
 # RFC 9068 access tokens: ES256 signs in ~0.03 ms (RS256 with our 3072-bit key: ~1 ms).
 ACCESS_TOKEN_SIGNING_ALG = env_str("ACCESS_TOKEN_SIGNING_ALG", "ES256")
 if ACCESS_TOKEN_SIGNING_ALG not in ("ES256", "RS256"):
@@ -364,7 +357,8 @@ OAUTH2_PROVIDER = {
     "OAUTH2_SERVER_CLASS": "identity.oidc.server.Server",
     "OAUTH2_BACKEND_CLASS": "identity.oidc.backend.OAuthLibCore",
     "OIDC_SERVER_CLASS": "identity.oidc.server.Server",
-    "SCOPES": dict(OIDC_SCOPES),
+    # Scopes come from the claims registry (identity/oidc/claims/), not from settings.
+    "SCOPES_BACKEND_CLASS": "identity.oidc.claims.RegistryScopes",
     "DEFAULT_SCOPES": ["openid"],
     "OIDC_ENABLED": True,
     "OIDC_ISS_ENDPOINT": ISSUER,

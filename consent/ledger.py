@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.db.models import Q
 from django.utils import timezone
 from jwcrypto import jws
@@ -145,20 +146,69 @@ def read_head() -> LedgerHead:
     return head or LedgerHead(pk=1, size=0, root_hash=merkle.EMPTY_ROOT, frontier=b"")
 
 
+def head_check(head: LedgerHead) -> tuple[int, list[bytes]]:
+    """(size, frontier) of the locked head row, checked before an append extends it: the size
+    a non-negative integer, the frontier one 32-byte hash per perfect subtree (one per bit of
+    the size), the root the one the frontier gives. Pure Python on the one row already read
+    (at most log2(n) hashes), so the append path stays as fast. Raises LedgerTampered: an
+    append over a corrupted frontier would extend, and a later tree head sign, garbage. A head
+    altered consistently (size, frontier and root together) passes; `verify` catches it, and
+    an append at a position already held is refused by `append`."""
+    size, frontier, root = head.size, head.frontier, head.root_hash
+    reason = ""
+    if type(size) is not int or size < 0:
+        reason = f"size is not a non-negative integer ({_show(size)})"
+    elif not isinstance(frontier, bytes | memoryview) or len(frontier) != merkle.HASH_SIZE * size.bit_count():
+        reason = f"the frontier does not fit a tree of {size} events ({_show(frontier)})"
+    elif not isinstance(root, bytes | memoryview) or len(root) != merkle.HASH_SIZE:
+        reason = f"root_hash is not a {merkle.HASH_SIZE}-byte hash ({_show(root)})"
+    else:
+        hashes = _split_frontier(frontier)
+        if merkle.frontier_root(hashes) != bytes(root):
+            reason = "its root is not the root of its frontier"
+        else:
+            return size, hashes
+    position = size if type(size) is int and size >= 0 else None
+    raise LedgerTampered(
+        [
+            LedgerProblem(
+                kind="head",
+                seq=position,
+                detail=f"nothing appended: the ledger head row is malformed ({reason})",
+            )
+        ]
+    )
+
+
 def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
     """Give `event` the next sequence number, hash it, insert it and advance the head.
 
-    The caller holds the head lock (`lock_head()`) inside a transaction.
+    The caller holds the head lock (`lock_head()`) inside a transaction. Raises LedgerTampered
+    (the caller's transaction then rolls back: nothing written) when the head row is malformed
+    (`head_check`) or names a position an event already holds.
     """
-    size = int(head.size)
+    size, frontier = head_check(head)
     event.seq = size
     event.leaf_hash = merkle.leaf_hash(event_entry_bytes(event))
-    frontier, completed = merkle.frontier_append(_split_frontier(head.frontier), size, event.leaf_hash)
-    event.save()
-    if completed:
-        MerkleNode.objects.bulk_create(
-            [MerkleNode(level=level, index=index, hash=digest) for level, index, digest in completed]
-        )
+    frontier, completed = merkle.frontier_append(frontier, size, event.leaf_hash)
+    try:
+        event.save()
+        if completed:
+            MerkleNode.objects.bulk_create(
+                [MerkleNode(level=level, index=index, hash=digest) for level, index, digest in completed]
+            )
+    except IntegrityError as exc:
+        # The head is behind the stored events (or nodes): its size was altered.
+        raise LedgerTampered(
+            [
+                LedgerProblem(
+                    kind="head",
+                    seq=size,
+                    detail=f"nothing appended: the ledger head row names position #{size}, "
+                    "which the stored events or Merkle nodes already hold",
+                )
+            ]
+        ) from exc
     head.size = size + 1
     head.frontier = b"".join(frontier)
     head.root_hash = merkle.frontier_root(frontier)

@@ -3,7 +3,11 @@
 Export section "consent": `pseudonyms` [{id, kind}], `current_choices` [{purpose, status,
 valid_until, renewal_required}] and `ledger_events` [{receipt_id, leaf_index, pseudonym,
 type, purpose, notice_version, collection_method, actor, partner_client_id, at,
-valid_until, details (decrypted; null once the key is destroyed)}].
+valid_until, details (decrypted; null once the key is destroyed)}] and `unreadable_events`
+[{leaf_index, receipt_id, reason}]: the resident's events whose stored row is malformed or
+altered in the database, or whose details no longer decrypt (issue 9, finding 10's class).
+They are named rather than exported (nothing read from an altered row is handed out as the
+resident's record) and the rest of the export, this section's sound events included, goes on.
 
 Erasure: consent.services.subject_erase, crypto-shredding: the per-subject data keys of
 the account and of the browsers attached to it are destroyed and the link between the
@@ -14,9 +18,10 @@ tree heads keep verifying; their encrypted details can no longer be read by anyo
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from consent import crypto
+from consent import crypto, ledger
 from consent.models import ConsentState, LedgerEvent, Subject
 from consent.rights import ORDER_CONSENT, ErasureReport
 from consent.services import subject_erase
@@ -24,6 +29,10 @@ from consent.services import subject_erase
 NAME = "consent"
 ORDER = ORDER_CONSENT
 MODELS = ("consent.Subject", "consent.ConsentState", "consent.LedgerEvent")
+ALTERED = "this event's record was altered or damaged in the database: it is not exported"
+UNDECRYPTABLE = "this event's details no longer decrypt (altered in the database): they are not exported"
+
+log = logging.getLogger(__name__)
 
 
 def export(user: Any) -> dict[str, Any]:
@@ -35,14 +44,33 @@ def export(user: Any) -> dict[str, Any]:
             keys[subject.id] = crypto.unwrap_key(subject.wrapped_key, subject.id)
         except crypto.KeyDestroyed:
             keys[subject.id] = None
+    selected = LedgerEvent.objects.filter(subject__in=subjects)
+    # Rows are checked raw before the ORM reads them (it fails on a malformed value).
+    sql, params = selected.values("pk").query.sql_with_params() if subjects else ("", [])
+    problems = (
+        [p for p in ledger.rows_check(sql, params, max_problems=1000) if p.kind != "missing"] if sql else []
+    )
+    unreadable = [
+        {"leaf_index": p.seq, "receipt_id": p.event_id or None, "reason": ALTERED} for p in problems
+    ]
+    bad_seqs = {p.seq for p in problems if p.seq is not None}
+    if any(p.seq is None for p in problems):
+        # A malformed sequence number: keep only the rows whose number is an integer.
+        selected = selected.filter(pk__in=_integer_seq_ids(sql, params))
     events = []
-    for event in LedgerEvent.objects.filter(subject__in=subjects).order_by("seq"):
+    for event in selected.exclude(seq__in=bad_seqs).order_by("seq"):
         details = None
         data_key = keys.get(event.subject_id)
         if event.details_ciphertext and data_key:
-            details = crypto.decrypt_details(
-                data_key, event.details_ciphertext, event_id=event.id, subject_id=event.subject_id
-            )
+            try:
+                details = crypto.decrypt_details(
+                    data_key, event.details_ciphertext, event_id=event.id, subject_id=event.subject_id
+                )
+            except crypto.DecryptionFailed:
+                unreadable.append(
+                    {"leaf_index": event.seq, "receipt_id": str(event.id), "reason": UNDECRYPTABLE}
+                )
+                continue
         events.append(
             {
                 "receipt_id": str(event.id),
@@ -68,11 +96,26 @@ def export(user: Any) -> dict[str, Any]:
         }
         for state in ConsentState.objects.filter(subject__in=subjects).select_related("purpose")
     ]
+    if unreadable:
+        log.warning(
+            "resident export: ledger events at positions %s unreadable (altered)",
+            sorted(row["leaf_index"] for row in unreadable if row["leaf_index"] is not None),
+        )
+    unreadable.sort(key=lambda row: (row["leaf_index"] is None, row["leaf_index"] or 0))
     return {
         "pseudonyms": [{"id": str(s.id), "kind": s.kind} for s in subjects],
         "current_choices": states,
         "ledger_events": events,
+        "unreadable_events": unreadable,
     }
+
+
+def _integer_seq_ids(sql: str, params: Any) -> list[Any]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, seq FROM consent_ledgerevent WHERE id IN ({sql})", list(params))  # noqa: S608
+        return [event_id for event_id, seq in cursor.fetchall() if type(seq) is int]
 
 
 def erase(user: Any) -> ErasureReport:

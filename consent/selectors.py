@@ -2,20 +2,11 @@
 
 Public API:
 
-The gate (claims release, profiles, browsing ingestion, connectors):
+The gate (claims release, profiles, browsing ingestion, connectors) lives in consent.gate
+(its docstring gives the semantics); these are re-exported here:
 - `consent_is_granted(*, user, purpose_code, at=None) -> bool`
 - `consent_is_granted_for_browser(*, browser_id, purpose_code, at=None) -> bool`
-- `granted_purpose_codes(*, user) -> set[str]` (one query, e.g. for claims assembly)
-  Now (`at=None`): one indexed query on the current-state table. A purpose that needs
-  consent is granted when the latest decision is `given`/`renewed`, `valid_until` is
-  in the future and no material notice came after it (`renewal_required`). A purpose
-  that needs no consent (exempt audience measurement) is granted unless the latest
-  decision is an objection (`refused`/`withdrawn`/`revoked`) still in force.
-  Unknown purpose codes raise `UnknownPurpose`; retired purposes are never granted.
-  Historical (`at=T`, audits): answered from the ledger itself — the latest event of that
-  subject and purpose recorded at or before T (index subject, purpose, seq: only that
-  subject+purpose's events are read), whether it was valid at T, and whether a material
-  notice for the purpose (or global) was published between that event and T.
+- `granted_purpose_codes(*, user) -> set[str]`
 
 For the resident's pages, the cookie API and the DPO console:
 - `purposes_catalogue(*, include_inactive=False)`, `purpose_by_code(code)`,
@@ -46,14 +37,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from consent import crypto, ledger, merkle
+from consent import crypto, gate, ledger, merkle
 from consent.models import (
     GRANTING_EVENTS,
-    OBJECTING_EVENTS,
     ConsentState,
     EventType,
     LedgerEvent,
@@ -66,163 +55,11 @@ from consent.models import (
 from consent.services import UnknownPurpose, browser_id_hash, current_notice
 from identity.models import User
 
-# --- The gate --------------------------------------------------------------------------------
+# --- The gate (consent.gate), re-exported -----------------------------------------------------
 
-
-# Raw SQL on purpose: this is the hot path (every claim release, every browsing event), and
-# building the equivalent ORM query costs ~100x more than running it (1.5 ms vs 15 us on
-# SQLite). One statement, parameters only, table names from the models; it stays one
-# indexed lookup: purpose by its unique code, the subject by its unique user or browser
-# hash, the state by its unique (subject, purpose) pair.
-_GATE_SQL = """
-SELECT p.is_active, p.requires_consent, s.status, s.renewal_required,
-       CASE WHEN s.valid_until IS NULL OR s.valid_until > %s THEN 1 ELSE 0 END
-FROM {purpose} p
-LEFT JOIN {subject} sub ON {subject_condition}
-LEFT JOIN {state} s ON s.subject_id = sub.id AND s.purpose_id = p.id
-WHERE p.code = %s
-"""
-_GATE_BY_USER = _GATE_SQL.format(
-    purpose=Purpose._meta.db_table,
-    subject=Subject._meta.db_table,
-    state=ConsentState._meta.db_table,
-    subject_condition=f"sub.user_id = %s AND sub.kind = '{SubjectKind.ACCOUNT.value}'",
-)
-_GATE_BY_BROWSER = _GATE_SQL.format(
-    purpose=Purpose._meta.db_table,
-    subject=Subject._meta.db_table,
-    state=ConsentState._meta.db_table,
-    subject_condition="sub.browser_id_hash = %s",
-)
-_GRANTING = {str(e) for e in GRANTING_EVENTS}
-_OBJECTING = {str(e) for e in OBJECTING_EVENTS}
-
-
-def _granted_now(sql: str, subject_key: Any, purpose_code: str) -> bool:
-    now = ConsentState._meta.get_field("valid_until").get_db_prep_value(timezone.now(), connection)
-    with connection.cursor() as cursor:
-        # Parameter order follows the statement: valid_until comparison, subject, code.
-        cursor.execute(sql, [now, subject_key, purpose_code])
-        row = cursor.fetchone()
-    if row is None:
-        raise UnknownPurpose(f"unknown purpose {purpose_code!r}")
-    return _gate_decision(row)
-
-
-@dataclass(frozen=True)
-class AccountGateSQL:
-    """The gate for an account, as parts of a caller's own statement (one round trip).
-
-    `columns` go in the caller's SELECT list; `joins` after its FROM, where `user_column`
-    names the resident's id; `params(purpose_code)` are the joins' parameters, in order.
-    The caller passes the selected values (a tuple, in `columns` order) to
-    `account_gate_decision`. Used by the userinfo endpoint, which reads the token's
-    resident and this gate together.
-    """
-
-    columns: str
-    joins: str
-
-    @staticmethod
-    def params(purpose_code: str) -> list[Any]:
-        now = ConsentState._meta.get_field("valid_until").get_db_prep_value(timezone.now(), connection)
-        return [purpose_code, now]
-
-
-def account_gate_sql(user_column: str) -> AccountGateSQL:
-    # Table names from the models; `user_column` is a column reference chosen by the caller.
-    return AccountGateSQL(
-        columns="gp.is_active, gp.requires_consent, gs.status, gs.renewal_required, gs.valid_until",
-        joins=(
-            f"LEFT JOIN {Purpose._meta.db_table} gp ON gp.code = %s "
-            f"LEFT JOIN {Subject._meta.db_table} gsub ON gsub.user_id = {user_column} "
-            f"AND gsub.kind = '{SubjectKind.ACCOUNT.value}' "
-            f"LEFT JOIN {ConsentState._meta.db_table} gs ON gs.subject_id = gsub.id "
-            "AND gs.purpose_id = gp.id AND (gs.valid_until IS NULL OR gs.valid_until > %s)"
-        ),
-    )
-
-
-def account_gate_decision(values: tuple[Any, ...]) -> bool | None:
-    """consent_is_granted's answer from AccountGateSQL's columns; None if the purpose is unknown."""
-    is_active, requires_consent, status, renewal_required, _valid_until = values
-    if is_active is None:
-        return None
-    # The join kept only a state in force (its valid_until condition).
-    return _gate_decision((is_active, requires_consent, status, renewal_required, status is not None))
-
-
-def _gate_decision(row: tuple[Any, ...]) -> bool:
-    is_active, requires_consent, status, renewal_required, in_force = row
-    if not is_active:
-        return False
-    in_force = status is not None and bool(in_force)
-    if requires_consent:
-        return in_force and status in _GRANTING and not renewal_required
-    return not (in_force and status in _OBJECTING)
-
-
-def _granted_at(subject_filter: Q, purpose_code: str, at: datetime) -> bool:
-    if timezone.is_naive(at):
-        raise ValueError("at must be timezone-aware")
-    purpose = Purpose.objects.filter(code=purpose_code).first()
-    if purpose is None:
-        raise UnknownPurpose(f"unknown purpose {purpose_code!r}")
-    event = (
-        LedgerEvent.objects.filter(subject_filter, purpose=purpose, occurred_at__lte=at)
-        .order_by("-seq")
-        .only("event_type", "occurred_at", "valid_until")
-        .first()
-    )
-    in_force = event is not None and (event.valid_until is None or event.valid_until > at)
-    if not purpose.requires_consent:
-        return not (in_force and event is not None and event.event_type in OBJECTING_EVENTS)
-    if not in_force or event is None or event.event_type not in GRANTING_EVENTS:
-        return False
-    renewal_due = PrivacyNotice.objects.filter(
-        Q(purpose=purpose) | Q(purpose__isnull=True),
-        material=True,
-        published_at__gt=event.occurred_at,
-        published_at__lte=at,
-    ).exists()
-    return not renewal_due
-
-
-def consent_is_granted(*, user: User, purpose_code: str, at: datetime | None = None) -> bool:
-    """Is `purpose_code` granted for this resident now (one indexed query), or at time `at`?"""
-    if user is None or getattr(user, "pk", None) is None:
-        return False
-    if at is None:
-        user_key = Subject._meta.get_field("user").target_field.get_db_prep_value(user.pk, connection)
-        return _granted_now(_GATE_BY_USER, user_key, purpose_code)
-    return _granted_at(Q(subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT), purpose_code, at)
-
-
-def consent_is_granted_for_browser(*, browser_id: str, purpose_code: str, at: datetime | None = None) -> bool:
-    """The gate for a visitor without an account, by the random browser id of the widget."""
-    hashed = browser_id_hash(browser_id)
-    if at is None:
-        return _granted_now(_GATE_BY_BROWSER, hashed, purpose_code)
-    return _granted_at(Q(subject__browser_id_hash=hashed), purpose_code, at)
-
-
-def granted_purpose_codes(*, user: User) -> set[str]:
-    """Codes of every purpose granted now for this resident (one query), exempt ones included."""
-    now = timezone.now()
-    in_force = Q(valid_until__isnull=True) | Q(valid_until__gt=now)
-    states = ConsentState.objects.filter(
-        in_force, subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT, purpose=OuterRef("pk")
-    )
-    rows = (
-        Purpose.objects.filter(is_active=True)
-        .annotate(
-            granted=Exists(states.filter(status__in=GRANTING_EVENTS, renewal_required=False)),
-            objected=Exists(states.filter(status__in=OBJECTING_EVENTS)),
-        )
-        .filter(Q(requires_consent=True, granted=True) | Q(requires_consent=False, objected=False))
-        .values_list("code", flat=True)
-    )
-    return set(rows)
+consent_is_granted = gate.consent_is_granted
+consent_is_granted_for_browser = gate.consent_is_granted_for_browser
+granted_purpose_codes = gate.granted_purpose_codes
 
 
 # --- Catalogue, states, events ---------------------------------------------------------------

@@ -10,8 +10,9 @@ written):
   Used by the account pages (`web_form`), the OIDC consent screen (`oidc_consent`), the
   cookie widget API (`cookie_widget`, with `browser_id` for visitors without an account),
   partner/DPO APIs (`api`) and staff (`staff_on_behalf`, `acting_user=` the staff member).
-- `purpose_for_client_scopes(*, client, scopes) -> Purpose` — the sharing purpose of one
-  partner client and scope set (get-or-create), for the OIDC consent screen.
+- `purpose_for_client(*, client, key, fields) -> Purpose` — the purpose of one partner
+  client under the caller's `key` (get-or-create); identity.oidc keeps there the purpose
+  of sharing a set of claims (identity.oidc.consent.purpose_for_client_scopes).
 - `purpose_create(*, code, ...) -> Purpose` — add a purpose to the catalogue (DPO console).
 - `notice_publish(*, purpose, text_fr, text_en, material, acting_user=None) -> PrivacyNotice`
   — a new version; `material=True` puts current consents into renewal-required state.
@@ -23,6 +24,12 @@ written):
 - `consent_expire_lapsed(*, now=None, limit=500) -> int` — optional cron job writing
   `expired` events for the record (the gate never needs it).
 - `tree_head_sign() -> TreeHead` — a signed tree head over the current ledger.
+
+Every write that appends (consent_record, subject_link_browser, consent_expire_lapsed) raises
+`LedgerTampered` with nothing written when the ledger head row is malformed (checked in
+Python on the locked row, `consent.ledger.head_check`) or, for an attachment, when an event it
+reads is; callers answer it (consent screen page, 503 problem) and call
+`ledger_tampered_audit`. Erasure appends nothing and is not stopped by it.
 
 Semantics decided here (docs/ledger.md):
 - Granting events are `given` and `renewed`; everything else means "not granted".
@@ -39,9 +46,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,17 +74,11 @@ from consent.rights import ErasureReport
 from identity.audit import audit_log
 from identity.models import User
 
+log = logging.getLogger(__name__)
+LedgerTampered = ledger.LedgerTampered
 MAX_CONSENT_LIFETIME = timedelta(days=395)  # 13 months
 _BROWSER_ID = re.compile(r"^[A-Za-z0-9_-]{22,128}$")
 _PURPOSE_CODE = re.compile(r"^[a-z0-9][a-z0-9._:+-]{1,254}$")
-# What each OIDC scope discloses to a partner (labels fr, en).
-SCOPE_DATA_CATEGORIES = {
-    "openid": ("Identifiant de compte (pseudonyme)", "Account identifier (pseudonymous)"),
-    "profile": ("Nom et prénom", "Given and family name"),
-    "email": ("Adresse e-mail", "Email address"),
-    "address": ("Adresse postale", "Postal address"),
-    "phone": ("Numéro de téléphone", "Phone number"),
-}
 
 
 class ConsentError(ValueError):
@@ -86,6 +87,14 @@ class ConsentError(ValueError):
 
 class UnknownPurpose(ConsentError):
     pass
+
+
+def ledger_tampered_audit(*, exc: LedgerTampered, operation: str) -> None:
+    """Record that a write met a malformed or altered ledger (issue 9, finding 10's class) and
+    wrote nothing: the operation and the ledger positions only, no account, subject or value.
+    Called by the views, outside the write's rolled-back transaction."""
+    log.warning("ledger tampering stopped %s at positions %s: nothing written", operation, exc.positions)
+    audit_log(event="consent.ledger_tampered", data={"operation": operation, "positions": exc.positions})
 
 
 # --- Helpers ---------------------------------------------------------------------------------
@@ -487,6 +496,9 @@ def subject_link_browser(*, browser_id: str, browser_secret: Any, user: User) ->
         browser = Subject.objects.filter(browser_id_hash=browser_hash, kind=SubjectKind.BROWSER).first()
         if browser is None or (browser.user_id is not None and browser.user_id != user.pk):
             return []
+        # The events read below (current decisions, earlier copies) are read through the ORM:
+        # check their stored rows first, so that an altered one is neither copied nor a 500.
+        _events_check(LedgerEvent.objects.filter(Q(subject=browser) | Q(subject__user=user)))
         account = _account_subject(user)
         now = timezone.now()
         account_states = {
@@ -542,6 +554,14 @@ def subject_link_browser(*, browser_id: str, browser_secret: Any, user: User) ->
         browser.linked_at = now
         browser.save(update_fields=["user", "linked_at"])
     return appended
+
+
+def _events_check(queryset: Any) -> None:
+    """Raise LedgerTampered if a stored row `queryset` selects is malformed or altered."""
+    sql, params = queryset.values("pk").query.sql_with_params()
+    problems = [p for p in ledger.rows_check(sql, params) if p.kind != "missing"]
+    if problems:
+        raise LedgerTampered(problems)
 
 
 # --- Erasure ---------------------------------------------------------------------------------
@@ -634,65 +654,28 @@ def purpose_create(
     return purpose
 
 
-def _normalise_scopes(client: Any, scopes: Iterable[str]) -> list[str]:
-    if isinstance(scopes, str):
-        scopes = scopes.split()
-    normalised = sorted({scope.strip() for scope in scopes if isinstance(scope, str) and scope.strip()})
-    if not normalised:
-        raise ConsentError("at least one scope is required")
-    allowed = set(client.allowed_scopes.split())
-    refused = [scope for scope in normalised if scope not in allowed]
-    if refused:
-        raise ConsentError(f"scopes not allowed for this client: {' '.join(refused)}")
-    return normalised
+def purpose_for_client(*, client: Any, key: str, fields: dict[str, Any]) -> Purpose:
+    """The purpose of one partner client under `key`: the existing one, or a new one of `fields`.
 
-
-def purpose_for_client_scopes(*, client: Any, scopes: Iterable[str]) -> Purpose:
-    """The purpose "share these claims with this partner", one per (client, scope set).
-
-    Get-or-create, safe under concurrency. `scopes` (iterable or space-separated string)
-    must be allowed for the client; order and duplicates do not matter. For a client marked
-    internal (a metropolitan service under public task) the purpose records the sharing but
-    `requires_consent` is False (GDPR Art. 6(1)(e)).
+    Get-or-create, safe under concurrency; one purpose per (client, key). The key is the
+    caller's name for what the purpose covers (identity.oidc: the sorted scope set); consent
+    stores it (`Purpose.scopes`) and never interprets it. `fields` are the new purpose's
+    other fields (code, titles, descriptions, legal basis, data categories...), used only
+    when it is created.
     """
     if client is None or getattr(client, "pk", None) is None:
         raise ConsentError("a registered client is required")
-    normalised = _normalise_scopes(client, scopes)
-    scope_key = " ".join(normalised)
-    existing = Purpose.objects.filter(client=client, scopes=scope_key).first()
+    if not isinstance(key, str) or not key.strip():
+        raise ConsentError("a purpose key is required")
+    existing = Purpose.objects.filter(client=client, scopes=key).first()
     if existing is not None:
         return existing
-    code = f"share:{client.client_id}:{'+'.join(normalised)}"
-    if len(code) > 255:
-        code = f"share:{client.client_id}:{hashlib.sha256(scope_key.encode()).hexdigest()[:16]}"
-    labels = [SCOPE_DATA_CATEGORIES.get(scope, (scope, scope)) for scope in normalised]
-    internal = bool(getattr(client, "is_internal", False))
-    fields: dict[str, Any] = {
-        "code": code,
-        "title_fr": f"Partage avec {client.name}"[:200],
-        "title_en": f"Sharing with {client.name}"[:200],
-        "description_fr": f"Transmettre à {client.name} : {', '.join(fr for fr, _ in labels)}.",
-        "description_en": f"Send {client.name}: {', '.join(en for _, en in labels)}.",
-        "gdpr_article": "Art. 6(1)(e)" if internal else "Art. 6(1)(a)",
-        "dpv_legal_basis": "eu-gdpr:A6-1-e" if internal else "eu-gdpr:A6-1-a",
-        "dpv_purpose": "dpv:ServiceProvision",
-        "data_categories": [
-            {"code": scope, "kind": "declared", "fr": fr, "en": en}
-            for scope, (fr, en) in zip(normalised, labels, strict=True)
-        ],
-        "recipients": [client.name],
-        "retention_days": None,
-        "consent_lifetime_days": 395,
-        "requires_consent": not internal,
-        "client": client,
-        "scopes": scope_key,
-    }
     try:
         with transaction.atomic():
-            return Purpose.objects.create(**fields)
+            return Purpose.objects.create(**{**fields, "client": client, "scopes": key})
     except IntegrityError:
         # Another request created it first.
-        purpose = Purpose.objects.filter(client=client, scopes=scope_key).first()
+        purpose = Purpose.objects.filter(client=client, scopes=key).first()
         if purpose is None:
             raise
         return purpose

@@ -26,10 +26,14 @@ class IdentityConfig(AppConfig):
             checks,  # noqa: F401  (registers system checks)
             sessions,
         )
-        from identity.oidc import backchannel
+        from identity.oidc import backchannel, claims
 
         # Signing out of Django (account page, RP-initiated logout) ends the session record.
         user_logged_out.connect(sessions.on_user_logged_out, dispatch_uid="identity.sessions.logout")
+        # The standard OpenID Connect claims are the first claim provider (scopes openid,
+        # profile, email, address, phone); other apps register theirs in their own ready().
+        if claims.STANDARD_PROVIDER not in claims.providers():
+            claims.register(claims.STANDARD_PROVIDER)
         # Ending a session notifies its partners through the outbox (back-channel logout).
         backchannel.register()
         rights_registry.register_module("identity.rights", "identity.oidc.rights")  # data-subject rights

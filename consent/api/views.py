@@ -37,7 +37,7 @@ from common import ratelimit
 from consent.api import cookie, cors, queries
 from consent.api.problems import api_problem
 from consent.receipts import receipt_for_event
-from consent.services import BrowserProofError, ConsentError
+from consent.services import BrowserProofError, ConsentError, LedgerTampered, ledger_tampered_audit
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,26 @@ def _throttled(request: HttpRequest) -> int:
         _start, left = ratelimit.window(window)
         return max(1, math.ceil(left))
     return 0
+
+
+def _ledger_problem(exc: LedgerTampered, operation: str) -> JsonResponse:
+    """503 urn:cum:problem:ledger_tampered: the consent ledger is altered in the database, so
+    nothing was recorded (no choice, no attachment). 503 rather than 409: the partner's request
+    was right and there is no state it could change to resolve a conflict; the service cannot
+    record consents until the incident is handled, and a widget retries a 503 later (meanwhile
+    no choice counts as refusal). The positions are for the DPO (audit row), not the partner."""
+    ledger_tampered_audit(exc=exc, operation=operation)
+    response = api_problem(
+        503,
+        "ledger_tampered",
+        _("Registre des consentements indisponible"),
+        _(
+            "Le registre des consentements est altéré : rien n'a été enregistré. "
+            "L'incident est signalé ; réessayez plus tard."
+        ),
+    )
+    response["Retry-After"] = "3600"
+    return response
 
 
 def _input_problem(exc: cookie.CookieInputError) -> JsonResponse:
@@ -238,6 +258,8 @@ class CookieChoicesView(CookieAPIView):
             )
         except BrowserProofError:
             return _secret_problem()
+        except LedgerTampered as exc:
+            return _ledger_problem(exc, "cookie_choices")
         except ConsentError as exc:
             return api_problem(400, "consent_refused", _("Choix non enregistré"), str(exc))
         logger.info(
@@ -333,6 +355,8 @@ class CookieAttachView(CookieAPIView):
                 browser_id=browser_id,
                 browser_secret=browser_secret,
             )
+        except LedgerTampered as exc:
+            return _ledger_problem(exc, "cookie_attach")
         except (cookie.LinkTicketError, ConsentError):
             # One answer for every failure: the ticket was used up either way.
             return api_problem(
@@ -374,6 +398,8 @@ class CookieLinkView(APIView):
             linked = cookie.cookie_browser_link(
                 browser_id=browser_id, browser_secret=browser_secret, user=request.user
             )
+        except LedgerTampered as exc:
+            return _ledger_problem(exc, "cookie_link")
         except BrowserProofError:
             return api_problem(
                 400,

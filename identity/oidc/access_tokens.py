@@ -39,7 +39,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from django.conf import settings
 
+from consent.gate import AccountGateSQL, account_gate_decision, account_gate_sql
 from identity.keys import active_signing_key, published_jwks
+from identity.oidc import claims as claims_registry
 
 TYP = "at+jwt"
 _ALGORITHMS = frozenset({"ES256", "RS256"})
@@ -231,27 +233,12 @@ def checksum(token: str) -> str:
 
 # --- state of a resident token ----------------------------------------------------------------
 
-# The resident's columns read at userinfo and introspection (what the claims, the subject
-# and the checks use); any other field of the instance loads lazily if ever touched.
-_RESIDENT_FIELDS = (
-    "id",
-    "is_active",
-    "last_login",
-    "email",
-    "email_verified",
-    "given_name",
-    "family_name",
-    "preferred_language",
-    "phone_number",
-    "phone_number_verified",
-    "street_address",
-    "locality",
-    "postal_code",
-    "region",
-    "country",
-    "updated_at",
-)
-_resident_query: dict[tuple[str, bool], tuple[str, list[tuple[str, list[Any], Any]]]] = {}
+# The resident's columns read at userinfo and introspection: what the subject and the checks
+# use, plus what the claim providers read (identity.oidc.claims.resident_user_fields); any
+# other field of the instance loads lazily if ever touched.
+_RESIDENT_BASE_FIELDS = ("id", "is_active", "last_login")
+# (vendor, with gate, claims registry generation) -> the statement and its readers.
+_resident_query: dict[tuple[str, bool, int], tuple[str, list[tuple[str, list[Any], Any]]]] = {}
 
 
 def _resident_token_query(
@@ -259,25 +246,25 @@ def _resident_token_query(
 ) -> tuple[str, list[tuple[str, list[Any], Any]]]:
     """(SQL, [(attname, converters, column expression)]) for this backend, built once.
 
-    `with_gate` adds the consent ledger's gate for one purpose (consent.selectors
+    `with_gate` adds the consent ledger's gate for one purpose (consent.gate
     .account_gate_sql) to the same statement, after the resident's columns.
     """
-    cached = _resident_query.get((db_connection.vendor, with_gate))
+    key = (db_connection.vendor, with_gate, claims_registry.generation())
+    cached = _resident_query.get(key)
     if cached is not None:
         return cached
     from oauth2_provider.models import get_access_token_model
 
     from identity.models import User
 
+    wanted = {*_RESIDENT_BASE_FIELDS, *claims_registry.resident_user_fields()}
     token = get_access_token_model()._meta
     user = User._meta
     # In the model's field order: Model.from_db() expects the values in that order.
-    fields = [field for field in user.concrete_fields if field.name in _RESIDENT_FIELDS]
+    fields = [field for field in user.concrete_fields if field.name in wanted]
     columns = ", ".join(f'u."{field.column}"' for field in fields)
     joins = ""
     if with_gate:
-        from consent.selectors import account_gate_sql
-
         gate = account_gate_sql(f'u."{user.pk.column}"')
         columns += ", " + gate.columns
         joins = " " + gate.joins
@@ -293,7 +280,7 @@ def _resident_token_query(
         column = field.get_col(user.db_table)
         converters = db_connection.ops.get_db_converters(column) + field.get_db_converters(db_connection)
         readers.append((field.attname, converters, column))
-    _resident_query[(db_connection.vendor, with_gate)] = (sql, readers)
+    _resident_query[key] = (sql, readers)
     return sql, readers
 
 
@@ -308,8 +295,6 @@ def _read_resident(token: str, purpose_code: str | None) -> tuple[Any | None, tu
     sql, readers = _resident_token_query(connection, with_gate=purpose_code is not None)
     params: list[Any] = []
     if purpose_code is not None:
-        from consent.selectors import AccountGateSQL
-
         params += AccountGateSQL.params(purpose_code)
     now = get_access_token_model()._meta.get_field("expires").get_db_prep_value(timezone.now(), connection)
     params += [checksum(token), now]
@@ -348,8 +333,6 @@ def resident_and_consent(
     The answer is None when the purpose does not exist (the caller asks the ledger the
     usual way then).
     """
-    from consent.selectors import account_gate_decision
-
     if is_client_token(claims):
         return None, None
     user, gate = _read_resident(token, purpose_code)

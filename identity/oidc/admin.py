@@ -39,8 +39,9 @@ from oauth2_provider.models import (
 from common.crypto import generate_secret, keyed_hash
 from identity import reauth
 from identity.audit import audit_log
+from identity.oidc.claims import supported_scopes
 from identity.oidc.client_uris import ClientConfigError, validate_client_uri
-from identity.oidc.constants import REGISTRABLE_GRANTS, SUPPORTED_SCOPES
+from identity.oidc.constants import REGISTRABLE_GRANTS
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 _URI_FIELDS = {
@@ -122,8 +123,8 @@ class PartnerClientForm(forms.ModelForm):
                 "redirect_uris", _("L'autorisation authorization_code demande une URI de redirection.")
             )
         scopes = (data.get("allowed_scopes") or "").split()
-        if not scopes or any(scope not in SUPPORTED_SCOPES for scope in scopes):
-            self.add_error("allowed_scopes", _("Choisissez parmi : %s.") % ", ".join(SUPPORTED_SCOPES))
+        if not scopes or any(scope not in supported_scopes() for scope in scopes):
+            self.add_error("allowed_scopes", _("Choisissez parmi : %s.") % ", ".join(supported_scopes()))
         public = data.get("client_type") == "public"
         method = data.get("token_endpoint_auth_method")
         if public != (method == "none"):

@@ -13,6 +13,7 @@ from django.db import transaction
 from common.crypto import generate_secret, keyed_hash
 from identity.audit import audit_log
 from identity.models import User
+from identity.oidc.claims import supported_scopes
 from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 
 
@@ -56,7 +57,7 @@ def client_register(
     """
     from oauth2_provider.models import get_application_model
 
-    from identity.oidc.constants import GRANT_AUTHORIZATION_CODE, REGISTRABLE_GRANTS, SUPPORTED_SCOPES
+    from identity.oidc.constants import GRANT_AUTHORIZATION_CODE, REGISTRABLE_GRANTS
 
     name = (name or "").strip()
     if not name:
@@ -69,8 +70,8 @@ def client_register(
         raise ClientConfigError("a public client cannot use the client_credentials grant")
     scopes = list(dict.fromkeys(scopes or ["openid", "profile", "email"]))
     for scope in scopes:
-        if scope not in SUPPORTED_SCOPES:
-            raise ClientConfigError(f"unknown scope {scope!r} (choose from {', '.join(SUPPORTED_SCOPES)})")
+        if scope not in supported_scopes():
+            raise ClientConfigError(f"unknown scope {scope!r} (choose from {', '.join(supported_scopes())})")
     redirect_uris = [validate_client_uri(uri, what="redirect URI") for uri in redirect_uris or []]
     if GRANT_AUTHORIZATION_CODE in grant_types and not redirect_uris:
         raise ClientConfigError("the authorization_code grant needs at least one redirect URI")

@@ -1,72 +1,93 @@
 """The consent screen and the release of claims, both decided by the consent ledger.
 
 A partner receives claims for a purpose "share these scopes with this partner"
-(consent.services.purpose_for_client_scopes: one purpose per client and scope set).
+(purpose_for_client_scopes below: one purpose per client and scope set, kept in the
+ledger's catalogue by consent.services.purpose_for_client). Consent knows purposes, not
+scopes: which scopes exist, what the screen says about them and which data categories the
+purpose records come from the claims registry (identity/oidc/claims/).
 - The screen is skipped only when the ledger grants that purpose now
-  (consent.selectors.consent_is_granted); `prompt=consent` always shows it.
+  (consent.gate.consent_is_granted); `prompt=consent` always shows it.
 - The resident's answer is a ledger event (`given` / `refused`, collection method
   `oidc_consent`), written in the transaction that issues the authorization code.
 - At token and userinfo time, claims other than `sub` are released only while the ledger
   grants the purpose: a withdrawal stops them at once (userinfo then answers `sub` only).
 - Clients the operator marks internal (public task, GDPR Art. 6(1)(e)) get a purpose that
   needs no consent: no screen, no event; the gate still honours a recorded objection.
+- A claim provider naming a purpose of its own (ClaimProvider.purpose_code) has its scopes'
+  claims released only while that purpose is granted too.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
-from django.utils.translation import gettext_lazy as _
-
-from identity.oidc.constants import SCOPE_CLAIMS
+from consent.gate import consent_is_granted
+from consent.services import ConsentError, UnknownPurpose, consent_record, purpose_for_client
+from identity.oidc import claims as claims_registry
+from identity.oidc.subjects import subject_for
 
 COLLECTION_METHOD = "oidc_consent"
 
-SCOPE_TEXT = {
-    "openid": (
-        _("Un identifiant de connexion"),
-        _("pour vous reconnaître quand vous revenez sur le service"),
-    ),
-    "profile": (_("Vos nom et prénom"), _("pour s'adresser à vous")),
-    "email": (_("Votre adresse e-mail"), _("pour vous écrire au sujet de ce service")),
-    "address": (_("Votre adresse postale"), _("pour vous envoyer un courrier ou vérifier votre commune")),
-    "phone": (_("Votre numéro de téléphone"), _("pour vous joindre au sujet de ce service")),
-}
-
-CLAIM_TEXT = {
-    "sub": _("identifiant propre à ce service"),
-    "name": _("nom complet"),
-    "given_name": _("prénom"),
-    "family_name": _("nom"),
-    "locale": _("langue préférée"),
-    "updated_at": _("date de mise à jour du profil"),
-    "email": _("adresse e-mail"),
-    "email_verified": _("adresse vérifiée ou non"),
-    "address": _("adresse postale"),
-    "phone_number": _("numéro de téléphone"),
-    "phone_number_verified": _("numéro vérifié ou non"),
-}
-
 
 def describe_scopes(scopes: list[str]) -> list[dict[str, object]]:
-    described = []
-    for scope in scopes:
-        if scope in SCOPE_TEXT:
-            what, why = SCOPE_TEXT[scope]
-            described.append(
-                {
-                    "scope": scope,
-                    "what": what,
-                    "why": why,
-                    "claims": SCOPE_CLAIMS[scope],
-                    "claim_labels": [CLAIM_TEXT.get(claim, claim) for claim in SCOPE_CLAIMS[scope]],
-                }
-            )
-    return described
+    """The consent screen's lines for these scopes (templates/oidc/consent.html)."""
+    return claims_registry.describe_scopes(scopes)
+
+
+def _normalise_scopes(client: Any, scopes: Iterable[str]) -> list[str]:
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    normalised = sorted({scope.strip() for scope in scopes if isinstance(scope, str) and scope.strip()})
+    if not normalised:
+        raise ConsentError("at least one scope is required")
+    allowed = set(client.allowed_scopes.split())
+    refused = [scope for scope in normalised if scope not in allowed]
+    if refused:
+        raise ConsentError(f"scopes not allowed for this client: {' '.join(refused)}")
+    return normalised
+
+
+def purpose_for_client_scopes(*, client: Any, scopes: Iterable[str]) -> Any:
+    """The purpose "share these claims with this partner", one per (client, scope set).
+
+    Get-or-create, safe under concurrency (consent.services.purpose_for_client). `scopes`
+    (iterable or space-separated string) must be allowed for the client; order and
+    duplicates do not matter. Its data categories are the scopes' (claims registry). For a
+    client marked internal (a metropolitan service under public task) the purpose records
+    the sharing but `requires_consent` is False (GDPR Art. 6(1)(e)). ConsentError on a
+    client not saved, no scope or a scope the client may not ask for; nothing is written.
+    """
+    if client is None or getattr(client, "pk", None) is None:
+        raise ConsentError("a registered client is required")
+    normalised = _normalise_scopes(client, scopes)
+    scope_key = " ".join(normalised)
+    code = f"share:{client.client_id}:{'+'.join(normalised)}"
+    if len(code) > 255:
+        code = f"share:{client.client_id}:{hashlib.sha256(scope_key.encode()).hexdigest()[:16]}"
+    categories = claims_registry.data_categories(normalised)
+    internal = bool(getattr(client, "is_internal", False))
+    fields: dict[str, Any] = {
+        "code": code,
+        "title_fr": f"Partage avec {client.name}"[:200],
+        "title_en": f"Sharing with {client.name}"[:200],
+        "description_fr": f"Transmettre à {client.name} : {', '.join(c['fr'] for c in categories)}.",
+        "description_en": f"Send {client.name}: {', '.join(c['en'] for c in categories)}.",
+        "gdpr_article": "Art. 6(1)(e)" if internal else "Art. 6(1)(a)",
+        "dpv_legal_basis": "eu-gdpr:A6-1-e" if internal else "eu-gdpr:A6-1-a",
+        "dpv_purpose": "dpv:ServiceProvision",
+        "data_categories": categories,
+        "recipients": [client.name],
+        "retention_days": None,
+        "consent_lifetime_days": 395,
+        "requires_consent": not internal,
+    }
+    return purpose_for_client(client=client, key=scope_key, fields=fields)
 
 
 # (client pk, client_id, sorted scopes) -> purpose code. A purpose, once created for a
-# client and scope set, keeps its code (consent.services.purpose_for_client_scopes), so
+# client and scope set, keeps its code (purpose_for_client_scopes), so
 # the mapping never goes stale; whether it is granted is asked of the ledger every time.
 _purpose_codes: dict[tuple[Any, str, tuple[str, ...]], str] = {}
 _PURPOSE_CODES_MAX = 4096
@@ -74,8 +95,6 @@ _PURPOSE_CODES_MAX = 4096
 
 def sharing_purpose_code(client: Any, scopes: list[str] | set[str]) -> str | None:
     """The ledger purpose for these scopes at this client; None if it cannot exist."""
-    from consent.services import ConsentError, purpose_for_client_scopes
-
     key = (getattr(client, "pk", None), getattr(client, "client_id", ""), tuple(sorted(set(scopes))))
     code = _purpose_codes.get(key) if key[0] is not None else None
     if code is not None:
@@ -104,9 +123,6 @@ def known_purpose_code(client: Any, scopes: list[str] | set[str]) -> str | None:
 
 def sharing_granted(user: Any, client: Any, scopes: list[str] | set[str]) -> bool:
     """Does the ledger allow sending this client the claims of these scopes, now?"""
-    from consent.selectors import consent_is_granted
-    from consent.services import ConsentError, UnknownPurpose
-
     if user is None or client is None or not scopes:
         return False
     for _attempt in range(2):
@@ -123,6 +139,19 @@ def sharing_granted(user: Any, client: Any, scopes: list[str] | set[str]) -> boo
     return False
 
 
+def _scopes_denied_by_provider_purpose(user: Any, wanted: set[str]) -> set[str]:
+    """The scopes whose provider's own purpose (ClaimProvider.purpose_code) the ledger denies."""
+    denied: set[str] = set()
+    for code, gated in claims_registry.purposes_needed(wanted).items():
+        try:
+            granted = consent_is_granted(user=user, purpose_code=code)
+        except ConsentError:  # unknown purpose: never granted
+            granted = False
+        if not granted:
+            denied.update(gated)
+    return denied
+
+
 def released_claims(
     client: Any, user: Any, scopes: list[str] | set[str], *, granted: bool | None = None
 ) -> dict[str, Any]:
@@ -133,12 +162,10 @@ def released_claims(
     consent ledger grants that sharing: a withdrawn consent leaves `sub` alone. Claims
     named in the `claims` request parameter (§5.5) are released under the same rule, so
     the parameter never widens what the scopes cover. `granted` is the ledger's answer when
-    the caller already has it from this request (userinfo reads it with the token).
+    the caller already has it from this request (userinfo reads it with the token). The
+    claims themselves come from the registered providers (identity.oidc.claims.read_claims);
+    a provider's scopes whose own purpose is not granted release nothing.
     """
-    from identity.oidc.claims import standard_claims
-    from identity.oidc.constants import CLAIM_SCOPE
-    from identity.oidc.subjects import subject_for
-
     claims: dict[str, Any] = {"sub": subject_for(client, user)}
     wanted = set(scopes)
     if not wanted - {"openid"}:
@@ -147,16 +174,15 @@ def released_claims(
         granted = sharing_granted(user, client, wanted)
     if not granted:
         return claims
-    for name, value in standard_claims(user).items():
-        if CLAIM_SCOPE.get(name) in wanted:
+    wanted -= _scopes_denied_by_provider_purpose(user, wanted)
+    for name, value in claims_registry.read_claims(user, wanted).items():
+        if name != "sub":
             claims[name] = value
     return claims
 
 
 def consent_decision_record(*, user: Any, purpose_code: str, allow: bool) -> Any:
     """The resident's answer on the consent screen, as a ledger event (caller's transaction)."""
-    from consent.services import consent_record
-
     return consent_record(
         user=user,
         purpose_code=purpose_code,

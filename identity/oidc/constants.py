@@ -7,18 +7,7 @@ REGISTRABLE_GRANTS = (GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS)
 
 PKCE_METHOD = "S256"
 
-# Scopes a client may be registered for, and the standard claims each releases
-# (OpenID Connect Core 1.0 §5.4).
-SCOPE_CLAIMS = {
-    "openid": ("sub",),
-    "profile": ("name", "given_name", "family_name", "locale", "updated_at"),
-    "email": ("email", "email_verified"),
-    "address": ("address",),
-    "phone": ("phone_number", "phone_number_verified"),
-}
-SUPPORTED_SCOPES = tuple(SCOPE_CLAIMS)
-# The scope that covers each claim (a claim is only ever released under its scope).
-CLAIM_SCOPE = {claim: scope for scope, claims in SCOPE_CLAIMS.items() for claim in claims}
+# Scopes and their claims: the claims registry (identity/oidc/claims/), not constants.
 
 # Client authentication (OIDC Core §9, RFC 7523).
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")

@@ -190,3 +190,65 @@ def test_anonymous_browsers_have_their_own_gate(db: Any) -> None:
         browser_id=browser, purpose_code=BROWSING, event_type="refused", collection_method="cookie_widget"
     )
     assert not consent_is_granted_for_browser(browser_id=browser, purpose_code=BROWSING)
+
+
+# --- consent.gate.account_gate_sql: the gate inside a caller's own statement -----------------
+
+
+def gate_in_own_statement(user: Any, purpose_code: str) -> tuple[Any, bool | None]:
+    """What a caller does (identity.oidc.access_tokens at userinfo): its own SELECT over the
+    users table, the gate's columns and joins added, one round trip."""
+    from django.db import connection
+
+    from consent.gate import AccountGateSQL, account_gate_decision, account_gate_sql
+    from identity.models import User
+
+    table, pk = User._meta.db_table, User._meta.pk.column
+    gate = account_gate_sql(f'u."{pk}"')
+    sql = f'SELECT u."{pk}", {gate.columns} FROM "{table}" u {gate.joins} WHERE u."{pk}" = %s'
+    key = User._meta.pk.get_db_prep_value(user.pk, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*AccountGateSQL.params(purpose_code), key])
+        rows = cursor.fetchall()
+    assert len(rows) == 1, "the gate's LEFT JOINs never drop nor repeat the caller's row"
+    return rows[0][0], account_gate_decision(tuple(rows[0][1:]))
+
+
+def test_account_gate_sql_answers_as_consent_is_granted(make_resident: Any, clock: Clock) -> None:
+    resident, other = make_resident(), make_resident()
+    purposes = (DECLARED, NEWS, AUDIENCE, BROWSING)
+
+    def agree() -> None:
+        for user in (resident, other):
+            for code in purposes:
+                _id, decision = gate_in_own_statement(user, code)
+                assert decision is consent_is_granted(user=user, purpose_code=code), (code, decision)
+
+    agree()  # no consent subject at all yet
+    start = timezone.now() - timedelta(days=200)
+    clock.set(start)
+    record(resident, BROWSING, "given")  # 183 days: lapsed by now
+    clock.reset()
+    record(resident, DECLARED, "given")
+    record(resident, AUDIENCE, "refused")
+    record(other, NEWS, "given")
+    record(other, AUDIENCE, "withdrawn")
+    record(other, AUDIENCE, "given")
+    agree()
+    assert gate_in_own_statement(resident, DECLARED)[1] is True
+    assert gate_in_own_statement(resident, BROWSING)[1] is False
+    notice_publish(
+        purpose=purpose_by_code(NEWS), text_fr="Nouveaux usages", text_en="New uses", material=True
+    )
+    agree()
+    assert gate_in_own_statement(other, NEWS)[1] is False
+    record(resident, DECLARED, "withdrawn")
+    agree()
+
+
+def test_account_gate_sql_keeps_the_row_and_answers_none_for_an_unknown_purpose(make_resident: Any) -> None:
+    resident = make_resident()
+    record(resident, DECLARED, "given")
+    user_id, decision = gate_in_own_statement(resident, "no-such-purpose")
+    assert decision is None
+    assert str(user_id).replace("-", "") == resident.pk.hex

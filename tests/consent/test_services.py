@@ -27,10 +27,11 @@ from consent.services import (
     consent_record,
     notice_content_sha256,
     notice_publish,
-    purpose_for_client_scopes,
+    purpose_for_client,
     subject_link_browser,
 )
 from identity.models import AuditEvent
+from identity.oidc.consent import purpose_for_client_scopes
 
 BROWSER = "Zm9vYmFyYmF6cXV4LXJhbmRvbS1icm93c2VyLWlk"
 
@@ -80,6 +81,34 @@ def test_purpose_for_client_scopes_refuses_bad_scopes(make_client: Any) -> None:
         purpose_for_client_scopes(client=partner, scopes=["openid", "profile"])
     with pytest.raises(ConsentError):
         purpose_for_client_scopes(client=partner, scopes=[])
+
+
+def test_purpose_for_client_is_one_per_client_and_key_and_knows_no_scope(
+    make_client: Any, snapshot: Any
+) -> None:
+    """consent keeps a partner's purpose under the caller's key, which it never interprets."""
+    partner = make_client().client
+    fields = {
+        "code": "share:test:key",
+        "title_fr": "Partage",
+        "title_en": "Sharing",
+        "description_fr": "d",
+        "description_en": "d",
+        "gdpr_article": "Art. 6(1)(a)",
+        "dpv_legal_basis": "eu-gdpr:A6-1-a",
+        "dpv_purpose": "dpv:ServiceProvision",
+    }
+    first = purpose_for_client(client=partner, key="anything at all", fields=fields)
+    assert (first.client_id, first.scopes, first.code) == (partner.pk, "anything at all", "share:test:key")
+    # The same key finds it again; the fields only serve at creation.
+    again = purpose_for_client(client=partner, key="anything at all", fields={**fields, "code": "other"})
+    assert again.pk == first.pk and again.code == "share:test:key"
+    before = snapshot()
+    with pytest.raises(ConsentError, match="key"):
+        purpose_for_client(client=partner, key=" ", fields=fields)
+    with pytest.raises(ConsentError, match="registered client"):
+        purpose_for_client(client=None, key="k", fields=fields)
+    assert snapshot() == before
 
 
 def test_sharing_purpose_events_carry_the_partner(make_client: Any, make_resident: Any) -> None:

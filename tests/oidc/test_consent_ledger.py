@@ -192,7 +192,7 @@ def _past_then_future():
     ],
 )
 def test_userinfo_gives_the_ledgers_own_answer(make_client, make_resident, signed_in, resident, events):
-    """The combined read (consent.selectors.account_gate_sql) agrees with consent_is_granted."""
+    """The combined read (consent.gate.account_gate_sql) agrees with consent_is_granted."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

@@ -9,6 +9,8 @@ has no default for either setting: the operator states the proxy setup or it doe
 
 from __future__ import annotations
 
+import types
+
 import pytest
 from django.test import Client, RequestFactory
 
@@ -83,7 +85,12 @@ def test_deploy_check_warns_when_tls_proxy_but_no_forwarding_proxy_counted():
 
 
 @pytest.fixture
-def limits(settings):
+def limits(settings, monkeypatch):
+    # The counters use fixed windows: a run that crossed a window boundary between the
+    # attempts would start counting afresh. The counters' clock stands still, just after
+    # the start of a window.
+    frozen = float(1_900_000_000 - 1_900_000_000 % 900 + 10)
+    monkeypatch.setattr(ratelimit, "time", types.SimpleNamespace(time=lambda: frozen))
     settings.LOGIN_RATE_LIMIT = {
         "per_account": 100,
         "per_ip": 5,

@@ -5,9 +5,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from identity.oidc.claims import supported_scopes
 from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 from identity.oidc.clients import client_register
-from identity.oidc.constants import AUTH_METHODS, REGISTRABLE_GRANTS, SUPPORTED_SCOPES
+from identity.oidc.constants import AUTH_METHODS, REGISTRABLE_GRANTS
 
 
 class Command(BaseCommand):
@@ -65,7 +66,7 @@ class Command(BaseCommand):
             action="append",
             default=[],
             dest="scopes",
-            help=f"One of {', '.join(SUPPORTED_SCOPES)}; repeatable.",
+            help=f"One of {', '.join(supported_scopes())}; repeatable.",
         )
         parser.add_argument(
             "--resource-server", action="store_true", help="May call the introspection endpoint."

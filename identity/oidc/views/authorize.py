@@ -588,16 +588,26 @@ class AuthorizeDecisionView(_AuthorizationMixin, View):
             return error_page(request, "invalid_request", _("Cette demande d'autorisation a expiré."))
         credentials = item["credentials"]
         purpose_code = item.get("purpose")
-        if request.POST.get("decision") != "allow":
-            if purpose_code:
-                from identity.oidc.consent import consent_decision_record
+        from consent.services import LedgerTampered
 
-                with transaction.atomic():
-                    consent_decision_record(user=request.user, purpose_code=purpose_code, allow=False)
-            return redirect_error(
-                credentials["redirect_uri"],
-                "access_denied",
-                "The resident refused.",
-                credentials.get("state"),
-            )
-        return self._finish(request, item["scopes"], credentials, consent_purpose=purpose_code)
+        try:
+            if request.POST.get("decision") != "allow":
+                if purpose_code:
+                    from identity.oidc.consent import consent_decision_record
+
+                    with transaction.atomic():
+                        consent_decision_record(user=request.user, purpose_code=purpose_code, allow=False)
+                return redirect_error(
+                    credentials["redirect_uri"],
+                    "access_denied",
+                    "The resident refused.",
+                    credentials.get("state"),
+                )
+            return self._finish(request, item["scopes"], credentials, consent_purpose=purpose_code)
+        except LedgerTampered as exc:
+            # The consent ledger is altered (issue 9, finding 10's class): the answer was not
+            # recorded, no code was issued (same transaction), nothing goes to the partner.
+            from consent.services import ledger_tampered_audit
+
+            ledger_tampered_audit(exc=exc, operation="oidc_consent")
+            return render(request, "oidc/consent_unrecorded.html", status=503)

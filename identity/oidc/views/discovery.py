@@ -1,4 +1,8 @@
-"""Discovery (OpenID Connect Discovery 1.0 §3) and RFC 8414 metadata."""
+"""Discovery (OpenID Connect Discovery 1.0 §3) and RFC 8414 metadata.
+
+`scopes_supported` and `claims_supported` come from the claims registry
+(identity/oidc/claims/): a registered provider's scopes and claims appear here.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from identity.levels import ACR_VALUES_SUPPORTED
-from identity.oidc.constants import (
-    CLIENT_ASSERTION_ALGS,
-    SCOPE_CLAIMS,
-    SUPPORTED_SCOPES,
-)
+from identity.oidc import claims as claims_registry
+from identity.oidc.constants import CLIENT_ASSERTION_ALGS
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+# Claims of the ID token itself, whatever the scopes (OIDC Core §2).
+ID_TOKEN_CLAIMS = ("iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "acr", "amr")
 
 
 def _url(name: str) -> str:
@@ -25,10 +28,7 @@ def _url(name: str) -> str:
 
 
 def provider_metadata() -> dict[str, object]:
-    claims = sorted(
-        {claim for names in SCOPE_CLAIMS.values() for claim in names}
-        | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "acr", "amr"}
-    )
+    claims = sorted({*claims_registry.supported_claims(), *ID_TOKEN_CLAIMS})
     return {
         "issuer": settings.ISSUER,
         "authorization_endpoint": _url("oidc:authorize"),
@@ -41,7 +41,7 @@ def provider_metadata() -> dict[str, object]:
         "pushed_authorization_request_endpoint": _url("oidc:par"),
         # RFC 9126 §5: not for every client; clients registered with require_par must.
         "require_pushed_authorization_requests": False,
-        "scopes_supported": list(SUPPORTED_SCOPES),
+        "scopes_supported": list(claims_registry.supported_scopes()),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
@@ -74,16 +74,19 @@ def provider_metadata() -> dict[str, object]:
     }
 
 
-# The document depends only on settings and the URLconf: built once per process (per
-# issuer, so that a test overriding the issuer still sees its own).
-_document_bytes: dict[str, bytes] = {}
+# The document depends only on settings, the URLconf and the claims registry: built once
+# per process (per issuer, so that a test overriding the issuer still sees its own, and per
+# registry generation, so that a provider registered later is listed).
+_document_bytes: dict[tuple[str, int], bytes] = {}
 
 
 def _metadata_bytes() -> bytes:
-    document = _document_bytes.get(settings.ISSUER)
+    key = (settings.ISSUER, claims_registry.generation())
+    document = _document_bytes.get(key)
     if document is None:
         document = json.dumps(provider_metadata(), cls=DjangoJSONEncoder).encode()
-        _document_bytes[settings.ISSUER] = document
+        _document_bytes.clear()
+        _document_bytes[key] = document
     return document
 
 

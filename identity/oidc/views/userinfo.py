@@ -8,7 +8,11 @@ The token is one of our RFC 9068 JWTs (identity/oidc/access_tokens.py): its form
 issuer, expiry and audience are checked without the database, then one indexed read of
 its SHA-256 proves we issued exactly this string, that it was not revoked, and finds the
 (active) resident; the consent ledger then decides which claims beyond `sub` are
-released (identity/oidc/consent.py). Nothing is written.
+released (identity/oidc/consent.py), and the registered claim providers supply them
+(identity/oidc/claims/). That read also carries the ledger's answer (consent.gate
+.account_gate_sql) and the resident's columns every provider reads from the `User` row
+(ClaimProvider.user_fields): with the standard provider, userinfo is one SQL statement.
+Nothing is written.
 
 Errors (RFC 6750 §3): no token → 401 with a bare `Bearer` challenge; a malformed
 request → 400 invalid_request; a bad, expired, revoked or foreign token → 401

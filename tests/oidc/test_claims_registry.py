@@ -1,0 +1,290 @@
+"""The claims registry (identity/oidc/claims/): a registered provider's scope is everywhere.
+
+Registering a provider, as a future `profiles` app will from its AppConfig.ready(), adds its
+scope to discovery, to client registration, to the consent screen and to the sharing
+purpose recorded in the ledger, and its claims to userinfo and the ID token while the
+resident's consent holds. The test-only provider is registered by a fixture and removed
+after each test. The registry refuses a scope or claim already taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import Client as BrowserClient
+
+from consent.services import consent_record, purpose_create
+from identity.oidc import claims as registry
+from identity.oidc.client_uris import ClientConfigError
+from identity.oidc.clients import client_register
+from identity.oidc.consent import purpose_for_client_scopes, sharing_purpose_code
+from tests.conftest import REDIRECT_URI, OIDCFlow, verify_id_token
+from tests.oidc.conftest import complete_flow, is_consent_page, userinfo
+
+pytestmark = pytest.mark.django_db
+
+SCOPES = "openid commune"
+
+
+def _read_commune(user: Any, scopes: frozenset[str]) -> dict[str, Any]:
+    claims: dict[str, Any] = {"member_since": int(user.created_at.timestamp())}
+    if user.locality:
+        claims["commune"] = user.locality
+    return claims
+
+
+COMMUNE = registry.ClaimProvider(
+    name="test-commune",
+    scopes=(
+        registry.ScopeSpec(
+            name="commune",
+            claims=("commune", "member_since"),
+            what="Votre commune (test)",
+            why="pour vous proposer les services de votre commune (test)",
+            claim_labels={"commune": "commune de résidence (test)"},
+            data_category=registry.DataCategory(fr="Commune (test)", en="Town (test)"),
+        ),
+    ),
+    read=_read_commune,
+    # created_at is read by no other provider: userinfo must add it to its one statement.
+    user_fields=("locality", "created_at"),
+)
+
+
+@pytest.fixture
+def commune_provider() -> Iterator[registry.ClaimProvider]:
+    registry.register(COMMUNE)
+    try:
+        yield COMMUNE
+    finally:
+        registry.unregister(COMMUNE.name)
+
+
+@pytest.fixture
+def commune_resident(resident: Any) -> Any:
+    resident.locality = "Rezé"
+    resident.save(update_fields=["locality", "updated_at"])
+    return resident
+
+
+def _metadata() -> dict[str, Any]:
+    return BrowserClient().get("/.well-known/openid-configuration").json()
+
+
+def test_the_standard_provider_is_registered_at_start_up() -> None:
+    assert registry.supported_scopes() == ("openid", "profile", "email", "address", "phone")
+    assert registry.STANDARD_PROVIDER in registry.providers()
+    assert registry.claim_scope("phone_number") == "phone"
+    assert registry.scope_claims("address") == ("address",)
+
+
+def test_a_registered_scope_is_in_discovery_and_gone_once_unregistered() -> None:
+    before = _metadata()
+    assert "commune" not in before["scopes_supported"]
+    registry.register(COMMUNE)
+    try:
+        during = _metadata()
+        assert during["scopes_supported"] == [*before["scopes_supported"], "commune"]
+        assert {"commune", "member_since"} <= set(during["claims_supported"])
+        assert during["claims_supported"] == sorted(during["claims_supported"])
+    finally:
+        registry.unregister(COMMUNE.name)
+    after = _metadata()
+    assert after == before
+
+
+def test_client_registration_refuses_an_unknown_scope_then_accepts_it_once_registered(signing_keys) -> None:
+    with pytest.raises(ClientConfigError, match="unknown scope 'commune'"):
+        client_register(
+            name="Mairie",
+            redirect_uris=[REDIRECT_URI],
+            grant_types=["authorization_code"],
+            scopes=["openid", "commune"],
+        )
+    registry.register(COMMUNE)
+    try:
+        client, _secret = client_register(
+            name="Mairie",
+            redirect_uris=[REDIRECT_URI],
+            grant_types=["authorization_code"],
+            scopes=["openid", "commune"],
+        )
+        assert client.scope_list == ["openid", "commune"]
+    finally:
+        registry.unregister(COMMUNE.name)
+
+
+def test_the_registrys_scopes_backend_matches_the_registry(commune_provider) -> None:
+    from oauth2_provider.scopes import get_scopes_backend
+
+    backend = get_scopes_backend()
+    assert list(backend.get_all_scopes()) == list(registry.supported_scopes())
+    assert backend.get_available_scopes() == list(registry.supported_scopes())
+    assert backend.get_all_scopes()["commune"] == "Votre commune (test)"
+
+
+def test_a_duplicate_scope_or_claim_or_provider_is_refused(commune_provider) -> None:
+    taken_scope = registry.ClaimProvider(
+        name="other",
+        scopes=(
+            registry.ScopeSpec(
+                name="email",
+                claims=("work_email",),
+                what="x",
+                why="y",
+                data_category=registry.DataCategory(fr="x", en="x"),
+            ),
+        ),
+        read=lambda user, scopes: {},
+    )
+    with pytest.raises(registry.ClaimsRegistryError, match="scope 'email' is already provided by 'standard'"):
+        registry.register(taken_scope)
+    taken_claim = registry.ClaimProvider(
+        name="other",
+        scopes=(
+            registry.ScopeSpec(
+                name="contact",
+                claims=("phone_number",),
+                what="x",
+                why="y",
+                data_category=registry.DataCategory(fr="x", en="x"),
+            ),
+        ),
+        read=lambda user, scopes: {},
+    )
+    with pytest.raises(registry.ClaimsRegistryError, match="claim 'phone_number'"):
+        registry.register(taken_claim)
+    with pytest.raises(registry.ClaimsRegistryError, match="already registered"):
+        registry.register(COMMUNE)
+    with pytest.raises(registry.ClaimsRegistryError, match="scope 'commune' is already provided"):
+        registry.register(registry.ClaimProvider(name="again", scopes=COMMUNE.scopes[:1], read=COMMUNE.read))
+    with pytest.raises(registry.ClaimsRegistryError, match="malformed scope name"):
+        registry.register(
+            registry.ClaimProvider(
+                name="spaced",
+                scopes=(
+                    registry.ScopeSpec(
+                        name="two words",
+                        claims=("x",),
+                        what="x",
+                        why="y",
+                        data_category=registry.DataCategory(fr="x", en="x"),
+                    ),
+                ),
+                read=lambda user, scopes: {},
+            )
+        )
+    # Nothing of the refused providers was kept.
+    assert registry.supported_scopes() == ("openid", "profile", "email", "address", "phone", "commune")
+    assert registry.claim_scope("work_email") is None
+
+
+def test_the_consent_screen_describes_the_registered_scope(commune_provider, make_client, signed_in) -> None:
+    rp = make_client(scopes=["openid", "commune"])
+    page = OIDCFlow(signed_in, rp).authorize(scope=SCOPES)
+    assert is_consent_page(page)
+    html = page.content.decode()
+    for text in ("Votre commune (test)", "pour vous proposer les services", "commune de résidence (test)"):
+        assert text in html
+    # A claim without a label shows its name; the standard scope keeps its own text.
+    assert "member_since" in html
+    assert "Un identifiant de connexion" in html
+    assert [item["scope"] for item in page.context["scopes"]] == ["openid", "commune"]
+
+
+def test_the_consent_screen_speaks_english_from_the_registry(make_client, signed_in) -> None:
+    rp = make_client()
+    signed_in.cookies["cum_language"] = "en"
+    page = OIDCFlow(signed_in, rp).authorize()
+    assert is_consent_page(page)
+    html = page.content.decode()
+    assert "A sign-in identifier" in html
+    assert "Un identifiant de connexion" not in html
+
+
+def test_the_sharing_purpose_records_the_providers_data_category(commune_provider, make_client) -> None:
+    rp = make_client(scopes=["openid", "commune"])
+    purpose = purpose_for_client_scopes(client=rp.client, scopes=["commune", "openid"])
+    assert purpose.data_categories == [
+        {"code": "commune", "kind": "declared", "fr": "Commune (test)", "en": "Town (test)"},
+        {
+            "code": "openid",
+            "kind": "declared",
+            "fr": "Identifiant de compte (pseudonyme)",
+            "en": "Account identifier (pseudonymous)",
+        },
+    ]
+    assert "Commune (test)" in purpose.description_fr and "Town (test)" in purpose.description_en
+
+
+def test_userinfo_and_the_id_token_release_the_providers_claims_while_consent_holds(
+    commune_provider, make_client, signed_in, commune_resident
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    rp = make_client(scopes=["openid", "commune"])
+    tokens = complete_flow(OIDCFlow(signed_in, rp), scope=SCOPES)
+    member_since = int(commune_resident.created_at.timestamp())
+    id_token = verify_id_token(tokens["id_token"], rp.client_id)
+    assert id_token["commune"] == "Rezé" and id_token["member_since"] == member_since
+    # Only the granted scopes' claims: no standard claim was asked for.
+    assert "email" not in id_token and "name" not in id_token
+    userinfo(tokens["access_token"])  # the process now knows the sharing's purpose
+    with CaptureQueriesContext(connection) as queries:
+        body = userinfo(tokens["access_token"]).json()
+    assert body["commune"] == "Rezé" and body["member_since"] == member_since
+    assert set(body) == {"sub", "commune", "member_since"}
+    # Token, resident (with the provider's columns) and the ledger's answer: one statement.
+    assert len([q for q in queries.captured_queries if "SELECT" in q["sql"]]) == 1
+    code = sharing_purpose_code(rp.client, ["openid", "commune"])
+    consent_record(
+        user=commune_resident, purpose_code=code, event_type="withdrawn", collection_method="web_form"
+    )
+    assert set(userinfo(tokens["access_token"]).json()) == {"sub"}
+
+
+def test_a_providers_own_purpose_must_be_granted_too(make_client, signed_in, resident) -> None:
+    purpose_create(
+        code="test.interests",
+        title_fr="Centres d'intérêt (test)",
+        title_en="Interests (test)",
+        description_fr="Test",
+        description_en="Test",
+    )
+    interests = registry.ClaimProvider(
+        name="test-interests",
+        scopes=(
+            registry.ScopeSpec(
+                name="interests",
+                claims=("interests",),
+                what="Vos centres d'intérêt (test)",
+                why="pour vous proposer des sorties (test)",
+                data_category=registry.DataCategory(fr="Centres d'intérêt", en="Interests"),
+            ),
+        ),
+        read=lambda user, scopes: {"interests": ["musique"]},
+        purpose_code="test.interests",
+    )
+    registry.register(interests)
+    try:
+        rp = make_client(scopes=["openid", "email", "interests"])
+        tokens = complete_flow(OIDCFlow(signed_in, rp), scope="openid email interests")
+        body = userinfo(tokens["access_token"]).json()
+        # The sharing is granted (the screen was approved), the provider's purpose is not.
+        assert body["email"] == resident.email and "interests" not in body
+        consent_record(
+            user=resident, purpose_code="test.interests", event_type="given", collection_method="web_form"
+        )
+        assert userinfo(tokens["access_token"]).json()["interests"] == ["musique"]
+    finally:
+        registry.unregister(interests.name)
+
+
+def test_a_claim_outside_the_granted_scopes_is_never_released(commune_provider, commune_resident) -> None:
+    # A provider returning more than asked: the registry keeps the granted scopes' claims only.
+    assert registry.read_claims(commune_resident, {"openid"}) == {}
+    assert set(registry.read_claims(commune_resident, {"email"})) == {"email", "email_verified"}
+    assert set(registry.read_claims(commune_resident, {"commune"})) == {"commune", "member_since"}
