@@ -80,6 +80,15 @@ def _input_problem(exc: cookie.CookieInputError) -> JsonResponse:
     return api_problem(400, exc.code, _("Requête invalide"), str(exc), errors=exc.errors)
 
 
+def _origin_problem() -> JsonResponse:
+    return api_problem(
+        403,
+        "origin_not_allowed",
+        _("Origine non autorisée"),
+        _("Cette origine n'est pas enregistrée pour ce service partenaire."),
+    )
+
+
 def _secret_problem() -> JsonResponse:
     return api_problem(
         403,
@@ -235,12 +244,7 @@ class CookieChoicesView(CookieAPIView):
             )
         self.cors_client = client
         if not cors.origin_allowed(client, self.origin):
-            return api_problem(
-                403,
-                "origin_not_allowed",
-                _("Origine non autorisée"),
-                _("Cette origine n'est pas enregistrée pour ce service partenaire."),
-            )
+            return _origin_problem()
         try:
             browser_id = cookie.parse_browser_id(body.get("browser_id"), required=False)
             browser_secret = cookie.parse_browser_secret(body.get("browser_secret"))
@@ -336,12 +340,7 @@ class CookieAttachView(CookieAPIView):
             return error
         self.cors_client = client
         if not cors.origin_allowed(client, self.origin):
-            return api_problem(
-                403,
-                "origin_not_allowed",
-                _("Origine non autorisée"),
-                _("Cette origine n'est pas enregistrée pour ce service partenaire."),
-            )
+            return _origin_problem()
         try:
             browser_id = cookie.parse_browser_id(body.get("browser_id"), required=True)
             browser_secret = cookie.parse_browser_secret(body.get("browser_secret"))
