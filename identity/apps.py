@@ -26,7 +26,7 @@ class IdentityConfig(AppConfig):
             checks,  # noqa: F401  (registers system checks)
             sessions,
         )
-        from identity.oidc import backchannel, claims
+        from identity.oidc import backchannel, claims, session_tokens
 
         # Signing out of Django (account page, RP-initiated logout) ends the session record.
         user_logged_out.connect(sessions.on_user_logged_out, dispatch_uid="identity.sessions.logout")
@@ -34,7 +34,9 @@ class IdentityConfig(AppConfig):
         # profile, email, address, phone); other apps register theirs in their own ready().
         if claims.STANDARD_PROVIDER not in claims.providers():
             claims.register(claims.STANDARD_PROVIDER)
-        # Ending a session notifies its partners through the outbox (back-channel logout).
+        # Ending a session revokes the tokens issued in it, then notifies its partners through
+        # the outbox (back-channel logout): listeners run in the order registered.
+        session_tokens.register()
         backchannel.register()
         rights_registry.register_module("identity.rights", "identity.oidc.rights")  # data-subject rights
         # Our staff pages for partner clients replace django-oauth-toolkit's (registered by

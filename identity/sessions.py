@@ -8,16 +8,14 @@ What ending a session does (one transaction, `session_end`):
 
 - the record is marked ended (with a reason) and the Django session behind it deleted,
   so the browser is signed out wherever it is;
-- the access tokens, ID token records and refresh tokens issued in that session are
-  revoked. OpenID Back-Channel Logout 1.0 §2.7: refresh tokens issued without
-  `offline_access` SHOULD be revoked with the session; we offer no `offline_access`, so
-  every token of the session goes. Tokens from the resident's other sessions (another
-  browser, another device) are untouched;
 - an audit event is written;
-- the session-ended listeners run inside the same transaction: the OIDC layer registers
-  one (identity/oidc/backchannel.py) that puts a back-channel logout notification for
-  every partner of the session in the outbox. A registry keeps this module free of
-  imports from the OIDC layer and the connectors (docs/architecture.md, "Layers").
+- the session-ended listeners run inside the same transaction, in the order registered.
+  The OIDC layer registers two (IdentityConfig.ready()): identity/oidc/session_tokens.py
+  revokes the access tokens, ID token records and refresh tokens issued in that session
+  (and only those), then identity/oidc/backchannel.py puts a back-channel logout
+  notification for every partner of the session in the outbox. A registry keeps this
+  module free of imports from the OIDC layer, its token models and the connectors
+  (docs/architecture.md, "Layers").
 """
 
 from __future__ import annotations
@@ -268,24 +266,6 @@ def browser_session_by_sid(sid: str | None) -> BrowserSession | None:
     return BrowserSession.objects.filter(sid=sid).first()
 
 
-# --- tokens issued in a session ----------------------------------------------------------------
-
-
-def session_tokens_revoke(*, sid: str) -> None:
-    """Revoke every access token, ID token record and refresh token carrying this sid."""
-    from oauth2_provider.models import get_access_token_model, get_id_token_model, get_refresh_token_model
-
-    if not sid:
-        return
-    now = timezone.now()
-    get_refresh_token_model().objects.filter(sid=sid, revoked__isnull=True).update(revoked=now)
-    access_tokens = get_access_token_model().objects.filter(sid=sid)
-    id_token_ids = [pk for pk in access_tokens.values_list("id_token_id", flat=True) if pk]
-    access_tokens.delete()
-    if id_token_ids:
-        get_id_token_model().objects.filter(pk__in=id_token_ids).delete()
-
-
 @transaction.atomic(savepoint=False)
 def session_client_record(*, sid: str, client: Any) -> bool:
     """Note that `client` received tokens in session `sid`. False if the session has ended.
@@ -330,7 +310,8 @@ def session_end(
     ip: str = "",
     delete_django_session: bool = True,
 ) -> SessionEnded:
-    """End one browser session: revoke its tokens, notify its partners, sign the browser out.
+    """End one browser session: its listeners run (tokens revoked, partners notified), the browser
+    is signed out.
 
     Idempotent: ending an ended session does nothing (and notifies nobody again).
     """
@@ -340,7 +321,6 @@ def session_end(
     locked.ended_at = timezone.now()
     locked.end_reason = reason[:32]
     locked.save(update_fields=["ended_at", "end_reason"])
-    session_tokens_revoke(sid=locked.sid)
     clients = [link.client for link in locked.session_clients.select_related("client").order_by("pk")]
     audit_log(
         event="session.ended",

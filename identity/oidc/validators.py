@@ -31,11 +31,8 @@ from oauthlib.oauth2.rfc6749.utils import scope_to_list
 from common.crypto import keyed_hash_matches
 from identity.keys import active_signing_key, verification_key
 from identity.oidc.claims import standard_claims
-from identity.sessions import (
-    browser_session_by_sid,
-    session_client_record,
-    session_tokens_revoke,
-)
+from identity.oidc.session_tokens import session_tokens_revoke
+from identity.sessions import browser_session_by_sid, session_client_record
 
 log = logging.getLogger(__name__)
 
