@@ -43,8 +43,8 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 
 from identity.client_cache import client_by_client_id
+from identity.oidc.authorization_request import PENDING_CREDENTIALS, AuthorizationMixin
 from identity.oidc.errors import error_page
-from identity.oidc.views.authorize import _PENDING_CREDENTIALS, _AuthorizationMixin
 
 NOTICE_SESSION_KEY = "cum_pending_internal_notices"
 MAX_PENDING = 5
@@ -105,7 +105,7 @@ def internal_notice_page(
         "created": int(time.time()),
         "user": str(request.user.pk),
         "scopes": list(scopes),
-        "credentials": {key: value for key, value in credentials.items() if key in _PENDING_CREDENTIALS},
+        "credentials": {key: value for key, value in credentials.items() if key in PENDING_CREDENTIALS},
     }
     request.session[NOTICE_SESSION_KEY] = pending
     from identity.oidc.consent import describe_scopes
@@ -123,7 +123,7 @@ def internal_notice_page(
 
 
 @method_decorator(never_cache, name="dispatch")
-class InternalNoticeView(_AuthorizationMixin, View):
+class InternalNoticeView(AuthorizationMixin, View):
     """The "Continuer" button of the information page (CSRF-protected): record, then issue the code."""
 
     http_method_names = ["post"]

@@ -28,7 +28,7 @@ import json
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -47,18 +47,18 @@ from jwcrypto.common import JWException
 from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
 from oauth2_provider.models import get_application_model, get_id_token_model
 from oauth2_provider.settings import oauth2_settings
-from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib import oauth2
 
 from identity.client_cache import client_by_client_id
 from identity.levels import ACR_MFA, ACR_RANK
 from identity.mfa.selectors import session_acr, step_up_url, user_has_mfa
+from identity.oidc.authorization_request import PENDING_CREDENTIALS, AuthorizationMixin
 from identity.oidc.claims import parse_claims_request
 from identity.oidc.constants import PKCE_METHOD
 from identity.oidc.errors import SeeOther, error_page, redirect_error
 from identity.oidc.par import RequestUriError, is_par_urn, par_keep_for_resume, par_resolve
 from identity.oidc.subjects import subject_for
-from identity.selectors import session_amr, session_auth_time
+from identity.selectors import session_auth_time
 from identity.sessions import browser_session_for_request
 
 PENDING_SESSION_KEY = "cum_pending_authorizations"
@@ -67,19 +67,6 @@ MAX_PENDING = 5
 # request with prompt=login or max_age resumes only after a sign-in at or after that moment.
 SIGN_IN_ASKED_SESSION_KEY = "cum_sign_in_asked"
 SIGN_IN_ASKED_SECONDS = 30 * 60
-_PENDING_CREDENTIALS = {
-    "client_id",
-    "redirect_uri",
-    "response_type",
-    "state",
-    "nonce",
-    "code_challenge",
-    "code_challenge_method",
-    "claims",
-    "cum_required_acr",
-    "resource",  # RFC 8707, as checked by Validator.validate_authorization_resource
-    "cum_browser_id",
-}
 
 
 def _sign_in_asked(request: HttpRequest, key: str) -> None:
@@ -133,67 +120,6 @@ def level_requirements(
     return [], False
 
 
-class _AuthorizationMixin(OAuthLibMixin):
-    def _finish(
-        self,
-        request: HttpRequest,
-        scopes: list[str],
-        credentials: dict[str, Any],
-        consent_purpose: str | None = None,
-    ) -> HttpResponse:
-        """Issue the code; with `consent_purpose`, record the grant in the same transaction."""
-        credentials = dict(credentials)
-        credentials["auth_time"] = session_auth_time(request)
-        session = browser_session_for_request(request)
-        if session is None:
-            # Signed out (or revoked from another device) since the page was shown.
-            return error_page(request, "login_required", _("Votre session a pris fin. Reconnectez-vous."))
-        required = credentials.pop("cum_required_acr", None)
-        reached = session_acr(request)
-        if required and ACR_RANK.get(reached, 0) < ACR_RANK.get(required, 99):
-            # The session changed since the level was checked (e.g. a new sign-in elsewhere).
-            return redirect_error(
-                credentials["redirect_uri"],
-                "unmet_authentication_requirements",
-                "The authentication level required by the client was not reached.",
-                credentials.get("state"),
-            )
-        # The code, then the tokens, carry the browser session (sid in the ID token) and the
-        # level reached now (acr/amr in the ID token).
-        credentials["cum_sid"] = session.sid
-        credentials["cum_acr"] = reached
-        credentials["cum_amr"] = session_amr(request)
-        browser_id = credentials.pop("cum_browser_id", None)
-        try:
-            with transaction.atomic():
-                if consent_purpose:
-                    from identity.oidc.consent import consent_decision_record
-
-                    consent_decision_record(user=request.user, purpose_code=consent_purpose, allow=True)
-                uri, _headers, _body, _status = self.create_authorization_response(
-                    request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
-                )
-        except OAuthToolkitError as error:
-            return self._oauth_error(error, credentials)
-        if browser_id:
-            uri = _with_link_ticket(uri, request, credentials.get("client_id", ""), browser_id)
-        return SeeOther(uri)
-
-    def _oauth_error(
-        self, error: OAuthToolkitError, credentials: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        oauthlib_error = error.oauthlib_error
-        redirect_uri = oauthlib_error.redirect_uri or (credentials or {}).get("redirect_uri")
-        if isinstance(error, FatalClientError) or not redirect_uri:
-            return error_page(self.request, oauthlib_error.error, oauthlib_error.description or "")
-        return redirect_error(
-            redirect_uri,
-            oauthlib_error.error,
-            oauthlib_error.description or "",
-            state=oauthlib_error.state or (credentials or {}).get("state"),
-        )
-
-
 def ui_language(ui_locales: str) -> str:
     """The first of our languages named in a space-separated list of BCP 47 tags."""
     available = {code for code, _name in settings.LANGUAGES}
@@ -212,7 +138,7 @@ def _browser_to_link(value: str | None, prompt: set[str]) -> str | None:
     """`cum_browser_id`: which browser the partner's consent widget would like to attach.
 
     Not a proof of anything (anyone can put any id in a URL): it only names the browser a
-    link ticket will be bound to, once the request succeeds (`_with_link_ticket`). Never on
+    link ticket will be bound to, once the request succeeds (`with_link_ticket`). Never on
     `prompt=none`: a silent request must not start anything for a browser. The id travels
     with the request itself (its parameters, the pushed request, the pending consent), never
     in the session, so it ends with the request whatever the outcome.
@@ -222,21 +148,8 @@ def _browser_to_link(value: str | None, prompt: set[str]) -> str | None:
     return value if len(value) <= 128 else None
 
 
-def _with_link_ticket(uri: str, request: HttpRequest, client_id: str, browser_id: str) -> str:
-    """The code redirect plus `cum_link`, a one-time ticket the partner page's widget redeems
-    with that browser's secret (consent.api.cookie explains why it takes both)."""
-    from consent.api.cookie import cookie_link_ticket_issue
-
-    ticket = cookie_link_ticket_issue(user=request.user, client_id=client_id, browser_id=browser_id)
-    if ticket is None:
-        return uri
-    parts = urlsplit(uri)
-    extra = urlencode({"cum_link": ticket})
-    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
-
-
 @method_decorator([csrf_exempt, never_cache], name="dispatch")
-class AuthorizeView(_AuthorizationMixin, View):
+class AuthorizeView(AuthorizationMixin, View):
     http_method_names = ["get", "post"]
 
     def get(self, request: HttpRequest) -> HttpResponse:
@@ -545,7 +458,7 @@ class AuthorizeView(_AuthorizationMixin, View):
             for key, _value in oldest:
                 pending.pop(key, None)
         pending_id = secrets.token_urlsafe(16)
-        safe_credentials = {key: value for key, value in credentials.items() if key in _PENDING_CREDENTIALS}
+        safe_credentials = {key: value for key, value in credentials.items() if key in PENDING_CREDENTIALS}
         pending[pending_id] = {
             "created": int(time.time()),
             "user": str(request.user.pk),
@@ -569,7 +482,7 @@ class AuthorizeView(_AuthorizationMixin, View):
 
 
 @method_decorator(never_cache, name="dispatch")
-class AuthorizeDecisionView(_AuthorizationMixin, View):
+class AuthorizeDecisionView(AuthorizationMixin, View):
     """The resident's answer on the consent page (CSRF-protected)."""
 
     http_method_names = ["post"]
