@@ -57,12 +57,14 @@ class ClientAuthError(Exception):
     """Why a client failed to authenticate (logged with ids only, never returned in detail)."""
 
 
-def method_used(request: Any) -> str | None:
-    """Which method this request presents; "" for none; None when it mixes several."""
-    from identity.oidc.validators import Validator
+def method_used(request: Any, *, basic_auth: bool) -> str | None:
+    """Which method this request presents; "" for none; None when it mixes several.
 
+    `basic_auth`: whether it carries an `Authorization: Basic` header, as the caller (the
+    Validator, identity/oidc/validators.py) reads it with django-oauth-toolkit's parser.
+    """
     present = []
-    if Validator().basic_auth(request):
+    if basic_auth:
         present.append("client_secret_basic")
     if getattr(request, "client_assertion", None) or getattr(request, "client_assertion_type", None):
         present.append("private_key_jwt")

@@ -31,6 +31,12 @@ from oauthlib.oauth2.rfc6749.utils import scope_to_list
 from common.crypto import keyed_hash_matches
 from identity.keys import active_signing_key, verification_key
 from identity.oidc.claims import standard_claims
+from identity.oidc.client_auth import (
+    ClientAuthError,
+    assertion_client_id,
+    method_used,
+    verify_client_assertion,
+)
 from identity.oidc.session_tokens import session_tokens_revoke
 from identity.sessions import browser_session_by_sid, session_client_record
 
@@ -88,14 +94,7 @@ class Validator(OAuth2Validator):
 
     def authenticate_client(self, request: OAuthRequest, *args: Any, **kwargs: Any) -> bool:
         """Exactly one method, and the one registered for the client (identity/oidc/client_auth.py)."""
-        from identity.oidc.client_auth import (
-            ClientAuthError,
-            assertion_client_id,
-            method_used,
-            verify_client_assertion,
-        )
-
-        used = method_used(request)
+        used = method_used(request, basic_auth=bool(self._extract_basic_auth(request)))
         if not used:  # none presented, or several at once (RFC 6749 §2.3)
             return False
         if used == "private_key_jwt":
@@ -700,10 +699,6 @@ class Validator(OAuth2Validator):
         serialized = signed.serialize()
         request._cum_issued_id_token = (serialized, id_token_row)
         return serialized
-
-    def basic_auth(self, request: OAuthRequest) -> str | None:
-        """The credentials of an `Authorization: Basic` header, or None (client_auth.py asks)."""
-        return self._extract_basic_auth(request)
 
     def _get_key_for_token(self, token: str) -> jwk.JWK | None:
         """django-oauth-toolkit's hook (ID tokens it reads back): same as key_for_token."""
