@@ -3,9 +3,10 @@
 Replaces django-oauth-toolkit's default admin for our swapped models: the library's pages
 show (and let staff type) the client secret, and know nothing of our settings. Here:
 
-- every setting of a partner is editable, validated by the same rules as
-  `register_client` (identity.oidc.client_uris.validate_client_uri, known grants and scopes, one
-  authentication method matching the client type, keys for private_key_jwt);
+- every setting of a partner is editable, validated by `Client.clean`, that is by the rules
+  `register_client` uses too (identity.oidc.client_checks: URIs, known grants and scopes, one
+  authentication method matching the client type, keys for private_key_jwt, a sector when the
+  redirect URIs are on several hosts);
 - the secret (a keyed hash) is never displayed; "Regenerate secret" shows a new secret
   once, in a message, and stores only its keyed hash (common.crypto);
 - the pairwise-subject sector is fixed when the client is created and shown read-only:
@@ -39,19 +40,8 @@ from oauth2_provider.models import (
 from common.crypto import generate_secret, keyed_hash
 from identity import reauth
 from identity.audit import audit_log
-from identity.oidc.claims import supported_scopes
-from identity.oidc.client_uris import ClientConfigError, validate_client_uri
-from identity.oidc.constants import REGISTRABLE_GRANTS
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
-_URI_FIELDS = {
-    "backchannel_logout_uri": "back-channel logout URI",
-    "frontchannel_logout_uri": "front-channel logout URI",
-    "sector_identifier_uri": "sector identifier URI",
-    "logo_uri": "logo URI",
-    "policy_uri": "privacy policy URI",
-    "jwks_uri": "JWKS URI",
-}
 
 
 def _formfield(field: Any, **kwargs: Any) -> Any:
@@ -97,65 +87,11 @@ class PartnerClientForm(forms.ModelForm):
             "contacts",
         )
 
-    def _uri(self, field: str, value: str, what: str) -> None:
-        try:
-            validate_client_uri(value, what=what)
-        except ClientConfigError as exc:
-            self.add_error(field, str(exc))
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        for field, what in _URI_FIELDS.items():
-            if data.get(field):
-                self._uri(field, data[field], what)
-        for field, what in (
-            ("redirect_uris", "redirect URI"),
-            ("post_logout_redirect_uris", "post-logout redirect URI"),
-        ):
-            for uri in (data.get(field) or "").split():
-                self._uri(field, uri, what)
-        grants = (data.get("grant_types") or "").split()
-        unknown = [grant for grant in grants if grant not in REGISTRABLE_GRANTS]
-        if not grants or unknown:
-            self.add_error("grant_types", _("Choisissez parmi : %s.") % ", ".join(REGISTRABLE_GRANTS))
-        elif "authorization_code" in grants and not (data.get("redirect_uris") or "").split():
-            self.add_error(
-                "redirect_uris", _("L'autorisation authorization_code demande une URI de redirection.")
-            )
-        scopes = (data.get("allowed_scopes") or "").split()
-        if not scopes or any(scope not in supported_scopes() for scope in scopes):
-            self.add_error("allowed_scopes", _("Choisissez parmi : %s.") % ", ".join(supported_scopes()))
-        public = data.get("client_type") == "public"
-        method = data.get("token_endpoint_auth_method")
-        if public != (method == "none"):
-            self.add_error(
-                "token_endpoint_auth_method",
-                _("Les clients publics, et eux seuls, utilisent la méthode « none »."),
-            )
-        if public and "client_credentials" in grants:
-            self.add_error("grant_types", _("Un client public ne peut pas utiliser client_credentials."))
-        jwks, jwks_uri = data.get("jwks"), data.get("jwks_uri")
-        if method == "private_key_jwt":
-            if bool(jwks) == bool(jwks_uri):
-                self.add_error("jwks", _("private_key_jwt demande soit un JWKS, soit une URI de JWKS."))
-        elif jwks or jwks_uri:
-            self.add_error("jwks", _("Les clés ne servent qu'à la méthode private_key_jwt."))
-        if jwks:
-            from identity.oidc.client_auth import validate_jwks_document
-
-            try:
-                validate_jwks_document(jwks)
-            except ValueError as exc:
-                self.add_error("jwks", str(exc))
-        if data.get("resource_identifier"):  # RFC 8707 (identity/oidc/resources.py); unique
-            from identity.oidc.resources import ResourceIdentifierError, resource_identifier_check
-
-            try:
-                data["resource_identifier"] = resource_identifier_check(data["resource_identifier"])
-            except ResourceIdentifierError as exc:
-                self.add_error("resource_identifier", str(exc))
-        self._check_sector_document(data)
-        return data
+    def _post_clean(self) -> None:
+        # The configuration rules are Client.clean's (identity.oidc.client_checks), run here by
+        # ModelForm._post_clean; the sector document is fetched only once they pass.
+        super()._post_clean()
+        self._check_sector_document(self.cleaned_data)
 
     def _check_sector_document(self, data: dict[str, Any]) -> None:
         """OIDC Core §8.1: the document at the sector identifier URI lists every redirect URI.

@@ -12,7 +12,11 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 class ClientConfigError(ValueError):
-    """An operator-facing reason why a client registration was refused."""
+    """An operator-facing reason why a client registration was refused; `field` names the setting."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def validate_client_uri(uri: str, *, what: str) -> str:

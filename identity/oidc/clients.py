@@ -1,7 +1,8 @@
 """Registration of partner clients (the `register_client` command, the demo data, the tests).
 
-The staff pages (identity.oidc.admin) check a client's URIs with the same function
-(identity.oidc.client_uris.validate_client_uri) but keep their own copy of the other rules.
+The configuration rules are those of identity.oidc.client_checks, shared with the staff
+pages (identity.oidc.admin) and `Client.clean`; this service adds the defaults, the name, the
+sector and the uniqueness of a resource identifier.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils import translation
 
 from common.crypto import generate_secret, keyed_hash
 from identity.audit import audit_log
 from identity.models import User
-from identity.oidc.claims import supported_scopes
-from identity.oidc.client_uris import ClientConfigError, validate_client_uri
+from identity.oidc.client_checks import client_config_check
+from identity.oidc.client_uris import ClientConfigError
 
 
 @transaction.atomic
@@ -57,80 +59,52 @@ def client_register(
     """
     from oauth2_provider.models import get_application_model
 
-    from identity.oidc.constants import GRANT_AUTHORIZATION_CODE, REGISTRABLE_GRANTS
+    from identity.oidc.constants import GRANT_AUTHORIZATION_CODE
 
     name = (name or "").strip()
     if not name:
-        raise ClientConfigError("a client name is required")
+        raise ClientConfigError("a client name is required", field="name")
     grant_types = list(dict.fromkeys(grant_types or [GRANT_AUTHORIZATION_CODE]))
-    for grant in grant_types:
-        if grant not in REGISTRABLE_GRANTS:
-            raise ClientConfigError(f"unknown grant {grant!r} (choose from {', '.join(REGISTRABLE_GRANTS)})")
-    if public and "client_credentials" in grant_types:
-        raise ClientConfigError("a public client cannot use the client_credentials grant")
     scopes = list(dict.fromkeys(scopes or ["openid", "profile", "email"]))
-    for scope in scopes:
-        if scope not in supported_scopes():
-            raise ClientConfigError(f"unknown scope {scope!r} (choose from {', '.join(supported_scopes())})")
-    redirect_uris = [validate_client_uri(uri, what="redirect URI") for uri in redirect_uris or []]
-    if GRANT_AUTHORIZATION_CODE in grant_types and not redirect_uris:
-        raise ClientConfigError("the authorization_code grant needs at least one redirect URI")
-    post_logout = [
-        validate_client_uri(uri, what="post-logout redirect URI") for uri in post_logout_redirect_uris or []
-    ]
-    if backchannel_logout_uri:
-        validate_client_uri(backchannel_logout_uri, what="back-channel logout URI")
-    if frontchannel_logout_uri:
-        validate_client_uri(frontchannel_logout_uri, what="front-channel logout URI")
-    if signing_alg not in ("RS256", "ES256"):
-        raise ClientConfigError(f"unknown signing algorithm {signing_alg!r} (choose from RS256, ES256)")
+    redirect_uris = list(redirect_uris or [])
+    post_logout = list(post_logout_redirect_uris or [])
+    method = token_endpoint_auth_method or ("none" if public else "client_secret_basic")
+    with translation.override("en"):  # ClientConfigError speaks to operators (register_client)
+        client_config_check(
+            redirect_uris=redirect_uris,
+            post_logout_redirect_uris=post_logout,
+            grant_types=grant_types,
+            scopes=scopes,
+            public=public,
+            auth_method=method,
+            signing_alg=signing_alg,
+            is_internal=is_internal,
+            backchannel_logout_uri=backchannel_logout_uri,
+            frontchannel_logout_uri=frontchannel_logout_uri,
+            sector_identifier_uri=sector_identifier_uri,
+            jwks=jwks,
+            jwks_uri=jwks_uri,
+            logo_uri=logo_uri,
+            policy_uri=policy_uri,
+            resource_identifier=resource_identifier,
+        )
     from identity.oidc.subjects import SectorError, sector_for
 
-    if sector_identifier_uri:
-        validate_client_uri(sector_identifier_uri, what="sector identifier URI")
     try:
         sector = sector_for(redirect_uris=redirect_uris, sector_identifier_uri=sector_identifier_uri)
     except SectorError as exc:
         if not is_internal or sector_identifier_uri:  # internal services get the public subject
-            raise ClientConfigError(str(exc)) from exc
+            raise ClientConfigError(str(exc), field="sector_identifier_uri") from exc
         sector = ""
-
-    method = token_endpoint_auth_method or ("none" if public else "client_secret_basic")
-    from identity.oidc.constants import AUTH_METHODS
-
-    if method not in AUTH_METHODS:
-        raise ClientConfigError(f"unknown auth method {method!r} (choose from {', '.join(AUTH_METHODS)})")
-    if public != (method == "none"):
-        raise ClientConfigError("public clients, and only they, use the auth method 'none'")
-    if method == "private_key_jwt":
-        if bool(jwks) == bool(jwks_uri):
-            raise ClientConfigError("private_key_jwt needs the client's keys: a JWKS or a JWKS URI (one)")
-    elif jwks or jwks_uri:
-        raise ClientConfigError("a JWKS or JWKS URI only applies to the private_key_jwt auth method")
-    if jwks_uri:
-        validate_client_uri(jwks_uri, what="JWKS URI")
-    if logo_uri:
-        validate_client_uri(logo_uri, what="logo URI")
-    if policy_uri:
-        validate_client_uri(policy_uri, what="privacy policy URI")
-    if jwks:
-        from identity.oidc.client_auth import validate_jwks_document
-
-        try:
-            validate_jwks_document(jwks)
-        except ValueError as exc:
-            raise ClientConfigError(f"JWKS: {exc}") from exc
 
     Client = get_application_model()
     if resource_identifier:
-        from identity.oidc.resources import ResourceIdentifierError, resource_identifier_check
+        from identity.oidc.resources import resource_identifier_check
 
-        try:
-            resource_identifier = resource_identifier_check(resource_identifier)
-        except ResourceIdentifierError as exc:
-            raise ClientConfigError(str(exc)) from exc
+        resource_identifier = resource_identifier_check(resource_identifier)  # checked: normalises
         if Client.objects.filter(resource_identifier=resource_identifier).exists():
-            raise ClientConfigError(f"resource identifier {resource_identifier!r} is already registered")
+            message = f"resource identifier {resource_identifier!r} is already registered"
+            raise ClientConfigError(message, field="resource_identifier")
     secret = None if method in ("none", "private_key_jwt") else generate_secret()
     client = Client(
         name=name,

@@ -212,8 +212,12 @@ class Client(AbstractApplication):
         return active_signing_key(self.signing_algorithm).jwk
 
     def clean(self) -> None:
+        """The library's checks, then ours (identity.oidc.client_checks), reported together."""
         from django.core.exceptions import ValidationError
 
+        from identity.oidc.client_checks import client_config_errors
+
+        errors: dict[str, list[Any]] = {}
         try:
             super().clean()
         except ValidationError as exc:
@@ -221,23 +225,33 @@ class Client(AbstractApplication):
                 raise
             # django-oauth-toolkit wants OIDC_RSA_PRIVATE_KEY for RS256; our keys live in
             # the database (identity.keys), so that complaint does not apply.
-            errors = {field: e for field, e in exc.error_dict.items() if field != "algorithm"}
-            if errors:
-                raise ValidationError(errors) from exc
-        if self.algorithm not in {"RS256", "ES256"}:
-            raise ValidationError({"algorithm": _("Choisissez RS256 ou ES256.")})
-        if not self.is_internal and not self.sector_identifier_uri:
-            from identity.oidc.subjects import redirect_hosts
+            errors = {field: list(e) for field, e in exc.error_dict.items() if field != "algorithm"}
+        ours = client_config_errors(
+            redirect_uris=self.redirect_uris.split(),
+            post_logout_redirect_uris=self.post_logout_redirect_uris.split(),
+            grant_types=self.grant_types.split(),
+            scopes=self.allowed_scopes.split(),
+            public=self.client_type == self.CLIENT_PUBLIC,
+            auth_method=self.token_endpoint_auth_method,
+            signing_alg=self.algorithm,
+            is_internal=self.is_internal,
+            backchannel_logout_uri=self.backchannel_logout_uri,
+            frontchannel_logout_uri=self.frontchannel_logout_uri,
+            sector_identifier_uri=self.sector_identifier_uri,
+            jwks=self.jwks,
+            jwks_uri=self.jwks_uri,
+            logo_uri=self.logo_uri,
+            policy_uri=self.policy_uri,
+            resource_identifier=self.resource_identifier or "",
+        )
+        for field, messages in ours.items():
+            errors.setdefault(field, []).extend(messages)
+        if errors:
+            raise ValidationError(errors)
+        if self.resource_identifier:
+            from identity.oidc.resources import resource_identifier_check
 
-            if len(redirect_hosts(self.redirect_uris.split())) > 1:
-                raise ValidationError(
-                    {
-                        "sector_identifier_uri": _(
-                            "Des URI de redirection sur plusieurs hôtes demandent une URI d'identifiant "
-                            "de secteur (les identifiants par paire sont calculés par secteur)."
-                        )
-                    }
-                )
+            self.resource_identifier = resource_identifier_check(self.resource_identifier)
 
 
 class AuthorizationCode(AbstractGrant):
