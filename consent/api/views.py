@@ -202,6 +202,31 @@ class CookieAPIView(APIView):
             )
         return client, None
 
+    def _partner_post(self, request: Request) -> tuple[Any, dict[str, Any]] | HttpResponse:
+        """What every write from a partner page checks first: the rate limit, a JSON body,
+        a registered client (the same in the address, if given there) and its origin."""
+        retry_after = _throttled(request._request)
+        if retry_after:
+            return _too_many(retry_after)
+        body = _json_body(request)
+        if isinstance(body, JsonResponse):
+            return body
+        client, error = self._client_or_problem(body.get("client_id"))
+        if error is not None:
+            return error
+        query_client_id = request.query_params.get("client_id")
+        if query_client_id and query_client_id != client.client_id:
+            return api_problem(
+                400,
+                "client_id_mismatch",
+                _("Requête invalide"),
+                _("Le client_id de l'adresse et celui du corps diffèrent."),
+            )
+        self.cors_client = client
+        if not cors.origin_allowed(client, self.origin):
+            return _origin_problem()
+        return client, body
+
 
 class CookieConfigView(CookieAPIView):
     def get(self, request: Request) -> HttpResponse:
@@ -224,27 +249,10 @@ class CookieChoicesView(CookieAPIView):
         return JsonResponse(cookie.cookie_state(browser_id=browser_id))
 
     def post(self, request: Request) -> HttpResponse:
-        retry_after = _throttled(request._request)
-        if retry_after:
-            return _too_many(retry_after)
-        body = _json_body(request)
-        if isinstance(body, JsonResponse):
-            return body
-
-        client, error = self._client_or_problem(body.get("client_id"))
-        if error is not None:
-            return error
-        query_client_id = request.query_params.get("client_id")
-        if query_client_id and query_client_id != client.client_id:
-            return api_problem(
-                400,
-                "client_id_mismatch",
-                _("Requête invalide"),
-                _("Le client_id de l'adresse et celui du corps diffèrent."),
-            )
-        self.cors_client = client
-        if not cors.origin_allowed(client, self.origin):
-            return _origin_problem()
+        checked = self._partner_post(request)
+        if isinstance(checked, HttpResponse):
+            return checked
+        client, body = checked
         try:
             browser_id = cookie.parse_browser_id(body.get("browser_id"), required=False)
             browser_secret = cookie.parse_browser_secret(body.get("browser_secret"))
@@ -329,18 +337,10 @@ class CookieAttachView(CookieAPIView):
     """
 
     def post(self, request: Request) -> HttpResponse:
-        retry_after = _throttled(request._request)
-        if retry_after:
-            return _too_many(retry_after)
-        body = _json_body(request)
-        if isinstance(body, JsonResponse):
-            return body
-        client, error = self._client_or_problem(body.get("client_id"))
-        if error is not None:
-            return error
-        self.cors_client = client
-        if not cors.origin_allowed(client, self.origin):
-            return _origin_problem()
+        checked = self._partner_post(request)
+        if isinstance(checked, HttpResponse):
+            return checked
+        client, body = checked
         try:
             browser_id = cookie.parse_browser_id(body.get("browser_id"), required=True)
             browser_secret = cookie.parse_browser_secret(body.get("browser_secret"))
