@@ -163,7 +163,7 @@ class PrivacyNotice(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.purpose.code if self.purpose_id else 'global'} v{self.version}"
+        return f"{self.purpose.code if self.purpose is not None else 'global'} v{self.version}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
@@ -213,7 +213,7 @@ class LedgerQuerySet(models.QuerySet):
     def update(self, **kwargs: Any) -> NoReturn:
         raise LedgerImmutable(f"{self.model.__name__} rows are append-only")
 
-    def delete(self) -> NoReturn:  # type: ignore[override]
+    def delete(self) -> NoReturn:
         raise LedgerImmutable(f"{self.model.__name__} rows are append-only")
 
 
@@ -229,7 +229,7 @@ class AppendOnly(models.Model):
         kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
-    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise LedgerImmutable(f"{type(self).__name__} rows are append-only")
 
 

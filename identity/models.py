@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
@@ -53,7 +53,9 @@ class UserManager(BaseUserManager["User"]):
         return self.create_user(email, password, **extra)
 
 
-class User(AbstractBaseUser, PermissionsMixin):
+# The reverse managers of the models built on django-oauth-toolkit's and django-otp's
+# abstract models (no stubs: mypy sees Any bases) cannot be resolved by django-stubs.
+class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-missing]
     LANGUAGES = (("fr", "Français"), ("en", "English"))
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -80,7 +82,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
         verbose_name = _("résident")
@@ -149,7 +151,8 @@ class BrowserSession(models.Model):
     # The Django session key, encrypted (common.crypto): lets "sign out everywhere" end
     # a session from another browser.
     session_key_encrypted = models.BinaryField(null=True, blank=True, editable=False)
-    clients = models.ManyToManyField(
+    # The client model derives from django-oauth-toolkit, which mypy cannot see (no stubs).
+    clients: models.ManyToManyField[Any, Any] = models.ManyToManyField(
         "identity.Client", through="SessionClient", related_name="browser_sessions", blank=True
     )
 

@@ -15,7 +15,7 @@ throttle.
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -78,15 +78,27 @@ class ClockThrottlingMixin(ThrottlingMixin):
 
 class TOTPDevice(ClockThrottlingMixin, Device):
     # Not usable until the resident has typed a first valid code.
-    confirmed = models.BooleanField(_("activé"), default=False)
+    confirmed: models.BooleanField[bool, bool] = models.BooleanField(_("activé"), default=False)
     # AES-256-GCM(secret) with the device id as associated data (common.crypto).
-    secret_encrypted = models.BinaryField(_("secret chiffré"), default=b"", editable=False)
-    digits = models.PositiveSmallIntegerField(_("chiffres"), default=6)
-    step = models.PositiveSmallIntegerField(_("pas (secondes)"), default=30)
+    secret_encrypted: models.BinaryField[bytes, bytes | memoryview] = models.BinaryField(
+        _("secret chiffré"), default=b"", editable=False
+    )
+    digits: models.PositiveSmallIntegerField[int, int] = models.PositiveSmallIntegerField(
+        _("chiffres"), default=6
+    )
+    step: models.PositiveSmallIntegerField[int, int] = models.PositiveSmallIntegerField(
+        _("pas (secondes)"), default=30
+    )
     # The time step of the last accepted code: that code and older ones are refused.
-    last_used_step = models.BigIntegerField(_("dernier pas utilisé"), null=True, blank=True)
-    created_at = models.DateTimeField(_("créé le"), default=timezone.now, editable=False)
-    last_used_at = models.DateTimeField(_("dernière utilisation"), null=True, blank=True)
+    last_used_step: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(
+        _("dernier pas utilisé"), null=True, blank=True
+    )
+    created_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(
+        _("créé le"), default=timezone.now, editable=False
+    )
+    last_used_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        _("dernière utilisation"), null=True, blank=True
+    )
 
     class Meta:
         verbose_name = _("application d'authentification")
@@ -109,8 +121,12 @@ class TOTPDevice(ClockThrottlingMixin, Device):
 class BackupCodeDevice(ClockThrottlingMixin, Device):
     """The resident's set of backup codes (one per resident); the codes are its children."""
 
-    created_at = models.DateTimeField(_("créé le"), default=timezone.now, editable=False)
-    last_used_at = models.DateTimeField(_("dernière utilisation"), null=True, blank=True)
+    created_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(
+        _("créé le"), default=timezone.now, editable=False
+    )
+    last_used_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        _("dernière utilisation"), null=True, blank=True
+    )
 
     class Meta:
         verbose_name = _("codes de secours")
@@ -139,16 +155,26 @@ class Passkey(Device):
     """A WebAuthn public-key credential registered by the resident."""
 
     # base64url of the credential id (at most 1023 bytes → 1364 characters).
-    credential_id = models.CharField(_("identifiant de la clé"), max_length=1400, unique=True)
-    public_key = models.BinaryField(_("clé publique (COSE)"))
-    sign_count = models.BigIntegerField(_("compteur de signatures"), default=0)
+    credential_id: models.CharField[str, str] = models.CharField(
+        _("identifiant de la clé"), max_length=1400, unique=True
+    )
+    public_key: models.BinaryField[bytes, bytes | memoryview] = models.BinaryField(_("clé publique (COSE)"))
+    sign_count: models.BigIntegerField[int, int] = models.BigIntegerField(
+        _("compteur de signatures"), default=0
+    )
     transports = models.JSONField(_("transports"), default=list, blank=True)
     # The WebAuthn user handle (random, base64url): the same for all of a resident's passkeys.
-    user_handle = models.CharField(_("identifiant WebAuthn du résident"), max_length=128, db_index=True)
-    backup_eligible = models.BooleanField(_("synchronisable"), default=False)
-    aaguid = models.CharField(max_length=36, blank=True)
-    created_at = models.DateTimeField(_("créée le"), default=timezone.now, editable=False)
-    last_used_at = models.DateTimeField(_("dernière utilisation"), null=True, blank=True)
+    user_handle: models.CharField[str, str] = models.CharField(
+        _("identifiant WebAuthn du résident"), max_length=128, db_index=True
+    )
+    backup_eligible: models.BooleanField[bool, bool] = models.BooleanField(_("synchronisable"), default=False)
+    aaguid: models.CharField[str, str] = models.CharField(max_length=36, blank=True)
+    created_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(
+        _("créée le"), default=timezone.now, editable=False
+    )
+    last_used_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        _("dernière utilisation"), null=True, blank=True
+    )
 
     class Meta:
         verbose_name = _("clé d'accès")

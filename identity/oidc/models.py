@@ -12,6 +12,8 @@ after identity.models.
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 from django.db import models
@@ -39,14 +41,14 @@ class Client(AbstractApplication):
 
     # Our secrets are stored with a keyed hash (common.crypto), never with the
     # password hasher django-oauth-toolkit would otherwise use.
-    hash_client_secret = models.BooleanField(default=False, editable=False)
-    grant_types = models.CharField(
+    hash_client_secret: models.BooleanField[bool, bool] = models.BooleanField(default=False, editable=False)
+    grant_types: models.CharField[str, str] = models.CharField(
         _("types d'autorisation"),
         max_length=255,
         default=AbstractApplication.GRANT_AUTHORIZATION_CODE,
         help_text=_("Séparés par des espaces : authorization_code, client_credentials."),
     )
-    allowed_scopes = models.CharField(
+    allowed_scopes: models.CharField[str, str] = models.CharField(
         _("portées autorisées"),
         max_length=500,
         default="openid profile email",
@@ -55,20 +57,22 @@ class Client(AbstractApplication):
     SIGNING_ALGORITHMS = (("RS256", "RS256"), ("ES256", "ES256"))
 
     # ID tokens (and logout tokens) are signed with our key for this algorithm.
-    algorithm = models.CharField(
+    algorithm: models.CharField[str, str] = models.CharField(
         _("algorithme de signature"), max_length=5, choices=SIGNING_ALGORITHMS, default="RS256"
     )
-    backchannel_logout_uri = models.URLField(_("URI de déconnexion back-channel"), max_length=500, blank=True)
-    backchannel_logout_session_required = models.BooleanField(
+    backchannel_logout_uri: models.URLField[str, str] = models.URLField(
+        _("URI de déconnexion back-channel"), max_length=500, blank=True
+    )
+    backchannel_logout_session_required: models.BooleanField[bool, bool] = models.BooleanField(
         _("la déconnexion back-channel demande le sid"), default=False
     )
-    frontchannel_logout_uri = models.URLField(
+    frontchannel_logout_uri: models.URLField[str, str] = models.URLField(
         _("URI de déconnexion front-channel"), max_length=500, blank=True
     )
-    frontchannel_logout_session_required = models.BooleanField(
+    frontchannel_logout_session_required: models.BooleanField[bool, bool] = models.BooleanField(
         _("la déconnexion front-channel demande iss et sid"), default=False
     )
-    sector_identifier_uri = models.URLField(
+    sector_identifier_uri: models.URLField[str, str] = models.URLField(
         _("URI d'identifiant de secteur"),
         max_length=500,
         blank=True,
@@ -78,7 +82,7 @@ class Client(AbstractApplication):
     )
     # Fixed at registration so that editing redirect URIs later never changes the
     # residents' subjects at this partner (identity/oidc/subjects.py).
-    subject_sector = models.CharField(
+    subject_sector: models.CharField[str, str] = models.CharField(
         _("secteur de l'identifiant par paire"),
         max_length=255,
         blank=True,
@@ -87,14 +91,14 @@ class Client(AbstractApplication):
             "de redirection)."
         ),
     )
-    is_resource_server = models.BooleanField(
+    is_resource_server: models.BooleanField[bool, bool] = models.BooleanField(
         _("serveur de ressources"),
         default=False,
         help_text=_("Peut appeler le point d'introspection."),
     )
     # RFC 8707: the identifier clients name in `resource` to get tokens meant for this
     # resource server (then in their `aud`, RFC 9068), which it may then introspect.
-    resource_identifier = models.CharField(
+    resource_identifier: models.CharField[str | None, str | None] = models.CharField(
         _("identifiant de ressource"),
         max_length=500,
         unique=True,
@@ -105,7 +109,7 @@ class Client(AbstractApplication):
             "pour obtenir des jetons d'accès destinés à ce serveur de ressources."
         ),
     )
-    is_internal = models.BooleanField(
+    is_internal: models.BooleanField[bool, bool] = models.BooleanField(
         _("service métropolitain interne"),
         default=False,
         help_text=_("Exploité par Nantes Métropole elle-même (mission de service public)."),
@@ -122,7 +126,7 @@ class Client(AbstractApplication):
     )
     # The one way this client authenticates at the token, PAR, revocation and introspection
     # endpoints (OIDC Registration `token_endpoint_auth_method`, enforced strictly).
-    token_endpoint_auth_method = models.CharField(
+    token_endpoint_auth_method: models.CharField[str, str] = models.CharField(
         _("méthode d'authentification du client"),
         max_length=32,
         choices=AUTH_METHODS,
@@ -134,25 +138,29 @@ class Client(AbstractApplication):
         blank=True,
         help_text=_("Clés publiques du client (private_key_jwt), en JWK Set."),
     )
-    jwks_uri = models.URLField(
+    jwks_uri: models.URLField[str, str] = models.URLField(
         _("URI du JWKS du client"),
         max_length=500,
         blank=True,
         help_text=_("Où le client publie ses clés publiques (private_key_jwt)."),
     )
-    require_par = models.BooleanField(
+    require_par: models.BooleanField[bool, bool] = models.BooleanField(
         _("exige des demandes d'autorisation poussées"),
         default=False,
         help_text=_("Les demandes d'autorisation doivent passer par le point PAR (RFC 9126)."),
     )
-    require_mfa = models.BooleanField(
+    require_mfa: models.BooleanField[bool, bool] = models.BooleanField(
         _("exige une authentification multifacteur"),
         default=False,
         help_text=_("Les résidents doivent s'être connectés avec un second facteur (acr MFA)."),
     )
-    logo_uri = models.URLField(_("URI du logo"), max_length=500, blank=True)
-    policy_uri = models.URLField(_("URI de la politique de confidentialité"), max_length=500, blank=True)
-    contacts = models.CharField(_("contacts techniques"), max_length=500, blank=True)
+    logo_uri: models.URLField[str, str] = models.URLField(_("URI du logo"), max_length=500, blank=True)
+    policy_uri: models.URLField[str, str] = models.URLField(
+        _("URI de la politique de confidentialité"), max_length=500, blank=True
+    )
+    contacts: models.CharField[str, str] = models.CharField(
+        _("contacts techniques"), max_length=500, blank=True
+    )
 
     class Meta(AbstractApplication.Meta):
         app_label = "identity"
@@ -206,7 +214,7 @@ class Client(AbstractApplication):
         return self.algorithm if self.algorithm in {"RS256", "ES256"} else "RS256"
 
     @property
-    def jwk_key(self):  # type: ignore[override]
+    def jwk_key(self):
         from identity.keys import active_signing_key
 
         return active_signing_key(self.signing_algorithm).jwk
@@ -256,17 +264,27 @@ class Client(AbstractApplication):
 
 class AuthorizationCode(AbstractGrant):
     code = HashedTokenField(max_length=64, unique=True, verbose_name=_("code (SHA-256)"))
-    auth_time = models.DateTimeField(_("heure d'authentification"), null=True)
+    auth_time: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        _("heure d'authentification"), null=True
+    )
     # Redeemed codes are kept until they expire so that a replay is recognised and the
     # tokens issued from the first redemption (this refresh-token family) are revoked.
-    redeemed_at = models.DateTimeField(_("échangé le"), null=True, blank=True)
-    token_family = models.UUIDField(_("famille de jetons"), null=True, blank=True)
+    redeemed_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        _("échangé le"), null=True, blank=True
+    )
+    token_family: models.UUIDField[uuid.UUID | None, uuid.UUID | None] = models.UUIDField(
+        _("famille de jetons"), null=True, blank=True
+    )
     # The browser session (BrowserSession.sid) the resident authorized from; carried to
     # the tokens so that ending the session revokes them and tells the partner.
-    sid = models.CharField(_("identifiant de session"), max_length=64, blank=True, db_index=True)
+    sid: models.CharField[str, str] = models.CharField(
+        _("identifiant de session"), max_length=64, blank=True, db_index=True
+    )
     # How the resident authenticated for this request (ID token `acr`/`amr`), as checked
     # by the authorization endpoint: never read again from a session that may have changed.
-    acr = models.CharField(_("niveau d'authentification"), max_length=100, blank=True)
+    acr: models.CharField[str, str] = models.CharField(
+        _("niveau d'authentification"), max_length=100, blank=True
+    )
     amr = models.JSONField(_("méthodes d'authentification"), default=list, blank=True)
 
     class Meta(AbstractGrant.Meta):
@@ -275,7 +293,9 @@ class AuthorizationCode(AbstractGrant):
 
 
 class AccessToken(AbstractAccessToken):
-    sid = models.CharField(_("identifiant de session"), max_length=64, blank=True, db_index=True)
+    sid: models.CharField[str, str] = models.CharField(
+        _("identifiant de session"), max_length=64, blank=True, db_index=True
+    )
     # The authorization request's `claims` parameter (OIDC Core §5.5), read at userinfo.
     claims_request = models.JSONField(_("claims demandés"), null=True, blank=True)
 
@@ -285,18 +305,27 @@ class AccessToken(AbstractAccessToken):
 
 
 class RefreshToken(AbstractRefreshToken):
-    auth_time = models.DateTimeField(_("heure d'authentification"), null=True)
-    sid = models.CharField(_("identifiant de session"), max_length=64, blank=True, db_index=True)
+    # Declared by django-oauth-toolkit's abstract model (the one-to-one to AccessToken),
+    # which mypy cannot see.
+    access_token_id: int | None
+    auth_time: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        _("heure d'authentification"), null=True
+    )
+    sid: models.CharField[str, str] = models.CharField(
+        _("identifiant de session"), max_length=64, blank=True, db_index=True
+    )
     # Carried to the tokens a refresh issues: the `claims` parameter and the level reached.
     claims_request = models.JSONField(_("claims demandés"), null=True, blank=True)
-    acr = models.CharField(_("niveau d'authentification"), max_length=100, blank=True)
+    acr: models.CharField[str, str] = models.CharField(
+        _("niveau d'authentification"), max_length=100, blank=True
+    )
     amr = models.JSONField(_("méthodes d'authentification"), default=list, blank=True)
 
     class Meta(AbstractRefreshToken.Meta):
         app_label = "identity"
         swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
 
-    def revoke(self) -> bool:  # type: ignore[override]
+    def revoke(self) -> bool:
         """Mark this refresh token revoked and delete its access token, as django-oauth-toolkit
         does, in two statements. True if this call revoked it, False if it already was.
 
