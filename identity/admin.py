@@ -17,6 +17,7 @@ from django.utils.translation import ngettext
 from common.ratelimit import client_ip
 from identity import reauth
 from identity.models import AuditEvent, SigningKey, User
+from identity.request_user import request_user
 
 
 def _sudo(request: HttpRequest) -> HttpResponse | None:
@@ -94,7 +95,7 @@ class UserAdmin(DjangoUserAdmin):
                 try:
                     factors_reset(
                         user=resident,
-                        operator=request.user,
+                        operator=request_user(request),
                         reason=form.cleaned_data["reason"],
                         ip=client_ip(request),
                     )

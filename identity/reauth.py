@@ -49,6 +49,7 @@ from common.problems import problem
 from common.ratelimit import client_ip
 from common.redirects import with_next
 from identity.audit import audit_log
+from identity.request_user import request_user
 from identity.selectors import session_amr
 from identity.sessions import SESSION_AUTH_TIME
 
@@ -327,7 +328,7 @@ def staff_refused_audit(request: HttpRequest, *, reason: str) -> None:
         return
     audit_log(
         event="staff.refused",
-        acting_user=user,
+        acting_user=request_user(request),
         ip=client_ip(request),
         data={"view": _view_name(request), "method": request.method, "reason": reason},
     )

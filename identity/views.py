@@ -37,6 +37,7 @@ from identity.mfa.selectors import user_has_mfa
 from identity.mfa.services import login_second_factor_required
 from identity.not_me import NotMeResult, not_me_check
 from identity.reauth import is_staff_member, staff_mfa_redirect
+from identity.request_user import request_user
 from identity.selectors import user_by_email, user_for_password_reset
 from identity.services import (
     VerificationResult,
@@ -311,16 +312,16 @@ def password_reset_complete(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("current_password", "new_password")
 @require_http_methods(["GET", "POST"])
 def password_change(request: HttpRequest) -> HttpResponse:
-    form = PasswordChangeForm(request.user, request.POST if request.method == "POST" else None)
+    form = PasswordChangeForm(request_user(request), request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         user_password_change(
-            user=request.user,
+            user=request_user(request),
             password=form.cleaned_data["new_password"],
             ip=client_ip(request),
             keep_session=browser_session_for_request(request),
         )
         # Keep this session; every other session of the resident ends.
-        update_session_auth_hash(request, request.user)
+        update_session_auth_hash(request, request_user(request))
         messages.success(request, _("Votre mot de passe a été modifié."))
         return redirect("identity:account")
     return render(request, "identity/password_change.html", {"form": form})
@@ -344,7 +345,7 @@ def sessions_page(request: HttpRequest) -> HttpResponse:
             "current": current is not None and record.pk == current.pk,
             "services": sorted({link.client.name for link in record.session_clients.all()}),
         }
-        for record in sessions_active(user=request.user)
+        for record in sessions_active(user=request_user(request))
     ]
     rows.sort(key=lambda row: not row["current"])  # this browser first
     return render(
@@ -365,8 +366,10 @@ def session_end_view(request: HttpRequest, session_id: int) -> HttpResponse:
         session_logout(request=request, ip=ip)
         messages.success(request, _("Déconnexion effectuée. À bientôt !"))
         return redirect("identity:home")
-    record = next((item for item in sessions_active(user=request.user) if item.pk == session_id), None)
-    if record is not None and session_revoke(user=request.user, sid=record.sid, ip=ip):
+    record = next(
+        (item for item in sessions_active(user=request_user(request)) if item.pk == session_id), None
+    )
+    if record is not None and session_revoke(user=request_user(request), sid=record.sid, ip=ip):
         messages.success(request, _("La session a été déconnectée."))
     else:
         messages.info(request, _("Cette session était déjà terminée."))
@@ -379,7 +382,7 @@ def session_end_view(request: HttpRequest, session_id: int) -> HttpResponse:
 def sessions_end_all_view(request: HttpRequest) -> HttpResponse:
     """The "Se déconnecter partout" button: every session, or every other one (keep_current=1)."""
     ip = client_ip(request)
-    user = request.user
+    user = request_user(request)
     if request.POST.get("keep_current") == "1":
         current = browser_session_for_request(request)
         count = sessions_end_all(user=user, except_current=current, ip=ip)

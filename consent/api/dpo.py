@@ -44,6 +44,7 @@ from consent.selectors import (
 from consent.services import tree_head_sign
 from identity.audit import audit_log
 from identity.reauth import RecentMFAPermission, staff_request_audit
+from identity.request_user import request_user
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class EventsView(DPOAPIView):
         queries.checked_page(events, page)
         if filters.by_resident:
             queries.log_read(
-                dpo=request.user,
+                dpo=request_user(request),
                 view="api_events_search",
                 subject=filters.resident,
                 filters=filters.for_log(),
@@ -174,7 +175,7 @@ class EventDetailView(DPOAPIView):
         except KeyDestroyed:
             details, erased = None, True
         queries.log_read(
-            dpo=request.user,
+            dpo=request_user(request),
             view="api_event_detail",
             subject=queries.subject_user(event),
             event=str(event.id),
@@ -206,7 +207,10 @@ class EventProofView(DPOAPIView):
                 hint="POST /dpo/api/v1/tree-head",
             )
         queries.log_read(
-            dpo=request.user, view="api_proof", subject=queries.subject_user(event), event=str(event.id)
+            dpo=request_user(request),
+            view="api_proof",
+            subject=queries.subject_user(event),
+            event=str(event.id),
         )
         return JsonResponse(proof)
 
@@ -217,7 +221,10 @@ class EventReceiptView(DPOAPIView):
         if event is None:
             return _not_found()
         queries.log_read(
-            dpo=request.user, view="api_receipt", subject=queries.subject_user(event), event=str(event.id)
+            dpo=request_user(request),
+            view="api_receipt",
+            subject=queries.subject_user(event),
+            event=str(event.id),
         )
         response = HttpResponse(receipt_for_event(event), content_type="application/jose")
         response["Content-Disposition"] = f'attachment; filename="recu-{event.id}.jws"'
@@ -263,7 +270,7 @@ class VerifyView(DPOAPIView):
         result = ledger_verify()
         audit_log(
             event="dpo.ledger_verified",
-            acting_user=request.user,
+            acting_user=request_user(request),
             data={"ok": result.ok, "size": result.size, "problems": len(result.problems)},
         )
         return JsonResponse(
@@ -290,7 +297,7 @@ class TreeHeadView(DPOAPIView):
         head = tree_head_sign()
         audit_log(
             event="dpo.tree_head_signed",
-            acting_user=request.user,
+            acting_user=request_user(request),
             data={"tree_head": head.pk, "size": head.tree_size},
         )
         return JsonResponse(_tree_head_dict(head), status=201)

@@ -38,6 +38,7 @@ from consent.api import cookie, cors, queries
 from consent.api.problems import api_problem
 from consent.receipts import receipt_for_event
 from consent.services import BrowserProofError, ConsentError, LedgerTampered, ledger_tampered_audit
+from identity.request_user import request_user
 
 logger = logging.getLogger(__name__)
 
@@ -395,7 +396,7 @@ class CookieLinkView(APIView):
         assert browser_id is not None
         try:
             linked = cookie.cookie_browser_link(
-                browser_id=browser_id, browser_secret=browser_secret, user=request.user
+                browser_id=browser_id, browser_secret=browser_secret, user=request_user(request)
             )
         except LedgerTampered as exc:
             return _ledger_problem(exc, "cookie_link")

@@ -31,6 +31,7 @@ from common.ratelimit import client_ip
 from common.redirects import safe_next
 from identity import ratelimit
 from identity.franceconnect import client, selectors, services
+from identity.request_user import request_user
 from identity.services import AccountError
 from identity.sessions import SESSION_AUTH_TIME, device_label
 from identity.signin import login_notify_new_device, session_logout
@@ -369,7 +370,7 @@ def link_confirm(request: HttpRequest) -> HttpResponse:
             return redirect("identity:account")
         try:
             services.link_create(
-                user=request.user, sub=pending.sub, how="password_sign_in", ip=client_ip(request)
+                user=request_user(request), sub=pending.sub, how="password_sign_in", ip=client_ip(request)
             )
         except services.LinkError as error:
             services.pending_clear(request=request)

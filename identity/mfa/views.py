@@ -36,6 +36,7 @@ from identity.mfa.forms import (
 )
 from identity.mfa.models import Kind, TOTPDevice
 from identity.models import User
+from identity.request_user import request_user
 from identity.selectors import session_amr
 from identity.sessions import device_label
 from identity.signin import login_notify_new_device, login_record_success, session_login
@@ -331,7 +332,7 @@ def _change_allowed(request: HttpRequest) -> bool:
     FranceConnect, a passkey without user verification) could give itself a factor and pass
     the step-up. The first factor of an account may be enrolled from a one-factor session:
     that is how residents start; it does not make that session MFA."""
-    return not selectors.user_has_mfa(request.user) or reauth.recent_mfa(request)
+    return not selectors.user_has_mfa(request_user(request)) or reauth.recent_mfa(request)
 
 
 def factor_change_guard(view: Any = None, *, api: bool = False) -> Any:
@@ -364,9 +365,9 @@ def factors(request: HttpRequest) -> HttpResponse:
         request,
         "mfa/factors.html",
         {
-            "factors": selectors.factors_of(request.user),
-            "backup": selectors.backup_codes_status(request.user),
-            "has_mfa": selectors.user_has_mfa(request.user),
+            "factors": selectors.factors_of(request_user(request)),
+            "backup": selectors.backup_codes_status(request_user(request)),
+            "has_mfa": selectors.user_has_mfa(request_user(request)),
         },
     )
 
@@ -377,7 +378,7 @@ def factors(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @factor_change_guard
 def totp_add(request: HttpRequest) -> HttpResponse:
-    user = request.user
+    user = request_user(request)
     device = None
     device_id = request.session.get(SESSION_TOTP_ENROL)
     if device_id is not None:
@@ -426,7 +427,7 @@ def totp_add(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def backup_codes(request: HttpRequest) -> HttpResponse:
-    has_mfa = selectors.user_has_mfa(request.user)
+    has_mfa = selectors.user_has_mfa(request_user(request))
     codes: list[str] = []
     if request.method == "POST":
         if has_mfa and not reauth.recent_mfa(request):
@@ -438,11 +439,11 @@ def backup_codes(request: HttpRequest) -> HttpResponse:
                 request, _("Ajoutez d'abord une application d'authentification ou une clé d'accès.")
             )
             return redirect("identity:mfa:factors")
-        codes = services.backup_codes_generate(user=request.user, ip=client_ip(request))
+        codes = services.backup_codes_generate(user=request_user(request), ip=client_ip(request))
     return render(
         request,
         "mfa/backup_codes.html",
-        {"codes": codes, "backup": selectors.backup_codes_status(request.user), "has_mfa": has_mfa},
+        {"codes": codes, "backup": selectors.backup_codes_status(request_user(request)), "has_mfa": has_mfa},
     )
 
 
@@ -458,7 +459,7 @@ def passkey_add(request: HttpRequest) -> HttpResponse:
 @require_POST
 @factor_change_guard(api=True)
 def passkey_register_options(request: HttpRequest) -> HttpResponse:
-    user = request.user
+    user = request_user(request)
     handle = services.passkey_user_handle(user=user)
     options, challenge = passkeys.registration_options(
         user_handle=handle,
@@ -484,7 +485,7 @@ def passkey_register(request: HttpRequest) -> HttpResponse:
     name = data.get("name") if isinstance(data.get("name"), str) else ""
     try:
         services.passkey_register(
-            user=request.user,
+            user=request_user(request),
             credential=data.get("credential"),
             challenge=challenge,
             user_handle=bytes.fromhex(handle_hex),
@@ -502,7 +503,7 @@ def passkey_register(request: HttpRequest) -> HttpResponse:
 def _factor_or_404(request: HttpRequest, kind: str, factor_id: int) -> selectors.FactorRow:
     from django.http import Http404
 
-    row = selectors.factor_of(request.user, kind, factor_id)
+    row = selectors.factor_of(request_user(request), kind, factor_id)
     if row is None:
         raise Http404
     return row
@@ -517,7 +518,7 @@ def factor_rename(request: HttpRequest, kind: str, factor_id: int) -> HttpRespon
     form = FactorNameForm(request.POST if request.method == "POST" else None, initial={"name": row.name})
     if request.method == "POST" and form.is_valid():
         services.factor_rename(
-            user=request.user,
+            user=request_user(request),
             kind=kind,
             factor_id=factor_id,
             name=form.cleaned_data["name"],
@@ -534,7 +535,7 @@ def factor_rename(request: HttpRequest, kind: str, factor_id: int) -> HttpRespon
 @factor_change_guard
 def factor_remove(request: HttpRequest, kind: str, factor_id: int) -> HttpResponse:
     row = _factor_or_404(request, kind, factor_id)
-    last = services.factor_is_last(user=request.user, kind=kind, factor_id=factor_id)
+    last = services.factor_is_last(user=request_user(request), kind=kind, factor_id=factor_id)
     if last and reauth.is_staff_member(request.user):
         # Staff work with two factors (identity.reauth): they replace a factor, never drop the last.
         messages.error(
@@ -546,7 +547,9 @@ def factor_remove(request: HttpRequest, kind: str, factor_id: int) -> HttpRespon
         )
         return redirect("identity:mfa:factors")
     if request.method == "POST":
-        services.factor_remove(user=request.user, kind=kind, factor_id=factor_id, ip=client_ip(request))
+        services.factor_remove(
+            user=request_user(request), kind=kind, factor_id=factor_id, ip=client_ip(request)
+        )
         messages.success(request, _("« %(name)s » a été retiré.") % {"name": row.name})
         return redirect("identity:mfa:factors")
     return render(request, "mfa/factor_remove.html", {"factor": row, "last": last})

@@ -40,6 +40,7 @@ from oauth2_provider.models import (
 from common.crypto import generate_secret, keyed_hash
 from identity import reauth
 from identity.audit import audit_log
+from identity.request_user import request_user
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
@@ -133,7 +134,11 @@ def regenerate_secret(
         with transaction.atomic():
             client.client_secret = keyed_hash(secret)
             client.save(update_fields=["client_secret", "updated"])
-            audit_log(event="client.secret_regenerated", acting_user=request.user, client_id=client.client_id)
+            audit_log(
+                event="client.secret_regenerated",
+                acting_user=request_user(request),
+                client_id=client.client_id,
+            )
         modeladmin.message_user(
             request,
             _(
@@ -218,7 +223,7 @@ class PartnerClientAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             audit_log(
                 event="client.changed" if change else "client.registered",
-                acting_user=request.user,
+                acting_user=request_user(request),
                 client_id=obj.client_id,
             )
         if secret:

@@ -23,6 +23,7 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from identity.levels import ACR_RANK
 from identity.mfa.selectors import session_acr
 from identity.oidc.errors import SeeOther, error_page, redirect_error
+from identity.request_user import request_user
 from identity.selectors import session_amr, session_auth_time
 from identity.sessions import browser_session_for_request
 
@@ -109,7 +110,7 @@ def with_link_ticket(uri: str, request: HttpRequest, client_id: str, browser_id:
     with that browser's secret (consent.api.cookie explains why it takes both)."""
     from consent.api.cookie import cookie_link_ticket_issue
 
-    ticket = cookie_link_ticket_issue(user=request.user, client_id=client_id, browser_id=browser_id)
+    ticket = cookie_link_ticket_issue(user=request_user(request), client_id=client_id, browser_id=browser_id)
     if ticket is None:
         return uri
     parts = urlsplit(uri)

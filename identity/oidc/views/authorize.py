@@ -58,6 +58,7 @@ from identity.oidc.constants import PKCE_METHOD
 from identity.oidc.errors import SeeOther, error_page, redirect_error
 from identity.oidc.par import RequestUriError, is_par_urn, par_keep_for_resume, par_resolve
 from identity.oidc.subjects import subject_for
+from identity.request_user import request_user
 from identity.selectors import session_auth_time
 from identity.sessions import browser_session_for_request
 
@@ -315,7 +316,7 @@ class AuthorizeView(AuthorizationMixin, View):
                             "A second factor is required: the resident must interact.",
                             state,
                         )
-                elif not user_has_mfa(request.user):
+                elif not user_has_mfa(request_user(request)):
                     if essential:
                         return redirect_error(
                             redirect_uri,

@@ -58,6 +58,7 @@ from identity.middleware import DEFAULT_CSP
 from identity.oidc.backchannel import frontchannel_logout_urls, origin_of
 from identity.oidc.errors import SeeOther, add_query
 from identity.oidc.subjects import subject_for
+from identity.request_user import request_user_or_none
 from identity.sessions import EndReason, browser_session_for_request, session_end
 
 
@@ -211,7 +212,7 @@ class EndSessionView(View):
             ended = session_end(
                 session=session,
                 reason=EndReason.RP_LOGOUT,
-                acting_user=request.user,
+                acting_user=request_user_or_none(request),
                 ip=client_ip(request),
                 delete_django_session=False,
             )
