@@ -30,7 +30,7 @@ def session_login(*, request: HttpRequest, user: User, amr: list[str]) -> None:
     previous_sid = request.session.get(SESSION_SID)  # read before login() may flush it
     auth_time = int(time.time())
     with transaction.atomic():
-        django_login(request, user, backend="identity.backends.EmailBackend")
+        django_login(request, user, backend="identity.email_backend.EmailBackend")
         # A second step someone else left half-finished in this browser (shared computer)
         # must not outlive this sign-in: it would be offered to this session's step-up.
         pending_clear(request)

@@ -78,7 +78,7 @@ class AuthorizationMixin(OAuthLibMixin):
         try:
             with transaction.atomic():
                 if consent_purpose:
-                    from identity.oidc.consent import consent_decision_record
+                    from identity.oidc.sharing import consent_decision_record
 
                     consent_decision_record(user=request.user, purpose_code=consent_purpose, allow=True)
                 uri, _headers, _body, _status = self.create_authorization_response(

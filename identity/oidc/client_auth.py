@@ -61,7 +61,7 @@ def method_used(request: Any, *, basic_auth: bool) -> str | None:
     """Which method this request presents; "" for none; None when it mixes several.
 
     `basic_auth`: whether it carries an `Authorization: Basic` header, as the caller (the
-    Validator, identity/oidc/validators.py) reads it with django-oauth-toolkit's parser.
+    Validator, identity/oidc/request_validator.py) reads it with django-oauth-toolkit's parser.
     """
     present = []
     if basic_auth:

@@ -1,7 +1,7 @@
 """The information page of internal metropolitan services (public task, GDPR Art. 6(1)(e)).
 
 Clients the operator marks internal get no consent screen: their processing rests on
-Nantes Métropole's public-task mission, not on consent (identity/oidc/consent.py). The
+Nantes Métropole's public-task mission, not on consent (identity/oidc/sharing.py). The
 resident is still told (issue 4: "…may be exempt, and the resident is told"): the first
 time they are sent to an internal service, and again when it asks for scopes beyond those
 they were told about, the authorization endpoint shows a page naming the service, what
@@ -108,7 +108,7 @@ def internal_notice_page(
         "credentials": {key: value for key, value in credentials.items() if key in PENDING_CREDENTIALS},
     }
     request.session[NOTICE_SESSION_KEY] = pending
-    from identity.oidc.consent import describe_scopes
+    from identity.oidc.sharing import describe_scopes
 
     return render(
         request,

@@ -71,7 +71,7 @@ def verify_id_token_hint(hint: str) -> dict[str, Any] | None:
 
     Expired tokens are accepted (RP-Initiated Logout §2: the hint may have expired).
     """
-    from identity.oidc.validators import Validator
+    from identity.oidc.request_validator import Validator
 
     key = Validator().key_for_token(hint)
     if key is None:

@@ -648,8 +648,8 @@ class Validator(OAuth2Validator):
         return standard_claims(request.user)
 
     def get_oidc_claims(self, token: Any, token_handler: Any, request: OAuthRequest) -> dict[str, Any]:
-        # identity/oidc/consent.py: `sub`, then only what the scopes cover and the ledger allows now.
-        from identity.oidc.consent import released_claims
+        # identity/oidc/sharing.py: `sub`, then only what the scopes cover and the ledger allows now.
+        from identity.oidc.sharing import released_claims
 
         return released_claims(request.client, request.user, request.scopes or [])
 
