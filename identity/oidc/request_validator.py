@@ -8,7 +8,7 @@ import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import router, transaction
 from django.db.models import F
@@ -24,7 +24,6 @@ from oauth2_provider.models import (
 )
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
-from oauthlib.common import Request as OAuthRequest
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
@@ -39,6 +38,47 @@ from identity.oidc.client_auth import (
 )
 from identity.oidc.session_tokens import session_tokens_revoke
 from identity.sessions import browser_session_by_sid, session_client_record
+
+if TYPE_CHECKING:
+    from oauthlib.common import Request
+
+    from identity.oidc.models import RefreshToken
+    from identity.sessions import BrowserSession
+
+    class OAuthRequest(Request):
+        """oauthlib's request as this validator's methods see it (for the type checker only).
+
+        oauthlib, django-oauth-toolkit and this module attach attributes to the request
+        from one step to the next; they are declared here. `client` and `user` are
+        django-oauth-toolkit's model and our User (Any: mypy cannot see its models), set
+        by oauthlib before the methods that read them; `code` and `scopes` likewise.
+        """
+
+        client: Any
+        user: Any
+        code: str
+        scopes: list[str]
+        # RFC 8707 targets: the authorization request's (then the code's), or the access
+        # token's; the refresh token's (validate_*_resource).
+        resource: list[Any]
+        cum_grant_resource: list[Any]
+        # How and when the resident authenticated: carried from the code or refresh token.
+        auth_time: datetime | None
+        cum_sid: str
+        cum_acr: str
+        cum_amr: list[str]
+        cum_session: BrowserSession
+        refresh_token_instance: RefreshToken  # django-oauth-toolkit's, set on validation
+        oauth2_error: dict[str, str]  # django-oauth-toolkit's, read by its views
+        id_token: Any  # django-oauth-toolkit's ID token row
+        # Rows read once per request and kept for the checks that follow.
+        _cum_code_row: tuple[str, Any]
+        _cum_code_family: uuid.UUID
+        _cum_grant: tuple[str, str, Any]
+        _cum_token_family: uuid.UUID | None
+        _cum_issued_id_token: tuple[str, Any]
+else:
+    from oauthlib.common import Request as OAuthRequest
 
 log = logging.getLogger(__name__)
 
@@ -417,6 +457,7 @@ class Validator(OAuth2Validator):
                 self._create_refresh_token(request, token["refresh_token"], access_token, previous)
                 self._record_session_issue(request)
         if replayed:
+            assert previous is not None  # only a presented refresh token can be replayed
             if oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION and previous.token_family:
                 get_refresh_token_model().revoke_family(previous.token_family)
             raise _InvalidGrantAfterValidation(request=request)
