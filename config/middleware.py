@@ -50,6 +50,7 @@ class _SkippedOnProtocolPaths:
     def __call__(self, request: Any) -> Any:
         if request.path_info in PROTOCOL_PATHS:
             return self.get_response(request)
+        # A mixin: the middleware class it is combined with provides __call__.
         return super().__call__(request)  # type: ignore[misc]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -288,7 +289,7 @@ LANGUAGE_CODE = "fr"
 LANGUAGES = [("fr", _("Français")), ("en", _("English"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 LANGUAGE_COOKIE_NAME = "cum_language"
-LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_SAMESITE: Literal["Lax", "Strict", "None"] = "Lax"
 LANGUAGE_COOKIE_SECURE = SECURE_SSL
 TIME_ZONE = "Europe/Paris"
 USE_I18N = True
@@ -352,7 +353,7 @@ ACCESS_TOKEN_SIGNING_ALG = env_str("ACCESS_TOKEN_SIGNING_ALG", "ES256")
 if ACCESS_TOKEN_SIGNING_ALG not in ("ES256", "RS256"):
     raise ImproperlyConfigured("ACCESS_TOKEN_SIGNING_ALG must be ES256 or RS256")
 
-OAUTH2_PROVIDER = {
+OAUTH2_PROVIDER: dict[str, Any] = {
     "OAUTH2_VALIDATOR_CLASS": "identity.oidc.request_validator.Validator",
     "OAUTH2_SERVER_CLASS": "identity.oidc.server.Server",
     "OAUTH2_BACKEND_CLASS": "identity.oidc.oauthlib_core.OAuthLibCore",
