@@ -159,7 +159,7 @@ def _deliver(message: OutboxMessage, result: RelayResult) -> None:
 
 
 def _finish(message: OutboxMessage, attempts: int, status: str, error: str) -> None:
-    blank = {"payload": {}} if message.kind in _secret_kinds else {}
+    blank: dict[str, Any] = {"payload": {}} if message.kind in _secret_kinds else {}
     OutboxMessage.objects.filter(pk=message.pk).update(
         attempts=attempts,
         status=status,

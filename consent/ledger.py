@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 from django.conf import settings
 from django.db import IntegrityError
@@ -320,7 +320,8 @@ def sign_compact(payload: dict[str, Any], *, typ: str) -> tuple[str, str]:
 
     key = active_signing_key("ES256")
     token = jws.JWS(canonical_json(payload))
-    token.add_signature(key.jwk, None, json_encode({"alg": "ES256", "kid": key.kid, "typ": typ}))
+    # json_encode serialises any JSON value; types-jwcrypto only admits str | bytes.
+    token.add_signature(key.jwk, None, json_encode({"alg": "ES256", "kid": key.kid, "typ": typ}))  # type: ignore[arg-type]
     return token.serialize(compact=True), key.kid
 
 
@@ -537,6 +538,10 @@ def _digest(value: Any, column: str) -> bytes:
     return value
 
 
+@overload
+def _time(value: Any, column: str, *, vendor: str, nullable: Literal[False] = False) -> datetime: ...
+@overload
+def _time(value: Any, column: str, *, vendor: str, nullable: bool) -> datetime | None: ...
 def _time(value: Any, column: str, *, vendor: str, nullable: bool = False) -> datetime | None:
     """A stored timestamp. SQLite: text exactly as Django writes it (naive UTC); PostgreSQL: the
     driver's aware datetime (out-of-range values arrive as NULL with a flag, see _PG_TIME_RANGE)."""

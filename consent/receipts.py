@@ -32,7 +32,7 @@ KANTARA_VERSION = "KI-CR-v1.1.0"
 ISO_27560_SCHEMA = "ISO/IEC TS 27560:2023"
 SERVICE_NAME = "Compte unique métropolitain"
 
-_CONSENT_TYPE = {
+_CONSENT_TYPE: dict[str, str] = {
     EventType.GIVEN: "EXPLICIT",
     EventType.RENEWED: "EXPLICIT",
     EventType.REFUSED: "EXPLICIT",

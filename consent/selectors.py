@@ -226,7 +226,7 @@ def processing_register(language: str = "fr") -> list[dict[str, Any]]:
                 "retention_days": purpose.retention_days,
                 "consent_lifetime_days": purpose.consent_lifetime_days,
                 "requires_consent": purpose.requires_consent,
-                "partner_client_id": purpose.client.client_id if purpose.client_id else None,
+                "partner_client_id": purpose.client.client_id if purpose.client is not None else None,
             }
         )
     return rows

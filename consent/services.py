@@ -246,7 +246,7 @@ def consent_record(
         raise ConsentError("give at most one of acting_user and acting_client")
 
     purpose = _purpose(purpose_code)
-    partner_client_id = purpose.client.client_id if purpose.client_id else ""
+    partner_client_id = purpose.client.client_id if purpose.client is not None else ""
     if collected_for is not None:
         if purpose.client_id and purpose.client_id != collected_for.pk:
             raise ConsentError("this purpose belongs to another partner")
@@ -416,7 +416,7 @@ def consent_expire_lapsed(*, now: datetime | None = None, limit: int = 500) -> i
                 collection_method=CollectionMethod.SYSTEM,
                 actor_type=ActorType.SYSTEM,
                 actor_id="",
-                partner_client_id=state.purpose.client.client_id if state.purpose.client_id else "",
+                partner_client_id=state.purpose.client.client_id if state.purpose.client is not None else "",
                 occurred_at=timezone.now(),
                 valid_until=None,
                 details=None,

@@ -331,7 +331,8 @@ def cookie_link_ticket_redeem(
         raise LinkTicketError("unknown, expired or used link ticket")
     if bound.get("client_id") != client_id or bound.get("browser") != browser_id_hash(browser_id):
         raise LinkTicketError("this link ticket is for another client or browser")
-    user = User.objects.filter(pk=bound.get("user"), is_active=True).first()
+    user_id = bound.get("user")
+    user = User.objects.filter(pk=user_id, is_active=True).first() if user_id is not None else None
     if user is None:
         raise LinkTicketError("the account of this link ticket is gone")
     return user, subject_link_browser(browser_id=browser_id, browser_secret=browser_secret, user=user)

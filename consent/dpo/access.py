@@ -8,7 +8,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
@@ -29,14 +29,14 @@ def is_dpo(user: Any) -> bool:
     )
 
 
-def dpo_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def dpo_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Console pages: sign-in page for visitors, 403 page for anyone else who is not the DPO,
     then identity.reauth.staff_mfa_required (an MFA session; every request audited)."""
 
     at_mfa_level = reauth.staff_mfa_required(view)  # MFA session, every request audited
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not is_dpo(request.user):

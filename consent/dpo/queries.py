@@ -77,8 +77,7 @@ def _parse_bound(value: str, *, end: bool) -> datetime:
     value = value.strip()
     day = parse_date(value) if len(value) == 10 else None
     if day is not None:
-        moment = datetime.combine(day + timedelta(days=1) if end else day, time.min, tzinfo=_tz())
-        return moment
+        return datetime.combine(day + timedelta(days=1) if end else day, time.min, tzinfo=_tz())
     try:
         moment = parse_datetime(value)
     except ValueError:
@@ -138,7 +137,9 @@ class EventFilters:
 
     def for_log(self) -> dict[str, Any]:
         """The filters without the email address (the resident is the audit row's subject)."""
-        data = {key: value for key, value in self.params().items() if key not in ("user_email", "resident")}
+        data: dict[str, Any] = {
+            key: value for key, value in self.params().items() if key not in ("user_email", "resident")
+        }
         if self.by_resident:
             data["by_resident"] = True
         return data
@@ -436,7 +437,7 @@ def parse_stats(params: Mapping[str, Any]) -> StatsQuery:
 
 def bucket_starts(query: StatsQuery) -> list[date]:
     assert query.date_from is not None and query.date_to is not None
-    starts = []
+    starts: list[date] = []
     current = _bucket_start(query.date_from, query.bucket)
     while current <= query.date_to and len(starts) <= MAX_BUCKETS:
         starts.append(current)

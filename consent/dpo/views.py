@@ -22,6 +22,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseBase,
     HttpResponseRedirect,
     JsonResponse,
     StreamingHttpResponse,
@@ -51,6 +52,7 @@ from consent.selectors import (
 from consent.services import tree_head_sign
 from identity.audit import audit_log
 from identity.reauth import recent_mfa_required
+from identity.request_user import request_user
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +74,11 @@ def tampered_page(request: HttpRequest, exc: LedgerTampered) -> HttpResponse:
     )
 
 
-def refuses_tampered(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def refuses_tampered(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """A console view that answers `tampered_page` instead of failing on altered rows."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         try:
             return view(request, *args, **kwargs)
         except LedgerTampered as exc:
@@ -134,7 +136,7 @@ def search(request: HttpRequest) -> HttpResponse:
     queries.checked_page(events, page)
     if filters.by_resident:
         queries.log_read(
-            dpo=request.user,  # type: ignore[arg-type]
+            dpo=request_user(request),
             view="events_search",
             subject=filters.resident,
             filters=filters.for_log(),
@@ -162,7 +164,7 @@ def _export_filters(request: HttpRequest) -> queries.EventFilters | HttpResponse
 @recent_mfa_required
 @require_GET
 @refuses_tampered
-def export_csv(request: HttpRequest) -> HttpResponse:
+def export_csv(request: HttpRequest) -> HttpResponseBase:
     filters = _export_filters(request)
     if isinstance(filters, HttpResponse):
         return filters
@@ -170,7 +172,7 @@ def export_csv(request: HttpRequest) -> HttpResponse:
     # Checked before the first byte: a streamed answer cannot become a refusal half-way.
     events_check(events)
     queries.log_read(
-        dpo=request.user,  # type: ignore[arg-type]
+        dpo=request_user(request),
         view="export_csv",
         subject=filters.resident,
         filters=filters.for_log(),
@@ -192,7 +194,7 @@ def export_json(request: HttpRequest) -> HttpResponse:
         return filters
     document = queries.export_json(queries.search(filters), filters)
     queries.log_read(
-        dpo=request.user,  # type: ignore[arg-type]
+        dpo=request_user(request),
         view="export_json",
         subject=filters.resident,
         filters=filters.for_log(),
@@ -223,7 +225,7 @@ def event_detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
     except KeyDestroyed:
         details, details_state = None, "erased"
     queries.log_read(
-        dpo=request.user,  # type: ignore[arg-type]
+        dpo=request_user(request),
         view="event_detail",
         subject=resident,
         event=str(event.id),
@@ -250,7 +252,7 @@ def event_detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
 def event_receipt(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
     event = _event_or_404(event_id)
     queries.log_read(
-        dpo=request.user,  # type: ignore[arg-type]
+        dpo=request_user(request),
         view="receipt",
         subject=queries.subject_user(event),
         event=str(event.id),
@@ -273,7 +275,7 @@ def event_proof_download(request: HttpRequest, event_id: uuid.UUID) -> HttpRespo
         )
         return redirect("consent:dpo:ledger")
     queries.log_read(
-        dpo=request.user,  # type: ignore[arg-type]
+        dpo=request_user(request),
         view="proof",
         subject=queries.subject_user(event),
         event=str(event.id),
@@ -323,7 +325,7 @@ def ledger_page(request: HttpRequest) -> HttpResponse:
         result = ledger_verify()
         audit_log(
             event="dpo.ledger_verified",
-            acting_user=request.user,  # type: ignore[arg-type]
+            acting_user=request_user(request),
             data={"ok": result.ok, "size": result.size, "problems": len(result.problems)},
         )
     head = latest_tree_head()
@@ -341,7 +343,7 @@ def tree_head_create(request: HttpRequest) -> HttpResponse:
     head = tree_head_sign()
     audit_log(
         event="dpo.tree_head_signed",
-        acting_user=request.user,  # type: ignore[arg-type]
+        acting_user=request_user(request),
         data={"tree_head": head.pk, "size": head.tree_size},
     )
     messages.success(request, _("Tête d'arbre signée pour %(size)s événements.") % {"size": head.tree_size})
