@@ -23,7 +23,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.urls import reverse
 
 from common.redirects import safe_next, with_next
@@ -48,17 +48,20 @@ class StaffAdminSite(admin.AdminSite):
         reauth.staff_refused_audit(request, reason=reauth.PROBLEM_MFA_REQUIRED)
         return reauth.staff_mfa_redirect(request, next_url)
 
-    def logout(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    # django-stubs says TemplateResponse; Django's own answer may be a redirect too, as ours is.
+    def logout(  # type: ignore[override]
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         return HttpResponseRedirect(reverse("identity:logout"))
 
-    def password_change(
+    def password_change(  # type: ignore[override]  # as logout
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         return HttpResponseRedirect(reverse("identity:password-change"))
 
     def admin_view(self, view: Any, cacheable: bool = False) -> Any:
         @wraps(view)
-        def audited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def audited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             return reauth.staff_request_audited(request, view, *args, **kwargs)
 
         return super().admin_view(audited, cacheable)

@@ -11,7 +11,7 @@ from identity.models import User, normalize_email
 class EmailBackend(ModelBackend):
     """Sign-in by email (case-insensitive). Legacy hashes are upgraded by check_password."""
 
-    def authenticate(  # type: ignore[override]
+    def authenticate(
         self,
         request: HttpRequest | None,
         username: str | None = None,

@@ -42,11 +42,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bcrypt
 from django.contrib.auth.hashers import Argon2PasswordHasher, BasePasswordHasher, mask_hash
 from django.utils.translation import gettext_noop as _noop
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrPromise
 
 BCRYPT_MAX_PASSWORD_BYTES = 72
 RAW_BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
@@ -70,9 +73,11 @@ class Argon2idHasher(Argon2PasswordHasher):
     memory_cost = 19 * 1024  # KiB = 19 MiB
     parallelism = 1
 
+    # Argon2PasswordHasher.params and BasePasswordHasher._load_library are Django's; django-stubs
+    # declares neither.
     def params(self) -> Any:
-        params = super().params()
-        argon2 = self._load_library()
+        params = super().params()  # type: ignore[misc]
+        argon2 = self._load_library()  # type: ignore[attr-defined]
         params.type = argon2.low_level.Type.ID
         return params
 
@@ -80,7 +85,7 @@ class Argon2idHasher(Argon2PasswordHasher):
         return super().encode(normalize_password(password), salt)
 
     def _verify_exact(self, password: str, encoded: str) -> bool:
-        argon2 = self._load_library()
+        argon2 = self._load_library()  # type: ignore[attr-defined]  # as in params
         try:
             return super().verify(password, encoded)
         except (argon2.exceptions.InvalidHashError, ValueError, AssertionError):
@@ -156,7 +161,7 @@ class LegacyBcryptHasher(_VerifyOnlyHasher):
         algorithm, _, raw = encoded.partition("$")
         return {"algorithm": algorithm, "hash": raw, "salt": ""}
 
-    def safe_summary(self, encoded: str) -> dict[str, Any]:
+    def safe_summary(self, encoded: str) -> dict[str | StrPromise, Any]:
         return {_noop("algorithm"): self.algorithm, _noop("hash"): mask_hash(encoded)}
 
 
@@ -191,7 +196,7 @@ class _LegacySaltedDigestHasher(_VerifyOnlyHasher):
         actual = self._hexdigest(password, decoded["salt"], decoded["order"])
         return hmac.compare_digest(actual.encode("ascii"), expected.encode("utf-8"))
 
-    def safe_summary(self, encoded: str) -> dict[str, Any]:
+    def safe_summary(self, encoded: str) -> dict[str | StrPromise, Any]:
         decoded = self.decode(encoded)
         return {
             _noop("algorithm"): decoded["algorithm"],

@@ -39,7 +39,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from rest_framework import exceptions
@@ -191,7 +191,7 @@ def recent_problem(request: HttpRequest, next_url: str = "/") -> JsonResponse:
 # --- decorators and DRF permissions ------------------------------------------------------------
 
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]  # a page may stream its answer (the DPO export)
 
 
 def staff_mfa_required(view: View) -> View:
@@ -199,7 +199,7 @@ def staff_mfa_required(view: View) -> View:
     Who may see the page (the DPO group…) is the view's or an outer decorator's business."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not session_is_mfa(request):
@@ -215,7 +215,7 @@ def recent_mfa_required(view: View) -> View:
     sent to re-authenticate and back (APIs: RecentMFAPermission)."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if recent_mfa(request):
@@ -334,7 +334,7 @@ def staff_refused_audit(request: HttpRequest, *, reason: str) -> None:
     )
 
 
-def staff_request_audited(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> HttpResponse:
+def staff_request_audited(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> HttpResponseBase:
     """Run a staff view and audit it (with its status; 500 if it raised)."""
     status = 500
     try:

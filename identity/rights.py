@@ -151,7 +151,8 @@ def export(user: User) -> dict[str, Any]:
             {
                 "at": _iso(entry.action_time),
                 "action": _ADMIN_ACTIONS.get(entry.action_flag, str(entry.action_flag)),
-                "model": f"{entry.content_type.app_label}.{entry.content_type.model}"
+                # django-stubs leaves LogEntry.content_type's ForeignKey unparameterised.
+                "model": f"{entry.content_type.app_label}.{entry.content_type.model}"  # type: ignore[attr-defined]
                 if entry.content_type
                 else None,
             }

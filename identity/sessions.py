@@ -219,6 +219,7 @@ def browser_session_for_request(request: HttpRequest, *, adopt: bool = True) -> 
     if cached is not None and cached.sid == request.session.get(SESSION_SID):
         return cached
     record = _browser_session_for_request(request, adopt=adopt)
+    # A per-request memo on Django's request, which declares no such attribute.
     request._cum_browser_session = record  # type: ignore[attr-defined]
     return record
 
@@ -250,7 +251,7 @@ def _browser_session_for_request(request: HttpRequest, *, adopt: bool) -> Browse
         return record
     now = timezone.now()
     if now - record.last_seen_at >= LAST_SEEN_THROTTLE:
-        fields = {"last_seen_at": now}
+        fields: dict[str, Any] = {"last_seen_at": now}
         session_key = request.session.session_key
         if session_key and _decrypt_session_key(record) != session_key:
             # The Django session key was cycled (e.g. password change): keep the binding.

@@ -96,6 +96,7 @@ class LoginView(auth_views.LoginView):
         context["register_url"] = with_next(reverse("identity:register"), next_url)
         return context
 
+    # The form is always form_class's (LoginForm); Django's signature names the base form.
     def form_valid(self, form: LoginForm) -> HttpResponse:  # type: ignore[override]
         user = form.get_user()
         throttle = form.throttle
@@ -283,11 +284,11 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     changes) and moves it out of the URL before the form is shown."""
 
     template_name = "registration/password_reset_confirm.html"
-    form_class = SetPasswordForm  # type: ignore[assignment]
+    form_class = SetPasswordForm
     success_url = reverse_lazy("identity:password-reset-complete")
     post_reset_login = False
 
-    def form_valid(self, form: SetPasswordForm) -> HttpResponse:  # type: ignore[override]
+    def form_valid(self, form: SetPasswordForm) -> HttpResponse:
         user = form.user
         user_password_reset(user=user, password=form.cleaned_data["new_password"], ip=client_ip(self.request))
         if self.request.user.is_authenticated and self.request.user.pk == user.pk:

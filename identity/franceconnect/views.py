@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
@@ -309,7 +309,7 @@ class LinkSignInView(LoginView):
     template_name = "franceconnect/link_sign_in.html"
 
     @method_decorator(never_cache)
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         self.flow = str(request.GET.get("flow") or "")[:100]
         pending = services.pending_link_load(request=request, flow=self.flow)
         if pending is None or pending.link_user:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from identity.mfa.models import BackupCodeDevice, Passkey, TOTPDevice
 
@@ -12,14 +15,14 @@ class FactorAdmin(admin.ModelAdmin):
     search_fields = ("user__email",)
     raw_id_fields = ("user",)
 
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Factors are enrolled by the resident only (the secret must never pass through staff).
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # An operator-assisted reset goes through identity.mfa.services.factors_reset (the
         # "Réinitialiser la double authentification" action on residents, or the
         # reset_second_factor command), which audits the operator and emails the resident;

@@ -46,7 +46,8 @@ def pending_get(request: HttpRequest) -> Pending | None:
     if float(data.get("expires", 0)) <= clock.now():
         request.session.pop(SESSION_PENDING, None)
         return None
-    user = User.objects.filter(pk=data.get("user"), is_active=True).first()
+    user_id = data.get("user")
+    user = User.objects.filter(pk=user_id, is_active=True).first() if user_id is not None else None
     if user is None:
         request.session.pop(SESSION_PENDING, None)
         return None

@@ -38,6 +38,10 @@ class ClockThrottlingMixin(ThrottlingMixin):
     """django-otp's exponential throttle (c·2^(n-1) seconds after n failures), read through
     identity.mfa.clock so that tests can move time without touching Django's clock."""
 
+    # django-otp's fields (no stubs: mypy cannot see them).
+    throttling_failure_timestamp: datetime | None
+    throttling_failure_count: int
+
     class Meta:
         abstract = True
 

@@ -52,7 +52,7 @@ def export(user: User) -> dict[str, Any]:
             "last_used_at": _iso(backup.last_used_at),
             "total": len(codes),
             "unused": sum(1 for used_at in codes if used_at is None),
-            "used_at": sorted(_iso(used_at) for used_at in codes if used_at is not None),
+            "used_at": sorted(used_at.isoformat() for used_at in codes if used_at is not None),
         }
     return {
         "totp": [

@@ -125,9 +125,9 @@ def verify(request: HttpRequest) -> HttpResponse:
         return render(request, "mfa/no_factor.html", {"next": subject.next_url}, status=403)
     totp_form = TOTPCodeForm(prefix="totp")
     backup_form = BackupCodeForm(prefix="backup")
-    submitted = None
+    submitted: TOTPCodeForm | BackupCodeForm | None = None
     if request.method == "POST":
-        kind = request.POST.get("method")
+        kind = request.POST.get("method", "")
         if kind == Kind.TOTP and methods["totp"]:
             submitted = totp_form = TOTPCodeForm(request.POST, prefix="totp")
         elif kind == Kind.BACKUP and methods["backup"]:
@@ -482,7 +482,8 @@ def passkey_register(request: HttpRequest) -> HttpResponse:
     handle_hex = request.session.pop(SESSION_PASSKEY_HANDLE, None)
     if data is None or challenge is None or not handle_hex:
         return _bad(_("L'enregistrement a expiré. Réessayez."))
-    name = data.get("name") if isinstance(data.get("name"), str) else ""
+    given_name = data.get("name")
+    name = given_name if isinstance(given_name, str) else ""
     try:
         services.passkey_register(
             user=request_user(request),

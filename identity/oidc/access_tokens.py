@@ -278,7 +278,8 @@ def _resident_token_query(
     readers = []
     for field in fields:
         column = field.get_col(user.db_table)
-        converters = db_connection.ops.get_db_converters(column) + field.get_db_converters(db_connection)
+        # Field.get_db_converters is Django's (the ORM calls it); django-stubs lacks it.
+        converters = db_connection.ops.get_db_converters(column) + field.get_db_converters(db_connection)  # type: ignore[attr-defined]
         readers.append((field.attname, converters, column))
     _resident_query[key] = (sql, readers)
     return sql, readers

@@ -91,7 +91,7 @@ class PartnerClientForm(forms.ModelForm):
     def _post_clean(self) -> None:
         # The configuration rules are Client.clean's (identity.oidc.client_checks), run here by
         # ModelForm._post_clean; the sector document is fetched only once they pass.
-        super()._post_clean()
+        super()._post_clean()  # type: ignore[misc]  # Django's ModelForm has it; django-stubs does not
         self._check_sector_document(self.cleaned_data)
 
     def _check_sector_document(self, data: dict[str, Any]) -> None:
@@ -148,6 +148,7 @@ def regenerate_secret(
             % {"client": client.client_id, "secret": secret},
             messages.SUCCESS,
         )
+    return None
 
 
 class PartnerClientAdmin(admin.ModelAdmin):
@@ -275,7 +276,7 @@ class _TokenAdmin(admin.ModelAdmin):
     """Tokens are read (to see what a partner holds) and revoked by deletion; never shown:
     only their SHA-256 is stored."""
 
-    list_display = ("id", "application", "user", "created")
+    list_display: tuple[str, ...] = ("id", "application", "user", "created")
     list_select_related = ("application", "user")
     search_fields = ("application__client_id", "user__email")
     exclude = ("token", "token_checksum")

@@ -190,7 +190,8 @@ def assertion_client_id(request: Any) -> str | None:
 
 
 def _verify_signature(assertion: str, alg: str, keys: jwk.JWKSet, kid: str | None) -> bool:
-    candidates = [keys.get_key(kid)] if kid else list(keys)
+    # JWKSet iterates over its keys; types-jwcrypto types it as the dict it derives from.
+    candidates = [keys.get_key(kid)] if kid else list(keys)  # type: ignore[arg-type]
     for key in candidates:
         if key is None:
             continue

@@ -68,7 +68,8 @@ class Server(
             self,
             default_response_type="code",
             response_types={"code": self.auth_grant_choice},
-            default_token_type=self.bearer,
+            # oauthlib takes the token handler here (as its own servers do); types-oauthlib says str.
+            default_token_type=self.bearer,  # type: ignore[arg-type]
         )
         self.token_grant_choice = AuthorizationTokenGrantDispatcher(
             request_validator, default_grant=self.auth_grant, oidc_grant=self.openid_connect_auth
@@ -81,7 +82,8 @@ class Server(
                 "client_credentials": self.credentials_grant,
                 "refresh_token": self.refresh_grant,
             },
-            default_token_type=self.bearer,
+            # oauthlib takes the token handler here (as its own servers do); types-oauthlib says str.
+            default_token_type=self.bearer,  # type: ignore[arg-type]
         )
         RevocationEndpoint.__init__(self, request_validator)
         IntrospectEndpoint.__init__(self, request_validator)

@@ -109,7 +109,8 @@ def level_requirements(
         return [ACR_MFA], True
     spec = ((claims or {}).get("id_token") or {}).get("acr")
     if isinstance(spec, dict) and spec.get("essential") is True:
-        values = spec.get("values") if isinstance(spec.get("values"), list) else []
+        listed = spec.get("values")
+        values = listed if isinstance(listed, list) else []
         if isinstance(spec.get("value"), str):
             values = [spec["value"]]
         values = [value for value in values if isinstance(value, str)]
@@ -198,11 +199,11 @@ class AuthorizeView(AuthorizationMixin, View):
             # RFC 9126 §4: only the pushed parameters count (client_id must match them).
             try:
                 params = par_resolve(
-                    request, client_id=raw.get("client_id", ""), request_uri=raw["request_uri"]
+                    request, client_id=raw.get("client_id", ""), request_uri=raw.get("request_uri", "")
                 )
             except RequestUriError as exc:
                 return error_page(request, "invalid_request_uri", str(exc))
-            self.par_uri = raw["request_uri"]
+            self.par_uri = raw.get("request_uri", "")
         else:
             params = raw
         if not params.get("redirect_uri") and params.get("client_id"):
@@ -287,7 +288,7 @@ class AuthorizeView(AuthorizationMixin, View):
         if "none" in prompt and params.get("id_token_hint"):
             # OIDC Core §3.1.2.1: a silent positive answer only for the End-User the hint
             # names; a hint we did not issue (or cannot verify) gets no silent answer either.
-            matches = self._id_token_hint_matches(params["id_token_hint"], request.user, credentials)
+            matches = self._id_token_hint_matches(params.get("id_token_hint", ""), request.user, credentials)
             if matches is None:
                 return redirect_error(
                     redirect_uri, "invalid_request", "id_token_hint is not an ID token we issued.", state

@@ -63,7 +63,9 @@ from identity.sessions import EndReason, browser_session_for_request, session_en
 
 
 def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
-    return CsrfViewMiddleware(lambda _request: HttpResponse()).process_view(request, None, (), {})
+    # Django only reads attributes of the view passed (csrf_exempt): None has none. The stubs
+    # want a callable.
+    return CsrfViewMiddleware(lambda _request: HttpResponse()).process_view(request, None, (), {})  # type: ignore[arg-type]
 
 
 def verify_id_token_hint(hint: str) -> dict[str, Any] | None:

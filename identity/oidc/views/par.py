@@ -45,7 +45,7 @@ class PushedAuthorizationView(OAuthLibMixin, View):
             return json_error("invalid_request", "client_id does not match the authenticated client.")
         if len(request.POST) > MAX_PARAMS or any(len(v) > MAX_VALUE_LENGTH for v in request.POST.values()):
             return json_error("invalid_request", "Too many or too long parameters.")
-        params = {name: value for name, value in request.POST.items() if name not in _AUTH_PARAMS}
+        params = {name: request.POST.get(name, "") for name in request.POST if name not in _AUTH_PARAMS}
         params["client_id"] = client.client_id
         if "request_uri" in params:
             return json_error("invalid_request", "request_uri cannot be pushed (RFC 9126 §2.1).")
@@ -60,7 +60,8 @@ class PushedAuthorizationView(OAuthLibMixin, View):
                 uri, http_method="GET", body="", headers=core.extract_headers(request)
             )
         except oauth2.OAuth2Error as error:
-            return json_error(error.error, error.description or "")
+            # Every error oauthlib raises names itself (only its base class has None).
+            return json_error(error.error or "invalid_request", error.description or "")
         if params.get("code_challenge_method") != PKCE_METHOD:
             return json_error("invalid_request", "PKCE with code_challenge_method=S256 is required.")
         request_uri, expires_in = par_store(client=client, parameters=params)

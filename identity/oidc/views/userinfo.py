@@ -92,6 +92,7 @@ class UserInfoView(View):
         token, problem = bearer_token(request)
         if problem is not None:
             return problem
+        assert token is not None  # bearer_token gives the token or the error response
         claims = decode(token, verify=False)
         if claims is None or is_client_token(claims) or not _audience_includes_us(claims):
             return _invalid_token()  # not ours, expired, another resource's, or a client's own
