@@ -31,10 +31,10 @@ from common.ratelimit import client_ip
 from common.redirects import safe_next
 from identity import ratelimit
 from identity.franceconnect import client, selectors, services
+from identity.login_view import LoginView
 from identity.services import AccountError
 from identity.sessions import SESSION_AUTH_TIME, device_label
 from identity.signin import login_notify_new_device, session_logout
-from identity.views import LoginView
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ class LinkSignInView(LoginView):
     """The dedicated sign-in of the link flow: /franceconnect/lier/connexion/?flow=<id>.
 
     Names the FranceConnect identity waiting to be linked, and takes the password of the
-    existing account (identity.views.LoginView: same limits, second factor, notifications).
+    existing account (identity.login_view.LoginView: same limits, second factor, notifications).
     A correct password here announces the one sign-in the pending identity survives; the
     sign-in then goes on to the confirmation page of the same flow, whatever `next` says.
     """

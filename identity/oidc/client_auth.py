@@ -138,28 +138,6 @@ def client_jwks(client: Any, *, refresh: bool = False) -> jwk.JWKSet:
         raise ClientAuthError("client keys are not a valid JWK Set") from exc
 
 
-def validate_jwks_document(data: Any) -> dict[str, Any]:
-    """Registration-time check of an inline JWKS: public RSA/EC P-256 signing keys only."""
-    if not isinstance(data, dict) or not isinstance(data.get("keys"), list) or not data["keys"]:
-        raise ValueError("a JWK Set needs a non-empty 'keys' list")
-    for entry in data["keys"]:
-        if not isinstance(entry, dict):
-            raise ValueError("each key must be a JSON object")
-        if "d" in entry or "p" in entry or "k" in entry:
-            raise ValueError("the JWKS must contain public keys only")
-        if entry.get("kty") not in {"RSA", "EC"}:
-            raise ValueError("keys must be RSA or EC (P-256)")
-        if entry.get("kty") == "EC" and entry.get("crv") != "P-256":
-            raise ValueError("EC keys must use the P-256 curve (ES256)")
-        if entry.get("use", "sig") != "sig":
-            raise ValueError("keys must be signing keys (use=sig)")
-        try:
-            jwk.JWK(**entry)
-        except (JWException, ValueError, TypeError) as exc:
-            raise ValueError(f"invalid key: {exc}") from exc
-    return data
-
-
 # --- private_key_jwt -------------------------------------------------------------------------------
 
 
