@@ -38,11 +38,13 @@ from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
 from common.outbound import open_without_redirects
+from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 from identity.oidc.constants import (
     CLIENT_ASSERTION_ALGS,
     CLIENT_ASSERTION_MAX_LIFETIME,
     CLIENT_ASSERTION_TYPE,
 )
+from identity.oidc.models import ClientAssertionJti
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,6 @@ def _jwks_cache_key(client: Any) -> str:
 
 def fetch_jwks(uri: str) -> dict[str, Any]:
     """GET a JWK Set: https only (http on loopback in development), short timeout, small body."""
-    from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 
     try:
         validate_client_uri(uri, what="JWKS URI")
@@ -229,7 +230,6 @@ def verify_client_assertion(client: Any, request: Any, *, now: float | None = No
 
 
 def jti_record_once(*, client_id: str, jti: str, exp: float, now: float) -> None:
-    from identity.oidc.models import ClientAssertionJti
 
     expires_at = datetime.fromtimestamp(exp + CLOCK_SKEW, tz=UTC)
     digest = hashlib.sha256(jti.encode("utf-8")).hexdigest()
