@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import router, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -28,7 +29,9 @@ from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from common.crypto import keyed_hash_matches
+from identity.client_cache import client_cache_generation, client_cache_get, client_cache_put
 from identity.keys import active_signing_key, verification_key
+from identity.oidc.access_tokens import decode, is_client_token
 from identity.oidc.claims import standard_claims
 from identity.oidc.client_auth import (
     ClientAuthError,
@@ -36,7 +39,10 @@ from identity.oidc.client_auth import (
     method_used,
     verify_client_assertion,
 )
+from identity.oidc.models import RevokedAccessToken
+from identity.oidc.resources import unknown_targets
 from identity.oidc.session_tokens import session_tokens_revoke
+from identity.oidc.sharing import released_claims
 from identity.sessions import browser_session_by_sid, session_client_record
 
 if TYPE_CHECKING:
@@ -112,7 +118,6 @@ class Validator(OAuth2Validator):
         # The client row is read by nearly every protocol request: served from the
         # in-process cache (identity/client_cache.py: changes on this process take effect
         # at once, on other processes within its TTL). Misses go to django-oauth-toolkit.
-        from identity.client_cache import client_cache_generation, client_cache_get, client_cache_put
 
         current = getattr(request, "client", None)
         if current is not None and getattr(current, "client_id", None) == client_id:
@@ -498,7 +503,6 @@ class Validator(OAuth2Validator):
 
     @staticmethod
     def _check_targets(resources: list[Any], request: OAuthRequest) -> None:
-        from identity.oidc.resources import unknown_targets
 
         if len(resources) > MAX_RESOURCES or unknown_targets(resources):
             raise oauth2_errors.CustomOAuth2Error(
@@ -545,8 +549,6 @@ class Validator(OAuth2Validator):
         else:
             granted, restricted = [], False
         if restricted:
-            from django.conf import settings
-
             allowed = granted or [settings.ISSUER]
             if any(uri not in allowed for uri in requested):
                 raise oauth2_errors.CustomOAuth2Error(
@@ -653,8 +655,6 @@ class Validator(OAuth2Validator):
     ) -> None:
         # Rows first (resident access tokens, refresh tokens), limited to this client.
         super().revoke_token(token, token_type_hint, request, *args, **kwargs)
-        from identity.oidc.access_tokens import decode, is_client_token
-        from identity.oidc.models import RevokedAccessToken
 
         claims = decode(token)
         client = request.client
@@ -690,7 +690,6 @@ class Validator(OAuth2Validator):
 
     def get_oidc_claims(self, token: Any, token_handler: Any, request: OAuthRequest) -> dict[str, Any]:
         # identity/oidc/sharing.py: `sub`, then only what the scopes cover and the ledger allows now.
-        from identity.oidc.sharing import released_claims
 
         return released_claims(request.client, request.user, request.scopes or [])
 
