@@ -45,8 +45,8 @@ def test_sign_in_opens_a_session_and_records_it(client, resident):
     assert client.session[SESSION_AMR] == ["pwd"]
     assert client.session[SESSION_AUTH_TIME] > 0
     assert AuditEvent.objects.filter(event="login.succeeded", subject_user_id=resident.pk).exists()
-    assert "cum_device" in response.cookies
-    assert response.cookies["cum_device"]["httponly"]
+    assert "known_device" in response.cookies
+    assert response.cookies["known_device"]["httponly"]
 
 
 def test_wrong_password_and_unknown_email_give_the_same_answer(resident):

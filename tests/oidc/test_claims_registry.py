@@ -196,7 +196,7 @@ def test_the_consent_screen_describes_the_registered_scope(commune_provider, mak
 
 def test_the_consent_screen_speaks_english_from_the_registry(make_client, signed_in) -> None:
     rp = make_client()
-    signed_in.cookies["cum_language"] = "en"
+    signed_in.cookies["language"] = "en"
     page = OIDCFlow(signed_in, rp).authorize()
     assert is_consent_page(page)
     html = page.content.decode()
