@@ -179,7 +179,7 @@ else:
 
 # --- Authentication -------------------------------------------------------------------
 AUTH_USER_MODEL = "identity.User"
-AUTHENTICATION_BACKENDS = ["identity.backends.EmailBackend"]
+AUTHENTICATION_BACKENDS = ["identity.email_backend.EmailBackend"]
 LOGIN_URL = "identity:login"
 LOGIN_REDIRECT_URL = "identity:account"
 LOGOUT_REDIRECT_URL = "identity:login"
@@ -199,12 +199,12 @@ if TESTING and not env_bool("TEST_REAL_HASHER_COST", default=False):
     PASSWORD_HASHERS[0] = "identity.hashers.FastTestArgon2idHasher"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "identity.validators.LengthValidator", "OPTIONS": {"min_length": 8, "max_length": 128}},
+    {"NAME": "identity.password_rules.LengthValidator", "OPTIONS": {"min_length": 8, "max_length": 128}},
     {
         "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
         "OPTIONS": {"user_attributes": ("email", "given_name", "family_name")},
     },
-    {"NAME": "identity.validators.CommonPasswordValidator"},
+    {"NAME": "identity.password_rules.CommonPasswordValidator"},
 ]
 PASSWORD_RESET_TIMEOUT = 60 * 60  # one hour
 EMAIL_VERIFICATION_TIMEOUT = 60 * 60 * 24 * 3  # three days
@@ -353,9 +353,9 @@ if ACCESS_TOKEN_SIGNING_ALG not in ("ES256", "RS256"):
     raise ImproperlyConfigured("ACCESS_TOKEN_SIGNING_ALG must be ES256 or RS256")
 
 OAUTH2_PROVIDER = {
-    "OAUTH2_VALIDATOR_CLASS": "identity.oidc.validators.Validator",
+    "OAUTH2_VALIDATOR_CLASS": "identity.oidc.request_validator.Validator",
     "OAUTH2_SERVER_CLASS": "identity.oidc.server.Server",
-    "OAUTH2_BACKEND_CLASS": "identity.oidc.backend.OAuthLibCore",
+    "OAUTH2_BACKEND_CLASS": "identity.oidc.oauthlib_core.OAuthLibCore",
     "OIDC_SERVER_CLASS": "identity.oidc.server.Server",
     # Scopes come from the claims registry (identity/oidc/claims/), not from settings.
     "SCOPES_BACKEND_CLASS": "identity.oidc.claims.RegistryScopes",

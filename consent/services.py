@@ -12,7 +12,7 @@ written):
   partner/DPO APIs (`api`) and staff (`staff_on_behalf`, `acting_user=` the staff member).
 - `purpose_for_client(*, client, key, fields) -> Purpose` — the purpose of one partner
   client under the caller's `key` (get-or-create); identity.oidc keeps there the purpose
-  of sharing a set of claims (identity.oidc.consent.purpose_for_client_scopes).
+  of sharing a set of claims (identity.oidc.sharing.purpose_for_client_scopes).
 - `purpose_create(*, code, ...) -> Purpose` — add a purpose to the catalogue (DPO console).
 - `notice_publish(*, purpose, text_fr, text_en, material, acting_user=None) -> PrivacyNotice`
   — a new version; `material=True` puts current consents into renewal-required state.

@@ -191,14 +191,14 @@ def test_logout_post_ends_the_session(signed_in, resident):
 
 def test_logout_without_csrf_token_is_refused(resident):
     browser = Client(enforce_csrf_checks=True)
-    browser.force_login(resident, backend="identity.backends.EmailBackend")
+    browser.force_login(resident, backend="identity.email_backend.EmailBackend")
     assert browser.post("/deconnexion/").status_code == 403
     assert browser.get("/compte/").status_code == 200
 
 
 def test_logout_with_csrf_token_works(resident):
     browser = Client(enforce_csrf_checks=True)
-    browser.force_login(resident, backend="identity.backends.EmailBackend")
+    browser.force_login(resident, backend="identity.email_backend.EmailBackend")
     page = browser.get("/deconnexion/").content.decode()
     token = re.search(
         r'action="/deconnexion/">\s*<input type="hidden" name="csrfmiddlewaretoken" value="([^"]+)"', page

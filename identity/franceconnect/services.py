@@ -60,6 +60,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 
 from common.crypto import decrypt_at_rest, encrypt_at_rest
@@ -69,7 +70,8 @@ from identity.franceconnect.models import FranceConnectLink
 from identity.mfa import clock
 from identity.mfa.flow import PENDING_SECONDS as SECOND_STEP_SECONDS
 from identity.models import User
-from identity.services import AccountError, user_create
+from identity.services import AccountError, email_verification_send, user_create
+from identity.sessions import SESSION_AUTH_TIME
 from identity.signin import session_login, session_logout
 
 SESSION_REQUEST = "franceconnect_request"
@@ -239,7 +241,6 @@ def pending_link_sign_in_started(*, request: HttpRequest, pending: PendingIdenti
 def pending_on_sign_in(*, request: HttpRequest | None, user: User) -> None:
     """Called at every sign-in of this browser (user_logged_in): keep the pending identity
     only for the sign-in its link flow announced, else drop it (module docstring)."""
-    from django.urls import reverse
 
     session = getattr(request, "session", None)
     if request is None or session is None or SESSION_PENDING not in session:
@@ -334,7 +335,6 @@ def account_create_from_franceconnect(
     resident must sign in to that account to link it), LinkError when the sub got linked
     in the meantime.
     """
-    from identity.services import email_verification_send
 
     if not pending.email:
         raise AccountError("no email from FranceConnect")
@@ -369,7 +369,6 @@ def session_amr(amr: list[str] | tuple[str, ...]) -> list[str]:
 
 def franceconnect_session_remember(*, request: HttpRequest, id_token: str, acr: str) -> None:
     """Remember the upstream ID token (for the end-session call) in this session only."""
-    from identity.sessions import SESSION_AUTH_TIME
 
     request.session[SESSION_FC] = {
         "id_token": id_token,

@@ -31,7 +31,7 @@ from consent.services import (
     subject_link_browser,
 )
 from identity.models import AuditEvent
-from identity.oidc.consent import purpose_for_client_scopes
+from identity.oidc.sharing import purpose_for_client_scopes
 
 BROWSER = "Zm9vYmFyYmF6cXV4LXJhbmRvbS1icm93c2VyLWlk"
 

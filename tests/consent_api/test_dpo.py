@@ -23,7 +23,7 @@ from consent.models import LedgerEvent
 from consent.receipts import receipt_verify
 from consent.services import browser_subject_register, consent_record, subject_link_browser, tree_head_sign
 from identity.models import AuditEvent, User
-from identity.oidc.consent import purpose_for_client_scopes
+from identity.oidc.sharing import purpose_for_client_scopes
 from tests.consent_api.conftest import audit_reads
 
 PROBLEM = "application/problem+json"

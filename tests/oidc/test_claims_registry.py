@@ -22,7 +22,7 @@ from consent.services import consent_record, purpose_create
 from identity.oidc import claims as registry
 from identity.oidc.client_uris import ClientConfigError
 from identity.oidc.clients import client_register
-from identity.oidc.consent import purpose_for_client_scopes, sharing_purpose_code
+from identity.oidc.sharing import purpose_for_client_scopes, sharing_purpose_code
 from tests.conftest import REDIRECT_URI, OIDCFlow, verify_id_token
 from tests.oidc.conftest import complete_flow, is_consent_page, userinfo
 

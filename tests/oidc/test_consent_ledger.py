@@ -29,8 +29,8 @@ from consent.models import Purpose
 from consent.selectors import consent_is_granted, events_search
 from consent.services import consent_record
 from identity.oidc.access_tokens import decode, resident_and_consent
-from identity.oidc.consent import sharing_purpose_code
-from identity.oidc.validators import Validator
+from identity.oidc.request_validator import Validator
+from identity.oidc.sharing import sharing_purpose_code
 from tests.conftest import REDIRECT_URI, OIDCFlow, verify_id_token
 from tests.oidc.conftest import (
     complete_flow,

@@ -17,7 +17,7 @@ from oauthlib.common import Request as OAuthRequest
 
 from identity.oidc import access_tokens
 from identity.oidc.models import AccessToken, RevokedAccessToken
-from identity.oidc.validators import Validator
+from identity.oidc.request_validator import Validator
 from tests.conftest import OIDCFlow, verify_id_token
 from tests.oidc.conftest import basic, complete_flow, post_token, userinfo
 
