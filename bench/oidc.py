@@ -50,6 +50,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+import psycopg
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 LOOPBACK = "127.0.0.1"
@@ -504,8 +506,6 @@ class Bench:
         return name, params
 
     def recreate_database(self) -> None:
-        import psycopg
-
         name, params = self._db_name()
         with psycopg.connect(**params, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -516,8 +516,6 @@ class Bench:
     def drop_database(self) -> None:
         if not self.db_created or self.args.keep_db:
             return
-        import psycopg
-
         name, params = self._db_name()
         try:
             with psycopg.connect(**params, autocommit=True) as conn:
@@ -700,7 +698,7 @@ class Bench:
         the form), so no template needs to be rendered before posting it.
         """
         csrf = secrets.token_hex(16)  # 32 characters, Django's unmasked CSRF secret length
-        cookie_names = ("__Host-cum_csrf", "cum_csrf")
+        cookie_names = ("__Host-csrf", "csrf")
         conn = Connection(self.port, proxy_headers())
         try:
             response = await conn.request(
@@ -766,7 +764,7 @@ class Bench:
             if page.status != 200 or not found:
                 raise BenchError(f"information page: HTTP {page.status} {page.body[:200]!r}")
             csrf = secrets.token_hex(16)
-            cookies = "; ".join(f"{name}={csrf}" for name in ("__Host-cum_csrf", "cum_csrf"))
+            cookies = "; ".join(f"{name}={csrf}" for name in ("__Host-csrf", "csrf"))
             answer = await conn.request(
                 "POST",
                 "/authorize/information",

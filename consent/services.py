@@ -659,7 +659,7 @@ def purpose_for_client(*, client: Any, key: str, fields: dict[str, Any]) -> Purp
 
     Get-or-create, safe under concurrency; one purpose per (client, key). The key is the
     caller's name for what the purpose covers (identity.oidc: the sorted scope set); consent
-    stores it (`Purpose.scopes`) and never interprets it. `fields` are the new purpose's
+    stores it (`Purpose.client_key`) and never interprets it. `fields` are the new purpose's
     other fields (code, titles, descriptions, legal basis, data categories...), used only
     when it is created.
     """
@@ -667,15 +667,15 @@ def purpose_for_client(*, client: Any, key: str, fields: dict[str, Any]) -> Purp
         raise ConsentError("a registered client is required")
     if not isinstance(key, str) or not key.strip():
         raise ConsentError("a purpose key is required")
-    existing = Purpose.objects.filter(client=client, scopes=key).first()
+    existing = Purpose.objects.filter(client=client, client_key=key).first()
     if existing is not None:
         return existing
     try:
         with transaction.atomic():
-            return Purpose.objects.create(**{**fields, "client": client, "scopes": key})
+            return Purpose.objects.create(**{**fields, "client": client, "client_key": key})
     except IntegrityError:
         # Another request created it first.
-        purpose = Purpose.objects.filter(client=client, scopes=key).first()
+        purpose = Purpose.objects.filter(client=client, client_key=key).first()
         if purpose is None:
             raise
         return purpose

@@ -43,10 +43,10 @@ from identity.models import BrowserSession, SessionClient, User
 
 log = logging.getLogger(__name__)
 
-SESSION_SID = "cum_sid"
+SESSION_SID = "sessions.sid"
 # When and how the resident authenticated, written by identity.signin.session_login.
-SESSION_AUTH_TIME = "cum_auth_time"
-SESSION_AMR = "cum_amr"
+SESSION_AUTH_TIME = "sessions.auth_time"
+SESSION_AMR = "sessions.amr"
 LAST_SEEN_THROTTLE = timedelta(seconds=60)
 USER_AGENT_MAX = 200
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from django.core import mail
 from django.core.cache import caches
+from django.db import connection
 from django.test import Client, RequestFactory
 
 from common import ratelimit as counters
@@ -109,7 +110,6 @@ def test_counter_increments_and_keeps_its_window(limits, clock, settings):
     # The database cache's generic incr() would re-set the default 300 s timeout.
     cache = caches["ratelimit"]
     key = cache.make_and_validate_key(counters.counter_key("test", "x", 3600))
-    from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT expires FROM cum_ratelimit WHERE cache_key = %s", [key])
@@ -200,7 +200,7 @@ def test_new_window_starts_from_zero(limits, clock, resident):
 def test_known_device_is_not_locked_out_by_an_attacker(limits, resident):
     home = Client()
     assert attempt(home, resident.email, PASSWORD).status_code == 302
-    assert "cum_device" in home.cookies
+    assert "known_device" in home.cookies
     home.post("/deconnexion/")
 
     for _ in range(5):
@@ -237,7 +237,7 @@ def test_forged_or_foreign_device_cookie_does_not_bypass_the_lock(limits, reside
 
     assert TOO_MANY in attempt(foreign, resident.email, PASSWORD).content.decode()
     forged = Client()
-    forged.cookies["cum_device"] = foreign.cookies["cum_device"].value.replace(":", ";", 1) + "x"
+    forged.cookies["known_device"] = foreign.cookies["known_device"].value.replace(":", ";", 1) + "x"
     assert TOO_MANY in attempt(forged, resident.email, PASSWORD).content.decode()
 
 

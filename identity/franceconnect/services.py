@@ -12,7 +12,7 @@ What a session opened through FranceConnect says about the sign-in (`franceconne
   It is written on the BrowserSession record after `session_login`, because the record
   would otherwise derive the level from ``amr`` alone; a FranceConnect ``mfa`` does not
   raise the eIDAS level (FranceConnect's own documentation), so it is not our MFA level.
-- The upstream ID token is kept in the Django session only (``franceconnect_session``),
+- The upstream ID token is kept in the Django session only (``franceconnect.session``),
   for the end-session call at sign-out; it is never written to the database.
 
 Audit events carry ids and reason codes only: never a name, a birth date or an address.
@@ -74,10 +74,10 @@ from identity.services import AccountError, email_verification_send, user_create
 from identity.sessions import SESSION_AUTH_TIME
 from identity.signin import session_login, session_logout
 
-SESSION_REQUEST = "franceconnect_request"
-SESSION_PENDING = "franceconnect_pending"
-SESSION_FC = "franceconnect_session"
-SESSION_LOGOUT_STATE = "franceconnect_logout_state"
+SESSION_REQUEST = "franceconnect.request"
+SESSION_PENDING = "franceconnect.pending"
+SESSION_FC = "franceconnect.session"
+SESSION_LOGOUT_STATE = "franceconnect.logout_state"
 
 REQUEST_MAX_AGE_SECONDS = 15 * 60
 PENDING_MAX_AGE_SECONDS = 15 * 60

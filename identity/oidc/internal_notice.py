@@ -48,7 +48,7 @@ from identity.oidc.errors import error_page
 from identity.oidc.models import InternalServiceNotice
 from identity.oidc.sharing import describe_scopes
 
-NOTICE_SESSION_KEY = "cum_pending_internal_notices"
+NOTICE_SESSION_KEY = "oidc.pending_internal_notices"
 MAX_PENDING = 5
 PENDING_LIFETIME_SECONDS = 30 * 60
 

@@ -62,11 +62,11 @@ from identity.request_user import request_user
 from identity.selectors import session_auth_time
 from identity.sessions import browser_session_for_request
 
-PENDING_SESSION_KEY = "cum_pending_authorizations"
+PENDING_SESSION_KEY = "oidc.pending_authorizations"
 MAX_PENDING = 5
 # When this browser was sent to sign in for a request (by a fingerprint of the request): a
 # request with prompt=login or max_age resumes only after a sign-in at or after that moment.
-SIGN_IN_ASKED_SESSION_KEY = "cum_sign_in_asked"
+SIGN_IN_ASKED_SESSION_KEY = "oidc.sign_in_asked"
 SIGN_IN_ASKED_SECONDS = 30 * 60
 
 
