@@ -20,6 +20,8 @@ For the resident's pages, the cookie API and the DPO console:
   the queryset selects is malformed or altered; readers that show, export or sign rows call
   it first, since the ORM's conversion of a malformed value raises (issue 9, finding 10)
 - `processing_register(language="fr") -> list[dict]` (GDPR Art. 30, from the catalogue)
+- `privacy_policy_purposes(*, language="fr") -> list[PolicyPurpose]` (the public privacy
+  policy: active purposes with their current notice)
 
 Proofs and verification:
 - `latest_tree_head()`, `tree_heads()`, `verify_tree_head(head) -> bool`
