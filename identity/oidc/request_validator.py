@@ -698,7 +698,9 @@ class Validator(OAuth2Validator):
         claims["auth_time"] = int(
             _as_utc(getattr(request, "auth_time", None) or request.user.last_login).timestamp()
         )
-        session = getattr(request, "cum_session", None) or browser_session_by_sid(getattr(request, "cum_sid", ""))
+        session = getattr(request, "cum_session", None) or browser_session_by_sid(
+            getattr(request, "cum_sid", "")
+        )
         if session is not None:
             # OIDC Front-/Back-Channel Logout `sid`.
             claims["sid"] = session.sid
