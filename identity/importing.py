@@ -259,17 +259,7 @@ def _optional_text(obj: dict[str, Any], key: str, max_length: int) -> str:
     return value
 
 
-def parse_row(text: str, *, line: int, digest_order: str = SALT_THEN_PASSWORD) -> ImportRow:
-    """Validate one decoded JSON line. Raises RowRejected with the first problem found."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RowRejected(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-    except (ValueError, RecursionError):
-        raise RowRejected("invalid JSON") from None
-    if not isinstance(obj, dict):
-        raise RowRejected("not a JSON object")
-
+def _email(obj: dict[str, Any]) -> str:
     raw_email = obj.get("email")
     if raw_email is None or (isinstance(raw_email, str) and not raw_email.strip()):
         raise RowRejected("missing email")
@@ -282,6 +272,45 @@ def parse_row(text: str, *, line: int, digest_order: str = SALT_THEN_PASSWORD) -
         raise RowRejected("malformed email") from None
     if len(email) > 254:
         raise RowRejected("malformed email (longer than 254 characters)")
+    return email
+
+
+def _language(obj: dict[str, Any]) -> str:
+    language = obj.get("preferred_language")
+    if language is None or language == "":
+        return "fr"
+    if not isinstance(language, str):
+        raise RowRejected("preferred_language must be a string")
+    language = re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]
+    if language not in LANGUAGES:
+        raise RowRejected(f"preferred_language must be one of {', '.join(LANGUAGES)}")
+    return language
+
+
+def _legacy_id(obj: dict[str, Any]) -> str | None:
+    legacy_id = obj.get("legacy_id")
+    if legacy_id is None:
+        return None
+    if isinstance(legacy_id, bool) or not isinstance(legacy_id, str | int):
+        raise RowRejected("legacy_id must be a string or an integer")
+    legacy_id = str(legacy_id)
+    if len(legacy_id) > LEGACY_ID_MAX:
+        raise RowRejected(f"legacy_id longer than {LEGACY_ID_MAX} characters")
+    return legacy_id
+
+
+def parse_row(text: str, *, line: int, digest_order: str = SALT_THEN_PASSWORD) -> ImportRow:
+    """Validate one decoded JSON line. Raises RowRejected with the first problem found."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RowRejected(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except (ValueError, RecursionError):
+        raise RowRejected("invalid JSON") from None
+    if not isinstance(obj, dict):
+        raise RowRejected("not a JSON object")
+
+    email = _email(obj)
 
     if "email_verified" not in obj:
         raise RowRejected("missing email_verified")
@@ -291,23 +320,8 @@ def parse_row(text: str, *, line: int, digest_order: str = SALT_THEN_PASSWORD) -
 
     password, scheme = stored_password(obj.get("password_hash"), digest_order=digest_order)
 
-    language = obj.get("preferred_language")
-    if language is None or language == "":
-        language = "fr"
-    elif isinstance(language, str):
-        language = re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]
-        if language not in LANGUAGES:
-            raise RowRejected(f"preferred_language must be one of {', '.join(LANGUAGES)}")
-    else:
-        raise RowRejected("preferred_language must be a string")
-
-    legacy_id = obj.get("legacy_id")
-    if legacy_id is not None:
-        if isinstance(legacy_id, bool) or not isinstance(legacy_id, str | int):
-            raise RowRejected("legacy_id must be a string or an integer")
-        legacy_id = str(legacy_id)
-        if len(legacy_id) > LEGACY_ID_MAX:
-            raise RowRejected(f"legacy_id longer than {LEGACY_ID_MAX} characters")
+    language = _language(obj)
+    legacy_id = _legacy_id(obj)
 
     return ImportRow(
         line=line,
