@@ -700,7 +700,7 @@ class Bench:
         the form), so no template needs to be rendered before posting it.
         """
         csrf = secrets.token_hex(16)  # 32 characters, Django's unmasked CSRF secret length
-        cookie_names = ("__Host-cum_csrf", "cum_csrf")
+        cookie_names = ("__Host-csrf", "csrf")
         conn = Connection(self.port, proxy_headers())
         try:
             response = await conn.request(
@@ -766,7 +766,7 @@ class Bench:
             if page.status != 200 or not found:
                 raise BenchError(f"information page: HTTP {page.status} {page.body[:200]!r}")
             csrf = secrets.token_hex(16)
-            cookies = "; ".join(f"{name}={csrf}" for name in ("__Host-cum_csrf", "cum_csrf"))
+            cookies = "; ".join(f"{name}={csrf}" for name in ("__Host-csrf", "csrf"))
             answer = await conn.request(
                 "POST",
                 "/authorize/information",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -31,7 +32,6 @@ def _check_database() -> str:
 
 
 def _check_redis() -> str:
-    import redis
 
     try:
         client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)

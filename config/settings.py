@@ -179,7 +179,7 @@ else:
 
 # --- Authentication -------------------------------------------------------------------
 AUTH_USER_MODEL = "identity.User"
-AUTHENTICATION_BACKENDS = ["identity.backends.EmailBackend"]
+AUTHENTICATION_BACKENDS = ["identity.email_backend.EmailBackend"]
 LOGIN_URL = "identity:login"
 LOGIN_REDIRECT_URL = "identity:account"
 LOGOUT_REDIRECT_URL = "identity:login"
@@ -199,12 +199,12 @@ if TESTING and not env_bool("TEST_REAL_HASHER_COST", default=False):
     PASSWORD_HASHERS[0] = "identity.hashers.FastTestArgon2idHasher"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "identity.validators.LengthValidator", "OPTIONS": {"min_length": 8, "max_length": 128}},
+    {"NAME": "identity.password_rules.LengthValidator", "OPTIONS": {"min_length": 8, "max_length": 128}},
     {
         "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
         "OPTIONS": {"user_attributes": ("email", "given_name", "family_name")},
     },
-    {"NAME": "identity.validators.CommonPasswordValidator"},
+    {"NAME": "identity.password_rules.CommonPasswordValidator"},
 ]
 PASSWORD_RESET_TIMEOUT = 60 * 60  # one hour
 EMAIL_VERIFICATION_TIMEOUT = 60 * 60 * 24 * 3  # three days
@@ -220,8 +220,8 @@ CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_SSL = _issuer.scheme == "https"
 SESSION_COOKIE_SECURE = SECURE_SSL
 CSRF_COOKIE_SECURE = SECURE_SSL
-SESSION_COOKIE_NAME = "__Host-cum_session" if SECURE_SSL else "cum_session"
-CSRF_COOKIE_NAME = "__Host-cum_csrf" if SECURE_SSL else "cum_csrf"
+SESSION_COOKIE_NAME = "__Host-session" if SECURE_SSL else "session"
+CSRF_COOKIE_NAME = "__Host-csrf" if SECURE_SSL else "csrf"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [f"{_issuer.scheme}://{_issuer.netloc}"])
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -287,7 +287,7 @@ CONSENT_COOKIE_RATE_LIMIT = {
 LANGUAGE_CODE = "fr"
 LANGUAGES = [("fr", _("Français")), ("en", _("English"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
-LANGUAGE_COOKIE_NAME = "cum_language"
+LANGUAGE_COOKIE_NAME = "language"
 LANGUAGE_COOKIE_SAMESITE = "Lax"
 LANGUAGE_COOKIE_SECURE = SECURE_SSL
 TIME_ZONE = "Europe/Paris"
@@ -353,9 +353,9 @@ if ACCESS_TOKEN_SIGNING_ALG not in ("ES256", "RS256"):
     raise ImproperlyConfigured("ACCESS_TOKEN_SIGNING_ALG must be ES256 or RS256")
 
 OAUTH2_PROVIDER = {
-    "OAUTH2_VALIDATOR_CLASS": "identity.oidc.validators.Validator",
+    "OAUTH2_VALIDATOR_CLASS": "identity.oidc.request_validator.Validator",
     "OAUTH2_SERVER_CLASS": "identity.oidc.server.Server",
-    "OAUTH2_BACKEND_CLASS": "identity.oidc.backend.OAuthLibCore",
+    "OAUTH2_BACKEND_CLASS": "identity.oidc.oauthlib_core.OAuthLibCore",
     "OIDC_SERVER_CLASS": "identity.oidc.server.Server",
     # Scopes come from the claims registry (identity/oidc/claims/), not from settings.
     "SCOPES_BACKEND_CLASS": "identity.oidc.claims.RegistryScopes",

@@ -15,7 +15,7 @@ class ConnectorsConfig(AppConfig):
     verbose_name = _("Messages sortants")
 
     def ready(self) -> None:
-        from connectors import handlers
+        from connectors import handlers  # noqa: PLC0415 - imports models: only once the app registry is ready
 
         handlers.register_builtin_handlers()
         rights_registry.register_module("connectors.rights")  # data-subject rights

@@ -8,6 +8,8 @@ from typing import Any
 
 from connectors.models import OutboxMessage
 from connectors.outbox import PermanentDeliveryError, RetryableDeliveryError, register_handler
+from connectors.services import outbox_enqueue
+from identity.emails import UnreadableEmail, email_message, open_email, register_email_queue
 
 EMAIL = "email"
 # 5 s doubling, jittered (connectors.outbox.backoff_delay): the last of 10 attempts comes
@@ -20,7 +22,6 @@ def enqueue_email(*, idempotency_key: str, payload: dict[str, Any]) -> OutboxMes
     """identity.emails.send_email's queue: one outbox row per email, in the caller's
     transaction. The destination names the transport, never the address (which is sealed
     in the payload)."""
-    from connectors.services import outbox_enqueue
 
     return outbox_enqueue(
         kind=EMAIL,
@@ -38,7 +39,6 @@ def deliver_email(message: OutboxMessage) -> None:
     the relay logs and stores what it is given. A recipient refused for good (5xx) is
     dead-lettered; anything else (server down, timeout, 4xx) is retried with backoff.
     """
-    from identity.emails import UnreadableEmail, email_message, open_email
 
     try:
         email = open_email(idempotency_key=message.idempotency_key, payload=message.payload)
@@ -56,7 +56,6 @@ def deliver_email(message: OutboxMessage) -> None:
 
 
 def register_builtin_handlers() -> None:
-    from identity.emails import register_email_queue
 
     register_handler(EMAIL, deliver_email, secret_payload=True)
     register_email_queue(enqueue_email)

@@ -10,8 +10,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from common.outbound import open_without_redirects
@@ -64,7 +66,6 @@ def backoff_delay(attempts: int, *, rng: random.Random | None = None) -> timedel
 
 def http_post_form(url: str, fields: dict[str, str], *, headers: dict[str, str] | None = None) -> int:
     """POST application/x-www-form-urlencoded; classify failures for the relay."""
-    from urllib.parse import urlencode
 
     request = urllib.request.Request(  # noqa: S310 - partner URLs are validated at registration
         url,
@@ -114,7 +115,6 @@ def _claim(batch_size: int, now: datetime, kinds: Collection[str] | None = None)
 
 
 def models_q_unlocked(now: datetime) -> Any:
-    from django.db.models import Q
 
     return Q(locked_until__isnull=True) | Q(locked_until__lt=now)
 

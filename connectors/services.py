@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from connectors.models import OutboxMessage
+from connectors.outbox import handler_for
 
 
 class OutboxError(ValueError):
@@ -31,7 +32,6 @@ def outbox_enqueue(
     """
     if not connection_in_atomic_block():
         raise OutboxError("outbox_enqueue must run inside the transaction of the change that causes it")
-    from connectors.outbox import handler_for
 
     if handler_for(kind) is None:
         raise OutboxError(f"no outbox handler registered for {kind!r}")

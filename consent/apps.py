@@ -12,6 +12,6 @@ class ConsentConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from consent import checks  # noqa: F401  (registers system checks)
+        from consent import checks  # noqa: F401, PLC0415 - registers system checks; imports models, so only once the registry is ready
 
         rights_registry.register_module("consent.rights_provider")  # data-subject rights

@@ -102,7 +102,9 @@ class Purpose(models.Model):
         on_delete=models.SET_NULL,
         related_name="consent_purposes",
     )
-    scopes = models.CharField(_("portées OAuth"), max_length=500, blank=True)
+    # What the purpose covers at its partner, in the partner's own words: identity.oidc keys a
+    # sharing purpose by the sorted scope set. Consent stores the key and never reads it.
+    client_key = models.CharField(_("clé chez le partenaire"), max_length=500, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -112,9 +114,9 @@ class Purpose(models.Model):
         verbose_name_plural = _("finalités")
         constraints = [
             models.UniqueConstraint(
-                fields=["client", "scopes"],
+                fields=["client", "client_key"],
                 condition=models.Q(client__isnull=False),
-                name="consent_purpose_one_per_client_scope_set",
+                name="consent_purpose_one_per_client_key",
             ),
             models.CheckConstraint(
                 condition=models.Q(consent_lifetime_days__isnull=True)

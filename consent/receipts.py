@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from consent import ledger, merkle
 from consent.models import DPV_CONSENT_STATUS, GRANTING_EVENTS, EventType, LedgerEvent, Purpose
+from identity.keys import active_signing_key
 
 RECEIPT_TYPE = "consent-receipt+jwt"
 KANTARA_VERSION = "KI-CR-v1.1.0"
@@ -191,7 +192,6 @@ def receipt_claims(event: LedgerEvent) -> dict[str, Any]:
 
 def receipt_for_event(event: LedgerEvent) -> str:
     """The signed receipt (JWS compact) of a ledger event."""
-    from identity.keys import active_signing_key
 
     claims = receipt_claims(event)
     key = active_signing_key("ES256")

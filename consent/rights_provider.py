@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db import connection
+
 from consent import crypto, ledger
 from consent.models import ConsentState, LedgerEvent, Subject
 from consent.rights import ORDER_CONSENT, ErasureReport
@@ -111,7 +113,6 @@ def export(user: Any) -> dict[str, Any]:
 
 
 def _integer_seq_ids(sql: str, params: Any) -> list[Any]:
-    from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id, seq FROM consent_ledgerevent WHERE id IN ({sql})", list(params))  # noqa: S608

@@ -12,7 +12,7 @@ written):
   partner/DPO APIs (`api`) and staff (`staff_on_behalf`, `acting_user=` the staff member).
 - `purpose_for_client(*, client, key, fields) -> Purpose` — the purpose of one partner
   client under the caller's `key` (get-or-create); identity.oidc keeps there the purpose
-  of sharing a set of claims (identity.oidc.consent.purpose_for_client_scopes).
+  of sharing a set of claims (identity.oidc.sharing.purpose_for_client_scopes).
 - `purpose_create(*, code, ...) -> Purpose` — add a purpose to the catalogue (DPO console).
 - `notice_publish(*, purpose, text_fr, text_en, material, acting_user=None) -> PrivacyNotice`
   — a new version; `material=True` puts current consents into renewal-required state.
@@ -706,7 +706,7 @@ def purpose_for_client(*, client: Any, key: str, fields: dict[str, Any]) -> Purp
 
     Get-or-create, safe under concurrency; one purpose per (client, key). The key is the
     caller's name for what the purpose covers (identity.oidc: the sorted scope set); consent
-    stores it (`Purpose.scopes`) and never interprets it. `fields` are the new purpose's
+    stores it (`Purpose.client_key`) and never interprets it. `fields` are the new purpose's
     other fields (code, titles, descriptions, legal basis, data categories...), used only
     when it is created.
     """
@@ -714,15 +714,15 @@ def purpose_for_client(*, client: Any, key: str, fields: dict[str, Any]) -> Purp
         raise ConsentError("a registered client is required")
     if not isinstance(key, str) or not key.strip():
         raise ConsentError("a purpose key is required")
-    existing = Purpose.objects.filter(client=client, scopes=key).first()
+    existing = Purpose.objects.filter(client=client, client_key=key).first()
     if existing is not None:
         return existing
     try:
         with transaction.atomic():
-            return Purpose.objects.create(**{**fields, "client": client, "scopes": key})
+            return Purpose.objects.create(**{**fields, "client": client, "client_key": key})
     except IntegrityError:
         # Another request created it first.
-        purpose = Purpose.objects.filter(client=client, scopes=key).first()
+        purpose = Purpose.objects.filter(client=client, client_key=key).first()
         if purpose is None:
             raise
         return purpose

@@ -16,6 +16,8 @@ from django.utils.translation import ngettext
 
 from common.ratelimit import client_ip
 from identity import reauth
+from identity.forms import ResetSecondFactorForm
+from identity.mfa.services import FactorError, factors_reset, operator_can_reset_second_factor
 from identity.models import AuditEvent, SigningKey, User
 
 
@@ -67,7 +69,6 @@ class UserAdmin(DjangoUserAdmin):
         return _sudo(request) or super().user_change_password(request, id, form_url)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        from identity.mfa.services import operator_can_reset_second_factor
 
         actions = super().get_actions(request)
         if not operator_can_reset_second_factor(request.user):
@@ -79,8 +80,6 @@ class UserAdmin(DjangoUserAdmin):
         """Lost second factor: remove every factor and backup code of the selected residents
         (identity.mfa.services.factors_reset: sessions ended, resident emailed, audited with
         the operator). A confirmation page asks for a short reason first."""
-        from identity.forms import ResetSecondFactorForm
-        from identity.mfa.services import FactorError, factors_reset, operator_can_reset_second_factor
 
         if not operator_can_reset_second_factor(request.user):
             raise PermissionDenied

@@ -1,6 +1,7 @@
 from importlib import import_module
 
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_logged_out
 from django.utils.translation import gettext_lazy as _
 
 from consent import rights as rights_registry
@@ -20,13 +21,13 @@ class IdentityConfig(AppConfig):
         import_module(f"{self.name}.oidc.models")
 
     def ready(self) -> None:
-        from django.contrib.auth.signals import user_logged_out
-
-        from identity import (
-            checks,  # noqa: F401  (registers system checks)
+        # Imported here, not at the top: these modules import models, which exist only once
+        # the app registry is ready (this method).
+        from identity import (  # noqa: PLC0415 - imports models
+            checks,  # noqa: F401 - registers system checks
             sessions,
         )
-        from identity.oidc import backchannel, claims, session_tokens
+        from identity.oidc import backchannel, claims, session_tokens  # noqa: PLC0415 - imports models
 
         # Signing out of Django (account page, RP-initiated logout) ends the session record.
         user_logged_out.connect(sessions.on_user_logged_out, dispatch_uid="identity.sessions.logout")
@@ -41,6 +42,6 @@ class IdentityConfig(AppConfig):
         rights_registry.register_module("identity.rights", "identity.oidc.rights")  # data-subject rights
         # Our staff pages for partner clients replace django-oauth-toolkit's (registered by
         # the admin autodiscovery, which django.contrib.admin ran before this app is ready).
-        from identity.oidc import admin as oidc_admin
+        from identity.oidc import admin as oidc_admin  # noqa: PLC0415 - imports models
 
         oidc_admin.register()

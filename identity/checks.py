@@ -6,6 +6,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.core.mail.backends.console import EmailBackend as Console
+from django.core.mail.backends.dummy import EmailBackend as Dummy
+from django.core.mail.backends.locmem import EmailBackend as Locmem
+from django.utils.module_loading import import_string
 
 
 @register(Tags.security, deploy=True)
@@ -36,10 +40,6 @@ def check_email_backend(app_configs: Any, **kwargs: Any) -> list[Any]:
     a backend that prints, keeps in memory, writes to a file or drops them is refused, by
     what its class is (config/settings.py refuses Django's own by name already). Runs at
     every check, not only --deploy: in production there is no safe use for them."""
-    from django.core.mail.backends.console import EmailBackend as Console
-    from django.core.mail.backends.dummy import EmailBackend as Dummy
-    from django.core.mail.backends.locmem import EmailBackend as Locmem
-    from django.utils.module_loading import import_string
 
     if not settings.PRODUCTION:
         return []

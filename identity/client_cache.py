@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from django.db import transaction
+from oauth2_provider.models import get_application_model
 
 CLIENT_CACHE_SECONDS = 30.0
 
@@ -74,7 +75,6 @@ def client_cache_forget(client_id: str | None = None) -> None:
 
 def client_by_client_id(client_id: str) -> Any | None:
     """The client registered under `client_id`, or None (cached, see the module docstring)."""
-    from oauth2_provider.models import get_application_model
 
     if not client_id or "\x00" in client_id:
         return None

@@ -33,6 +33,7 @@ from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
+from django.utils.translation import gettext
 
 from common.crypto import decrypt_at_rest, encrypt_at_rest
 
@@ -55,7 +56,6 @@ def render_email(*, template: str, context: dict[str, Any], language: str) -> tu
 
 
 def _site_name(language: str) -> str:
-    from django.utils.translation import gettext
 
     with translation.override(language):
         return gettext("Compte unique métropolitain")

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.contrib.auth import SESSION_KEY
 from django.http import HttpRequest, HttpResponse
+
+from identity.sessions import SESSION_SID, browser_session_for_request
 
 # Pages are server-rendered with no inline script or style: a strict policy costs nothing.
 DEFAULT_CSP = (
@@ -62,9 +65,6 @@ class BrowserSessionMiddleware:
 
     @staticmethod
     def _check(request: HttpRequest) -> None:
-        from django.contrib.auth import SESSION_KEY
-
-        from identity.sessions import SESSION_SID, browser_session_for_request
 
         session = getattr(request, "session", None)
         if session is None or SESSION_KEY not in session:

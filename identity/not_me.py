@@ -6,9 +6,15 @@ identity.services.account_not_me_confirm.
 from __future__ import annotations
 
 import hmac
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
+from django.core import signing
+from django.urls import reverse
+from django.utils.crypto import salted_hmac
+
+from identity.emails import absolute_url
 from identity.models import User
 
 # Every security notification carries a link that lets the resident react even when they
@@ -36,7 +42,6 @@ def not_me_days() -> int:
 
 
 def _not_me_fingerprint(user: User) -> str:
-    from django.utils.crypto import salted_hmac
 
     value = f"{user.pk}:{user.password}:{int(user.is_active)}"
     return salted_hmac(NOT_ME_SALT, value, algorithm="sha256").hexdigest()[:32]
@@ -44,7 +49,6 @@ def _not_me_fingerprint(user: User) -> str:
 
 def not_me_token(*, user: User, source: str, factor: tuple[str, int] | None = None) -> str:
     """`factor` (kind, id): the second factor the email announced, removed if the link is used."""
-    from django.core import signing
 
     if source not in NOT_ME_SOURCES:
         raise ValueError(f"unknown notification {source!r}")
@@ -55,9 +59,6 @@ def not_me_token(*, user: User, source: str, factor: tuple[str, int] | None = No
 
 
 def not_me_url(*, user: User, source: str, factor: tuple[str, int] | None = None) -> str:
-    from django.urls import reverse
-
-    from identity.emails import absolute_url
 
     token = not_me_token(user=user, source=source, factor=factor)
     return absolute_url(reverse("identity:not-me", kwargs={"token": token}))
@@ -84,9 +85,6 @@ class NotMeCheck:
 
 def not_me_check(*, token: str, lock: bool = False) -> NotMeCheck:
     """What a "this wasn't me" link is worth now. Changes nothing."""
-    import uuid
-
-    from django.core import signing
 
     if not token or len(token) > 300:
         return NotMeCheck(NotMeResult.INVALID)

@@ -55,7 +55,7 @@ def _login_settings() -> dict[str, int]:
 
 
 def device_cookie_name() -> str:
-    return "__Host-cum_device" if settings.SESSION_COOKIE_SECURE else "cum_device"
+    return "__Host-known_device" if settings.SESSION_COOKIE_SECURE else "known_device"
 
 
 def _device_entries(request: HttpRequest) -> list[list[str]]:

@@ -39,7 +39,8 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from rest_framework import exceptions
@@ -49,6 +50,7 @@ from common.problems import problem
 from common.ratelimit import client_ip
 from common.redirects import with_next
 from identity.audit import audit_log
+from identity.mfa.selectors import step_up_url, user_has_mfa
 from identity.selectors import session_amr
 from identity.sessions import SESSION_AUTH_TIME
 
@@ -100,7 +102,6 @@ def recent_mfa(request: HttpRequest, seconds: int = RECENT_MFA_SECONDS) -> bool:
 
 
 def user_has_factor(user: Any) -> bool:
-    from identity.mfa.selectors import user_has_mfa
 
     return user_has_mfa(user)
 
@@ -110,7 +111,6 @@ def user_has_factor(user: Any) -> bool:
 
 def reauth_url(request: HttpRequest, next_url: str) -> str:
     """Where to prove who you are again with two factors, then come back to `next_url`."""
-    from identity.mfa.selectors import step_up_url
 
     user = request.user
     if user.is_authenticated and user.has_usable_password():
@@ -128,7 +128,6 @@ def enrol_url(request: HttpRequest, next_url: str) -> str:
 def after_enrol_url(request: HttpRequest) -> str | None:
     """Called when a factor was just enrolled: if a staff page sent the browser to enrol and
     the session is not MFA yet, the step-up with the new factor, then that page."""
-    from identity.mfa.selectors import step_up_url
 
     target = request.session.pop(SESSION_AFTER_ENROL, None)
     if not target or session_is_mfa(request):
@@ -341,9 +340,6 @@ def staff_request_audited(request: HttpRequest, view: View, *args: Any, **kwargs
         status = response.status_code
         return response
     except Exception as exc:
-        from django.core.exceptions import PermissionDenied
-        from django.http import Http404
-
         status = 404 if isinstance(exc, Http404) else 403 if isinstance(exc, PermissionDenied) else 500
         raise
     finally:

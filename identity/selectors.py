@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from django.http import HttpRequest
 
-from identity.models import User
+from identity.models import User, normalize_email
 from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME
 
 
@@ -27,7 +27,6 @@ def session_amr(request: HttpRequest) -> list[str]:
 
 def user_by_email(email: str) -> User | None:
     """The resident signing in with this address, if any (active or not)."""
-    from identity.models import normalize_email
 
     email = normalize_email(email)
     if not email:

@@ -9,17 +9,28 @@ identity.not_me, the audit writer in identity.audit; partner clients are identit
 
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
-from django.db import transaction
+from django.contrib.auth.tokens import default_token_generator
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from common.crypto import generate_secret, keyed_hash
 from identity.audit import audit_log
-from identity.models import User, normalize_email
+from identity.emails import absolute_url, send_email
+from identity.mfa.services import factor_remove_reported
+from identity.models import EmailVerification, User, normalize_email
 from identity.not_me import NotMeCheck, NotMeResult, not_me_check, not_me_days, not_me_url
+from identity.sessions import sessions_end_all
 
 
 class AccountError(ValueError):
@@ -70,17 +81,11 @@ def user_create(
 
 
 def _queue_email(*, to: str, template: str, context: dict[str, Any], language: str) -> None:
-    from identity.emails import send_email
 
     send_email(to=to, template=template, context=context, language=language)
 
 
 def _create_verification(*, user: User) -> str:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from identity.models import EmailVerification
 
     token = generate_secret()
     EmailVerification.objects.create(
@@ -93,9 +98,6 @@ def _create_verification(*, user: User) -> str:
 
 
 def _send_verification(*, user: User, token: str) -> None:
-    from django.urls import reverse
-
-    from identity.emails import absolute_url
 
     _queue_email(
         to=user.email,
@@ -127,11 +129,6 @@ def account_register(
     that someone tried to register and how to recover access. The caller cannot tell
     the two cases apart (nor, roughly, by timing: the password is hashed either way).
     """
-    from django.contrib.auth.hashers import make_password
-    from django.db import IntegrityError
-    from django.urls import reverse
-
-    from identity.emails import absolute_url
 
     email = normalize_email(email)
     existing = User.objects.filter(email=email).first()
@@ -190,9 +187,6 @@ class VerificationResult(StrEnum):
 @transaction.atomic
 def email_verification_confirm(*, token: str, ip: str = "") -> VerificationResult:
     """Use a verification link once."""
-    from django.utils import timezone
-
-    from identity.models import EmailVerification
 
     if not token or len(token) > 200:
         return VerificationResult.INVALID
@@ -229,12 +223,6 @@ def password_reset_request(*, user: User, ip: str = "") -> None:
     Django's token: it expires after PASSWORD_RESET_TIMEOUT and is spent as soon as the
     password (or the last sign-in) changes.
     """
-    from django.contrib.auth.tokens import default_token_generator
-    from django.urls import reverse
-    from django.utils.encoding import force_bytes
-    from django.utils.http import urlsafe_base64_encode
-
-    from identity.emails import absolute_url
 
     audit_log(event="password.reset_requested", subject_user=user, ip=ip)
     uid = urlsafe_base64_encode(force_bytes(user.pk))
@@ -253,9 +241,6 @@ def password_reset_request(*, user: User, ip: str = "") -> None:
 
 
 def _set_password(*, user: User, password: str, event: str, ip: str, acting_user: User | None) -> None:
-    from django.urls import reverse
-
-    from identity.emails import absolute_url
 
     user.set_password(password)
     fields = ["password", "updated_at"]
@@ -287,7 +272,6 @@ def user_password_change(*, user: User, password: str, ip: str = "", keep_sessio
     `keep_session` (the BrowserSession or sid of the browser that made the change) stays.
     Returns how many sessions ended.
     """
-    from identity.sessions import sessions_end_all
 
     _set_password(user=user, password=password, event="password.changed", ip=ip, acting_user=user)
     return sessions_end_all(
@@ -300,7 +284,6 @@ def user_password_reset(*, user: User, password: str, ip: str = "") -> int:
     """A password set through an emailed reset link. Every session of the resident ends:
     the records, the tokens issued in them, with back-channel logout to the partners
     (identity.sessions.sessions_end_all). Returns how many sessions ended."""
-    from identity.sessions import sessions_end_all
 
     _set_password(user=user, password=password, event="password.reset", ip=ip, acting_user=None)
     return sessions_end_all(user=user, reason="password_reset", acting_user=user, ip=ip)
@@ -319,9 +302,6 @@ def account_not_me_confirm(*, token: str, ip: str = "") -> NotMeCheck:
     writes an audit event. An account without a usable password (FranceConnect only)
     gets a fresh unusable one and no reset email.
     """
-    import secrets
-
-    from identity.sessions import sessions_end_all
 
     check = not_me_check(token=token, lock=True)
     if check.result != NotMeResult.VALID or check.user is None:
@@ -330,7 +310,6 @@ def account_not_me_confirm(*, token: str, ip: str = "") -> NotMeCheck:
     factor_removed = False
     if check.factor is not None:
         # The email announced a new second factor: someone else's, so it goes too.
-        from identity.mfa.services import factor_remove_reported
 
         factor_removed = factor_remove_reported(
             user=user, kind=check.factor[0], factor_id=check.factor[1], ip=ip

@@ -30,6 +30,7 @@ from importlib import import_module
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import logout as django_logout
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -42,10 +43,10 @@ from identity.models import BrowserSession, SessionClient, User
 
 log = logging.getLogger(__name__)
 
-SESSION_SID = "cum_sid"
+SESSION_SID = "sessions.sid"
 # When and how the resident authenticated, written by identity.signin.session_login.
-SESSION_AUTH_TIME = "cum_auth_time"
-SESSION_AMR = "cum_amr"
+SESSION_AUTH_TIME = "sessions.auth_time"
+SESSION_AMR = "sessions.amr"
 LAST_SEEN_THROTTLE = timedelta(seconds=60)
 USER_AGENT_MAX = 200
 
@@ -230,8 +231,6 @@ def _browser_session_for_request(request: HttpRequest, *, adopt: bool) -> Browse
     sid = request.session.get(SESSION_SID)
     record = BrowserSession.objects.filter(sid=sid).first() if sid else None
     if record is not None and (record.ended_at is not None or record.user_id != user.pk):
-        from django.contrib.auth import logout as django_logout
-
         django_logout(request)
         return None
     if record is None:

@@ -9,12 +9,18 @@ from __future__ import annotations
 import time
 
 from django.contrib.auth import login as django_login
+from django.contrib.auth import logout as django_logout
 from django.db import transaction
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
 
 from identity.audit import audit_log
+from identity.emails import absolute_url, send_email
+from identity.mfa.flow import pending_clear
 from identity.models import User
 from identity.not_me import not_me_days, not_me_url
+from identity.reauth import staff_sign_in_audit
 from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME, SESSION_SID, browser_session_open
 
 
@@ -25,12 +31,11 @@ def session_login(*, request: HttpRequest, user: User, amr: list[str]) -> None:
     Django session holds: it goes into ID tokens and lets the session be ended from
     anywhere (sign-out everywhere, revocation from the account pages).
     """
-    from identity.mfa.flow import pending_clear
 
     previous_sid = request.session.get(SESSION_SID)  # read before login() may flush it
     auth_time = int(time.time())
     with transaction.atomic():
-        django_login(request, user, backend="identity.backends.EmailBackend")
+        django_login(request, user, backend="identity.email_backend.EmailBackend")
         # A second step someone else left half-finished in this browser (shared computer)
         # must not outlive this sign-in: it would be offered to this session's step-up.
         pending_clear(request)
@@ -40,7 +45,6 @@ def session_login(*, request: HttpRequest, user: User, amr: list[str]) -> None:
             request=request, user=user, amr=amr, auth_time=auth_time, previous_sid=previous_sid
         )
         # Staff sign-ins are audited apart (identity.reauth: ids and methods only).
-        from identity.reauth import staff_sign_in_audit
 
         staff_sign_in_audit(user=user, amr=amr, session_id=record.pk)
 
@@ -80,10 +84,6 @@ def login_notify_new_device(
     of each new browser is reported once. The very first sign-in of an account (no
     `last_login` yet, e.g. right after registration) is not. Returns whether it emailed.
     """
-    from django.urls import reverse
-    from django.utils import timezone
-
-    from identity.emails import absolute_url, send_email
 
     if known_device or first_sign_in:
         return False
@@ -110,7 +110,6 @@ def login_record_lockout(*, user: User | None, ip: str = "", scope: str) -> None
 
 def session_logout(*, request: HttpRequest, ip: str = "") -> None:
     """End the browser session (the resident asked to sign out)."""
-    from django.contrib.auth import logout as django_logout
 
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:

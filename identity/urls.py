@@ -1,6 +1,7 @@
 from django.urls import include, path
 
 from identity import views
+from identity.login_view import LoginView
 
 app_name = "identity"
 
@@ -12,7 +13,7 @@ urlpatterns = [
     path("compte/sessions/<int:session_id>/deconnecter/", views.session_end_view, name="session-end"),
     path("compte/sessions/deconnecter-partout/", views.sessions_end_all_view, name="sessions-end-all"),
     path("compte/ce-netait-pas-moi/<str:token>/", views.not_me, name="not-me"),
-    path("connexion/", views.LoginView.as_view(), name="login"),
+    path("connexion/", LoginView.as_view(), name="login"),
     path("", include("identity.mfa.urls")),
     path("deconnexion/", views.logout_view, name="logout"),
     path("franceconnect/", include("identity.franceconnect.urls")),

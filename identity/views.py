@@ -1,9 +1,7 @@
-"""Resident pages: home, sign-in and sign-out, registration, email verification,
+"""Resident pages: home, sign-out (sign-in is identity.login_view), registration, email verification,
 password reset and change, account. Thin: forms validate, services write."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -26,17 +24,14 @@ from common.redirects import safe_next, with_next
 from identity import ratelimit
 from identity.forms import (
     EmailForm,
-    LoginForm,
     PasswordChangeForm,
     RegistrationForm,
     SetPasswordForm,
     too_many_attempts,
 )
-from identity.mfa import flow as mfa_flow
-from identity.mfa.selectors import user_has_mfa
-from identity.mfa.services import login_second_factor_required
+from identity.franceconnect import views as franceconnect_views
+from identity.franceconnect.selectors import logout_url_for
 from identity.not_me import NotMeResult, not_me_check
-from identity.reauth import is_staff_member, staff_mfa_redirect
 from identity.selectors import user_by_email, user_for_password_reset
 from identity.services import (
     VerificationResult,
@@ -51,12 +46,11 @@ from identity.services import (
 from identity.sessions import (
     EndReason,
     browser_session_for_request,
-    device_label,
     session_revoke,
     sessions_active,
     sessions_end_all,
 )
-from identity.signin import login_notify_new_device, login_record_success, session_login, session_logout
+from identity.signin import session_logout
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -68,67 +62,6 @@ def account(request: HttpRequest) -> HttpResponse:
     return render(request, "identity/account.html", {"resident": request.user})
 
 
-class LoginView(auth_views.LoginView):
-    """Sign-in by email and password.
-
-    A resident whose address is not verified yet may still sign in: blocking them
-    would lock out anyone whose verification email is late or lost, and partners learn
-    the status from the `email_verified` claim. The account page offers a new link.
-    Signed-in visitors still see the form: the authorization endpoint sends residents
-    here to sign in again (prompt=login, max_age).
-    """
-
-    template_name = "identity/login.html"
-    form_class = LoginForm
-    redirect_authenticated_user = False
-
-    def get_initial(self) -> dict[str, Any]:
-        initial = super().get_initial()
-        hint = (self.request.GET.get("login_hint") or "").strip()
-        if hint and len(hint) <= 254 and "@" in hint:
-            initial["username"] = hint
-        return initial
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        next_url = self.get_redirect_url()
-        context["register_url"] = with_next(reverse("identity:register"), next_url)
-        return context
-
-    def form_valid(self, form: LoginForm) -> HttpResponse:  # type: ignore[override]
-        user = form.get_user()
-        throttle = form.throttle
-        if user_has_mfa(user):
-            # Not signed in yet: the password alone only opens the second step
-            # (identity/mfa/flow.py). The sign-in limits are cleared only after that step,
-            # so the password cannot be used to reset the count of second-factor guesses.
-            mfa_flow.pending_start(request=self.request, user=user, next_url=self.get_redirect_url())
-            login_second_factor_required(user=user, ip=client_ip(self.request))
-            return HttpResponseRedirect(reverse("identity:mfa:verify"))
-        first_sign_in = user.last_login is None  # read before session_login sets it
-        session_login(request=self.request, user=user, amr=["pwd"])
-        ip = client_ip(self.request)
-        known = bool(throttle and throttle.device)
-        login_record_success(user=user, ip=ip, known_device=known)
-        login_notify_new_device(
-            user=user,
-            known_device=known,
-            first_sign_in=first_sign_in,
-            device=device_label(self.request.META.get("HTTP_USER_AGENT", "")),
-            ip=ip,
-        )
-        if throttle is not None:
-            throttle.succeeded()
-        target = self.get_success_url()
-        if is_staff_member(user):
-            # Staff must have a second factor (identity.reauth): enrol one first; the staff
-            # page asked for comes after the step-up with it.
-            target = staff_mfa_redirect(self.request, self.get_redirect_url())["Location"]
-        response = HttpResponseRedirect(target)
-        ratelimit.remember_device(self.request, response, user)
-        return response
-
-
 @never_cache
 @require_http_methods(["GET", "POST"])
 def logout_view(request: HttpRequest) -> HttpResponse:
@@ -138,9 +71,6 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     sign-out signs out here first, then sends the browser to FranceConnect's end-session.
     """
     if request.method == "POST":
-        from identity.franceconnect import views as franceconnect_views
-        from identity.franceconnect.selectors import logout_url_for
-
         if logout_url_for(request):
             return franceconnect_views.logout(request)
         was_signed_in = request.user.is_authenticated

@@ -45,8 +45,8 @@ def test_sign_in_opens_a_session_and_records_it(client, resident):
     assert client.session[SESSION_AMR] == ["pwd"]
     assert client.session[SESSION_AUTH_TIME] > 0
     assert AuditEvent.objects.filter(event="login.succeeded", subject_user_id=resident.pk).exists()
-    assert "cum_device" in response.cookies
-    assert response.cookies["cum_device"]["httponly"]
+    assert "known_device" in response.cookies
+    assert response.cookies["known_device"]["httponly"]
 
 
 def test_wrong_password_and_unknown_email_give_the_same_answer(resident):
@@ -194,14 +194,14 @@ def test_logout_post_ends_the_session(signed_in, resident):
 
 def test_logout_without_csrf_token_is_refused(resident):
     browser = Client(enforce_csrf_checks=True)
-    browser.force_login(resident, backend="identity.backends.EmailBackend")
+    browser.force_login(resident, backend="identity.email_backend.EmailBackend")
     assert browser.post("/deconnexion/").status_code == 403
     assert browser.get("/compte/").status_code == 200
 
 
 def test_logout_with_csrf_token_works(resident):
     browser = Client(enforce_csrf_checks=True)
-    browser.force_login(resident, backend="identity.backends.EmailBackend")
+    browser.force_login(resident, backend="identity.email_backend.EmailBackend")
     page = browser.get("/deconnexion/").content.decode()
     token = re.search(
         r'action="/deconnexion/">\s*<input type="hidden" name="csrfmiddlewaretoken" value="([^"]+)"', page

@@ -202,7 +202,7 @@ def test_registration_remembers_next_for_sign_in(post):
 
 
 def test_registration_in_english_sends_an_english_email(client, post):
-    client.cookies["cum_language"] = "en"
+    client.cookies["language"] = "en"
     post("/inscription/", register_data())
     user = User.objects.get(email=NEW_EMAIL)
     assert user.preferred_language == "en"

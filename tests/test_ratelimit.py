@@ -200,7 +200,7 @@ def test_new_window_starts_from_zero(limits, clock, resident):
 def test_known_device_is_not_locked_out_by_an_attacker(limits, resident):
     home = Client()
     assert attempt(home, resident.email, PASSWORD).status_code == 302
-    assert "cum_device" in home.cookies
+    assert "known_device" in home.cookies
     home.post("/deconnexion/")
 
     for _ in range(5):
@@ -237,7 +237,7 @@ def test_forged_or_foreign_device_cookie_does_not_bypass_the_lock(limits, reside
 
     assert TOO_MANY in attempt(foreign, resident.email, PASSWORD).content.decode()
     forged = Client()
-    forged.cookies["cum_device"] = foreign.cookies["cum_device"].value.replace(":", ";", 1) + "x"
+    forged.cookies["known_device"] = foreign.cookies["known_device"].value.replace(":", ";", 1) + "x"
     assert TOO_MANY in attempt(forged, resident.email, PASSWORD).content.decode()
 
 

@@ -76,7 +76,7 @@ def test_production_settings_are_hardened():
     )
     result = run_settings(PRODUCTION, code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False True True True __Host-cum_session ['https']"
+    assert result.stdout.strip() == "False True True True __Host-session ['https']"
 
 
 def test_database_and_redis_urls_are_read_from_the_environment():

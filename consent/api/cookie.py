@@ -22,7 +22,7 @@ from oauth2_provider.models import AbstractApplication
 
 from consent.api import queries
 from consent.models import CollectionMethod, EventType, LedgerEvent, Purpose
-from consent.selectors import notice_current
+from consent.selectors import browser_seen_by_client, notice_current
 from consent.services import (
     BrowserProofError,
     ConsentError,
@@ -295,7 +295,6 @@ def cookie_link_ticket_issue(*, user: User, client_id: str, browser_id: Any) -> 
     Called once a resident's own authorization request succeeded. Only a browser with a
     secret that made a choice on this client's site gets one (else nothing could redeem it).
     """
-    from consent.selectors import browser_seen_by_client
 
     try:
         browser_hash = browser_id_hash(browser_id)

@@ -1,6 +1,6 @@
 """The real purposes of the service, the first global privacy notice and the ledger head.
 
-Per-partner sharing purposes are not seeded: `identity.oidc.consent.purpose_for_client_scopes`
+Per-partner sharing purposes are not seeded: `identity.oidc.sharing.purpose_for_client_scopes`
 creates one per (partner client, scope set) when the OIDC consent screen first needs it.
 The data is written out here (not imported from the app) so that this migration keeps
 producing the same catalogue whatever the code becomes.

@@ -25,7 +25,7 @@ from jwcrypto.common import JWException
 
 from identity.demo import demo_client_file
 
-SESSION_KEY = "demo_rp"
+SESSION_KEY = "demo.rp"
 
 
 class DemoError(Exception):
@@ -67,7 +67,7 @@ def _discovery() -> dict[str, Any]:
 
 @never_cache
 def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "demo/index.html", {"result": request.session.pop("demo_result", None)})
+    return render(request, "demo/index.html", {"result": request.session.pop("demo.result", None)})
 
 
 @never_cache
@@ -137,7 +137,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
     except DemoError as exc:
         return render(request, "demo/index.html", {"error": str(exc)}, status=400)
-    request.session["demo_result"] = {
+    request.session["demo.result"] = {
         "id_token_claims": json.dumps(claims, indent=2, ensure_ascii=False),
         "userinfo": json.dumps(userinfo, indent=2, ensure_ascii=False),
         "verified_at": int(time.time()),

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.utils.translation import gettext_lazy as _
 
 from consent import rights as rights_registry
@@ -13,10 +14,11 @@ class FranceConnectConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.contrib.auth.signals import user_logged_in, user_logged_out
 
-        from identity.franceconnect import (
-            checks,  # noqa: F401  (registers system checks)
+        # Imported here, not at the top: these modules import models, which exist only once
+        # the app registry is ready (this method).
+        from identity.franceconnect import (  # noqa: PLC0415 - imports models
+            checks,  # noqa: F401 - registers system checks
             receivers,
         )
 

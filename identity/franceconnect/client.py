@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.error import HTTPError, URLError
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 from urllib.request import Request
 
 from django.conf import settings
@@ -530,8 +530,6 @@ def _exchange_code(config: Config, provider: Provider, *, code: str, redirect_ur
     if provider.token_auth_method == "client_secret_post":
         data.update(client_id=config.client_id, client_secret=config.client_secret)
     else:
-        from urllib.parse import quote
-
         raw = f"{quote(config.client_id, safe='')}:{quote(config.client_secret, safe='')}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
     response = _http(config, "POST", provider.token_endpoint, data=data, headers=headers)

@@ -12,7 +12,7 @@ What a session opened through FranceConnect says about the sign-in (`franceconne
   It is written on the BrowserSession record after `session_login`, because the record
   would otherwise derive the level from ``amr`` alone; a FranceConnect ``mfa`` does not
   raise the eIDAS level (FranceConnect's own documentation), so it is not our MFA level.
-- The upstream ID token is kept in the Django session only (``franceconnect_session``),
+- The upstream ID token is kept in the Django session only (``franceconnect.session``),
   for the end-session call at sign-out; it is never written to the database.
 
 Audit events carry ids and reason codes only: never a name, a birth date or an address.
@@ -60,6 +60,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 
 from common.crypto import decrypt_at_rest, encrypt_at_rest
@@ -69,13 +70,14 @@ from identity.franceconnect.models import FranceConnectLink
 from identity.mfa import clock
 from identity.mfa.flow import PENDING_SECONDS as SECOND_STEP_SECONDS
 from identity.models import User
-from identity.services import AccountError, user_create
+from identity.services import AccountError, email_verification_send, user_create
+from identity.sessions import SESSION_AUTH_TIME
 from identity.signin import session_login, session_logout
 
-SESSION_REQUEST = "franceconnect_request"
-SESSION_PENDING = "franceconnect_pending"
-SESSION_FC = "franceconnect_session"
-SESSION_LOGOUT_STATE = "franceconnect_logout_state"
+SESSION_REQUEST = "franceconnect.request"
+SESSION_PENDING = "franceconnect.pending"
+SESSION_FC = "franceconnect.session"
+SESSION_LOGOUT_STATE = "franceconnect.logout_state"
 
 REQUEST_MAX_AGE_SECONDS = 15 * 60
 PENDING_MAX_AGE_SECONDS = 15 * 60
@@ -239,7 +241,6 @@ def pending_link_sign_in_started(*, request: HttpRequest, pending: PendingIdenti
 def pending_on_sign_in(*, request: HttpRequest | None, user: User) -> None:
     """Called at every sign-in of this browser (user_logged_in): keep the pending identity
     only for the sign-in its link flow announced, else drop it (module docstring)."""
-    from django.urls import reverse
 
     session = getattr(request, "session", None)
     if request is None or session is None or SESSION_PENDING not in session:
@@ -334,7 +335,6 @@ def account_create_from_franceconnect(
     resident must sign in to that account to link it), LinkError when the sub got linked
     in the meantime.
     """
-    from identity.services import email_verification_send
 
     if not pending.email:
         raise AccountError("no email from FranceConnect")
@@ -369,7 +369,6 @@ def session_amr(amr: list[str] | tuple[str, ...]) -> list[str]:
 
 def franceconnect_session_remember(*, request: HttpRequest, id_token: str, acr: str) -> None:
     """Remember the upstream ID token (for the end-session call) in this session only."""
-    from identity.sessions import SESSION_AUTH_TIME
 
     request.session[SESSION_FC] = {
         "id_token": id_token,

@@ -16,6 +16,7 @@ import logging
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -31,10 +32,10 @@ from common.ratelimit import client_ip
 from common.redirects import safe_next
 from identity import ratelimit
 from identity.franceconnect import client, selectors, services
-from identity.services import AccountError
+from identity.login_view import LoginView
+from identity.services import AccountError, password_reset_request
 from identity.sessions import SESSION_AUTH_TIME, device_label
 from identity.signin import login_notify_new_device, session_logout
-from identity.views import LoginView
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ def _login_url(next_url: str = "", **extra: str) -> str:
 
 def _absolute(name: str) -> str:
     """Our URLs as registered at FranceConnect: built on the configured issuer, never on Host."""
-    from django.conf import settings
 
     return settings.ISSUER + reverse(name)
 
@@ -168,8 +168,6 @@ def callback(request: HttpRequest) -> HttpResponse:
     except client.FranceConnectError as error:
         return _fail(request, error, next_url=next_url)
     except Exception as exc:  # whatever the upstream sent, the resident gets a page, not a 500
-        from django.conf import settings
-
         log.error("FranceConnect callback: unexpected %s", type(exc).__name__, exc_info=settings.DEBUG)
         return _fail(request, client.VerificationFailed("unexpected"), next_url=next_url)
 
@@ -300,7 +298,7 @@ class LinkSignInView(LoginView):
     """The dedicated sign-in of the link flow: /franceconnect/lier/connexion/?flow=<id>.
 
     Names the FranceConnect identity waiting to be linked, and takes the password of the
-    existing account (identity.views.LoginView: same limits, second factor, notifications).
+    existing account (identity.login_view.LoginView: same limits, second factor, notifications).
     A correct password here announces the one sign-in the pending identity survives; the
     sign-in then goes on to the confirmation page of the same flow, whatever `next` says.
     """
@@ -428,7 +426,6 @@ def unlink(request: HttpRequest) -> HttpResponse:
 @require_POST
 def password_setup(request: HttpRequest) -> HttpResponse:
     """An account created through FranceConnect has no password: email a link to choose one."""
-    from identity.services import password_reset_request
 
     if not request.user.is_authenticated:
         return redirect(_login_url(reverse("identity:account")))

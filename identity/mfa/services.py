@@ -14,17 +14,20 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.urls import reverse
-from webauthn.helpers import bytes_to_base64url
+from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 from webauthn.helpers.structs import CredentialDeviceType
 
 from common.crypto import keyed_hash
 from identity.audit import audit_log
+from identity.emails import absolute_url, send_email
 from identity.mfa import clock, passkeys, totp
 from identity.mfa.models import BackupCode, BackupCodeDevice, Kind, Passkey, TOTPDevice
 from identity.models import User
 from identity.not_me import not_me_days, not_me_url
+from identity.sessions import sessions_end_all
 
 BACKUP_CODE_COUNT = 10
 BACKUP_CODE_LENGTH = 10
@@ -60,7 +63,6 @@ class Outcome:
 def _notify(
     *, user: User, template: str, context: dict[str, Any], factor: tuple[str, int] | None = None
 ) -> None:
-    from identity.emails import absolute_url, send_email
 
     full = {
         "given_name": user.given_name,
@@ -272,8 +274,6 @@ def passkey_user_handle(*, user: User) -> bytes:
     authenticator keeps one credential per RP and user handle)."""
     existing = Passkey.objects.filter(user=user).values_list("user_handle", flat=True).first()
     if existing:
-        from webauthn.helpers import base64url_to_bytes
-
         return base64url_to_bytes(existing)
     return secrets.token_bytes(32)
 
@@ -461,9 +461,6 @@ def factors_reset(*, user: User, operator: User, reason: str, ip: str = "") -> R
     resident (subject_user); the short reason is kept in the audit data, so it must not
     contain personal data.
     """
-    from django.core.exceptions import PermissionDenied
-
-    from identity.sessions import sessions_end_all
 
     if not operator_can_reset_second_factor(operator):
         raise PermissionDenied("this operator may not reset second factors")

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -500,7 +500,6 @@ def passkey_register(request: HttpRequest) -> HttpResponse:
 
 
 def _factor_or_404(request: HttpRequest, kind: str, factor_id: int) -> selectors.FactorRow:
-    from django.http import Http404
 
     row = selectors.factor_of(request.user, kind, factor_id)
     if row is None:

@@ -38,10 +38,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from jwcrypto import jwk
+from oauth2_provider.models import get_access_token_model
 
 from consent.gate import AccountGateSQL, account_gate_decision, account_gate_sql
 from identity.keys import active_signing_key, published_jwks
+from identity.models import User
 from identity.oidc import claims as claims_registry
+from identity.oidc.models import RevokedAccessToken
+from identity.oidc.subjects import subject_for
 
 TYP = "at+jwt"
 _ALGORITHMS = frozenset({"ES256", "RS256"})
@@ -115,7 +122,6 @@ def audience(request: Any) -> str | list[str]:
 
 def generate(request: Any) -> str:
     """oauthlib's access-token generator (OAUTH2_PROVIDER["ACCESS_TOKEN_GENERATOR"])."""
-    from identity.oidc.subjects import subject_for
 
     client = request.client
     user = getattr(request, "user", None)
@@ -151,8 +157,6 @@ def _public_key(kid: str) -> tuple[str, Any] | None:
         return None
     cached = _public_keys.get(kid)
     if cached is None:
-        from jwcrypto import jwk
-
         cached = (jwk_dict["alg"], jwk.JWK(**jwk_dict).get_op_key("verify"))
         with _lock:
             _public_keys[kid] = cached
@@ -253,9 +257,6 @@ def _resident_token_query(
     cached = _resident_query.get(key)
     if cached is not None:
         return cached
-    from oauth2_provider.models import get_access_token_model
-
-    from identity.models import User
 
     wanted = {*_RESIDENT_BASE_FIELDS, *claims_registry.resident_user_fields()}
     token = get_access_token_model()._meta
@@ -286,11 +287,6 @@ def _resident_token_query(
 
 def _read_resident(token: str, purpose_code: str | None) -> tuple[Any | None, tuple[Any, ...]]:
     """(active resident or None, the gate's columns if asked) for a resident token."""
-    from django.db import connection
-    from django.utils import timezone
-    from oauth2_provider.models import get_access_token_model
-
-    from identity.models import User
 
     sql, readers = _resident_token_query(connection, with_gate=purpose_code is not None)
     params: list[Any] = []
@@ -352,7 +348,6 @@ def live_token(token: str) -> tuple[dict[str, Any], Any | None] | None:
       header or signature) has no row. Its signature is therefore not verified again
       here; resource servers that validate it locally do verify it (docs/partners.md).
     """
-    from identity.oidc.models import RevokedAccessToken
 
     claims = decode(token, verify=False)
     if claims is None:

@@ -40,6 +40,9 @@ from oauth2_provider.models import (
 from common.crypto import generate_secret, keyed_hash
 from identity import reauth
 from identity.audit import audit_log
+from identity.client_cache import client_cache_forget
+from identity.oidc.sector import SectorDocumentError, sector_document_check
+from identity.oidc.subjects import SectorError, sector_for
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
@@ -105,7 +108,6 @@ class PartnerClientForm(forms.ModelForm):
         adding = self.instance._state.adding
         if not adding and not {"sector_identifier_uri", "redirect_uris"} & set(self.changed_data):
             return
-        from identity.oidc.sector import SectorDocumentError, sector_document_check
 
         try:
             sector_document_check(
@@ -201,8 +203,6 @@ class PartnerClientAdmin(admin.ModelAdmin):
         obj.authorization_grant_type = grants[0].replace("_", "-") if grants else obj.authorization_grant_type
         secret = None
         if not change:
-            from identity.oidc.subjects import SectorError, sector_for
-
             try:
                 sector = sector_for(
                     redirect_uris=obj.redirect_uris.split(), sector_identifier_uri=obj.sector_identifier_uri
@@ -258,7 +258,6 @@ class PartnerClientAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         # A bulk delete bypasses Client.delete(): forget the cached clients here.
-        from identity.client_cache import client_cache_forget
 
         client_ids = list(queryset.values_list("client_id", flat=True))
         super().delete_queryset(request, queryset)

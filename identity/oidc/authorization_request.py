@@ -20,9 +20,11 @@ from django.utils.translation import gettext as _
 from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
 from oauth2_provider.views.mixins import OAuthLibMixin
 
+from consent.api.cookie import cookie_link_ticket_issue
 from identity.levels import ACR_RANK
 from identity.mfa.selectors import session_acr
 from identity.oidc.errors import SeeOther, error_page, redirect_error
+from identity.oidc.sharing import consent_decision_record
 from identity.selectors import session_amr, session_auth_time
 from identity.sessions import browser_session_for_request
 
@@ -77,8 +79,6 @@ class AuthorizationMixin(OAuthLibMixin):
         try:
             with transaction.atomic():
                 if consent_purpose:
-                    from identity.oidc.consent import consent_decision_record
-
                     consent_decision_record(user=request.user, purpose_code=consent_purpose, allow=True)
                 uri, _headers, _body, _status = self.create_authorization_response(
                     request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
@@ -107,7 +107,6 @@ class AuthorizationMixin(OAuthLibMixin):
 def with_link_ticket(uri: str, request: HttpRequest, client_id: str, browser_id: str) -> str:
     """The code redirect plus `cum_link`, a one-time ticket the partner page's widget redeems
     with that browser's secret (consent.api.cookie explains why it takes both)."""
-    from consent.api.cookie import cookie_link_ticket_issue
 
     ticket = cookie_link_ticket_issue(user=request.user, client_id=client_id, browser_id=browser_id)
     if ticket is None:

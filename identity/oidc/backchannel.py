@@ -24,16 +24,20 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from jwcrypto import jwt
+from oauth2_provider.models import get_application_model
 
+from connectors.outbox import PermanentDeliveryError, http_post_form, register_handler
+from connectors.services import outbox_enqueue
+from identity.keys import active_signing_key
 from identity.oidc.errors import add_query
 from identity.oidc.subjects import subject_for
+from identity.sessions import register_session_ended_listener
 
 KIND = "oidc_backchannel_logout"
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 def logout_token(*, client: Any, sub: str, sid: str, jti: str, now: int | None = None) -> str:
-    from identity.keys import active_signing_key
 
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {
@@ -59,7 +63,6 @@ def idempotency_key(*, sid: str, client_id: str) -> str:
 
 def enqueue_for_ended_session(session: Any, clients: list[Any]) -> None:
     """Session-ended listener (registered in IdentityConfig.ready()): one message per partner."""
-    from connectors.services import outbox_enqueue
 
     for client in clients:
         if not client.backchannel_logout_uri:
@@ -80,9 +83,6 @@ def enqueue_for_ended_session(session: Any, clients: list[Any]) -> None:
 
 def deliver(message: Any) -> None:
     """Outbox handler: sign a fresh logout token and POST it to the partner."""
-    from oauth2_provider.models import get_application_model
-
-    from connectors.outbox import PermanentDeliveryError, http_post_form
 
     payload = message.payload or {}
     client = get_application_model().objects.filter(client_id=payload.get("client_id", "")).first()
@@ -95,8 +95,6 @@ def deliver(message: Any) -> None:
 
 
 def register() -> None:
-    from connectors.outbox import register_handler
-    from identity.sessions import register_session_ended_listener
 
     register_handler(KIND, deliver)
     register_session_ended_listener(enqueue_for_ended_session)

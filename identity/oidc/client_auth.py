@@ -38,11 +38,13 @@ from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
 from common.outbound import open_without_redirects
+from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 from identity.oidc.constants import (
     CLIENT_ASSERTION_ALGS,
     CLIENT_ASSERTION_MAX_LIFETIME,
     CLIENT_ASSERTION_TYPE,
 )
+from identity.oidc.models import ClientAssertionJti
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ def method_used(request: Any, *, basic_auth: bool) -> str | None:
     """Which method this request presents; "" for none; None when it mixes several.
 
     `basic_auth`: whether it carries an `Authorization: Basic` header, as the caller (the
-    Validator, identity/oidc/validators.py) reads it with django-oauth-toolkit's parser.
+    Validator, identity/oidc/request_validator.py) reads it with django-oauth-toolkit's parser.
     """
     present = []
     if basic_auth:
@@ -97,7 +99,6 @@ def _jwks_cache_key(client: Any) -> str:
 
 def fetch_jwks(uri: str) -> dict[str, Any]:
     """GET a JWK Set: https only (http on loopback in development), short timeout, small body."""
-    from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 
     try:
         validate_client_uri(uri, what="JWKS URI")
@@ -136,28 +137,6 @@ def client_jwks(client: Any, *, refresh: bool = False) -> jwk.JWKSet:
         return jwk.JWKSet.from_json(json.dumps(data))
     except (JWException, ValueError, TypeError) as exc:
         raise ClientAuthError("client keys are not a valid JWK Set") from exc
-
-
-def validate_jwks_document(data: Any) -> dict[str, Any]:
-    """Registration-time check of an inline JWKS: public RSA/EC P-256 signing keys only."""
-    if not isinstance(data, dict) or not isinstance(data.get("keys"), list) or not data["keys"]:
-        raise ValueError("a JWK Set needs a non-empty 'keys' list")
-    for entry in data["keys"]:
-        if not isinstance(entry, dict):
-            raise ValueError("each key must be a JSON object")
-        if "d" in entry or "p" in entry or "k" in entry:
-            raise ValueError("the JWKS must contain public keys only")
-        if entry.get("kty") not in {"RSA", "EC"}:
-            raise ValueError("keys must be RSA or EC (P-256)")
-        if entry.get("kty") == "EC" and entry.get("crv") != "P-256":
-            raise ValueError("EC keys must use the P-256 curve (ES256)")
-        if entry.get("use", "sig") != "sig":
-            raise ValueError("keys must be signing keys (use=sig)")
-        try:
-            jwk.JWK(**entry)
-        except (JWException, ValueError, TypeError) as exc:
-            raise ValueError(f"invalid key: {exc}") from exc
-    return data
 
 
 # --- private_key_jwt -------------------------------------------------------------------------------
@@ -251,7 +230,6 @@ def verify_client_assertion(client: Any, request: Any, *, now: float | None = No
 
 
 def jti_record_once(*, client_id: str, jti: str, exp: float, now: float) -> None:
-    from identity.oidc.models import ClientAssertionJti
 
     expires_at = datetime.fromtimestamp(exp + CLOCK_SKEW, tz=UTC)
     digest = hashlib.sha256(jti.encode("utf-8")).hexdigest()

@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils.translation import gettext as _
+from jwcrypto import jwk
+from jwcrypto.common import JWException
 
 from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 
@@ -243,8 +245,6 @@ def _jwks_problems(jwks: dict[str, Any] | None) -> list[tuple[str, str]]:
     """The client's JWKS document, when given."""
     if not jwks:
         return []
-    from identity.oidc.client_auth import validate_jwks_document
-
     try:
         validate_jwks_document(jwks)
     except ValueError as exc:
@@ -271,3 +271,25 @@ def client_config_check(**config: Any) -> None:
     if errors:
         field, messages = next(iter(errors.items()))
         raise ClientConfigError(messages[0], field=field)
+
+
+def validate_jwks_document(data: Any) -> dict[str, Any]:
+    """Registration-time check of an inline JWKS: public RSA/EC P-256 signing keys only."""
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list) or not data["keys"]:
+        raise ValueError("a JWK Set needs a non-empty 'keys' list")
+    for entry in data["keys"]:
+        if not isinstance(entry, dict):
+            raise ValueError("each key must be a JSON object")
+        if "d" in entry or "p" in entry or "k" in entry:
+            raise ValueError("the JWKS must contain public keys only")
+        if entry.get("kty") not in {"RSA", "EC"}:
+            raise ValueError("keys must be RSA or EC (P-256)")
+        if entry.get("kty") == "EC" and entry.get("crv") != "P-256":
+            raise ValueError("EC keys must use the P-256 curve (ES256)")
+        if entry.get("use", "sig") != "sig":
+            raise ValueError("keys must be signing keys (use=sig)")
+        try:
+            jwk.JWK(**entry)
+        except (JWException, ValueError, TypeError) as exc:
+            raise ValueError(f"invalid key: {exc}") from exc
+    return data

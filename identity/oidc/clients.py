@@ -11,12 +11,16 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import translation
+from oauth2_provider.models import get_application_model
 
 from common.crypto import generate_secret, keyed_hash
 from identity.audit import audit_log
 from identity.models import User
 from identity.oidc.client_checks import client_config_check
 from identity.oidc.client_uris import ClientConfigError
+from identity.oidc.constants import GRANT_AUTHORIZATION_CODE
+from identity.oidc.resources import resource_identifier_check
+from identity.oidc.subjects import SectorError, sector_for
 
 
 @transaction.atomic
@@ -57,9 +61,6 @@ def client_register(
     gets no secret at all. `resource_identifier` (RFC 8707, unique) makes the client a
     resource server that tokens can be meant for (identity/oidc/resources.py).
     """
-    from oauth2_provider.models import get_application_model
-
-    from identity.oidc.constants import GRANT_AUTHORIZATION_CODE
 
     name = (name or "").strip()
     if not name:
@@ -88,7 +89,6 @@ def client_register(
             policy_uri=policy_uri,
             resource_identifier=resource_identifier,
         )
-    from identity.oidc.subjects import SectorError, sector_for
 
     try:
         sector = sector_for(redirect_uris=redirect_uris, sector_identifier_uri=sector_identifier_uri)
@@ -99,8 +99,6 @@ def client_register(
 
     Client = get_application_model()
     if resource_identifier:
-        from identity.oidc.resources import resource_identifier_check
-
         resource_identifier = resource_identifier_check(resource_identifier)  # checked: normalises
         if Client.objects.filter(resource_identifier=resource_identifier).exists():
             message = f"resource identifier {resource_identifier!r} is already registered"

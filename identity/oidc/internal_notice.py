@@ -1,7 +1,7 @@
 """The information page of internal metropolitan services (public task, GDPR Art. 6(1)(e)).
 
 Clients the operator marks internal get no consent screen: their processing rests on
-Nantes Métropole's public-task mission, not on consent (identity/oidc/consent.py). The
+Nantes Métropole's public-task mission, not on consent (identity/oidc/sharing.py). The
 resident is still told (issue 4: "…may be exempt, and the resident is told"): the first
 time they are sent to an internal service, and again when it asks for scopes beyond those
 they were told about, the authorization endpoint shows a page naming the service, what
@@ -45,8 +45,10 @@ from django.views.decorators.cache import never_cache
 from identity.client_cache import client_by_client_id
 from identity.oidc.authorization_request import PENDING_CREDENTIALS, AuthorizationMixin
 from identity.oidc.errors import error_page
+from identity.oidc.models import InternalServiceNotice
+from identity.oidc.sharing import describe_scopes
 
-NOTICE_SESSION_KEY = "cum_pending_internal_notices"
+NOTICE_SESSION_KEY = "oidc.pending_internal_notices"
 MAX_PENDING = 5
 PENDING_LIFETIME_SECONDS = 30 * 60
 
@@ -56,7 +58,6 @@ PENDING_LIFETIME_SECONDS = 30 * 60
 
 def internal_notice_covers(*, user: Any, client: Any, scopes: list[str] | set[str]) -> bool:
     """Was this resident already told about every one of these scopes at this service?"""
-    from identity.oidc.models import InternalServiceNotice
 
     noticed = (
         InternalServiceNotice.objects.filter(user=user, client=client)
@@ -69,7 +70,6 @@ def internal_notice_covers(*, user: Any, client: Any, scopes: list[str] | set[st
 @transaction.atomic
 def internal_notice_record(*, user: Any, client: Any, scopes: list[str] | set[str]) -> Any:
     """The resident saw the page for these scopes (added to those noticed before)."""
-    from identity.oidc.models import InternalServiceNotice
 
     now = timezone.now()
     notice, created = InternalServiceNotice.objects.select_for_update().get_or_create(
@@ -108,7 +108,6 @@ def internal_notice_page(
         "credentials": {key: value for key, value in credentials.items() if key in PENDING_CREDENTIALS},
     }
     request.session[NOTICE_SESSION_KEY] = pending
-    from identity.oidc.consent import describe_scopes
 
     return render(
         request,

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.core.exceptions import ValidationError
+from django.db import connections, models, router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import (
@@ -26,7 +27,11 @@ from oauth2_provider.models import (
 )
 
 from common.crypto import keyed_hash_matches
+from identity.client_cache import client_cache_forget
+from identity.keys import active_signing_key
 from identity.models import HashedTokenField, User
+from identity.oidc.client_checks import client_config_errors
+from identity.oidc.resources import resource_identifier_check
 
 
 class Client(AbstractApplication):
@@ -164,13 +169,11 @@ class Client(AbstractApplication):
     # forget this one on every change so that this process sees it at once (other processes
     # within the cache's TTL). Bulk queryset updates bypass these two methods.
     def save(self, *args: Any, **kwargs: Any) -> None:
-        from identity.client_cache import client_cache_forget
 
         super().save(*args, **kwargs)
         client_cache_forget(self.client_id)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
-        from identity.client_cache import client_cache_forget
 
         client_id = self.client_id
         result = super().delete(*args, **kwargs)
@@ -207,15 +210,11 @@ class Client(AbstractApplication):
 
     @property
     def jwk_key(self):  # type: ignore[override]
-        from identity.keys import active_signing_key
 
         return active_signing_key(self.signing_algorithm).jwk
 
     def clean(self) -> None:
         """The library's checks, then ours (identity.oidc.client_checks), reported together."""
-        from django.core.exceptions import ValidationError
-
-        from identity.oidc.client_checks import client_config_errors
 
         errors: dict[str, list[Any]] = {}
         try:
@@ -249,8 +248,6 @@ class Client(AbstractApplication):
         if errors:
             raise ValidationError(errors)
         if self.resource_identifier:
-            from identity.oidc.resources import resource_identifier_check
-
             self.resource_identifier = resource_identifier_check(self.resource_identifier)
 
 
@@ -309,7 +306,6 @@ class RefreshToken(AbstractRefreshToken):
         when the row is created and is only ever cleared afterwards (by this method, or by
         the deletion of that access token), never pointed at another access token.
         """
-        from django.db import connections, router, transaction
 
         access_token_id = self.access_token_id
         using = router.db_for_write(AccessToken)

@@ -28,7 +28,7 @@ from django.utils import timezone
 from identity.oidc.constants import PAR_EXPIRES_IN, PAR_URN_PREFIX
 from identity.oidc.models import PushedAuthorizationRequest
 
-SESSION_KEY = "cum_par"
+SESSION_KEY = "oidc.par"
 RESUME_SECONDS = 10 * 60
 MAX_RESUMABLE = 5
 

@@ -18,6 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from oauth2_provider.models import get_application_model
+
+from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 
 
 class ResourceIdentifierError(ValueError):
@@ -31,7 +34,6 @@ def resource_identifier_check(value: str) -> str:
     (http on loopback in development, like redirect URIs), no user information, no spaces.
     Never our issuer nor a URL under it: those are ours (userinfo).
     """
-    from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 
     value = (value or "").strip()
     try:
@@ -51,7 +53,6 @@ def resource_identifier_check(value: str) -> str:
 
 def unknown_targets(values: Iterable[Any]) -> list[Any]:
     """The values that are neither our issuer nor a registered resource server (in order)."""
-    from oauth2_provider.models import get_application_model
 
     candidates = [value for value in values if not (isinstance(value, str) and value == settings.ISSUER)]
     strings = {value for value in candidates if isinstance(value, str) and value}

@@ -17,6 +17,8 @@ from typing import Any
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_id_token_model, get_refresh_token_model
 
+from identity.sessions import register_session_ended_listener
+
 
 def session_tokens_revoke(*, sid: str) -> None:
     """Revoke every access token, ID token record and refresh token carrying this sid."""
@@ -37,6 +39,5 @@ def revoke_for_ended_session(session: Any, clients: list[Any]) -> None:
 
 
 def register() -> None:
-    from identity.sessions import register_session_ended_listener
 
     register_session_ended_listener(revoke_for_ended_session)

@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
+from identity.oidc.client_uris import LOOPBACK_HOSTS
+
 
 class SectorError(ValueError):
     """A client's redirect URIs / sector identifier do not define one sector."""
@@ -73,7 +75,6 @@ def redirect_hosts(redirect_uris: list[str]) -> set[str]:
 
 def _loopback_http_allowed(scheme: str, hostname: str) -> bool:
     """http on loopback, where client URIs may use it (development, tests, RFC 8252 apps)."""
-    from identity.oidc.client_uris import LOOPBACK_HOSTS
 
     return scheme == "http" and hostname in LOOPBACK_HOSTS and bool(settings.ALLOW_HTTP_LOOPBACK_REDIRECTS)
 

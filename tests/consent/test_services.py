@@ -31,7 +31,7 @@ from consent.services import (
     subject_link_browser,
 )
 from identity.models import AuditEvent
-from identity.oidc.consent import purpose_for_client_scopes
+from identity.oidc.sharing import purpose_for_client_scopes
 
 BROWSER = "Zm9vYmFyYmF6cXV4LXJhbmRvbS1icm93c2VyLWlk"
 
@@ -99,7 +99,11 @@ def test_purpose_for_client_is_one_per_client_and_key_and_knows_no_scope(
         "dpv_purpose": "dpv:ServiceProvision",
     }
     first = purpose_for_client(client=partner, key="anything at all", fields=fields)
-    assert (first.client_id, first.scopes, first.code) == (partner.pk, "anything at all", "share:test:key")
+    assert (first.client_id, first.client_key, first.code) == (
+        partner.pk,
+        "anything at all",
+        "share:test:key",
+    )
     # The same key finds it again; the fields only serve at creation.
     again = purpose_for_client(client=partner, key="anything at all", fields={**fields, "code": "other"})
     assert again.pk == first.pk and again.code == "share:test:key"

@@ -387,7 +387,7 @@ def test_a_signed_in_resident_attaches_a_browser_id(partner: Any, resident: Any)
     refused = http.post(link, proof, content_type="application/json")
     assert_problem(refused, 403)  # no CSRF token
     http.get("/compte/")
-    token = http.cookies["cum_csrf"].value
+    token = http.cookies["csrf"].value
     # The id alone proves nothing (issue 9, finding 3).
     alone = http.post(
         link, {"browser_id": body["browser_id"]}, content_type="application/json", HTTP_X_CSRFTOKEN=token

@@ -206,7 +206,7 @@ def test_filters_by_purpose_partner_type_and_period(
     assert ids(to=(today - timedelta(days=1)).isoformat()) == set()
     assert ids(**{"from": (today + timedelta(days=1)).isoformat()}) == set()
     # Partner filter: the sharing purpose of a partner carries its client id.
-    from identity.oidc.consent import purpose_for_client_scopes
+    from identity.oidc.sharing import purpose_for_client_scopes
 
     sharing = purpose_for_client_scopes(client=partner, scopes="openid email")
     shared = consent_record(

@@ -601,7 +601,7 @@ def test_logout_return_with_a_forged_state_does_nothing(signed_in, resident):
     response = signed_in.get(LOGOUT_RETURN_PATH, {"state": "forged"})
     assert response.status_code == 302
     session = signed_in.session
-    session["franceconnect_logout_state"] = "expected"
+    session["franceconnect.logout_state"] = "expected"
     session.save()
     assert signed_in.get(LOGOUT_RETURN_PATH, {"state": "forgé"}).status_code == 302
     assert signed_in_user(signed_in) == resident

@@ -95,7 +95,7 @@ def test_sign_in_with_a_backup_code(
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post("/connexion/verification/", {"method": "backup", "backup-code": codes[0]})
     assert response.status_code == 302 and response["Location"] == "/compte/"
-    assert client.session["cum_amr"] == ["pwd", "otp", "mfa"]
+    assert client.session["sessions.amr"] == ["pwd", "otp", "mfa"]
     assert deliver_emails() == 1
     assert len(mailoutbox) == 1
 

@@ -19,7 +19,7 @@ from consent.services import consent_record, purpose_create
 from identity.oidc import claims as registry
 from identity.oidc.client_uris import ClientConfigError
 from identity.oidc.clients import client_register
-from identity.oidc.consent import purpose_for_client_scopes, sharing_purpose_code
+from identity.oidc.sharing import purpose_for_client_scopes, sharing_purpose_code
 from tests.conftest import REDIRECT_URI, OIDCFlow, verify_id_token
 from tests.oidc.conftest import complete_flow, is_consent_page, userinfo
 
@@ -196,7 +196,7 @@ def test_the_consent_screen_describes_the_registered_scope(commune_provider, mak
 
 def test_the_consent_screen_speaks_english_from_the_registry(make_client, signed_in) -> None:
     rp = make_client()
-    signed_in.cookies["cum_language"] = "en"
+    signed_in.cookies["language"] = "en"
     page = OIDCFlow(signed_in, rp).authorize()
     assert is_consent_page(page)
     html = page.content.decode()

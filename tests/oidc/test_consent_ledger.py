@@ -20,7 +20,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from consent.selectors import consent_is_granted, events_search
 from consent.services import consent_record
-from identity.oidc.consent import sharing_purpose_code
+from identity.oidc.sharing import sharing_purpose_code
 from tests.conftest import REDIRECT_URI, OIDCFlow, verify_id_token
 from tests.oidc.conftest import (
     complete_flow,
@@ -88,7 +88,7 @@ def test_deny_writes_a_refused_event_and_answers_access_denied(flow, resident):
 
 
 def test_a_failed_code_issuance_writes_no_consent(flow, resident, monkeypatch):
-    from identity.oidc.validators import Validator
+    from identity.oidc.request_validator import Validator
 
     def broken(self: Any, *args: Any, **kwargs: Any) -> None:
         raise oauth2_errors.ServerError(description="database unavailable")

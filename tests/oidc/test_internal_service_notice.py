@@ -28,8 +28,8 @@ from django.test import Client as BrowserClient
 
 from consent.selectors import events_search
 from consent.services import consent_record
-from identity.oidc.consent import sharing_purpose_code
 from identity.oidc.models import InternalServiceNotice
+from identity.oidc.sharing import sharing_purpose_code
 from tests.conftest import REDIRECT_URI, OIDCFlow
 from tests.oidc.conftest import is_consent_page, location_base, location_query, userinfo
 

@@ -1,10 +1,10 @@
-"""identity/oidc/backend.py: oauthlib receives only the headers it reads."""
+"""identity/oidc/oauthlib_core.py: oauthlib receives only the headers it reads."""
 
 from __future__ import annotations
 
 from django.test import RequestFactory
 
-from identity.oidc.backend import OAuthLibCore
+from identity.oidc.oauthlib_core import OAuthLibCore
 
 
 def test_only_the_headers_oauthlib_reads_are_passed_on():

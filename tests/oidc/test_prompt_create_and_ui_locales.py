@@ -36,15 +36,15 @@ def test_discovery_lists_create():
 def test_ui_locales_picks_the_login_page_language(rp):
     flow = OIDCFlow(BrowserClient(), rp)
     response = flow.authorize(ui_locales="de en-GB fr")
-    assert response.cookies["cum_language"].value == "en"
+    assert response.cookies["language"].value == "en"
     login = flow.browser.get(response["Location"])
     assert '<html lang="en">' in login.content.decode()
 
 
 def test_ui_locales_never_overrides_the_residents_own_choice(rp):
     browser = BrowserClient()
-    browser.cookies["cum_language"] = "fr"
+    browser.cookies["language"] = "fr"
     flow = OIDCFlow(browser, rp)
     response = flow.authorize(ui_locales="en")
-    assert "cum_language" not in response.cookies
+    assert "language" not in response.cookies
     assert '<html lang="fr">' in browser.get(response["Location"]).content.decode()

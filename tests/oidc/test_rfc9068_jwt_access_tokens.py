@@ -356,7 +356,7 @@ def test_oauthlibs_bearer_check_fails_closed(tokens):
     neither machine tokens without rows nor our other rules: it refuses even a live token."""
     from oauthlib.common import Request as OAuthRequest
 
-    from identity.oidc.validators import Validator
+    from identity.oidc.request_validator import Validator
 
     assert userinfo(tokens["access_token"]).status_code == 200  # the token is live
     request = OAuthRequest("https://example.org/api")

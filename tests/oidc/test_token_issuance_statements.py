@@ -18,7 +18,7 @@ from jwcrypto import jwt
 
 from identity.models import BrowserSession
 from identity.oidc.models import AccessToken, AuthorizationCode, IDToken, RefreshToken
-from identity.oidc.validators import Validator
+from identity.oidc.request_validator import Validator
 from identity.sessions import session_end
 from tests.oidc.conftest import complete_flow, post_token, userinfo
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from consent.ledger import read_head
 from consent.selectors import LedgerTampered, latest_tree_head
 from consent.services import tree_head_sign
 
@@ -23,7 +24,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from consent.ledger import read_head
 
         if options["if_changed"]:
             latest = latest_tree_head()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.urls import reverse
 
 from identity.franceconnect import selectors
 
@@ -38,7 +39,6 @@ def franceconnect_account_section(context: template.Context) -> dict[str, Any]:
 def franceconnect_logout_url(context: template.Context) -> str:
     """Where a sign-out form should post: ours when the session also has a FranceConnect
     session to end, else the normal sign-out. `{% franceconnect_logout_url as url %}`."""
-    from django.urls import reverse
 
     request = context.get("request")
     return (selectors.logout_url_for(request) if request is not None else None) or reverse("identity:logout")

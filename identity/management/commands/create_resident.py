@@ -1,6 +1,6 @@
 """``manage.py create_resident``: create one resident account (support desk, demos, tests).
 
-The password goes through the same rules as the sign-up form (identity.validators). A
+The password goes through the same rules as the sign-up form (identity.password_rules). A
 password given with ``--password`` is visible to other local users in the process list;
 ``--password-stdin`` reads it from the first line of standard input instead.
 """

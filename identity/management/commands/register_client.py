@@ -9,6 +9,7 @@ from identity.oidc.claims import supported_scopes
 from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 from identity.oidc.clients import client_register
 from identity.oidc.constants import AUTH_METHODS, REGISTRABLE_GRANTS
+from identity.oidc.sector import sector_document_check
 
 
 class Command(BaseCommand):
@@ -187,7 +188,6 @@ class Command(BaseCommand):
         The URIs are checked first (a malformed one gets its own message), then the
         document is fetched, before anything is written.
         """
-        from identity.oidc.sector import sector_document_check
 
         validate_client_uri(options["sector_identifier_uri"], what="sector identifier URI")
         for uri in options["redirect_uris"]:

@@ -15,9 +15,9 @@ else lists scopes. A provider (registry.ClaimProvider) declares:
 
 Everything reads the registry: discovery (`scopes_supported`, `claims_supported`),
 client registration (unknown scopes refused), the consent screen
-(identity.oidc.consent.describe_scopes), the sharing purpose written to the ledger
-(identity.oidc.consent.purpose_for_client_scopes: its data categories), and the release
-of claims in the ID token and at userinfo (identity.oidc.consent.released_claims: `sub`,
+(identity.oidc.sharing.describe_scopes), the sharing purpose written to the ledger
+(identity.oidc.sharing.purpose_for_client_scopes: its data categories), and the release
+of claims in the ID token and at userinfo (identity.oidc.sharing.released_claims: `sub`,
 then the claims of granted scopes only, while the ledger grants the sharing).
 
 The standard OpenID Connect claims (standard.STANDARD_PROVIDER: `openid`, `profile`,

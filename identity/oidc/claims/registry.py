@@ -224,7 +224,7 @@ def read_claims(user: Any, scopes: Iterable[str]) -> dict[str, Any]:
     """The claims of these scopes for this resident, from every provider concerned.
 
     Only claims that a granted scope covers are kept. The caller decides beforehand whether
-    the ledger allows the release (identity.oidc.consent.released_claims).
+    the ledger allows the release (identity.oidc.sharing.released_claims).
     """
     wanted = frozenset(scopes)
     claims: dict[str, Any] = {}

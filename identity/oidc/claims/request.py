@@ -12,7 +12,7 @@ def parse_claims_request(value: Any) -> dict[str, Any] | None:
     A JSON object whose optional `id_token` and `userinfo` members are objects mapping claim
     names to null or to an object (`essential`, `value`, `values`). The parameter never
     widens a release: a claim is only sent under a granted scope that covers it
-    (identity.oidc.consent.released_claims), whatever the parameter names.
+    (identity.oidc.sharing.released_claims), whatever the parameter names.
     """
     if isinstance(value, dict):
         data = value

@@ -17,7 +17,7 @@ In order, for a request whose client and redirect URI are valid:
    `unmet_authentication_requirements` (OpenID Connect Unmet Authentication Requirements
    1.0) or `interaction_required` — never a code. A wanted (voluntary) level that cannot
    be reached is not an error: the ID token says the level reached (OIDC Core §5.5.1.1);
-4. consent, from the ledger (identity/oidc/consent.py); internal services ask none, and
+4. consent, from the ledger (identity/oidc/sharing.py); internal services ask none, and
    show an information page instead the first time (identity/oidc/internal_notice.py).
 """
 
@@ -62,11 +62,11 @@ from identity.oidc.subjects import subject_for
 from identity.selectors import session_auth_time
 from identity.sessions import browser_session_for_request
 
-PENDING_SESSION_KEY = "cum_pending_authorizations"
+PENDING_SESSION_KEY = "oidc.pending_authorizations"
 MAX_PENDING = 5
 # When this browser was sent to sign in for a request (by a fingerprint of the request): a
 # request with prompt=login or max_age resumes only after a sign-in at or after that moment.
-SIGN_IN_ASKED_SESSION_KEY = "cum_sign_in_asked"
+SIGN_IN_ASKED_SESSION_KEY = "oidc.sign_in_asked"
 SIGN_IN_ASKED_SECONDS = 30 * 60
 
 
@@ -386,7 +386,7 @@ class AuthorizeView(AuthorizationMixin, View):
             if notice is not None:
                 return notice
             return self._finish(request, scopes, credentials)
-        from identity.oidc.consent import sharing_granted, sharing_purpose_code
+        from identity.oidc.sharing import sharing_granted, sharing_purpose_code
 
         if "consent" not in prompt and sharing_granted(request.user, client, scopes):
             return self._finish(request, scopes, credentials)
@@ -512,7 +512,7 @@ class AuthorizeView(AuthorizationMixin, View):
             "purpose": purpose_code,
         }
         request.session[PENDING_SESSION_KEY] = pending
-        from identity.oidc.consent import describe_scopes
+        from identity.oidc.sharing import describe_scopes
 
         return render(
             request,
@@ -551,7 +551,7 @@ class AuthorizeDecisionView(AuthorizationMixin, View):
         try:
             if request.POST.get("decision") != "allow":
                 if purpose_code:
-                    from identity.oidc.consent import consent_decision_record
+                    from identity.oidc.sharing import consent_decision_record
 
                     with transaction.atomic():
                         consent_decision_record(user=request.user, purpose_code=purpose_code, allow=False)

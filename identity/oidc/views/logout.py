@@ -55,8 +55,10 @@ from oauth2_provider.forms import ConfirmLogoutForm
 from common.ratelimit import client_ip
 from identity.client_cache import client_by_client_id
 from identity.middleware import DEFAULT_CSP
+from identity.models import normalize_email
 from identity.oidc.backchannel import frontchannel_logout_urls, origin_of
 from identity.oidc.errors import SeeOther, add_query
+from identity.oidc.request_validator import Validator
 from identity.oidc.subjects import subject_for
 from identity.sessions import EndReason, browser_session_for_request, session_end
 
@@ -70,7 +72,6 @@ def verify_id_token_hint(hint: str) -> dict[str, Any] | None:
 
     Expired tokens are accepted (RP-Initiated Logout §2: the hint may have expired).
     """
-    from identity.oidc.validators import Validator
 
     key = Validator().key_for_token(hint)
     if key is None:
@@ -91,7 +92,6 @@ def _audiences(claims: dict[str, Any]) -> list[str]:
 
 def logout_hint_designates(logout_hint: str, application: Any, user: Any) -> bool:
     """Whether a `logout_hint` names `user`: the client's `sub` for them, or their email."""
-    from identity.models import normalize_email
 
     value = logout_hint.strip()
     if not value:

@@ -8,7 +8,7 @@ The token is one of our RFC 9068 JWTs (identity/oidc/access_tokens.py): its form
 issuer, expiry and audience are checked without the database, then one indexed read of
 its SHA-256 proves we issued exactly this string, that it was not revoked, and finds the
 (active) resident; the consent ledger then decides which claims beyond `sub` are
-released (identity/oidc/consent.py), and the registered claim providers supply them
+released (identity/oidc/sharing.py), and the registered claim providers supply them
 (identity/oidc/claims/). That read also carries the ledger's answer (consent.gate
 .account_gate_sql) and the resident's columns every provider reads from the `User` row
 (ClaimProvider.user_fields): with the standard provider, userinfo is one SQL statement.
@@ -29,8 +29,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from identity.client_cache import client_by_client_id
 from identity.oidc.access_tokens import decode, is_client_token, resident_and_consent, resident_of
-from identity.oidc.consent import known_purpose_code, released_claims
 from identity.oidc.errors import json_error
+from identity.oidc.sharing import known_purpose_code, released_claims
 
 REALM = 'Bearer realm="userinfo"'
 

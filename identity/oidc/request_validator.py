@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import router, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -29,7 +30,9 @@ from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from common.crypto import keyed_hash_matches
+from identity.client_cache import client_cache_generation, client_cache_get, client_cache_put
 from identity.keys import active_signing_key, verification_key
+from identity.oidc.access_tokens import decode, is_client_token
 from identity.oidc.claims import standard_claims
 from identity.oidc.client_auth import (
     ClientAuthError,
@@ -37,7 +40,10 @@ from identity.oidc.client_auth import (
     method_used,
     verify_client_assertion,
 )
+from identity.oidc.models import RevokedAccessToken
+from identity.oidc.resources import unknown_targets
 from identity.oidc.session_tokens import session_tokens_revoke
+from identity.oidc.sharing import released_claims
 from identity.sessions import browser_session_by_sid, session_client_record
 
 log = logging.getLogger(__name__)
@@ -72,7 +78,6 @@ class Validator(OAuth2Validator):
         # The client row is read by nearly every protocol request: served from the
         # in-process cache (identity/client_cache.py: changes on this process take effect
         # at once, on other processes within its TTL). Misses go to django-oauth-toolkit.
-        from identity.client_cache import client_cache_generation, client_cache_get, client_cache_put
 
         current = getattr(request, "client", None)
         if current is not None and getattr(current, "client_id", None) == client_id:
@@ -457,7 +462,6 @@ class Validator(OAuth2Validator):
 
     @staticmethod
     def _check_targets(resources: list[Any], request: OAuthRequest) -> None:
-        from identity.oidc.resources import unknown_targets
 
         if len(resources) > MAX_RESOURCES or unknown_targets(resources):
             raise oauth2_errors.CustomOAuth2Error(
@@ -504,8 +508,6 @@ class Validator(OAuth2Validator):
         else:
             granted, restricted = [], False
         if restricted:
-            from django.conf import settings
-
             allowed = granted or [settings.ISSUER]
             if any(uri not in allowed for uri in requested):
                 raise oauth2_errors.CustomOAuth2Error(
@@ -612,8 +614,6 @@ class Validator(OAuth2Validator):
     ) -> None:
         # Rows first (resident access tokens, refresh tokens), limited to this client.
         super().revoke_token(token, token_type_hint, request, *args, **kwargs)
-        from identity.oidc.access_tokens import decode, is_client_token
-        from identity.oidc.models import RevokedAccessToken
 
         claims = decode(token)
         client = request.client
@@ -648,8 +648,7 @@ class Validator(OAuth2Validator):
         return standard_claims(request.user)
 
     def get_oidc_claims(self, token: Any, token_handler: Any, request: OAuthRequest) -> dict[str, Any]:
-        # identity/oidc/consent.py: `sub`, then only what the scopes cover and the ledger allows now.
-        from identity.oidc.consent import released_claims
+        # identity/oidc/sharing.py: `sub`, then only what the scopes cover and the ledger allows now.
 
         return released_claims(request.client, request.user, request.scopes or [])
 
@@ -658,9 +657,7 @@ class Validator(OAuth2Validator):
         claims["auth_time"] = int(
             _as_utc(getattr(request, "auth_time", None) or request.user.last_login).timestamp()
         )
-        session = getattr(request, "cum_session", None) or browser_session_by_sid(
-            getattr(request, "cum_sid", "")
-        )
+        session = getattr(request, "session", None) or browser_session_by_sid(getattr(request, "cum_sid", ""))
         if session is not None:
             # OIDC Front-/Back-Channel Logout `sid`.
             claims["sid"] = session.sid

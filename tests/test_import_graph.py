@@ -1,0 +1,82 @@
+"""No import cycle among the project's modules, imports inside functions included.
+
+import-linter (pyproject.toml) checks the direction between layers; a cycle inside one
+layer (two modules of identity.oidc importing each other, even lazily) is what this test
+refuses. The graph is grimp's, the one lint-imports reads: every `import` statement of
+every module, wherever it stands in the module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import grimp
+
+PACKAGES = ("common", "config", "identity", "consent", "profiles", "connectors")
+
+
+def strongly_connected(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """The groups of two or more modules that import each other, directly or not (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(start: str) -> None:
+        # Iterative, so a long chain of imports cannot exhaust the recursion limit.
+        work = [(start, iter(sorted(graph.get(start, ()))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def test_the_detector_finds_a_cycle_through_several_modules():
+    graph = {"a": ["b"], "b": ["c"], "c": ["a", "d"], "d": [], "e": ["e2"], "e2": ["e"]}
+    assert sorted(strongly_connected(graph)) == [["a", "b", "c"], ["e", "e2"]]
+    assert strongly_connected({"a": ["b"], "b": []}) == []
+
+
+def test_no_import_cycle_among_the_project_modules():
+    graph = grimp.build_graph(*PACKAGES, include_external_packages=False, cache_dir=None)
+    edges = {module: graph.find_modules_directly_imported_by(module) for module in graph.modules}
+    cycles = strongly_connected(edges)
+    report = []
+    for group in cycles:
+        members = set(group)
+        for importer in group:
+            for imported in sorted(edges[importer] & members):
+                for detail in graph.get_import_details(importer=importer, imported=imported):
+                    report.append(f"{importer}:{detail['line_number']} imports {imported}")
+    assert not cycles, "import cycles:\n" + "\n".join(report)
