@@ -32,8 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import django
+from django.core.management import call_command
+from django.db import connection
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from consent import merkle
 
 
 def main() -> int:
@@ -70,18 +75,18 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import django
-
     django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    from consent import merkle
-    from consent.models import LedgerEvent
-    from consent.selectors import consent_is_granted, inclusion_proof, ledger_verify
-    from consent.services import consent_record, tree_head_sign
-    from identity.keys import signing_keys_ensure
-    from identity.models import User
+    # Models can be imported only after django.setup(), which must follow main()'s choice of
+    # DATABASE_URL: these imports stay here.
+    from consent.models import LedgerEvent  # noqa: PLC0415 - after django.setup()
+    from consent.selectors import (  # noqa: PLC0415 - after django.setup()
+        consent_is_granted,
+        inclusion_proof,
+        ledger_verify,
+    )
+    from consent.services import consent_record, tree_head_sign  # noqa: PLC0415 - after django.setup()
+    from identity.keys import signing_keys_ensure  # noqa: PLC0415 - after django.setup()
+    from identity.models import User  # noqa: PLC0415 - after django.setup()
 
     call_command("migrate", verbosity=0)
     if LedgerEvent.objects.exists() and not args.allow_existing:

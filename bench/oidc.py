@@ -50,6 +50,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+import psycopg
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 LOOPBACK = "127.0.0.1"
@@ -504,8 +506,6 @@ class Bench:
         return name, params
 
     def recreate_database(self) -> None:
-        import psycopg
-
         name, params = self._db_name()
         with psycopg.connect(**params, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -516,8 +516,6 @@ class Bench:
     def drop_database(self) -> None:
         if not self.db_created or self.args.keep_db:
             return
-        import psycopg
-
         name, params = self._db_name()
         try:
             with psycopg.connect(**params, autocommit=True) as conn:

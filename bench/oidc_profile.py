@@ -21,6 +21,7 @@ import base64
 import cProfile
 import hashlib
 import io
+import json
 import os
 import pstats
 import re
@@ -31,10 +32,18 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import django
+from django.db import connection, connections
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from jwcrypto import jwt
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import oidc as bench
+
+from common.crypto import keyed_hash
 
 OPS = ("discovery", "client_credentials", "introspection", "userinfo", "refresh", "auth_code")
 
@@ -69,8 +78,6 @@ def main() -> int:
     try:
         runner.prepare()
         os.environ.update(runner.env)
-        import django
-
         django.setup()
         return profile(runner, args)
     finally:
@@ -78,9 +85,6 @@ def main() -> int:
 
 
 def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
-    from django.db import connections
-    from django.test import Client
-
     extra = {
         "HTTP_X_FORWARDED_PROTO": "https",
         "HTTP_X_FORWARDED_FOR": "127.0.0.1",
@@ -191,9 +195,6 @@ def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
 
 def measure(name: str, fn: Callable[[], object], n: int, *, top: int) -> None:
     """One operation: its SQL statements, its CPU and wall time per call, then under cProfile."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     for _ in range(min(50, n)):
         fn()  # warm caches and code paths
     with CaptureQueriesContext(connection) as queries:
@@ -245,16 +246,14 @@ def measure(name: str, fn: Callable[[], object], n: int, *, top: int) -> None:
 
 def components(runner: bench.Bench, tokens: dict, n: int) -> None:
     """CPU cost of single building blocks, without profiler overhead."""
-    import hashlib as _hashlib
-    import json
+    # Models can be imported only after django.setup(), which main() runs once the bench's
+    # environment (database, Redis, production settings) is in place.
+    from oauth2_provider.models import (  # noqa: PLC0415 - after django.setup()
+        get_access_token_model,
+        get_application_model,
+    )
 
-    from django.db import connection
-    from django.test import Client
-    from jwcrypto import jwt
-    from oauth2_provider.models import get_access_token_model, get_application_model
-
-    from common.crypto import keyed_hash
-    from identity.keys import active_signing_key, published_jwks
+    from identity.keys import active_signing_key, published_jwks  # noqa: PLC0415 - after django.setup()
 
     def cpu(label: str, fn, repeat: int = n) -> None:
         for _ in range(10):
@@ -268,7 +267,7 @@ def components(runner: bench.Bench, tokens: dict, n: int) -> None:
     print("\n## building blocks (no profiler)")
     client = Client(HTTP_X_FORWARDED_PROTO="https", SERVER_NAME="127.0.0.1")
     cpu("GET /healthz through the full middleware stack (framework floor)", lambda: client.get("/healthz"))
-    checksum = _hashlib.sha256(tokens["access_token"].encode()).hexdigest()
+    checksum = hashlib.sha256(tokens["access_token"].encode()).hexdigest()
     AccessToken = get_access_token_model()
     cpu(
         "AccessToken select_related(user, application).filter(checksum).first() (DOT _load_access_token)",

@@ -489,6 +489,10 @@ CONSENT_CONTROLLER = {
     "phone": env_str("CONSENT_CONTROLLER_PHONE") or "+33 2 40 99 48 48",
     "url": env_str("CONSENT_CONTROLLER_URL") or "https://metropole.nantes.fr",
 }
+# Where residents report an accessibility problem (the accessibility statement,
+# /accessibilite/). Defaults to the controller's address above until the authority names
+# its accessibility contact.
+ACCESSIBILITY_CONTACT_EMAIL = env_str("ACCESSIBILITY_CONTACT_EMAIL") or CONSENT_CONTROLLER["email"]
 
 # --- OIDC subjects and keys (identity/oidc/subjects.py, identity/keys.py) ----------------------
 # Pairwise subject identifiers (OpenID Connect Core §8.1) are HMAC-SHA-256 under this key.

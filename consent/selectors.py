@@ -20,6 +20,8 @@ For the resident's pages, the cookie API and the DPO console:
   the queryset selects is malformed or altered; readers that show, export or sign rows call
   it first, since the ORM's conversion of a malformed value raises (issue 9, finding 10)
 - `processing_register(language="fr") -> list[dict]` (GDPR Art. 30, from the catalogue)
+- `privacy_policy_purposes(*, language="fr") -> list[PolicyPurpose]` (the public privacy
+  policy: active purposes with their current notice)
 
 Proofs and verification:
 - `latest_tree_head()`, `tree_heads()`, `verify_tree_head(head) -> bool`
@@ -356,3 +358,64 @@ def browser_seen_by_client(*, browser_id: str, client_id: str) -> bool:
         subject__kind=SubjectKind.BROWSER,
         partner_client_id=client_id,
     ).exists()
+
+
+# --- The public privacy policy (/confidentialite/) --------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyPurpose:
+    """One active purpose of the catalogue as the public privacy policy shows it."""
+
+    code: str
+    title: str
+    description: str
+    gdpr_article: str
+    requires_consent: bool
+    data_categories: list[str]
+    recipients: list[str]
+    retention_days: int | None
+    consent_lifetime_days: int | None
+    partner_name: str | None
+    notice_version: int | None
+    notice_published_at: datetime | None
+    notice_sha256: str
+
+
+def privacy_policy_purposes(*, language: str = "fr") -> list[PolicyPurpose]:
+    """Every active purpose with its current notice, in the reader's language: the metropolis'
+    own purposes first, then the sharing purposes grouped by partner."""
+    english = language == "en"
+    notices = list(
+        PrivacyNotice.objects.filter(Q(purpose__is_active=True) | Q(purpose__isnull=True)).order_by(
+            "-published_at", "-id"
+        )
+    )
+    result = []
+    for purpose in purposes_catalogue(include_inactive=False):
+        notice = next((n for n in notices if n.purpose_id in (purpose.pk, None)), None)
+        result.append(
+            PolicyPurpose(
+                code=purpose.code,
+                title=purpose.title(language),
+                description=purpose.description_en if english else purpose.description_fr,
+                gdpr_article=purpose.gdpr_article,
+                requires_consent=purpose.requires_consent,
+                data_categories=[
+                    str(category.get("en" if english else "fr") or category.get("code", ""))
+                    for category in purpose.data_categories
+                    if isinstance(category, dict)
+                ],
+                recipients=[str(recipient) for recipient in purpose.recipients],
+                retention_days=purpose.retention_days,
+                consent_lifetime_days=purpose.consent_lifetime_days,
+                partner_name=purpose.client.name if purpose.client_id else None,
+                notice_version=notice.version if notice else None,
+                notice_published_at=notice.published_at if notice else None,
+                notice_sha256=notice.content_sha256 if notice else "",
+            )
+        )
+    result.sort(
+        key=lambda entry: (entry.partner_name is not None, (entry.partner_name or "").casefold(), entry.title)
+    )
+    return result

@@ -7,6 +7,7 @@ app_name = "identity"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("accessibilite/", views.accessibility_statement, name="accessibility"),
     path("compte/", views.account, name="account"),
     path("compte/mot-de-passe/", views.password_change, name="password-change"),
     path("compte/sessions/", views.sessions_page, name="sessions"),

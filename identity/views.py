@@ -3,6 +3,8 @@ password reset and change, account. Thin: forms validate, services write."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout as django_logout
@@ -55,6 +57,20 @@ from identity.signin import session_logout
 
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "identity/home.html")
+
+
+# The day the accessibility statement was written; change it with the statement.
+ACCESSIBILITY_STATEMENT_DATE = date(2026, 12, 5)
+
+
+@require_GET
+def accessibility_statement(request: HttpRequest) -> HttpResponse:
+    context = {
+        "statement_date": ACCESSIBILITY_STATEMENT_DATE,
+        "controller": settings.CONSENT_CONTROLLER,
+        "contact_email": settings.ACCESSIBILITY_CONTACT_EMAIL,
+    }
+    return render(request, "identity/accessibility.html", context)
 
 
 @login_required

@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import json
 import secrets
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.apps import apps
+from django.conf import settings
+from django.core.cache import caches
+from django.db import connection
+from django.http import HttpRequest
 from django.test import Client as BrowserClient
+from django.utils import translation
 from jwcrypto import jwk, jwt
 
+from connectors.handlers import EMAIL
+from connectors.outbox import relay_once
+from identity.client_cache import client_cache_clear
 from identity.keys import clear_key_cache, signing_keys_ensure
 from identity.oidc.clients import client_register
 from identity.services import user_create
+from identity.sessions import SESSION_AUTH_TIME
 from identity.signin import session_login
 
 PASSWORD = "correct horse battery staple"
@@ -26,9 +38,6 @@ REDIRECT_URI = "https://rp.example.org/callback"
 @pytest.fixture(autouse=True)
 def _isolated_caches() -> Any:
     """Every test starts with empty caches (rate-limit counters, sessions in Redis…)."""
-    from django.conf import settings
-    from django.core.cache import caches
-
     for alias, config in settings.CACHES.items():
         backend = config["BACKEND"]
         if backend.endswith("RedisCache"):
@@ -46,15 +55,12 @@ def _default_language_afterwards() -> Any:
     """A request in English (cookie, ui_locales) leaves English active in this thread: every
     test ends with the default language again, so that the next one does not inherit it."""
     yield
-    from django.utils import translation
 
     translation.deactivate()
 
 
 @pytest.fixture(autouse=True)
 def _fresh_key_cache() -> Any:
-    from identity.client_cache import client_cache_clear
-
     clear_key_cache()
     client_cache_clear()
     yield
@@ -63,8 +69,6 @@ def _fresh_key_cache() -> Any:
 
 
 def _ledger_migration(name: str) -> Any:
-    import importlib
-
     return importlib.import_module(f"consent.migrations.{name}")
 
 
@@ -89,8 +93,6 @@ def _consent_ledger_between_tests(request: Any) -> Any:
     if not needs_db:
         yield
         return
-    from django.apps import apps
-    from django.db import connection
 
     triggers = _ledger_migration("0002_append_only_triggers")
     seed = _ledger_migration("0003_seed_catalogue")
@@ -149,9 +151,6 @@ def deliver_emails() -> int:
     runs the real relay (connectors.outbox.relay_once) for email messages only, so that
     partner deliveries queued by the same test are not attempted.
     """
-    from connectors.handlers import EMAIL
-    from connectors.outbox import relay_once
-
     delivered = 0
     while True:
         result = relay_once(kinds=[EMAIL])
@@ -301,13 +300,6 @@ def open_session(client: BrowserClient, user: Any, amr: Any = MFA_AMR, *, age: i
     ["pwd"] is a FranceConnect or password-only sign-in, ["hwk"] a passkey used without
     user verification, MFA_AMR a password + second factor sign-in.
     """
-    from importlib import import_module
-
-    from django.conf import settings
-    from django.http import HttpRequest
-
-    from identity.sessions import SESSION_AUTH_TIME
-
     request = HttpRequest()
     request.session = import_module(settings.SESSION_ENGINE).SessionStore()
     request.META.update({"HTTP_USER_AGENT": "pytest", "REMOTE_ADDR": "127.0.0.1"})

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core import mail, signing
+from django.core.exceptions import PermissionDenied
 from django.core.management import CommandError, call_command
 from django.test import Client as BrowserClient
 
@@ -545,8 +546,6 @@ def test_admin_action_is_refused_without_the_support_group(
 def test_factors_reset_service_refuses_an_operator_without_the_group(
     protected_resident: Any, make_resident: Any
 ) -> None:
-    from django.core.exceptions import PermissionDenied
-
     user, _laptop = protected_resident
     staff = make_staff(make_resident)
     with pytest.raises(PermissionDenied):

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, axe_violations
 from tests.conftest import PASSWORD
@@ -27,8 +28,6 @@ def in_browser(scenario: Callable[[Any], None]) -> None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
 
     def run() -> None:
-        from playwright.sync_api import sync_playwright
-
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:

@@ -6,11 +6,12 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.contrib.auth.hashers import make_password
 from django.test import Client
 
 from identity.models import AuditEvent
 from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, OIDCFlow
 
 pytestmark = pytest.mark.django_db
 
@@ -113,8 +114,6 @@ def test_login_hint_prefills_the_email(client, db):
 
 
 def test_authorize_sends_to_login_and_comes_back(client, resident, rp):
-    from tests.conftest import OIDCFlow
-
     flow = OIDCFlow(client, rp)
     to_login = flow.authorize(login_hint=resident.email)
     assert to_login.status_code == 302
@@ -149,8 +148,6 @@ def test_inactive_resident_cannot_sign_in(client, make_resident):
 
 
 def test_legacy_hash_is_upgraded_at_sign_in(client, resident):
-    from django.contrib.auth.hashers import make_password
-
     resident.password = make_password(PASSWORD, hasher="pbkdf2_sha256")
     resident.save(update_fields=["password"])
     response = client.post("/connexion/", {"username": resident.email, "password": PASSWORD})

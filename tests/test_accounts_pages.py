@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import gettext
 import re
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.test import Client
+from django.utils import translation
 
 from tests.conftest import PASSWORD
 
@@ -148,8 +151,6 @@ PO_FILE = Path(settings.BASE_DIR) / "locale" / "en" / "LC_MESSAGES" / "django.po
 
 
 def _unquote(line: str) -> str:
-    import ast
-
     return ast.literal_eval(line)
 
 
@@ -189,8 +190,6 @@ def po_entries() -> list[dict[str, object]]:
 
 
 def test_english_catalogue_is_complete_and_compiled():
-    import gettext
-
     entries = [entry for entry in po_entries() if not entry["obsolete"] and entry["msgid"]]
     assert len(entries) > 100
     with PO_FILE.with_suffix(".mo").open("rb") as handle:
@@ -209,8 +208,6 @@ def test_english_catalogue_is_complete_and_compiled():
 
 def test_catalogue_covers_other_parts_of_the_project():
     """Strings from the consent screen, the apps and the demo come out in English."""
-    from django.utils import translation
-
     with translation.override("en"):
         assert translation.gettext("Autoriser") == "Allow"
         assert translation.gettext("Refuser") == "Refuse"

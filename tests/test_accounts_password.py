@@ -13,6 +13,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from identity.models import AuditEvent
+from identity.services import user_create
 from tests.conftest import PASSWORD, deliver_emails
 
 pytestmark = pytest.mark.django_db
@@ -199,8 +200,6 @@ def test_password_change_keeps_this_session_and_ends_the_others(signed_in, resid
 
 def test_an_account_without_a_password_chooses_one_by_email(client, post):
     """Accounts created through FranceConnect or `create_dpo` have no usable password yet."""
-    from identity.services import user_create
-
     user = user_create(email="sans-mot-de-passe@example.org", password=None, email_verified=False)
     assert not user.has_usable_password()
     post("/mot-de-passe-oublie/", {"email": user.email})

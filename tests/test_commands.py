@@ -5,6 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +16,11 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client as BrowserClient
+from jwcrypto import jwk
 from oauth2_provider.models import get_application_model
 
 from identity.models import AuditEvent, User
+from tests.oidc.conftest import SectorDocumentServer
 
 STRONG = "une phrase de passe assez longue"
 
@@ -181,8 +187,6 @@ def test_register_client_refusals_create_nothing(db: Any, args: list[str], expec
 
 
 def test_register_client_with_sector_signing_alg_and_logout_uris(db: Any) -> None:
-    from tests.oidc.conftest import SectorDocumentServer
-
     # The sector identifier document is fetched at registration (tests/oidc/test_sector_identifier.py).
     server = SectorDocumentServer()
     sector = server.serve_json(
@@ -278,11 +282,6 @@ def test_register_client_new_option_refusals_create_nothing(db: Any, args: list[
 
 
 def test_register_client_refusal_exits_non_zero_with_one_line(tmp_path: Any) -> None:
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}"}
 
     result = subprocess.run(
@@ -312,8 +311,6 @@ def test_register_client_refusal_exits_non_zero_with_one_line(tmp_path: Any) -> 
 
 
 def test_register_client_private_key_jwt_from_a_jwks_file(db: Any, tmp_path: Any) -> None:
-    from jwcrypto import jwk
-
     key = jwk.JWK.generate(kty="EC", crv="P-256")
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(json.dumps({"keys": [json.loads(key.export_public())]}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import OperationalError, connection
 
 
 def test_healthz_answers_json_without_touching_the_database(client):
@@ -33,11 +34,7 @@ def test_readyz_checks_redis_when_configured_and_fails_when_unreachable(client, 
 
 @pytest.mark.django_db
 def test_readyz_reports_database_unreachable(client, monkeypatch):
-    from django.db import connection
-
     def broken_cursor(*args, **kwargs):
-        from django.db import OperationalError
-
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(connection, "cursor", broken_cursor)

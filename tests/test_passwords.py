@@ -25,6 +25,7 @@ from django.contrib.auth.hashers import (
     identify_hasher,
     make_password,
 )
+from django.contrib.auth.password_validation import CommonPasswordValidator as DjangoCommon
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.utils.module_loading import import_string
@@ -270,8 +271,6 @@ def test_common_passwords_refused_in_french(password: str) -> None:
 
 
 def test_french_additions_extend_djangos_list() -> None:
-    from django.contrib.auth.password_validation import CommonPasswordValidator as DjangoCommon
-
     assert "nantes2024" not in DjangoCommon().passwords
     assert _codes("nantes2024") == ["password_too_common"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 from django.test import Client
+from django.urls import resolve
 
 from config.middleware import PROTOCOL_PATHS, is_protocol_path
 
@@ -12,8 +13,6 @@ pytestmark = pytest.mark.django_db
 
 
 def test_every_protocol_path_is_a_real_route():
-    from django.urls import resolve
-
     for path in PROTOCOL_PATHS:
         assert resolve(path).url_name, path
 

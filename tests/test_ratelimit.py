@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from django.core import mail
 from django.core.cache import caches
+from django.db import connection
 from django.test import Client, RequestFactory
 
 from common import ratelimit as counters
@@ -109,7 +110,6 @@ def test_counter_increments_and_keeps_its_window(limits, clock, settings):
     # The database cache's generic incr() would re-set the default 300 s timeout.
     cache = caches["ratelimit"]
     key = cache.make_and_validate_key(counters.counter_key("test", "x", 3600))
-    from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT expires FROM cum_ratelimit WHERE cache_key = %s", [key])

@@ -19,6 +19,7 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import transaction
@@ -48,6 +49,7 @@ from identity.oidc.models import (
     RefreshToken,
 )
 from identity.services import email_verification_send, password_reset_request, user_create
+from identity.sessions import sessions_end_all
 from tests.conftest import PASSWORD, OIDCFlow
 from tests.mfa.conftest import rfc6238
 from tests.oidc.conftest import complete_flow, userinfo
@@ -345,8 +347,6 @@ def test_an_export_that_is_not_json_is_refused_with_the_providers_name(make_resi
 
 
 def test_export_and_erasure_need_a_saved_account(db: Any) -> None:
-    from django.contrib.auth.models import AnonymousUser
-
     for user in (AnonymousUser(), User(email="pas-encore@example.org")):
         with pytest.raises(rights.RightsError):
             rights.rights_export(user)
@@ -441,8 +441,6 @@ def test_the_erasure_removes_or_neutralises_each_apps_data(everything: Any) -> N
 
 
 def test_a_delivered_logout_about_the_resident_is_blanked_a_pending_one_kept(everything: Any) -> None:
-    from identity.sessions import sessions_end_all
-
     resident = everything.user
     sessions_end_all(user=resident)  # the resident signed out everywhere earlier: one logout queued
     OutboxMessage.objects.filter(kind=BACKCHANNEL_LOGOUT).update(

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import sync_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -37,7 +39,6 @@ def chromium() -> Iterator[Any]:
     # Playwright's sync API runs an event loop in this thread; the test thread's ORM
     # use is still synchronous and safe.
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -55,8 +56,6 @@ def page(chromium: Any) -> Iterator[Any]:
 
 def axe_violations(page: Any) -> list[dict[str, Any]]:
     """Run axe-core in the page; return WCAG 2.1 A/AA violations (id, impact, nodes)."""
-    from axe_playwright_python.sync_playwright import Axe
-
     results = Axe().run(page, options={"runOnly": {"type": "tag", "values": WCAG_AA_TAGS}})
     return [
         {

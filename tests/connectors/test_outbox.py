@@ -12,6 +12,7 @@ from django.utils import timezone
 from connectors.models import OutboxMessage
 from connectors.outbox import BASE_DELAY_SECONDS, MAX_DELAY_SECONDS, backoff_delay
 from connectors.services import OutboxError, outbox_enqueue, outbox_replay
+from tests.connectors.conftest import PartnerServer
 from tests.connectors.form_handler import HTTP_FORM_POST
 
 
@@ -83,8 +84,6 @@ def test_partner_down_delays_but_never_loses_the_message(partner, run_worker):
     assert message.last_error.startswith("unreachable")
 
     # The partner comes back on the same port; time passes until the retry is due.
-    from tests.connectors.conftest import PartnerServer
-
     back = PartnerServer(port=port)
     try:
         assert back.url == url

@@ -16,7 +16,7 @@ from django.db import connection
 from consent import ledger, merkle
 from consent.models import LedgerEvent, PrivacyNotice, Purpose
 from consent.selectors import ledger_verify, verify_tree_head
-from consent.services import purpose_create, tree_head_sign
+from consent.services import notice_publish, purpose_create, tree_head_sign
 from identity.keys import signing_keys_ensure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,8 +37,6 @@ def ensure_catalogue() -> None:
                 consent_lifetime_days=183,
             )
     if not PrivacyNotice.objects.exists():
-        from consent.services import notice_publish
-
         notice_publish(purpose=None, text_fr="Notice", text_en="Notice", material=False)
 
 

@@ -6,8 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
+from consent.gate import AccountGateSQL, account_gate_decision, account_gate_sql
 from consent.selectors import (
     consent_is_granted,
     consent_is_granted_for_browser,
@@ -16,6 +18,7 @@ from consent.selectors import (
     purpose_by_code,
 )
 from consent.services import UnknownPurpose, consent_record, notice_publish
+from identity.models import User
 
 DECLARED = "personalisation-declared"
 BROWSING = "personalisation-browsing"
@@ -198,11 +201,6 @@ def test_anonymous_browsers_have_their_own_gate(db: Any) -> None:
 def gate_in_own_statement(user: Any, purpose_code: str) -> tuple[Any, bool | None]:
     """What a caller does (identity.oidc.access_tokens at userinfo): its own SELECT over the
     users table, the gate's columns and joins added, one round trip."""
-    from django.db import connection
-
-    from consent.gate import AccountGateSQL, account_gate_decision, account_gate_sql
-    from identity.models import User
-
     table, pk = User._meta.db_table, User._meta.pk.column
     gate = account_gate_sql(f'u."{pk}"')
     sql = f'SELECT u."{pk}", {gate.columns} FROM "{table}" u {gate.joins} WHERE u."{pk}" = %s'

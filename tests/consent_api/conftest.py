@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import Client as BrowserClient
 
 from consent.models import ConsentState, LedgerEvent, LedgerHead, Subject, TreeHead
@@ -107,7 +108,6 @@ def flushable_ledger(transactional_db: Any) -> Any:
     are removed with the triggers briefly dropped, then the triggers are put back.
     """
     yield
-    from django.db import connection
 
     if connection.vendor != "sqlite":
         return

@@ -8,18 +8,26 @@ axe-core for WCAG 2.1 A/AA violations.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
+from playwright.sync_api import sync_playwright
 
 from consent.models import LedgerEvent
+from consent.selectors import consent_is_granted
+from consent.services import consent_record
+from identity.demo import DEMO_CLIENT_NAME
+from identity.mfa import services as mfa_services
 from identity.oidc.models import Client
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, axe_violations
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, pkce_pair
+from tests.mfa.conftest import rfc6238
 
 pytestmark = [
     pytest.mark.browser,
@@ -37,8 +45,6 @@ def in_browser(scenario: Callable[[Any], None], locale: str = "fr-FR") -> None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
 
     def run() -> None:
-        from playwright.sync_api import sync_playwright
-
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
@@ -59,8 +65,6 @@ def widget_server(live_server: Any, settings: Any, tmp_path: Any) -> str:
     call_command("ensure_signing_keys")
     call_command("load_demo")
     # What load_demo should do itself (see the report): register the issuer as an origin.
-    from identity.demo import DEMO_CLIENT_NAME
-
     client = Client.objects.get(name=DEMO_CLIENT_NAME)
     client.allowed_origins = live_server.url
     client.save(update_fields=["allowed_origins"])
@@ -186,10 +190,6 @@ def test_choices_made_before_sign_in_follow_the_resident(widget_server: str, mak
     """The honest path of issue 9 finding 3: choose on the partner page, sign in through the
     partner with cum_browser_id, come back with cum_link: the widget proves the browser and the
     choices are the resident's."""
-    from consent.selectors import consent_is_granted
-    from identity.demo import DEMO_CLIENT_NAME
-    from tests.conftest import pkce_pair
-
     resident = make_resident("alice@example.org")
     client = Client.objects.get(name=DEMO_CLIENT_NAME)
     landing = widget_server + "/consent/demo-widget/"
@@ -249,20 +249,11 @@ def test_cookie_banner_in_english(widget_server: str) -> None:
 
 
 def test_dpo_console_pages_pass_axe(live_server: Any, make_resident: Any, signing_keys: Any) -> None:
-    from django.contrib.auth.models import Group
-
-    from consent.services import consent_record
-
     dpo = make_resident("dpo@nantesmetropole.fr")
     dpo.is_staff = True
     dpo.save(update_fields=["is_staff"])
     dpo.groups.add(Group.objects.get_or_create(name="dpo")[0])
     # Staff work with a second factor (tests/security/test_staff_sign_in.py).
-    import time
-
-    from identity.mfa import services as mfa_services
-    from tests.mfa.conftest import rfc6238
-
     device, key = mfa_services.totp_enrolment_start(user=dpo)
     assert mfa_services.totp_enrolment_confirm(
         user=dpo, device_id=device.pk, code=rfc6238(key, time.time() - 30), name="Téléphone"

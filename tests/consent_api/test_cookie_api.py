@@ -11,9 +11,12 @@ import pytest
 from django.test import Client as BrowserClient
 from django.utils import timezone
 
+from consent.api import cookie
 from consent.models import EventType, LedgerEvent
 from consent.receipts import receipt_for_event, receipt_verify
 from consent.selectors import consent_is_granted, consent_is_granted_for_browser
+from consent.services import ConsentError, consent_record
+from identity.demo import DEMO_CLIENT_NAME
 from tests.conftest import PASSWORD
 from tests.consent_api.conftest import CHOICES_URL, CONFIG_URL, OTHER_ORIGIN, PARTNER_ORIGIN, post_choices
 
@@ -304,9 +307,6 @@ def test_a_failure_half_way_records_nothing(
     api: BrowserClient, partner: Any, snapshot: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """All events of one submission are one transaction."""
-    from consent.api import cookie
-    from consent.services import ConsentError, consent_record
-
     calls = {"n": 0}
 
     def second_call_fails(**kwargs: Any) -> Any:
@@ -448,8 +448,6 @@ def test_a_partner_origin_never_links_the_session(partner: Any, resident: Any) -
 def test_a_resident_downloads_only_their_own_receipts(
     partner: Any, make_resident: Any, signing_keys: Any
 ) -> None:
-    from consent.services import consent_record
-
     mine, theirs = make_resident(), make_resident()
     own = consent_record(user=mine, purpose_code=BROWSING, event_type="given", collection_method="web_form")
     other = consent_record(
@@ -477,8 +475,6 @@ def test_the_demo_page_listens_before_the_widget_runs(make_client: Any, settings
     """Deferred scripts run in order, and the widget's first cum:consent event can fire as soon
     as widget.js runs: the page's listener (demo.js) must come first, or on a busy machine the
     event goes to nobody (issue 9, finding 11: the flaky banner test read `first` as None)."""
-    from identity.demo import DEMO_CLIENT_NAME
-
     settings.DEMO_ENABLED = True
     make_client(name=DEMO_CLIENT_NAME)
     html = BrowserClient().get("/consent/demo-widget/").content.decode()

@@ -17,10 +17,13 @@ from django.test import Client as BrowserClient
 from django.utils import timezone
 
 from consent import merkle
+from consent.dpo import queries
+from consent.dpo.queries import _csv_safe
 from consent.models import LedgerEvent
 from consent.receipts import receipt_verify
-from consent.services import consent_record, tree_head_sign
+from consent.services import browser_subject_register, consent_record, subject_link_browser, tree_head_sign
 from identity.models import AuditEvent, User
+from identity.oidc.sharing import purpose_for_client_scopes
 from tests.consent_api.conftest import audit_reads
 
 PROBLEM = "application/problem+json"
@@ -206,8 +209,6 @@ def test_filters_by_purpose_partner_type_and_period(
     assert ids(to=(today - timedelta(days=1)).isoformat()) == set()
     assert ids(**{"from": (today + timedelta(days=1)).isoformat()}) == set()
     # Partner filter: the sharing purpose of a partner carries its client id.
-    from identity.oidc.sharing import purpose_for_client_scopes
-
     sharing = purpose_for_client_scopes(client=partner, scopes="openid email")
     shared = consent_record(
         user=ledger["alice"], purpose_code=sharing.code, event_type="given", collection_method="oidc_consent"
@@ -255,8 +256,6 @@ def test_bad_search_parameters_are_problems(
 def test_pagination(
     dpo_http: BrowserClient, ledger: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from consent.dpo import queries
-
     monkeypatch.setattr(queries, "PAGE_SIZE", 4)
     first = dpo_http.get("/dpo/api/v1/events").json()
     assert first["count"] == 6 and first["pages"] == 2 and len(first["results"]) == 4
@@ -301,8 +300,6 @@ def test_json_export_of_a_search(dpo: Any, dpo_http: BrowserClient, ledger: Any)
 
 
 def test_csv_cells_cannot_carry_formulas() -> None:
-    from consent.dpo.queries import _csv_safe
-
     assert _csv_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
     assert _csv_safe("abc") == "abc"
 
@@ -382,8 +379,6 @@ def test_statistics_count_grants_refusals_and_withdrawals(dpo_http: BrowserClien
 
 
 def test_statistics_leave_out_copies_made_at_sign_in(dpo_http: BrowserClient, ledger: Any) -> None:
-    from consent.services import browser_subject_register, subject_link_browser
-
     browser_id = str(uuid.uuid4())
     secret = browser_subject_register(browser_id=browser_id)
     consent_record(

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from playwright.sync_api import sync_playwright
 
 from identity.franceconnect.models import FranceConnectLink
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, axe_violations
+from tests.conftest import PASSWORD
 from tests.franceconnect.conftest import CALLBACK_PATH, LOGOUT_RETURN_PATH
 from tests.franceconnect.fake_fc import DEFAULT_IDENTITY, FakeFranceConnect
 
@@ -47,8 +49,6 @@ def in_browser(scenario: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
     outcome: dict[str, Any] = {}
 
     def run() -> None:
-        from playwright.sync_api import sync_playwright
-
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
@@ -106,8 +106,6 @@ def test_linking_an_existing_account_in_a_real_browser(
     fc_server: tuple[str, FakeFranceConnect], make_resident: Any
 ) -> None:
     """The one-time link flow (issue 9, finding 9): dedicated sign-in page, then confirmation."""
-    from tests.conftest import PASSWORD
-
     base, _fake = fc_server
     resident = make_resident("camille.lien@example.org")
 

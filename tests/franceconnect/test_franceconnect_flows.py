@@ -12,12 +12,18 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import SESSION_KEY, get_user
 from django.core import mail
+from django.core.cache import cache
+from django.template import Context, Template
 from django.test import Client as BrowserClient
+from django.test import RequestFactory
 
+from identity.franceconnect.client import clear_caches
 from identity.franceconnect.models import FranceConnectLink
 from identity.franceconnect.selectors import logout_url_for
+from identity.levels import ACR_BASIC
+from identity.mfa.selectors import session_acr
 from identity.models import AuditEvent, BrowserSession, User
 from identity.sessions import SESSION_AMR, SESSION_SID
 from tests.conftest import PASSWORD, deliver_emails
@@ -285,8 +291,6 @@ def test_known_identity_signs_in_with_upstream_amr_and_eidas1(
     # into our session, whose level says so (and cannot satisfy an MFA step-up).
     assert browser.client.session[SESSION_AMR] == ["pin", "pop"]
     assert browser_session(browser.client).acr == "eidas1"
-    from identity.levels import ACR_BASIC
-    from identity.mfa.selectors import session_acr
 
     request = type("R", (), {"session": browser.client.session})()
     assert session_acr(request) == ACR_BASIC
@@ -493,7 +497,6 @@ def test_upstream_timeout_gives_a_message(client, fake_fc, settings):
 def test_upstream_going_down_during_the_flow(fc_browser, fake_fc):
     back = fc_browser.upstream(fc_browser.start())
     fake_fc.close()
-    from django.core.cache import cache
 
     cache.clear()  # the discovery document must be fetched again, from a dead host
     response = fc_browser.return_to_us(back)
@@ -511,7 +514,6 @@ def test_missing_credentials_in_development_give_the_unavailable_message(client,
 def test_discovery_with_another_issuer_is_refused(client, fake_fc, settings):
     settings.FRANCECONNECT_ISSUER = fake_fc.issuer + "/"  # trailing slash stripped: still equal
     assert client.post("/franceconnect/connexion/")["Location"].startswith(fake_fc.issuer)
-    from django.core.cache import cache
 
     cache.clear()
     settings.FRANCECONNECT_ISSUER = f"http://localhost:{fake_fc.port}/api/v2"  # not the issuer it announces
@@ -523,9 +525,6 @@ def test_discovery_with_another_issuer_is_refused(client, fake_fc, settings):
 
 
 def _request_for(client: BrowserClient) -> Any:
-    from django.contrib.auth import get_user
-    from django.test import RequestFactory
-
     request = RequestFactory().get("/")
     request.session = client.session
     request.user = get_user(request)
@@ -569,7 +568,6 @@ def test_sign_out_ends_the_franceconnect_session_too(
 def test_sign_out_when_franceconnect_is_down(fc_browser, fake_fc, django_capture_on_commit_callbacks):
     create_account_through_fc(fc_browser, django_capture_on_commit_callbacks)
     fake_fc.close()
-    from django.core.cache import cache
 
     cache.clear()
     response = fc_browser.client.post("/franceconnect/deconnexion/")
@@ -650,7 +648,6 @@ def test_after_an_outage_later_clicks_fail_fast_without_calling_upstream(client,
     # During the back-off nobody waits on FranceConnect again.
     assert UNAVAILABLE in login_page_after(client, client.post("/franceconnect/connexion/"))
     assert fake_fc.discovery_requests == 1
-    from identity.franceconnect.client import clear_caches
 
     clear_caches()  # as when the back-off has run out
     assert client.post("/franceconnect/connexion/")["Location"].startswith(fake_fc.issuer)
@@ -665,8 +662,6 @@ def test_links_are_visible_to_staff_read_only(admin_client, make_resident):
 
 
 def test_logout_url_template_tag(rf, fc_browser, django_capture_on_commit_callbacks):
-    from django.template import Context, Template
-
     tag = Template("{% load franceconnect %}{% franceconnect_logout_url as url %}{{ url }}")
     anonymous = _request_for(BrowserClient())
     assert tag.render(Context({"request": anonymous})) == "/deconnexion/"

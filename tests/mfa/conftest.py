@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.core import mail
 from django.test import Client
 
+from identity.mfa import services
 from tests.conftest import PASSWORD, deliver_emails
 
 ISSUER = "https://compte.nantesmetropole.example"
@@ -85,8 +86,6 @@ class TotpResident:
 
 @pytest.fixture
 def totp_resident(resident: Any, clock: FakeClock) -> TotpResident:
-    from identity.mfa import services
-
     device, key = services.totp_enrolment_start(user=resident)
     outcome = services.totp_enrolment_confirm(
         user=resident, device_id=device.pk, code=rfc6238(key, clock() - 30), name="Téléphone"

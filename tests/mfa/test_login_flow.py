@@ -9,6 +9,7 @@ import pytest
 from django.test import Client, RequestFactory
 
 from identity.levels import ACR_BASIC, ACR_MFA
+from identity.mfa import services
 from identity.mfa.models import BackupCodeDevice, TOTPDevice
 from identity.mfa.selectors import session_acr, step_up_url, user_has_mfa
 from identity.models import AuditEvent
@@ -159,8 +160,6 @@ def test_verification_page_without_password_step_goes_to_login(client: Client) -
 def test_removing_the_last_factor_needs_a_fresh_sign_in(
     client: Client, totp_resident: Any, clock: Any, django_capture_on_commit_callbacks: Any, mailoutbox: Any
 ) -> None:
-    from identity.mfa import services
-
     services.backup_codes_generate(user=totp_resident.user)
     sign_in_password(client, totp_resident.user.email)
     client.post(

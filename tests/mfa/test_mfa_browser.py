@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from identity.mfa import services
+from identity.mfa import clock, services
+from identity.mfa.models import Passkey
+from tests.browser.conftest import axe_violations
 from tests.conftest import PASSWORD
 from tests.mfa.conftest import rfc6238
 from tests.test_accounts_browser import in_browser
@@ -39,8 +41,6 @@ def test_mfa_pages_pass_axe_in_both_languages(live_server: Any, make_resident: A
 
 
 def scenario(base: str, email: str, key: bytes, factor_pages: list[str], page: Any) -> None:
-    from tests.browser.conftest import axe_violations
-
     page.goto(base + "/connexion/")
     page.get_by_label("Adresse e-mail").fill(email)
     page.get_by_label("Mot de passe").fill(PASSWORD)
@@ -57,8 +57,6 @@ def scenario(base: str, email: str, key: bytes, factor_pages: list[str], page: A
     assert axe_violations(page) == []
     # The 1 s throttle after one failure: move the MFA clock past it rather than sleep (the
     # live server runs in this process; identity.mfa.clock is the MFA code's only clock).
-    from identity.mfa import clock
-
     real_now = clock.now
     clock.now = lambda: real_now() + 2  # type: ignore[assignment]
     try:
@@ -101,7 +99,6 @@ def test_passkeys_in_chromium_with_a_virtual_authenticator(
     settings.ISSUER = live_server.url  # http://localhost:<port>: a secure context with a host name
     resident = make_resident("passkey@example.org")
     in_browser(lambda page: passkey_scenario(live_server.url, resident.email, page))
-    from identity.mfa.models import Passkey
 
     passkey = Passkey.objects.get(user=resident)
     assert passkey.name == "Ordinateur de test" and passkey.sign_count >= 1

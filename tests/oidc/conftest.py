@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import socket
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from django.test import Client as BrowserClient
 
+from identity import keys
+from identity.oidc.subjects import pairwise_key
 from tests.conftest import PASSWORD, OIDCFlow
 
 
@@ -77,8 +82,6 @@ def signing_keys(db: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     session (its row, kid and encryption are still made by identity.keys); any further key
     in the same test, e.g. a rotation, is freshly generated.
     """
-    from identity import keys
-
     generate = keys._generate
     used: set[str] = set()
 
@@ -110,11 +113,6 @@ def expected_sub(rp: Any, user: Any, sector: str | None = None) -> str:
     public (the account id) for internal services, else
     base64url(HMAC-SHA-256(PAIRWISE_SUBJECT_KEY, sector "\\n" user id)), sector = the
     sector identifier URI's host or the redirect URIs' host."""
-    import hashlib
-    import hmac
-
-    from identity.oidc.subjects import pairwise_key
-
     client = getattr(rp, "client", rp)
     if client.is_internal:
         return str(user.pk)
@@ -161,8 +159,6 @@ def sector_server() -> Any:
 
 def closed_port_url(path: str = "/sector.json") -> str:
     """An http URL on loopback where nothing listens (the port was just released)."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

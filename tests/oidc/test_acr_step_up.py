@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from identity.mfa import services
 from identity.sessions import acr_for
 from tests.conftest import REDIRECT_URI, OIDCFlow, verify_id_token
 from tests.mfa.conftest import clock, rfc6238  # noqa: F401  (fixture re-exported)
@@ -30,8 +31,6 @@ MFA = "https://refeds.org/profile/mfa"
 
 def enrol_totp(user: Any, clock: Any) -> bytes:  # noqa: F811
     """A confirmed TOTP app for `user`, added without touching the current session's level."""
-    from identity.mfa import services
-
     device, key = services.totp_enrolment_start(user=user)
     outcome = services.totp_enrolment_confirm(
         user=user, device_id=device.pk, code=rfc6238(key, clock() - 30), name="Téléphone"

@@ -15,7 +15,7 @@ import json
 import pytest
 
 from tests.conftest import OIDCFlow, verify_id_token
-from tests.oidc.conftest import complete_flow, location_query, userinfo
+from tests.oidc.conftest import complete_flow, location_query, post_token, userinfo
 
 pytestmark = pytest.mark.django_db
 
@@ -59,8 +59,6 @@ def test_requested_claims_covered_by_a_scope_are_released_in_both_members(flow, 
 
 
 def test_claims_request_survives_a_refresh(flow, resident):
-    from tests.oidc.conftest import post_token
-
     body = complete_flow(flow, claims=json.dumps({"userinfo": {"email": None}}))
     refreshed = post_token(
         {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}, auth=flow.rp.basic_auth()

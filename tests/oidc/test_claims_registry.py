@@ -13,7 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client as BrowserClient
+from django.test.utils import CaptureQueriesContext
+from oauth2_provider.scopes import get_scopes_backend
 
 from consent.services import consent_record, purpose_create
 from identity.oidc import claims as registry
@@ -117,8 +120,6 @@ def test_client_registration_refuses_an_unknown_scope_then_accepts_it_once_regis
 
 
 def test_the_registrys_scopes_backend_matches_the_registry(commune_provider) -> None:
-    from oauth2_provider.scopes import get_scopes_backend
-
     backend = get_scopes_backend()
     assert list(backend.get_all_scopes()) == list(registry.supported_scopes())
     assert backend.get_available_scopes() == list(registry.supported_scopes())
@@ -222,9 +223,6 @@ def test_the_sharing_purpose_records_the_providers_data_category(commune_provide
 def test_userinfo_and_the_id_token_release_the_providers_claims_while_consent_holds(
     commune_provider, make_client, signed_in, commune_resident
 ) -> None:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     rp = make_client(scopes=["openid", "commune"])
     tokens = complete_flow(OIDCFlow(signed_in, rp), scope=SCOPES)
     member_since = int(commune_resident.created_at.timestamp())

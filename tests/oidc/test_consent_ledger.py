@@ -13,13 +13,23 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
+from consent.models import Purpose
 from consent.selectors import consent_is_granted, events_search
 from consent.services import consent_record
+from identity.oidc.access_tokens import decode, resident_and_consent
+from identity.oidc.request_validator import Validator
 from identity.oidc.sharing import sharing_purpose_code
 from tests.conftest import REDIRECT_URI, OIDCFlow, verify_id_token
 from tests.oidc.conftest import (
@@ -28,6 +38,7 @@ from tests.oidc.conftest import (
     is_consent_page,
     location_base,
     location_query,
+    post_token,
     userinfo,
 )
 
@@ -88,8 +99,6 @@ def test_deny_writes_a_refused_event_and_answers_access_denied(flow, resident):
 
 
 def test_a_failed_code_issuance_writes_no_consent(flow, resident, monkeypatch):
-    from identity.oidc.request_validator import Validator
-
     def broken(self: Any, *args: Any, **kwargs: Any) -> None:
         raise oauth2_errors.ServerError(description="database unavailable")
 
@@ -127,7 +136,6 @@ def test_withdrawal_between_code_and_token_keeps_claims_out_of_the_id_token(flow
 
 def test_withdrawal_stops_claims_on_refresh_too(flow, resident, tokens):
     withdraw(resident, flow.rp)
-    from tests.oidc.conftest import post_token
 
     refreshed = post_token(
         {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=flow.rp.basic_auth()
@@ -172,10 +180,6 @@ def test_internal_service_has_no_screen_no_event_and_gets_claims(make_client, si
 
 
 def _past_then_future():
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     return timezone.now() - timedelta(seconds=1), timezone.now() + timedelta(days=1)
 
 
@@ -193,11 +197,6 @@ def _past_then_future():
 )
 def test_userinfo_gives_the_ledgers_own_answer(make_client, make_resident, signed_in, resident, events):
     """The combined read (consent.gate.account_gate_sql) agrees with consent_is_granted."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from identity.oidc.access_tokens import decode, resident_and_consent
-
     rp = make_client(name="Médiathèques")
     tokens = complete_flow(OIDCFlow(signed_in, rp))
     # The flow recorded "given"; start each case from a clean withdrawal-free history.
@@ -208,10 +207,6 @@ def test_userinfo_gives_the_ledgers_own_answer(make_client, make_resident, signe
         valid_until = {"past": past, "future": future}.get(until) if until else None
         if until == "past":
             # A consent that expired: recorded in force, then its end passes.
-            from unittest import mock
-
-            from django.utils import timezone
-
             with mock.patch.object(timezone, "now", return_value=past - (future - past)):
                 consent_record(
                     user=resident,
@@ -241,11 +236,6 @@ def test_userinfo_gives_the_ledgers_own_answer(make_client, make_resident, signe
 
 def test_an_unproven_token_never_creates_a_purpose(flow, tokens, resident):
     """Finding a sharing's purpose may create it: only after the token is proven ours."""
-    import base64
-    import json
-
-    from consent.models import Purpose
-
     header, payload, signature = tokens["access_token"].split(".")
     data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     data["scope"] = "openid email"  # a scope set no purpose exists for yet

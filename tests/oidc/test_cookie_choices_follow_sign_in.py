@@ -11,6 +11,8 @@ import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from django.test import Client as BrowserClient
+
 from consent.selectors import consent_is_granted
 from consent.services import browser_subject_register, consent_record
 
@@ -42,8 +44,6 @@ def link_ticket(flow: Any, **overrides: Any) -> list[str] | None:
 
 
 def redeem(client: Any, browser: dict[str, str], ticket: str) -> Any:
-    from django.test import Client as BrowserClient
-
     body = {"client_id": client.client_id, "link_ticket": ticket, **browser}
     return BrowserClient().post(
         "/consent/api/v1/cookie/attach?client_id=" + client.client_id,

@@ -18,6 +18,7 @@ resident be informed of the recipients, the data and the legal basis. So:
 
 from __future__ import annotations
 
+import re
 import time
 from html.parser import HTMLParser
 from typing import Any
@@ -31,7 +32,7 @@ from consent.services import consent_record
 from identity.oidc.models import InternalServiceNotice
 from identity.oidc.sharing import sharing_purpose_code
 from tests.conftest import REDIRECT_URI, OIDCFlow
-from tests.oidc.conftest import is_consent_page, location_base, location_query, userinfo
+from tests.oidc.conftest import is_consent_page, location_base, location_query, sign_in, userinfo
 
 pytestmark = pytest.mark.django_db
 
@@ -101,8 +102,6 @@ def parse(response: Any) -> _Page:
 
 def continue_with_csrf(browser: BrowserClient, page: Any) -> Any:
     """Press "Continuer" as a browser would: the form's fields, CSRF checks enforced."""
-    import re
-
     html = page.content.decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
     browser.handler.enforce_csrf_checks = True
@@ -220,8 +219,6 @@ def test_each_internal_service_has_its_own_notice(flow, make_client):
 
 
 def test_each_resident_has_their_own_notice(flow, make_resident):
-    from tests.oidc.conftest import sign_in
-
     flow.get_code()
     other = make_resident("dominique@example.org")
     browser = BrowserClient()
@@ -303,8 +300,6 @@ def test_an_expired_notice_is_an_error_page(flow, monkeypatch):
 
 
 def test_another_residents_notice_is_refused(flow, make_resident):
-    from tests.oidc.conftest import sign_in
-
     page = flow.authorize()
     flow.browser.post("/deconnexion/")
     other = make_resident("dominique@example.org")

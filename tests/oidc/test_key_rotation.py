@@ -16,8 +16,10 @@ from django.core.management.base import CommandError
 from django.db.models import F
 from django.test import Client as BrowserClient
 from django.utils import timezone
+from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto.common import JWException
 
+from identity import keys
 from identity.keys import active_signing_key, clear_key_cache, signing_key_rotate, signing_keys_prune
 from identity.models import SigningKey
 from tests.conftest import OIDCFlow, verify_id_token
@@ -176,10 +178,6 @@ def test_rotate_keys_prune_and_refusals(signing_keys: Any) -> None:
 
 def test_a_signing_key_is_parsed_once_per_process(signing_keys, monkeypatch):
     """The in-process cache expires every 30 s; the costly RSA parse must not follow it."""
-    from jwcrypto import jwk as jwcrypto_jwk
-
-    from identity import keys
-
     keys._parsed_keys.clear()
     keys.clear_key_cache()
     calls = []

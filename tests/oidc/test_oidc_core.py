@@ -26,6 +26,7 @@ from tests.oidc.conftest import (
     is_consent_page,
     location_base,
     location_query,
+    post_token,
     sign_in,
     userinfo,
 )
@@ -219,8 +220,6 @@ def test_userinfo_response_is_not_cached(tokens):
 
 
 def test_client_credentials_token_gets_no_userinfo(make_client):
-    from tests.oidc.conftest import post_token
-
     machine = make_client(
         name="Machine", redirect_uris=[], grant_types=["client_credentials"], scopes=["profile"]
     )

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.test import Client as BrowserClient
 from django.urls import Resolver404, resolve
 
+from identity.keys import signing_key_create
+
 REQUIRED_OP_METADATA = (
     "issuer",
     "authorization_endpoint",
@@ -150,8 +152,6 @@ def test_jwks_is_served_with_unique_kids_and_no_private_parts(metadata, signing_
 
 
 def test_jwks_has_unique_kids_after_rotation(signing_keys):
-    from identity.keys import signing_key_create
-
     signing_key_create(algorithm="RS256")
     keys = BrowserClient().get("/jwks.json").json()["keys"]
     kids = [key["kid"] for key in keys]

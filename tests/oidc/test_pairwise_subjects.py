@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client as BrowserClient
 
 from identity.oidc.client_uris import ClientConfigError
 from identity.oidc.models import IDToken
+from identity.oidc.subjects import subject_for
 from tests.conftest import OIDCFlow, verify_id_token
 from tests.oidc.conftest import expected_sub, location_query, post_token, sign_in, userinfo
 
@@ -102,8 +104,6 @@ def test_subject_is_stable_across_sign_ins_and_refreshes(
 def test_userinfo_and_introspection_use_the_clients_subject(
     signed_in: BrowserClient, partners: dict[str, Any], resident: Any, make_client: Any
 ) -> None:
-    from django.conf import settings
-
     api = "https://api.tickets.example.net"
     resource_server = make_client(
         name="API",
@@ -183,7 +183,6 @@ def test_sector_is_fixed_at_registration(partners: dict[str, Any], resident: Any
     before = expected_sub(partners["tickets"], resident)
     partner.redirect_uris = "https://elsewhere.example.org/cb"  # an operator edits the client later
     partner.save()
-    from identity.oidc.subjects import subject_for
 
     assert partner.subject_sector == "tickets.example.net"
     assert subject_for(partner, resident) == before

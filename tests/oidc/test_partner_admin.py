@@ -12,6 +12,7 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 
 from common.crypto import keyed_hash_matches
 from identity.oidc.admin import PartnerClientAdmin
+from identity.oidc.models import AccessToken
 from tests.oidc.conftest import basic, post_token
 
 pytestmark = pytest.mark.django_db
@@ -55,8 +56,6 @@ def test_our_admin_replaces_the_librarys():
 
 
 def test_token_pages_never_show_token_values(staff, tokens):
-    from identity.oidc.models import AccessToken
-
     token = AccessToken.objects.get()
     assert staff.get("/admin/identity/accesstoken/").status_code == 200
     page = staff.get(f"/admin/identity/accesstoken/{token.pk}/change/").content.decode()

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import verify_id_token
-from tests.oidc.conftest import basic, expected_sub, post_token, userinfo
+from tests.conftest import OIDCFlow, verify_id_token
+from tests.oidc.conftest import basic, complete_flow, expected_sub, post_token, userinfo
 
 
 def refresh(rp: Any, refresh_token: str, **extra: str) -> Any:
@@ -55,8 +55,6 @@ def test_reuse_of_rotated_refresh_token_revokes_the_family(flow, tokens):
 
 
 def test_family_revocation_does_not_touch_another_session(flow, tokens):
-    from tests.oidc.conftest import complete_flow
-
     other_session = complete_flow(flow)
     second = refresh(flow.rp, tokens["refresh_token"]).json()
     assert refresh(flow.rp, tokens["refresh_token"]).status_code == 400
@@ -91,9 +89,6 @@ def test_refresh_requires_client_authentication(flow, tokens):
 
 
 def test_refresh_cannot_widen_the_scope(make_client, signed_in):
-    from tests.conftest import OIDCFlow
-    from tests.oidc.conftest import complete_flow
-
     rp = make_client()
     flow = OIDCFlow(signed_in, rp)
     tokens = complete_flow(flow, scope="openid profile")

@@ -10,6 +10,7 @@ A client may only use the method it registered.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -22,7 +23,7 @@ from jwcrypto import jwk, jwt
 
 from identity.oidc.client_uris import ClientConfigError
 from identity.oidc.clients import client_register
-from tests.conftest import OIDCFlow, verify_id_token
+from tests.conftest import REDIRECT_URI, OIDCFlow, RegisteredClient, verify_id_token
 from tests.oidc.conftest import post_token
 
 pytestmark = pytest.mark.django_db
@@ -134,8 +135,6 @@ def test_assertion_signed_with_another_key_is_refused(machine):
 
 
 def test_alg_none_and_hmac_are_refused(machine, rsa_key):
-    import base64
-
     def b64(data: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
@@ -207,8 +206,6 @@ def test_keys_from_jwks_uri_served_over_http(signing_keys, sector_server):
 
 
 def test_authorization_code_flow_with_private_key_jwt(signing_keys, signed_in, rsa_key):
-    from tests.conftest import REDIRECT_URI, RegisteredClient
-
     client, _ = client_register(
         name="Billetterie",
         redirect_uris=[REDIRECT_URI],

@@ -6,14 +6,19 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.test import Client as BrowserClient
+from django.utils import timezone
 from jwcrypto import jwk, jws, jwt
+from oauthlib.common import Request as OAuthRequest
 
 from identity.oidc import access_tokens
 from identity.oidc.models import AccessToken, RevokedAccessToken
+from identity.oidc.request_validator import Validator
+from tests.conftest import OIDCFlow, verify_id_token
 from tests.oidc.conftest import basic, complete_flow, post_token, userinfo
 
 
@@ -84,8 +89,6 @@ def with_claims(token: str, **changes) -> str:
 
 
 def test_resident_access_token_is_a_jwt_with_the_required_claims(flow, tokens):
-    from tests.conftest import verify_id_token
-
     header, claims = verified_claims(tokens["access_token"])
     assert header["typ"] == "at+jwt"  # §2.1
     assert header["alg"] == settings.ACCESS_TOKEN_SIGNING_ALG == "ES256"
@@ -265,10 +268,6 @@ def test_another_client_cannot_revoke_a_client_token(machine, make_client, resou
 
 
 def test_revocation_list_drops_expired_entries(machine, resource_server):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     RevokedAccessToken.objects.create(
         jti="old", client_id="x", expires_at=timezone.now() - timedelta(seconds=1)
     )
@@ -322,8 +321,6 @@ def test_bearer_scheme_is_case_insensitive(tokens):
 
 
 def test_token_without_openid_scope_is_insufficient_scope(make_client, signed_in, resident):
-    from tests.conftest import OIDCFlow
-
     partner = make_client(scopes=["openid", "profile"])
     flow = OIDCFlow(signed_in, partner)
     # A resident token whose scope lacks openid cannot be obtained through the flow (our
@@ -354,10 +351,6 @@ def test_jws_library_agrees_on_our_signatures(tokens):
 def test_oauthlibs_bearer_check_fails_closed(tokens):
     """No resource endpoint may rely on django-oauth-toolkit's token check, which knows
     neither machine tokens without rows nor our other rules: it refuses even a live token."""
-    from oauthlib.common import Request as OAuthRequest
-
-    from identity.oidc.request_validator import Validator
-
     assert userinfo(tokens["access_token"]).status_code == 200  # the token is live
     request = OAuthRequest("https://example.org/api")
     assert Validator().validate_bearer_token(tokens["access_token"], ["openid"], request) is False

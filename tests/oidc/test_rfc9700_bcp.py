@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from identity.oidc.models import AccessToken, AuthorizationCode, IDToken, RefreshToken
 from tests.conftest import OIDCFlow
-from tests.oidc.conftest import complete_flow, is_consent_page, location_query
+from tests.oidc.conftest import complete_flow, is_consent_page, location_query, post_token
 
 
 def sha256(value: str) -> str:
@@ -154,8 +154,6 @@ def test_access_and_refresh_tokens_are_not_stored_in_plaintext(flow, tokens):
 
 
 def test_refreshed_tokens_are_not_stored_in_plaintext(flow, tokens):
-    from tests.oidc.conftest import post_token
-
     body = post_token(
         {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=flow.rp.basic_auth()
     ).json()

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.conf import settings
 from django.test import Client as BrowserClient
+from jwcrypto import jwk, jwt
 
+from identity.models import AuditEvent, BrowserSession
 from tests.conftest import OIDCFlow
-from tests.oidc.conftest import location_query, userinfo
+from tests.oidc.conftest import expected_sub, location_query, sign_in, userinfo
 
 BYE = "https://rp.example.org/bye"
 
@@ -123,8 +127,6 @@ def test_modified_claims_in_id_token_hint_are_not_trusted(flow, tokens):
 
 
 def test_id_token_hint_signed_by_a_foreign_key_is_not_trusted(flow, tokens):
-    from jwcrypto import jwk, jwt
-
     header = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[0] + "==="))
     claims = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[1] + "==="))
     foreign = jwk.JWK.generate(kty="RSA", size=2048)
@@ -205,8 +207,6 @@ def test_end_session_page_is_not_cached_or_framed(flow, tokens):
 
 def form_fields(response: Any) -> dict[str, str]:
     """The inputs of the confirmation form as rendered (hidden fields, CSRF token, button)."""
-    from html.parser import HTMLParser
-
     fields: dict[str, str] = {}
 
     class Parser(HTMLParser):
@@ -232,8 +232,6 @@ def click_sign_out(browser: BrowserClient, page: Any) -> Any:
 
 
 def foreign_signed(id_token: str) -> str:
-    from jwcrypto import jwk, jwt
-
     header = json.loads(base64.urlsafe_b64decode(id_token.split(".")[0] + "==="))
     claims = json.loads(base64.urlsafe_b64decode(id_token.split(".")[1] + "==="))
     forged = jwt.JWT(header={"alg": "RS256", "kid": header["kid"]}, claims=claims)
@@ -306,8 +304,6 @@ def test_confirmation_with_registered_redirect_returns_state(flow, tokens):
 
 def test_hint_from_an_earlier_session_is_confirmed_first(flow, tokens):
     """The ID token names the resident, but not this browser session (§2: MUST ask)."""
-    from tests.oidc.conftest import sign_in
-
     flow.browser.post("/deconnexion/")
     sign_in(flow.browser, "camille@example.org")  # a new session, a new sid
     page = end_session(
@@ -321,8 +317,6 @@ def test_hint_from_an_earlier_session_is_confirmed_first(flow, tokens):
 
 
 def test_hint_of_another_resident_is_confirmed_first(flow, tokens, make_resident):
-    from tests.oidc.conftest import sign_in
-
     other = make_resident("dominique@example.org")
     browser = BrowserClient()
     sign_in(browser, other.email)
@@ -340,8 +334,6 @@ def test_valid_hint_without_redirect_shows_signed_out_page(flow, tokens):
 
 
 def test_rp_initiated_logout_ends_the_session_record(flow, tokens):
-    from identity.models import AuditEvent, BrowserSession
-
     end_session(flow.browser, id_token_hint=tokens["id_token"], post_logout_redirect_uri=BYE)
     session = BrowserSession.objects.get()
     assert session.ended_at is not None
@@ -361,8 +353,6 @@ def test_rp_initiated_logout_ends_the_session_record(flow, tokens):
 
 
 def sub_of(rp: Any, user: Any) -> str:
-    from tests.oidc.conftest import expected_sub
-
     return expected_sub(rp, user)
 
 
@@ -436,8 +426,6 @@ def test_logout_hint_naming_someone_else_asks_first(flow, tokens, resident, make
     assert_still_signed_in(flow.browser, flow.rp)  # not signed out silently
     # The hint is neither shown nor carried into the confirmation (only the language
     # switcher's `next`, our own URL, holds the request's query, as on every page).
-    import re
-
     html = re.sub(r'<input type="hidden" name="next" value="[^"]*">', "", page.content.decode())
     assert hint not in html
     assert "logout_hint" not in form_fields(page)
@@ -450,8 +438,6 @@ def test_logout_hint_naming_someone_else_asks_first(flow, tokens, resident, make
 
 
 def _page_without_tokens(response: Any) -> str:
-    import re
-
     return re.sub(r'value="[^"]{32,}"', 'value=""', response.content.decode())
 
 

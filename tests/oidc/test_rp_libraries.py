@@ -27,13 +27,18 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 import requests
+from authlib.integrations.base_client.errors import MismatchingStateError
 from django.conf import settings as django_settings
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import SuspiciousOperation
 from django.test import RequestFactory
 from django.urls import include, path, set_urlconf
+from joserfc.errors import BadSignatureError, InvalidClaimError
 from jwcrypto import jwk
+from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
+from identity.oidc.models import PushedAuthorizationRequest
 from tests.conftest import PASSWORD
 from tests.oidc.conftest import expected_sub
 from tests.oidc.test_partner_docs import DOC_ISSUER, examples
@@ -219,8 +224,6 @@ def run_authlib_example(provider: str, rp: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("tamper", [None, "nonce", "id_token_signature"])
 def test_authlib_example_signs_a_resident_in(provider, authlib_rp, resident, tamper, monkeypatch):
-    from joserfc.errors import BadSignatureError, InvalidClaimError
-
     partner = PartnerSite()
     example = run_authlib_example(provider, authlib_rp)
     response = partner.get(example["login"], f"{RP_ORIGIN}/login")
@@ -276,8 +279,6 @@ def test_authlib_example_signs_a_resident_in(provider, authlib_rp, resident, tam
         nonce=sent["nonce"],
     )
     # The state was used once: replaying the callback is refused by the library.
-    from authlib.integrations.base_client.errors import MismatchingStateError
-
     with pytest.raises(MismatchingStateError):
         partner.get(example["callback"], browser["callback_url"])
 
@@ -328,9 +329,6 @@ def _recording(monkeypatch: pytest.MonkeyPatch, cls: Any, name: str, seen: list[
 def test_mozilla_django_oidc_example_signs_a_resident_in(
     provider, mozilla_rp, mozilla_settings, resident, tamper, monkeypatch
 ):
-    from mozilla_django_oidc.auth import OIDCAuthenticationBackend
-    from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
-
     verified: list[Any] = []
     userinfos: list[Any] = []
     _recording(monkeypatch, OIDCAuthenticationBackend, "verify_token", verified)
@@ -447,8 +445,6 @@ def node_rp(request: Any, make_client: Any, es256_key: jwk.JWK) -> dict[str, Any
 
 @pytest.mark.parametrize("tamper", [None, "nonce"])
 def test_openid_client_node_example_signs_a_resident_in(provider, node_rp, resident, tamper):
-    from identity.oidc.models import PushedAuthorizationRequest
-
     rp = node_rp["rp"]
     config = {
         "issuer": provider,

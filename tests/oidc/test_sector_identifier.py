@@ -24,6 +24,8 @@ from django.core.management.base import CommandError
 from oauth2_provider.models import get_application_model
 
 from identity.models import AuditEvent
+from identity.oidc import sector
+from identity.oidc.subjects import subject_for
 from tests.oidc.conftest import closed_port_url, expected_sub
 
 pytestmark = pytest.mark.django_db
@@ -83,8 +85,6 @@ def test_command_registers_when_the_document_lists_every_redirect_uri(sector_ser
     assert payload["sector"] == client.subject_sector == "127.0.0.1"
     assert sector_server.requested == ["/sector.json"]
 
-    from identity.oidc.subjects import subject_for
-
     assert subject_for(client, resident) == expected_sub(client, resident, sector="127.0.0.1")
 
 
@@ -92,7 +92,6 @@ def test_clients_grouped_by_one_document_share_the_sub(sector_server, resident):
     uri = sector_server.serve_json("/sector.json", [A, B])
     first = register("--redirect-uri", A, "--sector", uri)
     second = register("--redirect-uri", B, "--sector", uri)
-    from identity.oidc.subjects import subject_for
 
     clients = get_application_model().objects.filter(client_id__in=[first["client_id"], second["client_id"]])
     assert len({subject_for(client, resident) for client in clients}) == 1
@@ -115,8 +114,6 @@ def test_command_does_not_follow_redirects(sector_server):
 
 
 def test_command_gives_up_on_a_slow_server(sector_server, monkeypatch):
-    from identity.oidc import sector
-
     monkeypatch.setattr(sector, "SECTOR_FETCH_TIMEOUT", 0.2)
     sector_server.delay = 1.0
     uri = sector_server.serve_json("/sector.json", [A])

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from jwcrypto import jwt
+from oauth2_provider.settings import oauth2_settings
 
 from identity.models import BrowserSession
 from identity.oidc.models import AccessToken, AuthorizationCode, IDToken, RefreshToken
@@ -199,10 +201,6 @@ def test_two_refreshes_of_one_token_at_once_on_postgresql(
     """Two connections, both past validation before either saves: the row lock taken by
     the claim (a conditional UPDATE) lets exactly one rotate; the other waits for it to
     commit, finds the token consumed, and revokes the family."""
-    import threading
-
-    from django.db import connections
-
     if connection.vendor != "postgresql":
         pytest.skip("needs real concurrent transactions (PostgreSQL)")
     original = Validator._validate_rotating_refresh_token
@@ -243,8 +241,6 @@ def test_other_rotation_settings_use_django_oauth_toolkits_path(
 ) -> None:
     """The lean rotation is for our posture (rotation, no grace period); with a grace
     period django-oauth-toolkit's own validation and saving still issue working tokens."""
-    from oauth2_provider.settings import oauth2_settings
-
     monkeypatch.setattr(oauth2_settings, "REFRESH_TOKEN_GRACE_PERIOD_SECONDS", 60)
     response = refresh(flow.rp, tokens["refresh_token"])
     assert response.status_code == 200, response.content

@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.conf import settings
@@ -143,7 +144,6 @@ def test_a_refused_assertion_does_not_consume_a_code(partner, key, signed_in):
         response = signed_in.post(
             "/authorize/decision", {"pending": response.context["pending_id"], "decision": "allow"}
         )
-    from urllib.parse import parse_qs, urlsplit
 
     code = parse_qs(urlsplit(response["Location"]).query)["code"][0]
     data = {

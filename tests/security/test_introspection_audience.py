@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.conf import settings
 from django.test import Client as BrowserClient
+from django.utils import timezone
+from oauth2_provider.models import set_token_value
 
+from identity.oidc.models import AccessToken
 from tests.conftest import REDIRECT_URI, OIDCFlow
 from tests.oidc.conftest import complete_flow, post_token, userinfo
 
@@ -347,13 +351,6 @@ def test_resource_kept_when_no_consent_page_is_shown(flow, rs_a):
 def test_the_same_rule_for_an_opaque_access_token_row(flow, resident, rs_a, curious_rs):
     """Access tokens are JWTs; a stored row whose token is not one (e.g. issued before they
     were) is looked up by its SHA-256 and follows the same rule, with the row's resources."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-    from oauth2_provider.models import set_token_value
-
-    from identity.oidc.models import AccessToken
-
     row = AccessToken(
         user=resident,
         application=flow.rp.client,

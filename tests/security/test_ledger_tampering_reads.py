@@ -16,12 +16,18 @@ import uuid
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client as BrowserClient
 
+from consent import ledger as ledger_module
 from consent import merkle
-from consent.models import LedgerEvent, MerkleNode
+from consent.models import LedgerEvent, MerkleNode, Subject, TreeHead
 from consent.receipts import receipt_verify
+from consent.selectors import ledger_verify
+from consent.services import consent_record
+from identity.models import User
 from tests.consent_api.conftest import PARTNER_ORIGIN, dpo, dpo_http, make_dpo, partner, post_choices  # noqa: F401
 from tests.security.test_ledger_tampering import EVENTS, TARGET, execute, ledger, unlock  # noqa: F401
 
@@ -223,9 +229,6 @@ def test_a_proof_from_an_altered_merkle_node_is_refused(
 def test_the_residents_receipt_of_an_unreadable_row_is_not_an_error(
     ledger: list[LedgerEvent], set_clause: str, value: Any
 ) -> None:
-    from consent.models import Subject
-    from identity.models import User
-
     event = ledger[TARGET]
     owner = User.objects.get(pk=Subject.objects.get(pk=event.subject_id).user_id)
     http = BrowserClient()
@@ -235,9 +238,6 @@ def test_the_residents_receipt_of_an_unreadable_row_is_not_an_error(
 
 
 def test_the_residents_receipt_of_an_altered_row_is_not_signed(ledger: list[LedgerEvent]) -> None:
-    from consent.models import Subject
-    from identity.models import User
-
     event = ledger[TARGET]
     owner = User.objects.get(pk=Subject.objects.get(pk=event.subject_id).user_id)
     http = BrowserClient()
@@ -320,8 +320,6 @@ def test_the_verification_reports_an_altered_merkle_node(
 ) -> None:
     """Proofs are built from the stored interior nodes: the verification checks them too, so
     that the DPO sent there by a refused proof learns which node was altered."""
-    from consent.selectors import ledger_verify
-
     level, index = _node_on_the_path(ledger[0], EVENTS)
     assert ledger_verify().ok
     execute(
@@ -338,8 +336,6 @@ def test_the_verification_reports_an_altered_merkle_node(
 
 
 def test_the_verification_reports_a_missing_merkle_node(ledger: list[LedgerEvent]) -> None:
-    from consent.selectors import ledger_verify
-
     execute('DELETE FROM consent_merklenode WHERE level = 1 AND "index" = 0')
     result = ledger_verify()
     assert [p.detail for p in result.problems if p.kind == "node"] == [
@@ -355,9 +351,6 @@ def test_every_level_of_nodes_is_checked_across_chunks(
 ) -> None:
     """The verifier checks nodes 2**11 leaves at a time, then the levels above from the chunks'
     tops; a smaller chunk makes an 8-event ledger cross that boundary."""
-    from consent import ledger as ledger_module
-    from consent.selectors import ledger_verify
-
     monkeypatch.setattr(ledger_module, "_NODE_CHUNK_LEVEL", chunk_level)
     assert ledger_verify().ok
     execute(
@@ -373,8 +366,6 @@ def test_details_that_do_not_authenticate_are_named_not_an_error(
     """Event #4's encrypted details copied onto event #0 of the same resident, its leaf hash
     recomputed so that the row hashes consistently: decryption fails (the details are bound
     to their event), which is tampering, not a server error."""
-    from consent import ledger as ledger_module
-
     source, target = ledger[4], ledger[0]
     assert source.details_ciphertext and target.details_ciphertext  # fill(): every fourth event
     row = ledger_module.event_row(target)
@@ -445,8 +436,6 @@ HEAD_CASES = [
 def test_no_tree_head_is_signed_over_a_malformed_ledger_head(
     ledger: list[LedgerEvent], dpo_http: BrowserClient, set_clause: str, value: Any
 ) -> None:
-    from consent.models import TreeHead
-
     execute(f"UPDATE consent_ledgerhead SET {set_clause} WHERE id = 1", [value])
     before = TreeHead.objects.count()
     api = dpo_http.post("/dpo/api/v1/tree-head")
@@ -462,8 +451,6 @@ def test_no_tree_head_is_signed_over_a_rewritten_history(
     """Event #0's leaf hash rewritten with every stored node above it and the head's root, so
     that head, nodes and leaves agree: the new tree no longer extends the signed tree head of
     size 8 (the consistency proof from the stored nodes fails), so nothing is signed."""
-    from consent.models import TreeHead
-
     execute("UPDATE consent_ledgerevent SET leaf_hash = %s WHERE seq = 0", [bytes(32)])
     with connection.cursor() as cursor:
         cursor.execute("SELECT leaf_hash FROM consent_ledgerevent ORDER BY seq")
@@ -484,9 +471,6 @@ def test_no_tree_head_is_signed_over_a_rewritten_history(
 
 
 def test_a_sound_ledger_still_gets_its_tree_heads(ledger: list[LedgerEvent], dpo_http: BrowserClient) -> None:
-    from consent.services import consent_record
-    from identity.models import User
-
     assert dpo_http.post("/dpo/api/v1/tree-head").status_code == 201  # same size as the last one
     consent_record(
         user=User.objects.exclude(groups__name="dpo").first(),
@@ -500,9 +484,6 @@ def test_a_sound_ledger_still_gets_its_tree_heads(ledger: list[LedgerEvent], dpo
 
 
 def test_the_sign_tree_head_command_refuses_without_a_traceback(ledger: list[LedgerEvent]) -> None:
-    from django.core.management import call_command
-    from django.core.management.base import CommandError
-
     execute("UPDATE consent_ledgerhead SET root_hash = %s WHERE id = 1", [bytes(32)])
     with pytest.raises(CommandError, match=r"tree head NOT signed: .*differs from the root"):
         call_command("sign_tree_head")

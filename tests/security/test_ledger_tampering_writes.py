@@ -21,6 +21,9 @@ from django.db import connection
 from django.test import Client as BrowserClient
 from oauth2_provider.models import get_grant_model
 
+from consent import ledger as merkle_log
+from consent import merkle
+from consent.api.cookie import cookie_link_ticket_issue
 from consent.ledger import LedgerTampered
 from consent.models import ConsentState, LedgerEvent, Subject
 from consent.rights import rights_erase, rights_export
@@ -290,9 +293,6 @@ def test_the_export_names_unreadable_positions_and_exports_the_rest(
 def test_the_export_reports_details_that_no_longer_decrypt(ledger: list[LedgerEvent]) -> None:
     # Event #4 carries encrypted details (every 4th); its ciphertext is swapped for event #0's,
     # with the leaf hash recomputed as a careful attacker would: the row parses, the details do not.
-    from consent import ledger as merkle_log
-    from consent import merkle
-
     target = ledger[4]
     donor = LedgerEvent.objects.get(seq=0)
     target.details_ciphertext = donor.details_ciphertext
@@ -329,8 +329,6 @@ def test_erasure_of_a_subject_with_malformed_rows_is_complete(
 def test_the_partner_attach_api_answers_a_problem(
     ledger: list[LedgerEvent], resident: Any, partner: Any, set_clause: str, value: Any
 ) -> None:
-    from consent.api.cookie import cookie_link_ticket_issue
-
     secret = browser_subject_register(browser_id=BROWSER)
     event = consent_record(
         browser_id=BROWSER,

@@ -32,6 +32,7 @@ from tests.mfa.conftest import (
     post_json,
     register_passkey,
     rfc6238,
+    sign_in_password,
 )
 
 pytestmark = pytest.mark.django_db
@@ -222,8 +223,6 @@ def test_another_persons_sign_in_drops_a_half_finished_second_step(
     """Same class, found while fixing finding 9: on a shared computer, A types their password
     and walks away at the second step; B signs in with a password alone. The browser must not
     keep offering A's second step to B's session (it took precedence over B's own step-up)."""
-    from tests.mfa.conftest import sign_in_password
-
     other = make_resident("dominique@example.org")
     assert sign_in_password(client, victim.email)["Location"] == "/connexion/verification/"
     assert sign_in_password(client, other.email).status_code == 302

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client as BrowserClient
@@ -47,8 +48,6 @@ def is_sign_in_redirect(response: Any) -> bool:
 
 
 def next_url(response: Any) -> str:
-    from urllib.parse import parse_qs, urlsplit
-
     return parse_qs(urlsplit(response["Location"]).query)["next"][0]
 
 

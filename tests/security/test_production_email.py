@@ -13,19 +13,26 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import smtplib
+import subprocess
+import sys
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
+from django.db import transaction
 from django.test import Client
 
 from connectors.handlers import EMAIL
 from connectors.models import OutboxMessage
+from identity.checks import check_email_backend
+from identity.services import password_reset_request
 from tests.conftest import PASSWORD, deliver_emails
+from tests.connectors.conftest import ROOT, database_url_of_test_db
 from tests.test_settings import PRODUCTION, run_settings
 
 RESET_LINK = re.compile(r"https?://[^/\s]+(?P<path>/mot-de-passe-oublie/[^/\s]+/[^/\s]+/)")
@@ -113,8 +120,6 @@ def test_deploy_check_fails_on_a_backend_built_on_the_console(tmp_path):
 
 
 def test_check_names_the_unsafe_backend_in_production(settings):
-    from identity.checks import check_email_backend
-
     settings.PRODUCTION = True
     for backend in ("console", "locmem", "filebased", "dummy"):
         settings.EMAIL_BACKEND = f"django.core.mail.backends.{backend}.EmailBackend"
@@ -165,10 +170,6 @@ def test_registration_never_touches_the_mail_backend(recording, settings, reside
 
 @pytest.mark.django_db(transaction=True)
 def test_nothing_is_queued_when_the_cause_rolls_back(recording, resident):
-    from django.db import transaction
-
-    from identity.services import password_reset_request
-
     with pytest.raises(RuntimeError), transaction.atomic():
         password_reset_request(user=resident)
         raise RuntimeError("the change failed after the email was asked for")
@@ -257,12 +258,6 @@ def test_a_refused_recipient_is_dead_lettered_and_blanked(client, resident, reco
 def test_the_outbox_worker_process_sends_the_queued_email(resident):
     """What `python3 dev.py run` starts beside the web server: `manage.py outbox_worker`, a
     separate process, here with the development console backend."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.connectors.conftest import ROOT, database_url_of_test_db
-
     assert Client().post("/mot-de-passe-oublie/", {"email": resident.email}).status_code == 302
     (row,) = email_rows()
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "EMAIL_BACKEND", "DJANGO_ENV"}}

@@ -14,6 +14,7 @@ staff sign-ins and every staff read or action are audited, by id.
 from __future__ import annotations
 
 import io
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -28,7 +29,7 @@ from identity.models import AuditEvent, User
 from identity.oidc.models import Client as PartnerClient
 from identity.sessions import SESSION_AMR
 from tests.conftest import MFA_AMR, PASSWORD, open_session
-from tests.mfa.conftest import FakeClock, key_from_page, rfc6238
+from tests.mfa.conftest import ISSUER, FakeClock, SoftAuthenticator, key_from_page, register_passkey, rfc6238
 
 pytestmark = pytest.mark.django_db
 
@@ -453,8 +454,6 @@ def test_the_admin_login_page_lets_an_mfa_session_through_and_its_own_pages_are_
 
 
 def test_staff_requests_that_fail_are_audited_with_their_status(dpo: User) -> None:
-    import uuid
-
     http = open_session(Client(), dpo, MFA_AMR)
     missing = uuid.uuid4()
     assert http.get(f"/dpo/evenements/{missing}/").status_code == 404
@@ -489,8 +488,6 @@ def test_account_changes_in_the_admin_need_a_recent_authentication(
 
 
 def test_a_staff_member_may_enrol_a_passkey_instead(dpo: User, settings: Any) -> None:
-    from tests.mfa.conftest import ISSUER, SoftAuthenticator, register_passkey
-
     settings.ISSUER = ISSUER
     http = open_session(Client(), dpo, ["pwd"])
     assert http.get("/dpo/statistiques/")["Location"] == "/compte/securite/"
