@@ -28,6 +28,7 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -187,56 +188,60 @@ def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
     if args.components:
         components(runner, tokens, n)
     for name in args.only or OPS:
-        fn = funcs[name]
-        for _ in range(min(50, n)):
-            fn()  # warm caches and code paths
-        with CaptureQueriesContext(connection) as queries:
-            fn()
-        print(f"\n## {name}: {len(queries.captured_queries)} SQL statements per operation")
-        for query in queries.captured_queries:
-            print("   ", " ".join(query["sql"].split())[:150])
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        for _ in range(n):
-            fn()
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        prof = cProfile.Profile(time.process_time)  # CPU only: waits on PostgreSQL excluded
-        prof.enable()
-        for _ in range(n):
-            fn()
-        prof.disable()
-        out = io.StringIO()
-        stats = pstats.Stats(prof, stream=out)
-        total = stats.total_tt
-        print(
-            f"\n## {name}: {1000 * cpu / n:.2f} ms CPU/op, {1000 * wall / n:.2f} ms wall/op "
-            f"in process (no HTTP server), {n} ops; cProfile total {1000 * total / n:.2f} ms/op"
-        )
-        rows = []
-        for (filename, line, func), (_cc, _nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-            short = bench._short(f"{func} ({filename}:{line})")
-            rows.append((ct, tt, short))
-        print("cumulative (share of cProfile total; generic wrappers left out):")
-        boring = (
-            "test/client.py",
-            "handlers/exception.py",
-            "utils/deprecation.py",
-            "generic/base.py",
-            "utils/decorators.py",
-            "decorators/csrf.py",
-            "decorators/debug.py",
-            "decorators/http.py",
-            "oauthlib/oauth2/rfc6749/endpoints/base.py",
-            "bench/oidc_profile.py",
-        )
-        shown = [row for row in sorted(rows, reverse=True) if not any(b in row[2] for b in boring)]
-        for ct, _tt, short in shown[: args.top]:
-            print(f"  {100 * ct / total:5.1f}%  {short}")
-        print("own time:")
-        for tt, _ct, short in sorted(((tt, ct, s) for ct, tt, s in rows), reverse=True)[: args.top // 2]:
-            print(f"  {100 * tt / total:5.1f}%  {short}")
-        sys.stdout.flush()
+        measure(name, funcs[name], n, top=args.top)
     connections.close_all()
     return 0
+
+
+def measure(name: str, fn: Callable[[], object], n: int, *, top: int) -> None:
+    """One operation: its SQL statements, its CPU and wall time per call, then under cProfile."""
+    for _ in range(min(50, n)):
+        fn()  # warm caches and code paths
+    with CaptureQueriesContext(connection) as queries:
+        fn()
+    print(f"\n## {name}: {len(queries.captured_queries)} SQL statements per operation")
+    for query in queries.captured_queries:
+        print("   ", " ".join(query["sql"].split())[:150])
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        fn()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    prof = cProfile.Profile(time.process_time)  # CPU only: waits on PostgreSQL excluded
+    prof.enable()
+    for _ in range(n):
+        fn()
+    prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    total = stats.total_tt
+    print(
+        f"\n## {name}: {1000 * cpu / n:.2f} ms CPU/op, {1000 * wall / n:.2f} ms wall/op "
+        f"in process (no HTTP server), {n} ops; cProfile total {1000 * total / n:.2f} ms/op"
+    )
+    rows = []
+    for (filename, line, func), (_cc, _nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        short = bench._short(f"{func} ({filename}:{line})")
+        rows.append((ct, tt, short))
+    print("cumulative (share of cProfile total; generic wrappers left out):")
+    boring = (
+        "test/client.py",
+        "handlers/exception.py",
+        "utils/deprecation.py",
+        "generic/base.py",
+        "utils/decorators.py",
+        "decorators/csrf.py",
+        "decorators/debug.py",
+        "decorators/http.py",
+        "oauthlib/oauth2/rfc6749/endpoints/base.py",
+        "bench/oidc_profile.py",
+    )
+    shown = [row for row in sorted(rows, reverse=True) if not any(b in row[2] for b in boring)]
+    for ct, _tt, short in shown[:top]:
+        print(f"  {100 * ct / total:5.1f}%  {short}")
+    print("own time:")
+    for tt, _ct, short in sorted(((tt, ct, s) for ct, tt, s in rows), reverse=True)[: top // 2]:
+        print(f"  {100 * tt / total:5.1f}%  {short}")
+    sys.stdout.flush()
 
 
 def components(runner: bench.Bench, tokens: dict, n: int) -> None:

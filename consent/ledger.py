@@ -846,20 +846,16 @@ def _verify_rows(
 ) -> LedgerVerification:
     from django.db import connection
 
-    warnings: list[str] = []
     vendor = connection.vendor
-
-    def report(problem: LedgerProblem) -> None:
-        if len(problems) < max_problems:
-            problems.append(problem)
+    run = _RowsVerification(problems=problems, where=where, max_problems=max_problems)
 
     with connection.cursor() as cursor:
         head_size, head_root, head_reason = _read_head(cursor)
         if head_reason:
-            report(LedgerProblem(kind="head", detail=f"the ledger head row is malformed: {head_reason}"))
+            run.report(LedgerProblem(kind="head", detail=f"the ledger head row is malformed: {head_reason}"))
         heads, head_problems = _read_tree_heads(cursor, vendor)
         for problem in head_problems:
-            report(problem)
+            run.report(problem)
         reference = _Reference(cursor)
         cursor.execute(
             "SELECT e.seq, e.id, e.subject_id FROM consent_ledgerevent e "
@@ -869,183 +865,229 @@ def _verify_rows(
         cursor.execute("SELECT COUNT(*) FROM consent_ledgerevent")
         total = int(cursor.fetchone()[0])
 
-    checked = 0
-    for tree_head in heads:
-        try:
-            reason = tree_head_check(tree_head)
-        except Exception as exc:
-            reason = f"signature could not be checked ({type(exc).__name__})"
-        if reason == "signing key is not (or no longer) published":
-            warnings.append(f"tree head {tree_head.pk} (size {tree_head.tree_size}): {reason}")
-        elif reason:
-            report(
-                LedgerProblem(
-                    kind="tree_head",
-                    detail=f"signed tree head {tree_head.pk} (size {tree_head.tree_size}): {reason}",
-                    tree_head_id=tree_head.pk,
+    run.tree_heads_check(heads)
+    expected_total = max(total, head_size or 0)
+    run.heads_at_check(0, merkle.EMPTY_ROOT)
+    rows = connection.chunked_cursor()
+    try:
+        rows.execute(_event_sql(vendor))
+        while True:
+            where["position"] = run.expected_seq
+            batch = rows.fetchmany(chunk_size)
+            if not batch:
+                break
+            for values in batch:
+                run.row_add(values, vendor=vendor, reference=reference, dangling=dangling)
+                if progress is not None and run.size % progress_every == 0:
+                    progress(run.size, expected_total)
+        where["position"] = run.expected_seq
+    finally:
+        rows.close()
+    root = merkle.frontier_root(run.frontier)
+    with connection.cursor() as cursor:
+        for problem in _check_nodes(cursor, run.size):
+            run.report(problem)
+    run.end_check(head_size=head_size, head_root=head_root, root=root)
+    if progress is not None and run.size % progress_every:
+        progress(run.size, expected_total)
+    problems.sort(key=lambda p: p.seq if p.seq is not None else float("inf"))
+    return LedgerVerification(
+        ok=not problems,
+        size=run.size,
+        root_hash=root.hex(),
+        tree_heads_checked=run.checked,
+        problems=problems,
+        warnings=run.warnings,
+    )
+
+
+class _RowsVerification:
+    """What `_verify_rows` knows so far: the problems, the tree rebuilt from the rows read, the
+    next sequence number expected, the signed tree heads by size."""
+
+    def __init__(self, *, problems: list[LedgerProblem], where: dict[str, int], max_problems: int) -> None:
+        self.problems = problems
+        self.where = where
+        self.max_problems = max_problems
+        self.warnings: list[str] = []
+        self.heads_by_size: dict[int, list[TreeHead]] = {}
+        self.checked = 0  # signed tree heads compared with the recomputed root
+        self.last_good_size = 0  # the last size at which every signed head matched
+        self.frontier: list[bytes] = []
+        self.size = 0  # rows read
+        self.expected_seq = 0
+
+    def report(self, problem: LedgerProblem) -> None:
+        if len(self.problems) < self.max_problems:
+            self.problems.append(problem)
+
+    def tree_heads_check(self, heads: list[TreeHead]) -> None:
+        """Each head's signature; then the heads are kept by size for the root comparisons."""
+        for tree_head in heads:
+            try:
+                reason = tree_head_check(tree_head)
+            except Exception as exc:
+                reason = f"signature could not be checked ({type(exc).__name__})"
+            if reason == "signing key is not (or no longer) published":
+                self.warnings.append(f"tree head {tree_head.pk} (size {tree_head.tree_size}): {reason}")
+            elif reason:
+                self.report(
+                    LedgerProblem(
+                        kind="tree_head",
+                        detail=f"signed tree head {tree_head.pk} (size {tree_head.tree_size}): {reason}",
+                        tree_head_id=tree_head.pk,
+                    )
                 )
-            )
-    heads_by_size: dict[int, list[TreeHead]] = {}
-    for tree_head in heads:
-        heads_by_size.setdefault(tree_head.tree_size, []).append(tree_head)
+        for tree_head in heads:
+            self.heads_by_size.setdefault(tree_head.tree_size, []).append(tree_head)
 
-    last_good_size = 0
-
-    def check_heads_at(size: int, root: bytes) -> None:
-        nonlocal checked, last_good_size
+    def heads_at_check(self, size: int, root: bytes) -> None:
+        """The signed heads of this size against the root recomputed at this size."""
         matched = True
-        for tree_head in heads_by_size.get(size, []):
-            checked += 1
+        for tree_head in self.heads_by_size.get(size, []):
+            self.checked += 1
             if bytes(tree_head.root_hash) != root:
                 matched = False
-                report(
+                self.report(
                     LedgerProblem(
                         kind="tree_head",
                         detail=(
                             f"recomputed root at size {size} differs from signed tree head "
-                            f"{tree_head.pk}: an event between #{last_good_size} and #{size - 1} "
+                            f"{tree_head.pk}: an event between #{self.last_good_size} and #{size - 1} "
                             "was altered, removed or inserted"
                         ),
                         tree_head_id=tree_head.pk,
                     )
                 )
         if matched:
-            last_good_size = size
+            self.last_good_size = size
 
-    expected_total = max(total, head_size or 0)
-    frontier: list[bytes] = []
-    size = 0
-    expected_seq = 0
-    check_heads_at(0, merkle.EMPTY_ROOT)
-    rows = connection.chunked_cursor()
-    try:
-        rows.execute(_event_sql(vendor))
-        while True:
-            where["position"] = expected_seq
-            batch = rows.fetchmany(chunk_size)
-            if not batch:
-                break
-            for values in batch:
-                raw_seq = values[1]
-                seq = raw_seq if type(raw_seq) is int else None
-                position = seq if seq is not None else expected_seq
-                event_id = _uuid_or_show(values[0])
-                if seq is None:
-                    report(
-                        LedgerProblem(
-                            kind="malformed",
-                            seq=expected_seq,
-                            event_id=event_id,
-                            detail=f"the event read at position #{expected_seq} ({event_id}) has a malformed "
-                            f"sequence number {_show(raw_seq)}",
-                        )
-                    )
-                elif seq > expected_seq:
-                    report(
-                        LedgerProblem(
-                            kind="missing",
-                            seq=expected_seq,
-                            detail=f"event #{expected_seq} is missing"
-                            + (
-                                f" (events #{expected_seq}..#{seq - 1} absent)"
-                                if seq - 1 > expected_seq
-                                else ""
-                            ),
-                        )
-                    )
-                    expected_seq = seq + 1
-                elif seq < expected_seq:
-                    report(
-                        LedgerProblem(
-                            kind="unexpected",
-                            seq=seq,
-                            event_id=event_id,
-                            detail=f"sequence number #{seq} repeated or out of place ({event_id})",
-                        )
-                    )
-                else:
-                    expected_seq = seq + 1
-                if dangling and raw_seq in dangling:
-                    report(
-                        LedgerProblem(
-                            kind="malformed",
-                            seq=position,
-                            event_id=event_id,
-                            detail=f"event #{position} ({event_id}) names a subject that does not exist",
-                        )
-                    )
-                recomputed = _UNHASHABLE_LEAF
-                try:
-                    row = _event_row(values, vendor, reference)
-                    recomputed = merkle.leaf_hash(entry_bytes(row))
-                    stored_leaf = _digest(values[16], "leaf_hash")
-                except Exception as exc:
-                    if seq is not None:  # a malformed sequence number is reported above
-                        report(
-                            LedgerProblem(
-                                kind="malformed",
-                                seq=position,
-                                event_id=event_id,
-                                detail=f"event #{position} ({event_id}) was altered: {_reason(exc)}",
-                            )
-                        )
-                else:
-                    if recomputed != stored_leaf:
-                        report(
-                            LedgerProblem(
-                                kind="altered",
-                                seq=position,
-                                event_id=event_id,
-                                detail=f"event #{position} ({event_id}) was altered: "
-                                "its columns no longer hash to its leaf",
-                            )
-                        )
-                # The tree is built from the recomputed leaves: a row altered together with
-                # its stored hash still changes the root, which the signed heads then reveal.
-                frontier, _ = merkle.frontier_append(frontier, size, recomputed)
-                size += 1
-                if size in heads_by_size:
-                    check_heads_at(size, merkle.frontier_root(frontier))
-                if progress is not None and size % progress_every == 0:
-                    progress(size, expected_total)
-        where["position"] = expected_seq
-    finally:
-        rows.close()
-    root = merkle.frontier_root(frontier)
-    with connection.cursor() as cursor:
-        for problem in _check_nodes(cursor, size):
-            report(problem)
-    if head_size is not None and head_size > expected_seq:
-        report(
-            LedgerProblem(
-                kind="missing",
-                seq=expected_seq,
-                detail=f"the ledger head records {head_size} events but only {expected_seq} rows follow in "
-                f"sequence (event #{expected_seq} onwards missing)",
-            )
-        )
-    elif head_size is not None and (head_size != size or head_root != root):
-        report(LedgerProblem(kind="head", detail="the ledger head row does not match the recomputed tree"))
-    for tree_size in heads_by_size:
-        if tree_size > size:
-            report(
+    def row_add(
+        self, values: tuple[Any, ...], *, vendor: str, reference: _Reference, dangling: set[Any]
+    ) -> None:
+        """One row read in sequence order: its number, its subject, its leaf, into the tree."""
+        raw_seq = values[1]
+        seq = raw_seq if type(raw_seq) is int else None
+        position = seq if seq is not None else self.expected_seq
+        event_id = _uuid_or_show(values[0])
+        self._sequence_check(raw_seq, seq, event_id)
+        if dangling and raw_seq in dangling:
+            self.report(
                 LedgerProblem(
-                    kind="missing",
-                    seq=size,
-                    detail=f"a signed tree head covers {tree_size} events but only {size} are present",
+                    kind="malformed",
+                    seq=position,
+                    event_id=event_id,
+                    detail=f"event #{position} ({event_id}) names a subject that does not exist",
                 )
             )
-    if progress is not None and size % progress_every:
-        progress(size, expected_total)
-    problems.sort(key=lambda p: p.seq if p.seq is not None else float("inf"))
-    return LedgerVerification(
-        ok=not problems,
-        size=size,
-        root_hash=root.hex(),
-        tree_heads_checked=checked,
-        problems=problems,
-        warnings=warnings,
-    )
+        recomputed = self._leaf(values, vendor, reference, seq=seq, position=position, event_id=event_id)
+        # The tree is built from the recomputed leaves: a row altered together with
+        # its stored hash still changes the root, which the signed heads then reveal.
+        self.frontier, _ = merkle.frontier_append(self.frontier, self.size, recomputed)
+        self.size += 1
+        if self.size in self.heads_by_size:
+            self.heads_at_check(self.size, merkle.frontier_root(self.frontier))
+
+    def _sequence_check(self, raw_seq: Any, seq: int | None, event_id: str) -> None:
+        """Malformed, missing or repeated sequence numbers; moves the number expected next."""
+        expected_seq = self.expected_seq
+        if seq is None:
+            self.report(
+                LedgerProblem(
+                    kind="malformed",
+                    seq=expected_seq,
+                    event_id=event_id,
+                    detail=f"the event read at position #{expected_seq} ({event_id}) has a malformed "
+                    f"sequence number {_show(raw_seq)}",
+                )
+            )
+        elif seq > expected_seq:
+            self.report(
+                LedgerProblem(
+                    kind="missing",
+                    seq=expected_seq,
+                    detail=f"event #{expected_seq} is missing"
+                    + (f" (events #{expected_seq}..#{seq - 1} absent)" if seq - 1 > expected_seq else ""),
+                )
+            )
+            self.expected_seq = seq + 1
+        elif seq < expected_seq:
+            self.report(
+                LedgerProblem(
+                    kind="unexpected",
+                    seq=seq,
+                    event_id=event_id,
+                    detail=f"sequence number #{seq} repeated or out of place ({event_id})",
+                )
+            )
+        else:
+            self.expected_seq = seq + 1
+
+    def _leaf(
+        self,
+        values: tuple[Any, ...],
+        vendor: str,
+        reference: _Reference,
+        *,
+        seq: int | None,
+        position: int,
+        event_id: str,
+    ) -> bytes:
+        """The leaf hash recomputed from the row's columns (a fixed one if they cannot be read),
+        compared with the stored one."""
+        recomputed = _UNHASHABLE_LEAF
+        try:
+            row = _event_row(values, vendor, reference)
+            recomputed = merkle.leaf_hash(entry_bytes(row))
+            stored_leaf = _digest(values[16], "leaf_hash")
+        except Exception as exc:
+            if seq is not None:  # a malformed sequence number is reported above
+                self.report(
+                    LedgerProblem(
+                        kind="malformed",
+                        seq=position,
+                        event_id=event_id,
+                        detail=f"event #{position} ({event_id}) was altered: {_reason(exc)}",
+                    )
+                )
+        else:
+            if recomputed != stored_leaf:
+                self.report(
+                    LedgerProblem(
+                        kind="altered",
+                        seq=position,
+                        event_id=event_id,
+                        detail=f"event #{position} ({event_id}) was altered: "
+                        "its columns no longer hash to its leaf",
+                    )
+                )
+        return recomputed
+
+    def end_check(self, *, head_size: int | None, head_root: bytes | None, root: bytes) -> None:
+        """The ledger head row and the signed heads against what the rows gave."""
+        size, expected_seq = self.size, self.expected_seq
+        if head_size is not None and head_size > expected_seq:
+            self.report(
+                LedgerProblem(
+                    kind="missing",
+                    seq=expected_seq,
+                    detail=f"the ledger head records {head_size} events but only {expected_seq} rows follow "
+                    f"in sequence (event #{expected_seq} onwards missing)",
+                )
+            )
+        elif head_size is not None and (head_size != size or head_root != root):
+            self.report(
+                LedgerProblem(kind="head", detail="the ledger head row does not match the recomputed tree")
+            )
+        for tree_size in self.heads_by_size:
+            if tree_size > size:
+                self.report(
+                    LedgerProblem(
+                        kind="missing",
+                        seq=size,
+                        detail=f"a signed tree head covers {tree_size} events but only {size} are present",
+                    )
+                )
 
 
 _NODE_CHUNK_LEVEL = 11  # nodes are checked 2**11 leaves at a time, then the tops above

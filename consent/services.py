@@ -216,34 +216,11 @@ def consent_record(
     paper form) are personal data: encrypted with the subject's key, never logged.
     Raises ConsentError (UnknownPurpose for a bad code) and writes nothing on bad input.
     """
-    if event_type not in EventType.values:
-        raise ConsentError(f"unknown event type {event_type!r} (choose from {', '.join(EventType.values)})")
-    event_type = EventType(event_type)
-    if event_type == EventType.EXPIRED:
-        raise ConsentError("expiry is not recorded by hand: it is automatic at valid_until")
-    if collection_method not in CollectionMethod.values or collection_method == CollectionMethod.SYSTEM:
-        allowed = [m for m in CollectionMethod.values if m != CollectionMethod.SYSTEM]
-        raise ConsentError(
-            f"unknown collection method {collection_method!r} (choose from {', '.join(allowed)})"
-        )
-    if (user is None) == (browser_id is None):
-        raise ConsentError("give exactly one of user or browser_id")
-    if user is not None and not isinstance(user, User):
-        raise ConsentError("user must be a resident account")
-    if user is not None and user.pk is None:
-        raise ConsentError("user is not saved")
-    browser_hash = browser_id_hash(browser_id) if browser_id is not None else None
-    if details is not None and (not isinstance(details, dict) or not details):
-        raise ConsentError("details must be a non-empty JSON object or None")
-    if details is not None:
-        try:
-            json.dumps(details)
-        except (TypeError, ValueError) as exc:
-            raise ConsentError("details must be JSON-serialisable") from exc
-    if valid_until is not None and (not isinstance(valid_until, datetime) or timezone.is_naive(valid_until)):
-        raise ConsentError("valid_until must be a timezone-aware datetime")
-    if acting_user is not None and acting_client is not None:
-        raise ConsentError("give at most one of acting_user and acting_client")
+    event_type = _event_type_check(event_type, collection_method)
+    browser_hash = _subject_check(user, browser_id)
+    _arguments_check(
+        details=details, valid_until=valid_until, acting_user=acting_user, acting_client=acting_client
+    )
 
     purpose = _purpose(purpose_code)
     partner_client_id = purpose.client.client_id if purpose.client is not None else ""
@@ -254,29 +231,14 @@ def consent_record(
 
     # Who acts.
     if acting_client is not None:
-        if event_type not in _PARTNER_EVENTS:
-            raise ConsentError("a partner may only record 'requested' or 'revoked'")
-        if collection_method not in (CollectionMethod.API, CollectionMethod.OIDC_CONSENT):
-            raise ConsentError("a partner acts through the API or the OIDC consent screen")
-        if purpose.client_id and purpose.client_id != acting_client.pk:
-            raise ConsentError("a partner may only act on its own purposes")
+        _partner_check(event_type, collection_method, purpose, acting_client)
         actor_type, actor_id = ActorType.PARTNER, acting_client.client_id
         partner_client_id = partner_client_id or acting_client.client_id
     elif acting_user is not None and acting_user != user:
-        if not getattr(acting_user, "is_staff", False) or not acting_user.is_active:
-            raise ConsentError("only active staff may act on a resident's behalf")
-        if collection_method != CollectionMethod.STAFF_ON_BEHALF:
-            raise ConsentError("staff decisions use the collection method 'staff_on_behalf'")
-        if event_type not in _STAFF_EVENTS:
-            raise ConsentError(f"staff may not record {event_type.value!r}")
-        if event_type in GRANTING_EVENTS and not details:
-            raise ConsentError("a consent given through staff needs its evidence in details")
+        _staff_check(event_type, collection_method, acting_user, details)
         actor_type, actor_id = ActorType.STAFF, str(acting_user.pk)
     else:
-        if collection_method == CollectionMethod.STAFF_ON_BEHALF:
-            raise ConsentError("'staff_on_behalf' needs the staff member as acting_user")
-        if event_type not in _RESIDENT_EVENTS:
-            raise ConsentError(f"a resident does not record {event_type.value!r} (use 'withdrawn')")
+        _resident_check(event_type, collection_method)
         actor_type, actor_id = ActorType.RESIDENT, ""  # filled with the pseudonym below
     if valid_until is not None and event_type not in _TIMED_EVENTS:
         raise ConsentError(f"valid_until does not apply to {event_type.value!r}")
@@ -295,14 +257,7 @@ def consent_record(
         notice = current_notice(purpose)
         if event_type in GRANTING_EVENTS and notice is None:
             raise ConsentError("no privacy notice is published for this purpose: consent cannot be informed")
-        until: datetime | None = None
-        if event_type in _TIMED_EVENTS:
-            longest = now + _lifetime(purpose)
-            until = longest if valid_until is None else valid_until
-            if until <= now or until > longest:
-                raise ConsentError(
-                    "valid_until must be in the future and within the purpose's consent lifetime"
-                )
+        until = _valid_until(event_type, purpose, now=now, asked=valid_until)
         event = _new_event(
             subject=subject,
             purpose=purpose,
@@ -326,6 +281,98 @@ def consent_record(
                 data={"ledger_event": str(event.id), "seq": event.seq, "type": event.event_type},
             )
     return event
+
+
+# consent_record's checks, in the order it makes them; each raises ConsentError.
+
+
+def _event_type_check(event_type: str, collection_method: str) -> EventType:
+    if event_type not in EventType.values:
+        raise ConsentError(f"unknown event type {event_type!r} (choose from {', '.join(EventType.values)})")
+    checked = EventType(event_type)
+    if checked == EventType.EXPIRED:
+        raise ConsentError("expiry is not recorded by hand: it is automatic at valid_until")
+    if collection_method not in CollectionMethod.values or collection_method == CollectionMethod.SYSTEM:
+        allowed = [m for m in CollectionMethod.values if m != CollectionMethod.SYSTEM]
+        raise ConsentError(
+            f"unknown collection method {collection_method!r} (choose from {', '.join(allowed)})"
+        )
+    return checked
+
+
+def _subject_check(user: User | None, browser_id: str | None) -> str | None:
+    """The browser id's hash when the subject is a browser, None when it is an account."""
+    if (user is None) == (browser_id is None):
+        raise ConsentError("give exactly one of user or browser_id")
+    if user is not None and not isinstance(user, User):
+        raise ConsentError("user must be a resident account")
+    if user is not None and user.pk is None:
+        raise ConsentError("user is not saved")
+    return browser_id_hash(browser_id) if browser_id is not None else None
+
+
+def _arguments_check(
+    *,
+    details: dict[str, Any] | None,
+    valid_until: datetime | None,
+    acting_user: User | None,
+    acting_client: Any | None,
+) -> None:
+    if details is not None and (not isinstance(details, dict) or not details):
+        raise ConsentError("details must be a non-empty JSON object or None")
+    if details is not None:
+        try:
+            json.dumps(details)
+        except (TypeError, ValueError) as exc:
+            raise ConsentError("details must be JSON-serialisable") from exc
+    if valid_until is not None and (not isinstance(valid_until, datetime) or timezone.is_naive(valid_until)):
+        raise ConsentError("valid_until must be a timezone-aware datetime")
+    if acting_user is not None and acting_client is not None:
+        raise ConsentError("give at most one of acting_user and acting_client")
+
+
+def _partner_check(
+    event_type: EventType, collection_method: str, purpose: Purpose, acting_client: Any
+) -> None:
+    if event_type not in _PARTNER_EVENTS:
+        raise ConsentError("a partner may only record 'requested' or 'revoked'")
+    if collection_method not in (CollectionMethod.API, CollectionMethod.OIDC_CONSENT):
+        raise ConsentError("a partner acts through the API or the OIDC consent screen")
+    if purpose.client_id and purpose.client_id != acting_client.pk:
+        raise ConsentError("a partner may only act on its own purposes")
+
+
+def _staff_check(
+    event_type: EventType, collection_method: str, acting_user: User, details: dict[str, Any] | None
+) -> None:
+    if not getattr(acting_user, "is_staff", False) or not acting_user.is_active:
+        raise ConsentError("only active staff may act on a resident's behalf")
+    if collection_method != CollectionMethod.STAFF_ON_BEHALF:
+        raise ConsentError("staff decisions use the collection method 'staff_on_behalf'")
+    if event_type not in _STAFF_EVENTS:
+        raise ConsentError(f"staff may not record {event_type.value!r}")
+    if event_type in GRANTING_EVENTS and not details:
+        raise ConsentError("a consent given through staff needs its evidence in details")
+
+
+def _resident_check(event_type: EventType, collection_method: str) -> None:
+    if collection_method == CollectionMethod.STAFF_ON_BEHALF:
+        raise ConsentError("'staff_on_behalf' needs the staff member as acting_user")
+    if event_type not in _RESIDENT_EVENTS:
+        raise ConsentError(f"a resident does not record {event_type.value!r} (use 'withdrawn')")
+
+
+def _valid_until(
+    event_type: EventType, purpose: Purpose, *, now: datetime, asked: datetime | None
+) -> datetime | None:
+    """The event's end of validity: the one asked for, or the purpose's lifetime from now."""
+    if event_type not in _TIMED_EVENTS:
+        return None
+    longest = now + _lifetime(purpose)
+    until = longest if asked is None else asked
+    if until <= now or until > longest:
+        raise ConsentError("valid_until must be in the future and within the purpose's consent lifetime")
+    return until
 
 
 def _new_event(

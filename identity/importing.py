@@ -156,6 +156,69 @@ def _salted_digest(digest: str, order: str, rest: str) -> str:
     return f"legacy_{digest}${order}${salt}${hexdigest.lower()}"
 
 
+def _stored_pbkdf2(algorithm: str, rest: str, value: str, digest_order: str) -> tuple[str, str]:
+    match = _PBKDF2.fullmatch(rest)
+    if not match:
+        raise RowRejected(f"malformed {algorithm} hash")
+    iterations = int(match.group(1))
+    if not 1 <= iterations <= MAX_PBKDF2_ITERATIONS:
+        raise RowRejected(f"{algorithm} iterations {iterations} outside 1..{MAX_PBKDF2_ITERATIONS}")
+    try:
+        raw = base64.b64decode(match.group(3), validate=True)
+    except (binascii.Error, ValueError):
+        raise RowRejected(f"malformed {algorithm} hash") from None
+    if len(raw) != _PBKDF2_BYTES[algorithm]:
+        raise RowRejected(f"malformed {algorithm} hash (wrong digest length)")
+    return value, algorithm
+
+
+def _stored_bcrypt_sha256(algorithm: str, rest: str, value: str, digest_order: str) -> tuple[str, str]:
+    if rest.startswith("$2y$"):
+        raise RowRejected("malformed bcrypt_sha256 hash")
+    return "bcrypt_sha256$" + _raw_bcrypt(rest), algorithm
+
+
+def _stored_bcrypt(algorithm: str, rest: str, value: str, digest_order: str) -> tuple[str, str]:
+    return "bcrypt$" + _raw_bcrypt(rest), algorithm
+
+
+def _stored_argon2(algorithm: str, rest: str, value: str, digest_order: str) -> tuple[str, str]:
+    match = _ARGON2.fullmatch("$" + rest)
+    if not match:
+        raise RowRejected("malformed argon2 hash")
+    memory, time_cost, parallelism = (int(group) for group in match.groups())
+    if not (
+        1 <= memory <= MAX_ARGON2_MEMORY_KIB
+        and 1 <= time_cost <= MAX_ARGON2_TIME
+        and 1 <= parallelism <= MAX_ARGON2_PARALLELISM
+    ):
+        raise RowRejected("argon2 parameters outside the accepted range")
+    return value, algorithm
+
+
+def _stored_digest(algorithm: str, rest: str, value: str, digest_order: str) -> tuple[str, str]:
+    return _salted_digest(algorithm, digest_order, rest), f"legacy_{algorithm}"
+
+
+def _stored_legacy_digest(algorithm: str, rest: str, value: str, digest_order: str) -> tuple[str, str]:
+    order, sep, rest = rest.partition("$")
+    if not sep or order not in DIGEST_ORDERS:
+        raise RowRejected(f"malformed {algorithm} hash (order must be sp or ps)")
+    return _salted_digest(algorithm.removeprefix("legacy_"), order, rest), algorithm
+
+
+# `<algorithm>$<rest>` -> f(algorithm, rest, whole value, digest order) -> (stored, scheme).
+_HASH_FORMATS: dict[str, Callable[[str, str, str, str], tuple[str, str]]] = {
+    **dict.fromkeys(_PBKDF2_BYTES, _stored_pbkdf2),
+    "bcrypt_sha256": _stored_bcrypt_sha256,
+    "bcrypt": _stored_bcrypt,
+    "argon2": _stored_argon2,
+    **dict.fromkeys(_DIGEST_HEX_LENGTH, _stored_digest),
+    "legacy_sha1": _stored_legacy_digest,
+    "legacy_sha256": _stored_legacy_digest,
+}
+
+
 def stored_password(value: Any, *, digest_order: str = SALT_THEN_PASSWORD) -> tuple[str, str]:
     """Map a legacy hash to the form stored in User.password. Returns (stored, scheme).
 
@@ -172,49 +235,10 @@ def stored_password(value: Any, *, digest_order: str = SALT_THEN_PASSWORD) -> tu
         stored, scheme = "bcrypt$" + _raw_bcrypt(value), "bcrypt"
     else:
         algorithm, sep, rest = value.partition("$")
-        if not sep:
+        mapping = _HASH_FORMATS.get(algorithm) if sep else None
+        if mapping is None:
             raise RowRejected("unknown password hash format")
-        if algorithm in _PBKDF2_BYTES:
-            match = _PBKDF2.fullmatch(rest)
-            if not match:
-                raise RowRejected(f"malformed {algorithm} hash")
-            iterations = int(match.group(1))
-            if not 1 <= iterations <= MAX_PBKDF2_ITERATIONS:
-                raise RowRejected(f"{algorithm} iterations {iterations} outside 1..{MAX_PBKDF2_ITERATIONS}")
-            try:
-                raw = base64.b64decode(match.group(3), validate=True)
-            except (binascii.Error, ValueError):
-                raise RowRejected(f"malformed {algorithm} hash") from None
-            if len(raw) != _PBKDF2_BYTES[algorithm]:
-                raise RowRejected(f"malformed {algorithm} hash (wrong digest length)")
-            stored, scheme = value, algorithm
-        elif algorithm == "bcrypt_sha256":
-            if rest.startswith("$2y$"):
-                raise RowRejected("malformed bcrypt_sha256 hash")
-            stored, scheme = "bcrypt_sha256$" + _raw_bcrypt(rest), algorithm
-        elif algorithm == "bcrypt":
-            stored, scheme = "bcrypt$" + _raw_bcrypt(rest), algorithm
-        elif algorithm == "argon2":
-            match = _ARGON2.fullmatch("$" + rest)
-            if not match:
-                raise RowRejected("malformed argon2 hash")
-            memory, time_cost, parallelism = (int(group) for group in match.groups())
-            if not (
-                1 <= memory <= MAX_ARGON2_MEMORY_KIB
-                and 1 <= time_cost <= MAX_ARGON2_TIME
-                and 1 <= parallelism <= MAX_ARGON2_PARALLELISM
-            ):
-                raise RowRejected("argon2 parameters outside the accepted range")
-            stored, scheme = value, algorithm
-        elif algorithm in _DIGEST_HEX_LENGTH:
-            stored, scheme = _salted_digest(algorithm, digest_order, rest), f"legacy_{algorithm}"
-        elif algorithm in ("legacy_sha1", "legacy_sha256"):
-            order, sep, rest = rest.partition("$")
-            if not sep or order not in DIGEST_ORDERS:
-                raise RowRejected(f"malformed {algorithm} hash (order must be sp or ps)")
-            stored, scheme = _salted_digest(algorithm.removeprefix("legacy_"), order, rest), algorithm
-        else:
-            raise RowRejected("unknown password hash format")
+        stored, scheme = mapping(algorithm, rest, value, digest_order)
     if len(stored) > PASSWORD_FIELD_MAX:
         raise RowRejected(f"password hash longer than {PASSWORD_FIELD_MAX} characters once stored")
     return stored, scheme
@@ -235,17 +259,7 @@ def _optional_text(obj: dict[str, Any], key: str, max_length: int) -> str:
     return value
 
 
-def parse_row(text: str, *, line: int, digest_order: str = SALT_THEN_PASSWORD) -> ImportRow:
-    """Validate one decoded JSON line. Raises RowRejected with the first problem found."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RowRejected(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-    except (ValueError, RecursionError):
-        raise RowRejected("invalid JSON") from None
-    if not isinstance(obj, dict):
-        raise RowRejected("not a JSON object")
-
+def _email(obj: dict[str, Any]) -> str:
     raw_email = obj.get("email")
     if raw_email is None or (isinstance(raw_email, str) and not raw_email.strip()):
         raise RowRejected("missing email")
@@ -258,6 +272,45 @@ def parse_row(text: str, *, line: int, digest_order: str = SALT_THEN_PASSWORD) -
         raise RowRejected("malformed email") from None
     if len(email) > 254:
         raise RowRejected("malformed email (longer than 254 characters)")
+    return email
+
+
+def _language(obj: dict[str, Any]) -> str:
+    language = obj.get("preferred_language")
+    if language is None or language == "":
+        return "fr"
+    if not isinstance(language, str):
+        raise RowRejected("preferred_language must be a string")
+    language = re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]
+    if language not in LANGUAGES:
+        raise RowRejected(f"preferred_language must be one of {', '.join(LANGUAGES)}")
+    return language
+
+
+def _legacy_id(obj: dict[str, Any]) -> str | None:
+    legacy_id = obj.get("legacy_id")
+    if legacy_id is None:
+        return None
+    if isinstance(legacy_id, bool) or not isinstance(legacy_id, str | int):
+        raise RowRejected("legacy_id must be a string or an integer")
+    legacy_id = str(legacy_id)
+    if len(legacy_id) > LEGACY_ID_MAX:
+        raise RowRejected(f"legacy_id longer than {LEGACY_ID_MAX} characters")
+    return legacy_id
+
+
+def parse_row(text: str, *, line: int, digest_order: str = SALT_THEN_PASSWORD) -> ImportRow:
+    """Validate one decoded JSON line. Raises RowRejected with the first problem found."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RowRejected(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except (ValueError, RecursionError):
+        raise RowRejected("invalid JSON") from None
+    if not isinstance(obj, dict):
+        raise RowRejected("not a JSON object")
+
+    email = _email(obj)
 
     if "email_verified" not in obj:
         raise RowRejected("missing email_verified")
@@ -267,23 +320,8 @@ def parse_row(text: str, *, line: int, digest_order: str = SALT_THEN_PASSWORD) -
 
     password, scheme = stored_password(obj.get("password_hash"), digest_order=digest_order)
 
-    language = obj.get("preferred_language")
-    if language is None or language == "":
-        language = "fr"
-    elif isinstance(language, str):
-        language = re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]
-        if language not in LANGUAGES:
-            raise RowRejected(f"preferred_language must be one of {', '.join(LANGUAGES)}")
-    else:
-        raise RowRejected("preferred_language must be a string")
-
-    legacy_id = obj.get("legacy_id")
-    if legacy_id is not None:
-        if isinstance(legacy_id, bool) or not isinstance(legacy_id, str | int):
-            raise RowRejected("legacy_id must be a string or an integer")
-        legacy_id = str(legacy_id)
-        if len(legacy_id) > LEGACY_ID_MAX:
-            raise RowRejected(f"legacy_id longer than {LEGACY_ID_MAX} characters")
+    language = _language(obj)
+    legacy_id = _legacy_id(obj)
 
     return ImportRow(
         line=line,

@@ -147,79 +147,121 @@ class EventFilters:
 
 def parse_filters(params: Mapping[str, Any]) -> EventFilters:
     """Validate search parameters (console form and API share them). Raises FilterError."""
-    errors: dict[str, str] = {}
+    reading = _FilterReading(params)
     filters = EventFilters()
+    for read in _FILTER_READERS:
+        read(reading, filters)
+    if reading.errors:
+        raise FilterError(reading.errors)
+    if filters.user_email:
+        filters.resident = user_by_email(filters.user_email)
+    return filters
 
-    def text(name: str, limit: int = 255) -> str:
-        value = params.get(name) or ""
+
+class _FilterReading:
+    """The parameters being read and the problems found so far (parameter → message)."""
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = params
+        self.errors: dict[str, str] = {}
+
+    def text(self, name: str, limit: int = 255) -> str:
+        value = self.params.get(name) or ""
         if not isinstance(value, str):
-            errors[name] = _("valeur invalide")
+            self.errors[name] = _("valeur invalide")
             return ""
         value = value.strip()
         if len(value) > limit:
-            errors[name] = _("valeur trop longue")
+            self.errors[name] = _("valeur trop longue")
             return ""
         return value
 
-    filters.user_email = text("user_email", 254).lower()
+
+def _read_user_email(reading: _FilterReading, filters: EventFilters) -> None:
+    filters.user_email = reading.text("user_email", 254).lower()
     if filters.user_email:
         try:
             validate_email(filters.user_email)
         except ValidationError:
-            errors["user_email"] = _("adresse e-mail invalide")
-    filters.resident_id = text("resident", 36)
+            reading.errors["user_email"] = _("adresse e-mail invalide")
+
+
+def _read_resident(reading: _FilterReading, filters: EventFilters) -> None:
+    filters.resident_id = reading.text("resident", 36)
     if filters.resident_id and filters.user_email:
-        errors["resident"] = _("donner l'adresse e-mail ou le compte, pas les deux")
+        reading.errors["resident"] = _("donner l'adresse e-mail ou le compte, pas les deux")
     elif filters.resident_id:
         try:
             filters.resident = User.objects.filter(pk=uuid.UUID(filters.resident_id)).first()
         except ValueError:
             filters.resident = None
         if filters.resident is None:
-            errors["resident"] = _("compte inconnu")
+            reading.errors["resident"] = _("compte inconnu")
         else:
             filters.resident_id = str(filters.resident.pk)
-    filters.purpose = text("purpose")
+
+
+def _read_purpose(reading: _FilterReading, filters: EventFilters) -> None:
+    filters.purpose = reading.text("purpose")
     if filters.purpose and not Purpose.objects.filter(code=filters.purpose).exists():
-        errors["purpose"] = _("finalité inconnue")
-    filters.partner = text("partner", 100)
+        reading.errors["purpose"] = _("finalité inconnue")
+
+
+def _read_partner(reading: _FilterReading, filters: EventFilters) -> None:
+    filters.partner = reading.text("partner", 100)
     if (
         filters.partner
         and not get_application_model().objects.filter(client_id=filters.partner).exists()
         and not LedgerEvent.objects.filter(partner_client_id=filters.partner).exists()
     ):
-        errors["partner"] = _("service partenaire inconnu")
-    filters.event_type = text("type", 20)
+        reading.errors["partner"] = _("service partenaire inconnu")
+
+
+def _read_event_type(reading: _FilterReading, filters: EventFilters) -> None:
+    filters.event_type = reading.text("type", 20)
     if filters.event_type and filters.event_type not in EventType.values:
-        errors["type"] = _("type d'événement inconnu")
-    filters.date_from = text("from", 40)
-    filters.date_to = text("to", 40)
+        reading.errors["type"] = _("type d'événement inconnu")
+
+
+def _read_period(reading: _FilterReading, filters: EventFilters) -> None:
+    filters.date_from = reading.text("from", 40)
+    filters.date_to = reading.text("to", 40)
     for name, raw, end in (("from", filters.date_from, False), ("to", filters.date_to, True)):
         if not raw:
             continue
         try:
             moment = _parse_bound(raw, end=end)
         except ValueError:
-            errors[name] = _("date invalide (AAAA-MM-JJ)")
+            reading.errors[name] = _("date invalide (AAAA-MM-JJ)")
             continue
         if end:
             filters.until = moment
         else:
             filters.since = moment
     if filters.since and filters.until and filters.since >= filters.until:
-        errors["to"] = _("la fin de période précède le début")
-    page = params.get("page") or "1"
+        reading.errors["to"] = _("la fin de période précède le début")
+
+
+def _read_page(reading: _FilterReading, filters: EventFilters) -> None:
+    page = reading.params.get("page") or "1"
     try:
         filters.page = int(page)
         if filters.page < 1:
             raise ValueError
     except (TypeError, ValueError):
-        errors["page"] = _("numéro de page invalide")
-    if errors:
-        raise FilterError(errors)
-    if filters.user_email:
-        filters.resident = user_by_email(filters.user_email)
-    return filters
+        reading.errors["page"] = _("numéro de page invalide")
+
+
+# In this order: the resident check needs the email, and errors are reported in this order.
+_FILTER_READERS = (
+    _read_user_email,
+    _read_resident,
+    _read_purpose,
+    _read_partner,
+    _read_event_type,
+    _read_period,
+    _read_page,
+)
 
 
 def search(filters: EventFilters) -> QuerySet[LedgerEvent]:

@@ -46,109 +46,223 @@ def client_config_errors(
     """Field name (the model's) -> messages; empty when the configuration is acceptable.
 
     Fields come in the order their first problem was found, so the first message of the
-    first field is the first problem (what the service reports).
+    first field is the first problem (what the service reports). The checks below run in
+    that order, one concern each.
     """
-    from identity.oidc.claims import supported_scopes
-    from identity.oidc.constants import AUTH_METHODS, GRANT_AUTHORIZATION_CODE, REGISTRABLE_GRANTS
-
     errors: dict[str, list[str]] = {}
 
-    def add(field: str, message: str) -> None:
-        errors.setdefault(field, []).append(message)
+    def add(problems: list[tuple[str, str]]) -> None:
+        for field, message in problems:
+            errors.setdefault(field, []).append(message)
 
-    def uri(field: str, value: str, what: str) -> None:
-        try:
-            validate_client_uri(value, what=what)
-        except ClientConfigError as exc:
-            add(field, str(exc))
+    add(_grant_problems(grant_types, public=public))
+    add(_scope_problems(scopes))
+    add(_redirect_uri_problems(redirect_uris, grant_types=grant_types))
+    add(_logout_uri_problems(post_logout_redirect_uris, backchannel_logout_uri, frontchannel_logout_uri))
+    add(_signing_alg_problems(signing_alg))
+    add(
+        _sector_problems(
+            sector_identifier_uri,
+            redirect_uris=redirect_uris,
+            # Hosts are only counted among valid redirect URIs; internal services get the
+            # public subject.
+            needs_sector=not is_internal and "redirect_uris" not in errors,
+        )
+    )
+    add(_auth_method_problems(auth_method, public=public, jwks=jwks, jwks_uri=jwks_uri))
+    add(_optional_uri_problems("jwks_uri", jwks_uri, "JWKS URI"))
+    add(_optional_uri_problems("logo_uri", logo_uri, "logo URI"))
+    add(_optional_uri_problems("policy_uri", policy_uri, "privacy policy URI"))
+    add(_jwks_problems(jwks))
+    add(_resource_problems(resource_identifier))
+    return errors
 
+
+# Each check returns its problems as (field, message), in the order found.
+
+
+def _optional_uri_problems(field: str, value: str, what: str) -> list[tuple[str, str]]:
+    """An optional URI: empty, nothing to check."""
+    return _uri_problems(field, value, what) if value else []
+
+
+def _uri_problems(field: str, value: str, what: str) -> list[tuple[str, str]]:
+    """A URI against the rules of client_uris."""
+    try:
+        validate_client_uri(value, what=what)
+    except ClientConfigError as exc:
+        return [(field, str(exc))]
+    return []
+
+
+def _grant_problems(grant_types: list[str], *, public: bool) -> list[tuple[str, str]]:
+    from identity.oidc.constants import REGISTRABLE_GRANTS
+
+    problems: list[tuple[str, str]] = []
     if not grant_types:
         choices = ", ".join(REGISTRABLE_GRANTS)
-        add("grant_types", _("Choisissez au moins une autorisation parmi : %s.") % choices)
+        problems.append(("grant_types", _("Choisissez au moins une autorisation parmi : %s.") % choices))
     for grant in grant_types:
         if grant not in REGISTRABLE_GRANTS:
-            add(
-                "grant_types",
-                _("Autorisation inconnue : %(grant)s (choisissez parmi : %(choices)s).")
-                % {"grant": repr(grant), "choices": ", ".join(REGISTRABLE_GRANTS)},
+            problems.append(
+                (
+                    "grant_types",
+                    _("Autorisation inconnue : %(grant)s (choisissez parmi : %(choices)s).")
+                    % {"grant": repr(grant), "choices": ", ".join(REGISTRABLE_GRANTS)},
+                )
             )
     if public and "client_credentials" in grant_types:
-        add("grant_types", _("Un client public ne peut pas utiliser l'autorisation client_credentials."))
+        problems.append(
+            ("grant_types", _("Un client public ne peut pas utiliser l'autorisation client_credentials."))
+        )
+    return problems
+
+
+def _scope_problems(scopes: list[str]) -> list[tuple[str, str]]:
+    from identity.oidc.claims import supported_scopes
+
+    problems: list[tuple[str, str]] = []
     if not scopes:
-        add("allowed_scopes", _("Choisissez au moins une portée parmi : %s.") % ", ".join(supported_scopes()))
+        problems.append(
+            (
+                "allowed_scopes",
+                _("Choisissez au moins une portée parmi : %s.") % ", ".join(supported_scopes()),
+            )
+        )
     for scope in scopes:
         if scope not in supported_scopes():
-            add(
-                "allowed_scopes",
-                _("Portée inconnue : %(scope)s (choisissez parmi : %(choices)s).")
-                % {"scope": repr(scope), "choices": ", ".join(supported_scopes())},
+            problems.append(
+                (
+                    "allowed_scopes",
+                    _("Portée inconnue : %(scope)s (choisissez parmi : %(choices)s).")
+                    % {"scope": repr(scope), "choices": ", ".join(supported_scopes())},
+                )
             )
+    return problems
+
+
+def _redirect_uri_problems(redirect_uris: list[str], *, grant_types: list[str]) -> list[tuple[str, str]]:
+    from identity.oidc.constants import GRANT_AUTHORIZATION_CODE
+
+    problems: list[tuple[str, str]] = []
     for value in redirect_uris:
-        uri("redirect_uris", value, "redirect URI")
+        problems += _uri_problems("redirect_uris", value, "redirect URI")
     if GRANT_AUTHORIZATION_CODE in grant_types and not redirect_uris:
-        add("redirect_uris", _("L'autorisation authorization_code demande au moins une URI de redirection."))
+        problems.append(
+            ("redirect_uris", _("L'autorisation authorization_code demande au moins une URI de redirection."))
+        )
+    return problems
+
+
+def _logout_uri_problems(
+    post_logout_redirect_uris: list[str], backchannel_logout_uri: str, frontchannel_logout_uri: str
+) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
     for value in post_logout_redirect_uris:
-        uri("post_logout_redirect_uris", value, "post-logout redirect URI")
-    if backchannel_logout_uri:
-        uri("backchannel_logout_uri", backchannel_logout_uri, "back-channel logout URI")
-    if frontchannel_logout_uri:
-        uri("frontchannel_logout_uri", frontchannel_logout_uri, "front-channel logout URI")
-    if signing_alg not in SIGNING_ALGS:
-        add(
+        problems += _uri_problems("post_logout_redirect_uris", value, "post-logout redirect URI")
+    problems += _optional_uri_problems(
+        "backchannel_logout_uri", backchannel_logout_uri, "back-channel logout URI"
+    )
+    problems += _optional_uri_problems(
+        "frontchannel_logout_uri", frontchannel_logout_uri, "front-channel logout URI"
+    )
+    return problems
+
+
+def _signing_alg_problems(signing_alg: str) -> list[tuple[str, str]]:
+    if signing_alg in SIGNING_ALGS:
+        return []
+    return [
+        (
             "algorithm",
             _("Algorithme de signature inconnu : %(alg)s (choisissez parmi : RS256, ES256).")
             % {"alg": repr(signing_alg)},
         )
-    if sector_identifier_uri:
-        uri("sector_identifier_uri", sector_identifier_uri, "sector identifier URI")
-    elif not is_internal and "redirect_uris" not in errors:  # internal services get the public subject
-        from identity.oidc.subjects import redirect_hosts
+    ]
 
-        hosts = redirect_hosts(redirect_uris)
-        if len(hosts) > 1:
-            add(
-                "sector_identifier_uri",
-                _(
-                    "Des URI de redirection sur plusieurs hôtes (%s) demandent une URI d'identifiant de "
-                    "secteur (les identifiants par paire sont calculés par secteur)."
-                )
-                % ", ".join(sorted(hosts)),
+
+def _sector_problems(
+    sector_identifier_uri: str, *, redirect_uris: list[str], needs_sector: bool
+) -> list[tuple[str, str]]:
+    """The sector identifier URI given, or required by redirect URIs on several hosts."""
+    if sector_identifier_uri:
+        return _uri_problems("sector_identifier_uri", sector_identifier_uri, "sector identifier URI")
+    if not needs_sector:
+        return []
+    from identity.oidc.subjects import redirect_hosts
+
+    hosts = redirect_hosts(redirect_uris)
+    if len(hosts) <= 1:
+        return []
+    return [
+        (
+            "sector_identifier_uri",
+            _(
+                "Des URI de redirection sur plusieurs hôtes (%s) demandent une URI d'identifiant de "
+                "secteur (les identifiants par paire sont calculés par secteur)."
             )
+            % ", ".join(sorted(hosts)),
+        )
+    ]
+
+
+def _auth_method_problems(
+    auth_method: str, *, public: bool, jwks: dict[str, Any] | None, jwks_uri: str
+) -> list[tuple[str, str]]:
+    """The token endpoint authentication method, and the client keys it needs (or not)."""
+    from identity.oidc.constants import AUTH_METHODS
+
+    problems: list[tuple[str, str]] = []
     if auth_method not in AUTH_METHODS:
-        add(
-            "token_endpoint_auth_method",
-            _("Méthode d'authentification inconnue : %(method)s (choisissez parmi : %(choices)s).")
-            % {"method": repr(auth_method), "choices": ", ".join(AUTH_METHODS)},
+        problems.append(
+            (
+                "token_endpoint_auth_method",
+                _("Méthode d'authentification inconnue : %(method)s (choisissez parmi : %(choices)s).")
+                % {"method": repr(auth_method), "choices": ", ".join(AUTH_METHODS)},
+            )
         )
     elif public != (auth_method == "none"):
-        add(
-            "token_endpoint_auth_method",
-            _("Les clients publics, et eux seuls, utilisent la méthode « none »."),
+        problems.append(
+            (
+                "token_endpoint_auth_method",
+                _("Les clients publics, et eux seuls, utilisent la méthode « none »."),
+            )
         )
     if auth_method == "private_key_jwt":
         if bool(jwks) == bool(jwks_uri):
-            add("jwks", _("private_key_jwt demande les clés du client : soit un JWKS, soit une URI de JWKS."))
+            problems.append(
+                (
+                    "jwks",
+                    _("private_key_jwt demande les clés du client : soit un JWKS, soit une URI de JWKS."),
+                )
+            )
     elif jwks or jwks_uri:
-        add("jwks", _("Un JWKS ou une URI de JWKS ne sert qu'à la méthode private_key_jwt."))
-    if jwks_uri:
-        uri("jwks_uri", jwks_uri, "JWKS URI")
-    if logo_uri:
-        uri("logo_uri", logo_uri, "logo URI")
-    if policy_uri:
-        uri("policy_uri", policy_uri, "privacy policy URI")
-    if jwks:
-        try:
-            validate_jwks_document(jwks)
-        except ValueError as exc:
-            add("jwks", _("JWKS : %s") % exc)
-    if resource_identifier:  # RFC 8707 (identity/oidc/resources.py)
-        from identity.oidc.resources import ResourceIdentifierError, resource_identifier_check
+        problems.append(("jwks", _("Un JWKS ou une URI de JWKS ne sert qu'à la méthode private_key_jwt.")))
+    return problems
 
-        try:
-            resource_identifier_check(resource_identifier)
-        except ResourceIdentifierError as exc:
-            add("resource_identifier", str(exc))
-    return errors
+
+def _jwks_problems(jwks: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The client's JWKS document, when given."""
+    if not jwks:
+        return []
+    try:
+        validate_jwks_document(jwks)
+    except ValueError as exc:
+        return [("jwks", _("JWKS : %s") % exc)]
+    return []
+
+
+def _resource_problems(resource_identifier: str) -> list[tuple[str, str]]:
+    """The RFC 8707 resource identifier (identity/oidc/resources.py), when given."""
+    if not resource_identifier:
+        return []
+    from identity.oidc.resources import ResourceIdentifierError, resource_identifier_check
+
+    try:
+        resource_identifier_check(resource_identifier)
+    except ResourceIdentifierError as exc:
+        return [("resource_identifier", str(exc))]
+    return []
 
 
 def client_config_check(**config: Any) -> None:

@@ -27,6 +27,7 @@ import hashlib
 import json
 import secrets
 import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -150,6 +151,46 @@ def _browser_to_link(value: str | None, prompt: set[str]) -> str | None:
     return value if len(value) <= 128 else None
 
 
+@dataclass
+class _Authorization:
+    """One authorization request as its steps learn it (`AuthorizeView._handle`)."""
+
+    params: QueryDict
+    claims: dict[str, Any] | None  # the `claims` parameter, parsed
+    scopes: list[str]
+    credentials: dict[str, Any]  # oauthlib's; the steps add to it
+    client: Any = None  # set once the parameters are checked
+    prompt: set[str] = field(default_factory=set)
+
+    def error(self, error: str, description: str) -> HttpResponse:
+        """The error sent back to the client's (validated) redirect URI, with its state."""
+        return redirect_error(
+            self.credentials["redirect_uri"], error, description, self.credentials.get("state")
+        )
+
+
+def _unsupported_parameter(params: QueryDict, malformed_claims: bool) -> tuple[str, str] | None:
+    """(error, description) for parameters we refuse once the redirect URI is known valid."""
+    if malformed_claims:
+        return "invalid_request", "Malformed claims parameter."
+    if params.get("request"):
+        return "request_not_supported", "Request objects are not supported."
+    if params.get("request_uri"):
+        # Only our own pushed-request URNs are request_uri values we accept.
+        return "request_uri_not_supported", "request_uri is not supported."
+    return None
+
+
+def _max_age(value: str | None) -> int | None:
+    """The `max_age` parameter in seconds; ValueError unless a non-negative integer."""
+    if value is None:
+        return None
+    seconds = int(value)
+    if seconds < 0:
+        raise ValueError
+    return seconds
+
+
 @method_decorator([csrf_exempt, never_cache], name="dispatch")
 class AuthorizeView(AuthorizationMixin, View):
     http_method_names = ["get", "post"]
@@ -193,6 +234,23 @@ class AuthorizeView(AuthorizationMixin, View):
         return response
 
     def _handle(self, request: HttpRequest) -> HttpResponse:
+        """The steps of the module's docstring, in order; the first that answers ends the request."""
+        found = self._parameters(request)
+        if isinstance(found, HttpResponse):
+            return found
+        authz = found
+        response = self._sign_in(request, authz)
+        if response is not None:
+            return response
+        response = self._level(request, authz)
+        if response is not None:
+            return response
+        return self._consent(request, authz)
+
+    # --- 1. parameters and PAR ---------------------------------------------------------------
+
+    def _parameters(self, request: HttpRequest) -> _Authorization | HttpResponse:
+        """The request's parameters checked, with its client; or the error response."""
         raw = _params(request)
         self.par_uri = ""
         if is_par_urn(raw.get("request_uri")):
@@ -223,115 +281,106 @@ class AuthorizeView(AuthorizationMixin, View):
             scopes, credentials = self._validate(request, params)
         except OAuthToolkitError as error:
             return self._oauth_error(error)
-
-        redirect_uri = credentials["redirect_uri"]
-        state = credentials.get("state")
         request.session.pop(BROWSER_ID_SESSION_KEY, None)
+        authz = _Authorization(params=params, claims=claims_request, scopes=scopes, credentials=credentials)
+        refused = _unsupported_parameter(params, malformed_claims)
+        if refused is None:
+            authz.client = client_by_client_id(credentials["client_id"])
+            if authz.client is None:  # validated just above by oauthlib: only a concurrent deletion
+                raise get_application_model().DoesNotExist
+            refused = self._client_refusal(authz.client, params)
+        if refused is not None:
+            return authz.error(*refused)
+        return authz
 
-        if malformed_claims:
-            return redirect_error(redirect_uri, "invalid_request", "Malformed claims parameter.", state)
-        if params.get("request"):
-            return redirect_error(
-                redirect_uri, "request_not_supported", "Request objects are not supported.", state
-            )
-        if params.get("request_uri"):
-            # Only our own pushed-request URNs are request_uri values we accept.
-            return redirect_error(
-                redirect_uri, "request_uri_not_supported", "request_uri is not supported.", state
-            )
-        client = client_by_client_id(credentials["client_id"])
-        if client is None:  # validated just above by oauthlib: only a concurrent deletion
-            raise get_application_model().DoesNotExist
+    def _client_refusal(self, client: Any, params: QueryDict) -> tuple[str, str] | None:
+        """(error, description) when the client's own rules refuse the request."""
         if client.require_par and not self.par_uri:
-            return redirect_error(
-                redirect_uri,
-                "invalid_request",
-                "This client must push its authorization requests (RFC 9126).",
-                state,
-            )
+            return "invalid_request", "This client must push its authorization requests (RFC 9126)."
         if params.get("code_challenge_method") != PKCE_METHOD:
-            return redirect_error(
-                redirect_uri, "invalid_request", "PKCE with code_challenge_method=S256 is required.", state
-            )
+            return "invalid_request", "PKCE with code_challenge_method=S256 is required."
+        return None
 
+    # --- 2. sign-in and prompt ---------------------------------------------------------------
+
+    def _sign_in(self, request: HttpRequest, authz: _Authorization) -> HttpResponse | None:
+        """`prompt`, `max_age`, `id_token_hint`: the sign-in page, or an error, or None to go on."""
+        params = authz.params
         # A session ended elsewhere (sign out everywhere) signs this browser out here.
         browser_session_for_request(request)
 
         prompt = set(params.get("prompt", "").split())
+        authz.prompt = prompt
         if "none" in prompt and len(prompt) > 1:
-            return redirect_error(redirect_uri, "invalid_request", "prompt=none cannot be combined.", state)
+            return authz.error("invalid_request", "prompt=none cannot be combined.")
         browser_id = _browser_to_link(params.get("cum_browser_id"), prompt)
         if browser_id:
-            credentials["cum_browser_id"] = browser_id
+            authz.credentials["cum_browser_id"] = browser_id
 
-        max_age = params.get("max_age")
-        if max_age is not None:
-            try:
-                max_age_seconds: int | None = int(max_age)
-                if max_age_seconds is not None and max_age_seconds < 0:
-                    raise ValueError
-            except ValueError:
-                return redirect_error(
-                    redirect_uri, "invalid_request", "max_age must be a non-negative integer.", state
-                )
-        else:
-            max_age_seconds = None
+        try:
+            max_age_seconds = _max_age(params.get("max_age"))
+        except ValueError:
+            return authz.error("invalid_request", "max_age must be a non-negative integer.")
 
         if "create" in prompt and not request.user.is_authenticated:
             # OpenID Connect Prompt Create 1.0: the account-creation page, then this request.
             return self._to_login(request, params, create=True)
         if self._needs_login(request, params, prompt, max_age_seconds):
             if "none" in prompt:
-                return redirect_error(redirect_uri, "login_required", "The resident is not signed in.", state)
+                return authz.error("login_required", "The resident is not signed in.")
             return self._to_login(request, params)
 
         if "none" in prompt and params.get("id_token_hint"):
             # OIDC Core §3.1.2.1: a silent positive answer only for the End-User the hint
             # names; a hint we did not issue (or cannot verify) gets no silent answer either.
-            matches = self._id_token_hint_matches(params.get("id_token_hint", ""), request.user, credentials)
+            matches = self._id_token_hint_matches(
+                params.get("id_token_hint", ""), request.user, authz.credentials
+            )
             if matches is None:
-                return redirect_error(
-                    redirect_uri, "invalid_request", "id_token_hint is not an ID token we issued.", state
-                )
+                return authz.error("invalid_request", "id_token_hint is not an ID token we issued.")
             if not matches:
-                return redirect_error(redirect_uri, "login_required", "Another resident is signed in.", state)
+                return authz.error("login_required", "Another resident is signed in.")
+        return None
 
-        # --- authentication level (step-up) ---------------------------------------------------
-        acceptable, essential = level_requirements(client, params, claims_request)
+    # --- 3. authentication level (step-up) ---------------------------------------------------
+
+    def _level(self, request: HttpRequest, authz: _Authorization) -> HttpResponse | None:
+        """The step-up page or an error when the session is below the level asked; else None."""
+        acceptable, essential = level_requirements(authz.client, authz.params, authz.claims)
         reachable = [value for value in acceptable if value in ACR_RANK]
         if essential and not reachable:
-            return redirect_error(
-                redirect_uri,
+            return authz.error(
                 "unmet_authentication_requirements",
                 "None of the requested authentication levels is offered.",
-                state,
             )
-        if reachable:
-            target = min(reachable, key=lambda value: ACR_RANK[value])
-            if ACR_RANK[session_acr(request)] < ACR_RANK[target]:
-                if "none" in prompt:
-                    if essential:
-                        return redirect_error(
-                            redirect_uri,
-                            "interaction_required",
-                            "A second factor is required: the resident must interact.",
-                            state,
-                        )
-                elif not user_has_mfa(request_user(request)):
-                    if essential:
-                        return redirect_error(
-                            redirect_uri,
-                            "unmet_authentication_requirements",
-                            "The resident has no second factor: the required level cannot be reached.",
-                            state,
-                        )
-                else:
-                    # Second factor only: the resident stays signed in (identity.mfa step-up).
-                    return SeeOther(step_up_url(self._resume_url(request, params)))
-            if essential:
-                credentials["cum_required_acr"] = target
+        if not reachable:
+            return None
+        target = min(reachable, key=lambda value: ACR_RANK[value])
+        if ACR_RANK[session_acr(request)] < ACR_RANK[target]:
+            if "none" in authz.prompt:
+                if essential:
+                    return authz.error(
+                        "interaction_required",
+                        "A second factor is required: the resident must interact.",
+                    )
+            elif not user_has_mfa(request_user(request)):
+                if essential:
+                    return authz.error(
+                        "unmet_authentication_requirements",
+                        "The resident has no second factor: the required level cannot be reached.",
+                    )
+            else:
+                # Second factor only: the resident stays signed in (identity.mfa step-up).
+                return SeeOther(step_up_url(self._resume_url(request, authz.params)))
+        if essential:
+            authz.credentials["cum_required_acr"] = target
+        return None
 
-        # --- consent, from the ledger --------------------------------------------------------
+    # --- 4. consent, from the ledger ---------------------------------------------------------
+
+    def _consent(self, request: HttpRequest, authz: _Authorization) -> HttpResponse:
+        """The code, the consent screen, the internal-service notice, or an error."""
+        client, scopes, credentials, prompt = authz.client, authz.scopes, authz.credentials, authz.prompt
         if client.is_internal:
             # Public task: no consent screen and no ledger event (docs/partners.md); the
             # resident is told once what the service receives.
@@ -346,12 +395,10 @@ class AuthorizeView(AuthorizationMixin, View):
         if "consent" not in prompt and sharing_granted(request.user, client, scopes):
             return self._finish(request, scopes, credentials)
         if "none" in prompt:
-            return redirect_error(
-                redirect_uri, "consent_required", "The resident has not approved this client.", state
-            )
+            return authz.error("consent_required", "The resident has not approved this client.")
         purpose_code = sharing_purpose_code(client, scopes)
         if purpose_code is None:
-            return redirect_error(redirect_uri, "invalid_scope", "These scopes cannot be shared.", state)
+            return authz.error("invalid_scope", "These scopes cannot be shared.")
         return self._ask_consent(request, client, scopes, credentials, purpose_code)
 
     def _resume_url(self, request: HttpRequest, params: QueryDict) -> str:
