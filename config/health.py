@@ -32,7 +32,6 @@ def _check_database() -> str:
 
 
 def _check_redis() -> str:
-
     try:
         client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
         client.ping()

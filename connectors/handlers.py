@@ -56,6 +56,5 @@ def deliver_email(message: OutboxMessage) -> None:
 
 
 def register_builtin_handlers() -> None:
-
     register_handler(EMAIL, deliver_email, secret_payload=True)
     register_email_queue(enqueue_email)

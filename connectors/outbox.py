@@ -115,7 +115,6 @@ def _claim(batch_size: int, now: datetime, kinds: Collection[str] | None = None)
 
 
 def models_q_unlocked(now: datetime) -> Any:
-
     return Q(locked_until__isnull=True) | Q(locked_until__lt=now)
 
 

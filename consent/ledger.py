@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, overload
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 from django.db.models import Q
 from django.utils import timezone
 from jwcrypto import jws
@@ -45,6 +45,7 @@ from consent.models import (
     MerkleNode,
     TreeHead,
 )
+from identity.keys import active_signing_key, verification_key
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,6 @@ def tree_head_payload(*, tree_size: int, root_hash: bytes, timestamp: datetime) 
 
 def sign_compact(payload: dict[str, Any], *, typ: str) -> tuple[str, str]:
     """JWS compact (ES256) with the service's active ES256 key; returns (jws, kid)."""
-    from identity.keys import active_signing_key
 
     key = active_signing_key("ES256")
     token = jws.JWS(canonical_json(payload))
@@ -331,7 +331,6 @@ class SignatureInvalid(ValueError):
 
 def verify_compact(token: str, *, typ: str) -> tuple[dict[str, Any], str]:
     """Check a JWS against the published keys; returns (payload, kid) or raises SignatureInvalid."""
-    from identity.keys import verification_key
 
     try:
         parsed = jws.JWS()
@@ -379,7 +378,6 @@ def _head_for_signing() -> tuple[int, bytes]:
     consistency proof from the stored nodes). A full `verify` remains the complete check;
     this one keeps a tree head from ever signing a head row altered in the database.
     Concurrent appends only add rows and nodes past `size`: they cannot make it fail."""
-    from django.db import connection
 
     def tampered(detail: str, seq: int | None = None) -> LedgerTampered:
         return LedgerTampered([LedgerProblem(kind="head", seq=seq, detail=f"no tree head signed: {detail}")])
@@ -720,7 +718,6 @@ def tree_heads_read() -> tuple[list[TreeHead], list[LedgerProblem]]:
     """Every well-formed signed tree head (unsaved instances built from the parsed columns,
     by size then time), and a problem for each row that is not: readers that show or use the
     latest head never stumble on a row altered in the database."""
-    from django.db import connection
 
     with connection.cursor() as cursor:
         return _read_tree_heads(cursor, connection.vendor)
@@ -804,7 +801,6 @@ def _verify(
     max_problems: int,
     chunk_size: int,
 ) -> LedgerVerification:
-    from django.db import connection
 
     vendor = connection.vendor
     if vendor != "sqlite":
@@ -844,7 +840,6 @@ def _verify_rows(
     max_problems: int,
     chunk_size: int,
 ) -> LedgerVerification:
-    from django.db import connection
 
     vendor = connection.vendor
     run = _RowsVerification(problems=problems, where=where, max_problems=max_problems)
@@ -1207,7 +1202,6 @@ def rows_check(pk_sql: str, params: Sequence[Any], *, max_problems: int = 20) ->
     values consistent, the columns hashing to the stored leaf hash); a malformed sequence
     number is reported with the position(s) its absence leaves empty. [] when all are sound.
     """
-    from django.db import connection
 
     vendor = connection.vendor
     select = _event_sql(vendor).replace("ORDER BY e.seq", f"WHERE e.id IN ({pk_sql})\nORDER BY e.seq")

@@ -113,7 +113,6 @@ def export(user: Any) -> dict[str, Any]:
 
 
 def _integer_seq_ids(sql: str, params: Any) -> list[Any]:
-
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id, seq FROM consent_ledgerevent WHERE id IN ({sql})", list(params))  # noqa: S608
         return [event_id for event_id, seq in cursor.fetchall() if type(seq) is int]

@@ -70,7 +70,6 @@ class UserAdmin(DjangoUserAdmin):
         return _sudo(request) or super().user_change_password(request, id, form_url)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-
         actions = super().get_actions(request)
         if not operator_can_reset_second_factor(request.user):
             actions.pop("reset_second_factor", None)

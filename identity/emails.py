@@ -56,7 +56,6 @@ def render_email(*, template: str, context: dict[str, Any], language: str) -> tu
 
 
 def _site_name(language: str) -> str:
-
     with translation.override(language):
         return gettext("Compte unique métropolitain")
 

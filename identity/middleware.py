@@ -65,7 +65,6 @@ class BrowserSessionMiddleware:
 
     @staticmethod
     def _check(request: HttpRequest) -> None:
-
         session = getattr(request, "session", None)
         if session is None or SESSION_KEY not in session:
             return  # anonymous: no user to load, nothing to check

@@ -42,7 +42,6 @@ def not_me_days() -> int:
 
 
 def _not_me_fingerprint(user: User) -> str:
-
     value = f"{user.pk}:{user.password}:{int(user.is_active)}"
     return salted_hmac(NOT_ME_SALT, value, algorithm="sha256").hexdigest()[:32]
 
@@ -59,7 +58,6 @@ def not_me_token(*, user: User, source: str, factor: tuple[str, int] | None = No
 
 
 def not_me_url(*, user: User, source: str, factor: tuple[str, int] | None = None) -> str:
-
     token = not_me_token(user=user, source=source, factor=factor)
     return absolute_url(reverse("identity:not-me", kwargs={"token": token}))
 

@@ -110,7 +110,6 @@ def recent_mfa(request: HttpRequest, seconds: int = RECENT_MFA_SECONDS) -> bool:
 
 
 def user_has_factor(user: Any) -> bool:
-
     return user_has_mfa(user)
 
 

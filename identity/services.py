@@ -81,12 +81,10 @@ def user_create(
 
 
 def _queue_email(*, to: str, template: str, context: dict[str, Any], language: str) -> None:
-
     send_email(to=to, template=template, context=context, language=language)
 
 
 def _create_verification(*, user: User) -> str:
-
     token = generate_secret()
     EmailVerification.objects.create(
         user=user,
@@ -98,7 +96,6 @@ def _create_verification(*, user: User) -> str:
 
 
 def _send_verification(*, user: User, token: str) -> None:
-
     _queue_email(
         to=user.email,
         template="verify_email",
@@ -241,7 +238,6 @@ def password_reset_request(*, user: User, ip: str = "") -> None:
 
 
 def _set_password(*, user: User, password: str, event: str, ip: str, acting_user: User | None) -> None:
-
     user.set_password(password)
     fields = ["password", "updated_at"]
     if event == "password.reset" and not user.email_verified:

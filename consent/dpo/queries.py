@@ -31,6 +31,7 @@ from oauth2_provider.models import get_application_model
 from consent.api.queries import COOKIE_PURPOSE_CODES
 from consent.models import EventType, LedgerEvent, Purpose, Subject
 from consent.selectors import (
+    LedgerProblem,
     LedgerTampered,
     events_check,
     events_problems,
@@ -565,8 +566,6 @@ def consent_stats(query: StatsQuery, *, language: str = "fr") -> list[PurposeSta
 
 
 def _unreadable_problem() -> Any:
-    from consent.selectors import LedgerProblem
-
     return LedgerProblem(kind="unreadable", detail="a ledger row in this period cannot be read")
 
 

@@ -14,7 +14,6 @@ class FranceConnectConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-
         # Imported here, not at the top: these modules import models, which exist only once
         # the app registry is ready (this method).
         from identity.franceconnect import (  # noqa: PLC0415 - imports models

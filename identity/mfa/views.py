@@ -502,7 +502,6 @@ def passkey_register(request: HttpRequest) -> HttpResponse:
 
 
 def _factor_or_404(request: HttpRequest, kind: str, factor_id: int) -> selectors.FactorRow:
-
     row = selectors.factor_of(request_user(request), kind, factor_id)
     if row is None:
         raise Http404

@@ -38,7 +38,6 @@ LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 def logout_token(*, client: Any, sub: str, sid: str, jti: str, now: int | None = None) -> str:
-
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {
         "iss": settings.ISSUER,
@@ -95,7 +94,6 @@ def deliver(message: Any) -> None:
 
 
 def register() -> None:
-
     register_handler(KIND, deliver)
     register_session_ended_listener(enqueue_for_ended_session)
 

@@ -231,7 +231,6 @@ def verify_client_assertion(client: Any, request: Any, *, now: float | None = No
 
 
 def jti_record_once(*, client_id: str, jti: str, exp: float, now: float) -> None:
-
     expires_at = datetime.fromtimestamp(exp + CLOCK_SKEW, tz=UTC)
     digest = hashlib.sha256(jti.encode("utf-8")).hexdigest()
     try:

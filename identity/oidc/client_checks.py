@@ -19,7 +19,11 @@ from django.utils.translation import gettext as _
 from jwcrypto import jwk
 from jwcrypto.common import JWException
 
+from identity.oidc.claims import supported_scopes
 from identity.oidc.client_uris import ClientConfigError, validate_client_uri
+from identity.oidc.constants import AUTH_METHODS, GRANT_AUTHORIZATION_CODE, REGISTRABLE_GRANTS
+from identity.oidc.resources import ResourceIdentifierError, resource_identifier_check
+from identity.oidc.subjects import redirect_hosts
 
 SIGNING_ALGS = ("RS256", "ES256")
 
@@ -96,8 +100,6 @@ def _uri_problems(field: str, value: str, what: str) -> list[tuple[str, str]]:
 
 
 def _grant_problems(grant_types: list[str], *, public: bool) -> list[tuple[str, str]]:
-    from identity.oidc.constants import REGISTRABLE_GRANTS
-
     problems: list[tuple[str, str]] = []
     if not grant_types:
         choices = ", ".join(REGISTRABLE_GRANTS)
@@ -119,8 +121,6 @@ def _grant_problems(grant_types: list[str], *, public: bool) -> list[tuple[str, 
 
 
 def _scope_problems(scopes: list[str]) -> list[tuple[str, str]]:
-    from identity.oidc.claims import supported_scopes
-
     problems: list[tuple[str, str]] = []
     if not scopes:
         problems.append(
@@ -142,8 +142,6 @@ def _scope_problems(scopes: list[str]) -> list[tuple[str, str]]:
 
 
 def _redirect_uri_problems(redirect_uris: list[str], *, grant_types: list[str]) -> list[tuple[str, str]]:
-    from identity.oidc.constants import GRANT_AUTHORIZATION_CODE
-
     problems: list[tuple[str, str]] = []
     for value in redirect_uris:
         problems += _uri_problems("redirect_uris", value, "redirect URI")
@@ -189,7 +187,6 @@ def _sector_problems(
         return _uri_problems("sector_identifier_uri", sector_identifier_uri, "sector identifier URI")
     if not needs_sector:
         return []
-    from identity.oidc.subjects import redirect_hosts
 
     hosts = redirect_hosts(redirect_uris)
     if len(hosts) <= 1:
@@ -210,7 +207,6 @@ def _auth_method_problems(
     auth_method: str, *, public: bool, jwks: dict[str, Any] | None, jwks_uri: str
 ) -> list[tuple[str, str]]:
     """The token endpoint authentication method, and the client keys it needs (or not)."""
-    from identity.oidc.constants import AUTH_METHODS
 
     problems: list[tuple[str, str]] = []
     if auth_method not in AUTH_METHODS:
@@ -256,7 +252,6 @@ def _resource_problems(resource_identifier: str) -> list[tuple[str, str]]:
     """The RFC 8707 resource identifier (identity/oidc/resources.py), when given."""
     if not resource_identifier:
         return []
-    from identity.oidc.resources import ResourceIdentifierError, resource_identifier_check
 
     try:
         resource_identifier_check(resource_identifier)

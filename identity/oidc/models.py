@@ -177,12 +177,10 @@ class Client(AbstractApplication):
     # forget this one on every change so that this process sees it at once (other processes
     # within the cache's TTL). Bulk queryset updates bypass these two methods.
     def save(self, *args: Any, **kwargs: Any) -> None:
-
         super().save(*args, **kwargs)
         client_cache_forget(self.client_id)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
-
         client_id = self.client_id
         result = super().delete(*args, **kwargs)
         client_cache_forget(client_id)

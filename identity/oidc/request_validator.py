@@ -503,7 +503,6 @@ class Validator(OAuth2Validator):
 
     @staticmethod
     def _check_targets(resources: list[Any], request: OAuthRequest) -> None:
-
         if len(resources) > MAX_RESOURCES or unknown_targets(resources):
             raise oauth2_errors.CustomOAuth2Error(
                 error="invalid_target",

@@ -39,5 +39,4 @@ def revoke_for_ended_session(session: Any, clients: list[Any]) -> None:
 
 
 def register() -> None:
-
     register_session_ended_listener(revoke_for_ended_session)

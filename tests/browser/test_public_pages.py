@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from identity.oidc.sharing import purpose_for_client_scopes
 from tests.browser.conftest import axe_violations
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,7 +26,6 @@ WIDTHS = (1280, 360)
 @pytest.fixture
 def sharing_purpose(make_client: Any) -> None:
     """A partner's sharing purpose, so that the partners' section is not empty."""
-    from identity.oidc.sharing import purpose_for_client_scopes
 
     registered = make_client(name="Réseau des médiathèques de la métropole nantaise")
     purpose_for_client_scopes(client=registered.client, scopes=["openid", "profile", "email"])

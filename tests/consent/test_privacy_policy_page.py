@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.urls import reverse
+from django.utils import translation
 
 from consent import selectors
 from consent.models import Purpose
 from consent.services import notice_publish, purpose_create
 from consent.views_public import legal_basis_label
 from identity.oidc.sharing import purpose_for_client_scopes
+from identity.ratelimit import device_cookie_name
 from tests.test_accounts_pages import check_page_rules
 
 pytestmark = pytest.mark.django_db
@@ -62,15 +64,11 @@ def test_every_active_purpose_of_the_seeded_catalogue_with_its_legal_basis(clien
 
 
 def with_language(language: str, label: Any, text: str) -> None:
-    from django.utils import translation
-
     with translation.override(language):
         assert label() in text
 
 
 def test_legal_bases_in_plain_words():
-    from django.utils import translation
-
     with translation.override("fr"):
         assert legal_basis_label("Art. 6(1)(a)") == "votre consentement (RGPD, article 6.1.a)"
         assert legal_basis_label("Art. 6(1)(e)") == "notre mission de service public (RGPD, article 6.1.e)"
@@ -179,8 +177,6 @@ def test_rights_and_how_to_exercise_them_today(client):
 
 
 def test_cookies_section_lists_the_cookies_this_site_sets(client):
-    from identity.ratelimit import device_cookie_name
-
     text = page(client)
     assert 'id="cookies"' in text
     for name in (

@@ -24,7 +24,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-
         if options["if_changed"]:
             latest = latest_tree_head()
             if latest is not None and latest.tree_size == read_head().size:

@@ -50,6 +50,7 @@ from oauth2_provider.models import get_application_model, get_id_token_model
 from oauth2_provider.settings import oauth2_settings
 from oauthlib import oauth2
 
+from consent.services import LedgerTampered, ledger_tampered_audit
 from identity.client_cache import client_by_client_id
 from identity.levels import ACR_MFA, ACR_RANK
 from identity.mfa.selectors import session_acr, step_up_url, user_has_mfa
@@ -57,7 +58,14 @@ from identity.oidc.authorization_request import PENDING_CREDENTIALS, Authorizati
 from identity.oidc.claims import parse_claims_request
 from identity.oidc.constants import PKCE_METHOD
 from identity.oidc.errors import SeeOther, error_page, redirect_error
+from identity.oidc.internal_notice import internal_notice_page
 from identity.oidc.par import RequestUriError, is_par_urn, par_keep_for_resume, par_resolve
+from identity.oidc.sharing import (
+    consent_decision_record,
+    describe_scopes,
+    sharing_granted,
+    sharing_purpose_code,
+)
 from identity.oidc.subjects import subject_for
 from identity.request_user import request_user
 from identity.selectors import session_auth_time
@@ -384,13 +392,11 @@ class AuthorizeView(AuthorizationMixin, View):
         if client.is_internal:
             # Public task: no consent screen and no ledger event (docs/partners.md); the
             # resident is told once what the service receives.
-            from identity.oidc.internal_notice import internal_notice_page
 
             notice = internal_notice_page(request, client, scopes, credentials, prompt)
             if notice is not None:
                 return notice
             return self._finish(request, scopes, credentials)
-        from identity.oidc.sharing import sharing_granted, sharing_purpose_code
 
         if "consent" not in prompt and sharing_granted(request.user, client, scopes):
             return self._finish(request, scopes, credentials)
@@ -516,7 +522,6 @@ class AuthorizeView(AuthorizationMixin, View):
             "purpose": purpose_code,
         }
         request.session[PENDING_SESSION_KEY] = pending
-        from identity.oidc.sharing import describe_scopes
 
         return render(
             request,
@@ -550,13 +555,10 @@ class AuthorizeDecisionView(AuthorizationMixin, View):
             return error_page(request, "invalid_request", _("Cette demande d'autorisation a expiré."))
         credentials = item["credentials"]
         purpose_code = item.get("purpose")
-        from consent.services import LedgerTampered
 
         try:
             if request.POST.get("decision") != "allow":
                 if purpose_code:
-                    from identity.oidc.sharing import consent_decision_record
-
                     with transaction.atomic():
                         consent_decision_record(user=request.user, purpose_code=purpose_code, allow=False)
                 return redirect_error(
@@ -569,7 +571,6 @@ class AuthorizeDecisionView(AuthorizationMixin, View):
         except LedgerTampered as exc:
             # The consent ledger is altered (issue 9, finding 10's class): the answer was not
             # recorded, no code was issued (same transaction), nothing goes to the partner.
-            from consent.services import ledger_tampered_audit
 
             ledger_tampered_audit(exc=exc, operation="oidc_consent")
             return render(request, "oidc/consent_unrecorded.html", status=503)
