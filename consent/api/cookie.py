@@ -20,7 +20,7 @@ from django.core.cache import caches
 from django.db import transaction
 from oauth2_provider.models import AbstractApplication
 
-from consent.api import queries
+from consent.api import selectors as api_selectors
 from consent.models import CollectionMethod, EventType, LedgerEvent, Purpose
 from consent.selectors import browser_seen_by_client, notice_current
 from consent.services import (
@@ -67,7 +67,7 @@ def cookie_config(client: AbstractApplication) -> dict[str, Any]:
     """What a partner site's banner asks, in French and English (GET …/cookie/config)."""
     controller = settings.CONSENT_CONTROLLER
     purposes = []
-    for purpose in queries.cookie_purposes():
+    for purpose in api_selectors.cookie_purposes():
         purposes.append(
             {
                 "code": purpose.code,
@@ -84,7 +84,7 @@ def cookie_config(client: AbstractApplication) -> dict[str, Any]:
                 "notice": _notice(purpose),
             }
         )
-    notice = queries.global_notice()
+    notice = api_selectors.global_notice()
     return {
         "client_id": client.client_id,
         "partner": {"name": client.name, "policy_uri": client.policy_uri or None},
@@ -130,7 +130,7 @@ def parse_choices(value: Any) -> dict[str, bool]:
         )
     if len(value) > MAX_CHOICES:
         raise CookieInputError("invalid_choices", "too many choices", {"choices": "too_many"})
-    allowed = {purpose.code for purpose in queries.cookie_purposes()}
+    allowed = {purpose.code for purpose in api_selectors.cookie_purposes()}
     errors: dict[str, str] = {}
     for code, choice in value.items():
         if code not in allowed:
@@ -227,14 +227,14 @@ def cookie_choices_record(
 
 def cookie_state(*, browser_id: str) -> dict[str, Any]:
     """Current choices of a browser (GET …/cookie/choices): silence is refusal."""
-    states = queries.browser_states(browser_id=browser_id)
+    states = api_selectors.browser_states(browser_id=browser_id)
     choices: dict[str, bool] = {}
     decisions: dict[str, Any] = {}
     decided = True
     ends = []
-    for purpose in queries.cookie_purposes():
+    for purpose in api_selectors.cookie_purposes():
         state = states.get(purpose.code)
-        choices[purpose.code] = queries.purpose_allowed(purpose, state)
+        choices[purpose.code] = api_selectors.purpose_allowed(purpose, state)
         if state is None or state.renewal_required:
             if purpose.requires_consent:
                 decided = False

@@ -29,7 +29,8 @@ from rest_framework.views import APIView
 from consent import ledger
 from consent.api.problems import api_problem
 from consent.crypto import KeyDestroyed
-from consent.dpo import queries
+from consent.dpo import access
+from consent.dpo import selectors as dpo_selectors
 from consent.dpo.access import DPO_API_PERMISSIONS
 from consent.models import LedgerEvent, TreeHead
 from consent.receipts import receipt_for_event
@@ -72,7 +73,7 @@ def tampered_problem(exc: LedgerTampered) -> JsonResponse:
     )
 
 
-def _invalid(exc: queries.FilterError) -> JsonResponse:
+def _invalid(exc: dpo_selectors.FilterError) -> JsonResponse:
     return api_problem(400, "invalid_parameters", _("Paramètres invalides"), str(exc), errors=exc.errors)
 
 
@@ -127,17 +128,17 @@ class DPOAPIView(APIView):
 class EventsView(DPOAPIView):
     def get(self, request: Request) -> HttpResponse:
         try:
-            filters = queries.parse_filters(request.query_params)
-        except queries.FilterError as exc:
+            filters = dpo_selectors.parse_filters(request.query_params)
+        except dpo_selectors.FilterError as exc:
             return _invalid(exc)
-        events = queries.search(filters)
-        paginator = Paginator(events, queries.PAGE_SIZE)
+        events = dpo_selectors.search(filters)
+        paginator = Paginator(events, dpo_selectors.PAGE_SIZE)
         if filters.page > max(1, paginator.num_pages):
             return api_problem(404, "page_out_of_range", _("Page inexistante"))
         page = paginator.page(filters.page)
-        queries.checked_page(events, page)
+        dpo_selectors.checked_page(events, page)
         if filters.by_resident:
-            queries.log_read(
+            access.log_read(
                 dpo=request_user(request),
                 view="api_events_search",
                 subject=filters.resident,
@@ -155,11 +156,11 @@ class EventsView(DPOAPIView):
                 "count": paginator.count,
                 "page": page.number,
                 "pages": paginator.num_pages,
-                "page_size": queries.PAGE_SIZE,
+                "page_size": dpo_selectors.PAGE_SIZE,
                 "next": page_url(page.next_page_number()) if page.has_next() else None,
                 "previous": page_url(page.previous_page_number()) if page.has_previous() else None,
                 "resident_found": filters.resident_found,
-                "results": [{**queries.event_dict(event), "links": _links(event)} for event in page],
+                "results": [{**dpo_selectors.event_dict(event), "links": _links(event)} for event in page],
             }
         )
 
@@ -174,16 +175,16 @@ class EventDetailView(DPOAPIView):
             erased = False
         except KeyDestroyed:
             details, erased = None, True
-        queries.log_read(
+        access.log_read(
             dpo=request_user(request),
             view="api_event_detail",
-            subject=queries.subject_user(event),
+            subject=dpo_selectors.subject_user(event),
             event=str(event.id),
             details_read=details is not None,
         )
         return JsonResponse(
             {
-                **queries.event_dict(event),
+                **dpo_selectors.event_dict(event),
                 "details": details,
                 "details_erased": erased,
                 "links": _links(event),
@@ -206,10 +207,10 @@ class EventProofView(DPOAPIView):
                 str(exc),
                 hint="POST /dpo/api/v1/tree-head",
             )
-        queries.log_read(
+        access.log_read(
             dpo=request_user(request),
             view="api_proof",
-            subject=queries.subject_user(event),
+            subject=dpo_selectors.subject_user(event),
             event=str(event.id),
         )
         return JsonResponse(proof)
@@ -220,10 +221,10 @@ class EventReceiptView(DPOAPIView):
         event = event_by_id(event_id)
         if event is None:
             return _not_found()
-        queries.log_read(
+        access.log_read(
             dpo=request_user(request),
             view="api_receipt",
-            subject=queries.subject_user(event),
+            subject=dpo_selectors.subject_user(event),
             event=str(event.id),
         )
         response = HttpResponse(receipt_for_event(event), content_type="application/jose")
@@ -234,11 +235,11 @@ class EventReceiptView(DPOAPIView):
 class StatsView(DPOAPIView):
     def get(self, request: Request) -> HttpResponse:
         try:
-            query = queries.parse_stats(request.query_params)
-        except queries.FilterError as exc:
+            query = dpo_selectors.parse_stats(request.query_params)
+        except dpo_selectors.FilterError as exc:
             return _invalid(exc)
         language = request.query_params.get("lang") or "fr"
-        results = queries.consent_stats(query, language=language)
+        results = dpo_selectors.consent_stats(query, language=language)
         return JsonResponse(
             {
                 **query.params(),
@@ -261,8 +262,10 @@ class RegisterView(DPOAPIView):
     def get(self, request: Request) -> HttpResponse:
         language = request.query_params.get("lang") or "fr"
         if language not in ("fr", "en"):
-            return _invalid(queries.FilterError({"lang": "fr | en"}))
-        return JsonResponse(queries.register_document(language), json_dumps_params={"ensure_ascii": False})
+            return _invalid(dpo_selectors.FilterError({"lang": "fr | en"}))
+        return JsonResponse(
+            dpo_selectors.register_document(language), json_dumps_params={"ensure_ascii": False}
+        )
 
 
 class VerifyView(DPOAPIView):

@@ -34,7 +34,8 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from common import ratelimit
-from consent.api import cookie, cors, queries
+from consent.api import cookie, cors
+from consent.api import selectors as api_selectors
 from consent.api.problems import api_problem
 from consent.receipts import receipt_for_event
 from consent.services import BrowserProofError, ConsentError, LedgerTampered, ledger_tampered_audit
@@ -169,7 +170,7 @@ class CookieAPIView(APIView):
         # super().initial(); keep the session's user for the same-origin case.
         self.session_user = getattr(request._request, "user", None)
         self.origin = cors.request_origin(request)
-        self.cors_client = queries.client_by_client_id(request.query_params.get("client_id"))
+        self.cors_client = api_selectors.client_by_client_id(request.query_params.get("client_id"))
         super().initial(request, *args, **kwargs)
 
     # The preflight answer is a plain HttpResponse (DRF's finalize_response takes one); the
@@ -194,7 +195,7 @@ class CookieAPIView(APIView):
                 _("client_id est obligatoire."),
                 errors={"client_id": "required"},
             )
-        client = queries.client_by_client_id(client_id)
+        client = api_selectors.client_by_client_id(client_id)
         if client is None:
             return None, api_problem(
                 400,
@@ -323,7 +324,7 @@ class CookieReceiptView(CookieAPIView):
         except cookie.CookieInputError as exc:
             return _input_problem(exc)
         assert browser_id is not None
-        event = queries.event_of_browser(browser_id=browser_id, event_id=event_id)
+        event = api_selectors.event_of_browser(browser_id=browser_id, event_id=event_id)
         if event is None:
             return api_problem(404, "not_found", _("Reçu introuvable"))
         return _receipt_response(event)
@@ -418,7 +419,7 @@ class CookieLinkView(APIView):
 @login_required
 def resident_receipt(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
     """GET /consent/recus/<id>.jws: the signed receipt of one of the resident's own events."""
-    event = queries.event_of_user(user=request_user(request), event_id=event_id)
+    event = api_selectors.event_of_user(user=request_user(request), event_id=event_id)
     if event is None:
         raise Http404
     return _receipt_response(event)

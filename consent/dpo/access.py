@@ -15,6 +15,8 @@ from django.views.decorators.cache import never_cache
 from rest_framework.permissions import BasePermission
 
 from identity import reauth
+from identity.audit import audit_log
+from identity.models import User
 
 DPO_GROUP = "dpo"
 
@@ -56,3 +58,9 @@ class IsDPO(BasePermission):
 # The API's permissions, in order: the DPO (else a plain 403), then an MFA session (else a
 # problem of type urn:cum:problem:mfa_required).
 DPO_API_PERMISSIONS = [IsDPO, reauth.StaffMFAPermission]
+
+
+def log_read(*, dpo: User, view: str, subject: User | None = None, **data: Any) -> None:
+    """Audit one read of personal data by the DPO: event "dpo.read", the DPO as acting user,
+    the resident as subject user, ids and filter codes only (identity.audit.audit_log)."""
+    audit_log(event="dpo.read", acting_user=dpo, subject_user=subject, data={"view": view, **data})

@@ -1,6 +1,6 @@
 """The DPO's read-only audit console (server-rendered; staff of the "dpo" group).
 
-Thin views: parameters are validated and data read by consent/dpo/queries.py; every read
+Thin views: parameters are validated and data read by consent/dpo/selectors.py; every read
 of a resident's personal data (search by resident, event detail, receipt, proof, export)
 writes a "dpo.read" audit row; every request a "staff.request" row (consent/dpo/access.py).
 Exports (CSV, JSON, the register of processing) need a sign-in at the MFA level within the
@@ -35,7 +35,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from consent import ledger
 from consent.crypto import KeyDestroyed
-from consent.dpo import charts, queries
+from consent.dpo import access, charts
+from consent.dpo import selectors as dpo_selectors
 from consent.dpo.access import dpo_required
 from consent.models import EventType
 from consent.receipts import receipt_for_event
@@ -97,7 +98,7 @@ SEARCH_FIELDS = ("user_email", "purpose", "partner", "type", "from", "to")
 def _search_context(data: Any) -> dict[str, Any]:
     return {
         "purposes": purposes_catalogue(include_inactive=True),
-        "partners": queries.partners_known(),
+        "partners": dpo_selectors.partners_known(),
         "event_types": EventType.choices,
         "values": {key: data.get(key, "") for key in SEARCH_FIELDS},
     }
@@ -118,8 +119,8 @@ def search(request: HttpRequest) -> HttpResponse:
     if not submitted:
         return render(request, "consent/dpo/search.html", context)
     try:
-        filters = queries.parse_filters(data)
-    except queries.FilterError as exc:
+        filters = dpo_selectors.parse_filters(data)
+    except dpo_selectors.FilterError as exc:
         context["errors"] = exc.errors
         return render(request, "consent/dpo/search.html", context, status=400)
     if request.method == "POST" and not (filters.user_email and filters.resident is None):
@@ -128,14 +129,14 @@ def search(request: HttpRequest) -> HttpResponse:
         )
         response.status_code = 303
         return response
-    events = queries.search(filters)
-    paginator = Paginator(events, queries.PAGE_SIZE)
+    events = dpo_selectors.search(filters)
+    paginator = Paginator(events, dpo_selectors.PAGE_SIZE)
     if filters.page > max(1, paginator.num_pages):
         raise Http404
     page = paginator.page(filters.page)
-    queries.checked_page(events, page)
+    dpo_selectors.checked_page(events, page)
     if filters.by_resident:
-        queries.log_read(
+        access.log_read(
             dpo=request_user(request),
             view="events_search",
             subject=filters.resident,
@@ -151,10 +152,10 @@ def search(request: HttpRequest) -> HttpResponse:
     return render(request, "consent/dpo/search.html", context)
 
 
-def _export_filters(request: HttpRequest) -> queries.EventFilters | HttpResponse:
+def _export_filters(request: HttpRequest) -> dpo_selectors.EventFilters | HttpResponse:
     try:
-        return queries.parse_filters(request.GET)
-    except queries.FilterError as exc:
+        return dpo_selectors.parse_filters(request.GET)
+    except dpo_selectors.FilterError as exc:
         context = _search_context(request.GET)
         context["errors"] = exc.errors
         return render(request, "consent/dpo/search.html", context, status=400)
@@ -168,17 +169,17 @@ def export_csv(request: HttpRequest) -> HttpResponseBase:
     filters = _export_filters(request)
     if isinstance(filters, HttpResponse):
         return filters
-    events = queries.search(filters)
+    events = dpo_selectors.search(filters)
     # Checked before the first byte: a streamed answer cannot become a refusal half-way.
     events_check(events)
-    queries.log_read(
+    access.log_read(
         dpo=request_user(request),
         view="export_csv",
         subject=filters.resident,
         filters=filters.for_log(),
         count=events.count(),
     )
-    response = StreamingHttpResponse(queries.export_csv(events), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(dpo_selectors.export_csv(events), content_type="text/csv; charset=utf-8")
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="evenements-consentement-{stamp}.csv"'
     return response
@@ -192,8 +193,8 @@ def export_json(request: HttpRequest) -> HttpResponse:
     filters = _export_filters(request)
     if isinstance(filters, HttpResponse):
         return filters
-    document = queries.export_json(queries.search(filters), filters)
-    queries.log_read(
+    document = dpo_selectors.export_json(dpo_selectors.search(filters), filters)
+    access.log_read(
         dpo=request_user(request),
         view="export_json",
         subject=filters.resident,
@@ -218,13 +219,13 @@ def _event_or_404(event_id: uuid.UUID) -> Any:
 @refuses_tampered
 def event_detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
     event = _event_or_404(event_id)
-    resident = queries.subject_user(event)
+    resident = dpo_selectors.subject_user(event)
     try:
         details = event_details(event)
         details_state = "none" if details is None else "ok"
     except KeyDestroyed:
         details, details_state = None, "erased"
-    queries.log_read(
+    access.log_read(
         dpo=request_user(request),
         view="event_detail",
         subject=resident,
@@ -251,10 +252,10 @@ def event_detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
 @refuses_tampered
 def event_receipt(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
     event = _event_or_404(event_id)
-    queries.log_read(
+    access.log_read(
         dpo=request_user(request),
         view="receipt",
-        subject=queries.subject_user(event),
+        subject=dpo_selectors.subject_user(event),
         event=str(event.id),
     )
     response = HttpResponse(receipt_for_event(event), content_type="application/jose")
@@ -274,10 +275,10 @@ def event_proof_download(request: HttpRequest, event_id: uuid.UUID) -> HttpRespo
             request, _("Aucune tête d'arbre signée ne couvre encore cet événement : signez-en une.")
         )
         return redirect("consent:dpo:ledger")
-    queries.log_read(
+    access.log_read(
         dpo=request_user(request),
         view="proof",
-        subject=queries.subject_user(event),
+        subject=dpo_selectors.subject_user(event),
         event=str(event.id),
     )
     response = JsonResponse(proof, json_dumps_params={"indent": 2})
@@ -295,11 +296,11 @@ def stats(request: HttpRequest) -> HttpResponse:
         "buckets": (("day", _("jour")), ("week", _("semaine")), ("month", _("mois"))),
     }
     try:
-        query = queries.parse_stats(request.GET)
-    except queries.FilterError as exc:
+        query = dpo_selectors.parse_stats(request.GET)
+    except dpo_selectors.FilterError as exc:
         context["errors"] = exc.errors
         return render(request, "consent/dpo/stats.html", context, status=400)
-    results = queries.consent_stats(query, language=_language())
+    results = dpo_selectors.consent_stats(query, language=_language())
     context["values"] = {**context["values"], **query.params()}
     context["query"] = query
     context["results"] = [
@@ -313,7 +314,9 @@ def stats(request: HttpRequest) -> HttpResponse:
 @recent_mfa_required
 @require_GET
 def register(request: HttpRequest) -> HttpResponse:
-    return render(request, "consent/dpo/register.html", {"register": queries.register_document(_language())})
+    return render(
+        request, "consent/dpo/register.html", {"register": dpo_selectors.register_document(_language())}
+    )
 
 
 @dpo_required

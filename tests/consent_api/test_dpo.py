@@ -17,8 +17,8 @@ from django.test import Client as BrowserClient
 from django.utils import timezone
 
 from consent import merkle
-from consent.dpo import queries
-from consent.dpo.queries import _csv_safe
+from consent.dpo import selectors as dpo_selectors
+from consent.dpo.selectors import _csv_safe
 from consent.models import LedgerEvent
 from consent.receipts import receipt_verify
 from consent.services import browser_subject_register, consent_record, subject_link_browser, tree_head_sign
@@ -256,7 +256,7 @@ def test_bad_search_parameters_are_problems(
 def test_pagination(
     dpo_http: BrowserClient, ledger: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(queries, "PAGE_SIZE", 4)
+    monkeypatch.setattr(dpo_selectors, "PAGE_SIZE", 4)
     first = dpo_http.get("/dpo/api/v1/events").json()
     assert first["count"] == 6 and first["pages"] == 2 and len(first["results"]) == 4
     assert first["next"].endswith("page=2")

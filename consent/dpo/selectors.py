@@ -1,8 +1,7 @@
-"""Reads of the DPO console and API: event search, statistics, exports, register, audit of reads.
+"""Reads of the DPO console and API: event search, statistics, exports, register.
 
-Everything here reads; the only write is the audit row of a read (`log_read`), because every
-staff read of a resident's personal data is itself logged (identity.audit.audit_log,
-event "dpo.read", the DPO as acting user, the resident as subject user, ids only).
+Everything here reads. Each read of a resident's personal data is itself logged by the
+caller with consent.dpo.access.log_read (a write, so not here).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
 from oauth2_provider.models import get_application_model
 
-from consent.api.queries import COOKIE_PURPOSE_CODES
+from consent.api.selectors import COOKIE_PURPOSE_CODES
 from consent.models import EventType, LedgerEvent, Purpose, Subject
 from consent.selectors import (
     LedgerProblem,
@@ -39,7 +38,6 @@ from consent.selectors import (
     processing_register,
     purposes_catalogue,
 )
-from identity.audit import audit_log
 from identity.models import User
 from identity.selectors import user_by_email
 
@@ -308,11 +306,6 @@ def subject_user(event: LedgerEvent) -> User | None:
     """The account behind an event's pseudonym (None for an unlinked browser or after erasure)."""
     user_id = Subject.objects.filter(pk=event.subject_id).values_list("user_id", flat=True).first()
     return User.objects.filter(pk=user_id).first() if user_id else None
-
-
-def log_read(*, dpo: User, view: str, subject: User | None = None, **data: Any) -> None:
-    """Audit one read of personal data by the DPO (ids and filter codes only)."""
-    audit_log(event="dpo.read", acting_user=dpo, subject_user=subject, data={"view": view, **data})
 
 
 # --- Serialisation and exports ---------------------------------------------------------------
