@@ -265,10 +265,10 @@ def cookie_browser_link(*, browser_id: str, browser_secret: Any, user: User) -> 
 # --- link tickets: attaching a partner site's visitor at the end of an authorization ---------------
 #
 # Why a ticket (issue 9, finding 3). The browser id reaches us in the authorization URL
-# (`cum_browser_id`), which anyone can build: an attacker registers a browser of their own,
-# then opens `/authorize?…&cum_browser_id=<theirs>` in the victim's signed-in browser. So the
+# (`consent_browser_id`), which anyone can build: an attacker registers a browser of their own,
+# then opens `/authorize?…&consent_browser_id=<theirs>` in the victim's signed-in browser. So the
 # authorization request never attaches anything. When it succeeds (a code is issued, never on
-# `prompt=none`), the redirect to the partner carries a one-time ticket (`cum_link`) bound to
+# `prompt=none`), the redirect to the partner carries a one-time ticket (`consent_link_ticket`) bound to
 # the resident, the client and the browser the request named. Only the partner page in the
 # resident's browser receives it; the widget there redeems it with the browser id and secret
 # it keeps in its own storage (POST /consent/api/v1/cookie/attach). An attacker who started

@@ -334,7 +334,7 @@ class CookieAttachView(CookieAPIView):
     """POST {client_id, browser_id, browser_secret, link_ticket}: the widget attaches its browser.
 
     The ticket comes from the end of the resident's own successful authorization (the
-    `cum_link` parameter of the redirect to the partner, consent.api.cookie); the id and
+    `consent_link_ticket` parameter of the redirect to the partner, consent.api.cookie); the id and
     secret from the widget's storage. Anonymous and cross-origin like the other calls: the
     proof is the ticket and the secret together, not the Origin header (any non-browser
     client can set it), which is only checked so that browsers treat it like `choices`.

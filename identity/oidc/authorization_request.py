@@ -40,7 +40,7 @@ PENDING_CREDENTIALS = {
     "claims",
     "cum_required_acr",
     "resource",  # RFC 8707, as checked by Validator.validate_authorization_resource
-    "cum_browser_id",
+    "cum_browser_id",  # the consent_browser_id parameter, checked (authorize._browser_to_link)
 }
 
 
@@ -106,12 +106,12 @@ class AuthorizationMixin(OAuthLibMixin):
 
 
 def with_link_ticket(uri: str, request: HttpRequest, client_id: str, browser_id: str) -> str:
-    """The code redirect plus `cum_link`, a one-time ticket the partner page's widget redeems
+    """The code redirect plus `consent_link_ticket`, a one-time ticket the partner page's widget redeems
     with that browser's secret (consent.api.cookie explains why it takes both)."""
 
     ticket = cookie_link_ticket_issue(user=request_user(request), client_id=client_id, browser_id=browser_id)
     if ticket is None:
         return uri
     parts = urlsplit(uri)
-    extra = urlencode({"cum_link": ticket})
+    extra = urlencode({"consent_link_ticket": ticket})
     return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))

@@ -8,8 +8,8 @@
  *   document.addEventListener("cum:consent", function (e) { e.detail.choices["personalisation-browsing"] … });
  * Silence is refusal: until the visitor chooses, every purpose that needs consent is false.
  * Attaching the visitor's choices to their account after sign-in: add
- * cum_browser_id=<event.detail.browserId> to the authorization request; the code redirect
- * then carries cum_link=<ticket>, which this widget redeems on the page it lands on (or pass
+ * consent_browser_id=<event.detail.browserId> to the authorization request; the code redirect
+ * then carries consent_link_ticket=<ticket>, which this widget redeems on the page it lands on (or pass
  * it to window.CumConsent.link(ticket)) with the browser's secret, kept in this site's storage
  * and never shown to the page. See docs/partners.md.
  */
@@ -522,7 +522,7 @@
   // --- attaching this browser's choices to the resident's account ----------------------------
 
   function attachBrowser(ticket) {
-    // The ticket (cum_link) comes from the end of the resident's own authorization; the id and
+    // The ticket (consent_link_ticket) comes from the end of the resident's own authorization; the id and
     // secret from this site's storage: together they prove this browser made the choices.
     var attempt = ticket && state.browserId && state.browserSecret ? call("POST", "attach", {
       client_id: clientId,
@@ -539,9 +539,9 @@
   function takeTicketFromAddress() {
     // Remove it from the address bar and history: it is used once, and must not leak further.
     var url = new URL(window.location.href);
-    var ticket = url.searchParams.get("cum_link");
+    var ticket = url.searchParams.get("consent_link_ticket");
     if (ticket) {
-      url.searchParams.delete("cum_link");
+      url.searchParams.delete("consent_link_ticket");
       try {
         window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
       } catch (error) {

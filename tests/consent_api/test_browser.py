@@ -188,7 +188,7 @@ def banner_scenario(base: str, page: Any) -> None:
 
 def test_choices_made_before_sign_in_follow_the_resident(widget_server: str, make_resident: Any) -> None:
     """The honest path of issue 9 finding 3: choose on the partner page, sign in through the
-    partner with cum_browser_id, come back with cum_link: the widget proves the browser and the
+    partner with consent_browser_id, come back with consent_link_ticket: the widget proves the browser and the
     choices are the resident's."""
     resident = make_resident("alice@example.org")
     client = Client.objects.get(name=DEMO_CLIENT_NAME)
@@ -212,7 +212,7 @@ def test_choices_made_before_sign_in_follow_the_resident(widget_server: str, mak
                 "state": "s1",
                 "code_challenge": challenge,
                 "code_challenge_method": "S256",
-                "cum_browser_id": browser_id,
+                "consent_browser_id": browser_id,
             }
         )
         page.goto(widget_server + "/authorize?" + query)
@@ -222,7 +222,8 @@ def test_choices_made_before_sign_in_follow_the_resident(widget_server: str, mak
         page.get_by_role("button", name="Autoriser").click()
         page.wait_for_url("**/consent/demo-widget/?*")
         page.locator("html[data-cum-linked='yes']").wait_for(state="attached")
-        assert "code=" in page.url and "cum_link" not in page.url  # spent, and taken out of the address
+        # Spent, and taken out of the address.
+        assert "code=" in page.url and "consent_link_ticket" not in page.url
 
     in_browser(scenario)
     assert consent_is_granted(user=resident, purpose_code=BROWSING)

@@ -1,7 +1,7 @@
-"""cum_browser_id: a visitor's cookie choices on a partner site follow them when they sign in.
+"""consent_browser_id: a visitor's cookie choices on a partner site follow them when they sign in.
 
 The authorization request only names the browser; the code redirect carries a one-time
-`cum_link` ticket that the widget redeems with the browser's id and secret
+`consent_link_ticket` ticket that the widget redeems with the browser's id and secret
 (docs/partners.md; the attacks are in tests/security/test_cookie_consent_planting.py).
 """
 
@@ -40,7 +40,7 @@ def link_ticket(flow: Any, **overrides: Any) -> list[str] | None:
         response = flow.approve(response)
     query = parse_qs(urlsplit(response["Location"]).query)
     assert "code" in query, query
-    return query.get("cum_link")
+    return query.get("consent_link_ticket")
 
 
 def redeem(client: Any, browser: dict[str, str], ticket: str) -> Any:
@@ -57,7 +57,7 @@ def test_choices_made_on_the_partner_site_follow_the_resident_after_sign_in(flow
     flow.rp.client.allowed_origins = "https://billetterie.example.org"
     flow.rp.client.save(update_fields=["allowed_origins"])
     browser = choose_on_partner_site(flow.rp.client)
-    ticket = link_ticket(flow, cum_browser_id=browser["browser_id"])
+    ticket = link_ticket(flow, consent_browser_id=browser["browser_id"])
     assert ticket
     assert not consent_is_granted(user=resident, purpose_code=BROWSING)  # not by the URL alone
     assert redeem(flow.rp.client, browser, ticket[0]).status_code == 200
@@ -67,7 +67,7 @@ def test_choices_made_on_the_partner_site_follow_the_resident_after_sign_in(flow
 def test_a_browser_id_from_another_partner_site_gets_no_ticket(flow, resident, make_client):
     other = make_client(name="Autre site", redirect_uris=["https://other.example.org/cb"])
     browser = choose_on_partner_site(other.client)
-    assert link_ticket(flow, cum_browser_id=browser["browser_id"]) is None
+    assert link_ticket(flow, consent_browser_id=browser["browser_id"]) is None
     assert not consent_is_granted(user=resident, purpose_code=BROWSING)
 
 
@@ -80,12 +80,12 @@ def test_a_browser_without_a_secret_gets_no_ticket(flow, resident):
         browser_id="legacy-browser-0123456789abcdef",
         collected_for=flow.rp.client,
     )
-    assert link_ticket(flow, cum_browser_id="legacy-browser-0123456789abcdef") is None
+    assert link_ticket(flow, consent_browser_id="legacy-browser-0123456789abcdef") is None
 
 
 def test_a_malformed_or_unknown_browser_id_is_ignored(flow, resident):
     for value in ("not a browser id", "x" * 300, "unknown-browser-0123456789abcdef"):
-        assert link_ticket(flow, cum_browser_id=value) is None
-    code = flow.get_code(cum_browser_id="not-a-uuid")
+        assert link_ticket(flow, consent_browser_id=value) is None
+    code = flow.get_code(consent_browser_id="not-a-uuid")
     assert flow.token(code).status_code == 200
     assert not consent_is_granted(user=resident, purpose_code=BROWSING)

@@ -1,15 +1,15 @@
-"""Finding 3: consent planted in a signed-in resident's ledger through `cum_browser_id`.
+"""Finding 3: consent planted in a signed-in resident's ledger through `consent_browser_id`.
 
 The attack: an anonymous POST to the cookie API (Origin forged, as any non-browser client
 can) yields a browser id "seen" by the partner; a silent `/authorize?…&prompt=none&
-cum_browser_id=<id>` opened in the victim's browser copied the attacker's choices into the
+consent_browser_id=<id>` opened in the victim's browser copied the attacker's choices into the
 victim's ledger as the resident's own `given` events and linked the attacker's browser to
 the victim's account.
 
 The defence (docs/partners.md, "Attaching a visitor's choices to their account"): an
 authorization request never links anything by itself. A successful, non-silent
 authorization that named a browser gives the partner page a one-time link ticket
-(`cum_link` in the redirect), bound to the resident, the client and that browser; the
+(`consent_link_ticket` in the redirect), bound to the resident, the client and that browser; the
 widget in the browser that made the choices then redeems it with the browser's secret
 (returned once, when the browser was first registered, and kept by the widget only).
 """
@@ -86,11 +86,11 @@ def test_silent_authorization_with_an_attackers_browser_id_plants_nothing(
 ) -> None:
     victim_has_approved(flow)
     attacker = choose(flow.rp.client_id, {BROWSING: True})
-    response = flow.authorize(prompt="none", cum_browser_id=attacker["browser_id"])
+    response = flow.authorize(prompt="none", consent_browser_id=attacker["browser_id"])
     assert response.status_code in (302, 303)
     query = parse_qs(urlsplit(response["Location"]).query)
     assert "code" in query  # the silent answer itself still works
-    assert "cum_link" not in query  # never a link ticket on prompt=none
+    assert "consent_link_ticket" not in query  # never a link ticket on prompt=none
     nothing_planted(resident, attacker["browser_id"])
 
 
@@ -101,7 +101,7 @@ def test_interactive_authorization_with_an_attackers_browser_id_plants_nothing(
     the victim's own widget cannot redeem (another browser) and the attacker never sees."""
     victim_has_approved(flow)
     attacker = choose(flow.rp.client_id, {BROWSING: True})
-    response = flow.authorize(cum_browser_id=attacker["browser_id"])
+    response = flow.authorize(consent_browser_id=attacker["browser_id"])
     query = parse_qs(urlsplit(response["Location"]).query)
     assert "code" in query
     nothing_planted(resident, attacker["browser_id"])
@@ -111,7 +111,7 @@ def test_interactive_authorization_with_an_attackers_browser_id_plants_nothing(
         flow.rp.client_id,
         browser_id=victim["browser_id"],
         browser_secret=victim["browser_secret"],
-        link_ticket=query["cum_link"][0],
+        link_ticket=query["consent_link_ticket"][0],
     )
     assert refused.status_code == 400, refused.content
     nothing_planted(resident, attacker["browser_id"])
@@ -120,8 +120,8 @@ def test_interactive_authorization_with_an_attackers_browser_id_plants_nothing(
 def test_the_browser_id_alone_never_redeems_a_ticket(flow: OIDCFlow, resident: Any) -> None:
     """A ticket that leaked (e.g. through a Referer) is useless without the browser's secret."""
     own = choose(flow.rp.client_id, {BROWSING: True})
-    answer = flow.approve(flow.authorize(cum_browser_id=own["browser_id"]))
-    ticket = parse_qs(urlsplit(answer["Location"]).query).get("cum_link")
+    answer = flow.approve(flow.authorize(consent_browser_id=own["browser_id"]))
+    ticket = parse_qs(urlsplit(answer["Location"]).query).get("consent_link_ticket")
     assert ticket
     for wrong in ({}, {"browser_secret": "x" * 43}, {"browser_secret": None}):
         response = attach(flow.rp.client_id, browser_id=own["browser_id"], link_ticket=ticket[0], **wrong)
@@ -140,29 +140,29 @@ def test_the_browser_id_alone_never_redeems_a_ticket(flow: OIDCFlow, resident: A
 def test_no_ticket_when_the_authorization_fails(flow: OIDCFlow, resident: Any) -> None:
     own = choose(flow.rp.client_id, {BROWSING: True})
     # Consent refused.
-    page = flow.authorize(cum_browser_id=own["browser_id"])
+    page = flow.authorize(consent_browser_id=own["browser_id"])
     refused = flow.browser.post(
         "/authorize/decision", {"pending": page.context["pending_id"], "decision": "deny"}
     )
     query = parse_qs(urlsplit(refused["Location"]).query)
-    assert query["error"] == ["access_denied"] and "cum_link" not in query
+    assert query["error"] == ["access_denied"] and "consent_link_ticket" not in query
     # An invalid request (no PKCE) and a silent request for a resident who never approved.
     for response in (
-        flow.authorize(cum_browser_id=own["browser_id"], code_challenge_method=None, code_challenge=None),
-        flow.authorize(cum_browser_id=own["browser_id"], prompt="none"),
+        flow.authorize(consent_browser_id=own["browser_id"], code_challenge_method=None, code_challenge=None),
+        flow.authorize(consent_browser_id=own["browser_id"], prompt="none"),
     ):
         query = parse_qs(urlsplit(response["Location"]).query)
-        assert "error" in query and "cum_link" not in query
+        assert "error" in query and "consent_link_ticket" not in query
     nothing_planted(resident, own["browser_id"])
-    assert not any(key.startswith("cum_browser") for key, _value in flow.browser.session.items())
+    assert not any("browser" in key for key, _value in flow.browser.session.items())
 
 
 def test_the_authorization_request_leaves_nothing_in_the_session(flow: OIDCFlow, resident: Any) -> None:
     victim_has_approved(flow)
     own = choose(flow.rp.client_id, {BROWSING: True})
-    flow.authorize(prompt="none", cum_browser_id=own["browser_id"])
-    flow.authorize(cum_browser_id=own["browser_id"])
-    assert not any(key.startswith("cum_browser") for key, _value in flow.browser.session.items())
+    flow.authorize(prompt="none", consent_browser_id=own["browser_id"])
+    flow.authorize(consent_browser_id=own["browser_id"])
+    assert not any("browser" in key for key, _value in flow.browser.session.items())
     nothing_planted(resident, own["browser_id"])
 
 
@@ -206,20 +206,20 @@ def test_the_residents_own_widget_attaches_its_choices_after_sign_in(
     own = choose(rp.client_id, {BROWSING: True})
     assert "browser_secret" in own and own["browser_secret"] != own["browser_id"]
     flow = OIDCFlow(client, rp)
-    response = flow.authorize(cum_browser_id=own["browser_id"])  # not signed in yet
+    response = flow.authorize(consent_browser_id=own["browser_id"])  # not signed in yet
     assert response.status_code == 302 and "/connexion/" in response["Location"]
     login = client.post(response["Location"], {"username": resident.email, "password": PASSWORD})
     assert login.status_code == 302
     page = client.get(login["Location"])
     answer = flow.approve(page)
     query = parse_qs(urlsplit(answer["Location"]).query)
-    assert "code" in query and query["cum_link"]
+    assert "code" in query and query["consent_link_ticket"]
     assert not consent_is_granted(user=resident, purpose_code=BROWSING)  # nothing before the proof
     response = attach(
         rp.client_id,
         browser_id=own["browser_id"],
         browser_secret=own["browser_secret"],
-        link_ticket=query["cum_link"][0],
+        link_ticket=query["consent_link_ticket"][0],
     )
     assert response.status_code == 200, response.content
     assert len(response.json()["linked_event_ids"]) == 1
@@ -230,7 +230,7 @@ def test_the_residents_own_widget_attaches_its_choices_after_sign_in(
         rp.client_id,
         browser_id=own["browser_id"],
         browser_secret=own["browser_secret"],
-        link_ticket=query["cum_link"][0],
+        link_ticket=query["consent_link_ticket"][0],
     )
     assert again.status_code == 400
 
@@ -238,7 +238,7 @@ def test_the_residents_own_widget_attaches_its_choices_after_sign_in(
 def test_a_ticket_is_bound_to_its_client(flow: OIDCFlow, resident: Any, make_client: Any) -> None:
     own = choose(flow.rp.client_id, {BROWSING: True})
     query = parse_qs(
-        urlsplit(flow.approve(flow.authorize(cum_browser_id=own["browser_id"]))["Location"]).query
+        urlsplit(flow.approve(flow.authorize(consent_browser_id=own["browser_id"]))["Location"]).query
     )
     other = make_client(name="Autre site", redirect_uris=["https://other.example.org/cb"])
     other.client.allowed_origins = PARTNER_ORIGIN
@@ -247,7 +247,7 @@ def test_a_ticket_is_bound_to_its_client(flow: OIDCFlow, resident: Any, make_cli
         other.client_id,
         browser_id=own["browser_id"],
         browser_secret=own["browser_secret"],
-        link_ticket=query["cum_link"][0],
+        link_ticket=query["consent_link_ticket"][0],
     )
     assert response.status_code == 400
     nothing_planted(resident, own["browser_id"])
@@ -258,8 +258,8 @@ def test_a_ticket_is_bound_to_its_client(flow: OIDCFlow, resident: Any, make_cli
 
 def test_attach_refuses_bad_input_and_writes_nothing(flow: OIDCFlow, resident: Any) -> None:
     own = choose(flow.rp.client_id, {BROWSING: True})
-    answer = flow.approve(flow.authorize(cum_browser_id=own["browser_id"]))
-    ticket = parse_qs(urlsplit(answer["Location"]).query)["cum_link"][0]
+    answer = flow.approve(flow.authorize(consent_browser_id=own["browser_id"]))
+    ticket = parse_qs(urlsplit(answer["Location"]).query)["consent_link_ticket"][0]
     proof = {"browser_id": own["browser_id"], "browser_secret": own["browser_secret"]}
     cases = [
         (attach(flow.rp.client_id, **proof), 400, "invalid_link"),  # no ticket
@@ -302,8 +302,8 @@ def test_attach_refuses_bad_input_and_writes_nothing(flow: OIDCFlow, resident: A
 
 def test_a_ticket_for_an_account_closed_since_attaches_nothing(flow: OIDCFlow, resident: Any) -> None:
     own = choose(flow.rp.client_id, {BROWSING: True})
-    answer = flow.approve(flow.authorize(cum_browser_id=own["browser_id"]))
-    ticket = parse_qs(urlsplit(answer["Location"]).query)["cum_link"][0]
+    answer = flow.approve(flow.authorize(consent_browser_id=own["browser_id"]))
+    ticket = parse_qs(urlsplit(answer["Location"]).query)["consent_link_ticket"][0]
     resident.is_active = False
     resident.save(update_fields=["is_active"])
     proof = {"browser_id": own["browser_id"], "browser_secret": own["browser_secret"]}

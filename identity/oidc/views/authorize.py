@@ -141,12 +141,8 @@ def ui_language(ui_locales: str) -> str:
     return ""
 
 
-# Where an older version kept `cum_browser_id` between requests; dropped on sight.
-BROWSER_ID_SESSION_KEY = "cum_browser_id"
-
-
 def _browser_to_link(value: str | None, prompt: set[str]) -> str | None:
-    """`cum_browser_id`: which browser the partner's consent widget would like to attach.
+    """`consent_browser_id`: which browser the partner's consent widget would like to attach.
 
     Not a proof of anything (anyone can put any id in a URL): it only names the browser a
     link ticket will be bound to, once the request succeeds (`with_link_ticket`). Never on
@@ -289,7 +285,6 @@ class AuthorizeView(AuthorizationMixin, View):
             scopes, credentials = self._validate(request, params)
         except OAuthToolkitError as error:
             return self._oauth_error(error)
-        request.session.pop(BROWSER_ID_SESSION_KEY, None)
         authz = _Authorization(params=params, claims=claims_request, scopes=scopes, credentials=credentials)
         refused = _unsupported_parameter(params, malformed_claims)
         if refused is None:
@@ -321,7 +316,7 @@ class AuthorizeView(AuthorizationMixin, View):
         authz.prompt = prompt
         if "none" in prompt and len(prompt) > 1:
             return authz.error("invalid_request", "prompt=none cannot be combined.")
-        browser_id = _browser_to_link(params.get("cum_browser_id"), prompt)
+        browser_id = _browser_to_link(params.get("consent_browser_id"), prompt)
         if browser_id:
             authz.credentials["cum_browser_id"] = browser_id
 
