@@ -1,4 +1,6 @@
-"""Registry of data-rights providers and the export / erasure orchestration (DESIGN.md).
+"""Registry of data-rights providers and the export / erasure orchestration.
+
+See docs/architecture.md, "Rights providers".
 
 Every app that stores data about a resident registers, from its `AppConfig.ready()`, one
 provider per module that owns such data:

@@ -185,7 +185,7 @@ def event_details(event: LedgerEvent) -> dict[str, Any] | None:
     """Decrypted personal details of an event (None if it has none).
 
     Raises `consent.crypto.KeyDestroyed` once the subject was erased. Callers showing this
-    to staff must log the read (DESIGN.md: every staff read of personal data is logged).
+    to staff must log the read (every staff read of personal data is logged: docs/security.md).
     """
     if not event.details_ciphertext:
         return None
