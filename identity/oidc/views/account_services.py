@@ -16,7 +16,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -82,4 +81,4 @@ def service_withdraw(request: HttpRequest, client_id: str) -> HttpResponse:
         )
     else:
         messages.info(request, _("L'accès de %(name)s était déjà retiré.") % {"name": client.name})
-    return redirect(reverse("oidc:account-services") + f"#service-{client.pk}")
+    return redirect("oidc:account-services")
