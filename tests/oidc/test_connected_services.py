@@ -12,6 +12,7 @@ partners; nothing is done when the ledger cannot be written.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client as BrowserClient
@@ -23,7 +24,14 @@ from identity.models import AuditEvent, SessionClient
 from identity.oidc.backchannel import KIND
 from identity.oidc.sharing import sharing_purpose_code
 from tests.conftest import PASSWORD, OIDCFlow
-from tests.oidc.conftest import basic, complete_flow, is_consent_page, post_token, userinfo
+from tests.oidc.conftest import (
+    basic,
+    complete_flow,
+    expected_sub,
+    is_consent_page,
+    post_token,
+    userinfo,
+)
 from tests.security.test_ledger_tampering import execute
 
 pytestmark = pytest.mark.django_db
@@ -251,3 +259,28 @@ def test_the_page_in_english(shared: Any) -> None:
     flow.browser.cookies["language"] = "en"
     html = flow.browser.get(PAGE).content.decode()
     assert "Connected services" in html and "Withdraw access" in html
+
+
+def test_a_code_not_yet_redeemed_dies_with_the_withdrawal(signed_in: BrowserClient, bcl_rp: Any) -> None:
+    flow = OIDCFlow(signed_in, bcl_rp)
+    complete_flow(flow)
+    code = flow.get_code()  # consent in force: no screen, a code the partner has not redeemed
+    assert signed_in.post(withdraw_url(bcl_rp.client_id)).status_code == 302
+    response = flow.token(code)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+def test_prompt_none_after_withdrawal_is_consent_required(shared: Any) -> None:
+    flow, _tokens = shared
+    flow.browser.post(withdraw_url(flow.rp.client_id))
+    response = flow.authorize(prompt="none")
+    assert parse_qs(urlsplit(response["Location"]).query)["error"] == ["consent_required"]
+
+
+def test_without_an_open_session_the_logout_names_the_resident_only(shared: Any, resident: Any) -> None:
+    """Tokens outlive the session (refresh): the partner is told by `sub`, without `sid`."""
+    flow, _tokens = shared
+    SessionClient.objects.filter(client=flow.rp.client).delete()
+    flow.browser.post(withdraw_url(flow.rp.client_id))
+    message = OutboxMessage.objects.get(kind=KIND)
+    assert message.payload["sid"] == "" and message.payload["sub"] == expected_sub(flow.rp, resident)
