@@ -241,6 +241,9 @@ def sharing_withdraw(*, user: User, client: Any, ip: str = "") -> Withdrawal:
     and records nothing new.
     """
     with transaction.atomic():
+        # Two withdrawals of one resident (two tabs, a double click) one after the other: the
+        # second sees the first's events and records nothing more.
+        list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
         consents = [
             consent for consent in partner_consents_for_user(user=user) if consent.client_pk == client.pk
         ]
