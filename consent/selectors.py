@@ -440,7 +440,8 @@ class PartnerConsent:
     client_key: str
     requires_consent: bool
     status: str
-    # The current decision is a grant (given/renewed), whether or not it lapsed since.
+    # The current decision is a grant (given/renewed) of a purpose still in the catalogue,
+    # whether or not it lapsed since.
     grant_standing: bool
     granted: bool
     decided_at: datetime
@@ -489,8 +490,9 @@ def partner_consents_for_user(*, user: User) -> list[PartnerConsent]:
                 client_key=state.purpose.client_key,
                 requires_consent=state.purpose.requires_consent,
                 status=state.status,
-                grant_standing=state.status in GRANTING_EVENTS,
-                granted=state.status in GRANTING_EVENTS
+                grant_standing=state.purpose.is_active and state.status in GRANTING_EVENTS,
+                granted=state.purpose.is_active
+                and state.status in GRANTING_EVENTS
                 and not state.renewal_required
                 and (state.valid_until is None or state.valid_until > now),
                 decided_at=state.event.occurred_at,

@@ -251,15 +251,18 @@ def sharing_withdraw(*, user: User, client: Any, ip: str = "") -> Withdrawal:
             raise NotConnected(client.client_id)
         result = Withdrawal()
         for consent in consents:
-            if consent.grant_standing:
-                result.events.append(
-                    consent_record(
-                        user=user,
-                        purpose_code=consent.purpose_code,
-                        event_type="withdrawn",
-                        collection_method=WITHDRAWAL_COLLECTION_METHOD,
-                    )
+            if not consent.grant_standing:
+                continue
+            try:
+                event = consent_record(
+                    user=user,
+                    purpose_code=consent.purpose_code,
+                    event_type="withdrawn",
+                    collection_method=WITHDRAWAL_COLLECTION_METHOD,
                 )
+            except UnknownPurpose:
+                continue  # a retired purpose: the gate grants it no more, nothing to record
+            result.events.append(event)
         result.tokens = client_tokens_revoke(user=user, client=client)
         if not result.events and not any(result.tokens.values()):
             return result  # already withdrawn, nothing obtained since

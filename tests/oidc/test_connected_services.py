@@ -11,14 +11,16 @@ partners; nothing is done when the ledger cannot be written.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client as BrowserClient
+from django.utils import timezone
 
 from connectors.models import OutboxMessage
-from consent.models import ActorType
+from consent.models import ActorType, ConsentState
 from consent.selectors import consent_is_granted, events_search
 from identity.models import AuditEvent, SessionClient
 from identity.oidc.backchannel import KIND
@@ -284,3 +286,17 @@ def test_without_an_open_session_the_logout_names_the_resident_only(shared: Any,
     flow.browser.post(withdraw_url(flow.rp.client_id))
     message = OutboxMessage.objects.get(kind=KIND)
     assert message.payload["sid"] == "" and message.payload["sub"] == expected_sub(flow.rp, resident)
+
+
+def test_a_lapsed_consent_can_still_be_withdrawn(shared: Any, resident: Any) -> None:
+    """A consent past its validity no longer releases claims, but it still stands in the
+    ledger until the resident withdraws it (and the partner still holds tokens)."""
+    flow, tokens = shared
+    ConsentState.objects.filter(purpose__code=purpose(flow.rp)).update(
+        valid_until=timezone.now() - timedelta(days=1)
+    )
+    html = flow.browser.get(PAGE).content.decode()
+    assert "accord à renouveler" in html and withdraw_url(flow.rp.client_id) in html
+    flow.browser.post(withdraw_url(flow.rp.client_id))
+    assert events_search(user=resident, event_types=["withdrawn"]).count() == 1
+    assert userinfo(tokens["access_token"]).status_code == 401
