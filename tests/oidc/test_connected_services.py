@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.db import transaction
 from django.test import Client as BrowserClient
 from django.utils import timezone
 
@@ -34,7 +35,7 @@ from tests.oidc.conftest import (
     post_token,
     userinfo,
 )
-from tests.security.test_ledger_tampering import execute
+from tests.security.test_ledger_tampering import execute, unlock
 
 pytestmark = pytest.mark.django_db
 
@@ -300,3 +301,21 @@ def test_a_lapsed_consent_can_still_be_withdrawn(shared: Any, resident: Any) -> 
     flow.browser.post(withdraw_url(flow.rp.client_id))
     assert events_search(user=resident, event_types=["withdrawn"]).count() == 1
     assert userinfo(tokens["access_token"]).status_code == 401
+
+
+def test_an_altered_ledger_row_is_not_shown(shared: Any, resident: Any) -> None:
+    """The page shows and links receipts of ledger rows: an altered one (issue 9, finding 10)
+    gives a readable 503 page, not altered data and not a 500."""
+    flow, _tokens = shared
+    given = events_search(user=resident, purpose_code=purpose(flow.rp)).get()
+    savepoint = transaction.savepoint()
+    try:
+        unlock()
+        sql = "UPDATE consent_ledgerevent SET collection_method = %s WHERE seq = %s"
+        execute(sql, ["telepathy", given.seq])
+        response = flow.browser.get(PAGE)
+        assert response.status_code == 503
+        html = response.content.decode()
+        assert "momentanément illisible" in html and str(given.id) not in html
+    finally:
+        transaction.savepoint_rollback(savepoint)
