@@ -22,6 +22,8 @@ For the resident's pages, the cookie API and the DPO console:
 - `processing_register(language="fr") -> list[dict]` (GDPR Art. 30, from the catalogue)
 - `privacy_policy_purposes(*, language="fr") -> list[PolicyPurpose]` (the public privacy
   policy: active purposes with their current notice)
+- `partner_consents_for_user(*, user) -> list[PartnerConsent]` (the resident's decisions on
+  the purposes of partner clients, with the grant behind each: "Services connectés")
 
 Proofs and verification:
 - `latest_tree_head()`, `tree_heads()`, `verify_tree_head(head) -> bool`
@@ -418,4 +420,88 @@ def privacy_policy_purposes(*, language: str = "fr") -> list[PolicyPurpose]:
     result.sort(
         key=lambda entry: (entry.partner_name is not None, (entry.partner_name or "").casefold(), entry.title)
     )
+    return result
+
+
+# --- A resident's consents to partner clients (Mon compte, "Services connectés") -------------
+
+
+@dataclass(frozen=True)
+class PartnerConsent:
+    """One purpose of a partner client as it stands for a resident, with the grants behind it.
+
+    `client_key` is the partner purpose's key as its caller stored it (consent never reads
+    it). `grant_*` name the last granting event (`given`/`renewed`): the consent the partner
+    received data under; `first_given_at` is when the resident first allowed this purpose.
+    """
+
+    purpose_code: str
+    client_pk: Any
+    client_key: str
+    requires_consent: bool
+    status: str
+    # The current decision is a grant (given/renewed) of a purpose still in the catalogue,
+    # whether or not it lapsed since.
+    grant_standing: bool
+    granted: bool
+    decided_at: datetime
+    event_id: uuid.UUID
+    notice_version: int | None
+    first_given_at: datetime | None
+    grant_event_id: uuid.UUID | None
+    grant_at: datetime | None
+    grant_notice_version: int | None
+
+
+def partner_consents_for_user(*, user: User) -> list[PartnerConsent]:
+    """The resident's current decision on every purpose tied to a partner client, oldest first.
+
+    Raises `LedgerTampered` (nothing shown) when a stored event of the resident's account is
+    malformed or altered: the page would show, and the receipts sign, altered data.
+    """
+    events = LedgerEvent.objects.filter(
+        subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT, purpose__client__isnull=False
+    )
+    events_check(events)
+    grants: dict[int, list[tuple[uuid.UUID, datetime, int | None, str]]] = {}
+    for purpose_id, event_id, occurred_at, notice_version, event_type in (
+        events.filter(event_type__in=GRANTING_EVENTS)
+        .order_by("seq")
+        .values_list("purpose_id", "id", "occurred_at", "notice_version", "event_type")
+    ):
+        grants.setdefault(purpose_id, []).append((event_id, occurred_at, notice_version, event_type))
+    now = timezone.now()
+    states = (
+        ConsentState.objects.filter(
+            subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT, purpose__client__isnull=False
+        )
+        .select_related("purpose", "event")
+        .order_by("event__seq")
+    )
+    result = []
+    for state in states:
+        purpose_grants = grants.get(state.purpose_id, [])
+        given = [grant for grant in purpose_grants if grant[3] == EventType.GIVEN]
+        last = purpose_grants[-1] if purpose_grants else None
+        result.append(
+            PartnerConsent(
+                purpose_code=state.purpose.code,
+                client_pk=state.purpose.client_id,
+                client_key=state.purpose.client_key,
+                requires_consent=state.purpose.requires_consent,
+                status=state.status,
+                grant_standing=state.purpose.is_active and state.status in GRANTING_EVENTS,
+                granted=state.purpose.is_active
+                and state.status in GRANTING_EVENTS
+                and not state.renewal_required
+                and (state.valid_until is None or state.valid_until > now),
+                decided_at=state.event.occurred_at,
+                event_id=state.event_id,
+                notice_version=state.event.notice_version,
+                first_given_at=given[0][1] if given else None,
+                grant_event_id=last[0] if last else None,
+                grant_at=last[1] if last else None,
+                grant_notice_version=last[2] if last else None,
+            )
+        )
     return result

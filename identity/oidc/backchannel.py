@@ -80,6 +80,34 @@ def enqueue_for_ended_session(session: Any, clients: list[Any]) -> None:
         )
 
 
+def enqueue_for_withdrawal(*, user: Any, client: Any, sids: list[str], withdrawal: str) -> int:
+    """A resident withdrew this partner's access: log the partner out of the resident's sessions.
+
+    One message per live session the partner received tokens in (`sids`), with its `sid`;
+    with none, one message naming the resident only (`sub`, no `sid`: every session of
+    theirs at the partner, §2.4), unless the partner requires a `sid`. `withdrawal` (the
+    ledger event's id) keeps these messages apart from a later sign-out's. Caller's
+    transaction. Returns how many were queued.
+    """
+    if not client.backchannel_logout_uri:
+        return 0
+    targets = list(sids) or ([] if client.backchannel_logout_session_required else [""])
+    for sid in targets:
+        outbox_enqueue(
+            kind=KIND,
+            destination=client.backchannel_logout_uri,
+            payload={
+                "client_id": client.client_id,
+                "sub": subject_for(client, user),
+                "sid": sid,
+                "jti": str(uuid.uuid4()),
+            },
+            idempotency_key=f"oidc-bcl-withdrawn:{withdrawal}:{sid}:{client.client_id}"[:200],
+            partner=client.client_id,
+        )
+    return len(targets)
+
+
 def deliver(message: Any) -> None:
     """Outbox handler: sign a fresh logout token and POST it to the partner."""
 

@@ -5,6 +5,9 @@ SHOULD be revoked with the session; we offer no `offline_access`, so every token
 session goes: access tokens, ID token records and refresh tokens carrying its `sid`.
 Tokens from the resident's other sessions (another browser, another device) are untouched.
 
+`client_tokens_revoke` is the other cut: every token one partner holds for one resident,
+across sessions, when the resident withdraws that partner's access from "Mon compte".
+
 `revoke_for_ended_session` is a session-ended listener (identity.sessions), registered in
 IdentityConfig.ready() before the back-channel logout one: it runs inside session_end's
 transaction, so the session is never seen ended with its tokens still alive.
@@ -15,7 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_id_token_model, get_refresh_token_model
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_grant_model,
+    get_id_token_model,
+    get_refresh_token_model,
+)
 
 from identity.sessions import register_session_ended_listener
 
@@ -31,6 +39,31 @@ def session_tokens_revoke(*, sid: str) -> None:
     access_tokens.delete()
     if id_token_ids:
         get_id_token_model().objects.filter(pk__in=id_token_ids).delete()
+
+
+def client_tokens_revoke(*, user: Any, client: Any) -> dict[str, int]:
+    """Revoke everything `client` holds for `user`, whichever session it came from (a resident
+    withdrawing a partner's access: identity.oidc.sharing.sharing_withdraw).
+
+    Refresh tokens are marked revoked (kept, so that presenting one again is recognised as
+    a replay), access tokens and ID token records deleted (userinfo and introspection refuse
+    a resident token whose row is gone), codes not yet redeemed deleted. The caller's
+    transaction. Returns how many of each went.
+    """
+    now = timezone.now()
+    refresh = (
+        get_refresh_token_model()
+        .objects.filter(user=user, application=client, revoked__isnull=True)
+        .update(revoked=now, updated=now)
+    )
+    access_tokens = get_access_token_model().objects.filter(user=user, application=client)
+    access = access_tokens.count()
+    access_tokens.delete()
+    id_tokens = get_id_token_model().objects.filter(user=user, application=client).delete()[0]
+    codes = (
+        get_grant_model().objects.filter(user=user, application=client, redeemed_at__isnull=True).delete()[0]
+    )
+    return {"refresh_tokens": refresh, "access_tokens": access, "id_tokens": id_tokens, "codes": codes}
 
 
 def revoke_for_ended_session(session: Any, clients: list[Any]) -> None:

@@ -15,20 +15,34 @@ purpose records come from the claims registry (identity/oidc/claims/).
   needs no consent: no screen, no event; the gate still honours a recorded objection.
 - A claim provider naming a purpose of its own (ClaimProvider.purpose_code) has its scopes'
   claims released only while that purpose is granted too.
+- The resident withdraws a partner's access from "Mon compte" (`sharing_withdraw`): a
+  `withdrawn` event for each of the partner's purposes the resident granted, the partner's
+  tokens revoked, a back-channel logout queued, an audit row, in one transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import transaction
+
 from consent.gate import consent_is_granted
+from consent.selectors import partner_consents_for_user
 from consent.services import ConsentError, UnknownPurpose, consent_record, purpose_for_client
+from identity.audit import audit_log
+from identity.models import SessionClient, User
 from identity.oidc import claims as claims_registry
+from identity.oidc.backchannel import enqueue_for_withdrawal
+from identity.oidc.session_tokens import client_tokens_revoke
 from identity.oidc.subjects import subject_for
 
 COLLECTION_METHOD = "oidc_consent"
+# How a withdrawal from "Mon compte" is recorded: the account's own form (consent.models).
+WITHDRAWAL_COLLECTION_METHOD = "web_form"
 
 
 def describe_scopes(scopes: list[str]) -> list[dict[str, object]]:
@@ -189,3 +203,88 @@ def consent_decision_record(*, user: Any, purpose_code: str, allow: bool) -> Any
         event_type="given" if allow else "refused",
         collection_method=COLLECTION_METHOD,
     )
+
+
+# --- Withdrawal from "Mon compte" (Services connectés) ------------------------------------------
+
+
+class NotConnected(LookupError):
+    """The resident never allowed this client to receive anything (or it is internal): nothing
+    to withdraw. Nothing was written."""
+
+
+@dataclass
+class Withdrawal:
+    """What `sharing_withdraw` did."""
+
+    events: list[Any] = field(default_factory=list)
+    tokens: dict[str, int] = field(default_factory=dict)
+    backchannel_logouts: int = 0
+
+
+def sharing_withdraw(*, user: User, client: Any, ip: str = "") -> Withdrawal:
+    """The resident withdraws `client`'s access to their data ("Retirer l'accès").
+
+    In one transaction: a `withdrawn` event, by the resident (collection method `web_form`),
+    for each of the client's sharing purposes the resident currently grants (given or
+    renewed, lapsed ones included); every access, refresh and ID token and unredeemed code
+    the client holds for the resident revoked (identity.oidc.session_tokens); a back-channel
+    logout queued for the resident's live sessions the client received tokens in, which it
+    then leaves (identity.oidc.backchannel); an audit row (ids and counts only). Its next
+    userinfo call answers `invalid_token`; even with a token obtained meanwhile, the gate
+    releases `sub` alone; its next authorization request shows the consent screen again.
+
+    NotConnected when the resident never gave this client consent (internal services need
+    none: the right to object goes to the DPO). LedgerTampered (consent.ledger) when the
+    ledger cannot be extended or a row of the resident's events is altered: nothing is
+    written, no token is revoked. Withdrawing again revokes whatever the client got since
+    and records nothing new.
+    """
+    with transaction.atomic():
+        # Two withdrawals of one resident (two tabs, a double click) one after the other: the
+        # second sees the first's events and records nothing more.
+        list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+        consents = [
+            consent for consent in partner_consents_for_user(user=user) if consent.client_pk == client.pk
+        ]
+        if client.is_internal or not any(consent.first_given_at for consent in consents):
+            raise NotConnected(client.client_id)
+        result = Withdrawal()
+        for consent in consents:
+            if not consent.grant_standing:
+                continue
+            try:
+                event = consent_record(
+                    user=user,
+                    purpose_code=consent.purpose_code,
+                    event_type="withdrawn",
+                    collection_method=WITHDRAWAL_COLLECTION_METHOD,
+                )
+            except UnknownPurpose:
+                continue  # a retired purpose: the gate grants it no more, nothing to record
+            result.events.append(event)
+        result.tokens = client_tokens_revoke(user=user, client=client)
+        if not result.events and not any(result.tokens.values()):
+            return result  # already withdrawn, nothing obtained since
+        links = SessionClient.objects.filter(
+            session__user=user, session__ended_at__isnull=True, client=client
+        )
+        sids = sorted(set(links.values_list("session__sid", flat=True)))
+        links.delete()
+        withdrawal = str(result.events[0].id) if result.events else str(uuid.uuid4())
+        result.backchannel_logouts = enqueue_for_withdrawal(
+            user=user, client=client, sids=sids, withdrawal=withdrawal
+        )
+        audit_log(
+            event="oidc.sharing_withdrawn",
+            acting_user=user,
+            subject_user=user,
+            client_id=client.client_id,
+            ip=ip,
+            data={
+                "ledger_events": [str(event.id) for event in result.events],
+                **result.tokens,
+                "backchannel_logouts": result.backchannel_logouts,
+            },
+        )
+    return result

@@ -2,6 +2,7 @@ from django.urls import path
 
 from identity.oidc import internal_notice
 from identity.oidc.views import (
+    account_services,
     authorize,
     discovery,
     introspect,
@@ -28,4 +29,11 @@ urlpatterns = [
     path("revoke", revoke.RevokeTokenView.as_view(), name="revoke"),
     path("introspect", introspect.IntrospectView.as_view(), name="introspect"),
     path("end-session", logout.EndSessionView.as_view(), name="end-session"),
+    # Mon compte, "Services connectés" (a resident's page: French URLs, as identity/urls.py).
+    path("compte/services/", account_services.services_page, name="account-services"),
+    path(
+        "compte/services/<str:client_id>/retirer/",
+        account_services.service_withdraw,
+        name="account-service-withdraw",
+    ),
 ]

@@ -1,0 +1,94 @@
+"""Mon compte, "Services connectés", in a real browser, scanned with axe-core.
+
+A resident who allowed a partner (and used an internal service) signs in, opens the page
+from "Mon compte", and finds it without WCAG 2.1 A/AA violations in French and English, at
+1280 px and 360 px (no horizontal scrolling there); then withdraws the partner's access
+with a click: the page says so, the partner's token no longer opens userinfo, and the page
+is still without violations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client as BrowserClient
+
+from tests.browser.conftest import axe_violations
+from tests.conftest import PASSWORD, OIDCFlow
+from tests.oidc.conftest import complete_flow, userinfo
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WIDTHS = (1280, 360)
+PARTNER = "Réseau des médiathèques de la métropole nantaise"
+
+
+@pytest.fixture
+def partner_tokens(make_client: Any, signed_in: BrowserClient) -> dict[str, Any]:
+    """The resident allowed a partner (consent screen) and told about an internal service."""
+    partner = make_client(
+        name=PARTNER,
+        policy_uri="https://rp.example.org/privacy",
+        backchannel_logout_uri="https://rp.example.org/backchannel-logout",
+    )
+    tokens = complete_flow(OIDCFlow(signed_in, partner))
+    complete_flow(OIDCFlow(signed_in, make_client(name="Déchèteries de la métropole", is_internal=True)))
+    return tokens
+
+
+def horizontal_overflow(page: Any) -> int:
+    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
+
+def sign_in(page: Any, base_url: str, email: str) -> None:
+    page.goto(base_url + "/connexion/")
+    page.locator("input[name=username]").fill(email)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("input[name=password]").press("Enter")
+    page.wait_for_url("**/compte/**")
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_the_page_passes_axe_and_reflows(
+    live_server: Any, chromium: Any, resident: Any, partner_tokens: dict[str, Any], language: str
+) -> None:
+    context = chromium.new_context(
+        locale="fr-FR" if language == "fr" else "en-GB", viewport={"width": WIDTHS[0], "height": 800}
+    )
+    try:
+        context.add_cookies([{"name": "language", "value": language, "url": live_server.url}])
+        page = context.new_page()
+        sign_in(page, live_server.url, resident.email)
+        page.goto(live_server.url + "/compte/services/")
+        assert page.locator("html").get_attribute("lang") == language
+        heading = {"fr": "Services connectés", "en": "Connected services"}[language]
+        assert page.get_by_role("heading", level=1).inner_text() == heading
+        assert page.get_by_role("heading", level=2, name=PARTNER).is_visible()
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 800})
+            assert axe_violations(page) == [], (language, width)
+            if width == 360:
+                assert horizontal_overflow(page) <= 0, language
+    finally:
+        context.close()
+
+
+def test_withdrawing_with_clicks(
+    live_server: Any, page: Any, resident: Any, partner_tokens: dict[str, Any]
+) -> None:
+    sign_in(page, live_server.url, resident.email)
+    page.goto(live_server.url + "/compte/")
+    page.get_by_role("link", name="Voir les services connectés à mon compte et leur retirer l'accès").click()
+    page.wait_for_url("**/compte/services/")
+    assert axe_violations(page) == []
+
+    page.get_by_role("button", name=f"Retirer l'accès ({PARTNER})").click()
+    page.wait_for_url("**/compte/services/**")
+    assert "Vous avez retiré l'accès de " + PARTNER in page.get_by_role("status").inner_text()
+    partner = page.locator("section", has=page.get_by_role("heading", level=2, name=PARTNER))
+    assert "accès retiré" in partner.inner_text()
+    assert partner.get_by_role("button").count() == 0
+    assert partner.get_by_role("link", name="Télécharger le reçu du retrait").count() == 1
+    assert axe_violations(page) == []
+    assert userinfo(partner_tokens["access_token"]).status_code == 401
