@@ -85,6 +85,16 @@ def notice_current(*, purpose: Purpose) -> PrivacyNotice | None:
     return current_notice(purpose)
 
 
+def notice_latest(*, purpose: Purpose | None) -> PrivacyNotice | None:
+    """The latest version of a purpose's own notice (`purpose=None`: of the global notice),
+    without falling back to the global one as `notice_current` does."""
+    return PrivacyNotice.objects.filter(purpose=purpose).order_by("-version").first()
+
+
+def purpose_exists(code: str) -> bool:
+    return Purpose.objects.filter(code=code).exists()
+
+
 @dataclass(frozen=True)
 class ConsentStateView:
     purpose_code: str

@@ -78,7 +78,7 @@ log = logging.getLogger(__name__)
 LedgerTampered = ledger.LedgerTampered
 MAX_CONSENT_LIFETIME = timedelta(days=395)  # 13 months
 _BROWSER_ID = re.compile(r"^[A-Za-z0-9_-]{22,128}$")
-_PURPOSE_CODE = re.compile(r"^[a-z0-9][a-z0-9._:+-]{1,254}$")
+PURPOSE_CODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._:+-]{1,254}$")
 
 
 class ConsentError(ValueError):
@@ -669,7 +669,7 @@ def purpose_create(
     acting_user: User | None = None,
 ) -> Purpose:
     """Add a purpose to the catalogue. Codes are permanent (they are hashed into the ledger)."""
-    if not isinstance(code, str) or not _PURPOSE_CODE.match(code):
+    if not isinstance(code, str) or not PURPOSE_CODE_PATTERN.match(code):
         raise ConsentError("a purpose code is 2-255 characters: lowercase letters, digits, . _ : + -")
     for label, value in (("title_fr", title_fr), ("title_en", title_en)):
         if not isinstance(value, str) or not value.strip():

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from consent.dpo import views
+from consent.dpo import catalogue, views
 
 app_name = "dpo"
 
@@ -13,6 +13,10 @@ urlpatterns = [
     path("evenements/<uuid:event_id>/preuve.json", views.event_proof_download, name="event-proof"),
     path("statistiques/", views.stats, name="stats"),
     path("registre/", views.register, name="register"),
+    path("finalites/", catalogue.catalogue, name="catalogue"),
+    path("finalites/nouvelle/", catalogue.purpose_new, name="purpose-new"),
+    path("finalites/notice-generale/", catalogue.global_notice_new, name="global-notice-new"),
+    path("finalites/<str:code>/notice/", catalogue.notice_new, name="notice-new"),
     path("verification/", views.ledger_page, name="ledger"),
     path("verification/signer/", views.tree_head_create, name="tree-head-sign"),
 ]

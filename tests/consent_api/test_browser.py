@@ -294,6 +294,13 @@ def test_dpo_console_pages_pass_axe(live_server: Any, make_resident: Any, signin
         for path in ["/dpo/statistiques/?bucket=day", "/dpo/statistiques/?bucket=month", "/dpo/registre/"]:
             page.goto(base + path)
             assert axe_violations(page) == [], path
+        for path in ["/dpo/finalites/", "/dpo/finalites/nouvelle/", "/dpo/finalites/notice-generale/"]:
+            page.goto(base + path)
+            assert axe_violations(page) == [], path
+        page.goto(base + "/dpo/finalites/nouvelle/")
+        page.get_by_role("button", name="Créer la finalité").click()
+        page.locator("[role=alert]").wait_for()  # the error summary of an empty form
+        assert axe_violations(page) == []
         page.goto(base + "/dpo/verification/")
         page.get_by_role("button", name="Signer une tête d'arbre maintenant").click()
         page.get_by_text("Tête d'arbre signée pour").wait_for()  # the answer page, not the old one
