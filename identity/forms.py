@@ -274,7 +274,7 @@ class PersonalInformationForm(forms.Form):
     postal_code = forms.CharField(
         label=_("Code postal"),
         required=False,
-        max_length=5,
+        max_length=8,  # "44 000" is read as 44000
         help_text=_("Cinq chiffres, par exemple 44000."),
         widget=forms.TextInput(attrs={"autocomplete": "postal-code", "inputmode": "numeric"}),
     )
