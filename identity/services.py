@@ -486,6 +486,15 @@ def email_change_request(*, user: User, new_email: str, ip: str = "") -> None:
     )
 
 
+@transaction.atomic
+def email_change_cancel(*, user: User, ip: str = "") -> bool:
+    """The resident withdraws a pending change of address: its link stops working."""
+    cancelled = _email_changes_cancel(user=user)
+    if cancelled:
+        audit_log(event="account.email_change_cancelled", acting_user=user, subject_user=user, ip=ip)
+    return bool(cancelled)
+
+
 class EmailChangeResult(StrEnum):
     VALID = "valid"  # checked, not used yet (the confirmation page)
     CHANGED = "changed"

@@ -17,6 +17,11 @@ urlpatterns = [
     ),
     path("compte/informations/adresse-e-mail/", views_personal.email_change, name="email-change"),
     path(
+        "compte/informations/adresse-e-mail/annuler/",
+        views_personal.email_change_cancel_view,
+        name="email-change-cancel",
+    ),
+    path(
         "compte/adresse-e-mail/confirmer/<str:token>/",
         views_personal.email_change_link,
         name="email-change-confirm",

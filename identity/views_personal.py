@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.ratelimit import client_ip
 from identity import ratelimit
@@ -24,6 +24,7 @@ from identity.request_user import request_user
 from identity.selectors import email_change_pending
 from identity.services import (
     EmailChangeResult,
+    email_change_cancel,
     email_change_check,
     email_change_confirm,
     email_change_request,
@@ -125,6 +126,17 @@ def email_change(request: HttpRequest) -> HttpResponse:
         "identity/email_change.html",
         {"form": form, "needs_recent": needs_recent, "recent": recent},
     )
+
+
+@login_required
+@never_cache
+@require_POST
+def email_change_cancel_view(request: HttpRequest) -> HttpResponse:
+    if email_change_cancel(user=request_user(request), ip=client_ip(request)):
+        messages.success(
+            request, _("Le changement d'adresse a été annulé : le lien envoyé ne fonctionne plus.")
+        )
+    return redirect("identity:personal-information")
 
 
 @never_cache

@@ -446,3 +446,18 @@ def test_export_lists_the_email_changes(signed_in, resident):
     section = rights.export(resident)
     assert section["email_changes"][0]["new_email"] == NEW_EMAIL
     assert "token" not in str(section["email_changes"]).lower()
+
+
+def test_resident_cancels_a_pending_change(signed_in, resident):
+    request_change(signed_in)
+    token = change_token()
+    assert "Annuler ce changement d'adresse" in signed_in.get(PAGE).content.decode()
+    assert Client().post("/compte/informations/adresse-e-mail/annuler/").status_code == 302  # signed out
+    assert EmailChange.objects.filter(cancelled_at__isnull=True).count() == 1
+    response = signed_in.post("/compte/informations/adresse-e-mail/annuler/")
+    assert response.status_code == 302 and response["Location"] == PAGE
+    assert AuditEvent.objects.filter(event="account.email_change_cancelled").count() == 1
+    assert Client().post(confirm_url(token)).status_code == 410
+    assert "Changement en attente" not in signed_in.get(PAGE).content.decode()
+    resident.refresh_from_db()
+    assert resident.email == "camille@example.org"
