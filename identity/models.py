@@ -227,11 +227,13 @@ class EmailChange(models.Model):
     """A resident's request to sign in with another address: a single-use, expiring link sent
     to the new address (token stored as keyed hash). The account keeps its current address
     until the link is used; a newer request, or a "this wasn't me" from the old address,
-    cancels it."""
+    cancels it (and, once used, that "this wasn't me" puts the old address back)."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="email_changes")
     token_hash = models.CharField(max_length=80, unique=True)
     new_email = models.EmailField(max_length=254)
+    # The address the notice went to: a "this wasn't me" from it puts the address back.
+    old_email = models.EmailField(max_length=254)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)

@@ -16,8 +16,8 @@ Export section "identity" (every value JSON, no secret):
   ended_at, end_reason, amr, acr, device, user_agent (never the sid nor the session key);
 - `email_verifications`: the verification links sent: email, created_at, expires_at,
   used_at (never the link's token or hash);
-- `email_changes`: the changes of address asked: new_email, created_at, expires_at,
-  used_at, cancelled_at (never the link's token or hash);
+- `email_changes`: the changes of address asked: new_email, old_email, created_at,
+  expires_at, used_at, cancelled_at (never the link's token or hash);
 - `audit_events`: the security audit rows about the resident or by them: at, event,
   actor ("self", "other" — another account, e.g. staff — or "system"), about_self,
   client_id, data (ids and counts by convention; never the keyed IP fingerprint);
@@ -142,6 +142,7 @@ def export(user: User) -> dict[str, Any]:
         "email_changes": [
             {
                 "new_email": change.new_email,
+                "old_email": change.old_email,
                 "created_at": _iso(change.created_at),
                 "expires_at": _iso(change.expires_at),
                 "used_at": _iso(change.used_at),

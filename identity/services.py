@@ -31,7 +31,14 @@ from identity.audit import audit_log
 from identity.emails import absolute_url, send_email
 from identity.mfa.services import factor_remove_reported
 from identity.models import EmailChange, EmailVerification, User, normalize_email
-from identity.not_me import NotMeCheck, NotMeResult, not_me_check, not_me_days, not_me_url
+from identity.not_me import (
+    NOT_ME_MAX_AGE,
+    NotMeCheck,
+    NotMeResult,
+    not_me_check,
+    not_me_days,
+    not_me_url,
+)
 from identity.sessions import sessions_end_all
 
 
@@ -313,8 +320,11 @@ def account_not_me_confirm(*, token: str, ip: str = "") -> NotMeCheck:
             user=user, kind=check.factor[0], factor_id=check.factor[1], ip=ip
         )
     ended = sessions_end_all(user=user, reason="reported_not_me", acting_user=user, ip=ip)
-    # A change of address asked from a stolen session must not complete either.
+    # A change of address asked from a stolen session must not complete either, and one
+    # already completed is undone (the password-reset link below goes to the old address).
     _email_changes_cancel(user=user)
+    if check.source == "email_change_requested":
+        _email_change_undo(user=user, ip=ip)
     had_password = user.has_usable_password()
     if had_password:
         user.set_password(secrets.token_urlsafe(32))
@@ -415,6 +425,29 @@ def profile_update(
     return changed
 
 
+def _email_change_undo(*, user: User, ip: str) -> bool:
+    """Put back the address a recent change replaced, when "this wasn't me" comes from the
+    notice sent to it (within the link's lifetime) and nobody else took it since."""
+
+    change = (
+        EmailChange.objects.filter(
+            user=user,
+            used_at__gte=timezone.now() - timedelta(seconds=NOT_ME_MAX_AGE),
+            new_email=user.email,
+        )
+        .order_by("-used_at")
+        .first()
+    )
+    if change is None or User.objects.filter(email=change.old_email).exclude(pk=user.pk).exists():
+        return False
+    user.email = change.old_email
+    # The "this wasn't me" link reached that mailbox.
+    user.email_verified = True
+    user.save(update_fields=["email", "email_verified", "updated_at"])
+    audit_log(event="account.email_restored", acting_user=user, subject_user=user, ip=ip)
+    return True
+
+
 def _email_changes_cancel(*, user: User) -> int:
     return EmailChange.objects.filter(user=user, used_at__isnull=True, cancelled_at__isnull=True).update(
         cancelled_at=timezone.now()
@@ -436,15 +469,15 @@ def email_change_request(*, user: User, new_email: str, ip: str = "") -> None:
     if not new_email or new_email == user.email:
         raise AccountError("the new address is the current one")
     _email_changes_cancel(user=user)
-    taken = User.objects.filter(email=new_email).exclude(pk=user.pk).exists()
+    owner = User.objects.filter(email=new_email).exclude(pk=user.pk).first()
     audit_log(
         event="account.email_change_requested",
         acting_user=user,
         subject_user=user,
         ip=ip,
-        data={"link_sent": not taken},
+        data={"link_sent": owner is None},
     )
-    if taken:
+    if owner is not None:
         _queue_email(
             to=new_email,
             template="email_change_existing",
@@ -452,7 +485,7 @@ def email_change_request(*, user: User, new_email: str, ip: str = "") -> None:
                 "login_url": absolute_url(reverse("identity:login")),
                 "reset_url": absolute_url(reverse("identity:password-reset")),
             },
-            language=user.preferred_language,
+            language=owner.preferred_language,
         )
     else:
         token = generate_secret()
@@ -460,6 +493,7 @@ def email_change_request(*, user: User, new_email: str, ip: str = "") -> None:
             user=user,
             token_hash=keyed_hash(token),
             new_email=new_email,
+            old_email=user.email,
             expires_at=timezone.now() + timedelta(seconds=settings.EMAIL_VERIFICATION_TIMEOUT),
         )
         _queue_email(

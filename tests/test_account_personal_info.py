@@ -461,3 +461,22 @@ def test_resident_cancels_a_pending_change(signed_in, resident):
     assert "Changement en attente" not in signed_in.get(PAGE).content.decode()
     resident.refresh_from_db()
     assert resident.email == "camille@example.org"
+
+
+def test_not_me_after_a_completed_change_puts_the_old_address_back(signed_in, resident):
+    request_change(signed_in)
+    token = change_token()
+    notice = next(message for message in mail.outbox if message.to == ["camille@example.org"])
+    not_me = NOT_ME_LINK.search(notice.body)
+    assert not_me
+    Client().post(confirm_url(token))
+    resident.refresh_from_db()
+    assert resident.email == NEW_EMAIL
+    mail.outbox.clear()
+    assert Client().post(f"/compte/ce-netait-pas-moi/{not_me.group('token')}/").status_code == 200
+    deliver_emails()
+    resident.refresh_from_db()
+    assert resident.email == "camille@example.org" and resident.email_verified
+    assert AuditEvent.objects.filter(event="account.email_restored", subject_user_id=resident.pk).exists()
+    # The password-reset link goes to the restored address, not to the one that replaced it.
+    assert [message.to for message in mail.outbox] == [["camille@example.org"]]
