@@ -515,3 +515,13 @@ if OIDC_KEY_PUBLISH_AHEAD_SECONDS < OIDC_JWKS_MAX_AGE_SECONDS:
 # Back-channel logout tokens are built when delivered, and live this long (seconds).
 OIDC_LOGOUT_TOKEN_EXPIRE_SECONDS = env_int("OIDC_LOGOUT_TOKEN_EXPIRE_SECONDS", 120)
 # --- end of OIDC subjects and keys ------------------------------------------------------------
+
+# --- Account erasure (consent/erasure.py; docs/operators.md, docs/dpo.md) ----------------------
+# Days between a resident's request to delete the account and the erasure (GDPR Art. 17):
+# the account keeps working and the request can be cancelled from the email or by signing in.
+ERASURE_GRACE_DAYS = env_int("ERASURE_GRACE_DAYS", 7)
+# Accounts with no sign-in for this many days are erased (`manage.py erase_inactive_accounts`,
+# run daily by cron): 3 years, the CNIL's usual guidance. Set by the DPO.
+ERASURE_INACTIVE_AFTER_DAYS = env_int("ERASURE_INACTIVE_AFTER_DAYS", 3 * 365)
+# How many days before that the resident is warned by email (signing in keeps the account).
+ERASURE_INACTIVE_WARNING_DAYS = env_int("ERASURE_INACTIVE_WARNING_DAYS", 30)

@@ -18,4 +18,7 @@ class ConnectorsConfig(AppConfig):
         from connectors import handlers  # noqa: PLC0415 - imports models: only once the app registry is ready
 
         handlers.register_builtin_handlers()
+        from connectors import rights_erasure  # noqa: PLC0415 - imports models: only once the app registry is ready
+
+        rights_erasure.register_erasure_handlers()
         rights_registry.register_module("connectors.rights")  # data-subject rights

@@ -3,13 +3,21 @@ DPO console and API."""
 
 from django.urls import include, path
 
-from consent import views_public, views_widget
+from consent import views_erasure, views_public, views_widget
 from consent.api import views as api_views
 
 app_name = "consent"
 
 urlpatterns = [
     path("confidentialite/", views_public.privacy_policy, name="privacy-policy"),
+    path("compte/supprimer/", views_erasure.erasure_page, name="erasure"),
+    path("compte/supprimer/annuler/", views_erasure.erasure_cancel, name="erasure-cancel"),
+    path(
+        "compte/suppression/annuler/<str:token>/",
+        views_erasure.erasure_cancel_link,
+        name="erasure-cancel-link",
+    ),
+    path("compte/suppression/etat/<str:token>/", views_erasure.erasure_status, name="erasure-status"),
     path("consent/api/v1/cookie/", include("consent.api.urls")),
     path("consent/recus/<uuid:event_id>.jws", api_views.resident_receipt, name="receipt"),
     path("consent/demo-widget/", views_widget.widget_demo, name="widget-demo"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -29,6 +30,24 @@ def _sudo(request: HttpRequest) -> HttpResponse | None:
         return None
     reauth.staff_refused_audit(request, reason=reauth.PROBLEM_RECENT_REQUIRED)
     return reauth.reauth_redirect(request)
+
+
+# Deleting an account in the admin is an erasure (GDPR Art. 17): consent.erasure.erasure_now,
+# registered by consent's ready() (identity, below consent, does not import it). Never a bare
+# cascade: sessions end, partners are told, the consent subject key is destroyed, audited.
+AccountEraser = Callable[..., Any]  # (*, user: User, operator: User, ip: str) -> Any
+_account_eraser: AccountEraser | None = None
+
+
+def register_account_eraser(eraser: AccountEraser) -> None:
+    global _account_eraser
+    _account_eraser = eraser
+
+
+def _erase_account(request: HttpRequest, user: User) -> None:
+    if _account_eraser is None:
+        raise PermissionDenied("no account eraser registered: is the consent app installed?")
+    _account_eraser(user=user, operator=request_user(request), ip=client_ip(request))
 
 
 @admin.register(User)
@@ -65,6 +84,19 @@ class UserAdmin(DjangoUserAdmin):
         if request.method == "POST":
             return _sudo(request) or super().delete_view(request, object_id, extra_context)
         return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        """The delete page (after the sudo check of delete_view): the erasure, at once, no
+        grace period (an operator acts on a request already checked; docs/dpo.md)."""
+        _erase_account(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        """The "delete selected" action: the same erasure, account by account."""
+        if not reauth.recent_mfa(request):
+            reauth.staff_refused_audit(request, reason=reauth.PROBLEM_RECENT_REQUIRED)
+            raise PermissionDenied
+        for user in list(queryset):
+            _erase_account(request, user)
 
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
         return _sudo(request) or super().user_change_password(request, id, form_url)
