@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -23,12 +24,14 @@ def outbox_enqueue(
     idempotency_key: str,
     partner: str = "",
     max_attempts: int = 12,
+    not_before: datetime | None = None,
 ) -> OutboxMessage:
     """Record a message for a partner inside the caller's transaction.
 
     Must be called within `transaction.atomic()` together with the change that causes it,
     so that the message exists if and only if the change was committed. A second call
-    with the same idempotency key returns the existing message.
+    with the same idempotency key returns the existing message. `not_before`: not delivered
+    before then (e.g. deleting an export archive when its link expires).
     """
     if not connection_in_atomic_block():
         raise OutboxError("outbox_enqueue must run inside the transaction of the change that causes it")
@@ -44,6 +47,7 @@ def outbox_enqueue(
                 idempotency_key=idempotency_key,
                 partner=partner,
                 max_attempts=max_attempts,
+                next_attempt_at=not_before or timezone.now(),
             )
     except IntegrityError:
         return OutboxMessage.objects.get(idempotency_key=idempotency_key)

@@ -9,6 +9,7 @@ are append-only three times over: a database trigger refuses UPDATE and DELETE (
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from django.conf import settings
@@ -354,3 +355,69 @@ class ConsentState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject_id} {self.purpose_id} {self.status}"
+
+
+class RightsRequestKind(models.TextChoices):
+    EXPORT = "export", _("copie de mes données")
+    ERASURE = "erasure", _("suppression du compte")
+
+
+class RightsRequestState(models.TextChoices):
+    WAITING = "waiting", _("en attente")
+    RUNNING = "running", _("en cours")
+    DONE = "done", _("terminée")
+    CANCELLED = "cancelled", _("annulée")
+    FAILED = "failed", _("échouée")
+
+
+# GDPR Art. 12(3): a rights request is answered within one month.
+RIGHTS_REQUEST_DEADLINE_DAYS = 30
+
+
+class RightsRequest(models.Model):
+    """A resident's data-rights request (export today; erasure and the DPO's register next).
+
+    Written by consent.rights_requests with the outbox message that carries it, in one
+    transaction; the worker does the work. `user` is SET_NULL: the record outlives an erased
+    account (the DPO's register keeps the request, its dates and state, no personal data).
+    The export archive is stored encrypted (AES-256-GCM, common.crypto, bound to this row's
+    id) in the database: the web nodes share nothing else. `token_hash` is the keyed hash of
+    the secret of the link sent by email (never stored in clear). `progress` holds, per
+    rights provider, its state (no personal data)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="rights_requests",
+    )
+    kind = models.CharField(max_length=16, choices=RightsRequestKind.choices)
+    state = models.CharField(
+        max_length=16, choices=RightsRequestState.choices, default=RightsRequestState.WAITING
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    # Work starts no earlier than this (the erasure's grace period); an export starts at once.
+    not_before = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    token_hash = models.CharField(max_length=128, blank=True, db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    downloaded_at = models.DateTimeField(null=True, blank=True)
+    archive = models.BinaryField(null=True, blank=True, editable=False)
+    archive_size = models.PositiveIntegerField(default=0)
+    progress = models.JSONField(default=dict, blank=True)
+    language = models.CharField(max_length=8, default="fr")
+
+    class Meta:
+        ordering = ("-requested_at",)
+        indexes = [models.Index(fields=("user", "kind", "state"), name="rights_request_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.state})"
+
+    @property
+    def deadline(self) -> datetime:
+        """When the answer is due (GDPR Art. 12(3): one month from the request)."""
+        return self.requested_at + timedelta(days=RIGHTS_REQUEST_DEADLINE_DAYS)

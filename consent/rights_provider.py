@@ -8,12 +8,18 @@ valid_until, details (decrypted; null once the key is destroyed)}] and `unreadab
 altered in the database, or whose details no longer decrypt (issue 9, finding 10's class).
 They are named rather than exported (nothing read from an altered row is handed out as the
 resident's record) and the rest of the export, this section's sound events included, goes on.
+`rights_requests` [{id, kind, state, requested_at, started_at, completed_at, deadline,
+expires_at, downloaded_at}]: the resident's data-rights requests (never the download
+link's hash nor the archive).
 
 Erasure: consent.services.subject_erase, crypto-shredding: the per-subject data keys of
 the account and of the browsers attached to it are destroyed and the link between the
 account and its pseudonyms is cut. The ledger events stay under their pseudonym (proof of
 consent, GDPR Art. 7(1) and 17(3)(e)): leaf hashes, inclusion proofs, receipts and signed
 tree heads keep verifying; their encrypted details can no longer be read by anyone.
+The resident's rights requests lose their archive and link (deleted); the rows stay, detached
+from the account when it is deleted (user SET_NULL), as the record that the request was
+answered (GDPR Art. 5(2), 12(3)): kind, state and dates only.
 """
 
 from __future__ import annotations
@@ -24,13 +30,13 @@ from typing import Any
 from django.db import connection
 
 from consent import crypto, ledger
-from consent.models import ConsentState, LedgerEvent, Subject
+from consent.models import ConsentState, LedgerEvent, RightsRequest, Subject
 from consent.rights import ORDER_CONSENT, ErasureReport
 from consent.services import subject_erase
 
 NAME = "consent"
 ORDER = ORDER_CONSENT
-MODELS = ("consent.Subject", "consent.ConsentState", "consent.LedgerEvent")
+MODELS = ("consent.Subject", "consent.ConsentState", "consent.LedgerEvent", "consent.RightsRequest")
 ALTERED = "this event's record was altered or damaged in the database: it is not exported"
 UNDECRYPTABLE = "this event's details no longer decrypt (altered in the database): they are not exported"
 
@@ -109,7 +115,30 @@ def export(user: Any) -> dict[str, Any]:
         "current_choices": states,
         "ledger_events": events,
         "unreadable_events": unreadable,
+        "rights_requests": _rights_requests(user),
     }
+
+
+def _when(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _rights_requests(user: Any) -> list[dict[str, Any]]:
+    rows = RightsRequest.objects.filter(user=user).order_by("requested_at").defer("archive")
+    return [
+        {
+            "id": str(row.id),
+            "kind": row.kind,
+            "state": row.state,
+            "requested_at": _when(row.requested_at),
+            "started_at": _when(row.started_at),
+            "completed_at": _when(row.completed_at),
+            "deadline": _when(row.deadline),
+            "expires_at": _when(row.expires_at),
+            "downloaded_at": _when(row.downloaded_at),
+        }
+        for row in rows
+    ]
 
 
 def _integer_seq_ids(sql: str, params: Any) -> list[Any]:
@@ -119,4 +148,8 @@ def _integer_seq_ids(sql: str, params: Any) -> list[Any]:
 
 
 def erase(user: Any) -> ErasureReport:
-    return subject_erase(user=user)
+    report = subject_erase(user=user)
+    forgotten = RightsRequest.objects.filter(user=user).update(archive=None, token_hash="")
+    report.details["rights_requests"] = forgotten
+    report.kept.append("rights requests: kind, state and dates (the record that they were answered)")
+    return report

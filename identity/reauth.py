@@ -233,6 +233,36 @@ def recent_mfa_required(view: View) -> View:
     return wrapper
 
 
+def recent_sign_in(request: HttpRequest, seconds: int = RECENT_MFA_SECONDS) -> bool:
+    """A resident's "recent sign-in" for a sensitive request of their own (the export of
+    their data): within the last `seconds`, at the strongest level the account allows: with
+    the second factor when it has one (`recent_mfa`), else with the password (or
+    FranceConnect) again."""
+    user = request.user
+    if not user.is_authenticated:
+        return False
+    if user_has_factor(user):
+        return recent_mfa(request, seconds)
+    age = session_auth_age(request)
+    return age is not None and age <= seconds
+
+
+def recent_sign_in_redirect(request: HttpRequest, next_url: str | None = None) -> HttpResponse:
+    """`recent_sign_in` not met: sign in again (password, then the second factor if the
+    account has one), then back to `next_url` (a GET: a posted form is shown again)."""
+    next_url = next_url if next_url is not None else _next_of(request)
+    messages.info(
+        request,
+        _(
+            "Pour cette demande, confirmez d'abord votre identité en vous reconnectant : "
+            "cette confirmation est valable 10 minutes."
+        ),
+    )
+    if user_has_factor(request.user):
+        return HttpResponseRedirect(reauth_url(request, next_url))
+    return HttpResponseRedirect(with_next(reverse("identity:login"), next_url))
+
+
 class _Problem(exceptions.APIException):
     """A DRF refusal rendered as an RFC 7807 problem with its own type
     (common.problems.drf_exception_handler reads `problem_type` and `problem_extra`)."""
