@@ -496,6 +496,15 @@ CONSENT_CONTROLLER = {
 # its accessibility contact.
 ACCESSIBILITY_CONTACT_EMAIL = env_str("ACCESSIBILITY_CONTACT_EMAIL") or CONSENT_CONTROLLER["email"]
 
+# --- Data-rights requests (consent/rights_requests.py; docs/dpo.md, docs/operators.md) --------
+# How long a ready export archive (a copy of everything held about a resident, GDPR Art. 15
+# and 20) can be downloaded, in days. Its encrypted bytes are deleted from the database at
+# the first download or once this has passed, whichever comes first.
+RIGHTS_EXPORT_DOWNLOAD_DAYS = env_int("RIGHTS_EXPORT_DOWNLOAD_DAYS", 7)
+# How many exports a resident may ask for per 24 hours (each one reads every table about
+# them and is kept in the database until downloaded).
+RIGHTS_EXPORT_MAX_PER_DAY = env_int("RIGHTS_EXPORT_MAX_PER_DAY", 3)
+
 # --- OIDC subjects and keys (identity/oidc/subjects.py, identity/keys.py) ----------------------
 # Pairwise subject identifiers (OpenID Connect Core §8.1) are HMAC-SHA-256 under this key.
 # Changing it changes every resident's `sub` at every partner: set it once and keep it.

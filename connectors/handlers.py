@@ -1,14 +1,17 @@
-"""Built-in outbox message kinds: emails to residents (back-channel logout is registered by
-identity/oidc/backchannel.py)."""
+"""Built-in outbox message kinds: emails to residents and residents' data-rights requests
+(consent.rights_requests: building an export, deleting its archive at expiry). Back-channel
+logout is registered by identity/oidc/backchannel.py."""
 
 from __future__ import annotations
 
 import smtplib
+from datetime import datetime
 from typing import Any
 
 from connectors.models import OutboxMessage
 from connectors.outbox import PermanentDeliveryError, RetryableDeliveryError, register_handler
 from connectors.services import outbox_enqueue
+from consent import rights_requests
 from identity.emails import UnreadableEmail, email_message, open_email, register_email_queue
 
 EMAIL = "email"
@@ -55,6 +58,50 @@ def deliver_email(message: OutboxMessage) -> None:
         raise RetryableDeliveryError(type(exc).__name__) from None
 
 
+RIGHTS_DESTINATION = "worker"
+# An export that fails is marked "failed" at once (the resident sees it and may ask again):
+# the message is not retried.
+RIGHTS_MAX_ATTEMPTS = 3
+
+
+def enqueue_rights_request(
+    *, kind: str, request_id: str, not_before: datetime | None = None
+) -> OutboxMessage:
+    """consent.rights_requests' queue: one outbox row per step of a rights request, in the
+    caller's transaction. The payload is the request's id only."""
+    return outbox_enqueue(
+        kind=kind,
+        destination=RIGHTS_DESTINATION,
+        payload={"request_id": request_id},
+        idempotency_key=f"{kind}:{request_id}",
+        max_attempts=RIGHTS_MAX_ATTEMPTS,
+        not_before=not_before,
+    )
+
+
+def _request_id(message: OutboxMessage) -> str:
+    request_id = (message.payload or {}).get("request_id")
+    if not isinstance(request_id, str) or not request_id:
+        raise PermanentDeliveryError("no rights request in the payload")
+    return request_id
+
+
+def deliver_rights_export(message: OutboxMessage) -> None:
+    """Build the resident's export archive (consent.rights_requests.export_build)."""
+    try:
+        rights_requests.export_build(request_id=_request_id(message))
+    except rights_requests.ExportFailed as exc:
+        raise PermanentDeliveryError(f"export failed: {exc}") from None
+
+
+def deliver_rights_export_expire(message: OutboxMessage) -> None:
+    """Delete an export's archive once its link expired (consent.rights_requests.export_expire)."""
+    rights_requests.export_expire(request_id=_request_id(message))
+
+
 def register_builtin_handlers() -> None:
     register_handler(EMAIL, deliver_email, secret_payload=True)
     register_email_queue(enqueue_email)
+    register_handler(rights_requests.KIND_EXPORT, deliver_rights_export)
+    register_handler(rights_requests.KIND_EXPORT_EXPIRE, deliver_rights_export_expire)
+    rights_requests.register_queue(enqueue_rights_request)

@@ -52,6 +52,8 @@ from consent.models import (
     LedgerEvent,
     PrivacyNotice,
     Purpose,
+    RightsRequest,
+    RightsRequestKind,
     Subject,
     SubjectKind,
     TreeHead,
@@ -515,3 +517,16 @@ def partner_consents_for_user(*, user: User) -> list[PartnerConsent]:
             )
         )
     return result
+
+
+# --- rights requests -----------------------------------------------------------------------
+
+
+def export_latest(user: User) -> RightsRequest | None:
+    """The resident's most recent export request (the export page shows its state)."""
+    return (
+        RightsRequest.objects.filter(user=user, kind=RightsRequestKind.EXPORT)
+        .order_by("-requested_at")
+        .defer("archive")
+        .first()
+    )

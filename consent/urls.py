@@ -1,15 +1,18 @@
-"""URLs of the consent app: the privacy policy, cookie-consent API and widget demo, resident receipts,
+"""URLs of the consent app: the privacy policy, the resident's export (Mon compte), cookie-consent API
+and widget demo, resident receipts,
 DPO console and API."""
 
 from django.urls import include, path
 
-from consent import views_erasure, views_public, views_widget
+from consent import views_erasure, views_public, views_rights, views_widget
 from consent.api import views as api_views
 
 app_name = "consent"
 
 urlpatterns = [
     path("confidentialite/", views_public.privacy_policy, name="privacy-policy"),
+    path("compte/export/", views_rights.export_page, name="export"),
+    path("compte/export/telecharger/<str:token>/", views_rights.export_download, name="export-download"),
     path("compte/supprimer/", views_erasure.erasure_page, name="erasure"),
     path("compte/supprimer/annuler/", views_erasure.erasure_cancel, name="erasure-cancel"),
     path(

@@ -20,6 +20,11 @@ Two rules:
   (pages: redirect to re-authenticate then back), `RecentMFAPermission` (DRF: an RFC 7807
   problem).
 
+- **A resident's own sensitive request needs a recent sign-in.** `recent_sign_in`: within
+  10 minutes, with the second factor when the account has one (`recent_mfa`), else the
+  password (or FranceConnect) again; `recent_sign_in_redirect` sends the browser to sign in
+  again and back. The export of the resident's data (consent.views_rights) uses it.
+
 Re-authenticating is itself MFA: the sign-in page (password, then the second factor, the
 session being replaced by the new one) when the account has a password, else the step-up
 page (/connexion/verification/, which asks for one of the account's existing factors).

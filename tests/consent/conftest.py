@@ -8,6 +8,8 @@ import pytest
 
 from consent.models import ConsentState, LedgerEvent, LedgerHead, Subject, TreeHead
 from identity.models import AuditEvent
+from tests.connectors.conftest import run_worker  # noqa: F401  (fixture, re-exported)
+from tests.test_rights_registry import everything  # noqa: F401  (fixture, re-exported)
 
 
 @pytest.fixture

@@ -170,8 +170,9 @@ def test_rights_and_how_to_exercise_them_today(client):
         "retrait du consentement",
     ):
         assert right in text
-    # Honest: the account has no export, deletion or withdrawal yet; write to the DPO.
-    assert "Votre compte ne permet pas encore de télécharger vos données" in text
+    # Honest: export and deletion are in the account (issue 11); the rest is written to the DPO.
+    assert "ne permet pas encore" not in text
+    assert 'href="/compte/export/"' in text and 'href="/compte/supprimer/"' in text
     assert f'href="mailto:{settings.CONSENT_CONTROLLER["email"]}"' in text
     assert "https://www.cnil.fr/fr/plaintes" in text
 

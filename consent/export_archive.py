@@ -1,0 +1,120 @@
+"""The export archive (GDPR Art. 15 and 20): one zip, `export.json` and `export.html`.
+
+`export.json` is `consent.rights.rights_export(user)` as it is (the versioned envelope:
+`format`, `version`, `generated_at`, `user_id`, `sections`), described by the JSON Schema
+docs/export-schema.json. `export.html` is the same content for people: one heading per
+provider's section, a table per list, in the resident's language. Pure functions: no
+database, nothing stored (consent.rights_requests stores the archive, encrypted).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from typing import Any
+
+from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+
+JSON_NAME = "export.json"
+HTML_NAME = "export.html"
+
+# Plain-language titles of the providers' sections and of their parts (the keys of the
+# sections, docs/export-schema.json). A key not listed here is shown as it is.
+SECTION_TITLES = {
+    "identity": _("Votre compte, vos connexions et l'historique de sécurité"),
+    "oidc": _("Les services partenaires auxquels vous vous êtes connecté"),
+    "mfa": _("La vérification en deux étapes"),
+    "franceconnect": _("Le lien avec FranceConnect"),
+    "connectors": _("Les messages en attente d'envoi"),
+    "consent": _("Vos consentements"),
+}
+PART_TITLES = {
+    "account": _("Votre compte"),
+    "groups": _("Groupes du personnel"),
+    "permissions": _("Droits du personnel"),
+    "sessions": _("Vos sessions (navigateurs et appareils)"),
+    "email_verifications": _("Liens de confirmation d'adresse envoyés"),
+    "audit_events": _("Historique de sécurité"),
+    "admin_log": _("Actions dans l'administration"),
+    "session_clients": _("Services utilisés pendant chaque session"),
+    "authorization_codes": _("Autorisations données aux services"),
+    "access_tokens": _("Jetons d'accès délivrés"),
+    "refresh_tokens": _("Jetons de renouvellement délivrés"),
+    "id_tokens": _("Jetons d'identité délivrés"),
+    "device_grants": _("Autorisations d'appareils"),
+    "internal_service_notices": _("Services de la métropole dont vous avez été informé"),
+    "owned_clients": _("Services partenaires que vous gérez"),
+    "totp": _("Applications d'authentification"),
+    "backup_codes": _("Codes de secours"),
+    "passkeys": _("Clés d'accès"),
+    "link": _("Identité FranceConnect liée"),
+    "outbox": _("Messages en attente"),
+    "pseudonyms": _("Vos pseudonymes dans le registre des consentements"),
+    "current_choices": _("Vos choix actuels"),
+    "ledger_events": _("Historique de vos consentements"),
+    "unreadable_events": _("Événements illisibles (altérés)"),
+}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if value is True:
+        return str(_("oui"))
+    if value is False:
+        return str(_("non"))
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True) if value else "—"
+    return str(value)
+
+
+def _part(key: str, value: Any) -> dict[str, Any]:
+    title = PART_TITLES.get(key, key.replace("_", " "))
+    if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
+        columns: list[str] = []
+        for row in value:
+            columns.extend(column for column in row if column not in columns)
+        rows = [[_cell(row.get(column)) for column in columns] for row in value]
+        return {"title": title, "kind": "table", "columns": columns, "rows": rows}
+    if isinstance(value, dict) and value:
+        return {"title": title, "kind": "fields", "fields": [(k, _cell(v)) for k, v in value.items()]}
+    if isinstance(value, list) and value:
+        return {"title": title, "kind": "text", "text": ", ".join(_cell(item) for item in value)}
+    if value in (None, [], {}, ""):
+        return {"title": title, "kind": "empty"}
+    return {"title": title, "kind": "text", "text": _cell(value)}
+
+
+def html_sections(envelope: dict[str, Any]) -> list[dict[str, Any]]:
+    """The envelope's sections as headings, tables and fields for export.html."""
+    sections = []
+    for name, section in envelope.get("sections", {}).items():
+        parts = (
+            [_part(key, value) for key, value in section.items()]
+            if isinstance(section, dict)
+            else [_part(name, section)]
+        )
+        sections.append({"name": name, "title": SECTION_TITLES.get(name, name), "parts": parts})
+    return sections
+
+
+def archive_build(envelope: dict[str, Any], *, language: str) -> bytes:
+    """The zip handed to the resident: export.json and export.html (in `language`)."""
+    data = json.dumps(envelope, ensure_ascii=False, indent=2, sort_keys=False).encode("utf-8")
+    with translation.override(language):
+        page = render_to_string(
+            "consent/export_archive.html",
+            {
+                "envelope": envelope,
+                "sections": html_sections(envelope),
+                "language": translation.get_language(),
+            },
+        )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(JSON_NAME, data)
+        archive.writestr(HTML_NAME, page.encode("utf-8"))
+    return buffer.getvalue()
