@@ -37,7 +37,9 @@ def erasure_page(request: HttpRequest) -> HttpResponse:
         if not reauth.recent_sign_in(request):
             return reauth.recent_sign_in_redirect(request)
         if request.POST.get("confirm") != "yes":
-            messages.error(request, _("Cochez la case pour confirmer la suppression de votre compte."))
+            messages.error(
+                request, _("La demande de suppression n'a pas été confirmée : rien n'a été enregistré.")
+            )
             return redirect("consent:erasure")
         try:
             erasure.erasure_request(user=user, ip=client_ip(request))
