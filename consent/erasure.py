@@ -328,16 +328,18 @@ def _failed(request_id: Any, error: Exception) -> None:
 
 
 def erasure_run(*, request_id: Any) -> bool:
-    """The worker's part (kind `rights.erasure`): erase now if the request still waits and its
-    grace period is over. False when there was nothing to do (cancelled, done, not yet due).
-    ErasureFailed (after marking the request "failed") if the erasure's transaction failed."""
+    """The worker's part (kind `rights.erasure`): erase now if the request still waits (or
+    failed before: a replay) and its grace period is over. False when there was nothing to do
+    (cancelled, done, not yet due). ErasureFailed (after marking the request "failed") if the
+    erasure's transaction failed."""
     try:
         with transaction.atomic():
             request = RightsRequest.objects.select_for_update().filter(pk=request_id).first()
             if (
                 request is None
                 or request.kind != RightsRequestKind.ERASURE
-                or request.state != RightsRequestState.WAITING
+                # failed: an operator replays the dead-lettered message once the cause is fixed
+                or request.state not in (RightsRequestState.WAITING, RightsRequestState.FAILED)
                 or request.not_before > timezone.now()
             ):
                 return False

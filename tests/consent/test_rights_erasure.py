@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from connectors.models import OutboxMessage
 from connectors.outbox import relay_once
+from connectors.services import outbox_replay
 from consent import crypto, erasure
 from consent import rights as rights_registry
 from consent.models import LedgerEvent, RightsRequest, RightsRequestState, Subject
@@ -262,6 +263,12 @@ def test_a_failing_provider_erases_nothing_and_marks_the_request_failed(
     assert not OutboxMessage.objects.filter(kind=erasure.KIND_PARTNER_ERASURE).exists()
     assert OutboxMessage.objects.get(kind=erasure.KIND_ERASURE).status == OutboxMessage.Status.DEAD
     assert AuditEvent.objects.filter(event="rights.erasure_failed").exists()
+
+    # The cause fixed, the operator replays the dead-lettered message: the erasure runs.
+    outbox_replay(message_id=OutboxMessage.objects.get(kind=erasure.KIND_ERASURE).pk)
+    relay_once(kinds=[erasure.KIND_ERASURE])
+    assert RightsRequest.objects.get(pk=request.pk).state == RightsRequestState.DONE
+    assert not User.objects.filter(pk=resident.pk).exists()
 
 
 def test_status_page_unknown_token(db: Any) -> None:

@@ -1,0 +1,123 @@
+"""Mon compte › Supprimer mon compte in a real browser, scanned with axe-core.
+
+A resident signs in, opens the erasure page from the summary, asks for the deletion with a
+click, sees it pending, opens the status and cancel links of the email, cancels with one
+click, asks again, lets the grace period end (time moved, the real outbox handler runs) and
+reads the status page. Every state (the explanation, pending, the cancel link, the status
+page waiting and done) has no WCAG 2.1 A/AA violation, in French and English, at 1280 px
+and 360 px (no horizontal scrolling there).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from connectors.models import OutboxMessage
+from connectors.outbox import relay_once
+from consent.erasure import KIND_ERASURE, KIND_PARTNER_ERASURE
+from consent.models import RightsRequest, RightsRequestState
+from identity.models import User
+from tests.browser.conftest import axe_violations
+from tests.conftest import PASSWORD, deliver_emails
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WIDTHS = (1280, 360)
+CANCEL_LINK = re.compile(r"/compte/suppression/annuler/[^/\s]+/")
+STATUS_LINK = re.compile(r"/compte/suppression/etat/[^/\s]+/")
+TEXT = {
+    "section": {
+        "fr": "Supprimer mon compte, ou annuler une suppression demandée",
+        "en": "Delete my account, or cancel a requested deletion",
+    },
+    "title": {"fr": "Supprimer mon compte", "en": "Delete my account"},
+    "ask": {"fr": "Demander la suppression de mon compte", "en": "Ask for my account to be deleted"},
+    "cancel": {
+        "fr": "Annuler la suppression et garder mon compte",
+        "en": "Cancel the deletion and keep my account",
+    },
+}
+
+
+def horizontal_overflow(page: Any) -> int:
+    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
+
+def sign_in(page: Any, base_url: str, email: str) -> None:
+    page.goto(base_url + "/connexion/")
+    page.locator("input[name=username]").fill(email)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("input[name=password]").press("Enter")
+    page.wait_for_url("**/compte/**")
+
+
+def check(page: Any, language: str, where: str) -> None:
+    assert page.locator("html").get_attribute("lang") == language
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 800})
+        assert axe_violations(page) == [], (where, language, width)
+        if width == 360:
+            assert horizontal_overflow(page) <= 0, (where, language)
+
+
+def links() -> tuple[str, str]:
+    deliver_emails()
+    body = mail.outbox[-1].body
+    cancel, status = CANCEL_LINK.search(body), STATUS_LINK.search(body)
+    assert cancel and status, body
+    return cancel.group(0), status.group(0)
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_asking_cancelling_and_the_status_page_pass_axe(
+    live_server: Any, chromium: Any, resident: Any, language: str
+) -> None:
+    context = chromium.new_context(
+        locale="fr-FR" if language == "fr" else "en-GB", viewport={"width": WIDTHS[0], "height": 800}
+    )
+    try:
+        context.add_cookies([{"name": "language", "value": language, "url": live_server.url}])
+        page = context.new_page()
+        sign_in(page, live_server.url, resident.email)
+        page.goto(live_server.url + "/compte/")
+        page.get_by_role("link", name=TEXT["section"][language]).click()
+        page.wait_for_url("**/compte/supprimer/")
+        assert page.get_by_role("heading", level=1).inner_text() == TEXT["title"][language]
+        check(page, language, "explanation")
+
+        page.get_by_role("button", name=TEXT["ask"][language]).click()
+        page.wait_for_load_state()
+        assert RightsRequest.objects.get(user=resident).state == RightsRequestState.WAITING
+        check(page, language, "pending")
+
+        cancel, status = links()
+        page.goto(live_server.url + status)
+        check(page, language, "status, waiting")
+        page.goto(live_server.url + cancel)
+        check(page, language, "cancel link")
+        page.get_by_role("button", name=TEXT["cancel"][language]).click()
+        page.wait_for_load_state()
+        assert RightsRequest.objects.get(user=resident).state == RightsRequestState.CANCELLED
+        check(page, language, "cancelled")
+
+        # Again, and this time the grace period ends.
+        page.goto(live_server.url + "/compte/supprimer/")
+        page.get_by_role("button", name=TEXT["ask"][language]).click()
+        page.wait_for_load_state()
+        _cancel, status = links()
+        past = timezone.now() - timedelta(seconds=1)
+        RightsRequest.objects.filter(state=RightsRequestState.WAITING).update(not_before=past)
+        OutboxMessage.objects.filter(kind=KIND_ERASURE, status="pending").update(next_attempt_at=past)
+        while relay_once(kinds=[KIND_ERASURE, KIND_PARTNER_ERASURE]).processed:
+            pass
+        assert not User.objects.filter(pk=resident.pk).exists()
+        page.goto(live_server.url + status)
+        check(page, language, "status, done")
+    finally:
+        context.close()
