@@ -20,9 +20,9 @@ The flow (docs/architecture.md, "Erasure"):
 4. `erasure_now` (an operator deleting the account in the admin): the same run, at once,
    without a grace period, audited with the operator.
 
-`progress` holds `{"steps": {provider: {"state", "erased", "kept"}}, "partners":
-{client_id: {"state", "note"}}}`: names and counts, never personal data. The status page
-(token in the email, no sign-in: the account is gone) reads it.
+`progress` holds `{"steps": [{"name": provider, "state", "erased", "kept"}, ...] (in the
+order they ran), "partners": {client_id: {"state", "at"}}}`: names and counts, never
+personal data. The status page (token in the email, no sign-in: the account is gone) reads it.
 
 The outbox lives above consent (docs/architecture.md, "Layers"): the connectors app
 registers the queue (`register_erasure_queue`) and the handlers (connectors/rights_erasure.py).
@@ -144,15 +144,15 @@ class PartnerStatus:
 
 
 def erasure_steps(request: RightsRequest) -> list[ErasureStep]:
-    steps = (request.progress or {}).get("steps", {})
+    steps = (request.progress or {}).get("steps", [])
     return [
         ErasureStep(
-            name=name,
+            name=str(step.get("name", "")),
             state=str(step.get("state", "")),
             erased=step.get("erased", []),
             kept=step.get("kept", []),
         )
-        for name, step in steps.items()
+        for step in steps
     ]
 
 
@@ -204,7 +204,7 @@ def erasure_request(
             requested_at=now,
             not_before=now + timedelta(days=settings.ERASURE_GRACE_DAYS),
             language=locked.preferred_language or settings.LANGUAGE_CODE,
-            progress={"steps": {}, "partners": {}},
+            progress={"steps": [], "partners": {}},
         )
         links, _status, _cancel = _links(request)
         request.save()
@@ -282,10 +282,11 @@ def _erase(request: RightsRequest, user: User) -> None:
     """Inside the caller's transaction: every provider, the partners' messages, the progress."""
     partners = _partners_of(user)
     report = rights_erase(user)
-    steps = {
-        item.provider: {"state": STEP_DONE, "erased": list(item.erased), "kept": list(item.kept)}
+    # A list: the order the providers ran in (a JSON object's keys lose it in PostgreSQL's jsonb).
+    steps = [
+        {"name": item.provider, "state": STEP_DONE, "erased": list(item.erased), "kept": list(item.kept)}
         for item in report.reports
-    }
+    ]
     for client_id in partners:
         _enqueue(
             kind=KIND_PARTNER_ERASURE,
