@@ -1,4 +1,4 @@
-"""consent's part of Mon compte for the erasure: the "Supprimer mon compte" section
+"""consent's part of Mon compte for the erasure: the "Suppression du compte" section
 (identity.account_sections) and the notice shown at sign-in while a deletion is pending."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def register_section() -> None:
     register(
         AccountSection(
             "erasure",
-            gettext_lazy("Supprimer mon compte"),
+            gettext_lazy("Suppression du compte"),
             "consent:erasure",
             90,
             erasure_summary,
@@ -42,8 +42,8 @@ def register_section() -> None:
 def erasure_sign_in_notice(
     sender: Any, request: HttpRequest | None = None, user: Any = None, **kwargs: Any
 ) -> None:
-    """`user_logged_in` receiver: a pending deletion is shown on the next page (with the way
-    to cancel it). Presentation only: it reads, writes nothing."""
+    """`user_logged_in` receiver: a pending deletion is shown on the next page, with the
+    cancel button (templates/base.html). Presentation only: it reads, writes nothing."""
     if request is None or not isinstance(user, User):
         return
     pending = erasure_pending(user=user)
@@ -52,7 +52,8 @@ def erasure_sign_in_notice(
             request,
             _(
                 "La suppression de votre compte est prévue le %(date)s. Pour garder votre compte, "
-                "annulez-la depuis Mon compte, rubrique « Supprimer mon compte »."
+                "annulez-la depuis Mon compte, rubrique « Suppression du compte »."
             )
             % {"date": formats.date_format(pending.not_before, "DATETIME_FORMAT")},
+            extra_tags="erasure-pending",  # base.html shows the cancel button under it
         )

@@ -19,7 +19,7 @@ class ConsentConfig(AppConfig):
         from consent import account_erasure, erasure  # noqa: PLC0415 - import models: only once the registry is ready
         from identity import admin as identity_admin  # noqa: PLC0415 - imports models: only once the registry is ready
 
-        account_erasure.register_section()  # Mon compte › Supprimer mon compte
+        account_erasure.register_section()  # Mon compte › Suppression du compte
         identity_admin.register_account_eraser(erasure.erasure_now)  # the admin's delete erases
         user_logged_in.connect(
             account_erasure.erasure_sign_in_notice, dispatch_uid="consent.erasure_sign_in_notice"

@@ -1,4 +1,4 @@
-"""Mon compte › Supprimer mon compte (GDPR Art. 17), the cancel link and the status page.
+"""Mon compte › Suppression du compte (GDPR Art. 17): the page, the cancel link, the status page.
 
 The writes are consent.erasure's; these pages only ask. Confirming the request needs a fresh
 sign-in (identity.reauth.recent_sign_in: within 10 minutes, with the second factor when the

@@ -68,7 +68,7 @@ def check(page: Any, language: str, where: str) -> None:
 
 def links() -> tuple[str, str]:
     deliver_emails()
-    body = mail.outbox[-1].body
+    body = next(m.body for m in reversed(mail.outbox) if CANCEL_LINK.search(m.body))
     cancel, status = CANCEL_LINK.search(body), STATUS_LINK.search(body)
     assert cancel and status, body
     return cancel.group(0), status.group(0)
@@ -95,6 +95,19 @@ def test_asking_cancelling_and_the_status_page_pass_axe(
         page.wait_for_load_state()
         assert RightsRequest.objects.get(user=resident).state == RightsRequestState.WAITING
         check(page, language, "pending")
+
+        # Signing in again (another browser) shows the pending deletion and its cancel button.
+        other = context.browser.new_context(
+            locale="fr-FR" if language == "fr" else "en-GB", viewport={"width": WIDTHS[0], "height": 800}
+        )
+        try:
+            other.add_cookies([{"name": "language", "value": language, "url": live_server.url}])
+            second = other.new_page()
+            sign_in(second, live_server.url, resident.email)
+            assert second.get_by_role("button", name=TEXT["cancel"][language]).count() == 1
+            check(second, language, "sign-in notice")
+        finally:
+            other.close()
 
         cancel, status = links()
         page.goto(live_server.url + status)

@@ -164,6 +164,10 @@ def test_sign_in_shows_the_pending_deletion(client: BrowserClient, resident: Any
     response = browser.post("/connexion/", {"username": resident.email, "password": PASSWORD}, follow=True)
     html = response.content.decode()
     assert "La suppression de votre compte est prévue le" in html
+    assert f'action="{CANCEL}"' in html  # the cancel button, right there
+    assert browser.post(CANCEL).status_code == 302
+    assert RightsRequest.objects.get(user=resident).state == RightsRequestState.CANCELLED
+    ask(fresh(browser, resident))
     summary = browser.get("/compte/").content.decode()
     assert "Vous pouvez encore l&#x27;annuler" in summary and PAGE in summary
 
