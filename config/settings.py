@@ -264,16 +264,17 @@ LOGIN_RATE_LIMIT = {
     "window_seconds": env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60),
     "account_lock_seconds": env_int("LOGIN_ACCOUNT_LOCK_SECONDS", 5 * 60),
 }
-# Anonymous forms that send an email (registration, resending the verification link,
-# forgotten password; identity/ratelimit.py): submissions per client address, and emails
-# to one address (over the limit they are skipped silently), within a window.
+# Forms that send an email (registration, resending the verification link, forgotten
+# password, a signed-in resident's change of email address; identity/ratelimit.py):
+# submissions per client address, and emails to one address (over the limit they are
+# skipped silently), within a window.
 FORM_RATE_LIMIT = {
     action: {
         "per_ip": env_int("FORM_MAX_PER_IP", 10),
         "per_email": env_int("FORM_MAX_EMAILS_PER_ADDRESS", 3),
         "window_seconds": env_int("FORM_WINDOW_SECONDS", 60 * 60),
     }
-    for action in ("register", "resend", "password_reset")
+    for action in ("register", "resend", "password_reset", "email_change")
 }
 # Second-factor codes (identity/mfa/models.py, django-otp's throttle): after n wrong codes
 # in a row, the next one is refused for MFA_THROTTLE_FACTOR · 2^(n-1) seconds.

@@ -37,6 +37,7 @@ PART_TITLES = {
     "permissions": _("Droits du personnel"),
     "sessions": _("Vos sessions (navigateurs et appareils)"),
     "email_verifications": _("Liens de confirmation d'adresse envoyés"),
+    "email_changes": _("Changements d'adresse e-mail demandés"),
     "audit_events": _("Historique de sécurité"),
     "admin_log": _("Actions dans l'administration"),
     "session_clients": _("Services utilisés pendant chaque session"),

@@ -1,4 +1,4 @@
-"""Accounts, browser sessions, signing keys and the audit trail.
+"""Accounts, browser sessions, signing keys, email links and the audit trail.
 
 The OAuth/OIDC records (partner clients, codes, tokens, PAR, ...) are identity's models
 too (app label, tables, migrations) but their code lives with the protocol, in
@@ -221,6 +221,29 @@ class EmailVerification(models.Model):
 
     def __str__(self) -> str:
         return f"verification {self.pk}"
+
+
+class EmailChange(models.Model):
+    """A resident's request to sign in with another address: a single-use, expiring link sent
+    to the new address (token stored as keyed hash). The account keeps its current address
+    until the link is used; a newer request, or a "this wasn't me" from the old address,
+    cancels it (and, once used, that "this wasn't me" puts the old address back)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="email_changes")
+    token_hash = models.CharField(max_length=80, unique=True)
+    new_email = models.EmailField(max_length=254)
+    # The address the notice went to: a "this wasn't me" from it puts the address back.
+    old_email = models.EmailField(max_length=254)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=("user", "used_at", "cancelled_at"), name="emailchange_user_pending")]
+
+    def __str__(self) -> str:
+        return f"email change {self.pk}"
 
 
 class AuditEvent(models.Model):

@@ -34,6 +34,7 @@ NOT_ME_SOURCES = {
     "mfa_factor_removed",
     "mfa_backup_code_used",
     "mfa_factors_reset",
+    "email_change_requested",
 }
 
 

@@ -16,6 +16,8 @@ Export section "identity" (every value JSON, no secret):
   ended_at, end_reason, amr, acr, device, user_agent (never the sid nor the session key);
 - `email_verifications`: the verification links sent: email, created_at, expires_at,
   used_at (never the link's token or hash);
+- `email_changes`: the changes of address asked: new_email, old_email, created_at,
+  expires_at, used_at, cancelled_at (never the link's token or hash);
 - `audit_events`: the security audit rows about the resident or by them: at, event,
   actor ("self", "other" — another account, e.g. staff — or "system"), about_self,
   client_id, data (ids and counts by convention; never the keyed IP fingerprint);
@@ -26,8 +28,8 @@ Erasure (last of all providers, consent.rights.ORDER_ACCOUNT): every session sti
 ended (sign-out everywhere; normally identity.oidc's provider did it first), an
 `account.erased` audit row is written, then the account row is deleted, and with it, by
 the database's cascade, the ended session records and their partner lists, the email
-verification links, group and permission memberships and, for staff, their django.contrib.admin
-history. The email address can then be used for a new account.
+verification and email-change links, group and permission memberships and, for staff,
+their django.contrib.admin history. The email address can then be used for a new account.
 
 Kept: the audit rows (AuditEvent). They carry ids and event names, never personal data
 (no name, address, email or IP: the IP is a keyed fingerprint), and once the account row
@@ -45,7 +47,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from identity.audit import audit_log
-from identity.models import AuditEvent, BrowserSession, EmailVerification, User
+from identity.models import AuditEvent, BrowserSession, EmailChange, EmailVerification, User
 from identity.sessions import sessions_end_all
 
 NAME = "identity"
@@ -57,6 +59,7 @@ MODELS = (
     "identity.BrowserSession",
     "identity.SessionClient",
     "identity.EmailVerification",
+    "identity.EmailChange",
     "identity.AuditEvent",
     "sessions.Session",  # no foreign key: ended (deleted) with the browser sessions
     "admin.LogEntry",
@@ -136,6 +139,17 @@ def export(user: User) -> dict[str, Any]:
             }
             for verification in EmailVerification.objects.filter(user=user).order_by("created_at", "pk")
         ],
+        "email_changes": [
+            {
+                "new_email": change.new_email,
+                "old_email": change.old_email,
+                "created_at": _iso(change.created_at),
+                "expires_at": _iso(change.expires_at),
+                "used_at": _iso(change.used_at),
+                "cancelled_at": _iso(change.cancelled_at),
+            }
+            for change in EmailChange.objects.filter(user=user).order_by("created_at", "pk")
+        ],
         "audit_events": [
             {
                 "at": _iso(event.created_at),
@@ -170,6 +184,7 @@ def erase(user: User) -> dict[str, Any]:
         "sessions_ended": ended,
         "sessions": BrowserSession.objects.filter(user=user).count(),
         "email_verifications": EmailVerification.objects.filter(user=user).count(),
+        "email_changes": EmailChange.objects.filter(user=user).count(),
         "admin_log": LogEntry.objects.filter(user=user).count(),
         "audit_events_kept": AuditEvent.objects.filter(
             Q(subject_user_id=user.pk) | Q(acting_user_id=user.pk)
@@ -182,7 +197,7 @@ def erase(user: User) -> dict[str, Any]:
         "erased": [
             "account (email, names, phone, address, password hash, language)",
             "browser sessions (records, Django sessions)",
-            "email verification links",
+            "email verification and email-change links",
             "group and permission memberships",
             "admin history of the account (staff only)",
         ],

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.http import HttpRequest
+from django.utils import timezone
 
-from identity.models import User, normalize_email
+from identity.models import EmailChange, User, normalize_email
 from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME
 
 
@@ -45,3 +46,14 @@ def user_for_password_reset(email: str) -> User | None:
     if user is None or not user.is_active:
         return None
     return user
+
+
+def email_change_pending(user: User) -> EmailChange | None:
+    """The resident's change of address waiting for its link to be used, if any."""
+    return (
+        EmailChange.objects.filter(
+            user=user, used_at__isnull=True, cancelled_at__isnull=True, expires_at__gt=timezone.now()
+        )
+        .order_by("-created_at")
+        .first()
+    )

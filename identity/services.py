@@ -1,5 +1,6 @@
 """Writes of the resident accounts: creation, registration, email verification, passwords,
-and what a "this wasn't me" link does to an account. Keyword-only, one transaction each,
+personal information (names, phone, postal address, a change of email address), and what a
+"this wasn't me" link does to an account. Keyword-only, one transaction each,
 audit in the same transaction.
 
 Neighbours: sign-in and sign-out in identity.signin, the "this wasn't me" links in
@@ -10,6 +11,7 @@ identity.not_me, the audit writer in identity.audit; partner clients are identit
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -28,8 +30,15 @@ from common.crypto import generate_secret, keyed_hash
 from identity.audit import audit_log
 from identity.emails import absolute_url, send_email
 from identity.mfa.services import factor_remove_reported
-from identity.models import EmailVerification, User, normalize_email
-from identity.not_me import NotMeCheck, NotMeResult, not_me_check, not_me_days, not_me_url
+from identity.models import EmailChange, EmailVerification, User, normalize_email
+from identity.not_me import (
+    NOT_ME_MAX_AGE,
+    NotMeCheck,
+    NotMeResult,
+    not_me_check,
+    not_me_days,
+    not_me_url,
+)
 from identity.sessions import sessions_end_all
 
 
@@ -311,6 +320,11 @@ def account_not_me_confirm(*, token: str, ip: str = "") -> NotMeCheck:
             user=user, kind=check.factor[0], factor_id=check.factor[1], ip=ip
         )
     ended = sessions_end_all(user=user, reason="reported_not_me", acting_user=user, ip=ip)
+    # A change of address asked from a stolen session must not complete either, and one
+    # already completed is undone (the password-reset link below goes to the old address).
+    _email_changes_cancel(user=user)
+    if check.source == "email_change_requested":
+        _email_change_undo(user=user, ip=ip)
     had_password = user.has_usable_password()
     if had_password:
         user.set_password(secrets.token_urlsafe(32))
@@ -342,3 +356,237 @@ def account_not_me_confirm(*, token: str, ip: str = "") -> NotMeCheck:
         factor=check.factor,
         factor_removed=factor_removed,
     )
+
+
+# --- personal information ("Mon compte" > "Informations personnelles") ------------------------
+
+
+@dataclass(frozen=True)
+class PostalAddress:
+    """A postal address as the `address` claim carries it (OIDC Core §5.1.1). Empty: no address."""
+
+    street_address: str = ""
+    locality: str = ""
+    postal_code: str = ""
+    country: str = ""
+
+
+PROFILE_FIELDS = (
+    "given_name",
+    "family_name",
+    "phone_number",
+    "street_address",
+    "locality",
+    "postal_code",
+    "region",
+    "country",
+)
+
+
+@transaction.atomic
+def profile_update(
+    *,
+    user: User,
+    given_name: str,
+    family_name: str,
+    phone_number: str,
+    address: PostalAddress,
+    ip: str = "",
+) -> list[str]:
+    """Save the resident's names, phone number (E.164, already checked by the caller) and
+    postal address. A new phone number is not verified. The audit row names the fields
+    that changed, never their values. Returns those field names."""
+
+    values = {
+        "given_name": given_name.strip(),
+        "family_name": family_name.strip(),
+        "phone_number": phone_number.strip(),
+        "street_address": address.street_address.strip(),
+        "locality": address.locality.strip(),
+        "postal_code": address.postal_code.strip(),
+        # The region is not asked: a commune and its postcode say enough.
+        "region": "",
+        "country": address.country.strip(),
+    }
+    changed = [field for field in PROFILE_FIELDS if getattr(user, field) != values[field]]
+    if not changed:
+        return []
+    for field in changed:
+        setattr(user, field, values[field])
+    update_fields = [*changed, "updated_at"]
+    if "phone_number" in changed and user.phone_number_verified:
+        user.phone_number_verified = False
+        update_fields.append("phone_number_verified")
+    user.full_clean(exclude=["password"])
+    user.save(update_fields=update_fields)
+    audit_log(
+        event="account.profile_updated", acting_user=user, subject_user=user, ip=ip, data={"fields": changed}
+    )
+    return changed
+
+
+def _email_change_undo(*, user: User, ip: str) -> bool:
+    """Put back the address a recent change replaced, when "this wasn't me" comes from the
+    notice sent to it (within the link's lifetime) and nobody else took it since."""
+
+    change = (
+        EmailChange.objects.filter(
+            user=user,
+            used_at__gte=timezone.now() - timedelta(seconds=NOT_ME_MAX_AGE),
+            new_email=user.email,
+        )
+        .order_by("-used_at")
+        .first()
+    )
+    if change is None or User.objects.filter(email=change.old_email).exclude(pk=user.pk).exists():
+        return False
+    user.email = change.old_email
+    # The "this wasn't me" link reached that mailbox.
+    user.email_verified = True
+    user.save(update_fields=["email", "email_verified", "updated_at"])
+    audit_log(event="account.email_restored", acting_user=user, subject_user=user, ip=ip)
+    return True
+
+
+def _email_changes_cancel(*, user: User) -> int:
+    return EmailChange.objects.filter(user=user, used_at__isnull=True, cancelled_at__isnull=True).update(
+        cancelled_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def email_change_request(*, user: User, new_email: str, ip: str = "") -> None:
+    """The signed-in resident (password checked by the caller) asks to use another address.
+
+    The new address gets a single-use link valid EMAIL_VERIFICATION_TIMEOUT; the current
+    address gets a notice with a "this wasn't me" link, and keeps signing in until the link
+    is used. An earlier pending request is cancelled. If the new address already belongs to
+    another account, no link is sent: its owner is told instead, and the page the resident
+    sees is the same (the form does not reveal who has an account).
+    """
+
+    new_email = normalize_email(new_email)
+    if not new_email or new_email == user.email:
+        raise AccountError("the new address is the current one")
+    _email_changes_cancel(user=user)
+    owner = User.objects.filter(email=new_email).exclude(pk=user.pk).first()
+    audit_log(
+        event="account.email_change_requested",
+        acting_user=user,
+        subject_user=user,
+        ip=ip,
+        data={"link_sent": owner is None},
+    )
+    if owner is not None:
+        _queue_email(
+            to=new_email,
+            template="email_change_existing",
+            context={
+                "login_url": absolute_url(reverse("identity:login")),
+                "reset_url": absolute_url(reverse("identity:password-reset")),
+            },
+            language=owner.preferred_language,
+        )
+    else:
+        token = generate_secret()
+        EmailChange.objects.create(
+            user=user,
+            token_hash=keyed_hash(token),
+            new_email=new_email,
+            old_email=user.email,
+            expires_at=timezone.now() + timedelta(seconds=settings.EMAIL_VERIFICATION_TIMEOUT),
+        )
+        _queue_email(
+            to=new_email,
+            template="email_change_verify",
+            context={
+                "given_name": user.given_name,
+                "url": absolute_url(reverse("identity:email-change-confirm", kwargs={"token": token})),
+                "valid_days": max(1, settings.EMAIL_VERIFICATION_TIMEOUT // 86400),
+            },
+            language=user.preferred_language,
+        )
+    _queue_email(
+        to=user.email,
+        template="email_change_notice",
+        context={
+            "given_name": user.given_name,
+            "new_email": new_email,
+            "reset_url": absolute_url(reverse("identity:password-reset")),
+            "not_me_url": not_me_url(user=user, source="email_change_requested"),
+            "not_me_days": not_me_days(),
+        },
+        language=user.preferred_language,
+    )
+
+
+@transaction.atomic
+def email_change_cancel(*, user: User, ip: str = "") -> bool:
+    """The resident withdraws a pending change of address: its link stops working."""
+    cancelled = _email_changes_cancel(user=user)
+    if cancelled:
+        audit_log(event="account.email_change_cancelled", acting_user=user, subject_user=user, ip=ip)
+    return bool(cancelled)
+
+
+class EmailChangeResult(StrEnum):
+    VALID = "valid"  # checked, not used yet (the confirmation page)
+    CHANGED = "changed"
+    USED = "used"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    TAKEN = "taken"
+    INVALID = "invalid"
+
+
+def _email_change_state(change: EmailChange | None) -> EmailChangeResult:
+    if change is None or not change.user.is_active:
+        return EmailChangeResult.INVALID
+    if change.used_at is not None:
+        return EmailChangeResult.USED
+    if change.cancelled_at is not None:
+        return EmailChangeResult.CANCELLED
+    if change.expires_at <= timezone.now():
+        return EmailChangeResult.EXPIRED
+    if User.objects.filter(email=change.new_email).exclude(pk=change.user_id).exists():
+        return EmailChangeResult.TAKEN
+    return EmailChangeResult.VALID
+
+
+def _email_change_find(token: str, *, lock: bool) -> EmailChange | None:
+    if not token or len(token) > 200:
+        return None
+    changes = EmailChange.objects.select_for_update() if lock else EmailChange.objects
+    return changes.select_related("user").filter(token_hash=keyed_hash(token)).first()
+
+
+def email_change_check(*, token: str) -> EmailChangeResult:
+    """What an email-change link is worth now. Changes nothing (the page before the button)."""
+    return _email_change_state(_email_change_find(token, lock=False))
+
+
+@transaction.atomic
+def email_change_confirm(*, token: str, ip: str = "") -> EmailChangeResult:
+    """Use an email-change link once: the account signs in with the new address from now on,
+    and that address is verified (the link reached it)."""
+
+    change = _email_change_find(token, lock=True)
+    state = _email_change_state(change)
+    if state != EmailChangeResult.VALID or change is None:
+        return state
+    user = User.objects.select_for_update().get(pk=change.user_id)
+    now = timezone.now()
+    user.email = change.new_email
+    user.email_verified = True
+    try:
+        with transaction.atomic():
+            user.save(update_fields=["email", "email_verified", "updated_at"])
+    except IntegrityError:  # the address was taken at the same moment
+        return EmailChangeResult.TAKEN
+    change.used_at = now
+    change.save(update_fields=["used_at"])
+    _email_changes_cancel(user=user)
+    # Links sent to the old address prove nothing about the new one.
+    EmailVerification.objects.filter(user=user, used_at__isnull=True).update(used_at=now)
+    audit_log(event="account.email_changed", subject_user=user, ip=ip)
+    return EmailChangeResult.CHANGED

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from identity import views
+from identity import views, views_personal
 from identity.login_view import LoginView
 
 app_name = "identity"
@@ -9,6 +9,23 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("accessibilite/", views.accessibility_statement, name="accessibility"),
     path("compte/", views.account, name="account"),
+    path("compte/informations/", views_personal.personal_information, name="personal-information"),
+    path(
+        "compte/informations/modifier/",
+        views_personal.personal_information_edit,
+        name="personal-information-edit",
+    ),
+    path("compte/informations/adresse-e-mail/", views_personal.email_change, name="email-change"),
+    path(
+        "compte/informations/adresse-e-mail/annuler/",
+        views_personal.email_change_cancel_view,
+        name="email-change-cancel",
+    ),
+    path(
+        "compte/adresse-e-mail/confirmer/<str:token>/",
+        views_personal.email_change_link,
+        name="email-change-confirm",
+    ),
     path("compte/mot-de-passe/", views.password_change, name="password-change"),
     path("compte/sessions/", views.sessions_page, name="sessions"),
     path("compte/sessions/<int:session_id>/deconnecter/", views.session_end_view, name="session-end"),
