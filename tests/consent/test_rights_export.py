@@ -223,6 +223,7 @@ def test_the_archive_is_in_the_residents_language(resident: Any) -> None:
     browser = open_session(BrowserClient(), resident, ["pwd"])
     html = archive_files(download(browser, link).content)["export.html"].decode()
     assert '<html lang="en">' in html and "Your consents" in html
+    assert "password set" in html and "mot de passe" not in html
 
 
 def test_the_link_works_once_then_the_archive_is_gone(resident: Any) -> None:
