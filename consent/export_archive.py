@@ -15,7 +15,8 @@ import zipfile
 from typing import Any
 
 from django.template.loader import render_to_string
-from django.utils import translation
+from django.utils import dateformat, timezone, translation
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
 
 JSON_NAME = "export.json"
@@ -37,6 +38,7 @@ PART_TITLES = {
     "permissions": _("Droits du personnel"),
     "sessions": _("Vos sessions (navigateurs et appareils)"),
     "email_verifications": _("Liens de confirmation d'adresse envoyés"),
+    "email_changes": _("Changements d'adresse e-mail demandés"),
     "audit_events": _("Historique de sécurité"),
     "admin_log": _("Actions dans l'administration"),
     "session_clients": _("Services utilisés pendant chaque session"),
@@ -57,9 +59,114 @@ PART_TITLES = {
     "ledger_events": _("Historique de vos consentements"),
     "unreadable_events": _("Événements illisibles (altérés)"),
 }
+# Plain-language headings of the tables' columns (the keys of the rows). A key not listed
+# here is shown as it is.
+COLUMN_TITLES = {
+    "id": _("identifiant"),
+    "email": _("adresse e-mail"),
+    "email_verified": _("adresse confirmée"),
+    "given_name": _("prénom"),
+    "family_name": _("nom"),
+    "preferred_language": _("langue"),
+    "phone_number": _("téléphone"),
+    "phone_number_verified": _("téléphone vérifié"),
+    "address": _("adresse postale"),
+    "is_active": _("compte actif"),
+    "is_staff": _("membre du personnel"),
+    "has_password": _("mot de passe défini"),
+    "last_login": _("dernière connexion"),
+    "created_at": _("créé le"),
+    "updated_at": _("modifié le"),
+    "created": _("créé le"),
+    "expires": _("expire le"),
+    "expires_at": _("expire le"),
+    "used_at": _("utilisé le"),
+    "last_used_at": _("dernière utilisation"),
+    "auth_time": _("connexion le"),
+    "last_seen_at": _("dernière activité"),
+    "ended_at": _("terminée le"),
+    "end_reason": _("raison de la fin"),
+    "amr": _("moyens de connexion"),
+    "acr": _("niveau de connexion"),
+    "device": _("appareil"),
+    "user_agent": _("navigateur"),
+    "new_email": _("nouvelle adresse"),
+    "old_email": _("ancienne adresse"),
+    "cancelled_at": _("annulé le"),
+    "at": _("date"),
+    "event": _("événement"),
+    "actor": _("fait par"),
+    "about_self": _("vous concerne"),
+    "client_id": _("service (identifiant)"),
+    "client_name": _("service"),
+    "data": _("précisions"),
+    "action": _("action"),
+    "model": _("type de donnée"),
+    "session": _("session"),
+    "first_issued_at": _("première fois"),
+    "last_issued_at": _("dernière fois"),
+    "scope": _("informations demandées"),
+    "scopes": _("informations demandées"),
+    "redeemed_at": _("utilisé le"),
+    "revoked": _("révoqué le"),
+    "status": _("état"),
+    "first_shown_at": _("première fois"),
+    "last_shown_at": _("dernière fois"),
+    "name": _("nom"),
+    "confirmed": _("activée"),
+    "synced": _("synchronisée"),
+    "transports": _("connexion"),
+    "aaguid": _("modèle"),
+    "sub": _("identifiant FranceConnect"),
+    "linked_at": _("lié le"),
+    "kind": _("type"),
+    "partner": _("partenaire"),
+    "attempts": _("tentatives"),
+    "delivered_at": _("envoyé le"),
+    "template": _("message"),
+    "purpose": _("finalité"),
+    "valid_until": _("valable jusqu'au"),
+    "renewal_required": _("à renouveler"),
+    "receipt_id": _("reçu"),
+    "leaf_index": _("position dans le registre"),
+    "pseudonym": _("pseudonyme"),
+    "type": _("type"),
+    "notice_version": _("version de la notice"),
+    "collection_method": _("recueilli par"),
+    "partner_client_id": _("service partenaire"),
+    "details": _("détails"),
+    "reason": _("raison"),
+    "state": _("état"),
+    "requested_at": _("demandée le"),
+    "started_at": _("commencée le"),
+    "completed_at": _("terminée le"),
+    "deadline": _("date limite de réponse"),
+    "downloaded_at": _("téléchargée le"),
+    "total": _("nombre"),
+    "unused": _("non utilisés"),
+}
+
+
+def _label(key: str) -> str:
+    return str(COLUMN_TITLES.get(key, key.replace("_", " ")))
+
+
+def _when(value: str) -> str | None:
+    """An ISO 8601 date and time as people read it (Europe/Paris), else None."""
+    if len(value) < 19 or value[4:5] != "-" or "T" not in value:
+        return None
+    try:
+        moment = parse_datetime(value)
+    except ValueError:
+        return None
+    if moment is None or moment.tzinfo is None:
+        return None
+    return dateformat.format(timezone.localtime(moment), "j F Y, H:i")
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return _when(value) or value
     if value is None:
         return "—"
     if value is True:
@@ -78,9 +185,9 @@ def _part(key: str, value: Any) -> dict[str, Any]:
         for row in value:
             columns.extend(column for column in row if column not in columns)
         rows = [[_cell(row.get(column)) for column in columns] for row in value]
-        return {"title": title, "kind": "table", "columns": columns, "rows": rows}
+        return {"title": title, "kind": "table", "columns": [_label(c) for c in columns], "rows": rows}
     if isinstance(value, dict) and value:
-        return {"title": title, "kind": "fields", "fields": [(k, _cell(v)) for k, v in value.items()]}
+        return {"title": title, "kind": "fields", "fields": [(_label(k), _cell(v)) for k, v in value.items()]}
     if isinstance(value, list) and value:
         return {"title": title, "kind": "text", "text": ", ".join(_cell(item) for item in value)}
     if value in (None, [], {}, ""):
@@ -91,7 +198,9 @@ def _part(key: str, value: Any) -> dict[str, Any]:
 def html_sections(envelope: dict[str, Any]) -> list[dict[str, Any]]:
     """The envelope's sections as headings, tables and fields for export.html."""
     sections = []
-    for name, section in envelope.get("sections", {}).items():
+    # The account first (people look for it first), then the providers in their order.
+    ordered = sorted(envelope.get("sections", {}).items(), key=lambda item: item[0] != "identity")
+    for name, section in ordered:
         parts = (
             [_part(key, value) for key, value in section.items()]
             if isinstance(section, dict)
@@ -109,6 +218,7 @@ def archive_build(envelope: dict[str, Any], *, language: str) -> bytes:
             "consent/export_archive.html",
             {
                 "envelope": envelope,
+                "generated_at": _cell(envelope.get("generated_at")),
                 "sections": html_sections(envelope),
                 "language": translation.get_language(),
             },

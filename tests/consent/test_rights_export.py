@@ -30,7 +30,7 @@ from consent import rights, rights_requests
 from consent.models import RightsRequest, RightsRequestState
 from consent.rights_requests import KIND_EXPORT, KIND_EXPORT_EXPIRE
 from identity.models import AuditEvent
-from tests.conftest import MFA_AMR, deliver_emails, open_session
+from tests.conftest import MFA_AMR, PASSWORD, deliver_emails, open_session
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "export-schema.json").read_text())
 LINK = re.compile(r"https?://[^\s]+/compte/export/telecharger/([^/\s]+)/")
@@ -88,6 +88,18 @@ def test_asking_needs_a_sign_in_within_ten_minutes(client: BrowserClient, reside
     assert response["Location"] == "/connexion/?next=%2Fcompte%2Fexport%2F"
     assert not RightsRequest.objects.exists()
     assert not OutboxMessage.objects.filter(kind=KIND_EXPORT).exists()
+
+
+def test_a_resident_without_a_second_factor_enters_the_password_again(
+    client: BrowserClient, resident: Any
+) -> None:
+    open_session(client, resident, ["pwd"], age=11 * 60)
+    login = client.post(PAGE, follow=True)
+    assert "votre identité en vous reconnectant" in login.content.decode()
+    back = client.post("/connexion/?next=/compte/export/", {"username": resident.email, "password": PASSWORD})
+    assert back.status_code == 302 and back["Location"] == PAGE
+    assert client.post(PAGE).status_code == 302
+    assert RightsRequest.objects.filter(user=resident, state=RightsRequestState.WAITING).count() == 1
 
 
 def test_a_resident_with_a_second_factor_signs_in_with_it_again(
@@ -211,6 +223,7 @@ def test_the_archive_is_in_the_residents_language(resident: Any) -> None:
     browser = open_session(BrowserClient(), resident, ["pwd"])
     html = archive_files(download(browser, link).content)["export.html"].decode()
     assert '<html lang="en">' in html and "Your consents" in html
+    assert "password set" in html and "mot de passe" not in html
 
 
 def test_the_link_works_once_then_the_archive_is_gone(resident: Any) -> None:
