@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 import pytest
 from django.test import Client as BrowserClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from consent.receipts import receipt_for_event
 from consent.selectors import event_proof
@@ -162,3 +166,89 @@ def test_the_page_shows_the_result(client: BrowserClient, recorded: Any) -> None
     response = client.post(PAGE, {"receipt": "n'importe quoi"})
     assert response.status_code == 400
     assert "pas un reçu" in response.content.decode()
+
+
+def _b64(value: Any) -> str:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+_HEADERS = st.one_of(
+    st.binary(max_size=40),
+    st.just({"alg": "ES256", "typ": "consent-receipt+jwt"}),
+    st.fixed_dictionaries(
+        {
+            "alg": st.sampled_from(["ES256", "none", "HS256"]),
+            "typ": st.sampled_from(["consent-receipt+jwt", "consent-sth+jwt", "JWT"]),
+            "kid": st.one_of(st.text(max_size=300), st.integers(), st.lists(st.integers(), max_size=2)),
+        }
+    ),
+    st.lists(st.integers(), max_size=3),
+)
+_PAYLOADS = st.one_of(
+    st.binary(max_size=60), st.just({"ledger": []}), st.dictionaries(st.text(max_size=5), st.integers())
+)
+
+
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    header=_HEADERS,
+    payload=_PAYLOADS,
+    signature=st.binary(max_size=70),
+    proof=st.one_of(
+        st.none(),
+        st.text(max_size=50),
+        st.dictionaries(
+            st.text(max_size=20), st.one_of(st.text(max_size=20), st.lists(st.text(max_size=64), max_size=3))
+        ),
+    ),
+)
+def test_never_a_500(
+    client: BrowserClient, db: Any, settings: Any, header: Any, payload: Any, signature: bytes, proof: Any
+) -> None:
+    settings.CONSENT_RECEIPT_VERIFY_RATE_LIMIT = {"per_ip": 1_000_000, "window_seconds": 600}
+    receipt = ".".join([_b64(header), _b64(payload), _b64(signature) or "AA"])
+    response = post(client, {"receipt": receipt, "proof": proof})
+    assert response.status_code in (200, 400), response.content[:300]
+    if response.status_code == 200:
+        assert response.json()["valid"] is False
+
+
+_DIGEST = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
+_STH = st.one_of(
+    st.text(max_size=40),
+    st.builds(
+        lambda header, payload, sig: ".".join([_b64(header), _b64(payload), _b64(sig) or "AA"]),
+        _HEADERS,
+        st.one_of(
+            _PAYLOADS,
+            st.fixed_dictionaries(
+                {
+                    "tree_size": st.one_of(st.integers(), st.text(max_size=3)),
+                    "root_hash": st.one_of(_DIGEST, st.none()),
+                }
+            ),
+        ),
+        st.binary(max_size=70),
+    ),
+)
+
+
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    sth=_STH,
+    path=st.lists(_DIGEST, max_size=70),
+    leaf_index=st.one_of(st.none(), st.integers(), st.text(max_size=3)),
+)
+def test_never_a_500_with_a_real_receipt(
+    client: BrowserClient, recorded: Any, settings: Any, sth: str, path: list[str], leaf_index: Any
+) -> None:
+    settings.CONSENT_RECEIPT_VERIFY_RATE_LIMIT = {"per_ip": 1_000_000, "window_seconds": 600}
+    proof: dict[str, Any] = {"signed_tree_head": sth, "inclusion_path": path}
+    if leaf_index is not None:
+        proof["leaf_index"] = leaf_index
+    response = post(client, {"receipt": receipt_for_event(recorded), "proof": proof})
+    assert response.status_code in (200, 400), response.content[:300]
+    if response.status_code == 200:
+        body = response.json()
+        assert body["signature"]["valid"] is True and body["inclusion"]["verified"] is False
