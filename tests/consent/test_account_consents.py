@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.test import Client as BrowserClient
 
 from consent.gate import consent_is_granted
@@ -14,6 +15,7 @@ from consent.selectors import purpose_by_code
 from consent.services import consent_record, notice_publish, tree_head_sign
 from identity.oidc.sharing import purpose_for_client_scopes
 from tests.conftest import open_session
+from tests.security.test_ledger_tampering import execute, unlock
 
 pytestmark = pytest.mark.django_db
 
@@ -171,3 +173,25 @@ def test_notice_page_in_english(client: BrowserClient, db: Any) -> None:
     client.cookies["language"] = "en"
     html = client.get(f"/confidentialite/notices/{NEWS}/").content.decode()
     assert "A letter a week." in html
+
+
+def test_the_privacy_policy_links_each_purposes_notices(client: BrowserClient, db: Any) -> None:
+    html = client.get("/confidentialite/").content.decode()
+    assert f"/confidentialite/notices/{NEWS}/" in html
+
+
+def test_an_altered_ledger_row_gives_a_readable_503(browser: BrowserClient, resident: Any) -> None:
+    decide(browser, NEWS, "grant")
+    event = LedgerEvent.objects.get()
+    savepoint = transaction.savepoint()
+    try:
+        unlock()
+        execute(
+            "UPDATE consent_ledgerevent SET collection_method = %s WHERE seq = %s", ["telepathy", event.seq]
+        )
+        response = browser.get(PAGE)
+        assert response.status_code == 503
+        html = response.content.decode()
+        assert "momentanément illisible" in html and str(event.id) not in html
+    finally:
+        transaction.savepoint_rollback(savepoint)
