@@ -1,5 +1,5 @@
 """What changed between two versions of a notice: a line diff (difflib), refined to words
-inside a changed line, for the public notice pages.
+inside a changed line that keeps most of its words, for the public notice pages.
 
 `notice_diff(old, new)` returns the new text's lines merged with the removed ones, each line a
 list of `Segment`s ("equal", "ins" or "del"); the template renders them as <ins>/<del> with a
@@ -40,6 +40,12 @@ def _word_diff(old: str, new: str) -> list[Segment]:
     return [segment for segment in segments if segment.text]
 
 
+def _similar(old: str, new: str) -> bool:
+    """Worth a word diff: the lines share most of their words (else one removed, one added
+    reads better than words of two different texts interleaved)."""
+    return difflib.SequenceMatcher(None, old.split(), new.split(), autojunk=False).ratio() >= 0.5
+
+
 def notice_diff(old: str, new: str) -> list[list[Segment]]:
     """The lines of `new` with those of `old` it no longer has; [] when nothing changed."""
     old_lines, new_lines = _lines(old), _lines(new)
@@ -50,7 +56,11 @@ def notice_diff(old: str, new: str) -> list[list[Segment]]:
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             result.extend([Segment("equal", line)] for line in new_lines[j1:j2])
-        elif tag == "replace" and i2 - i1 == j2 - j1:
+        elif (
+            tag == "replace"
+            and i2 - i1 == j2 - j1
+            and all(_similar(a, b) for a, b in zip(old_lines[i1:i2], new_lines[j1:j2], strict=True))
+        ):
             result.extend(_word_diff(a, b) for a, b in zip(old_lines[i1:i2], new_lines[j1:j2], strict=True))
         else:
             result.extend([Segment("del", line)] for line in old_lines[i1:i2])

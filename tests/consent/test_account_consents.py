@@ -11,6 +11,7 @@ from django.test import Client as BrowserClient
 
 from consent.gate import consent_is_granted
 from consent.models import LedgerEvent
+from consent.notice_diff import Segment, notice_diff
 from consent.selectors import purpose_by_code
 from consent.services import consent_record, notice_publish, tree_head_sign
 from identity.oidc.sharing import purpose_for_client_scopes
@@ -195,3 +196,17 @@ def test_an_altered_ledger_row_gives_a_readable_503(browser: BrowserClient, resi
         assert "momentanément illisible" in html and str(event.id) not in html
     finally:
         transaction.savepoint_rollback(savepoint)
+
+
+def test_notice_diff_words_inside_similar_lines_whole_lines_otherwise() -> None:
+    similar = notice_diff("Une lettre par mois.\nFin.", "Une lettre par semaine.\nFin.")
+    assert similar == [
+        [Segment("equal", "Une lettre par "), Segment("del", "mois."), Segment("ins", "semaine.")],
+        [Segment("equal", "Fin.")],
+    ]
+    different = notice_diff("Nantes Métropole tient votre compte.", "Tout autre chose ici.")
+    assert different == [
+        [Segment("del", "Nantes Métropole tient votre compte.")],
+        [Segment("ins", "Tout autre chose ici.")],
+    ]
+    assert notice_diff("Même texte.", "Même texte.\n") == []
