@@ -25,6 +25,7 @@ For the resident's pages, the cookie API and the DPO console:
 - `resident_purposes(*, user, language="fr") -> list[ResidentPurpose]` (the metropolis' own
   purposes with the resident's state and history: "Consentements")
 - `notice_versions(*, purpose) -> list[PrivacyNotice]` (every version that applied, oldest first)
+- `resident_consent_counts(*, user) -> (granted, renewal)` (Mon compte's summary line)
 - `partner_consents_for_user(*, user) -> list[PartnerConsent]` (the resident's decisions on
   the purposes of partner clients, with the grant behind each: "Services connectés")
 
@@ -647,3 +648,23 @@ def notice_versions(*, purpose: Purpose) -> list[PrivacyNotice]:
     first: at any time the latest published of them is the one a decision is taken under."""
     notices = PrivacyNotice.objects.filter(Q(purpose=purpose) | Q(purpose__isnull=True))
     return list(notices.order_by("published_at", "id"))
+
+
+def resident_consent_counts(*, user: User) -> tuple[int, int]:
+    """(granted now, waiting for renewal) among the metropolis' own consent-based purposes:
+    the summary line of Mon compte. Reads the current-state rows only (one query)."""
+    now = timezone.now()
+    granted = renewal = 0
+    for renewal_required, valid_until in ConsentState.objects.filter(
+        subject__user_id=user.pk,
+        subject__kind=SubjectKind.ACCOUNT,
+        purpose__client__isnull=True,
+        purpose__is_active=True,
+        purpose__requires_consent=True,
+        status__in=GRANTING_EVENTS,
+    ).values_list("renewal_required", "valid_until"):
+        if renewal_required:
+            renewal += 1
+        elif valid_until is None or valid_until > now:
+            granted += 1
+    return granted, renewal

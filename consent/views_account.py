@@ -22,7 +22,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.translation import get_language
+from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -30,7 +30,7 @@ from django.views.decorators.http import require_GET, require_POST
 from consent import ledger
 from consent.api import selectors as api_selectors
 from consent.models import CollectionMethod, EventType
-from consent.selectors import event_proof, resident_purposes
+from consent.selectors import event_proof, resident_consent_counts, resident_purposes
 from consent.services import (
     ConsentError,
     LedgerTampered,
@@ -39,6 +39,7 @@ from consent.services import (
     resident_decision_record,
 )
 from consent.views_public import legal_basis_label
+from identity.models import User
 from identity.request_user import request_user
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,31 @@ def collection_method_label(method: str) -> str:
         CollectionMethod.SYSTEM: _("automatiquement, par le service"),
     }
     return str(labels.get(method, method))
+
+
+def consents_summary(user: User) -> list[str]:
+    """Mon compte's summary line for this section (identity.account_sections)."""
+    granted, renewal = resident_consent_counts(user=user)
+    lines = [
+        ngettext(
+            "Vous avez donné votre consentement à %(count)d usage facultatif de vos informations.",
+            "Vous avez donné votre consentement à %(count)d usages facultatifs de vos informations.",
+            granted,
+        )
+        % {"count": granted}
+        if granted
+        else _("Vous n'avez donné votre consentement à aucun usage facultatif de vos informations.")
+    ]
+    if renewal:
+        lines.append(
+            ngettext(
+                "%(count)d consentement est à renouveler.",
+                "%(count)d consentements sont à renouveler.",
+                renewal,
+            )
+            % {"count": renewal}
+        )
+    return lines
 
 
 def _language() -> str:

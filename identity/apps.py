@@ -5,6 +5,7 @@ from django.contrib.auth.signals import user_logged_out
 from django.utils.translation import gettext_lazy as _
 
 from consent import rights as rights_registry
+from identity import account_sections
 
 
 class IdentityConfig(AppConfig):
@@ -24,10 +25,12 @@ class IdentityConfig(AppConfig):
         # Imported here, not at the top: these modules import models, which exist only once
         # the app registry is ready (this method).
         from identity import (  # noqa: PLC0415 - imports models
+            account_summary,
             checks,  # noqa: F401 - registers system checks
             sessions,
         )
         from identity.oidc import backchannel, claims, session_tokens  # noqa: PLC0415 - imports models
+        from identity.oidc import selectors as oidc_selectors  # noqa: PLC0415 - imports models
 
         # Signing out of Django (account page, RP-initiated logout) ends the session record.
         user_logged_out.connect(sessions.on_user_logged_out, dispatch_uid="identity.sessions.logout")
@@ -39,6 +42,18 @@ class IdentityConfig(AppConfig):
         # the outbox (back-channel logout): listeners run in the order registered.
         session_tokens.register()
         backchannel.register()
+        # Mon compte: identity's sections, and the partners' (identity/account_sections.py).
+        account_summary.register_sections()
+        account_sections.register(
+            account_sections.AccountSection(
+                "services",
+                _("Services connectés"),
+                "oidc:account-services",
+                20,
+                oidc_selectors.services_summary,
+                _("Voir les services connectés à mon compte et leur retirer l'accès"),
+            )
+        )
         rights_registry.register_module("identity.rights", "identity.oidc.rights")  # data-subject rights
         # Our staff pages for partner clients replace django-oauth-toolkit's (registered by
         # the admin autodiscovery, which django.contrib.admin ran before this app is ready).

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from common.ratelimit import client_ip
 from common.redirects import safe_next, with_next
-from identity import ratelimit
+from identity import account_sections, ratelimit
 from identity.forms import (
     EmailForm,
     PasswordChangeForm,
@@ -76,7 +76,21 @@ def accessibility_statement(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def account(request: HttpRequest) -> HttpResponse:
-    return render(request, "identity/account.html", {"resident": request.user})
+    """The summary of Mon compte: each registered section says what it holds (what we know,
+    who received it, what the resident allowed) and links to its page."""
+    resident = request_user(request)
+    sections = [
+        {
+            "key": section.key,
+            "title": section.title,
+            "lines": section.summary(resident),
+            "url": reverse(section.url_name),
+            "link": section.link or section.title,
+        }
+        for section in account_sections.sections()
+        if section.key != "summary"
+    ]
+    return render(request, "identity/account.html", {"resident": resident, "sections": sections})
 
 
 @never_cache

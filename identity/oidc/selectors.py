@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Max
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from oauth2_provider.models import get_access_token_model, get_application_model, get_refresh_token_model
 
 from consent.selectors import PartnerConsent, partner_consents_for_user
@@ -137,3 +139,19 @@ def connected_services(*, user: User) -> list[ConnectedService]:
         )
     services.sort(key=lambda service: (not service.active, service.client.name.casefold()))
     return services
+
+
+def services_summary(user: User) -> list[str]:
+    """For Mon compte's summary page: which partners receive the resident's data now."""
+    receiving = [service for service in connected_services(user=user) if service.active]
+    if not receiving:
+        return [_("Aucun service partenaire ne reçoit vos informations.")]
+    names = ", ".join(str(service.client.name) for service in receiving)
+    return [
+        ngettext(
+            "%(count)d service reçoit vos informations : %(names)s.",
+            "%(count)d services reçoivent vos informations : %(names)s.",
+            len(receiving),
+        )
+        % {"count": len(receiving), "names": names}
+    ]

@@ -210,3 +210,17 @@ def test_notice_diff_words_inside_similar_lines_whole_lines_otherwise() -> None:
         [Segment("ins", "Tout autre chose ici.")],
     ]
     assert notice_diff("Même texte.", "Même texte.\n") == []
+
+
+def test_mon_compte_links_the_page_and_summarises_it(browser: BrowserClient, resident: Any) -> None:
+    html = browser.get("/compte/").content.decode()
+    assert 'href="/compte/consentements/"' in html
+    assert "votre consentement à aucun usage facultatif" in html
+    decide(browser, NEWS, "grant")
+    decide(browser, "personalisation-declared", "grant")
+    notice_publish(purpose=purpose_by_code(NEWS), text_fr="Nouveau.", text_en="New.", material=True)
+    html = browser.get("/compte/").content.decode()
+    assert "Vous avez donné votre consentement à 1 usage facultatif de vos informations." in html
+    assert "1 consentement est à renouveler." in html
+    page = browser.get(PAGE).content.decode()
+    assert '<a href="/compte/consentements/" aria-current="page">Consentements</a>' in page
