@@ -224,3 +224,13 @@ def test_mon_compte_links_the_page_and_summarises_it(browser: BrowserClient, res
     assert "1 consentement est à renouveler." in html
     page = browser.get(PAGE).content.decode()
     assert '<a href="/compte/consentements/" aria-current="page">Consentements</a>' in page
+
+
+def test_an_altered_ledger_head_writes_nothing_and_says_so(browser: BrowserClient, resident: Any) -> None:
+    decide(browser, NEWS, "grant")
+    execute("UPDATE consent_ledgerhead SET size = %s WHERE id = 1", [7])
+    response = decide(browser, NEWS, "withdraw")
+    assert response.status_code == 503
+    assert "Votre choix n'a pas pu être enregistré" in response.content.decode()
+    assert LedgerEvent.objects.count() == 1
+    assert consent_is_granted(user=resident, purpose_code=NEWS)
