@@ -3,6 +3,7 @@ from django.contrib.auth.signals import user_logged_in
 from django.utils.translation import gettext_lazy as _
 
 from consent import rights as rights_registry
+from identity import account_sections
 
 
 class ConsentConfig(AppConfig):
@@ -13,14 +14,31 @@ class ConsentConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from consent import checks  # noqa: F401, PLC0415 - registers system checks; imports models, so only once the registry is ready
+        # Imported here, not at the top: these modules import models, which exist only once the
+        # app registry is ready (this method).
+        from consent import (  # noqa: PLC0415 - imports models
+            account_erasure,
+            checks,  # noqa: F401 - registers system checks
+            erasure,
+            views_account,
+        )
+        from identity import admin as identity_admin  # noqa: PLC0415 - imports models
 
         rights_registry.register_module("consent.rights_provider")  # data-subject rights
-        from consent import account_erasure, erasure  # noqa: PLC0415 - import models: only once the registry is ready
-        from identity import admin as identity_admin  # noqa: PLC0415 - imports models: only once the registry is ready
-
-        account_erasure.register_section()  # Mon compte › Suppression du compte
-        identity_admin.register_account_eraser(erasure.erasure_now)  # the admin's delete erases
+        # Mon compte: the resident's consents to the metropolis' own purposes (identity/account_sections.py).
+        account_sections.register(
+            account_sections.AccountSection(
+                "consents",
+                _("Consentements"),
+                "consent:account-consents",
+                30,
+                views_account.consents_summary,
+                _("Voir mes consentements, les donner ou les retirer, et télécharger mes reçus"),
+            )
+        )
+        # Mon compte › Suppression du compte; the notice at sign-in while a deletion waits.
+        account_erasure.register_section()
         user_logged_in.connect(
             account_erasure.erasure_sign_in_notice, dispatch_uid="consent.erasure_sign_in_notice"
         )
+        identity_admin.register_account_eraser(erasure.erasure_now)  # the admin's delete erases

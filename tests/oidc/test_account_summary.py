@@ -36,8 +36,10 @@ def test_the_summary_page_shows_every_section_and_is_current_in_the_navigation(
         ("Résumé", True),
         ("Informations personnelles", False),
         ("Services connectés", False),
+        ("Consentements", False),
         ("Sécurité de connexion", False),
         ("Sessions ouvertes", False),
+        ("Suppression du compte", False),
     ]
     assert "Nous conservons : votre adresse e-mail, votre nom." in html
     assert "Aucun service partenaire ne reçoit vos informations." in html
@@ -98,7 +100,9 @@ def test_the_navigation_in_english(signed_in: BrowserClient) -> None:
         "Summary",
         "Personal information",
         "Connected services",
+        "Consents",
         "Sign-in security",
         "Open sessions",
+        "Account deletion",
     ]
     assert 'aria-label="Sections of my account"' in html
