@@ -13,6 +13,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
+
 from connectors.models import OutboxMessage
 from connectors.outbox import PermanentDeliveryError, register_handler
 from connectors.services import outbox_enqueue
@@ -52,9 +54,21 @@ def _field(message: OutboxMessage, name: str) -> str:
 
 
 def deliver_erasure(message: OutboxMessage) -> None:
-    """End of the grace period: erase (nothing when the request was cancelled)."""
+    """End of the grace period: erase (nothing when the request was cancelled). Delivered
+    early (a replay, a clock ahead), a new message is scheduled for the end of the period."""
+    request_id = _field(message, "request_id")
+    due = erasure.erasure_not_yet_due(request_id=request_id)
+    if due is not None:
+        with transaction.atomic():
+            enqueue_erasure(
+                kind=erasure.KIND_ERASURE,
+                idempotency_key=f"{erasure.KIND_ERASURE}:{request_id}:{due.isoformat()}",
+                payload={"request_id": request_id},
+                not_before=due,
+            )
+        return
     try:
-        erasure.erasure_run(request_id=_field(message, "request_id"))
+        erasure.erasure_run(request_id=request_id)
     except erasure.ErasureFailed as exc:
         raise PermanentDeliveryError(f"erasure failed: {exc}") from None
 

@@ -328,6 +328,21 @@ def _failed(request_id: Any, error: Exception) -> None:
         )
 
 
+def erasure_not_yet_due(*, request_id: Any) -> datetime | None:
+    """When a waiting request's grace period ends, if it has not ended yet (else None): the
+    handler puts the message back for then (a replay or a clock ahead must not lose it)."""
+    request = (
+        RightsRequest.objects.filter(
+            pk=request_id, kind=RightsRequestKind.ERASURE, state=RightsRequestState.WAITING
+        )
+        .only("not_before")
+        .first()
+    )
+    if request is None or request.not_before <= timezone.now():
+        return None
+    return request.not_before
+
+
 def erasure_run(*, request_id: Any) -> bool:
     """The worker's part (kind `rights.erasure`): erase now if the request still waits (or
     failed before: a replay) and its grace period is over. False when there was nothing to do

@@ -115,9 +115,15 @@ def test_request_writes_the_row_the_scheduled_message_and_the_email(
     html = client.get(PAGE).content.decode()
     assert "Suppression demandée" in html and CANCEL in html
 
-    # Not due yet: the relay leaves it alone.
+    # Not due yet: the relay leaves it alone; delivered early anyway (a replay), it is put
+    # back for the end of the grace period.
     run_relay()
     assert User.objects.filter(pk=resident.pk).exists()
+    OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    run_relay()
+    assert User.objects.filter(pk=resident.pk).exists()
+    again = OutboxMessage.objects.filter(kind=erasure.KIND_ERASURE, status="pending").get()
+    assert again.pk != message.pk and again.next_attempt_at == request.not_before
 
 
 def test_a_second_request_is_refused(client: BrowserClient, resident: Any) -> None:
