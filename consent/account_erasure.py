@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest
-from django.utils import formats
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -22,7 +22,7 @@ def erasure_summary(user: User) -> list[str]:
         return [_("Vous pouvez demander la suppression de votre compte et de vos données.")]
     return [
         _("La suppression de votre compte est prévue le %(date)s. Vous pouvez encore l'annuler.")
-        % {"date": formats.date_format(pending.not_before, "DATETIME_FORMAT")}
+        % {"date": formats.date_format(timezone.localtime(pending.not_before), "DATETIME_FORMAT")}
     ]
 
 
@@ -54,6 +54,6 @@ def erasure_sign_in_notice(
                 "La suppression de votre compte est prévue le %(date)s. Pour garder votre compte, "
                 "annulez-la depuis Mon compte, rubrique « Suppression du compte »."
             )
-            % {"date": formats.date_format(pending.not_before, "DATETIME_FORMAT")},
+            % {"date": formats.date_format(timezone.localtime(pending.not_before), "DATETIME_FORMAT")},
             extra_tags="erasure-pending",  # base.html shows the cancel button under it
         )
