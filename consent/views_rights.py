@@ -86,6 +86,7 @@ def export_download(request: HttpRequest, token: str) -> HttpResponse:
     export = rights_requests.export_for_token(user=user, token=token)
     if export is None:
         raise Http404
+    status = rights_requests.download_status(export)
     if request.method == "POST":
         outcome = rights_requests.export_download(user=user, token=token, ip=client_ip(request))
         if outcome.status == DownloadStatus.OK:
@@ -94,7 +95,7 @@ def export_download(request: HttpRequest, token: str) -> HttpResponse:
             response["Cache-Control"] = "no-store"
             return response
         export.refresh_from_db()
-    status = rights_requests.download_status(export)
+        status = outcome.status
     return render(
         request,
         "consent/export_download.html",

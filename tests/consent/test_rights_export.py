@@ -264,6 +264,16 @@ def test_an_expired_link_fails_and_the_archive_is_deleted(resident: Any) -> None
     assert request.archive is None and request.downloaded_at is None
 
 
+def test_an_archive_that_no_longer_decrypts_is_refused_without_an_error(resident: Any) -> None:
+    request = ask(resident)
+    link = ready_link(resident)
+    RightsRequest.objects.filter(pk=request.pk).update(archive=b"\x00" * 64)  # e.g. key rotated
+    response = download(open_session(BrowserClient(), resident, ["pwd"]), link)
+    assert response.status_code == 410
+    request.refresh_from_db()
+    assert request.archive is None
+
+
 def test_the_worker_deletes_the_archive_when_the_link_expires(resident: Any) -> None:
     request = ask(resident)
     ready_link(resident)
