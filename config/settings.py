@@ -285,6 +285,13 @@ CONSENT_COOKIE_RATE_LIMIT = {
     "window_seconds": env_int("CONSENT_COOKIE_WINDOW_SECONDS", 10 * 60),
 }
 
+# Public receipt verifications (the page /recus/verifier/ and its API, consent/views_receipts.py
+# and consent/api/receipts.py), per client address: each one checks signatures.
+CONSENT_RECEIPT_VERIFY_RATE_LIMIT = {
+    "per_ip": env_int("CONSENT_RECEIPT_VERIFY_MAX_PER_IP", 30),
+    "window_seconds": env_int("CONSENT_RECEIPT_VERIFY_WINDOW_SECONDS", 10 * 60),
+}
+
 # --- Internationalisation ---------------------------------------------------------------
 LANGUAGE_CODE = "fr"
 LANGUAGES = [("fr", _("Français")), ("en", _("English"))]

@@ -2,6 +2,7 @@ from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
 from consent import rights as rights_registry
+from identity import account_sections
 
 
 class ConsentConfig(AppConfig):
@@ -12,6 +13,22 @@ class ConsentConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from consent import checks  # noqa: F401, PLC0415 - registers system checks; imports models, so only once the registry is ready
+        # Imported here, not at the top: these modules import models, which exist only once the
+        # app registry is ready (this method).
+        from consent import (  # noqa: PLC0415 - imports models
+            checks,  # noqa: F401 - registers system checks
+            views_account,
+        )
 
         rights_registry.register_module("consent.rights_provider")  # data-subject rights
+        # Mon compte: the resident's consents to the metropolis' own purposes (identity/account_sections.py).
+        account_sections.register(
+            account_sections.AccountSection(
+                "consents",
+                _("Consentements"),
+                "consent:account-consents",
+                30,
+                views_account.consents_summary,
+                _("Voir mes consentements, les donner ou les retirer, et télécharger mes reçus"),
+            )
+        )

@@ -326,7 +326,13 @@ def sign_compact(payload: dict[str, Any], *, typ: str) -> tuple[str, str]:
 
 
 class SignatureInvalid(ValueError):
-    pass
+    """`code` says why, for verifiers that answer the public: "malformed" (not a JWS compact
+    serialisation), "header" (not ES256 or not the expected `typ`), "unknown_key", "signature",
+    "payload" (signed, but not a JSON object)."""
+
+    def __init__(self, message: str, code: str = "signature") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def verify_compact(token: str, *, typ: str) -> tuple[dict[str, Any], str]:
@@ -337,13 +343,13 @@ def verify_compact(token: str, *, typ: str) -> tuple[dict[str, Any], str]:
         parsed.deserialize(token)
         header = parsed.jose_header
     except (JWException, ValueError, TypeError) as exc:
-        raise SignatureInvalid("not a JWS compact serialisation") from exc
+        raise SignatureInvalid("not a JWS compact serialisation", "malformed") from exc
     if not isinstance(header, dict) or header.get("alg") != "ES256" or header.get("typ") != typ:
-        raise SignatureInvalid("unexpected JWS header")
+        raise SignatureInvalid("unexpected JWS header", "header")
     kid = str(header.get("kid") or "")
     key = verification_key(kid) if kid else None
     if key is None:
-        raise SignatureInvalid("signing key is not (or no longer) published")
+        raise SignatureInvalid("signing key is not (or no longer) published", "unknown_key")
     try:
         parsed.verify(key, alg="ES256")
     except (JWException, ValueError) as exc:
@@ -351,9 +357,9 @@ def verify_compact(token: str, *, typ: str) -> tuple[dict[str, Any], str]:
     try:
         payload = json.loads(parsed.payload)
     except ValueError as exc:
-        raise SignatureInvalid("payload is not JSON") from exc
+        raise SignatureInvalid("payload is not JSON", "payload") from exc
     if not isinstance(payload, dict):
-        raise SignatureInvalid("payload is not a JSON object")
+        raise SignatureInvalid("payload is not a JSON object", "payload")
     return payload, kid
 
 

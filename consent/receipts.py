@@ -42,7 +42,12 @@ _CONSENT_TYPE: dict[str, str] = {
 
 
 class ReceiptInvalid(ValueError):
-    pass
+    """`code` says why: a `ledger.SignatureInvalid` code, or "entry" (the receipt lacks its
+    ledger entry, or the entry does not hash to its leaf hash)."""
+
+    def __init__(self, message: str, code: str = "signature") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _iso_duration(start: datetime, end: datetime | None) -> str | None:
@@ -207,12 +212,12 @@ def receipt_verify(token: str) -> dict[str, Any]:
     try:
         payload, _kid = ledger.verify_compact(token, typ=RECEIPT_TYPE)
     except ledger.SignatureInvalid as exc:
-        raise ReceiptInvalid(str(exc)) from exc
+        raise ReceiptInvalid(str(exc), exc.code) from exc
     try:
         entry = payload["ledger"]["entry"].encode("utf-8")
         leaf = bytes.fromhex(payload["ledger"]["leaf_hash"])
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ReceiptInvalid("receipt lacks its ledger entry") from exc
+        raise ReceiptInvalid("receipt lacks its ledger entry", "entry") from exc
     if merkle.leaf_hash(entry) != leaf:
-        raise ReceiptInvalid("the entry does not hash to the receipt's leaf hash")
+        raise ReceiptInvalid("the entry does not hash to the receipt's leaf hash", "entry")
     return payload

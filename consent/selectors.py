@@ -22,6 +22,10 @@ For the resident's pages, the cookie API and the DPO console:
 - `processing_register(language="fr") -> list[dict]` (GDPR Art. 30, from the catalogue)
 - `privacy_policy_purposes(*, language="fr") -> list[PolicyPurpose]` (the public privacy
   policy: active purposes with their current notice)
+- `resident_purposes(*, user, language="fr") -> list[ResidentPurpose]` (the metropolis' own
+  purposes with the resident's state and history: "Consentements")
+- `notice_versions(*, purpose) -> list[PrivacyNotice]` (every version that applied, oldest first)
+- `resident_consent_counts(*, user) -> (granted, renewal)` (Mon compte's summary line)
 - `partner_consents_for_user(*, user) -> list[PartnerConsent]` (the resident's decisions on
   the purposes of partner clients, with the grant behind each: "Services connectés")
 
@@ -517,6 +521,155 @@ def partner_consents_for_user(*, user: User) -> list[PartnerConsent]:
             )
         )
     return result
+
+
+# --- A resident's consents to the metropolis' own purposes (Mon compte, "Consentements") -----
+
+
+@dataclass(frozen=True)
+class ResidentEvent:
+    """One event of the resident's history for a purpose, as the account page shows it."""
+
+    id: uuid.UUID
+    seq: int
+    event_type: str
+    occurred_at: datetime
+    valid_until: datetime | None
+    collection_method: str
+    actor_type: str
+    notice_id: int | None
+    notice_version: int | None
+    # A well-formed signed tree head covers the event: its inclusion proof can be downloaded.
+    proof_available: bool
+
+
+@dataclass(frozen=True)
+class ResidentPurpose:
+    """One active purpose of the metropolis' own catalogue and where the resident stands.
+
+    `state` is one of "granted", "renewal_required" (a material notice came after the grant),
+    "expired", "refused", "withdrawn", "revoked", "never" (no decision, or only asked);
+    `granted` is the gate's answer. `events` is the resident's history, newest first.
+    """
+
+    code: str
+    title: str
+    description: str
+    gdpr_article: str
+    requires_consent: bool
+    data_categories: list[str]
+    retention_days: int | None
+    consent_lifetime_days: int | None
+    state: str
+    granted: bool
+    valid_until: datetime | None
+    decided_at: datetime | None
+    notice_version: int | None
+    notice_global: bool
+    events: list[ResidentEvent]
+
+
+def _resident_state(state: ConsentState | None, now: datetime) -> str:
+    if state is None or state.status == EventType.REQUESTED:
+        return "never"
+    if state.status in GRANTING_EVENTS:
+        if state.renewal_required:
+            return "renewal_required"
+        if state.valid_until is not None and state.valid_until <= now:
+            return "expired"
+        return "granted"
+    return str(state.status)
+
+
+def resident_purposes(*, user: User, language: str = "fr") -> list[ResidentPurpose]:
+    """Every active purpose of the metropolis' own (no partner's sharing purpose), with the
+    resident's current state and history. Raises `LedgerTampered` (nothing shown) when a
+    stored event of the resident's account is malformed or altered."""
+    english = language == "en"
+    events = LedgerEvent.objects.filter(
+        subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT, purpose__client__isnull=True
+    )
+    events_check(events)
+    head = latest_tree_head()
+    covered = head.tree_size if head is not None else 0
+    history: dict[int, list[ResidentEvent]] = {}
+    for row in events.order_by("-seq").values(
+        "purpose_id",
+        "id",
+        "seq",
+        "event_type",
+        "occurred_at",
+        "valid_until",
+        "collection_method",
+        "actor_type",
+        "notice_id",
+        "notice_version",
+    ):
+        purpose_id = row.pop("purpose_id")
+        history.setdefault(purpose_id, []).append(ResidentEvent(**row, proof_available=row["seq"] < covered))
+    states = {
+        state.purpose_id: state
+        for state in ConsentState.objects.filter(
+            subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT, purpose__client__isnull=True
+        ).select_related("event")
+    }
+    now = timezone.now()
+    result = []
+    for purpose in purposes_catalogue().filter(client__isnull=True).order_by("-requires_consent", "code"):
+        state = states.get(purpose.pk)
+        notice = current_notice(purpose)
+        label = _resident_state(state, now)
+        result.append(
+            ResidentPurpose(
+                code=purpose.code,
+                title=purpose.title(language),
+                description=purpose.description_en if english else purpose.description_fr,
+                gdpr_article=purpose.gdpr_article,
+                requires_consent=purpose.requires_consent,
+                data_categories=[
+                    str(category.get("en" if english else "fr") or category.get("code", ""))
+                    for category in purpose.data_categories
+                    if isinstance(category, dict)
+                ],
+                retention_days=purpose.retention_days,
+                consent_lifetime_days=purpose.consent_lifetime_days,
+                state=label,
+                granted=label == "granted",
+                valid_until=state.valid_until if state is not None else None,
+                decided_at=state.event.occurred_at if state is not None else None,
+                notice_version=notice.version if notice is not None else None,
+                notice_global=notice is not None and notice.purpose_id is None,
+                events=history.get(purpose.pk, []),
+            )
+        )
+    return result
+
+
+def notice_versions(*, purpose: Purpose) -> list[PrivacyNotice]:
+    """Every notice version that applied to `purpose` (its own and the global one's), oldest
+    first: at any time the latest published of them is the one a decision is taken under."""
+    notices = PrivacyNotice.objects.filter(Q(purpose=purpose) | Q(purpose__isnull=True))
+    return list(notices.order_by("published_at", "id"))
+
+
+def resident_consent_counts(*, user: User) -> tuple[int, int]:
+    """(granted now, waiting for renewal) among the metropolis' own consent-based purposes:
+    the summary line of Mon compte. Reads the current-state rows only (one query)."""
+    now = timezone.now()
+    granted = renewal = 0
+    for renewal_required, valid_until in ConsentState.objects.filter(
+        subject__user_id=user.pk,
+        subject__kind=SubjectKind.ACCOUNT,
+        purpose__client__isnull=True,
+        purpose__is_active=True,
+        purpose__requires_consent=True,
+        status__in=GRANTING_EVENTS,
+    ).values_list("renewal_required", "valid_until"):
+        if renewal_required:
+            renewal += 1
+        elif valid_until is None or valid_until > now:
+            granted += 1
+    return granted, renewal
 
 
 # --- rights requests -----------------------------------------------------------------------

@@ -10,6 +10,9 @@ written):
   Used by the account pages (`web_form`), the OIDC consent screen (`oidc_consent`), the
   cookie widget API (`cookie_widget`, with `browser_id` for visitors without an account),
   partner/DPO APIs (`api`) and staff (`staff_on_behalf`, `acting_user=` the staff member).
+- `resident_decision_record(*, user, purpose_code, grant) -> LedgerEvent | None` — Mon compte ›
+  Consentements: one click grants (`given`/`renewed`) or withdraws (`withdrawn`) one of the
+  metropolis' own purposes; None when nothing changes.
 - `purpose_for_client(*, client, key, fields) -> Purpose` — the purpose of one partner
   client under the caller's `key` (get-or-create); identity.oidc keeps there the purpose
   of sharing a set of claims (identity.oidc.sharing.purpose_for_client_scopes).
@@ -281,6 +284,51 @@ def consent_record(
                 data={"ledger_event": str(event.id), "seq": event.seq, "type": event.event_type},
             )
     return event
+
+
+class NotResidentDecidable(ConsentError):
+    """The purpose is not decided from Mon compte › Consentements: a partner's sharing purpose
+    (withdrawn from "Services connectés") or a purpose that needs no consent."""
+
+
+def resident_decision_record(*, user: User, purpose_code: str, grant: bool) -> LedgerEvent | None:
+    """Mon compte › Consentements: the resident grants or withdraws one of the metropolis' own
+    purposes, one click each (`web_form`, the resident acting, under the current notice).
+
+    Granting records `given`, or `renewed` when a grant came before (lapsed, or flagged for
+    renewal by a material notice); withdrawing records `withdrawn`. Returns None, writing
+    nothing, when the decision is already the current one (a second click, two tabs).
+    Raises `NotResidentDecidable`, `ConsentError` or `LedgerTampered` with nothing written.
+    """
+    purpose = _purpose(purpose_code)
+    if purpose.client_id is not None or not purpose.requires_consent:
+        raise NotResidentDecidable(f"purpose {purpose_code!r} is not decided from the consents page")
+    with transaction.atomic():
+        ledger.lock_head()
+        now = timezone.now()
+        state = ConsentState.objects.filter(
+            subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT, purpose=purpose
+        ).first()
+        granted = (
+            state is not None
+            and state.status in GRANTING_EVENTS
+            and not state.renewal_required
+            and (state.valid_until is None or state.valid_until > now)
+        )
+        if bool(grant) == granted:
+            return None
+        if not grant:
+            event_type = EventType.WITHDRAWN
+        elif state is not None and state.status in (*GRANTING_EVENTS, EventType.EXPIRED):
+            event_type = EventType.RENEWED
+        else:
+            event_type = EventType.GIVEN
+        return consent_record(
+            purpose_code=purpose.code,
+            event_type=event_type,
+            collection_method=CollectionMethod.WEB_FORM,
+            user=user,
+        )
 
 
 # consent_record's checks, in the order it makes them; each raises ConsentError.

@@ -1,16 +1,31 @@
-"""URLs of the consent app: the privacy policy, the resident's export (Mon compte), cookie-consent API
-and widget demo, resident receipts,
-DPO console and API."""
+"""URLs of the consent app: the privacy policy and notices, Mon compte › Consentements and
+› Copie de mes données, resident receipts and proofs, public receipt verification (page and
+API), cookie-consent API and widget demo, DPO console and API."""
 
 from django.urls import include, path
 
-from consent import views_public, views_rights, views_widget
+from consent import views_account, views_public, views_receipts, views_rights, views_widget
+from consent.api import receipts as api_receipts
 from consent.api import views as api_views
 
 app_name = "consent"
 
 urlpatterns = [
     path("confidentialite/", views_public.privacy_policy, name="privacy-policy"),
+    path("confidentialite/notices/<str:code>/", views_public.notice_history, name="notice"),
+    path("compte/consentements/", views_account.consents_page, name="account-consents"),
+    path(
+        "compte/consentements/preuves/<uuid:event_id>.json",
+        views_account.resident_proof,
+        name="proof",
+    ),
+    path(
+        "compte/consentements/<str:code>/decision/",
+        views_account.consent_decide,
+        name="account-consent-decide",
+    ),
+    path("recus/verifier/", views_receipts.receipt_verify_page, name="receipt-verify"),
+    path("consent/api/v1/receipts/verify", api_receipts.receipt_verify_api, name="receipt-verify-api"),
     path("compte/export/", views_rights.export_page, name="export"),
     path("compte/export/telecharger/<str:token>/", views_rights.export_download, name="export-download"),
     path("consent/api/v1/cookie/", include("consent.api.urls")),

@@ -1,4 +1,6 @@
-"""The public privacy policy (/confidentialite/), generated from the purpose catalogue.
+"""The public privacy policy (/confidentialite/), generated from the purpose catalogue, and
+each purpose's notices in full with what changed between versions
+(/confidentialite/notices/<code>/).
 
 What the page says about each purpose comes from the catalogue and its current notices
 (`consent.selectors.privacy_policy_purposes`); who the controller and the DPO are comes
@@ -10,16 +12,19 @@ through `CONSENT_POLICY_URL`, whose default is this page.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.messages.storage.cookie import CookieStorage
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from consent import selectors
+from consent.notice_diff import notice_diff
+from consent.services import UnknownPurpose
 from identity.ratelimit import DEVICE_COOKIE_MAX_AGE, device_cookie_name
 
 # GDPR Art. 6(1) bases, as the catalogue stores them, in plain words.
@@ -106,3 +111,34 @@ def privacy_policy(request: HttpRequest) -> HttpResponse:
         "verification_days": settings.EMAIL_VERIFICATION_TIMEOUT // _DAY,
     }
     return render(request, "consent/privacy_policy.html", context)
+
+
+@require_GET
+def notice_history(request: HttpRequest, code: str) -> HttpResponse:
+    """Every version of the notices that applied to a purpose, newest first, each in full in the
+    reader's language with what changed since the version before it."""
+    try:
+        purpose = selectors.purpose_by_code(code)
+    except UnknownPurpose as exc:
+        raise Http404 from exc
+    english = (get_language() or "fr").startswith("en")
+    versions: list[dict[str, Any]] = []
+    previous = ""
+    for notice in selectors.notice_versions(purpose=purpose):
+        text = notice.text_en if english else notice.text_fr
+        versions.append(
+            {
+                "notice": notice,
+                "text": text,
+                "first": not versions,
+                "diff": notice_diff(previous, text) if versions else [],
+            }
+        )
+        previous = text
+    versions.reverse()
+    context = {
+        "purpose": purpose,
+        "title": purpose.title("en" if english else "fr"),
+        "versions": versions,
+    }
+    return render(request, "consent/notice_history.html", context)

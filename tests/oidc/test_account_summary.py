@@ -36,6 +36,7 @@ def test_the_summary_page_shows_every_section_and_is_current_in_the_navigation(
         ("Résumé", True),
         ("Informations personnelles", False),
         ("Services connectés", False),
+        ("Consentements", False),
         ("Sécurité de connexion", False),
         ("Sessions ouvertes", False),
     ]
@@ -98,6 +99,7 @@ def test_the_navigation_in_english(signed_in: BrowserClient) -> None:
         "Summary",
         "Personal information",
         "Connected services",
+        "Consents",
         "Sign-in security",
         "Open sessions",
     ]

@@ -1,0 +1,113 @@
+"""POST /consent/api/v1/receipts/verify: anyone checks a consent receipt and its inclusion proof.
+
+JSON in: {"receipt": "<JWS>", "proof": {…} or "<JSON text>" (optional)}; JSON out (200): whether
+the signature holds, what the receipt states, and, with a proof, whether the event is included
+in the signed tree head the proof names (consent.receipt_check). A receipt that fails a check
+is an answer (200, `valid` false, a reason code); input that is not a receipt is a 400 problem
+(RFC 7807); over the size limit 413, over the rate limit 429. No cookie, no CSRF: nothing is
+written and nothing about anyone is read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from common.ratelimit import client_ip
+from consent.api.problems import api_problem
+from consent.receipt_check import (
+    MAX_PROOF_CHARS,
+    MAX_RECEIPT_CHARS,
+    CheckInputError,
+    ReceiptCheck,
+    receipt_check,
+    verification_throttled,
+)
+
+MAX_BODY_BYTES = MAX_RECEIPT_CHARS + MAX_PROOF_CHARS + 1024
+
+
+def _time(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def check_json(check: ReceiptCheck) -> dict[str, Any]:
+    statement, inclusion = check.statement, check.inclusion
+    return {
+        "valid": check.valid,
+        "signature": {"valid": check.signature_valid, "error": check.reason or None},
+        "receipt": None
+        if statement is None
+        else {
+            "event_id": statement.event_id,
+            "purpose": statement.purpose_code,
+            "purpose_title": statement.purpose_title,
+            "event_type": statement.event_type,
+            "occurred_at": _time(statement.occurred_at),
+            "validity_duration": statement.valid_until,
+            "collection_method": statement.collection_method,
+            "notice_version": statement.notice_version,
+            "log_id": statement.log_id,
+            "leaf_index": statement.leaf_index,
+            "leaf_hash": statement.leaf_hash,
+            "kid": statement.kid,
+        },
+        "inclusion": None
+        if inclusion is None
+        else {
+            "verified": inclusion.verified,
+            "error": inclusion.reason or None,
+            "tree_size": inclusion.tree_size,
+            "root_hash": inclusion.root_hash or None,
+            "tree_head_timestamp": _time(inclusion.tree_head_time),
+        },
+    }
+
+
+def _too_large() -> JsonResponse:
+    return api_problem(413, "body_too_large", _("Requête trop volumineuse"), f"max {MAX_BODY_BYTES} bytes")
+
+
+@csrf_exempt
+@never_cache
+@require_POST
+def receipt_verify_api(request: HttpRequest) -> HttpResponse:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_BODY_BYTES:
+        return _too_large()
+    retry_after = verification_throttled(client_ip(request))
+    if retry_after:
+        response = api_problem(
+            429, "rate_limited", _("Trop de requêtes"), _("Trop de vérifications depuis cette adresse.")
+        )
+        response["Retry-After"] = str(retry_after)
+        return response
+    if (request.content_type or "").lower() != "application/json":
+        return api_problem(
+            415, "unsupported_media_type", _("Format non pris en charge"), "Content-Type: application/json"
+        )
+    raw = request.body
+    if len(raw) > MAX_BODY_BYTES:
+        return _too_large()
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return api_problem(
+            400, "invalid_json", _("Requête invalide"), _("Le corps n'est pas du JSON valide.")
+        )
+    if not isinstance(body, dict):
+        return api_problem(400, "invalid_json", _("Requête invalide"), _("Le corps doit être un objet JSON."))
+    try:
+        check = receipt_check(body.get("receipt"), body.get("proof"))
+    except CheckInputError as exc:
+        return api_problem(400, exc.code, _("Requête invalide"), str(exc))
+    return JsonResponse(check_json(check))
