@@ -18,6 +18,7 @@ class ConsentConfig(AppConfig):
         from consent import (  # noqa: PLC0415 - imports models
             checks,  # noqa: F401 - registers system checks
             views_account,
+            views_rights,
         )
 
         rights_registry.register_module("consent.rights_provider")  # data-subject rights
@@ -30,5 +31,16 @@ class ConsentConfig(AppConfig):
                 30,
                 views_account.consents_summary,
                 _("Voir mes consentements, les donner ou les retirer, et télécharger mes reçus"),
+            )
+        )
+        # Mon compte: the copy of the resident's data (GDPR Art. 15 and 20).
+        account_sections.register(
+            account_sections.AccountSection(
+                "export",
+                _("Copie de mes données"),
+                "consent:export",
+                80,
+                views_rights.export_summary,
+                _("Recevoir une copie de toutes mes données"),
             )
         )

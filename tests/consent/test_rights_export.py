@@ -345,9 +345,17 @@ def test_erasure_deletes_the_archive_and_keeps_the_record(resident: Any) -> None
     assert request.state == RightsRequestState.DONE
 
 
-def test_the_account_page_links_to_the_export(client: BrowserClient, resident: Any) -> None:
+def test_the_account_summary_links_to_the_export_and_says_its_state(
+    client: BrowserClient, resident: Any
+) -> None:
     open_session(client, resident, ["pwd"])
-    assert 'href="/compte/export/"' in client.get("/compte/").content.decode()
+    html = client.get("/compte/").content.decode()
+    assert 'href="/compte/export/"' in html and "Recevoir une copie de toutes mes données" in html
+    assert "Vous n&#x27;avez pas encore demandé de copie de vos données." in html
+    ask(resident)
+    assert "est en préparation" in client.get("/compte/").content.decode()
+    run_exports()
+    assert "est prête" in client.get("/compte/").content.decode()
 
 
 # --- a real worker process -------------------------------------------------------------------
