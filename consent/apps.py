@@ -21,6 +21,7 @@ class ConsentConfig(AppConfig):
             checks,  # noqa: F401 - registers system checks
             erasure,
             views_account,
+            views_rights,
         )
         from identity import admin as identity_admin  # noqa: PLC0415 - imports models
 
@@ -34,6 +35,17 @@ class ConsentConfig(AppConfig):
                 30,
                 views_account.consents_summary,
                 _("Voir mes consentements, les donner ou les retirer, et télécharger mes reçus"),
+            )
+        )
+        # Mon compte: the copy of the resident's data (GDPR Art. 15 and 20).
+        account_sections.register(
+            account_sections.AccountSection(
+                "export",
+                _("Copie de mes données"),
+                "consent:export",
+                80,
+                views_rights.export_summary,
+                _("Recevoir une copie de toutes mes données"),
             )
         )
         # Mon compte › Suppression du compte; the notice at sign-in while a deletion waits.

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
@@ -291,7 +292,15 @@ def export_download(*, user: User, token: str, ip: str = "") -> DownloadOutcome:
             if request.archive is not None and status == DownloadStatus.EXPIRED:
                 _forget_archive(request)
             return DownloadOutcome(status=status if status != DownloadStatus.OK else DownloadStatus.EXPIRED)
-        data = decrypt_at_rest(bytes(request.archive), context=_archive_context(request.pk))
+        try:
+            data = decrypt_at_rest(bytes(request.archive), context=_archive_context(request.pk))
+        except InvalidTag:
+            # KEY_ENCRYPTION_KEY rotated since, or the row was altered: nothing to hand out.
+            log.warning("rights export %s: the archive does not decrypt", request.pk)
+            request.archive = None
+            request.expires_at = timezone.now()  # the link is spent: the page says "expired"
+            request.save(update_fields=["archive", "expires_at"])
+            return DownloadOutcome(status=DownloadStatus.EXPIRED)
         request.downloaded_at = timezone.now()
         request.archive = None
         request.save(update_fields=["downloaded_at", "archive"])

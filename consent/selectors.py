@@ -523,19 +523,6 @@ def partner_consents_for_user(*, user: User) -> list[PartnerConsent]:
     return result
 
 
-# --- rights requests -----------------------------------------------------------------------
-
-
-def export_latest(user: User) -> RightsRequest | None:
-    """The resident's most recent export request (the export page shows its state)."""
-    return (
-        RightsRequest.objects.filter(user=user, kind=RightsRequestKind.EXPORT)
-        .order_by("-requested_at")
-        .defer("archive")
-        .first()
-    )
-
-
 # --- A resident's consents to the metropolis' own purposes (Mon compte, "Consentements") -----
 
 
@@ -683,3 +670,16 @@ def resident_consent_counts(*, user: User) -> tuple[int, int]:
         elif valid_until is None or valid_until > now:
             granted += 1
     return granted, renewal
+
+
+# --- rights requests -----------------------------------------------------------------------
+
+
+def export_latest(user: User) -> RightsRequest | None:
+    """The resident's most recent export request (the export page shows its state)."""
+    return (
+        RightsRequest.objects.filter(user=user, kind=RightsRequestKind.EXPORT)
+        .order_by("-requested_at")
+        .defer("archive")
+        .first()
+    )

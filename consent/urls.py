@@ -1,7 +1,7 @@
-"""URLs of the consent app: the privacy policy and notices, Mon compte › Consentements, the
-resident's export and erasure, resident receipts and proofs, public receipt verification (page and
-API), cookie-consent API and widget demo,
-DPO console and API."""
+"""URLs of the consent app: the privacy policy and notices, Mon compte › Consentements,
+› Copie de mes données and › Suppression du compte (with the erasure's cancel link and status
+page), resident receipts and proofs, public receipt verification (page and API), cookie-consent
+API and widget demo, DPO console and API."""
 
 from django.urls import include, path
 

@@ -17,6 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import dateformat, timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
@@ -26,7 +27,33 @@ from consent import rights_requests
 from consent.rights_requests import DownloadStatus
 from consent.selectors import export_latest
 from identity import reauth
+from identity.models import User
 from identity.request_user import request_user
+
+
+def export_summary(user: User) -> list[str]:
+    """Mon compte's summary line for this section (identity.account_sections)."""
+    latest = export_latest(user)
+    if latest is None:
+        return [_("Vous n'avez pas encore demandé de copie de vos données.")]
+    when = dateformat.format(timezone.localtime(latest.requested_at), "j F Y")
+    status = rights_requests.download_status(latest)
+    if latest.state in rights_requests.OPEN_STATES:
+        text = _("Votre copie demandée le %(date)s est en préparation.")
+    elif status == DownloadStatus.OK:
+        text = _(
+            "Votre copie demandée le %(date)s est prête : "
+            "le lien est dans l'e-mail que nous vous avons envoyé."
+        )
+    elif status == DownloadStatus.USED:
+        text = _("Vous avez téléchargé votre copie demandée le %(date)s.")
+    elif latest.state == "failed":
+        text = _(
+            "La préparation de votre copie demandée le %(date)s a échoué : vous pouvez en demander une autre."
+        )
+    else:
+        text = _("Le lien de votre copie demandée le %(date)s a expiré.")
+    return [text % {"date": when}]
 
 
 @login_required
@@ -86,6 +113,7 @@ def export_download(request: HttpRequest, token: str) -> HttpResponse:
     export = rights_requests.export_for_token(user=user, token=token)
     if export is None:
         raise Http404
+    status = rights_requests.download_status(export)
     if request.method == "POST":
         outcome = rights_requests.export_download(user=user, token=token, ip=client_ip(request))
         if outcome.status == DownloadStatus.OK:
@@ -94,7 +122,7 @@ def export_download(request: HttpRequest, token: str) -> HttpResponse:
             response["Cache-Control"] = "no-store"
             return response
         export.refresh_from_db()
-    status = rights_requests.download_status(export)
+        status = outcome.status
     return render(
         request,
         "consent/export_download.html",

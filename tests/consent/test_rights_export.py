@@ -264,6 +264,16 @@ def test_an_expired_link_fails_and_the_archive_is_deleted(resident: Any) -> None
     assert request.archive is None and request.downloaded_at is None
 
 
+def test_an_archive_that_no_longer_decrypts_is_refused_without_an_error(resident: Any) -> None:
+    request = ask(resident)
+    link = ready_link(resident)
+    RightsRequest.objects.filter(pk=request.pk).update(archive=b"\x00" * 64)  # e.g. key rotated
+    response = download(open_session(BrowserClient(), resident, ["pwd"]), link)
+    assert response.status_code == 410
+    request.refresh_from_db()
+    assert request.archive is None
+
+
 def test_the_worker_deletes_the_archive_when_the_link_expires(resident: Any) -> None:
     request = ask(resident)
     ready_link(resident)
@@ -335,9 +345,17 @@ def test_erasure_deletes_the_archive_and_keeps_the_record(resident: Any) -> None
     assert request.state == RightsRequestState.DONE
 
 
-def test_the_account_page_links_to_the_export(client: BrowserClient, resident: Any) -> None:
+def test_the_account_summary_links_to_the_export_and_says_its_state(
+    client: BrowserClient, resident: Any
+) -> None:
     open_session(client, resident, ["pwd"])
-    assert 'href="/compte/export/"' in client.get("/compte/").content.decode()
+    html = client.get("/compte/").content.decode()
+    assert 'href="/compte/export/"' in html and "Recevoir une copie de toutes mes données" in html
+    assert "Vous n&#x27;avez pas encore demandé de copie de vos données." in html
+    ask(resident)
+    assert "est en préparation" in client.get("/compte/").content.decode()
+    run_exports()
+    assert "est prête" in client.get("/compte/").content.decode()
 
 
 # --- a real worker process -------------------------------------------------------------------

@@ -39,6 +39,7 @@ def test_the_summary_page_shows_every_section_and_is_current_in_the_navigation(
         ("Consentements", False),
         ("Sécurité de connexion", False),
         ("Sessions ouvertes", False),
+        ("Copie de mes données", False),
         ("Suppression du compte", False),
     ]
     assert "Nous conservons : votre adresse e-mail, votre nom." in html
@@ -57,6 +58,7 @@ def test_the_summary_page_shows_every_section_and_is_current_in_the_navigation(
         ("/compte/services/", "Services connectés"),
         ("/compte/securite/", "Sécurité de connexion"),
         ("/compte/sessions/", "Sessions ouvertes"),
+        ("/compte/export/", "Copie de mes données"),
     ],
 )
 def test_every_page_of_the_account_has_the_navigation(
@@ -103,6 +105,7 @@ def test_the_navigation_in_english(signed_in: BrowserClient) -> None:
         "Consents",
         "Sign-in security",
         "Open sessions",
+        "Copy of my data",
         "Account deletion",
     ]
     assert 'aria-label="Sections of my account"' in html
