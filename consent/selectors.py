@@ -101,6 +101,15 @@ def purpose_exists(code: str) -> bool:
     return Purpose.objects.filter(code=code).exists()
 
 
+def category_labels(purpose: Purpose, *, english: bool) -> list[str]:
+    """The purpose's data categories as readers see them, in their language."""
+    return [
+        str(category.get("en" if english else "fr") or category.get("code", ""))
+        for category in purpose.data_categories
+        if isinstance(category, dict)
+    ]
+
+
 @dataclass(frozen=True)
 class ConsentStateView:
     purpose_code: str
@@ -419,11 +428,7 @@ def privacy_policy_purposes(*, language: str = "fr") -> list[PolicyPurpose]:
                 description=purpose.description_en if english else purpose.description_fr,
                 gdpr_article=purpose.gdpr_article,
                 requires_consent=purpose.requires_consent,
-                data_categories=[
-                    str(category.get("en" if english else "fr") or category.get("code", ""))
-                    for category in purpose.data_categories
-                    if isinstance(category, dict)
-                ],
+                data_categories=category_labels(purpose, english=english),
                 recipients=[str(recipient) for recipient in purpose.recipients],
                 retention_days=purpose.retention_days,
                 consent_lifetime_days=purpose.consent_lifetime_days,
@@ -626,11 +631,7 @@ def resident_purposes(*, user: User, language: str = "fr") -> list[ResidentPurpo
                 description=purpose.description_en if english else purpose.description_fr,
                 gdpr_article=purpose.gdpr_article,
                 requires_consent=purpose.requires_consent,
-                data_categories=[
-                    str(category.get("en" if english else "fr") or category.get("code", ""))
-                    for category in purpose.data_categories
-                    if isinstance(category, dict)
-                ],
+                data_categories=category_labels(purpose, english=english),
                 retention_days=purpose.retention_days,
                 consent_lifetime_days=purpose.consent_lifetime_days,
                 state=label,

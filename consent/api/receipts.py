@@ -10,7 +10,6 @@ written and nothing about anyone is read.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -20,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from common.ratelimit import client_ip
-from consent.api.problems import api_problem
+from consent.api.problems import api_problem, json_object_body
 from consent.receipt_check import (
     MAX_PROOF_CHARS,
     MAX_RECEIPT_CHARS,
@@ -70,20 +69,10 @@ def check_json(check: ReceiptCheck) -> dict[str, Any]:
     }
 
 
-def _too_large() -> JsonResponse:
-    return api_problem(413, "body_too_large", _("Requête trop volumineuse"), f"max {MAX_BODY_BYTES} bytes")
-
-
 @csrf_exempt
 @never_cache
 @require_POST
 def receipt_verify_api(request: HttpRequest) -> HttpResponse:
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > MAX_BODY_BYTES:
-        return _too_large()
     retry_after = verification_throttled(client_ip(request))
     if retry_after:
         response = api_problem(
@@ -91,21 +80,9 @@ def receipt_verify_api(request: HttpRequest) -> HttpResponse:
         )
         response["Retry-After"] = str(retry_after)
         return response
-    if (request.content_type or "").lower() != "application/json":
-        return api_problem(
-            415, "unsupported_media_type", _("Format non pris en charge"), "Content-Type: application/json"
-        )
-    raw = request.body
-    if len(raw) > MAX_BODY_BYTES:
-        return _too_large()
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return api_problem(
-            400, "invalid_json", _("Requête invalide"), _("Le corps n'est pas du JSON valide.")
-        )
-    if not isinstance(body, dict):
-        return api_problem(400, "invalid_json", _("Requête invalide"), _("Le corps doit être un objet JSON."))
+    body = json_object_body(request, max_bytes=MAX_BODY_BYTES)
+    if isinstance(body, JsonResponse):
+        return body
     try:
         check = receipt_check(body.get("receipt"), body.get("proof"))
     except CheckInputError as exc:

@@ -16,7 +16,6 @@ Errors are RFC 7807 problem details; nothing is recorded on bad input.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import uuid
@@ -36,7 +35,7 @@ from rest_framework.views import APIView
 from common import ratelimit
 from consent.api import cookie, cors
 from consent.api import selectors as api_selectors
-from consent.api.problems import api_problem
+from consent.api.problems import api_problem, json_object_body
 from consent.receipts import receipt_for_event
 from consent.services import BrowserProofError, ConsentError, LedgerTampered, ledger_tampered_audit
 from identity.request_user import request_user
@@ -112,38 +111,9 @@ def _too_many(retry_after: int) -> JsonResponse:
     return response
 
 
-def _too_large() -> JsonResponse:
-    return api_problem(413, "body_too_large", _("Requête trop volumineuse"), f"max {MAX_BODY_BYTES} bytes")
-
-
 def _json_body(request: Request) -> dict[str, Any] | JsonResponse:
     """The JSON object of a small application/json body, or the problem to answer."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > MAX_BODY_BYTES:
-        return _too_large()
-    content_type = (request.content_type or "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        return api_problem(
-            415,
-            "unsupported_media_type",
-            _("Format non pris en charge"),
-            "Content-Type: application/json",
-        )
-    raw = request._request.body
-    if len(raw) > MAX_BODY_BYTES:
-        return _too_large()
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return api_problem(
-            400, "invalid_json", _("Requête invalide"), _("Le corps n'est pas du JSON valide.")
-        )
-    if not isinstance(body, dict):
-        return api_problem(400, "invalid_json", _("Requête invalide"), _("Le corps doit être un objet JSON."))
-    return body
+    return json_object_body(request._request, max_bytes=MAX_BODY_BYTES)
 
 
 def _receipt_response(event: Any) -> HttpResponse:

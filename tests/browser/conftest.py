@@ -11,6 +11,8 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import sync_playwright
 
+from tests.conftest import PASSWORD
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -22,6 +24,8 @@ CHROMIUM_ARGS = [
 ]
 # axe-core rule tags for WCAG 2.1 A and AA (RGAA 4.1 is mapped on WCAG 2.1 AA).
 WCAG_AA_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+# A desktop width and the narrowest phone width residents use (mobile first: WCAG 1.4.10 reflow).
+WIDTHS = (1280, 360)
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
@@ -66,3 +70,29 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
         }
         for violation in results.response.get("violations", [])
     ]
+
+
+def horizontal_overflow(page: Any) -> int:
+    """How many CSS pixels the page is wider than the window (0 when it reflows)."""
+    return int(page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth"))
+
+
+def check_page(page: Any, language: str, where: str = "") -> None:
+    """The page is in `language`, has no axe-core WCAG 2.1 A/AA violation at each of WIDTHS,
+    and needs no horizontal scrolling at 360 px."""
+    where = where or page.url
+    assert page.locator("html").get_attribute("lang") == language
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 800})
+        assert axe_violations(page) == [], (where, language, width)
+        if width == 360:
+            assert horizontal_overflow(page) <= 0, (where, language)
+
+
+def sign_in(page: Any, base_url: str, email: str) -> None:
+    """Sign in through the real sign-in page with the test password (tests.conftest.PASSWORD)."""
+    page.goto(base_url + "/connexion/")
+    page.locator("input[name=username]").fill(email)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("input[name=password]").press("Enter")
+    page.wait_for_url("**/compte/**")

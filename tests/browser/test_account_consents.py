@@ -15,12 +15,11 @@ from consent.models import LedgerEvent
 from consent.receipts import receipt_for_event
 from consent.selectors import event_proof, purpose_by_code
 from consent.services import consent_record, notice_publish, tree_head_sign
-from tests.browser.conftest import axe_violations
-from tests.browser.test_connected_services import horizontal_overflow, sign_in
+from tests.browser.conftest import WIDTHS, axe_violations, sign_in
+from tests.browser.conftest import check_page as check
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WIDTHS = (1280, 360)
 NEWS = "service-news-email"
 
 
@@ -42,15 +41,6 @@ def history(resident: Any, signing_keys: Any) -> LedgerEvent:
         material=True,
     )
     return event
-
-
-def check(page: Any, language: str) -> None:
-    assert page.locator("html").get_attribute("lang") == language
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 800})
-        assert axe_violations(page) == [], (page.url, language, width)
-        if width == 360:
-            assert horizontal_overflow(page) <= 0, (page.url, language)
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])

@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 from django.test import Client as BrowserClient
 
-from tests.browser.conftest import axe_violations
-from tests.conftest import PASSWORD, OIDCFlow
+from tests.browser.conftest import WIDTHS, axe_violations, horizontal_overflow, sign_in
+from tests.conftest import OIDCFlow
 from tests.oidc.conftest import complete_flow, userinfo
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WIDTHS = (1280, 360)
 PARTNER = "Réseau des médiathèques de la métropole nantaise"
 
 
@@ -35,18 +34,6 @@ def partner_tokens(make_client: Any, signed_in: BrowserClient) -> dict[str, Any]
     tokens = complete_flow(OIDCFlow(signed_in, partner))
     complete_flow(OIDCFlow(signed_in, make_client(name="Déchèteries de la métropole", is_internal=True)))
     return tokens
-
-
-def horizontal_overflow(page: Any) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-
-
-def sign_in(page: Any, base_url: str, email: str) -> None:
-    page.goto(base_url + "/connexion/")
-    page.locator("input[name=username]").fill(email)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.locator("input[name=password]").press("Enter")
-    page.wait_for_url("**/compte/**")
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])

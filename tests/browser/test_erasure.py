@@ -23,12 +23,12 @@ from connectors.outbox import relay_once
 from consent.erasure import KIND_ERASURE, KIND_PARTNER_ERASURE
 from consent.models import RightsRequest, RightsRequestState
 from identity.models import User
-from tests.browser.conftest import axe_violations
-from tests.conftest import PASSWORD, deliver_emails
+from tests.browser.conftest import WIDTHS, sign_in
+from tests.browser.conftest import check_page as check
+from tests.conftest import deliver_emails
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WIDTHS = (1280, 360)
 CANCEL_LINK = re.compile(r"/compte/suppression/annuler/[^/\s]+/")
 STATUS_LINK = re.compile(r"/compte/suppression/etat/[^/\s]+/")
 TEXT = {
@@ -43,27 +43,6 @@ TEXT = {
         "en": "Cancel the deletion and keep my account",
     },
 }
-
-
-def horizontal_overflow(page: Any) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-
-
-def sign_in(page: Any, base_url: str, email: str) -> None:
-    page.goto(base_url + "/connexion/")
-    page.locator("input[name=username]").fill(email)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.locator("input[name=password]").press("Enter")
-    page.wait_for_url("**/compte/**")
-
-
-def check(page: Any, language: str, where: str) -> None:
-    assert page.locator("html").get_attribute("lang") == language
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 800})
-        assert axe_violations(page) == [], (where, language, width)
-        if width == 360:
-            assert horizontal_overflow(page) <= 0, (where, language)
 
 
 def links() -> tuple[str, str]:

@@ -21,38 +21,17 @@ from django.core import mail
 from connectors.outbox import relay_once
 from consent.models import RightsRequest, RightsRequestState
 from consent.rights_requests import KIND_EXPORT
-from tests.browser.conftest import axe_violations
-from tests.conftest import PASSWORD, deliver_emails
+from tests.browser.conftest import WIDTHS, sign_in
+from tests.browser.conftest import check_page as check
+from tests.conftest import deliver_emails
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WIDTHS = (1280, 360)
 LINK = re.compile(r"/compte/export/telecharger/[^/\s]+/")
 TITLES = {
     "export": {"fr": "Copie de mes données", "en": "Copy of my data"},
     "download": {"fr": "Télécharger la copie de mes données", "en": "Download the copy of my data"},
 }
-
-
-def horizontal_overflow(page: Any) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-
-
-def sign_in(page: Any, base_url: str, email: str) -> None:
-    page.goto(base_url + "/connexion/")
-    page.locator("input[name=username]").fill(email)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.locator("input[name=password]").press("Enter")
-    page.wait_for_url("**/compte/**")
-
-
-def check(page: Any, language: str, where: str) -> None:
-    assert page.locator("html").get_attribute("lang") == language
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 800})
-        assert axe_violations(page) == [], (where, language, width)
-        if width == 360:
-            assert horizontal_overflow(page) <= 0, (where, language)
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])

@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import axe_violations
+from tests.browser.conftest import WIDTHS, axe_violations, horizontal_overflow, sign_in
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WIDTHS = (1280, 360)
 HEADINGS = {
     "/compte/informations/": {"fr": "Informations personnelles", "en": "Personal information"},
     "/compte/informations/modifier/": {
@@ -28,18 +27,6 @@ HEADINGS = {
         "en": "Change my email address",
     },
 }
-
-
-def horizontal_overflow(page: Any) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-
-
-def sign_in(page: Any, base: str, email: str) -> None:
-    page.goto(base + "/connexion/")
-    page.locator("#id_username").fill(email)
-    page.locator("#id_password").fill(PASSWORD)
-    page.locator("main form[novalidate] button[type=submit]").click()
-    page.wait_for_url("**/compte/**")
 
 
 def check(page: Any, language: str, width: int, where: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from identity.oidc.sharing import purpose_for_client_scopes
-from tests.browser.conftest import axe_violations
+from tests.browser.conftest import WIDTHS, axe_violations, horizontal_overflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,7 +20,6 @@ PAGES = {
     "/confidentialite/": {"fr": "Politique de confidentialité", "en": "Privacy policy"},
     "/accessibilite/": {"fr": "Déclaration d'accessibilité", "en": "Accessibility statement"},
 }
-WIDTHS = (1280, 360)
 
 
 @pytest.fixture
@@ -29,10 +28,6 @@ def sharing_purpose(make_client: Any) -> None:
 
     registered = make_client(name="Réseau des médiathèques de la métropole nantaise")
     purpose_for_client_scopes(client=registered.client, scopes=["openid", "profile", "email"])
-
-
-def horizontal_overflow(page: Any) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])
