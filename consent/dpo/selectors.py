@@ -28,7 +28,14 @@ from django.utils.translation import gettext as _
 from oauth2_provider.models import get_application_model
 
 from consent.api.selectors import COOKIE_PURPOSE_CODES
-from consent.models import EventType, LedgerEvent, Purpose, Subject
+from consent.models import (
+    EventType,
+    LedgerEvent,
+    Purpose,
+    RightsRequest,
+    RightsRequestState,
+    Subject,
+)
 from consent.selectors import (
     LedgerProblem,
     LedgerTampered,
@@ -625,3 +632,66 @@ def register_document(language: str = "fr") -> dict[str, Any]:
         "security_measures": SECURITY_MEASURES[lang],
         "processing": processing,
     }
+
+
+# --- Rights requests (GDPR Art. 15, 17, 20) ----------------------------------------------------
+
+OPEN_STATES = (RightsRequestState.WAITING, RightsRequestState.RUNNING, RightsRequestState.FAILED)
+
+
+@dataclass(frozen=True)
+class PartnerAnswer:
+    client_id: str
+    name: str
+    state: str
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class RightsRequestRow:
+    request: RightsRequest
+    age_days: int
+    overdue: bool
+    partners: list[PartnerAnswer]
+
+
+def rights_requests(*, open_only: bool = False, now: datetime | None = None) -> list[RightsRequestRow]:
+    """Exports and erasures for the DPO's register of rights requests: open ones first (a
+    failed one is open: it needs someone), each with its age, whether the one-month deadline
+    (GDPR Art. 12(3)) has passed unanswered, and, for an erasure, each partner's answer.
+    Ids and dates only: the resident is not named here (an erased one no longer exists)."""
+    now = now or timezone.now()
+    selection = RightsRequest.objects.defer("archive").order_by("requested_at")
+    if open_only:
+        selection = selection.filter(state__in=OPEN_STATES)
+    requests = list(selection)
+    client_ids = {
+        client_id for request in requests for client_id in (request.progress or {}).get("partners", {}) or {}
+    }
+    names = dict(
+        get_application_model().objects.filter(client_id__in=client_ids).values_list("client_id", "name")
+    )
+    rows = []
+    for request in requests:
+        answers = (request.progress or {}).get("partners", {}) or {}
+        partners = [
+            PartnerAnswer(
+                client_id=client_id,
+                name=names.get(client_id, client_id),
+                state=str(answer.get("state", "")) if isinstance(answer, dict) else "",
+                at=parse_datetime(answer.get("at") or "") if isinstance(answer, dict) else None,
+            )
+            for client_id, answer in sorted(answers.items())
+        ]
+        finished = request.completed_at if request.state == RightsRequestState.DONE else None
+        answered_by = finished or now
+        rows.append(
+            RightsRequestRow(
+                request=request,
+                age_days=(now - request.requested_at).days,
+                overdue=request.state != RightsRequestState.CANCELLED and answered_by > request.deadline,
+                partners=partners,
+            )
+        )
+    rows.sort(key=lambda row: (row.request.state not in OPEN_STATES, row.request.requested_at))
+    return rows

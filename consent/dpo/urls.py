@@ -14,6 +14,7 @@ urlpatterns = [
     path("statistiques/", views.stats, name="stats"),
     path("registre/", views.register, name="register"),
     path("finalites/", catalogue.catalogue, name="catalogue"),
+    path("demandes/", views.rights_requests_page, name="rights-requests"),
     path("finalites/nouvelle/", catalogue.purpose_new, name="purpose-new"),
     path("finalites/notice-generale/", catalogue.global_notice_new, name="global-notice-new"),
     path("finalites/<str:code>/notice/", catalogue.notice_new, name="notice-new"),

@@ -351,3 +351,12 @@ def tree_head_create(request: HttpRequest) -> HttpResponse:
     )
     messages.success(request, _("Tête d'arbre signée pour %(size)s événements.") % {"size": head.tree_size})
     return redirect("consent:dpo:ledger")
+
+
+@dpo_required
+@require_GET
+def rights_requests_page(request: HttpRequest) -> HttpResponse:
+    """The register of rights requests: exports and erasures, their state, age and deadline."""
+    open_only = request.GET.get("etat") == "ouvertes"
+    rows = dpo_selectors.rights_requests(open_only=open_only)
+    return render(request, "consent/dpo/rights_requests.html", {"rows": rows, "open_only": open_only})

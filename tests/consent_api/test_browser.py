@@ -294,7 +294,12 @@ def test_dpo_console_pages_pass_axe(live_server: Any, make_resident: Any, signin
         for path in ["/dpo/statistiques/?bucket=day", "/dpo/statistiques/?bucket=month", "/dpo/registre/"]:
             page.goto(base + path)
             assert axe_violations(page) == [], path
-        for path in ["/dpo/finalites/", "/dpo/finalites/nouvelle/", "/dpo/finalites/notice-generale/"]:
+        for path in [
+            "/dpo/finalites/",
+            "/dpo/finalites/nouvelle/",
+            "/dpo/finalites/notice-generale/",
+            "/dpo/demandes/",
+        ]:
             page.goto(base + path)
             assert axe_violations(page) == [], path
         page.goto(base + "/dpo/finalites/nouvelle/")
