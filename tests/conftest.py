@@ -35,9 +35,12 @@ PASSWORD = "correct horse battery staple"
 REDIRECT_URI = "https://rp.example.org/callback"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_caches() -> Any:
-    """Every test starts with empty caches (rate-limit counters, sessions in Redis…)."""
+def clear_test_caches() -> None:
+    """Empty this test process's caches (rate-limit counters, sessions in Redis…).
+
+    Never `cache.clear()` in a test: on Redis it empties the whole database, counters of the
+    tests running at the same time in the other pytest-xdist workers included (each worker
+    has its own key prefix: config/settings.py); this deletes only this worker's keys."""
     for alias, config in settings.CACHES.items():
         backend = config["BACKEND"]
         if backend.endswith("RedisCache"):
@@ -47,6 +50,12 @@ def _isolated_caches() -> Any:
         elif backend.endswith("LocMemCache"):
             caches[alias].clear()
         # The database cache lives in the test transaction and is rolled back with it.
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches() -> Any:
+    """Every test starts with empty caches."""
+    clear_test_caches()
     yield
 
 

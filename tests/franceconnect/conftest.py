@@ -10,8 +10,8 @@ from urllib.request import HTTPRedirectHandler, Request, build_opener
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.cache import cache
 
+from tests.conftest import clear_test_caches
 from tests.franceconnect.fake_fc import FakeFranceConnect
 
 CALLBACK_PATH = "/franceconnect/retour/"
@@ -47,10 +47,10 @@ def fake_fc(settings: Any) -> Iterator[FakeFranceConnect]:
     # Generous: the stand-in answers in milliseconds, but a loaded CI machine must not turn
     # that into a timeout (the tests of a slow or unreachable upstream set their own).
     settings.FRANCECONNECT_TIMEOUT = 10
-    cache.clear()
+    clear_test_caches()
     yield fake
     fake.close()
-    cache.clear()
+    clear_test_caches()
 
 
 class FranceConnectBrowser:

@@ -13,12 +13,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from playwright.sync_api import sync_playwright
 
 from identity.franceconnect.models import FranceConnectLink
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, axe_violations
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, clear_test_caches
 from tests.franceconnect.conftest import CALLBACK_PATH, LOGOUT_RETURN_PATH
 from tests.franceconnect.fake_fc import DEFAULT_IDENTITY, FakeFranceConnect
 
@@ -38,10 +37,10 @@ def fc_server(live_server: Any, settings: Any) -> Iterator[tuple[str, FakeFrance
     settings.FRANCECONNECT_ISSUER = fake.issuer
     settings.FRANCECONNECT_CLIENT_ID = fake.client_id
     settings.FRANCECONNECT_CLIENT_SECRET = fake.client_secret
-    cache.clear()
+    clear_test_caches()
     yield live_server.url, fake
     fake.close()
-    cache.clear()
+    clear_test_caches()
 
 
 def in_browser(scenario: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:

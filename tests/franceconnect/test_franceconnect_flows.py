@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.contrib.auth import SESSION_KEY, get_user
 from django.core import mail
-from django.core.cache import cache
 from django.template import Context, Template
 from django.test import Client as BrowserClient
 from django.test import RequestFactory
@@ -26,7 +25,7 @@ from identity.levels import ACR_BASIC
 from identity.mfa.selectors import session_acr
 from identity.models import AuditEvent, BrowserSession, User
 from identity.sessions import SESSION_AMR, SESSION_SID
-from tests.conftest import PASSWORD, deliver_emails
+from tests.conftest import PASSWORD, clear_test_caches, deliver_emails
 from tests.franceconnect.conftest import LOGOUT_RETURN_PATH, FranceConnectBrowser, http_get
 from tests.franceconnect.fake_fc import DEFAULT_IDENTITY
 
@@ -498,7 +497,7 @@ def test_upstream_going_down_during_the_flow(fc_browser, fake_fc):
     back = fc_browser.upstream(fc_browser.start())
     fake_fc.close()
 
-    cache.clear()  # the discovery document must be fetched again, from a dead host
+    clear_test_caches()  # the discovery document must be fetched again, from a dead host
     response = fc_browser.return_to_us(back)
     assert_refused(fc_browser, response, UNAVAILABLE, "unavailable")
 
@@ -515,7 +514,7 @@ def test_discovery_with_another_issuer_is_refused(client, fake_fc, settings):
     settings.FRANCECONNECT_ISSUER = fake_fc.issuer + "/"  # trailing slash stripped: still equal
     assert client.post("/franceconnect/connexion/")["Location"].startswith(fake_fc.issuer)
 
-    cache.clear()
+    clear_test_caches()
     settings.FRANCECONNECT_ISSUER = f"http://localhost:{fake_fc.port}/api/v2"  # not the issuer it announces
     response = client.post("/franceconnect/connexion/")
     assert UNAVAILABLE in login_page_after(client, response)
@@ -569,7 +568,7 @@ def test_sign_out_when_franceconnect_is_down(fc_browser, fake_fc, django_capture
     create_account_through_fc(fc_browser, django_capture_on_commit_callbacks)
     fake_fc.close()
 
-    cache.clear()
+    clear_test_caches()
     response = fc_browser.client.post("/franceconnect/deconnexion/")
     assert response.status_code == 302 and response["Location"] == "/"
     assert signed_in_user(fc_browser.client) is None

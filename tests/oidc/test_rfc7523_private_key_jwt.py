@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from jwcrypto import jwk, jwt
 
 from identity.oidc.client_uris import ClientConfigError
 from identity.oidc.clients import client_register
-from tests.conftest import REDIRECT_URI, OIDCFlow, RegisteredClient, verify_id_token
+from tests.conftest import REDIRECT_URI, OIDCFlow, RegisteredClient, clear_test_caches, verify_id_token
 from tests.oidc.conftest import post_token
 
 pytestmark = pytest.mark.django_db
@@ -175,7 +174,7 @@ def test_two_methods_at_once_are_refused(machine, rsa_key, make_client):
 
 
 def test_keys_from_jwks_uri_served_over_http(signing_keys, sector_server):
-    cache.clear()
+    clear_test_caches()
     key = jwk.JWK.generate(kty="EC", crv="P-256")
     jwks_uri = sector_server.serve_json("/jwks.json", public_jwks(key))
     try:
@@ -202,7 +201,7 @@ def test_keys_from_jwks_uri_served_over_http(signing_keys, sector_server):
         # The old key is gone from its JWKS.
         assert client_credentials(assertion(client.client_id, key, alg="ES256")).status_code == 401
     finally:
-        cache.clear()
+        clear_test_caches()
 
 
 def test_authorization_code_flow_with_private_key_jwt(signing_keys, signed_in, rsa_key):
@@ -250,7 +249,7 @@ def test_discovery_lists_private_key_jwt(client):
 
 def test_a_redirecting_jwks_uri_is_not_followed(signing_keys, sector_server):
     """The JWKS URI was checked at registration; a 3xx would send us elsewhere (SSRF)."""
-    cache.clear()
+    clear_test_caches()
     key = jwk.JWK.generate(kty="EC", crv="P-256")
     target = sector_server.serve_json("/elsewhere.json", public_jwks(key))
     jwks_uri = sector_server.serve_raw("/jwks.json", b"", status=302, headers={"Location": target})
@@ -268,4 +267,4 @@ def test_a_redirecting_jwks_uri_is_not_followed(signing_keys, sector_server):
         assert response.json()["error"] == "invalid_client"
         assert sector_server.requested == ["/jwks.json"]
     finally:
-        cache.clear()
+        clear_test_caches()
