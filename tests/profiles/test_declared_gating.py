@@ -14,12 +14,11 @@ import pytest
 from django.utils import timezone
 
 from consent.models import ConsentState, LedgerEvent
-from consent.selectors import event_details
+from consent.selectors import event_details, purpose_by_code
 from consent.services import notice_publish
-from consent.selectors import purpose_by_code
 from profiles.models import DeclaredProfile
 from profiles.selectors import declared_view
-from profiles.services import PurposeNotGranted, ProfileInputError, declared_update, profiles_maintain
+from profiles.services import ProfileInputError, PurposeNotGranted, declared_update, profiles_maintain
 from tests.profiles.conftest import BROWSING, DECLARED, NEWS, decide
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +66,9 @@ def test_withdrawal_erases_at_once_and_the_ledger_says_so(consenting: Any) -> No
     assert profile.notification_frequency == "monthly"  # another purpose's field stays
     details = event_details(LedgerEvent.objects.get(pk=event.pk))
     assert details == {
-        "erased": {"profiles.declared:personalisation-declared": {"fields": sorted(FULL, key=list(FULL).index)}}
+        "erased": {
+            "profiles.declared:personalisation-declared": {"fields": sorted(FULL, key=list(FULL).index)}
+        }
     }
 
 
@@ -98,7 +99,9 @@ def test_expired_consent_is_not_used_then_swept(consenting: Any) -> None:
 
 def test_material_notice_change_stops_use_and_renewal_starts_empty(consenting: Any) -> None:
     declared_update(user=consenting, changes=FULL)
-    notice_publish(purpose=purpose_by_code(DECLARED), text_fr="Nouveau texte", text_en="New text", material=True)
+    notice_publish(
+        purpose=purpose_by_code(DECLARED), text_fr="Nouveau texte", text_en="New text", material=True
+    )
     assert declared_view(user=consenting).values["themes"] == []
     with pytest.raises(PurposeNotGranted):
         declared_update(user=consenting, changes={"themes": ["sport"]})
