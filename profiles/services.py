@@ -194,7 +194,9 @@ def declared_update(*, user: User, changes: dict[str, Any]) -> DeclaredProfile:
         changed = [name for name, value in cleaned.items() if getattr(profile, name) != value]
         for name, value in cleaned.items():
             setattr(profile, name, value)
-        if not changed and profile.pk is not None:
+        if not changed:
+            # Nothing new: no write, no audit row, and no empty row for a resident who never
+            # declared anything (clearing empty fields, even with the purpose not granted).
             return profile
         profile.taxonomy_version = taxonomy.taxonomy().version
         profile.updated_at = timezone.now()

@@ -16,6 +16,7 @@ from django.utils import timezone
 from consent.models import ConsentState, LedgerEvent
 from consent.selectors import event_details, purpose_by_code
 from consent.services import notice_publish
+from identity.models import AuditEvent
 from profiles.models import DeclaredProfile
 from profiles.selectors import declared_view
 from profiles.services import ProfileInputError, PurposeNotGranted, declared_update, profiles_maintain
@@ -76,6 +77,13 @@ def test_withdrawing_the_last_purpose_deletes_the_row(consenting: Any) -> None:
     declared_update(user=consenting, changes={"commune": "44109"})
     decide(consenting, DECLARED, False)
     assert not DeclaredProfile.objects.filter(user=consenting).exists()
+
+
+def test_clearing_empty_fields_writes_nothing(resident: Any, signing_keys: Any) -> None:
+    """Empty values need no purpose, and store no empty row nor audit row."""
+    declared_update(user=resident, changes={"commune": "", "themes": [], "notification_themes": []})
+    assert not DeclaredProfile.objects.filter(user=resident).exists()
+    assert not AuditEvent.objects.filter(event="profile.declared_updated").exists()
 
 
 def test_granting_again_starts_empty(consenting: Any) -> None:
