@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from identity import account_sections
+
 
 class ProfilesConfig(AppConfig):
     """The residents' personalisation data: what they declare, and interests inferred from
@@ -14,7 +16,7 @@ class ProfilesConfig(AppConfig):
         # Imported here: these modules import models, which exist only once the registry is ready.
         from consent import purpose_data  # noqa: PLC0415 - imports models
         from consent import rights as rights_registry  # noqa: PLC0415 - imports models
-        from profiles import claims, services, taxonomy  # noqa: PLC0415 - imports models
+        from profiles import claims, services, taxonomy, views  # noqa: PLC0415 - imports models
 
         rights_registry.register_module("profiles.rights")
         # Data kept under a purpose is erased in the transaction of the event that ends it.
@@ -35,3 +37,14 @@ class ProfilesConfig(AppConfig):
         )
         purpose_data.register_browser_link_listener("profiles.interests", services.browser_interests_link)
         claims.register_claim_providers()
+        # Mon compte › Personnalisation, after Consentements (the purposes that govern it).
+        account_sections.register(
+            account_sections.AccountSection(
+                "personalisation",
+                _("Personnalisation"),
+                "profiles:account-personalisation",
+                40,
+                views.personalisation_summary,
+                _("Voir, corriger ou effacer mes données de personnalisation et mes centres d'intérêt"),
+            )
+        )

@@ -37,6 +37,7 @@ def test_the_summary_page_shows_every_section_and_is_current_in_the_navigation(
         ("Informations personnelles", False),
         ("Services connectés", False),
         ("Consentements", False),
+        ("Personnalisation", False),
         ("Sécurité de connexion", False),
         ("Sessions ouvertes", False),
         ("Copie de mes données", False),
@@ -59,6 +60,7 @@ def test_the_summary_page_shows_every_section_and_is_current_in_the_navigation(
         ("/compte/securite/", "Sécurité de connexion"),
         ("/compte/sessions/", "Sessions ouvertes"),
         ("/compte/export/", "Copie de mes données"),
+        ("/compte/personnalisation/", "Personnalisation"),
     ],
 )
 def test_every_page_of_the_account_has_the_navigation(
@@ -103,6 +105,7 @@ def test_the_navigation_in_english(signed_in: BrowserClient) -> None:
         "Personal information",
         "Connected services",
         "Consents",
+        "Personalisation",
         "Sign-in security",
         "Open sessions",
         "Copy of my data",
