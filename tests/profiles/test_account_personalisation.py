@@ -493,3 +493,9 @@ def test_the_page_in_english(granted: BrowserClient, resident: Any) -> None:
     assert "<h1>Personalisation</h1>" in html
     assert "Interests inferred from your browsing" in html and "Getting around" in html
     assert "Not interested" in html and "Withdraw my consent and erase this information" in html
+
+
+def test_the_privacy_policy_says_where_to_do_it(client: BrowserClient, db: Any) -> None:
+    html = unescape(client.get("/confidentialite/").content.decode())
+    assert '<a href="/compte/personnalisation/">Personnalisation</a>' in html
+    assert "retirer votre accord efface aussitôt ces informations" in html
