@@ -247,15 +247,17 @@ def _page(request: HttpRequest, *, failed: dict[str, Any] | None = None, status:
     except LedgerTampered as exc:
         log.warning("personalisation not shown: ledger rows altered at positions %s", exc.positions)
         return _unavailable(request)
-    if any(code not in purposes for code in PURPOSES):  # a purpose retired from the catalogue
-        log.warning("personalisation page: a purpose of the profiles app is not in the catalogue")
-        return _unavailable(request)
     declared = selectors.declared_view(user=user)
     subject = services.subject_of(user)
     interests = selectors.interests_view(subject=subject, language=language)
     context = {
-        "groups": [_group(purposes[code], declared.values, failed, language) for code in DECLARED_GROUPS],
-        "browsing": purposes[taxonomy.BROWSING_PURPOSE],
+        # A purpose retired from the catalogue has no group: nothing may be kept under it.
+        "groups": [
+            _group(purposes[code], declared.values, failed, language)
+            for code in DECLARED_GROUPS
+            if code in purposes
+        ],
+        "browsing": purposes.get(taxonomy.BROWSING_PURPOSE),
         "interests": [
             {"interest": interest, "strength": strength_label(interest.strength)} for interest in interests
         ],

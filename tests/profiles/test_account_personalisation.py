@@ -16,7 +16,7 @@ from django.test import Client as BrowserClient
 from django.utils import timezone
 
 from consent.gate import consent_is_granted
-from consent.models import LedgerEvent
+from consent.models import LedgerEvent, Purpose
 from consent.selectors import event_details, purpose_by_code
 from consent.services import notice_publish
 from identity.models import AuditEvent
@@ -499,3 +499,12 @@ def test_the_privacy_policy_says_where_to_do_it(client: BrowserClient, db: Any) 
     html = unescape(client.get("/confidentialite/").content.decode())
     assert '<a href="/compte/personnalisation/">Personnalisation</a>' in html
     assert "retirer votre accord efface aussitôt ces informations" in html
+
+
+def test_a_retired_purpose_has_no_group_and_the_page_still_works(granted: BrowserClient) -> None:
+    Purpose.objects.filter(code=NEWS).update(is_active=False)
+    response = granted.get(PAGE)
+    assert response.status_code == 200
+    html = unescape(response.content.decode())
+    assert f'id="groupe-{NEWS}"' not in html and f'id="groupe-{DECLARED}"' in html
+    assert switch(granted, NEWS, "withdraw").status_code == 404
