@@ -480,6 +480,14 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "SERVE_AUTHENTICATION": [],
     # The schema endpoint does not describe itself.
     "SERVE_INCLUDE_SCHEMA": False,
+    # One component per vocabulary of the ledger, whatever the field that uses it is called.
+    "ENUM_NAME_OVERRIDES": {
+        "EventTypeEnum": "consent.api.schema.EVENT_TYPES",
+        "CollectionMethodEnum": "consent.api.schema.COLLECTION_METHODS",
+        "ActorTypeEnum": "consent.api.schema.ACTOR_TYPES",
+    },
+    # Our choices are codes whose label is the code itself: no "* `given` - given" lists.
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
     # Swagger UI's files from drf-spectacular-sidecar (static files), never a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

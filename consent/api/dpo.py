@@ -37,7 +37,7 @@ from consent.crypto import KeyDestroyed
 from consent.dpo import access
 from consent.dpo import selectors as dpo_selectors
 from consent.dpo.access import DPO_API_PERMISSIONS
-from consent.models import EventType, LedgerEvent, TreeHead
+from consent.models import LedgerEvent, TreeHead
 from consent.receipts import receipt_for_event
 from consent.selectors import (
     LedgerTampered,
@@ -97,7 +97,7 @@ _EVENT_FILTERS = [
         "type",
         OpenApiTypes.STR,
         OpenApiParameter.QUERY,
-        enum=[choice.value for choice in EventType],
+        enum=api_schema.EVENT_TYPES,
         description="An event type.",
     ),
     _DATE_FROM,

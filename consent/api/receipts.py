@@ -96,7 +96,7 @@ class ReceiptVerifyView(APIView):
         "not a receipt is a 400 problem. Anonymous; nothing is written and nothing about anyone is "
         "read. Rate-limited per address.",
         parameters=[retry_after_header(429)],
-        request=api_schema.ReceiptVerifyRequestSerializer,
+        request={"application/json": api_schema.ReceiptVerifySerializer},
         responses={
             200: api_schema.ReceiptCheckSerializer,
             **problem_responses(400, 413, 415, 429),

@@ -18,8 +18,16 @@ from consent.models import ActorType, CollectionMethod, EventType
 
 Serializer = serializers.Serializer[Any]
 
+# The ledger's vocabularies, by value: one enum component each (SPECTACULAR_SETTINGS
+# ENUM_NAME_OVERRIDES names them), whatever the field that uses one is called.
+EVENT_TYPES = list(EventType.values)
+COLLECTION_METHODS = list(CollectionMethod.values)
+ACTOR_TYPES = list(ActorType.values)
 
-class _Localised(Serializer):
+
+class LocalisedTextSerializer(Serializer):
+    """A text in French and English."""
+
     fr = serializers.CharField()
     en = serializers.CharField()
 
@@ -67,8 +75,8 @@ class DataCategorySerializer(Serializer):
 
 class CookiePurposeSerializer(Serializer):
     code = serializers.CharField(help_text="The purpose's code, the key of `choices`.")
-    title = _Localised()
-    description = _Localised()
+    title = LocalisedTextSerializer()
+    description = LocalisedTextSerializer()
     requires_consent = serializers.BooleanField()
     exempt = serializers.BooleanField(help_text="Needs no consent (exempt audience measurement).")
     default = serializers.BooleanField(help_text="The choice before the visitor makes one.")
@@ -90,23 +98,10 @@ class CookieConfigSerializer(Serializer):
 
 
 class CookieDecisionSerializer(Serializer):
-    status = serializers.ChoiceField(choices=EventType.values, help_text="The last decision's event type.")
+    status = serializers.ChoiceField(choices=EVENT_TYPES, help_text="The last decision's event type.")
     decided_at = serializers.DateTimeField()
     valid_until = serializers.DateTimeField(allow_null=True)
     receipt_id = serializers.UUIDField(help_text="The event whose receipt proves the decision.")
-
-
-@extend_schema_field(
-    {
-        "type": "object",
-        "additionalProperties": {
-            "oneOf": [{"$ref": "#/components/schemas/CookieDecision"}, {"type": "null"}]
-        },
-        "description": "Per purpose code: the decision in force, or null (none, or to renew).",
-    }
-)
-class CookieDecisionsField(serializers.JSONField):
-    pass
 
 
 class CookieStateSerializer(Serializer):
@@ -115,11 +110,14 @@ class CookieStateSerializer(Serializer):
     choices = serializers.DictField(
         child=serializers.BooleanField(), help_text="Per purpose code: allowed now (silence is refusal)."
     )
-    decisions = CookieDecisionsField()
+    decisions = serializers.DictField(
+        child=CookieDecisionSerializer(allow_null=True),
+        help_text="Per purpose code: the decision in force, or null (none yet, or to renew).",
+    )
     expires_at = serializers.DateTimeField(allow_null=True, help_text="When the first consent lapses.")
 
 
-class CookieChoicesRequestSerializer(Serializer):
+class CookieChoicesSerializer(Serializer):
     client_id = serializers.CharField(
         help_text="The partner's client_id (the same as in the address, if any)."
     )
@@ -149,14 +147,14 @@ class CookieChoicesResultSerializer(Serializer):
     )
 
 
-class CookieAttachRequestSerializer(Serializer):
+class CookieAttachSerializer(Serializer):
     client_id = serializers.CharField()
     browser_id = serializers.UUIDField()
     browser_secret = serializers.CharField(max_length=128)
     link_ticket = serializers.CharField(help_text="`consent_link_ticket` from the redirect after sign-in.")
 
 
-class CookieLinkRequestSerializer(Serializer):
+class CookieLinkSerializer(Serializer):
     browser_id = serializers.UUIDField()
     browser_secret = serializers.CharField(max_length=128)
 
@@ -182,7 +180,7 @@ class ProofField(serializers.JSONField):
     pass
 
 
-class ReceiptVerifyRequestSerializer(Serializer):
+class ReceiptVerifySerializer(Serializer):
     receipt = serializers.CharField(help_text="The receipt, a JWS in compact serialisation.")
     proof = ProofField(required=False)
 
@@ -236,13 +234,13 @@ class EventLinksSerializer(Serializer):
 class LedgerEventSerializer(Serializer):
     id = serializers.UUIDField()
     seq = serializers.IntegerField(min_value=0, help_text="The event's position in the ledger.")
-    event_type = serializers.ChoiceField(choices=EventType.values)
+    event_type = serializers.ChoiceField(choices=EVENT_TYPES)
     subject = serializers.UUIDField(help_text="The pseudonymous subject.")
     purpose = serializers.CharField()
     notice_version = serializers.IntegerField(allow_null=True)
     notice_sha256 = serializers.CharField(allow_null=True)
-    collection_method = serializers.ChoiceField(choices=CollectionMethod.values)
-    actor_type = serializers.ChoiceField(choices=ActorType.values)
+    collection_method = serializers.ChoiceField(choices=COLLECTION_METHODS)
+    actor_type = serializers.ChoiceField(choices=ACTOR_TYPES)
     actor_id = serializers.CharField(allow_null=True)
     partner = serializers.CharField(allow_null=True, help_text="The partner's client_id.")
     occurred_at = serializers.DateTimeField()

@@ -298,7 +298,7 @@ class CookieChoicesView(CookieAPIView):
         "browser's `Origin` (registered on the client) identify the partner site. Rate-limited per "
         "address (429).",
         parameters=[_CLIENT_ID_OPTIONAL, _ORIGIN_WRITE, retry_after_header(429, 503)],
-        request=api_schema.CookieChoicesRequestSerializer,
+        request={"application/json": api_schema.CookieChoicesSerializer},
         responses={
             201: api_schema.CookieChoicesResultSerializer,
             **problem_responses(
@@ -425,7 +425,7 @@ class CookieAttachView(CookieAPIView):
         "the resident's account. Anonymous and cross-origin like `choices`; every failure of the "
         "ticket is the same 400 `invalid_link`.",
         parameters=[_CLIENT_ID_OPTIONAL, _ORIGIN_WRITE, retry_after_header(429, 503)],
-        request=api_schema.CookieAttachRequestSerializer,
+        request={"application/json": api_schema.CookieAttachSerializer},
         responses={
             200: api_schema.CookieLinkedSerializer,
             **problem_responses(
@@ -489,7 +489,7 @@ class CookieLinkView(APIView):
         description="Same site only: the session cookie and the CSRF token of our page. The browser's "
         "secret is required; its id alone proves nothing. Partner sites use `cookie_attach`.",
         parameters=[retry_after_header(503)],
-        request={"application/json": api_schema.CookieLinkRequestSerializer},
+        request={"application/json": api_schema.CookieLinkSerializer},
         responses={
             200: api_schema.CookieLinkedSerializer,
             **problem_responses(
