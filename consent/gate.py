@@ -6,7 +6,11 @@ release, profiles, browsing ingestion, connectors). Re-exported by consent.selec
 Public API:
 - `consent_is_granted(*, user, purpose_code, at=None) -> bool`
 - `consent_is_granted_for_browser(*, browser_id, purpose_code, at=None) -> bool`
+- `consent_is_granted_for_browser_hash(*, browser_hash, purpose_code) -> bool`
+- `consent_is_granted_for_subject(*, subject, purpose_code) -> bool` (consent.purpose_data.DataSubject)
 - `granted_purpose_codes(*, user) -> set[str]` (one query, e.g. for claims assembly)
+- `granted_exists(purpose_code, *, user_ref= | browser_hash_ref=) -> Exists`: the same rule
+  inside another app's queryset (sweeping data kept under a purpose)
 - `account_gate_sql(user_column) -> AccountGateSQL` and `account_gate_decision(values)`:
   the same answer as `consent_is_granted(user=..., purpose_code=...)` now, as parts of the
   caller's own SQL statement, so that a caller reading a resident's row anyway gets the
@@ -45,6 +49,7 @@ from consent.models import (
     Subject,
     SubjectKind,
 )
+from consent.purpose_data import DataSubject
 from consent.services import UnknownPurpose, browser_id_hash
 from identity.models import User
 
@@ -195,6 +200,41 @@ def consent_is_granted_for_browser(*, browser_id: str, purpose_code: str, at: da
     if at is None:
         return _granted_now(_GATE_BY_BROWSER, hashed, purpose_code)
     return _granted_at(Q(subject__browser_id_hash=hashed), purpose_code, at)
+
+
+def consent_is_granted_for_browser_hash(*, browser_hash: str, purpose_code: str) -> bool:
+    """The gate now, for a browser known by its id's hash (data kept under the hash only)."""
+    return _granted_now(_GATE_BY_BROWSER, browser_hash, purpose_code)
+
+
+def consent_is_granted_for_subject(*, subject: DataSubject, purpose_code: str) -> bool:
+    """The gate now for a data subject of consent.purpose_data (an account id or a browser hash)."""
+    if subject.user_id is not None:
+        user_key = Subject._meta.get_field("user").target_field.get_db_prep_value(subject.user_id, connection)
+        return _granted_now(_GATE_BY_USER, user_key, purpose_code)
+    return _granted_now(_GATE_BY_BROWSER, subject.browser_hash, purpose_code)
+
+
+def granted_exists(purpose_code: str, *, user_ref: str = "", browser_hash_ref: str = "") -> Exists:
+    """An `Exists` expression, true for the rows of the caller's queryset whose subject grants
+    `purpose_code` now (a consent-based purpose: given/renewed, in force, not flagged): the
+    subject is the account in the column `user_ref`, or the browser whose id hash is in
+    `browser_hash_ref`. For sweeping data kept under a purpose (profiles_maintain)."""
+    if bool(user_ref) == bool(browser_hash_ref):
+        raise ValueError("give exactly one of user_ref and browser_hash_ref")
+    now = timezone.now()
+    states = ConsentState.objects.filter(
+        Q(valid_until__isnull=True) | Q(valid_until__gt=now),
+        purpose__code=purpose_code,
+        purpose__is_active=True,
+        status__in=GRANTING_EVENTS,
+        renewal_required=False,
+    )
+    if user_ref:
+        states = states.filter(subject__user_id=OuterRef(user_ref), subject__kind=SubjectKind.ACCOUNT)
+    else:
+        states = states.filter(subject__browser_id_hash=OuterRef(browser_hash_ref))
+    return Exists(states)
 
 
 def granted_purpose_codes(*, user: User) -> set[str]:

@@ -142,6 +142,14 @@ def consent_states_for_user(*, user: User) -> list[ConsentStateView]:
     ]
 
 
+def browser_hashes_for_user(*, user: User) -> list[str]:
+    """The id hashes of the browsers attached to this account with their proof."""
+    hashes = Subject.objects.filter(user_id=user.pk, kind=SubjectKind.BROWSER).values_list(
+        "browser_id_hash", flat=True
+    )
+    return [value for value in hashes if value]
+
+
 def browser_consent_states(*, browser_id: str) -> dict[str, str]:
     """Purpose code -> current status for a browser (expired decisions left out)."""
     now = timezone.now()

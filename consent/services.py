@@ -59,7 +59,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from consent import crypto, ledger
+from consent import crypto, ledger, purpose_data
 from consent.models import (
     GRANTING_EVENTS,
     ActorType,
@@ -261,6 +261,7 @@ def consent_record(
         if event_type in GRANTING_EVENTS and notice is None:
             raise ConsentError("no privacy notice is published for this purpose: consent cannot be informed")
         until = _valid_until(event_type, purpose, now=now, asked=valid_until)
+        details = _purpose_data_erase(subject, purpose, event_type, state, now, details)
         event = _new_event(
             subject=subject,
             purpose=purpose,
@@ -309,12 +310,7 @@ def resident_decision_record(*, user: User, purpose_code: str, grant: bool) -> L
         state = ConsentState.objects.filter(
             subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT, purpose=purpose
         ).first()
-        granted = (
-            state is not None
-            and state.status in GRANTING_EVENTS
-            and not state.renewal_required
-            and (state.valid_until is None or state.valid_until > now)
-        )
+        granted = state_grants(state, now)
         if bool(grant) == granted:
             return None
         if not grant:
@@ -423,6 +419,43 @@ def _valid_until(
     return until
 
 
+def state_grants(state: ConsentState | None, now: datetime) -> bool:
+    """Whether a current-state row grants its purpose at `now` (the gate's rule)."""
+    return (
+        state is not None
+        and state.status in GRANTING_EVENTS
+        and not state.renewal_required
+        and (state.valid_until is None or state.valid_until > now)
+    )
+
+
+def data_subject(subject: Subject) -> purpose_data.DataSubject:
+    if subject.kind == SubjectKind.BROWSER:
+        return purpose_data.DataSubject(browser_hash=subject.browser_id_hash or "")
+    return purpose_data.DataSubject(user_id=subject.user_id)
+
+
+def _purpose_data_erase(
+    subject: Subject,
+    purpose: Purpose,
+    event_type: EventType,
+    state: ConsentState | None,
+    now: datetime,
+    details: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """Erase the data held under `purpose` when this event ends its grant, or when it grants
+    again after no grant (starting empty); what went is added to the event's details
+    (consent.purpose_data). `requested` changes nothing."""
+    if event_type == EventType.REQUESTED or (event_type in GRANTING_EVENTS and state_grants(state, now)):
+        return details
+    if subject.kind == SubjectKind.ACCOUNT and subject.user_id is None:
+        return details
+    erased = purpose_data.erase_for(purpose_code=purpose.code, subject=data_subject(subject))
+    if not erased:
+        return details
+    return {**(details or {}), "erased": erased}
+
+
 def _new_event(
     *,
     subject: Subject,
@@ -514,7 +547,9 @@ def consent_expire_lapsed(*, now: datetime | None = None, limit: int = 500) -> i
                 partner_client_id=state.purpose.client.client_id if state.purpose.client is not None else "",
                 occurred_at=timezone.now(),
                 valid_until=None,
-                details=None,
+                details=_purpose_data_erase(
+                    state.subject, state.purpose, EventType.EXPIRED, state, now, None
+                ),
             )
             ledger.append(head, event)
             _state_set(subject=state.subject, purpose=state.purpose, event=event, state=state)
@@ -648,6 +683,9 @@ def subject_link_browser(*, browser_id: str, browser_secret: Any, user: User) ->
         browser.user = user
         browser.linked_at = now
         browser.save(update_fields=["user", "linked_at"])
+        # The data kept for this browser under a purpose (inferred interests) joins the account
+        # with the same proof (consent.purpose_data).
+        purpose_data.browser_linked(browser_hash=browser_hash, user=user)
     return appended
 
 

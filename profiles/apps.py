@@ -3,9 +3,35 @@ from django.utils.translation import gettext_lazy as _
 
 
 class ProfilesConfig(AppConfig):
-    """Empty for now: no models, views or URLs. It reserves the app (label and migrations
-    package) for the residents' declared and inferred personalisation data, built by a later
-    issue on the claims and rights registries (docs/architecture.md)."""
+    """The residents' personalisation data: what they declare, and interests inferred from
+    their browsing, each kept only while its purpose is granted (docs/architecture.md)."""
 
     name = "profiles"
     verbose_name = _("Profils de personnalisation")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Imported here: these modules import models, which exist only once the registry is ready.
+        from consent import purpose_data  # noqa: PLC0415 - imports models
+        from consent import rights as rights_registry  # noqa: PLC0415 - imports models
+        from profiles import claims, services, taxonomy  # noqa: PLC0415 - imports models
+
+        rights_registry.register_module("profiles.rights")
+        # Data kept under a purpose is erased in the transaction of the event that ends it.
+        for purpose_code in sorted(set(taxonomy.FIELD_PURPOSES.values())):
+            purpose_data.register_holder(
+                purpose_data.PurposeDataHolder(
+                    name=f"profiles.declared:{purpose_code}",
+                    purpose_code=purpose_code,
+                    erase=services.declared_erase_holder(purpose_code),
+                )
+            )
+        purpose_data.register_holder(
+            purpose_data.PurposeDataHolder(
+                name="profiles.interests",
+                purpose_code=taxonomy.BROWSING_PURPOSE,
+                erase=services.interests_erase,
+            )
+        )
+        purpose_data.register_browser_link_listener("profiles.interests", services.browser_interests_link)
+        claims.register_claim_providers()

@@ -1,0 +1,123 @@
+"""Data that exists only by a consent, erased the moment the consent ends (GDPR Art. 17(1)(b)).
+
+An app that stores data under a consent-based purpose (profiles: the declared profile under
+`personalisation-declared`, the inferred interests under `personalisation-browsing`)
+registers a **holder** for that purpose from its `AppConfig.ready()`:
+
+    purpose_data.register_holder(PurposeDataHolder(
+        name="profiles.declared", purpose_code="personalisation-declared", erase=erase_declared,
+    ))
+
+`erase(subject) -> dict` deletes everything the holder keeps under the purpose for one
+`DataSubject` (an account, or a browser known only by its id's hash) and returns a summary
+of what went: field names and counts, never the values. It runs inside the caller's
+transaction and must not write to the ledger.
+
+consent calls the holders of an event's purpose, in the transaction that appends the event:
+
+- when the event leaves the purpose not granted (`withdrawn`, `refused`, `revoked`, and the
+  `expired` events of `consent_expire_lapsed`): the data goes at once, and the summary is
+  recorded in the event's details (encrypted with the subject's key, like all details) under
+  `"erased"`, so the ledger proves both the withdrawal and the erasure it caused;
+- when a grant follows a state that was not a grant (`given` after a withdrawal, a refusal
+  or an expiry; `renewed` after a material notice change): granting again starts empty.
+
+Between an expiry (or a material notice change) and the next event, the data is not used:
+every read goes through the gate (consent.gate); the holder's own maintenance erases it for
+good (profiles: `manage.py profiles_maintain`, run by cron).
+
+A browser's data joins an account only by the browser's proof (`subject_link_browser`);
+holders that keep browser data register a **browser-link listener** to move it then, in the
+same transaction: `register_browser_link_listener(name, listener)`, `listener(browser_hash,
+user)`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataSubject:
+    """Whose data: an account (`user_id`) or a browser without an account (`browser_hash`,
+    the keyed hash of the cookie widget's browser id: consent.services.browser_id_hash)."""
+
+    user_id: Any = None
+    browser_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.user_id is None) == (not self.browser_hash):
+            raise ValueError("a data subject is exactly one of an account or a browser")
+
+
+@dataclass(frozen=True)
+class PurposeDataHolder:
+    name: str
+    purpose_code: str
+    erase: Callable[[DataSubject], dict[str, Any]]
+
+
+class PurposeDataError(ValueError):
+    """A holder that cannot be registered (its name is taken)."""
+
+
+_lock = threading.Lock()
+_holders: dict[str, PurposeDataHolder] = {}
+_link_listeners: dict[str, Callable[[str, Any], None]] = {}
+
+
+def register_holder(holder: PurposeDataHolder) -> None:
+    global _holders
+    with _lock:
+        if holder.name in _holders:
+            raise PurposeDataError(f"purpose data holder {holder.name!r} is already registered")
+        _holders = {**_holders, holder.name: holder}
+
+
+def unregister_holder(name: str) -> None:
+    """Tests only; a no-op when absent."""
+    global _holders
+    with _lock:
+        _holders = {key: value for key, value in _holders.items() if key != name}
+
+
+def holders(purpose_code: str | None = None) -> list[PurposeDataHolder]:
+    return [h for h in _holders.values() if purpose_code is None or h.purpose_code == purpose_code]
+
+
+def held_purpose_codes() -> set[str]:
+    return {holder.purpose_code for holder in _holders.values()}
+
+
+def erase_for(*, purpose_code: str, subject: DataSubject) -> dict[str, Any]:
+    """Run every holder of `purpose_code` for `subject` (caller's transaction); the summaries
+    of those that erased something, by holder name."""
+    erased: dict[str, Any] = {}
+    for holder in holders(purpose_code):
+        summary = holder.erase(subject)
+        if summary:
+            erased[holder.name] = summary
+    return erased
+
+
+def register_browser_link_listener(name: str, listener: Callable[[str, Any], None]) -> None:
+    global _link_listeners
+    with _lock:
+        if name in _link_listeners:
+            raise PurposeDataError(f"browser-link listener {name!r} is already registered")
+        _link_listeners = {**_link_listeners, name: listener}
+
+
+def unregister_browser_link_listener(name: str) -> None:
+    global _link_listeners
+    with _lock:
+        _link_listeners = {key: value for key, value in _link_listeners.items() if key != name}
+
+
+def browser_linked(*, browser_hash: str, user: Any) -> None:
+    """A browser was attached to `user` with its proof: each listener moves its data."""
+    for listener in _link_listeners.values():
+        listener(browser_hash, user)
