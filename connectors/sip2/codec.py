@@ -236,11 +236,12 @@ def parse_date(value: str) -> date:
     value = value.strip()
     if len(value) == 18:
         return parse_datetime(value).date()
-    for pattern in ("%Y%m%d", "%Y-%m-%d"):
+    patterns = {8: "%Y%m%d", 10: "%Y-%m-%d"}  # strptime alone would read "2027123" as a date
+    if len(value) in patterns:
         try:
-            return datetime.strptime(value, pattern).date()
+            return datetime.strptime(value, patterns[len(value)]).date()
         except ValueError:
-            continue
+            pass
     raise ProtocolError("not a date SIP2 servers send")
 
 
@@ -314,8 +315,9 @@ def end_session_request(
 
 
 def sc_status_request(*, status: str = "0", print_width: int = 40, sequence: int | None = None) -> Message:
-    """99: status code (0 ok), max print width (3 digits), protocol version 2.00."""
-    return Message(SC_STATUS, f"{status}{print_width:03d}2.00", (), sequence)
+    """99: status code (0 ok), max print width (3 characters, space-padded as in the 3M guide's
+    example), protocol version 2.00."""
+    return Message(SC_STATUS, f"{status}{print_width:3d}2.00", (), sequence)
 
 
 def resend_request() -> Message:
