@@ -144,7 +144,10 @@ class Sip2Simulator:
     def start(self) -> Sip2Simulator:
         self._server = _Server((self.host, self.port), _Handler, self)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sip2-simulator", daemon=True)
+        server = self._server
+        self._thread = threading.Thread(
+            target=lambda: server.serve_forever(poll_interval=0.05), name="sip2-simulator", daemon=True
+        )
         self._thread.start()
         return self
 
