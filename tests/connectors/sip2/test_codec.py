@@ -31,7 +31,7 @@ def test_sc_status_vector_of_the_3m_guide() -> None:
 def test_login_vector_of_the_3m_guide_is_an_erratum() -> None:
     """The guide prints EC78 for the login example, but the algorithm it defines gives EC7B:
     the bytes sum to 4997 (0x1385) and 0x10000 - 0x1385 = 0xEC7B (EC78 would need a sum of
-    4 more). Other implementations agree (the SIP2 libraries for Node.js assert EC7B;
+    5000, 3 more). Other implementations agree (the SIP2 libraries for Node.js assert EC7B;
     Evergreen's current checksum test no longer lists this pair, while keeping FCB4).
     We follow the algorithm: a message carrying EC78 is refused."""
     assert sum(LOGIN_VECTOR) == 4997
