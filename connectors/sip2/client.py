@@ -70,13 +70,16 @@ class Sip2Config:
     # The extension field carrying the card's expiry in 64 answers, or None when the site
     # sends none. "PA" is Evergreen's (FID_PATRON_EXPIRE, an Envisionware extension); stock
     # Koha sends no expiry (its PA is "PAC access type") unless a `custom_patron_field` is
-    # configured in SIPconfig.xml, whose code then goes here. docs/connectors/library.md.
+    # configured in SIPconfig.xml (its example: DE, `[% patron.dateexpiry %]`), whose code
+    # then goes here. docs/connectors/library.md.
     expiry_field: str | None = "PA"
     encoding: str = DEFAULT_ENCODING
     error_detection: bool = True
     pool_size: int = 2
     pool_wait: float = 5.0
-    idle_timeout: float = 60.0
+    # Below the servers' own idle limits (Koha: `client_timeout`, 600 s in its example
+    # SIPconfig.xml), so that we drop a connection before the server does.
+    idle_timeout: float = 30.0
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -129,6 +132,8 @@ class Sip2Connection:
             raise Unreachable("SIP2: connect timeout") from None
         except OSError as exc:
             raise Unreachable(f"SIP2: cannot connect ({type(exc).__name__})") from None
+        # TCP keep-alive: a peer gone without a word (a firewall dropping an idle flow) shows.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if config.use_tls:
             sock = self._wrap_tls(sock)
         self._sock = sock
@@ -239,6 +244,8 @@ class Sip2Connection:
             if end >= 0:
                 frame = bytes(self._buffer[: end + 1])
                 del self._buffer[: end + 1]
+                if self._buffer.startswith(b"\n"):
+                    del self._buffer[:1]  # the LF of servers ending messages with CRLF
                 return frame
             if len(self._buffer) > MAX_MESSAGE_BYTES:
                 raise ProtocolError("SIP2: answer too long, or not SIP2 (no CR)")
@@ -266,17 +273,37 @@ class Sip2Connection:
         return self._sock
 
     def is_reusable(self) -> bool:
-        """Open, not idle too long, and nothing unread: the server sends nothing unasked, so
-        readable means it closed the connection (or sent garbage)."""
-        if self._sock is None or self._buffer:
+        """Open, not idle too long, and nothing unread but line ends. The server sends nothing
+        unasked: what is pending is the LF of a CRLF terminator, TLS records (session
+        tickets), the end of the connection, or garbage; only the first two leave it usable."""
+        if self._sock is None or self._buffer.strip(b"\r\n"):
             return False
+        self._buffer.clear()
         if time.monotonic() - self.last_used > self.config.idle_timeout:
             return False
         try:
             readable, _, _ = select.select([self._sock], [], [], 0)
         except (OSError, ValueError):
             return False
-        return not readable
+        return not readable or self._drain_pending(self._sock)
+
+    def _drain_pending(self, sock: socket.socket) -> bool:
+        """Read what is pending without waiting: True when the connection is still open and
+        held nothing but line ends."""
+        try:
+            sock.setblocking(False)
+            while True:
+                try:
+                    chunk = sock.recv(4096)
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    return True  # nothing (more) for the application
+                if not chunk or chunk.strip(b"\r\n"):
+                    return False  # closed, or unsolicited bytes
+        except OSError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(self.config.read_timeout)
 
     def close(self) -> None:
         sock, self._sock = self._sock, None

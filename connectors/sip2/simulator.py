@@ -124,6 +124,7 @@ class Sip2Simulator:
     login_user: str = "cum"
     login_password: str = "cum-sip2-demo"
     expiry_field: str | None = "PA"
+    terminator: bytes = b"\r"  # b"\r\n": as Koha does by default
     tls_context: ssl.SSLContext | None = None
     patrons: Iterable[SimPatron] | None = None
     faults: Faults = field(default_factory=Faults)
@@ -343,6 +344,7 @@ class _Handler(socketserver.BaseRequestHandler):
         if answer is None:
             return False
         data = codec.encode(replace(answer, sequence=request.sequence), error_detection=request.checksummed)
+        data = data[:-1] + simulator.terminator
         session["last"] = data
         sock.sendall(self._damaged(simulator, data) or data)
         return True

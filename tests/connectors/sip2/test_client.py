@@ -122,6 +122,15 @@ def test_login_once_per_connection_and_sequence_numbers_wrap(
     assert simulator.counts["93"] == 1 == simulator.connections == client.pool.opened
 
 
+def test_server_ending_messages_with_crlf(client_of: Any) -> None:
+    with Sip2Simulator(terminator=b"\r\n", expiry_field="DE") as sim:
+        client = client_of(sim, expiry_field="DE")
+        for _ in range(3):
+            status = client.patron_check(*VALID)
+            assert status.usable and status.expiry is not None
+        assert client.pool.opened == 1
+
+
 def test_without_error_detection(simulator: Sip2Simulator, client_of: Any) -> None:
     assert client_of(simulator, error_detection=False).patron_check(*VALID).usable
 
@@ -278,7 +287,9 @@ def test_tls_with_verification(tmp_path: Path, client_of: Any) -> None:
     authority = make_authority(tmp_path, "good")
     with Sip2Simulator(tls_context=authority.server_context()) as sim:
         client = client_of(sim, use_tls=True, tls_ca_file=str(authority.ca_file))
-        assert client.patron_check(*VALID).usable
+        for _ in range(3):
+            assert client.patron_check(*VALID).usable
+        assert client.pool.opened == 1 == sim.connections  # reused (TLS 1.3 tickets do not stale it)
         named = client_of(sim, use_tls=True, tls_ca_file=str(authority.ca_file), tls_server_name="sip2.test")
         assert named.sc_status().online
 
