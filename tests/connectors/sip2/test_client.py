@@ -289,7 +289,7 @@ def test_tls_with_verification(tmp_path: Path, client_of: Any) -> None:
         client = client_of(sim, use_tls=True, tls_ca_file=str(authority.ca_file))
         for _ in range(3):
             assert client.patron_check(*VALID).usable
-        assert client.pool.opened == 1 == sim.connections  # reused (TLS 1.3 tickets do not stale it)
+        assert client.pool.opened == 1 == sim.connections  # reused over TLS
         named = client_of(sim, use_tls=True, tls_ca_file=str(authority.ca_file), tls_server_name="sip2.test")
         assert named.sc_status().online
 
