@@ -47,7 +47,8 @@ MAX_DECLARED_THEMES = len(taxonomy.themes())
 # A page view may be delivered a little late, never from the future (clock skew aside).
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_VIEW_AGE = timedelta(days=7)
-_SITE = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+# A host name (letters, digits, hyphens, dots; single-label names such as an intranet host too).
+_SITE = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
 HALF_LIFE_DAYS_RANGE = (1, 365)
 
 
