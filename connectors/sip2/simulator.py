@@ -359,7 +359,8 @@ class _Handler(socketserver.BaseRequestHandler):
         return None
 
 
-def _print_banner(simulator: Sip2Simulator) -> None:
+def print_banner(simulator: Sip2Simulator) -> None:
+    """The address, the SIP account and the demo cards, for the person starting the demo."""
     print(f"SIP2 simulator on {simulator.host}:{simulator.port}", flush=True)
     login = f"{simulator.login_user} / {simulator.login_password}"
     print(f"  institution {simulator.institution}, SIP login {login}")
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("SIP2_SIMULATOR_PORT", "6001")))
     args = parser.parse_args(argv)
     simulator = Sip2Simulator(host=args.host, port=args.port).start()
-    _print_banner(simulator)
+    print_banner(simulator)
     try:
         while True:
             time.sleep(3600)
