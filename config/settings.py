@@ -284,6 +284,15 @@ CONSENT_COOKIE_RATE_LIMIT = {
     "per_ip": env_int("CONSENT_COOKIE_MAX_PER_IP", 60),
     "window_seconds": env_int("CONSENT_COOKIE_WINDOW_SECONDS", 10 * 60),
 }
+# Page views sent to the profiles API (profiles/api/views.py, POST /profiles/api/v1/page-views):
+# accepted events (personalisation-browsing granted; refused ones are never counted) per
+# client address for partner pages, per partner for partner back-ends (one address carries
+# every resident's events), within the window; HTTP 429 beyond.
+PROFILES_PAGE_VIEW_RATE_LIMIT = {
+    "per_ip": env_int("PROFILES_PAGE_VIEWS_MAX_PER_IP", 300),
+    "per_client": env_int("PROFILES_PAGE_VIEWS_MAX_PER_CLIENT", 60_000),
+    "window_seconds": env_int("PROFILES_PAGE_VIEWS_WINDOW_SECONDS", 10 * 60),
+}
 
 # Public receipt verifications (the page /recus/verifier/ and its API, consent/views_receipts.py
 # and consent/api/receipts.py), per client address: each one checks signatures.
@@ -416,6 +425,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "common.problems.drf_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # drf-spectacular describes every DRF view (config/api_docs.py, common/openapi.py).
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
 # RFC 9700 §2.1 / RFC 8252 §7.3: plain http redirect URIs only on loopback, and in

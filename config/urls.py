@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("identity.oidc.urls")),
     path("", include("identity.urls")),
     path("", include("consent.urls")),
+    path("profiles/api/v1/", include("profiles.api.urls")),
     path("admin/", admin.site.urls),
 ]
 
