@@ -18,6 +18,9 @@ import pytest
 from django.conf import settings
 from django.test import Client as BrowserClient
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 
 from common import ratelimit
 from consent.models import ConsentState
@@ -832,3 +835,41 @@ def test_a_browser_linked_to_the_account_brings_its_interests(portal: Any, conse
     )
     assert response.status_code == 200, response.content
     assert [i["theme"] for i in browser.get(f"{API}/me/interests").json()["interests"]] == ["housing"]
+
+
+# --- never a 500 -------------------------------------------------------------------------------------
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+page_view_keys = st.sampled_from(
+    ["client_id", "browser_id", "browser_secret", "site", "themes", "viewed_at", "x"]
+)
+
+
+@settings_hypothesis(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.dictionaries(page_view_keys, json_values, max_size=6))
+def test_any_json_object_gets_an_answer_never_a_500(portal: Any, body: dict[str, Any]) -> None:
+    for path in ("/page-views", "/personalisation"):
+        response = post_json(f"{API}{path}?client_id={portal.client_id}", body)
+        assert response.status_code in (202, 200, 400, 403), response.content[:300]
+        if response.status_code >= 400:
+            assert_problem(response, response.status_code)
+
+
+@settings_hypothesis(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.dictionaries(st.sampled_from([*FULL, "notification_themes", "x"]), json_values, max_size=5))
+def test_any_profile_update_gets_an_answer_never_a_500(consenting: Any, body: dict[str, Any]) -> None:
+    browser = BrowserClient()
+    browser.force_login(consenting)
+    response = browser.patch(f"{API}/me/profile", json.dumps(body), content_type=JSON)
+    assert response.status_code in (200, 400), response.content[:300]
