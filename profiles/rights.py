@@ -15,6 +15,8 @@ Export section "profiles" (JSON values only):
 
 Erasure (before consent's crypto-shredding): the declared profile, the interests and the
 corrections of the account and of every browser attached to it are deleted. Nothing kept.
+For a DPO who set the half-life, the setting stays and no longer names them (the audit row
+of the change keeps the account id).
 """
 
 from __future__ import annotations
@@ -27,13 +29,18 @@ from django.utils import timezone
 from consent.rights import ErasureReport
 from consent.selectors import browser_hashes_for_user
 from profiles import decay, taxonomy
-from profiles.models import DeclaredProfile, Interest, InterestCorrection
+from profiles.models import DeclaredProfile, InferenceSettings, Interest, InterestCorrection
 from profiles.selectors import granted_purposes
 from profiles.services import half_life, subject_of
 
 NAME = "profiles"
 ORDER = 45  # after the outbox (40), before consent's crypto-shredding (50)
-MODELS = ("profiles.DeclaredProfile", "profiles.Interest", "profiles.InterestCorrection")
+MODELS = (
+    "profiles.DeclaredProfile",
+    "profiles.Interest",
+    "profiles.InterestCorrection",
+    "profiles.InferenceSettings",  # updated_by: the DPO who last set the half-life
+)
 
 
 def _owned(user: Any) -> Q:
@@ -84,7 +91,11 @@ def export(user: Any) -> dict[str, Any]:
         "declared": declared,
         "interests": interests,
         "corrections": corrections,
-        "inference": {"half_life_days": life.days, "faded_below_weight": decay.FADED},
+        "inference": {
+            "half_life_days": life.days,
+            "faded_below_weight": decay.FADED,
+            "half_life_set_by_you": InferenceSettings.objects.filter(updated_by_id=user.pk).exists(),
+        },
     }
 
 
@@ -93,6 +104,8 @@ def erase(user: Any) -> ErasureReport:
     interests = Interest.objects.filter(owned).delete()[0]
     corrections = InterestCorrection.objects.filter(owned).delete()[0]
     declared = DeclaredProfile.objects.filter(user_id=user.pk).delete()[0]
+    # A DPO's account: the setting stays, no longer naming who set it (the audit row does).
+    InferenceSettings.objects.filter(updated_by_id=user.pk).update(updated_by=None)
     return ErasureReport(
         provider=NAME,
         erased=["declared profile", "inferred interests and their sources", "corrections"],

@@ -34,7 +34,7 @@ SCOPES = "openid commune"
 def _read_commune(user: Any, scopes: frozenset[str]) -> dict[str, Any]:
     claims: dict[str, Any] = {"member_since": int(user.created_at.timestamp())}
     if user.locality:
-        claims["commune"] = user.locality
+        claims["home_town"] = user.locality
     return claims
 
 
@@ -43,10 +43,10 @@ COMMUNE = registry.ClaimProvider(
     scopes=(
         registry.ScopeSpec(
             name="commune",
-            claims=("commune", "member_since"),
+            claims=("home_town", "member_since"),
             what="Votre commune (test)",
             why="pour vous proposer les services de votre commune (test)",
-            claim_labels={"commune": "commune de résidence (test)"},
+            claim_labels={"home_town": "commune de résidence (test)"},
             data_category=registry.DataCategory(fr="Commune (test)", en="Town (test)"),
         ),
     ),
@@ -77,7 +77,17 @@ def _metadata() -> dict[str, Any]:
 
 
 def test_the_standard_provider_is_registered_at_start_up() -> None:
-    assert registry.supported_scopes() == ("openid", "profile", "email", "address", "phone")
+    # The standard claims first (identity), then the apps' (profiles).
+    assert registry.supported_scopes() == (
+        "openid",
+        "profile",
+        "email",
+        "address",
+        "phone",
+        "territory",
+        "accessibility",
+        "interests",
+    )
     assert registry.STANDARD_PROVIDER in registry.providers()
     assert registry.claim_scope("phone_number") == "phone"
     assert registry.scope_claims("address") == ("address",)
@@ -90,7 +100,7 @@ def test_a_registered_scope_is_in_discovery_and_gone_once_unregistered() -> None
     try:
         during = _metadata()
         assert during["scopes_supported"] == [*before["scopes_supported"], "commune"]
-        assert {"commune", "member_since"} <= set(during["claims_supported"])
+        assert {"home_town", "member_since"} <= set(during["claims_supported"])
         assert during["claims_supported"] == sorted(during["claims_supported"])
     finally:
         registry.unregister(COMMUNE.name)
@@ -178,7 +188,7 @@ def test_a_duplicate_scope_or_claim_or_provider_is_refused(commune_provider) -> 
             )
         )
     # Nothing of the refused providers was kept.
-    assert registry.supported_scopes() == ("openid", "profile", "email", "address", "phone", "commune")
+    assert registry.supported_scopes()[-1] == "commune"
     assert registry.claim_scope("work_email") is None
 
 
@@ -227,14 +237,14 @@ def test_userinfo_and_the_id_token_release_the_providers_claims_while_consent_ho
     tokens = complete_flow(OIDCFlow(signed_in, rp), scope=SCOPES)
     member_since = int(commune_resident.created_at.timestamp())
     id_token = verify_id_token(tokens["id_token"], rp.client_id)
-    assert id_token["commune"] == "Rezé" and id_token["member_since"] == member_since
+    assert id_token["home_town"] == "Rezé" and id_token["member_since"] == member_since
     # Only the granted scopes' claims: no standard claim was asked for.
     assert "email" not in id_token and "name" not in id_token
     userinfo(tokens["access_token"])  # the process now knows the sharing's purpose
     with CaptureQueriesContext(connection) as queries:
         body = userinfo(tokens["access_token"]).json()
-    assert body["commune"] == "Rezé" and body["member_since"] == member_since
-    assert set(body) == {"sub", "commune", "member_since"}
+    assert body["home_town"] == "Rezé" and body["member_since"] == member_since
+    assert set(body) == {"sub", "home_town", "member_since"}
     # Token, resident (with the provider's columns) and the ledger's answer: one statement.
     assert len([q for q in queries.captured_queries if "SELECT" in q["sql"]]) == 1
     code = sharing_purpose_code(rp.client, ["openid", "commune"])
@@ -256,27 +266,27 @@ def test_a_providers_own_purpose_must_be_granted_too(make_client, signed_in, res
         name="test-interests",
         scopes=(
             registry.ScopeSpec(
-                name="interests",
-                claims=("interests",),
+                name="test-outings",
+                claims=("test_outings",),
                 what="Vos centres d'intérêt (test)",
                 why="pour vous proposer des sorties (test)",
                 data_category=registry.DataCategory(fr="Centres d'intérêt", en="Interests"),
             ),
         ),
-        read=lambda user, scopes: {"interests": ["musique"]},
+        read=lambda user, scopes: {"test_outings": ["musique"]},
         purpose_code="test.interests",
     )
     registry.register(interests)
     try:
-        rp = make_client(scopes=["openid", "email", "interests"])
-        tokens = complete_flow(OIDCFlow(signed_in, rp), scope="openid email interests")
+        rp = make_client(scopes=["openid", "email", "test-outings"])
+        tokens = complete_flow(OIDCFlow(signed_in, rp), scope="openid email test-outings")
         body = userinfo(tokens["access_token"]).json()
         # The sharing is granted (the screen was approved), the provider's purpose is not.
-        assert body["email"] == resident.email and "interests" not in body
+        assert body["email"] == resident.email and "test_outings" not in body
         consent_record(
             user=resident, purpose_code="test.interests", event_type="given", collection_method="web_form"
         )
-        assert userinfo(tokens["access_token"]).json()["interests"] == ["musique"]
+        assert userinfo(tokens["access_token"]).json()["test_outings"] == ["musique"]
     finally:
         registry.unregister(interests.name)
 
@@ -285,4 +295,4 @@ def test_a_claim_outside_the_granted_scopes_is_never_released(commune_provider, 
     # A provider returning more than asked: the registry keeps the granted scopes' claims only.
     assert registry.read_claims(commune_resident, {"openid"}) == {}
     assert set(registry.read_claims(commune_resident, {"email"})) == {"email", "email_verified"}
-    assert set(registry.read_claims(commune_resident, {"commune"})) == {"commune", "member_since"}
+    assert set(registry.read_claims(commune_resident, {"commune"})) == {"home_town", "member_since"}
