@@ -7,6 +7,7 @@ TEMPORARY: the shared `Problem` component and `problem_responses` arrive in comm
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -34,9 +35,13 @@ class ProblemSerializer(serializers.Serializer[Any]):
         return fields
 
 
-def problem_responses(*codes: int) -> dict[tuple[int, str], OpenApiResponse]:
+def problem_responses(
+    *codes: int, descriptions: Mapping[int, str] | None = None
+) -> dict[tuple[int, str], OpenApiResponse]:
     return {
-        (code, PROBLEM_CONTENT_TYPE): OpenApiResponse(response=ProblemSerializer, description="Problem")
+        (code, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+            response=ProblemSerializer, description=(descriptions or {}).get(code, "Problem")
+        )
         for code in codes
     }
 

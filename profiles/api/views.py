@@ -26,7 +26,7 @@ from django.http import HttpResponse, JsonResponse
 from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -52,6 +52,15 @@ RESIDENT_MAX_BODY_BYTES = 8 * 1024
 PARTNER_MAX_BODY_BYTES = 4 * 1024
 TAGS = ["Profiles"]
 PARTNER_TAGS = ["Personalisation (partners)"]
+# What the partner endpoints' problems mean (docs/partners.md, "Personalisation" › Errors).
+PARTNER_PROBLEMS = {
+    400: "`validation_failed` (`errors` per field), `missing_client_id`, `unknown_client`, "
+    "`client_id_mismatch`, `invalid_json`, `invalid_request` (an access token in the address)",
+    401: "`invalid_token`: the Bearer token is malformed, expired, revoked, a client's own or for "
+    "another resource (no token at all on GET personalisation: `about:blank`); `WWW-Authenticate: Bearer`",
+    403: "`purpose_not_granted` (`purposes` names it; nothing stored), `origin_not_allowed`, "
+    "`browser_secret_invalid`, `client_mismatch` (the body names another client than the token's)",
+}
 BROWSER_FIELDS = frozenset({"client_id", "browser_id", "browser_secret"})
 PAGE_VIEW_FIELDS = frozenset({"site", "themes", "viewed_at"})
 
@@ -449,10 +458,7 @@ class PageViewsView(PartnerAPIView):
         request=s.PageViewSerializer,
         responses={
             202: s.PageViewAcceptedSerializer,
-            401: OpenApiResponse(
-                description="Bearer token invalid, expired or revoked (problem `invalid_token`)"
-            ),
-            **problem_responses(400, 403, 413, 415, 429),
+            **problem_responses(400, 401, 403, 413, 415, 429, descriptions=PARTNER_PROBLEMS),
         },
     )
     def post(self, request: Request) -> HttpResponse:
@@ -535,9 +541,7 @@ class PersonalisationView(PartnerAPIView):
         "both granted (the rule of userinfo).",
         responses={
             200: s.PersonalisationSerializer,
-            401: OpenApiResponse(
-                description="No token, or invalid, expired or revoked (problem `invalid_token`)"
-            ),
+            **problem_responses(400, 401, descriptions=PARTNER_PROBLEMS),
         },
     )
     def get(self, request: Request) -> HttpResponse:
@@ -556,7 +560,10 @@ class PersonalisationView(PartnerAPIView):
         operation_id="profiles_personalisation_browser",
         summary="What a partner page may use for this browser now: inferred interests only",
         request=s.BrowserProofSerializer,
-        responses={200: s.PersonalisationSerializer, **problem_responses(400, 403, 413, 415)},
+        responses={
+            200: s.PersonalisationSerializer,
+            **problem_responses(400, 403, 413, 415, descriptions=PARTNER_PROBLEMS),
+        },
         auth=[],
     )
     def post(self, request: Request) -> HttpResponse:

@@ -10,6 +10,7 @@ so an answer member the description does not name fails too.
 from __future__ import annotations
 
 import copy
+import re
 from functools import cache
 from typing import Any
 
@@ -27,27 +28,55 @@ def openapi_document() -> dict[str, Any]:
         return SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
 
 
-def _closed(schema: Any) -> Any:
+def _as_31(schema: Any, *, close: bool) -> Any:
+    """OpenAPI 3.0's `nullable` in JSON Schema terms (3.1); with `close`, objects that list
+    their properties admit no other member."""
     if isinstance(schema, dict):
-        closed = {key: _closed(value) for key, value in schema.items()}
-        if closed.pop("nullable", False):  # OpenAPI 3.0's spelling, in 3.1 (JSON Schema) terms
-            if isinstance(closed.get("type"), str):
-                closed["type"] = [closed["type"], "null"]
+        converted = {key: _as_31(value, close=close) for key, value in schema.items()}
+        if converted.pop("nullable", False):
+            if isinstance(converted.get("type"), str):
+                converted["type"] = [converted["type"], "null"]
             else:
-                closed = {"oneOf": [closed, {"type": "null"}]}
-        if "properties" in closed and "additionalProperties" not in closed:
-            closed["additionalProperties"] = False
-        return closed
+                converted = {"oneOf": [converted, {"type": "null"}]}
+        if close and "properties" in converted and "additionalProperties" not in converted:
+            converted["additionalProperties"] = False
+        return converted
     if isinstance(schema, list):
-        return [_closed(item) for item in schema]
+        return [_as_31(item, close=close) for item in schema]
     return schema
 
 
-def response_schema(path: str, method: str, status: int, media_type: str = "application/json") -> dict:
+def response_schema(
+    path: str, method: str, status: int, media_type: str = "application/json", *, closed: bool = True
+) -> dict:
+    """The schema the description gives this answer (KeyError: the answer is not described)."""
     document = openapi_document()
     operation = document["paths"][path][method]
     content = operation["responses"][str(status)]["content"][media_type]
-    return {**_closed(copy.deepcopy(content["schema"])), "components": _closed(document["components"])}
+    return {
+        **_as_31(copy.deepcopy(content["schema"]), close=closed),
+        "components": _as_31(document["components"], close=closed),
+    }
+
+
+def operation_of(response: Any) -> tuple[str, str]:
+    """(path template, method) of the described operation a test client's request reached."""
+    requested = response.request["PATH_INFO"]
+    method = response.request["REQUEST_METHOD"].lower()
+    for template in openapi_document()["paths"]:
+        pattern = re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
+        pattern = re.sub(r"\{[^}]+\}", "[^/]+", pattern)
+        if re.fullmatch(pattern, requested):
+            return template, method
+    raise AssertionError(f"{requested} is not described")
+
+
+def assert_problem_described(response: Any) -> None:
+    """A problem answer of a described operation: its status is listed with the problem media
+    type, and the body is a Problem (extension members allowed)."""
+    path, method = operation_of(response)
+    schema = response_schema(path, method, response.status_code, "application/problem+json", closed=False)
+    jsonschema.Draft202012Validator(schema).validate(response.json())
 
 
 def assert_matches_schema(response: Any, path: str, method: str) -> Any:

@@ -35,7 +35,7 @@ from tests.oidc.conftest import complete_flow
 from tests.oidc.conftest import signing_keys as signing_keys  # faster keys, re-exported
 from tests.oidc.test_rfc7009_revocation import revoke
 from tests.profiles.conftest import BROWSING, DECLARED, NEWS, decide
-from tests.profiles.openapi import assert_matches_schema
+from tests.profiles.openapi import assert_matches_schema, assert_problem_described
 
 pytestmark = pytest.mark.django_db
 
@@ -63,6 +63,7 @@ def assert_problem(response: Any, status: int, code: str | None = None) -> dict[
     if code is not None:
         assert body.get("code") == code, body
         assert body["type"] == f"urn:cum:problem:{code}"
+    assert_problem_described(response)
     return body
 
 
