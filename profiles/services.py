@@ -179,6 +179,9 @@ def declared_clean(changes: Any, *, current: DeclaredProfile | None = None) -> d
 def declared_update(*, user: User, changes: dict[str, Any]) -> DeclaredProfile:
     """Set the declared fields in `changes` (partial); each only while its purpose is granted."""
     with transaction.atomic():
+        # One update of a resident's profile at a time: two first updates (a double click, two
+        # tabs) would both find no row and both insert one (an IntegrityError, a 500 at the API).
+        list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
         profile = DeclaredProfile.objects.select_for_update().filter(user_id=user.pk).first()
         cleaned = declared_clean(changes, current=profile)
         subject = subject_of(user)
