@@ -26,7 +26,8 @@ from django.http import HttpResponse, JsonResponse
 from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -61,6 +62,35 @@ PARTNER_PROBLEMS = {
     403: "`purpose_not_granted` (`purposes` names it; nothing stored), `origin_not_allowed`, "
     "`browser_secret_invalid`, `client_mismatch` (the body names another client than the token's)",
 }
+CLIENT_ID_PARAMETER = OpenApiParameter(
+    "client_id",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    description="From a page: the partner's client_id, here so that the CORS preflight can be "
+    "answered; if the body has one too, they must be the same (else 400).",
+)
+ORIGIN_PAGE = OpenApiParameter(
+    "Origin",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="From a page (set by the browser): an origin registered on the client "
+    "(`allowed_origins`), else 403 `origin_not_allowed`. Not used with a Bearer token.",
+)
+ORIGIN_REQUIRED = OpenApiParameter(
+    "Origin",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="Set by the browser: an origin registered on the client (`allowed_origins`), else 403 "
+    "`origin_not_allowed`.",
+)
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    OpenApiTypes.INT,
+    OpenApiParameter.HEADER,
+    response=[429],
+    description="Seconds to wait before trying again.",
+)
 BROWSER_FIELDS = frozenset({"client_id", "browser_id", "browser_secret"})
 PAGE_VIEW_FIELDS = frozenset({"site", "themes", "viewed_at"})
 
@@ -313,7 +343,6 @@ class ThemesView(APIView):
         operation_id="profiles_taxonomy",
         summary="The themes (versioned), communes and quartiers, and the closed lists (public)",
         responses={200: s.TaxonomySerializer},
-        auth=[],
     )
     def get(self, request: Request) -> HttpResponse:
         response = JsonResponse(taxonomy_answer())
@@ -455,6 +484,7 @@ class PageViewsView(PartnerAPIView):
         "client. From a partner back-end: `Authorization: Bearer <the resident's access token>` and no "
         "browser fields. Accepted only while `personalisation-browsing` is granted for that browser or "
         "resident; otherwise 403 `purpose_not_granted` and nothing is stored, not even a counter.",
+        parameters=[CLIENT_ID_PARAMETER, ORIGIN_PAGE, RETRY_AFTER],
         request=s.PageViewSerializer,
         responses={
             202: s.PageViewAcceptedSerializer,
@@ -559,12 +589,12 @@ class PersonalisationView(PartnerAPIView):
         tags=PARTNER_TAGS,
         operation_id="profiles_personalisation_browser",
         summary="What a partner page may use for this browser now: inferred interests only",
+        parameters=[CLIENT_ID_PARAMETER, ORIGIN_REQUIRED],
         request=s.BrowserProofSerializer,
         responses={
             200: s.PersonalisationSerializer,
             **problem_responses(400, 403, 413, 415, descriptions=PARTNER_PROBLEMS),
         },
-        auth=[],
     )
     def post(self, request: Request) -> HttpResponse:
         body = json_object_body(request._request, max_bytes=PARTNER_MAX_BODY_BYTES)
