@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
@@ -59,3 +60,19 @@ class PartnerTokenAuthentication(BaseAuthentication):
         if bearer_value(request) is not None:
             return f'{REALM}, error="invalid_token"'
         return REALM
+
+
+class PartnerTokenScheme(OpenApiAuthenticationExtension):
+    """How PartnerTokenAuthentication appears in the OpenAPI description (drf-spectacular)."""
+
+    target_class = "profiles.api.auth.PartnerTokenAuthentication"
+    name = "partnerAccessToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A resident's access token (RFC 9068 JWT) issued to the calling partner "
+            "by this provider's token endpoint; sent by the partner's back-end only.",
+        }
