@@ -35,6 +35,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from common import ratelimit
+from common.openapi import problem_responses, retry_after_header
 from consent.api import cors
 from consent.api.problems import api_problem, json_object_body
 from consent.api.selectors import client_by_client_id
@@ -44,7 +45,6 @@ from identity.request_user import request_user
 from profiles import selectors, services, taxonomy
 from profiles.api import serializers as s
 from profiles.api.auth import PartnerTokenAuthentication
-from profiles.api.schema import problem_responses
 from profiles.partner_tokens import PartnerToken
 
 logger = logging.getLogger(__name__)
@@ -83,13 +83,6 @@ ORIGIN_REQUIRED = OpenApiParameter(
     required=True,
     description="Set by the browser: an origin registered on the client (`allowed_origins`), else 403 "
     "`origin_not_allowed`.",
-)
-RETRY_AFTER = OpenApiParameter(
-    "Retry-After",
-    OpenApiTypes.INT,
-    OpenApiParameter.HEADER,
-    response=[429],
-    description="Seconds to wait before trying again.",
 )
 BROWSER_FIELDS = frozenset({"client_id", "browser_id", "browser_secret"})
 PAGE_VIEW_FIELDS = frozenset({"site", "themes", "viewed_at"})
@@ -484,7 +477,7 @@ class PageViewsView(PartnerAPIView):
         "client. From a partner back-end: `Authorization: Bearer <the resident's access token>` and no "
         "browser fields. Accepted only while `personalisation-browsing` is granted for that browser or "
         "resident; otherwise 403 `purpose_not_granted` and nothing is stored, not even a counter.",
-        parameters=[CLIENT_ID_PARAMETER, ORIGIN_PAGE, RETRY_AFTER],
+        parameters=[CLIENT_ID_PARAMETER, ORIGIN_PAGE, retry_after_header(429)],
         request=s.PageViewSerializer,
         responses={
             202: s.PageViewAcceptedSerializer,
