@@ -440,13 +440,14 @@ class PartnerAPIView(APIView):
         try:
             if not isinstance(browser_id, str):
                 raise ConsentError("browser_id is required")
-            browser_hash = browser_id_hash(browser_id)
+            browser_id_hash(browser_id)
         except ConsentError:
             return validation_problem({"browser_id": "required: the widget's browser id"})
         # Ownership of the browser is proved exactly as for cookie choices: its secret.
         if browser_secret_check(browser_id=browser_id, browser_secret=body.get("browser_secret")) is not True:
             return _secret_problem()
-        return DataSubject(browser_hash=browser_hash)
+        # A browser attached to an account with its proof speaks for that account.
+        return services.subject_of_browser(browser_id)
 
 
 def _partner_token(request: Request) -> PartnerToken | None:

@@ -836,6 +836,17 @@ def test_a_browser_linked_to_the_account_brings_its_interests(portal: Any, conse
     )
     assert response.status_code == 200, response.content
     assert [i["theme"] for i in browser.get(f"{API}/me/interests").json()["interests"]] == ["housing"]
+    # From then on the browser speaks for the account: its page views are the account's.
+    assert page_view({**visitor, "site": "www.nantes.fr", "themes": ["sport"]}).status_code == 202
+    assert not Interest.objects.filter(user__isnull=True).exists()
+    themes = [i["theme"] for i in browser.get(f"{API}/me/interests").json()["interests"]]
+    assert sorted(themes) == ["housing", "sport"]
+    answer = post_json(f"{API}/personalisation", visitor).json()
+    assert sorted(item["value"]["code"] for item in answer["items"]) == ["housing", "sport"]
+    # ... and under the account's consent.
+    decide(consenting, BROWSING, False)
+    assert_problem(page_view({**visitor, **VIEW}), 403, "purpose_not_granted")
+    assert post_json(f"{API}/personalisation", visitor).json()["items"] == []
 
 
 # --- never a 500 -------------------------------------------------------------------------------------
