@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
