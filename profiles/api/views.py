@@ -514,6 +514,12 @@ class PageViewsView(PartnerAPIView):
         except services.PurposeNotGranted as exc:
             return purpose_problem(exc)
         ratelimit.hit(kind, value, window)
+        logger.info(
+            "page view accepted client=%s via=%s themes=%d",
+            token.client_id if token else (self.cors_client.client_id if self.cors_client else "?"),
+            "token" if token else "page",
+            len(counted),
+        )
         return JsonResponse({"counted": counted}, status=202)
 
     def _subject(
