@@ -747,6 +747,11 @@ def test_expired_consent_items_disappear(profiled: Any, signed_in: BrowserClient
         valid_until=timezone.now() - timedelta(seconds=1)
     )
     assert personalisation(token).json()["items"] == []
+    # Ingestion too: refused, nothing added, no counter.
+    before = Interest.objects.get(user=profiled, theme="sport").views
+    assert_problem(page_view(VIEW, origin=None, **bearer(token)), 403, "purpose_not_granted")
+    assert Interest.objects.get(user=profiled, theme="sport").views == before
+    assert client_counter(portal.client_id) == 0
 
 
 def test_an_expired_sharing_consent_items_disappear(
