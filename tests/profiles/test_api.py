@@ -890,3 +890,21 @@ def test_any_profile_update_gets_an_answer_never_a_500(consenting: Any, body: di
     browser.force_login(consenting)
     response = browser.patch(f"{API}/me/profile", json.dumps(body), content_type=JSON)
     assert response.status_code in (200, 400), response.content[:300]
+
+
+def test_a_token_for_another_resource_server_is_refused(
+    consenting: Any, signed_in: BrowserClient, portal: Any, make_client: Any
+) -> None:
+    api = "https://api.mediatheques.example.org"
+    make_client(
+        name="API médiathèques",
+        redirect_uris=[],
+        grant_types=["client_credentials"],
+        is_resource_server=True,
+        resource_identifier=api,
+    )
+    token = complete_flow(OIDCFlow(signed_in, portal), scope=SCOPES, resource=api)["access_token"]
+    assert access_tokens.decode(token)["aud"] == api
+    assert_problem(personalisation(token), 401, "invalid_token")
+    assert_problem(page_view(VIEW, origin=None, **bearer(token)), 401, "invalid_token")
+    assert stored()["interests"] == 0
