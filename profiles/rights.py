@@ -14,7 +14,9 @@ Export section "profiles" (JSON values only):
 - `inference`: how interests are computed (the half-life, the fading threshold).
 
 Erasure (before consent's crypto-shredding): the declared profile, the interests and the
-corrections of the account and of every browser attached to it are deleted. Nothing kept.
+corrections of the account and of every browser attached to it are deleted. A staff member
+who set the inference's half-life is forgotten as its `updated_by` (the setting stays; the
+audit row of the change keeps the ids, like every audit row).
 """
 
 from __future__ import annotations
@@ -27,13 +29,19 @@ from django.utils import timezone
 from consent.rights import ErasureReport
 from consent.selectors import browser_hashes_for_user
 from profiles import decay, taxonomy
-from profiles.models import DeclaredProfile, Interest, InterestCorrection
+from profiles.models import DeclaredProfile, InferenceSettings, Interest, InterestCorrection
 from profiles.selectors import granted_purposes
 from profiles.services import half_life, subject_of
 
 NAME = "profiles"
 ORDER = 45  # after the outbox (40), before consent's crypto-shredding (50)
-MODELS = ("profiles.DeclaredProfile", "profiles.Interest", "profiles.InterestCorrection")
+MODELS = (
+    "profiles.DeclaredProfile",
+    "profiles.Interest",
+    "profiles.InterestCorrection",
+    # Only through `updated_by`: the staff member (the DPO) who last set the half-life.
+    "profiles.InferenceSettings",
+)
 
 
 def _owned(user: Any) -> Q:
@@ -84,8 +92,18 @@ def export(user: Any) -> dict[str, Any]:
         "declared": declared,
         "interests": interests,
         "corrections": corrections,
-        "inference": {"half_life_days": life.days, "faded_below_weight": decay.FADED},
+        "inference": {
+            "half_life_days": life.days,
+            "faded_below_weight": decay.FADED,
+            # A DPO's own trace: when they last set the half-life (staff only; null otherwise).
+            "half_life_set_by_you_at": _half_life_set_at(user),
+        },
     }
+
+
+def _half_life_set_at(user: Any) -> str | None:
+    row = InferenceSettings.objects.filter(updated_by_id=user.pk).only("updated_at").first()
+    return row.updated_at.isoformat() if row is not None else None
 
 
 def erase(user: Any) -> ErasureReport:
@@ -93,9 +111,17 @@ def erase(user: Any) -> ErasureReport:
     interests = Interest.objects.filter(owned).delete()[0]
     corrections = InterestCorrection.objects.filter(owned).delete()[0]
     declared = DeclaredProfile.objects.filter(user_id=user.pk).delete()[0]
+    settings_set = InferenceSettings.objects.filter(updated_by_id=user.pk).update(updated_by=None)
     return ErasureReport(
         provider=NAME,
         erased=["declared profile", "inferred interests and their sources", "corrections"],
-        kept=[],
-        details={"declared": declared, "interests": interests, "corrections": corrections},
+        kept=["the half-life a staff member set (the setting stays, who set it is forgotten)"]
+        if settings_set
+        else [],
+        details={
+            "declared": declared,
+            "interests": interests,
+            "corrections": corrections,
+            "half_life_setter_forgotten": settings_set,
+        },
     )
