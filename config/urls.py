@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("identity.oidc.urls")),
     path("", include("identity.urls")),
     path("", include("consent.urls")),
+    path("", include("profiles.dpo_urls")),
     path("admin/", admin.site.urls),
 ]
 
