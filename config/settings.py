@@ -79,6 +79,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "oauth2_provider",
     "rest_framework",
+    # The OpenAPI description of the REST APIs (/api/schema/) and its Swagger UI (/api/docs/),
+    # whose files come from the sidecar app: served by us (whitenoise), no CDN (config/api_docs.py).
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_otp",
     "identity.apps.IdentityConfig",
     "identity.franceconnect.apps.FranceConnectConfig",
@@ -416,6 +420,80 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "common.problems.drf_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # drf-spectacular describes every DRF view (config/api_docs.py, common/openapi.py).
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# --- OpenAPI description of the REST APIs (drf-spectacular; config/api_docs.py) ------------------
+# Served at /api/schema/ (YAML, or JSON with ?format=json or Accept: application/vnd.oai.openapi+json)
+# and browsable at /api/docs/ (Swagger UI from drf-spectacular-sidecar, our own static files).
+# Shared pieces for every app's API (the RFC 7807 Problem, problem_responses, the session and
+# CSRF security schemes) are in common/openapi.py. `manage.py spectacular --validate
+# --fail-on-warn` must stay clean (tests/api/test_openapi.py).
+SPECTACULAR_SETTINGS: dict[str, Any] = {
+    "TITLE": "Compte unique métropolitain API",
+    "VERSION": "1.0.0",  # of this description; the paths carry the API's major version (/v1/)
+    "OAS_VERSION": "3.1.0",
+    "DESCRIPTION": (
+        "The REST APIs of Nantes Métropole's single account: the cookie-consent API for partner "
+        "sites (`/consent/api/v1/cookie/…`, anonymous and cross-origin: a registered `client_id` "
+        "and, for writes, an `Origin` registered on that client), the public receipt verification "
+        "(`/consent/api/v1/receipts/verify`, anonymous) and the DPO's API (`/dpo/api/v1/…`, the "
+        "session cookie of a member of the `dpo` staff group signed in with two factors, and the "
+        "CSRF token on writes).\n\n"
+        "Errors are RFC 7807 problem details (`application/problem+json`, the `Problem` "
+        "component): a stable `type` URN (`urn:cum:problem:<code>`) and `code`, a translated "
+        "`title`, and `errors` naming each faulty field.\n\n"
+        "Not described here: the OpenID Connect and OAuth 2.0 protocol endpoints (`/authorize`, "
+        "`/token`, `/userinfo`, `/introspect`, `/revoke`, `/par`, `/jwks.json`, logout), which "
+        "are plain Django views described by the OpenID Connect discovery document "
+        "(`/.well-known/openid-configuration`), and the pages for people (Mon compte, the DPO "
+        "console, the resident's receipt download). Partners' guide: docs/partners.md."
+    ),
+    # The groups of operations, in this order.
+    "TAGS": [
+        {
+            "name": "Cookie consent",
+            "description": "The cookie banner of partner sites (the widget, docs/partners.md). Anonymous "
+            "and cross-origin: CORS headers (and the OPTIONS preflight) only for the origins "
+            "registered on the partner's client; credentials are never allowed cross-origin.",
+        },
+        {"name": "Receipts", "description": "Anyone checks a consent receipt and its inclusion proof."},
+        {
+            "name": "DPO",
+            "description": "The data protection officer's API: the same data and the same audit of "
+            "reads as the DPO console (/dpo/). A member of the `dpo` staff group, signed in with two "
+            "factors; every request is audited.",
+        },
+    ],
+    # No `servers`: every path is relative to the host that served the description.
+    "SERVERS": [],
+    # Distinct components for what a client sends and what it receives (read-only fields).
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The description is public, like the partner guide it completes: it documents the
+    # partners' cookie API and the public receipt check, and names the DPO API's paths and
+    # shapes, which hold no secret (the data stays behind the DPO's MFA session). Served
+    # to anyone without a session (no authentication, so no CSRF either) and the same for
+    # everyone (`SERVE_PUBLIC`: not filtered by the caller's permissions).
+    "SERVE_PUBLIC": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # The schema endpoint does not describe itself.
+    "SERVE_INCLUDE_SCHEMA": False,
+    # One component per vocabulary of the ledger, whatever the field that uses it is called.
+    "ENUM_NAME_OVERRIDES": {
+        "EventTypeEnum": "consent.api.schema.EVENT_TYPES",
+        "CollectionMethodEnum": "consent.api.schema.COLLECTION_METHODS",
+        "ActorTypeEnum": "consent.api.schema.ACTOR_TYPES",
+    },
+    # Our choices are codes whose label is the code itself: no "* `given` - given" lists.
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    # Swagger UI's files from drf-spectacular-sidecar (static files), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No request to swagger.io's validator (validatorUrl); links to each operation (deepLinking).
+    "SWAGGER_UI_SETTINGS": {"validatorUrl": None, "deepLinking": True},
 }
 
 # RFC 9700 §2.1 / RFC 8252 §7.3: plain http redirect URIs only on loopback, and in

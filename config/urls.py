@@ -8,6 +8,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("i18n/", include("django.conf.urls.i18n")),
+    # The OpenAPI description of the REST APIs and its Swagger UI (config/api_docs.py).
+    path("api/", include("config.api_docs_urls")),
     path("", include("identity.oidc.urls")),
     path("", include("identity.urls")),
     path("", include("consent.urls")),

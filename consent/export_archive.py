@@ -30,6 +30,7 @@ SECTION_TITLES = {
     "mfa": _("La vérification en deux étapes"),
     "franceconnect": _("Le lien avec FranceConnect"),
     "connectors": _("Les messages en attente d'envoi"),
+    "profiles": _("Votre personnalisation"),
     "consent": _("Vos consentements"),
 }
 PART_TITLES = {
@@ -58,6 +59,10 @@ PART_TITLES = {
     "current_choices": _("Vos choix actuels"),
     "ledger_events": _("Historique de vos consentements"),
     "unreadable_events": _("Événements illisibles (altérés)"),
+    "declared": _("Ce que vous avez déclaré"),
+    "interests": _("Centres d'intérêt déduits de votre navigation"),
+    "corrections": _("Vos corrections des centres d'intérêt"),
+    "inference": _("Comment les centres d'intérêt sont calculés"),
 }
 # Plain-language headings of the tables' columns (the keys of the rows). A key not listed
 # here is shown as it is.
@@ -125,6 +130,21 @@ COLUMN_TITLES = {
     "delivered_at": _("envoyé le"),
     "template": _("message"),
     "purpose": _("finalité"),
+    "purpose_granted": _("finalité accordée"),
+    "value": _("valeur"),
+    "theme": _("thème"),
+    "weight_now": _("poids aujourd'hui"),
+    "views": _("pages vues"),
+    "first_seen_at": _("première visite"),
+    "sources": _("sources"),
+    "site": _("site"),
+    "first": _("première fois"),
+    "last": _("dernière fois"),
+    "verdict": _("correction"),
+    "taxonomy_version": _("version de la liste des thèmes"),
+    "half_life_days": _("demi-vie (jours)"),
+    "faded_below_weight": _("oublié sous le poids"),
+    "half_life_set_by_you": _("demi-vie réglée par vous"),
     "valid_until": _("valable jusqu'au"),
     "renewal_required": _("à renouveler"),
     "receipt_id": _("reçu"),

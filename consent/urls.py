@@ -26,7 +26,9 @@ urlpatterns = [
         name="account-consent-decide",
     ),
     path("recus/verifier/", views_receipts.receipt_verify_page, name="receipt-verify"),
-    path("consent/api/v1/receipts/verify", api_receipts.receipt_verify_api, name="receipt-verify-api"),
+    path(
+        "consent/api/v1/receipts/verify", api_receipts.ReceiptVerifyView.as_view(), name="receipt-verify-api"
+    ),
     path("compte/export/", views_rights.export_page, name="export"),
     path("compte/export/telecharger/<str:token>/", views_rights.export_download, name="export-download"),
     path("compte/supprimer/", views_erasure.erasure_page, name="erasure"),

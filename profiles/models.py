@@ -97,7 +97,7 @@ class InterestCorrection(SubjectOwned):
 
     theme = models.CharField(_("thème"), max_length=64)
     verdict = models.CharField(_("correction"), max_length=32, choices=VERDICTS, default=NOT_INTERESTED)
-    created_at = models.DateTimeField(_("le"), default=timezone.now)
+    created_at = models.DateTimeField(_("créée le"), default=timezone.now)
 
     class Meta:
         verbose_name = _("correction d'un centre d'intérêt")

@@ -14,9 +14,9 @@ Export section "profiles" (JSON values only):
 - `inference`: how interests are computed (the half-life, the fading threshold).
 
 Erasure (before consent's crypto-shredding): the declared profile, the interests and the
-corrections of the account and of every browser attached to it are deleted. A staff member
-who set the inference's half-life is forgotten as its `updated_by` (the setting stays; the
-audit row of the change keeps the ids, like every audit row).
+corrections of the account and of every browser attached to it are deleted. Nothing kept.
+For a DPO who set the half-life, the setting stays and no longer names them (the audit row
+of the change keeps the account id).
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ MODELS = (
     "profiles.DeclaredProfile",
     "profiles.Interest",
     "profiles.InterestCorrection",
-    # Only through `updated_by`: the staff member (the DPO) who last set the half-life.
-    "profiles.InferenceSettings",
+    "profiles.InferenceSettings",  # updated_by: the DPO who last set the half-life
 )
 
 
@@ -95,15 +94,9 @@ def export(user: Any) -> dict[str, Any]:
         "inference": {
             "half_life_days": life.days,
             "faded_below_weight": decay.FADED,
-            # A DPO's own trace: when they last set the half-life (staff only; null otherwise).
-            "half_life_set_by_you_at": _half_life_set_at(user),
+            "half_life_set_by_you": InferenceSettings.objects.filter(updated_by_id=user.pk).exists(),
         },
     }
-
-
-def _half_life_set_at(user: Any) -> str | None:
-    row = InferenceSettings.objects.filter(updated_by_id=user.pk).only("updated_at").first()
-    return row.updated_at.isoformat() if row is not None else None
 
 
 def erase(user: Any) -> ErasureReport:
@@ -111,17 +104,11 @@ def erase(user: Any) -> ErasureReport:
     interests = Interest.objects.filter(owned).delete()[0]
     corrections = InterestCorrection.objects.filter(owned).delete()[0]
     declared = DeclaredProfile.objects.filter(user_id=user.pk).delete()[0]
-    settings_set = InferenceSettings.objects.filter(updated_by_id=user.pk).update(updated_by=None)
+    # A DPO's account: the setting stays, no longer naming who set it (the audit row does).
+    InferenceSettings.objects.filter(updated_by_id=user.pk).update(updated_by=None)
     return ErasureReport(
         provider=NAME,
         erased=["declared profile", "inferred interests and their sources", "corrections"],
-        kept=["the half-life a staff member set (the setting stays, who set it is forgotten)"]
-        if settings_set
-        else [],
-        details={
-            "declared": declared,
-            "interests": interests,
-            "corrections": corrections,
-            "half_life_setter_forgotten": settings_set,
-        },
+        kept=[],
+        details={"declared": declared, "interests": interests, "corrections": corrections},
     )

@@ -32,7 +32,7 @@ from connectors.models import OutboxMessage
 from consent import crypto, rights
 from consent.models import LedgerEvent, Subject
 from consent.selectors import event_details, ledger_verify
-from consent.services import consent_record
+from consent.services import consent_record, resident_decision_record
 from identity.franceconnect.models import FranceConnectLink
 from identity.franceconnect.services import link_create
 from identity.mfa import services as mfa_services
@@ -50,6 +50,8 @@ from identity.oidc.models import (
 )
 from identity.services import email_verification_send, password_reset_request, user_create
 from identity.sessions import sessions_end_all
+from profiles.models import DeclaredProfile, Interest, InterestCorrection
+from profiles.services import declared_update, interest_correct, page_view_record, subject_of
 from tests.conftest import PASSWORD, OIDCFlow
 from tests.mfa.conftest import rfc6238
 from tests.oidc.conftest import complete_flow, userinfo
@@ -141,6 +143,17 @@ class Everything:
         self.secrets: dict[str, str] = {}
 
 
+def personalisation_data(resident: Any) -> None:
+    """A declared profile, interests inferred from browsing, a correction."""
+    for code in ("personalisation-declared", "personalisation-browsing"):
+        resident_decision_record(user=resident, purpose_code=code, grant=True)
+    declared_update(user=resident, changes={"commune": "44109", "themes": ["culture"], "language": "fr"})
+    views = (("www.nantes.fr", "sport"), ("metropole.nantes.fr", "sport"), ("www.nantes.fr", "housing"))
+    for site, theme in views:
+        page_view_record(subject=subject_of(resident), site=site, themes=[theme], viewed_at=timezone.now())
+    interest_correct(subject=subject_of(resident), theme="housing")
+
+
 @pytest.fixture
 def everything(make_resident: Any, make_client: Any, signing_keys: Any) -> Any:
     made = Everything()
@@ -202,6 +215,7 @@ def everything(make_resident: Any, make_client: Any, signing_keys: Any) -> Any:
         details={"note": "inscrite au salon"},
     )
     password_reset_request(user=resident)  # an email queued to the resident
+    personalisation_data(resident)
     LogEntry.objects.create(
         user=resident,
         content_type=ContentType.objects.get_for_model(Client),
@@ -326,6 +340,15 @@ def test_the_export_holds_every_section_and_no_secret(everything: Any) -> None:
     assert {"note": "inscrite au salon"} in notes
     assert client_id in {event["partner_client_id"] for event in consent["ledger_events"]}
 
+    profiles = sections["profiles"]
+    declared = {field["name"]: field for field in profiles["declared"]["fields"]}
+    assert declared["commune"]["value"] == "44109" and declared["commune"]["purpose_granted"] is True
+    assert declared["themes"]["purpose"] == "personalisation-declared"
+    [sport] = profiles["interests"]
+    assert sport["theme"] == "sport" and sport["views"] == 2
+    assert [source["site"] for source in sport["sources"]] == ["metropole.nantes.fr", "www.nantes.fr"]
+    assert [correction["theme"] for correction in profiles["corrections"]] == ["housing"]
+
     for what, secret in everything.secrets.items():
         assert secret and secret not in text, f"the export holds the {what}"
 
@@ -379,6 +402,9 @@ def test_the_erasure_removes_or_neutralises_each_apps_data(everything: Any) -> N
         "identity",
     ]
     assert report.user_id == str(user_id)
+    assert report.report("profiles").details == {"declared": 1, "interests": 1, "corrections": 1}
+    for model in (DeclaredProfile, Interest, InterestCorrection):
+        assert not model.objects.filter(user_id=user_id).exists(), model
     json.dumps(report.as_dict())
     assert report.report("oidc").details["sessions_ended"] == 1
     assert report.report("identity").details["sessions_ended"] == 0  # already ended first

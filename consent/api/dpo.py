@@ -22,11 +22,16 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from common.openapi import problem_responses
+from common.problems import PROBLEM_CONTENT_TYPE
 from consent import ledger
+from consent.api import schema as api_schema
 from consent.api.problems import api_problem
 from consent.crypto import KeyDestroyed
 from consent.dpo import access
@@ -48,6 +53,60 @@ from identity.reauth import RecentMFAPermission, staff_request_audit
 from identity.request_user import request_user
 
 log = logging.getLogger(__name__)
+
+# --- The OpenAPI description of these views (consent.api.schema holds the bodies) ---------------
+DPO_TAG = "DPO"
+_DPO_403 = (
+    "Not the DPO (`dpo` staff group), no session, no CSRF token on a write, or not signed in with "
+    "two factors (`mfa_required`)"
+)
+_TAMPERED_409 = {
+    (409, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+        api_schema.LedgerTamperedProblemSerializer,
+        description="`ledger_tampered`: the answer would rest on altered ledger rows; nothing is shown "
+        "or signed from them. Run the full verification (`POST /dpo/api/v1/verify`).",
+    )
+}
+_LANG = OpenApiParameter(
+    "lang", OpenApiTypes.STR, OpenApiParameter.QUERY, enum=["fr", "en"], description="Default fr."
+)
+_DATE_FROM = OpenApiParameter(
+    "from", OpenApiTypes.DATE, OpenApiParameter.QUERY, description="First day (YYYY-MM-DD), local time."
+)
+_DATE_TO = OpenApiParameter(
+    "to", OpenApiTypes.DATE, OpenApiParameter.QUERY, description="Last day (YYYY-MM-DD), local time."
+)
+_EVENT_FILTERS = [
+    OpenApiParameter(
+        "user_email",
+        OpenApiTypes.EMAIL,
+        OpenApiParameter.QUERY,
+        description="A resident's events, by email address (the read is logged); not with `resident`.",
+    ),
+    OpenApiParameter(
+        "resident",
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        description="A resident's events, by account id.",
+    ),
+    OpenApiParameter("purpose", OpenApiTypes.STR, OpenApiParameter.QUERY, description="A purpose code."),
+    OpenApiParameter(
+        "partner", OpenApiTypes.STR, OpenApiParameter.QUERY, description="A partner's client_id."
+    ),
+    OpenApiParameter(
+        "type",
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        enum=api_schema.EVENT_TYPES,
+        description="An event type.",
+    ),
+    _DATE_FROM,
+    _DATE_TO,
+    OpenApiParameter("page", OpenApiTypes.INT, OpenApiParameter.QUERY, description="From 1."),
+]
+_RECEIPT = OpenApiResponse(
+    OpenApiTypes.STR, description="The signed receipt: a JWS (compact serialisation), as an attachment."
+)
 
 
 def tampered_problem(exc: LedgerTampered) -> JsonResponse:
@@ -126,6 +185,18 @@ class DPOAPIView(APIView):
 
 
 class EventsView(DPOAPIView):
+    @extend_schema(
+        tags=[DPO_TAG],
+        operation_id="dpo_events_search",
+        summary="Search the ledger's events",
+        description="Pseudonymous events, newest first, by pages. A search by resident is logged.",
+        parameters=_EVENT_FILTERS,
+        responses={
+            200: api_schema.LedgerEventPageSerializer,
+            **problem_responses(400, 403, 404, descriptions={403: _DPO_403, 404: "`page_out_of_range`"}),
+            **_TAMPERED_409,
+        },
+    )
     def get(self, request: Request) -> HttpResponse:
         try:
             filters = dpo_selectors.parse_filters(request.query_params)
@@ -166,6 +237,17 @@ class EventsView(DPOAPIView):
 
 
 class EventDetailView(DPOAPIView):
+    @extend_schema(
+        tags=[DPO_TAG],
+        operation_id="dpo_event_read",
+        summary="One event, with its decrypted details",
+        description="The read is logged (`dpo.read`).",
+        responses={
+            200: api_schema.LedgerEventDetailSerializer,
+            **problem_responses(403, 404, descriptions={403: _DPO_403}),
+            **_TAMPERED_409,
+        },
+    )
     def get(self, request: Request, event_id: uuid.UUID) -> HttpResponse:
         event = event_by_id(event_id)
         if event is None:
@@ -193,6 +275,26 @@ class EventDetailView(DPOAPIView):
 
 
 class EventProofView(DPOAPIView):
+    @extend_schema(
+        tags=[DPO_TAG],
+        operation_id="dpo_event_proof",
+        summary="The event's inclusion proof",
+        description="Against the latest signed tree head covering the event (RFC 9162); checked before "
+        "it is returned. The read is logged.",
+        responses={
+            200: api_schema.InclusionProofSerializer,
+            **problem_responses(
+                403,
+                404,
+                409,
+                descriptions={
+                    403: _DPO_403,
+                    409: "`no_tree_head` (no signed tree head covers the event yet: `hint` says how to "
+                    "sign one), or `ledger_tampered` with the members of `LedgerTamperedProblem`",
+                },
+            ),
+        },
+    )
     def get(self, request: Request, event_id: uuid.UUID) -> HttpResponse:
         event = event_by_id(event_id)
         if event is None:
@@ -217,6 +319,17 @@ class EventProofView(DPOAPIView):
 
 
 class EventReceiptView(DPOAPIView):
+    @extend_schema(
+        tags=[DPO_TAG],
+        operation_id="dpo_event_receipt",
+        summary="The event's signed receipt",
+        description="The read is logged.",
+        responses={
+            (200, "application/jose"): _RECEIPT,
+            **problem_responses(403, 404, descriptions={403: _DPO_403}),
+            **_TAMPERED_409,
+        },
+    )
     def get(self, request: Request, event_id: uuid.UUID) -> HttpResponse:
         event = event_by_id(event_id)
         if event is None:
@@ -233,6 +346,33 @@ class EventReceiptView(DPOAPIView):
 
 
 class StatsView(DPOAPIView):
+    @extend_schema(
+        tags=[DPO_TAG],
+        operation_id="dpo_stats",
+        summary="Grants, refusals, withdrawals and expiries per period",
+        description="Per purpose and per bucket of time (local time, `timezone`). Copies made when a "
+        "browser's history is attached to an account are not counted twice.",
+        parameters=[
+            OpenApiParameter(
+                "purpose", OpenApiTypes.STR, OpenApiParameter.QUERY, description="A purpose code."
+            ),
+            OpenApiParameter(
+                "bucket",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                enum=["day", "week", "month"],
+                default="week",
+            ),
+            _DATE_FROM,
+            _DATE_TO,
+            _LANG,
+        ],
+        responses={
+            200: api_schema.StatsSerializer,
+            **problem_responses(400, 403, descriptions={403: _DPO_403}),
+            **_TAMPERED_409,
+        },
+    )
     def get(self, request: Request) -> HttpResponse:
         try:
             query = dpo_selectors.parse_stats(request.query_params)
@@ -259,6 +399,20 @@ class RegisterView(DPOAPIView):
     # An export of the register of processing: a recent MFA sign-in ("sudo mode").
     permission_classes = [*DPO_API_PERMISSIONS, RecentMFAPermission]
 
+    @extend_schema(
+        tags=[DPO_TAG],
+        operation_id="dpo_register",
+        summary="The records of processing (GDPR Art. 30)",
+        description="Built from the purpose catalogue. An export: it needs a sign-in with two factors "
+        "within the last 10 minutes (else 403 `recent_mfa_required`, whose `reauthenticate` says where).",
+        parameters=[_LANG],
+        responses={
+            200: api_schema.RegisterSerializer,
+            **problem_responses(
+                400, 403, descriptions={403: _DPO_403 + ", or no recent sign-in (`recent_mfa_required`)"}
+            ),
+        },
+    )
     def get(self, request: Request) -> HttpResponse:
         language = request.query_params.get("lang") or "fr"
         if language not in ("fr", "en"):
@@ -269,6 +423,18 @@ class RegisterView(DPOAPIView):
 
 
 class VerifyView(DPOAPIView):
+    @extend_schema(
+        tags=[DPO_TAG],
+        operation_id="dpo_ledger_verify",
+        summary="Recompute and check the whole ledger",
+        description="Every leaf, the tree and every signed tree head, from the stored rows. Never a "
+        "problem for what it finds: `ok` and `problems` say it. Audited.",
+        request=None,
+        responses={
+            200: api_schema.LedgerVerificationSerializer,
+            **problem_responses(403, descriptions={403: _DPO_403}),
+        },
+    )
     def post(self, request: Request) -> HttpResponse:
         result = ledger_verify()
         audit_log(
@@ -290,12 +456,37 @@ class VerifyView(DPOAPIView):
 
 
 class TreeHeadView(DPOAPIView):
+    @extend_schema(
+        tags=[DPO_TAG],
+        operation_id="dpo_tree_head_read",
+        summary="The latest signed tree head",
+        responses={
+            200: api_schema.TreeHeadSerializer,
+            **problem_responses(
+                403, 404, descriptions={403: _DPO_403, 404: "`no_tree_head`: none signed yet"}
+            ),
+            **_TAMPERED_409,
+        },
+    )
     def get(self, request: Request) -> HttpResponse:
         head = latest_tree_head()
         if head is None:
             return api_problem(404, "no_tree_head", _("Aucune tête d'arbre signée"))
         return JsonResponse(_tree_head_dict(head))
 
+    @extend_schema(
+        tags=[DPO_TAG],
+        operation_id="dpo_tree_head_sign",
+        summary="Sign a new tree head",
+        description="Signs the ledger's current size and root (as the `sign_tree_head` cron job does). "
+        "Audited.",
+        request=None,
+        responses={
+            201: api_schema.TreeHeadSerializer,
+            **problem_responses(403, descriptions={403: _DPO_403}),
+            **_TAMPERED_409,
+        },
+    )
     def post(self, request: Request) -> HttpResponse:
         head = tree_head_sign()
         audit_log(

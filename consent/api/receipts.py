@@ -4,21 +4,28 @@ JSON in: {"receipt": "<JWS>", "proof": {…} or "<JSON text>" (optional)}; JSON 
 the signature holds, what the receipt states, and, with a proof, whether the event is included
 in the signed tree head the proof names (consent.receipt_check). A receipt that fails a check
 is an answer (200, `valid` false, a reason code); input that is not a receipt is a 400 problem
-(RFC 7807); over the size limit 413, over the rate limit 429. No cookie, no CSRF: nothing is
-written and nothing about anyone is read.
+(RFC 7807); over the size limit 413, over the rate limit 429, another method 405. No cookie, no
+CSRF: nothing is written and nothing about anyone is read. A DRF view, so that the OpenAPI
+description (/api/schema/) includes it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
+from common.openapi import problem_responses, retry_after_header
 from common.ratelimit import client_ip
+from consent.api import schema as api_schema
 from consent.api.problems import api_problem, json_object_body
 from consent.receipt_check import (
     MAX_PROOF_CHARS,
@@ -69,22 +76,45 @@ def check_json(check: ReceiptCheck) -> dict[str, Any]:
     }
 
 
-@csrf_exempt
-@never_cache
-@require_POST
-def receipt_verify_api(request: HttpRequest) -> HttpResponse:
-    retry_after = verification_throttled(client_ip(request))
-    if retry_after:
-        response = api_problem(
-            429, "rate_limited", _("Trop de requêtes"), _("Trop de vérifications depuis cette adresse.")
-        )
-        response["Retry-After"] = str(retry_after)
-        return response
-    body = json_object_body(request, max_bytes=MAX_BODY_BYTES)
-    if isinstance(body, JsonResponse):
-        return body
-    try:
-        check = receipt_check(body.get("receipt"), body.get("proof"))
-    except CheckInputError as exc:
-        return api_problem(400, exc.code, _("Requête invalide"), str(exc))
-    return JsonResponse(check_json(check))
+@method_decorator(never_cache, name="dispatch")
+class ReceiptVerifyView(APIView):
+    """Anonymous (no authentication, hence no CSRF check: nothing is written), JSON only. The
+    body is read by `json_object_body` (413, 415, 400 as the cookie API), not by DRF's parsers."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer]
+    parser_classes: list[Any] = []
+
+    @extend_schema(
+        tags=["Receipts"],
+        operation_id="receipt_verify",
+        summary="Check a consent receipt and its inclusion proof",
+        description="Whether the receipt's signature holds (our published keys), what it states, and, "
+        "with a proof, whether the event is included in the signed tree head the proof names. A "
+        "receipt that fails a check is an answer (200, `valid` false, a reason code); input that is "
+        "not a receipt is a 400 problem. Anonymous; nothing is written and nothing about anyone is "
+        "read. Rate-limited per address.",
+        parameters=[retry_after_header(429)],
+        request={"application/json": api_schema.ReceiptVerifySerializer},
+        responses={
+            200: api_schema.ReceiptCheckSerializer,
+            **problem_responses(400, 413, 415, 429),
+        },
+    )
+    def post(self, request: Request) -> HttpResponse:
+        retry_after = verification_throttled(client_ip(request._request))
+        if retry_after:
+            response = api_problem(
+                429, "rate_limited", _("Trop de requêtes"), _("Trop de vérifications depuis cette adresse.")
+            )
+            response["Retry-After"] = str(retry_after)
+            return response
+        body = json_object_body(request._request, max_bytes=MAX_BODY_BYTES)
+        if isinstance(body, JsonResponse):
+            return body
+        try:
+            check = receipt_check(body.get("receipt"), body.get("proof"))
+        except CheckInputError as exc:
+            return api_problem(400, exc.code, _("Requête invalide"), str(exc))
+        return JsonResponse(check_json(check), status=200)

@@ -27,13 +27,17 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from common import ratelimit
+from common.openapi import problem_responses, retry_after_header
 from consent.api import cookie, cors
+from consent.api import schema as api_schema
 from consent.api import selectors as api_selectors
 from consent.api.problems import api_problem, json_object_body
 from consent.receipts import receipt_for_event
@@ -44,6 +48,50 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024
 RECEIPT_CONTENT_TYPE = "application/jose"
+
+# --- The OpenAPI description of these views (consent.api.schema holds the bodies) ---------------
+COOKIE_TAG = "Cookie consent"
+_CLIENT_ID = OpenApiParameter(
+    "client_id",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    required=True,
+    description="The partner's client_id. Unknown or missing: 400.",
+)
+_CLIENT_ID_OPTIONAL = OpenApiParameter(
+    "client_id",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    description="The partner's client_id, if given here too: it must be the body's (else 400).",
+)
+_BROWSER_ID = OpenApiParameter(
+    "browser_id",
+    OpenApiTypes.UUID,
+    OpenApiParameter.QUERY,
+    required=True,
+    description="The widget's browser id.",
+)
+_ORIGIN_READ = OpenApiParameter(
+    "Origin",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Set by the browser. An origin registered on the client (`allowed_origins`) gets the "
+    "CORS headers; any other gets none, and the browser withholds the answer.",
+)
+_ORIGIN_WRITE = OpenApiParameter(
+    "Origin",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="Set by the browser: an origin registered on the client (`allowed_origins`), else 403 "
+    "`origin_not_allowed`.",
+)
+_RECEIPT = OpenApiResponse(
+    OpenApiTypes.STR, description="The signed receipt: a JWS (compact serialisation), as an attachment."
+)
+_LEDGER_503 = (
+    "The consent ledger is altered (`ledger_tampered`): nothing was recorded; retry after `Retry-After`"
+)
 
 
 def _throttled(request: HttpRequest) -> int:
@@ -203,6 +251,15 @@ class CookieAPIView(APIView):
 
 
 class CookieConfigView(CookieAPIView):
+    @extend_schema(
+        tags=[COOKIE_TAG],
+        operation_id="cookie_config",
+        summary="What a partner site's banner asks",
+        description="The purposes of the cookie banner in French and English, their legal basis, how "
+        "long a choice is kept, the notices and the controller. Anonymous; no cookie is set.",
+        parameters=[_CLIENT_ID, _ORIGIN_READ],
+        responses={200: api_schema.CookieConfigSerializer, **problem_responses(400)},
+    )
     def get(self, request: Request) -> HttpResponse:
         client, error = self._client_or_problem(request.query_params.get("client_id"))
         if error is not None:
@@ -211,6 +268,15 @@ class CookieConfigView(CookieAPIView):
 
 
 class CookieChoicesView(CookieAPIView):
+    @extend_schema(
+        tags=[COOKIE_TAG],
+        operation_id="cookie_choices_read",
+        summary="A browser's current choices",
+        description="Per purpose: whether it is allowed now (silence is refusal) and the decision in "
+        "force with its receipt. Anonymous.",
+        parameters=[_CLIENT_ID, _BROWSER_ID, _ORIGIN_READ],
+        responses={200: api_schema.CookieStateSerializer, **problem_responses(400)},
+    )
     def get(self, request: Request) -> HttpResponse:
         _client, error = self._client_or_problem(request.query_params.get("client_id"))
         if error is not None:
@@ -222,6 +288,34 @@ class CookieChoicesView(CookieAPIView):
         assert browser_id is not None
         return JsonResponse(cookie.cookie_state(browser_id=browser_id))
 
+    @extend_schema(
+        tags=[COOKIE_TAG],
+        operation_id="cookie_choices_record",
+        summary="Record a browser's choices",
+        description="One ledger event per choice, all or nothing; nothing is recorded on bad input. The "
+        "first call without `browser_id` registers a new browser and returns its `browser_secret` once; "
+        "later calls for that browser must send it. Anonymous and cross-origin: the `client_id` and the "
+        "browser's `Origin` (registered on the client) identify the partner site. Rate-limited per "
+        "address (429).",
+        parameters=[_CLIENT_ID_OPTIONAL, _ORIGIN_WRITE, retry_after_header(429, 503)],
+        request={"application/json": api_schema.CookieChoicesSerializer},
+        responses={
+            201: api_schema.CookieChoicesResultSerializer,
+            **problem_responses(
+                400,
+                403,
+                413,
+                415,
+                429,
+                503,
+                descriptions={
+                    403: "`origin_not_allowed` (the Origin is not registered on the client) or "
+                    "`browser_secret_invalid` (missing or wrong secret for this browser)",
+                    503: _LEDGER_503,
+                },
+            ),
+        },
+    )
     def post(self, request: Request) -> HttpResponse:
         checked = self._partner_post(request)
         if isinstance(checked, HttpResponse):
@@ -285,6 +379,18 @@ class CookieChoicesView(CookieAPIView):
 class CookieReceiptView(CookieAPIView):
     """A visitor's receipt, for whoever holds the browser id the event was recorded under."""
 
+    @extend_schema(
+        tags=[COOKIE_TAG],
+        operation_id="cookie_receipt",
+        summary="The receipt of a browser's event",
+        description="The signed consent receipt (Kantara v1.1 + ISO/IEC TS 27560, a JWS) of an event "
+        "recorded for this browser id. Anonymous.",
+        parameters=[_CLIENT_ID, _BROWSER_ID, _ORIGIN_READ],
+        responses={
+            (200, RECEIPT_CONTENT_TYPE): _RECEIPT,
+            **problem_responses(400, 404, descriptions={404: "No such event for this browser"}),
+        },
+    )
     def get(self, request: Request, event_id: uuid.UUID) -> HttpResponse:
         _client, error = self._client_or_problem(request.query_params.get("client_id"))
         if error is not None:
@@ -310,6 +416,23 @@ class CookieAttachView(CookieAPIView):
     client can set it), which is only checked so that browsers treat it like `choices`.
     """
 
+    @extend_schema(
+        tags=[COOKIE_TAG],
+        operation_id="cookie_attach",
+        summary="Attach the browser to the resident who just signed in",
+        description="The widget redeems the single-use `consent_link_ticket` of the redirect after a "
+        "successful sign-in, with its browser id and secret: the browser's choices are attached to "
+        "the resident's account. Anonymous and cross-origin like `choices`; every failure of the "
+        "ticket is the same 400 `invalid_link`.",
+        parameters=[_CLIENT_ID_OPTIONAL, _ORIGIN_WRITE, retry_after_header(429, 503)],
+        request={"application/json": api_schema.CookieAttachSerializer},
+        responses={
+            200: api_schema.CookieLinkedSerializer,
+            **problem_responses(
+                400, 403, 413, 415, 429, 503, descriptions={403: "`origin_not_allowed`", 503: _LEDGER_503}
+            ),
+        },
+    )
     def post(self, request: Request) -> HttpResponse:
         checked = self._partner_post(request)
         if isinstance(checked, HttpResponse):
@@ -359,6 +482,29 @@ class CookieLinkView(APIView):
     permission_classes = [IsAuthenticated]
     renderer_classes = [JSONRenderer]
 
+    @extend_schema(
+        tags=[COOKIE_TAG],
+        operation_id="cookie_link",
+        summary="Attach a browser to the signed-in resident (our own pages)",
+        description="Same site only: the session cookie and the CSRF token of our page. The browser's "
+        "secret is required; its id alone proves nothing. Partner sites use `cookie_attach`.",
+        parameters=[retry_after_header(503)],
+        request={"application/json": api_schema.CookieLinkSerializer},
+        responses={
+            200: api_schema.CookieLinkedSerializer,
+            **problem_responses(
+                400,
+                403,
+                415,
+                503,
+                descriptions={
+                    400: "`browser_secret_invalid`, an invalid browser id, or a body that is not JSON",
+                    403: "Not signed in, or no valid CSRF token",
+                    503: _LEDGER_503,
+                },
+            ),
+        },
+    )
     def post(self, request: Request) -> HttpResponse:
         data = request.data if isinstance(request.data, dict) else {}
         try:

@@ -75,7 +75,7 @@ class Migration(migrations.Migration):
                 ('browser_hash', models.CharField(blank=True, max_length=64, verbose_name='navigateur (empreinte)')),
                 ('theme', models.CharField(max_length=64, verbose_name='thème')),
                 ('verdict', models.CharField(choices=[('not_interested', 'pas intéressé')], default='not_interested', max_length=32, verbose_name='correction')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='le')),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='créée le')),
                 ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL)),
             ],
             options={

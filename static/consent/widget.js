@@ -12,6 +12,10 @@
  * then carries consent_link_ticket=<ticket>, which this widget redeems on the page it lands on (or pass
  * it to window.CumConsent.link(ticket)) with the browser's secret, kept in this site's storage
  * and never shown to the page. See docs/partners.md.
+ * Browsing-based personalisation: a page declares its themes with data-page-themes="culture sport"
+ * on this script tag (or calls window.CumConsent.pageView(["culture"])); the view is sent only
+ * while the visitor allows "personalisation-browsing", with the browser's id and secret.
+ * window.CumConsent.personalisation() resolves to what the portal may use for this browser.
  */
 (function () {
   "use strict";
@@ -23,6 +27,8 @@
   var clientId = script.getAttribute("data-client-id");
   var base = new URL(script.src, document.baseURI);
   var api = base.origin + "/consent/api/v1/cookie/";
+  var profilesApi = base.origin + "/profiles/api/v1/";
+  var BROWSING = "personalisation-browsing";
   var lang = /^en\b/i.test(document.documentElement.getAttribute("lang") || "") ? "en" : "fr";
   var storeKey = "cum-consent:" + clientId;
   var P = "cum-cc-";
@@ -551,6 +557,66 @@
     return ticket;
   }
 
+  // --- browsing-based personalisation ------------------------------------------------------
+
+  function browsingAllowed() {
+    return Boolean(state.choices && state.choices[BROWSING] && state.browserId && state.browserSecret);
+  }
+
+  function postProfiles(path, body) {
+    var payload = Object.assign({
+      client_id: clientId,
+      browser_id: state.browserId,
+      browser_secret: state.browserSecret
+    }, body || {});
+    return fetch(profilesApi + path, {
+      method: "POST",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      credentials: "omit",
+      cache: "no-store",
+      body: JSON.stringify(payload)
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (!response.ok) {
+          var error = new Error(data.title || String(response.status));
+          error.problem = data;
+          throw error;
+        }
+        return data;
+      });
+    });
+  }
+
+  // One page view (its themes), only while the visitor allows browsing personalisation:
+  // otherwise nothing at all is sent. Resolves to the server's answer, or null when not sent.
+  function pageView(themes) {
+    if (!browsingAllowed() || !themes || !themes.length) {
+      return Promise.resolve(null);
+    }
+    return postProfiles("page-views", { site: window.location.hostname, themes: themes });
+  }
+
+  function personalisation() {
+    if (!browsingAllowed()) {
+      return Promise.resolve(null);
+    }
+    return postProfiles("personalisation");
+  }
+
+  function declaredThemes() {
+    return (script.getAttribute("data-page-themes") || "").split(/\s+/).filter(Boolean);
+  }
+
+  function sendDeclaredPageView() {
+    pageView(declaredThemes()).then(function (data) {
+      if (data) {
+        document.dispatchEvent(new CustomEvent("cum:page-view", { detail: { counted: data.counted || [] } }));
+      }
+    }).catch(function () {
+      // Not counted (purpose refused on the server, network): nothing to do on the page.
+    });
+  }
+
   // --- start ---------------------------------------------------------------------------------
 
   function start() {
@@ -591,6 +657,7 @@
         showBanner();
       }
       apply("init");
+      sendDeclaredPageView();
     }).catch(function () {
       state.choices = {};
       state.decided = false;
@@ -603,7 +670,9 @@
     open: function () { openDialog(document.activeElement); },
     link: attachBrowser,
     choices: function () { return Object.assign({}, state.choices); },
-    decided: function () { return state.decided; }
+    decided: function () { return state.decided; },
+    pageView: pageView,
+    personalisation: personalisation
   };
 
   if (document.readyState === "loading") {

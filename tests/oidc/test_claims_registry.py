@@ -1,6 +1,6 @@
 """The claims registry (identity/oidc/claims/): a registered provider's scope is everywhere.
 
-Registering a provider, as the `profiles` app does from its AppConfig.ready(), adds its
+Registering a provider, as a future `profiles` app will from its AppConfig.ready(), adds its
 scope to discovery, to client registration, to the consent screen and to the sharing
 purpose recorded in the ledger, and its claims to userinfo and the ID token while the
 resident's consent holds. The test-only provider is registered by a fixture and removed
@@ -28,15 +28,13 @@ from tests.oidc.conftest import complete_flow, is_consent_page, userinfo
 
 pytestmark = pytest.mark.django_db
 
-SCOPES = "openid town"
-# Registered at start-up: identity's standard scopes, then profiles' (profiles/claims.py).
-STARTUP_SCOPES = ("openid", "profile", "email", "address", "phone", "territory", "accessibility", "interests")
+SCOPES = "openid commune"
 
 
 def _read_commune(user: Any, scopes: frozenset[str]) -> dict[str, Any]:
     claims: dict[str, Any] = {"member_since": int(user.created_at.timestamp())}
     if user.locality:
-        claims["town"] = user.locality
+        claims["home_town"] = user.locality
     return claims
 
 
@@ -44,11 +42,11 @@ COMMUNE = registry.ClaimProvider(
     name="test-commune",
     scopes=(
         registry.ScopeSpec(
-            name="town",
-            claims=("town", "member_since"),
+            name="commune",
+            claims=("home_town", "member_since"),
             what="Votre commune (test)",
             why="pour vous proposer les services de votre commune (test)",
-            claim_labels={"town": "commune de résidence (test)"},
+            claim_labels={"home_town": "commune de résidence (test)"},
             data_category=registry.DataCategory(fr="Commune (test)", en="Town (test)"),
         ),
     ),
@@ -79,9 +77,17 @@ def _metadata() -> dict[str, Any]:
 
 
 def test_the_standard_provider_is_registered_at_start_up() -> None:
-    # The standard scopes first (identity), then the apps' (profiles: issue 12).
-    assert registry.supported_scopes()[:5] == ("openid", "profile", "email", "address", "phone")
-    assert registry.supported_scopes() == (*STARTUP_SCOPES,)
+    # The standard claims first (identity), then the apps' (profiles).
+    assert registry.supported_scopes() == (
+        "openid",
+        "profile",
+        "email",
+        "address",
+        "phone",
+        "territory",
+        "accessibility",
+        "interests",
+    )
     assert registry.STANDARD_PROVIDER in registry.providers()
     assert registry.claim_scope("phone_number") == "phone"
     assert registry.scope_claims("address") == ("address",)
@@ -89,12 +95,12 @@ def test_the_standard_provider_is_registered_at_start_up() -> None:
 
 def test_a_registered_scope_is_in_discovery_and_gone_once_unregistered() -> None:
     before = _metadata()
-    assert "town" not in before["scopes_supported"]
+    assert "commune" not in before["scopes_supported"]
     registry.register(COMMUNE)
     try:
         during = _metadata()
-        assert during["scopes_supported"] == [*before["scopes_supported"], "town"]
-        assert {"town", "member_since"} <= set(during["claims_supported"])
+        assert during["scopes_supported"] == [*before["scopes_supported"], "commune"]
+        assert {"home_town", "member_since"} <= set(during["claims_supported"])
         assert during["claims_supported"] == sorted(during["claims_supported"])
     finally:
         registry.unregister(COMMUNE.name)
@@ -103,12 +109,12 @@ def test_a_registered_scope_is_in_discovery_and_gone_once_unregistered() -> None
 
 
 def test_client_registration_refuses_an_unknown_scope_then_accepts_it_once_registered(signing_keys) -> None:
-    with pytest.raises(ClientConfigError, match="unknown scope 'town'"):
+    with pytest.raises(ClientConfigError, match="unknown scope 'commune'"):
         client_register(
             name="Mairie",
             redirect_uris=[REDIRECT_URI],
             grant_types=["authorization_code"],
-            scopes=["openid", "town"],
+            scopes=["openid", "commune"],
         )
     registry.register(COMMUNE)
     try:
@@ -116,9 +122,9 @@ def test_client_registration_refuses_an_unknown_scope_then_accepts_it_once_regis
             name="Mairie",
             redirect_uris=[REDIRECT_URI],
             grant_types=["authorization_code"],
-            scopes=["openid", "town"],
+            scopes=["openid", "commune"],
         )
-        assert client.scope_list == ["openid", "town"]
+        assert client.scope_list == ["openid", "commune"]
     finally:
         registry.unregister(COMMUNE.name)
 
@@ -127,7 +133,7 @@ def test_the_registrys_scopes_backend_matches_the_registry(commune_provider) -> 
     backend = get_scopes_backend()
     assert list(backend.get_all_scopes()) == list(registry.supported_scopes())
     assert backend.get_available_scopes() == list(registry.supported_scopes())
-    assert backend.get_all_scopes()["town"] == "Votre commune (test)"
+    assert backend.get_all_scopes()["commune"] == "Votre commune (test)"
 
 
 def test_a_duplicate_scope_or_claim_or_provider_is_refused(commune_provider) -> None:
@@ -163,7 +169,7 @@ def test_a_duplicate_scope_or_claim_or_provider_is_refused(commune_provider) -> 
         registry.register(taken_claim)
     with pytest.raises(registry.ClaimsRegistryError, match="already registered"):
         registry.register(COMMUNE)
-    with pytest.raises(registry.ClaimsRegistryError, match="scope 'town' is already provided"):
+    with pytest.raises(registry.ClaimsRegistryError, match="scope 'commune' is already provided"):
         registry.register(registry.ClaimProvider(name="again", scopes=COMMUNE.scopes[:1], read=COMMUNE.read))
     with pytest.raises(registry.ClaimsRegistryError, match="malformed scope name"):
         registry.register(
@@ -182,12 +188,12 @@ def test_a_duplicate_scope_or_claim_or_provider_is_refused(commune_provider) -> 
             )
         )
     # Nothing of the refused providers was kept.
-    assert registry.supported_scopes() == (*STARTUP_SCOPES, "town")
+    assert registry.supported_scopes()[-1] == "commune"
     assert registry.claim_scope("work_email") is None
 
 
 def test_the_consent_screen_describes_the_registered_scope(commune_provider, make_client, signed_in) -> None:
-    rp = make_client(scopes=["openid", "town"])
+    rp = make_client(scopes=["openid", "commune"])
     page = OIDCFlow(signed_in, rp).authorize(scope=SCOPES)
     assert is_consent_page(page)
     html = page.content.decode()
@@ -196,7 +202,7 @@ def test_the_consent_screen_describes_the_registered_scope(commune_provider, mak
     # A claim without a label shows its name; the standard scope keeps its own text.
     assert "member_since" in html
     assert "Un identifiant de connexion" in html
-    assert [item["scope"] for item in page.context["scopes"]] == ["openid", "town"]
+    assert [item["scope"] for item in page.context["scopes"]] == ["openid", "commune"]
 
 
 def test_the_consent_screen_speaks_english_from_the_registry(make_client, signed_in) -> None:
@@ -210,16 +216,16 @@ def test_the_consent_screen_speaks_english_from_the_registry(make_client, signed
 
 
 def test_the_sharing_purpose_records_the_providers_data_category(commune_provider, make_client) -> None:
-    rp = make_client(scopes=["openid", "town"])
-    purpose = purpose_for_client_scopes(client=rp.client, scopes=["town", "openid"])
+    rp = make_client(scopes=["openid", "commune"])
+    purpose = purpose_for_client_scopes(client=rp.client, scopes=["commune", "openid"])
     assert purpose.data_categories == [
+        {"code": "commune", "kind": "declared", "fr": "Commune (test)", "en": "Town (test)"},
         {
             "code": "openid",
             "kind": "declared",
             "fr": "Identifiant de compte (pseudonyme)",
             "en": "Account identifier (pseudonymous)",
         },
-        {"code": "town", "kind": "declared", "fr": "Commune (test)", "en": "Town (test)"},
     ]
     assert "Commune (test)" in purpose.description_fr and "Town (test)" in purpose.description_en
 
@@ -227,21 +233,21 @@ def test_the_sharing_purpose_records_the_providers_data_category(commune_provide
 def test_userinfo_and_the_id_token_release_the_providers_claims_while_consent_holds(
     commune_provider, make_client, signed_in, commune_resident
 ) -> None:
-    rp = make_client(scopes=["openid", "town"])
+    rp = make_client(scopes=["openid", "commune"])
     tokens = complete_flow(OIDCFlow(signed_in, rp), scope=SCOPES)
     member_since = int(commune_resident.created_at.timestamp())
     id_token = verify_id_token(tokens["id_token"], rp.client_id)
-    assert id_token["town"] == "Rezé" and id_token["member_since"] == member_since
+    assert id_token["home_town"] == "Rezé" and id_token["member_since"] == member_since
     # Only the granted scopes' claims: no standard claim was asked for.
     assert "email" not in id_token and "name" not in id_token
     userinfo(tokens["access_token"])  # the process now knows the sharing's purpose
     with CaptureQueriesContext(connection) as queries:
         body = userinfo(tokens["access_token"]).json()
-    assert body["town"] == "Rezé" and body["member_since"] == member_since
-    assert set(body) == {"sub", "town", "member_since"}
+    assert body["home_town"] == "Rezé" and body["member_since"] == member_since
+    assert set(body) == {"sub", "home_town", "member_since"}
     # Token, resident (with the provider's columns) and the ledger's answer: one statement.
     assert len([q for q in queries.captured_queries if "SELECT" in q["sql"]]) == 1
-    code = sharing_purpose_code(rp.client, ["openid", "town"])
+    code = sharing_purpose_code(rp.client, ["openid", "commune"])
     consent_record(
         user=commune_resident, purpose_code=code, event_type="withdrawn", collection_method="web_form"
     )
@@ -260,27 +266,27 @@ def test_a_providers_own_purpose_must_be_granted_too(make_client, signed_in, res
         name="test-interests",
         scopes=(
             registry.ScopeSpec(
-                name="test_interests",
-                claims=("test_interests",),
+                name="test-outings",
+                claims=("test_outings",),
                 what="Vos centres d'intérêt (test)",
                 why="pour vous proposer des sorties (test)",
                 data_category=registry.DataCategory(fr="Centres d'intérêt", en="Interests"),
             ),
         ),
-        read=lambda user, scopes: {"test_interests": ["musique"]},
+        read=lambda user, scopes: {"test_outings": ["musique"]},
         purpose_code="test.interests",
     )
     registry.register(interests)
     try:
-        rp = make_client(scopes=["openid", "email", "test_interests"])
-        tokens = complete_flow(OIDCFlow(signed_in, rp), scope="openid email test_interests")
+        rp = make_client(scopes=["openid", "email", "test-outings"])
+        tokens = complete_flow(OIDCFlow(signed_in, rp), scope="openid email test-outings")
         body = userinfo(tokens["access_token"]).json()
         # The sharing is granted (the screen was approved), the provider's purpose is not.
-        assert body["email"] == resident.email and "test_interests" not in body
+        assert body["email"] == resident.email and "test_outings" not in body
         consent_record(
             user=resident, purpose_code="test.interests", event_type="given", collection_method="web_form"
         )
-        assert userinfo(tokens["access_token"]).json()["test_interests"] == ["musique"]
+        assert userinfo(tokens["access_token"]).json()["test_outings"] == ["musique"]
     finally:
         registry.unregister(interests.name)
 
@@ -289,4 +295,4 @@ def test_a_claim_outside_the_granted_scopes_is_never_released(commune_provider, 
     # A provider returning more than asked: the registry keeps the granted scopes' claims only.
     assert registry.read_claims(commune_resident, {"openid"}) == {}
     assert set(registry.read_claims(commune_resident, {"email"})) == {"email", "email_verified"}
-    assert set(registry.read_claims(commune_resident, {"town"})) == {"town", "member_since"}
+    assert set(registry.read_claims(commune_resident, {"commune"})) == {"home_town", "member_since"}

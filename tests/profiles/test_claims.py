@@ -303,10 +303,10 @@ SCREEN_FR = (
     "pour vous proposer d&#x27;abord les contenus sur ces thèmes",
 )
 SCREEN_EN = (
-    "Your commune of residence (and your neighbourhood if you gave it)",
-    "to show you your commune&#x27;s news and services",
+    "Your commune of residence (and your district if you gave it)",
+    "to show you the news and services of your commune",
     "Your accessibility preferences",
-    "to adapt how pages are shown to your needs",
+    "to adapt the pages to your needs",
     "The themes you are interested in, declared by you or inferred from your browsing",
     "to show you content on these themes first",
 )
