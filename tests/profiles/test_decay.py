@@ -27,6 +27,7 @@ from consent.services import (
     BrowserProofError,
     browser_id_hash,
     browser_subject_register,
+    consent_expire_lapsed,
     consent_record,
     notice_publish,
     subject_link_browser,
@@ -470,3 +471,17 @@ def test_declared_fields_of_an_expired_consent_are_swept_purpose_by_purpose(cons
     profile = DeclaredProfile.objects.get(user=consenting)
     assert profile.notification_frequency == "" and profile.commune == "44109"
     assert profiles_maintain()["declared_not_granted"] == 0
+
+
+@pytest.mark.django_db
+def test_the_recorded_expiry_erases_the_interests_and_says_so_in_the_ledger(consenting: Any) -> None:
+    subject = DataSubject(user_id=consenting.pk)
+    page_view_record(subject=subject, site="www.nantes.fr", themes=["sport"], viewed_at=BASE, now=BASE)
+    interest_correct(subject=subject, theme="culture")
+    ConsentState.objects.filter(subject__user=consenting, purpose__code=BROWSING).update(
+        valid_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert consent_expire_lapsed() == 1
+    assert not Interest.objects.exists() and not InterestCorrection.objects.exists()
+    event = LedgerEvent.objects.get(subject__user=consenting, event_type="expired")
+    assert event_details(event) == {"erased": {"profiles.interests": {"interests": 1, "corrections": 1}}}
