@@ -28,7 +28,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -331,22 +331,35 @@ def page_view_record(
         for code in counted:
             interest = existing.get(code)
             if interest is None:
-                Interest.objects.create(
-                    **_subject_fields(subject),
-                    theme=code,
-                    score=1.0,
-                    score_at=at,
-                    views=1,
-                    first_seen_at=at,
-                    last_seen_at=at,
-                    sources={host: {"views": 1, "first": at.isoformat(), "last": at.isoformat()}},
-                )
-                continue
+                interest = _interest_create(subject, code, host, at)
+                if interest is None:
+                    continue
             _fold_view(interest, host, at, life)
             interest.save(
                 update_fields=["score", "score_at", "views", "first_seen_at", "last_seen_at", "sources"]
             )
     return counted
+
+
+def _interest_create(subject: DataSubject, code: str, host: str, at: datetime) -> Interest | None:
+    """The subject's first view of a theme: a new interest (None), or, when a concurrent
+    request created it first (two tabs, two sites at once: the unique constraint refuses the
+    second insert), that interest, locked, for the caller to fold the view into."""
+    try:
+        with transaction.atomic():  # a savepoint: the refused insert leaves the transaction usable
+            Interest.objects.create(
+                **_subject_fields(subject),
+                theme=code,
+                score=1.0,
+                score_at=at,
+                views=1,
+                first_seen_at=at,
+                last_seen_at=at,
+                sources={host: {"views": 1, "first": at.isoformat(), "last": at.isoformat()}},
+            )
+    except IntegrityError:
+        return Interest.objects.select_for_update().get(_subject_filter(subject), theme=code)
+    return None
 
 
 def _theme_check(theme: Any) -> str:
