@@ -1,7 +1,11 @@
 """A tiny relying party living beside the provider, so a newcomer sees the whole flow.
 
 It speaks to the provider over real HTTP like any partner would (discovery, token,
-JWKS, userinfo) and verifies the ID token itself. Enabled only when DEMO_ENABLED.
+JWKS, userinfo) and verifies the ID token itself. Its portal page (/demo/portail/) plays the
+territorial portal: with the access token kept in the demo's session it calls the
+personalisation endpoint (GET /profiles/api/v1/personalisation) on every visit, so what the
+resident withdraws is gone at the next load (identity.demo.portal builds the page's content).
+Enabled only when DEMO_ENABLED.
 """
 
 from __future__ import annotations
