@@ -16,6 +16,7 @@ from datetime import timezone as dt_timezone
 from typing import Any
 
 import pytest
+from django.test import Client as BrowserClient
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -45,6 +46,7 @@ from profiles.services import (
     page_view_record,
     profiles_maintain,
 )
+from tests.consent_api.conftest import PARTNER_ORIGIN, post_choices
 from tests.profiles.conftest import BROWSING, NEWS, decide
 
 BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -485,3 +487,32 @@ def test_the_recorded_expiry_erases_the_interests_and_says_so_in_the_ledger(cons
     assert not Interest.objects.exists() and not InterestCorrection.objects.exists()
     event = LedgerEvent.objects.get(subject__user=consenting, event_type="expired")
     assert event_details(event) == {"erased": {"profiles.interests": {"interests": 1, "corrections": 1}}}
+
+
+@pytest.mark.django_db
+def test_the_cookie_widgets_attach_flow_brings_the_browsers_interests(
+    resident: Any, signing_keys: Any, make_client: Any
+) -> None:
+    """Over HTTP: choices made in the widget on a partner page, interests inferred for that
+    browser, then the signed-in resident attaches it (POST /consent/api/v1/cookie/link)."""
+    partner = make_client(name="Portail nantes.fr").client
+    partner.allowed_origins = PARTNER_ORIGIN
+    partner.save(update_fields=["allowed_origins"])
+    body = post_choices(BrowserClient(), {"client_id": partner.client_id, "choices": {BROWSING: True}}).json()
+    _browse_as_browser(body["browser_id"], ["sport"])
+
+    http = BrowserClient(enforce_csrf_checks=True)
+    http.force_login(resident)
+    http.get("/compte/")
+    csrf = http.cookies["csrf"].value
+    link = "/consent/api/v1/cookie/link"
+    wrong = {"browser_id": body["browser_id"], "browser_secret": "x" * 43}
+    assert http.post(link, wrong, content_type="application/json", HTTP_X_CSRFTOKEN=csrf).status_code == 400
+    assert not Interest.objects.filter(user=resident).exists()  # the id alone proves nothing
+
+    proof = {"browser_id": body["browser_id"], "browser_secret": body["browser_secret"]}
+    assert http.post(link, proof, content_type="application/json", HTTP_X_CSRFTOKEN=csrf).status_code == 200
+    assert [
+        view.theme.code for view in interests_view(subject=DataSubject(user_id=resident.pk), now=BASE)
+    ] == ["sport"]
+    assert not Interest.objects.filter(user=None).exists()
