@@ -9,7 +9,8 @@ class ConnectorsConfig(AppConfig):
     with the change that caused them and delivered at least once. Today it carries the emails
     to residents (connectors/handlers.py) and the back-channel logout notifications
     (registered by identity/oidc/backchannel.py). The partner connectors themselves (accounts
-    at partners, the connector protocol) are not written yet; they will live here."""
+    at partners, the connector protocol) will live here; their protocol layers come first:
+    connectors/sip2/ (library systems, docs/connectors/library.md)."""
 
     name = "connectors"
     verbose_name = _("Messages sortants")

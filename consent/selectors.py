@@ -150,6 +150,15 @@ def browser_hashes_for_user(*, user: User) -> list[str]:
     return [value for value in hashes if value]
 
 
+def browser_account_id(*, browser_hash: str) -> Any:
+    """The id of the account this browser was attached to with its proof, or None."""
+    return (
+        Subject.objects.filter(browser_id_hash=browser_hash, kind=SubjectKind.BROWSER, user__isnull=False)
+        .values_list("user_id", flat=True)
+        .first()
+    )
+
+
 def browser_consent_states(*, browser_id: str) -> dict[str, str]:
     """Purpose code -> current status for a browser (expired decisions left out)."""
     now = timezone.now()

@@ -34,7 +34,8 @@ from django.utils import timezone
 
 from consent.gate import consent_is_granted_for_subject, granted_exists
 from consent.purpose_data import DataSubject
-from consent.selectors import purpose_by_code
+from consent.selectors import browser_account_id, purpose_by_code
+from consent.services import browser_id_hash
 from identity.audit import audit_log
 from identity.models import User
 from profiles import decay, taxonomy
@@ -47,7 +48,8 @@ MAX_DECLARED_THEMES = len(taxonomy.themes())
 # A page view may be delivered a little late, never from the future (clock skew aside).
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_VIEW_AGE = timedelta(days=7)
-_SITE = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+# A host name (letters, digits, hyphens, dots; single-label names such as an intranet host too).
+_SITE = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
 HALF_LIFE_DAYS_RANGE = (1, 365)
 
 
@@ -70,6 +72,17 @@ class PurposeNotGranted(PermissionError):
 
 def subject_of(user: User) -> DataSubject:
     return DataSubject(user_id=user.pk)
+
+
+def subject_of_browser(browser_id: str) -> DataSubject:
+    """Whose data a browser's requests concern: the account it was attached to with its proof
+    (consent.services.subject_link_browser: its interests joined the account then, and its
+    later page views are the account's, under the account's consent), else the browser."""
+    browser_hash = browser_id_hash(browser_id)
+    account_id = browser_account_id(browser_hash=browser_hash)
+    if account_id is not None:
+        return DataSubject(user_id=account_id)
+    return DataSubject(browser_hash=browser_hash)
 
 
 def _subject_filter(subject: DataSubject) -> Q:
