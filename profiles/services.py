@@ -192,6 +192,9 @@ def declared_clean(changes: Any, *, current: DeclaredProfile | None = None) -> d
 def declared_update(*, user: User, changes: dict[str, Any]) -> DeclaredProfile:
     """Set the declared fields in `changes` (partial); each only while its purpose is granted."""
     with transaction.atomic():
+        # One update of a resident's profile at a time: two first updates (a double click, two
+        # tabs) would both find no row and both insert one (an IntegrityError, a 500 at the API).
+        list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
         profile = DeclaredProfile.objects.select_for_update().filter(user_id=user.pk).first()
         cleaned = declared_clean(changes, current=profile)
         subject = subject_of(user)
@@ -344,35 +347,28 @@ def page_view_record(
         for code in counted:
             interest = existing.get(code)
             if interest is None:
-                interest = _interest_create(subject, code, host, at)
-                if interest is None:
+                try:
+                    with transaction.atomic():  # a savepoint: the row may appear meanwhile
+                        Interest.objects.create(
+                            **_subject_fields(subject),
+                            theme=code,
+                            score=1.0,
+                            score_at=at,
+                            views=1,
+                            first_seen_at=at,
+                            last_seen_at=at,
+                            sources={host: {"views": 1, "first": at.isoformat(), "last": at.isoformat()}},
+                        )
                     continue
+                except IntegrityError:
+                    # A concurrent view of the same theme created it first (two tabs, a page
+                    # that reports twice): fold this view into that row instead of failing.
+                    interest = Interest.objects.select_for_update().get(_subject_filter(subject), theme=code)
             _fold_view(interest, host, at, life)
             interest.save(
                 update_fields=["score", "score_at", "views", "first_seen_at", "last_seen_at", "sources"]
             )
     return counted
-
-
-def _interest_create(subject: DataSubject, code: str, host: str, at: datetime) -> Interest | None:
-    """The subject's first view of a theme: a new interest (None), or, when a concurrent
-    request created it first (two tabs, two sites at once: the unique constraint refuses the
-    second insert), that interest, locked, for the caller to fold the view into."""
-    try:
-        with transaction.atomic():  # a savepoint: the refused insert leaves the transaction usable
-            Interest.objects.create(
-                **_subject_fields(subject),
-                theme=code,
-                score=1.0,
-                score_at=at,
-                views=1,
-                first_seen_at=at,
-                last_seen_at=at,
-                sources={host: {"views": 1, "first": at.isoformat(), "last": at.isoformat()}},
-            )
-    except IntegrityError:
-        return Interest.objects.select_for_update().get(_subject_filter(subject), theme=code)
-    return None
 
 
 def _theme_check(theme: Any) -> str:
