@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 import pytest
 from django.core.management import call_command
 from django.test import Client as BrowserClient
-from django.urls import Resolver404, resolve
 from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
@@ -25,24 +24,10 @@ from identity.demo.portal import portal_view
 from identity.models import User
 from identity.oidc.sharing import sharing_withdraw
 from profiles.services import declared_update, page_view_record
+from tests.oidc.conftest import closed_port_url
 from tests.profiles.conftest import BROWSING, DECLARED, decide
 
 PORTAL = "/demo/portail/"
-
-
-def _endpoint_installed() -> bool:
-    try:
-        resolve("/profiles/api/v1/personalisation")
-    except Resolver404:
-        return False
-    return True
-
-
-# The endpoint is built in another branch (profiles/api/, the API of issue 12): the tests that
-# need its answers run once it is installed.
-needs_endpoint = pytest.mark.skipif(
-    not _endpoint_installed(), reason="GET /profiles/api/v1/personalisation is not installed yet"
-)
 
 
 @pytest.fixture
@@ -107,7 +92,6 @@ def test_the_demo_asks_the_profiles_scopes_and_links_the_portal(demo_server: str
     assert 'href="/demo/portail/"' in browser.get("/demo/").content.decode()
 
 
-@needs_endpoint
 @pytest.mark.django_db(transaction=True)
 def test_the_portal_shows_commune_news_and_themes_and_they_vanish_on_withdrawal(demo_server: str) -> None:
     browser = BrowserClient()
@@ -139,7 +123,6 @@ def test_the_portal_shows_commune_news_and_themes_and_they_vanish_on_withdrawal(
     assert 'href="/compte/personnalisation/"' in html
 
 
-@needs_endpoint
 @pytest.mark.django_db(transaction=True)
 def test_withdrawing_the_demo_partners_access_empties_the_portal(demo_server: str) -> None:
     browser = BrowserClient()
@@ -154,14 +137,14 @@ def test_withdrawing_the_demo_partners_access_empties_the_portal(demo_server: st
     assert "Les Machines de l&#x27;île" not in html
 
 
-@pytest.mark.skipif(_endpoint_installed(), reason="the endpoint is installed: its answers are tested above")
 @pytest.mark.django_db(transaction=True)
-def test_without_the_endpoint_the_page_says_so_and_never_fails(demo_server: str) -> None:
+def test_an_unreachable_provider_gives_a_readable_page_never_a_500(demo_server: str, settings: Any) -> None:
     browser = BrowserClient()
     demo_sign_in(browser)
+    settings.ISSUER = closed_port_url("")
     page = browser.get(PORTAL)
     assert page.status_code == 502
-    assert "/profiles/api/v1/personalisation answered 404" in page.content.decode()
+    assert "/profiles/api/v1/personalisation unreachable" in page.content.decode()
 
 
 def test_the_page_content_from_an_answer() -> None:

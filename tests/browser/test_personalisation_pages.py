@@ -21,7 +21,6 @@ from tests.browser.conftest import WIDTHS
 from tests.browser.conftest import check_page as check
 from tests.conftest import MFA_AMR, open_session
 from tests.profiles.conftest import BROWSING, DECLARED, decide
-from tests.test_demo_portal import needs_endpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,7 +98,6 @@ def test_the_demo_portal_page_signed_out_passes_axe(demo_server: str, chromium: 
         context.close()
 
 
-@needs_endpoint
 @pytest.mark.parametrize("language", ["fr", "en"])
 def test_the_demo_portal_shows_then_hides_what_the_resident_withdraws(
     demo_server: str, chromium: Any, language: str
