@@ -1,6 +1,7 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from consent.dpo import navigation
 from identity import account_sections
 
 
@@ -47,4 +48,7 @@ class ProfilesConfig(AppConfig):
                 views.personalisation_summary,
                 _("Voir, corriger ou effacer mes données de personnalisation et mes centres d'intérêt"),
             )
+        )
+        navigation.register_page(
+            navigation.DpoPage(url_name="profiles-dpo:inference", label=_("Personnalisation"), order=60)
         )
