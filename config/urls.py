@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("identity.oidc.urls")),
     path("", include("identity.urls")),
     path("", include("consent.urls")),
+    path("", include("connectors.urls")),
     path("admin/", admin.site.urls),
 ]
 
