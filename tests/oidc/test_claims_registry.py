@@ -77,7 +77,7 @@ def _metadata() -> dict[str, Any]:
 
 
 def test_the_standard_provider_is_registered_at_start_up() -> None:
-    # The standard claims first (identity), then the apps' (profiles).
+    # The standard claims first (identity), then the apps' (profiles, connectors).
     assert registry.supported_scopes() == (
         "openid",
         "profile",
@@ -87,6 +87,7 @@ def test_the_standard_provider_is_registered_at_start_up() -> None:
         "territory",
         "accessibility",
         "interests",
+        "library_card",
     )
     assert registry.STANDARD_PROVIDER in registry.providers()
     assert registry.claim_scope("phone_number") == "phone"
