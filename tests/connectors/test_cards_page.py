@@ -111,7 +111,9 @@ def test_the_library_down(signed_in, library, library_sim):
     library.save()
     response = _link(signed_in, library, *VALID_CARD)
     assert response.status_code == 503
-    assert "Le système des bibliothèques ne répond pas pour le moment. Rien n'a été enregistré" in _text(response)
+    assert "Le système des bibliothèques ne répond pas pour le moment. Rien n'a été enregistré" in _text(
+        response
+    )
     assert not PartnerLink.objects.exists()
 
 

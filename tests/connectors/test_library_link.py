@@ -13,7 +13,14 @@ from django.test import override_settings
 
 from connectors import links
 from connectors.library import LibraryConnector, sip2_config
-from connectors.links import KIND_DEPROVISION, LinkError, LinkThrottled, link_create, link_refresh, link_remove
+from connectors.links import (
+    KIND_DEPROVISION,
+    LinkError,
+    LinkThrottled,
+    link_create,
+    link_refresh,
+    link_remove,
+)
 from connectors.models import OutboxMessage, PartnerLink
 from connectors.outbox import relay_once
 from connectors.protocol import (
