@@ -221,8 +221,8 @@ class LibraryConnector(Connector):
             ErasureState.NOT_SUPPORTED,
             "SIP2 has no erasure message: the library system cannot be asked over SIP2. We only "
             "read the card's status (nothing was written at the library); the link was erased "
-            "here. The library's own patron record is erased on the resident's request to the "
-            "library (an operator forwards the request until an email connector does).",
+            "here. The library's own patron record is its own processing: the resident asks the "
+            "library, or an operator forwards the request (an email connector will send it).",
         )
 
     def health(self) -> Health:

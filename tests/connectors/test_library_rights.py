@@ -3,8 +3,11 @@ the library connector, recorded as what SIP2 can honestly do."""
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
+from common.crypto import keyed_hash
 from connectors.links import link_create
 from connectors.models import OutboxMessage, PartnerLink
 from connectors.outbox import relay_once
@@ -51,3 +54,13 @@ def test_the_partner_with_a_library_connector_is_asked_and_its_answer_recorded(
     request.refresh_from_db()
     assert request.progress["partners"][library_client.client_id]["state"] == "not_supported"
     assert not PartnerLink.objects.exists()
+
+
+def test_the_status_page_says_the_library_cannot_be_asked(client, resident, library, library_client):
+    link_create(user=resident, partner_connector=library, reference=VALID_CARD[0], secret=VALID_CARD[1])
+    request = erasure.erasure_now(user=resident, operator=None)
+    relay_once(kinds=[erasure.KIND_PARTNER_ERASURE])
+    RightsRequest.objects.filter(pk=request.pk).update(token_hash=keyed_hash("status-secret"))
+    page = html.unescape(client.get("/compte/suppression/etat/status-secret/").content.decode())
+    assert library_client.client_id in page
+    assert "son système ne peut pas recevoir de demande d'effacement de notre part" in page
