@@ -118,6 +118,8 @@ class PartnerLink(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
+        verbose_name = _("lien d'usager")
+        verbose_name_plural = _("liens des usagers")
         ordering = ("created_at",)
         constraints = [
             models.UniqueConstraint(fields=("connector", "reference_hash"), name="link_reference_unique"),
