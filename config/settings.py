@@ -288,6 +288,15 @@ CONSENT_COOKIE_RATE_LIMIT = {
     "per_ip": env_int("CONSENT_COOKIE_MAX_PER_IP", 60),
     "window_seconds": env_int("CONSENT_COOKIE_WINDOW_SECONDS", 10 * 60),
 }
+# Page views sent to the profiles API (profiles/api/views.py, POST /profiles/api/v1/page-views):
+# accepted events (personalisation-browsing granted; refused ones are never counted) per
+# client address for partner pages, per partner for partner back-ends (one address carries
+# every resident's events), within the window; HTTP 429 beyond.
+PROFILES_PAGE_VIEW_RATE_LIMIT = {
+    "per_ip": env_int("PROFILES_PAGE_VIEWS_MAX_PER_IP", 300),
+    "per_client": env_int("PROFILES_PAGE_VIEWS_MAX_PER_CLIENT", 60_000),
+    "window_seconds": env_int("PROFILES_PAGE_VIEWS_WINDOW_SECONDS", 10 * 60),
+}
 
 # Linking a partner account from Mon compte (connectors/links.py: a library card and its PIN):
 # attempts per card (keyed hash of the card number) and per account within a window. Every
@@ -449,7 +458,11 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
         "and, for writes, an `Origin` registered on that client), the public receipt verification "
         "(`/consent/api/v1/receipts/verify`, anonymous) and the DPO's API (`/dpo/api/v1/…`, the "
         "session cookie of a member of the `dpo` staff group signed in with two factors, and the "
-        "CSRF token on writes).\n\n"
+        "CSRF token on writes); the profiles API (`/profiles/api/v1/…`): the signed-in resident's "
+        "declared profile and interests (session cookie, CSRF token on writes), the public "
+        "taxonomy, and for partners page views and personalisation, from a page (a registered "
+        "`client_id`, its `Origin`, the cookie widget's browser id and secret) or from a back-end "
+        "(a resident's access token issued to the partner, `Authorization: Bearer`).\n\n"
         "Errors are RFC 7807 problem details (`application/problem+json`, the `Problem` "
         "component): a stable `type` URN (`urn:cum:problem:<code>`) and `code`, a translated "
         "`title`, and `errors` naming each faulty field.\n\n"
@@ -473,6 +486,19 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
             "description": "The data protection officer's API: the same data and the same audit of "
             "reads as the DPO console (/dpo/). A member of the `dpo` staff group, signed in with two "
             "factors; every request is audited.",
+        },
+        {
+            "name": "Profiles",
+            "description": "The signed-in resident's declared profile and inferred interests (session "
+            "cookie, CSRF token on writes), each field used only while its purpose is granted; the "
+            "public taxonomy of themes, communes and preferences.",
+        },
+        {
+            "name": "Personalisation (partners)",
+            "description": "Partner sites send page views and read what they may use, from a page "
+            "(CORS for the client's registered origins, the cookie widget's browser id and secret) "
+            "or from a back-end (a resident's access token); only while the purposes, and for a "
+            "resident the sharing consent, are granted (docs/partners.md, Personalisation).",
         },
     ],
     # No `servers`: every path is relative to the host that served the description.

@@ -29,7 +29,7 @@ class IdentityConfig(AppConfig):
             checks,  # noqa: F401 - registers system checks
             sessions,
         )
-        from identity.oidc import backchannel, claims, session_tokens  # noqa: PLC0415 - imports models
+        from identity.oidc import backchannel, claims, profiles_tokens, session_tokens  # noqa: PLC0415 - imports models
         from identity.oidc import selectors as oidc_selectors  # noqa: PLC0415 - imports models
 
         # Signing out of Django (account page, RP-initiated logout) ends the session record.
@@ -42,6 +42,9 @@ class IdentityConfig(AppConfig):
         # the outbox (back-channel logout): listeners run in the order registered.
         session_tokens.register()
         backchannel.register()
+        # profiles' partner API accepts a resident's access token from a partner back-end:
+        # the protocol layer reads it for profiles (profiles.partner_tokens).
+        profiles_tokens.register()
         # Mon compte: identity's sections, and the partners' (identity/account_sections.py).
         account_summary.register_sections()
         account_sections.register(

@@ -16,6 +16,7 @@ and not yet swept) is never returned.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,6 +60,15 @@ class DeclaredView:
 
     def field_granted(self, name: str) -> bool:
         return self.granted[taxonomy.FIELD_PURPOSES[name]]
+
+
+def purpose_granted(subject: DataSubject, purpose_code: str) -> bool:
+    """The consent gate now for one purpose and one subject (an account or a browser)."""
+    return consent_is_granted_for_subject(subject=subject, purpose_code=purpose_code)
+
+
+def browsing_granted(subject: DataSubject) -> bool:
+    return purpose_granted(subject, taxonomy.BROWSING_PURPOSE)
 
 
 def granted_purposes(subject: DataSubject) -> dict[str, bool]:
@@ -232,6 +242,50 @@ def personalisation(
         "purposes": {code: granted[code] for code in (taxonomy.DECLARED_PURPOSE, taxonomy.BROWSING_PURPOSE)},
         "items": items,
     }
+
+
+# What each scope a partner holds lets it use (the claims' scopes: profiles.claims).
+SCOPE_OF_KIND = {
+    "commune": "territory",
+    "quartier": "territory",
+    "theme": "interests",
+    "accessibility": "accessibility",
+}
+
+
+def partner_personalisation(
+    *,
+    subject: DataSubject,
+    release: Mapping[str, bool],
+    sharing_purpose: str | None,
+    language: str = "fr",
+) -> dict[str, Any]:
+    """`personalisation` for a partner holding a resident's access token: only the items of
+    the token's scopes whose release the ledger allows now (`release`: scope -> the partner's
+    sharing consent AND the provider's purpose, identity.oidc.sharing), each item's reason
+    naming the purpose the data is kept under, the scope and the sharing purpose. The portal
+    language has no scope: it is not given."""
+    answer = personalisation(subject=subject, language=language)
+    items = []
+    for item in answer["items"]:
+        scope = SCOPE_OF_KIND.get(item["kind"])
+        if scope is None or not release.get(scope):
+            continue
+        item["reason"] = {
+            **item["reason"],
+            "scope": scope,
+            "sharing": True,
+            "sharing_purpose": sharing_purpose,
+        }
+        items.append(item)
+    return {**answer, "items": items}
+
+
+def browser_personalisation(*, subject: DataSubject, language: str = "fr") -> dict[str, Any]:
+    """What a partner page may use for a browser: inferred interests only."""
+    answer = personalisation(subject=subject, language=language, declared=False)
+    answer["purposes"] = {taxonomy.BROWSING_PURPOSE: answer["purposes"][taxonomy.BROWSING_PURPOSE]}
+    return answer
 
 
 # --- Claims ------------------------------------------------------------------------------------

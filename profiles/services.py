@@ -28,7 +28,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -192,6 +192,9 @@ def declared_clean(changes: Any, *, current: DeclaredProfile | None = None) -> d
 def declared_update(*, user: User, changes: dict[str, Any]) -> DeclaredProfile:
     """Set the declared fields in `changes` (partial); each only while its purpose is granted."""
     with transaction.atomic():
+        # One update of a resident's profile at a time: two first updates (a double click, two
+        # tabs) would both find no row and both insert one (an IntegrityError, a 500 at the API).
+        list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
         profile = DeclaredProfile.objects.select_for_update().filter(user_id=user.pk).first()
         cleaned = declared_clean(changes, current=profile)
         subject = subject_of(user)
@@ -342,17 +345,23 @@ def page_view_record(
         for code in counted:
             interest = existing.get(code)
             if interest is None:
-                Interest.objects.create(
-                    **_subject_fields(subject),
-                    theme=code,
-                    score=1.0,
-                    score_at=at,
-                    views=1,
-                    first_seen_at=at,
-                    last_seen_at=at,
-                    sources={host: {"views": 1, "first": at.isoformat(), "last": at.isoformat()}},
-                )
-                continue
+                try:
+                    with transaction.atomic():  # a savepoint: the row may appear meanwhile
+                        Interest.objects.create(
+                            **_subject_fields(subject),
+                            theme=code,
+                            score=1.0,
+                            score_at=at,
+                            views=1,
+                            first_seen_at=at,
+                            last_seen_at=at,
+                            sources={host: {"views": 1, "first": at.isoformat(), "last": at.isoformat()}},
+                        )
+                    continue
+                except IntegrityError:
+                    # A concurrent view of the same theme created it first (two tabs, a page
+                    # that reports twice): fold this view into that row instead of failing.
+                    interest = Interest.objects.select_for_update().get(_subject_filter(subject), theme=code)
             _fold_view(interest, host, at, life)
             interest.save(
                 update_fields=["score", "score_at", "views", "first_seen_at", "last_seen_at", "sources"]

@@ -166,6 +166,20 @@ def _scopes_denied_by_provider_purpose(user: Any, wanted: set[str]) -> set[str]:
     return denied
 
 
+def scope_release(
+    client: Any, user: Any, scopes: list[str] | set[str] | frozenset[str]
+) -> tuple[bool, dict[str, bool]]:
+    """(whether the resident's sharing consent for this client and scope set is granted now,
+    per scope whether its claims may go to the client now): the rule of released_claims, the
+    sharing consent AND the claim provider's own purpose. For profiles' partner API
+    (identity/oidc/profiles_tokens.py)."""
+    wanted = set(scopes)
+    if not sharing_granted(user, client, wanted):
+        return False, dict.fromkeys(wanted, False)
+    denied = _scopes_denied_by_provider_purpose(user, wanted)
+    return True, {scope: scope not in denied for scope in wanted}
+
+
 def released_claims(
     client: Any, user: Any, scopes: list[str] | set[str], *, granted: bool | None = None
 ) -> dict[str, Any]:

@@ -569,7 +569,8 @@
       browser_id: state.browserId,
       browser_secret: state.browserSecret
     }, body || {});
-    return fetch(profilesApi + path, {
+    // client_id in the address too, so that the CORS preflight (JSON body) can be answered.
+    return fetch(profilesApi + path + "?client_id=" + encodeURIComponent(clientId), {
       method: "POST",
       headers: { Accept: "application/json", "Content-Type": "application/json" },
       credentials: "omit",
