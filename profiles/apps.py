@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from consent.dpo import navigation
+
 
 class ProfilesConfig(AppConfig):
     """The residents' personalisation data: what they declare, and interests inferred from
@@ -35,3 +37,6 @@ class ProfilesConfig(AppConfig):
         )
         purpose_data.register_browser_link_listener("profiles.interests", services.browser_interests_link)
         claims.register_claim_providers()
+        navigation.register_page(
+            navigation.DpoPage(url_name="profiles-dpo:inference", label=_("Personnalisation"), order=60)
+        )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -301,7 +301,9 @@ def page_view_clean(
         errors["viewed_at"] = "not in the future, and at most 7 days ago"
     if errors:
         raise ProfileInputError(errors)
-    return host, codes, viewed_at
+    # Kept in UTC: sources compare and trim their ISO 8601 stamps as strings, which orders
+    # instants only when every stamp has the same offset (a partner may send +02:00).
+    return host, codes, viewed_at.astimezone(UTC)
 
 
 def _fold_view(interest: Interest, site: str, viewed_at: datetime, life: timedelta) -> None:

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from oauth2_provider.models import get_application_model
 
-from identity.demo import DEMO_CLIENT_NAME, DEMO_EMAIL, DEMO_PASSWORD
+from identity.demo import DEMO_CLIENT_NAME, DEMO_EMAIL, DEMO_PASSWORD, DEMO_SCOPES
 from identity.models import User
 
 
@@ -47,3 +47,22 @@ def test_demo_data_is_refused_in_production(db, var_dir, settings):
     with pytest.raises(CommandError):
         call_command("load_demo", stdout=StringIO())
     assert not User.objects.filter(email=DEMO_EMAIL).exists()
+
+
+def test_the_demo_client_asks_the_profiles_scopes_of_its_portal_page(db, var_dir, signing_keys):
+    call_command("load_demo", stdout=StringIO())
+    demo = get_application_model().objects.get(name=DEMO_CLIENT_NAME)
+    assert demo.allowed_scopes.split() == DEMO_SCOPES
+    assert {"territory", "interests", "accessibility"} <= set(DEMO_SCOPES)
+
+
+def test_a_demo_client_loaded_before_the_portal_page_gains_the_scopes(db, var_dir, signing_keys):
+    call_command("load_demo", stdout=StringIO())
+    demo = get_application_model().objects.get(name=DEMO_CLIENT_NAME)
+    demo.allowed_scopes = "openid profile email"
+    demo.save(update_fields=["allowed_scopes"])
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    demo.refresh_from_db()
+    assert demo.allowed_scopes.split() == DEMO_SCOPES
+    assert "/demo/portail/" in out.getvalue()

@@ -13,6 +13,9 @@ from django.conf import settings
 DEMO_EMAIL = "camille.demo@example.org"
 DEMO_PASSWORD = "Loire-et-Erdre-2026"
 DEMO_CLIENT_NAME = "Démo – service partenaire"
+# What the demo partner asks: the standard claims, and the profiles scopes its portal page
+# (/demo/portail/) uses through the personalisation endpoint.
+DEMO_SCOPES = ["openid", "profile", "email", "territory", "interests", "accessibility"]
 
 
 def demo_client_file() -> Path:

@@ -8,4 +8,5 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("start", views.start, name="start"),
     path("callback", views.callback, name="callback"),
+    path("portail/", views.portal, name="portal"),
 ]

@@ -1,7 +1,11 @@
 """A tiny relying party living beside the provider, so a newcomer sees the whole flow.
 
 It speaks to the provider over real HTTP like any partner would (discovery, token,
-JWKS, userinfo) and verifies the ID token itself. Enabled only when DEMO_ENABLED.
+JWKS, userinfo) and verifies the ID token itself. Its portal page (/demo/portail/) plays the
+territorial portal: with the access token kept in the demo's session it calls the
+personalisation endpoint (GET /profiles/api/v1/personalisation) on every visit, so what the
+resident withdraws is gone at the next load (identity.demo.portal builds the page's content).
+Enabled only when DEMO_ENABLED.
 """
 
 from __future__ import annotations
@@ -19,13 +23,20 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import translation
 from django.views.decorators.cache import never_cache
 from jwcrypto import jwk, jwt
 from jwcrypto.common import JWException
 
-from identity.demo import demo_client_file
+from identity.demo import DEMO_SCOPES, demo_client_file
+from identity.demo.portal import portal_view
 
 SESSION_KEY = "demo.rp"
+# The demo partner keeps the resident's access token in its own session, as a portal's
+# back-end would, to call the personalisation endpoint on each visit of /demo/portail/.
+TOKEN_KEY = "demo.access_token"
+PERSONALISATION_PATH = "/profiles/api/v1/personalisation"
+ACCOUNT_PERSONALISATION_PATH = "/compte/personnalisation/"
 
 
 class DemoError(Exception):
@@ -86,7 +97,7 @@ def start(request: HttpRequest) -> HttpResponse:
         "client_id": client["client_id"],
         "redirect_uri": _provider() + "/demo/callback",
         # ?library=1: the library portal's case (the demo library connector, load_demo_library).
-        "scope": "openid profile email" + (" library_card" if request.GET.get("library") else ""),
+        "scope": " ".join([*DEMO_SCOPES, *(["library_card"] if request.GET.get("library") else [])]),
         "state": state,
         "nonce": nonce,
         "code_challenge": challenge,
@@ -138,6 +149,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
     except DemoError as exc:
         return render(request, "demo/index.html", {"error": str(exc)}, status=400)
+    request.session[TOKEN_KEY] = tokens["access_token"]
     request.session["demo.result"] = {
         "id_token_claims": json.dumps(claims, indent=2, ensure_ascii=False),
         "userinfo": json.dumps(userinfo, indent=2, ensure_ascii=False),
@@ -145,3 +157,60 @@ def callback(request: HttpRequest) -> HttpResponse:
         "sub": claims.get("sub"),
     }
     return redirect("demo:index")
+
+
+def _personalisation(access_token: str) -> tuple[int, Any]:
+    """GET the personalisation endpoint with the resident's token, as a portal's back-end would:
+    (status, JSON body or None)."""
+    language = "en" if (translation.get_language() or "fr").startswith("en") else "fr"
+    req = urllib.request.Request(  # noqa: S310 - our own issuer
+        _provider() + PERSONALISATION_PATH,
+        headers={
+            "Authorization": f"Bearer {access_token}",
+            "Accept": "application/json",
+            "Accept-Language": language,
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read())
+        except ValueError:
+            body = None
+        return exc.code, body
+    except (urllib.error.URLError, TimeoutError, ValueError) as exc:
+        raise DemoError(f"{PERSONALISATION_PATH} unreachable: {exc}") from exc
+
+
+@never_cache
+def portal(request: HttpRequest) -> HttpResponse:
+    """The territorial portal played by the demo partner: what the resident allows it to use."""
+    context: dict[str, Any] = {"account_personalisation_url": ACCOUNT_PERSONALISATION_PATH}
+    access_token = request.session.get(TOKEN_KEY)
+    if not access_token:
+        return render(request, "demo/portal.html", {**context, "signed_out": True})
+    try:
+        status, body = _personalisation(access_token)
+    except DemoError as exc:
+        return render(request, "demo/portal.html", {**context, "error": str(exc)}, status=502)
+    if status == 401:
+        # Expired, or revoked when the resident withdrew this service's access.
+        request.session.pop(TOKEN_KEY, None)
+        return render(request, "demo/portal.html", {**context, "token_refused": True})
+    if status != 200 or not isinstance(body, dict):
+        detail = body.get("detail") if isinstance(body, dict) else None
+        error = f"{PERSONALISATION_PATH} answered {status}" + (f": {detail}" if detail else "")
+        return render(request, "demo/portal.html", {**context, "error": error}, status=502)
+    english = (translation.get_language() or "fr").startswith("en")
+    return render(
+        request,
+        "demo/portal.html",
+        {
+            **context,
+            "portal": portal_view(body, english=english),
+            "purposes": body.get("purposes") or {},
+            "raw": json.dumps(body, indent=2, ensure_ascii=False),
+        },
+    )

@@ -11,7 +11,7 @@ from django.db import transaction
 from oauth2_provider.models import get_application_model
 
 from common.crypto import generate_secret, keyed_hash
-from identity.demo import DEMO_CLIENT_NAME, DEMO_EMAIL, DEMO_PASSWORD, demo_client_file
+from identity.demo import DEMO_CLIENT_NAME, DEMO_EMAIL, DEMO_PASSWORD, DEMO_SCOPES, demo_client_file
 from identity.models import User
 from identity.oidc.clients import client_register
 from identity.services import user_create
@@ -47,7 +47,7 @@ class Command(BaseCommand):
                     name=DEMO_CLIENT_NAME,
                     redirect_uris=[redirect_uri],
                     grant_types=["authorization_code"],
-                    scopes=["openid", "profile", "email"],
+                    scopes=DEMO_SCOPES,
                     post_logout_redirect_uris=[settings.ISSUER + "/demo/"],
                 )
             elif not path.exists() or client.redirect_uris != redirect_uri:
@@ -58,6 +58,10 @@ class Command(BaseCommand):
                 client.save(update_fields=["client_secret", "redirect_uris", "post_logout_redirect_uris"])
             else:
                 secret = None
+            # A demo client loaded before the portal page existed gains the profiles scopes.
+            if client.allowed_scopes.split() != DEMO_SCOPES:
+                client.allowed_scopes = " ".join(DEMO_SCOPES)
+                client.save(update_fields=["allowed_scopes"])
             # The demo partner page embeds the cookie-consent widget from our own origin.
             if settings.ISSUER not in client.allowed_origins.split():
                 client.allowed_origins = " ".join([*client.allowed_origins.split(), settings.ISSUER])
@@ -69,6 +73,7 @@ class Command(BaseCommand):
                     json.dump({"client_id": client.client_id, "client_secret": secret}, handle)
         self.stdout.write(self.style.SUCCESS("Demo ready."))
         self.stdout.write(f"  Try the sign-in flow: {settings.ISSUER}/demo/")
+        self.stdout.write(f"  Then the territorial portal's page: {settings.ISSUER}/demo/portail/")
         self.stdout.write(f"  Demo resident: {DEMO_EMAIL} / password: {DEMO_PASSWORD}")
         if options.get("sip2_port"):
             # By name, not by import: identity sits below connectors (docs/architecture.md).
