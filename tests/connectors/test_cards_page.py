@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -119,7 +120,9 @@ def test_the_library_down(signed_in, library, library_sim):
 
 def test_a_slow_library_does_not_hold_the_page(signed_in, library, library_sim):
     library_sim.faults.delay = 3.0
+    started = time.monotonic()
     response = _link(signed_in, library, *VALID_CARD)
+    assert time.monotonic() - started < 2.5  # the read timeout (1 s here) bounds the wait
     assert response.status_code == 503
     assert "ne répond pas" in _text(response)
 
