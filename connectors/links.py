@@ -179,10 +179,25 @@ def _own_link(user: User, link_id: Any) -> PartnerLink:
     return link
 
 
+def _refresh_block(user: User) -> Block | None:
+    """Refreshes have their own counter per account (the same limit as linking): they ask
+    the partner too, but must not use up the resident's linking attempts."""
+    limits = settings.CONNECTOR_LINK_RATE_LIMIT
+    window = int(limits["window_seconds"])
+    if counters.hit("connector-refresh-account", str(user.pk), window) > limits["per_account"]:
+        _start, left = counters.window(window)
+        return Block("account", math.ceil(left))
+    return None
+
+
 def link_refresh(*, user: User, link_id: Any, ip: str = "") -> PartnerLink:
     """Ask the partner for the card's current status. On a partner failure the link keeps
-    its last known status, `last_error` says why, and the error is raised for the page."""
+    its last known status, `last_error` says why, and the error is raised for the page.
+    LinkThrottled past the per-account limit (the partner is not asked)."""
     link = _own_link(user, link_id)
+    block = _refresh_block(user)
+    if block is not None:
+        raise LinkThrottled(block)
     try:
         connector = connector_for(link.connector)
         outcome = connector.refresh(open_reference(link.pk, link.reference_sealed))

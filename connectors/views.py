@@ -95,6 +95,14 @@ def _link_error_message(code: str) -> str:
     }.get(code, _("Cette carte n'est plus liée à votre compte."))
 
 
+def _too_many_attempts(minutes: int) -> str:
+    return ngettext(
+        "Trop de tentatives. Par sécurité, attendez %(minutes)d minute avant de réessayer.",
+        "Trop de tentatives. Par sécurité, attendez %(minutes)d minutes avant de réessayer.",
+        minutes,
+    ) % {"minutes": minutes}
+
+
 def _status_message(link: PartnerLink) -> tuple[int, str]:
     if link.status == PartnerLink.Status.BLOCKED:
         return messages.WARNING, _(
@@ -153,16 +161,7 @@ def card_link(request: HttpRequest, connector_id: UUID) -> HttpResponse:
             ip=client_ip(request),
         )
     except links.LinkThrottled as exc:
-        minutes = exc.block.minutes
-        form.add_error(
-            None,
-            ngettext(
-                "Trop de tentatives. Par sécurité, attendez %(minutes)d minute avant de réessayer.",
-                "Trop de tentatives. Par sécurité, attendez %(minutes)d minutes avant de réessayer.",
-                minutes,
-            )
-            % {"minutes": minutes},
-        )
+        form.add_error(None, _too_many_attempts(exc.block.minutes))
         return _render(request, user, {partner_connector.pk: form}, status=429)
     except links.LinkError as exc:
         form.add_error(None, _link_error_message(exc.code))
@@ -183,6 +182,8 @@ def card_refresh(request: HttpRequest, link_id: UUID) -> HttpResponse:
     user = request_user(request)
     try:
         link = links.link_refresh(user=user, link_id=link_id, ip=client_ip(request))
+    except links.LinkThrottled as exc:
+        messages.error(request, _too_many_attempts(exc.block.minutes))
     except links.LinkError as exc:
         messages.error(request, _link_error_message(exc.code))
     except ConnectorError:

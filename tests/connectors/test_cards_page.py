@@ -201,3 +201,14 @@ def test_the_page_in_english(signed_in, library):
     text = _text(response)
     assert "The PIN does not match this card." in text
     assert "Cards and memberships" in text
+
+
+@override_settings(CONNECTOR_LINK_RATE_LIMIT={"per_reference": 5, "per_account": 1, "window_seconds": 900})
+def test_too_many_refreshes(signed_in, library, library_sim):
+    _link(signed_in, library, *VALID_CARD)
+    link = PartnerLink.objects.get()
+    signed_in.post(f"/compte/cartes/{link.pk}/actualiser/")
+    asked = library_sim.counts["63"]
+    response = signed_in.post(f"/compte/cartes/{link.pk}/actualiser/", follow=True)
+    assert "Trop de tentatives. Par sécurité, attendez" in _text(response)
+    assert library_sim.counts["63"] == asked
