@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import venv
@@ -76,15 +77,30 @@ def cmd_run() -> None:
     manage("migrate", "--noinput", "--verbosity", "0")
     manage("createcachetable")
     manage("ensure_signing_keys")
-    manage("load_demo")
-    addr = os.environ.get("RUN_ADDRESS", "127.0.0.1:8000")
-    # The outbox relay (deliveries to partners) runs beside the web server, as in production.
-    worker = subprocess.Popen([str(PY), "manage.py", "outbox_worker"], cwd=ROOT)  # noqa: S603
+    # The demo library system: the SIP2 simulator on a free local port (it prints its cards).
+    sip2_port = free_port()
+    simulator = subprocess.Popen(  # noqa: S603
+        [str(PY), "-m", "connectors.sip2.simulator", "--port", str(sip2_port)], cwd=ROOT
+    )
+    worker = None
     try:
+        manage("load_demo", "--sip2-port", str(sip2_port))
+        addr = os.environ.get("RUN_ADDRESS", "127.0.0.1:8000")
+        # The outbox relay (deliveries to partners) runs beside the web server, as in production.
+        worker = subprocess.Popen([str(PY), "manage.py", "outbox_worker"], cwd=ROOT)  # noqa: S603
         manage("runserver", addr)
     finally:
-        worker.terminate()
-        worker.wait(timeout=10)
+        for process in (worker, simulator):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=10)
+
+
+def free_port() -> int:
+    """A port nobody listens on now, on 127.0.0.1 (the simulator binds it right after)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def cmd_test(extra: list[str]) -> None:

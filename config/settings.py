@@ -298,6 +298,15 @@ PROFILES_PAGE_VIEW_RATE_LIMIT = {
     "window_seconds": env_int("PROFILES_PAGE_VIEWS_WINDOW_SECONDS", 10 * 60),
 }
 
+# Linking a partner account from Mon compte (connectors/links.py: a library card and its PIN):
+# attempts per card (keyed hash of the card number) and per account within a window. Every
+# attempt counts, even when the partner is down (the count and the check are one atomic step).
+CONNECTOR_LINK_RATE_LIMIT = {
+    "per_reference": env_int("CONNECTOR_LINK_MAX_PER_CARD", 5),
+    "per_account": env_int("CONNECTOR_LINK_MAX_PER_ACCOUNT", 10),
+    "window_seconds": env_int("CONNECTOR_LINK_WINDOW_SECONDS", 15 * 60),
+}
+
 # Public receipt verifications (the page /recus/verifier/ and its API, consent/views_receipts.py
 # and consent/api/receipts.py), per client address: each one checks signatures.
 CONSENT_RECEIPT_VERIFY_RATE_LIMIT = {

@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("identity.oidc.urls")),
     path("", include("identity.urls")),
     path("", include("consent.urls")),
+    path("", include("connectors.urls")),
     path("", include("profiles.dpo_urls")),
     path("profiles/api/v1/", include("profiles.api.urls")),
     path("", include("profiles.urls")),

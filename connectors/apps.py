@@ -2,24 +2,48 @@ from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
 from consent import rights as rights_registry
+from identity import account_sections
 
 
 class ConnectorsConfig(AppConfig):
     """The transactional outbox (connectors/outbox.py, `manage.py outbox_worker`): messages written
-    with the change that caused them and delivered at least once. Today it carries the emails
-    to residents (connectors/handlers.py) and the back-channel logout notifications
-    (registered by identity/oidc/backchannel.py). The partner connectors themselves (accounts
-    at partners, the connector protocol) will live here; their protocol layers come first:
-    connectors/sip2/ (library systems, docs/connectors/library.md)."""
+    with the change that caused them and delivered at least once (emails to residents,
+    back-channel logouts, rights requests). The partner connectors: the connector protocol
+    (connectors/protocol.py), the kinds (connectors/registry.py: "library", connectors/library.py
+    over connectors/sip2/), their configuration per partner client (PartnerConnector) and the
+    residents' links (PartnerLink, connectors/links.py; Mon compte › Cartes et abonnements)."""
 
     name = "connectors"
-    verbose_name = _("Messages sortants")
+    verbose_name = _("Connecteurs et messages sortants")
 
     def ready(self) -> None:
-        from connectors import handlers  # noqa: PLC0415 - imports models: only once the app registry is ready
+        # Imported here: these modules import models, which exist only once the registry is ready.
+        from connectors import (  # noqa: PLC0415 - imports models
+            claims,
+            handlers,
+            library,  # noqa: F401 - registers the "library" connector kind
+            links,
+            rights_erasure,
+            selectors,
+            views,
+        )
+        from consent import erasure  # noqa: PLC0415 - imports models
 
         handlers.register_builtin_handlers()
-        from connectors import rights_erasure  # noqa: PLC0415 - imports models: only once the app registry is ready
-
         rights_erasure.register_erasure_handlers()
+        links.register_link_handlers()
         rights_registry.register_module("connectors.rights")  # data-subject rights
+        # The erasure asks every partner the resident linked an account at.
+        erasure.register_partner_source("connectors.links", selectors.links_partners)
+        # Mon compte › Cartes et abonnements (identity/account_sections.py).
+        account_sections.register(
+            account_sections.AccountSection(
+                "cards",
+                _("Cartes et abonnements"),
+                "connectors:cards",
+                40,
+                views.cards_summary,
+                _("Lier ma carte de bibliothèque, voir son état"),
+            )
+        )
+        claims.register_claim_providers()  # the library_card scope (identity.oidc.claims)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -53,3 +54,77 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id} ({self.status})"
+
+
+class PartnerConnector(models.Model):
+    """A connector configured for one partner client (docs/operators.md): its kind (a class of
+    connectors.registry), its non-secret settings and its secrets, sealed with AES-256-GCM
+    (common.crypto) bound to the row's id: a sealed value copied to another row does not open."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Named by string: connectors never imports identity.oidc (docs/architecture.md).
+    client = models.ForeignKey(
+        "identity.Client",
+        on_delete=models.CASCADE,
+        related_name="connectors",
+        verbose_name=_("client partenaire"),
+    )
+    kind = models.CharField(_("type"), max_length=32)
+    label = models.CharField(
+        _("nom affiché aux usagers"), max_length=120, help_text=_("Par exemple « Bibliothèques de Nantes »")
+    )
+    enabled = models.BooleanField(_("activé"), default=True)
+    config = models.JSONField(_("réglages (non secrets)"), default=dict, blank=True)
+    secrets_sealed = models.BinaryField(default=b"", blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("connecteur partenaire")
+        verbose_name_plural = _("connecteurs partenaires")
+        ordering = ("label",)
+        constraints = [
+            models.UniqueConstraint(fields=("client", "kind"), name="connector_client_kind_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.kind})"
+
+
+class PartnerLink(models.Model):
+    """A resident's account at a partner (a library card), linked from Mon compte.
+
+    The reference (card number) is sealed with AES-256-GCM bound to the row's id, and found
+    again by its keyed hash (HMAC, common.crypto) within the connector: one card, one
+    account. The secret that proved it (the PIN) is never stored."""
+
+    class Status(models.TextChoices):
+        VALID = "valid", _("valide")
+        BLOCKED = "blocked", _("bloquée")
+        EXPIRED = "expired", _("expirée")
+        UNLINKED = "unlinked", _("inconnue du partenaire")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="partner_links")
+    connector = models.ForeignKey(PartnerConnector, on_delete=models.PROTECT, related_name="links")
+    reference_sealed = models.BinaryField(editable=False)
+    reference_hash = models.CharField(max_length=80, editable=False)
+    masked_reference = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    expires_on = models.DateField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    last_checked_at = models.DateTimeField(default=timezone.now)
+    last_error = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("lien d'usager")
+        verbose_name_plural = _("liens des usagers")
+        ordering = ("created_at",)
+        constraints = [
+            models.UniqueConstraint(fields=("connector", "reference_hash"), name="link_reference_unique"),
+            models.UniqueConstraint(fields=("user", "connector"), name="link_user_connector_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connector_id} {self.masked_reference} ({self.status})"

@@ -13,7 +13,16 @@ Export section "connectors": `outbox`, a list of {id, kind, partner, status, att
 created_at, delivered_at, template (emails only)}: never the payload (sealed emails,
 logout token identifiers).
 
-Erasure (after identity.oidc's provider queued the back-channel logouts, before the
+Export section "links": the resident's links to partner accounts (connectors.PartnerLink):
+partner, connector kind and label, the card number (the resident's own data; never the PIN,
+which is never stored), its masked display, status, expiry, dates.
+
+Erasure of the links: deleted (the keyed hash and the sealed card number with them). The
+partners the resident linked an account at are listed by `consent.erasure` before this runs
+(connectors registers `selectors.links_partners` as a partner source), and each gets its
+`rights.partner_erasure` message (connectors/rights_erasure.py).
+
+Erasure of the outbox (after identity.oidc's provider queued the back-channel logouts, before the
 account and its session records go):
 - messages still pending are kept and will be delivered: the back-channel logouts this
   erasure queued are how partners learn that the resident's sessions ended, and an email
@@ -33,14 +42,18 @@ from typing import Any
 from django.db import transaction
 
 from connectors.handlers import EMAIL
-from connectors.models import OutboxMessage
+from connectors.models import OutboxMessage, PartnerLink
+from connectors.sealing import Unsealable, open_reference
 from consent.rights import ORDER_OUTBOX, ErasureReport
 from identity.emails import UnreadableEmail, open_email
 from identity.models import BrowserSession, User
 
 NAME = "connectors"
 ORDER = ORDER_OUTBOX
-MODELS = ("connectors.OutboxMessage",)  # no foreign key: found through sessions and sealed addresses
+MODELS = (
+    "connectors.OutboxMessage",  # no foreign key: found through sessions and sealed addresses
+    "connectors.PartnerLink",
+)
 
 
 def _session_messages(user: User) -> Any:
@@ -61,11 +74,38 @@ def _queued_emails(user: User) -> list[OutboxMessage]:
     return found
 
 
+def _card_number(link: PartnerLink) -> str | None:
+    try:
+        return open_reference(link.pk, link.reference_sealed)
+    except Unsealable:
+        return None
+
+
+def _links_export(user: User) -> list[dict[str, Any]]:
+    links = PartnerLink.objects.filter(user=user).select_related("connector__client").order_by("created_at")
+    return [
+        {
+            "id": str(link.pk),
+            "partner": link.connector.client.client_id,
+            "connector": link.connector.kind,
+            "label": link.connector.label,
+            "reference": _card_number(link),
+            "masked_reference": link.masked_reference,
+            "status": link.status,
+            "expires_on": link.expires_on.isoformat() if link.expires_on else None,
+            "last_checked_at": link.last_checked_at.isoformat(),
+            "created_at": link.created_at.isoformat(),
+        }
+        for link in links
+    ]
+
+
 def export(user: User) -> dict[str, Any]:
     messages = {message.pk: message for message in _session_messages(user)}
     messages.update((message.pk, message) for message in _queued_emails(user))
     rows = sorted(messages.values(), key=lambda message: (message.created_at, str(message.pk)))
     return {
+        "links": _links_export(user),
         "outbox": [
             {
                 "id": str(message.pk),
@@ -78,7 +118,7 @@ def export(user: User) -> dict[str, Any]:
                 **({"template": message.payload.get("template", "")} if message.kind == EMAIL else {}),
             }
             for message in rows
-        ]
+        ],
     }
 
 
@@ -91,13 +131,17 @@ def erase(user: User) -> ErasureReport:
     pending = session_messages.filter(status=OutboxMessage.Status.PENDING).count()
     dead = session_messages.filter(status=OutboxMessage.Status.DEAD).count()
     emails = len(_queued_emails(user))
+    links, _by_model = PartnerLink.objects.filter(user=user).delete()
     return ErasureReport(
         provider=NAME,
-        erased=["payload of delivered messages about the resident's sessions"],
+        erased=[
+            "links to partner accounts (card numbers, sealed, and their keyed hashes)",
+            "payload of delivered messages about the resident's sessions",
+        ],
         kept=[
             "pending messages, delivered after the erasure: back-channel logouts to partners, "
             "emails to the resident (blanked once delivered or abandoned)",
             "dead-lettered messages (pseudonymous), for an operator to replay",
         ],
-        details={"blanked": blanked, "pending": pending + emails, "dead": dead},
+        details={"links": links, "blanked": blanked, "pending": pending + emails, "dead": dead},
     )

@@ -2,10 +2,13 @@
 the grace period, and the erasure request to each partner that received data about the
 resident.
 
-The partner side is a seam: no partner connector exists yet (connectors/apps.py), so the
-handler records, in the request's progress, that the partner holds nothing we can reach
-beyond the tokens already revoked and the back-channel logout already sent. A connector
-will replace `deliver_partner_erasure` by a call to the partner and record its answer.
+The partner side: a partner without a connector (connectors.PartnerConnector) holds nothing
+we can reach beyond the tokens already revoked and the back-channel logout already sent
+(`no_connector`). A partner with connectors gets each connector's `erase`, and its answer is
+recorded as it is: `erased` when the partner confirmed, `not_supported` when its protocol
+cannot be asked (the library's SIP2 has no erasure message: an operator forwards the
+request, until an email connector does). The links themselves were erased here by the
+connectors' rights provider before this message was delivered, so `erase` gets no reference.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from typing import Any
 
 from django.db import transaction
 
-from connectors.models import OutboxMessage
-from connectors.outbox import PermanentDeliveryError, register_handler
+from connectors.links import connector_for
+from connectors.models import OutboxMessage, PartnerConnector
+from connectors.outbox import PermanentDeliveryError, RetryableDeliveryError, register_handler
+from connectors.protocol import ConnectorError, PartnerUnavailable
 from connectors.services import outbox_enqueue
 from consent import erasure
 
@@ -73,13 +78,31 @@ def deliver_erasure(message: OutboxMessage) -> None:
         raise PermanentDeliveryError(f"erasure failed: {exc}") from None
 
 
+def _connector_answer(partner_connector: PartnerConnector, idempotency_key: str) -> str:
+    try:
+        outcome = connector_for(partner_connector).erase(None, idempotency_key=idempotency_key)
+    except PartnerUnavailable as exc:
+        raise RetryableDeliveryError(exc.code) from None
+    except ConnectorError as exc:
+        raise PermanentDeliveryError(exc.code) from None
+    return str(outcome.state)
+
+
 def deliver_partner_erasure(message: OutboxMessage) -> None:
-    """No connector yet: record honestly that nothing more can be asked of the partner."""
-    erasure.partner_erasure_record(
-        request_id=_field(message, "request_id"),
-        client_id=_field(message, "client_id"),
-        state=erasure.PARTNER_NO_CONNECTOR,
+    """Ask each of the partner's connectors; without one, record that nothing more can be asked."""
+    request_id = _field(message, "request_id")
+    client_id = _field(message, "client_id")
+    connectors = list(
+        PartnerConnector.objects.filter(client__client_id=client_id).select_related("client").order_by("kind")
     )
+    if not connectors:
+        state = erasure.PARTNER_NO_CONNECTOR
+    else:
+        answers = [_connector_answer(item, f"{message.idempotency_key}:{item.kind}") for item in connectors]
+        # The weakest answer stands for the partner: one connector that could not ask is enough
+        # for an operator to act.
+        state = next((answer for answer in answers if answer != "erased"), "erased")
+    erasure.partner_erasure_record(request_id=request_id, client_id=client_id, state=state)
 
 
 def register_erasure_handlers() -> None:

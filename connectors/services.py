@@ -8,8 +8,12 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from connectors.models import OutboxMessage
+from connectors import registry
+from connectors.models import OutboxMessage, PartnerConnector
 from connectors.outbox import handler_for
+from connectors.sealing import open_secrets, seal_secrets
+from identity.audit import audit_log
+from identity.models import User
 
 
 class OutboxError(ValueError):
@@ -69,3 +73,60 @@ def outbox_replay(*, message_id: Any) -> OutboxMessage:
 
 def connection_in_atomic_block() -> bool:
     return transaction.get_connection().in_atomic_block
+
+
+class ConnectorSettingsError(ValueError):
+    """A partner connector's settings that its kind refuses (the problems, in English)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def partner_connector_configure(
+    *,
+    client: Any,
+    kind: str,
+    label: str,
+    config: dict[str, Any],
+    secrets: dict[str, str] | None = None,
+    enabled: bool = True,
+    acting_user: User | None = None,
+) -> PartnerConnector:
+    """Create or update the connector of `kind` for a partner client (load_demo, operators'
+    scripts; the admin does the same through its form). `secrets` None keeps the stored ones."""
+    cls = registry.connector_class(kind)
+    if cls is None:
+        raise ConnectorSettingsError([f"unknown connector kind {kind!r}"])
+    with transaction.atomic():
+        partner_connector = (
+            PartnerConnector.objects.select_for_update().filter(client=client, kind=kind).first()
+        )
+        created = partner_connector is None
+        if partner_connector is None:
+            partner_connector = PartnerConnector(client=client, kind=kind)
+        effective = (
+            secrets
+            if secrets is not None
+            else open_secrets(partner_connector.pk, partner_connector.secrets_sealed)
+        )
+        problems = cls.check_config(config, effective)
+        if problems:
+            raise ConnectorSettingsError(problems)
+        partner_connector.label = label
+        partner_connector.config = config
+        partner_connector.enabled = enabled
+        if secrets is not None:
+            partner_connector.secrets_sealed = seal_secrets(partner_connector.pk, secrets)
+        partner_connector.save()
+        audit_log(
+            event="connector.added" if created else "connector.changed",
+            acting_user=acting_user,
+            client_id=client.client_id,
+            data={
+                "connector": str(partner_connector.pk),
+                "kind": kind,
+                "secrets_changed": secrets is not None,
+            },
+        )
+    return partner_connector

@@ -76,6 +76,17 @@ class ErasureFailed(RuntimeError):
     """The erasure's transaction failed: nothing was erased; the request is marked "failed"."""
 
 
+# (user) -> client_ids of partners holding data about the resident that consent cannot see
+# (connectors: the partners the resident linked an account at).
+PartnerSource = Callable[[User], list[str]]
+_partner_sources: dict[str, PartnerSource] = {}
+
+
+def register_partner_source(name: str, source: PartnerSource) -> None:
+    """Called from an upper app's ready(): more partners to send the erasure request to."""
+    _partner_sources[name] = source
+
+
 def register_erasure_queue(queue: ErasureQueue) -> None:
     """Called from the connectors app's ready(): how an erasure reaches the worker."""
     global _queue
@@ -275,7 +286,10 @@ def _partners_of(user: User) -> list[str]:
         .values_list("purpose__client__client_id", flat=True)
         .distinct()
     )
-    return sorted({str(client_id) for client_id in [*from_sessions, *from_consents] if client_id})
+    from_sources = [client_id for source in _partner_sources.values() for client_id in source(user)]
+    return sorted(
+        {str(client_id) for client_id in [*from_sessions, *from_consents, *from_sources] if client_id}
+    )
 
 
 def _erase(request: RightsRequest, user: User) -> None:

@@ -38,13 +38,13 @@ class ProfilesConfig(AppConfig):
         )
         purpose_data.register_browser_link_listener("profiles.interests", services.browser_interests_link)
         claims.register_claim_providers()
-        # Mon compte › Personnalisation, after Consentements (the purposes that govern it).
+        # Mon compte › Personnalisation, right after Consentements (the purposes that govern it).
         account_sections.register(
             account_sections.AccountSection(
                 "personalisation",
                 _("Personnalisation"),
                 "profiles:account-personalisation",
-                40,
+                35,
                 views.personalisation_summary,
                 _("Voir, corriger ou effacer mes données de personnalisation et mes centres d'intérêt"),
             )

@@ -357,7 +357,7 @@ def test_the_export_of_a_resident_with_nothing_else_has_empty_sections(make_resi
     sections = rights.rights_export(make_resident())["sections"]
     assert sections["mfa"] == {"totp": [], "backup_codes": None, "passkeys": []}
     assert sections["franceconnect"] == {"link": None}
-    assert sections["connectors"] == {"outbox": []}
+    assert sections["connectors"] == {"links": [], "outbox": []}
     assert sections["oidc"]["access_tokens"] == [] and sections["identity"]["sessions"] == []
 
 

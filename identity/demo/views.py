@@ -96,7 +96,8 @@ def start(request: HttpRequest) -> HttpResponse:
         "response_type": "code",
         "client_id": client["client_id"],
         "redirect_uri": _provider() + "/demo/callback",
-        "scope": " ".join(DEMO_SCOPES),
+        # ?library=1: the library portal's case (the demo library connector, load_demo_library).
+        "scope": " ".join([*DEMO_SCOPES, *(["library_card"] if request.GET.get("library") else [])]),
         "state": state,
         "nonce": nonce,
         "code_challenge": challenge,

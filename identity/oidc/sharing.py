@@ -203,7 +203,7 @@ def released_claims(
     if not granted:
         return claims
     wanted -= _scopes_denied_by_provider_purpose(user, wanted)
-    for name, value in claims_registry.read_claims(user, wanted).items():
+    for name, value in claims_registry.read_claims(user, wanted, client=client).items():
         if name != "sub":
             claims[name] = value
     return claims

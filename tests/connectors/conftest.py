@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from connectors.models import PartnerConnector
+from connectors.services import partner_connector_configure
+from connectors.sip2.simulator import Sip2Simulator
 from tests.connectors.form_handler import register as register_form_handler
 from tests.local_servers import RecordingServer
 
@@ -61,3 +64,49 @@ def run_worker() -> Any:
         return result
 
     return run
+
+
+# --- the library connector against the SIP2 simulator -------------------------------------
+
+VALID_CARD = ("29000000000001", "1234")
+BLOCKED_CARD = ("29000000000002", "2345")
+EXPIRED_CARD = ("29000000000003", "3456")
+UNKNOWN_CARD = ("29999999999999", "0000")
+
+
+@pytest.fixture
+def library_sim() -> Iterator[Sip2Simulator]:
+    """The SIP2 simulator on a free port of 127.0.0.1 (a real socket)."""
+    with Sip2Simulator() as sim:
+        yield sim
+
+
+def library_config(sim: Sip2Simulator, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": sim.port,
+        "institution_id": sim.institution,
+        "login_user": sim.login_user,
+        "connect_timeout": 1.0,
+        "read_timeout": 1.0,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def library_client(make_client: Any) -> Any:
+    """The library portal, a partner client offered the library_card scope."""
+    return make_client(name="Portail des bibliothèques", scopes=["openid", "profile", "library_card"])
+
+
+@pytest.fixture
+def library(library_sim: Sip2Simulator, library_client: Any) -> PartnerConnector:
+    """The library portal's connector, pointing at the simulator."""
+    return partner_connector_configure(
+        client=library_client.client,
+        kind="library",
+        label="Bibliothèques de Nantes Métropole",
+        config=library_config(library_sim),
+        secrets={"login_password": library_sim.login_password},
+    )

@@ -77,7 +77,7 @@ def _metadata() -> dict[str, Any]:
 
 
 def test_the_standard_provider_is_registered_at_start_up() -> None:
-    # The standard claims first (identity), then the apps' (profiles).
+    # The standard claims first (identity), then the apps' (profiles, connectors).
     assert registry.supported_scopes() == (
         "openid",
         "profile",
@@ -87,6 +87,7 @@ def test_the_standard_provider_is_registered_at_start_up() -> None:
         "territory",
         "accessibility",
         "interests",
+        "library_card",
     )
     assert registry.STANDARD_PROVIDER in registry.providers()
     assert registry.claim_scope("phone_number") == "phone"
@@ -296,3 +297,35 @@ def test_a_claim_outside_the_granted_scopes_is_never_released(commune_provider, 
     assert registry.read_claims(commune_resident, {"openid"}) == {}
     assert set(registry.read_claims(commune_resident, {"email"})) == {"email", "email_verified"}
     assert set(registry.read_claims(commune_resident, {"commune"})) == {"home_town", "member_since"}
+
+
+def test_a_provider_reading_per_client_gets_the_partner_receiving_the_claims(resident, rp) -> None:
+    seen: list[Any] = []
+
+    def client_read(user: Any, scopes: frozenset[str], client: Any) -> dict[str, Any]:
+        seen.append(client)
+        return {"test_badge": f"for {client.client_id}"}
+
+    provider = registry.ClaimProvider(
+        name="test-badges",
+        scopes=(
+            registry.ScopeSpec(
+                name="test-badge",
+                claims=("test_badge",),
+                what="Un badge (test)",
+                why="pour un test",
+                data_category=registry.DataCategory(fr="Badge", en="Badge"),
+            ),
+        ),
+        read=lambda user, scopes: {"test_badge": "anyone"},
+        client_read=client_read,
+    )
+    registry.register(provider)
+    try:
+        assert registry.read_claims(resident, {"test-badge"}) == {"test_badge": "anyone"}
+        assert registry.read_claims(resident, {"test-badge"}, client=rp.client) == {
+            "test_badge": f"for {rp.client_id}"
+        }
+        assert seen == [rp.client]
+    finally:
+        registry.unregister("test-badges")

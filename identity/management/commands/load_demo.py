@@ -5,7 +5,8 @@ import os
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
@@ -18,6 +19,13 @@ from identity.services import user_create
 
 class Command(BaseCommand):
     help = "Load the demo resident and the demo partner client used by /demo/ (development only). Idempotent."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--sip2-port",
+            type=int,
+            help="also give the demo partner a library connector for the SIP2 simulator on this port",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
@@ -67,3 +75,6 @@ class Command(BaseCommand):
         self.stdout.write(f"  Try the sign-in flow: {settings.ISSUER}/demo/")
         self.stdout.write(f"  Then the territorial portal's page: {settings.ISSUER}/demo/portail/")
         self.stdout.write(f"  Demo resident: {DEMO_EMAIL} / password: {DEMO_PASSWORD}")
+        if options.get("sip2_port"):
+            # By name, not by import: identity sits below connectors (docs/architecture.md).
+            call_command("load_demo_library", port=options["sip2_port"], stdout=self.stdout)

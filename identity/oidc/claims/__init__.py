@@ -11,7 +11,11 @@ else lists scopes. A provider (registry.ClaimProvider) declares:
   naming the `User` columns it needs so that userinfo reads them with the token and the
   ledger's answer in its single SQL statement (identity.oidc.access_tokens);
 - optionally `purpose_code`, a ledger purpose that must be granted too, besides the
-  resident's answer on the consent screen.
+  resident's answer on the consent screen;
+- optionally `client_read(user, scopes, client)`, used instead of `read` when the claims
+  go to a partner (the ID token, userinfo): for a claim whose content depends on the
+  partner (connectors' `library_card` carries the card number only for the partner whose
+  own connector needs it).
 
 Everything reads the registry: discovery (`scopes_supported`, `claims_supported`),
 client registration (unknown scopes refused), the consent screen

@@ -67,6 +67,9 @@ class ClaimProvider:
       purpose of the client and its scope set) is all the release needs; otherwise the code
       of a ledger purpose that must also be granted to this resident (one more query), e.g.
       a profile the resident agreed to let the metropolis keep.
+    - `client_read(user, scopes, client) -> dict`: optional; when set, releases to a partner
+      call it instead of `read`, with the partner client receiving the claims (a claim whose
+      content depends on the partner's own configuration, e.g. connectors' `library_card`).
     """
 
     name: str
@@ -74,6 +77,7 @@ class ClaimProvider:
     read: Callable[[Any, frozenset[str]], dict[str, Any]]
     user_fields: tuple[str, ...] = ()
     purpose_code: str | None = None
+    client_read: Callable[[Any, frozenset[str], Any], dict[str, Any]] | None = None
 
 
 # Registration happens at start-up (AppConfig.ready) and in tests; reads are hot and take no
@@ -220,11 +224,12 @@ def purposes_needed(scopes: Iterable[str]) -> dict[str, tuple[str, ...]]:
     return {code: tuple(gated) for code, gated in needed.items()}
 
 
-def read_claims(user: Any, scopes: Iterable[str]) -> dict[str, Any]:
+def read_claims(user: Any, scopes: Iterable[str], *, client: Any = None) -> dict[str, Any]:
     """The claims of these scopes for this resident, from every provider concerned.
 
     Only claims that a granted scope covers are kept. The caller decides beforehand whether
-    the ledger allows the release (identity.oidc.sharing.released_claims).
+    the ledger allows the release (identity.oidc.sharing.released_claims). `client`: the
+    partner receiving them, for providers with a `client_read`.
     """
     wanted = frozenset(scopes)
     claims: dict[str, Any] = {}
@@ -232,7 +237,12 @@ def read_claims(user: Any, scopes: Iterable[str]) -> dict[str, Any]:
         own = frozenset(spec.name for spec in provider.scopes) & wanted
         if not own:
             continue
-        for name, value in provider.read(user, own).items():
+        read = (
+            provider.read(user, own)
+            if provider.client_read is None or client is None
+            else provider.client_read(user, own, client)
+        )
+        for name, value in read.items():
             if _claim_scope.get(name) in own:
                 claims[name] = value
     return claims

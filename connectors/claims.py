@@ -1,0 +1,47 @@
+"""The scope connectors offer partners: `library_card` (docs/partners.md).
+
+Registered with the claims registry (identity.oidc.claims) from ConnectorsConfig.ready(): the
+app config's wiring is the one place connectors reaches the composition root (pyproject's
+import contracts allow `connectors.claims -> identity.oidc.claims` only). Released like every
+claim: under a scope the token was granted, while the resident's answer on the consent
+screen (the sharing purpose) grants it. `library_card` = {linked, valid, expires_on when the
+library sends it}; the card number (`card_number`) only to the partner whose own library
+connector says it needs it (`release_card_number`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+
+from connectors.selectors import LIBRARY_CARD_CLAIM, LIBRARY_CARD_SCOPE, library_card_claims
+from identity.oidc.claims import ClaimProvider, DataCategory, ScopeSpec, register
+
+
+def _read(user: Any, scopes: frozenset[str]) -> dict[str, Any]:
+    return library_card_claims(user, scopes)
+
+
+LIBRARY_PROVIDER = ClaimProvider(
+    name="connectors.library",
+    scopes=(
+        ScopeSpec(
+            name=LIBRARY_CARD_SCOPE,
+            claims=(LIBRARY_CARD_CLAIM,),
+            what=_("Si vous avez lié une carte de bibliothèque, si elle est valide et jusqu'à quand"),
+            why=_("pour vous ouvrir les services des bibliothèques sans vous redemander votre carte"),
+            claim_labels={LIBRARY_CARD_CLAIM: _("carte de bibliothèque liée et valide")},
+            data_category=DataCategory(
+                fr="Carte de bibliothèque (liée, valide, date d'expiration)",
+                en="Library card (linked, valid, expiry date)",
+            ),
+        ),
+    ),
+    read=_read,
+    client_read=library_card_claims,
+)
+
+
+def register_claim_providers() -> None:
+    register(LIBRARY_PROVIDER)

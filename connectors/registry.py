@@ -1,0 +1,28 @@
+"""The registry of connector kinds: `kind` (PartnerConnector.kind) → connector class.
+
+Filled in code, at import (connectors.library registers "library"); nothing registers at
+run time. `connector_for(partner_connector)` builds the connector of a configured partner.
+"""
+
+from __future__ import annotations
+
+from connectors.protocol import Connector
+
+_kinds: dict[str, type[Connector]] = {}
+
+
+def register(cls: type[Connector]) -> type[Connector]:
+    """Class decorator: add a connector kind (a kind is registered once)."""
+    existing = _kinds.get(cls.kind)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"connector kind {cls.kind!r} is already registered")
+    _kinds[cls.kind] = cls
+    return cls
+
+
+def connector_class(kind: str) -> type[Connector] | None:
+    return _kinds.get(kind)
+
+
+def kinds() -> tuple[str, ...]:
+    return tuple(sorted(_kinds))

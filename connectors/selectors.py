@@ -1,0 +1,97 @@
+"""Reads of the connectors app: the resident's links, the partners' connectors, the claim."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.library import KIND as LIBRARY_KIND
+from connectors.models import PartnerConnector, PartnerLink
+from connectors.sealing import Unsealable, open_reference
+from identity.models import User
+
+LIBRARY_CARD_SCOPE = "library_card"
+LIBRARY_CARD_CLAIM = "library_card"
+
+
+@dataclass(frozen=True)
+class ConnectorEntry:
+    """One enabled partner connector on the resident's page, with the resident's link to it."""
+
+    connector: PartnerConnector
+    link: PartnerLink | None
+
+
+def enabled_connectors() -> list[PartnerConnector]:
+    return list(PartnerConnector.objects.filter(enabled=True).select_related("client").order_by("label"))
+
+
+def resident_entries(user: User) -> list[ConnectorEntry]:
+    """Every enabled connector (to link) and every link of the resident (a disabled
+    connector's links are still shown: the resident may remove them)."""
+    links = {
+        link.connector_id: link
+        for link in PartnerLink.objects.filter(user=user).select_related("connector__client")
+    }
+    entries = [ConnectorEntry(connector, links.pop(connector.pk, None)) for connector in enabled_connectors()]
+    entries += [ConnectorEntry(link.connector, link) for link in links.values()]
+    return entries
+
+
+def resident_links(user: User) -> list[PartnerLink]:
+    return list(
+        PartnerLink.objects.filter(user=user).select_related("connector__client").order_by("created_at")
+    )
+
+
+def links_partners(user: User) -> list[str]:
+    """client_ids of the partners the resident linked an account at (the erasure tells each)."""
+    return sorted(
+        {
+            str(client_id)
+            for client_id in PartnerLink.objects.filter(user=user).values_list(
+                "connector__client__client_id", flat=True
+            )
+        }
+    )
+
+
+def _library_claim(link: PartnerLink | None, *, with_number: bool) -> dict[str, Any]:
+    if link is None:
+        return {"linked": False}
+    claim: dict[str, Any] = {"linked": True, "valid": link.status == PartnerLink.Status.VALID}
+    if link.expires_on is not None:
+        claim["expires_on"] = link.expires_on.isoformat()
+    if with_number:
+        with contextlib.suppress(Unsealable):
+            claim["card_number"] = open_reference(link.pk, link.reference_sealed)
+    return claim
+
+
+def library_card_claims(user: User, scopes: frozenset[str], client: Any = None) -> dict[str, Any]:
+    """The `library_card` claim: the resident's link at the client's own library connector
+    when the client has one, else their link at any enabled library connector (a valid one
+    first). The card number only when the client's own connector says it needs it
+    (`release_card_number` in its settings)."""
+    if LIBRARY_CARD_SCOPE not in scopes:
+        return {}
+    links = list(
+        PartnerLink.objects.filter(
+            user=user, connector__kind=LIBRARY_KIND, connector__enabled=True
+        ).select_related("connector")
+    )
+    own = [link for link in links if client is not None and link.connector.client_id == client.pk]
+    if client is not None and own:
+        chosen: PartnerLink | None = own[0]
+    else:
+        chosen = next((link for link in links if link.status == PartnerLink.Status.VALID), None) or (
+            links[0] if links else None
+        )
+    with_number = bool(
+        client is not None
+        and chosen is not None
+        and chosen.connector.client_id == client.pk
+        and chosen.connector.config.get("release_card_number")
+    )
+    return {LIBRARY_CARD_CLAIM: _library_claim(chosen, with_number=with_number)}
