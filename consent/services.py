@@ -599,6 +599,18 @@ def browser_secret_check(*, browser_id: str, browser_secret: Any) -> bool | None
     return hmac.compare_digest(subject, browser_secret_hash(browser_secret))
 
 
+def browser_subject_lock(*, browser_hash: str) -> Any:
+    """In the caller's transaction, lock this browser's subject row (if any) and return the id
+    of the account it is attached to, or None. A write about the browser's data that must not
+    cross an attachment (subject_link_browser updates the same row) takes this lock first."""
+    return (
+        Subject.objects.select_for_update()
+        .filter(browser_id_hash=browser_hash, kind=SubjectKind.BROWSER)
+        .values_list("user_id", flat=True)
+        .first()
+    )
+
+
 def subject_link_browser(*, browser_id: str, browser_secret: Any, user: User) -> list[LedgerEvent]:
     """Attach an anonymous browser's consent history to `user`'s account.
 

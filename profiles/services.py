@@ -35,7 +35,7 @@ from django.utils import timezone
 from consent.gate import consent_is_granted_for_subject, granted_exists
 from consent.purpose_data import DataSubject
 from consent.selectors import browser_account_id, purpose_by_code
-from consent.services import browser_id_hash
+from consent.services import browser_id_hash, browser_subject_lock
 from identity.audit import audit_log
 from identity.models import User
 from profiles import decay, taxonomy
@@ -329,6 +329,12 @@ def page_view_record(
     """Fold one page view into the subject's interests (see the module docstring)."""
     now = now or timezone.now()
     with transaction.atomic():
+        if subject.browser_hash:
+            # Serialised with the browser's attachment to an account: attached meanwhile, the
+            # view is the account's; attached after, the listener moves what this writes.
+            account_id = browser_subject_lock(browser_hash=subject.browser_hash)
+            if account_id is not None:
+                subject = DataSubject(user_id=account_id)
         # The gate first: without the purpose, nothing is stored, not even a rejected count.
         if not consent_is_granted_for_subject(subject=subject, purpose_code=taxonomy.BROWSING_PURPOSE):
             raise PurposeNotGranted([taxonomy.BROWSING_PURPOSE])

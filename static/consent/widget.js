@@ -631,9 +631,8 @@
     state.browserId = (stored && stored.browserId) || null;
     state.browserSecret = (stored && stored.browserSecret) || null;
     var ticket = takeTicketFromAddress();
-    if (ticket) {
-      attachBrowser(ticket);
-    }
+    // A page view waits for the attachment: once attached, the browser's views are the account's.
+    var attached = ticket ? attachBrowser(ticket) : Promise.resolve(false);
     var pending = [call("GET", "config")];
     if (state.browserId) {
       pending.push(call("GET", "choices?browser_id=" + encodeURIComponent(state.browserId)).catch(function () {
@@ -658,7 +657,7 @@
         showBanner();
       }
       apply("init");
-      sendDeclaredPageView();
+      attached.then(sendDeclaredPageView);
     }).catch(function () {
       state.choices = {};
       state.decided = false;
