@@ -25,6 +25,7 @@ class ConnectorsConfig(AppConfig):
             links,
             rights_erasure,
             selectors,
+            transport,  # noqa: F401 - registers the "transport" connector kind
             views,
         )
         from consent import erasure  # noqa: PLC0415 - imports models

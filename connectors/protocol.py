@@ -10,7 +10,8 @@ views turn the errors into messages.
 
     ConnectorError
     ├── CredentialsRefused   the partner refused the resident's credentials: `reason` is
-    │                        wrong_secret, unknown_account, blocked or expired
+    │                        wrong_secret, unknown_account, blocked, expired; no_contract,
+    │                        not_matching, replaced (transport)
     ├── PartnerUnavailable   the partner did not answer (down, too slow, refused our own
     │                        account or TLS): try again later
     └── PartnerProtocolError the partner answered something we cannot read (garbage)
@@ -41,6 +42,9 @@ class RefusalReason(enum.StrEnum):
     UNKNOWN_ACCOUNT = "unknown_account"
     BLOCKED = "blocked"
     EXPIRED = "expired"
+    NO_CONTRACT = "no_contract"  # transport: the card holds no subscription
+    NOT_MATCHING = "not_matching"  # transport: unknown card or details not matching (never which)
+    REPLACED = "replaced"  # transport: the card was replaced by another
 
 
 class ErasureState(enum.StrEnum):
@@ -48,6 +52,7 @@ class ErasureState(enum.StrEnum):
 
     ERASED = "erased"  # the partner confirmed the erasure
     NOT_SUPPORTED = "not_supported"  # the partner's protocol has no way to ask: operator action
+    REFUSED = "refused"  # the partner refused (a legal obligation to keep): its reason is recorded
 
 
 @dataclass(frozen=True)
