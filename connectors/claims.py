@@ -1,4 +1,4 @@
-"""The scope connectors offer partners: `library_card` (docs/partners.md).
+"""The scopes connectors offer partners: `library_card`, `transport_subscription` (docs/partners.md).
 
 Registered with the claims registry (identity.oidc.claims) from ConnectorsConfig.ready(): the
 app config's wiring is the one place connectors reaches the composition root (pyproject's
@@ -15,7 +15,14 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
-from connectors.selectors import LIBRARY_CARD_CLAIM, LIBRARY_CARD_SCOPE, library_card_claims
+from connectors.selectors import (
+    LIBRARY_CARD_CLAIM,
+    LIBRARY_CARD_SCOPE,
+    TRANSPORT_CLAIM,
+    TRANSPORT_SCOPE,
+    library_card_claims,
+    transport_subscription_claims,
+)
 from identity.oidc.claims import ClaimProvider, DataCategory, ScopeSpec, register
 
 
@@ -43,5 +50,32 @@ LIBRARY_PROVIDER = ClaimProvider(
 )
 
 
+def _read_transport(user: Any, scopes: frozenset[str]) -> dict[str, Any]:
+    return transport_subscription_claims(user, scopes)
+
+
+TRANSPORT_PROVIDER = ClaimProvider(
+    name="connectors.transport",
+    scopes=(
+        ScopeSpec(
+            name=TRANSPORT_SCOPE,
+            claims=(TRANSPORT_CLAIM,),
+            what=_(
+                "Si votre carte Libertan liée porte un abonnement Naolib valide, son type et jusqu'à quand"
+            ),
+            why=_("pour vous proposer les tarifs et services réservés aux abonnés, sans justificatif"),
+            claim_labels={TRANSPORT_CLAIM: _("abonnement Naolib : valide, type, date de fin")},
+            data_category=DataCategory(
+                fr="Abonnement de transport (valide, type, date de fin)",
+                en="Transport subscription (valid, type, end date)",
+            ),
+        ),
+    ),
+    read=_read_transport,
+    client_read=transport_subscription_claims,
+)
+
+
 def register_claim_providers() -> None:
     register(LIBRARY_PROVIDER)
+    register(TRANSPORT_PROVIDER)

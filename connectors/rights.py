@@ -14,8 +14,12 @@ created_at, delivered_at, template (emails only)}: never the payload (sealed ema
 logout token identifiers).
 
 Export section "links": the resident's links to partner accounts (connectors.PartnerLink):
-partner, connector kind and label, the card number (the resident's own data; never the PIN,
-which is never stored), its masked display, status, expiry, dates.
+partner, connector kind and label, the card number (the resident's own data; never the PIN
+or the birth date, which are never stored), its masked display, status, expiry, the
+non-secret attributes (block reasons, the transport contract's type), dates, and
+`partner_data`: what the partner holds, asked through the connector's `export` when the
+export is built (`{"state": "answered", "data": {...}}`, or `{"state": "unavailable",
+"error": code}` when the partner did not answer: the export is not held back for it).
 
 Erasure of the links: deleted (the keyed hash and the sealed card number with them). The
 partners the resident linked an account at are listed by `consent.erasure` before this runs
@@ -42,7 +46,9 @@ from typing import Any
 from django.db import transaction
 
 from connectors.handlers import EMAIL
+from connectors.links import connector_for
 from connectors.models import OutboxMessage, PartnerLink
+from connectors.protocol import ConnectorError
 from connectors.sealing import Unsealable, open_reference
 from consent.rights import ORDER_OUTBOX, ErasureReport
 from identity.emails import UnreadableEmail, open_email
@@ -81,23 +87,37 @@ def _card_number(link: PartnerLink) -> str | None:
         return None
 
 
+def _partner_data(link: PartnerLink, reference: str | None) -> dict[str, Any]:
+    if reference is None:
+        return {"state": "unavailable", "error": "unsealable"}
+    try:
+        return {"state": "answered", "data": connector_for(link.connector).export(reference)}
+    except ConnectorError as exc:
+        return {"state": "unavailable", "error": exc.code}
+
+
 def _links_export(user: User) -> list[dict[str, Any]]:
     links = PartnerLink.objects.filter(user=user).select_related("connector__client").order_by("created_at")
-    return [
-        {
-            "id": str(link.pk),
-            "partner": link.connector.client.client_id,
-            "connector": link.connector.kind,
-            "label": link.connector.label,
-            "reference": _card_number(link),
-            "masked_reference": link.masked_reference,
-            "status": link.status,
-            "expires_on": link.expires_on.isoformat() if link.expires_on else None,
-            "last_checked_at": link.last_checked_at.isoformat(),
-            "created_at": link.created_at.isoformat(),
-        }
-        for link in links
-    ]
+    rows = []
+    for link in links:
+        reference = _card_number(link)
+        rows.append(
+            {
+                "id": str(link.pk),
+                "partner": link.connector.client.client_id,
+                "connector": link.connector.kind,
+                "label": link.connector.label,
+                "reference": reference,
+                "masked_reference": link.masked_reference,
+                "status": link.status,
+                "expires_on": link.expires_on.isoformat() if link.expires_on else None,
+                "attributes": dict(link.attributes),
+                "last_checked_at": link.last_checked_at.isoformat(),
+                "created_at": link.created_at.isoformat(),
+                "partner_data": _partner_data(link, reference),
+            }
+        )
+    return rows
 
 
 def export(user: User) -> dict[str, Any]:

@@ -5,23 +5,31 @@ resident.
 The partner side: a partner without a connector (connectors.PartnerConnector) holds nothing
 we can reach beyond the tokens already revoked and the back-channel logout already sent
 (`no_connector`). A partner with connectors gets each connector's `erase`, and its answer is
-recorded as it is: `erased` when the partner confirmed, `not_supported` when its protocol
-cannot be asked (the library's SIP2 has no erasure message: an operator forwards the
-request, until an email connector does). The links themselves were erased here by the
-connectors' rights provider before this message was delivered, so `erase` gets no reference.
+recorded as it is: `erased` when the partner confirmed, `refused` when it refused (its reason
+in the detail), `not_supported` when its protocol cannot be asked (the library's SIP2 has no
+erasure message: an operator forwards the request, until an email connector does).
+
+The links themselves were erased here by the connectors' rights provider before this message
+was delivered. A connector that asks its partner by card (transport) gets the card number from
+the message's `details` (`erasure_details`, registered with consent.erasure: the sealed
+references of the links, read before they were erased, bound to each link's id); the details
+are dropped from the payload once the partner answered. Each connector's call carries the
+idempotency key `<message key>:<kind>`: a message delivered twice asks once.
 """
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 
 from connectors.links import connector_for
-from connectors.models import OutboxMessage, PartnerConnector
+from connectors.models import OutboxMessage, PartnerConnector, PartnerLink
 from connectors.outbox import PermanentDeliveryError, RetryableDeliveryError, register_handler
 from connectors.protocol import ConnectorError, PartnerUnavailable
+from connectors.sealing import Unsealable, open_reference
 from connectors.services import outbox_enqueue
 from consent import erasure
 
@@ -78,14 +86,44 @@ def deliver_erasure(message: OutboxMessage) -> None:
         raise PermanentDeliveryError(f"erasure failed: {exc}") from None
 
 
-def _connector_answer(partner_connector: PartnerConnector, idempotency_key: str) -> str:
+def erasure_details(user: Any) -> dict[str, dict[str, Any]]:
+    """consent.erasure's partner details: client_id → {"links": [{connector, link, reference}]},
+    each reference still sealed (bound to its link's id, as the deprovision message carries it)."""
+    details: dict[str, dict[str, Any]] = {}
+    for link in PartnerLink.objects.filter(user=user).select_related("connector__client"):
+        entry = details.setdefault(link.connector.client.client_id, {"links": []})
+        entry["links"].append(
+            {
+                "connector": str(link.connector_id),
+                "link": str(link.pk),
+                "reference": base64.b64encode(bytes(link.reference_sealed)).decode(),
+            }
+        )
+    return details
+
+
+def _reference_for(message: OutboxMessage, partner_connector: PartnerConnector) -> str | None:
+    links = ((message.payload or {}).get("details") or {}).get("links") or []
+    for item in links:
+        if isinstance(item, dict) and item.get("connector") == str(partner_connector.pk):
+            try:
+                return open_reference(item.get("link"), base64.b64decode(item.get("reference") or ""))
+            except (Unsealable, ValueError):
+                raise PermanentDeliveryError("the sealed reference does not open") from None
+    return None
+
+
+def _connector_answer(
+    partner_connector: PartnerConnector, message: OutboxMessage, idempotency_key: str
+) -> tuple[str, str]:
+    reference = _reference_for(message, partner_connector)
     try:
-        outcome = connector_for(partner_connector).erase(None, idempotency_key=idempotency_key)
+        outcome = connector_for(partner_connector).erase(reference, idempotency_key=idempotency_key)
     except PartnerUnavailable as exc:
         raise RetryableDeliveryError(exc.code) from None
     except ConnectorError as exc:
         raise PermanentDeliveryError(exc.code) from None
-    return str(outcome.state)
+    return str(outcome.state), outcome.detail
 
 
 def deliver_partner_erasure(message: OutboxMessage) -> None:
@@ -95,17 +133,28 @@ def deliver_partner_erasure(message: OutboxMessage) -> None:
     connectors = list(
         PartnerConnector.objects.filter(client__client_id=client_id).select_related("client").order_by("kind")
     )
+    detail = ""
     if not connectors:
         state = erasure.PARTNER_NO_CONNECTOR
     else:
-        answers = [_connector_answer(item, f"{message.idempotency_key}:{item.kind}") for item in connectors]
+        answers = [
+            _connector_answer(item, message, f"{message.idempotency_key}:{item.kind}") for item in connectors
+        ]
         # The weakest answer stands for the partner: one connector that could not ask is enough
         # for an operator to act.
-        state = next((answer for answer in answers if answer != "erased"), "erased")
-    erasure.partner_erasure_record(request_id=request_id, client_id=client_id, state=state)
+        state = next((answer for answer, _detail in answers if answer != "erased"), "erased")
+        detail = "; ".join(
+            f"{item.kind}: {text}" for item, (_a, text) in zip(connectors, answers, strict=True)
+        )
+    with transaction.atomic():
+        erasure.partner_erasure_record(request_id=request_id, client_id=client_id, state=state, detail=detail)
+        if "details" in (message.payload or {}):  # the sealed card numbers are no longer needed
+            payload = {key: value for key, value in message.payload.items() if key != "details"}
+            OutboxMessage.objects.filter(pk=message.pk).update(payload=payload)
 
 
 def register_erasure_handlers() -> None:
     register_handler(erasure.KIND_ERASURE, deliver_erasure)
     register_handler(erasure.KIND_PARTNER_ERASURE, deliver_partner_erasure)
     erasure.register_erasure_queue(enqueue_erasure)
+    erasure.register_partner_details("connectors.links", erasure_details)

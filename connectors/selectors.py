@@ -9,10 +9,13 @@ from typing import Any
 from connectors.library import KIND as LIBRARY_KIND
 from connectors.models import PartnerConnector, PartnerLink
 from connectors.sealing import Unsealable, open_reference
+from connectors.transport import KIND as TRANSPORT_KIND
 from identity.models import User
 
 LIBRARY_CARD_SCOPE = "library_card"
 LIBRARY_CARD_CLAIM = "library_card"
+TRANSPORT_SCOPE = "transport_subscription"
+TRANSPORT_CLAIM = "transport_subscription"
 
 
 @dataclass(frozen=True)
@@ -95,3 +98,36 @@ def library_card_claims(user: User, scopes: frozenset[str], client: Any = None) 
         and chosen.connector.config.get("release_card_number")
     )
     return {LIBRARY_CARD_CLAIM: _library_claim(chosen, with_number=with_number)}
+
+
+def _transport_claim(link: PartnerLink | None) -> dict[str, Any]:
+    if link is None:
+        return {"linked": False}
+    claim: dict[str, Any] = {"linked": True, "valid": link.status == PartnerLink.Status.VALID}
+    contract_type = link.attributes.get("contract_type")
+    if link.status in {PartnerLink.Status.VALID, PartnerLink.Status.EXPIRED} and contract_type:
+        claim["type"] = str(contract_type)
+    if link.expires_on is not None:
+        claim["valid_until"] = link.expires_on.isoformat()
+    return claim
+
+
+def transport_subscription_claims(user: User, scopes: frozenset[str], client: Any = None) -> dict[str, Any]:
+    """The `transport_subscription` claim: whether the resident's linked Libertan card holds a
+    valid subscription, its type and until when; never the card number. The client's own
+    transport connector's link when it has one, else a valid link first."""
+    if TRANSPORT_SCOPE not in scopes:
+        return {}
+    links = list(
+        PartnerLink.objects.filter(
+            user=user, connector__kind=TRANSPORT_KIND, connector__enabled=True
+        ).select_related("connector")
+    )
+    own = [link for link in links if client is not None and link.connector.client_id == client.pk]
+    chosen = (
+        own[0]
+        if own
+        else next((link for link in links if link.status == PartnerLink.Status.VALID), None)
+        or (links[0] if links else None)
+    )
+    return {TRANSPORT_CLAIM: _transport_claim(chosen)}

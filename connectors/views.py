@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from common.ratelimit import client_ip
 from connectors import links, selectors
-from connectors.forms import LibraryLinkForm
+from connectors.forms import LinkForm, link_form
 from connectors.models import PartnerConnector, PartnerLink
 from connectors.protocol import (
     ConnectorConfigError,
@@ -33,6 +33,8 @@ from connectors.protocol import (
     PartnerProtocolError,
     RefusalReason,
 )
+from connectors.transport import KIND as TRANSPORT_KIND
+from connectors.transport import CardReplaced
 from identity.models import User
 from identity.request_user import request_user
 
@@ -81,6 +83,39 @@ def _error_message(exc: Exception) -> str:
     )
 
 
+def _transport_error_message(exc: Exception) -> str:
+    if isinstance(exc, CardReplaced):
+        return _(
+            "Cette carte Libertan a été remplacée par la carte dont le numéro se termine par "
+            "%(masked)s. Liez plutôt votre nouvelle carte."
+        ) % {"masked": exc.masked_replacement.replace("•", "").strip()}
+    if isinstance(exc, CredentialsRefused) and exc.reason == RefusalReason.NO_CONTRACT:
+        return _(
+            "Aucun abonnement n'est enregistré sur cette carte Libertan. Si vous venez de "
+            "souscrire, réessayez dans quelques jours ; sinon, adressez-vous à une agence Naolib."
+        )
+    if isinstance(exc, CredentialsRefused):
+        return _(
+            "Nous n'avons pas pu vérifier cette carte avec ces informations. Vérifiez le numéro "
+            "de la carte, votre nom de famille et votre date de naissance, tels que Naolib les connaît."
+        )
+    if isinstance(exc, InvalidReference):
+        return _("Un numéro de carte Libertan compte de 8 à 20 chiffres : vérifiez-le au dos de votre carte.")
+    if isinstance(exc, PartnerProtocolError):
+        return _(
+            "Le service Naolib a répondu de façon inattendue. Rien n'a été enregistré. "
+            "Réessayez plus tard : l'incident est signalé à nos équipes."
+        )
+    if isinstance(exc, ConnectorConfigError):
+        return _(
+            "Ce service n'est pas disponible pour le moment. Rien n'a été enregistré. Réessayez plus tard."
+        )
+    return _(
+        "Le service Naolib ne répond pas pour le moment. Rien n'a été enregistré : "
+        "réessayez dans quelques minutes."
+    )
+
+
 def _link_error_message(code: str) -> str:
     return {
         "already_linked": _(
@@ -103,7 +138,29 @@ def _too_many_attempts(minutes: int) -> str:
     ) % {"minutes": minutes}
 
 
+def _transport_status_message(link: PartnerLink) -> tuple[int, str]:
+    until = link.expires_on.strftime("%d/%m/%Y") if link.expires_on else ""
+    label = str(link.attributes.get("contract_label") or link.attributes.get("contract_type") or "")
+    if link.status == PartnerLink.Status.EXPIRED and link.expires_on:
+        return messages.WARNING, _(
+            "Votre carte Libertan est liée, mais son abonnement « %(label)s » a expiré le %(date)s. "
+            "Renouvelez-le auprès de Naolib."
+        ) % {"label": label, "date": until}
+    if link.status == PartnerLink.Status.EXPIRED:
+        return messages.WARNING, _("Votre carte Libertan est liée, mais elle ne porte plus d'abonnement.")
+    if link.status == PartnerLink.Status.UNLINKED:
+        return messages.WARNING, _(
+            "Naolib ne connaît plus cette carte (elle a peut-être été remplacée). Retirez-la, puis "
+            "liez votre nouvelle carte."
+        )
+    return messages.SUCCESS, _(
+        "Votre carte Libertan est liée : abonnement « %(label)s » valable jusqu'au %(date)s."
+    ) % {"label": label, "date": until}
+
+
 def _status_message(link: PartnerLink) -> tuple[int, str]:
+    if link.connector.kind == TRANSPORT_KIND:
+        return _transport_status_message(link)
     if link.status == PartnerLink.Status.BLOCKED:
         return messages.WARNING, _(
             "Votre carte est liée, mais la bibliothèque l'indique bloquée (par exemple pour des "
@@ -121,15 +178,21 @@ def _status_message(link: PartnerLink) -> tuple[int, str]:
     return messages.SUCCESS, _("Votre carte est liée et valide.")
 
 
+def _prefix(partner_connector: PartnerConnector) -> str:
+    return f"c{partner_connector.pk.hex[:8]}"
+
+
 def _render(
-    request: HttpRequest, user: User, forms: dict[Any, LibraryLinkForm] | None = None, status: int = 200
+    request: HttpRequest, user: User, forms: dict[Any, LinkForm] | None = None, status: int = 200
 ) -> HttpResponse:
     forms = forms or {}
     entries = []
     for entry in selectors.resident_entries(user):
         form = None
         if entry.link is None and entry.connector.enabled:
-            form = forms.get(entry.connector.pk) or LibraryLinkForm(prefix=f"c{entry.connector.pk.hex[:8]}")
+            form = forms.get(entry.connector.pk) or link_form(
+                entry.connector.kind, prefix=_prefix(entry.connector), user=user
+            )
         entries.append({"connector": entry.connector, "link": entry.link, "form": form})
     return render(request, "connectors/cards.html", {"entries": entries}, status=status)
 
@@ -149,15 +212,16 @@ def card_link(request: HttpRequest, connector_id: UUID) -> HttpResponse:
     partner_connector = get_object_or_404(
         PartnerConnector.objects.select_related("client"), pk=connector_id, enabled=True
     )
-    form = LibraryLinkForm(request.POST, prefix=f"c{partner_connector.pk.hex[:8]}")
+    form = link_form(partner_connector.kind, prefix=_prefix(partner_connector), data=request.POST)
     if not form.is_valid():
         return _render(request, user, {partner_connector.pk: form}, status=400)
+    reference, secret = form.credentials()
     try:
         link = links.link_create(
             user=user,
             partner_connector=partner_connector,
-            reference=form.cleaned_data["card_number"],
-            secret=form.cleaned_data["pin"],
+            reference=reference,
+            secret=secret,
             ip=client_ip(request),
         )
     except links.LinkThrottled as exc:
@@ -167,12 +231,26 @@ def card_link(request: HttpRequest, connector_id: UUID) -> HttpResponse:
         form.add_error(None, _link_error_message(exc.code))
         return _render(request, user, {partner_connector.pk: form}, status=409)
     except ConnectorError as exc:
-        form.add_error(None, _error_message(exc))
+        transport = partner_connector.kind == TRANSPORT_KIND
+        form.add_error(None, _transport_error_message(exc) if transport else _error_message(exc))
         unavailable = not isinstance(exc, CredentialsRefused | InvalidReference)
         return _render(request, user, {partner_connector.pk: form}, status=503 if unavailable else 400)
     level, text = _status_message(link)
     messages.add_message(request, level, text)
     return redirect("connectors:cards")
+
+
+def _refresh_failed(user: User, link_id: UUID) -> str:
+    if PartnerLink.objects.filter(pk=link_id, user=user, connector__kind=TRANSPORT_KIND).exists():
+        return _(
+            "L'état de l'abonnement n'a pas pu être actualisé : le service Naolib ne répond pas ou a "
+            "répondu de façon inattendue. Le dernier état connu reste affiché ; réessayez plus tard."
+        )
+    return _(
+        "Le statut de la carte n'a pas pu être actualisé : le système des bibliothèques ne "
+        "répond pas ou a répondu de façon inattendue. Le dernier statut connu reste affiché ; "
+        "réessayez plus tard."
+    )
 
 
 @never_cache
@@ -187,14 +265,7 @@ def card_refresh(request: HttpRequest, link_id: UUID) -> HttpResponse:
     except links.LinkError as exc:
         messages.error(request, _link_error_message(exc.code))
     except ConnectorError:
-        messages.error(
-            request,
-            _(
-                "Le statut de la carte n'a pas pu être actualisé : le système des bibliothèques ne "
-                "répond pas ou a répondu de façon inattendue. Le dernier statut connu reste affiché ; "
-                "réessayez plus tard."
-            ),
-        )
+        messages.error(request, _refresh_failed(user, link_id))
     else:
         level, text = _status_message(link)
         messages.add_message(request, level, _("Statut actualisé.") + " " + text)

@@ -87,6 +87,26 @@ def register_partner_source(name: str, source: PartnerSource) -> None:
     _partner_sources[name] = source
 
 
+# (user) -> client_id -> opaque details the partner's erasure message carries (connectors: the
+# sealed card numbers of the links about to be erased, so the partner can be asked by card).
+# Read before the providers erase; consent never interprets them.
+PartnerDetails = Callable[[User], dict[str, dict[str, Any]]]
+_partner_details: dict[str, PartnerDetails] = {}
+
+
+def register_partner_details(name: str, source: PartnerDetails) -> None:
+    """Called from an upper app's ready(): what each partner's erasure message must carry."""
+    _partner_details[name] = source
+
+
+def _details_of(user: User) -> dict[str, dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for source in _partner_details.values():
+        for client_id, details in source(user).items():
+            merged.setdefault(client_id, {}).update(details)
+    return merged
+
+
 def register_erasure_queue(queue: ErasureQueue) -> None:
     """Called from the connectors app's ready(): how an erasure reaches the worker."""
     global _queue
@@ -295,6 +315,7 @@ def _partners_of(user: User) -> list[str]:
 def _erase(request: RightsRequest, user: User) -> None:
     """Inside the caller's transaction: every provider, the partners' messages, the progress."""
     partners = _partners_of(user)
+    details = _details_of(user)
     report = rights_erase(user)
     # A list: the order the providers ran in (a JSON object's keys lose it in PostgreSQL's jsonb).
     steps = [
@@ -305,7 +326,11 @@ def _erase(request: RightsRequest, user: User) -> None:
         _enqueue(
             kind=KIND_PARTNER_ERASURE,
             key=f"{KIND_PARTNER_ERASURE}:{request.pk}:{client_id}",
-            payload={"request_id": str(request.pk), "client_id": client_id},
+            payload={
+                "request_id": str(request.pk),
+                "client_id": client_id,
+                **({"details": details[client_id]} if client_id in details else {}),
+            },
             partner=client_id,
         )
     request.progress = {"steps": steps, "partners": {key: {"state": PARTNER_REQUESTED} for key in partners}}
@@ -422,16 +447,21 @@ def erasure_now(*, user: User, operator: User | None, ip: str = "") -> RightsReq
     return request
 
 
-def partner_erasure_record(*, request_id: Any, client_id: str, state: str) -> None:
-    """A partner's answer to an erasure request (today: `no_connector`, written by the
-    handler of `rights.partner_erasure`), kept in the request's progress."""
+def partner_erasure_record(*, request_id: Any, client_id: str, state: str, detail: str = "") -> None:
+    """A partner's answer to an erasure request (`no_connector`, or the connectors' answers:
+    `erased`, `refused`, `not_supported`, written by the handler of `rights.partner_erasure`),
+    kept in the request's progress with the partner's `detail` (English, no personal data)."""
     with transaction.atomic():
         request = RightsRequest.objects.select_for_update().filter(pk=request_id).first()
         if request is None:
             return
         progress = dict(request.progress or {})
         partners = dict(progress.get("partners", {}))
-        partners[client_id] = {"state": state, "at": timezone.now().isoformat()}
+        partners[client_id] = {
+            "state": state,
+            "at": timezone.now().isoformat(),
+            **({"detail": detail[:300]} if detail else {}),
+        }
         progress["partners"] = partners
         request.progress = progress
         request.save(update_fields=["progress"])
