@@ -82,15 +82,20 @@ def cmd_run() -> None:
     simulator = subprocess.Popen(  # noqa: S603
         [str(PY), "-m", "connectors.sip2.simulator", "--port", str(sip2_port)], cwd=ROOT
     )
+    # The demo Naolib operator: the transport-contract simulator over HTTP (it prints its cards).
+    transport_port = free_port()
+    transport = subprocess.Popen(  # noqa: S603
+        [str(PY), "-m", "connectors.transport_simulator", "--port", str(transport_port)], cwd=ROOT
+    )
     worker = None
     try:
-        manage("load_demo", "--sip2-port", str(sip2_port))
+        manage("load_demo", "--sip2-port", str(sip2_port), "--transport-port", str(transport_port))
         addr = os.environ.get("RUN_ADDRESS", "127.0.0.1:8000")
         # The outbox relay (deliveries to partners) runs beside the web server, as in production.
         worker = subprocess.Popen([str(PY), "manage.py", "outbox_worker"], cwd=ROOT)  # noqa: S603
         manage("runserver", addr)
     finally:
-        for process in (worker, simulator):
+        for process in (worker, simulator, transport):
             if process is not None:
                 process.terminate()
                 process.wait(timeout=10)

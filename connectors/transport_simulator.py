@@ -41,7 +41,7 @@ def demo_cards(today: date | None = None) -> list[SimCard]:
     return [
         SimCard(
             "2501000000000001",
-            "Durand",
+            "Martin",
             date(1990, 4, 12),
             {
                 "type": "annual",
@@ -52,7 +52,7 @@ def demo_cards(today: date | None = None) -> list[SimCard]:
         ),
         SimCard(
             "2501000000000002",
-            "Durand",
+            "Martin",
             date(1990, 4, 12),
             {
                 "type": "monthly",
@@ -61,8 +61,8 @@ def demo_cards(today: date | None = None) -> list[SimCard]:
                 "valid_until": (today - timedelta(days=30)).isoformat(),
             },
         ),
-        SimCard("2501000000000003", "Durand", date(1990, 4, 12)),
-        SimCard("2501000000000004", "Durand", date(1990, 4, 12), replaced_by="2501000000000001"),
+        SimCard("2501000000000003", "Martin", date(1990, 4, 12)),
+        SimCard("2501000000000004", "Martin", date(1990, 4, 12), replaced_by="2501000000000001"),
     ]
 
 
@@ -278,7 +278,7 @@ class TransportSimulator:
 
 def print_banner(simulator: TransportSimulator) -> None:
     print(f"Naolib transport simulator on {simulator.base_url} (API key {simulator.api_key})")
-    print("  demo cards (family name Durand, born 1990-04-12):")
+    print("  demo cards (family name Martin, born 1990-04-12):")
     for card in demo_cards():
         print(f"    {card.card}  {DEMO_DESCRIPTIONS[card.card]}")
     sys.stdout.flush()

@@ -96,8 +96,15 @@ def start(request: HttpRequest) -> HttpResponse:
         "response_type": "code",
         "client_id": client["client_id"],
         "redirect_uri": _provider() + "/demo/callback",
-        # ?library=1: the library portal's case (the demo library connector, load_demo_library).
-        "scope": " ".join([*DEMO_SCOPES, *(["library_card"] if request.GET.get("library") else [])]),
+        # ?library=1: the library portal's case (the demo library connector, load_demo_library);
+        # ?transport=1: a partner offering subscribers' rates (load_demo_transport).
+        "scope": " ".join(
+            [
+                *DEMO_SCOPES,
+                *(["library_card"] if request.GET.get("library") else []),
+                *(["transport_subscription"] if request.GET.get("transport") else []),
+            ]
+        ),
         "state": state,
         "nonce": nonce,
         "code_challenge": challenge,

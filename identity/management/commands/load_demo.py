@@ -26,6 +26,11 @@ class Command(BaseCommand):
             type=int,
             help="also give the demo partner a library connector for the SIP2 simulator on this port",
         )
+        parser.add_argument(
+            "--transport-port",
+            type=int,
+            help="also give the demo partner a transport connector for the Naolib simulator on this port",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
@@ -78,3 +83,5 @@ class Command(BaseCommand):
         if options.get("sip2_port"):
             # By name, not by import: identity sits below connectors (docs/architecture.md).
             call_command("load_demo_library", port=options["sip2_port"], stdout=self.stdout)
+        if options.get("transport_port"):
+            call_command("load_demo_transport", port=options["transport_port"], stdout=self.stdout)
