@@ -15,6 +15,7 @@ from django.db import connection
 from connectors.models import PartnerConnector
 from connectors.services import partner_connector_configure
 from connectors.sip2.simulator import Sip2Simulator
+from connectors.transport_simulator import TransportSimulator
 from tests.connectors.form_handler import register as register_form_handler
 from tests.local_servers import RecordingServer
 
@@ -109,4 +110,45 @@ def library(library_sim: Sip2Simulator, library_client: Any) -> PartnerConnector
         label="Bibliothèques de Nantes Métropole",
         config=library_config(library_sim),
         secrets={"login_password": library_sim.login_password},
+    )
+
+
+# --- the transport connector against the Naolib simulator ---------------------------------
+
+TRANSPORT_NAME, TRANSPORT_BIRTH = "Martin", "1990-04-12"
+TRANSPORT_VALID = "2501000000000001"
+TRANSPORT_EXPIRED = "2501000000000002"
+TRANSPORT_NO_CONTRACT = "2501000000000003"
+TRANSPORT_REPLACED = "2501000000000004"
+TRANSPORT_UNKNOWN = "2501999999999999"
+
+
+@pytest.fixture
+def transport_sim() -> Iterator[TransportSimulator]:
+    """The Naolib simulator on a free port of 127.0.0.1 (a real HTTP socket)."""
+    with TransportSimulator() as sim:
+        sim.faults.delay = 2.0
+        yield sim
+
+
+def transport_config(sim: TransportSimulator, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {"base_url": sim.base_url, "connect_timeout": 1.0, "read_timeout": 1.0}
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def transport_client(make_client: Any) -> Any:
+    """A partner offering subscribers' rates, offered the transport_subscription scope."""
+    return make_client(name="Naolib", scopes=["openid", "profile", "transport_subscription"])
+
+
+@pytest.fixture
+def transport(transport_sim: TransportSimulator, transport_client: Any) -> PartnerConnector:
+    return partner_connector_configure(
+        client=transport_client.client,
+        kind="transport",
+        label="Naolib — carte Libertan",
+        config=transport_config(transport_sim),
+        secrets={"api_key": transport_sim.api_key},
     )
