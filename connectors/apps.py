@@ -44,7 +44,7 @@ class ConnectorsConfig(AppConfig):
                 "connectors:cards",
                 40,
                 views.cards_summary,
-                _("Lier ma carte de bibliothèque, voir son état"),
+                _("Lier ma carte de bibliothèque ou ma carte Libertan, voir leur état"),
             )
         )
-        claims.register_claim_providers()  # the library_card scope (identity.oidc.claims)
+        claims.register_claim_providers()  # library_card, transport_subscription (identity.oidc.claims)
