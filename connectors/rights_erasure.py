@@ -34,6 +34,7 @@ from connectors.services import outbox_enqueue
 from consent import erasure
 
 DESTINATION = "worker"
+ANSWERED = "answered"  # payload flag: the partner's answer is recorded
 # The erasure runs in one transaction; a failure is marked on the request ("failed") and
 # looked at by an operator: the message is not retried.
 ERASURE_MAX_ATTEMPTS = 1
@@ -127,9 +128,12 @@ def _connector_answer(
 
 
 def deliver_partner_erasure(message: OutboxMessage) -> None:
-    """Ask each of the partner's connectors; without one, record that nothing more can be asked."""
+    """Ask each of the partner's connectors; without one, record that nothing more can be asked.
+    A message whose answer was recorded (delivered again after a crash, replayed) asks nothing."""
     request_id = _field(message, "request_id")
     client_id = _field(message, "client_id")
+    if (message.payload or {}).get(ANSWERED):
+        return
     connectors = list(
         PartnerConnector.objects.filter(client__client_id=client_id).select_related("client").order_by("kind")
     )
@@ -148,9 +152,10 @@ def deliver_partner_erasure(message: OutboxMessage) -> None:
         )
     with transaction.atomic():
         erasure.partner_erasure_record(request_id=request_id, client_id=client_id, state=state, detail=detail)
-        if "details" in (message.payload or {}):  # the sealed card numbers are no longer needed
-            payload = {key: value for key, value in message.payload.items() if key != "details"}
-            OutboxMessage.objects.filter(pk=message.pk).update(payload=payload)
+        # The sealed card numbers are no longer needed: dropped with the answer recorded, in one
+        # transaction, and the message marked answered so that a redelivery records nothing new.
+        payload = {key: value for key, value in (message.payload or {}).items() if key != "details"}
+        OutboxMessage.objects.filter(pk=message.pk).update(payload={**payload, ANSWERED: True})
 
 
 def register_erasure_handlers() -> None:
