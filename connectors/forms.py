@@ -78,7 +78,8 @@ def link_form(kind: str, *, prefix: str, data: Any = None, user: Any = None) -> 
     """The linking form of a connector kind; a transport form is prefilled with the account's
     family name when we have it (never a birth date: we do not hold one)."""
     cls = _FORMS.get(kind, LibraryLinkForm)
-    initial = {}
-    if cls is TransportLinkForm and user is not None and getattr(user, "family_name", ""):
-        initial["family_name"] = user.family_name
+    initial: dict[str, str] = {}
+    family_name = str(getattr(user, "family_name", "") or "")
+    if cls is TransportLinkForm and family_name:
+        initial["family_name"] = family_name
     return cls(data, prefix=prefix, initial=initial)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date
 from ipaddress import ip_address
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from common.outbound import open_without_redirects
 from connectors.protocol import (
@@ -337,7 +337,7 @@ class TransportConnector(Connector):
 
     def replacement_notices(self, since: str = "") -> dict[str, Any]:
         """The operator's card replacement notices after the cursor `since` (contract §6)."""
-        path = "/v1/replacement-notices" + (f"?since={urllib.request.quote(since)}" if since else "")
+        path = "/v1/replacement-notices" + (f"?since={quote(since)}" if since else "")
         _status, answer = self._client().call("GET", path)
         return answer
 
