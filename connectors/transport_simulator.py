@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -86,7 +87,9 @@ def _masked(card: str) -> str:
 
 
 def _fold(name: str) -> str:
-    return " ".join(name.split()).casefold()
+    """As the contract asks: without case, accents and extra spaces."""
+    decomposed = unicodedata.normalize("NFKD", " ".join(name.split()).casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 @dataclass
