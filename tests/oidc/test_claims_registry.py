@@ -88,6 +88,7 @@ def test_the_standard_provider_is_registered_at_start_up() -> None:
         "accessibility",
         "interests",
         "library_card",
+        "transport_subscription",
     )
     assert registry.STANDARD_PROVIDER in registry.providers()
     assert registry.claim_scope("phone_number") == "phone"
