@@ -4,7 +4,9 @@ A connector is the code that speaks one kind of partner system (a library system
 today). It is configured per partner client (connectors.models.PartnerConnector: its
 non-secret `config` and its decrypted `secrets`) and knows nothing of Django's request, of
 our models or of the resident's account: it takes the partner reference (a card number)
-and, when linking, the secret that proves the resident holds it (a PIN), and answers typed
+and, when linking, the secret that proves the resident holds it (a PIN; for the transport
+kind, the family name and birth date as `connectors.transport.link_secret` encodes them),
+never stored, and answers typed
 outcomes or raises typed errors. Services (connectors.links) store, throttle and audit;
 views turn the errors into messages.
 

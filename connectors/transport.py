@@ -4,8 +4,7 @@ HTTP contract of docs/connectors/transport.md (OpenAPI: docs/connectors/transpor
 Configuration of a `PartnerConnector` of kind "transport" (docs/operators.md):
 
 - `config` (non-secret): `base_url` (required: https, or http on a loopback address for the
-  simulator), `connect_timeout`, `read_timeout`, `release_contract_type` (reserved: the claim
-  carries the contract type for every partner today);
+  simulator), `connect_timeout`, `read_timeout`;
 - `secrets`: `api_key` (required): the key the operator issued us, sent as
   `Authorization: Bearer <api_key>` over TLS.
 
@@ -231,7 +230,7 @@ class CardReplaced(CredentialsRefused):
 @register
 class TransportConnector(Connector):
     kind = KIND
-    config_keys = ("base_url", "connect_timeout", "read_timeout", "release_contract_type")
+    config_keys = ("base_url", "connect_timeout", "read_timeout")
     secret_keys = ("api_key",)
 
     @classmethod
