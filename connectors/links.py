@@ -303,5 +303,42 @@ def deliver_deprovision(message: OutboxMessage) -> None:
     log.info("deprovision %s at %s: %s", message.pk, job.partner_connector.kind, outcome.detail or "done")
 
 
+def links_replacements_apply(*, partner_connector: PartnerConnector, since: str = "") -> tuple[int, str]:
+    """Follow the partner's card replacement notices (a connector with `replacement_notices`,
+    the transport kind): each linked card the partner replaced becomes "unknown to the
+    partner" with the new card's masked number, and the resident is asked (on the page) to
+    link the new card. Returns (links marked, the next cursor). Connector errors are raised."""
+    connector = connector_for(partner_connector)
+    read = getattr(connector, "replacement_notices", None)
+    if read is None:
+        return 0, ""
+    notices, cursor = read(since)
+    marked = 0
+    for card, masked in notices:
+        with transaction.atomic():
+            link = (
+                PartnerLink.objects.select_for_update()
+                .filter(
+                    connector=partner_connector, reference_hash=reference_hash(partner_connector.pk, card)
+                )
+                .first()
+            )
+            if link is None or link.attributes.get("replaced_by") == masked:
+                continue
+            link.status = PartnerLink.Status.UNLINKED
+            link.attributes = {"replaced_by": masked}
+            link.expires_on = None
+            link.last_checked_at = timezone.now()
+            link.save(update_fields=["status", "attributes", "expires_on", "last_checked_at"])
+            audit_log(
+                event="connector.link_replaced",
+                subject_user=link.user,
+                client_id=partner_connector.client.client_id,
+                data={"connector": str(partner_connector.pk), "link": str(link.pk)},
+            )
+            marked += 1
+    return marked, cursor
+
+
 def register_link_handlers() -> None:
     register_handler(KIND_DEPROVISION, deliver_deprovision, secret_payload=True)

@@ -334,11 +334,22 @@ class TransportConnector(Connector):
             return ErasureOutcome(ErasureState.REFUSED, f"the operator refused: {reason}")
         raise PartnerProtocolError(f"HTTP {status}: unexpected erasure answer")
 
-    def replacement_notices(self, since: str = "") -> dict[str, Any]:
-        """The operator's card replacement notices after the cursor `since` (contract §6)."""
+    def replacement_notices(self, since: str = "") -> tuple[list[tuple[str, str]], str]:
+        """The operator's card replacement notices after the cursor `since` (contract §6):
+        [(replaced card number, the new card masked)], and the next cursor."""
         path = "/v1/replacement-notices" + (f"?since={quote(since)}" if since else "")
         _status, answer = self._client().call("GET", path)
-        return answer
+        notices = answer.get("notices")
+        if not isinstance(notices, list):
+            raise PartnerProtocolError("notices is not a list")
+        found = []
+        for notice in notices:
+            card = notice.get("card_number") if isinstance(notice, dict) else None
+            masked = notice.get("masked_replacement") if isinstance(notice, dict) else None
+            if not isinstance(card, str) or not isinstance(masked, str) or len(masked) > 32:
+                raise PartnerProtocolError("a notice without card_number or masked_replacement")
+            found.append((self.normalise_reference(card), masked))
+        return found, str(answer.get("next") or "")
 
     def health(self) -> Health:
         try:

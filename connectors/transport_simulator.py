@@ -159,7 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"status": "ok"})
         elif path == "/v1/replacement-notices":
             notices = [
-                {"masked_card_number": _masked(card.card), "masked_replacement": _masked(card.replaced_by)}
+                {"card_number": card.card, "masked_replacement": _masked(card.replaced_by)}
                 for card in self.state.cards.values()
                 if card.replaced_by
             ]

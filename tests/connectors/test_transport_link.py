@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from connectors.links import link_create, link_refresh
 from connectors.models import PartnerLink
@@ -208,6 +210,26 @@ def test_provision_is_not_pretended_and_replacement_notices_are_read(transport_s
     )
     assert not connector.provision(TRANSPORT_VALID, idempotency_key="k").done
     assert not connector.deprovision(TRANSPORT_VALID, idempotency_key="k").done
-    notices = connector.replacement_notices()["notices"]
-    assert {"masked_card_number": "•••• 0004", "masked_replacement": "•••• 0001"} in notices
+    notices, _next = connector.replacement_notices()
+    assert notices == [("2501000000000004", "•••• 0001")]
     assert connector.erase(None, idempotency_key="k").state == ErasureState.NOT_SUPPORTED
+
+
+def test_replacement_notices_mark_the_linked_card(resident, transport, transport_sim):
+    link = _link(resident, transport, TRANSPORT_VALID)
+    transport_sim.state.cards[TRANSPORT_VALID].replaced_by = "2501000000000077"
+    out = StringIO()
+    call_command("transport_replacements", stdout=out)
+    link.refresh_from_db()
+    assert link.status == PartnerLink.Status.UNLINKED and link.attributes == {"replaced_by": "•••• 0077"}
+    assert "1 link(s) marked replaced" in out.getvalue()
+    audit = AuditEvent.objects.get(event="connector.link_replaced")
+    assert audit.data == {"connector": str(transport.pk), "link": str(link.pk)}
+    call_command("transport_replacements", stdout=StringIO())  # twice: nothing more
+    assert AuditEvent.objects.filter(event="connector.link_replaced").count() == 1
+
+
+def test_replacement_notices_with_naolib_down_fail_loudly(transport, transport_sim):
+    transport_sim.stop()
+    with pytest.raises(CommandError):
+        call_command("transport_replacements", stdout=StringIO(), stderr=StringIO())
