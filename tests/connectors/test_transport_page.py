@@ -134,3 +134,21 @@ def test_the_messages_are_translated(signed_in, transport):
             HTTP_ACCEPT_LANGUAGE="en",
         )
     assert "No subscription is recorded on this Libertan card" in _text(response)
+
+
+def test_a_card_replaced_since_linking_says_so_after_a_refresh(signed_in, transport, transport_sim):
+    _link(signed_in, transport, TRANSPORT_VALID)
+    link = PartnerLink.objects.get()
+    transport_sim.state.cards[TRANSPORT_VALID].replaced_by = "2501000000000077"
+    text = _text(signed_in.post(f"/compte/cartes/{link.pk}/actualiser/", follow=True))
+    assert "Naolib ne connaît plus cette carte (elle a peut-être été remplacée)" in text
+    assert "Remplacée par" in text and "la carte se terminant par •••• 0077" in text
+
+
+def test_a_contract_gone_since_linking_says_so_after_a_refresh(signed_in, transport, transport_sim):
+    _link(signed_in, transport, TRANSPORT_VALID)
+    link = PartnerLink.objects.get()
+    transport_sim.state.cards[TRANSPORT_VALID].contract = None
+    text = _text(signed_in.post(f"/compte/cartes/{link.pk}/actualiser/", follow=True))
+    assert "Votre carte Libertan est liée, mais elle ne porte plus d'abonnement." in text
+    assert "aucun abonnement sur cette carte" in text
