@@ -28,6 +28,7 @@ from oauth2_provider.models import get_application_model
 from connectors.links import connector_for
 from connectors.models import OutboxMessage, PartnerConnector
 from connectors.protocol import ConnectorError
+from consent import erasure
 
 HEALTH_CHECK_TIMEOUT_SECONDS = 5.0
 HEALTH_CACHE_SECONDS = 120
@@ -158,3 +159,24 @@ def health_check(
             executor.shutdown(wait=False)
     cache.set(_HEALTH_KEY.format(pk=partner_connector.pk), result, HEALTH_CACHE_SECONDS)
     return result
+
+
+# --- the partners' erasure requests (consent.erasure's delivery reader) -------------------------
+
+
+def partner_erasure_deliveries(request_ids: list[str]) -> dict[tuple[str, str], erasure.PartnerDelivery]:
+    """Where each `rights.partner_erasure` message of these requests stands: one query."""
+    rows = OutboxMessage.objects.filter(
+        kind=erasure.KIND_PARTNER_ERASURE, payload__request_id__in=request_ids
+    ).values_list("payload", "partner", "status", "attempts", "last_error", "created_at", "delivered_at")
+    deliveries = {}
+    for payload, partner, status, attempts, last_error, created_at, delivered_at in rows:
+        request_id = str((payload or {}).get("request_id", ""))
+        deliveries[(request_id, partner)] = erasure.PartnerDelivery(
+            status=status,
+            attempts=attempts,
+            error_type=error_type(last_error) if last_error else "",
+            created_at=created_at,
+            delivered_at=delivered_at,
+        )
+    return deliveries

@@ -359,4 +359,5 @@ def rights_requests_page(request: HttpRequest) -> HttpResponse:
     """The register of rights requests: exports and erasures, their state, age and deadline."""
     open_only = request.GET.get("etat") == "ouvertes"
     rows = dpo_selectors.rights_requests(open_only=open_only)
-    return render(request, "consent/dpo/rights_requests.html", {"rows": rows, "open_only": open_only})
+    context = {"rows": rows, "open_only": open_only, "summary": dpo_selectors.partner_summary(rows)}
+    return render(request, "consent/dpo/rights_requests.html", context)
