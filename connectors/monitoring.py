@@ -165,10 +165,15 @@ def health_check(
 
 
 def partner_erasure_deliveries(request_ids: list[str]) -> dict[tuple[str, str], erasure.PartnerDelivery]:
-    """Where each `rights.partner_erasure` message of these requests stands: one query."""
-    rows = OutboxMessage.objects.filter(
-        kind=erasure.KIND_PARTNER_ERASURE, payload__request_id__in=request_ids
-    ).values_list("payload", "partner", "status", "attempts", "last_error", "created_at", "delivered_at")
+    """Where each partner's message of these rights requests stands (`rights.partner_erasure`
+    today; any kind sent to a partner with the request's id in its payload): one query. The
+    latest message per request and partner wins."""
+    rows = (
+        OutboxMessage.objects.exclude(partner="")
+        .filter(payload__request_id__in=request_ids)
+        .order_by("created_at")
+        .values_list("payload", "partner", "status", "attempts", "last_error", "created_at", "delivered_at")
+    )
     deliveries = {}
     for payload, partner, status, attempts, last_error, created_at, delivered_at in rows:
         request_id = str((payload or {}).get("request_id", ""))

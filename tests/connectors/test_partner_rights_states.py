@@ -91,6 +91,8 @@ def test_each_partner_state_from_queued_to_answered_or_dead(
     assert "Réponses des partenaires" in page and "Médiathèque de Rezé" in page
     assert "abandonnée : à remettre en file par un opérateur" in page and "connector_misconfigured" in page
     assert "ne peut pas être demandé par son protocole" in page
+    english = html.unescape(dpo_http.get("/dpo/demandes/", HTTP_ACCEPT_LANGUAGE="en").content.decode())
+    assert "Partners' answers" in english and "dead letter: an operator must replay it" in english
 
     # The operator replays it: queued again, attempts reset (the outbox's replay).
     assert outbox_replay_partner(partner=reze.client_id, dead_only=True) == 1
@@ -119,3 +121,4 @@ def test_the_resident_status_page_says_each_partner_state_in_plain_words(
     client.cookies.clear()
     english = html.unescape(client.get(status, HTTP_ACCEPT_LANGUAGE="en").content.decode())
     assert "Médiathèque de Rezé" in english
+    assert "the request could not be passed on to this service" in english
