@@ -263,3 +263,10 @@ def test_the_health_check_of_a_partner_that_answers(library):
     rows = {row.partner: row for row in monitoring.partner_rows()}
     (entry,) = rows[library.client.client_id].connectors
     assert entry.health == result
+
+
+def test_the_outbox_list_links_to_the_partners_page(staff, traffic):
+    browser = open_session(BrowserClient(), staff)
+    assert PAGE in browser.get("/admin/connectors/outboxmessage/").content.decode()
+    english = browser.get(PAGE, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Partners: queues and connector health" in english
