@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import transaction
 from django.test import Client as BrowserClient
 from django.utils import timezone
 
@@ -18,12 +19,13 @@ from common.crypto import keyed_hash
 from connectors.links import link_create
 from connectors.models import OutboxMessage, PartnerConnector
 from connectors.outbox import relay_once
-from connectors.services import outbox_replay_partner, partner_connector_configure
+from connectors.services import outbox_enqueue, outbox_replay_partner, partner_connector_configure
 from consent import erasure
 from consent.dpo.selectors import partner_summary, rights_requests
 from consent.models import RightsRequest
 from tests.conftest import staff_mfa_login
 from tests.connectors.conftest import VALID_CARD, library_config
+from tests.connectors.form_handler import HTTP_FORM_POST
 
 pytestmark = pytest.mark.django_db
 
@@ -122,3 +124,42 @@ def test_the_resident_status_page_says_each_partner_state_in_plain_words(
     english = html.unescape(client.get(status, HTTP_ACCEPT_LANGUAGE="en").content.decode())
     assert "Médiathèque de Rezé" in english
     assert "the request could not be passed on to this service" in english
+
+
+def test_a_partner_not_answering_is_failing_until_it_does(
+    make_resident: Any, library: Any, library_client: Any, partner: Any, dpo_http: BrowserClient
+) -> None:
+    """A message about the request that the partner keeps refusing with 503 (the test kind
+    posting to a real local port): failing, its attempts and error type; once answered, the
+    answer stands."""
+    alice = make_resident("alice@example.org")
+    link_create(user=alice, partner_connector=library, reference=VALID_CARD[0], secret=VALID_CARD[1])
+    request = erasure.erasure_now(user=alice, operator=None)
+    partner.status = 503
+    with transaction.atomic():
+        outbox_enqueue(
+            kind=HTTP_FORM_POST,
+            destination=partner.url,
+            payload={"fields": {"n": "1"}, "request_id": str(request.pk)},
+            idempotency_key=f"follow-up:{request.pk}",
+            partner=library_client.client_id,
+        )
+    OutboxMessage.objects.filter(kind=erasure.KIND_PARTNER_ERASURE).update(
+        next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
+    relay_once(kinds=[HTTP_FORM_POST])
+    (row,) = rights_requests()
+    failing = _by_partner(row)[library_client.client_id]
+    assert (failing.state, failing.attempts, failing.error_type) == ("failing", 1, "HTTP 503")
+    (line,) = partner_summary([row])
+    assert (line.failing, line.waiting, line.answered) == (1, 0, 0)
+    page = html.unescape(dpo_http.get("/dpo/demandes/").content.decode())
+    assert "en échec (1 tentative)" in page and "HTTP 503" in page
+    # The erasure is done here: the open requests' view has no row, the summary still counts it.
+    page = html.unescape(dpo_http.get("/dpo/demandes/?etat=ouvertes").content.decode())
+    assert "Réponses des partenaires" in page and "Portail des bibliothèques" in page
+
+    OutboxMessage.objects.filter(kind=erasure.KIND_PARTNER_ERASURE).update(next_attempt_at=timezone.now())
+    relay_once(kinds=[erasure.KIND_PARTNER_ERASURE])
+    (row,) = rights_requests()
+    assert _by_partner(row)[library_client.client_id].state == "not_supported"
