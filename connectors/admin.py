@@ -7,14 +7,18 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_http_methods
 
-from connectors import registry
-from connectors.links import connector_for
+from connectors import monitoring, registry
 from connectors.models import OutboxMessage, PartnerConnector, PartnerLink
-from connectors.protocol import ConnectorError
 from connectors.sealing import Unsealable, open_secrets, seal_secrets
-from connectors.services import outbox_replay
+from connectors.services import outbox_replay, outbox_replay_partner
 from identity import reauth
 from identity.audit import audit_log
 from identity.request_user import request_user
@@ -26,12 +30,68 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     list_filter = ("status", "kind", "partner")
     readonly_fields = [field.name for field in OutboxMessage._meta.fields]
     actions = ["replay"]
+    change_list_template = "admin/connectors/outboxmessage_change_list.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_urls(self) -> list[URLPattern]:
+        partners = path(
+            "partenaires/",
+            self.admin_site.admin_view(self.partners_view),
+            name="connectors_outboxmessage_partners",
+        )
+        return [partners, *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        # The replay action is a sensitive change: sudo mode, as for partner connectors.
+        if request.method == "POST" and request.POST.get("action"):
+            return _sudo(request) or super().changelist_view(request, extra_context)
+        return super().changelist_view(request, extra_context)
+
+    @staticmethod
+    def _partners_post(request: HttpRequest) -> None:
+        partner = request.POST.get("partner", "")
+        if request.POST.get("do") == "health":
+            partner_connector = get_object_or_404(PartnerConnector, pk=request.POST.get("connector"))
+            result = monitoring.health_check(partner_connector)
+            level = messages.SUCCESS if result.ok else messages.ERROR
+            messages.add_message(request, level, f"{partner_connector}: {result.detail}")
+            return
+        count = outbox_replay_partner(
+            partner=partner,
+            kind=request.POST.get("kind", ""),
+            dead_only=request.POST.get("dead_only") == "1",
+            acting_user=request_user(request),
+        )
+        messages.success(
+            request,
+            _("%(count)d message(s) remis en file pour %(partner)s.") % {"count": count, "partner": partner},
+        )
+
+    @method_decorator(require_http_methods(["GET", "POST"]))
+    def partners_view(self, request: HttpRequest) -> HttpResponse:
+        """Per partner: connector health (cached; checked on demand), queue depth, oldest
+        pending message, failures, dead letters; replay and health check in sudo mode."""
+        now = timezone.now()
+        rows = [(row, row.oldest_pending_age(now)) for row in monitoring.partner_rows()]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Partenaires : files et santé des connecteurs"),
+            "opts": self.model._meta,
+            "rows": rows,
+            "cache_seconds": monitoring.HEALTH_CACHE_SECONDS,
+        }
+        if request.method == "POST":
+            refused = _sudo(request)
+            if refused is not None:
+                return refused
+            self._partners_post(request)
+            return redirect("admin:connectors_outboxmessage_partners")
+        return TemplateResponse(request, "admin/connectors/partners.html", context)
 
     @admin.action(description=_("Remettre en file les messages abandonnés"))
     def replay(self, request: HttpRequest, queryset: Any) -> None:
@@ -124,11 +184,8 @@ class PartnerConnectorAdmin(admin.ModelAdmin):
     @admin.action(description=_("Vérifier que le partenaire répond"))
     def health_check(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         for partner_connector in queryset:
-            try:
-                health = connector_for(partner_connector).health()
-            except ConnectorError as exc:
-                self.message_user(request, f"{partner_connector}: {exc}", messages.ERROR)
-                continue
+            # Bounded and cached: the partners' page shows the answer too.
+            health = monitoring.health_check(partner_connector)
             level = messages.SUCCESS if health.ok else messages.ERROR
             self.message_user(request, f"{partner_connector}: {health.detail}", level)
         return None

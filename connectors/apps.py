@@ -23,6 +23,7 @@ class ConnectorsConfig(AppConfig):
             handlers,
             library,  # noqa: F401 - registers the "library" connector kind
             links,
+            monitoring,
             rights_erasure,
             selectors,
             transport,  # noqa: F401 - registers the "transport" connector kind
@@ -36,6 +37,8 @@ class ConnectorsConfig(AppConfig):
         rights_registry.register_module("connectors.rights")  # data-subject rights
         # The erasure asks every partner the resident linked an account at.
         erasure.register_partner_source("connectors.links", selectors.links_partners)
+        # Where each partner's erasure request stands in the outbox (the DPO, the resident).
+        erasure.register_delivery_reader(monitoring.partner_erasure_deliveries)
         # Mon compte › Cartes et abonnements (identity/account_sections.py).
         account_sections.register(
             account_sections.AccountSection(

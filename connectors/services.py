@@ -71,6 +71,40 @@ def outbox_replay(*, message_id: Any) -> OutboxMessage:
         return message
 
 
+def outbox_replay_partner(
+    *, partner: str, kind: str = "", dead_only: bool = False, acting_user: User | None = None
+) -> int:
+    """Replay a partner's messages (an operator, after the partner was fixed): its dead letters
+    go back to the queue as `outbox_replay` does (pending, attempts 0, due now, error emptied);
+    unless `dead_only`, its failing pending messages (attempts > 0) are also made due now,
+    their attempts kept. Of one `kind` only when given. One UPDATE each and an audit row, in
+    one transaction. Returns how many messages were put back or made due."""
+    now = timezone.now()
+    selection = OutboxMessage.objects.filter(partner=partner)
+    if kind:
+        selection = selection.filter(kind=kind)
+    with transaction.atomic():
+        dead = selection.filter(status=OutboxMessage.Status.DEAD).update(
+            status=OutboxMessage.Status.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+            locked_until=None,
+        )
+        retried = 0
+        if not dead_only:
+            retried = selection.filter(
+                status=OutboxMessage.Status.PENDING, attempts__gt=0, next_attempt_at__gt=now
+            ).update(next_attempt_at=now)
+        audit_log(
+            event="outbox.replayed",
+            acting_user=acting_user,
+            client_id=partner,
+            data={"kind": kind, "dead": dead, "retried": retried, "dead_only": dead_only},
+        )
+    return dead + retried
+
+
 def connection_in_atomic_block() -> bool:
     return transaction.get_connection().in_atomic_block
 

@@ -41,6 +41,8 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from oauth2_provider.models import get_application_model
 
 from common.crypto import generate_secret, keyed_hash, keyed_hash_matches
 from consent.models import (
@@ -169,9 +171,59 @@ class ErasureStep:
 
 
 @dataclass(frozen=True)
+class PartnerDelivery:
+    """Where the outbox message carrying a partner's erasure request stands (connectors'
+    reader): `status` pending, delivered or dead; `error_type` the type of its last error
+    (never the detail)."""
+
+    status: str
+    attempts: int
+    error_type: str
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+# (request ids) -> {(request id, client_id): PartnerDelivery}: one query, the connectors app's.
+DeliveryReader = Callable[[list[str]], dict[tuple[str, str], PartnerDelivery]]
+_delivery_reader: DeliveryReader | None = None
+
+
+def register_delivery_reader(reader: DeliveryReader) -> None:
+    """Called from the connectors app's ready(): how consent reads where each partner's
+    erasure request stands in the outbox (consent cannot import the outbox)."""
+    global _delivery_reader
+    _delivery_reader = reader
+
+
+# A partner's state, in the order an operator or the DPO cares about it.
+PARTNER_QUEUED = "queued"  # waiting in the queue, not tried yet
+PARTNER_FAILING = "failing"  # tried, failed, will be retried
+PARTNER_DEAD = "dead_letter"  # given up: an operator must act (replay)
+PARTNER_DELIVERED = "delivered"  # delivered, no answer recorded
+PARTNER_ANSWERS = ("erased", "refused", "not_supported", PARTNER_NO_CONNECTOR)
+
+
+@dataclass(frozen=True)
 class PartnerStatus:
+    """One partner of an erasure: `state` is its answer (erased, refused, not_supported,
+    no_connector) once recorded, else where its message stands (queued, failing,
+    dead_letter, delivered; `requested` when the outbox row is not found). `at`: the
+    answer's date, else the message's."""
+
     client_id: str
     state: str
+    name: str = ""
+    at: datetime | None = None
+    attempts: int = 0
+    error_type: str = ""
+
+    @property
+    def answered(self) -> bool:
+        return self.state in PARTNER_ANSWERS
+
+    @property
+    def failing(self) -> bool:
+        return self.state in (PARTNER_FAILING, PARTNER_DEAD)
 
 
 def erasure_steps(request: RightsRequest) -> list[ErasureStep]:
@@ -187,12 +239,54 @@ def erasure_steps(request: RightsRequest) -> list[ErasureStep]:
     ]
 
 
+def _partner_status(
+    answer: Any, delivery: PartnerDelivery | None, client_id: str, name: str
+) -> PartnerStatus:
+    answer = answer if isinstance(answer, dict) else {}
+    state = str(answer.get("state", "")) or PARTNER_REQUESTED
+    at = parse_datetime(str(answer.get("at") or ""))
+    if state in PARTNER_ANSWERS or delivery is None:
+        return PartnerStatus(client_id=client_id, state=state, name=name, at=at)
+    if delivery.status == "dead":
+        state = PARTNER_DEAD
+    elif delivery.status == "delivered":
+        state = PARTNER_DELIVERED
+    else:
+        state = PARTNER_FAILING if delivery.attempts else PARTNER_QUEUED
+    return PartnerStatus(
+        client_id=client_id,
+        state=state,
+        name=name,
+        at=delivery.delivered_at or delivery.created_at,
+        attempts=delivery.attempts,
+        error_type=delivery.error_type,
+    )
+
+
+def partners_states(requests: list[RightsRequest]) -> dict[Any, list[PartnerStatus]]:
+    """Each request's partners (progress["partners"]) with their answer or, until one is
+    recorded, where their message stands in the outbox. Two queries whatever the number of
+    requests: the outbox (connectors' reader) and the partners' names."""
+    answers = {request.pk: (request.progress or {}).get("partners", {}) or {} for request in requests}
+    ids = [str(pk) for pk, partners in answers.items() if partners]
+    if not ids:
+        return {request.pk: [] for request in requests}
+    deliveries = _delivery_reader(ids) if _delivery_reader is not None else {}
+    client_ids = {client_id for partners in answers.values() for client_id in partners}
+    names = dict(
+        get_application_model().objects.filter(client_id__in=client_ids).values_list("client_id", "name")
+    )
+    return {
+        pk: [
+            _partner_status(answer, deliveries.get((str(pk), client_id)), client_id, names.get(client_id, ""))
+            for client_id, answer in sorted(partners.items())
+        ]
+        for pk, partners in answers.items()
+    }
+
+
 def erasure_partners(request: RightsRequest) -> list[PartnerStatus]:
-    partners = (request.progress or {}).get("partners", {})
-    return [
-        PartnerStatus(client_id=key, state=str(value.get("state", "")))
-        for key, value in sorted(partners.items())
-    ]
+    return partners_states([request])[request.pk]
 
 
 # --- asking and cancelling ---------------------------------------------------------------------

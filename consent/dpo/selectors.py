@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 from oauth2_provider.models import get_application_model
 
 from consent.api.selectors import COOKIE_PURPOSE_CODES
+from consent.erasure import PartnerStatus, partners_states
 from consent.models import (
     EventType,
     LedgerEvent,
@@ -640,49 +641,43 @@ OPEN_STATES = (RightsRequestState.WAITING, RightsRequestState.RUNNING, RightsReq
 
 
 @dataclass(frozen=True)
-class PartnerAnswer:
-    client_id: str
-    name: str
-    state: str
-    at: datetime | None
-
-
-@dataclass(frozen=True)
 class RightsRequestRow:
     request: RightsRequest
     age_days: int
     overdue: bool
-    partners: list[PartnerAnswer]
+    partners: list[PartnerStatus]
+
+
+@dataclass
+class PartnerSummary:
+    """One partner across the rights requests listed: how many it was sent, answered, late
+    (answered after the one-month deadline, or still unanswered past it), failing (its
+    message failing or dead-lettered), still waiting (queued or delivered, no answer)."""
+
+    client_id: str
+    name: str
+    requests: int = 0
+    answered: int = 0
+    late: int = 0
+    failing: int = 0
+    waiting: int = 0
 
 
 def rights_requests(*, open_only: bool = False, now: datetime | None = None) -> list[RightsRequestRow]:
     """Exports and erasures for the DPO's register of rights requests: open ones first (a
     failed one is open: it needs someone), each with its age, whether the one-month deadline
-    (GDPR Art. 12(3)) has passed unanswered, and, for an erasure, each partner's answer.
-    Ids and dates only: the resident is not named here (an erased one no longer exists)."""
+    (GDPR Art. 12(3)) has passed unanswered, and, for an erasure, each partner's state: its
+    answer (erased, not_supported, no_connector) with its date, else where its message stands
+    in the outbox (queued, failing, dead letter). Ids and dates only: the resident is not
+    named here (an erased one no longer exists)."""
     now = now or timezone.now()
     selection = RightsRequest.objects.defer("archive").order_by("requested_at")
     if open_only:
         selection = selection.filter(state__in=OPEN_STATES)
     requests = list(selection)
-    client_ids = {
-        client_id for request in requests for client_id in (request.progress or {}).get("partners", {}) or {}
-    }
-    names = dict(
-        get_application_model().objects.filter(client_id__in=client_ids).values_list("client_id", "name")
-    )
+    partners = partners_states(requests)
     rows = []
     for request in requests:
-        answers = (request.progress or {}).get("partners", {}) or {}
-        partners = [
-            PartnerAnswer(
-                client_id=client_id,
-                name=names.get(client_id, client_id),
-                state=str(answer.get("state", "")) if isinstance(answer, dict) else "",
-                at=parse_datetime(answer.get("at") or "") if isinstance(answer, dict) else None,
-            )
-            for client_id, answer in sorted(answers.items())
-        ]
         finished = request.completed_at if request.state == RightsRequestState.DONE else None
         answered_by = finished or now
         rows.append(
@@ -690,8 +685,29 @@ def rights_requests(*, open_only: bool = False, now: datetime | None = None) -> 
                 request=request,
                 age_days=(now - request.requested_at).days,
                 overdue=request.state != RightsRequestState.CANCELLED and answered_by > request.deadline,
-                partners=partners,
+                partners=partners[request.pk],
             )
         )
     rows.sort(key=lambda row: (row.request.state not in OPEN_STATES, row.request.requested_at))
     return rows
+
+
+def partner_summary(rows: list[RightsRequestRow], *, now: datetime | None = None) -> list[PartnerSummary]:
+    """Per partner, over the register's rows (docs/dpo.md, "Partners' answers")."""
+    now = now or timezone.now()
+    summary: dict[str, PartnerSummary] = {}
+    for row in rows:
+        for partner in row.partners:
+            item = summary.setdefault(
+                partner.client_id, PartnerSummary(partner.client_id, partner.name or partner.client_id)
+            )
+            item.requests += 1
+            if partner.answered:
+                item.answered += 1
+                answered_at = partner.at or now
+                item.late += answered_at > row.request.deadline
+            else:
+                item.failing += partner.failing
+                item.waiting += not partner.failing
+                item.late += now > row.request.deadline
+    return sorted(summary.values(), key=lambda item: (item.name.casefold(), item.client_id))

@@ -359,4 +359,7 @@ def rights_requests_page(request: HttpRequest) -> HttpResponse:
     """The register of rights requests: exports and erasures, their state, age and deadline."""
     open_only = request.GET.get("etat") == "ouvertes"
     rows = dpo_selectors.rights_requests(open_only=open_only)
-    return render(request, "consent/dpo/rights_requests.html", {"rows": rows, "open_only": open_only})
+    # The partners' summary covers every request: a done erasure may still wait on a partner.
+    every = dpo_selectors.rights_requests() if open_only else rows
+    context = {"rows": rows, "open_only": open_only, "summary": dpo_selectors.partner_summary(every)}
+    return render(request, "consent/dpo/rights_requests.html", context)

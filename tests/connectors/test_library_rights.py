@@ -62,5 +62,5 @@ def test_the_status_page_says_the_library_cannot_be_asked(client, resident, libr
     relay_once(kinds=[erasure.KIND_PARTNER_ERASURE])
     RightsRequest.objects.filter(pk=request.pk).update(token_hash=keyed_hash("status-secret"))
     page = html.unescape(client.get("/compte/suppression/etat/status-secret/").content.decode())
-    assert library_client.client_id in page
+    assert library_client.client.name in page
     assert "son système ne peut pas recevoir de demande d'effacement de notre part" in page

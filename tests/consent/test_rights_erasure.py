@@ -224,7 +224,7 @@ def test_the_worker_erases_at_the_end_of_the_grace_period(
     assert request.progress["partners"][partner.client_id]["state"] == erasure.PARTNER_NO_CONNECTOR
 
     html = BrowserClient().get(status).content.decode()
-    assert "terminée" in html and partner.client_id in html and "consent" in html
+    assert "terminée" in html and partner.client.name in html and "consent" in html
     assert resident.email not in html
 
     # The email address can open a new account.

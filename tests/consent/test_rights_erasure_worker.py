@@ -73,4 +73,4 @@ def test_the_worker_process_erases_and_tells_the_partner(
     assert not OutboxMessage.objects.filter(status=OutboxMessage.Status.PENDING).exists()
 
     html = BrowserClient().get(status.group(1)).content.decode()
-    assert partner.client_id in html and resident.email not in html
+    assert partner.client.name in html and resident.email not in html
