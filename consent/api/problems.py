@@ -49,3 +49,24 @@ def json_object_body(request: HttpRequest, *, max_bytes: int) -> dict[str, Any] 
     if not isinstance(body, dict):
         return api_problem(400, "invalid_json", _("Requête invalide"), _("Le corps doit être un objet JSON."))
     return body
+
+
+def origin_problem() -> JsonResponse:
+    """403: the request's Origin is not registered on the partner client (partner-page APIs)."""
+    return api_problem(
+        403,
+        "origin_not_allowed",
+        _("Origine non autorisée"),
+        _("Cette origine n'est pas enregistrée pour ce service partenaire."),
+    )
+
+
+def browser_secret_problem() -> JsonResponse:
+    """403: the cookie widget's browser secret is missing or wrong (partner-page APIs)."""
+    return api_problem(
+        403,
+        "browser_secret_invalid",
+        _("Navigateur non reconnu"),
+        _("Le secret de ce navigateur est absent ou faux."),
+        errors={"browser_secret": "invalid"},
+    )

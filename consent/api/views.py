@@ -39,7 +39,7 @@ from common.openapi import problem_responses, retry_after_header
 from consent.api import cookie, cors
 from consent.api import schema as api_schema
 from consent.api import selectors as api_selectors
-from consent.api.problems import api_problem, json_object_body
+from consent.api.problems import api_problem, browser_secret_problem, json_object_body, origin_problem
 from consent.receipts import receipt_for_event
 from consent.services import BrowserProofError, ConsentError, LedgerTampered, ledger_tampered_audit
 from identity.request_user import request_user
@@ -127,25 +127,6 @@ def _ledger_problem(exc: LedgerTampered, operation: str) -> JsonResponse:
 
 def _input_problem(exc: cookie.CookieInputError) -> JsonResponse:
     return api_problem(400, exc.code, _("Requête invalide"), str(exc), errors=exc.errors)
-
-
-def _origin_problem() -> JsonResponse:
-    return api_problem(
-        403,
-        "origin_not_allowed",
-        _("Origine non autorisée"),
-        _("Cette origine n'est pas enregistrée pour ce service partenaire."),
-    )
-
-
-def _secret_problem() -> JsonResponse:
-    return api_problem(
-        403,
-        "browser_secret_invalid",
-        _("Navigateur non reconnu"),
-        _("Le secret de ce navigateur est absent ou faux."),
-        errors={"browser_secret": "invalid"},
-    )
 
 
 def _too_many(retry_after: int) -> JsonResponse:
@@ -246,7 +227,7 @@ class CookieAPIView(APIView):
             )
         self.cors_client = client
         if not cors.origin_allowed(client, self.origin):
-            return _origin_problem()
+            return origin_problem()
         return client, body
 
 
@@ -337,7 +318,7 @@ class CookieChoicesView(CookieAPIView):
                 signed_in_user=self._same_site_resident(request),
             )
         except BrowserProofError:
-            return _secret_problem()
+            return browser_secret_problem()
         except LedgerTampered as exc:
             return _ledger_problem(exc, "cookie_choices")
         except ConsentError as exc:

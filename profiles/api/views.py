@@ -37,7 +37,7 @@ from rest_framework.views import APIView
 from common import ratelimit
 from common.openapi import problem_responses, retry_after_header
 from consent.api import cors
-from consent.api.problems import api_problem, json_object_body
+from consent.api.problems import api_problem, browser_secret_problem, json_object_body, origin_problem
 from consent.api.selectors import client_by_client_id
 from consent.purpose_data import DataSubject
 from consent.services import ConsentError, browser_id_hash, browser_secret_check
@@ -346,25 +346,6 @@ class ThemesView(APIView):
 # --- partners ---------------------------------------------------------------------------------------
 
 
-def _origin_problem() -> JsonResponse:
-    return api_problem(
-        403,
-        "origin_not_allowed",
-        _("Origine non autorisée"),
-        _("Cette origine n'est pas enregistrée pour ce service partenaire."),
-    )
-
-
-def _secret_problem() -> JsonResponse:
-    return api_problem(
-        403,
-        "browser_secret_invalid",
-        _("Navigateur non reconnu"),
-        _("Le secret de ce navigateur est absent ou faux."),
-        errors={"browser_secret": "invalid"},
-    )
-
-
 def _client_problem(code: str, detail: str, field_error: str) -> JsonResponse:
     return api_problem(400, code, _("Requête invalide"), detail, errors={"client_id": field_error})
 
@@ -435,7 +416,7 @@ class PartnerAPIView(APIView):
             )
         self.cors_client = client
         if not cors.origin_allowed(client, self.origin):
-            return _origin_problem()
+            return origin_problem()
         browser_id = body.get("browser_id")
         try:
             if not isinstance(browser_id, str):
@@ -445,7 +426,7 @@ class PartnerAPIView(APIView):
             return validation_problem({"browser_id": "required: the widget's browser id"})
         # Ownership of the browser is proved exactly as for cookie choices: its secret.
         if browser_secret_check(browser_id=browser_id, browser_secret=body.get("browser_secret")) is not True:
-            return _secret_problem()
+            return browser_secret_problem()
         # A browser attached to an account with its proof speaks for that account.
         return services.subject_of_browser(browser_id)
 
