@@ -208,7 +208,9 @@ class LibraryConnector(Connector):
             False, "SIP2 has no message to deactivate a patron: nothing to tell the library"
         )
 
-    def export(self, reference: str) -> dict[str, Any]:
+    def export(self, reference: str | None, *, subject: str = "") -> dict[str, Any]:
+        if reference is None:
+            return {}  # no card linked: nothing we can ask about
         outcome = self.refresh(reference)
         return {
             "status": str(outcome.status),
@@ -216,7 +218,7 @@ class LibraryConnector(Connector):
             "attributes": dict(outcome.attributes),
         }
 
-    def erase(self, reference: str | None, *, idempotency_key: str) -> ErasureOutcome:
+    def erase(self, reference: str | None, *, subject: str = "", idempotency_key: str) -> ErasureOutcome:
         return ErasureOutcome(
             ErasureState.NOT_SUPPORTED,
             "SIP2 has no erasure message: the library system cannot be asked over SIP2. We only "

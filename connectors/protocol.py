@@ -176,12 +176,16 @@ class Connector(ABC):
         """The resident unlinked the account: tell the partner, when its protocol allows it."""
 
     @abstractmethod
-    def export(self, reference: str) -> dict[str, Any]:
-        """What the partner holds about the resident, as JSON values."""
+    def export(self, reference: str | None, *, subject: str = "") -> dict[str, Any]:
+        """What the partner holds about the resident, as JSON values. `reference`: the linked
+        account's (None: the resident linked none here); `subject`: the `sub` this partner
+        client knows the resident by (connectors.subjects), for partners that name residents
+        by their SSO id."""
 
     @abstractmethod
-    def erase(self, reference: str | None, *, idempotency_key: str) -> ErasureOutcome:
-        """Ask the partner to erase the resident's data (reference None: already forgotten here)."""
+    def erase(self, reference: str | None, *, subject: str = "", idempotency_key: str) -> ErasureOutcome:
+        """Ask the partner to erase the resident's data (reference None: none linked or already
+        forgotten here; `subject` as for `export`)."""
 
     @abstractmethod
     def health(self) -> Health:

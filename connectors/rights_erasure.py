@@ -25,6 +25,7 @@ from typing import Any
 
 from django.db import transaction
 
+from connectors import subjects
 from connectors.links import connector_for
 from connectors.models import OutboxMessage, PartnerConnector, PartnerLink
 from connectors.outbox import PermanentDeliveryError, RetryableDeliveryError, register_handler
@@ -118,8 +119,11 @@ def _connector_answer(
     partner_connector: PartnerConnector, message: OutboxMessage, idempotency_key: str
 ) -> tuple[str, str]:
     reference = _reference_for(message, partner_connector)
+    subject = str(((message.payload or {}).get("details") or {}).get("subject") or "")
     try:
-        outcome = connector_for(partner_connector).erase(reference, idempotency_key=idempotency_key)
+        outcome = connector_for(partner_connector).erase(
+            reference, subject=subject, idempotency_key=idempotency_key
+        )
     except PartnerUnavailable as exc:
         raise RetryableDeliveryError(exc.code) from None
     except ConnectorError as exc:
@@ -163,3 +167,4 @@ def register_erasure_handlers() -> None:
     register_handler(erasure.KIND_PARTNER_ERASURE, deliver_partner_erasure)
     erasure.register_erasure_queue(enqueue_erasure)
     erasure.register_partner_details("connectors.links", erasure_details)
+    erasure.register_partner_details("connectors.subjects", subjects.erasure_subjects)

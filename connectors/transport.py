@@ -308,7 +308,9 @@ class TransportConnector(Connector):
     def deprovision(self, reference: str, *, idempotency_key: str) -> ProvisionOutcome:
         return ProvisionOutcome(False, "the operator keeps no record of our links: nothing to tell")
 
-    def export(self, reference: str) -> dict[str, Any]:
+    def export(self, reference: str | None, *, subject: str = "") -> dict[str, Any]:
+        if reference is None:
+            return {}  # no card linked: nothing we can ask about
         outcome = self.refresh(reference)
         return {
             "status": str(outcome.status),
@@ -316,7 +318,7 @@ class TransportConnector(Connector):
             "attributes": dict(outcome.attributes),
         }
 
-    def erase(self, reference: str | None, *, idempotency_key: str) -> ErasureOutcome:
+    def erase(self, reference: str | None, *, subject: str = "", idempotency_key: str) -> ErasureOutcome:
         if reference is None:
             return ErasureOutcome(
                 ErasureState.NOT_SUPPORTED,

@@ -29,7 +29,7 @@ class IdentityConfig(AppConfig):
             checks,  # noqa: F401 - registers system checks
             sessions,
         )
-        from identity.oidc import backchannel, claims, profiles_tokens, session_tokens  # noqa: PLC0415 - imports models
+        from identity.oidc import backchannel, claims, connector_subjects, profiles_tokens, session_tokens  # noqa: PLC0415 - imports models
         from identity.oidc import selectors as oidc_selectors  # noqa: PLC0415 - imports models
 
         # Signing out of Django (account page, RP-initiated logout) ends the session record.
@@ -45,6 +45,8 @@ class IdentityConfig(AppConfig):
         # profiles' partner API accepts a resident's access token from a partner back-end:
         # the protocol layer reads it for profiles (profiles.partner_tokens).
         profiles_tokens.register()
+        # Connectors name some partners' residents by the partner's own `sub` (connectors.subjects).
+        connector_subjects.register()
         # Mon compte: identity's sections, and the partners' (identity/account_sections.py).
         account_summary.register_sections()
         account_sections.register(
