@@ -1,6 +1,7 @@
 """A Naolib operator speaking the transport contract (docs/connectors/transport.md), for the
 tests and the demo: a real HTTP server (http.server, threads) on 127.0.0.1, demo cards,
-faults on demand, a count of the requests and of the effects of each idempotency key.
+faults on demand, a count of the requests and of the effects of each idempotency key, and
+erasure answers held on demand (`hold_erasures()`: a test kills the caller in the middle).
 
     python -m connectors.transport_simulator --port 6002
 
@@ -13,6 +14,7 @@ prints the demo cards, then serves until interrupted. In Python:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -80,6 +82,7 @@ class Faults:
     mode: str = ""  # "", "slow", "garbage", "error" (500); "down" is TransportSimulator.stop()
     delay: float = 3.0  # seconds, for "slow"
     erasure_refusal: str = ""  # when set, erasure requests are refused with this reason
+    hold_erasures: bool = False  # erasure requests: applied, then answered only once released
 
 
 def _masked(card: str) -> str:
@@ -101,6 +104,8 @@ class _State:
     effects: Counter[str] = field(default_factory=Counter)  # card → erasures applied
     answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # idempotency key
     lock: threading.Lock = field(default_factory=threading.Lock)
+    held: threading.Event = field(default_factory=threading.Event)  # an erasure answer is held
+    release: threading.Event = field(default_factory=threading.Event)  # let held answers go
 
 
 def _problem(status: int, title: str, detail: str = "") -> tuple[int, dict[str, Any]]:
@@ -183,7 +188,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/v1/card-status":
             self._send(*self._status(card))
         elif path == "/v1/erasure-requests":
-            self._send(*self._erasure(body["card_number"]))
+            answer = self._erasure(body["card_number"])
+            if _held(self.state):
+                _answer_a_caller_maybe_gone(self, *answer)
+            else:
+                self._send(*answer)
         else:
             self._send(*_problem(404, "Not Found"))
 
@@ -226,6 +235,24 @@ class _Handler(BaseHTTPRequestHandler):
             return answer
 
 
+# --- holding an answer (tests: a worker killed mid-delivery) ----------------------------------
+
+
+def _held(state: _State) -> bool:
+    """With `faults.hold_erasures`, an erasure request already applied waits here for
+    `release` before it is answered: the caller can be killed while it waits for the answer."""
+    if not state.faults.hold_erasures:
+        return False
+    state.held.set()
+    state.release.wait()
+    return True
+
+
+def _answer_a_caller_maybe_gone(handler: _Handler, status: int, body: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):  # the caller died while its answer was held
+        handler._send(status, body)
+
+
 class TransportSimulator:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str = DEMO_API_KEY) -> None:
         self.host = host
@@ -246,6 +273,21 @@ class TransportSimulator:
     @property
     def effects(self) -> Counter[str]:
         return self.state.effects
+
+    def hold_erasures(self) -> None:
+        """Apply erasure requests but hold their answers until `release_held()`."""
+        self.state.release.clear()
+        self.state.held.clear()
+        self.state.faults.hold_erasures = True
+
+    def wait_held(self, timeout: float) -> bool:
+        """True once an erasure request was applied and its answer is being held."""
+        return self.state.held.wait(timeout)
+
+    def release_held(self) -> None:
+        """Answer the held requests (and stop holding new ones)."""
+        self.state.faults.hold_erasures = False
+        self.state.release.set()
 
     @property
     def api_key(self) -> str:
