@@ -6,6 +6,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+from connectors import registry
 from connectors.library import KIND as LIBRARY_KIND
 from connectors.models import PartnerConnector, PartnerLink
 from connectors.sealing import Unsealable, open_reference
@@ -28,6 +29,14 @@ class ConnectorEntry:
 
 def enabled_connectors() -> list[PartnerConnector]:
     return list(PartnerConnector.objects.filter(enabled=True).select_related("client").order_by("label"))
+
+
+def linkable_labels() -> list[Any]:
+    """What residents can link now: the label of each kind of an enabled connector that links
+    something (connectors.registry.resident_labels), once per kind, by kind."""
+    labels = registry.resident_labels()
+    enabled = set(PartnerConnector.objects.filter(enabled=True).values_list("kind", flat=True))
+    return [label for kind, label in labels.items() if kind in enabled]
 
 
 def resident_entries(user: User) -> list[ConnectorEntry]:

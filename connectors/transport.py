@@ -31,6 +31,8 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from django.utils.translation import gettext_lazy
+
 from common.outbound import open_without_redirects
 from connectors.protocol import (
     Connector,
@@ -230,6 +232,7 @@ class CardReplaced(CredentialsRefused):
 @register
 class TransportConnector(Connector):
     kind = KIND
+    resident_label = gettext_lazy("carte Libertan")
     config_keys = ("base_url", "connect_timeout", "read_timeout")
     secret_keys = ("api_key",)
 
