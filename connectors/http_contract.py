@@ -11,8 +11,8 @@ Configuration (a `PartnerConnector`'s `config` and `secrets`, docs/operators.md)
 - the secret `api_key` (required), sent as `Authorization: Bearer <api_key>` over TLS.
 
 Every request goes through `common.outbound` (no redirects followed) and reads at most
-`MAX_ANSWER_BYTES` of the answer. Writes carry the outbox message's idempotency key in
-`Idempotency-Key`. Failures are the connector protocol's errors:
+`MAX_ANSWER_BYTES` of the answer (a client may allow more, e.g. for an export). Writes
+carry the outbox message's idempotency key in `Idempotency-Key`. Failures are the connector protocol's errors:
 
 - `PartnerUnavailable`: no answer in time (`partner_timeout`), connection refused, 5xx, 429,
   our API key refused (`partner_login_refused`): try again later;
@@ -105,9 +105,12 @@ def config_problems(
 class ContractClient:
     """The HTTP client of a contract: JSON in, JSON or RFC 7807 problems out."""
 
-    def __init__(self, config: ContractConfig, *, user_agent: str) -> None:
+    def __init__(
+        self, config: ContractConfig, *, user_agent: str, max_answer_bytes: int = MAX_ANSWER_BYTES
+    ) -> None:
         self.config = config
         self.user_agent = user_agent
+        self.max_answer_bytes = max_answer_bytes
 
     def call(
         self, method: str, path: str, body: Mapping[str, Any] | None = None, *, idempotency_key: str = ""
@@ -130,11 +133,11 @@ class ContractClient:
         )
         try:
             with open_without_redirects(request, timeout=self.config.timeout) as response:
-                status, raw = response.status, response.read(MAX_ANSWER_BYTES + 1)
+                status, raw = response.status, response.read(self.max_answer_bytes + 1)
         except urllib.error.HTTPError as exc:
             status = exc.code
             try:
-                raw = exc.read(MAX_ANSWER_BYTES + 1)
+                raw = exc.read(self.max_answer_bytes + 1)
             except (OSError, TimeoutError):
                 raw = b""
             finally:
@@ -152,7 +155,7 @@ class ContractClient:
             raise PartnerUnavailable(f"HTTP {status}")
         if 300 <= status < 400:
             raise PartnerProtocolError(f"unexpected redirect {status}")
-        if len(raw) > MAX_ANSWER_BYTES:
+        if len(raw) > self.max_answer_bytes:
             raise PartnerProtocolError("answer too large")
         try:
             value = json.loads(raw)
