@@ -51,11 +51,14 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def send_json(self, status: int, body: dict[str, Any] | bytes) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         is_problem = isinstance(body, dict) and "title" in body and status >= 400
-        self.send_response(status)
-        self.send_header("Content-Type", "application/problem+json" if is_problem else "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/problem+json" if is_problem else "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped waiting (a timeout): nothing to tell it
 
     def json_body(self) -> dict[str, Any] | None:
         length = int(self.headers.get("Content-Length") or 0)
