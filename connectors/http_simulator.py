@@ -22,8 +22,11 @@ from typing import Any, ClassVar, Self
 
 @dataclass
 class Faults:
-    mode: str = ""  # "", "slow", "garbage", "error" (500); "down" is HttpSimulator.stop()
-    delay: float = 3.0  # seconds, for "slow"
+    # "", "slow" (wait, then answer), "slow_answer" (do the work, wait, then answer: a client
+    # that gives up or dies meanwhile leaves the effect applied), "garbage", "error" (500);
+    # "down" is HttpSimulator.stop()
+    mode: str = ""
+    delay: float = 3.0  # seconds, for "slow" and "slow_answer"
     erasure_refusal: str = ""  # when set, erasure requests are refused with this reason
 
 
@@ -51,6 +54,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def send_json(self, status: int, body: dict[str, Any] | bytes) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         is_problem = isinstance(body, dict) and "title" in body and status >= 400
+        if self.state.faults.mode == "slow_answer":
+            time.sleep(self.state.faults.delay)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/problem+json" if is_problem else "application/json")

@@ -3,10 +3,13 @@ the platform by the resident's subject (the `sub` its client receives) and, when
 Blanche is linked, by card; the erasure goes through the outbox (`rights.partner_erasure`)
 with an idempotency key, once in effect however often it is delivered; faults: the platform
 down (queued, delivered after recovery, none lost), slow (a timeout, retried), garbage (a
-clear error, dead letter after the configured attempts, replayable)."""
+clear error, dead letter after the configured attempts, replayable), a worker process killed
+with SIGKILL in the middle of a delivery (delivered again, one effect)."""
 
 from __future__ import annotations
 
+import signal
+import time
 from datetime import date
 
 import pytest
@@ -17,7 +20,7 @@ from connectors.models import OutboxMessage
 from connectors.outbox import relay_once
 from connectors.protocol import ErasureState, PartnerProtocolError, PartnerUnavailable
 from connectors.rights_erasure import deliver_partner_erasure
-from connectors.services import outbox_replay
+from connectors.services import outbox_replay, partner_connector_configure
 from connectors.subjects import partner_subject
 from connectors.ticketing import TicketingConnector, link_secret
 from connectors.ticketing_simulator import INVOICES_KEPT, sample_resident
@@ -217,3 +220,43 @@ def test_a_refusal_is_recorded_with_its_reason(resident, ticketing, ticketing_si
     answer = RightsRequest.objects.get(pk=request.pk).progress["partners"][ticketing_client.client_id]
     assert answer["state"] == "refused" and "unpaid order" in answer["detail"]
     assert ticketing_sim.effects[subject] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_delivery_delivers_again_with_one_effect(
+    resident, ticketing, ticketing_sim, ticketing_client, run_worker
+):
+    """The real `outbox_worker` process asks the platform, which applies the erasure and is slow
+    to answer; the worker is killed with SIGKILL meanwhile. Once its lease ends, another worker
+    delivers the message again with the same key: the platform counts one effect."""
+    partner_connector_configure(
+        client=ticketing_client.client,
+        kind="ticketing",
+        label=ticketing.label,
+        config=ticketing_config(ticketing_sim, read_timeout=5.0),
+        secrets={"api_key": ticketing_sim.api_key},
+    )
+    _linked(resident, ticketing)
+    subject = partner_subject(ticketing_client.client_id, resident)
+    erasure.erasure_now(user=resident, operator=None)
+    ticketing_sim.faults.mode, ticketing_sim.faults.delay = "slow_answer", 10.0
+    worker = run_worker("--once", wait=False)
+    try:
+        deadline = time.monotonic() + 60
+        while not ticketing_sim.effects[subject] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ticketing_sim.effects[subject] == 1  # applied, the answer not yet sent
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    message = _message(ticketing_client)
+    assert message.status == OutboxMessage.Status.PENDING and message.locked_until is not None
+    ticketing_sim.faults.mode = ""
+    OutboxMessage.objects.filter(pk=message.pk).update(locked_until=None)  # the lease ran out
+    run_worker("--once")
+    message = _message(ticketing_client)
+    assert message.status == OutboxMessage.Status.DELIVERED
+    assert ticketing_sim.counts["/v1/erasure-requests"] == 2
+    assert ticketing_sim.effects[subject] == 1 and ticketing_sim.effects[TICKETING_ELIGIBLE] == 1
