@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
@@ -96,7 +97,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def idempotent(self, apply: Any) -> tuple[int, dict[str, Any]]:
+    def idempotent(self, apply: Callable[[], tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, Any]]:
         """The answer of a write under its `Idempotency-Key`: `apply()` runs once per key (under
         the state's lock), a key seen before gets the first answer again."""
         key = self.headers.get("Idempotency-Key") or ""

@@ -89,6 +89,15 @@ def test_the_export_fails_clearly_when_the_platform_fails(ticketing_sim):
         _connector(ticketing_sim).export(None, subject="s")
 
 
+def test_an_export_is_bounded_in_size(ticketing_sim):
+    order = {"id": "ORD", "date": "2026-01-01", "note": "x" * 1000}
+    ticketing_sim.add_resident("big", orders=[order] * 900)  # under 1 MiB: read in full
+    assert len(_connector(ticketing_sim).export(None, subject="big")["orders"]) == 900
+    ticketing_sim.add_resident("huge", orders=[order] * 1100)  # over 1 MiB: refused, not read on
+    with pytest.raises(PartnerProtocolError, match="too large"):
+        _connector(ticketing_sim).export(None, subject="huge")
+
+
 def test_erasure_is_idempotent_per_key_and_says_what_is_kept(ticketing_sim):
     ticketing_sim.add_resident("s1", **sample_resident())
     connector = _connector(ticketing_sim)
