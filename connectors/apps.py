@@ -26,6 +26,7 @@ class ConnectorsConfig(AppConfig):
             monitoring,
             rights_erasure,
             selectors,
+            ticketing,  # noqa: F401 - registers the "ticketing" connector kind
             transport,  # noqa: F401 - registers the "transport" connector kind
             views,
         )
@@ -50,4 +51,4 @@ class ConnectorsConfig(AppConfig):
                 _("Lier mes cartes et abonnements, voir leur état"),
             )
         )
-        claims.register_claim_providers()  # library_card, transport_subscription (identity.oidc.claims)
+        claims.register_claim_providers()  # library_card, transport_subscription, eligibility
