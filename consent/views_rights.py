@@ -98,6 +98,7 @@ def export_page(request: HttpRequest) -> HttpResponse:
         {
             "export": latest,
             "download": rights_requests.download_status(latest) if latest else None,
+            "partners": rights_requests.export_partner_states(latest) if latest else [],
             "days": settings.RIGHTS_EXPORT_DOWNLOAD_DAYS,
             "max_per_day": settings.RIGHTS_EXPORT_MAX_PER_DAY,
             "resident": user,
