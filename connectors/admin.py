@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -345,6 +346,8 @@ class PartnerRightsAskAdmin(admin.ModelAdmin):
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
         ask = get_object_or_404(PartnerRightsAsk.objects.select_related("connector__client"), pk=object_id)
+        if not self.has_view_or_change_permission(request, ask):
+            raise PermissionDenied
         open_ask = ask.state == PartnerRightsAsk.State.REQUESTED
         can_record = self.has_change_permission(request, ask) and open_ask
         form = PartnerAnswerForm(kind=ask.kind)
@@ -375,6 +378,7 @@ class PartnerRightsAskAdmin(admin.ModelAdmin):
             "ask": ask,
             "form": form,
             "can_record": can_record,
+            "open_ask": open_ask,
             **(extra_context or {}),
         }
         return TemplateResponse(request, self.change_form_template, context)

@@ -94,12 +94,21 @@ def aggregate(states: list[ExportState]) -> ExportState:
     return next((state for state in AGGREGATION_ORDER if state in states), ExportState.NOT_SUPPORTED)
 
 
+def _mark_answered(message: OutboxMessage) -> None:
+    """The sealed card numbers are dropped, and a redelivery of the message asks nothing."""
+    payload = {key: value for key, value in (message.payload or {}).items() if key != "details"}
+    OutboxMessage.objects.filter(pk=message.pk).update(payload={**payload, ANSWERED: True})
+
+
 def deliver_partner_export(message: OutboxMessage) -> None:
     """Ask each of the partner's connectors (module docstring) and record the answer. A message
     whose answer was recorded (delivered again after a crash, replayed) asks nothing."""
     request_id = _field(message, "request_id")
     client_id = _field(message, "client_id")
     if (message.payload or {}).get(ANSWERED):
+        return
+    if not rights_requests.export_takes_answers(request_id=request_id):
+        _mark_answered(message)  # the export failed or the account was erased: nobody is asked
         return
     connectors = list(
         PartnerConnector.objects.filter(client__client_id=client_id).select_related("client").order_by("kind")
@@ -142,8 +151,7 @@ def deliver_partner_export(message: OutboxMessage) -> None:
             )
             or "no connector",
         )
-        payload = {key: value for key, value in (message.payload or {}).items() if key != "details"}
-        OutboxMessage.objects.filter(pk=message.pk).update(payload={**payload, ANSWERED: True})
+        _mark_answered(message)
 
 
 def register_export_handlers() -> None:

@@ -386,6 +386,17 @@ def partner_export_record(
     return True
 
 
+def export_takes_answers(*, request_id: Any) -> bool:
+    """Whether a partner's answer to this export would still be recorded (not failed or
+    cancelled, the account not erased): the partner is not asked otherwise."""
+    return RightsRequest.objects.filter(
+        pk=request_id,
+        kind=RightsRequestKind.EXPORT,
+        user__isnull=False,
+        state__in=(*OPEN_STATES, RightsRequestState.DONE),
+    ).exists()
+
+
 class UpdateOutcome:
     REBUILT = "rebuilt"
     NOTHING = "nothing"

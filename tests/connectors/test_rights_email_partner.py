@@ -15,22 +15,24 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.test import Client as BrowserClient
 from django.utils import timezone
 
 from common.crypto import keyed_hash
 from connectors import registry
 from connectors.links import connector_for, link_create
-from connectors.models import PartnerConnector, PartnerRightsAsk
+from connectors.models import OutboxMessage, PartnerConnector, PartnerRightsAsk
 from connectors.outbox import relay_once
 from connectors.protocol import CredentialsRefused
 from connectors.rights_erasure import aggregate
+from connectors.rights_export import deliver_partner_export
 from connectors.services import partner_connector_configure
 from connectors.subjects import partner_subject
 from consent import erasure, rights_requests
 from consent.models import RightsRequest
 from identity.models import AuditEvent
-from tests.conftest import deliver_emails, open_session
+from tests.conftest import deliver_emails, open_session, staff_mfa_login
 from tests.connectors.conftest import VALID_CARD
 from tests.connectors.test_rights_export_partners import (  # noqa: F401 - the DPO's signed-in client
     dpo_http,
@@ -259,3 +261,62 @@ def test_an_unconfigured_email_connector_fails_the_export_cleanly(
     assert not PartnerRightsAsk.objects.exists()
     open_session(client, resident, ["pwd"])
     assert re.search("le service a transmis ses données", page(client, "/compte/export/"))
+
+
+def test_staff_without_the_permission_cannot_record(
+    make_resident: Any, resident: Any, library: PartnerConnector, email_connector: PartnerConnector
+) -> None:
+    link_create(user=resident, partner_connector=library, reference=VALID_CARD[0], secret=VALID_CARD[1])
+    erasure.erasure_now(user=resident, operator=None)
+    relay_once(kinds=[erasure.KIND_PARTNER_ERASURE])
+    (ask,) = PartnerRightsAsk.objects.all()
+    clerk = make_resident("clerk@nantesmetropole.fr")
+    clerk.is_staff = True
+    clerk.save(update_fields=["is_staff"])
+    browser = staff_mfa_login(BrowserClient(), clerk)
+    assert browser.get(f"{ASKS}{ask.pk}/change/").status_code == 403
+    assert browser.post(f"{ASKS}{ask.pk}/change/", {"answer": "erased"}).status_code == 403
+    ask.refresh_from_db()
+    assert ask.state == "requested"
+
+
+def test_a_failed_export_asks_no_partner(
+    resident: Any, library: PartnerConnector, email_connector: PartnerConnector
+) -> None:
+    link_create(user=resident, partner_connector=library, reference=VALID_CARD[0], secret=VALID_CARD[1])
+    request = rights_requests.export_request(user=resident).request
+    assert request is not None
+    rights_requests.export_fail(request_id=request.pk, reason="test")
+    assert relay_once(kinds=[rights_requests.KIND_PARTNER_EXPORT]).delivered == 1
+    assert not PartnerRightsAsk.objects.exists() and partner_emails() == []
+    request.refresh_from_db()
+    assert request.progress["partners"][next(iter(request.progress["partners"]))] == {"state": "requested"}
+
+
+def test_a_redelivered_partner_message_asks_once(
+    resident: Any, library: PartnerConnector, email_connector: PartnerConnector
+) -> None:
+    link_create(user=resident, partner_connector=library, reference=VALID_CARD[0], secret=VALID_CARD[1])
+    request = rights_requests.export_request(user=resident).request
+    message = OutboxMessage.objects.get(kind=rights_requests.KIND_PARTNER_EXPORT)
+    # A worker killed after the partner was asked, before the transaction committed.
+    with pytest.raises(RuntimeError), transaction.atomic():
+        deliver_partner_export(message)
+        raise RuntimeError("worker killed")
+    assert not PartnerRightsAsk.objects.exists()
+    assert relay_once(kinds=[rights_requests.KIND_PARTNER_EXPORT]).delivered == 1
+    message.refresh_from_db()
+    deliver_partner_export(message)  # a replay once answered: nothing more
+    assert PartnerRightsAsk.objects.count() == 1 and len(partner_emails()) == 1
+    assert request is not None and "details" not in message.payload
+
+
+def test_the_account_erasure_deletes_the_partners_data(
+    resident: Any, library: PartnerConnector, email_connector: PartnerConnector
+) -> None:
+    link_create(user=resident, partner_connector=library, reference=VALID_CARD[0], secret=VALID_CARD[1])
+    request = rights_requests.export_request(user=resident).request
+    relay_once(kinds=[rights_requests.KIND_PARTNER_EXPORT])
+    assert request is not None and request.partner_data.count() == 1  # the SIP2 answer
+    erasure.erasure_now(user=resident, operator=None)
+    assert request.partner_data.count() == 0
