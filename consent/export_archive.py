@@ -1,7 +1,8 @@
 """The export archive (GDPR Art. 15 and 20): one zip, `export.json` and `export.html`.
 
 `export.json` is `consent.rights.rights_export(user)` as it is (the versioned envelope:
-`format`, `version`, `generated_at`, `user_id`, `sections`), described by the JSON Schema
+`format`, `version`, `generated_at`, `user_id`, `sections`) plus the partners' answers
+(`partners`, consent.rights_requests), described by the JSON Schema
 docs/export-schema.json. `export.html` is the same content for people: one heading per
 provider's section, a table per list, in the resident's language. Pure functions: no
 database, nothing stored (consent.rights_requests stores the archive, encrypted).
