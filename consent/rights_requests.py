@@ -72,6 +72,7 @@ KIND_PARTNER_EXPORT = "rights.partner_export"
 OPEN_STATES = (RightsRequestState.WAITING, RightsRequestState.RUNNING)
 PROVIDER_DONE = "done"
 ARCHIVE_FILENAME = "mes-donnees-compte-unique.zip"
+MAX_REPLACED_TOKENS = 10
 
 # A partner's answer to an export (progress["partners"][client_id]["state"]).
 PARTNER_ANSWERED = "answered"
@@ -278,6 +279,10 @@ def _build_and_store(request: RightsRequest, user: User, *, update: bool = False
         if locked is None or locked.state != expected:
             return False
         version = int((locked.progress or {}).get("version", 0)) + 1
+        # The previous version's link stops working; kept (keyed hash) to say why (REPLACED).
+        replaced = list((locked.progress or {}).get("replaced_tokens", []))
+        if update and locked.token_hash:
+            replaced = [*replaced, locked.token_hash][-MAX_REPLACED_TOKENS:]
         locked.archive = encrypt_at_rest(archive, context=_archive_context(locked.pk))
         locked.archive_size = len(archive)
         locked.token_hash = keyed_hash(secret)
@@ -290,6 +295,7 @@ def _build_and_store(request: RightsRequest, user: User, *, update: bool = False
             "providers": {name: {"state": PROVIDER_DONE} for name in envelope["sections"]},
             "archived": marks,
             "version": version,
+            **({"replaced_tokens": replaced} if replaced else {}),
         }
         locked.save(
             update_fields=[
@@ -490,6 +496,7 @@ class DownloadStatus:
     USED = "used"
     EXPIRED = "expired"
     NOT_READY = "not_ready"
+    REPLACED = "replaced"  # the link of a previous version: a newer one was emailed
 
 
 @dataclass(frozen=True)
@@ -506,6 +513,18 @@ def export_for_token(*, user: User, token: str) -> RightsRequest | None:
     return RightsRequest.objects.filter(
         user=user, kind=RightsRequestKind.EXPORT, token_hash=keyed_hash(token)
     ).first()
+
+
+def export_replaced(*, user: User, token: str) -> RightsRequest | None:
+    """The resident's export whose previous version's link holds `token` (a newer version
+    replaced it: its link was emailed). The resident's few exports are read, not searched."""
+    if not token or len(token) > 200:
+        return None
+    hashed = keyed_hash(token)
+    for request in RightsRequest.objects.filter(user=user, kind=RightsRequestKind.EXPORT).defer("archive"):
+        if hashed in ((request.progress or {}).get("replaced_tokens") or []):
+            return request
+    return None
 
 
 def download_status(request: RightsRequest, now: datetime | None = None) -> str:

@@ -188,7 +188,9 @@ def test_a_partner_down_is_listed_then_its_data_joins_a_new_version(
     assert second_link != first_link
     assert "c'est sa version 2" in page(client, PAGE)
     assert "le service a transmis ses données" in page(client, PAGE)
-    assert client.post(first_link).status_code == 404  # the previous version's link is spent
+    spent = client.post(first_link)  # the previous version's link: replaced, said so
+    assert spent.status_code == 410
+    assert "remplacée par une version plus complète" in html.unescape(spent.content.decode())
     second = export_json(client, second_link)
     second.pop("__html__")
     jsonschema.validate(second, SCHEMA)
