@@ -462,7 +462,12 @@ def export_expire(*, request_id: Any) -> bool:
     archive of an export whose link expired. True if bytes were deleted."""
     with transaction.atomic():
         request = RightsRequest.objects.select_for_update().filter(pk=request_id).first()
-        if request is None or request.archive is None:
+        if request is None:
+            return False
+        if request.archive is None:
+            # Downloaded or expired already: the partners' data kept for a late answer goes
+            # once the deadline passed (the message queued for then by _forget_partner_data).
+            _forget_partner_data(request)
             return False
         if request.expires_at is not None and request.expires_at > timezone.now():
             return False
@@ -485,6 +490,9 @@ def _forget_partner_data(request: RightsRequest) -> None:
     )
     if not waiting or timezone.now() > request.deadline:
         RightsPartnerData.objects.filter(request=request).delete()
+    elif RightsPartnerData.objects.filter(request=request).exists():
+        # Kept for a late answer: deleted at the deadline if none came (the same expiry kind).
+        _enqueue(kind=KIND_EXPORT_EXPIRE, request_id=request.pk, not_before=request.deadline, step="deadline")
 
 
 # --- downloading -------------------------------------------------------------------------

@@ -69,13 +69,16 @@ def test_the_partners_data_is_kept_while_a_partner_may_still_answer(resident: An
     RightsRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert rights_requests.export_expire(request_id=request.pk)
     assert RightsPartnerData.objects.filter(request=request).count() == 1  # "requested": may answer
-    # Past the one-month deadline, nothing is kept waiting any longer.
-    RightsRequest.objects.filter(pk=request.pk).update(
-        requested_at=timezone.now() - timedelta(days=40),
-        archive=b"x",
-        expires_at=timezone.now() - timedelta(seconds=1),
+    # No answer came: at the one-month deadline, the message queued for then deletes it.
+    at_deadline = OutboxMessage.objects.get(
+        idempotency_key=f"{rights_requests.KIND_EXPORT_EXPIRE}:{request.pk}:deadline"
     )
-    assert rights_requests.export_expire(request_id=request.pk)
+    assert at_deadline.next_attempt_at == request.deadline
+    RightsRequest.objects.filter(pk=request.pk).update(requested_at=timezone.now() - timedelta(days=40))
+    OutboxMessage.objects.filter(pk=at_deadline.pk).update(next_attempt_at=timezone.now())
+    relay_once(kinds=[rights_requests.KIND_EXPORT_EXPIRE])
+    at_deadline.refresh_from_db()
+    assert at_deadline.status == OutboxMessage.Status.DELIVERED
     assert not RightsPartnerData.objects.filter(request=request).exists()
 
 
