@@ -87,15 +87,28 @@ def cmd_run() -> None:
     transport = subprocess.Popen(  # noqa: S603
         [str(PY), "-m", "connectors.transport_simulator", "--port", str(transport_port)], cwd=ROOT
     )
+    # The demo ticketing platform: the ticketing-contract simulator (it prints its Carte Blanche cards).
+    ticketing_port = free_port()
+    ticketing = subprocess.Popen(  # noqa: S603
+        [str(PY), "-m", "connectors.ticketing_simulator", "--port", str(ticketing_port)], cwd=ROOT
+    )
     worker = None
     try:
-        manage("load_demo", "--sip2-port", str(sip2_port), "--transport-port", str(transport_port))
+        manage(
+            "load_demo",
+            "--sip2-port",
+            str(sip2_port),
+            "--transport-port",
+            str(transport_port),
+            "--ticketing-port",
+            str(ticketing_port),
+        )
         addr = os.environ.get("RUN_ADDRESS", "127.0.0.1:8000")
         # The outbox relay (deliveries to partners) runs beside the web server, as in production.
         worker = subprocess.Popen([str(PY), "manage.py", "outbox_worker"], cwd=ROOT)  # noqa: S603
         manage("runserver", addr)
     finally:
-        for process in (worker, simulator, transport):
+        for process in (worker, simulator, transport, ticketing):
             if process is not None:
                 process.terminate()
                 process.wait(timeout=10)
