@@ -28,11 +28,21 @@ from connectors.links import link_create
 from connectors.models import OutboxMessage
 from connectors.outbox import relay_once
 from connectors.rights_export import PARTNER_EXPORT_MAX_ATTEMPTS
+from connectors.subjects import partner_subject
+from connectors.ticketing import link_secret as ticketing_link_secret
+from connectors.ticketing_simulator import sample_resident
 from connectors.transport import link_secret
 from consent import rights_requests
 from consent.models import RightsPartnerData, RightsRequest, RightsRequestState
 from tests.conftest import deliver_emails, open_session, staff_mfa_login
-from tests.connectors.conftest import TRANSPORT_BIRTH, TRANSPORT_NAME, TRANSPORT_VALID, VALID_CARD
+from tests.connectors.conftest import (
+    TICKETING_BIRTH,
+    TICKETING_ELIGIBLE,
+    TRANSPORT_BIRTH,
+    TRANSPORT_NAME,
+    TRANSPORT_VALID,
+    VALID_CARD,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -250,3 +260,27 @@ def test_a_resident_known_by_no_partner_is_built_at_once(resident: Any, transpor
     assert relay_once(kinds=[rights_requests.KIND_EXPORT]).delivered == 1
     request.refresh_from_db()
     assert request.state == RightsRequestState.DONE and request.progress["partners"] == {}
+
+
+def test_the_ticketing_platform_is_asked_by_the_resident_s_subject(
+    client: BrowserClient, resident: Any, ticketing: Any, ticketing_sim: Any, ticketing_client: Any
+) -> None:
+    """The ticketing kind names residents by the `sub` its client receives: the message carries
+    it, the platform's orders join the archive."""
+    subject = partner_subject(ticketing_client.client_id, resident)
+    ticketing_sim.add_resident(subject, **sample_resident())
+    secret = ticketing_link_secret(birth_date=date.fromisoformat(TICKETING_BIRTH))
+    link_create(user=resident, partner_connector=ticketing, reference=TICKETING_ELIGIBLE, secret=secret)
+    request = ask(resident)
+    (message,) = partner_messages()
+    assert message.payload["details"]["subject"] == subject
+    assert relay_once(kinds=[rights_requests.KIND_PARTNER_EXPORT]).delivered == 1
+    assert relay_once(kinds=[rights_requests.KIND_EXPORT]).delivered == 1
+    (link,) = emailed_links(resident)
+    open_session(client, resident, ["pwd"])
+    envelope = export_json(client, link)
+    platform = partners_of(envelope)[ticketing_client.client_id]
+    assert platform["state"] == "answered"
+    assert platform["data"]["ticketing"]["orders"][0]["id"] == "ORD-1001"
+    request.refresh_from_db()
+    assert request.progress["partners"][ticketing_client.client_id]["state"] == "answered"
