@@ -20,11 +20,13 @@ class ConnectorsConfig(AppConfig):
         # Imported here: these modules import models, which exist only once the registry is ready.
         from connectors import (  # noqa: PLC0415 - imports models
             claims,
+            email_partner,  # noqa: F401 - registers the "email" connector kind
             handlers,
             library,  # noqa: F401 - registers the "library" connector kind
             links,
             monitoring,
             rights_erasure,
+            rights_export,
             selectors,
             ticketing,  # noqa: F401 - registers the "ticketing" connector kind
             transport,  # noqa: F401 - registers the "transport" connector kind
@@ -34,6 +36,7 @@ class ConnectorsConfig(AppConfig):
 
         handlers.register_builtin_handlers()
         rights_erasure.register_erasure_handlers()
+        rights_export.register_export_handlers()  # the export asks every partner too
         links.register_link_handlers()
         rights_registry.register_module("connectors.rights")  # data-subject rights
         # The erasure asks every partner the resident linked an account at.

@@ -33,5 +33,9 @@ def kinds() -> tuple[str, ...]:
 
 def resident_labels() -> dict[str, Any]:
     """kind → what a resident links with it (Connector.resident_label), for the kinds that
-    link something, by kind."""
-    return {kind: _kinds[kind].resident_label for kind in kinds() if _kinds[kind].resident_label}
+    link accounts and name what (Connector.links_accounts), by kind."""
+    return {
+        kind: cls.resident_label
+        for kind in kinds()
+        if (cls := _kinds[kind]).links_accounts and cls.resident_label
+    }
