@@ -69,6 +69,14 @@ class _Provisioning(LibraryConnector):
     resident_label: ClassVar[Any] = ""
 
 
+class _LinksNoAccount(LibraryConnector):
+    """A kind that links no account (as the email connector), whatever its label says."""
+
+    kind = "test-no-account"
+    resident_label: ClassVar[Any] = "adresse de contact"
+    links_accounts: ClassVar[bool] = False
+
+
 class _Ticketing(LibraryConnector):
     kind = "test-ticketing"
     resident_label: ClassVar[Any] = "Carte Blanche"
@@ -79,10 +87,12 @@ def test_kinds_that_link_nothing_are_never_named_and_each_kind_once(
 ):
     monkeypatch.setitem(registry._kinds, _Provisioning.kind, _Provisioning)
     monkeypatch.setitem(registry._kinds, _Ticketing.kind, _Ticketing)
-    for kind in (_Provisioning.kind, _Ticketing.kind, "library"):
+    monkeypatch.setitem(registry._kinds, _LinksNoAccount.kind, _LinksNoAccount)
+    for kind in (_Provisioning.kind, _LinksNoAccount.kind, _Ticketing.kind, "library"):
         PartnerConnector.objects.create(client=make_client().client, kind=kind, label=kind)
     assert registry.resident_labels()[_Ticketing.kind] == "Carte Blanche"
     assert _Provisioning.kind not in registry.resident_labels()
+    assert _LinksNoAccount.kind not in registry.resident_labels()
     assert cards_summary(resident) == [
         f"Aucune carte liée. Vous pouvez lier {LIBRARY} ou votre Carte Blanche."
     ]
