@@ -3,4 +3,10 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+# Imported once Django is set up (it reads settings and models).
+from config.lean_path import LeanProtocolPath  # noqa: E402
+
+# Discovery and JWKS are answered before Django's request cycle (config/lean_path.py).
+application = LeanProtocolPath(django_application)

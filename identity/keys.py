@@ -17,7 +17,10 @@ Life of a key (`manage.py rotate_keys`):
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -34,17 +38,39 @@ from common.crypto import decrypt_at_rest, encrypt_at_rest
 from identity.audit import audit_log
 from identity.models import SigningKey
 
+logger = logging.getLogger(__name__)
+
 SUPPORTED_ALGORITHMS = ("RS256", "ES256")
 _CACHE_SECONDS = 30
+# How often a process reads the key-set version from the shared cache (see published_jwks).
+KEYSET_VERSION_CHECK_SECONDS = 1.0
+_KEYSET_VERSION_KEY = "oidc:keyset-version"
 # Decrypted, parsed private keys by kid (a kid is the key's thumbprint: it never changes).
 _parsed_keys: dict[str, LoadedKey] = {}
 _cache_lock = threading.Lock()
 _cache: dict[str, tuple[float, LoadedKey]] = {}
-_jwks_cache: tuple[float, dict] | None = None
+_jwks_cache: PublishedJWKS | None = None
+# (monotonic time of the next read, the shared key-set version last read)
+_keyset_version: tuple[float, str | None] = (0.0, None)
 
 
 class NoSigningKey(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class PublishedJWKS:
+    """The JWKS document, its serialized bytes and their strong ETag, as served.
+
+    `valid_until` is a time.monotonic() deadline; `version` is the shared key-set version
+    read when the document was built.
+    """
+
+    document: dict[str, Any]
+    body: bytes
+    etag: str
+    valid_until: float
+    version: str | None
 
 
 @dataclass(frozen=True)
@@ -96,6 +122,8 @@ def signing_keys_ensure() -> list[SigningKey]:
             if not _signing_now(algorithm, now).exists():
                 created.append(signing_key_create(algorithm=algorithm))
     clear_key_cache()
+    if created:
+        transaction.on_commit(announce_key_change)
     return created
 
 
@@ -131,6 +159,7 @@ def signing_key_rotate(
             },
         )
     clear_key_cache()
+    transaction.on_commit(announce_key_change)
     return key
 
 
@@ -148,14 +177,50 @@ def signing_keys_prune(*, now: datetime | None = None) -> list[str]:
             expired.update(private_key_encrypted=b"")
             audit_log(event="signing_key.pruned", data={"kids": kids})
     clear_key_cache()
+    if kids:
+        transaction.on_commit(announce_key_change)
     return kids
 
 
 def clear_key_cache() -> None:
-    global _jwks_cache
+    """Forget this process's cached keys and JWKS (other processes: announce_key_change)."""
+    global _jwks_cache, _keyset_version
     with _cache_lock:
         _cache.clear()
         _jwks_cache = None
+        _keyset_version = (0.0, None)
+
+
+def _shared_cache() -> Any:
+    # The cache every process of a deployment shares: Redis, or the database without Redis
+    # (the rate-limit counters' cache; the default cache may be process-local).
+    return caches["ratelimit"]
+
+
+def announce_key_change() -> None:
+    """Tell every process that the key set changed: each re-reads JWKS within
+    KEYSET_VERSION_CHECK_SECONDS (instead of at the end of its cache time). Also clears
+    this process's caches. Called once the change is committed (transaction.on_commit), so
+    that no process rebuilds its cache from the rows before the change."""
+    try:
+        _shared_cache().set(_KEYSET_VERSION_KEY, secrets.token_hex(8), timeout=None)
+    except Exception:  # the caches still lapse on their own, within _jwks_cache_seconds()
+        logger.warning("could not announce the signing key change through the shared cache", exc_info=True)
+    clear_key_cache()
+
+
+def _current_keyset_version(monotonic: float) -> str | None:
+    """The shared key-set version, read at most every KEYSET_VERSION_CHECK_SECONDS."""
+    global _keyset_version
+    next_read, version = _keyset_version
+    if monotonic < next_read:
+        return version
+    try:
+        version = _shared_cache().get(_KEYSET_VERSION_KEY)
+    except Exception:  # unreadable: rely on the cache time alone
+        logger.warning("could not read the signing key-set version from the shared cache", exc_info=True)
+    _keyset_version = (monotonic + KEYSET_VERSION_CHECK_SECONDS, version)
+    return version
 
 
 def active_signing_key(algorithm: str = "RS256") -> LoadedKey:
@@ -201,19 +266,42 @@ def _jwks_cache_seconds() -> float:
     return float(max(0, min(_CACHE_SECONDS, slack)))
 
 
-def published_jwks() -> dict:
-    """The public keys to publish, cached in process.
+def published_jwks_if_current() -> PublishedJWKS | None:
+    """The cached JWKS if it is still current, without any database query; else None.
 
-    This process forgets the cache on every key change it makes (clear_key_cache); other
-    processes see a rotation within _jwks_cache_seconds(), and a key leaves the document
-    at its `expires_at`, never later (the cache expires then).
+    Current means: its cache time (_jwks_cache_seconds(), never past a published key's
+    `expires_at`) has not run out, and the shared key-set version (read at most every
+    KEYSET_VERSION_CHECK_SECONDS) is the one it was built with.
     """
     global _jwks_cache
     monotonic = time.monotonic()
     with _cache_lock:
         hit = _jwks_cache
-    if hit is not None and hit[0] > monotonic:
-        return hit[1]
+    if hit is None or hit.valid_until <= monotonic:
+        return None
+    if _current_keyset_version(monotonic) != hit.version:
+        with _cache_lock:
+            if _jwks_cache is hit:
+                _jwks_cache = None
+        return None
+    return hit
+
+
+def published_jwks_bytes() -> PublishedJWKS:
+    """The public keys to publish, with their serialized bytes and ETag, cached in process.
+
+    This process forgets the cache on every key change it makes (clear_key_cache); other
+    processes see a change made by signing_key_rotate/_ensure/_prune within
+    KEYSET_VERSION_CHECK_SECONDS (announce_key_change), any other change within
+    _jwks_cache_seconds(); a key leaves the document at its `expires_at`, never later (the
+    cache expires then).
+    """
+    global _jwks_cache
+    hit = published_jwks_if_current()
+    if hit is not None:
+        return hit
+    monotonic = time.monotonic()
+    version = _current_keyset_version(monotonic)
     now = timezone.now()
     rows = list(SigningKey.objects.exclude(expires_at__lte=now).order_by("algorithm", "-active_from"))
     document = {"keys": [row.public_jwk for row in rows]}
@@ -221,9 +309,27 @@ def published_jwks() -> dict:
     expiries = [row.expires_at for row in rows if row.expires_at is not None]
     if expiries:
         ttl = max(0.0, min(ttl, (min(expiries) - now).total_seconds()))
+    body = json.dumps(document).encode()
+    published = PublishedJWKS(
+        document=document,
+        body=body,
+        etag=strong_etag(body),
+        valid_until=monotonic + ttl,
+        version=version,
+    )
     with _cache_lock:
-        _jwks_cache = (monotonic + ttl, document)
-    return document
+        _jwks_cache = published
+    return published
+
+
+def published_jwks() -> dict:
+    """The public keys to publish (the document of published_jwks_bytes())."""
+    return published_jwks_bytes().document
+
+
+def strong_etag(body: bytes) -> str:
+    """A strong entity tag (RFC 9110 §8.8.3) naming exactly these bytes."""
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
 def verification_key(kid: str) -> jwk.JWK | None:

@@ -14,9 +14,11 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from identity.keys import strong_etag
 from identity.levels import ACR_VALUES_SUPPORTED
 from identity.oidc import claims as claims_registry
 from identity.oidc.constants import CLIENT_ASSERTION_ALGS
+from identity.oidc.views.documents import document_response
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 # Claims of the ID token itself, whatever the scopes (OIDC Core §2).
@@ -77,31 +79,35 @@ def provider_metadata() -> dict[str, object]:
 # The document depends only on settings, the URLconf and the claims registry: built once
 # per process (per issuer, so that a test overriding the issuer still sees its own, and per
 # registry generation, so that a provider registered later is listed).
-_document_bytes: dict[tuple[str, int], bytes] = {}
+# The bytes and their ETag, under that key.
+_document_bytes: dict[tuple[str, int], tuple[bytes, str]] = {}
+# The document changes only with a deployment (settings, code): relying parties may keep it
+# five minutes, then revalidate it with If-None-Match (a 304 costs them nothing).
+MAX_AGE_SECONDS = 300
 
 
-def _metadata_bytes() -> bytes:
+def metadata_bytes() -> tuple[bytes, str]:
+    """The serialized metadata document and its strong ETag."""
     key = (settings.ISSUER, claims_registry.generation())
-    document = _document_bytes.get(key)
-    if document is None:
-        document = json.dumps(provider_metadata(), cls=DjangoJSONEncoder).encode()
+    cached = _document_bytes.get(key)
+    if cached is None:
+        body = json.dumps(provider_metadata(), cls=DjangoJSONEncoder).encode()
+        cached = (body, strong_etag(body))
         _document_bytes.clear()
-        _document_bytes[key] = document
-    return document
+        _document_bytes[key] = cached
+    return cached
 
 
-def _json() -> HttpResponse:
-    response = HttpResponse(_metadata_bytes(), content_type="application/json")
-    response["Access-Control-Allow-Origin"] = "*"
-    response["Cache-Control"] = "public, max-age=300"
-    return response
+def _json(request: HttpRequest) -> HttpResponse:
+    body, etag = metadata_bytes()
+    return document_response(request, body=body, etag=etag, max_age=MAX_AGE_SECONDS)
 
 
 @require_safe
 def openid_configuration(request: HttpRequest) -> HttpResponse:
-    return _json()
+    return _json(request)
 
 
 @require_safe
 def oauth_authorization_server(request: HttpRequest) -> HttpResponse:
-    return _json()
+    return _json(request)

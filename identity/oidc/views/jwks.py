@@ -1,35 +1,24 @@
-"""JSON Web Key Set (RFC 7517): every key that signs or may still verify a live token."""
+"""JSON Web Key Set (RFC 7517): every key that signs or may still verify a live token.
+
+Served from precomputed bytes with a strong ETag (identity.keys.published_jwks_bytes), also
+before Django's request cycle (config/lean_path.py).
+"""
 
 from __future__ import annotations
-
-import json
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
-from identity.keys import published_jwks
-
-# The serialized document, for as long as identity.keys serves the same (cached) one.
-_serialized: tuple[object, bytes] | None = None
-
-
-def _jwks_bytes() -> bytes:
-    global _serialized
-    document = published_jwks()
-    cached = _serialized
-    if cached is not None and cached[0] is document:
-        return cached[1]
-    body = json.dumps(document).encode()
-    _serialized = (document, body)
-    return body
+from identity.keys import published_jwks_bytes
+from identity.oidc.views.documents import document_response
 
 
 @require_safe
 def jwks(request: HttpRequest) -> HttpResponse:
-    response = HttpResponse(_jwks_bytes(), content_type="application/json")
-    response["Access-Control-Allow-Origin"] = "*"
+    published = published_jwks_bytes()
     # A rotated-in key is published OIDC_KEY_PUBLISH_AHEAD_SECONDS (≥ this max-age) before
     # it signs, so a relying party's cached copy always knows the signing key.
-    response["Cache-Control"] = f"public, max-age={settings.OIDC_JWKS_MAX_AGE_SECONDS}"
-    return response
+    return document_response(
+        request, body=published.body, etag=published.etag, max_age=settings.OIDC_JWKS_MAX_AGE_SECONDS
+    )
