@@ -4,7 +4,7 @@ Partner back-ends call the token, userinfo, introspection, revocation and PAR en
 and anyone may fetch the discovery document and the JWKS, many times per second. None of
 them uses a cookie: no session, no sign-in state, no language choice, no CSRF token (they
 are CSRF-exempt: they authenticate the client or the bearer token on every call), no
-flash messages. The middleware that only serves browser pages is therefore skipped on
+flash messages, no second factor. The middleware that only serves browser pages is therefore skipped on
 these exact paths; everything else still runs on them (SecurityMiddleware's HTTPS and
 header rules, our Content-Security-Policy headers, CommonMiddleware's Host validation
 against ALLOWED_HOSTS, CSRF's view check, X-Frame-Options).
@@ -22,6 +22,7 @@ from django.contrib.auth.middleware import AuthenticationMiddleware as DjangoAut
 from django.contrib.messages.middleware import MessageMiddleware as DjangoMessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.middleware.locale import LocaleMiddleware as DjangoLocaleMiddleware
+from django_otp.middleware import OTPMiddleware as DjangoOTPMiddleware
 
 # Exact paths (no prefix matching: "/token/x" or "/tokens" get the full stack).
 PROTOCOL_PATHS = frozenset(
@@ -67,4 +68,9 @@ class AuthenticationMiddleware(_SkippedOnProtocolPaths, DjangoAuthenticationMidd
 
 
 class MessageMiddleware(_SkippedOnProtocolPaths, DjangoMessageMiddleware):
+    pass
+
+
+class OTPMiddleware(_SkippedOnProtocolPaths, DjangoOTPMiddleware):
+    # Wraps request.user, which AuthenticationMiddleware does not set on these paths.
     pass

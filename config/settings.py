@@ -95,14 +95,14 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "identity.middleware.SecurityHeadersMiddleware",
-    # Four browser-only middleware are skipped on the protocol endpoints (config/middleware.py).
+    # Five browser-only middleware are skipped on the protocol endpoints (config/middleware.py).
     "config.middleware.SessionMiddleware",
     "config.middleware.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "config.middleware.AuthenticationMiddleware",
     "identity.middleware.BrowserSessionMiddleware",
-    "django_otp.middleware.OTPMiddleware",
+    "config.middleware.OTPMiddleware",
     "config.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -154,6 +154,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
         "transaction_mode": "IMMEDIATE",
+    }
+elif env_bool("DATABASE_PREPARED_STATEMENTS", False):
+    # PostgreSQL (psycopg 3): server-side parameter binding, and a statement run
+    # DATABASE_PREPARE_THRESHOLD times on a connection is prepared once and then only
+    # executed (psycopg's prepare_threshold). Off by default: it needs a direct connection
+    # or PgBouncer >= 1.21 with max_prepared_statements > 0 (docs/operators.md), and it was
+    # measured no faster on the hot paths (bench/README.md, lean protocol path).
+    DATABASES["default"]["OPTIONS"] = {
+        "server_side_binding": True,
+        "prepare_threshold": env_int("DATABASE_PREPARE_THRESHOLD", 5),
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -108,3 +108,20 @@ def test_bad_boolean_is_a_clear_configuration_error():
     result = run_settings({"DEBUG": "maybe"})
     assert result.returncode != 0
     assert "DEBUG must be a boolean" in result.stderr
+
+
+def test_prepared_statements_are_off_by_default_and_opt_in_on_postgresql():
+    show = "from django.conf import settings; print(settings.DATABASES['default'].get('OPTIONS', {}))"
+    postgres = {"DATABASE_URL": "postgres://u:p@127.0.0.1:5432/cum"}
+    default = run_settings(postgres, show)
+    assert default.returncode == 0, default.stderr
+    assert "server_side_binding" not in default.stdout
+    opted_in = run_settings(
+        {**postgres, "DATABASE_PREPARED_STATEMENTS": "true", "DATABASE_PREPARE_THRESHOLD": "2"}, show
+    )
+    assert opted_in.returncode == 0, opted_in.stderr
+    assert "'server_side_binding': True" in opted_in.stdout
+    assert "'prepare_threshold': 2" in opted_in.stdout
+    # SQLite keeps its own options whatever the flag says.
+    sqlite = run_settings({"DATABASE_PREPARED_STATEMENTS": "true"}, show)
+    assert "init_command" in sqlite.stdout
