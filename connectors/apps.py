@@ -25,6 +25,8 @@ class ConnectorsConfig(AppConfig):
             links,
             monitoring,
             rights_erasure,
+            scim,  # noqa: F401 - registers the "scim" connector kind
+            scim_provisioning,
             selectors,
             transport,  # noqa: F401 - registers the "transport" connector kind
             views,
@@ -34,7 +36,8 @@ class ConnectorsConfig(AppConfig):
         handlers.register_builtin_handlers()
         rights_erasure.register_erasure_handlers()
         links.register_link_handlers()
-        rights_registry.register_module("connectors.rights")  # data-subject rights
+        scim_provisioning.register_scim_handlers()  # SCIM partners follow consent and account changes
+        rights_registry.register_module("connectors.rights", "connectors.scim_rights")  # data-subject rights
         # The erasure asks every partner the resident linked an account at.
         erasure.register_partner_source("connectors.links", selectors.links_partners)
         # Where each partner's erasure request stands in the outbox (the DPO, the resident).
