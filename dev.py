@@ -87,15 +87,28 @@ def cmd_run() -> None:
     transport = subprocess.Popen(  # noqa: S603
         [str(PY), "-m", "connectors.transport_simulator", "--port", str(transport_port)], cwd=ROOT
     )
+    # The demo SCIM partner: scim2-server over HTTP, provisioned from the demo resident's consent.
+    scim_port = free_port()
+    scim = subprocess.Popen(  # noqa: S603
+        [str(PY), "-m", "connectors.scim_simulator", "--port", str(scim_port)], cwd=ROOT
+    )
     worker = None
     try:
-        manage("load_demo", "--sip2-port", str(sip2_port), "--transport-port", str(transport_port))
+        manage(
+            "load_demo",
+            "--sip2-port",
+            str(sip2_port),
+            "--transport-port",
+            str(transport_port),
+            "--scim-port",
+            str(scim_port),
+        )
         addr = os.environ.get("RUN_ADDRESS", "127.0.0.1:8000")
         # The outbox relay (deliveries to partners) runs beside the web server, as in production.
         worker = subprocess.Popen([str(PY), "manage.py", "outbox_worker"], cwd=ROOT)  # noqa: S603
         manage("runserver", addr)
     finally:
-        for process in (worker, simulator, transport):
+        for process in (worker, simulator, transport, scim):
             if process is not None:
                 process.terminate()
                 process.wait(timeout=10)

@@ -141,6 +141,9 @@ class Connector(ABC):
     # The non-secret configuration keys an operator may set, and the secret ones (admin).
     config_keys: ClassVar[tuple[str, ...]] = ()
     secret_keys: ClassVar[tuple[str, ...]] = ()
+    # False: residents link no account of theirs here (SCIM: provisioned from consent); the
+    # kind is not offered on Mon compte › Cartes et abonnements.
+    linkable: ClassVar[bool] = True
 
     def __init__(self, *, config: Mapping[str, Any], secrets: Mapping[str, str], partner: str) -> None:
         self.config = dict(config)

@@ -346,6 +346,7 @@ class ScimConnector(Connector):
     kind = KIND
     config_keys = ("base_url", "connect_timeout", "read_timeout", "max_attempts")
     secret_keys = ("bearer_token",)
+    linkable = False
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any], secrets: Mapping[str, str]) -> list[str]:

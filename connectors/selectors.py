@@ -6,6 +6,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+from connectors import registry
 from connectors.library import KIND as LIBRARY_KIND
 from connectors.models import PartnerConnector, PartnerLink
 from connectors.sealing import Unsealable, open_reference
@@ -27,7 +28,15 @@ class ConnectorEntry:
 
 
 def enabled_connectors() -> list[PartnerConnector]:
-    return list(PartnerConnector.objects.filter(enabled=True).select_related("client").order_by("label"))
+    """The enabled connectors of kinds a resident links an account at (Connector.linkable)."""
+    linkable = [
+        kind for kind in registry.kinds() if getattr(registry.connector_class(kind), "linkable", True)
+    ]
+    return list(
+        PartnerConnector.objects.filter(enabled=True, kind__in=linkable)
+        .select_related("client")
+        .order_by("label")
+    )
 
 
 def resident_entries(user: User) -> list[ConnectorEntry]:

@@ -193,3 +193,10 @@ def test_a_pending_provisioning_of_an_erased_account_provisions_nothing(
     erasure.erasure_now(user=resident, operator=None)
     assert _sync().delivered == 1
     assert scim_sim.users() == []
+
+
+def test_the_cards_page_offers_no_scim_link(signed_in, scim):
+    """Residents link no account at a SCIM partner: it is provisioned from their consent."""
+    page = signed_in.get("/compte/cartes/")
+    assert page.status_code == 200
+    assert scim.label not in page.content.decode()

@@ -31,6 +31,11 @@ class Command(BaseCommand):
             type=int,
             help="also give the demo partner a transport connector for the Naolib simulator on this port",
         )
+        parser.add_argument(
+            "--scim-port",
+            type=int,
+            help="also give the demo partner a SCIM connector for the SCIM simulator on this port",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
@@ -85,3 +90,5 @@ class Command(BaseCommand):
             call_command("load_demo_library", port=options["sip2_port"], stdout=self.stdout)
         if options.get("transport_port"):
             call_command("load_demo_transport", port=options["transport_port"], stdout=self.stdout)
+        if options.get("scim_port"):
+            call_command("load_demo_scim", port=options["scim_port"], stdout=self.stdout)
