@@ -11,7 +11,8 @@ prints its base URL and token, then serves until interrupted. In Python:
         sim.base_url, sim.token, sim.users(), sim.faults.mode = "slow", sim.counts["POST /Users"]
 
 Faults (`sim.faults.mode`): "down" (the socket is closed: connections refused, the port kept
-for `recover()`), "slow" (each answer waits `faults.delay` seconds), "garbage" (200 with a body
+for `recover()`), "slow" (each answer waits `faults.delay` seconds before the request is
+served), "slow_after" (a write served, then its answer waits), "garbage" (200 with a body
 that is not SCIM), "error" (503). `sim.go_down()` / `sim.recover()` stop and restart the
 socket on the same port, the users kept.
 """
@@ -49,7 +50,7 @@ USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 
 @dataclass
 class Faults:
-    mode: str = ""  # "", "slow", "garbage", "error"
+    mode: str = ""  # "", "slow", "slow_after", "garbage", "error"
     delay: float = 2.0
 
 
@@ -115,6 +116,11 @@ class ScimSimulator:
             return [b"not found"]
         # The package's application serves /v2/…: the partner's prefix is ours.
         environ = {**environ, "PATH_INFO": path.removeprefix("/scim"), "SCRIPT_NAME": "/scim"}
+        if mode == "slow_after" and environ.get("REQUEST_METHOD") != "GET":
+            # A write applied, its answer late (a client killed or timed out meanwhile).
+            body = list(self.app(environ, start_response))
+            time.sleep(self.faults.delay)
+            return body
         return self.app(environ, start_response)
 
     def start(self) -> ScimSimulator:

@@ -5,6 +5,8 @@ connector's configuration checks and health."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from datetime import timedelta
 
@@ -12,7 +14,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from connectors.models import OutboxMessage
+from connectors.models import OutboxMessage, ScimAccount
 from connectors.outbox import relay_once
 from connectors.protocol import PartnerProtocolError, PartnerUnavailable
 from connectors.registry import connector_class
@@ -204,3 +206,37 @@ def test_backoff_leaves_the_message_waiting(resident, scim, scim_sim, scim_clien
     assert _sync().processed == 0
     message = OutboxMessage.objects.get(kind=KIND_SYNC)
     assert message.next_attempt_at - timezone.now() < timedelta(seconds=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_delivery_delivers_again_once(resident, scim, scim_sim, scim_client, run_worker):
+    """`manage.py outbox_worker` in its own process is killed (SIGKILL) after the partner
+    created the user, before its answer arrived: the next worker delivers the message again
+    and the partner still holds one user, created once."""
+    partner_connector_configure(
+        client=scim_client.client,
+        kind="scim",
+        label=scim.label,
+        config=scim_config(scim_sim, read_timeout=10),
+    )
+    _consented(resident, scim_client)
+    scim_sim.faults.mode, scim_sim.faults.delay = "slow_after", 8.0
+    worker = run_worker("--interval", "0.2", "--max-seconds", "60", wait=False)
+    try:
+        deadline = time.monotonic() + 30
+        while not scim_sim.users() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(scim_sim.users()) == 1
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.communicate(timeout=10)
+    message = OutboxMessage.objects.get(kind=KIND_SYNC)
+    assert message.status == OutboxMessage.Status.PENDING and message.locked_until is not None
+    scim_sim.faults.mode = ""
+    # Its lease runs out (connectors.outbox.LEASE_SECONDS), then another worker takes it.
+    OutboxMessage.objects.filter(pk=message.pk).update(locked_until=timezone.now() - timedelta(seconds=1))
+    run_worker("--once")
+    message.refresh_from_db()
+    assert message.status == OutboxMessage.Status.DELIVERED
+    assert len(scim_sim.users()) == 1 and scim_sim.counts["POST /Users"] == 1
+    assert ScimAccount.objects.get(user=resident).scim_id == scim_sim.users()[0]["id"]
