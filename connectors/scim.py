@@ -311,13 +311,23 @@ class ScimClient:
         return created
 
     def replace_attributes(self, current: User[Any], desired: User[Any]) -> None:
-        with _errors():
-            self.scim.modify(current, _patch(current, desired))
+        self._modify(current, _patch(current, desired))
 
     def deactivate(self, current: User[Any]) -> None:
-        operation = _patch_op([{"op": "replace", "path": "active", "value": False}])
+        self._modify(current, _patch_op([{"op": "replace", "path": "active", "value": False}]))
+
+    def _modify(self, current: User[Any], operation: PatchOp[User[Any]]) -> None:
+        """PATCH; a user deleted at the partner since it was read (404) is retried: the next
+        delivery reads again and creates it if it is still to be provisioned."""
         with _errors():
-            self.scim.modify(current, operation)
+            try:
+                self.scim.modify(current, operation)
+            except SCIMException as exc:
+                if int(getattr(exc, "status", 0) or 0) == 404:
+                    raise PartnerUnavailable(
+                        "the user vanished meanwhile (404)", code="partner_conflict"
+                    ) from None
+                raise
 
     def delete(self, current: User[Any]) -> bool:
         """False: the partner no longer had it (404)."""

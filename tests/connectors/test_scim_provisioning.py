@@ -200,3 +200,19 @@ def test_the_cards_page_offers_no_scim_link(signed_in, scim):
     page = signed_in.get("/compte/cartes/")
     assert page.status_code == 200
     assert scim.label not in page.content.decode()
+
+
+def test_a_user_the_partner_deleted_is_created_again_at_the_next_change(
+    signed_in, resident, scim, scim_sim, scim_client
+):
+    sub = _granted(signed_in, scim_client)
+    _sync()
+    (first,) = scim_sim.users()
+    scim_sim.storage.resources = []  # the partner lost or deleted it
+    profile_update(
+        user=resident, given_name="Zoé", family_name="Martin", phone_number="", address=PostalAddress()
+    )
+    assert _sync().delivered == 1
+    (user,) = scim_sim.users()
+    assert user["externalId"] == sub and user["id"] != first["id"] and user["name"]["givenName"] == "Zoé"
+    assert ScimAccount.objects.get(user=resident).scim_id == user["id"]
