@@ -12,6 +12,9 @@ When (each in the transaction of its cause, one message per SCIM connector of th
 - the resident withdraws the partner's access in Mon compte › Services connectés
   (identity.oidc.sharing.sharing_withdraw calls `sharing_changed`, reason "withdrawn"):
   the partner's user is deactivated (`active` false), not deleted: the resident may come back;
+- every day (`manage.py scim_reconcile`, `scim_reconcile`), reason "reconcile": every
+  resident a partner holds active, so that a consent that lapsed (or was withdrawn another
+  way than from Services connectés) deactivates the partner's user too;
 - the account's erasure: the partner's user is deleted by the erasure message every partner
   with a connector gets (connectors/rights_erasure.py → ScimConnector.erase, by the `sub`
   the message carries).
@@ -59,6 +62,7 @@ KIND_SYNC = "connectors.scim_sync"
 REASON_GRANTED = "granted"
 REASON_CHANGED = "changed"
 REASON_WITHDRAWN = "withdrawn"
+REASON_RECONCILE = "reconcile"
 # The User fields whose change may change what a SCIM partner holds (connectors.scim.user_resource).
 SHARED_FIELDS = frozenset(
     {
@@ -133,6 +137,23 @@ def account_changed(user: User, fields: list[str]) -> None:
     with transaction.atomic():
         for account in accounts:
             _enqueue(account.connector, user, REASON_CHANGED, key)
+
+
+def scim_reconcile(*, run: str) -> int:
+    """One update per resident a SCIM partner holds active (`manage.py scim_reconcile`, daily):
+    each delivery converges, so a consent that lapsed or was withdrawn another way than from
+    Services connectés (which queue nothing themselves) deactivates the partner's user, and a
+    user the partner lost is created again. `run` names the run (the day): run twice, it
+    queues once. Returns how many messages were queued."""
+    accounts = ScimAccount.objects.filter(active=True, connector__enabled=True).select_related(
+        "connector__client", "user"
+    )
+    queued = 0
+    with transaction.atomic():
+        for account in accounts.iterator():
+            _enqueue(account.connector, account.user, REASON_RECONCILE, f"{REASON_RECONCILE}:{run}")
+            queued += 1
+    return queued
 
 
 def _job(message: OutboxMessage) -> tuple[PartnerConnector, User | None]:

@@ -5,7 +5,10 @@ Services connectés, and the account's erasure. Deliveries go through the outbox
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 
 from connectors.models import OutboxMessage, ScimAccount
@@ -15,8 +18,9 @@ from connectors.scim_provisioning import KIND_SYNC, deliver_scim_sync
 from consent import erasure
 from consent.models import RightsRequest
 from consent.rights import rights_export
+from consent.services import consent_record
 from identity.models import AuditEvent
-from identity.oidc.sharing import sharing_withdraw
+from identity.oidc.sharing import sharing_purpose_code, sharing_withdraw
 from identity.services import PostalAddress, profile_update
 from tests.conftest import OIDCFlow, verify_id_token
 from tests.oidc.conftest import complete_flow, is_consent_page
@@ -216,3 +220,30 @@ def test_a_user_the_partner_deleted_is_created_again_at_the_next_change(
     (user,) = scim_sim.users()
     assert user["externalId"] == sub and user["id"] != first["id"] and user["name"]["givenName"] == "Zoé"
     assert ScimAccount.objects.get(user=resident).scim_id == user["id"]
+
+
+def test_reconcile_deactivates_after_a_withdrawal_recorded_elsewhere(
+    signed_in, resident, scim, scim_sim, scim_client
+):
+    """A withdrawal that does not go through Services connectés (staff recording it, a consent
+    lapsing) queues nothing; the daily `scim_reconcile` makes the partner follow."""
+    _granted(signed_in, scim_client)
+    _sync()
+    with transaction.atomic():
+        consent_record(
+            user=resident,
+            purpose_code=sharing_purpose_code(scim_client.client, SCOPE.split()),
+            event_type="withdrawn",
+            collection_method="web_form",
+        )
+    assert _sync().processed == 0
+    assert scim_sim.users()[0]["active"] is True
+    out = StringIO()
+    call_command("scim_reconcile", "--run", "day-1", stdout=out)
+    call_command("scim_reconcile", "--run", "day-1", stdout=StringIO())  # the same run queues once
+    assert "1 SCIM update(s) queued" in out.getvalue()
+    assert _sync().delivered == 1
+    assert scim_sim.users()[0]["active"] is False
+    assert ScimAccount.objects.get(user=resident).active is False
+    call_command("scim_reconcile", "--run", "day-2", stdout=out)  # inactive: not queued again
+    assert _sync().processed == 0
