@@ -5,8 +5,11 @@ Services connectés, and the account's erasure. Deliveries go through the outbox
 
 from __future__ import annotations
 
+import json
 from io import StringIO
+from pathlib import Path
 
+import jsonschema
 import pytest
 from django.core.management import call_command
 from django.db import transaction
@@ -28,6 +31,7 @@ from tests.oidc.conftest import complete_flow, is_consent_page
 pytestmark = pytest.mark.django_db
 
 SCOPE = "openid profile email"
+EXPORT_SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "export-schema.json").read_text())
 
 
 def _sync() -> object:
@@ -162,7 +166,9 @@ def test_redelivery_creates_no_second_user(signed_in, resident, scim, scim_sim, 
 def test_the_export_holds_the_partner_s_user(signed_in, resident, scim, scim_sim, scim_client):
     sub = _granted(signed_in, scim_client)
     _sync()
-    (entry,) = rights_export(resident)["sections"]["connectors_scim"]["accounts"]
+    export = rights_export(resident)
+    jsonschema.Draft202012Validator(EXPORT_SCHEMA).validate(json.loads(json.dumps(export)))
+    (entry,) = export["sections"]["connectors_scim"]["accounts"]
     assert entry["partner"] == scim_client.client_id and entry["active"] is True
     assert entry["partner_data"]["state"] == "answered"
     assert entry["partner_data"]["data"]["user"]["externalId"] == sub
