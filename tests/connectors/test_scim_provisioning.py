@@ -19,6 +19,7 @@ from connectors.outbox import relay_once
 from connectors.rights_erasure import deliver_partner_erasure
 from connectors.scim_provisioning import KIND_SYNC, deliver_scim_sync
 from consent import erasure
+from consent.export_archive import html_sections
 from consent.models import RightsRequest
 from consent.rights import rights_export
 from consent.services import consent_record
@@ -169,6 +170,8 @@ def test_the_export_holds_the_partner_s_user(signed_in, resident, scim, scim_sim
     export = rights_export(resident)
     jsonschema.Draft202012Validator(EXPORT_SCHEMA).validate(json.loads(json.dumps(export)))
     (entry,) = export["sections"]["connectors_scim"]["accounts"]
+    section = next(item for item in html_sections(export) if item["name"] == "connectors_scim")
+    assert section["title"] == "Les comptes créés pour vous chez des partenaires"
     assert entry["partner"] == scim_client.client_id and entry["active"] is True
     assert entry["partner_data"]["state"] == "answered"
     assert entry["partner_data"]["data"]["user"]["externalId"] == sub
