@@ -87,6 +87,11 @@ def cmd_run() -> None:
     transport = subprocess.Popen(  # noqa: S603
         [str(PY), "-m", "connectors.transport_simulator", "--port", str(transport_port)], cwd=ROOT
     )
+    # The demo ticketing platform: the ticketing-contract simulator (it prints its Carte Blanche cards).
+    ticketing_port = free_port()
+    ticketing = subprocess.Popen(  # noqa: S603
+        [str(PY), "-m", "connectors.ticketing_simulator", "--port", str(ticketing_port)], cwd=ROOT
+    )
     # The demo SCIM partner: scim2-server over HTTP, provisioned from the demo resident's consent.
     scim_port = free_port()
     scim = subprocess.Popen(  # noqa: S603
@@ -100,6 +105,8 @@ def cmd_run() -> None:
             str(sip2_port),
             "--transport-port",
             str(transport_port),
+            "--ticketing-port",
+            str(ticketing_port),
             "--scim-port",
             str(scim_port),
         )
@@ -108,7 +115,7 @@ def cmd_run() -> None:
         worker = subprocess.Popen([str(PY), "manage.py", "outbox_worker"], cwd=ROOT)  # noqa: S603
         manage("runserver", addr)
     finally:
-        for process in (worker, simulator, transport, scim):
+        for process in (worker, simulator, transport, ticketing, scim):
             if process is not None:
                 process.terminate()
                 process.wait(timeout=10)

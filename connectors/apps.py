@@ -28,6 +28,7 @@ class ConnectorsConfig(AppConfig):
             scim,  # noqa: F401 - registers the "scim" connector kind
             scim_provisioning,
             selectors,
+            ticketing,  # noqa: F401 - registers the "ticketing" connector kind
             transport,  # noqa: F401 - registers the "transport" connector kind
             views,
         )
@@ -53,4 +54,4 @@ class ConnectorsConfig(AppConfig):
                 _("Lier ma carte de bibliothèque ou ma carte Libertan, voir leur état"),
             )
         )
-        claims.register_claim_providers()  # library_card, transport_subscription (identity.oidc.claims)
+        claims.register_claim_providers()  # library_card, transport_subscription, eligibility

@@ -1,4 +1,5 @@
-"""The scopes connectors offer partners: `library_card`, `transport_subscription` (docs/partners.md).
+"""The scopes connectors offer partners: `library_card`, `transport_subscription`, `eligibility`
+(docs/partners.md).
 
 Registered with the claims registry (identity.oidc.claims) from ConnectorsConfig.ready(): the
 app config's wiring is the one place connectors reaches the composition root (pyproject's
@@ -16,10 +17,13 @@ from typing import Any
 from django.utils.translation import gettext_lazy as _
 
 from connectors.selectors import (
+    ELIGIBILITY_CLAIM,
+    ELIGIBILITY_SCOPE,
     LIBRARY_CARD_CLAIM,
     LIBRARY_CARD_SCOPE,
     TRANSPORT_CLAIM,
     TRANSPORT_SCOPE,
+    eligibility_claims,
     library_card_claims,
     transport_subscription_claims,
 )
@@ -76,6 +80,34 @@ TRANSPORT_PROVIDER = ClaimProvider(
 )
 
 
+def _read_eligibility(user: Any, scopes: frozenset[str]) -> dict[str, Any]:
+    return eligibility_claims(user, scopes)
+
+
+ELIGIBILITY_PROVIDER = ClaimProvider(
+    name="connectors.ticketing",
+    scopes=(
+        ScopeSpec(
+            name=ELIGIBILITY_SCOPE,
+            claims=(ELIGIBILITY_CLAIM,),
+            what=_(
+                "Si votre Carte Blanche liée vous donne droit aux tarifs réduits, et jusqu'à quand "
+                "(jamais vos revenus ni le numéro de la carte)"
+            ),
+            why=_("pour vous appliquer les tarifs réduits sans vous demander de justificatif"),
+            claim_labels={ELIGIBILITY_CLAIM: _("droit aux tarifs réduits : dispositif, date de fin")},
+            data_category=DataCategory(
+                fr="Droit aux tarifs réduits (dispositif, date de fin)",
+                en="Reduced-price eligibility (scheme, end date)",
+            ),
+        ),
+    ),
+    read=_read_eligibility,
+    client_read=eligibility_claims,
+)
+
+
 def register_claim_providers() -> None:
     register(LIBRARY_PROVIDER)
     register(TRANSPORT_PROVIDER)
+    register(ELIGIBILITY_PROVIDER)

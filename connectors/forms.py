@@ -1,5 +1,6 @@
 """The forms of Mon compte › Cartes et abonnements, one per connector kind: a library card
-(card number + PIN), a Libertan transport card (card number + family name + birth date).
+(card number + PIN), a Libertan transport card (card number + family name + birth date), a
+Carte Blanche at the ticketing platform (card number + birth date).
 
 Each form gives the protocol's (reference, secret) through `credentials()`; nothing a form
 holds is stored but the card number (connectors.links seals it)."""
@@ -13,6 +14,9 @@ from django.utils.translation import gettext_lazy as _
 
 from connectors.library import KIND as LIBRARY_KIND
 from connectors.library import MAX_CARD_LENGTH, MAX_PIN_LENGTH
+from connectors.ticketing import KIND as TICKETING_KIND
+from connectors.ticketing import MAX_CARD_LENGTH as MAX_TICKETING_CARD_LENGTH
+from connectors.ticketing import link_secret as ticketing_secret
 from connectors.transport import KIND as TRANSPORT_KIND
 from connectors.transport import MAX_CARD_LENGTH as MAX_TRANSPORT_CARD_LENGTH
 from connectors.transport import MAX_FAMILY_NAME_LENGTH, link_secret
@@ -66,11 +70,33 @@ class TransportLinkForm(forms.Form):
         return self.cleaned_data["card_number"], secret
 
 
-LinkForm = LibraryLinkForm | TransportLinkForm
+class TicketingLinkForm(forms.Form):
+    card_number = forms.CharField(
+        label=_("Numéro de Carte Blanche"),
+        max_length=MAX_TICKETING_CARD_LENGTH + 8,
+        help_text=_("Le numéro imprimé sur votre Carte Blanche."),
+        widget=forms.TextInput(attrs=dict(_CARD_ATTRS)),
+    )
+    birth_date = forms.DateField(
+        label=_("Date de naissance du titulaire"),
+        help_text=_(
+            "Elle est transmise à la billetterie pour vérifier la carte, et n'est pas conservée. "
+            "Aucune information sur vos revenus n'est demandée ni transmise."
+        ),
+        input_formats=["%Y-%m-%d", "%d/%m/%Y"],
+        widget=forms.DateInput(attrs={"type": "date", "autocomplete": "bday"}, format="%Y-%m-%d"),
+    )
 
-_FORMS: dict[str, type[LibraryLinkForm] | type[TransportLinkForm]] = {
+    def credentials(self) -> tuple[str, str]:
+        return self.cleaned_data["card_number"], ticketing_secret(birth_date=self.cleaned_data["birth_date"])
+
+
+LinkForm = LibraryLinkForm | TransportLinkForm | TicketingLinkForm
+
+_FORMS: dict[str, type[LibraryLinkForm] | type[TransportLinkForm] | type[TicketingLinkForm]] = {
     LIBRARY_KIND: LibraryLinkForm,
     TRANSPORT_KIND: TransportLinkForm,
+    TICKETING_KIND: TicketingLinkForm,
 }
 
 

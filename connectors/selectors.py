@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from connectors import registry
 from connectors.library import KIND as LIBRARY_KIND
 from connectors.models import PartnerConnector, PartnerLink
 from connectors.sealing import Unsealable, open_reference
+from connectors.ticketing import KIND as TICKETING_KIND
 from connectors.transport import KIND as TRANSPORT_KIND
 from identity.models import User
 
@@ -17,6 +19,8 @@ LIBRARY_CARD_SCOPE = "library_card"
 LIBRARY_CARD_CLAIM = "library_card"
 TRANSPORT_SCOPE = "transport_subscription"
 TRANSPORT_CLAIM = "transport_subscription"
+ELIGIBILITY_SCOPE = "eligibility"
+ELIGIBILITY_CLAIM = "eligibility"
 
 
 @dataclass(frozen=True)
@@ -140,3 +144,33 @@ def transport_subscription_claims(user: User, scopes: frozenset[str], client: An
         or (links[0] if links else None)
     )
     return {TRANSPORT_CLAIM: _transport_claim(chosen)}
+
+
+def eligibility_claims(user: User, scopes: frozenset[str], client: Any = None) -> dict[str, Any]:
+    """The `eligibility` claim: the resident's current reduced-price eligibilities, as the
+    ticketing platforms where they linked a card said at the last check: a list of {scheme,
+    valid_until}, one per scheme (the latest end), nothing when none is current (an end
+    passed since the last check counts as none). Never the card number, never income data
+    (the contract carries none)."""
+    if ELIGIBILITY_SCOPE not in scopes:
+        return {}
+    today = date.today()
+    found: dict[str, date] = {}
+    links = PartnerLink.objects.filter(
+        user=user,
+        connector__kind=TICKETING_KIND,
+        connector__enabled=True,
+        status=PartnerLink.Status.VALID,
+        expires_on__gte=today,
+    )
+    for link in links:
+        scheme = str(link.attributes.get("scheme") or "")
+        if scheme and link.expires_on is not None and link.expires_on > found.get(scheme, date.min):
+            found[scheme] = link.expires_on
+    if not found:
+        return {}
+    return {
+        ELIGIBILITY_CLAIM: [
+            {"scheme": scheme, "valid_until": until.isoformat()} for scheme, until in sorted(found.items())
+        ]
+    }

@@ -13,25 +13,29 @@ the operator's records: `link_secret(family_name=, birth_date=)` turns them into
 protocol's `secret` string (JSON), which is never stored, logged or audited. The birth date
 is only sent to the operator.
 
-Every request goes through `common.outbound` (no redirects followed), with short capped
-timeouts (`MAX_CONNECT_TIMEOUT`, `MAX_READ_TIMEOUT`: the resident's page waits on `link` and
-`refresh`) and a size limit on answers (`MAX_ANSWER_BYTES`). Writes (erasure) carry the
-outbox message's idempotency key in `Idempotency-Key`: the operator applies a key once.
+Every request goes through the shared contract client (connectors.http_contract:
+`common.outbound`, no redirects followed, short capped timeouts — the resident's page waits
+on `link` and `refresh` — and a size limit on answers). Writes (erasure) carry the outbox
+message's idempotency key in `Idempotency-Key`: the operator applies a key once.
 """
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date
-from ipaddress import ip_address
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from common.outbound import open_without_redirects
+from connectors.http_contract import (
+    CONFIG_KEYS,
+    SECRET_KEYS,
+    ContractClient,
+    ContractConfig,
+    answer_date,
+    config_problems,
+    contract_config,
+)
 from connectors.protocol import (
     Connector,
     ConnectorConfigError,
@@ -51,9 +55,6 @@ from connectors.protocol import (
 from connectors.registry import register
 
 KIND = "transport"
-DEFAULT_TIMEOUT = 3.0
-MAX_TIMEOUT = 5.0
-MAX_ANSWER_BYTES = 64 * 1024
 MIN_CARD_LENGTH = 8
 MAX_CARD_LENGTH = 20
 MAX_FAMILY_NAME_LENGTH = 100
@@ -84,116 +85,19 @@ def _proof_of(secret: str) -> dict[str, str]:
     return {"family_name": family_name, "birth_date": birth_date.isoformat()}
 
 
-@dataclass(frozen=True)
-class TransportConfig:
-    base_url: str
-    api_key: str
-    timeout: float
+# The shared contract client (connectors.http_contract), under the names this module had.
+TransportConfig = ContractConfig
+transport_config = contract_config
 
 
-def _timeout(config: Mapping[str, Any], key: str) -> float:
-    try:
-        value = float(config.get(key, DEFAULT_TIMEOUT))
-    except (TypeError, ValueError):
-        raise ConnectorConfigError(f"{key} is not a number") from None
-    if value <= 0:
-        raise ConnectorConfigError(f"{key} must be positive")
-    return min(value, MAX_TIMEOUT)
+class TransportClient(ContractClient):
+    """The HTTP client of the transport contract (connectors.http_contract.ContractClient)."""
+
+    def __init__(self, config: ContractConfig) -> None:
+        super().__init__(config, user_agent=USER_AGENT)
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def transport_config(config: Mapping[str, Any], secrets: Mapping[str, str]) -> TransportConfig:
-    """The client's settings (ConnectorConfigError if unusable)."""
-    base_url = str(config.get("base_url") or "").rstrip("/")
-    parts = urlsplit(base_url)
-    if parts.scheme not in {"https", "http"} or not parts.hostname:
-        raise ConnectorConfigError("base_url must be an https URL")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise ConnectorConfigError("base_url must be https (http only on a loopback address)")
-    if parts.query or parts.fragment or parts.username:
-        raise ConnectorConfigError("base_url takes no query, fragment or credentials")
-    api_key = secrets.get("api_key") or ""
-    if not api_key:
-        raise ConnectorConfigError("the api_key secret is required")
-    timeout = max(_timeout(config, "connect_timeout"), _timeout(config, "read_timeout"))
-    return TransportConfig(base_url=base_url, api_key=api_key, timeout=timeout)
-
-
-class TransportClient:
-    """The HTTP client of the contract: JSON in, JSON or RFC 7807 problems out."""
-
-    def __init__(self, config: TransportConfig) -> None:
-        self.config = config
-
-    def call(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None, *, idempotency_key: str = ""
-    ) -> tuple[int, dict[str, Any]]:
-        """(status, JSON object). PartnerUnavailable: no answer in time, 5xx, 429, our key
-        refused; PartnerProtocolError: an answer that is not the contract's JSON."""
-        headers = {
-            "Authorization": f"Bearer {self.config.api_key}",
-            "Accept": "application/json, application/problem+json",
-            "User-Agent": USER_AGENT,
-        }
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
-        request = urllib.request.Request(  # noqa: S310 - base_url is checked: http(s) only
-            self.config.base_url + path, data=data, headers=headers, method=method
-        )
-        try:
-            with open_without_redirects(request, timeout=self.config.timeout) as response:
-                status, raw = response.status, response.read(MAX_ANSWER_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            try:
-                raw = exc.read(MAX_ANSWER_BYTES + 1)
-            except (OSError, TimeoutError):
-                raw = b""
-            finally:
-                exc.close()
-        except TimeoutError:
-            raise PartnerUnavailable("timeout", code="partner_timeout") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise PartnerUnavailable(type(exc).__name__) from None
-        return self._checked(status, raw)
-
-    def _checked(self, status: int, raw: bytes) -> tuple[int, dict[str, Any]]:
-        if status in {401, 403}:
-            raise PartnerUnavailable("our API key was refused", code="partner_login_refused")
-        if status == 429 or status >= 500:
-            raise PartnerUnavailable(f"HTTP {status}")
-        if 300 <= status < 400:
-            raise PartnerProtocolError(f"unexpected redirect {status}")
-        if len(raw) > MAX_ANSWER_BYTES:
-            raise PartnerProtocolError("answer too large")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            raise PartnerProtocolError(f"HTTP {status}: not JSON") from None
-        if not isinstance(value, dict):
-            raise PartnerProtocolError(f"HTTP {status}: not a JSON object")
-        return status, value
-
-
-def _date(value: Any, name: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise PartnerProtocolError(f"{name} is not a date") from None
+_date = answer_date
 
 
 def _contract(answer: Mapping[str, Any]) -> dict[str, Any]:
@@ -230,18 +134,12 @@ class CardReplaced(CredentialsRefused):
 @register
 class TransportConnector(Connector):
     kind = KIND
-    config_keys = ("base_url", "connect_timeout", "read_timeout")
-    secret_keys = ("api_key",)
+    config_keys = CONFIG_KEYS
+    secret_keys = SECRET_KEYS
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any], secrets: Mapping[str, str]) -> list[str]:
-        problems = [f"unknown setting {key!r}" for key in config if key not in cls.config_keys]
-        problems += [f"unknown secret {key!r}" for key in secrets if key not in cls.secret_keys]
-        try:
-            transport_config(config, secrets)
-        except ConnectorConfigError as exc:
-            problems.append(str(exc))
-        return problems
+        return config_problems(config, secrets, config_keys=cls.config_keys, secret_keys=cls.secret_keys)
 
     def _client(self) -> TransportClient:
         return TransportClient(transport_config(self.config, self.secrets))

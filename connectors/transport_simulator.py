@@ -1,5 +1,5 @@
 """A Naolib operator speaking the transport contract (docs/connectors/transport.md), for the
-tests and the demo: a real HTTP server (http.server, threads) on 127.0.0.1, demo cards,
+tests and the demo: a real HTTP server on 127.0.0.1 (connectors.http_simulator), demo cards,
 faults on demand, a count of the requests and of the effects of each idempotency key.
 
     python -m connectors.transport_simulator --port 6002
@@ -13,17 +13,20 @@ prints the demo cards, then serves until interrupted. In Python:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import threading
-import time
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
+
+from connectors.http_simulator import (
+    HttpSimulator,
+    SimulatorHandler,
+    SimulatorState,
+    serve_forever,
+)
+from connectors.http_simulator import problem as _problem
 
 DEMO_API_KEY = "demo-transport-api-key"
 
@@ -75,13 +78,6 @@ DEMO_DESCRIPTIONS = {
 }
 
 
-@dataclass
-class Faults:
-    mode: str = ""  # "", "slow", "garbage", "error" (500); "down" is TransportSimulator.stop()
-    delay: float = 3.0  # seconds, for "slow"
-    erasure_refusal: str = ""  # when set, erasure requests are refused with this reason
-
-
 def _masked(card: str) -> str:
     return f"•••• {card[-4:]}"
 
@@ -93,99 +89,49 @@ def _fold(name: str) -> str:
 
 
 @dataclass
-class _State:
-    cards: dict[str, SimCard]
-    api_key: str
-    faults: Faults = field(default_factory=Faults)
-    counts: Counter[str] = field(default_factory=Counter)
-    effects: Counter[str] = field(default_factory=Counter)  # card → erasures applied
-    answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # idempotency key
-    lock: threading.Lock = field(default_factory=threading.Lock)
+class _State(SimulatorState):
+    cards: dict[str, SimCard] = field(default_factory=dict)
 
 
-def _problem(status: int, title: str, detail: str = "") -> tuple[int, dict[str, Any]]:
-    return status, {"type": "about:blank", "title": title, "status": status, "detail": detail}
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(SimulatorHandler):
     server_version = "NaolibSimulator/1"
-    state: _State
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def _send(self, status: int, body: dict[str, Any] | bytes) -> None:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        problem = isinstance(body, dict) and "title" in body and status >= 400
-        self.send_response(status)
-        self.send_header("Content-Type", "application/problem+json" if problem else "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def _body(self) -> dict[str, Any] | None:
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            value = json.loads(self.rfile.read(length) or b"null")
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
-
-    def _faulted(self) -> bool:
-        mode = self.state.faults.mode
-        if mode == "slow":
-            time.sleep(self.state.faults.delay)
-        if mode == "garbage":
-            self._send(200, b"<html>maintenance</html>")
-            return True
-        if mode == "error":
-            self._send(*_problem(500, "Internal Server Error"))
-            return True
-        return False
-
-    def _authorised(self) -> bool:
-        if self.headers.get("Authorization") != f"Bearer {self.state.api_key}":
-            self._send(*_problem(401, "Unauthorized", "missing or wrong API key"))
-            return False
-        return True
+    state: ClassVar[_State]
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        with self.state.lock:
-            self.state.counts[path] += 1
-        if self._faulted() or not self._authorised():
+        self.count(path)
+        if self.faulted() or not self.authorised():
             return
         if path == "/v1/health":
-            self._send(200, {"status": "ok"})
+            self.send_json(200, {"status": "ok"})
         elif path == "/v1/replacement-notices":
             notices = [
                 {"card_number": card.card, "masked_replacement": _masked(card.replaced_by)}
                 for card in self.state.cards.values()
                 if card.replaced_by
             ]
-            self._send(200, {"notices": notices, "next": ""})
+            self.send_json(200, {"notices": notices, "next": ""})
         else:
-            self._send(*_problem(404, "Not Found"))
+            self.send_json(*_problem(404, "Not Found"))
 
     def do_POST(self) -> None:
         path = self.path
-        with self.state.lock:
-            self.state.counts[path] += 1
-        if self._faulted() or not self._authorised():
+        self.count(path)
+        if self.faulted() or not self.authorised():
             return
-        body = self._body()
+        body = self.json_body()
         if body is None or not isinstance(body.get("card_number"), str):
-            self._send(*_problem(400, "Bad Request", "card_number is required"))
+            self.send_json(*_problem(400, "Bad Request", "card_number is required"))
             return
         card = self.state.cards.get(body["card_number"])
         if path == "/v1/card-checks":
-            self._send(*self._check(card, body))
+            self.send_json(*self._check(card, body))
         elif path == "/v1/card-status":
-            self._send(*self._status(card))
+            self.send_json(*self._status(card))
         elif path == "/v1/erasure-requests":
-            self._send(*self._erasure(body["card_number"]))
+            self.send_json(*self._erasure(body["card_number"]))
         else:
-            self._send(*_problem(404, "Not Found"))
+            self.send_json(*_problem(404, "Not Found"))
 
     def _answer(self, card: SimCard) -> tuple[int, dict[str, Any]]:
         if card.replaced_by:
@@ -210,73 +156,23 @@ class _Handler(BaseHTTPRequestHandler):
         return (200, {"result": "unknown"}) if card is None else self._answer(card)
 
     def _erasure(self, card_number: str) -> tuple[int, dict[str, Any]]:
-        key = self.headers.get("Idempotency-Key") or ""
-        if not key:
-            return _problem(400, "Bad Request", "Idempotency-Key is required")
-        with self.state.lock:
-            if key in self.state.answers:
-                return self.state.answers[key]
+        def apply() -> tuple[int, dict[str, Any]]:
             if self.state.faults.erasure_refusal:
-                answer = (200, {"status": "refused", "reason": self.state.faults.erasure_refusal})
-            else:
-                self.state.effects[card_number] += 1
-                self.state.cards.pop(card_number, None)
-                answer = (202, {"status": "completed"})
-            self.state.answers[key] = answer
-            return answer
+                return 200, {"status": "refused", "reason": self.state.faults.erasure_refusal}
+            self.state.effects[card_number] += 1
+            self.state.cards.pop(card_number, None)
+            return 202, {"status": "completed"}
+
+        return self.idempotent(apply)
 
 
-class TransportSimulator:
+class TransportSimulator(HttpSimulator):
+    handler = _Handler
+    state: _State
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str = DEMO_API_KEY) -> None:
-        self.host = host
-        self.requested_port = port
-        self.state = _State(cards={card.card: card for card in demo_cards()}, api_key=api_key)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = port
-
-    @property
-    def faults(self) -> Faults:
-        return self.state.faults
-
-    @property
-    def counts(self) -> Counter[str]:
-        return self.state.counts
-
-    @property
-    def effects(self) -> Counter[str]:
-        return self.state.effects
-
-    @property
-    def api_key(self) -> str:
-        return self.state.api_key
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> TransportSimulator:
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer((self.host, self.requested_port), handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening: the partner is down (a later start() listens on the same port)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        self.requested_port = self.port
-
-    def __enter__(self) -> TransportSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        cards = {card.card: card for card in demo_cards()}
+        super().__init__(_State(api_key=api_key, cards=cards), host=host, port=port)
 
 
 def print_banner(simulator: TransportSimulator) -> None:
@@ -294,13 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     simulator = TransportSimulator(host=args.host, port=args.port).start()
     print_banner(simulator)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        simulator.stop()
+    serve_forever(simulator)
     return 0
 
 

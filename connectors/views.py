@@ -33,6 +33,7 @@ from connectors.protocol import (
     PartnerProtocolError,
     RefusalReason,
 )
+from connectors.ticketing import KIND as TICKETING_KIND
 from connectors.transport import KIND as TRANSPORT_KIND
 from connectors.transport import CardReplaced
 from identity.models import User
@@ -116,6 +117,32 @@ def _transport_error_message(exc: Exception) -> str:
     )
 
 
+def _ticketing_error_message(exc: Exception) -> str:
+    if isinstance(exc, CredentialsRefused):
+        return _(
+            "Nous n'avons pas pu vérifier cette Carte Blanche avec cette date de naissance. Vérifiez "
+            "le numéro imprimé sur la carte et la date de naissance de son titulaire."
+        )
+    if isinstance(exc, InvalidReference):
+        return _("Un numéro de Carte Blanche compte de 8 à 20 chiffres : vérifiez-le sur votre carte.")
+    if isinstance(exc, PartnerProtocolError):
+        return _(
+            "La billetterie a répondu de façon inattendue. Rien n'a été enregistré. "
+            "Réessayez plus tard : l'incident est signalé à nos équipes."
+        )
+    if isinstance(exc, ConnectorConfigError):
+        return _(
+            "Ce service n'est pas disponible pour le moment. Rien n'a été enregistré. Réessayez plus tard."
+        )
+    return _(
+        "La billetterie ne répond pas pour le moment. Rien n'a été enregistré : "
+        "réessayez dans quelques minutes."
+    )
+
+
+_ERROR_MESSAGES = {TRANSPORT_KIND: _transport_error_message, TICKETING_KIND: _ticketing_error_message}
+
+
 def _link_error_message(code: str) -> str:
     return {
         "already_linked": _(
@@ -158,9 +185,29 @@ def _transport_status_message(link: PartnerLink) -> tuple[int, str]:
     ) % {"label": label, "date": until}
 
 
+def _ticketing_status_message(link: PartnerLink) -> tuple[int, str]:
+    if link.status == PartnerLink.Status.UNLINKED:
+        return messages.WARNING, _(
+            "La billetterie ne connaît plus cette Carte Blanche. Retirez-la, puis liez votre nouvelle carte."
+        )
+    if link.status == PartnerLink.Status.EXPIRED:
+        return messages.WARNING, _(
+            "Votre Carte Blanche est liée, mais elle ne vous donne pas droit aux tarifs réduits "
+            "en ce moment. Renseignez-vous auprès de la Ville pour la renouveler, puis actualisez "
+            "l'état."
+        )
+    until = link.expires_on.strftime("%d/%m/%Y") if link.expires_on else ""
+    label = str(link.attributes.get("scheme_label") or link.attributes.get("scheme") or "")
+    return messages.SUCCESS, _(
+        "Votre Carte Blanche est liée : droit aux tarifs réduits « %(label)s » jusqu'au %(date)s."
+    ) % {"label": label, "date": until}
+
+
 def _status_message(link: PartnerLink) -> tuple[int, str]:
     if link.connector.kind == TRANSPORT_KIND:
         return _transport_status_message(link)
+    if link.connector.kind == TICKETING_KIND:
+        return _ticketing_status_message(link)
     if link.status == PartnerLink.Status.BLOCKED:
         return messages.WARNING, _(
             "Votre carte est liée, mais la bibliothèque l'indique bloquée (par exemple pour des "
@@ -231,8 +278,7 @@ def card_link(request: HttpRequest, connector_id: UUID) -> HttpResponse:
         form.add_error(None, _link_error_message(exc.code))
         return _render(request, user, {partner_connector.pk: form}, status=409)
     except ConnectorError as exc:
-        transport = partner_connector.kind == TRANSPORT_KIND
-        form.add_error(None, _transport_error_message(exc) if transport else _error_message(exc))
+        form.add_error(None, _ERROR_MESSAGES.get(partner_connector.kind, _error_message)(exc))
         unavailable = not isinstance(exc, CredentialsRefused | InvalidReference)
         return _render(request, user, {partner_connector.pk: form}, status=503 if unavailable else 400)
     level, text = _status_message(link)
@@ -241,6 +287,11 @@ def card_link(request: HttpRequest, connector_id: UUID) -> HttpResponse:
 
 
 def _refresh_failed(user: User, link_id: UUID) -> str:
+    if PartnerLink.objects.filter(pk=link_id, user=user, connector__kind=TICKETING_KIND).exists():
+        return _(
+            "L'état de votre Carte Blanche n'a pas pu être actualisé : la billetterie ne répond pas "
+            "ou a répondu de façon inattendue. Le dernier état connu reste affiché ; réessayez plus tard."
+        )
     if PartnerLink.objects.filter(pk=link_id, user=user, connector__kind=TRANSPORT_KIND).exists():
         return _(
             "L'état de l'abonnement n'a pas pu être actualisé : le service Naolib ne répond pas ou a "

@@ -97,12 +97,14 @@ def start(request: HttpRequest) -> HttpResponse:
         "client_id": client["client_id"],
         "redirect_uri": _provider() + "/demo/callback",
         # ?library=1: the library portal's case (the demo library connector, load_demo_library);
-        # ?transport=1: a partner offering subscribers' rates (load_demo_transport).
+        # ?transport=1: a partner offering subscribers' rates (load_demo_transport);
+        # ?ticketing=1: a ticketing platform applying reduced prices (load_demo_ticketing).
         "scope": " ".join(
             [
                 *DEMO_SCOPES,
                 *(["library_card"] if request.GET.get("library") else []),
                 *(["transport_subscription"] if request.GET.get("transport") else []),
+                *(["eligibility"] if request.GET.get("ticketing") else []),
             ]
         ),
         "state": state,

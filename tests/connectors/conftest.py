@@ -16,6 +16,7 @@ from connectors.models import PartnerConnector
 from connectors.scim_simulator import ScimSimulator
 from connectors.services import partner_connector_configure
 from connectors.sip2.simulator import Sip2Simulator
+from connectors.ticketing_simulator import TicketingSimulator
 from connectors.transport_simulator import TransportSimulator
 from tests.connectors.form_handler import register as register_form_handler
 from tests.local_servers import RecordingServer
@@ -132,7 +133,7 @@ def transport_sim() -> Iterator[TransportSimulator]:
         yield sim
 
 
-def transport_config(sim: TransportSimulator, **overrides: Any) -> dict[str, Any]:
+def transport_config(sim: TransportSimulator | TicketingSimulator, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {"base_url": sim.base_url, "connect_timeout": 1.0, "read_timeout": 1.0}
     config.update(overrides)
     return config
@@ -152,6 +153,40 @@ def transport(transport_sim: TransportSimulator, transport_client: Any) -> Partn
         label="Naolib — carte Libertan",
         config=transport_config(transport_sim),
         secrets={"api_key": transport_sim.api_key},
+    )
+
+
+# --- the ticketing connector against the ticketing platform simulator ----------------------
+
+TICKETING_BIRTH = "1990-04-12"
+TICKETING_ELIGIBLE = "7700000000000001"
+TICKETING_NOT_ELIGIBLE = "7700000000000002"
+TICKETING_UNKNOWN = "7799999999999999"
+ticketing_config = transport_config  # the same contract client settings (connectors.http_contract)
+
+
+@pytest.fixture
+def ticketing_sim() -> Iterator[TicketingSimulator]:
+    """The ticketing platform simulator on a free port of 127.0.0.1 (a real HTTP socket)."""
+    with TicketingSimulator() as sim:
+        sim.faults.delay = 2.0
+        yield sim
+
+
+@pytest.fixture
+def ticketing_client(make_client: Any) -> Any:
+    """A cultural-ticketing platform, offered the eligibility scope."""
+    return make_client(name="Billetterie culturelle", scopes=["openid", "profile", "eligibility"])
+
+
+@pytest.fixture
+def ticketing(ticketing_sim: TicketingSimulator, ticketing_client: Any) -> PartnerConnector:
+    return partner_connector_configure(
+        client=ticketing_client.client,
+        kind="ticketing",
+        label="Billetterie culturelle — Carte Blanche",
+        config=ticketing_config(ticketing_sim),
+        secrets={"api_key": ticketing_sim.api_key},
     )
 
 

@@ -13,6 +13,7 @@ from oauth2_provider.models import get_application_model
 
 from connectors.links import link_create
 from connectors.models import PartnerConnector
+from connectors.ticketing import link_secret as ticketing_secret
 from connectors.transport import link_secret
 from identity.demo import DEMO_CLIENT_NAME, DEMO_EMAIL
 from identity.models import User
@@ -70,3 +71,28 @@ def test_load_demo_configures_the_transport_and_prints_its_cards(db, var_dir, si
         secret=link_secret(family_name="Martin", birth_date=date(1990, 4, 12)),
     )
     assert link.status == "valid"
+
+
+def test_load_demo_configures_the_ticketing_platform_and_prints_its_cards(
+    db, var_dir, signing_keys, ticketing_sim
+):
+    out = StringIO()
+    call_command("load_demo", ticketing_port=ticketing_sim.port, stdout=out)
+    call_command("load_demo", ticketing_port=ticketing_sim.port, stdout=StringIO())  # idempotent
+    printed = out.getvalue()
+    assert "7700000000000001" in printed and "7700000000000002" in printed and "1990-04-12" in printed
+    demo = get_application_model().objects.get(name=DEMO_CLIENT_NAME)
+    assert "eligibility" in demo.allowed_scopes.split()
+    connector = PartnerConnector.objects.get(client=demo, kind="ticketing")
+    link = link_create(
+        user=User.objects.get(email=DEMO_EMAIL),
+        partner_connector=connector,
+        reference="7700000000000001",
+        secret=ticketing_secret(birth_date=date(1990, 4, 12)),
+    )
+    assert link.status == "valid"
+
+
+def test_the_ticketing_demo_needs_the_demo_client(db):
+    with pytest.raises(CommandError):
+        call_command("load_demo_ticketing", port=6003, stdout=StringIO())

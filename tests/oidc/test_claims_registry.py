@@ -89,6 +89,7 @@ def test_the_standard_provider_is_registered_at_start_up() -> None:
         "interests",
         "library_card",
         "transport_subscription",
+        "eligibility",
     )
     assert registry.STANDARD_PROVIDER in registry.providers()
     assert registry.claim_scope("phone_number") == "phone"

@@ -32,6 +32,11 @@ class Command(BaseCommand):
             help="also give the demo partner a transport connector for the Naolib simulator on this port",
         )
         parser.add_argument(
+            "--ticketing-port",
+            type=int,
+            help="also give the demo partner a ticketing connector for the ticketing simulator on this port",
+        )
+        parser.add_argument(
             "--scim-port",
             type=int,
             help="also give the demo partner a SCIM connector for the SCIM simulator on this port",
@@ -90,5 +95,7 @@ class Command(BaseCommand):
             call_command("load_demo_library", port=options["sip2_port"], stdout=self.stdout)
         if options.get("transport_port"):
             call_command("load_demo_transport", port=options["transport_port"], stdout=self.stdout)
+        if options.get("ticketing_port"):
+            call_command("load_demo_ticketing", port=options["ticketing_port"], stdout=self.stdout)
         if options.get("scim_port"):
             call_command("load_demo_scim", port=options["scim_port"], stdout=self.stdout)
