@@ -9,11 +9,14 @@ import os
 import signal
 import time
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
+from connectors import monitoring
 from connectors.models import OutboxMessage, ScimAccount
 from connectors.outbox import relay_once
 from connectors.protocol import PartnerProtocolError, PartnerUnavailable
@@ -240,3 +243,21 @@ def test_a_worker_killed_mid_delivery_delivers_again_once(resident, scim, scim_s
     assert message.status == OutboxMessage.Status.DELIVERED
     assert len(scim_sim.users()) == 1 and scim_sim.counts["POST /Users"] == 1
     assert ScimAccount.objects.get(user=resident).scim_id == scim_sim.users()[0]["id"]
+
+
+def test_operators_see_the_scim_partner_s_health_and_queue(resident, scim, scim_sim, scim_client):
+    """The partners' page and `connectors_status --check`: the SCIM connector's health
+    (ServiceProviderConfig) and its failing message, with the error's type only."""
+    _consented(resident, scim_client)
+    scim_sim.go_down()
+    _sync()
+    scim_sim.recover()
+    out = StringIO()
+    call_command("connectors_status", "--check", stdout=out)
+    (line,) = [row for row in out.getvalue().splitlines() if row.startswith(scim_client.client_id)]
+    assert "scim" in line
+    rows = {row.partner: row for row in monitoring.partner_rows()}
+    row = rows[scim_client.client_id]
+    (entry,) = row.connectors
+    assert entry.health is not None and entry.health.ok
+    assert row.pending == 1 and row.failing == 1
