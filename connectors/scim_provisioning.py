@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -171,8 +172,8 @@ def _job(message: OutboxMessage) -> tuple[PartnerConnector, User | None]:
     user_id = str(payload.get("user") or "")
     try:
         user = User.objects.filter(pk=user_id).first() if user_id else None
-    except (ValueError, TypeError):
-        user = None
+    except (ValueError, TypeError, ValidationError):
+        raise PermanentDeliveryError("the payload names no account") from None
     return partner_connector, user
 
 

@@ -23,7 +23,12 @@ from connectors.protocol import PartnerProtocolError, PartnerUnavailable
 from connectors.registry import connector_class
 from connectors.scim import ScimConnector
 from connectors.scim_provisioning import KIND_SYNC, sharing_changed
-from connectors.services import ConnectorSettingsError, outbox_replay, partner_connector_configure
+from connectors.services import (
+    ConnectorSettingsError,
+    outbox_enqueue,
+    outbox_replay,
+    partner_connector_configure,
+)
 from consent.services import consent_record
 from identity.oidc.sharing import sharing_purpose_code
 from tests.connectors.conftest import scim_config
@@ -261,3 +266,25 @@ def test_operators_see_the_scim_partner_s_health_and_queue(resident, scim, scim_
     (entry,) = row.connectors
     assert entry.health is not None and entry.health.ok
     assert row.pending == 1 and row.failing == 1
+
+
+def test_a_malformed_message_is_dead_lettered_with_a_clear_error(scim):
+    with transaction.atomic():
+        outbox_enqueue(
+            kind=KIND_SYNC,
+            destination="scim",
+            payload={"connector": str(scim.pk), "user": "not-an-id", "reason": "granted"},
+            idempotency_key="malformed",
+        )
+        outbox_enqueue(
+            kind=KIND_SYNC,
+            destination="scim",
+            payload={"connector": "00000000-0000-0000-0000-000000000000", "user": "x"},
+            idempotency_key="no-connector",
+        )
+    assert _sync().dead == 2
+    errors = dict(OutboxMessage.objects.values_list("idempotency_key", "last_error"))
+    assert errors == {
+        "malformed": "the payload names no account",
+        "no-connector": "the SCIM connector no longer exists",
+    }
