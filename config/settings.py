@@ -624,6 +624,10 @@ RIGHTS_EXPORT_DOWNLOAD_DAYS = env_int("RIGHTS_EXPORT_DOWNLOAD_DAYS", 7)
 # How many exports a resident may ask for per 24 hours (each one reads every table about
 # them and is kept in the database until downloaded).
 RIGHTS_EXPORT_MAX_PER_DAY = env_int("RIGHTS_EXPORT_MAX_PER_DAY", 3)
+# How long an export waits for the partners that answer by themselves (connectors with an API:
+# library, transport…), in seconds, before the archive is built with what arrived. A partner
+# answering later (or by email, through an operator) joins a new version of the archive.
+RIGHTS_EXPORT_PARTNER_WAIT = env_int("RIGHTS_EXPORT_PARTNER_WAIT", 300)
 
 # --- OIDC subjects and keys (identity/oidc/subjects.py, identity/keys.py) ----------------------
 # Pairwise subject identifiers (OpenID Connect Core §8.1) are HMAC-SHA-256 under this key.

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -12,11 +15,14 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.formats import date_format
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods
 
-from connectors import monitoring, registry
-from connectors.models import OutboxMessage, PartnerConnector, PartnerLink
+from common.ratelimit import client_ip
+from connectors import monitoring, partner_answers, registry
+from connectors.models import OutboxMessage, PartnerConnector, PartnerLink, PartnerRightsAsk
 from connectors.sealing import Unsealable, open_secrets, seal_secrets
 from connectors.services import outbox_replay, outbox_replay_partner
 from identity import reauth
@@ -241,3 +247,138 @@ class PartnerLinkAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+ANSWER_MAX_BYTES = 5 * 1024 * 1024
+
+
+class PartnerAnswerForm(forms.Form):
+    """An operator records a partner's answer to an emailed rights request."""
+
+    answer = forms.ChoiceField(label=_("Réponse du partenaire"), widget=forms.RadioSelect)
+    reason = forms.CharField(
+        label=_("Raison du refus"),
+        required=False,
+        max_length=200,
+        help_text=_("En cas de refus : la raison donnée par le partenaire, sans donnée personnelle."),
+    )
+    data_file = forms.FileField(
+        label=_("Fichier envoyé par le partenaire"),
+        required=False,
+        help_text=_("JSON de préférence ; un autre format est joint tel quel (5 Mo au plus)."),
+    )
+    data_json = forms.CharField(
+        label=_("Ou données collées (JSON)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8}),
+    )
+
+    def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        allowed = partner_answers.EXPORT_ANSWERS if kind == "export" else partner_answers.ERASURE_ANSWERS
+        choices = [(state.value, state.label) for state in allowed]
+        self.fields["answer"].choices = choices  # type: ignore[attr-defined]
+
+    def _file_data(self, upload: Any) -> Any:
+        if upload.size > ANSWER_MAX_BYTES:
+            raise forms.ValidationError(_("Le fichier dépasse 5 Mo."))
+        content = upload.read()
+        try:
+            return json.loads(content.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return {
+                "filename": upload.name,
+                "media_type": upload.content_type or "application/octet-stream",
+                "base64": base64.b64encode(content).decode(),
+            }
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        answer = data.get("answer")
+        if answer == PartnerRightsAsk.State.REFUSED and not data.get("reason"):
+            self.add_error("reason", _("Indiquez la raison donnée par le partenaire."))
+        if answer != PartnerRightsAsk.State.ANSWERED:
+            data["data"] = None
+            return data
+        upload, pasted = data.get("data_file"), (data.get("data_json") or "").strip()
+        if bool(upload) == bool(pasted):
+            self.add_error(
+                "data_json", _("Joignez le fichier du partenaire ou collez ses données, l'un des deux.")
+            )
+            return data
+        try:
+            data["data"] = self._file_data(upload) if upload else json.loads(pasted)
+        except forms.ValidationError as exc:
+            self.add_error("data_file", exc)
+        except ValueError:
+            self.add_error("data_json", _("Ce n'est pas du JSON valide."))
+        return data
+
+
+@admin.register(PartnerRightsAsk)
+class PartnerRightsAskAdmin(admin.ModelAdmin):
+    """Rights requests sent by email to partners: overdue ones first; an operator records the
+    partner's answer (sudo mode, audited: connectors.partner_answers.record_answer)."""
+
+    list_display = ("due_display", "connector", "kind", "state", "sent_at", "answered_at")
+    list_filter = ("state", "kind", "connector")
+    fields = ("connector", "request", "kind", "state", "sent_at", "due_at", "answered_at", "reason")
+    readonly_fields = fields
+    change_form_template = "admin/connectors/partnerrightsask_answer.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PartnerRightsAsk]:
+        return super().get_queryset(request).select_related("connector__client").order_by("-state", "due_at")
+
+    @admin.display(description=_("réponse due le"), ordering="due_at")
+    def due_display(self, obj: PartnerRightsAsk) -> str:
+        due = date_format(timezone.localtime(obj.due_at), "DATE_FORMAT")
+        if obj.overdue:
+            return format_html("<strong>{} — {}</strong>", due, _("en retard"))
+        return due
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        ask = get_object_or_404(PartnerRightsAsk.objects.select_related("connector__client"), pk=object_id)
+        if not self.has_view_or_change_permission(request, ask):
+            raise PermissionDenied
+        open_ask = ask.state == PartnerRightsAsk.State.REQUESTED
+        can_record = self.has_change_permission(request, ask) and open_ask
+        form = PartnerAnswerForm(kind=ask.kind)
+        if request.method == "POST" and can_record:
+            refused = _sudo(request)
+            if refused is not None:
+                return refused
+            form = PartnerAnswerForm(request.POST, request.FILES, kind=ask.kind)
+            if form.is_valid():
+                try:
+                    partner_answers.record_answer(
+                        ask=ask,
+                        operator=request_user(request),
+                        state=form.cleaned_data["answer"],
+                        reason=form.cleaned_data.get("reason") or "",
+                        data=form.cleaned_data.get("data"),
+                        ip=client_ip(request),
+                    )
+                except partner_answers.AnswerError as exc:
+                    self.message_user(request, str(exc), messages.ERROR)
+                else:
+                    self.message_user(request, _("Réponse du partenaire enregistrée."), messages.SUCCESS)
+                    return redirect("admin:connectors_partnerrightsask_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Réponse d'un partenaire à une demande par e-mail"),
+            "ask": ask,
+            "form": form,
+            "can_record": can_record,
+            "open_ask": open_ask,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, self.change_form_template, context)

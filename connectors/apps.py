@@ -20,11 +20,13 @@ class ConnectorsConfig(AppConfig):
         # Imported here: these modules import models, which exist only once the registry is ready.
         from connectors import (  # noqa: PLC0415 - imports models
             claims,
+            email_partner,  # noqa: F401 - registers the "email" connector kind
             handlers,
             library,  # noqa: F401 - registers the "library" connector kind
             links,
             monitoring,
             rights_erasure,
+            rights_export,
             scim,  # noqa: F401 - registers the "scim" connector kind
             scim_provisioning,
             selectors,
@@ -36,6 +38,7 @@ class ConnectorsConfig(AppConfig):
 
         handlers.register_builtin_handlers()
         rights_erasure.register_erasure_handlers()
+        rights_export.register_export_handlers()  # the export asks every partner too
         links.register_link_handlers()
         scim_provisioning.register_scim_handlers()  # SCIM partners follow consent and account changes
         rights_registry.register_module("connectors.rights", "connectors.scim_rights")  # data-subject rights

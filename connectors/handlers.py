@@ -65,15 +65,16 @@ RIGHTS_MAX_ATTEMPTS = 3
 
 
 def enqueue_rights_request(
-    *, kind: str, request_id: str, not_before: datetime | None = None
+    *, kind: str, request_id: str, not_before: datetime | None = None, step: str = ""
 ) -> OutboxMessage:
     """consent.rights_requests' queue: one outbox row per step of a rights request, in the
-    caller's transaction. The payload is the request's id only."""
+    caller's transaction. The payload is the request's id only; `step` tells apart the
+    messages of one kind for one request (a build queued again, each version's expiry)."""
     return outbox_enqueue(
         kind=kind,
         destination=RIGHTS_DESTINATION,
         payload={"request_id": request_id},
-        idempotency_key=f"{kind}:{request_id}",
+        idempotency_key=f"{kind}:{request_id}:{step}" if step else f"{kind}:{request_id}",
         max_attempts=RIGHTS_MAX_ATTEMPTS,
         not_before=not_before,
     )
@@ -99,9 +100,18 @@ def deliver_rights_export_expire(message: OutboxMessage) -> None:
     rights_requests.export_expire(request_id=_request_id(message))
 
 
+def deliver_rights_export_update(message: OutboxMessage) -> None:
+    """A partner's data arrived after the build: a new version of the archive
+    (consent.rights_requests.export_update); retried while the first build still runs."""
+    outcome = rights_requests.export_update(request_id=_request_id(message))
+    if outcome == rights_requests.UpdateOutcome.NOT_READY:
+        raise RetryableDeliveryError("the archive is still being built")
+
+
 def register_builtin_handlers() -> None:
     register_handler(EMAIL, deliver_email, secret_payload=True)
     register_email_queue(enqueue_email)
     register_handler(rights_requests.KIND_EXPORT, deliver_rights_export)
     register_handler(rights_requests.KIND_EXPORT_EXPIRE, deliver_rights_export_expire)
+    register_handler(rights_requests.KIND_EXPORT_UPDATE, deliver_rights_export_update)
     rights_requests.register_queue(enqueue_rights_request)

@@ -223,8 +223,9 @@ class LibraryConnector(Connector):
             ErasureState.NOT_SUPPORTED,
             "SIP2 has no erasure message: the library system cannot be asked over SIP2. We only "
             "read the card's status (nothing was written at the library); the link was erased "
-            "here. The library's own patron record is its own processing: the resident asks the "
-            "library, or an operator forwards the request (an email connector will send it).",
+            "here. The library's own patron record is its own processing: configure the "
+            "library's email connector (kind email) to send the request to its data-protection "
+            "contact; without one, the resident asks the library or an operator forwards it.",
         )
 
     def health(self) -> Health:

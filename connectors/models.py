@@ -130,6 +130,60 @@ class PartnerLink(models.Model):
         return f"{self.connector_id} {self.masked_reference} ({self.status})"
 
 
+class PartnerRightsAsk(models.Model):
+    """A rights request sent to a partner that answers later (the email connector): the
+    operators' work item until its answer is recorded (connectors/partner_answers.py, the
+    admin). Written with the email, in the transaction of the rights handler. Holds ids, dates,
+    states and the operator's note of a refusal's reason; never the resident's identifiers
+    (they are only in the sealed email)."""
+
+    class Kind(models.TextChoices):
+        EXPORT = "export", _("copie des données")
+        ERASURE = "erasure", _("effacement")
+
+    class State(models.TextChoices):
+        REQUESTED = "requested", _("demandée, sans réponse")
+        ANSWERED = "answered", _("données reçues")
+        NOTHING_HELD = "nothing_held", _("le partenaire ne détient rien")
+        ERASED = "erased", _("effacement confirmé")
+        REFUSED = "refused", _("refusée par le partenaire")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    connector = models.ForeignKey(
+        PartnerConnector, on_delete=models.PROTECT, related_name="asks", verbose_name=_("connecteur")
+    )
+    request = models.ForeignKey(
+        "consent.RightsRequest",
+        on_delete=models.CASCADE,
+        related_name="partner_asks",
+        verbose_name=_("demande"),
+    )
+    kind = models.CharField(_("type"), max_length=16, choices=Kind.choices)
+    state = models.CharField(_("état"), max_length=16, choices=State.choices, default=State.REQUESTED)
+    sent_at = models.DateTimeField(_("envoyée le"), default=timezone.now)
+    due_at = models.DateTimeField(_("réponse due le"))
+    answered_at = models.DateTimeField(_("réponse enregistrée le"), null=True, blank=True)
+    answered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reason = models.CharField(_("raison du refus"), max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = _("demande à un partenaire par e-mail")
+        verbose_name_plural = _("demandes aux partenaires par e-mail")
+        ordering = ("due_at",)
+        constraints = [
+            models.UniqueConstraint(fields=("connector", "request"), name="partner_ask_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.request_id} ({self.state})"
+
+    @property
+    def overdue(self) -> bool:
+        return self.state == self.State.REQUESTED and timezone.now() > self.due_at
+
+
 class ScimAccount(models.Model):
     """A resident's user at a partner provisioned over SCIM (connectors/scim_provisioning.py).
 

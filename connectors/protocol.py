@@ -28,7 +28,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 
@@ -55,6 +55,18 @@ class ErasureState(enum.StrEnum):
     ERASED = "erased"  # the partner confirmed the erasure
     NOT_SUPPORTED = "not_supported"  # the partner's protocol has no way to ask: operator action
     REFUSED = "refused"  # the partner refused (a legal obligation to keep): its reason is recorded
+    REQUESTED = "requested"  # asked by a channel that answers later (email): an operator records it
+
+
+class ExportState(enum.StrEnum):
+    """A partner's answer to an export request (kept in the rights request's progress; its data
+    encrypted in consent.RightsPartnerData)."""
+
+    ANSWERED = "answered"  # the partner's data arrived
+    REQUESTED = "requested"  # asked by a channel that answers later (email): an operator records it
+    REFUSED = "refused"  # the partner refused: its reason is recorded
+    NOT_SUPPORTED = "not_supported"  # the partner's protocol has no way to ask
+    FAILED = "failed"  # garbage, or still unreachable after the outbox's attempts
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,20 @@ class ErasureOutcome:
 class ProvisionOutcome:
     done: bool  # False: the partner's protocol has nothing to provision (said in `detail`)
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class RightsAsk:
+    """A rights request sent to a partner that answers later (AnswersLater): our reference
+    (the rights request's id), what is asked ("export" or "erasure"), when, the date the
+    answer is due (GDPR Art. 12(3): one month), and what identifies the resident there."""
+
+    kind: str
+    request_id: str
+    requested_at: datetime
+    due_on: date
+    subject: str = ""  # the `sub` the partner client knows the resident by
+    reference: str | None = None  # the card number the resident linked at this partner, if any
 
 
 class ConnectorError(Exception):
@@ -141,9 +167,9 @@ class Connector(ABC):
     # The non-secret configuration keys an operator may set, and the secret ones (admin).
     config_keys: ClassVar[tuple[str, ...]] = ()
     secret_keys: ClassVar[tuple[str, ...]] = ()
-    # False: residents link no account of theirs here (SCIM: provisioned from consent); the
-    # kind is not offered on Mon compte › Cartes et abonnements.
-    linkable: ClassVar[bool] = True
+    # False: the kind links no resident account (the email connector): not offered on the
+    # resident's cards page, `link` and `refresh` refuse.
+    links_accounts: ClassVar[bool] = True
 
     def __init__(self, *, config: Mapping[str, Any], secrets: Mapping[str, str], partner: str) -> None:
         self.config = dict(config)
@@ -193,3 +219,15 @@ class Connector(ABC):
     @abstractmethod
     def health(self) -> Health:
         """Is the partner reachable and answering (operators, monitoring)?"""
+
+
+class AnswersLater(ABC):
+    """A connector whose partner answers rights requests later, through a person (the email
+    connector): the rights handlers call `send_rights_request` instead of `export` / `erase`,
+    in the transaction that records the partner's state "requested"; an operator records the
+    answer when it comes (connectors.partner_answers)."""
+
+    @abstractmethod
+    def send_rights_request(self, ask: RightsAsk) -> str:
+        """Send the request (through the outbox, in the caller's transaction); returns a detail
+        for operators and the DPO (English, no personal data)."""

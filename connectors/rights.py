@@ -16,10 +16,10 @@ logout token identifiers).
 Export section "links": the resident's links to partner accounts (connectors.PartnerLink):
 partner, connector kind and label, the card number (the resident's own data; never the PIN
 or the birth date, which are never stored), its masked display, status, expiry, the
-non-secret attributes (block reasons, the transport contract's type), dates, and
-`partner_data`: what the partner holds, asked through the connector's `export` when the
-export is built (`{"state": "answered", "data": {...}}`, or `{"state": "unavailable",
-"error": code}` when the partner did not answer: the export is not held back for it).
+non-secret attributes (block reasons, the transport contract's type) and dates: the link's
+facts, as we hold them. What each partner itself holds is asked through the outbox, one
+`rights.partner_export` message per partner (connectors/rights_export.py), and lands in the
+archive's top-level `partners` (consent.rights_requests): never a call to a partner here.
 
 Erasure of the links: deleted (the keyed hash and the sealed card number with them). The
 partners the resident linked an account at are listed by `consent.erasure` before this runs
@@ -46,9 +46,7 @@ from typing import Any
 from django.db import transaction
 
 from connectors.handlers import EMAIL
-from connectors.links import connector_for
 from connectors.models import OutboxMessage, PartnerLink
-from connectors.protocol import ConnectorError
 from connectors.sealing import Unsealable, open_reference
 from consent.rights import ORDER_OUTBOX, ErasureReport
 from identity.emails import UnreadableEmail, open_email
@@ -59,6 +57,10 @@ ORDER = ORDER_OUTBOX
 MODELS = (
     "connectors.OutboxMessage",  # no foreign key: found through sessions and sealed addresses
     "connectors.PartnerLink",
+    # The operators' work items of emailed rights requests: ids and dates, the answering
+    # operator (an FK to a staff account, SET_NULL when that account goes); nothing about the
+    # resident they concern (connectors/partner_answers.py).
+    "connectors.PartnerRightsAsk",
 )
 
 
@@ -87,15 +89,6 @@ def _card_number(link: PartnerLink) -> str | None:
         return None
 
 
-def _partner_data(link: PartnerLink, reference: str | None) -> dict[str, Any]:
-    if reference is None:
-        return {"state": "unavailable", "error": "unsealable"}
-    try:
-        return {"state": "answered", "data": connector_for(link.connector).export(reference)}
-    except ConnectorError as exc:
-        return {"state": "unavailable", "error": exc.code}
-
-
 def _links_export(user: User) -> list[dict[str, Any]]:
     links = PartnerLink.objects.filter(user=user).select_related("connector__client").order_by("created_at")
     rows = []
@@ -114,7 +107,6 @@ def _links_export(user: User) -> list[dict[str, Any]]:
                 "attributes": dict(link.attributes),
                 "last_checked_at": link.last_checked_at.isoformat(),
                 "created_at": link.created_at.isoformat(),
-                "partner_data": _partner_data(link, reference),
             }
         )
     return rows

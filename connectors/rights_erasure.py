@@ -7,7 +7,15 @@ we can reach beyond the tokens already revoked and the back-channel logout alrea
 (`no_connector`). A partner with connectors gets each connector's `erase`, and its answer is
 recorded as it is: `erased` when the partner confirmed, `refused` when it refused (its reason
 in the detail), `not_supported` when its protocol cannot be asked (the library's SIP2 has no
-erasure message: an operator forwards the request, until an email connector does).
+erasure message), `requested` when the request went by email (the email connector,
+connectors.protocol.AnswersLater: sent through connectors.partner_answers.send_ask, in the
+transaction that records the state; an operator records the partner's answer later).
+
+A partner with several connectors (a library with SIP2 and an email connector) gets one
+state: `not_supported` answers are dropped when another connector could ask (the email
+connector sends what SIP2 cannot), then the weakest stands — refused, requested, erased — so
+that an operator or the DPO acts on what is still open; each connector's words are kept in
+the detail.
 
 The links themselves were erased here by the connectors' rights provider before this message
 was delivered. A connector that asks its partner by card (transport) gets the card number from
@@ -25,11 +33,11 @@ from typing import Any
 
 from django.db import transaction
 
-from connectors import subjects
+from connectors import partner_answers, subjects
 from connectors.links import connector_for
 from connectors.models import OutboxMessage, PartnerConnector, PartnerLink
 from connectors.outbox import PermanentDeliveryError, RetryableDeliveryError, register_handler
-from connectors.protocol import ConnectorError, PartnerUnavailable
+from connectors.protocol import AnswersLater, ConnectorError, ErasureState, PartnerUnavailable
 from connectors.sealing import Unsealable, open_reference
 from connectors.services import outbox_enqueue
 from consent import erasure
@@ -104,7 +112,20 @@ def erasure_details(user: Any) -> dict[str, dict[str, Any]]:
     return details
 
 
-def _reference_for(message: OutboxMessage, partner_connector: PartnerConnector) -> str | None:
+def any_reference(message: OutboxMessage) -> str | None:
+    """The card number of the first link the resident had at this partner (any of its
+    connectors), for a connector that asks a person (the email connector); None if none."""
+    links = ((message.payload or {}).get("details") or {}).get("links") or []
+    for item in links:
+        if isinstance(item, dict):
+            try:
+                return open_reference(item.get("link"), base64.b64decode(item.get("reference") or ""))
+            except (Unsealable, ValueError):
+                continue
+    return None
+
+
+def reference_for(message: OutboxMessage, partner_connector: PartnerConnector) -> str | None:
     links = ((message.payload or {}).get("details") or {}).get("links") or []
     for item in links:
         if isinstance(item, dict) and item.get("connector") == str(partner_connector.pk):
@@ -115,13 +136,20 @@ def _reference_for(message: OutboxMessage, partner_connector: PartnerConnector) 
     return None
 
 
+def _connector(partner_connector: PartnerConnector) -> Any:
+    try:
+        return connector_for(partner_connector)
+    except ConnectorError as exc:
+        raise PermanentDeliveryError(exc.code) from None
+
+
 def _connector_answer(
     partner_connector: PartnerConnector, message: OutboxMessage, idempotency_key: str
 ) -> tuple[str, str]:
-    reference = _reference_for(message, partner_connector)
+    reference = reference_for(message, partner_connector)
     subject = str(((message.payload or {}).get("details") or {}).get("subject") or "")
     try:
-        outcome = connector_for(partner_connector).erase(
+        outcome = _connector(partner_connector).erase(
             reference, subject=subject, idempotency_key=idempotency_key
         )
     except PartnerUnavailable as exc:
@@ -129,6 +157,35 @@ def _connector_answer(
     except ConnectorError as exc:
         raise PermanentDeliveryError(exc.code) from None
     return str(outcome.state), outcome.detail
+
+
+ERASURE_ORDER = (ErasureState.REFUSED, ErasureState.REQUESTED, ErasureState.ERASED)
+
+
+def aggregate(states: list[str]) -> str:
+    """One state for the partner (module docstring)."""
+    asked = [state for state in states if state != ErasureState.NOT_SUPPORTED]
+    if not asked:
+        return str(ErasureState.NOT_SUPPORTED)
+    return str(next((state for state in ERASURE_ORDER if state in asked), asked[0]))
+
+
+def _ask_later(
+    partner_connector: PartnerConnector, connector: AnswersLater, message: OutboxMessage, request_id: str
+) -> tuple[str, str]:
+    details = (message.payload or {}).get("details") or {}
+    try:
+        text = partner_answers.send_ask(
+            partner_connector=partner_connector,
+            connector=connector,
+            kind="erasure",
+            request_id=request_id,
+            subject=str(details.get("subject") or ""),
+            reference=any_reference(message),
+        )
+    except ConnectorError as exc:
+        raise PermanentDeliveryError(exc.code) from None
+    return str(ErasureState.REQUESTED), text
 
 
 def deliver_partner_erasure(message: OutboxMessage) -> None:
@@ -141,20 +198,23 @@ def deliver_partner_erasure(message: OutboxMessage) -> None:
     connectors = list(
         PartnerConnector.objects.filter(client__client_id=client_id).select_related("client").order_by("kind")
     )
-    detail = ""
-    if not connectors:
-        state = erasure.PARTNER_NO_CONNECTOR
-    else:
-        answers = [
-            _connector_answer(item, message, f"{message.idempotency_key}:{item.kind}") for item in connectors
-        ]
-        # The weakest answer stands for the partner: one connector that could not ask is enough
-        # for an operator to act.
-        state = next((answer for answer, _detail in answers if answer != "erased"), "erased")
-        detail = "; ".join(
-            f"{item.kind}: {text}" for item, (_a, text) in zip(connectors, answers, strict=True)
-        )
+    answers: dict[str, tuple[str, str]] = {}
+    later: list[tuple[PartnerConnector, AnswersLater]] = []
+    for item in connectors:
+        connector = _connector(item)
+        if isinstance(connector, AnswersLater):
+            later.append((item, connector))
+        else:
+            answers[item.kind] = _connector_answer(item, message, f"{message.idempotency_key}:{item.kind}")
     with transaction.atomic():
+        for item, connector in later:
+            answers[item.kind] = _ask_later(item, connector, message, request_id)
+        state = (
+            aggregate([answer for answer, _text in answers.values()])
+            if answers
+            else erasure.PARTNER_NO_CONNECTOR
+        )
+        detail = "; ".join(f"{kind}: {text}" for kind, (_answer, text) in sorted(answers.items()))
         erasure.partner_erasure_record(request_id=request_id, client_id=client_id, state=state, detail=detail)
         # The sealed card numbers are no longer needed: dropped with the answer recorded, in one
         # transaction, and the message marked answered so that a redelivery records nothing new.

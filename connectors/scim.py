@@ -356,7 +356,7 @@ class ScimConnector(Connector):
     kind = KIND
     config_keys = ("base_url", "connect_timeout", "read_timeout", "max_attempts")
     secret_keys = ("bearer_token",)
-    linkable = False
+    links_accounts = False  # provisioned from consent: not offered on Cartes et abonnements
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any], secrets: Mapping[str, str]) -> list[str]:

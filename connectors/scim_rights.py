@@ -4,9 +4,9 @@ Registered from ConnectorsConfig.ready() beside connectors.rights.
 
 Export section "connectors_scim": `accounts`, one per SCIM partner that holds the resident:
 partner, connector kind and label, the partner's id for the user, whether it is active, the
-last action and its date, and `partner_data`: the partner's user as the partner answers it
-now (ScimConnector.export by the resident's `sub`: `{"state": "answered", "data": {...}}`,
-or `{"state": "unavailable", "error": code}`; the export is not held back for it).
+last action and its date. What the partner itself holds (its SCIM user) is asked like every
+partner's, through the outbox (`rights.partner_export`, connectors/rights_export.py →
+ScimConnector.export by the resident's `sub`), and joins the archive's partners' part.
 
 Erasure: the rows are deleted. The partner's user is deleted by the erasure message every
 partner with a connector receives (connectors/rights_erasure.py), which carries the
@@ -19,24 +19,13 @@ from typing import Any
 
 from django.db import transaction
 
-from connectors import subjects
-from connectors.links import connector_for
 from connectors.models import ScimAccount
-from connectors.protocol import ConnectorError
 from consent.rights import ORDER_OUTBOX, ErasureReport
 from identity.models import User
 
 NAME = "connectors_scim"
 ORDER = ORDER_OUTBOX
 MODELS = ("connectors.ScimAccount",)
-
-
-def _partner_data(account: ScimAccount, user: User) -> dict[str, Any]:
-    try:
-        subject = subjects.partner_subject(account.connector.client.client_id, user)
-        return {"state": "answered", "data": connector_for(account.connector).export(None, subject=subject)}
-    except ConnectorError as exc:
-        return {"state": "unavailable", "error": exc.code}
 
 
 def export(user: User) -> dict[str, Any]:
@@ -54,7 +43,6 @@ def export(user: User) -> dict[str, Any]:
                 "last_action": account.last_action,
                 "synced_at": account.synced_at.isoformat(),
                 "created_at": account.created_at.isoformat(),
-                "partner_data": _partner_data(account, user),
             }
             for account in accounts
         ]

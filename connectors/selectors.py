@@ -32,15 +32,15 @@ class ConnectorEntry:
 
 
 def enabled_connectors() -> list[PartnerConnector]:
-    """The enabled connectors of kinds a resident links an account at (Connector.linkable)."""
-    linkable = [
-        kind for kind in registry.kinds() if getattr(registry.connector_class(kind), "linkable", True)
-    ]
-    return list(
-        PartnerConnector.objects.filter(enabled=True, kind__in=linkable)
-        .select_related("client")
-        .order_by("label")
-    )
+    """The connectors a resident may link an account at: enabled, of a kind that links
+    accounts (the email connector does not: connectors.protocol.Connector.links_accounts)."""
+    rows = PartnerConnector.objects.filter(enabled=True).select_related("client").order_by("label")
+    return [row for row in rows if _links_accounts(row.kind)]
+
+
+def _links_accounts(kind: str) -> bool:
+    cls = registry.connector_class(kind)
+    return cls is None or cls.links_accounts
 
 
 def resident_entries(user: User) -> list[ConnectorEntry]:

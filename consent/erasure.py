@@ -101,7 +101,7 @@ def register_partner_details(name: str, source: PartnerDetails) -> None:
     _partner_details[name] = source
 
 
-def _details_of(user: User) -> dict[str, dict[str, Any]]:
+def partner_details(user: User) -> dict[str, dict[str, Any]]:
     merged: dict[str, dict[str, Any]] = {}
     for source in _partner_details.values():
         for client_id, details in source(user).items():
@@ -200,7 +200,9 @@ PARTNER_QUEUED = "queued"  # waiting in the queue, not tried yet
 PARTNER_FAILING = "failing"  # tried, failed, will be retried
 PARTNER_DEAD = "dead_letter"  # given up: an operator must act (replay)
 PARTNER_DELIVERED = "delivered"  # delivered, no answer recorded
-PARTNER_ANSWERS = ("erased", "refused", "not_supported", PARTNER_NO_CONNECTOR)
+# Answers: erasure (erased, refused, not_supported, no_connector) and export (answered: its data
+# arrived; failed: garbage, or unreachable after every attempt).
+PARTNER_ANSWERS = ("erased", "refused", "not_supported", PARTNER_NO_CONNECTOR, "answered", "failed")
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,10 @@ class PartnerStatus:
     at: datetime | None = None
     attempts: int = 0
     error_type: str = ""
+    detail: str = ""  # the partner's (or the operator's) words: English, no personal data
+    # Asked by a channel that answers later (the email connector): the partner was asked on
+    # `at`, an operator records its answer.
+    asked_later: bool = False
 
     @property
     def answered(self) -> bool:
@@ -245,8 +251,13 @@ def _partner_status(
     answer = answer if isinstance(answer, dict) else {}
     state = str(answer.get("state", "")) or PARTNER_REQUESTED
     at = parse_datetime(str(answer.get("at") or ""))
-    if state in PARTNER_ANSWERS or delivery is None:
-        return PartnerStatus(client_id=client_id, state=state, name=name, at=at)
+    detail = str(answer.get("detail") or "")
+    # "requested" with a date: recorded by the handler (asked by email), not a placeholder.
+    asked_later = state == PARTNER_REQUESTED and at is not None
+    if state in PARTNER_ANSWERS or delivery is None or asked_later:
+        return PartnerStatus(
+            client_id=client_id, state=state, name=name, at=at, detail=detail, asked_later=asked_later
+        )
     if delivery.status == "dead":
         state = PARTNER_DEAD
     elif delivery.status == "delivered":
@@ -388,9 +399,11 @@ def erasure_cancel(
 # --- the run -----------------------------------------------------------------------------------
 
 
-def _partners_of(user: User) -> list[str]:
+def partners_of(user: User) -> list[str]:
     """client_ids of the partners that received data about the resident: a session's tokens,
-    or a sharing purpose of theirs in the resident's consent ledger."""
+    or a sharing purpose of theirs in the resident's consent ledger, or a registered partner
+    source (connectors: the partners the resident linked an account at). The export's fan-out
+    (consent.rights_requests) asks the same partners."""
     from_sessions = SessionClient.objects.filter(session__user=user).values_list(
         "client__client_id", flat=True
     )
@@ -408,8 +421,8 @@ def _partners_of(user: User) -> list[str]:
 
 def _erase(request: RightsRequest, user: User) -> None:
     """Inside the caller's transaction: every provider, the partners' messages, the progress."""
-    partners = _partners_of(user)
-    details = _details_of(user)
+    partners = partners_of(user)
+    details = partner_details(user)
     report = rights_erase(user)
     # A list: the order the providers ran in (a JSON object's keys lose it in PostgreSQL's jsonb).
     steps = [

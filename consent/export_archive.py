@@ -1,7 +1,8 @@
 """The export archive (GDPR Art. 15 and 20): one zip, `export.json` and `export.html`.
 
 `export.json` is `consent.rights.rights_export(user)` as it is (the versioned envelope:
-`format`, `version`, `generated_at`, `user_id`, `sections`), described by the JSON Schema
+`format`, `version`, `generated_at`, `user_id`, `sections`) plus the partners' answers
+(`partners`, consent.rights_requests), described by the JSON Schema
 docs/export-schema.json. `export.html` is the same content for people: one heading per
 provider's section, a table per list, in the resident's language. Pure functions: no
 database, nothing stored (consent.rights_requests stores the archive, encrypted).
@@ -166,6 +167,7 @@ COLUMN_TITLES = {
     "downloaded_at": _("téléchargée le"),
     "total": _("nombre"),
     "unused": _("non utilisés"),
+    "detail": _("précisions du service"),
 }
 
 
@@ -217,8 +219,40 @@ def _part(key: str, value: Any) -> dict[str, Any]:
     return {"title": title, "kind": "text", "text": _cell(value)}
 
 
+PARTNERS_TITLE = _("Vos données chez les services partenaires")
+PARTNER_STATES = {
+    "answered": _("données reçues"),
+    "requested": _("demandée, en attente de réponse"),
+    "queued": _("demandée, en attente de réponse"),
+    "delivered": _("demandée, en attente de réponse"),
+    "failing": _("le service ne répond pas pour le moment"),
+    "dead_letter": _("la demande n'a pas pu être transmise"),
+    "refused": _("refusée par le service"),
+    "not_supported": _("ne peut pas être demandée à ce service"),
+    "failed": _("le service n'a pas pu transmettre vos données"),
+}
+
+
+def _partners_part(partners: list[Any]) -> dict[str, Any]:
+    """The archive's `partners` (consent.rights_requests): one heading, each partner's fields."""
+    parts = []
+    for item in partners:
+        if not isinstance(item, dict):
+            continue
+        state = str(item.get("state", ""))
+        value: dict[str, Any] = {"state": str(PARTNER_STATES.get(state, state)), "at": item.get("at")}
+        if item.get("detail"):
+            value["detail"] = item["detail"]
+        for source, data in (item.get("data") or {}).items():
+            value[f"{COLUMN_TITLES['data']} ({source})"] = data
+        part = _part(str(item.get("name") or item.get("partner") or ""), value)
+        parts.append(part)
+    return {"name": "partners", "title": PARTNERS_TITLE, "parts": parts}
+
+
 def html_sections(envelope: dict[str, Any]) -> list[dict[str, Any]]:
-    """The envelope's sections as headings, tables and fields for export.html."""
+    """The envelope's sections as headings, tables and fields for export.html; the partners'
+    answers last (`partners`, when the export asked any)."""
     sections = []
     # The account first (people look for it first), then the providers in their order.
     ordered = sorted(envelope.get("sections", {}).items(), key=lambda item: item[0] != "identity")
@@ -229,6 +263,8 @@ def html_sections(envelope: dict[str, Any]) -> list[dict[str, Any]]:
             else [_part(name, section)]
         )
         sections.append({"name": name, "title": SECTION_TITLES.get(name, name), "parts": parts})
+    if envelope.get("partners"):
+        sections.append(_partners_part(envelope["partners"]))
     return sections
 
 

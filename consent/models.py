@@ -431,3 +431,30 @@ class RightsRequest(models.Model):
     def deadline(self) -> datetime:
         """When the answer is due (GDPR Art. 12(3): one month from the request)."""
         return self.requested_at + timedelta(days=RIGHTS_REQUEST_DEADLINE_DAYS)
+
+
+class RightsPartnerData(models.Model):
+    """What a partner sent for a resident's export (consent.rights_requests.partner_export_record):
+    one row per partner client and source (the connector kind that brought it: "library",
+    "email"…). `data` is the JSON encrypted at rest (AES-256-GCM, common.crypto) bound to the
+    request, the partner and the source: a row copied elsewhere does not open. Kept while the
+    archive may be rebuilt with it (docs/architecture.md, "Rights requests"), deleted with the
+    archive's last version, and at the account's erasure."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="partner_data")
+    client_id = models.CharField(max_length=100)
+    source = models.CharField(max_length=32)
+    data = models.BinaryField(editable=False)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("client_id", "source")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("request", "client_id", "source"), name="rights_partner_data_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.client_id} {self.source}"

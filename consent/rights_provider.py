@@ -30,13 +30,19 @@ from typing import Any
 from django.db import connection
 
 from consent import crypto, ledger
-from consent.models import ConsentState, LedgerEvent, RightsRequest, Subject
+from consent.models import ConsentState, LedgerEvent, RightsPartnerData, RightsRequest, Subject
 from consent.rights import ORDER_CONSENT, ErasureReport
 from consent.services import subject_erase
 
 NAME = "consent"
 ORDER = ORDER_CONSENT
-MODELS = ("consent.Subject", "consent.ConsentState", "consent.LedgerEvent", "consent.RightsRequest")
+MODELS = (
+    "consent.Subject",
+    "consent.ConsentState",
+    "consent.LedgerEvent",
+    "consent.RightsRequest",
+    "consent.RightsPartnerData",  # partners' data for an export: in the archive, deleted here
+)
 ALTERED = "this event's record was altered or damaged in the database: it is not exported"
 UNDECRYPTABLE = "this event's details no longer decrypt (altered in the database): they are not exported"
 
@@ -150,6 +156,8 @@ def _integer_seq_ids(sql: str, params: Any) -> list[Any]:
 def erase(user: Any) -> ErasureReport:
     report = subject_erase(user=user)
     forgotten = RightsRequest.objects.filter(user=user).update(archive=None, token_hash="")
+    partner_data, _by_model = RightsPartnerData.objects.filter(request__user=user).delete()
     report.details["rights_requests"] = forgotten
+    report.details["partner_data"] = partner_data
     report.kept.append("rights requests: kind, state and dates (the record that they were answered)")
     return report

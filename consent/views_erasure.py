@@ -106,5 +106,6 @@ def erasure_status(request: HttpRequest, token: str) -> HttpResponse:
             "request_row": row,
             "steps": erasure.erasure_steps(row),
             "partners": erasure.erasure_partners(row),
+            "deadline": row.deadline,
         },
     )

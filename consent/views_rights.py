@@ -98,6 +98,7 @@ def export_page(request: HttpRequest) -> HttpResponse:
         {
             "export": latest,
             "download": rights_requests.download_status(latest) if latest else None,
+            "partners": rights_requests.export_partner_states(latest) if latest else [],
             "days": settings.RIGHTS_EXPORT_DOWNLOAD_DAYS,
             "max_per_day": settings.RIGHTS_EXPORT_MAX_PER_DAY,
             "resident": user,
@@ -112,7 +113,15 @@ def export_download(request: HttpRequest, token: str) -> HttpResponse:
     user = request_user(request)
     export = rights_requests.export_for_token(user=user, token=token)
     if export is None:
-        raise Http404
+        replaced = rights_requests.export_replaced(user=user, token=token)
+        if replaced is None:
+            raise Http404
+        return render(
+            request,
+            "consent/export_download.html",
+            {"export": replaced, "download": DownloadStatus.REPLACED, "token": ""},
+            status=410,
+        )
     status = rights_requests.download_status(export)
     if request.method == "POST":
         outcome = rights_requests.export_download(user=user, token=token, ip=client_ip(request))

@@ -666,8 +666,9 @@ class PartnerSummary:
 def rights_requests(*, open_only: bool = False, now: datetime | None = None) -> list[RightsRequestRow]:
     """Exports and erasures for the DPO's register of rights requests: open ones first (a
     failed one is open: it needs someone), each with its age, whether the one-month deadline
-    (GDPR Art. 12(3)) has passed unanswered, and, for an erasure, each partner's state: its
-    answer (erased, not_supported, no_connector) with its date, else where its message stands
+    (GDPR Art. 12(3)) has passed unanswered, and each partner's state: its answer (an
+    erasure's erased, refused, not_supported, no_connector; an export's answered, refused,
+    not_supported, failed; requested by email) with its date, else where its message stands
     in the outbox (queued, failing, dead letter). Ids and dates only: the resident is not
     named here (an erased one no longer exists)."""
     now = now or timezone.now()

@@ -13,14 +13,15 @@ import jsonschema
 import pytest
 from django.core.management import call_command
 from django.db import transaction
+from django.utils import timezone
 
 from connectors.models import OutboxMessage, ScimAccount
 from connectors.outbox import relay_once
 from connectors.rights_erasure import deliver_partner_erasure
 from connectors.scim_provisioning import KIND_SYNC, deliver_scim_sync
-from consent import erasure
+from consent import erasure, rights_requests
 from consent.export_archive import html_sections
-from consent.models import RightsRequest
+from consent.models import RightsPartnerData, RightsRequest
 from consent.rights import rights_export
 from consent.services import consent_record
 from identity.models import AuditEvent
@@ -164,7 +165,7 @@ def test_redelivery_creates_no_second_user(signed_in, resident, scim, scim_sim, 
     assert user["meta"]["version"] == 'W/"1"'
 
 
-def test_the_export_holds_the_partner_s_user(signed_in, resident, scim, scim_sim, scim_client):
+def test_the_export_lists_our_record_and_asks_the_partner(signed_in, resident, scim, scim_sim, scim_client):
     sub = _granted(signed_in, scim_client)
     _sync()
     export = rights_export(resident)
@@ -173,11 +174,20 @@ def test_the_export_holds_the_partner_s_user(signed_in, resident, scim, scim_sim
     section = next(item for item in html_sections(export) if item["name"] == "connectors_scim")
     assert section["title"] == "Les comptes créés pour vous chez des partenaires"
     assert entry["partner"] == scim_client.client_id and entry["active"] is True
-    assert entry["partner_data"]["state"] == "answered"
-    assert entry["partner_data"]["data"]["user"]["externalId"] == sub
+    assert entry["scim_id"] == scim_sim.users()[0]["id"]
+    # The partner is asked through the outbox like every partner: down, then back.
+    outcome = rights_requests.export_request(user=resident)
+    assert outcome.request is not None
+    (message,) = OutboxMessage.objects.filter(kind=rights_requests.KIND_PARTNER_EXPORT)
+    assert message.partner == scim_client.client_id and message.payload["details"]["subject"] == sub
     scim_sim.go_down()
-    (entry,) = rights_export(resident)["sections"]["connectors_scim"]["accounts"]
-    assert entry["partner_data"] == {"state": "unavailable", "error": "partner_unavailable"}
+    assert relay_once(kinds=[rights_requests.KIND_PARTNER_EXPORT]).retried == 1
+    scim_sim.recover()
+    OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    assert relay_once(kinds=[rights_requests.KIND_PARTNER_EXPORT]).delivered == 1
+    request = RightsRequest.objects.get(pk=outcome.request.pk)
+    assert request.progress["partners"][scim_client.client_id]["state"] == "answered"
+    assert RightsPartnerData.objects.filter(request=request, client_id=scim_client.client_id).exists()
 
 
 def test_the_erasure_deletes_the_partner_s_user_by_its_sub(signed_in, resident, scim, scim_sim, scim_client):

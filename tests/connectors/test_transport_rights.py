@@ -17,8 +17,8 @@ from connectors.models import OutboxMessage, PartnerLink
 from connectors.outbox import relay_once
 from connectors.rights_erasure import deliver_partner_erasure
 from connectors.transport import link_secret
-from consent import erasure
-from consent.models import RightsRequest
+from consent import erasure, rights_requests
+from consent.models import RightsPartnerData, RightsRequest
 from consent.rights import rights_export
 from tests.connectors.conftest import TRANSPORT_BIRTH, TRANSPORT_NAME, TRANSPORT_VALID
 
@@ -31,14 +31,24 @@ def _linked(resident, transport):
     return link_create(user=resident, partner_connector=transport, reference=TRANSPORT_VALID, secret=SECRET)
 
 
-def test_the_export_holds_the_card_and_naolib_s_contract_never_the_birth_date(resident, transport):
+def test_the_export_holds_the_card_and_naolib_s_contract_never_the_birth_date(
+    resident, transport, transport_sim, transport_client
+):
     link = _linked(resident, transport)
+    calls = dict(transport_sim.counts)
     export = rights_export(resident)
     (entry,) = export["sections"]["connectors"]["links"]
     assert entry["id"] == str(link.pk) and entry["reference"] == TRANSPORT_VALID
     assert entry["attributes"]["contract_type"] == "annual"
-    assert entry["partner_data"]["state"] == "answered"
-    assert entry["partner_data"]["data"]["attributes"]["contract_type"] == "annual"
+    assert "partner_data" not in entry  # the section never calls the partner: the outbox does
+    assert dict(transport_sim.counts) == calls
+    # Naolib's own data comes through the export's partner message.
+    request = rights_requests.export_request(user=resident).request
+    relay_once(kinds=[rights_requests.KIND_PARTNER_EXPORT])
+    answer = RightsRequest.objects.get(pk=request.pk).progress["partners"][transport_client.client_id]
+    assert answer["state"] == "answered"
+    (row,) = RightsPartnerData.objects.filter(request=request)
+    assert row.source == "transport" and TRANSPORT_VALID.encode() not in bytes(row.data)  # encrypted
     assert TRANSPORT_BIRTH not in str(export) and "1990" not in str(entry)
 
 
@@ -46,8 +56,7 @@ def test_the_export_is_not_held_back_when_naolib_is_down(resident, transport, tr
     _linked(resident, transport)
     transport_sim.stop()
     (entry,) = rights_export(resident)["sections"]["connectors"]["links"]
-    assert entry["reference"] == TRANSPORT_VALID
-    assert entry["partner_data"] == {"state": "unavailable", "error": "partner_unavailable"}
+    assert entry["reference"] == TRANSPORT_VALID and entry["status"] == "valid"
 
 
 def test_the_erasure_asks_naolib_once_and_records_its_answer(

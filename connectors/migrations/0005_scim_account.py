@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connectors', '0003_partner_connectors_and_links'),
+        ('connectors', '0004_partner_rights_ask'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
