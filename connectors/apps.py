@@ -54,7 +54,7 @@ class ConnectorsConfig(AppConfig):
                 "connectors:cards",
                 40,
                 views.cards_summary,
-                _("Lier ma carte de bibliothèque ou ma carte Libertan, voir leur état"),
+                _("Lier mes cartes et abonnements, voir leur état"),
             )
         )
         claims.register_claim_providers()  # library_card, transport_subscription, eligibility

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from django.utils.translation import gettext_lazy
+
 from connectors.protocol import (
     Connector,
     ConnectorConfigError,
@@ -108,6 +110,7 @@ def _status_of(patron: sip2.PatronStatus) -> LinkStatus:
 @register
 class LibraryConnector(Connector):
     kind = KIND
+    resident_label = gettext_lazy("carte de bibliothèque")
     config_keys = (
         "host",
         "port",

@@ -42,6 +42,7 @@ from connectors.protocol import (
     ConnectorError,
     CredentialsRefused,
     LinkOutcome,
+    PartnerProtocolError,
     PartnerUnavailable,
 )
 from connectors.sealing import (
@@ -296,7 +297,9 @@ def deliver_deprovision(message: OutboxMessage) -> None:
         outcome = connector_for(job.partner_connector).deprovision(
             job.reference, idempotency_key=message.idempotency_key
         )
-    except PartnerUnavailable as exc:
+    except (PartnerUnavailable, PartnerProtocolError) as exc:
+        # A garbage answer is often a passing state of the partner (a maintenance page, a proxy's
+        # error page): retried with backoff, dead-lettered after the message's max_attempts.
         raise RetryableDeliveryError(exc.code) from None
     except ConnectorError as exc:
         raise PermanentDeliveryError(exc.code) from None

@@ -164,6 +164,10 @@ class Connector(ABC):
     partner's protocol cannot honour says so in its outcome (never pretends)."""
 
     kind: ClassVar[str]
+    # What a resident links with this kind, as Mon compte names it (a lazy translation, no
+    # article: "carte de bibliothèque"); "" for kinds residents link nothing with (provisioning,
+    # email). Read through connectors.registry.resident_labels().
+    resident_label: ClassVar[Any] = ""
     # The non-secret configuration keys an operator may set, and the secret ones (admin).
     config_keys: ClassVar[tuple[str, ...]] = ()
     secret_keys: ClassVar[tuple[str, ...]] = ()

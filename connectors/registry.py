@@ -2,9 +2,12 @@
 
 Filled in code, at import (connectors.library registers "library"); nothing registers at
 run time. `connector_for(partner_connector)` builds the connector of a configured partner.
+`resident_labels()` names what residents link with each kind (Mon compte's summary).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from connectors.protocol import Connector
 
@@ -26,3 +29,13 @@ def connector_class(kind: str) -> type[Connector] | None:
 
 def kinds() -> tuple[str, ...]:
     return tuple(sorted(_kinds))
+
+
+def resident_labels() -> dict[str, Any]:
+    """kind → what a resident links with it (Connector.resident_label), for the kinds that
+    link accounts and name what (Connector.links_accounts), by kind."""
+    return {
+        kind: cls.resident_label
+        for kind in kinds()
+        if (cls := _kinds[kind]).links_accounts and cls.resident_label
+    }

@@ -37,7 +37,13 @@ from connectors import partner_answers, subjects
 from connectors.links import connector_for
 from connectors.models import OutboxMessage, PartnerConnector, PartnerLink
 from connectors.outbox import PermanentDeliveryError, RetryableDeliveryError, register_handler
-from connectors.protocol import AnswersLater, ConnectorError, ErasureState, PartnerUnavailable
+from connectors.protocol import (
+    AnswersLater,
+    ConnectorError,
+    ErasureState,
+    PartnerProtocolError,
+    PartnerUnavailable,
+)
 from connectors.sealing import Unsealable, open_reference
 from connectors.services import outbox_enqueue
 from consent import erasure
@@ -152,7 +158,9 @@ def _connector_answer(
         outcome = _connector(partner_connector).erase(
             reference, subject=subject, idempotency_key=idempotency_key
         )
-    except PartnerUnavailable as exc:
+    except (PartnerUnavailable, PartnerProtocolError) as exc:
+        # A garbage answer is often a passing state of the partner (a maintenance page, a proxy's
+        # error page): retried with backoff, dead-lettered after the message's max_attempts.
         raise RetryableDeliveryError(exc.code) from None
     except ConnectorError as exc:
         raise PermanentDeliveryError(exc.code) from None

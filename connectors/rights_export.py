@@ -9,9 +9,9 @@ each link's id: connectors.rights_erasure.reference_for opens them) and the part
 
 Per connector of the partner:
 - a connector with an API: `export(reference, subject=...)` → its data, under its kind;
-  PartnerUnavailable → the message is retried with the outbox's backoff, and on its last
-  attempt the partner is recorded `failed`; any other connector error (garbage, a
-  configuration that does not open) → `failed` at once, with the error's code;
+  PartnerUnavailable or an unreadable answer (PartnerProtocolError) → the message is retried
+  with the outbox's backoff, and on its last attempt the partner is recorded `failed`; any
+  other connector error (a configuration that does not open) → `failed` at once, with its code;
 - a connector that answers later (AnswersLater: the email connector): the request is sent
   (connectors.partner_answers.send_ask) → `requested`, until an operator records the answer.
 
@@ -31,7 +31,13 @@ from connectors import partner_answers
 from connectors.links import connector_for
 from connectors.models import OutboxMessage, PartnerConnector
 from connectors.outbox import PermanentDeliveryError, RetryableDeliveryError, register_handler
-from connectors.protocol import AnswersLater, ConnectorError, ExportState, PartnerUnavailable
+from connectors.protocol import (
+    AnswersLater,
+    ConnectorError,
+    ExportState,
+    PartnerProtocolError,
+    PartnerUnavailable,
+)
 from connectors.rights_erasure import ANSWERED, any_reference, reference_for
 from connectors.services import outbox_enqueue
 from consent import rights_requests
@@ -79,7 +85,9 @@ def _automatic_answer(
         data = connector_for(partner_connector).export(reference, subject=_subject(message))
     except PermanentDeliveryError as exc:
         return ExportState.FAILED, None, str(exc)
-    except PartnerUnavailable as exc:
+    except (PartnerUnavailable, PartnerProtocolError) as exc:
+        # An unreadable answer is retried like no answer (as erasure requests are): a partner's
+        # passing fault must not cost the resident their data; failed after the last attempt.
         if message.attempts + 1 < message.max_attempts:
             raise RetryableDeliveryError(exc.code) from None
         return ExportState.FAILED, None, f"{exc.code} after {message.attempts + 1} attempts"

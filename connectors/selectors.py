@@ -43,6 +43,14 @@ def _links_accounts(kind: str) -> bool:
     return cls is None or cls.links_accounts
 
 
+def linkable_labels() -> list[Any]:
+    """What residents can link now: the label of each kind of an enabled connector that links
+    something (connectors.registry.resident_labels), once per kind, by kind."""
+    labels = registry.resident_labels()
+    enabled = set(PartnerConnector.objects.filter(enabled=True).values_list("kind", flat=True))
+    return [label for kind, label in labels.items() if kind in enabled]
+
+
 def resident_entries(user: User) -> list[ConnectorEntry]:
     """Every enabled connector (to link) and every link of the resident (a disabled
     connector's links are still shown: the resident may remove them)."""

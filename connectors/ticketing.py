@@ -28,6 +28,8 @@ from datetime import date
 from typing import Any
 from urllib.parse import quote
 
+from django.utils.translation import gettext_lazy
+
 from connectors.http_contract import (
     CONFIG_KEYS,
     SECRET_KEYS,
@@ -119,6 +121,7 @@ def _records(answer: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
 @register
 class TicketingConnector(Connector):
     kind = KIND
+    resident_label = gettext_lazy("Carte Blanche")
     config_keys = CONFIG_KEYS
     secret_keys = SECRET_KEYS
 

@@ -27,6 +27,8 @@ from datetime import date
 from typing import Any
 from urllib.parse import quote
 
+from django.utils.translation import gettext_lazy
+
 from connectors.http_contract import (
     CONFIG_KEYS,
     SECRET_KEYS,
@@ -134,6 +136,7 @@ class CardReplaced(CredentialsRefused):
 @register
 class TransportConnector(Connector):
     kind = KIND
+    resident_label = gettext_lazy("carte Libertan")
     config_keys = CONFIG_KEYS
     secret_keys = SECRET_KEYS
 

@@ -1,6 +1,7 @@
 """A Naolib operator speaking the transport contract (docs/connectors/transport.md), for the
 tests and the demo: a real HTTP server on 127.0.0.1 (connectors.http_simulator), demo cards,
-faults on demand, a count of the requests and of the effects of each idempotency key.
+faults on demand, a count of the requests and of the effects of each idempotency key, and
+erasure answers held on demand (`hold_erasures()`: a test kills the caller in the middle).
 
     python -m connectors.transport_simulator --port 6002
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -91,6 +93,9 @@ def _fold(name: str) -> str:
 @dataclass
 class _State(SimulatorState):
     cards: dict[str, SimCard] = field(default_factory=dict)
+    hold_erasures: bool = False  # erasure requests: applied, then answered only once released
+    held: threading.Event = field(default_factory=threading.Event)  # an erasure answer is held
+    release: threading.Event = field(default_factory=threading.Event)  # let held answers go
 
 
 class _Handler(SimulatorHandler):
@@ -129,7 +134,9 @@ class _Handler(SimulatorHandler):
         elif path == "/v1/card-status":
             self.send_json(*self._status(card))
         elif path == "/v1/erasure-requests":
-            self.send_json(*self._erasure(body["card_number"]))
+            answer = self._erasure(body["card_number"])
+            _hold_if_asked(self.state)
+            self.send_json(*answer)  # a caller killed meanwhile is not an error here
         else:
             self.send_json(*_problem(404, "Not Found"))
 
@@ -166,6 +173,17 @@ class _Handler(SimulatorHandler):
         return self.idempotent(apply)
 
 
+# --- holding an answer (tests: a worker killed mid-delivery) ----------------------------------
+
+
+def _hold_if_asked(state: _State) -> None:
+    """With `hold_erasures`, an erasure request already applied waits here for `release`
+    before it is answered: the caller can be killed while it waits for the answer."""
+    if state.hold_erasures:
+        state.held.set()
+        state.release.wait()
+
+
 class TransportSimulator(HttpSimulator):
     handler = _Handler
     state: _State
@@ -173,6 +191,21 @@ class TransportSimulator(HttpSimulator):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str = DEMO_API_KEY) -> None:
         cards = {card.card: card for card in demo_cards()}
         super().__init__(_State(api_key=api_key, cards=cards), host=host, port=port)
+
+    def hold_erasures(self) -> None:
+        """Apply erasure requests but hold their answers until `release_held()`."""
+        self.state.release.clear()
+        self.state.held.clear()
+        self.state.hold_erasures = True
+
+    def wait_held(self, timeout: float) -> bool:
+        """True once an erasure request was applied and its answer is being held."""
+        return self.state.held.wait(timeout)
+
+    def release_held(self) -> None:
+        """Answer the held requests (and stop holding new ones)."""
+        self.state.hold_erasures = False
+        self.state.release.set()
 
 
 def print_banner(simulator: TransportSimulator) -> None:

@@ -337,11 +337,23 @@ def card_remove(request: HttpRequest, link_id: UUID) -> HttpResponse:
     return redirect("connectors:cards")
 
 
+def _linkable_text(labels: list[Any]) -> str:
+    """ "votre carte de bibliothèque ou votre carte Libertan" """
+    named = [_("votre %(card)s") % {"card": label} for label in labels]
+    if len(named) == 1:
+        return named[0]
+    return _("%(first)s ou %(last)s") % {"first": ", ".join(named[:-1]), "last": named[-1]}
+
+
 def cards_summary(user: User) -> list[str]:
-    """Mon compte's summary lines (identity.account_sections)."""
+    """Mon compte's summary lines (identity.account_sections): the count of the resident's
+    links, or what they can link (the kinds of the enabled connectors)."""
     count = len(selectors.resident_links(user))
     if not count:
-        return [_("Aucune carte liée. Vous pouvez lier votre carte de bibliothèque.")]
+        labels = selectors.linkable_labels()
+        if not labels:
+            return [_("Aucune carte liée. Aucun service ne propose de lier une carte pour le moment.")]
+        return [_("Aucune carte liée. Vous pouvez lier %(cards)s.") % {"cards": _linkable_text(labels)}]
     return [
         ngettext("%(count)d carte liée à votre compte.", "%(count)d cartes liées à votre compte.", count)
         % {"count": count}

@@ -29,7 +29,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -39,6 +39,7 @@ from common.openapi import problem_responses, retry_after_header
 from consent.api import cookie, cors
 from consent.api import schema as api_schema
 from consent.api import selectors as api_selectors
+from consent.api.partner_page import PartnerPageAPIView, rate_limited
 from consent.api.problems import api_problem, browser_secret_problem, json_object_body, origin_problem
 from consent.receipts import receipt_for_event
 from consent.services import BrowserProofError, ConsentError, LedgerTampered, ledger_tampered_audit
@@ -130,14 +131,7 @@ def _input_problem(exc: cookie.CookieInputError) -> JsonResponse:
 
 
 def _too_many(retry_after: int) -> JsonResponse:
-    response = api_problem(
-        429,
-        "rate_limited",
-        _("Trop de requêtes"),
-        _("Trop de choix envoyés depuis cette adresse. Réessayez plus tard."),
-    )
-    response["Retry-After"] = str(retry_after)
-    return response
+    return rate_limited(retry_after, _("Trop de choix envoyés depuis cette adresse. Réessayez plus tard."))
 
 
 def _json_body(request: Request) -> dict[str, Any] | JsonResponse:
@@ -152,38 +146,18 @@ def _receipt_response(event: Any) -> HttpResponse:
     return response
 
 
-class CookieAPIView(APIView):
+class CookieAPIView(PartnerPageAPIView):
     """Anonymous, cross-origin JSON: no session, no cookie set, CORS per partner client."""
 
-    authentication_classes: list[Any] = []
-    permission_classes = [AllowAny]
-    renderer_classes = [JSONRenderer]
-    parser_classes: list[Any] = []
+    # The shared part (CORS, no-store, the preflight) is consent.api.partner_page's.
 
-    cors_client: Any = None
-    origin: str = ""
     session_user: Any = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # DRF replaces the Django user with its own (None here: no authenticator) during
         # super().initial(); keep the session's user for the same-origin case.
         self.session_user = getattr(request._request, "user", None)
-        self.origin = cors.request_origin(request)
-        self.cors_client = api_selectors.client_by_client_id(request.query_params.get("client_id"))
         super().initial(request, *args, **kwargs)
-
-    # The preflight answer is a plain HttpResponse (DRF's finalize_response takes one); the
-    # stubs of View and APIView disagree on this method's request type anyway.
-    def options(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
-        response = HttpResponse(status=204)
-        return cors.apply_cors(response, client=self.cors_client, origin=self.origin, preflight=True)
-
-    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
-        response = super().finalize_response(request, response, *args, **kwargs)
-        response["Cache-Control"] = "no-store"
-        if request.method != "OPTIONS":
-            cors.apply_cors(response, client=self.cors_client, origin=self.origin)
-        return response
 
     def _client_or_problem(self, client_id: Any) -> tuple[Any, JsonResponse | None]:
         if client_id in (None, ""):

@@ -41,6 +41,11 @@ existing account takes one explicit flow, bound to a one-time flow id:
    step 3, signed in after step 1 and not through FranceConnect, and names both the
    FranceConnect identity and the account; nothing is linked before its POST.
 
+Two clocks, never compared with each other: the flow's lifetimes run on identity.mfa.clock
+(with the second step they bound; tests move it), while "signed in after step 1" compares the
+session's `auth_time`, stamped by identity.signin with the wall clock, with the wall-clock
+time of step 1 (`link_requested_wall_time`).
+
 The pending identity lives at most PENDING_MAX_AGE_SECONDS after FranceConnect, the link
 flow at most LINK_MAX_AGE_SECONDS after "J'ai déjà un compte". What this does not cover:
 someone who takes over the browser *on the dedicated page itself* and deliberately signs in
@@ -141,7 +146,8 @@ class PendingIdentity:
     amr: list[str] = field(default_factory=list)
     next: str = ""
     created: int = 0
-    link_requested_at: int = 0
+    link_requested_at: int = 0  # identity.mfa.clock: the flow's age
+    link_requested_wall_time: int = 0  # the same moment on the session's auth_time clock
     # The one-time link flow (module docstring): its id, the sign-in announced by the
     # dedicated page (account id, when), then the account that sign-in opened.
     link_flow: str = ""
@@ -201,6 +207,7 @@ def pending_request_link(*, request: HttpRequest, pending: PendingIdentity, ip: 
     if request.user.is_authenticated:
         session_logout(request=request, ip=ip)  # flushes the session, pending identity included
     pending.link_requested_at = int(clock.now())
+    pending.link_requested_wall_time = int(time.time())
     pending.link_flow = secrets.token_urlsafe(24)
     pending.link_sign_in_user = ""
     pending.link_sign_in_at = 0
@@ -224,6 +231,13 @@ def pending_link_load(*, request: HttpRequest, flow: str) -> PendingIdentity | N
         pending_clear(request=request)
         return None
     return pending
+
+
+def pending_link_signed_in_after_request(*, pending: PendingIdentity, auth_time: Any) -> bool:
+    """Whether the session's sign-in (its `auth_time`, identity.signin: the wall clock)
+    happened at or after "J'ai déjà un compte": compared on the wall clock only."""
+    requested = pending.link_requested_wall_time or pending.link_requested_at  # a flow begun before
+    return isinstance(auth_time, int | float) and auth_time >= requested
 
 
 def pending_link_sign_in_started(*, request: HttpRequest, pending: PendingIdentity, user: User) -> bool:

@@ -350,8 +350,7 @@ def link_confirm(request: HttpRequest) -> HttpResponse:
         request.user.is_authenticated
         and bool(pending.link_user)
         and pending.link_user == str(request.user.pk)
-        and isinstance(auth_time, int | float)
-        and auth_time >= pending.link_requested_at
+        and services.pending_link_signed_in_after_request(pending=pending, auth_time=auth_time)
         and services.SESSION_FC not in request.session
     )
     if not signed_in_for_this_flow:

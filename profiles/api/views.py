@@ -37,6 +37,7 @@ from rest_framework.views import APIView
 from common import ratelimit
 from common.openapi import problem_responses, retry_after_header
 from consent.api import cors
+from consent.api.partner_page import PartnerPageAPIView, rate_limited
 from consent.api.problems import api_problem, browser_secret_problem, json_object_body, origin_problem
 from consent.api.selectors import client_by_client_id
 from consent.purpose_data import DataSubject
@@ -351,47 +352,22 @@ def _client_problem(code: str, detail: str, field_error: str) -> JsonResponse:
 
 
 def _too_many(retry_after: int) -> JsonResponse:
-    response = api_problem(
-        429,
-        "rate_limited",
-        _("Trop de requêtes"),
-        _("Trop de pages vues envoyées depuis cette adresse. Réessayez plus tard."),
+    return rate_limited(
+        retry_after, _("Trop de pages vues envoyées depuis cette adresse. Réessayez plus tard.")
     )
-    response["Retry-After"] = str(retry_after)
-    return response
 
 
-class PartnerAPIView(APIView):
+class PartnerAPIView(PartnerPageAPIView):
     """Partner pages (anonymous, cross-origin, CORS per client) and partner back-ends (a
     resident's Bearer access token, no CORS)."""
 
+    # The shared part (CORS, no-store, the preflight) is consent.api.partner_page's.
+
     authentication_classes = [PartnerTokenAuthentication]
-    permission_classes = [AllowAny]
-    renderer_classes = [JSONRenderer]
-    parser_classes: list[Any] = []
 
-    cors_client: Any = None
-    origin: str = ""
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        self.origin = cors.request_origin(request)
-        self.cors_client = client_by_client_id(request.query_params.get("client_id"))
-        super().initial(request, *args, **kwargs)
-
-    # The preflight answer is a plain HttpResponse; the stubs of View and APIView disagree on
-    # this method's request type anyway (as in consent.api.views).
-    @extend_schema(exclude=True)
-    def options(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
-        response = HttpResponse(status=204)
-        return cors.apply_cors(response, client=self.cors_client, origin=self.origin, preflight=True)
-
-    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
-        response = super().finalize_response(request, response, *args, **kwargs)
-        response["Cache-Control"] = "no-store"
+    def cors_applies(self, request: Request) -> bool:
         # CORS for the page variant only: a partner back-end sends a token and no Origin.
-        if request.method != "OPTIONS" and not self._bearer(request):
-            cors.apply_cors(response, client=self.cors_client, origin=self.origin)
-        return response
+        return super().cors_applies(request) and not self._bearer(request)
 
     @staticmethod
     def _bearer(request: Request) -> bool:

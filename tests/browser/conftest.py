@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -12,6 +14,20 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import sync_playwright
 
 from tests.conftest import PASSWORD
+
+# The partners' simulators (real sockets) and their connectors, for the cards pages: the same
+# fixtures as the connector tests'.
+from tests.connectors.conftest import (  # noqa: F401 - fixtures
+    library,
+    library_client,
+    library_sim,
+    ticketing,
+    ticketing_client,
+    ticketing_sim,
+    transport,
+    transport_client,
+    transport_sim,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -96,3 +112,42 @@ def sign_in(page: Any, base_url: str, email: str) -> None:
     page.locator("input[name=password]").fill(PASSWORD)
     page.locator("input[name=password]").press("Enter")
     page.wait_for_url("**/compte/**")
+
+
+@contextmanager
+def signed_in_page(chromium: Any, base_url: str, email: str, language: str) -> Iterator[Any]:
+    """A page of a new browser context in `language` (locale and language cookie), at the
+    desktop width, with the resident signed in through the real sign-in page; the context is
+    closed on leaving."""
+    context = chromium.new_context(
+        locale="fr-FR" if language == "fr" else "en-GB", viewport={"width": WIDTHS[0], "height": 800}
+    )
+    try:
+        context.add_cookies([{"name": "language", "value": language, "url": base_url}])
+        page = context.new_page()
+        sign_in(page, base_url, email)
+        yield page
+    finally:
+        context.close()
+
+
+def in_browser(scenario: Callable[[Any], None], locale: str = "fr-FR") -> None:
+    """Run `scenario(page)` in a fresh headless Chromium (phone-sized) on its own thread: for
+    tests outside tests/browser/ (Playwright's sync API allows one instance per thread, and
+    the `chromium` fixture keeps a session-wide one)."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (installed by .ci/run)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+
+    def run() -> None:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                context = browser.new_context(locale=locale, viewport={"width": 390, "height": 844})
+                scenario(context.new_page())
+            finally:
+                browser.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(run).result()

@@ -15,7 +15,7 @@ from consent.models import LedgerEvent
 from consent.receipts import receipt_for_event
 from consent.selectors import event_proof, purpose_by_code
 from consent.services import consent_record, notice_publish, tree_head_sign
-from tests.browser.conftest import WIDTHS, axe_violations, sign_in
+from tests.browser.conftest import axe_violations, sign_in, signed_in_page
 from tests.browser.conftest import check_page as check
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,13 +47,7 @@ def history(resident: Any, signing_keys: Any) -> LedgerEvent:
 def test_pages_pass_axe_and_reflow(
     live_server: Any, chromium: Any, resident: Any, history: LedgerEvent, language: str
 ) -> None:
-    context = chromium.new_context(
-        locale="fr-FR" if language == "fr" else "en-GB", viewport={"width": WIDTHS[0], "height": 800}
-    )
-    try:
-        context.add_cookies([{"name": "language", "value": language, "url": live_server.url}])
-        page = context.new_page()
-        sign_in(page, live_server.url, resident.email)
+    with signed_in_page(chromium, live_server.url, resident.email, language) as page:
         page.goto(live_server.url + "/compte/consentements/")
         heading = {"fr": "Mes consentements", "en": "My consents"}[language]
         assert page.get_by_role("heading", level=1).inner_text() == heading
@@ -72,8 +66,6 @@ def test_pages_pass_axe_and_reflow(
         page.wait_for_selector("#result-title")
         assert page.locator(".message--success").count() == 1
         check(page, language)
-    finally:
-        context.close()
 
 
 def test_grant_and_withdraw_with_one_click_each(

@@ -5,45 +5,23 @@ then updated and removed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from connectors.models import PartnerConnector, PartnerLink
-from connectors.services import partner_connector_configure
-from connectors.sip2.simulator import Sip2Simulator
-from tests.browser.conftest import WIDTHS, sign_in
 from tests.browser.conftest import check_page as check
-from tests.connectors.conftest import VALID_CARD, library_config
+from tests.browser.conftest import signed_in_page
+from tests.connectors.conftest import VALID_CARD
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def library(make_client: Any) -> Iterator[PartnerConnector]:
-    with Sip2Simulator() as sim:
-        rp = make_client(name="Portail des bibliothèques", scopes=["openid", "library_card"])
-        yield partner_connector_configure(
-            client=rp.client,
-            kind="library",
-            label="Bibliothèques de Nantes Métropole",
-            config=library_config(sim),
-            secrets={"login_password": sim.login_password},
-        )
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])
 def test_the_cards_page_passes_axe_and_reflow(
     live_server: Any, chromium: Any, resident: Any, library: PartnerConnector, language: str
 ) -> None:
-    context = chromium.new_context(
-        locale="fr-FR" if language == "fr" else "en-GB", viewport={"width": WIDTHS[0], "height": 800}
-    )
-    try:
-        context.add_cookies([{"name": "language", "value": language, "url": live_server.url}])
-        page = context.new_page()
-        sign_in(page, live_server.url, resident.email)
+    with signed_in_page(chromium, live_server.url, resident.email, language) as page:
         page.goto(live_server.url + "/compte/cartes/")
         heading = {"fr": "Cartes et abonnements", "en": "Cards and memberships"}[language]
         assert page.get_by_role("heading", level=1).inner_text() == heading
@@ -77,5 +55,3 @@ def test_the_cards_page_passes_axe_and_reflow(
         ).click()
         page.wait_for_url("**/compte/cartes/")
         assert not PartnerLink.objects.exists()
-    finally:
-        context.close()

@@ -5,45 +5,23 @@ reduced-price eligibility shown), which is then removed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from connectors.models import PartnerConnector, PartnerLink
-from connectors.services import partner_connector_configure
-from connectors.ticketing_simulator import TicketingSimulator
-from tests.browser.conftest import WIDTHS, sign_in
 from tests.browser.conftest import check_page as check
-from tests.connectors.conftest import TICKETING_BIRTH, TICKETING_ELIGIBLE, ticketing_config
+from tests.browser.conftest import signed_in_page
+from tests.connectors.conftest import TICKETING_BIRTH, TICKETING_ELIGIBLE
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def ticketing(make_client: Any) -> Iterator[PartnerConnector]:
-    with TicketingSimulator() as sim:
-        rp = make_client(name="Billetterie culturelle", scopes=["openid", "eligibility"])
-        yield partner_connector_configure(
-            client=rp.client,
-            kind="ticketing",
-            label="Billetterie culturelle — Carte Blanche",
-            config=ticketing_config(sim),
-            secrets={"api_key": sim.api_key},
-        )
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])
 def test_linking_a_carte_blanche_passes_axe_and_reflow(
     live_server: Any, chromium: Any, resident: Any, ticketing: PartnerConnector, language: str
 ) -> None:
-    context = chromium.new_context(
-        locale="fr-FR" if language == "fr" else "en-GB", viewport={"width": WIDTHS[0], "height": 800}
-    )
-    try:
-        context.add_cookies([{"name": "language", "value": language, "url": live_server.url}])
-        page = context.new_page()
-        sign_in(page, live_server.url, resident.email)
+    with signed_in_page(chromium, live_server.url, resident.email, language) as page:
         page.goto(live_server.url + "/compte/cartes/")
         check(page, language, "cards, ticketing, empty")
 
@@ -72,5 +50,3 @@ def test_linking_a_carte_blanche_passes_axe_and_reflow(
         ).click()
         page.wait_for_url("**/compte/cartes/")
         assert not PartnerLink.objects.exists()
-    finally:
-        context.close()

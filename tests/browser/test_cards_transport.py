@@ -5,45 +5,23 @@ name prefilled from the account), which is then removed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from connectors.models import PartnerConnector, PartnerLink
-from connectors.services import partner_connector_configure
-from connectors.transport_simulator import TransportSimulator
-from tests.browser.conftest import WIDTHS, sign_in
 from tests.browser.conftest import check_page as check
-from tests.connectors.conftest import TRANSPORT_BIRTH, TRANSPORT_VALID, transport_config
+from tests.browser.conftest import signed_in_page
+from tests.connectors.conftest import TRANSPORT_BIRTH, TRANSPORT_VALID
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def transport(make_client: Any) -> Iterator[PartnerConnector]:
-    with TransportSimulator() as sim:
-        rp = make_client(name="Naolib", scopes=["openid", "transport_subscription"])
-        yield partner_connector_configure(
-            client=rp.client,
-            kind="transport",
-            label="Naolib — carte Libertan",
-            config=transport_config(sim),
-            secrets={"api_key": sim.api_key},
-        )
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])
 def test_linking_a_libertan_card_passes_axe_and_reflow(
     live_server: Any, chromium: Any, resident: Any, transport: PartnerConnector, language: str
 ) -> None:
-    context = chromium.new_context(
-        locale="fr-FR" if language == "fr" else "en-GB", viewport={"width": WIDTHS[0], "height": 800}
-    )
-    try:
-        context.add_cookies([{"name": "language", "value": language, "url": live_server.url}])
-        page = context.new_page()
-        sign_in(page, live_server.url, resident.email)
+    with signed_in_page(chromium, live_server.url, resident.email, language) as page:
         page.goto(live_server.url + "/compte/cartes/")
         check(page, language, "cards, transport, empty")
 
@@ -73,5 +51,3 @@ def test_linking_a_libertan_card_passes_axe_and_reflow(
         ).click()
         page.wait_for_url("**/compte/cartes/")
         assert not PartnerLink.objects.exists()
-    finally:
-        context.close()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.test import Client as BrowserClient
 
-from tests.browser.conftest import WIDTHS, axe_violations, horizontal_overflow, sign_in
+from tests.browser.conftest import WIDTHS, axe_violations, horizontal_overflow, sign_in, signed_in_page
 from tests.conftest import OIDCFlow
 from tests.oidc.conftest import complete_flow, userinfo
 
@@ -40,13 +40,7 @@ def partner_tokens(make_client: Any, signed_in: BrowserClient) -> dict[str, Any]
 def test_the_page_passes_axe_and_reflows(
     live_server: Any, chromium: Any, resident: Any, partner_tokens: dict[str, Any], language: str
 ) -> None:
-    context = chromium.new_context(
-        locale="fr-FR" if language == "fr" else "en-GB", viewport={"width": WIDTHS[0], "height": 800}
-    )
-    try:
-        context.add_cookies([{"name": "language", "value": language, "url": live_server.url}])
-        page = context.new_page()
-        sign_in(page, live_server.url, resident.email)
+    with signed_in_page(chromium, live_server.url, resident.email, language) as page:
         page.goto(live_server.url + "/compte/services/")
         assert page.locator("html").get_attribute("lang") == language
         heading = {"fr": "Services connectés", "en": "Connected services"}[language]
@@ -57,8 +51,6 @@ def test_the_page_passes_axe_and_reflows(
             assert axe_violations(page) == [], (language, width)
             if width == 360:
                 assert horizontal_overflow(page) <= 0, language
-    finally:
-        context.close()
 
 
 def test_withdrawing_with_clicks(

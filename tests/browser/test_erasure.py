@@ -23,8 +23,8 @@ from connectors.outbox import relay_once
 from consent.erasure import KIND_ERASURE, KIND_PARTNER_ERASURE
 from consent.models import RightsRequest, RightsRequestState
 from identity.models import User
-from tests.browser.conftest import WIDTHS, sign_in
 from tests.browser.conftest import check_page as check
+from tests.browser.conftest import signed_in_page
 from tests.conftest import deliver_emails
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,13 +57,7 @@ def links() -> tuple[str, str]:
 def test_asking_cancelling_and_the_status_page_pass_axe(
     live_server: Any, chromium: Any, resident: Any, language: str
 ) -> None:
-    context = chromium.new_context(
-        locale="fr-FR" if language == "fr" else "en-GB", viewport={"width": WIDTHS[0], "height": 800}
-    )
-    try:
-        context.add_cookies([{"name": "language", "value": language, "url": live_server.url}])
-        page = context.new_page()
-        sign_in(page, live_server.url, resident.email)
+    with signed_in_page(chromium, live_server.url, resident.email, language) as page:
         page.goto(live_server.url + "/compte/")
         page.get_by_role("link", name=TEXT["section"][language]).click()
         page.wait_for_url("**/compte/supprimer/")
@@ -76,17 +70,9 @@ def test_asking_cancelling_and_the_status_page_pass_axe(
         check(page, language, "pending")
 
         # Signing in again (another browser) shows the pending deletion and its cancel button.
-        other = context.browser.new_context(
-            locale="fr-FR" if language == "fr" else "en-GB", viewport={"width": WIDTHS[0], "height": 800}
-        )
-        try:
-            other.add_cookies([{"name": "language", "value": language, "url": live_server.url}])
-            second = other.new_page()
-            sign_in(second, live_server.url, resident.email)
+        with signed_in_page(chromium, live_server.url, resident.email, language) as second:
             assert second.get_by_role("button", name=TEXT["cancel"][language]).count() == 1
             check(second, language, "sign-in notice")
-        finally:
-            other.close()
 
         cancel, status = links()
         page.goto(live_server.url + status)
@@ -111,5 +97,3 @@ def test_asking_cancelling_and_the_status_page_pass_axe(
         assert not User.objects.filter(pk=resident.pk).exists()
         page.goto(live_server.url + status)
         check(page, language, "status, done")
-    finally:
-        context.close()

@@ -125,6 +125,7 @@ def test_a_slow_library_does_not_hold_the_page(signed_in, library, library_sim):
     assert time.monotonic() - started < 2.5  # the read timeout (1 s here) bounds the wait
     assert response.status_code == 503
     assert "ne répond pas" in _text(response)
+    assert not PartnerLink.objects.exists()
 
 
 def test_garbage_from_the_library(signed_in, library, library_sim):

@@ -229,6 +229,13 @@ def test_garbage_is_recorded_failed_and_shown_never_a_500(
     link_create(user=resident, partner_connector=transport, reference=TRANSPORT_VALID, secret=SECRET)
     transport_sim.faults.mode = "garbage"
     request = ask(resident)
+    # An unreadable answer is retried like no answer (a passing fault must not cost the data)…
+    first = relay_once(kinds=[rights_requests.KIND_PARTNER_EXPORT])
+    assert first.delivered == 0 and first.retried == 1
+    request.refresh_from_db()
+    assert request.progress["partners"][transport_client.client_id]["state"] == "requested"
+    # …and recorded failed on the last attempt.
+    partner_messages().update(attempts=PARTNER_EXPORT_MAX_ATTEMPTS - 1, next_attempt_at=timezone.now())
     assert relay_once(kinds=[rights_requests.KIND_PARTNER_EXPORT]).delivered == 1
     request.refresh_from_db()
     answer = request.progress["partners"][transport_client.client_id]

@@ -208,12 +208,18 @@ def test_failing_answers_dead_letter_after_the_configured_attempts_then_replay(
     assert _message(ticketing_client).status == OutboxMessage.Status.DELIVERED
 
 
-def test_garbage_is_a_clear_error_and_dead_letters_at_once(
+def test_garbage_is_a_clear_error_retried_then_dead_lettered(
     resident, ticketing, ticketing_sim, ticketing_client
 ):
+    """A maintenance page is often a passing state: retried with backoff like an unavailable
+    platform, dead-lettered after the message's max_attempts (connectors.rights_erasure)."""
     _linked(resident, ticketing)
     erasure.erasure_now(user=resident, operator=None)
     ticketing_sim.faults.mode = "garbage"
+    relay_once(kinds=[KIND])
+    message = _message(ticketing_client)
+    assert message.status == OutboxMessage.Status.PENDING and message.last_error == "partner_protocol_error"
+    OutboxMessage.objects.filter(pk=message.pk).update(max_attempts=2, next_attempt_at=message.created_at)
     relay_once(kinds=[KIND])
     message = _message(ticketing_client)
     assert message.status == OutboxMessage.Status.DEAD and message.last_error == "partner_protocol_error"

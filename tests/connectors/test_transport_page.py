@@ -104,6 +104,7 @@ def test_naolib_unavailable_gives_a_readable_page_quickly(signed_in, transport, 
     assert time.monotonic() - started < 1.9
     assert response.status_code == 503
     assert "Le service Naolib ne répond pas pour le moment. Rien n'a été enregistré" in _text(response)
+    assert not PartnerLink.objects.exists()
 
 
 def test_garbage_says_unexpected(signed_in, transport, transport_sim):

@@ -104,16 +104,24 @@ def test_naolib_down_the_erasure_waits_and_is_delivered_after_recovery(
     assert request.progress["partners"][transport_client.client_id]["state"] == "erased"
 
 
-def test_garbage_dead_letters_the_erasure_keeping_it_replayable(
+def test_garbage_is_retried_then_dead_lettered_keeping_the_erasure_replayable(
     resident, transport, transport_sim, transport_client
 ):
+    """A maintenance page is often a passing state: retried with backoff, dead-lettered after
+    the message's max_attempts (the real worker's run: tests/connectors/test_faults.py)."""
     _linked(resident, transport)
     erasure.erasure_now(user=resident, operator=None)
     transport_sim.faults.mode = "garbage"
     relay_once(kinds=[erasure.KIND_PARTNER_ERASURE])
     message = OutboxMessage.objects.get(kind=erasure.KIND_PARTNER_ERASURE, partner=transport_client.client_id)
+    assert message.status == OutboxMessage.Status.PENDING and message.attempts == 1
+    assert message.last_error == "partner_protocol_error"
+    OutboxMessage.objects.filter(pk=message.pk).update(max_attempts=2, next_attempt_at=message.created_at)
+    relay_once(kinds=[erasure.KIND_PARTNER_ERASURE])
+    message.refresh_from_db()
     assert message.status == OutboxMessage.Status.DEAD and message.last_error == "partner_protocol_error"
     assert "details" in message.payload
+    assert transport_sim.effects[TRANSPORT_VALID] == 0
 
 
 def test_a_refusal_is_recorded_and_shown(client, resident, transport, transport_sim, transport_client):

@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client as BrowserClient
 
 from consent.models import ConsentState, LedgerEvent, LedgerHead, Subject, TreeHead
+from identity.demo import DEMO_CLIENT_NAME
 from identity.models import AuditEvent
+from identity.oidc.models import Client
 from tests.conftest import staff_mfa_login
 
 PARTNER_ORIGIN = "https://billetterie.example.org"
@@ -124,3 +127,19 @@ def flushable_ledger(transactional_db: Any) -> Any:
             cursor.execute(f"DELETE FROM {table}")
         for statement in migration._statements("sqlite"):
             cursor.execute(statement)
+
+
+@pytest.fixture
+def widget_server(live_server: Any, settings: Any, tmp_path: Any) -> str:
+    """The demo portal (load_demo) served by live_server, its issuer the live server's address:
+    the cookie widget's demo partner page for the browser tests (widget_browser.py)."""
+    settings.ISSUER = live_server.url
+    settings.VAR_DIR = tmp_path
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OIDC_ISS_ENDPOINT": live_server.url}
+    call_command("ensure_signing_keys")
+    call_command("load_demo")
+    # What load_demo should do itself (see the report): register the issuer as an origin.
+    client = Client.objects.get(name=DEMO_CLIENT_NAME)
+    client.allowed_origins = live_server.url
+    client.save(update_fields=["allowed_origins"])
+    return live_server.url

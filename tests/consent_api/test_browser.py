@@ -1,32 +1,23 @@
-"""The cookie widget on the demo partner page and the DPO console, in a real headless Chromium.
-
-Each scenario drives its own browser from a worker thread (Playwright's sync API allows one
-instance per thread; tests/browser/ keeps a session-wide one) and scans the page with
-axe-core for WCAG 2.1 A/AA violations.
+"""The cookie widget on the demo partner page and the DPO console, in a real headless Chromium
+(tests/consent_api/widget_browser.py), each page scanned with axe-core for WCAG 2.1 A/AA
+violations.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import Group
-from django.core.management import call_command
-from playwright.sync_api import sync_playwright
 
 from consent.models import LedgerEvent
 from consent.selectors import consent_is_granted
 from consent.services import consent_record
-from identity.demo import DEMO_CLIENT_NAME
 from identity.mfa import services as mfa_services
-from identity.oidc.models import Client
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, axe_violations
-from tests.conftest import PASSWORD, pkce_pair
+from tests.browser.conftest import axe_violations, in_browser
+from tests.conftest import PASSWORD
+from tests.consent_api.widget_browser import demo_landing, events_received, sign_in_through_the_partner
 from tests.mfa.conftest import rfc6238
 
 pytestmark = [
@@ -36,46 +27,6 @@ pytestmark = [
 ]
 
 BROWSING = "personalisation-browsing"
-
-
-def in_browser(scenario: Callable[[Any], None], locale: str = "fr-FR") -> None:
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI (installed by .ci/run)")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-
-    def run() -> None:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                context = browser.new_context(locale=locale, viewport={"width": 390, "height": 844})
-                scenario(context.new_page())
-            finally:
-                browser.close()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(run).result()
-
-
-@pytest.fixture
-def widget_server(live_server: Any, settings: Any, tmp_path: Any) -> str:
-    settings.ISSUER = live_server.url
-    settings.VAR_DIR = tmp_path
-    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OIDC_ISS_ENDPOINT": live_server.url}
-    call_command("ensure_signing_keys")
-    call_command("load_demo")
-    # What load_demo should do itself (see the report): register the issuer as an origin.
-    client = Client.objects.get(name=DEMO_CLIENT_NAME)
-    client.allowed_origins = live_server.url
-    client.save(update_fields=["allowed_origins"])
-    return live_server.url
-
-
-def events_received(page: Any, count: int) -> None:
-    """Wait until the demo page has received `count` cum:consent events (demo.js writes the
-    count on <html>): a condition in the page, never a fixed delay. wait_for_function() is
-    not used: it would eval() inside the page, which the strict CSP refuses."""
-    page.locator(f"html[data-cum-events='{count}']").wait_for(state="attached")
 
 
 def active(page: Any) -> dict[str, Any]:
@@ -191,11 +142,7 @@ def test_choices_made_before_sign_in_follow_the_resident(widget_server: str, mak
     partner with consent_browser_id, come back with consent_link_ticket: the widget proves the browser and the
     choices are the resident's."""
     resident = make_resident("alice@example.org")
-    client = Client.objects.get(name=DEMO_CLIENT_NAME)
-    landing = widget_server + "/consent/demo-widget/"
-    client.redirect_uris = f"{client.redirect_uris} {landing}"
-    client.save(update_fields=["redirect_uris"])
-    _verifier, challenge = pkce_pair()
+    landing = demo_landing(widget_server)
 
     def scenario(page: Any) -> None:
         page.goto(landing)
@@ -203,25 +150,7 @@ def test_choices_made_before_sign_in_follow_the_resident(widget_server: str, mak
         events_received(page, 2)
         browser_id = page.evaluate("window.cumConsentEvents[1].browserId")
         assert "browserSecret" not in page.evaluate("window.cumConsentEvents[1]")  # kept from the page
-        query = urlencode(
-            {
-                "response_type": "code",
-                "client_id": client.client_id,
-                "redirect_uri": landing,
-                "scope": "openid",
-                "state": "s1",
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-                "consent_browser_id": browser_id,
-            }
-        )
-        page.goto(widget_server + "/authorize?" + query)
-        page.get_by_label("Adresse e-mail").fill(resident.email)
-        page.get_by_label("Mot de passe").fill(PASSWORD)
-        page.get_by_role("button", name="Se connecter").click()
-        page.get_by_role("button", name="Autoriser").click()
-        page.wait_for_url("**/consent/demo-widget/?*")
-        page.locator("html[data-cum-linked='yes']").wait_for(state="attached")
+        sign_in_through_the_partner(page, widget_server, browser_id=browser_id, email=resident.email)
         # Spent, and taken out of the address.
         assert "code=" in page.url and "consent_link_ticket" not in page.url
 

@@ -8,16 +8,13 @@ partner with consent_browser_id and the link ticket), never by an address parame
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 
 from consent.services import browser_id_hash
-from identity.demo import DEMO_CLIENT_NAME
-from identity.oidc.models import Client
 from profiles.models import Interest
-from tests.conftest import PASSWORD, pkce_pair
-from tests.consent_api.test_browser import events_received, in_browser, widget_server  # noqa: F401
+from tests.browser.conftest import in_browser
+from tests.consent_api.widget_browser import demo_landing, events_received, sign_in_through_the_partner
 
 pytestmark = [
     pytest.mark.browser,
@@ -28,7 +25,7 @@ pytestmark = [
 DEMO_THEMES = {"culture", "mobility"}  # data-page-themes of templates/consent/widget_demo.html
 
 
-def test_page_views_are_sent_only_while_the_visitor_allows_it(widget_server: str) -> None:  # noqa: F811
+def test_page_views_are_sent_only_while_the_visitor_allows_it(widget_server: str) -> None:
     seen: dict[str, Any] = {}
 
     def scenario(page: Any) -> None:
@@ -69,15 +66,11 @@ def test_page_views_are_sent_only_while_the_visitor_allows_it(widget_server: str
 
 
 def test_a_browsers_interests_join_the_account_with_its_proof(
-    widget_server: str,  # noqa: F811
+    widget_server: str,
     make_resident: Any,
 ) -> None:
     resident = make_resident("alice@example.org")
-    client = Client.objects.get(name=DEMO_CLIENT_NAME)
-    landing = widget_server + "/consent/demo-widget/"
-    client.redirect_uris = f"{client.redirect_uris} {landing}"
-    client.save(update_fields=["redirect_uris"])
-    _verifier, challenge = pkce_pair()
+    landing = demo_landing(widget_server)
 
     def scenario(page: Any) -> None:
         page.goto(landing)
@@ -86,25 +79,7 @@ def test_a_browsers_interests_join_the_account_with_its_proof(
         browser_id = page.evaluate("window.cumConsentEvents[1].browserId")
         page.reload()
         page.locator("html[data-cum-page-view='culture mobility']").wait_for(state="attached")
-        query = urlencode(
-            {
-                "response_type": "code",
-                "client_id": client.client_id,
-                "redirect_uri": landing,
-                "scope": "openid",
-                "state": "s1",
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-                "consent_browser_id": browser_id,
-            }
-        )
-        page.goto(widget_server + "/authorize?" + query)
-        page.get_by_label("Adresse e-mail").fill(resident.email)
-        page.get_by_label("Mot de passe").fill(PASSWORD)
-        page.get_by_role("button", name="Se connecter").click()
-        page.get_by_role("button", name="Autoriser").click()
-        page.wait_for_url("**/consent/demo-widget/?*")
-        page.locator("html[data-cum-linked='yes']").wait_for(state="attached")
+        sign_in_through_the_partner(page, widget_server, browser_id=browser_id, email=resident.email)
 
     in_browser(scenario)
     rows = list(Interest.objects.all())

@@ -17,8 +17,9 @@ from django.apps import apps as django_apps
 
 from consent.services import browser_id_hash
 from profiles.models import Interest
+from tests.browser.conftest import in_browser
 from tests.consent_api.conftest import flushable_ledger as flushable_ledger  # re-exported fixture
-from tests.consent_api.test_browser import events_received, in_browser
+from tests.consent_api.widget_browser import events_received
 from tests.local_servers import DocumentServer
 
 pytestmark = [

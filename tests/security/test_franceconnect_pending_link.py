@@ -286,6 +286,24 @@ def test_legitimate_link_with_a_second_factor(fc_browser, totp_resident, clock):
     assert FranceConnectLink.objects.get(user=totp_resident.user).sub == DEFAULT_IDENTITY["sub"]
 
 
+def test_the_link_is_confirmed_whatever_the_second_factors_clock_says(fc_browser, totp_resident, clock):
+    """The flow's lifetimes run on identity.mfa.clock, the session's auth_time on the wall
+    clock: the confirmation never compares one with the other. (It did: a fake MFA clock a
+    moment ahead of the wall clock, as FakeClock is in the first second of a 30 s step, made
+    test_legitimate_link_with_a_second_factor fail now and then.)"""
+    clock.advance(120)  # still well within every lifetime of the flow
+    url = start_link_flow(fc_browser)
+    client = fc_browser.client
+    response = client.post(url, {"username": totp_resident.user.email, "password": PASSWORD})
+    response = client.post(
+        "/connexion/verification/", {"method": "totp", "totp-code": rfc6238(totp_resident.key, clock())}
+    )
+    assert response["Location"] == f"{LINK}?flow={flow_of(url)}"
+    assert FC_NAME in text(client.get(response["Location"]))
+    client.post(response["Location"], {"action": "link"})
+    assert FranceConnectLink.objects.get(user=totp_resident.user).sub == DEFAULT_IDENTITY["sub"]
+
+
 def test_link_page_without_the_flow_id_does_not_confirm(fc_browser, make_resident):
     person_a = make_resident("a.premier@example.org")
     url = start_link_flow(fc_browser)
