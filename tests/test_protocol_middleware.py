@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpResponse
 from django.test import Client
 from django.urls import resolve
+from django.utils.functional import SimpleLazyObject
 
-from config.middleware import PROTOCOL_PATHS, is_protocol_path
+from config.middleware import PROTOCOL_PATHS, OTPMiddleware, is_protocol_path
 
 pytestmark = pytest.mark.django_db
 
@@ -59,3 +62,21 @@ def test_browser_pages_still_get_sessions_language_and_csrf(client: Client):
     assert settings.CSRF_COOKIE_NAME in response.cookies
     assert response["Content-Language"] == "en"
     assert "Cookie" in response.get("Vary", "")
+
+
+@pytest.mark.parametrize(
+    ("path", "wrapped"), [("/userinfo", False), ("/introspect", False), ("/compte/", True)]
+)
+def test_second_factor_middleware_runs_on_browser_pages_only(rf, path, wrapped):
+    seen = {}
+
+    def view(request):
+        seen["user"] = request.user
+        return HttpResponse()
+
+    request = rf.get(path)
+    request.user = AnonymousUser()
+    OTPMiddleware(view)(request)
+    assert isinstance(seen["user"], SimpleLazyObject) is wrapped
+    assert "config.middleware.OTPMiddleware" in settings.MIDDLEWARE
+    assert "django_otp.middleware.OTPMiddleware" not in settings.MIDDLEWARE
