@@ -56,9 +56,7 @@ def chromium() -> Iterator[Any]:
         if os.environ.get("CI"):
             pytest.fail("chromium is required in CI (installed by .ci/run)")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    # Playwright's sync API runs an event loop in this thread; the test thread's ORM
-    # use is still synchronous and safe.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    allow_orm_beside_playwright()
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -131,6 +129,14 @@ def signed_in_page(chromium: Any, base_url: str, email: str, language: str) -> I
         context.close()
 
 
+def allow_orm_beside_playwright() -> None:
+    """Playwright's sync API runs an event loop in its thread, which Django's ORM takes for an
+    async context; the ORM use of tests (and of scenarios run by `in_browser`) is still
+    synchronous and safe. Set by every way of starting a browser, so a test never depends on
+    another one having started the session-wide browser first."""
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
 def in_browser(scenario: Callable[[Any], None], locale: str = "fr-FR") -> None:
     """Run `scenario(page)` in a fresh headless Chromium (phone-sized) on its own thread: for
     tests outside tests/browser/ (Playwright's sync API allows one instance per thread, and
@@ -139,6 +145,7 @@ def in_browser(scenario: Callable[[Any], None], locale: str = "fr-FR") -> None:
         if os.environ.get("CI"):
             pytest.fail("chromium is required in CI (installed by .ci/run)")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    allow_orm_beside_playwright()
 
     def run() -> None:
         with sync_playwright() as playwright:
