@@ -1207,6 +1207,11 @@ ORDER BY e.seq
 """  # noqa: S608 - constant fragments only
 
 
+def _uuid_value(text: str | None) -> uuid.UUID | None:
+    """A uuid column read as text, back to the driver's value (NULL stays None: reported)."""
+    return None if text is None else uuid.UUID(text)
+
+
 def _entry_time(text: str | None) -> datetime | None:
     return None if text is None else datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
@@ -1275,14 +1280,14 @@ class _FastLeaves:
             values[14],
         )
         return (
-            uuid.UUID(event_id),
+            _uuid_value(event_id),
             values[1],
             values[2],
-            uuid.UUID(subject),
+            _uuid_value(subject),
             *values[4:12],
             _entry_time(at),
             _entry_time(valid_until),
-            None if linked_from is None else uuid.UUID(linked_from),
+            _uuid_value(linked_from),
             *values[15:19],
         )
 
