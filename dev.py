@@ -92,6 +92,11 @@ def cmd_run() -> None:
     ticketing = subprocess.Popen(  # noqa: S603
         [str(PY), "-m", "connectors.ticketing_simulator", "--port", str(ticketing_port)], cwd=ROOT
     )
+    # The demo SCIM partner: scim2-server over HTTP, provisioned from the demo resident's consent.
+    scim_port = free_port()
+    scim = subprocess.Popen(  # noqa: S603
+        [str(PY), "-m", "connectors.scim_simulator", "--port", str(scim_port)], cwd=ROOT
+    )
     worker = None
     try:
         manage(
@@ -102,13 +107,15 @@ def cmd_run() -> None:
             str(transport_port),
             "--ticketing-port",
             str(ticketing_port),
+            "--scim-port",
+            str(scim_port),
         )
         addr = os.environ.get("RUN_ADDRESS", "127.0.0.1:8000")
         # The outbox relay (deliveries to partners) runs beside the web server, as in production.
         worker = subprocess.Popen([str(PY), "manage.py", "outbox_worker"], cwd=ROOT)  # noqa: S603
         manage("runserver", addr)
     finally:
-        for process in (worker, simulator, transport, ticketing):
+        for process in (worker, simulator, transport, ticketing, scim):
             if process is not None:
                 process.terminate()
                 process.wait(timeout=10)

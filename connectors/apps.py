@@ -27,6 +27,8 @@ class ConnectorsConfig(AppConfig):
             monitoring,
             rights_erasure,
             rights_export,
+            scim,  # noqa: F401 - registers the "scim" connector kind
+            scim_provisioning,
             selectors,
             ticketing,  # noqa: F401 - registers the "ticketing" connector kind
             transport,  # noqa: F401 - registers the "transport" connector kind
@@ -38,7 +40,8 @@ class ConnectorsConfig(AppConfig):
         rights_erasure.register_erasure_handlers()
         rights_export.register_export_handlers()  # the export asks every partner too
         links.register_link_handlers()
-        rights_registry.register_module("connectors.rights")  # data-subject rights
+        scim_provisioning.register_scim_handlers()  # SCIM partners follow consent and account changes
+        rights_registry.register_module("connectors.rights", "connectors.scim_rights")  # data-subject rights
         # The erasure asks every partner the resident linked an account at.
         erasure.register_partner_source("connectors.links", selectors.links_partners)
         # Where each partner's erasure request stands in the outbox (the DPO, the resident).

@@ -182,3 +182,34 @@ class PartnerRightsAsk(models.Model):
     @property
     def overdue(self) -> bool:
         return self.state == self.State.REQUESTED and timezone.now() > self.due_at
+
+
+class ScimAccount(models.Model):
+    """A resident's user at a partner provisioned over SCIM (connectors/scim_provisioning.py).
+
+    Written once the partner answered. It says which residents a SCIM partner holds, so that a
+    change of their details reaches those partners, and what the resident's export lists. The
+    partner's user is still looked up by `externalId` before every write (the version it has
+    now, for If-Match; a user the partner deleted or recreated meanwhile): this row is never
+    trusted over the partner. The erasure deletes it; the partner is then asked by the
+    resident's `sub`, which the erasure message carries (connectors.subjects)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scim_accounts")
+    connector = models.ForeignKey(PartnerConnector, on_delete=models.CASCADE, related_name="scim_accounts")
+    scim_id = models.CharField(_("identifiant chez le partenaire"), max_length=200)
+    active = models.BooleanField(_("actif chez le partenaire"), default=True)
+    last_action = models.CharField(max_length=16, blank=True)
+    synced_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("compte SCIM d'usager")
+        verbose_name_plural = _("comptes SCIM des usagers")
+        ordering = ("created_at",)
+        constraints = [
+            models.UniqueConstraint(fields=("user", "connector"), name="scim_account_user_connector_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connector_id} {self.scim_id}"

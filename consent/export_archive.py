@@ -31,6 +31,7 @@ SECTION_TITLES = {
     "mfa": _("La vérification en deux étapes"),
     "franceconnect": _("Le lien avec FranceConnect"),
     "connectors": _("Les messages en attente d'envoi"),
+    "connectors_scim": _("Les comptes créés pour vous chez des partenaires"),
     "profiles": _("Votre personnalisation"),
     "consent": _("Vos consentements"),
 }
@@ -56,6 +57,7 @@ PART_TITLES = {
     "passkeys": _("Clés d'accès"),
     "link": _("Identité FranceConnect liée"),
     "outbox": _("Messages en attente"),
+    "accounts": _("Vos comptes chez les partenaires"),
     "pseudonyms": _("Vos pseudonymes dans le registre des consentements"),
     "current_choices": _("Vos choix actuels"),
     "ledger_events": _("Historique de vos consentements"),

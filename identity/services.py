@@ -11,6 +11,7 @@ identity.not_me, the audit writer in identity.audit; partner clients are identit
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -371,6 +372,23 @@ class PostalAddress:
     country: str = ""
 
 
+# Listeners told, inside the transaction that saved them, which of a resident's details changed
+# (field names of User): the partners provisioned with them (connectors' SCIM partners, which
+# sit above identity and register here at start-up) queue their update in the same transaction.
+AccountChangedListener = Callable[[User, list[str]], None]
+_changed_listeners: list[AccountChangedListener] = []
+
+
+def register_account_changed_listener(listener: AccountChangedListener) -> None:
+    if listener not in _changed_listeners:
+        _changed_listeners.append(listener)
+
+
+def _account_changed(user: User, fields: list[str]) -> None:
+    for listener in _changed_listeners:
+        listener(user, fields)
+
+
 PROFILE_FIELDS = (
     "given_name",
     "family_name",
@@ -422,6 +440,7 @@ def profile_update(
     audit_log(
         event="account.profile_updated", acting_user=user, subject_user=user, ip=ip, data={"fields": changed}
     )
+    _account_changed(user, changed)
     return changed
 
 
@@ -445,6 +464,7 @@ def _email_change_undo(*, user: User, ip: str) -> bool:
     user.email_verified = True
     user.save(update_fields=["email", "email_verified", "updated_at"])
     audit_log(event="account.email_restored", acting_user=user, subject_user=user, ip=ip)
+    _account_changed(user, ["email"])
     return True
 
 
@@ -589,4 +609,5 @@ def email_change_confirm(*, token: str, ip: str = "") -> EmailChangeResult:
     # Links sent to the old address prove nothing about the new one.
     EmailVerification.objects.filter(user=user, used_at__isnull=True).update(used_at=now)
     audit_log(event="account.email_changed", subject_user=user, ip=ip)
+    _account_changed(user, ["email"])
     return EmailChangeResult.CHANGED

@@ -121,6 +121,7 @@ def test_providers_run_partners_first_and_the_account_last() -> None:
         "mfa",
         "franceconnect",
         "connectors",
+        "connectors_scim",
         "profiles",
         "consent",
         "identity",
@@ -286,7 +287,16 @@ def test_the_export_holds_every_section_and_no_secret(everything: Any) -> None:
     assert archive["format"] == rights.EXPORT_FORMAT and archive["version"] == rights.EXPORT_VERSION
     assert archive["user_id"] == str(resident.pk)
     sections = archive["sections"]
-    assert set(sections) == {"oidc", "mfa", "franceconnect", "connectors", "profiles", "consent", "identity"}
+    assert set(sections) == {
+        "oidc",
+        "mfa",
+        "franceconnect",
+        "connectors",
+        "connectors_scim",
+        "profiles",
+        "consent",
+        "identity",
+    }
 
     identity = sections["identity"]
     assert identity["account"]["email"] == "dominique@example.org"
@@ -397,6 +407,7 @@ def test_the_erasure_removes_or_neutralises_each_apps_data(everything: Any) -> N
         "mfa",
         "franceconnect",
         "connectors",
+        "connectors_scim",
         "profiles",
         "consent",
         "identity",

@@ -18,6 +18,8 @@ purpose records come from the claims registry (identity/oidc/claims/).
 - The resident withdraws a partner's access from "Mon compte" (`sharing_withdraw`): a
   `withdrawn` event for each of the partner's purposes the resident granted, the partner's
   tokens revoked, a back-channel logout queued, an audit row, in one transaction.
+- SCIM partners (connectors.scim_provisioning) follow both decisions: a consent given queues
+  the resident's provisioning, a withdrawal their deactivation, in the same transaction.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from django.db import transaction
 
+from connectors import scim_provisioning
 from consent.gate import consent_is_granted
 from consent.selectors import partner_consents_for_user
 from consent.services import ConsentError, UnknownPurpose, consent_record, purpose_for_client
@@ -210,13 +213,21 @@ def released_claims(
 
 
 def consent_decision_record(*, user: Any, purpose_code: str, allow: bool) -> Any:
-    """The resident's answer on the consent screen, as a ledger event (caller's transaction)."""
-    return consent_record(
+    """The resident's answer on the consent screen, as a ledger event (caller's transaction).
+    Given: the partner's SCIM connectors, if any, provision the resident (outbox, same
+    transaction; connectors.scim_provisioning)."""
+    event = consent_record(
         user=user,
         purpose_code=purpose_code,
         event_type="given" if allow else "refused",
         collection_method=COLLECTION_METHOD,
     )
+    client = event.purpose.client
+    if allow and client is not None:
+        scim_provisioning.sharing_changed(
+            user=user, client_id=client.client_id, reason=scim_provisioning.REASON_GRANTED, key=str(event.id)
+        )
+    return event
 
 
 # --- Withdrawal from "Mon compte" (Services connectés) ------------------------------------------
@@ -288,6 +299,10 @@ def sharing_withdraw(*, user: User, client: Any, ip: str = "") -> Withdrawal:
         withdrawal = str(result.events[0].id) if result.events else str(uuid.uuid4())
         result.backchannel_logouts = enqueue_for_withdrawal(
             user=user, client=client, sids=sids, withdrawal=withdrawal
+        )
+        # The partner's SCIM connectors, if any, deactivate the resident's user there.
+        scim_provisioning.sharing_changed(
+            user=user, client_id=client.client_id, reason=scim_provisioning.REASON_WITHDRAWN, key=withdrawal
         )
         audit_log(
             event="oidc.sharing_withdrawn",

@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 
 from connectors.models import PartnerConnector
+from connectors.scim_simulator import ScimSimulator
 from connectors.services import partner_connector_configure
 from connectors.sip2.simulator import Sip2Simulator
 from connectors.ticketing_simulator import TicketingSimulator
@@ -186,4 +187,42 @@ def ticketing(ticketing_sim: TicketingSimulator, ticketing_client: Any) -> Partn
         label="Billetterie culturelle — Carte Blanche",
         config=ticketing_config(ticketing_sim),
         secrets={"api_key": ticketing_sim.api_key},
+    )
+
+
+# --- the SCIM connector against scim2-server ----------------------------------------------
+
+
+@pytest.fixture
+def scim_sim() -> Iterator[ScimSimulator]:
+    """A partner's SCIM service (the scim2-server package) on a free port of 127.0.0.1."""
+    with ScimSimulator() as sim:
+        yield sim
+
+
+def scim_config(sim: ScimSimulator, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "base_url": sim.base_url,
+        "connect_timeout": 1.0,
+        "read_timeout": 1.0,
+        "max_attempts": 3,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def scim_client(make_client: Any) -> Any:
+    """A partner that accepts SCIM provisioning, offered names and email."""
+    return make_client(name="Maison des associations", scopes=["openid", "profile", "email"])
+
+
+@pytest.fixture
+def scim(scim_sim: ScimSimulator, scim_client: Any) -> PartnerConnector:
+    return partner_connector_configure(
+        client=scim_client.client,
+        kind="scim",
+        label="Maison des associations",
+        config=scim_config(scim_sim),
+        secrets={"bearer_token": scim_sim.token},
     )

@@ -214,7 +214,16 @@ def test_the_worker_erases_at_the_end_of_the_grace_period(
         event_details(LedgerEvent.objects.get(pk=event.pk))
     assert ledger_verify().ok
     names = [step["name"] for step in request.progress["steps"]]
-    assert names == ["oidc", "mfa", "franceconnect", "connectors", "profiles", "consent", "identity"]
+    assert names == [
+        "oidc",
+        "mfa",
+        "franceconnect",
+        "connectors",
+        "connectors_scim",
+        "profiles",
+        "consent",
+        "identity",
+    ]
     assert all(step["state"] == "done" for step in request.progress["steps"])
     assert request.progress["partners"] == {partner.client_id: {"state": erasure.PARTNER_REQUESTED}}
     assert AuditEvent.objects.filter(event="rights.erasure_done").exists()

@@ -36,6 +36,11 @@ class Command(BaseCommand):
             type=int,
             help="also give the demo partner a ticketing connector for the ticketing simulator on this port",
         )
+        parser.add_argument(
+            "--scim-port",
+            type=int,
+            help="also give the demo partner a SCIM connector for the SCIM simulator on this port",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
@@ -92,3 +97,5 @@ class Command(BaseCommand):
             call_command("load_demo_transport", port=options["transport_port"], stdout=self.stdout)
         if options.get("ticketing_port"):
             call_command("load_demo_ticketing", port=options["ticketing_port"], stdout=self.stdout)
+        if options.get("scim_port"):
+            call_command("load_demo_scim", port=options["scim_port"], stdout=self.stdout)
