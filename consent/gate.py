@@ -49,6 +49,7 @@ from consent.models import (
     Subject,
     SubjectKind,
 )
+from consent.prepared import prepared_cursor
 from consent.purpose_data import DataSubject
 from consent.services import UnknownPurpose, browser_id_hash
 from identity.models import User
@@ -84,7 +85,7 @@ _OBJECTING = {str(e) for e in OBJECTING_EVENTS}
 
 def _granted_now(sql: str, subject_key: Any, purpose_code: str) -> bool:
     now = ConsentState._meta.get_field("valid_until").get_db_prep_value(timezone.now(), connection)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         # Parameter order follows the statement: valid_until comparison, subject, code.
         cursor.execute(sql, [now, subject_key, purpose_code])
         row = cursor.fetchone()

@@ -17,20 +17,22 @@ O(log n) hashes and at most log n + 1 inserts.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
+import hashlib
 import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, overload
 
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection
-from django.db.models import Q
 from django.utils import timezone
 from jwcrypto import jws
 from jwcrypto.common import JWException, json_encode
@@ -45,6 +47,7 @@ from consent.models import (
     MerkleNode,
     TreeHead,
 )
+from consent.prepared import prepared_cursor
 from identity.keys import active_signing_key, verification_key
 
 log = logging.getLogger(__name__)
@@ -243,34 +246,51 @@ class ProofError(ValueError):
     """A proof was asked for a size or index the ledger does not have."""
 
 
-def _perfect_hashes(keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    keys = set(keys)
-    found: dict[tuple[int, int], bytes] = {}
-    leaves = [index for level, index in keys if level == 0]
+# Proof hashes are read in ONE statement: the stored leaf hashes and interior nodes the
+# ranges decompose into, and the ledger head's size (which bounds the tree sizes a proof may
+# name). Leaves by their unique seq, nodes by their unique (level, index): index lookups only
+# (tests/consent/test_ledger_speed.py checks the plan on PostgreSQL).
+_PROOF_HEAD_SQL = "SELECT -1, size, NULL FROM consent_ledgerhead WHERE id = 1"
+_PROOF_LEAVES_SQL = "SELECT 0, seq, leaf_hash FROM consent_ledgerevent WHERE seq IN ({})"
+_PROOF_NODES_SQL = 'SELECT level, "index", hash FROM consent_merklenode WHERE ({})'
+
+
+def _proof_statement(keys: set[tuple[int, int]]) -> tuple[str, list[int]]:
+    """The one statement reading the head size and the subtree hashes `keys` name."""
+    parts = [_PROOF_HEAD_SQL]
+    params: list[int] = []
+    leaves = sorted(index for level, index in keys if level == 0)
+    nodes = sorted((level, index) for level, index in keys if level)
     if leaves:
-        for seq, digest in LedgerEvent.objects.filter(seq__in=leaves).values_list("seq", "leaf_hash"):
-            found[(0, seq)] = bytes(digest)
-    by_level: dict[int, list[int]] = {}
-    for level, index in keys:
-        if level:
-            by_level.setdefault(level, []).append(index)
-    if by_level:
-        condition = Q()
-        for level, indexes in by_level.items():
-            condition |= Q(level=level, index__in=indexes)
-        for level, index, digest in MerkleNode.objects.filter(condition).values_list(
-            "level", "index", "hash"
-        ):
+        parts.append(_PROOF_LEAVES_SQL.format(", ".join(["%s"] * len(leaves))))
+        params.extend(leaves)
+    if nodes:
+        parts.append(_PROOF_NODES_SQL.format(" OR ".join(['(level = %s AND "index" = %s)'] * len(nodes))))
+        for level, index in nodes:
+            params.extend((level, index))
+    return " UNION ALL ".join(parts), params
+
+
+def _hashes_for_ranges_sized(ranges: list[tuple[int, int]], size: int) -> list[bytes]:
+    """The hashes of `ranges` (leaf ranges of a tree of `size` leaves), read in one statement
+    with the head's size; ProofError when `size` is beyond the ledger or a hash is missing."""
+    keys = {key for lo, hi in ranges for key in merkle.perfect_subtrees(lo, hi)}
+    sql, params = _proof_statement(keys)
+    found: dict[tuple[int, int], bytes] = {}
+    current = 0  # a flushed test database has no head row: nothing appended yet
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    for level, index, digest in rows:
+        if level == -1:
+            current = int(index)
+        else:
             found[(level, index)] = bytes(digest)
+    if not 0 <= size <= current:
+        raise ProofError(f"tree size {size} is outside the ledger (size {current})")
     missing = keys - found.keys()
     if missing:
         raise ProofError(f"ledger storage lacks subtree hashes {sorted(missing)[:5]}")
-    return found
-
-
-def _hashes_for_ranges(ranges: list[tuple[int, int]]) -> list[bytes]:
-    keys = [key for lo, hi in ranges for key in merkle.perfect_subtrees(lo, hi)]
-    found = _perfect_hashes(keys)
     return [merkle.range_hash(lo, hi, lambda level, index: found[(level, index)]) for lo, hi in ranges]
 
 
@@ -281,25 +301,25 @@ def _check_size(size: int) -> None:
 
 
 def inclusion_proof(leaf_index: int, tree_size: int) -> list[bytes]:
-    _check_size(tree_size)
     if not 0 <= leaf_index < tree_size:
+        _check_size(tree_size)  # the size is reported first when both are wrong
         raise ProofError(f"leaf {leaf_index} is not in a tree of size {tree_size}")
-    return _hashes_for_ranges(merkle.inclusion_proof_ranges(leaf_index, tree_size))
+    return _hashes_for_ranges_sized(merkle.inclusion_proof_ranges(leaf_index, tree_size), tree_size)
 
 
 def consistency_proof(first: int, second: int) -> list[bytes]:
-    _check_size(second)
     if not 0 <= first <= second:
+        _check_size(second)
         raise ProofError("a consistency proof needs 0 <= first <= second")
-    return _hashes_for_ranges(merkle.consistency_proof_ranges(first, second))
+    return _hashes_for_ranges_sized(merkle.consistency_proof_ranges(first, second), second)
 
 
 def root_at(size: int) -> bytes:
-    """MTH of the first `size` leaves, from stored hashes (O(log n) reads)."""
-    _check_size(size)
-    if size == 0:
+    """MTH of the first `size` leaves, from stored hashes (one statement, O(log n) rows)."""
+    if size <= 0:
+        _check_size(size)
         return merkle.EMPTY_ROOT
-    return _hashes_for_ranges([(0, size)])[0]
+    return _hashes_for_ranges_sized([(0, size)], size)[0]
 
 
 # --- Signed tree heads -----------------------------------------------------------------------
@@ -837,6 +857,22 @@ def _verify(
         raw.text_factory = previous
 
 
+def _rows_cursor(vendor: str) -> Any:
+    """The events in sequence order, streamed: a server-side cursor (binary results on
+    PostgreSQL, see _PG_VERIFY_SQL), or Django's chunked cursor elsewhere."""
+    if vendor != "postgresql":
+        chunked = connection.chunked_cursor()
+        chunked.execute(_event_sql(vendor))
+        return chunked
+    connection.ensure_connection()
+    raw = connection.connection
+    # WITH HOLD in autocommit mode, as Django's own server-side cursors.
+    rows: Any = psycopg.ServerCursor(raw, f"verify_ledger_{uuid.uuid4().hex}", withhold=raw.autocommit)
+    with connection.wrap_database_errors:
+        rows.execute(_PG_VERIFY_SQL, binary=True)
+    return rows
+
+
 def _verify_rows(
     *,
     problems: list[LedgerProblem],
@@ -869,25 +905,29 @@ def _verify_rows(
     run.tree_heads_check(heads)
     expected_total = max(total, head_size or 0)
     run.heads_at_check(0, merkle.EMPTY_ROOT)
-    rows = connection.chunked_cursor()
+    fast = _FastLeaves(vendor, reference)
+    rows = _rows_cursor(vendor)
     try:
-        rows.execute(_event_sql(vendor))
         while True:
             where["position"] = run.expected_seq
             batch = rows.fetchmany(chunk_size)
             if not batch:
                 break
-            for values in batch:
-                run.row_add(values, vendor=vendor, reference=reference, dangling=dangling)
-                if progress is not None and run.size % progress_every == 0:
-                    progress(run.size, expected_total)
+            before = run.size
+            run.rows_add(batch, fast=fast, vendor=vendor, reference=reference, dangling=dangling)
+            if progress is not None:
+                for done in range(
+                    before - before % progress_every + progress_every, run.size + 1, progress_every
+                ):
+                    progress(done, expected_total)
         where["position"] = run.expected_seq
     finally:
         rows.close()
     root = merkle.frontier_root(run.frontier)
-    with connection.cursor() as cursor:
-        for problem in _check_nodes(cursor, run.size):
-            run.report(problem)
+    if not (run.nodes_known and _nodes_match(vendor, run.size, run.level_digests)):
+        with connection.cursor() as cursor:
+            for problem in _check_nodes(cursor, run.size):
+                run.report(problem)
     run.end_check(head_size=head_size, head_root=head_root, root=root)
     if progress is not None and run.size % progress_every:
         progress(run.size, expected_total)
@@ -917,6 +957,10 @@ class _RowsVerification:
         self.frontier: list[bytes] = []
         self.size = 0  # rows read
         self.expected_seq = 0
+        # The interior nodes the fast path completed, level by level in index order (a SHA-256
+        # of their concatenation per level), while every leaf is its row's stored one.
+        self.level_digests = [_sha256() for _ in range(65)]
+        self.nodes_known = True
 
     def report(self, problem: LedgerProblem) -> None:
         if len(self.problems) < self.max_problems:
@@ -962,6 +1006,45 @@ class _RowsVerification:
                 )
         if matched:
             self.last_good_size = size
+
+    def rows_add(
+        self,
+        batch: Sequence[tuple[Any, ...]],
+        *,
+        fast: _FastLeaves,
+        vendor: str,
+        reference: _Reference,
+        dangling: set[Any],
+    ) -> None:
+        """Rows read in sequence order: the sound ones through the fast path (their leaf into
+        the tree, in place), any other through `row_add`, which checks and reports it."""
+        frontier, heads, levels = self.frontier, self.heads_by_size, self.level_digests
+        size, expected = self.size, self.expected_seq
+        for values in batch:
+            leaf = None
+            if values[1] == expected and type(values[1]) is int and not (dangling and expected in dangling):
+                leaf = fast.leaf(values)
+            if leaf is None:
+                self.size, self.expected_seq = size, expected
+                self.row_add(fast.full(values), vendor=vendor, reference=reference, dangling=dangling)
+                frontier, size, expected = self.frontier, self.size, self.expected_seq
+                self.nodes_known = False  # its stored leaf may differ from the recomputed one
+                continue
+            # merkle.frontier_append, in place: one node hash per trailing one bit of the size;
+            # each completed node also goes into its level's digest (see _nodes_match).
+            position, level = size, 1
+            while position & 1:
+                leaf = _sha256(b"\x01" + frontier.pop() + leaf).digest()
+                levels[level].update(leaf)
+                position >>= 1
+                level += 1
+            frontier.append(leaf)
+            size += 1
+            expected += 1
+            if size in heads:
+                self.size, self.expected_seq = size, expected
+                self.heads_at_check(size, merkle.frontier_root(frontier))
+        self.size, self.expected_seq = size, expected
 
     def row_add(
         self, values: tuple[Any, ...], *, vendor: str, reference: _Reference, dangling: set[Any]
@@ -1091,6 +1174,201 @@ class _RowsVerification:
                 )
 
 
+# --- The verifier's fast path ----------------------------------------------------------------
+#
+# Most rows are sound: for them the verifier builds the canonical entry with one f-string
+# (the columns that take few values — type, purpose, notice, method, actor type, partner —
+# are checked once per distinct combination with the same parsers as the full path and their
+# JSON kept), hashes it with hashlib directly and compares it with the stored leaf hash. A
+# row the fast path does not accept as it stands (any value of an unusual type or form, any
+# mismatch with its stored leaf) goes through the full path (`_RowsVerification.row_add`),
+# which parses every column and writes the report: the fast path never reports anything, so
+# the problems and their messages are the full path's. The fast path only accepts a row whose
+# entry it builds exactly as `entry_bytes` does and whose hash equals the stored leaf hash.
+
+_json_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) writes for a str
+_sha256 = hashlib.sha256
+# On PostgreSQL the verifier reads the UUIDs as text (PostgreSQL's text form of a uuid is the
+# canonical one, str(uuid.UUID)) and the timestamps in the entry's form (NULL, with the flag,
+# when outside the range Python holds, see _PG_TIME_RANGE), in binary format: no Python object
+# per UUID or timestamp. `_FastLeaves.full` turns such a row back into `_event_sql`'s values.
+_PG_TIME_TEXT = "to_char(CASE WHEN e.{column} {range} THEN e.{column} END AT TIME ZONE 'UTC', '{form}')"
+_ENTRY_TIME_FORM = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+_PG_VERIFY_SQL = f"""
+SELECT e.id::text, e.seq, e.event_type, e.subject_id::text, e.purpose_code, e.notice_id, e.notice_version,
+       e.notice_sha256, e.collection_method, e.actor_type, e.actor_id, e.partner_client_id,
+       {_PG_TIME_TEXT.format(column="occurred_at", range=_PG_TIME_RANGE, form=_ENTRY_TIME_FORM)},
+       {_PG_TIME_TEXT.format(column="valid_until", range=_PG_TIME_RANGE, form=_ENTRY_TIME_FORM)},
+       e.linked_from::text, e.details_ciphertext, e.leaf_hash, e.purpose_id,
+       (e.occurred_at IS NOT NULL AND NOT (e.occurred_at {_PG_TIME_RANGE}))
+       OR (e.valid_until IS NOT NULL AND NOT (e.valid_until {_PG_TIME_RANGE}))
+FROM consent_ledgerevent e
+ORDER BY e.seq
+"""  # noqa: S608 - constant fragments only
+
+
+def _uuid_value(text: str | None) -> uuid.UUID | None:
+    """A uuid column read as text, back to the driver's value (NULL stays None: reported)."""
+    return None if text is None else uuid.UUID(text)
+
+
+def _entry_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+class _FastLeaves:
+    """Leaf hashes of sound rows, built without parsing each column (see above)."""
+
+    def __init__(self, vendor: str, reference: _Reference) -> None:
+        self.vendor = vendor
+        self.reference = reference
+        # (event_type, purpose_code, notice_id, notice_version, notice_sha256, method,
+        # actor_type, partner, purpose_id, and the types of the integers) -> JSON parts or None
+        self.shapes: dict[tuple[Any, ...], tuple[str, str, str] | None] = {}
+        self.uuids: dict[Any, str] = {}  # SQLite: stored hex -> canonical text, checked once
+
+    def shape(self, key: tuple[Any, ...]) -> tuple[str, str, str] | None:
+        """The JSON parts for one combination of the few-valued columns; None if any of them is
+        not what the full path accepts."""
+        event_type, purpose_code, notice_id, notice_version, notice_sha256, method, actor_type = key[:7]
+        partner, purpose_id = key[7:9]
+        reasons: list[str] = []
+        _attempt(reasons, _text, event_type, "event_type", allowed=_EVENT_TYPES)
+        _attempt(reasons, _text, purpose_code, "purpose_code")
+        _attempt(reasons, _int, notice_id, "notice_id", nullable=True)
+        _attempt(reasons, _int, notice_version, "notice_version", nullable=True)
+        _attempt(reasons, _text, notice_sha256, "notice_sha256", max_length=64)
+        _attempt(reasons, _text, method, "collection_method", allowed=_METHODS)
+        _attempt(reasons, _text, actor_type, "actor_type", allowed=_ACTORS)
+        _attempt(reasons, _text, partner, "partner_client_id", max_length=100)
+        purposes, notices = self.reference.purposes, self.reference.notices
+        if reasons or type(purpose_id) is not int or purposes.get(purpose_id) != purpose_code:
+            return None
+        if notice_id is None:
+            if notice_version is not None or notice_sha256 != "":
+                return None
+            notice: dict[str, Any] | None = None
+        elif notices.get(notice_id) != (notice_version, notice_sha256):
+            return None
+        else:
+            notice = {"id": notice_id, "version": notice_version, "sha256": notice_sha256}
+        try:
+            middle = (
+                f',"method":{_json_string(method)},"notice":{canonical_json(notice).decode()},'
+                f'"partner":{canonical_json(partner or None).decode()},'
+                f'"purpose":{canonical_json(purpose_code).decode()},"seq":'
+            )
+        except UnicodeEncodeError:
+            return None
+        return (
+            f',"type":{_json_string(actor_type)}}},"at":"',
+            middle,
+            f',"type":{_json_string(event_type)},"v":1,',
+        )
+
+    def full(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The row as `_event_sql` reads it (PostgreSQL: UUIDs and timestamps as Python values),
+        for the full path. A uuid column's text and the timestamp text at microsecond precision
+        convert back without loss."""
+        if self.vendor != "postgresql":
+            return values
+        event_id, subject, at, valid_until, linked_from = (
+            values[0],
+            values[3],
+            values[12],
+            values[13],
+            values[14],
+        )
+        return (
+            _uuid_value(event_id),
+            values[1],
+            values[2],
+            _uuid_value(subject),
+            *values[4:12],
+            _entry_time(at),
+            _entry_time(valid_until),
+            _uuid_value(linked_from),
+            *values[15:19],
+        )
+
+    def uuid_text(self, value: Any) -> str | None:
+        """SQLite: the canonical text of a stored UUID (32 lowercase hex digits), else None."""
+        known = self.uuids.get(value)
+        if known is None and type(value) is str and _HEX32.fullmatch(value):
+            known = self.uuids[value] = (
+                f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+            )
+        return known
+
+    def sqlite_time(self, value: Any) -> str | None:
+        """SQLite: a stored timestamp in the entry's form, if stored as the application does."""
+        if type(value) is not str or value[:1] == "0":
+            return None
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is not None or str(parsed) != value:
+            return None
+        return f"{value[:10]}T{value[11:]}Z" if len(value) == 26 else f"{value[:10]}T{value[11:]}.000000Z"
+
+    def leaf(self, values: tuple[Any, ...]) -> bytes | None:
+        """The leaf hash of a sound row (equal to its stored one), or None: full path."""
+        key = (values[2], *values[4:10], values[11], values[17], type(values[5]), type(values[6]))
+        shapes = self.shapes
+        try:
+            parts = shapes[key]
+        except KeyError:
+            parts = shapes[key] = self.shape(key)
+        if parts is None:
+            return None
+        actor_id, details = values[10], values[15]
+        if type(actor_id) is not str or len(actor_id) > 100 or values[18]:
+            return None
+        if details is None:
+            details_json = "null"
+        elif type(details) is bytes and len(details) >= _NONCE_AND_TAG:
+            details_json = f'"{binascii.b2a_base64(details, newline=False).decode()}"'
+        else:
+            return None
+        if self.vendor == "postgresql":
+            event_id, subject, at, valid_until, linked_from = (
+                values[0],
+                values[3],
+                values[12],
+                values[13],
+                values[14],
+            )
+            if at is None or at[:1] == "0" or (valid_until is not None and valid_until[:1] == "0"):
+                return None
+        else:
+            event_id, subject = self.uuid_text(values[0]), self.uuid_text(values[3])
+            at = self.sqlite_time(values[12])
+            linked_from = None if values[14] is None else self.uuid_text(values[14])
+            valid_until = None if values[13] is None else self.sqlite_time(values[13])
+            if (
+                event_id is None
+                or subject is None
+                or at is None
+                or (linked_from is None and values[14] is not None)
+                or (valid_until is None and values[13] is not None)
+            ):
+                return None
+        actor_part, middle, type_part = parts
+        linked_json = "null" if linked_from is None else f'"{linked_from}"'
+        valid_json = "null" if valid_until is None else f'"{valid_until}"'
+        entry = (
+            f'\x00{{"actor":{{"id":{_json_string(actor_id)}{actor_part}{at}","details":{details_json},'
+            f'"id":"{event_id}","linked_from":{linked_json}{middle}{values[1]},"subject":"{subject}"'
+            f'{type_part}"valid_until":{valid_json}}}'
+        )
+        try:
+            digest = _sha256(entry.encode()).digest()
+        except UnicodeEncodeError:
+            return None
+        return digest if digest == values[16] else None
+
+
 _NODE_CHUNK_LEVEL = 11  # nodes are checked 2**11 leaves at a time, then the tops above
 
 
@@ -1124,6 +1402,55 @@ def _check_nodes(cursor: Any, size: int) -> list[LedgerProblem]:
             )
         )
     return problems[:100]
+
+
+_NODES_SQL = (
+    'SELECT level, "index", hash FROM consent_merklenode WHERE level >= 1 AND level < 64 '
+    'AND "index" >= 0 AND "index" < (%s::bigint >> level) ORDER BY level, "index"'
+)
+
+
+def _nodes_match(vendor: str, size: int, digests: list[Any]) -> bool:
+    """True when the stored interior nodes of the tree of `size` leaves are exactly the ones the
+    fast path computed (`digests`: per level, SHA-256 of the node hashes in index order): one
+    ordered pass over consent_merklenode, in place of `_check_nodes`' reads and hashes. False
+    on any difference (a node missing, repeated, malformed or different): `_check_nodes` then
+    finds and reports it. Only valid when every leaf of the tree was its row's stored one."""
+    keys = _node_keys(size)
+    stored = [_sha256() for _ in range(65)]
+    rows: Any
+    if vendor == "postgresql":
+        raw = connection.connection
+        rows = psycopg.ServerCursor(raw, f"verify_nodes_{uuid.uuid4().hex}", withhold=raw.autocommit)
+    else:
+        rows = connection.chunked_cursor()
+    try:
+        with connection.wrap_database_errors:
+            if vendor == "postgresql":
+                rows.execute(_NODES_SQL, [size], binary=True)
+            else:
+                rows.execute(_NODES_SQL.replace("%s::bigint", "%s"), [size])
+            while batch := rows.fetchmany(5_000):
+                for level, index, digest in batch:
+                    if (level, index) != next(keys, None) or type(digest) is not bytes or len(digest) != 32:
+                        return False
+                    stored[level].update(digest)
+    except Exception:
+        return False  # _check_nodes reads again and says what is wrong
+    finally:
+        rows.close()
+    if next(keys, None) is not None:
+        return False
+    return all(stored[level].digest() == digests[level].digest() for level in range(1, 64))
+
+
+def _node_keys(size: int) -> Iterator[tuple[int, int]]:
+    """(level, index) of every interior node of a tree of `size` leaves, by level then index."""
+    level = 1
+    while size >> level:
+        for index in range(size >> level):
+            yield level, index
+        level += 1
 
 
 def _digest_or_none(value: Any) -> bytes | None:

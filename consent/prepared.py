@@ -1,0 +1,52 @@
+"""A cursor whose statements PostgreSQL parses and plans once per connection (hot paths).
+
+Django's psycopg 3 cursors bind parameters on the client (the whole statement travels as
+text and the server parses and plans it at every call). For the few statements run at a
+high rate with a fixed text — the consent gate, the proof reads — `prepared_cursor()` gives,
+on PostgreSQL, a server-binding psycopg cursor that executes every statement as a prepared
+statement (psycopg keeps them per connection, the least recently used dropped beyond
+`prepared_max`); the server then only binds and executes. It is wrapped like any Django
+cursor (database errors converted, queries logged and counted in DEBUG and in tests). On
+other databases it is `connection.cursor()`.
+
+Prepared statements live in the server session: behind a pooler in transaction mode
+(PgBouncer < 1.21 without `max_prepared_statements`) they would not be found again. Such a
+deployment sets `CONSENT_PREPARED_STATEMENTS = False` in its settings (the statements then
+run unprepared, as before).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import connection
+
+_ONLY_WHEN_ASKED = 2**31 - 1
+
+
+class _PreparingCursor(psycopg.Cursor[Any]):
+    """psycopg's server-binding cursor, asking for a prepared statement at every execute."""
+
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> Any:
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+def prepared_cursor() -> Any:
+    """A Django cursor (use it as a context manager) preparing its statements on PostgreSQL."""
+    if connection.vendor != "postgresql" or not getattr(settings, "CONSENT_PREPARED_STATEMENTS", True):
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        # Django leaves it None, which disables prepared statements altogether (even those
+        # asked for explicitly). A threshold never reached keeps every other statement as it
+        # was (Django's client-binding cursors are never prepared anyway); ours ask each time.
+        raw.prepare_threshold = _ONLY_WHEN_ASKED
+    with connection.wrap_database_errors:
+        # What connection.cursor() does, with our cursor class in place of the backend's.
+        return connection._prepare_cursor(_PreparingCursor(raw))  # type: ignore[attr-defined]
