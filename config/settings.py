@@ -165,6 +165,9 @@ elif env_bool("DATABASE_PREPARED_STATEMENTS", False):
         "server_side_binding": True,
         "prepare_threshold": env_int("DATABASE_PREPARE_THRESHOLD", 5),
     }
+# The consent gate's and the ledger proofs' statements (consent/prepared.py) are prepared on
+# PostgreSQL under the same switch: they too need a direct connection or PgBouncer >= 1.21.
+CONSENT_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", False)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and rate limits ------------------------------------------------------------

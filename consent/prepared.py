@@ -10,9 +10,10 @@ cursor (database errors converted, queries logged and counted in DEBUG and in te
 other databases it is `connection.cursor()`.
 
 Prepared statements live in the server session: behind a pooler in transaction mode
-(PgBouncer < 1.21 without `max_prepared_statements`) they would not be found again. Such a
-deployment sets `CONSENT_PREPARED_STATEMENTS = False` in its settings (the statements then
-run unprepared, as before).
+(PgBouncer < 1.21 without `max_prepared_statements`) they would not be found again. So they
+follow the deployment's switch, `CONSENT_PREPARED_STATEMENTS` = the environment's
+`DATABASE_PREPARED_STATEMENTS` (config/settings.py, docs/operators.md), off by default: the
+statements then run unprepared, one round trip each all the same.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class _PreparingCursor(psycopg.Cursor[Any]):
 
 def prepared_cursor() -> Any:
     """A Django cursor (use it as a context manager) preparing its statements on PostgreSQL."""
-    if connection.vendor != "postgresql" or not getattr(settings, "CONSENT_PREPARED_STATEMENTS", True):
+    if connection.vendor != "postgresql" or not getattr(settings, "CONSENT_PREPARED_STATEMENTS", False):
         return connection.cursor()
     connection.close_if_health_check_failed()
     connection.ensure_connection()

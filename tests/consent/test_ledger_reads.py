@@ -169,7 +169,10 @@ def test_proofs_from_one_statement_equal_the_rfc_for_every_size_and_leaf(
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
-def test_proof_and_gate_statements_are_prepared_index_lookups(ledger_ready: Any, make_resident: Any) -> None:
+def test_proof_and_gate_statements_are_prepared_index_lookups(
+    ledger_ready: Any, make_resident: Any, settings: Any
+) -> None:
+    settings.CONSENT_PREPARED_STATEMENTS = True  # DATABASE_PREPARED_STATEMENTS=true in production
     resident = make_resident()
     for i in range(9):
         consent_record(
