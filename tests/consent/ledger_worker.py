@@ -1,15 +1,16 @@
 """A separate OS process appending consent events (used by test_concurrency_postgres.py).
 
-Usage: DATABASE_URL=... python tests/consent/ledger_worker.py START_AT USER_IDS COUNT
-Waits until the wall-clock START_AT (so that every worker appends at the same time), then
-records COUNT decisions for the given residents, alternating purposes and event types.
+Usage: DATABASE_URL=... python tests/consent/ledger_worker.py USER_IDS COUNT
+Once set up (Django, the residents read, the database connection open), prints "ready" and
+waits for a line on stdin: the test sends it to every worker once all are ready, so that they
+append at the same time however long each took to start. Then records COUNT decisions for
+the given residents, alternating purposes and event types.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -26,10 +27,10 @@ PURPOSES = ("personalisation-declared", "service-news-email", "personalisation-b
 
 
 def main() -> None:
-    start_at, user_ids, count = float(sys.argv[1]), sys.argv[2].split(","), int(sys.argv[3])
+    user_ids, count = sys.argv[1].split(","), int(sys.argv[2])
     users = list(User.objects.filter(pk__in=user_ids))
-    while time.time() < start_at:
-        time.sleep(0.005)
+    print("ready", flush=True)
+    sys.stdin.readline()  # the start signal
     for i in range(count):
         consent_record(
             user=users[i % len(users)],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -59,24 +58,33 @@ def test_concurrent_processes_append_one_consistent_log(make_resident: Any) -> N
     signing_keys_ensure()
     residents = [make_resident() for _ in range(WORKERS * 2)]
     env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "config.settings"}
-    start_at = time.time() + 3
     processes = [
         subprocess.Popen(
             [
                 sys.executable,
                 str(ROOT / "tests" / "consent" / "ledger_worker.py"),
-                str(start_at),
                 ",".join(str(r.pk) for r in residents[i * 2 : i * 2 + 2]),
                 str(PER_WORKER),
             ],
             cwd=ROOT,
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for i in range(WORKERS)
     ]
+    # A start barrier, not a wall-clock time: on a loaded machine a worker may take seconds
+    # to start, and one that starts alone would append its whole share before the others.
+    for process in processes:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.strip() == "ready", (line, process.stderr.read() if process.stderr else "")
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
     for process in processes:
         out, err = process.communicate(timeout=180)
         assert process.returncode == 0, err[-3000:]
