@@ -49,14 +49,16 @@ class ContractConfig:
     timeout: float
 
 
-def _timeout(config: Mapping[str, Any], key: str) -> float:
+def timeout_setting(config: Mapping[str, Any], key: str, *, maximum: float = MAX_TIMEOUT) -> float:
+    """A timeout of a connector's configuration, in seconds: positive, capped at `maximum`
+    (ConnectorConfigError otherwise). Also used by the SCIM connector, with its own cap."""
     try:
         value = float(config.get(key, DEFAULT_TIMEOUT))
     except (TypeError, ValueError):
         raise ConnectorConfigError(f"{key} is not a number") from None
     if value <= 0:
         raise ConnectorConfigError(f"{key} must be positive")
-    return min(value, MAX_TIMEOUT)
+    return min(value, maximum)
 
 
 def _loopback(host: str) -> bool:
@@ -68,8 +70,9 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def contract_config(config: Mapping[str, Any], secrets: Mapping[str, str]) -> ContractConfig:
-    """The client's settings (ConnectorConfigError if unusable)."""
+def checked_base_url(config: Mapping[str, Any]) -> str:
+    """A partner's `base_url`: https (http only on a loopback address, for simulators), no
+    query, fragment or credentials, without its trailing slash (ConnectorConfigError otherwise)."""
     base_url = str(config.get("base_url") or "").rstrip("/")
     parts = urlsplit(base_url)
     if parts.scheme not in {"https", "http"} or not parts.hostname:
@@ -78,10 +81,16 @@ def contract_config(config: Mapping[str, Any], secrets: Mapping[str, str]) -> Co
         raise ConnectorConfigError("base_url must be https (http only on a loopback address)")
     if parts.query or parts.fragment or parts.username:
         raise ConnectorConfigError("base_url takes no query, fragment or credentials")
+    return base_url
+
+
+def contract_config(config: Mapping[str, Any], secrets: Mapping[str, str]) -> ContractConfig:
+    """The client's settings (ConnectorConfigError if unusable)."""
+    base_url = checked_base_url(config)
     api_key = secrets.get("api_key") or ""
     if not api_key:
         raise ConnectorConfigError("the api_key secret is required")
-    timeout = max(_timeout(config, "connect_timeout"), _timeout(config, "read_timeout"))
+    timeout = max(timeout_setting(config, "connect_timeout"), timeout_setting(config, "read_timeout"))
     return ContractConfig(base_url=base_url, api_key=api_key, timeout=timeout)
 
 

@@ -39,9 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from ipaddress import ip_address
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import httpx2
 from scim2_client import SCIMClientException
@@ -61,6 +59,7 @@ from scim2_models import (
     User,
 )
 
+from connectors.http_contract import checked_base_url, timeout_setting
 from connectors.protocol import (
     Connector,
     ConnectorConfigError,
@@ -76,7 +75,6 @@ from connectors.protocol import (
 from connectors.registry import register
 
 KIND = "scim"
-DEFAULT_TIMEOUT = 3.0
 MAX_TIMEOUT = 10.0
 DEFAULT_MAX_ATTEMPTS = 10
 MAX_MAX_ATTEMPTS = 30
@@ -98,25 +96,6 @@ class ScimConfig:
     max_attempts: int
 
 
-def _timeout(config: Mapping[str, Any], key: str) -> float:
-    try:
-        value = float(config.get(key, DEFAULT_TIMEOUT))
-    except (TypeError, ValueError):
-        raise ConnectorConfigError(f"{key} is not a number") from None
-    if value <= 0:
-        raise ConnectorConfigError(f"{key} must be positive")
-    return min(value, MAX_TIMEOUT)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _max_attempts(config: Mapping[str, Any]) -> int:
     value = config.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MAX_ATTEMPTS:
@@ -126,22 +105,15 @@ def _max_attempts(config: Mapping[str, Any]) -> int:
 
 def scim_config(config: Mapping[str, Any], secrets: Mapping[str, str]) -> ScimConfig:
     """The client's settings (ConnectorConfigError if unusable)."""
-    base_url = str(config.get("base_url") or "").rstrip("/")
-    parts = urlsplit(base_url)
-    if parts.scheme not in {"https", "http"} or not parts.hostname:
-        raise ConnectorConfigError("base_url must be an https URL")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise ConnectorConfigError("base_url must be https (http only on a loopback address)")
-    if parts.query or parts.fragment or parts.username:
-        raise ConnectorConfigError("base_url takes no query, fragment or credentials")
+    base_url = checked_base_url(config)
     token = secrets.get("bearer_token") or ""
     if not token:
         raise ConnectorConfigError("the bearer_token secret is required")
     return ScimConfig(
         base_url=base_url,
         bearer_token=token,
-        connect_timeout=_timeout(config, "connect_timeout"),
-        read_timeout=_timeout(config, "read_timeout"),
+        connect_timeout=timeout_setting(config, "connect_timeout", maximum=MAX_TIMEOUT),
+        read_timeout=timeout_setting(config, "read_timeout", maximum=MAX_TIMEOUT),
         max_attempts=_max_attempts(config),
     )
 
