@@ -11,15 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
-from oauth2_provider.models import get_application_model
+from django.core.management.base import BaseCommand, CommandParser
 
 from connectors.library import KIND
+from connectors.management.demo import demo_connector_configure
 from connectors.selectors import LIBRARY_CARD_SCOPE
-from connectors.services import partner_connector_configure
 from connectors.sip2.simulator import DEMO_DESCRIPTIONS, Sip2Simulator, demo_patrons
-from identity.demo import DEMO_CLIENT_NAME
 
 DEMO_LIBRARY_LABEL = "Bibliothèques de Nantes Métropole (démo)"
 
@@ -31,29 +28,19 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, required=True, help="the SIP2 simulator's port on 127.0.0.1")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if settings.PRODUCTION:
-            raise CommandError("demo data is never loaded in production")
-        client = get_application_model().objects.filter(name=DEMO_CLIENT_NAME).first()
-        if client is None:
-            raise CommandError("run load_demo first: the demo partner client does not exist")
         simulator = Sip2Simulator()  # its defaults: the institution and SIP account it serves
-        with transaction.atomic():
-            scopes = client.allowed_scopes.split()
-            if LIBRARY_CARD_SCOPE not in scopes:
-                client.allowed_scopes = " ".join([*scopes, LIBRARY_CARD_SCOPE])
-                client.save(update_fields=["allowed_scopes"])
-            partner_connector_configure(
-                client=client,
-                kind=KIND,
-                label=DEMO_LIBRARY_LABEL,
-                config={
-                    "host": "127.0.0.1",
-                    "port": options["port"],
-                    "institution_id": simulator.institution,
-                    "login_user": simulator.login_user,
-                },
-                secrets={"login_password": simulator.login_password},
-            )
+        demo_connector_configure(
+            kind=KIND,
+            label=DEMO_LIBRARY_LABEL,
+            config={
+                "host": "127.0.0.1",
+                "port": options["port"],
+                "institution_id": simulator.institution,
+                "login_user": simulator.login_user,
+            },
+            secrets={"login_password": simulator.login_password},
+            scope=LIBRARY_CARD_SCOPE,
+        )
         self.stdout.write(f"  Demo library (SIP2 simulator on 127.0.0.1:{options['port']}):")
         self.stdout.write(f"    link a card in {settings.ISSUER}/compte/cartes/ (card number / PIN):")
         for patron in demo_patrons():

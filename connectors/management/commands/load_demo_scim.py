@@ -12,13 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from oauth2_provider.models import get_application_model
+from django.core.management.base import BaseCommand, CommandParser
 
+from connectors.management.demo import demo_connector_configure
 from connectors.scim import KIND
 from connectors.scim_simulator import DEMO_TOKEN, PREFIX
-from connectors.services import partner_connector_configure
-from identity.demo import DEMO_CLIENT_NAME
 
 DEMO_SCIM_LABEL = "Annuaire des usagers du partenaire (SCIM, démo)"
 
@@ -30,14 +28,8 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, required=True, help="the SCIM simulator's port on 127.0.0.1")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if settings.PRODUCTION:
-            raise CommandError("demo data is never loaded in production")
-        client = get_application_model().objects.filter(name=DEMO_CLIENT_NAME).first()
-        if client is None:
-            raise CommandError("run load_demo first: the demo partner client does not exist")
         base_url = f"http://127.0.0.1:{options['port']}{PREFIX}"
-        partner_connector_configure(
-            client=client,
+        demo_connector_configure(
             kind=KIND,
             label=DEMO_SCIM_LABEL,
             config={"base_url": base_url},

@@ -12,15 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
-from oauth2_provider.models import get_application_model
+from django.core.management.base import BaseCommand, CommandParser
 
+from connectors.management.demo import demo_connector_configure
 from connectors.selectors import TRANSPORT_SCOPE
-from connectors.services import partner_connector_configure
 from connectors.transport import KIND
 from connectors.transport_simulator import DEMO_API_KEY, DEMO_DESCRIPTIONS, demo_cards
-from identity.demo import DEMO_CLIENT_NAME
 
 DEMO_TRANSPORT_LABEL = "Naolib — carte Libertan (démo)"
 
@@ -36,23 +33,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if settings.PRODUCTION:
-            raise CommandError("demo data is never loaded in production")
-        client = get_application_model().objects.filter(name=DEMO_CLIENT_NAME).first()
-        if client is None:
-            raise CommandError("run load_demo first: the demo partner client does not exist")
-        with transaction.atomic():
-            scopes = client.allowed_scopes.split()
-            if TRANSPORT_SCOPE not in scopes:
-                client.allowed_scopes = " ".join([*scopes, TRANSPORT_SCOPE])
-                client.save(update_fields=["allowed_scopes"])
-            partner_connector_configure(
-                client=client,
-                kind=KIND,
-                label=DEMO_TRANSPORT_LABEL,
-                config={"base_url": f"http://127.0.0.1:{options['port']}"},
-                secrets={"api_key": DEMO_API_KEY},
-            )
+        demo_connector_configure(
+            kind=KIND,
+            label=DEMO_TRANSPORT_LABEL,
+            config={"base_url": f"http://127.0.0.1:{options['port']}"},
+            secrets={"api_key": DEMO_API_KEY},
+            scope=TRANSPORT_SCOPE,
+        )
         cards = demo_cards()
         self.stdout.write(f"  Demo Naolib operator (transport simulator on 127.0.0.1:{options['port']}):")
         self.stdout.write(
