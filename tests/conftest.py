@@ -189,6 +189,9 @@ def make_client(db: Any, signing_keys: Any) -> Any:
         kwargs.setdefault("redirect_uris", [REDIRECT_URI])
         kwargs.setdefault("grant_types", ["authorization_code"])
         kwargs.setdefault("scopes", ["openid", "profile", "email"])
+        # The suites' partner signs RS256, as every partner registered before ES256 became
+        # the default does (still selectable); the default itself: test_key_rotation.py.
+        kwargs.setdefault("signing_alg", "RS256")
         client, secret = client_register(**kwargs)
         return RegisteredClient(client, secret)
 

@@ -224,7 +224,7 @@ def test_register_client_with_sector_signing_alg_and_logout_uris(db: Any) -> Non
     assert client.is_internal is False
 
 
-def test_register_client_defaults_rs256_redirect_host_sector(db: Any) -> None:
+def test_register_client_defaults_es256_redirect_host_sector(db: Any) -> None:
     payload = json.loads(
         run(
             "register_client",
@@ -237,10 +237,27 @@ def test_register_client_defaults_rs256_redirect_host_sector(db: Any) -> None:
     )
     client = get_application_model().objects.get(client_id=payload["client_id"])
     assert (client.algorithm, client.subject_sector, payload["subject_type"]) == (
-        "RS256",
+        "ES256",
         "rp.example.org",
         "pairwise",
     )
+
+
+def test_register_client_rs256_stays_selectable(db: Any) -> None:
+    payload = json.loads(
+        run(
+            "register_client",
+            "--name",
+            "Billetterie",
+            "--redirect-uri",
+            "https://rp.example.org/cb",
+            "--signing-alg",
+            "RS256",
+            "--json",
+        )[0]
+    )
+    assert payload["id_token_signed_response_alg"] == "RS256"
+    assert get_application_model().objects.get(client_id=payload["client_id"]).algorithm == "RS256"
 
 
 def test_register_internal_client_gets_public_subjects(db: Any) -> None:

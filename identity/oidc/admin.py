@@ -169,6 +169,11 @@ class PartnerClientAdmin(admin.ModelAdmin):
     list_filter = ("client_type", "token_endpoint_auth_method", "is_internal", "require_mfa", "require_par")
     search_fields = ("name", "client_id")
     readonly_fields = ("client_id", "subject_sector", "created", "updated")
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        # New partners' ID tokens are signed ES256 unless they ask for RS256 (still a choice).
+        return {"algorithm": "ES256", **super().get_changeform_initial_data(request)}
+
     fieldsets = (
         (None, {"fields": ("name", "client_id", "client_type", "grant_types", "allowed_scopes")}),
         (_("Redirections"), {"fields": ("redirect_uris", "post_logout_redirect_uris")}),

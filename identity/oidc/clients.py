@@ -38,7 +38,7 @@ def client_register(
     skip_authorization: bool = False,
     acting_user: User | None = None,
     sector_identifier_uri: str = "",
-    signing_alg: str = "RS256",
+    signing_alg: str = "ES256",
     frontchannel_logout_uri: str = "",
     backchannel_logout_session_required: bool = False,
     frontchannel_logout_session_required: bool = False,
@@ -60,6 +60,8 @@ def client_register(
     clients); `private_key_jwt` needs the client's public keys (`jwks` or `jwks_uri`) and
     gets no secret at all. `resource_identifier` (RFC 8707, unique) makes the client a
     resource server that tokens can be meant for (identity/oidc/resources.py).
+    `signing_alg` (the ID tokens' and logout tokens') is ES256 unless the partner asks for
+    RS256; clients registered before this default keep what they have.
     """
 
     name = (name or "").strip()

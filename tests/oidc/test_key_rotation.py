@@ -22,7 +22,8 @@ from jwcrypto.common import JWException
 from identity import keys
 from identity.keys import active_signing_key, clear_key_cache, signing_key_rotate, signing_keys_prune
 from identity.models import SigningKey
-from tests.conftest import OIDCFlow, verify_id_token
+from identity.oidc.clients import client_register
+from tests.conftest import REDIRECT_URI, OIDCFlow, RegisteredClient, verify_id_token
 from tests.oidc.conftest import complete_flow, post_token
 
 HOUR = timedelta(hours=1)
@@ -60,9 +61,27 @@ def test_es256_client_gets_es256_id_tokens(signed_in: BrowserClient, make_client
     assert verify_id_token(tokens["id_token"], partner.client_id)["sub"]
 
 
-def test_default_algorithm_is_rs256(flow: OIDCFlow, tokens: dict[str, Any]) -> None:
-    assert flow.rp.client.algorithm == "RS256"
-    assert header_of(tokens["id_token"])["alg"] == "RS256"
+def test_new_partners_default_to_es256_and_rs256_stays_selectable(
+    signed_in: BrowserClient, signing_keys: Any
+) -> None:
+    default, secret = client_register(name="Piscines", redirect_uris=[REDIRECT_URI], grant_types=[])
+    assert default.algorithm == "ES256"
+    header = header_of(complete_flow(OIDCFlow(signed_in, RegisteredClient(default, secret)))["id_token"])
+    assert header["alg"] == "ES256"
+
+    chosen, secret = client_register(
+        name="Médiathèques", redirect_uris=[REDIRECT_URI], grant_types=[], signing_alg="RS256"
+    )
+    assert chosen.algorithm == "RS256"
+    header = header_of(complete_flow(OIDCFlow(signed_in, RegisteredClient(chosen, secret)))["id_token"])
+    assert header["alg"] == "RS256"
+
+
+def test_partners_registered_before_the_default_keep_rs256(flow: OIDCFlow, tokens: dict[str, Any]) -> None:
+    # The model's column default is blank (django-oauth-toolkit's): such rows sign RS256.
+    flow.rp.client.algorithm = ""
+    flow.rp.client.save()
+    assert header_of(new_id_token(flow))["alg"] == "RS256"
 
 
 def test_new_key_is_published_at_once_but_signs_only_after_the_delay(flow: OIDCFlow, tokens: Any) -> None:

@@ -74,6 +74,13 @@ def test_changelist_and_change_page_render_without_the_secret(staff, rp):
         assert f'name="{field}"' in html
 
 
+def test_add_form_proposes_es256_and_offers_rs256(staff):
+    html = staff.get("/admin/identity/client/add/").content.decode()
+    select = re.search(r'<select name="algorithm".*?</select>', html, re.S).group(0)
+    assert re.search(r'<option value="ES256"[^>]*selected', select)
+    assert '<option value="RS256"' in select
+
+
 def test_settings_are_editable(staff, rp):
     response = staff.post(
         change_url(rp.client),

@@ -51,8 +51,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--signing-alg",
-            default="RS256",
-            help="RS256 (default) or ES256: how ID tokens and logout tokens are signed.",
+            default="ES256",
+            help="ES256 (default) or RS256: how ID tokens and logout tokens are signed.",
         )
         parser.add_argument("--public", action="store_true", help="A public client (no secret, PKCE only).")
         parser.add_argument(
