@@ -396,6 +396,12 @@ ACCESS_TOKEN_SIGNING_ALG = env_str("ACCESS_TOKEN_SIGNING_ALG", "ES256")
 if ACCESS_TOKEN_SIGNING_ALG not in ("ES256", "RS256"):
     raise ImproperlyConfigured("ACCESS_TOKEN_SIGNING_ALG must be ES256 or RS256")
 
+# The token endpoint: our own implementation (identity/oidc/token_endpoint.py), or
+# django-oauth-toolkit/oauthlib's, kept as the reference the differential test compares it with.
+TOKEN_ENDPOINT = env_str("TOKEN_ENDPOINT", "native")
+if TOKEN_ENDPOINT not in ("native", "oauthlib"):
+    raise ImproperlyConfigured("TOKEN_ENDPOINT must be native or oauthlib")
+
 OAUTH2_PROVIDER: dict[str, Any] = {
     "OAUTH2_VALIDATOR_CLASS": "identity.oidc.request_validator.Validator",
     "OAUTH2_SERVER_CLASS": "identity.oidc.server.Server",

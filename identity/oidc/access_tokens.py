@@ -66,7 +66,8 @@ def _unb64(text: str) -> bytes:
 
 
 def _json(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # default=str: a date among an ID token's claims (identity/oidc/claims) as its ISO form.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
 
 
 # --- signing --------------------------------------------------------------------------------

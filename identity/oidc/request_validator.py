@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import router, transaction
 from django.db.models import F
 from django.utils import timezone
-from jwcrypto import jwk, jws, jwt
+from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 from oauth2_provider.models import (
     get_access_token_model,
@@ -30,8 +30,9 @@ from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from common.crypto import keyed_hash_matches
 from identity.client_cache import client_cache_generation, client_cache_get, client_cache_put
-from identity.keys import active_signing_key, verification_key
+from identity.keys import verification_key
 from identity.oidc.access_tokens import decode, is_client_token
+from identity.oidc.access_tokens import sign as sign_jwt
 from identity.oidc.claims import standard_claims
 from identity.oidc.client_auth import (
     ClientAuthError,
@@ -76,6 +77,10 @@ if TYPE_CHECKING:
         cum_session: BrowserSession
         refresh_token_instance: RefreshToken  # django-oauth-toolkit's, set on validation
         oauth2_error: dict[str, str]  # django-oauth-toolkit's, read by its views
+        # oauthlib's (set by its grant types and token handler, or identity/oidc/token_endpoint.py).
+        expires_in: int
+        using_default_redirect_uri: bool
+        extra_credentials: dict[str, Any] | None
         id_token: Any  # django-oauth-toolkit's ID token row
         # Rows read once per request and kept for the checks that follow.
         _cum_code_row: tuple[str, Any]
@@ -158,6 +163,10 @@ class Validator(OAuth2Validator):
             return True
         if used == "client_secret_basic":
             authenticated = self._authenticate_basic_auth(request)
+            if authenticated and request.client_id and request.client_id != request.client.client_id:
+                # A body client_id naming another client than the Basic credentials: refused
+                # (oauthlib would answer server_error, a 500).
+                return False
         else:
             authenticated = self._authenticate_request_body(request)
         return bool(authenticated) and request.client.token_endpoint_auth_method == used
@@ -720,10 +729,8 @@ class Validator(OAuth2Validator):
         id_token.update(**claims)
         if "nonce" not in id_token and request.nonce:
             id_token["nonce"] = request.nonce
-        key = active_signing_key(request.client.signing_algorithm)
-        header = {"typ": "JWT", "alg": key.algorithm, "kid": key.kid}
-        signed = jwt.JWT(header=header, claims=json.dumps(id_token, default=str))
-        signed.make_signed_token(key.jwk)
+        # Header {typ: JWT, alg, kid} with the client's algorithm, signed as access tokens are.
+        serialized = sign_jwt(id_token, typ="JWT", algorithm=request.client.signing_algorithm)
         # The row is INSERTed by save_bearer_token, in the transaction that issues the
         # access token pointing at it (_issued_id_token_row), not on its own here.
         id_token_row = get_id_token_model()(
@@ -735,7 +742,6 @@ class Validator(OAuth2Validator):
         )
         request.access_token = id_token_row
         request.id_token = id_token_row
-        serialized = signed.serialize()
         request._cum_issued_id_token = (serialized, id_token_row)
         return serialized
 

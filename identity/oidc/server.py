@@ -16,6 +16,7 @@ from oauthlib.oauth2.rfc6749.endpoints import (
     RevocationEndpoint,
     TokenEndpoint,
 )
+from oauthlib.oauth2.rfc6749.errors import UnsupportedGrantTypeError
 from oauthlib.oauth2.rfc6749.grant_types import AuthorizationCodeGrant as OAuth2AuthorizationCodeGrant
 from oauthlib.oauth2.rfc6749.grant_types import ClientCredentialsGrant
 from oauthlib.oauth2.rfc6749.tokens import BearerToken
@@ -87,3 +88,14 @@ class Server(
         )
         RevocationEndpoint.__init__(self, request_validator)
         IntrospectEndpoint.__init__(self, request_validator)
+
+    def validate_token_request(self, request: Any) -> None:
+        """oauthlib's checks, then: a grant type we do not offer is unsupported_grant_type.
+
+        oauthlib hands a missing or unknown grant type to the authorization-code grant, which
+        accepts "openid" as one of its own (and django-oauth-toolkit then fails an assertion:
+        a 500).
+        """
+        super().validate_token_request(request)
+        if request.grant_type not in self.grant_types:
+            raise UnsupportedGrantTypeError(request=request)

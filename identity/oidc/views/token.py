@@ -1,4 +1,9 @@
-"""Token endpoint (RFC 6749 §3.2): authorization code, client credentials, refresh."""
+"""Token endpoint (RFC 6749 §3.2): authorization code, client credentials, refresh.
+
+Answered by our own implementation (identity/oidc/token_endpoint.py); with
+settings.TOKEN_ENDPOINT = "oauthlib", by django-oauth-toolkit and oauthlib, the reference
+the differential test compares it with (tests/oidc/test_token_differential.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.views import TokenView as DotTokenView
 
+from identity.oidc.token_endpoint import native_enabled, token_response
+
 
 @method_decorator(csrf_exempt, name="dispatch")
 class TokenView(DotTokenView):
@@ -14,9 +21,8 @@ class TokenView(DotTokenView):
 
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         # Not super().post(): django-oauth-toolkit diverts the device-code grant type to a
-        # path of its own (a 500 without device_code). We offer no device grant, so every
-        # grant type goes to oauthlib, which answers unsupported_grant_type for it.
-        response = self._token_response(request)
+        # path of its own (a 500 without device_code). We offer no device grant.
+        response = token_response(request) if native_enabled() else self._token_response(request)
         response["Cache-Control"] = "no-store"
         response["Pragma"] = "no-cache"
         if response.status_code == 401 and request.headers.get("Authorization", "").startswith("Basic "):
@@ -25,10 +31,10 @@ class TokenView(DotTokenView):
         return response
 
     def _token_response(self, request: HttpRequest) -> HttpResponse:
-        # django-oauth-toolkit's authorization_flow_token_response, without its re-SELECT
-        # of the access token just issued: that read only feeds the `app_authorized`
-        # signal, which nothing in this project listens to (do not connect a receiver to
-        # it: it would never fire).
+        # The oauthlib path: django-oauth-toolkit's authorization_flow_token_response, without
+        # its re-SELECT of the access token just issued: that read only feeds the
+        # `app_authorized` signal, which nothing in this project listens to (do not connect a
+        # receiver to it: it would never fire).
         _url, headers, body, status = self.create_token_response(request)
         response = HttpResponse(content=body, status=status)
         for name, value in headers.items():
