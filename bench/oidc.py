@@ -1232,7 +1232,7 @@ def main() -> int:
         "--id-token-alg",
         choices=("RS256", "ES256"),
         default="RS256",
-        help="ID-token algorithm of the auth-code client (RS256: partners registered before ES256 became the default)",
+        help="ID-token algorithm of the auth-code client (RS256: partners older than the ES256 default)",
     )
     parser.add_argument(
         "--profile", metavar="DIR", help="py-spy the worker during each operation; stacks to DIR"
