@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("connectors", "0005_scim_account"),
+        ("connectors", "0006_worker_heartbeat"),
     ]
 
     operations = [
