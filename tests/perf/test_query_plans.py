@@ -221,7 +221,15 @@ def test_ledger_proofs_read_by_index(populated: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "query", ["?bucket=day", "?bucket=week", "?purpose=personalisation-declared&bucket=day"]
+    "query",
+    [
+        "?bucket=day",
+        "?bucket=week",
+        "?purpose=personalisation-declared&bucket=day",
+        # A year by month counts every event of the year: the planner rightly scans the table
+        # (4 s at 2,000,000 events, bench/README.md). Needs pre-aggregated counts, not an index.
+        pytest.param("?bucket=month", marks=pytest.mark.xfail(strict=True, reason="a year of events")),
+    ],
 )
 def test_dpo_statistics_read_by_index(populated: dict[str, Any], make_resident: Any, query: str) -> None:
     dpo = make_resident("dpo@nantesmetropole.fr")
