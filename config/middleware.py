@@ -104,7 +104,7 @@ class RequestLogMiddleware:
                 # Django logs 4xx/5xx answers after the middleware chain, outside the request's
                 # context: logged here instead, with its request id (Django then skips it).
                 reason = response.reason_phrase
-                log_response("%s: %s", reason, request.path, response=response, request=request)
+                log_response("%s: %s", reason, request.path, response=response, request=request)  # type: ignore[arg-type]
             return response
         finally:
             request_log.end(context, token, status)
