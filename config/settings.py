@@ -374,6 +374,11 @@ if PRODUCTION:
 else:
     EMAIL_BACKEND = env_str("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
     EMAIL_HOST = env_str("EMAIL_HOST") or "localhost"
+# Readiness reports the outbox as late (degraded, still serving) when no outbox worker has
+# beaten for this long (connectors.heartbeat; a worker beats every 10 s while it runs).
+OUTBOX_HEARTBEAT_LATE_SECONDS = env_int("OUTBOX_HEARTBEAT_LATE_SECONDS", 60)
+if OUTBOX_HEARTBEAT_LATE_SECONDS < 20:
+    raise ImproperlyConfigured("OUTBOX_HEARTBEAT_LATE_SECONDS must be at least 20 (two heartbeats)")
 # Seconds per SMTP operation: the worker's lease on a message (connectors.outbox) is longer.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 if EMAIL_TIMEOUT < 1:
