@@ -49,7 +49,7 @@ import binascii
 import functools
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, RawPostDataException, UnreadablePostError
@@ -92,7 +92,7 @@ def _form_value(request: HttpRequest, name: str) -> str:
 
 def client_named_in_body(request: HttpRequest) -> Any | None:
     """The client a token or revocation request names: HTTP Basic's user name, else the
-    `client_id` form parameter. Read after the view ran (the body is parsed by then)."""
+    `client_id` form parameter (request.POST, where django-oauth-toolkit reads the body too)."""
     client_id = ""
     scheme, _, value = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     if scheme.lower() == "basic" and value:
@@ -100,7 +100,7 @@ def client_named_in_body(request: HttpRequest) -> Any | None:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             return None
-        client_id = unquote(decoded.partition(":")[0])  # RFC 6749 §2.3.1: form-encoded
+        client_id = unquote_plus(decoded.partition(":")[0])  # RFC 6749 §2.3.1: form-encoded
     if not client_id:
         client_id = _form_value(request, "client_id")
     return client_by_client_id(client_id) if client_id else None
@@ -124,7 +124,7 @@ def _add_vary(response: HttpResponseBase) -> None:
     response.headers["Vary"] = ", ".join(vary)
 
 
-def _preflight(request: HttpRequest, origin: str, methods: str) -> HttpResponse:
+def _preflight(origin: str, methods: str) -> HttpResponse:
     response = HttpResponse(status=204)
     _add_vary(response)
     if origin_registered(origin):
@@ -169,7 +169,7 @@ def with_cors(
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         origin = request_origin(request)
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            return _preflight(request, origin, allowed_methods)
+            return _preflight(origin, allowed_methods)
         response: HttpResponseBase
         if refuse_foreign_origin and _foreign_origin(request, origin, client_of):
             response = _origin_refused()
