@@ -93,6 +93,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The request id and the access line (common/request_log.py): first, so it times it all.
+    "config.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "identity.middleware.SecurityHeadersMiddleware",
     # Five browser-only middleware are skipped on the protocol endpoints (config/middleware.py).
@@ -563,13 +565,28 @@ OIDC_PUBLIC_CLIENT_REFRESH_IDLE_SECONDS = env_int("OIDC_PUBLIC_CLIENT_REFRESH_ID
 DEMO_ENABLED = env_bool("DEMO_ENABLED", default=not PRODUCTION)
 
 # --- Logging: ids, never personal data ------------------------------------------------------
+# Logs (common/request_log.py): one JSON object per line in production (LOG_FORMAT=json),
+# readable text elsewhere; each record carries the request id. The access line of every
+# request is logger `cum.access` (ACCESS_LOG=false silences it, e.g. when the proxy logs).
+LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "text")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be json or text")
+# Take the request id from the proxy's X-Request-ID (only when our proxies set it).
+REQUEST_ID_FROM_PROXY = env_bool("REQUEST_ID_FROM_PROXY", TRUSTED_PROXY_COUNT > 0)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "common.request_log.RequestIdFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "common.request_log.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        "cum.access": {"level": "INFO" if env_bool("ACCESS_LOG", True) else "WARNING"},
         # oauthlib logs request bodies (secrets, codes) at DEBUG.
         "oauthlib": {"level": "WARNING"},
         "oauth2_provider": {"level": "WARNING"},
