@@ -116,7 +116,14 @@ def test_sequence_is_gap_free_and_the_head_root_is_the_tree_root(
     assert [e.seq for e in LedgerEvent.objects.order_by("seq")] == list(range(23))
     leaves = [merkle.leaf_hash(ledger.event_entry_bytes(e)) for e in LedgerEvent.objects.order_by("seq")]
     assert leaves == [bytes(e.leaf_hash) for e in events]
+    # Appended, pending: the sequencer has not put them into the tree yet.
+    assert ledger.read_head().size == 0 and ledger.pending_count() == 23
+    assert MerkleNode.objects.count() == 0
+    done = ledger.integrate()
+    assert (done.integrated, done.size, ledger.pending_count()) == (23, 23, 0)
+    assert done.tree_head is not None and done.tree_head.tree_size == 23
     assert bytes(ledger.read_head().root_hash) == merkle.root_from_leaves(leaves)
+    assert bytes(done.tree_head.root_hash) == merkle.root_from_leaves(leaves)
     # n leaves complete n - popcount(n) interior nodes.
     assert MerkleNode.objects.count() == 23 - (23).bit_count()
 
