@@ -10,10 +10,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
+from connectors.management.commands.outbox_worker import Command as OutboxWorker
 from consent import ledger, merkle
 from consent.models import LedgerEvent, LedgerImmutable, MerkleNode, TreeHead
 from consent.selectors import consistency_proof, inclusion_proof, ledger_verify, verify_tree_head
-from consent.services import consent_record, tree_head_sign
+from consent.services import consent_record, ledger_integrate, tree_head_sign
 
 PURPOSES = ["personalisation-declared", "personalisation-browsing", "service-news-email"]
 
@@ -184,6 +185,42 @@ def test_verify_ledger_passes_on_an_intact_ledger(make_resident: Any, ledger_rea
     assert "ledger OK: 35 events" in out
     assert "2 signed tree heads checked" in out
     assert "verify_ledger: 10/35 events" in err and "verify_ledger: 35/35 events" in err
+
+
+def test_pending_events_are_verified_reported_and_integrated_by_the_sequencer(
+    make_resident: Any, ledger_ready: Any
+) -> None:
+    fill(make_resident, 9)
+    tree_head_sign()
+    fill(make_resident, 4)
+    out, _err = run_verify()
+    assert "ledger OK: 13 events" in out and "4 appended events pending integration" in out
+    result = ledger_verify()
+    assert result.ok and (result.size, result.pending) == (13, 4)
+    # The sequencer's step: batches of 3, one signed tree head each. (`manage.py
+    # ledger_sequencer` runs it in a loop: tests/consent/test_concurrency_postgres.py.)
+    heads = TreeHead.objects.count()
+    first, second, third = (ledger_integrate(limit=3) for _ in range(3))
+    assert [(done.integrated, done.size) for done in (first, second, third)] == [(3, 12), (1, 13), (0, 13)]
+    assert third.tree_head is None
+    assert TreeHead.objects.count() == heads + 2 and ledger.read_head().size == 13
+    result = ledger_verify()
+    assert result.ok and (result.size, result.pending) == (13, 0)
+    # The outbox worker runs the same step at each poll.
+    fill(make_resident, 2)
+    worker = OutboxWorker(stdout=io.StringIO())
+    assert worker.integrate() == 2
+    assert ledger.read_head().size == 15 and ledger.pending_count() == 0
+    # A pending row altered before its integration: nothing integrated, nothing signed.
+    fill(make_resident, 1)
+    disable_append_only_triggers()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE consent_ledgerevent SET actor_id = 'intrus' WHERE seq = 15")
+    heads = TreeHead.objects.count()
+    with pytest.raises(ledger.LedgerTampered, match="#15"):
+        ledger_integrate()
+    assert worker.integrate() == 0  # logged; the worker goes on relaying messages
+    assert TreeHead.objects.count() == heads and ledger.read_head().size == 15
 
 
 def test_verify_ledger_names_an_altered_event(make_resident: Any, ledger_ready: Any) -> None:
