@@ -288,3 +288,15 @@ def test_verify_ledger_notices_the_last_event_deleted(make_resident: Any, ledger
         cursor.execute("DELETE FROM consent_ledgerevent WHERE seq = 5")
     with pytest.raises(CommandError, match="#5 onwards missing"):
         run_verify()
+
+
+def test_sign_tree_head_if_changed_counts_pending_events(make_resident: Any, ledger_ready: Any) -> None:
+    fill(make_resident, 3)
+    tree_head_sign()
+    out = io.StringIO()
+    call_command("sign_tree_head", "--if-changed", stdout=out)
+    assert "unchanged: size 3" in out.getvalue()
+    fill(make_resident, 2)  # pending: the head row still says 3
+    out = io.StringIO()
+    call_command("sign_tree_head", "--if-changed", stdout=out)
+    assert "size 5" in out.getvalue() and ledger.read_head().size == 5
