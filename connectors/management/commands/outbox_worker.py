@@ -16,8 +16,6 @@ from consent.services import ledger_integrate
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
-
 
 class Command(BaseCommand):
     help = (
