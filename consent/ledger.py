@@ -51,6 +51,7 @@ from django.utils import timezone
 from jwcrypto import jws
 from jwcrypto.common import JWException, json_encode
 
+from common import metrics
 from consent import merkle
 from consent.models import (
     ActorType,
@@ -314,6 +315,9 @@ def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
                 )
             ]
         ) from exc
+    # Counted once committed (a rolled-back append is no event): /metrics, common/metrics.py.
+    kind, purpose_code = str(event.event_type), event.purpose_code
+    transaction.on_commit(lambda: metrics.CONSENT_EVENTS.labels(kind, purpose_code).inc())
     return event
 
 

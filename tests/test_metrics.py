@@ -202,3 +202,13 @@ def test_the_grafana_dashboard_only_plots_metrics_we_expose(resident: Any, signi
     }
     assert len(used) >= 15
     assert used <= exposed | declared, used - (exposed | declared)
+
+
+def test_consent_events_are_counted_once_committed(resident: Any, django_capture_on_commit_callbacks: Any):
+    labels = {"type": "given", "purpose": "service-news-email"}
+    before = value("cum_consent_events_total", **labels)
+    with django_capture_on_commit_callbacks(execute=True):
+        consent_record(
+            purpose_code="service-news-email", event_type="given", collection_method="web_form", user=resident
+        )
+    assert value("cum_consent_events_total", **labels) == before + 1
