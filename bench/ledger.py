@@ -10,9 +10,13 @@ afterwards; drop the database instead). It refuses a database whose ledger is no
 unless --allow-existing.
 
 Each append is a real `consent.services.consent_record` call in its own transaction
-(row lock on the ledger head, leaf hash, O(log n) Merkle update, current-state upsert),
-one resident among --subjects, alternating purposes and decisions, with encrypted
-details on one event in --details-every. Then:
+(shared lock on the ledger head, the subject's lock, leaf hash, current-state upsert, the
+leaf-index counter taken last), one resident among --subjects, alternating purposes and
+decisions, with encrypted details on one event in --details-every. `--writers N` appends
+from N processes at once (forked after set-up, started together on a barrier, each with its
+own database connection; residents split between them). Then:
+- integrate: the sequencer puts every pending event into the Merkle tree
+  (`tree_head_sign`: batches of 5,000, one head update and one signed tree head each);
 - verify: `consent.selectors.ledger_verify` (recompute every leaf and the tree, check the
   signed tree heads), as `manage.py verify_ledger` does;
 - gate: `consent_is_granted` lookups; proofs: inclusion proofs from stored hashes.
@@ -27,14 +31,17 @@ verification, the gate (residents of earlier runs) and the proofs (leaves of the
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import random
+import resource
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import django
 from django.core.management import call_command
@@ -54,6 +61,7 @@ def main() -> int:
     parser.add_argument("--details-every", type=int, default=10, help="encrypted details on 1 event in N")
     parser.add_argument("--lookups", type=int, default=20_000, help="gate lookups to time")
     parser.add_argument("--proofs", type=int, default=2_000, help="inclusion proofs to time")
+    parser.add_argument("--writers", type=int, default=1, help="appending processes (PostgreSQL)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary SQLite file")
     parser.add_argument("--allow-existing", action="store_true", help="append to a non-empty ledger")
     parser.add_argument(
@@ -124,22 +132,41 @@ def run(args: argparse.Namespace) -> int:
     rng = random.Random(42)
     first_seq = LedgerEvent.objects.count() if args.events else 0
 
+    def append_share(writer: int, writers: int) -> None:
+        """Events writer, writer + writers, ... for residents of this writer's share only."""
+        mine = residents[writer::writers] or residents
+        share_rng = random.Random(42 + writer)
+        for done, i in enumerate(range(writer, args.events, writers), start=1):
+            consent_record(
+                user=mine[share_rng.randrange(len(mine))],
+                purpose_code=purposes[i % len(purposes)],
+                event_type=decisions[(i // len(purposes)) % len(decisions)],
+                collection_method="web_form",
+                details={"evidence": f"bench {i}"}
+                if args.details_every and i % args.details_every == 0
+                else None,
+            )
+            if writers == 1 and done % 10_000 == 0:
+                elapsed = time.perf_counter() - started
+                print(f"  appended {done}: {done / elapsed:,.0f} events/s", file=sys.stderr)
+
+    db_cpu = multiprocessing.get_context("fork").Value("d", 0.0)
+    cpu_before = _cpu_seconds()
+    if args.writers > 1 and args.events:
+        append_seconds = run_writers(args.writers, append_share, db_cpu)
+    else:
+        backend_before = _backend_cpu_seconds()
+        started = time.perf_counter()
+        append_share(0, 1)
+        append_seconds = time.perf_counter() - started
+        db_cpu.value = _backend_cpu_seconds() - backend_before
+    append_cpu = _cpu_seconds() - cpu_before
+    append_db_cpu = db_cpu.value if vendor == "postgresql" else None
+    load = os.getloadavg()[0]
+
     started = time.perf_counter()
-    for i in range(args.events):
-        consent_record(
-            user=residents[rng.randrange(len(residents))],
-            purpose_code=purposes[i % len(purposes)],
-            event_type=decisions[(i // len(purposes)) % len(decisions)],
-            collection_method="web_form",
-            details={"evidence": f"bench {i}"}
-            if args.details_every and i % args.details_every == 0
-            else None,
-        )
-        if (i + 1) % 10_000 == 0:
-            elapsed = time.perf_counter() - started
-            print(f"  appended {i + 1}: {(i + 1) / elapsed:,.0f} events/s", file=sys.stderr)
-    append_seconds = time.perf_counter() - started
-    head = tree_head_sign()
+    head = tree_head_sign()  # the sequencer: every pending event into the tree, in batches
+    integrate_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
     result = ledger_verify(
@@ -174,7 +201,13 @@ def run(args: argparse.Namespace) -> int:
     def line(label: str, count: int, unit: str, seconds: float, rate_unit: str) -> str:
         return f"{label:<7}: {count:>9,} {unit:<7} in {seconds:8.1f} s = {count / seconds:>9,.0f} {rate_unit}"
 
-    print(line("append", args.events, "events", append_seconds, "events/s"))
+    print(
+        line("append", args.events, "events", append_seconds, "events/s"),
+        f"({args.writers} writer{'s' if args.writers > 1 else ''}; client CPU {append_cpu:.1f} s"
+        + (f", its PostgreSQL backends {append_db_cpu:.1f} s" if append_db_cpu is not None else "")
+        + f"; load average {load:.1f})",
+    )
+    print(line("integr.", args.events, "events", max(integrate_seconds, 1e-9), "events/s"), "(sequencer)")
     print(
         line("verify", result.size, "events", verify_seconds, "events/s"),
         f"({result.tree_heads_checked} STH)",
@@ -183,6 +216,59 @@ def run(args: argparse.Namespace) -> int:
     print(line("proofs", args.proofs, "proofs", proof_seconds, "proofs/s"))
     print(f"root   : {result.root_hash} (size {result.size})")
     return 0
+
+
+def run_writers(writers: int, append_share: Any, db_cpu: Any) -> float:
+    """Fork `writers` processes (after closing the parent's connection: each opens its own),
+    release them together on a barrier once all are set up; the seconds until the last ends."""
+    from django.db import connections  # noqa: PLC0415 - after django.setup()
+
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(writers + 1)
+
+    def child(writer: int) -> None:
+        backend_before = _backend_cpu_seconds()  # connects: set-up done before the barrier
+        barrier.wait()
+        append_share(writer, writers)
+        spent = _backend_cpu_seconds() - backend_before
+        with db_cpu.get_lock():
+            db_cpu.value += spent
+        connections.close_all()
+
+    processes = [context.Process(target=child, args=(w,)) for w in range(writers)]
+    for process in processes:
+        process.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for process in processes:
+        process.join()
+    seconds = time.perf_counter() - started
+    failed = [process.exitcode for process in processes if process.exitcode]
+    if failed:
+        raise SystemExit(f"a writer failed (exit codes {failed})")
+    return seconds
+
+
+def _cpu_seconds() -> float:
+    """CPU (user + system) of this process and of its ended children (the forked writers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _backend_cpu_seconds() -> float:
+    """CPU (user + system) of this connection's PostgreSQL backend so far, read from /proc (the
+    server runs on this host); 0 on SQLite or when it cannot be read."""
+    if connection.vendor != "postgresql":
+        return 0.0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

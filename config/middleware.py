@@ -24,6 +24,7 @@ from django.contrib.messages.middleware import MessageMiddleware as DjangoMessag
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware.locale import LocaleMiddleware as DjangoLocaleMiddleware
+from django.utils.log import log_response
 from django_otp.middleware import OTPMiddleware as DjangoOTPMiddleware
 
 from common import request_log
@@ -99,6 +100,11 @@ class RequestLogMiddleware:
             if match is not None:
                 context.route = "/" + match.route if match.route else match.view_name or "-"
             response["X-Request-ID"] = context.request_id
+            if status >= 400 and not getattr(response, "_has_been_logged", False):
+                # Django logs 4xx/5xx answers after the middleware chain, outside the request's
+                # context: logged here instead, with its request id (Django then skips it).
+                reason = response.reason_phrase
+                log_response("%s: %s", reason, request.path, response=response, request=request)  # type: ignore[arg-type]
             return response
         finally:
             request_log.end(context, token, status)

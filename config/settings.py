@@ -570,6 +570,10 @@ OAUTH2_PROVIDER["ALLOWED_REDIRECT_URI_SCHEMES"] = (
     ["https", "http"] if ALLOW_HTTP_LOOPBACK_REDIRECTS else ["https"]
 )
 
+# Refresh tokens of public clients (single-page and mobile apps) expire after this many
+# seconds without use (RFC 9700 §4.14.2; identity/oidc/refresh_policy.py); they also rotate.
+OIDC_PUBLIC_CLIENT_REFRESH_IDLE_SECONDS = env_int("OIDC_PUBLIC_CLIENT_REFRESH_IDLE_SECONDS", 60 * 60 * 24)
+
 DEMO_ENABLED = env_bool("DEMO_ENABLED", default=not PRODUCTION)
 
 # --- Logging: ids, never personal data ------------------------------------------------------

@@ -12,6 +12,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -50,6 +51,9 @@ class OutboxMessage(models.Model):
                 condition=models.Q(status="pending"),
             ),
             models.Index(fields=("partner", "status"), name="outbox_partner_status_idx"),
+            # A resident's export and erasure find the messages of their sessions by
+            # `payload -> 'sid'` (connectors.rights): without it, a scan of the whole outbox.
+            models.Index(KeyTransform("sid", "payload"), name="outbox_payload_sid_idx"),
         ]
 
     def __str__(self) -> str:

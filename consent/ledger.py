@@ -8,10 +8,24 @@ encrypted details included as base64 — see `ENTRY_COLUMNS` and `entry_bytes`. 
 that enters the hash is a plain column of `consent_ledgerevent`, so `verify_ledger` can
 recompute each leaf from the row alone.
 
-Appends are serialised by a row lock on the single `LedgerHead` row (SELECT ... FOR
-UPDATE on PostgreSQL; SQLite transactions are IMMEDIATE, one writer at a time), which
-holds the size, the root and the frontier (right edge of the tree) so an append costs
-O(log n) hashes and at most log n + 1 inserts.
+A sequenced log, as Certificate Transparency logs and Trillian run theirs:
+
+- An append (`append`) writes the event row with its leaf index and leaf hash in the
+  caller's transaction (the gate sees it at once). The leaf index comes from a counter row
+  (`LedgerSequence`) taken at the very end of the append (UPDATE ... RETURNING): its row
+  lock is held only while the event row is inserted and the transaction commits, never
+  while the caller reads, checks, encrypts. The counter is transactional (a rolled-back
+  append leaves no gap), so events commit in sequence order. Writers read the `LedgerHead`
+  row under a shared lock (FOR KEY SHARE) and check it (`head_check`), which the operations
+  that must exclude every append (FOR UPDATE, `lock_head`) wait for.
+- The sequencer (`integrate`) puts the pending events (seq >= the head's size) into the
+  Merkle tree in batches: one locked read of the head (FOR NO KEY UPDATE, compatible with
+  the writers' shared lock), every pending row checked as `verify` checks it (`rows_check`),
+  the frontier extended (O(log n) hashes per event), the completed interior nodes inserted,
+  one head update and one signed tree head per batch. It runs in the outbox worker
+  (connectors' `outbox_worker`), in `manage.py ledger_sequencer`, and on demand before any
+  read that needs a proof of a pending event (`tree_head_sign`, `selectors.event_proof`).
+  SQLite transactions are IMMEDIATE (one writer at a time): the same code, no concurrency.
 """
 
 from __future__ import annotations
@@ -32,11 +46,12 @@ from typing import Any, Literal, overload
 
 import psycopg
 from django.conf import settings
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from jwcrypto import jws
 from jwcrypto.common import JWException, json_encode
 
+from common import metrics
 from consent import merkle
 from consent.models import (
     ActorType,
@@ -134,7 +149,8 @@ def _split_frontier(blob: bytes) -> list[bytes]:
 
 
 def lock_head() -> LedgerHead:
-    """The head row, locked until the end of the current transaction."""
+    """The head row, locked exclusively (FOR UPDATE) until the end of the current transaction:
+    waits for the appends in flight (their FOR KEY SHARE) and the sequencer, holds off new ones."""
     try:
         return LedgerHead.objects.select_for_update().get(pk=1)
     except LedgerHead.DoesNotExist:
@@ -145,12 +161,37 @@ def lock_head() -> LedgerHead:
         return LedgerHead.objects.select_for_update().get(pk=1)
 
 
+def writer_head() -> LedgerHead:
+    """The head row, read by an append under a shared row lock (FOR KEY SHARE on PostgreSQL:
+    writers do not wait for one another, nor for the sequencer; `lock_head` waits for them)."""
+    for _ in range(2):
+        if connection.vendor == "postgresql":
+            found = list(
+                LedgerHead.objects.raw("SELECT * FROM consent_ledgerhead WHERE id = 1 FOR KEY SHARE")
+            )
+        else:
+            found = list(LedgerHead.objects.filter(pk=1))
+        if found:
+            return found[0]
+        _head_create()
+    raise LedgerTampered(
+        [LedgerProblem(kind="head", detail="nothing appended: the ledger head row is missing")]
+    )
+
+
+def _head_create() -> None:
+    # Normally created by migration 0003; a flushed test database lacks it.
+    LedgerHead.objects.bulk_create(
+        [LedgerHead(pk=1, size=0, root_hash=merkle.EMPTY_ROOT, frontier=b"")], ignore_conflicts=True
+    )
+
+
 def read_head() -> LedgerHead:
     head = LedgerHead.objects.filter(pk=1).first()
     return head or LedgerHead(pk=1, size=0, root_hash=merkle.EMPTY_ROOT, frontier=b"")
 
 
-def head_check(head: LedgerHead) -> tuple[int, list[bytes]]:
+def head_check(head: LedgerHead, *, refused: str = "nothing appended") -> tuple[int, list[bytes]]:
     """(size, frontier) of the locked head row, checked before an append extends it: the size
     a non-negative integer, the frontier one 32-byte hash per perfect subtree (one per bit of
     the size), the root the one the frontier gives. Pure Python on the one row already read
@@ -178,47 +219,213 @@ def head_check(head: LedgerHead) -> tuple[int, list[bytes]]:
             LedgerProblem(
                 kind="head",
                 seq=position,
-                detail=f"nothing appended: the ledger head row is malformed ({reason})",
+                detail=f"{refused}: the ledger head row is malformed ({reason})",
             )
         ]
     )
 
 
-def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
-    """Give `event` the next sequence number, hash it, insert it and advance the head.
+_TAKE_SEQ_SQL = (
+    "UPDATE consent_ledgersequence SET next_seq = next_seq + 1 WHERE id = 1 RETURNING next_seq - 1"
+)
+# A flushed test database (or one migrated before the counter) lacks the row: it starts after
+# the stored events. WHERE true: SQLite's parser needs it before ON CONFLICT in INSERT ... SELECT.
+_SEQUENCE_CREATE_SQL = (
+    "INSERT INTO consent_ledgersequence (id, next_seq) "
+    "SELECT 1, COALESCE(MAX(seq) + 1, 0) FROM consent_ledgerevent WHERE true ON CONFLICT (id) DO NOTHING"
+)
 
-    The caller holds the head lock (`lock_head()`) inside a transaction. Raises LedgerTampered
-    (the caller's transaction then rolls back: nothing written) when the head row is malformed
-    (`head_check`) or names a position an event already holds.
-    """
-    size, frontier = head_check(head)
-    event.seq = size
-    event.leaf_hash = merkle.leaf_hash(event_entry_bytes(event))
-    frontier, completed = merkle.frontier_append(frontier, size, event.leaf_hash)
-    try:
-        event.save()
-        if completed:
-            MerkleNode.objects.bulk_create(
-                [MerkleNode(level=level, index=index, hash=digest) for level, index, digest in completed]
-            )
-    except IntegrityError as exc:
-        # The head is behind the stored events (or nodes): its size was altered.
+
+def _take_seq(size: int) -> int:
+    """The next leaf index, from the counter row (locked until the end of the transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TAKE_SEQ_SQL)
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(_SEQUENCE_CREATE_SQL)
+            cursor.execute(_TAKE_SEQ_SQL)
+            row = cursor.fetchone()
+    seq = row[0] if row is not None else None
+    if type(seq) is not int or seq < size:
         raise LedgerTampered(
             [
                 LedgerProblem(
                     kind="head",
                     seq=size,
-                    detail=f"nothing appended: the ledger head row names position #{size}, "
-                    "which the stored events or Merkle nodes already hold",
+                    detail=f"nothing appended: the leaf-index counter ({_show(seq)}) is behind the ledger "
+                    f"head ({size} events integrated)",
+                )
+            ]
+        )
+    return seq
+
+
+# The head row against what the sequencer stores with it, in one statement (one snapshot: a
+# batch integrated meanwhile commits its head, nodes and tree head together): no interior node
+# above the next leaf, no signed tree head beyond the head's size. Index lookups only.
+_POSITION_SQL = (
+    'SELECT EXISTS (SELECT 1 FROM consent_merklenode n WHERE n.level = 1 AND n."index" = h.size / 2), '
+    "EXISTS (SELECT 1 FROM consent_treehead t WHERE t.tree_size > h.size) "
+    "FROM consent_ledgerhead h WHERE h.id = 1"
+)
+
+
+def _position_check() -> None:
+    """Raise LedgerTampered when the head row names a size behind the tree already stored (its
+    size, frontier and root altered together): appending there would extend a rewound tree."""
+    with connection.cursor() as cursor:
+        cursor.execute(_POSITION_SQL)
+        row = cursor.fetchone()
+    if row is not None and (row[0] or row[1]):
+        raise LedgerTampered(
+            [
+                LedgerProblem(
+                    kind="head",
+                    detail="nothing appended: the ledger head row names a size behind the Merkle nodes "
+                    "or signed tree heads already stored",
+                )
+            ]
+        )
+
+
+def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
+    """Give `event` the next leaf index, hash it and insert it: pending until the sequencer
+    (`integrate`) puts it into the Merkle tree.
+
+    The caller read `head` with `writer_head()` (or holds `lock_head()`) inside a transaction,
+    and appends last: the leaf-index counter stays locked from here to the commit. Raises
+    LedgerTampered (the caller's transaction then rolls back: nothing written) when the head
+    row is malformed (`head_check`), the counter is behind it, or the index is already held.
+    """
+    size, _frontier = head_check(head)
+    _position_check()
+    event.seq = _take_seq(size)
+    event.leaf_hash = merkle.leaf_hash(event_entry_bytes(event))
+    try:
+        event.save()
+    except IntegrityError as exc:
+        # The counter is behind the stored events: it was altered.
+        raise LedgerTampered(
+            [
+                LedgerProblem(
+                    kind="head",
+                    seq=event.seq,
+                    detail=f"nothing appended: the leaf-index counter names position #{event.seq}, "
+                    "which a stored event already holds",
                 )
             ]
         ) from exc
-    head.size = size + 1
-    head.frontier = b"".join(frontier)
-    head.root_hash = merkle.frontier_root(frontier)
-    head.updated_at = timezone.now()
-    head.save(update_fields=["size", "frontier", "root_hash", "updated_at"])
+    # Counted once committed (a rolled-back append is no event): /metrics, common/metrics.py.
+    kind, purpose_code = str(event.event_type), event.purpose_code
+    transaction.on_commit(lambda: metrics.CONSENT_EVENTS.labels(kind, purpose_code).inc())
     return event
+
+
+# --- The sequencer ---------------------------------------------------------------------------
+
+
+@dataclass
+class Integration:
+    """What one `integrate` call did: events put into the tree, the tree's size after, the
+    tree head signed over it (None when nothing was pending)."""
+
+    integrated: int
+    size: int
+    tree_head: TreeHead | None
+
+
+INTEGRATE_BATCH = 5_000
+
+
+def integrate(*, limit: int = INTEGRATE_BATCH) -> Integration:
+    """Put up to `limit` pending events (seq >= the head's size, in sequence order) into the
+    Merkle tree: one transaction, one head update, one signed tree head. Every pending row is
+    checked first as `verify` checks it: a row that does not hash to its stored leaf (or is
+    malformed) raises LedgerTampered and nothing is integrated, so no tree head ever signs it.
+    Events wait for the commit of the appends before them (the counter makes the committed
+    events a prefix), so a batch stops at the first position not stored."""
+    with transaction.atomic():
+        try:
+            head = LedgerHead.objects.select_for_update(no_key=True).get(pk=1)
+        except LedgerHead.DoesNotExist:
+            _head_create()
+            head = LedgerHead.objects.select_for_update(no_key=True).get(pk=1)
+        stored_size = head.size if type(head.size) is int and head.size >= 0 else 0
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT seq FROM consent_ledgerevent WHERE seq >= %s ORDER BY seq LIMIT %s",
+                [stored_size, max(1, limit)],
+            )
+            seqs = [row[0] for row in cursor.fetchall()]
+        if not seqs:  # nothing pending: the head is checked when it is signed
+            return Integration(integrated=0, size=stored_size, tree_head=None)
+        size, frontier = head_check(head, refused="nothing integrated")
+        count = 0
+        for expected, seq in enumerate(seqs, start=size):
+            if seq != expected:
+                break
+            count += 1
+        if not count:
+            return Integration(integrated=0, size=size, tree_head=None)
+        end = size + count
+        problems = rows_check(
+            "SELECT id FROM consent_ledgerevent WHERE seq >= %s AND seq < %s", [size, end], max_problems=20
+        )
+        if problems:
+            raise LedgerTampered(problems)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT seq, leaf_hash FROM consent_ledgerevent WHERE seq >= %s AND seq < %s ORDER BY seq",
+                [size, end],
+            )
+            leaves = [bytes(row[1]) for row in cursor.fetchall()]
+        nodes: list[MerkleNode] = []
+        position = size
+        for leaf in leaves:
+            frontier, completed = merkle.frontier_append(frontier, position, leaf)
+            nodes.extend(
+                MerkleNode(level=level, index=index, hash=digest) for level, index, digest in completed
+            )
+            position += 1
+        try:
+            with transaction.atomic():
+                MerkleNode.objects.bulk_create(nodes, batch_size=2_000)
+        except IntegrityError as exc:
+            raise LedgerTampered(
+                [
+                    LedgerProblem(
+                        kind="head",
+                        seq=size,
+                        detail=f"nothing integrated: the ledger head row names size {size}, but the "
+                        "Merkle nodes above it are already stored",
+                    )
+                ]
+            ) from exc
+        head.size = end
+        head.frontier = b"".join(frontier)
+        head.root_hash = merkle.frontier_root(frontier)
+        head.updated_at = timezone.now()
+        head.save(update_fields=["size", "frontier", "root_hash", "updated_at"])
+        tree_head = tree_head_create()
+    return Integration(integrated=count, size=end, tree_head=tree_head)
+
+
+def integrate_all(*, limit: int = INTEGRATE_BATCH) -> Integration:
+    """`integrate` until nothing is pending: the last batch's outcome, with the total count."""
+    total = 0
+    while True:
+        done = integrate(limit=limit)
+        total += done.integrated
+        if done.integrated < limit:
+            return Integration(integrated=total, size=done.size, tree_head=done.tree_head)
+
+
+def pending_count() -> int:
+    """Events appended and not yet integrated into the Merkle tree."""
+    size = read_head().size
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM consent_ledgerevent WHERE seq >= %s", [int(size)])
+        return int(cursor.fetchone()[0])
 
 
 # --- Proofs from stored hashes ---------------------------------------------------------------
@@ -286,6 +493,9 @@ def _hashes_for_ranges_sized(ranges: list[tuple[int, int]], size: int) -> list[b
             current = int(index)
         else:
             found[(level, index)] = bytes(digest)
+    if size > current and integrate_all().size >= size:
+        # Pending events asked for: integrated first (the sequencer's batches), then read.
+        return _hashes_for_ranges_sized(ranges, size)
     if not 0 <= size <= current:
         raise ProofError(f"tree size {size} is outside the ledger (size {current})")
     missing = keys - found.keys()
@@ -296,6 +506,8 @@ def _hashes_for_ranges_sized(ranges: list[tuple[int, int]], size: int) -> list[b
 
 def _check_size(size: int) -> None:
     current = int(read_head().size)
+    if size > current:
+        current = integrate_all().size  # pending events asked for: integrated first
     if not 0 <= size <= current:
         raise ProofError(f"tree size {size} is outside the ledger (size {current})")
 
@@ -481,6 +693,11 @@ class LedgerVerification:
     problems: list[LedgerProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Events appended and checked (their leaf recomputed) but not yet integrated into the
+    # Merkle tree by the sequencer: `size` counts them, the head row and the stored nodes
+    # cover the first `size - pending`; `root_hash` is the root the tree will have once they
+    # are integrated.
+    pending: int = 0
 
     @property
     def first_problem(self) -> LedgerProblem | None:
@@ -764,6 +981,26 @@ def _read_head(cursor: Any) -> tuple[int | None, bytes | None, str]:
         return None, None, str(exc)
 
 
+def _read_counter(cursor: Any, head_size: int | None) -> tuple[int | None, LedgerProblem | None]:
+    """The leaf-index counter (positions given to appends), or None and the problem it shows."""
+    cursor.execute("SELECT next_seq FROM consent_ledgersequence WHERE id = 1")
+    found = cursor.fetchone()
+    if found is None:
+        return None, None  # a flushed test database: created by the first append
+    value = found[0]
+    if type(value) is not int or value < 0:
+        return None, LedgerProblem(
+            kind="head", detail=f"the leaf-index counter is malformed ({_show(value)})"
+        )
+    if head_size is not None and value < head_size:
+        return None, LedgerProblem(
+            kind="head",
+            detail=f"the leaf-index counter ({value}) is behind the ledger head "
+            f"({head_size} events integrated)",
+        )
+    return value, None
+
+
 def verify(
     *,
     progress: Callable[[int, int], None] | None = None,
@@ -890,6 +1127,11 @@ def _verify_rows(
         head_size, head_root, head_reason = _read_head(cursor)
         if head_reason:
             run.report(LedgerProblem(kind="head", detail=f"the ledger head row is malformed: {head_reason}"))
+        # Read after the head: the counter has given at least the positions the head integrated
+        # (and those of the appends committed meanwhile, whose rows the stream below reads).
+        issued, counter_problem = _read_counter(cursor, head_size)
+        if counter_problem:
+            run.report(counter_problem)
         heads, head_problems = _read_tree_heads(cursor, vendor)
         for problem in head_problems:
             run.report(problem)
@@ -903,8 +1145,10 @@ def _verify_rows(
         total = int(cursor.fetchone()[0])
 
     run.tree_heads_check(heads)
+    run.checkpoints = {*run.heads_by_size, *([head_size] if head_size is not None else [])}
+    run.head_size = head_size
     expected_total = max(total, head_size or 0)
-    run.heads_at_check(0, merkle.EMPTY_ROOT)
+    run.at_size(0)
     fast = _FastLeaves(vendor, reference)
     rows = _rows_cursor(vendor)
     try:
@@ -924,11 +1168,25 @@ def _verify_rows(
     finally:
         rows.close()
     root = merkle.frontier_root(run.frontier)
-    if not (run.nodes_known and _nodes_match(vendor, run.size, run.level_digests)):
+    # The stored interior nodes cover the integrated events (the head's size), not the pending.
+    if run.at_head is not None:
+        nodes_size, (nodes_known, digests, head_tree_root) = head_size or 0, run.at_head
+    else:
+        nodes_size, nodes_known, digests, head_tree_root = run.size, run.nodes_known, run.level_digests, root
+    if not (nodes_known and _nodes_match(vendor, nodes_size, digests)):
         with connection.cursor() as cursor:
-            for problem in _check_nodes(cursor, run.size):
+            for problem in _check_nodes(cursor, nodes_size):
                 run.report(problem)
-    run.end_check(head_size=head_size, head_root=head_root, root=root)
+    run.end_check(head_size=head_size, head_root=head_root, root=head_tree_root)
+    if issued is not None and issued > run.expected_seq and (head_size is None or issued > head_size):
+        run.report(
+            LedgerProblem(
+                kind="missing",
+                seq=run.expected_seq,
+                detail=f"the leaf-index counter has given {issued} positions but only {run.expected_seq} "
+                f"rows follow in sequence (event #{run.expected_seq} onwards missing)",
+            )
+        )
     if progress is not None and run.size % progress_every:
         progress(run.size, expected_total)
     problems.sort(key=lambda p: p.seq if p.seq is not None else float("inf"))
@@ -939,6 +1197,7 @@ def _verify_rows(
         tree_heads_checked=run.checked,
         problems=problems,
         warnings=run.warnings,
+        pending=run.size - head_size if head_size is not None and run.at_head is not None else 0,
     )
 
 
@@ -961,6 +1220,20 @@ class _RowsVerification:
         # of their concatenation per level), while every leaf is its row's stored one.
         self.level_digests = [_sha256() for _ in range(65)]
         self.nodes_known = True
+        # Sizes at which something is compared: the signed heads' and the head row's.
+        self.checkpoints: set[int] = set()
+        self.head_size: int | None = None
+        # At the head row's size: (nodes_known, level digests, root), for the checks at the end.
+        self.at_head: tuple[bool, list[Any], bytes] | None = None
+
+    def at_size(self, size: int) -> None:
+        """The tree has `size` leaves (a checkpoint): the signed heads of this size, and the
+        state the head row and the stored nodes are compared with."""
+        root = merkle.frontier_root(self.frontier)
+        if size in self.heads_by_size:
+            self.heads_at_check(size, root)
+        if size == self.head_size:
+            self.at_head = (self.nodes_known, [digest.copy() for digest in self.level_digests], root)
 
     def report(self, problem: LedgerProblem) -> None:
         if len(self.problems) < self.max_problems:
@@ -1018,7 +1291,7 @@ class _RowsVerification:
     ) -> None:
         """Rows read in sequence order: the sound ones through the fast path (their leaf into
         the tree, in place), any other through `row_add`, which checks and reports it."""
-        frontier, heads, levels = self.frontier, self.heads_by_size, self.level_digests
+        frontier, heads, levels = self.frontier, self.checkpoints, self.level_digests
         size, expected = self.size, self.expected_seq
         for values in batch:
             leaf = None
@@ -1026,9 +1299,9 @@ class _RowsVerification:
                 leaf = fast.leaf(values)
             if leaf is None:
                 self.size, self.expected_seq = size, expected
+                self.nodes_known = False  # its stored leaf may differ from the recomputed one
                 self.row_add(fast.full(values), vendor=vendor, reference=reference, dangling=dangling)
                 frontier, size, expected = self.frontier, self.size, self.expected_seq
-                self.nodes_known = False  # its stored leaf may differ from the recomputed one
                 continue
             # merkle.frontier_append, in place: one node hash per trailing one bit of the size;
             # each completed node also goes into its level's digest (see _nodes_match).
@@ -1043,7 +1316,7 @@ class _RowsVerification:
             expected += 1
             if size in heads:
                 self.size, self.expected_seq = size, expected
-                self.heads_at_check(size, merkle.frontier_root(frontier))
+                self.at_size(size)
         self.size, self.expected_seq = size, expected
 
     def row_add(
@@ -1069,8 +1342,8 @@ class _RowsVerification:
         # its stored hash still changes the root, which the signed heads then reveal.
         self.frontier, _ = merkle.frontier_append(self.frontier, self.size, recomputed)
         self.size += 1
-        if self.size in self.heads_by_size:
-            self.heads_at_check(self.size, merkle.frontier_root(self.frontier))
+        if self.size in self.checkpoints:
+            self.at_size(self.size)
 
     def _sequence_check(self, raw_seq: Any, seq: int | None, event_id: str) -> None:
         """Malformed, missing or repeated sequence numbers; moves the number expected next."""
@@ -1159,7 +1432,7 @@ class _RowsVerification:
                     f"in sequence (event #{expected_seq} onwards missing)",
                 )
             )
-        elif head_size is not None and (head_size != size or head_root != root):
+        elif head_size is not None and head_root != root:  # root: the tree at the head's size
             self.report(
                 LedgerProblem(kind="head", detail="the ledger head row does not match the recomputed tree")
             )

@@ -315,7 +315,11 @@ class TreeHead(AppendOnly):
 
 
 class LedgerHead(models.Model):
-    """The single row that serialises appends (row lock) and holds the incremental state."""
+    """The integrated tree: size, root and frontier of the events the sequencer has put into
+    the Merkle tree (`consent.ledger.integrate`). Row locks on it: appends take FOR KEY SHARE
+    (shared between writers, so they never wait for one another here), the sequencer FOR NO KEY
+    UPDATE (compatible with the writers'), the rare operations that must exclude every append
+    (notice publication, erasure, expiry, browser linking) FOR UPDATE."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     size = models.BigIntegerField(default=0)
@@ -329,6 +333,25 @@ class LedgerHead(models.Model):
 
     def __str__(self) -> str:
         return f"ledger size={self.size}"
+
+
+class LedgerSequence(models.Model):
+    """The leaf-index counter: the next sequence number to give an event. An append takes it
+    at the very end of its transaction (one UPDATE ... RETURNING), so the row lock is held only
+    while the event row is inserted and committed; the counter is transactional, so a rolled
+    back append leaves no gap. Events therefore commit in sequence order and the committed ones
+    are always a prefix #0..#k-1 that the sequencer can integrate."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    next_seq = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="consent_ledger_sequence_singleton")
+        ]
+
+    def __str__(self) -> str:
+        return f"next leaf #{self.next_seq}"
 
 
 class ConsentState(models.Model):

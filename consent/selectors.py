@@ -311,7 +311,8 @@ def event_proof(*, event: LedgerEvent, tree_head: TreeHead | None = None) -> dic
     """Everything needed to check an event offline: entry, leaf hash, audit path, signed head.
 
     Uses the latest well-formed signed tree head covering the event unless one is given;
-    raises `ledger.ProofError` if none covers it yet (sign one with `services.tree_head_sign()`).
+    raises `ledger.ProofError` if none covers it yet: the event is pending until the sequencer's
+    next batch signs a head over it (or `services.tree_head_sign()`, which integrates first).
     The proof is checked before it is returned: if the stored hashes it is built from (the
     interior Merkle nodes, the neighbours' leaf hashes) are malformed or do not lead to the
     signed root, or the head's signature does not verify, it raises `LedgerTampered` instead

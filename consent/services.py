@@ -26,7 +26,9 @@ written):
 - `subject_erase(*, user, acting_user=None) -> ErasureReport` — crypto-shredding.
 - `consent_expire_lapsed(*, now=None, limit=500) -> int` — optional cron job writing
   `expired` events for the record (the gate never needs it).
-- `tree_head_sign() -> TreeHead` — a signed tree head over the current ledger.
+- `tree_head_sign() -> TreeHead` — a signed tree head over the current ledger (the pending
+  events integrated first).
+- `ledger_integrate(*, limit) -> Integration` — the sequencer's step (one batch, one signed tree head).
 
 Every write that appends (consent_record, subject_link_browser, consent_expire_lapsed) raises
 `LedgerTampered` with nothing written when the ledger head row is malformed (checked in
@@ -55,7 +57,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -247,7 +249,10 @@ def consent_record(
         raise ConsentError(f"valid_until does not apply to {event_type.value!r}")
 
     with transaction.atomic():
-        head = ledger.lock_head()
+        # Writers share the head row (no wait for one another); the decisions of one subject
+        # are serialised by a lock on that subject (its current state, a renewal's check).
+        head = ledger.writer_head()
+        _subject_lock(user=user, browser_hash=browser_hash)
         now = timezone.now()
         subject = _account_subject(user) if user is not None else _browser_subject(browser_hash or "")
         if actor_type == ActorType.RESIDENT:
@@ -275,6 +280,7 @@ def consent_record(
             valid_until=until,
             details=details,
         )
+        # Last: the leaf-index counter it takes stays locked until the commit.
         ledger.append(head, event)
         _state_set(subject=subject, purpose=purpose, event=event, state=state)
         if actor_type == ActorType.STAFF:
@@ -305,7 +311,8 @@ def resident_decision_record(*, user: User, purpose_code: str, grant: bool) -> L
     if purpose.client_id is not None or not purpose.requires_consent:
         raise NotResidentDecidable(f"purpose {purpose_code!r} is not decided from the consents page")
     with transaction.atomic():
-        ledger.lock_head()
+        ledger.writer_head()
+        _subject_lock(user=user, browser_hash=None)
         now = timezone.now()
         state = ConsentState.objects.filter(
             subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT, purpose=purpose
@@ -325,6 +332,18 @@ def resident_decision_record(*, user: User, purpose_code: str, grant: bool) -> L
             collection_method=CollectionMethod.WEB_FORM,
             user=user,
         )
+
+
+def _subject_lock(*, user: User | None, browser_hash: str | None) -> None:
+    """Serialise the decisions of one subject (an account, or a browser), until the end of the
+    transaction: a PostgreSQL advisory lock keyed by the subject (taken before the subject row
+    may be created). SQLite runs one writing transaction at a time: nothing to do."""
+    if connection.vendor != "postgresql":
+        return
+    name = f"user:{user.pk}" if user is not None else f"browser:{browser_hash}"
+    key = int.from_bytes(hashlib.sha256(f"consent-subject:{name}".encode()).digest()[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
 # consent_record's checks, in the order it makes them; each raises ConsentError.
@@ -890,5 +909,17 @@ def notice_publish(
 
 
 def tree_head_sign() -> TreeHead:
-    """Sign (ES256, the service's active key) and store a tree head over the current ledger."""
+    """Sign (ES256, the service's active key) and store a tree head over the current ledger:
+    the pending events are integrated first (`ledger_integrate`), each batch with its own
+    signed head; with nothing pending, a fresh head over the current tree."""
+    done = ledger.integrate_all()
+    if done.tree_head is not None:
+        return done.tree_head
     return ledger.tree_head_create()
+
+
+def ledger_integrate(*, limit: int = ledger.INTEGRATE_BATCH) -> ledger.Integration:
+    """The sequencer's step: integrate up to `limit` pending events into the Merkle tree (one
+    head update, one signed tree head). Run by the outbox worker and `manage.py
+    ledger_sequencer`; raises LedgerTampered, integrating nothing, over an altered row."""
+    return ledger.integrate(limit=limit)

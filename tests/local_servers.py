@@ -5,7 +5,8 @@
   while it runs; a 3xx answer points elsewhere on the same server, and a GET (which only a
   followed redirect would send) is recorded too.
 - DocumentServer: serves fixed documents by path (sector identifier documents, JWK sets):
-  `routes[path] = (status, headers, body)`, every path requested recorded in `requested`,
+  `routes[path] = (status, headers, body)` (a path with a query string falls back on its
+  route without it: a page's callback), every path requested recorded in `requested`,
   an optional `delay` before answering; unknown paths answer 404.
 
 Give `port` to come back on the port of a server that went down.
@@ -96,7 +97,8 @@ class DocumentServer(LocalServer):
                 documents.requested.append(self.path)
                 if documents.delay:
                     time.sleep(documents.delay)
-                status, headers, body = documents.routes.get(self.path, (404, {}, b"not found"))
+                route = documents.routes.get(self.path) or documents.routes.get(self.path.partition("?")[0])
+                status, headers, body = route or (404, {}, b"not found")
                 try:
                     self.send_response(status)
                     for name, value in headers.items():

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common import metrics
 from connectors.models import OutboxMessage, WorkerHeartbeat
-from consent.models import LedgerHead
+from consent.models import LedgerHead, LedgerSequence
 from consent.services import consent_record, tree_head_sign
 from tests.conftest import PASSWORD
 from tests.connectors.conftest import database_url_of_test_db
@@ -134,9 +134,10 @@ def test_ledger_size_and_signed_tree_head_age(scrape: Any, resident: Any, signin
         purpose_code="service-news-email", event_type="withdrawn", collection_method="web_form", user=resident
     )
     samples = scrape()
-    size = LedgerHead.objects.get().size
-    assert size >= 2
+    size = LedgerSequence.objects.get().next_seq  # events appended
+    assert size >= 2 and LedgerHead.objects.get().size == size - 1  # the last one pending
     assert samples[("cum_ledger_events", ())] == size
+    assert samples[("cum_ledger_pending_events", ())] == 1
     assert samples[("cum_ledger_unsigned_events", ())] == 1
     assert 0 <= samples[("cum_ledger_signed_tree_head_age_seconds", ())] < 60
 
@@ -201,3 +202,13 @@ def test_the_grafana_dashboard_only_plots_metrics_we_expose(resident: Any, signi
     }
     assert len(used) >= 15
     assert used <= exposed | declared, used - (exposed | declared)
+
+
+def test_consent_events_are_counted_once_committed(resident: Any, django_capture_on_commit_callbacks: Any):
+    labels = {"type": "given", "purpose": "service-news-email"}
+    before = value("cum_consent_events_total", **labels)
+    with django_capture_on_commit_callbacks(execute=True):
+        consent_record(
+            purpose_code="service-news-email", event_type="given", collection_method="web_form", user=resident
+        )
+    assert value("cum_consent_events_total", **labels) == before + 1

@@ -94,6 +94,8 @@ def test_the_access_line_names_the_route_never_the_path_or_query(client: Client,
     # Django's own "Not Found: <path>" warning is reduced to its status.
     not_found = [line for line in json_log() if line["logger"] == "django.request"]
     assert not_found and all(secret not in line["message"] for line in not_found)
+    # ... and carries the request's id, like every record of the request.
+    assert not_found[-1]["request_id"] == _access(json_log())[-1]["request_id"]
 
 
 def test_records_written_during_a_request_carry_its_id(client: Client, settings: Any, json_log: Any):

@@ -72,6 +72,7 @@ class PartnerClientForm(forms.ModelForm):
             "allowed_scopes",
             "redirect_uris",
             "post_logout_redirect_uris",
+            "allowed_origins",
             "token_endpoint_auth_method",
             "jwks",
             "jwks_uri",
@@ -177,6 +178,7 @@ class PartnerClientAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "client_id", "client_type", "grant_types", "allowed_scopes")}),
         (_("Redirections"), {"fields": ("redirect_uris", "post_logout_redirect_uris")}),
+        (_("Pages web du partenaire (CORS)"), {"fields": ("allowed_origins",)}),
         (
             _("Authentification"),
             {"fields": ("token_endpoint_auth_method", "jwks", "jwks_uri", "require_par", "require_mfa")},

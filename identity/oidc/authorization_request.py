@@ -23,7 +23,7 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from consent.api.cookie import cookie_link_ticket_issue
 from identity.levels import ACR_RANK
 from identity.mfa.selectors import session_acr
-from identity.oidc.errors import SeeOther, error_page, redirect_error
+from identity.oidc.errors import ClientRedirect, error_page, redirect_error
 from identity.oidc.sharing import consent_decision_record
 from identity.request_user import request_user
 from identity.selectors import session_amr, session_auth_time
@@ -88,7 +88,7 @@ class AuthorizationMixin(OAuthLibMixin):
             return self._oauth_error(error, credentials)
         if browser_id:
             uri = with_link_ticket(uri, request, credentials.get("client_id", ""), browser_id)
-        return SeeOther(uri)
+        return ClientRedirect(uri)
 
     def _oauth_error(
         self, error: OAuthToolkitError, credentials: dict[str, Any] | None = None

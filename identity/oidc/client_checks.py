@@ -19,8 +19,9 @@ from django.utils.translation import gettext as _
 from jwcrypto import jwk
 from jwcrypto.common import JWException
 
+from consent.api.cors import normalise_origin
 from identity.oidc.claims import supported_scopes
-from identity.oidc.client_uris import ClientConfigError, validate_client_uri
+from identity.oidc.client_uris import ClientConfigError, validate_client_uri, validate_redirect_uri
 from identity.oidc.constants import AUTH_METHODS, GRANT_AUTHORIZATION_CODE, REGISTRABLE_GRANTS
 from identity.oidc.resources import ResourceIdentifierError, resource_identifier_check
 from identity.oidc.subjects import redirect_hosts
@@ -46,6 +47,7 @@ def client_config_errors(
     logo_uri: str = "",
     policy_uri: str = "",
     resource_identifier: str = "",
+    allowed_origins: list[str] | None = None,
 ) -> dict[str, list[str]]:
     """Field name (the model's) -> messages; empty when the configuration is acceptable.
 
@@ -79,6 +81,7 @@ def client_config_errors(
     add(_optional_uri_problems("policy_uri", policy_uri, "privacy policy URI"))
     add(_jwks_problems(jwks))
     add(_resource_problems(resource_identifier))
+    add(_origin_problems(allowed_origins or []))
     return errors
 
 
@@ -142,13 +145,33 @@ def _scope_problems(scopes: list[str]) -> list[tuple[str, str]]:
 
 
 def _redirect_uri_problems(redirect_uris: list[str], *, grant_types: list[str]) -> list[tuple[str, str]]:
+    """Web redirect URIs, and native apps' (RFC 8252: private-use schemes, loopback IPs)."""
     problems: list[tuple[str, str]] = []
     for value in redirect_uris:
-        problems += _uri_problems("redirect_uris", value, "redirect URI")
+        try:
+            validate_redirect_uri(value, what="redirect URI")
+        except ClientConfigError as exc:
+            problems.append(("redirect_uris", str(exc)))
     if GRANT_AUTHORIZATION_CODE in grant_types and not redirect_uris:
         problems.append(
             ("redirect_uris", _("L'autorisation authorization_code demande au moins une URI de redirection."))
         )
+    return problems
+
+
+def _origin_problems(allowed_origins: list[str]) -> list[tuple[str, str]]:
+    """Web origins allowed to call the protocol endpoints from a page (CORS, identity.oidc.cors):
+    each exactly `https://host[:port]`, lower case, no path (http on loopback in development)."""
+    problems: list[tuple[str, str]] = []
+    for value in allowed_origins:
+        if normalise_origin(value) != value:
+            message = f"allowed origin {value!r} must be an origin: scheme://host[:port] in lower case"
+            problems.append(("allowed_origins", message))
+            continue
+        try:
+            validate_client_uri(value, what="allowed origin")
+        except ClientConfigError as exc:
+            problems.append(("allowed_origins", str(exc)))
     return problems
 
 

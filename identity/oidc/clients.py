@@ -50,6 +50,7 @@ def client_register(
     logo_uri: str = "",
     policy_uri: str = "",
     resource_identifier: str = "",
+    allowed_origins: list[str] | None = None,
 ) -> tuple[Any, str | None]:
     """Register a partner client. Returns the client and its secret (None when it has none).
 
@@ -90,6 +91,7 @@ def client_register(
             logo_uri=logo_uri,
             policy_uri=policy_uri,
             resource_identifier=resource_identifier,
+            allowed_origins=list(allowed_origins or []),
         )
 
     try:
@@ -132,6 +134,7 @@ def client_register(
         logo_uri=logo_uri,
         policy_uri=policy_uri,
         resource_identifier=resource_identifier or None,
+        allowed_origins=" ".join(dict.fromkeys(allowed_origins or [])),
     )
     # A client without redirect URIs (client credentials only) is a sector of its own.
     client.subject_sector = sector or f"client:{client.client_id}"

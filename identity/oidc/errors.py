@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
@@ -14,6 +15,16 @@ class SeeOther(HttpResponseRedirect):
 
     status_code = 303
     allowed_schemes = ["http", "https"]
+
+
+class ClientRedirect(SeeOther):
+    """A 303 to a client's redirect URI, already checked as registered: its own scheme is
+    allowed too (a native app's private-use scheme, RFC 8252 §7.1, which client_uris only
+    accepts in reverse-domain form)."""
+
+    def __init__(self, redirect_to: str, *args: Any, **kwargs: Any) -> None:
+        self.allowed_schemes = [*SeeOther.allowed_schemes, urlsplit(redirect_to).scheme]
+        super().__init__(redirect_to, *args, **kwargs)
 
 
 def add_query(uri: str, params: dict[str, str]) -> str:
@@ -32,7 +43,7 @@ def redirect_error(
     if state:
         params["state"] = state
     params["iss"] = settings.ISSUER
-    return SeeOther(add_query(redirect_uri, params))
+    return ClientRedirect(add_query(redirect_uri, params))
 
 
 def error_page(request: HttpRequest, error: str, description: str, status: int = 400) -> HttpResponse:

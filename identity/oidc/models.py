@@ -33,6 +33,7 @@ from identity.client_cache import client_cache_forget
 from identity.keys import active_signing_key
 from identity.models import HashedTokenField, User
 from identity.oidc.client_checks import client_config_errors
+from identity.oidc.client_uris import is_native_client, native_redirect_schemes, redirect_uri_matches
 from identity.oidc.resources import resource_identifier_check
 
 
@@ -201,8 +202,23 @@ class Client(AbstractApplication):
         return bool(allowed.intersection(grant.replace("-", "_") for grant in grant_types))
 
     def redirect_uri_allowed(self, uri: str) -> bool:
-        # RFC 9700 §4.1.3: exact string comparison, nothing else.
-        return uri in self.redirect_uris.split()
+        # RFC 9700 §4.1.3: exact string comparison; a native app's loopback redirect
+        # registered without a port accepts any port (RFC 8252 §7.3; client_uris).
+        return any(redirect_uri_matches(registered, uri) for registered in self.redirect_uris.split())
+
+    def get_allowed_schemes(self) -> list[str]:
+        # django-oauth-toolkit's check of redirect URIs (clean) and of the redirect it
+        # answers with: the deployment's schemes, plus those of this client's native-app
+        # redirect URIs (a private-use scheme; http on a loopback IP), which
+        # client_checks has accepted by RFC 8252's rules.
+        schemes = list(super().get_allowed_schemes())
+        extra = native_redirect_schemes(self.redirect_uris.split())
+        return schemes + sorted(extra - set(schemes))
+
+    @property
+    def is_native_app(self) -> bool:
+        """An app on the resident's device (RFC 8252 redirect URIs): the consent screen says so."""
+        return is_native_client(self.redirect_uris.split())
 
     def post_logout_redirect_uri_allowed(self, uri: str) -> bool:
         return uri in self.post_logout_redirect_uris.split()
@@ -247,6 +263,7 @@ class Client(AbstractApplication):
             logo_uri=self.logo_uri,
             policy_uri=self.policy_uri,
             resource_identifier=self.resource_identifier or "",
+            allowed_origins=self.allowed_origins.split(),
         )
         for field, messages in ours.items():
             errors.setdefault(field, []).extend(messages)

@@ -41,6 +41,7 @@ from identity.oidc.client_auth import (
     verify_client_assertion,
 )
 from identity.oidc.models import RevokedAccessToken
+from identity.oidc.refresh_policy import public_refresh_idle_error
 from identity.oidc.resources import unknown_targets
 from identity.oidc.session_tokens import session_tokens_revoke
 from identity.oidc.sharing import released_claims
@@ -591,6 +592,9 @@ class Validator(OAuth2Validator):
             if not request.user.is_active:
                 return False
             previous = request.refresh_token_instance
+            idle_error = public_refresh_idle_error(client=client, refresh_token=previous)
+            if idle_error:
+                raise oauth2_errors.InvalidGrantError(description=idle_error, request=request)
             request.auth_time = previous.auth_time
             request.cum_sid = previous.sid
             request.cum_acr = previous.acr
@@ -603,6 +607,7 @@ class Validator(OAuth2Validator):
     # get_original_scopes) and the resident come in the same statement.
     _REFRESH_TOKEN_COLUMNS = (
         "user",
+        "created",
         "application",
         "token_family",
         "revoked",

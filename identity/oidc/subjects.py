@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
-from identity.oidc.client_uris import LOOPBACK_HOSTS
+from identity.oidc.client_uris import LOOPBACK_HOSTS, is_native_loopback
 
 
 class SectorError(ValueError):
@@ -62,8 +62,13 @@ def pairwise_subject(sector: str, user_id: Any) -> str:
 
 
 def redirect_hosts(redirect_uris: list[str]) -> set[str]:
+    """The hosts of the redirect URIs. A native app's loopback redirect (RFC 8252 §7.3)
+    names no one's host: every app on every device shares 127.0.0.1, so it never makes a
+    sector (an app with only loopback or private-use redirects is a sector of its own)."""
     hosts = set()
     for uri in redirect_uris:
+        if is_native_loopback(uri):
+            continue
         try:
             host = urlsplit(uri).hostname
         except ValueError:

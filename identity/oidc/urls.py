@@ -1,6 +1,7 @@
 from django.urls import path
 
 from identity.oidc import internal_notice
+from identity.oidc.cors import client_named_in_body, client_of_access_token, with_cors
 from identity.oidc.views import (
     account_services,
     authorize,
@@ -24,9 +25,32 @@ urlpatterns = [
     path("authorize/decision", authorize.AuthorizeDecisionView.as_view(), name="authorize-decision"),
     path("authorize/information", internal_notice.InternalNoticeView.as_view(), name="authorize-notice"),
     path("par", par.PushedAuthorizationView.as_view(), name="par"),
-    path("token", token.TokenView.as_view(), name="token"),
-    path("userinfo", userinfo.UserInfoView.as_view(), name="userinfo"),
-    path("revoke", revoke.RevokeTokenView.as_view(), name="revoke"),
+    # CORS for single-page apps (identity/oidc/cors.py); introspection stays server-to-server.
+    path(
+        "token",
+        with_cors(
+            token.TokenView.as_view(),
+            methods="POST",
+            client_of=client_named_in_body,
+            refuse_foreign_origin=True,
+        ),
+        name="token",
+    ),
+    path(
+        "userinfo",
+        with_cors(userinfo.UserInfoView.as_view(), methods="GET, POST", client_of=client_of_access_token),
+        name="userinfo",
+    ),
+    path(
+        "revoke",
+        with_cors(
+            revoke.RevokeTokenView.as_view(),
+            methods="POST",
+            client_of=client_named_in_body,
+            refuse_foreign_origin=True,
+        ),
+        name="revoke",
+    ),
     path("introspect", introspect.IntrospectView.as_view(), name="introspect"),
     path("end-session", logout.EndSessionView.as_view(), name="end-session"),
     # Mon compte, "Services connectés" (a resident's page: French URLs, as identity/urls.py).

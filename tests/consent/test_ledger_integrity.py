@@ -10,10 +10,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
+from connectors.management.commands.outbox_worker import Command as OutboxWorker
 from consent import ledger, merkle
 from consent.models import LedgerEvent, LedgerImmutable, MerkleNode, TreeHead
 from consent.selectors import consistency_proof, inclusion_proof, ledger_verify, verify_tree_head
-from consent.services import consent_record, tree_head_sign
+from consent.services import consent_record, ledger_integrate, tree_head_sign
 
 PURPOSES = ["personalisation-declared", "personalisation-browsing", "service-news-email"]
 
@@ -116,7 +117,14 @@ def test_sequence_is_gap_free_and_the_head_root_is_the_tree_root(
     assert [e.seq for e in LedgerEvent.objects.order_by("seq")] == list(range(23))
     leaves = [merkle.leaf_hash(ledger.event_entry_bytes(e)) for e in LedgerEvent.objects.order_by("seq")]
     assert leaves == [bytes(e.leaf_hash) for e in events]
+    # Appended, pending: the sequencer has not put them into the tree yet.
+    assert ledger.read_head().size == 0 and ledger.pending_count() == 23
+    assert MerkleNode.objects.count() == 0
+    done = ledger.integrate()
+    assert (done.integrated, done.size, ledger.pending_count()) == (23, 23, 0)
+    assert done.tree_head is not None and done.tree_head.tree_size == 23
     assert bytes(ledger.read_head().root_hash) == merkle.root_from_leaves(leaves)
+    assert bytes(done.tree_head.root_hash) == merkle.root_from_leaves(leaves)
     # n leaves complete n - popcount(n) interior nodes.
     assert MerkleNode.objects.count() == 23 - (23).bit_count()
 
@@ -177,6 +185,42 @@ def test_verify_ledger_passes_on_an_intact_ledger(make_resident: Any, ledger_rea
     assert "ledger OK: 35 events" in out
     assert "2 signed tree heads checked" in out
     assert "verify_ledger: 10/35 events" in err and "verify_ledger: 35/35 events" in err
+
+
+def test_pending_events_are_verified_reported_and_integrated_by_the_sequencer(
+    make_resident: Any, ledger_ready: Any
+) -> None:
+    fill(make_resident, 9)
+    tree_head_sign()
+    fill(make_resident, 4)
+    out, _err = run_verify()
+    assert "ledger OK: 13 events" in out and "4 appended events pending integration" in out
+    result = ledger_verify()
+    assert result.ok and (result.size, result.pending) == (13, 4)
+    # The sequencer's step: batches of 3, one signed tree head each. (`manage.py
+    # ledger_sequencer` runs it in a loop: tests/consent/test_concurrency_postgres.py.)
+    heads = TreeHead.objects.count()
+    first, second, third = (ledger_integrate(limit=3) for _ in range(3))
+    assert [(done.integrated, done.size) for done in (first, second, third)] == [(3, 12), (1, 13), (0, 13)]
+    assert third.tree_head is None
+    assert TreeHead.objects.count() == heads + 2 and ledger.read_head().size == 13
+    result = ledger_verify()
+    assert result.ok and (result.size, result.pending) == (13, 0)
+    # The outbox worker runs the same step at each poll.
+    fill(make_resident, 2)
+    worker = OutboxWorker(stdout=io.StringIO())
+    assert worker.integrate() == 2
+    assert ledger.read_head().size == 15 and ledger.pending_count() == 0
+    # A pending row altered before its integration: nothing integrated, nothing signed.
+    fill(make_resident, 1)
+    disable_append_only_triggers()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE consent_ledgerevent SET actor_id = 'intrus' WHERE seq = 15")
+    heads = TreeHead.objects.count()
+    with pytest.raises(ledger.LedgerTampered, match="#15"):
+        ledger_integrate()
+    assert worker.integrate() == 0  # logged; the worker goes on relaying messages
+    assert TreeHead.objects.count() == heads and ledger.read_head().size == 15
 
 
 def test_verify_ledger_names_an_altered_event(make_resident: Any, ledger_ready: Any) -> None:
@@ -244,3 +288,15 @@ def test_verify_ledger_notices_the_last_event_deleted(make_resident: Any, ledger
         cursor.execute("DELETE FROM consent_ledgerevent WHERE seq = 5")
     with pytest.raises(CommandError, match="#5 onwards missing"):
         run_verify()
+
+
+def test_sign_tree_head_if_changed_counts_pending_events(make_resident: Any, ledger_ready: Any) -> None:
+    fill(make_resident, 3)
+    tree_head_sign()
+    out = io.StringIO()
+    call_command("sign_tree_head", "--if-changed", stdout=out)
+    assert "unchanged: size 3" in out.getvalue()
+    fill(make_resident, 2)  # pending: the head row still says 3
+    out = io.StringIO()
+    call_command("sign_tree_head", "--if-changed", stdout=out)
+    assert "size 5" in out.getvalue() and ledger.read_head().size == 5

@@ -31,7 +31,7 @@ BASE: dict[str, Any] = {
 
 CASES = {
     "http-redirect-in-production": (
-        {"redirect_uris": ["http://127.0.0.1/cb"]},
+        {"redirect_uris": ["http://127.0.0.1:8080/cb"]},
         "redirect_uris",
         "http is allowed only on loopback",
     ),

@@ -170,3 +170,28 @@ def test_deleted_client_is_refused_at_once_despite_the_client_cache(staff, make_
     )
     assert not get_application_model().objects.filter(pk=machine.client.pk).exists()
     assert post_token(grant, auth=machine.basic_auth()).status_code == 401
+
+
+def test_allowed_origins_are_shown_and_editable(staff, rp):
+    """A single-page app's origins (CORS, identity/oidc/cors.py) in the partner admin."""
+    page = staff.get(change_url(rp.client)).content.decode()
+    assert 'name="allowed_origins"' in page
+    response = staff.post(
+        change_url(rp.client),
+        form_data(rp.client, allowed_origins="https://app.example.org https://www.app.example.org:8443"),
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    rp.client.refresh_from_db()
+    assert rp.client.allowed_origins.split() == [
+        "https://app.example.org",
+        "https://www.app.example.org:8443",
+    ]
+
+
+@pytest.mark.parametrize("origin", ["https://app.example.org/", "*", "ftp://app.example.org"])
+def test_bad_allowed_origins_are_refused_in_the_admin(staff, rp, origin):
+    response = staff.post(change_url(rp.client), form_data(rp.client, allowed_origins=origin))
+    assert response.status_code == 200
+    assert "allowed_origins" in response.context["adminform"].form.errors
+    rp.client.refresh_from_db()
+    assert rp.client.allowed_origins == ""

@@ -11,6 +11,8 @@ from django.db import DatabaseError, close_old_connections
 
 from connectors.heartbeat import Heart
 from connectors.outbox import relay_once
+from consent.selectors import LedgerTampered
+from consent.services import ledger_integrate
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +20,8 @@ log = logging.getLogger(__name__)
 class Command(BaseCommand):
     help = (
         "Relay outbox messages to partners (at least once, retried with backoff, dead-lettered). "
-        "Run one or more of these beside the web nodes; they coordinate through row leases."
+        "Run one or more of these beside the web nodes; they coordinate through row leases. "
+        "Each poll also runs the consent ledger's sequencer (pending events into the Merkle tree)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -26,6 +29,11 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=1.0, help="Seconds between polls when idle.")
         parser.add_argument("--batch-size", type=int, default=50)
         parser.add_argument("--max-seconds", type=float, default=0, help="Stop after this long (0 = never).")
+        parser.add_argument(
+            "--no-ledger-sequencer",
+            action="store_true",
+            help="Do not integrate pending consent-ledger events (run `manage.py ledger_sequencer` instead).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         stopping = False
@@ -55,6 +63,7 @@ class Command(BaseCommand):
             if not options["once"]:
                 heart.beat()
             result = relay_once(batch_size=options["batch_size"])
+            integrated = 0 if options["no_ledger_sequencer"] else self.integrate()
             if result.processed:
                 self.stdout.write(
                     f"delivered={result.delivered} retried={result.retried} dead={result.dead}", ending="\n"
@@ -64,5 +73,20 @@ class Command(BaseCommand):
                 return
             if options["max_seconds"] and time.monotonic() - started > options["max_seconds"]:
                 return
-            if not result.processed:
+            if not result.processed and not integrated:
                 time.sleep(options["interval"])
+
+    def integrate(self) -> int:
+        """One batch of the consent ledger's sequencer; a ledger altered in the database stops
+        the integration (nothing signed over it) but not the relay of outbox messages."""
+        try:
+            done = ledger_integrate()
+        except LedgerTampered:
+            log.error(
+                "consent ledger: pending events NOT integrated, a stored row was altered (run verify_ledger)"
+            )
+            return 0
+        if done.integrated:
+            self.stdout.write(f"ledger integrated={done.integrated} size={done.size}", ending="\n")
+            self.stdout.flush()
+        return done.integrated

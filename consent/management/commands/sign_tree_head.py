@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consent.ledger import read_head
+from consent.ledger import pending_count, read_head
 from consent.selectors import LedgerTampered, latest_tree_head
 from consent.services import tree_head_sign
 
@@ -20,13 +20,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--if-changed",
             action="store_true",
-            help="do nothing if the latest signed head has the current size",
+            help="do nothing if the latest signed head has the current size and nothing is pending",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["if_changed"]:
             latest = latest_tree_head()
-            if latest is not None and latest.tree_size == read_head().size:
+            if latest is not None and latest.tree_size == read_head().size and not pending_count():
                 self.stdout.write(f"unchanged: size {latest.tree_size}")
                 return
         try:

@@ -35,6 +35,7 @@ class Command(BaseCommand):
                     {
                         "ok": result.ok,
                         "size": result.size,
+                        "pending": result.pending,
                         "root_hash": result.root_hash,
                         "tree_heads_checked": result.tree_heads_checked,
                         "problems": [problem.__dict__ for problem in result.problems],
@@ -58,4 +59,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"ledger OK: {result.size} events, root {result.root_hash}, "
                 f"{result.tree_heads_checked} signed tree heads checked in {result.seconds:.2f}s"
+                + (
+                    f"; {result.pending} appended events pending integration by the sequencer"
+                    if result.pending
+                    else ""
+                )
             )

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from identity.oidc.claims import supported_scopes
-from identity.oidc.client_uris import ClientConfigError, validate_client_uri
+from identity.oidc.client_uris import ClientConfigError, validate_client_uri, validate_redirect_uri
 from identity.oidc.clients import client_register
 from identity.oidc.constants import AUTH_METHODS, REGISTRABLE_GRANTS
 from identity.oidc.sector import sector_document_check
@@ -119,6 +119,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--policy-uri", default="", help="The partner's privacy policy, linked from the consent screen."
         )
+        parser.add_argument(
+            "--allowed-origin",
+            action="append",
+            default=[],
+            dest="allowed_origins",
+            help=(
+                "A web origin (https://host[:port]) whose pages may call the token, userinfo and "
+                "revocation endpoints (CORS): a single-page app's; repeatable."
+            ),
+        )
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -155,6 +165,7 @@ class Command(BaseCommand):
                 require_mfa=options["require_mfa"],
                 logo_uri=options["logo_uri"],
                 policy_uri=options["policy_uri"],
+                allowed_origins=options["allowed_origins"],
             )
         except ClientConfigError as exc:
             raise CommandError(str(exc)) from exc
@@ -170,6 +181,7 @@ class Command(BaseCommand):
             "token_endpoint_auth_method": client.token_endpoint_auth_method,
             "require_pushed_authorization_requests": client.require_par,
             "require_mfa": client.require_mfa,
+            "allowed_origins": client.allowed_origins.split(),
         }
         if secret:
             result["client_secret"] = secret
@@ -191,7 +203,7 @@ class Command(BaseCommand):
 
         validate_client_uri(options["sector_identifier_uri"], what="sector identifier URI")
         for uri in options["redirect_uris"]:
-            validate_client_uri(uri, what="redirect URI")
+            validate_redirect_uri(uri, what="redirect URI")
         sector_document_check(
             sector_identifier_uri=options["sector_identifier_uri"], redirect_uris=options["redirect_uris"]
         )
