@@ -212,3 +212,11 @@ def test_consent_events_are_counted_once_committed(resident: Any, django_capture
             purpose_code="service-news-email", event_type="given", collection_method="web_form", user=resident
         )
     assert value("cum_consent_events_total", **labels) == before + 1
+
+
+def test_tokens_issued_are_counted_by_grant(flow: Any):
+    before = value("cum_tokens_issued_total", grant_type="authorization_code")
+    code = flow.get_code()
+    assert flow.token(code).status_code == 200
+    assert flow.token(code).status_code == 400  # a replay issues nothing
+    assert value("cum_tokens_issued_total", grant_type="authorization_code") == before + 1

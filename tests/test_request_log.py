@@ -146,3 +146,17 @@ def test_the_lean_path_gives_the_same_request_id_and_access_line(signing_keys: A
     replayed = _access(json_log())[-1]
     assert replayed["request_id"] == request_id
     assert replayed["http"]["route"] == path and replayed["http"]["status"] == 200
+
+
+def test_protocol_requests_name_the_partner_client(flow: Any, json_log: Any):
+    # The access lines of the token and userinfo requests carry the partner's client_id.
+    code = flow.get_code()
+    tokens = flow.token(code).json()
+    Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    Client().post("/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION="Basic eDp5")
+    by_route = {}
+    for line in _access(json_log()):
+        by_route.setdefault(line["http"]["route"], []).append(line["http"])
+    assert by_route["/token"][0]["client_id"] == flow.rp.client_id
+    assert by_route["/userinfo"][0]["client_id"] == flow.rp.client_id
+    assert "client_id" not in by_route["/token"][1]  # unknown client: nothing named

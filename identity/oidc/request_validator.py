@@ -28,6 +28,7 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
+from common import request_log
 from common.crypto import keyed_hash_matches
 from identity.client_cache import client_cache_generation, client_cache_get, client_cache_put
 from identity.keys import verification_key
@@ -144,6 +145,20 @@ class Validator(OAuth2Validator):
         return bool(super().client_authentication_required(request, *args, **kwargs))
 
     def authenticate_client(self, request: OAuthRequest, *args: Any, **kwargs: Any) -> bool:
+        authenticated = self._client_authenticated(request)
+        if authenticated:
+            request_log.set_client_id(request.client.client_id)  # the request's access line
+        return authenticated
+
+    def authenticate_client_id(
+        self, client_id: str | None, request: OAuthRequest, *args: Any, **kwargs: Any
+    ) -> bool:
+        identified = bool(super().authenticate_client_id(client_id, request, *args, **kwargs))
+        if identified:
+            request_log.set_client_id(request.client.client_id)
+        return identified
+
+    def _client_authenticated(self, request: OAuthRequest) -> bool:
         """Exactly one method, and the one registered for the client (identity/oidc/client_auth.py)."""
         used = method_used(request, basic_auth=bool(self._extract_basic_auth(request)))
         if not used:  # none presented, or several at once (RFC 6749 §2.3)

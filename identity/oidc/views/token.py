@@ -12,7 +12,10 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.views import TokenView as DotTokenView
 
+from common import metrics
 from identity.oidc.token_endpoint import native_enabled, token_response
+
+_GRANTS = frozenset({"authorization_code", "refresh_token", "client_credentials"})
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -23,6 +26,9 @@ class TokenView(DotTokenView):
         # Not super().post(): django-oauth-toolkit diverts the device-code grant type to a
         # path of its own (a 500 without device_code). We offer no device grant.
         response = token_response(request) if native_enabled() else self._token_response(request)
+        if response.status_code == 200:
+            grant = request.POST.get("grant_type", "")
+            metrics.TOKENS_ISSUED.labels(grant if grant in _GRANTS else "other").inc()
         response["Cache-Control"] = "no-store"
         response["Pragma"] = "no-cache"
         if response.status_code == 401 and request.headers.get("Authorization", "").startswith("Basic "):

@@ -27,6 +27,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from common import request_log
 from identity.client_cache import client_by_client_id
 from identity.oidc.access_tokens import decode, is_client_token, resident_and_consent, resident_of
 from identity.oidc.errors import json_error
@@ -99,6 +100,7 @@ class UserInfoView(View):
         client = client_by_client_id(claims["client_id"])
         if client is None:
             return _invalid_token()
+        request_log.set_client_id(client.client_id)  # the request's access line
         scopes = claims["scope"].split()
         # The resident and the ledger's answer for this sharing in one read, when this
         # process already knows the sharing's purpose; that read also proves the token is
