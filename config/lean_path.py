@@ -34,6 +34,7 @@ from typing import Any
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 
+from common import request_log
 from identity.keys import published_jwks_if_current
 from identity.oidc.views.discovery import metadata_bytes
 from identity.oidc.views.documents import etag_matches
@@ -61,6 +62,8 @@ CURRENT_ETAG: dict[str, Callable[[], str | None]] = {
     "/jwks.json": _jwks_etag,
 }
 _NOT_IN_304 = frozenset({"content-type", "content-length"})
+# Per request, never replayed: each answer gets its own (see _logged_answer).
+_PER_REQUEST = frozenset({"x-request-id"})
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,12 @@ def _stored_from(status: str, headers: Headers, body: bytes) -> StoredResponse |
     names = {name.lower(): value for name, value in headers}
     if not status.startswith("200 ") or "etag" not in names or "set-cookie" in names or "vary" in names:
         return None
+    kept = [(name, value) for name, value in headers if name.lower() not in _PER_REQUEST]
     return StoredResponse(
         etag=names["etag"],
         status=status,
-        headers=list(headers),
-        not_modified_headers=[(name, value) for name, value in headers if name.lower() not in _NOT_IN_304],
+        headers=kept,
+        not_modified_headers=[(name, value) for name, value in kept if name.lower() not in _NOT_IN_304],
         body=body,
     )
 
@@ -100,7 +104,7 @@ class LeanProtocolPath:
             key = self._key(environ, path)
             stored = self._stored.get(key) if key is not None else None
             if stored is not None and stored.etag == CURRENT_ETAG[path]():
-                return self._answer(stored, environ, start_response)
+                return self._logged_answer(stored, environ, start_response, path)
         except Exception:  # never worse than the full stack: let Django answer
             logger.warning("lean path: falling back to the full request cycle", exc_info=True)
             key = None
@@ -114,6 +118,26 @@ class LeanProtocolPath:
         except DisallowedHost:
             return None
         return (path, request.is_secure())
+
+    def _logged_answer(
+        self, stored: StoredResponse, environ: dict[str, Any], start_response: StartResponse, path: str
+    ) -> list[bytes]:
+        # The same request id and access line as Django's RequestLogMiddleware gives.
+        context, token = request_log.begin(environ)
+        context.route = path
+        status = 500
+        try:
+
+            def with_request_id(status_line: str, headers: Headers, *exc_info: Any) -> Any:
+                nonlocal status
+                status = int(status_line.split(" ", 1)[0])
+                return start_response(
+                    status_line, [*headers, ("X-Request-ID", context.request_id)], *exc_info
+                )
+
+            return self._answer(stored, environ, with_request_id)
+        finally:
+            request_log.end(context, token, status)
 
     @staticmethod
     def _answer(

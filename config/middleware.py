@@ -16,13 +16,17 @@ around them all) keep Django's system checks and ordering rules working unchange
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.middleware import AuthenticationMiddleware as DjangoAuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware as DjangoMessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+from django.http import HttpRequest, HttpResponseBase
 from django.middleware.locale import LocaleMiddleware as DjangoLocaleMiddleware
 from django_otp.middleware import OTPMiddleware as DjangoOTPMiddleware
+
+from common import request_log
 
 # Exact paths (no prefix matching: "/token/x" or "/tokens" get the full stack).
 PROTOCOL_PATHS = frozenset(
@@ -74,3 +78,26 @@ class MessageMiddleware(_SkippedOnProtocolPaths, DjangoMessageMiddleware):
 class OTPMiddleware(_SkippedOnProtocolPaths, DjangoOTPMiddleware):
     # Wraps request.user, which AuthenticationMiddleware does not set on these paths.
     pass
+
+
+class RequestLogMiddleware:
+    """First of all middleware: the request id, and one access line per request
+    (common/request_log.py). Exceptions in the views below have already been turned into
+    responses by Django when they reach this point."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        context, token = request_log.begin(request.META)
+        status = 500
+        try:
+            response = self.get_response(request)
+            status = response.status_code
+            match = request.resolver_match
+            if match is not None:
+                context.route = "/" + match.route if match.route else match.view_name or "-"
+            response["X-Request-ID"] = context.request_id
+            return response
+        finally:
+            request_log.end(context, token, status)

@@ -93,6 +93,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The request id and the access line (common/request_log.py): first, so it times it all.
+    "config.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "identity.middleware.SecurityHeadersMiddleware",
     # Five browser-only middleware are skipped on the protocol endpoints (config/middleware.py).
@@ -374,6 +376,11 @@ if PRODUCTION:
 else:
     EMAIL_BACKEND = env_str("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
     EMAIL_HOST = env_str("EMAIL_HOST") or "localhost"
+# Readiness reports the outbox as late (degraded, still serving) when no outbox worker has
+# beaten for this long (connectors.heartbeat; a worker beats every 10 s while it runs).
+OUTBOX_HEARTBEAT_LATE_SECONDS = env_int("OUTBOX_HEARTBEAT_LATE_SECONDS", 60)
+if OUTBOX_HEARTBEAT_LATE_SECONDS < 20:
+    raise ImproperlyConfigured("OUTBOX_HEARTBEAT_LATE_SECONDS must be at least 20 (two heartbeats)")
 # Seconds per SMTP operation: the worker's lease on a message (connectors.outbox) is longer.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 if EMAIL_TIMEOUT < 1:
@@ -554,13 +561,28 @@ OAUTH2_PROVIDER["ALLOWED_REDIRECT_URI_SCHEMES"] = (
 DEMO_ENABLED = env_bool("DEMO_ENABLED", default=not PRODUCTION)
 
 # --- Logging: ids, never personal data ------------------------------------------------------
+# Logs (common/request_log.py): one JSON object per line in production (LOG_FORMAT=json),
+# readable text elsewhere; each record carries the request id. The access line of every
+# request is logger `cum.access` (ACCESS_LOG=false silences it, e.g. when the proxy logs).
+LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "text")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be json or text")
+# Take the request id from the proxy's X-Request-ID (only when our proxies set it).
+REQUEST_ID_FROM_PROXY = env_bool("REQUEST_ID_FROM_PROXY", TRUSTED_PROXY_COUNT > 0)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "common.request_log.RequestIdFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "common.request_log.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        "cum.access": {"level": "INFO" if env_bool("ACCESS_LOG", True) else "WARNING"},
         # oauthlib logs request bodies (secrets, codes) at DEBUG.
         "oauthlib": {"level": "WARNING"},
         "oauth2_provider": {"level": "WARNING"},

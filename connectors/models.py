@@ -213,3 +213,20 @@ class ScimAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connector_id} {self.scim_id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """The last sign of life of each outbox worker process, so that readiness can tell
+    operators when nothing is relaying the outbox. One row per worker (host and pid);
+    rows of workers gone for a day are removed by the live ones."""
+
+    worker = models.CharField(max_length=200, primary_key=True)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("battement d'un processus de relais")
+        verbose_name_plural = _("battements des processus de relais")
+
+    def __str__(self) -> str:
+        return self.worker

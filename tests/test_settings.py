@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -125,3 +126,22 @@ def test_prepared_statements_are_off_by_default_and_opt_in_on_postgresql():
     # SQLite keeps its own options whatever the flag says.
     sqlite = run_settings({"DATABASE_PREPARED_STATEMENTS": "true"}, show)
     assert "init_command" in sqlite.stdout
+
+
+def test_production_logs_one_json_object_per_line_with_the_request_id():
+    code = (
+        "import logging; from common import request_log; "
+        "context, token = request_log.begin({'REQUEST_METHOD': 'GET'}); "
+        "logging.getLogger('identity.x').warning('hello'); request_log.end(context, token, 200)"
+    )
+    result = run_settings(PRODUCTION, code)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [line["message"] for line in lines] == ["hello", "GET - 200"]
+    assert lines[0]["request_id"] == lines[1]["request_id"]
+    assert lines[1]["http"]["status"] == 200
+
+
+def test_log_format_and_heartbeat_settings_are_checked():
+    assert "LOG_FORMAT" in run_settings({"LOG_FORMAT": "xml"}).stderr
+    assert "OUTBOX_HEARTBEAT_LATE_SECONDS" in run_settings({"OUTBOX_HEARTBEAT_LATE_SECONDS": "5"}).stderr
