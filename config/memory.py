@@ -3,9 +3,10 @@
 A password check (identity.hashers, m=19 MiB) allocates 19 MiB with malloc. On glibc each
 thread that allocates gets its own arena, and a freed block of that size stays in it: with
 four server threads hashing, a worker kept ~80 MiB more after a sign-in burst (bench/oidc.py:
-126 → 210 MiB). With a single arena the block is returned (or reused) at once; measured CPU
-per hash is unchanged, whereas forcing such blocks onto mmap (M_MMAP_THRESHOLD) made each
-hash ~60 % dearer. Python's own small objects do not go through these arenas (pymalloc), and
+126 → 210 MiB). With a single arena, and one Argon2id computation at a time
+(identity.hashers), the one block is reused from check to check; measured CPU per hash is
+unchanged, whereas forcing such blocks onto mmap (M_MMAP_THRESHOLD) made each hash ~60 %
+dearer. Python's own small objects do not go through these arenas (pymalloc), and
 the server's threads hold the GIL for most of their work, so one arena costs no contention
 worth measuring.
 
