@@ -28,6 +28,8 @@ from django.core.cache.backends.db import DatabaseCache
 from django.db import router, transaction
 from django.http import HttpRequest
 
+from common import metrics
+
 
 def now() -> float:
     return time.time()
@@ -43,6 +45,9 @@ class Block:
 
     scope: str  # "account", "device", "ip" or "form"
     retry_after: int  # seconds
+
+    def __post_init__(self) -> None:
+        metrics.RATE_LIMIT_REFUSALS.labels(self.scope).inc()  # each Block is one refusal
 
     @property
     def minutes(self) -> int:

@@ -32,6 +32,8 @@ from typing import Any
 
 from django.conf import settings
 
+from common import metrics
+
 access_log = logging.getLogger("cum.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
@@ -67,8 +69,15 @@ def begin(meta: Mapping[str, Any]) -> tuple[RequestContext, Token[RequestContext
     return context, _current.set(context)
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def end(context: RequestContext, token: Token[RequestContext | None], status: int) -> None:
+    elapsed = time.perf_counter() - context.started
     try:
+        method = context.method if context.method in _METHODS else "other"
+        metrics.REQUESTS.labels(context.route, method, str(status)).inc()
+        metrics.LATENCY.labels(context.route).observe(elapsed)
         access_log.info(
             "%s %s %s",
             context.method,
@@ -79,7 +88,7 @@ def end(context: RequestContext, token: Token[RequestContext | None], status: in
                     "method": context.method,
                     "route": context.route,
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - context.started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                     **({"client_id": context.client_id} if context.client_id else {}),
                 }
             },

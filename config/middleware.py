@@ -41,6 +41,7 @@ PROTOCOL_PATHS = frozenset(
         "/.well-known/oauth-authorization-server",
         "/healthz",
         "/readyz",
+        "/metrics",
     }
 )
 

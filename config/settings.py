@@ -376,6 +376,12 @@ if PRODUCTION:
 else:
     EMAIL_BACKEND = env_str("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
     EMAIL_HOST = env_str("EMAIL_HOST") or "localhost"
+# Prometheus metrics at /metrics (config/metrics_view.py): the scraper's bearer token; the
+# endpoint answers 404 while it is unset. Several worker processes per node: also set
+# PROMETHEUS_MULTIPROC_DIR (read by prometheus_client itself; docs/operations.md).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "") or ""
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 32 characters (a random secret)")
 # Readiness reports the outbox as late (degraded, still serving) when no outbox worker has
 # beaten for this long (connectors.heartbeat; a worker beats every 10 s while it runs).
 OUTBOX_HEARTBEAT_LATE_SECONDS = env_int("OUTBOX_HEARTBEAT_LATE_SECONDS", 60)

@@ -3,10 +3,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config import health
+from config.metrics_view import metrics_view
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus, METRICS_TOKEN (config/metrics_view.py)
     path("i18n/", include("django.conf.urls.i18n")),
     # The OpenAPI description of the REST APIs and its Swagger UI (config/api_docs.py).
     path("api/", include("config.api_docs_urls")),

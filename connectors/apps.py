@@ -1,6 +1,7 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from common import metrics as metrics_registry
 from consent import rights as rights_registry
 from identity import account_sections
 
@@ -24,6 +25,7 @@ class ConnectorsConfig(AppConfig):
             handlers,
             library,  # noqa: F401 - registers the "library" connector kind
             links,
+            metrics,
             monitoring,
             rights_erasure,
             rights_export,
@@ -58,3 +60,4 @@ class ConnectorsConfig(AppConfig):
             )
         )
         claims.register_claim_providers()  # library_card, transport_subscription, eligibility
+        metrics_registry.register_collector(metrics.collect)  # the outbox's depth per partner, /metrics

@@ -2,6 +2,7 @@ from django.apps import AppConfig
 from django.contrib.auth.signals import user_logged_in
 from django.utils.translation import gettext_lazy as _
 
+from common import metrics as metrics_registry
 from consent import rights as rights_registry
 from identity import account_sections
 
@@ -20,12 +21,14 @@ class ConsentConfig(AppConfig):
             account_erasure,
             checks,  # noqa: F401 - registers system checks
             erasure,
+            metrics,
             views_account,
             views_rights,
         )
         from identity import admin as identity_admin  # noqa: PLC0415 - imports models
 
         rights_registry.register_module("consent.rights_provider")  # data-subject rights
+        metrics_registry.register_collector(metrics.collect)  # the ledger's size and tree head age, /metrics
         # Mon compte: the resident's consents to the metropolis' own purposes (identity/account_sections.py).
         account_sections.register(
             account_sections.AccountSection(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from common import metrics
 from common.audit import ip_fingerprint
 from identity.models import AuditEvent, User
 
@@ -22,6 +23,7 @@ def audit_log(
     ip: str = "",
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
+    _count(event, data or {})
     return AuditEvent.objects.create(
         event=event,
         acting_user_id=acting_user.pk if acting_user else None,
@@ -30,3 +32,31 @@ def audit_log(
         ip_hash=ip_fingerprint(ip),
         data=data or {},
     )
+
+
+# Failed sign-ins by method (successes are counted by identity.signin.session_login, which
+# knows the method from the session's amr); second-factor checks by kind.
+_SIGNIN_FAILURES = {
+    "login.failed": ("password", "failed"),
+    "login.passkey_failed": ("passkey", "failed"),
+    "franceconnect.login_failed": ("franceconnect", "failed"),
+    "login.blocked": ("password", "refused"),
+    "login.locked": ("password", "locked"),
+}
+_MFA_OUTCOMES = {
+    "mfa.verify_succeeded": "succeeded",
+    "mfa.verify_failed": "failed",
+    "mfa.throttled": "refused",
+}
+
+
+def _count(event: str, data: dict[str, Any]) -> None:
+    metrics.AUDIT_EVENTS.labels(event).inc()
+    if event in _SIGNIN_FAILURES:
+        metrics.SIGNINS.labels(*_SIGNIN_FAILURES[event]).inc()
+    elif event in _MFA_OUTCOMES:
+        kind = data.get("kind")
+        metrics.MFA_CHALLENGES.labels(kind if kind in _MFA_KINDS else "other", _MFA_OUTCOMES[event]).inc()
+
+
+_MFA_KINDS = frozenset({"totp", "backup", "passkey"})  # identity.mfa.models.Kind's values

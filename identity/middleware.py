@@ -40,6 +40,7 @@ SESSION_CHECK_SKIPPED_PREFIXES = (
     "/static/",
     "/healthz",
     "/readyz",
+    "/metrics",
 )
 
 
