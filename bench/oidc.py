@@ -54,6 +54,7 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+BIN = Path(PYTHON).parent  # the virtualenv's bin/ (granian, gunicorn, py-spy)
 LOOPBACK = "127.0.0.1"
 ISSUER = "https://bench.example"
 REDIRECT_URI = "https://rp.bench.example/callback"
@@ -68,7 +69,13 @@ OPERATIONS: list[tuple[str, str, int]] = [
     ("userinfo", "userinfo (GET /userinfo, bearer)", 1500),
     ("refresh", "refresh with rotation (POST /token)", 500),
     ("auth_code", "auth-code round trip (authorize → code → token)", 300),
+    # Issue 14: Argon2id (m=19 MiB, t=2, p=1) is the cost; ≥ 40 sign-ins/s per core.
+    ("signin", "password sign-in (GET /connexion/ → POST → session)", 40),
 ]
+
+# Residents for the sign-in load: one per connection at least, so that no account sees
+# concurrent sign-ins (the limits count failures only; a failure is a benchmark error).
+SIGNIN_RESIDENTS = 16
 
 
 def log(message: str) -> None:
@@ -259,6 +266,60 @@ async def auth_code_round_trip(
     return data
 
 
+_CSRF_FIELD = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+async def sign_in(
+    conn: Connection,
+    port: int,
+    email: str,
+    password: str,
+    device: dict[str, str],
+    timings: list[float] | None = None,
+) -> str:
+    """A returning resident whose session ended: GET the form, POST it. Returns the session cookie.
+
+    The browser holds only its known-device cookie (`device`, updated from each answer, as a
+    browser would): the form's GET sets the CSRF cookie and its token is read from the page.
+    """
+    t0 = time.perf_counter()
+    jar = dict(device)
+    page = await conn.request(
+        "GET", "/connexion/?next=/", {"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())} if jar else {}
+    )
+    t1 = time.perf_counter()
+    token = _CSRF_FIELD.search(page.body)
+    if page.status != 200 or token is None:
+        raise BenchError(f"sign-in form: HTTP {page.status} {page.body[:200]!r}")
+    jar.update(page.cookies())
+    answer = await conn.request(
+        "POST",
+        "/connexion/",
+        {
+            "Cookie": "; ".join(f"{k}={v}" for k, v in jar.items()),
+            "Origin": f"https://{LOOPBACK}:{port}",
+            "Content-Type": FORM,
+        },
+        urlencode(
+            {
+                "username": email,
+                "password": password,
+                "csrfmiddlewaretoken": token.group(1).decode(),
+                "next": "/",
+            }
+        ).encode(),
+    )
+    t2 = time.perf_counter()
+    cookies = answer.cookies()
+    session = {k: v for k, v in cookies.items() if "session" in k}
+    if answer.status != 302 or not session:
+        raise BenchError(f"sign-in: HTTP {answer.status} cookies={sorted(cookies)} {answer.body[:200]!r}")
+    device.update({k: v for k, v in cookies.items() if "known_device" in k})
+    if timings is not None:
+        timings.extend((t1 - t0, t2 - t1))
+    return "; ".join(f"{k}={v}" for k, v in session.items())
+
+
 async def refresh_once(conn: Connection, spec: dict[str, Any], refresh_token: str) -> str:
     body = urlencode({"grant_type": "refresh_token", "refresh_token": refresh_token}).encode()
     response = await conn.request(
@@ -297,6 +358,7 @@ async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
     async def user(index: int) -> None:
         conn = Connection(port, proxy_headers())
         refresh_token = spec["refresh_tokens"][index] if kind == "refresh" else ""
+        operation = _round_trip(kind, conn, spec, index)
         try:
             while True:
                 start = time.perf_counter()
@@ -307,7 +369,7 @@ async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
                     if kind == "refresh":
                         refresh_token = await refresh_once(conn, spec, refresh_token)
                     else:
-                        await auth_code_round_trip(conn, spec, steps if measuring else None)
+                        await operation(steps if measuring else None)
                 except (BenchError, ValueError, OSError, asyncio.IncompleteReadError) as exc:
                     if measuring:
                         record_error(exc)
@@ -347,16 +409,42 @@ async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
         "error_samples": samples,
         "total_requests": total[0],  # operations, warm-up included (for CPU per operation)
     }
-    if kind == "auth_code" and steps:
-        authorize = sorted(steps[0::2])
-        token = sorted(steps[1::2])
-        result["steps"] = {
-            "authorize_p50_ms": pct(authorize, 50),
-            "authorize_p99_ms": pct(authorize, 99),
-            "token_p50_ms": pct(token, 50),
-            "token_p99_ms": pct(token, 99),
-        }
+    result.update(_step_split(kind, steps, pct))
     return result
+
+
+def _round_trip(kind: str, conn: Connection, spec: dict[str, Any], index: int) -> Any:
+    """The two-request operation of one load-generator connection: auth code or sign-in."""
+    if kind == "signin":
+        # Each connection is one resident's browser (its known-device cookie kept across runs).
+        email = spec["residents"][index % len(spec["residents"])]["email"]
+        device: dict[str, str] = {}
+
+        async def signin(timings: list[float] | None) -> None:
+            await sign_in(conn, spec["port"], email, spec["signin_password"], device, timings)
+
+        return signin
+
+    async def auth_code(timings: list[float] | None) -> None:
+        await auth_code_round_trip(conn, spec, timings)
+
+    return auth_code
+
+
+def _step_split(kind: str, steps: list[float], pct: Any) -> dict[str, Any]:
+    """p50/p99 of each request of a two-request operation (auth code, sign-in)."""
+    names = {"auth_code": ("authorize", "token"), "signin": ("form", "post")}.get(kind)
+    if not names or not steps:
+        return {}
+    first, second = sorted(steps[0::2]), sorted(steps[1::2])
+    return {
+        "steps": {
+            f"{names[0]}_p50_ms": pct(first, 50),
+            f"{names[0]}_p99_ms": pct(first, 99),
+            f"{names[1]}_p50_ms": pct(second, 50),
+            f"{names[1]}_p99_ms": pct(second, 99),
+        }
+    }
 
 
 def loadgen_main(spec_path: str) -> None:
@@ -585,6 +673,36 @@ class Bench:
             stdin=self.resident_password + "\n",
         )
         log("clients registered (client_credentials, internal auth-code + introspection), resident created")
+        self.import_signin_residents()
+
+    def import_signin_residents(self) -> None:
+        """Residents for the sign-in load, through the project's `import_accounts` (one process).
+
+        Their hashes are Argon2id at the production parameters (m=19 MiB, t=2, p=1, Django's
+        `argon2$argon2id$…` form), so no re-hash happens at sign-in; each has its own salt.
+        """
+        from argon2 import PasswordHasher, Type  # noqa: PLC0415 - only the orchestrator needs it
+
+        hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, type=Type.ID)
+        self.signin_password = "Bench-" + secrets.token_urlsafe(18)
+        self.signin_residents = []
+        rows = []
+        for index in range(SIGNIN_RESIDENTS):
+            email = f"signin-{index}-{secrets.token_hex(3)}@bench.example"
+            self.signin_residents.append({"email": email})
+            rows.append(
+                json.dumps(
+                    {
+                        "email": email,
+                        "email_verified": True,
+                        "password_hash": "argon2" + hasher.hash(self.signin_password),
+                        "given_name": "Dominique",
+                        "family_name": f"Banc {index}",
+                    }
+                )
+            )
+        self.manage("import_accounts", "-", stdin="\n".join(rows) + "\n")
+        log(f"{SIGNIN_RESIDENTS} residents imported for the sign-in load (Argon2id m=19 MiB, t=2, p=1)")
 
     # --- the service ----------------------------------------------------------------------------
     def start_service(self) -> None:
@@ -596,7 +714,7 @@ class Bench:
                 "taskset",
                 "-c",
                 "0",
-                str(ROOT / ".venv" / "bin" / "granian"),
+                str(BIN / "granian"),
                 "--interface",
                 "wsgi",
                 "--workers",
@@ -619,7 +737,7 @@ class Bench:
                 "taskset",
                 "-c",
                 "0",
-                str(ROOT / ".venv" / "bin" / "gunicorn"),
+                str(BIN / "gunicorn"),
                 "config.wsgi",
                 "--workers",
                 "1",
@@ -668,6 +786,7 @@ class Bench:
                 f"{self.args.server} did not become ready:\n" + (self.tmp / "server.log").read_text()[-3000:]
             )
         self.worker_pid = self._worker_pid()
+        self.memory_at_start = self._worker_memory()
         log(
             f"{self.args.server} ready on {LOOPBACK}:{self.port} "
             f"(master {self.server.pid}, worker {self.worker_pid}, "
@@ -682,6 +801,15 @@ class Bench:
                 return int(children[0])
             time.sleep(0.1)
         raise BenchError(f"no {self.args.server} worker process found")
+
+    def _worker_memory(self) -> dict[str, int]:
+        """The worker's resident memory now (VmRSS) and its peak (VmHWM), in KiB, from /proc."""
+        memory = {}
+        for line in Path(f"/proc/{self.worker_pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                memory[key] = int(value.split()[0])
+        return memory
 
     async def _get_status(self, path: str) -> int:
         conn = Connection(self.port, proxy_headers())
@@ -808,7 +936,7 @@ class Bench:
     def _profiler(self, name: str) -> subprocess.Popen | None:
         if not self.args.profile:
             return None
-        pyspy = shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
+        pyspy = shutil.which("py-spy") or str(BIN / "py-spy")
         out = Path(self.args.profile) / f"{name}.txt"
         proc = subprocess.Popen(
             [
@@ -983,6 +1111,10 @@ class Bench:
             return self.run_loadgen("refresh", {"refresh_tokens": [t["refresh_token"] for t in tokens]})
         if name == "auth_code":
             return self.run_loadgen("auth_code", {})
+        if name == "signin":
+            return self.run_loadgen(
+                "signin", {"residents": self.signin_residents, "signin_password": self.signin_password}
+            )
         raise BenchError(f"unknown operation {name}")
 
     # --- the whole run ---------------------------------------------------------------------------
@@ -1015,6 +1147,7 @@ class Bench:
                     f"  !!! {result['errors']} ERRORS in {name}: "
                     f"{result['error_kinds']} {result['error_samples']}"
                 )
+        self.memory_at_end = self._worker_memory()
         self.report(started, selected)
         if self.args.profile:
             summarize_profiles(Path(self.args.profile))
@@ -1068,6 +1201,12 @@ class Bench:
                 f"(p99 {s['authorize_p99_ms']:.1f}), "
                 f"token p50 {s['token_p50_ms']:.1f} ms (p99 {s['token_p99_ms']:.1f})."
             )
+        if "signin" in self.results and "steps" in self.results["signin"]:
+            s = self.results["signin"]["steps"]
+            print(
+                f"Sign-in split: GET /connexion/ p50 {s['form_p50_ms']:.1f} ms (p99 {s['form_p99_ms']:.1f}), "
+                f"POST p50 {s['post_p50_ms']:.1f} ms (p99 {s['post_p99_ms']:.1f})."
+            )
         if missed:
             print(f"Targets missed (✗): {', '.join(missed)}.")
         print()
@@ -1093,6 +1232,14 @@ class Bench:
         print(
             "The ceiling excludes PostgreSQL and Redis time (other processes); the worker's share of core 0 "
             "below ~95% means it waited (database round trips, or other processes on core 0)."
+        )
+        start, end = self.memory_at_start, self.memory_at_end
+        print()
+        print(
+            f"Worker memory (/proc/{self.worker_pid}/status): "
+            f"VmRSS {start['VmRSS'] / 1024:.1f} MiB when ready, "
+            f"{end['VmRSS'] / 1024:.1f} MiB after the benchmark (peak VmHWM {end['VmHWM'] / 1024:.1f} MiB); "
+            f"target ≤ 150 MiB{'' if end['VmRSS'] <= 150 * 1024 else ' ✗'}."
         )
         errors = {n: r for n, r in self.results.items() if r["errors"]}
         if errors:

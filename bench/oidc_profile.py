@@ -29,6 +29,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
+from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -45,7 +46,7 @@ import oidc as bench
 
 from common.crypto import keyed_hash
 
-OPS = ("discovery", "client_credentials", "introspection", "userinfo", "refresh", "auth_code")
+OPS = ("discovery", "client_credentials", "introspection", "userinfo", "refresh", "auth_code", "signin")
 
 
 def main() -> int:
@@ -181,8 +182,37 @@ def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
     def auth_code() -> None:
         round_trip()
 
+    device_cookie: dict[str, str] = {}
+    visitor = Client(enforce_csrf_checks=True, **extra)  # one handler, as in a worker
+
+    def signin() -> None:
+        # A returning resident in their own browser, whose session has ended: a fresh cookie
+        # jar holding only the known-device cookie; GET the form (CSRF enforced), POST it.
+        visitor.cookies = SimpleCookie()
+        for name, value in device_cookie.items():
+            visitor.cookies[name] = value
+        page = visitor.get("/connexion/", secure=True)
+        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.content)
+        assert page.status_code == 200 and token, page.status_code
+        r = visitor.post(
+            "/connexion/",
+            {
+                "username": runner.resident_email,
+                "password": runner.resident_password,
+                "csrfmiddlewaretoken": token.group(1).decode(),
+                "next": "/",
+            },
+            secure=True,
+            HTTP_ORIGIN="https://127.0.0.1",
+        )
+        assert r.status_code == 302, (r.status_code, r.content[:300])
+        for name, morsel in r.cookies.items():
+            if "known_device" in name:
+                device_cookie[name] = morsel.value
+
     funcs = {
-        f.__name__: f for f in (discovery, client_credentials, introspection, userinfo, refresh, auth_code)
+        f.__name__: f
+        for f in (discovery, client_credentials, introspection, userinfo, refresh, auth_code, signin)
     }
     n = args.requests
     if args.components:

@@ -1,6 +1,11 @@
 import os
 
-from django.core.wsgi import get_wsgi_application
+from config.memory import limit_malloc_arenas
+
+# Before Django and the server's threads allocate: see config/memory.py.
+limit_malloc_arenas()
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_wsgi_application()

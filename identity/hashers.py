@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,15 @@ DIGEST_ORDERS = (SALT_THEN_PASSWORD, PASSWORD_THEN_SALT)
 
 def normalize_password(password: str) -> str:
     return unicodedata.normalize("NFKC", password)
+
+
+# One Argon2id computation at a time per process. A web worker has about one core (one
+# worker per core, docs/operators.md), so running its threads' checks side by side gains
+# no throughput; but each one holds 19 MiB, which the C allocator then keeps: one at a time,
+# a worker needs one such block, reused from check to check (bench/README.md, "Sign-in and
+# worker memory"). Creating and checking hashes (the unknown-address path hashes too) wait
+# alike, so waiting reveals nothing about an account.
+_ARGON2_SLOT = threading.Lock()
 
 
 class Argon2idHasher(Argon2PasswordHasher):
@@ -82,12 +92,14 @@ class Argon2idHasher(Argon2PasswordHasher):
         return params
 
     def encode(self, password: str, salt: str) -> str:
-        return super().encode(normalize_password(password), salt)
+        with _ARGON2_SLOT:
+            return super().encode(normalize_password(password), salt)
 
     def _verify_exact(self, password: str, encoded: str) -> bool:
         argon2 = self._load_library()  # type: ignore[attr-defined]  # as in params
         try:
-            return super().verify(password, encoded)
+            with _ARGON2_SLOT:
+                return super().verify(password, encoded)
         except (argon2.exceptions.InvalidHashError, ValueError, AssertionError):
             # A malformed stored hash is a failed sign-in, never a server error.
             return False

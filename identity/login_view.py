@@ -19,7 +19,7 @@ from identity.forms import LoginForm
 from identity.mfa import flow as mfa_flow
 from identity.mfa.selectors import user_has_mfa
 from identity.mfa.services import login_second_factor_required
-from identity.reauth import is_staff_member, staff_mfa_redirect
+from identity.reauth import staff_mfa_redirect
 from identity.sessions import device_label
 from identity.signin import login_notify_new_device, login_record_success, session_login
 
@@ -63,7 +63,7 @@ class LoginView(auth_views.LoginView):
             login_second_factor_required(user=user, ip=client_ip(self.request))
             return HttpResponseRedirect(reverse("identity:mfa:verify"))
         first_sign_in = user.last_login is None  # read before session_login sets it
-        session_login(request=self.request, user=user, amr=["pwd"])
+        staff = session_login(request=self.request, user=user, amr=["pwd"])
         ip = client_ip(self.request)
         known = bool(throttle and throttle.device)
         login_record_success(user=user, ip=ip, known_device=known)
@@ -77,7 +77,7 @@ class LoginView(auth_views.LoginView):
         if throttle is not None:
             throttle.succeeded()
         target = self.get_success_url()
-        if is_staff_member(user):
+        if staff:
             # Staff must have a second factor (identity.reauth): enrol one first; the staff
             # page asked for comes after the step-up with it.
             target = staff_mfa_redirect(self.request, self.get_redirect_url())["Location"]

@@ -169,17 +169,25 @@ class LoginThrottle:
         return block
 
     def succeeded(self) -> None:
-        clear_account(self.email)
+        keys = _account_keys(self.email)
         if self.device:
-            counters.clear("login-device", self._device_value(), self._window_seconds)
+            keys.append(counters.counter_key("login-device", self._device_value(), self._window_seconds))
+        counters.counter_cache().delete_many(keys)  # one round trip
+
+
+def _account_keys(email: str) -> list[str]:
+    """The cache keys of an account's failure counter (current window) and of its lock."""
+    email = normalize_email(email)
+    window = int(_login_settings()["window_seconds"])
+    return [
+        counters.counter_key("login-account", email, window),
+        f"rl:login-lock:{counters.digest('login-account', email)}",
+    ]
 
 
 def clear_account(email: str) -> None:
     """Forget an account's failures and lock (successful sign-in or password reset)."""
-    email = normalize_email(email)
-    window = int(_login_settings()["window_seconds"])
-    counters.clear("login-account", email, window)
-    counters.counter_cache().delete(f"rl:login-lock:{counters.digest('login-account', email)}")
+    counters.counter_cache().delete_many(_account_keys(email))
 
 
 def password_check_block(user: User) -> Block | None:

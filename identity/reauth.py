@@ -388,13 +388,15 @@ def staff_request_audited(request: HttpRequest, view: View, *args: Any, **kwargs
         staff_request_audit(request, status=status)
 
 
-def staff_sign_in_audit(*, user: Any, amr: list[str], session_id: int | None) -> None:
-    """Called by identity.signin.session_login for every sign-in (and step-up) of staff."""
+def staff_sign_in_audit(*, user: Any, amr: list[str], session_id: int | None) -> bool:
+    """Called by identity.signin.session_login for every sign-in (and step-up); audits those
+    of staff. Returns whether `user` is staff."""
     if not is_staff_member(user):
-        return
+        return False
     audit_log(
         event="staff.signed_in",
         acting_user=user,
         subject_user=user,
         data={"mfa": "mfa" in amr, "amr": list(amr), "session": session_id},
     )
+    return True

@@ -24,12 +24,15 @@ from identity.reauth import staff_sign_in_audit
 from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME, SESSION_SID, browser_session_open
 
 
-def session_login(*, request: HttpRequest, user: User, amr: list[str]) -> None:
+def session_login(*, request: HttpRequest, user: User, amr: list[str]) -> bool:
     """Open a browser session and remember when and how the resident authenticated.
 
     The session is also a record (identity.sessions.BrowserSession) whose `sid` the
     Django session holds: it goes into ID tokens and lets the session be ended from
     anywhere (sign-out everywhere, revocation from the account pages).
+
+    Returns whether the account is staff (identity.reauth.is_staff_member), which the
+    staff audit has just checked: the sign-in page needs it too and need not ask again.
     """
 
     previous_sid = request.session.get(SESSION_SID)  # read before login() may flush it
@@ -45,8 +48,7 @@ def session_login(*, request: HttpRequest, user: User, amr: list[str]) -> None:
             request=request, user=user, amr=amr, auth_time=auth_time, previous_sid=previous_sid
         )
         # Staff sign-ins are audited apart (identity.reauth: ids and methods only).
-
-        staff_sign_in_audit(user=user, amr=amr, session_id=record.pk)
+        return staff_sign_in_audit(user=user, amr=amr, session_id=record.pk)
 
 
 def login_record_success(*, user: User, ip: str = "", known_device: bool = False) -> None:
@@ -73,7 +75,6 @@ def password_check_record_failure(*, user: User, ip: str = "") -> None:
     audit_log(event="password.check_failed", acting_user=user, subject_user=user, ip=ip)
 
 
-@transaction.atomic
 def login_notify_new_device(
     *, user: User, known_device: bool, first_sign_in: bool, device: str, ip: str = ""
 ) -> bool:
@@ -87,6 +88,12 @@ def login_notify_new_device(
 
     if known_device or first_sign_in:
         return False
+    with transaction.atomic():  # the audit row and the queued email together
+        _notify_new_device(user=user, device=device, ip=ip)
+    return True
+
+
+def _notify_new_device(*, user: User, device: str, ip: str) -> None:
     audit_log(event="login.new_device_notified", subject_user=user, ip=ip)
     send_email(
         to=user.email,
@@ -101,7 +108,6 @@ def login_notify_new_device(
         },
         language=user.preferred_language,
     )
-    return True
 
 
 def login_record_lockout(*, user: User | None, ip: str = "", scope: str) -> None:

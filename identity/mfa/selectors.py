@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 from django.urls import reverse
 
@@ -53,9 +54,14 @@ def user_has_mfa(user: User) -> bool:
     """True when the resident has at least one active second factor (TOTP or passkey)."""
     if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
         return False
+    # One statement (every password sign-in asks): the account row with either factor.
     return (
-        TOTPDevice.objects.filter(user=user, confirmed=True).exists()
-        or Passkey.objects.filter(user=user).exists()
+        User.objects.filter(pk=user.pk)
+        .filter(
+            Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True))
+            | Exists(Passkey.objects.filter(user=OuterRef("pk")))
+        )
+        .exists()
     )
 
 
