@@ -444,6 +444,7 @@ def generate(  # noqa: C901 - one COPY after another, in order, in one transacti
 
         # --- the ledger -------------------------------------------------------------------
         t = time.monotonic()
+        ledger.integrate_all()  # events appended but not yet in the tree come first
         head = ledger.lock_head()
         start, frontier = ledger.head_check(head)
         dropped = _drop_secondary_indexes(cursor) if events >= 100_000 else []
@@ -586,6 +587,12 @@ def generate(  # noqa: C901 - one COPY after another, in order, in one transacti
         head.root_hash = merkle.frontier_root(frontier)
         head.updated_at = datetime.now(UTC)
         head.save(update_fields=["size", "frontier", "root_hash", "updated_at"])
+        # The leaf-index counter follows the events written here (the next append takes `size`).
+        cursor.execute(
+            "INSERT INTO consent_ledgersequence (id, next_seq) VALUES (1, %s) "
+            "ON CONFLICT (id) DO UPDATE SET next_seq = EXCLUDED.next_seq",
+            [size],
+        )
         figures["ledger_s"] = round(time.monotonic() - t, 1)
         t = time.monotonic()
         _restore_indexes(cursor, dropped)

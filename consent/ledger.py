@@ -911,14 +911,21 @@ def _event_row(values: tuple[Any, ...], vendor: str, reference: _Reference) -> d
     return row
 
 
-def _read_tree_heads(cursor: Any, vendor: str) -> tuple[list[TreeHead], list[LedgerProblem]]:
-    """The signed tree heads, parsed like the events; malformed rows become problems."""
+def _read_tree_heads(
+    cursor: Any, vendor: str, *, latest: int | None = None
+) -> tuple[list[TreeHead], list[LedgerProblem]]:
+    """The signed tree heads (the `latest` largest only, by the tree_size index, when given),
+    parsed like the events; malformed rows become problems."""
     if vendor == "postgresql":
         when = f"CASE WHEN timestamp {_PG_TIME_RANGE} THEN timestamp END"
     else:
         when = "CAST(timestamp AS TEXT)"
     # Only constant fragments are interpolated.
-    cursor.execute(f"SELECT id, tree_size, root_hash, {when}, kid, signature FROM consent_treehead")  # noqa: S608
+    sql = f"SELECT id, tree_size, root_hash, {when}, kid, signature FROM consent_treehead"  # noqa: S608
+    if latest is None:
+        cursor.execute(sql)
+    else:
+        cursor.execute(sql + " ORDER BY tree_size DESC, id DESC LIMIT %s", [latest])
     heads: list[TreeHead] = []
     problems: list[LedgerProblem] = []
     for head_id, tree_size, root_hash, timestamp, kid, signature in cursor.fetchall():
@@ -957,12 +964,19 @@ def _read_tree_heads(cursor: Any, vendor: str) -> tuple[list[TreeHead], list[Led
     return heads, problems
 
 
-def tree_heads_read() -> tuple[list[TreeHead], list[LedgerProblem]]:
+def tree_heads_read(*, latest: int | None = None) -> tuple[list[TreeHead], list[LedgerProblem]]:
     """Every well-formed signed tree head (unsaved instances built from the parsed columns,
     by size then time), and a problem for each row that is not: readers that show or use the
-    latest head never stumble on a row altered in the database."""
+    latest head never stumble on a row altered in the database.
+
+    With `latest`, only the `latest` largest heads are read (one index range, however many
+    heads the ledger has signed); if none of them is well formed, every head is read."""
 
     with connection.cursor() as cursor:
+        if latest is not None:
+            heads, problems = _read_tree_heads(cursor, connection.vendor, latest=latest)
+            if heads:
+                return heads, problems
         return _read_tree_heads(cursor, connection.vendor)
 
 

@@ -281,10 +281,15 @@ def processing_register(language: str = "fr") -> list[dict[str, Any]]:
 # --- Proofs ----------------------------------------------------------------------------------
 
 
+# How many of the largest signed tree heads proofs and pages read (one index range): the
+# latest well-formed one is among them unless that many rows were altered (then all are read).
+LATEST_HEADS = 8
+
+
 def latest_tree_head() -> TreeHead | None:
     """The latest well-formed signed tree head. Rows altered in the database are skipped here
     (`ledger_verify` reports them): pages and APIs showing the head never fail on them."""
-    heads, _problems = ledger.tree_heads_read()
+    heads, _problems = ledger.tree_heads_read(latest=LATEST_HEADS)
     return heads[-1] if heads else None
 
 
@@ -319,7 +324,8 @@ def event_proof(*, event: LedgerEvent, tree_head: TreeHead | None = None) -> dic
     of handing out a proof that would not verify.
     """
     if tree_head is None:
-        heads, _problems = ledger.tree_heads_read()
+        # Heads only grow: if none of the latest covers the event, no older one does.
+        heads, _problems = ledger.tree_heads_read(latest=LATEST_HEADS)
         covering = [head for head in heads if head.tree_size > event.seq]
         tree_head = covering[-1] if covering else None
     if tree_head is None or tree_head.tree_size <= event.seq:

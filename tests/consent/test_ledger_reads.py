@@ -13,11 +13,12 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
-from consent import gate, ledger, merkle
+from consent import gate, ledger, merkle, selectors
 from consent.models import LedgerEvent
 from consent.prepared import prepared_cursor
 from consent.selectors import consent_is_granted, ledger_verify
 from consent.services import browser_subject_register, consent_record, subject_link_browser, tree_head_sign
+from tests.security.test_ledger_tampering import execute, unlock
 
 BROWSER = "cmVhZHMtYXQtc3BlZWQtYnJvd3Nlci1pZC0wMDAwMDAwMA"
 
@@ -205,3 +206,27 @@ def test_proof_and_gate_statements_are_prepared_index_lookups(
             "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%consent_purpose p%"]
         )
         assert cursor.fetchone()[0] >= 1
+
+
+def test_proofs_read_the_latest_heads_and_fall_back_when_they_are_all_altered(
+    resident: Any, signing_keys: Any, monkeypatch: Any
+) -> None:
+    # Pages and proofs read only the LATEST_HEADS largest signed tree heads (one index range);
+    # when every one of them was altered in the database, all heads are read, so the latest
+    # well-formed one is still used (and verify_ledger reports the altered rows).
+    first = consent_record(
+        purpose_code="service-news-email", event_type="given", collection_method="web_form", user=resident
+    )
+    older = tree_head_sign()
+    consent_record(
+        purpose_code="service-news-email", event_type="withdrawn", collection_method="web_form", user=resident
+    )
+    latest = tree_head_sign()
+    assert selectors.latest_tree_head().tree_size == latest.tree_size > older.tree_size
+    monkeypatch.setattr(selectors, "LATEST_HEADS", 1)
+    assert selectors.event_proof(event=first)["tree_size"] == latest.tree_size
+
+    unlock()
+    execute("UPDATE consent_treehead SET root_hash = %s WHERE id = %s", [b"\x00", latest.pk])
+    assert selectors.latest_tree_head().tree_size == older.tree_size
+    assert selectors.event_proof(event=first)["tree_size"] == older.tree_size
