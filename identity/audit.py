@@ -34,8 +34,9 @@ def audit_log(
     )
 
 
-# Failed sign-ins by method (successes are counted by identity.signin.session_login, which
-# knows the method from the session's amr); second-factor checks by kind.
+# Sign-ins by method and outcome (a success's method is in its audit data); second-factor
+# checks by kind.
+_SIGNIN_METHODS = frozenset({"password", "passkey", "franceconnect"})
 _SIGNIN_FAILURES = {
     "login.failed": ("password", "failed"),
     "login.passkey_failed": ("passkey", "failed"),
@@ -52,7 +53,10 @@ _MFA_OUTCOMES = {
 
 def _count(event: str, data: dict[str, Any]) -> None:
     metrics.AUDIT_EVENTS.labels(event).inc()
-    if event in _SIGNIN_FAILURES:
+    if event == "login.succeeded":
+        method = data.get("method")
+        metrics.SIGNINS.labels(method if method in _SIGNIN_METHODS else "other", "succeeded").inc()
+    elif event in _SIGNIN_FAILURES:
         metrics.SIGNINS.labels(*_SIGNIN_FAILURES[event]).inc()
     elif event in _MFA_OUTCOMES:
         kind = data.get("kind")

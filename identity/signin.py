@@ -51,8 +51,17 @@ def session_login(*, request: HttpRequest, user: User, amr: list[str]) -> bool:
         return staff_sign_in_audit(user=user, amr=amr, session_id=record.pk)
 
 
-def login_record_success(*, user: User, ip: str = "", known_device: bool = False) -> None:
-    audit_log(event="login.succeeded", subject_user=user, ip=ip, data={"known_device": known_device})
+def login_record_success(
+    *, user: User, ip: str = "", known_device: bool = False, method: str = "password"
+) -> None:
+    """A completed sign-in: `method` is "password" (with its second factor if any) or
+    "passkey"; FranceConnect records its own with method "franceconnect"."""
+    audit_log(
+        event="login.succeeded",
+        subject_user=user,
+        ip=ip,
+        data={"known_device": known_device, "method": method},
+    )
 
 
 def login_record_failure(*, user: User | None, ip: str = "", known_device: bool = False) -> None:

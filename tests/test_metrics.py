@@ -81,13 +81,19 @@ def test_requests_are_counted_by_route_method_and_status(client: Client, scrape:
     assert samples[("cum_http_requests_total", tuple(sorted(labels.items())))] >= before + 2
 
 
-def test_sign_ins_failures_and_rate_limit_refusals_are_counted(client: Client, resident: Any, settings: Any):
+def test_sign_ins_failures_and_rate_limit_refusals_are_counted(
+    client: Client, resident: Any, make_resident: Any, settings: Any
+):
     settings.LOGIN_RATE_LIMIT = {**settings.LOGIN_RATE_LIMIT, "per_account": 2}
     failed = value("cum_signins_total", method="password", outcome="failed")
     refused = value("cum_rate_limit_refusals_total", scope="account")
     for _ in range(4):
         client.post("/connexion/", {"username": resident.email, "password": "not-" + PASSWORD})
     assert value("cum_signins_total", method="password", outcome="failed") - failed >= 2
+    succeeded = value("cum_signins_total", method="password", outcome="succeeded")
+    other = make_resident("dominique@example.org")  # the first account is locked now
+    assert Client().post("/connexion/", {"username": other.email, "password": PASSWORD}).status_code == 302
+    assert value("cum_signins_total", method="password", outcome="succeeded") == succeeded + 1
     assert value("cum_rate_limit_refusals_total", scope="account") > refused
     assert value("cum_audit_events_total", event="login.failed") >= 2
 

@@ -313,7 +313,7 @@ def passwordless(request: HttpRequest) -> HttpResponse:
     if "mfa" in outcome.methods:
         otp_login(request, outcome.device)
     throttle = ratelimit.LoginThrottle(request, user.email, user)
-    login_record_success(user=user, ip=ip, known_device=bool(throttle.device))
+    login_record_success(user=user, ip=ip, known_device=bool(throttle.device), method="passkey")
     _notify_new_device(request, user, known=bool(throttle.device), first_sign_in=first_sign_in, ip=ip)
     services.login_second_factor_succeeded(
         user=user, kind="passkey_passwordless", factor_id=outcome.factor_id, step_up=False, ip=ip
