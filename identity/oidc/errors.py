@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
 
@@ -67,3 +71,20 @@ def json_error(
     for key, value in (headers or {}).items():
         response[key] = value
     return response
+
+
+def readable_form(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Endpoints that take a form body (RFC 6749 §3.2, RFC 7009, RFC 7662, RFC 9126): a body
+    Django cannot parse (a multipart body with a broken boundary, say) is answered with the
+    protocol's `invalid_request` in JSON, not Django's HTML 400 page. Outermost wrapper."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method == "POST":
+            try:
+                request.POST  # noqa: B018 - parsed here once; the view reads the parsed form
+            except MultiPartParserError:
+                return json_error("invalid_request", "The request body cannot be read as a form.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
