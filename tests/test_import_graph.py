@@ -8,7 +8,11 @@ every module, wherever it stands in the module.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import grimp
 
@@ -80,3 +84,26 @@ def test_no_import_cycle_among_the_project_modules():
                 for detail in graph.get_import_details(importer=importer, imported=imported):
                     report.append(f"{importer}:{detail['line_number']} imports {imported}")
     assert not cycles, "import cycles:\n" + "\n".join(report)
+
+
+def test_web_workers_do_not_load_the_scim_libraries():
+    # scim2-client, scim2-models and httpx2 (~14–27 MiB per process) serve SCIM deliveries
+    # only (connectors/scim_wire.py, imported where a SCIM partner is called): a web worker
+    # that loads the WSGI application and every URL must not import them (issue 14, memory).
+    code = (
+        "import os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); "
+        "import config.wsgi, config.urls; "
+        "print(sorted(m for m in ('scim2_client', 'scim2_models', 'httpx2', 'connectors.scim_wire') "
+        "if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
