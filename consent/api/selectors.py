@@ -39,8 +39,8 @@ COOKIE_PURPOSE_CODES = ("personalisation-browsing", "audience-measurement")
 
 
 def client_by_client_id(client_id: Any) -> AbstractApplication | None:
-    if not isinstance(client_id, str) or not client_id or len(client_id) > 100:
-        return None
+    if not isinstance(client_id, str) or not client_id or len(client_id) > 100 or "\x00" in client_id:
+        return None  # a NUL character: PostgreSQL refuses it in text, and no client has one
     # The partner client model (identity.Client) by its setting: consent never imports identity.oidc.
     return get_application_model().objects.filter(client_id=client_id).first()
 

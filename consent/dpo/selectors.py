@@ -181,6 +181,9 @@ class _FilterReading:
         if len(value) > limit:
             self.errors[name] = _("valeur trop longue")
             return ""
+        if "\x00" in value:  # PostgreSQL refuses it in text: an invalid value, not a 500
+            self.errors[name] = _("valeur invalide")
+            return ""
         return value
 
 

@@ -49,6 +49,8 @@ def services_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def service_withdraw(request: HttpRequest, client_id: str) -> HttpResponse:
     """ "Retirer l'accès" (POST + CSRF): the partner's consent withdrawn, its tokens revoked."""
+    if "\x00" in client_id:  # PostgreSQL refuses it in text; no client has one
+        raise Http404
     client = get_application_model().objects.filter(client_id=client_id).first()
     if client is None:
         raise Http404
