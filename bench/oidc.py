@@ -530,6 +530,28 @@ end
 
 
 class Bench:
+    @classmethod
+    def for_in_process(cls, *, database_url: str, redis_url: str, keep_db: bool = False) -> Bench:
+        """A Bench that only prepares the database and the environment (setup, step 1), for
+        the scripts that then drive Django in process (bench/oidc_profile.py, bench/at_scale.py)."""
+        return cls(
+            argparse.Namespace(
+                database_url=database_url,
+                redis_url=redis_url,
+                keep_db=keep_db,
+                keep_tmp=False,
+                threads=1,
+                connections=1,
+                server="granian",
+                id_token_alg="RS256",
+                server_args="",
+                profile=None,
+                profile_gil=False,
+                duration=0,
+                warmup=0,
+            )
+        )
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.tmp = Path(tempfile.mkdtemp(prefix="cum-bench-"))

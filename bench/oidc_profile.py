@@ -59,22 +59,8 @@ def main() -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/6")
     args = parser.parse_args()
 
-    runner = bench.Bench(
-        argparse.Namespace(
-            database_url=args.database_url,
-            redis_url=args.redis_url,
-            keep_db=False,
-            keep_tmp=False,
-            threads=1,
-            connections=1,
-            server="granian",
-            id_token_alg="RS256",
-            server_args="",
-            profile=None,
-            profile_gil=False,
-            duration=0,
-            warmup=0,
-        )
+    runner = bench.Bench.for_in_process(
+        database_url=args.database_url, redis_url=args.redis_url, keep_db=False
     )
     try:
         runner.prepare()
