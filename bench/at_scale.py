@@ -32,8 +32,6 @@ server, no sockets; each figure is wall time, so a loaded machine inflates it):
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import os
 import re
 import secrets
@@ -44,7 +42,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import django
 
@@ -134,41 +132,7 @@ def run(runner: bench.Bench, args: argparse.Namespace) -> int:
     assert response.status_code == 302, response.status_code
 
     def round_trip() -> dict[str, Any]:
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        r = browser.get(
-            "/authorize",
-            {
-                "response_type": "code",
-                "client_id": code["client_id"],
-                "redirect_uri": bench.REDIRECT_URI,
-                "scope": "openid profile email",
-                "state": "s",
-                "nonce": "n",
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            },
-        )
-        if r.status_code == 200 and b'name="pending"' in r.content:
-            pending = re.search(rb'name="pending" value="([^"]+)"', r.content).group(1).decode()  # type: ignore[union-attr]
-            r = browser.post("/authorize/information", {"pending": pending})
-        assert r.status_code in (302, 303), (r.status_code, r.content[:200])
-        got = parse_qs(urlsplit(r["Location"]).query)["code"][0]
-        t = api.post(
-            "/token",
-            urlencode(
-                {
-                    "grant_type": "authorization_code",
-                    "code": got,
-                    "redirect_uri": bench.REDIRECT_URI,
-                    "code_verifier": verifier,
-                }
-            ),
-            content_type=bench.FORM,
-            HTTP_AUTHORIZATION=code_basic,
-        )
-        assert t.status_code == 200, t.content[:200]
-        return t.json()
+        return bench.in_process_code_round_trip(browser, api, code)
 
     # The DPO: staff, "dpo" group, a session at the MFA level.
     dpo = User.objects.create_user(email=f"dpo-{secrets.token_hex(4)}@bench.example", password=None)

@@ -529,6 +529,49 @@ end
 # --------------------------------------------------------------------------------------
 
 
+def in_process_code_round_trip(browser: Any, api: Any, client: dict[str, Any]) -> dict[str, Any]:
+    """W5 in process (django.test.Client): GET /authorize with the signed-in `browser`, PKCE
+    S256, then POST /token by the client with `api`; the token response. For
+    bench/oidc_profile.py and bench/at_scale.py."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    r = browser.get(
+        "/authorize",
+        {
+            "response_type": "code",
+            "client_id": client["client_id"],
+            "redirect_uri": REDIRECT_URI,
+            "scope": "openid profile email",
+            "state": "s",
+            "nonce": "n",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+    )
+    if r.status_code == 200 and b'name="pending"' in r.content:
+        # An internal service's information page, shown once: press "Continuer".
+        found = re.search(rb'name="pending" value="([^"]+)"', r.content)
+        assert found is not None
+        r = browser.post("/authorize/information", {"pending": found.group(1).decode()})
+    assert r.status_code in (302, 303), (r.status_code, r.content[:200])
+    got = parse_qs(urlsplit(r["Location"]).query)["code"][0]
+    t = api.post(
+        "/token",
+        urlencode(
+            {
+                "grant_type": "authorization_code",
+                "code": got,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier,
+            }
+        ),
+        content_type=FORM,
+        HTTP_AUTHORIZATION=basic_auth(client["client_id"], client["client_secret"]),
+    )
+    assert t.status_code == 200, t.content[:200]
+    return t.json()
+
+
 class Bench:
     @classmethod
     def for_in_process(cls, *, database_url: str, redis_url: str, keep_db: bool = False) -> Bench:

@@ -17,7 +17,6 @@ blocks without any profiler. django.test.Client adds about 0.3 ms per request.
 from __future__ import annotations
 
 import argparse
-import base64
 import cProfile
 import hashlib
 import io
@@ -25,13 +24,12 @@ import json
 import os
 import pstats
 import re
-import secrets
 import sys
 import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import django
 from django.db import connection, connections
@@ -91,42 +89,7 @@ def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
     code_basic = bench.basic_auth(code["client_id"], code["client_secret"])
 
     def round_trip() -> dict:
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        r = browser.get(
-            "/authorize",
-            {
-                "response_type": "code",
-                "client_id": code["client_id"],
-                "redirect_uri": bench.REDIRECT_URI,
-                "scope": "openid profile email",
-                "state": "s",
-                "nonce": "n",
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            },
-        )
-        if r.status_code == 200 and b'name="pending"' in r.content:
-            # An internal service's information page, shown once: press "Continuer".
-            pending = re.search(rb'name="pending" value="([^"]+)"', r.content).group(1).decode()
-            r = browser.post("/authorize/information", {"pending": pending})
-        assert r.status_code in (302, 303), (r.status_code, r.content[:200])
-        got = parse_qs(urlsplit(r["Location"]).query)["code"][0]
-        t = api.post(
-            "/token",
-            urlencode(
-                {
-                    "grant_type": "authorization_code",
-                    "code": got,
-                    "redirect_uri": bench.REDIRECT_URI,
-                    "code_verifier": verifier,
-                }
-            ),
-            content_type=bench.FORM,
-            HTTP_AUTHORIZATION=code_basic,
-        )
-        assert t.status_code == 200, t.content[:200]
-        return t.json()
+        return bench.in_process_code_round_trip(browser, api, code)
 
     tokens = round_trip()
     state = {"refresh": tokens["refresh_token"], "n": 0}
