@@ -346,3 +346,19 @@ __all__ = [
     "staff_mfa_login",
     "verify_id_token",
 ]
+
+
+# The operations suite (tests/ops: several real server and worker processes, load, faults)
+# takes minutes: it runs only when asked, `pytest tests/ops --ops` (docs/operations.md).
+# OPS_PROFILE=short (what .ci/run uses) shortens it; the default is the full profile.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--ops", action="store_true", help="run the operations suite (tests marked ops)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--ops"):
+        return
+    skip = pytest.mark.skip(reason="operations suite: run with --ops (docs/operations.md)")
+    for item in items:
+        if item.get_closest_marker("ops") is not None:
+            item.add_marker(skip)
