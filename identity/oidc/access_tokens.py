@@ -143,6 +143,9 @@ def generate(request: Any) -> str:
         acr = getattr(request, "cum_acr", "")
         if acr:
             claims["acr"] = acr
+    jkt = getattr(request, "cum_dpop_jkt", None)
+    if jkt:
+        claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to this DPoP key
     return sign(claims)
 
 
