@@ -40,6 +40,20 @@ class DPoPKey:
         # RFC 7638 thumbprint, computed by jwcrypto.
         self.jkt = key.thumbprint()
 
+    @classmethod
+    def from_private_jwk(cls, private: dict[str, Any]) -> DPoPKey:
+        """The key of another client (e.g. a library's, exported as a JWK), to make proofs with it."""
+        members = {name: private[name] for name in ("kty", "crv", "x", "y", "d") if name in private}
+        key = jwk.JWK(**members)
+        self = cls.__new__(cls)
+        self.alg = "ES256"
+        self.private = key.get_op_key("sign")
+        public = json.loads(key.export_public())
+        public.pop("kid", None)
+        self.jwk = public
+        self.jkt = key.thumbprint()
+        return self
+
     def private_jwk(self) -> dict[str, Any]:
         return json.loads(jwk.JWK.from_pyca(self.private).export_private())
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +26,7 @@ from django.core.management import call_command
 from django.test import Client as BrowserClient
 from django.utils import timezone
 
-from identity.oidc import dpop
+from identity.oidc import dpop, dpop_resource
 from identity.oidc.dpop_resource import DPoPError, verify_request
 from identity.oidc.models import DPoPProofJti, RefreshToken
 from identity.oidc.profiles_tokens import read_partner_token
@@ -636,3 +639,21 @@ def test_basic_auth_helper_still_used(machine: Any):
         basic(machine.client_id, "wrong"),
     )
     assert error_of(response) == (401, "invalid_client")
+
+
+def test_resource_helper_is_standalone(tmp_path: Any):
+    # Partners copy identity/oidc/dpop_resource.py as it is: no Django, no project import.
+    copy = tmp_path / "dpop_resource.py"
+    copy.write_text(Path(dpop_resource.__file__).read_text(encoding="utf-8"), encoding="utf-8")
+    script = "import dpop_resource, sys; sys.stdout.write(' '.join(dpop_resource.ALGORITHMS))"
+    env = {"PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); {script}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ES256 ES384 PS256 RS256 EdDSA"
