@@ -166,7 +166,8 @@ def dpop_resource_claims(proof: str) -> str:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
 
 
-def test_replay_cache_rows_expire_and_are_pruned(key: DPoPKey, nonce: str, machine: Any):
+def test_replay_cache_rows_expire_and_are_pruned(key: DPoPKey, nonce: str, machine: Any, settings: Any):
+    settings.REDIS_URL = ""  # the database's replay cache (a deployment without Redis)
     DPoPProofJti.objects.create(jti_hash="0" * 64, expires_at=timezone.now() - timedelta(seconds=1))
     assert cc(machine, key.proof("POST", url(TOKEN), nonce=nonce)).status_code == 200
     assert not DPoPProofJti.objects.filter(jti_hash="0" * 64).exists()
