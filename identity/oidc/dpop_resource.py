@@ -25,6 +25,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -198,7 +199,7 @@ def _signed_claims(value: str | None, algorithms: tuple[str, ...]) -> tuple[str,
         header = json.loads(_unb64(encoded_header))
         claims = json.loads(_unb64(encoded_claims))
         signature = _unb64(encoded_signature)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
         raise _invalid("The DPoP proof is not a well-formed JWT.") from exc
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise _invalid("The DPoP proof is not a well-formed JWT.")
@@ -245,7 +246,7 @@ def verify_proof(
         raise _invalid("The proof needs a jti (at most 256 characters).")
     if not isinstance(htm, str) or not isinstance(htu, str):
         raise _invalid("The proof needs htm and htu.")
-    if isinstance(iat, bool) or not isinstance(iat, int | float):
+    if isinstance(iat, bool) or not isinstance(iat, int | float) or not math.isfinite(iat):
         raise _invalid("The proof needs a numeric iat.")
     if htm != method:
         raise _invalid("The proof's htm is not this request's method.")

@@ -128,7 +128,15 @@ def _bad_proofs(key: DPoPKey, nonce: str) -> dict[str, str]:
         "iat too old": key.proof("POST", url(TOKEN), iat=now - 301, **good),
         "iat in the future": key.proof("POST", url(TOKEN), iat=now + 61, **good),
         "iat a string": key.proof("POST", url(TOKEN), claims={"iat": str(int(now))}, **good),
+        "iat NaN": key.proof("POST", url(TOKEN), claims={"iat": float("nan")}, **good),
+        "deeply nested JSON": _nested_proof(),
     }
+
+
+def _nested_proof() -> str:
+    """A header of 3000 nested arrays: refused, not a RecursionError (a 500)."""
+    nested = base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).rstrip(b"=").decode()
+    return f"{nested}.{nested}.AAAA"
 
 
 @pytest.mark.parametrize("case", list(_bad_proofs(DPoPKey(), "n")))
@@ -505,6 +513,12 @@ def test_userinfo_refusals(bound: str, key: DPoPKey, nonce: str):
     }
     for case, (proof, scheme, error) in cases.items():
         assert challenge_error(get_userinfo(bound, proof, scheme)) == (401, error), case
+
+
+def test_deeply_nested_tokens_and_proofs_are_refused_not_a_500(bound: str):
+    nested = _nested_proof()
+    assert get_userinfo(nested, None, "Bearer").status_code == 401
+    assert challenge_error(get_userinfo(bound, nested)) == (401, "invalid_dpop_proof")
 
 
 def test_userinfo_replayed_proof(bound: str, key: DPoPKey, nonce: str):
