@@ -44,7 +44,16 @@ import oidc as bench
 
 from common.crypto import keyed_hash
 
-OPS = ("discovery", "client_credentials", "introspection", "userinfo", "refresh", "auth_code", "signin")
+OPS = (
+    "discovery",
+    "client_credentials",
+    "introspection",
+    "userinfo",
+    "refresh",
+    "auth_code",
+    "signin",
+    "signin_form",
+)
 
 
 def main() -> int:
@@ -159,9 +168,24 @@ def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
             if "known_device" in name:
                 device_cookie[name] = morsel.value
 
+    def signin_form() -> None:
+        # The GET half of `signin` alone: a visitor without a session is shown the form.
+        visitor.cookies = SimpleCookie()
+        page = visitor.get("/connexion/", secure=True)
+        assert page.status_code == 200, page.status_code
+
     funcs = {
         f.__name__: f
-        for f in (discovery, client_credentials, introspection, userinfo, refresh, auth_code, signin)
+        for f in (
+            discovery,
+            client_credentials,
+            introspection,
+            userinfo,
+            refresh,
+            auth_code,
+            signin,
+            signin_form,
+        )
     }
     n = args.requests
     if args.components:
