@@ -196,6 +196,18 @@ def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
     return 0
 
 
+def _rss_mib() -> float:
+    """This process's resident memory (Linux), to see whether an operation keeps growing it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def measure(name: str, fn: Callable[[], object], n: int, *, top: int) -> None:
     """One operation: its SQL statements, its CPU and wall time per call, then under cProfile."""
     for _ in range(min(50, n)):
@@ -219,7 +231,8 @@ def measure(name: str, fn: Callable[[], object], n: int, *, top: int) -> None:
     total = stats.total_tt
     print(
         f"\n## {name}: {1000 * cpu / n:.2f} ms CPU/op, {1000 * wall / n:.2f} ms wall/op "
-        f"in process (no HTTP server), {n} ops; cProfile total {1000 * total / n:.2f} ms/op"
+        f"in process (no HTTP server), {n} ops; cProfile total {1000 * total / n:.2f} ms/op; "
+        f"process VmRSS {_rss_mib():.1f} MiB after"
     )
     rows = []
     for (filename, line, func), (_cc, _nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
