@@ -90,7 +90,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -318,18 +317,10 @@ class SmtpSink:
 # --------------------------------------------------------------------------------------
 
 
-class _LoopbackCookiePolicy(DefaultCookiePolicy):
-    """The service sets `Secure` (__Host-) cookies: TLS ends at the proxy, which we play."""
-
-    def return_ok_secure(self, cookie: Any, request: Any) -> bool:
-        return True
-
-
 class WebClient(requests.Session):
     def __init__(self, base_url: str, forwarded_for: str = LOOPBACK) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/")
-        self.cookies.set_policy(_LoopbackCookiePolicy())
         self.headers.update({"X-Forwarded-Proto": "https", "X-Forwarded-For": forwarded_for})
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
@@ -337,7 +328,15 @@ class WebClient(requests.Session):
             url = self.base_url + url
         kwargs.setdefault("allow_redirects", False)
         kwargs.setdefault("timeout", 30)
-        return super().request(method, url, *args, **kwargs)
+        response = super().request(method, url, *args, **kwargs)
+        # The service sets `Secure` (__Host-) cookies: TLS ends at the proxy, which we play.
+        for cookie in self.cookies:
+            cookie.secure = False
+        return response
+
+    def get(self, url: str | bytes, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("allow_redirects", False)  # requests' own get() follows them
+        return self.request("GET", url, **kwargs)
 
     def with_base(self, base_url: str) -> WebClient:
         other = WebClient(base_url, self.headers["X-Forwarded-For"])
