@@ -27,7 +27,7 @@ Typical use (a pytest fixture would wrap it in `with`)::
 API
 ---
 `Cluster(webs=2, workers=2, *, postgres=None, redis=None, redis_url=None, env=None,
-worker_args=("--interval", "0.2"), web_threads=4, name="ops")`
+worker_args=("--interval", "0.2"), web_threads=4, web_processes=1, name="ops")`
     `postgres`: a `PrivatePostgres` (default: the shared server at `OPS_POSTGRES_URL`,
     default postgres://postgres@127.0.0.1:5432). `redis`: a `PrivateRedis` the caller
     controls; `redis_url`: an existing Redis (e.g. the shared one, a database of your own);
@@ -451,6 +451,7 @@ class Cluster:
         env: dict[str, str] | None = None,
         worker_args: Sequence[str] = ("--interval", "0.2"),
         web_threads: int = 4,
+        web_processes: int = 1,
         name: str = "ops",
     ) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"cum-{name}-"))
@@ -477,6 +478,7 @@ class Cluster:
         self.worker_count = workers
         self.worker_args = list(worker_args)
         self.web_threads = web_threads
+        self.web_processes = web_processes
         self.ports = [free_port() for _ in range(webs)]
         self.webs: list[subprocess.Popen[bytes] | None] = [None] * webs
         self.workers: list[subprocess.Popen[bytes] | None] = [None] * workers
@@ -671,7 +673,7 @@ class Cluster:
         cmd = [
             str(BIN / "granian"),
             "--interface", "wsgi",
-            "--workers", "1",
+            "--workers", str(self.web_processes),
             "--blocking-threads", str(self.web_threads),
             "--http", "1",
             "--no-ws",
@@ -680,8 +682,14 @@ class Cluster:
             "--log-level", "warning",
             "config.wsgi:application",
         ]  # fmt: skip
+        env = self.env
+        if self.web_processes > 1:  # prometheus_client's multiprocess mode: an empty directory per node
+            metrics_dir = self.tmp / f"prometheus-web{i}"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir()
+            env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         self.webs[i] = subprocess.Popen(
-            cmd, cwd=ROOT, env=self.env, stdout=self._logfile(f"web{i}"), stderr=subprocess.STDOUT,
+            cmd, cwd=ROOT, env=env, stdout=self._logfile(f"web{i}"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         if wait:

@@ -321,8 +321,8 @@ def test_partner_down_for_a_while_gets_its_deliveries_after_it_returns(
     partner_server: RecordingServer,
 ) -> None:
     # Twelve attempts before a message is given up: with these delays they span more than
-    # the outage (at least half of 1+2+4+8×8 s, or of 1+2+4+8+16+32+60×5 s).
-    outage, longest_wait = (20, 8) if SHORT else (150, 60)
+    # the outage (at least half of 1+2+4×9 s, or of 1+2+4+8+16+32+60×5 s).
+    outage, longest_wait = (12, 4) if SHORT else (150, 60)
     sessions = 5
     env = {"OUTBOX_RETRY_BASE_SECONDS": "1", "OUTBOX_RETRY_MAX_SECONDS": str(longest_wait)}
     emails = residents(1)
