@@ -43,6 +43,8 @@ worker_args=("--interval", "0.2"), web_threads=4, web_processes=1, name="ops")`
     drops the database, even after a failure.
 `urls` (list of base URLs), `url(i)`, `client(i, forwarded_for="127.0.0.1")` → `WebClient`.
 `kill_web(i)` (SIGKILL of the granian master and its worker), `stop_web(i)` (SIGTERM),
+    `kill_web_worker(i)` (SIGKILL of one granian worker: its master respawns it, as
+    `--respawn-failed-workers` does in production), `web_worker_pids(i)`,
     `start_web(i)` (same port, waits for /readyz), `restart_web(i)`, `web_alive(i)`.
 `stop_worker(i)` (SIGTERM, graceful), `kill_worker(i)` (SIGKILL), `start_worker(i)`,
     `add_worker()` → index.
@@ -699,6 +701,8 @@ class Cluster:
             "--no-ws",
             "--host", LOOPBACK,
             "--port", str(self.ports[i]),
+            "--respawn-failed-workers",  # as in production (docs/operators.md)
+            "--respawn-interval", "0.5",
             "--log-level", "warning",
             "config.wsgi:application",
         ]  # fmt: skip
@@ -752,6 +756,23 @@ class Cluster:
     def kill_web(self, i: int) -> None:
         """SIGKILL the granian master and its worker at once: requests in flight die."""
         self._signal_group(self.webs[i], signal.SIGKILL)
+
+    def web_worker_pids(self, i: int) -> list[int]:
+        """The pids of web node i's granian worker processes (children of its master)."""
+        process = self.webs[i]
+        if process is None or process.poll() is not None:
+            return []
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    def kill_web_worker(self, i: int) -> int:
+        """SIGKILL one granian worker of web node i (its master respawns it); returns its pid.
+        `wait_ready(i)` then waits for the new worker."""
+        pids = self.web_worker_pids(i)
+        if not pids:
+            raise ClusterError(f"web {i} has no worker process")
+        os.kill(pids[0], signal.SIGKILL)
+        return pids[0]
 
     def stop_web(self, i: int) -> None:
         self._signal_group(self.webs[i], signal.SIGTERM)

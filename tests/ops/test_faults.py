@@ -1,8 +1,9 @@
 """Faults survived with nothing lost (issue 16), on real processes (tests/ops/cluster.py).
 
-- A web process killed with SIGKILL in the middle of traffic: no half-written consent event
-  or outbox row (the ledger verifies, every outbox row is whole and delivered), and clients
-  recover by retrying at the other node, then at the restarted one.
+- A web process killed with SIGKILL in the middle of traffic, first one granian worker
+  (respawned by its master), then the whole node: no half-written consent event or outbox
+  row (the ledger verifies, every outbox row is whole and delivered), and clients recover
+  by retrying at the other node, then at the restarted one.
 - PostgreSQL restarted (a private cluster, crashed with `pg_ctl -m immediate`): /readyz
   fails while it is down, then recovers; nothing acknowledged before is lost.
 - Redis stopped (a private redis-server): the decision of docs/operators.md, "When Redis or
@@ -196,7 +197,12 @@ def test_sigkill_of_a_web_process_during_traffic_loses_nothing(partner_server: R
         for thread in threads:
             thread.start()
         time.sleep(2 if SHORT else 6)
-        cluster.kill_web(0)  # every resident starts on node 0
+        # A granian worker dies; its master respawns it on the same port.
+        killed = cluster.kill_web_worker(0)
+        cluster.wait_ready(0)
+        assert killed not in cluster.web_worker_pids(0) and cluster.web_worker_pids(0)
+        time.sleep(2 if SHORT else 6)
+        cluster.kill_web(0)  # then the whole node: master and worker
         time.sleep(2 if SHORT else 6)
         cluster.start_web(0)
         for thread in threads:  # back to the restarted node
