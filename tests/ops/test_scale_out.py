@@ -53,12 +53,18 @@ def cluster(partners: list[RecordingServer]) -> Iterator[Cluster]:
     workers = ("--interval", "0.2", "--batch-size", "5")
     with Cluster(webs=2, workers=2, env=env, worker_args=workers) as running:
         running.import_residents(RESIDENTS, PASSWORD)
-        options = ("--resource-server", "--backchannel-logout-session-required", "--backchannel-logout-uri")
-        running.partners = [  # type: ignore[attr-defined]
-            internal_partner(running, f"Partenaire {i}", *options, server.url)
-            for i, server in enumerate(partners)
-        ]
         yield running
+
+
+@pytest.fixture(scope="module")
+def clients(cluster: Cluster, partners: list[RecordingServer]) -> list[dict[str, Any]]:
+    """The partners' registrations: internal services, resource servers (they introspect),
+    each with its back-channel logout endpoint (a RecordingServer)."""
+    options = ("--resource-server", "--backchannel-logout-session-required", "--backchannel-logout-uri")
+    return [
+        internal_partner(cluster, f"Partenaire {i}", *options, server.url)
+        for i, server in enumerate(partners)
+    ]
 
 
 def claims_of(raw_jwt: str) -> dict[str, Any]:
@@ -92,8 +98,10 @@ def outbox_pending(cluster: Cluster) -> int:
     return int(cluster.sql("SELECT count(*) FROM connectors_outboxmessage WHERE status = 'pending'")[0][0])
 
 
-def test_token_issued_at_one_node_is_introspected_and_revoked_at_the_other(cluster: Cluster) -> None:
-    partner = cluster.partners[0]  # type: ignore[attr-defined]
+def test_token_issued_at_one_node_is_introspected_and_revoked_at_the_other(
+    cluster: Cluster, clients: list[dict[str, Any]]
+) -> None:
+    partner = clients[0]
     at_a = signed_in(cluster, 0, RESIDENTS[0])
     at_b = at_a.with_base(cluster.url(1))
     # The code is issued by A and redeemed at B.
@@ -140,9 +148,9 @@ def verify_logout_token(raw: str, client_id: str, jwks: str) -> dict[str, Any]:
 
 
 def test_logout_at_one_node_reaches_each_partner_exactly_once(
-    cluster: Cluster, partners: list[RecordingServer]
+    cluster: Cluster, partners: list[RecordingServer], clients: list[dict[str, Any]]
 ) -> None:
-    first, second = cluster.partners  # type: ignore[attr-defined]
+    first, second = clients
     at_a = signed_in(cluster, 0, RESIDENTS[1])
     at_b = at_a.with_base(cluster.url(1))
     sid = claims_of(code_tokens(at_a, first)["id_token"])["sid"]
@@ -250,7 +258,7 @@ def test_dpop_proof_used_at_one_node_is_refused_at_the_other() -> None:
 
 
 def test_two_workers_drain_the_outbox_without_double_delivery(
-    cluster: Cluster, partners: list[RecordingServer]
+    cluster: Cluster, partners: list[RecordingServer], clients: list[dict[str, Any]]
 ) -> None:
     sessions = 12 if SHORT else 60
     for i in range(2):
@@ -259,7 +267,7 @@ def test_two_workers_drain_the_outbox_without_double_delivery(
         server.delay = 0.05  # a partner that takes its time: both workers get work
     before = [len(server.received) for server in partners]
     emails_before = len(cluster.smtp.messages)
-    first, second = cluster.partners  # type: ignore[attr-defined]
+    first, second = clients
     sids = set()
     for n in range(sessions):
         web = signed_in(cluster, n % 2, RESIDENTS[4 + n % 4])
