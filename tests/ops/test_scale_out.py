@@ -4,7 +4,8 @@ Two granian processes (ports of their own) and two `manage.py outbox_worker` pro
 started as in production by tests/ops/cluster.py, share one PostgreSQL database and one
 Redis. Partners are RecordingServer endpoints on real sockets. What one node writes, the
 other must see: codes and tokens, revocations, sign-in failure counters, used client
-assertions; and the two workers must drain the outbox without delivering anything twice.
+assertions and DPoP proofs (and the DPoP nonces it hands out); and the two workers must
+drain the outbox without delivering anything twice.
 
 Run: `pytest tests/ops --ops` (OPS_PROFILE=short: fewer sessions in the drain test).
 """
@@ -25,6 +26,7 @@ import pytest
 from jwcrypto import jwk, jws, jwt
 
 from tests.local_servers import RecordingServer
+from tests.oidc.dpop_keys import DPoPKey
 from tests.ops.cluster import ISSUER, Cluster
 from tests.ops.flows import basic_auth, code_tokens, internal_partner, introspect, revoke
 
@@ -252,9 +254,28 @@ def test_client_assertion_used_at_one_node_is_refused_at_the_other(
         assert replay.status_code == 401 and replay.json()["error"] == "invalid_client"
 
 
-@pytest.mark.skip(reason="TODO(dpop): DPoP is built on another branch; test its shared jti replay cache here")
-def test_dpop_proof_used_at_one_node_is_refused_at_the_other() -> None:
-    """Place held for DPoP (RFC 9449 §11.1): a proof's jti presented at A is refused at B."""
+def test_dpop_proof_used_at_one_node_is_refused_at_the_other(cluster: Cluster) -> None:
+    """RFC 9449: the nonce one node hands out is good at the other (stateless), and a proof's
+    jti recorded at one node (the replay cache, in Redis) is a replay at the other."""
+    machine = cluster.register_client("--name", "Machine DPoP", "--grant", "client_credentials")
+    key = DPoPKey()
+    htu = ISSUER + "/token"
+    authorization = {"Authorization": basic_auth(machine["client_id"], machine["client_secret"])}
+
+    def token_request(node: int, proof: str) -> Any:
+        headers = {**authorization, "DPoP": proof}
+        return cluster.client(node).post("/token", data={"grant_type": "client_credentials"}, headers=headers)
+
+    asked = token_request(1, key.proof("POST", htu))
+    assert asked.status_code == 400 and asked.json()["error"] == "use_dpop_nonce"
+    nonce = asked.headers["DPoP-Nonce"]  # from node B…
+    for first, second in ((0, 1), (1, 0)):
+        proof = key.proof("POST", htu, nonce=nonce)
+        issued = token_request(first, proof)  # …accepted at node A
+        assert issued.status_code == 200, issued.text
+        assert issued.json()["token_type"] == "DPoP"
+        replay = token_request(second, proof)
+        assert replay.status_code == 400 and replay.json()["error"] == "invalid_dpop_proof"
 
 
 def test_two_workers_drain_the_outbox_without_double_delivery(
