@@ -174,6 +174,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and rate limits ------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL") or ""
+# Seconds to connect to Redis and to wait for each of its answers: when the Redis host is
+# down or unreachable, a request fails in this time with the 503 of config/errors.py instead
+# of holding its worker thread until TCP gives up (minutes).
+REDIS_TIMEOUT_SECONDS = env_int("REDIS_TIMEOUT_SECONDS", 5)
+if REDIS_TIMEOUT_SECONDS < 1:
+    raise ImproperlyConfigured("REDIS_TIMEOUT_SECONDS must be at least 1")
+_REDIS_OPTIONS = {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS}
 # Parallel test workers share one Redis: each keeps to its own keys.
 _TEST_CACHE_SUFFIX = f"-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}" if TESTING else ""
 if REDIS_URL:
@@ -182,11 +189,13 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "cum" + _TEST_CACHE_SUFFIX,
+            "OPTIONS": _REDIS_OPTIONS,
         },
         "ratelimit": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "cum-rl" + _TEST_CACHE_SUFFIX,
+            "OPTIONS": _REDIS_OPTIONS,
         },
     }
 else:
