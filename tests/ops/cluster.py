@@ -48,7 +48,8 @@ worker_args=("--interval", "0.2"), web_threads=4, web_processes=1, name="ops")`
     `start_web(i)` (same port, waits for /readyz), `restart_web(i)`, `web_alive(i)`.
 `stop_worker(i)` (SIGTERM, graceful), `kill_worker(i)` (SIGKILL), `start_worker(i)`,
     `add_worker()` → index.
-`wait_ready(i, timeout=60)`: until `/readyz` answers 200 at web i.
+`wait_ready(i, timeout=90)`: until `/readyz` answers 200 at web i (`start_web(i, wait=False)`
+    does not wait).
 `manage(*argv, stdin=None, check=True)` → `subprocess.CompletedProcess` (text) of
     `manage.py` in the cluster's environment; `manage_json(*argv)` → the last stdout line
     parsed as JSON. `register_client(*argv)` (`register_client --json …`) and
@@ -73,6 +74,14 @@ worker_args=("--interval", "0.2"), web_threads=4, web_processes=1, name="ops")`
 `PrivateRedis(port=None)`: `redis-server` on 127.0.0.1:<free port>, no persistence;
     `start()`, `stop()`, `url(db=0)`, `close()`.
 `free_port()`, `ROOT`, `PYTHON`, `ISSUER`.
+
+The processes' environment: `DJANGO_ENV=production`, fresh secrets (one set per test
+session), `OIDC_ISSUER=https://compte.ops.test` (the `ISSUER` of client assertions, DPoP
+`htu`…), `ALLOWED_HOSTS=127.0.0.1`, `BEHIND_TLS_PROXY=true` and `TRUSTED_PROXY_COUNT=1` (the
+`WebClient` plays the proxy: `X-Forwarded-For` is the client address rate limits count),
+`ALLOW_HTTP_LOOPBACK_REDIRECTS=true` (partners' endpoints on http://127.0.0.1), the SMTP
+backend pointed at the sink, the demo and FranceConnect off. Residents' and partners' HTTP
+steps (authorization code flow, introspection, revocation) are in tests/ops/flows.py.
 """
 
 from __future__ import annotations
