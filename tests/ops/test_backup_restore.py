@@ -1,8 +1,8 @@
 """Backup and restore keep the consent ledger verifiable (issue 16; docs/operations.md,
 "Backup and restore").
 
-The tested procedure, on real PostgreSQL databases of this machine (names cum_ops_backup_*,
-or OPS_DB_PREFIX + backup_*; created and dropped here):
+The tested procedure, on real PostgreSQL databases of this machine (created and dropped
+here: the harness's fresh database, tests/ops/cluster.py, and restore targets beside it):
 
 1. a database migrated and filled through the services under production settings: residents,
    their grants, withdrawals and renewals, one erased resident, a signed tree head, a few
@@ -34,27 +34,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.ops.pg import ThrowawayDatabase, database_url, production_env
+from tests.ops.cluster import Cluster
+from tests.ops.pg import ThrowawayDatabase
 
 pytestmark = [pytest.mark.ops]
 
 ROOT = Path(__file__).resolve().parents[2]
 RESIDENTS = 40
-
-
-def manage(env: dict[str, str], *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"manage.py {' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def fill_script(env: dict[str, str], *argv: str) -> dict[str, Any]:
@@ -72,8 +58,8 @@ def fill_script(env: dict[str, str], *argv: str) -> dict[str, Any]:
     return json.loads(line.removeprefix("RESULT "))
 
 
-def rows(name: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(database_url(name)) as conn:
+def rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
         return [
             tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in conn.execute(query)
         ]
@@ -90,36 +76,41 @@ def backed_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is required (apt-get install postgresql-client)")
     tmp = tmp_path_factory.mktemp("backup")
-    with ThrowawayDatabase("backup_src") as source:
-        env = production_env(database=source.name, var_dir=tmp / "var")
-        manage(env, "migrate", "--noinput")
-        manage(env, "ensure_signing_keys")
-        filled = fill_script(env, "fill", str(RESIDENTS))
+    # A migrated production database (signing keys made), no processes: the fill is the load.
+    with Cluster(webs=0, workers=0, redis_url="", name="load_backup") as cluster:
+        filled = fill_script(cluster.env, "fill", str(RESIDENTS))
         dump = tmp / "cum.dump"
         subprocess.run(
-            ["pg_dump", "-Fc", "--no-owner", "-f", str(dump), "-d", database_url(source.name)],
+            ["pg_dump", "-Fc", "--no-owner", "-f", str(dump), "-d", cluster.database_url],
             check=True,
             timeout=300,
         )
         (tmp / "filled.json").write_text(json.dumps(filled))
-        yield {"source": source.name, "env": env, "dump": dump, "filled": filled, "tmp": tmp}
+        yield {"cluster": cluster, "dump": dump, "filled": filled, "tmp": tmp}
 
 
-def restore(dump: Path, name: str) -> None:
+def restore(dump: Path, url: str) -> None:
     subprocess.run(
-        ["pg_restore", "--exit-on-error", "--no-owner", "-d", database_url(name), str(dump)],
-        check=True,
-        timeout=300,
+        ["pg_restore", "--exit-on-error", "--no-owner", "-d", url, str(dump)], check=True, timeout=300
     )
+
+
+def manage(env: dict[str, str], *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"manage.py {' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 def test_a_restored_database_verifies_and_keeps_its_signed_heads_and_receipts(
     backed_up: dict[str, Any],
 ) -> None:
-    filled = backed_up["filled"]
-    with ThrowawayDatabase("backup_dst") as target:
-        restore(backed_up["dump"], target.name)
-        env = {**backed_up["env"], "DATABASE_URL": database_url(target.name)}
+    filled, source = backed_up["filled"], backed_up["cluster"]
+    with ThrowawayDatabase(source, "restored") as target:
+        restore(backed_up["dump"], target.url)
+        env = {**source.env, "DATABASE_URL": target.url}
 
         verified = json.loads(manage(env, "verify_ledger", "--json").stdout.strip().splitlines()[-1])
         assert verified["ok"], verified
@@ -129,9 +120,9 @@ def test_a_restored_database_verifies_and_keeps_its_signed_heads_and_receipts(
         assert verified["tree_heads_checked"] >= 1
 
         # The same signed heads and the same integrated tree, row for row.
-        assert rows(target.name, TREE_HEADS) == rows(backed_up["source"], TREE_HEADS)
-        assert rows(target.name, LEDGER_HEAD) == rows(backed_up["source"], LEDGER_HEAD)
-        assert rows(target.name, "SELECT count(*) FROM consent_ledgerevent") == [(filled["events"],)]
+        assert rows(target.url, TREE_HEADS) == rows(source.database_url, TREE_HEADS)
+        assert rows(target.url, LEDGER_HEAD) == rows(source.database_url, LEDGER_HEAD)
+        assert rows(target.url, "SELECT count(*) FROM consent_ledgerevent") == [(filled["events"],)]
 
         # A receipt a resident kept from before the backup still verifies, and the restored
         # database proves its inclusion in the same signed head.
@@ -153,16 +144,16 @@ def test_a_restored_database_verifies_and_keeps_its_signed_heads_and_receipts(
 
 
 def test_a_restore_that_lost_a_ledger_row_is_refused_by_verify_ledger(backed_up: dict[str, Any]) -> None:
-    with ThrowawayDatabase("backup_bad") as target:
-        restore(backed_up["dump"], target.name)
+    with ThrowawayDatabase(backed_up["cluster"], "damaged") as target:
+        restore(backed_up["dump"], target.url)
         # What a partial restore (or a hand "fix" by the table owner) would leave: the last
         # integrated event gone. Only a superuser can get past the append-only triggers.
-        with psycopg.connect(database_url(target.name), autocommit=True) as conn:
+        with psycopg.connect(target.url, autocommit=True) as conn:
             conn.execute("SET session_replication_role = replica")
             conn.execute(
                 "DELETE FROM consent_ledgerevent WHERE seq = %s", (backed_up["filled"]["signed_size"] - 1,)
             )
-        env = {**backed_up["env"], "DATABASE_URL": database_url(target.name)}
+        env = {**backed_up["cluster"].env, "DATABASE_URL": target.url}
         result = manage(env, "verify_ledger", check=False)
         assert result.returncode == 1, result.stdout + result.stderr
         assert "ledger verification FAILED" in result.stderr
