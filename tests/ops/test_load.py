@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +44,21 @@ def profile() -> tuple[int, float]:
     return int(os.environ.get("OPS_LOAD_CLIENTS", clients)), float(
         os.environ.get("OPS_LOAD_SECONDS", seconds)
     )
+
+
+def cpu_seconds(processes: list[Any]) -> float:
+    """User + system CPU time of these processes' groups (a granian master and its worker)."""
+    groups = {process.pid for process in processes if process is not None}
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[2]) in groups:  # pgrp: each process was started in its own session
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +96,19 @@ def loaded() -> Any:
             cookie_purposes=cookie_purposes,
             duration=seconds,
         )
+        web_cpu, worker_cpu = cpu_seconds(cluster.webs), cpu_seconds(cluster.workers)
+        own_cpu, load_before = time.process_time(), os.getloadavg()[0]
         result = asyncio.run(run_mix(config))
+        web_cpu, worker_cpu = cpu_seconds(cluster.webs) - web_cpu, cpu_seconds(cluster.workers) - worker_cpu
+        own_cpu = time.process_time() - own_cpu
         print(f"\n\nOperations suite, load (OPS_PROFILE={os.environ.get('OPS_PROFILE', 'full')}):\n")
         print(result.table())
+        rate = result.requests / max(web_cpu, 1e-9)
+        print(
+            f"CPU during the run: web nodes {web_cpu:.1f} s ({rate:.0f} requests per web CPU-second), "
+            f"outbox workers {worker_cpu:.1f} s, load generator {own_cpu:.1f} s; {os.cpu_count()} cores, "
+            f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after."
+        )
         for sample in result.samples:
             print("  sample:", sample)
         yield cluster, result
