@@ -90,7 +90,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -318,18 +317,10 @@ class SmtpSink:
 # --------------------------------------------------------------------------------------
 
 
-class _LoopbackCookiePolicy(DefaultCookiePolicy):
-    """The service sets `Secure` (__Host-) cookies: TLS ends at the proxy, which we play."""
-
-    def return_ok_secure(self, cookie: Any, request: Any) -> bool:
-        return True
-
-
 class WebClient(requests.Session):
     def __init__(self, base_url: str, forwarded_for: str = LOOPBACK) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/")
-        self.cookies.set_policy(_LoopbackCookiePolicy())
         self.headers.update({"X-Forwarded-Proto": "https", "X-Forwarded-For": forwarded_for})
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
@@ -337,7 +328,15 @@ class WebClient(requests.Session):
             url = self.base_url + url
         kwargs.setdefault("allow_redirects", False)
         kwargs.setdefault("timeout", 30)
-        return super().request(method, url, *args, **kwargs)
+        response = super().request(method, url, *args, **kwargs)
+        # The service sets `Secure` (__Host-) cookies: TLS ends at the proxy, which we play.
+        for cookie in self.cookies:
+            cookie.secure = False
+        return response
+
+    def get(self, url: str | bytes, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("allow_redirects", False)  # requests' own get() follows them
+        return self.request("GET", url, **kwargs)
 
     def with_base(self, base_url: str) -> WebClient:
         other = WebClient(base_url, self.headers["X-Forwarded-For"])
@@ -384,8 +383,34 @@ def _drop_database(server_url: str, name: str) -> None:
 
 
 _templates: dict[str, str] = {}  # server URL -> template database migrated in this session
-_template_lock = threading.Lock()
-_collected_static = threading.Event()
+_template_lock = threading.RLock()
+
+
+def _static_collected() -> bool:
+    """collectstatic ran after the last change of a file in static/ (production serves the
+    hashed names of its manifest)."""
+    manifest = ROOT / "staticfiles" / "staticfiles.json"
+    if not manifest.exists():
+        return False
+    newest = max((path.stat().st_mtime for path in (ROOT / "static").rglob("*") if path.is_file()), default=0)
+    return manifest.stat().st_mtime > newest
+
+
+def _copy_database(source: str, target: str) -> None:
+    dump = subprocess.Popen(
+        [_postgres_bin("pg_dump"), "--format=custom", "--no-owner", "--dbname", source],
+        stdout=subprocess.PIPE,
+    )
+    restore = subprocess.run(
+        [_postgres_bin("pg_restore"), "--no-owner", "--exit-on-error", "--dbname", target],
+        stdin=dump.stdout,
+        capture_output=True,
+        text=True,
+    )
+    if dump.stdout is not None:
+        dump.stdout.close()
+    if dump.wait() != 0 or restore.returncode != 0:
+        raise ClusterError(f"copying the template database failed: {restore.stderr[-2000:]}")
 
 
 def _base_env() -> dict[str, str]:
@@ -497,24 +522,44 @@ class Cluster:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # --- database ---------------------------------------------------------------------
-    def _template(self) -> str:
+    def _template(self, server_url: str | None = None) -> str:
         """A database migrated once per server and session (migrate, createcachetable,
-        ensure_signing_keys); each cluster is a copy of it (CREATE DATABASE … TEMPLATE)."""
+        ensure_signing_keys, in one process); each cluster is a copy of it (CREATE DATABASE
+        … TEMPLATE). A private server gets a copy of the shared server's template
+        (pg_dump | pg_restore), which costs seconds instead of a migration."""
+        server_url = server_url or self.server_url
+        shared = SHARED_POSTGRES_URL.rstrip("/")
         with _template_lock:
-            if self.server_url in _templates:
-                return _templates[self.server_url]
+            if server_url in _templates:
+                return _templates[server_url]
+            source = None if server_url == shared else f"{shared}/{self._template(shared)}"
             name = f"cum_scaleout_tpl_{os.getpid()}_{secrets.token_hex(3)}"
-            with psycopg.connect(**_admin_params(self.server_url), autocommit=True) as conn:
+            with psycopg.connect(**_admin_params(server_url), autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
-            atexit.register(_drop_database, self.server_url, name)
-            env = {**self.env, "DATABASE_URL": f"{self.server_url}/{name}", "REDIS_URL": ""}
-            for argv in (["migrate", "--noinput"], ["createcachetable"], ["ensure_signing_keys"]):
-                self._manage_with(env, argv)
-            if not _collected_static.is_set():
-                self._manage_with(env, ["collectstatic", "--noinput"])
-                _collected_static.set()
-            _templates[self.server_url] = name
+            atexit.register(_drop_database, server_url, name)
+            target = f"{server_url}/{name}"
+            if source:
+                _copy_database(source, target)
+            else:
+                self._prepare_database({**self.env, "DATABASE_URL": target, "REDIS_URL": ""})
+            _templates[server_url] = name
             return name
+
+    def _prepare_database(self, env: dict[str, str]) -> None:
+        script = (
+            "import django; django.setup()\n"
+            "from django.core.management import call_command\n"
+            "call_command('migrate', interactive=False, verbosity=0)\n"
+            "call_command('createcachetable', verbosity=0)\n"
+            "call_command('ensure_signing_keys', verbosity=0)\n"
+        )
+        result = subprocess.run(
+            [PYTHON, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"preparing the database failed:\n{result.stdout}\n{result.stderr}")
+        if not _static_collected():
+            self._manage_with(env, ["collectstatic", "--noinput"])
 
     def _create_database(self) -> None:
         template = self._template()
