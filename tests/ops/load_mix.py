@@ -3,7 +3,8 @@
 Each virtual client is one resident with one browser, behind its own client address (the
 TLS proxy's `X-Forwarded-For`, as each resident is a different machine), sending every
 request to a node picked at random (a load balancer without sticky sessions). Until the
-deadline it repeats, one operation at a time, picked by weight (`WEIGHTS`):
+deadline it repeats, one operation at a time, picked by weight (`WEIGHTS`), after a first
+pass through each of them:
 
 - `signin`: the returning resident whose session ended: GET /connexion/, POST the form
   (CSRF, Argon2id check) -> session cookie. Every client starts with one.
@@ -60,6 +61,7 @@ WEIGHTS: dict[str, int] = {
     "cookie_choices": 2,
     "privacy_centre": 3,
 }
+FIRST_PASS_GRACE = 120.0
 PRIVACY_CENTRE_PAGES = (
     "/compte/",
     "/compte/consentements/",
@@ -174,6 +176,7 @@ class Resident:
         self.references: set[str] = set()
         self.browser_id = ""
         self.browser_secret = ""
+        self.first_pass = ["refresh", "userinfo", "consent_decision", "cookie_choices", "privacy_centre"]
 
     # --- HTTP -----------------------------------------------------------------------------
     def _url(self, path: str) -> str:
@@ -344,12 +347,19 @@ class Resident:
             return "signin"
         if not self.refresh_token:
             return "authorize_token"
+        if self.first_pass:
+            return self.first_pass.pop(0)
         names = list(WEIGHTS)
         return self.rng.choices(names, weights=[WEIGHTS[n] for n in names])[0]
 
     async def run(self, deadline: float) -> None:
         try:
-            while time.monotonic() < deadline:
+            # Each resident goes through every operation once, then picks by weight until the
+            # deadline: every operation is exercised even when a slow machine makes the run short
+            # (the first pass may overrun the deadline, by at most FIRST_PASS_GRACE seconds).
+            while (
+                self.first_pass or time.monotonic() < deadline
+            ) and time.monotonic() < deadline + FIRST_PASS_GRACE:
                 name = self._next()
                 started = time.perf_counter()
                 try:
