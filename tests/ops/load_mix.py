@@ -352,14 +352,19 @@ class Resident:
         names = list(WEIGHTS)
         return self.rng.choices(names, weights=[WEIGHTS[n] for n in names])[0]
 
+    def _going_on(self, deadline: float) -> bool:
+        now = time.monotonic()
+        if now < deadline:
+            return True
+        return bool(self.first_pass) and bool(self.refresh_token) and now < deadline + FIRST_PASS_GRACE
+
     async def run(self, deadline: float) -> None:
         try:
             # Each resident goes through every operation once, then picks by weight until the
             # deadline: every operation is exercised even when a slow machine makes the run short
-            # (the first pass may overrun the deadline, by at most FIRST_PASS_GRACE seconds).
-            while (
-                self.first_pass or time.monotonic() < deadline
-            ) and time.monotonic() < deadline + FIRST_PASS_GRACE:
+            # (a signed-in resident's first pass may overrun the deadline, by at most
+            # FIRST_PASS_GRACE seconds; one that cannot even sign in stops at the deadline).
+            while self._going_on(deadline):
                 name = self._next()
                 started = time.perf_counter()
                 try:
