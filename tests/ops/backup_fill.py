@@ -3,6 +3,7 @@ for tests/ops/test_backup_restore.py.
 
     DATABASE_URL=… python -m tests.ops.backup_fill fill RESIDENTS
     DATABASE_URL=… python -m tests.ops.backup_fill check FILLED.json
+    DATABASE_URL=… python -m tests.ops.backup_fill churn SECONDS
 
 Run as its own process (production settings, the environment the test gives it) on a
 migrated database: creates RESIDENTS residents, records their consent decisions (grants,
@@ -16,6 +17,9 @@ backup, the event counts and the signed head.
 the published keys, entry against leaf hash), asks the restored database for the same
 event's proof against the same signed head, and checks it leads to the head's root. Prints
 one JSON line with what it found.
+
+`churn` keeps the filled residents granting and withdrawing for SECONDS (the writes a backup
+taken while the service runs must cope with).
 """
 
 from __future__ import annotations
@@ -94,12 +98,32 @@ def check(filled: dict[str, Any]) -> dict[str, object]:
     }
 
 
+def churn(seconds: float) -> dict[str, object]:
+    """Keep appending: the filled residents grant and withdraw in turn for `seconds`."""
+    import time  # noqa: PLC0415
+
+    from consent.services import resident_decision_record  # noqa: PLC0415
+    from identity.models import User  # noqa: PLC0415
+
+    users = list(User.objects.filter(email__startswith="backup-", is_active=True).order_by("id"))[:-1]
+    deadline = time.monotonic() + seconds
+    written = rounds = 0
+    while time.monotonic() < deadline:
+        for user in users:
+            if resident_decision_record(user=user, purpose_code="service-news-email", grant=rounds % 2 == 0):
+                written += 1
+        rounds += 1
+    return {"written": written}
+
+
 if __name__ == "__main__":
     import django
 
     django.setup()
     if sys.argv[1] == "fill":
         result = fill(int(sys.argv[2]))
+    elif sys.argv[1] == "churn":
+        result = churn(float(sys.argv[2]))
     else:
         with open(sys.argv[2], encoding="utf-8") as source:
             result = check(json.load(source))

@@ -17,6 +17,8 @@ here: the harness's fresh database, tests/ops/cluster.py, and restore targets be
    and signs a new head, and `verify_ledger` still passes.
 
 And the check can fail: a restore that lost the last ledger row is refused by verify_ledger.
+A dump taken while residents keep deciding and the sequencer keeps integrating restores to a
+ledger that verifies too (a snapshot of committed transactions: the events form a prefix).
 
     OPS_PROFILE=short .venv/bin/python -m pytest tests/ops/test_backup_restore.py --ops
 """
@@ -27,6 +29,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,3 +161,48 @@ def test_a_restore_that_lost_a_ledger_row_is_refused_by_verify_ledger(backed_up:
         assert result.returncode == 1, result.stdout + result.stderr
         assert "ledger verification FAILED" in result.stderr
         assert f"#{backed_up['filled']['signed_size'] - 1}" in result.stderr
+
+
+def test_a_backup_taken_while_residents_decide_restores_to_a_verifiable_ledger(tmp_path: Path) -> None:
+    with Cluster(webs=0, workers=0, redis_url="", name="load_churn") as cluster:
+        fill_script(cluster.env, "fill", "12")
+        before = cluster.sql("SELECT count(*) FROM consent_ledgerevent")[0][0]
+
+        def start(*argv: str) -> subprocess.Popen[str]:
+            return subprocess.Popen(
+                [sys.executable, *argv], cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+
+        writer = start("-m", "tests.ops.backup_fill", "churn", "12")
+        sequencer = start("manage.py", "ledger_sequencer", "--interval", "0.1", "--max-seconds", "14")
+        try:
+            # Dump once the writer is under way (a handful of events past the fill).
+            deadline = time.monotonic() + 60
+            while cluster.sql("SELECT count(*) FROM consent_ledgerevent")[0][0] < before + 10:
+                assert time.monotonic() < deadline, "the writer appended nothing"
+                assert writer.poll() is None, writer.communicate()
+                time.sleep(0.2)
+            dump = tmp_path / "during.dump"
+            subprocess.run(
+                ["pg_dump", "-Fc", "--no-owner", "-f", str(dump), "-d", cluster.database_url],
+                check=True,
+                timeout=300,
+            )
+        finally:
+            out, err = writer.communicate(timeout=120)
+            sequencer.communicate(timeout=120)
+        assert writer.returncode == 0, out + err
+        assert sequencer.returncode == 0
+        after = cluster.sql("SELECT count(*) FROM consent_ledgerevent")[0][0]
+
+        with ThrowawayDatabase(cluster, "restored") as target:
+            restore(dump, target.url)
+            env = {**cluster.env, "DATABASE_URL": target.url}
+            verified = json.loads(manage(env, "verify_ledger", "--json").stdout.strip().splitlines()[-1])
+            assert verified["ok"], verified
+            assert before + 10 <= verified["size"] <= after
+            manage(env, "ledger_sequencer", "--once")
+            caught_up = json.loads(manage(env, "verify_ledger", "--json").stdout.strip().splitlines()[-1])
+            assert caught_up["ok"], caught_up
+            assert (caught_up["size"], caught_up["pending"]) == (verified["size"], 0)
