@@ -21,11 +21,14 @@ A dump taken while residents keep deciding and the sequencer keeps integrating r
 ledger that verifies too (a snapshot of committed transactions: the events form a prefix).
 
     OPS_PROFILE=short .venv/bin/python -m pytest tests/ops/test_backup_restore.py --ops
+
+(the short profile fills fewer residents and writes for less time during the dump).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,7 +46,9 @@ from tests.ops.pg import ThrowawayDatabase
 pytestmark = [pytest.mark.ops]
 
 ROOT = Path(__file__).resolve().parents[2]
-RESIDENTS = 40
+SHORT = os.environ.get("OPS_PROFILE", "full") == "short"
+RESIDENTS = 12 if SHORT else 40
+CHURN_SECONDS = 5 if SHORT else 12
 
 
 def fill_script(env: dict[str, str], *argv: str) -> dict[str, Any]:
@@ -165,7 +170,7 @@ def test_a_restore_that_lost_a_ledger_row_is_refused_by_verify_ledger(backed_up:
 
 def test_a_backup_taken_while_residents_decide_restores_to_a_verifiable_ledger(tmp_path: Path) -> None:
     with Cluster(webs=0, workers=0, redis_url="", name="load_churn") as cluster:
-        fill_script(cluster.env, "fill", "12")
+        fill_script(cluster.env, "fill", "8")
         before = cluster.sql("SELECT count(*) FROM consent_ledgerevent")[0][0]
 
         def start(*argv: str) -> subprocess.Popen[str]:
@@ -174,8 +179,10 @@ def test_a_backup_taken_while_residents_decide_restores_to_a_verifiable_ledger(t
                 stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
 
-        writer = start("-m", "tests.ops.backup_fill", "churn", "12")
-        sequencer = start("manage.py", "ledger_sequencer", "--interval", "0.1", "--max-seconds", "14")
+        writer = start("-m", "tests.ops.backup_fill", "churn", str(CHURN_SECONDS))
+        sequencer = start(
+            "manage.py", "ledger_sequencer", "--interval", "0.1", "--max-seconds", str(CHURN_SECONDS + 2)
+        )
         try:
             # Dump once the writer is under way (a handful of events past the fill).
             deadline = time.monotonic() + 60
