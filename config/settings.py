@@ -387,6 +387,14 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
 OUTBOX_HEARTBEAT_LATE_SECONDS = env_int("OUTBOX_HEARTBEAT_LATE_SECONDS", 60)
 if OUTBOX_HEARTBEAT_LATE_SECONDS < 20:
     raise ImproperlyConfigured("OUTBOX_HEARTBEAT_LATE_SECONDS must be at least 20 (two heartbeats)")
+# Retries of outbox deliveries (connectors.outbox.backoff_delay): exponential backoff with
+# jitter from OUTBOX_RETRY_BASE_SECONDS, capped at OUTBOX_RETRY_MAX_SECONDS between attempts.
+OUTBOX_RETRY_BASE_SECONDS = env_int("OUTBOX_RETRY_BASE_SECONDS", 5)
+OUTBOX_RETRY_MAX_SECONDS = env_int("OUTBOX_RETRY_MAX_SECONDS", 60 * 60)
+if not 1 <= OUTBOX_RETRY_BASE_SECONDS <= OUTBOX_RETRY_MAX_SECONDS:
+    raise ImproperlyConfigured(
+        "OUTBOX_RETRY_BASE_SECONDS must be at least 1 and at most OUTBOX_RETRY_MAX_SECONDS"
+    )
 # Seconds per SMTP operation: the worker's lease on a message (connectors.outbox) is longer.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 if EMAIL_TIMEOUT < 1:

@@ -27,16 +27,18 @@ Typical use (a pytest fixture would wrap it in `with`)::
 API
 ---
 `Cluster(webs=2, workers=2, *, postgres=None, redis=None, redis_url=None, env=None,
-worker_args=("--interval", "0.2"), web_threads=4, name="ops")`
+worker_args=("--interval", "0.2"), web_threads=4, web_processes=1, name="ops")`
     `postgres`: a `PrivatePostgres` (default: the shared server at `OPS_POSTGRES_URL`,
     default postgres://postgres@127.0.0.1:5432). `redis`: a `PrivateRedis` the caller
     controls; `redis_url`: an existing Redis (e.g. the shared one, a database of your own);
     `redis_url=""` runs without Redis (database rate limits and sessions); neither: the
     cluster starts a private redis-server of its own (no keys left behind, nothing shared).
     `env`: extra environment variables for every process (e.g. short retry settings).
-    The database, `cum_scaleout_<name>_<random>`,
-    is created fresh (copied from a template migrated once per server and test session:
-    migrate, createcachetable, ensure_signing_keys) and dropped at `close()`.
+    The database, `<OPS_DB_PREFIX>_<name>_<pid>_<random>` (prefix `cum_scaleout` unless the
+    environment says otherwise), is created fresh (copied from a template migrated once per
+    server and test session: migrate, createcachetable, ensure_signing_keys) and dropped at
+    `close()`; databases with that prefix left by a test process that no longer runs (killed
+    before its teardown) are dropped when the next session makes its template.
 `start()` / `close()` (or `with`): `close()` always kills every process it started and
     drops the database, even after a failure.
 `urls` (list of base URLs), `url(i)`, `client(i, forwarded_for="127.0.0.1")` → `WebClient`.
@@ -103,6 +105,7 @@ BIN = Path(PYTHON).parent
 LOOPBACK = "127.0.0.1"
 ISSUER = "https://compte.ops.test"
 SHARED_POSTGRES_URL = os.environ.get("OPS_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+DB_PREFIX = os.environ.get("OPS_DB_PREFIX", "cum_scaleout")
 
 # One set of secrets per test session: the template database's signing keys are sealed
 # with KEY_ENCRYPTION_KEY, so every cluster copied from it must use the same one.
@@ -382,6 +385,22 @@ def _drop_database(server_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _drop_abandoned_databases(server_url: str) -> None:
+    """Databases of ours (DB_PREFIX_<name>_<pid>_<hex>) whose test process is gone."""
+    with psycopg.connect(**_admin_params(server_url), autocommit=True) as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                (DB_PREFIX.replace("_", r"\_") + r"\_%",),
+            )
+        ]
+    for name in names:
+        parts = name[len(DB_PREFIX) + 1 :].split("_")
+        if len(parts) >= 3 and parts[-2].isdigit() and not Path(f"/proc/{parts[-2]}").exists():
+            _drop_database(server_url, name)
+
+
 _templates: dict[str, str] = {}  # server URL -> template database migrated in this session
 _template_lock = threading.RLock()
 
@@ -451,11 +470,12 @@ class Cluster:
         env: dict[str, str] | None = None,
         worker_args: Sequence[str] = ("--interval", "0.2"),
         web_threads: int = 4,
+        web_processes: int = 1,
         name: str = "ops",
     ) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"cum-{name}-"))
         self.server_url = postgres.server_url if postgres else SHARED_POSTGRES_URL.rstrip("/")
-        self.db_name = f"cum_scaleout_{name}_{secrets.token_hex(4)}"
+        self.db_name = f"{DB_PREFIX}_{name}_{os.getpid()}_{secrets.token_hex(4)}"
         self.database_url = f"{self.server_url}/{self.db_name}"
         self.own_redis: PrivateRedis | None = None
         if redis is None and redis_url is None:
@@ -477,6 +497,7 @@ class Cluster:
         self.worker_count = workers
         self.worker_args = list(worker_args)
         self.web_threads = web_threads
+        self.web_processes = web_processes
         self.ports = [free_port() for _ in range(webs)]
         self.webs: list[subprocess.Popen[bytes] | None] = [None] * webs
         self.workers: list[subprocess.Popen[bytes] | None] = [None] * workers
@@ -533,7 +554,8 @@ class Cluster:
             if server_url in _templates:
                 return _templates[server_url]
             source = None if server_url == shared else f"{shared}/{self._template(shared)}"
-            name = f"cum_scaleout_tpl_{os.getpid()}_{secrets.token_hex(3)}"
+            name = f"{DB_PREFIX}_tpl_{os.getpid()}_{secrets.token_hex(3)}"
+            _drop_abandoned_databases(server_url)
             with psycopg.connect(**_admin_params(server_url), autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
             atexit.register(_drop_database, server_url, name)
@@ -671,7 +693,7 @@ class Cluster:
         cmd = [
             str(BIN / "granian"),
             "--interface", "wsgi",
-            "--workers", "1",
+            "--workers", str(self.web_processes),
             "--blocking-threads", str(self.web_threads),
             "--http", "1",
             "--no-ws",
@@ -680,8 +702,14 @@ class Cluster:
             "--log-level", "warning",
             "config.wsgi:application",
         ]  # fmt: skip
+        env = self.env
+        if self.web_processes > 1:  # prometheus_client's multiprocess mode: an empty directory per node
+            metrics_dir = self.tmp / f"prometheus-web{i}"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir()
+            env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         self.webs[i] = subprocess.Popen(
-            cmd, cwd=ROOT, env=self.env, stdout=self._logfile(f"web{i}"), stderr=subprocess.STDOUT,
+            cmd, cwd=ROOT, env=env, stdout=self._logfile(f"web{i}"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         if wait:
