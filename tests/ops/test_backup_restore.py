@@ -116,7 +116,7 @@ def test_a_restored_database_verifies_and_keeps_its_signed_heads_and_receipts(
     backed_up: dict[str, Any],
 ) -> None:
     filled, source = backed_up["filled"], backed_up["cluster"]
-    with ThrowawayDatabase(source, "restored") as target:
+    with ThrowawayDatabase(source, "load_restored") as target:
         restore(backed_up["dump"], target.url)
         env = {**source.env, "DATABASE_URL": target.url}
 
@@ -152,7 +152,7 @@ def test_a_restored_database_verifies_and_keeps_its_signed_heads_and_receipts(
 
 
 def test_a_restore_that_lost_a_ledger_row_is_refused_by_verify_ledger(backed_up: dict[str, Any]) -> None:
-    with ThrowawayDatabase(backed_up["cluster"], "damaged") as target:
+    with ThrowawayDatabase(backed_up["cluster"], "load_damaged") as target:
         restore(backed_up["dump"], target.url)
         # What a partial restore (or a hand "fix" by the table owner) would leave: the last
         # integrated event gone. Only a superuser can get past the append-only triggers.
@@ -203,7 +203,7 @@ def test_a_backup_taken_while_residents_decide_restores_to_a_verifiable_ledger(t
         assert sequencer.returncode == 0
         after = cluster.sql("SELECT count(*) FROM consent_ledgerevent")[0][0]
 
-        with ThrowawayDatabase(cluster, "restored") as target:
+        with ThrowawayDatabase(cluster, "load_restored") as target:
             restore(dump, target.url)
             env = {**cluster.env, "DATABASE_URL": target.url}
             verified = json.loads(manage(env, "verify_ledger", "--json").stdout.strip().splitlines()[-1])
