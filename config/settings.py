@@ -582,6 +582,14 @@ OAUTH2_PROVIDER["ALLOWED_REDIRECT_URI_SCHEMES"] = (
 # seconds without use (RFC 9700 §4.14.2; identity/oidc/refresh_policy.py); they also rotate.
 OIDC_PUBLIC_CLIENT_REFRESH_IDLE_SECONDS = env_int("OIDC_PUBLIC_CLIENT_REFRESH_IDLE_SECONDS", 60 * 60 * 24)
 
+# DPoP (RFC 9449; identity/oidc/dpop.py). A proof's iat may be this far ahead or this old.
+DPOP_PROOF_LEEWAY_SECONDS = env_int("DPOP_PROOF_LEEWAY_SECONDS", 60)
+DPOP_PROOF_MAX_AGE_SECONDS = env_int("DPOP_PROOF_MAX_AGE_SECONDS", 300)
+# Server-provided nonces (RFC 9449 §8, §9) at the token endpoint, PAR and userinfo: a nonce
+# lives one to two steps; required by default (a proof cannot be made in advance).
+DPOP_NONCE_REQUIRED = env_bool("DPOP_NONCE_REQUIRED", default=True)
+DPOP_NONCE_STEP_SECONDS = env_int("DPOP_NONCE_STEP_SECONDS", 300)
+
 DEMO_ENABLED = env_bool("DEMO_ENABLED", default=not PRODUCTION)
 
 # --- Logging: ids, never personal data ------------------------------------------------------
