@@ -34,13 +34,13 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 
 from common.problems import problem
+from config.errors import API_PREFIXES  # the same kinds as the 503 of a backing service down
 from config.middleware import PROTOCOL_PATHS
 
 # Set in the WSGI environ by BodyWithoutLength when a body without length is over its limit.
 BODY_TOO_LARGE = "cum.body_too_large"
 # A body without length is kept in memory up to this size, on disk beyond (bounded by its limit).
 SPOOL_IN_MEMORY = 64 * 1024
-API_PREFIXES = ("/api/", "/consent/api/", "/dpo/api/", "/profiles/api/")
 
 
 def body_limit(content_type: str) -> int:
