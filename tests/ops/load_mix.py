@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import concurrent.futures
 import hashlib
 import logging
 import random
@@ -396,3 +397,10 @@ async def run_mix(config: MixConfig) -> MixResult:
     await asyncio.gather(*(client.run(started + config.duration) for client in clients))
     result.duration = max(config.duration, time.monotonic() - started)
     return result
+
+
+def run_mix_blocking(config: MixConfig) -> MixResult:
+    """run_mix from synchronous code, on an event loop of its own in a thread of its own: a test
+    process may already hold a running loop in its main thread (Playwright's sync API does)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, run_mix(config)).result()

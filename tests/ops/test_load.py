@@ -21,7 +21,6 @@ latencies per operation is printed (run with -s to see it; README, "Operations s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -32,7 +31,7 @@ from typing import Any
 import pytest
 
 from tests.ops.cluster import Cluster
-from tests.ops.load_mix import PARTNER_ORIGIN, REDIRECT_URI, MixConfig, MixResult, run_mix
+from tests.ops.load_mix import PARTNER_ORIGIN, REDIRECT_URI, MixConfig, MixResult, run_mix_blocking
 
 pytestmark = [pytest.mark.ops]
 
@@ -98,7 +97,7 @@ def loaded() -> Any:
         )
         web_cpu, worker_cpu = cpu_seconds(cluster.webs), cpu_seconds(cluster.workers)
         own_cpu, load_before = time.process_time(), os.getloadavg()[0]
-        result = asyncio.run(run_mix(config))
+        result = run_mix_blocking(config)
         web_cpu, worker_cpu = cpu_seconds(cluster.webs) - web_cpu, cpu_seconds(cluster.workers) - worker_cpu
         own_cpu = time.process_time() - own_cpu
         print(f"\n\nOperations suite, load (OPS_PROFILE={os.environ.get('OPS_PROFILE', 'full')}):\n")

@@ -7,14 +7,13 @@ unexpected answers" cannot pass by not looking. Quick, no database: part of the 
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.ops.load_mix import MixConfig, run_mix
+from tests.ops.load_mix import MixConfig, run_mix_blocking
 
 
 def serve(status: int, body: bytes) -> Iterator[str]:
@@ -68,7 +67,7 @@ def config(base_url: str) -> MixConfig:
 
 
 def test_server_errors_are_counted_as_such(failing_server: str) -> None:
-    result = asyncio.run(run_mix(config(failing_server)))
+    result = run_mix_blocking(config(failing_server))
     assert result.server_errors["signin"] >= 2
     assert not result.errors
     assert not result.acknowledged
@@ -77,7 +76,7 @@ def test_server_errors_are_counted_as_such(failing_server: str) -> None:
 
 
 def test_unexpected_answers_are_counted_as_errors(wrong_server: str) -> None:
-    result = asyncio.run(run_mix(config(wrong_server)))
+    result = run_mix_blocking(config(wrong_server))
     assert result.errors["signin"] >= 2
     assert not result.server_errors
     assert not result.acknowledged
