@@ -248,11 +248,12 @@ def current_notice(purpose: Purpose) -> PrivacyNotice | None:
     )
 
 
-# The purpose with its partner's client_id, in one raw statement (no query to compile: the
-# append path's first read; `partner_code` is '' for the metropolis' own purposes).
+# The purpose's columns an append uses, with its partner's client_id ('' for the metropolis'
+# own purposes), in one raw statement: the append path's first read.
 _PURPOSE_SQL = (
-    "SELECT p.*, COALESCE(c.client_id, '') AS partner_code FROM consent_purpose p "
-    "LEFT JOIN {client} c ON c.id = p.client_id WHERE p.code = %s"
+    "SELECT p.id, p.code, p.client_id, p.consent_lifetime_days, p.requires_consent, p.is_active, "
+    "COALESCE(c.client_id, '') FROM consent_purpose p LEFT JOIN {client} c ON c.id = p.client_id "
+    "WHERE p.code = %s"
 )
 
 
@@ -264,13 +265,29 @@ def _purpose_sql() -> str:
 
 
 def _purpose(code: str) -> Purpose:
+    """The active purpose `code`, read in part (`_loaded`: an event refers to it by id), with
+    its partner's client_id as `partner_code`; UnknownPurpose otherwise."""
     if not isinstance(code, str) or not code:
         raise UnknownPurpose("a purpose code is required")
-    purpose = next(iter(Purpose.objects.raw(_purpose_sql(), [code])), None)
-    if purpose is None:
+    with connection.cursor() as cursor:
+        cursor.execute(_purpose_sql(), [code])
+        row = cursor.fetchone()
+    if row is None:
         raise UnknownPurpose(f"unknown purpose {code!r}")
-    if not purpose.is_active:
+    purpose_id, purpose_code, client_id, lifetime, requires_consent, is_active, partner_code = row
+    if not is_active:
         raise UnknownPurpose(f"purpose {code!r} is retired")
+    purpose = _loaded(
+        Purpose(
+            id=purpose_id,
+            code=purpose_code,
+            client_id=client_id,
+            consent_lifetime_days=lifetime,
+            requires_consent=bool(requires_consent),
+            is_active=True,
+        )
+    )
+    purpose.partner_code = partner_code
     return purpose
 
 
