@@ -44,7 +44,16 @@ import oidc as bench
 
 from common.crypto import keyed_hash
 
-OPS = ("discovery", "client_credentials", "introspection", "userinfo", "refresh", "auth_code", "signin")
+OPS = (
+    "discovery",
+    "client_credentials",
+    "introspection",
+    "userinfo",
+    "refresh",
+    "auth_code",
+    "signin",
+    "signin_form",
+)
 
 
 def main() -> int:
@@ -159,9 +168,24 @@ def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
             if "known_device" in name:
                 device_cookie[name] = morsel.value
 
+    def signin_form() -> None:
+        # The GET half of `signin` alone: a visitor without a session is shown the form.
+        visitor.cookies = SimpleCookie()
+        page = visitor.get("/connexion/", secure=True)
+        assert page.status_code == 200, page.status_code
+
     funcs = {
         f.__name__: f
-        for f in (discovery, client_credentials, introspection, userinfo, refresh, auth_code, signin)
+        for f in (
+            discovery,
+            client_credentials,
+            introspection,
+            userinfo,
+            refresh,
+            auth_code,
+            signin,
+            signin_form,
+        )
     }
     n = args.requests
     if args.components:
@@ -170,6 +194,18 @@ def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
         measure(name, funcs[name], n, top=args.top)
     connections.close_all()
     return 0
+
+
+def _rss_mib() -> float:
+    """This process's resident memory (Linux), to see whether an operation keeps growing it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def measure(name: str, fn: Callable[[], object], n: int, *, top: int) -> None:
@@ -195,7 +231,8 @@ def measure(name: str, fn: Callable[[], object], n: int, *, top: int) -> None:
     total = stats.total_tt
     print(
         f"\n## {name}: {1000 * cpu / n:.2f} ms CPU/op, {1000 * wall / n:.2f} ms wall/op "
-        f"in process (no HTTP server), {n} ops; cProfile total {1000 * total / n:.2f} ms/op"
+        f"in process (no HTTP server), {n} ops; cProfile total {1000 * total / n:.2f} ms/op; "
+        f"process VmRSS {_rss_mib():.1f} MiB after"
     )
     rows = []
     for (filename, line, func), (_cc, _nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]

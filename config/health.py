@@ -78,7 +78,7 @@ def _check_cache_tables() -> str:
     """Without Redis, rate-limit counters live in a database cache table that
     `manage.py createcachetable` creates: without it every sign-in fails."""
     for alias, config in settings.CACHES.items():
-        if config["BACKEND"].endswith("DatabaseCache"):
+        if str(config["BACKEND"]).endswith("DatabaseCache"):
             try:
                 caches[alias].get("readyz-probe")
             except DatabaseError as exc:

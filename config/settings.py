@@ -174,6 +174,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and rate limits ------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL") or ""
+# Seconds to connect to Redis and to wait for each of its answers: when the Redis host is
+# down or unreachable, a request fails in this time with the 503 of config/errors.py instead
+# of holding its worker thread until TCP gives up (minutes).
+REDIS_TIMEOUT_SECONDS = env_int("REDIS_TIMEOUT_SECONDS", 5)
+if REDIS_TIMEOUT_SECONDS < 1:
+    raise ImproperlyConfigured("REDIS_TIMEOUT_SECONDS must be at least 1")
+_REDIS_OPTIONS = {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS}
 # Parallel test workers share one Redis: each keeps to its own keys.
 _TEST_CACHE_SUFFIX = f"-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}" if TESTING else ""
 if REDIS_URL:
@@ -182,11 +189,13 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "cum" + _TEST_CACHE_SUFFIX,
+            "OPTIONS": _REDIS_OPTIONS,
         },
         "ratelimit": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "cum-rl" + _TEST_CACHE_SUFFIX,
+            "OPTIONS": _REDIS_OPTIONS,
         },
     }
 else:
@@ -387,6 +396,14 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
 OUTBOX_HEARTBEAT_LATE_SECONDS = env_int("OUTBOX_HEARTBEAT_LATE_SECONDS", 60)
 if OUTBOX_HEARTBEAT_LATE_SECONDS < 20:
     raise ImproperlyConfigured("OUTBOX_HEARTBEAT_LATE_SECONDS must be at least 20 (two heartbeats)")
+# Retries of outbox deliveries (connectors.outbox.backoff_delay): exponential backoff with
+# jitter from OUTBOX_RETRY_BASE_SECONDS, capped at OUTBOX_RETRY_MAX_SECONDS between attempts.
+OUTBOX_RETRY_BASE_SECONDS = env_int("OUTBOX_RETRY_BASE_SECONDS", 5)
+OUTBOX_RETRY_MAX_SECONDS = env_int("OUTBOX_RETRY_MAX_SECONDS", 60 * 60)
+if not 1 <= OUTBOX_RETRY_BASE_SECONDS <= OUTBOX_RETRY_MAX_SECONDS:
+    raise ImproperlyConfigured(
+        "OUTBOX_RETRY_BASE_SECONDS must be at least 1 and at most OUTBOX_RETRY_MAX_SECONDS"
+    )
 # Seconds per SMTP operation: the worker's lease on a message (connectors.outbox) is longer.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 if EMAIL_TIMEOUT < 1:
@@ -573,6 +590,14 @@ OAUTH2_PROVIDER["ALLOWED_REDIRECT_URI_SCHEMES"] = (
 # Refresh tokens of public clients (single-page and mobile apps) expire after this many
 # seconds without use (RFC 9700 §4.14.2; identity/oidc/refresh_policy.py); they also rotate.
 OIDC_PUBLIC_CLIENT_REFRESH_IDLE_SECONDS = env_int("OIDC_PUBLIC_CLIENT_REFRESH_IDLE_SECONDS", 60 * 60 * 24)
+
+# DPoP (RFC 9449; identity/oidc/dpop.py). A proof's iat may be this far ahead or this old.
+DPOP_PROOF_LEEWAY_SECONDS = env_int("DPOP_PROOF_LEEWAY_SECONDS", 60)
+DPOP_PROOF_MAX_AGE_SECONDS = env_int("DPOP_PROOF_MAX_AGE_SECONDS", 300)
+# Server-provided nonces (RFC 9449 §8, §9) at the token endpoint, PAR and userinfo: a nonce
+# lives one to two steps; required by default (a proof cannot be made in advance).
+DPOP_NONCE_REQUIRED = env_bool("DPOP_NONCE_REQUIRED", default=True)
+DPOP_NONCE_STEP_SECONDS = env_int("DPOP_NONCE_STEP_SECONDS", 300)
 
 DEMO_ENABLED = env_bool("DEMO_ENABLED", default=not PRODUCTION)
 

@@ -5,6 +5,9 @@ from django.urls import include, path
 from config import health
 from config.metrics_view import metrics_view
 
+# Redis or PostgreSQL unreachable: a readable 503, never a 500 page (config/errors.py).
+handler500 = "config.errors.server_error_view"
+
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -21,8 +22,6 @@ from connectors.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
-BASE_DELAY_SECONDS = 5
-MAX_DELAY_SECONDS = 60 * 60
 LEASE_SECONDS = 120
 HTTP_TIMEOUT_SECONDS = 10
 
@@ -59,8 +58,10 @@ def handler_for(kind: str) -> Handler | None:
 
 
 def backoff_delay(attempts: int, *, rng: random.Random | None = None) -> timedelta:
-    """Exponential backoff with full jitter, capped (attempts counts failures so far, ≥ 1)."""
-    ceiling = min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * (2 ** max(0, attempts - 1)))
+    """Exponential backoff with jitter, capped (attempts counts failures so far, ≥ 1): between
+    half and all of OUTBOX_RETRY_BASE_SECONDS × 2^(attempts-1), at most OUTBOX_RETRY_MAX_SECONDS."""
+    base, cap = settings.OUTBOX_RETRY_BASE_SECONDS, settings.OUTBOX_RETRY_MAX_SECONDS
+    ceiling = min(cap, base * (2 ** min(max(0, attempts - 1), 40)))
     return timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))
 
 

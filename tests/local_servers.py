@@ -3,7 +3,8 @@
 - RecordingServer: a partner's endpoint (back-channel logout, outbox deliveries). Records
   every POST (path, content type, form fields, headers) and answers `status`, settable
   while it runs; a 3xx answer points elsewhere on the same server, and a GET (which only a
-  followed redirect would send) is recorded too.
+  followed redirect would send) is recorded too. `delay` (seconds) before answering a POST:
+  a slow partner.
 - DocumentServer: serves fixed documents by path (sector identifier documents, JWK sets):
   `routes[path] = (status, headers, body)` (a path with a query string falls back on its
   route without it: a page's callback), every path requested recorded in `requested`,
@@ -47,6 +48,7 @@ class RecordingServer(LocalServer):
     def __init__(self, path: str, port: int = 0) -> None:
         self.path = path
         self.status = 200
+        self.delay = 0.0
         self.received: list[dict[str, Any]] = []
         recorder = self
 
@@ -65,6 +67,8 @@ class RecordingServer(LocalServer):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 self._record(self.rfile.read(length).decode())
+                if recorder.delay:
+                    time.sleep(recorder.delay)
                 status = recorder.status
                 self.send_response(status)
                 if 300 <= status < 400:

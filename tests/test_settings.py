@@ -145,3 +145,33 @@ def test_production_logs_one_json_object_per_line_with_the_request_id():
 def test_log_format_and_heartbeat_settings_are_checked():
     assert "LOG_FORMAT" in run_settings({"LOG_FORMAT": "xml"}).stderr
     assert "OUTBOX_HEARTBEAT_LATE_SECONDS" in run_settings({"OUTBOX_HEARTBEAT_LATE_SECONDS": "5"}).stderr
+
+
+def test_a_redis_that_never_answers_times_out_instead_of_hanging():
+    """A host that accepts the connection and never answers (the shape of a Redis host gone
+    bad): the cache raises redis' TimeoutError after REDIS_TIMEOUT_SECONDS, which
+    config/errors.py turns into a 503; without the timeout the call would wait forever."""
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        code = (
+            "from django.core.cache import caches\n"
+            "try:\n"
+            "    caches['ratelimit'].get('probe')\n"
+            "except Exception as exc:\n"
+            "    print(type(exc).__module__, type(exc).__name__)\n"
+        )
+        result = run_settings(
+            {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "REDIS_TIMEOUT_SECONDS": "1"}, code
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["redis.exceptions", "TimeoutError"]
+
+
+def test_redis_timeout_is_checked():
+    result = run_settings({"REDIS_TIMEOUT_SECONDS": "0"})
+    assert result.returncode != 0
+    assert "REDIS_TIMEOUT_SECONDS must be at least 1" in result.stderr

@@ -143,6 +143,9 @@ def generate(request: Any) -> str:
         acr = getattr(request, "cum_acr", "")
         if acr:
             claims["acr"] = acr
+    jkt = getattr(request, "cum_dpop_jkt", None)
+    if jkt:
+        claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to this DPoP key
     return sign(claims)
 
 
@@ -199,7 +202,7 @@ def decode(token: str, *, now: float | None = None, verify: bool = True) -> dict
     try:
         header = json.loads(_unb64(encoded_header))
         signature = _unb64(encoded_signature)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(header, dict) or header.get("typ") != TYP or set(header) - {"typ", "alg", "kid"}:
         return None
@@ -215,7 +218,7 @@ def decode(token: str, *, now: float | None = None, verify: bool = True) -> dict
             return None
     try:
         claims = json.loads(_unb64(encoded_claims))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(claims, dict) or claims.get("iss") != settings.ISSUER:
         return None

@@ -78,6 +78,7 @@ class PartnerClientForm(forms.ModelForm):
             "jwks_uri",
             "require_par",
             "require_mfa",
+            "dpop_bound_access_tokens",
             "algorithm",
             "backchannel_logout_uri",
             "backchannel_logout_session_required",
@@ -181,7 +182,16 @@ class PartnerClientAdmin(admin.ModelAdmin):
         (_("Pages web du partenaire (CORS)"), {"fields": ("allowed_origins",)}),
         (
             _("Authentification"),
-            {"fields": ("token_endpoint_auth_method", "jwks", "jwks_uri", "require_par", "require_mfa")},
+            {
+                "fields": (
+                    "token_endpoint_auth_method",
+                    "jwks",
+                    "jwks_uri",
+                    "require_par",
+                    "require_mfa",
+                    "dpop_bound_access_tokens",
+                )
+            },
         ),
         (_("Jetons et identifiants"), {"fields": ("algorithm", "sector_identifier_uri", "subject_sector")}),
         (

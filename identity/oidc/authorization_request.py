@@ -39,6 +39,7 @@ PENDING_CREDENTIALS = {
     "code_challenge_method",
     "claims",
     "cum_required_acr",
+    "dpop_jkt",  # RFC 9449 §10, as checked by Validator.validate_authorization_dpop_jkt
     "resource",  # RFC 8707, as checked by Validator.validate_authorization_resource
     "cum_browser_id",  # the consent_browser_id parameter, checked (authorize._browser_to_link)
 }

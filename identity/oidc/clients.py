@@ -51,6 +51,7 @@ def client_register(
     policy_uri: str = "",
     resource_identifier: str = "",
     allowed_origins: list[str] | None = None,
+    require_dpop: bool = False,
 ) -> tuple[Any, str | None]:
     """Register a partner client. Returns the client and its secret (None when it has none).
 
@@ -63,6 +64,8 @@ def client_register(
     resource server that tokens can be meant for (identity/oidc/resources.py).
     `signing_alg` (the ID tokens' and logout tokens') is ES256 unless the partner asks for
     RS256; clients registered before this default keep what they have.
+    `require_dpop` (RFC 9449 `dpop_bound_access_tokens`): every token request of the client
+    must carry a DPoP proof, so all its tokens are bound to its key.
     """
 
     name = (name or "").strip()
@@ -135,6 +138,7 @@ def client_register(
         policy_uri=policy_uri,
         resource_identifier=resource_identifier or None,
         allowed_origins=" ".join(dict.fromkeys(allowed_origins or [])),
+        dpop_bound_access_tokens=require_dpop,
     )
     # A client without redirect URIs (client credentials only) is a sector of its own.
     client.subject_sector = sector or f"client:{client.client_id}"

@@ -160,6 +160,13 @@ class Client(AbstractApplication):
         default=False,
         help_text=_("Les résidents doivent s'être connectés avec un second facteur (acr MFA)."),
     )
+    # RFC 9449 §5.2 / OAuth Dynamic Client Registration `dpop_bound_access_tokens`: every
+    # token request of this client must carry a DPoP proof.
+    dpop_bound_access_tokens: models.BooleanField[bool, bool] = models.BooleanField(
+        _("exige DPoP"),
+        default=False,
+        help_text=_("Les jetons de ce client doivent être liés à une clé DPoP (RFC 9449)."),
+    )
     logo_uri: models.URLField[str, str] = models.URLField(_("URI du logo"), max_length=500, blank=True)
     policy_uri: models.URLField[str, str] = models.URLField(
         _("URI de la politique de confidentialité"), max_length=500, blank=True
@@ -297,6 +304,9 @@ class AuthorizationCode(AbstractGrant):
         _("niveau d'authentification"), max_length=100, blank=True
     )
     amr = models.JSONField(_("méthodes d'authentification"), default=list, blank=True)
+    # RFC 9449 §10: the `dpop_jkt` of the authorization request; the code is exchanged
+    # only with a proof by that key.
+    dpop_jkt: models.CharField[str, str] = models.CharField(_("clé DPoP"), max_length=43, blank=True)
 
     class Meta(AbstractGrant.Meta):
         app_label = "identity"
@@ -331,6 +341,9 @@ class RefreshToken(AbstractRefreshToken):
         _("niveau d'authentification"), max_length=100, blank=True
     )
     amr = models.JSONField(_("méthodes d'authentification"), default=list, blank=True)
+    # RFC 9449 §5: a public client's refresh token is bound to the DPoP key of the request
+    # that first obtained it (its JWK thumbprint); blank when unbound.
+    dpop_jkt: models.CharField[str, str] = models.CharField(_("clé DPoP"), max_length=43, blank=True)
 
     class Meta(AbstractRefreshToken.Meta):
         app_label = "identity"
@@ -424,6 +437,24 @@ class ClientAssertionJti(models.Model):
 
     def __str__(self) -> str:
         return f"jti {self.pk}"
+
+
+class DPoPProofJti(models.Model):
+    """DPoP proofs already accepted (RFC 9449 §11.1), when no Redis is configured.
+
+    `jti_hash` is the SHA-256 of the proof's key thumbprint and `jti`; the unique constraint
+    makes a second use fail across every worker. Rows go once the proof is too old anyway.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    jti_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        app_label = "identity"
+
+    def __str__(self) -> str:
+        return f"DPoP jti {self.pk}"
 
 
 class RevokedAccessToken(models.Model):

@@ -5,7 +5,7 @@ which oauthlib then copies again into a case-insensitive dict, key by key: a thi
 the CPU of a client-credentials grant. oauthlib and our validator read only these:
 the Authorization header (client authentication, Basic), Content-Type, Origin (CORS on
 the token endpoint), Host, the client address, and django-oauth-toolkit's own marker of
-a secure request.
+a secure request; plus the thumbprint of a DPoP proof the token view verified.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 
 from oauth2_provider.oauth2_backends import OAuthLibCore as DotOAuthLibCore
 from oauthlib.common import Request as OAuthRequest
+
+from identity.oidc.dpop import JKT_HEADER, JKT_META
 
 _KEPT = ("HTTP_AUTHORIZATION", "CONTENT_TYPE", "HTTP_ORIGIN", "HTTP_HOST", "REMOTE_ADDR")
 
@@ -30,6 +32,8 @@ class OAuthLibCore(DotOAuthLibCore):
             headers["Origin"] = headers["HTTP_ORIGIN"]
         if request.is_secure():
             headers["X_DJANGO_OAUTH_TOOLKIT_SECURE"] = "1"
+        if JKT_META in meta:  # the DPoP key the token view verified (identity/oidc/dpop.py)
+            headers[JKT_HEADER] = meta[JKT_META]
         return headers
 
     def oauth_request(self, request: Any) -> OAuthRequest:

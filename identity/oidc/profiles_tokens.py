@@ -8,7 +8,8 @@ for another resource server is refused), of a known client; then one indexed rea
 SHA-256 proves we issued exactly this string, that it was not revoked (sign-out, RFC 7009,
 a withdrawal from Mon compte) and that the resident is active
 (identity.oidc.access_tokens.resident_of). The ledger then says, per scope, whether the
-partner may receive its data now (identity.oidc.sharing.scope_release).
+partner may receive its data now (identity.oidc.sharing.scope_release). A DPoP-bound token
+(RFC 9449, `cnf`) is refused here: this API reads Bearer tokens only and cannot check a proof.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def read_partner_token(raw: str) -> PartnerToken | None:
     claims = decode(raw, verify=False)
     if claims is None or is_client_token(claims) or not _for_us(claims):
         return None
+    if "cnf" in claims:
+        return None  # DPoP-bound (RFC 9449 §7.2): this API takes Bearer tokens only
     client = client_by_client_id(claims["client_id"])
     if client is None:
         return None

@@ -41,6 +41,7 @@ from identity.oidc.client_auth import (
     method_used,
     verify_client_assertion,
 )
+from identity.oidc.dpop import JKT_HEADER
 from identity.oidc.models import RevokedAccessToken
 from identity.oidc.refresh_policy import public_refresh_idle_error
 from identity.oidc.resources import unknown_targets
@@ -90,12 +91,24 @@ if TYPE_CHECKING:
         _cum_grant: tuple[str, str, Any]
         _cum_token_family: uuid.UUID | None
         _cum_issued_id_token: tuple[str, Any]
+        # RFC 9449: the thumbprint of the DPoP key this token request's tokens are bound to.
+        cum_dpop_jkt: str | None
+        dpop_jkt: str  # the authorization request's `dpop_jkt` (credentials)
 else:
     from oauthlib.common import Request as OAuthRequest
 
 log = logging.getLogger(__name__)
 
 MAX_RESOURCES = 10  # RFC 8707 `resource` values in one request
+_JKT_LENGTH = 43  # base64url of a SHA-256 (RFC 7638 thumbprint)
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _dpop_refused(description: str, request: OAuthRequest) -> oauth2_errors.OAuth2Error:
+    """RFC 9449 §5: 400 invalid_dpop_proof at the token endpoint."""
+    return oauth2_errors.CustomOAuth2Error(
+        error="invalid_dpop_proof", description=description, status_code=400, request=request
+    )
 
 
 def _as_utc(value: datetime | None) -> datetime:
@@ -237,6 +250,7 @@ class Validator(OAuth2Validator):
             acr=getattr(request, "cum_acr", "") or "",
             amr=list(getattr(request, "cum_amr", None) or []),
             resource=list(getattr(request, "resource", None) or []),  # validate_authorization_resource
+            dpop_jkt=getattr(request, "dpop_jkt", None) or "",  # validate_authorization_dpop_jkt
         )
 
     def _code_row(self, code: str, request: OAuthRequest) -> Any:
@@ -432,11 +446,23 @@ class Validator(OAuth2Validator):
             claims_request=request.claims if isinstance(request.claims, dict) else None,
             acr=getattr(request, "cum_acr", "") or "",
             amr=list(getattr(request, "cum_amr", None) or []),
+            dpop_jkt=self._refresh_token_jkt(request, previous_refresh_token),
         )
         self._set_token_value(refresh_token, refresh_token_code)
         refresh_token.save(force_insert=True)
         request._cum_token_family = refresh_token.token_family
         return refresh_token
+
+    @staticmethod
+    def _refresh_token_jkt(request: OAuthRequest, previous_refresh_token: Any) -> str:
+        """RFC 9449 §5: a public client's refresh token is bound to the key of the request
+        that started its family (and stays so when rotated); a confidential client's is not
+        (it authenticates itself)."""
+        if previous_refresh_token is not None:
+            return str(previous_refresh_token.dpop_jkt or "")
+        if request.client.client_type != request.client.CLIENT_PUBLIC:
+            return ""
+        return getattr(request, "cum_dpop_jkt", None) or ""
 
     def save_bearer_token(
         self, token: dict[str, Any], request: OAuthRequest, *args: Any, **kwargs: Any
@@ -549,6 +575,64 @@ class Validator(OAuth2Validator):
         request.resource = requested
         return {"resource": requested}
 
+    # --- DPoP (RFC 9449; identity/oidc/dpop.py) ------------------------------------------------
+    def validate_authorization_dpop_jkt(self, request: OAuthRequest) -> dict[str, Any]:
+        """oauthlib post_auth validator: `dpop_jkt` of an authorization request or PAR (§10).
+
+        At most one, a SHA-256 JWK thumbprint in base64url; kept on the code, which is then
+        exchanged only with a proof by that key (validate_token_dpop).
+        """
+        kept = vars(request).get("dpop_jkt")  # the credentials' (the request resumed)
+        if isinstance(kept, str):
+            return {"dpop_jkt": kept} if kept else {}
+        body = getattr(request, "decoded_body", None) or []
+        values = [item for key, item in body if key == "dpop_jkt"]
+        with contextlib.suppress(ValueError):
+            values += [item for key, item in request.uri_query_params if key == "dpop_jkt"]
+        if not values:
+            return {}
+        value = values[0]
+        if len(values) > 1 or len(value) != _JKT_LENGTH or not set(value) <= _B64URL:
+            raise oauth2_errors.InvalidRequestError(
+                description="dpop_jkt must be one base64url SHA-256 JWK thumbprint (RFC 9449 §10).",
+                request=request,
+            )
+        request.dpop_jkt = value
+        return {"dpop_jkt": value}
+
+    def validate_token_dpop(self, request: OAuthRequest) -> None:
+        """oauthlib post_token validator, after validate_token_resource (both token paths).
+
+        The token view verified the request's DPoP proof, if any, and passed its key's
+        thumbprint. Refused with invalid_dpop_proof: a code bound by `dpop_jkt` or a bound
+        refresh token without a proof by that key (a bound refresh token presented otherwise
+        is misuse: its family is revoked, as for a replay), and a client registered with
+        `dpop_bound_access_tokens` without a proof. Otherwise the tokens issued are bound
+        to that key: `cnf.jkt` in the access token, `token_type: DPoP`.
+        """
+        jkt = request.headers.get(JKT_HEADER) or None
+        if request.grant_type == "authorization_code":
+            grant = self._redeemed_grant(request.code, request)
+            bound = grant.dpop_jkt if grant is not None else ""
+            if bound and jkt != bound:
+                raise _dpop_refused(
+                    "This code was bound to a DPoP key (dpop_jkt): send a proof made with it.", request
+                )
+        elif request.grant_type == "refresh_token":
+            previous = getattr(request, "refresh_token_instance", None)
+            bound = previous.dpop_jkt if previous is not None else ""
+            if previous is not None and bound and jkt != bound:
+                if oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION and previous.token_family:
+                    get_refresh_token_model().revoke_family(previous.token_family)
+                raise _dpop_refused(
+                    "This refresh token is bound to a DPoP key: send a proof made with it.", request
+                )
+        if jkt is None and request.client.dpop_bound_access_tokens:
+            raise _dpop_refused("This client must send a DPoP proof (dpop_bound_access_tokens).", request)
+        request.cum_dpop_jkt = jkt
+        if jkt:
+            request.extra_credentials = {**(request.extra_credentials or {}), "token_type": "DPoP"}
+
     def validate_token_resource(self, request: OAuthRequest) -> dict[str, Any]:
         """oauthlib post_token validator (after client authentication and the grant's checks).
 
@@ -607,7 +691,9 @@ class Validator(OAuth2Validator):
             if not request.user.is_active:
                 return False
             previous = request.refresh_token_instance
-            idle_error = public_refresh_idle_error(client=client, refresh_token=previous)
+            idle_error = public_refresh_idle_error(
+                client=client, refresh_token=previous, sender_constrained=bool(previous.dpop_jkt)
+            )
             if idle_error:
                 raise oauth2_errors.InvalidGrantError(description=idle_error, request=request)
             request.auth_time = previous.auth_time
@@ -632,6 +718,7 @@ class Validator(OAuth2Validator):
         "claims_request",
         "acr",
         "amr",
+        "dpop_jkt",
         "access_token__expires",
         "access_token__scope",
     )

@@ -45,20 +45,24 @@ class Server(
         # RFC 8707 `resource`, checked by our validator once oauthlib has checked the rest
         # (after client authentication at the token endpoint). Each grant gets its own lists:
         # the OpenID grant appends its own validator to the list it is given.
+        # Then DPoP (RFC 9449): `dpop_jkt` of an authorization request, and the binding of
+        # what a token request issues to the key whose proof the token view verified.
         def resource_checks() -> dict[str, list[Any]]:
             return {
-                "post_auth": [request_validator.validate_authorization_resource],
-                "post_token": [request_validator.validate_token_resource],
+                "post_auth": [
+                    request_validator.validate_authorization_resource,
+                    request_validator.validate_authorization_dpop_jkt,
+                ],
+                "post_token": token_checks(),
             }
+
+        def token_checks() -> list[Any]:
+            return [request_validator.validate_token_resource, request_validator.validate_token_dpop]
 
         self.auth_grant = OAuth2AuthorizationCodeGrant(request_validator, **resource_checks())
         self.openid_connect_auth = AuthorizationCodeGrant(request_validator, **resource_checks())
-        self.credentials_grant = ClientCredentialsGrant(
-            request_validator, post_token=[request_validator.validate_token_resource]
-        )
-        self.refresh_grant = RefreshTokenGrant(
-            request_validator, post_token=[request_validator.validate_token_resource]
-        )
+        self.credentials_grant = ClientCredentialsGrant(request_validator, post_token=token_checks())
+        self.refresh_grant = RefreshTokenGrant(request_validator, post_token=token_checks())
         self.bearer = BearerToken(
             request_validator, token_generator, token_expires_in, refresh_token_generator
         )

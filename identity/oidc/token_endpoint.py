@@ -37,6 +37,7 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.utils import is_secure_transport, scope_to_list
 
+from identity.oidc.dpop import JKT_HEADER, JKT_META
 from identity.oidc.request_validator import OAuthRequest, Validator
 
 GRANTS = ("authorization_code", "refresh_token", "client_credentials")
@@ -76,6 +77,8 @@ def _oauth_request(request: HttpRequest) -> OAuthRequest:
         headers["HTTP_AUTHORIZATION"] = headers["Authorization"]  # django-oauth-toolkit reads this one
     if request.is_secure():
         headers["X_DJANGO_OAUTH_TOOLKIT_SECURE"] = "1"
+    if JKT_META in meta:  # the DPoP key the token view verified (identity/oidc/dpop.py)
+        headers[JKT_HEADER] = meta[JKT_META]
     oauth = OAuthRequest(request.build_absolute_uri(request.path), "POST", None, headers)
     # Set after construction: oauthlib's constructor would turn a list into a dict (keeping
     # one `resource`); the validator reads the repeated ones from decoded_body.
@@ -185,6 +188,7 @@ def _authorization_code(validator: Validator, oauth: OAuthRequest) -> dict[str, 
     # Exact match (raises invalid_grant; invalid_request when none was sent).
     validator.confirm_redirect_uri(client_id, code, oauth.redirect_uri, oauth.client, oauth)
     validator.validate_token_resource(oauth)  # RFC 8707
+    validator.validate_token_dpop(oauth)  # RFC 9449
     nonce = validator.get_authorization_code_nonce(client_id, code, oauth.redirect_uri, oauth)
     token = _issue(validator, oauth, refresh_token=True, nonce=nonce)
     validator.invalidate_authorization_code(client_id, code, oauth)
@@ -208,6 +212,7 @@ def _refresh_token(validator: Validator, oauth: OAuthRequest) -> dict[str, Any]:
     else:
         oauth.scopes = original
     validator.validate_token_resource(oauth)  # RFC 8707: within the grant's resources
+    validator.validate_token_dpop(oauth)  # RFC 9449
     return _issue(validator, oauth, refresh_token=True, nonce=None)
 
 
@@ -219,6 +224,7 @@ def _client_credentials(validator: Validator, oauth: OAuthRequest) -> dict[str, 
     if not validator.validate_scopes(client_id, oauth.scopes, oauth.client, oauth):
         raise errors.InvalidScopeError(request=oauth)
     validator.validate_token_resource(oauth)  # RFC 8707
+    validator.validate_token_dpop(oauth)  # RFC 9449
     return _issue(validator, oauth, refresh_token=False, nonce=None)
 
 
@@ -241,7 +247,7 @@ def _issue(
     token: dict[str, Any] = {
         "access_token": _generator(oauth2_settings.ACCESS_TOKEN_GENERATOR)(oauth),
         "expires_in": expires_in,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if getattr(oauth, "cum_dpop_jkt", None) else "Bearer",
     }
     if oauth.scopes is not None:
         token["scope"] = " ".join(oauth.scopes)

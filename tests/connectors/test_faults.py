@@ -26,13 +26,13 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
 from connectors import monitoring
 from connectors.links import link_create, link_remove
 from connectors.models import OutboxMessage, PartnerConnector
-from connectors.outbox import BASE_DELAY_SECONDS
 from connectors.services import partner_connector_configure
 from connectors.transport import link_secret
 from connectors.transport_simulator import TransportSimulator
@@ -107,7 +107,7 @@ def test_naolib_down_the_requests_wait_and_each_is_delivered_once_after_recovery
         message.refresh_from_db()
         assert (message.status, message.attempts, message.last_error) == ("pending", 1, "partner_unavailable")
         # Backoff: the next attempt at least half the base delay after this one (jittered).
-        assert message.next_attempt_at >= started + timedelta(seconds=BASE_DELAY_SECONDS / 2)
+        assert message.next_attempt_at >= started + timedelta(seconds=settings.OUTBOX_RETRY_BASE_SECONDS / 2)
         assert "details" in message.payload  # the sealed card number is kept until Naolib answers
     deprovision.refresh_from_db()
     assert deprovision.status == OutboxMessage.Status.DELIVERED

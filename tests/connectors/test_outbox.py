@@ -6,11 +6,12 @@ import random
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from connectors.models import OutboxMessage
-from connectors.outbox import BASE_DELAY_SECONDS, MAX_DELAY_SECONDS, backoff_delay
+from connectors.outbox import backoff_delay
 from connectors.services import OutboxError, outbox_enqueue, outbox_replay
 from tests.connectors.conftest import PartnerServer
 from tests.connectors.form_handler import HTTP_FORM_POST
@@ -63,11 +64,23 @@ def test_same_idempotency_key_is_one_message():
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap():
     rng = random.Random(4)
+    base, cap = settings.OUTBOX_RETRY_BASE_SECONDS, settings.OUTBOX_RETRY_MAX_SECONDS
+    assert (base, cap) == (5, 3600)  # the defaults of config/settings.py
     for attempts in range(1, 30):
-        ceiling = min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * 2 ** (attempts - 1))
+        ceiling = min(cap, base * 2 ** (attempts - 1))
         delay = backoff_delay(attempts, rng=rng).total_seconds()
         assert ceiling / 2 <= delay <= ceiling
-    assert backoff_delay(50, rng=rng).total_seconds() <= MAX_DELAY_SECONDS
+    assert backoff_delay(50, rng=rng).total_seconds() <= cap
+
+
+def test_backoff_follows_the_retry_settings(settings):
+    settings.OUTBOX_RETRY_BASE_SECONDS, settings.OUTBOX_RETRY_MAX_SECONDS = 1, 4
+    rng = random.Random(7)
+    assert [backoff_delay(n, rng=rng).total_seconds() <= min(4, 2 ** (n - 1)) for n in range(1, 8)] == [
+        True
+    ] * 7
+    assert 0.5 <= backoff_delay(1, rng=rng).total_seconds() <= 1
+    assert 2 <= backoff_delay(10, rng=rng).total_seconds() <= 4
 
 
 @pytest.mark.django_db(transaction=True)

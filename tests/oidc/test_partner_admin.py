@@ -195,3 +195,12 @@ def test_bad_allowed_origins_are_refused_in_the_admin(staff, rp, origin):
     assert "allowed_origins" in response.context["adminform"].form.errors
     rp.client.refresh_from_db()
     assert rp.client.allowed_origins == ""
+
+
+def test_require_dpop_is_shown_and_editable(staff, rp):
+    # RFC 9449 `dpop_bound_access_tokens` (register_client --require-dpop).
+    assert b'name="dpop_bound_access_tokens"' in staff.get(change_url(rp.client)).content
+    response = staff.post(change_url(rp.client), form_data(rp.client, dpop_bound_access_tokens="on"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    rp.client.refresh_from_db()
+    assert rp.client.dpop_bound_access_tokens

@@ -309,10 +309,12 @@ def test_token_in_header_and_body_at_once_is_invalid_request(tokens):
     assert response.json()["error"] == "invalid_request"
 
 
-def test_other_authorization_scheme_gets_a_bare_bearer_challenge(tokens):
+def test_other_authorization_scheme_gets_bare_bearer_and_dpop_challenges(tokens):
     response = BrowserClient().get("/userinfo", HTTP_AUTHORIZATION="Basic dXNlcjpwYXNz")
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == 'Bearer realm="userinfo"'
+    # RFC 6750 §3.1 and RFC 9449 §7.1: no error code, the DPoP algorithms we accept.
+    challenges = 'Bearer realm="userinfo", DPoP algs="ES256 ES384 PS256 RS256 EdDSA"'
+    assert response["WWW-Authenticate"] == challenges
 
 
 def test_bearer_scheme_is_case_insensitive(tokens):

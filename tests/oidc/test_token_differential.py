@@ -28,6 +28,7 @@ from jwcrypto import jwk, jwt
 from identity.oidc.models import AuthorizationCode
 from tests.conftest import REDIRECT_URI, OIDCFlow, RegisteredClient
 from tests.oidc.conftest import basic, userinfo
+from tests.oidc.dpop_keys import DPoPKey
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +50,7 @@ class Env:
     machine: RegisteredClient
     jwt_machine: RegisteredClient
     jwt_key: jwk.JWK
+    dpop_rp: RegisteredClient
 
     def flow(self, rp: RegisteredClient | None = None, **authorize: Any) -> tuple[OIDCFlow, str]:
         flow = OIDCFlow(self.browser, rp or self.rp)
@@ -98,11 +100,22 @@ def env(signed_in: BrowserClient, make_client: Any) -> Env:
             jwks={"keys": [public]},
         ),
         jwt_key=key,
+        dpop_rp=make_client(
+            name="Passerelle DPoP",
+            redirect_uris=[],
+            grant_types=["client_credentials"],
+            scopes=["profile"],
+            require_dpop=True,
+        ),
     )
 
 
-def post(data: dict[str, str] | str, *, auth: str | None = None, query: str = "") -> Any:
+def post(
+    data: dict[str, str] | str, *, auth: str | None = None, query: str = "", dpop: str | None = None
+) -> Any:
     extra = {"HTTP_AUTHORIZATION": auth} if auth else {}
+    if dpop is not None:
+        extra["HTTP_DPOP"] = dpop
     if isinstance(data, str):  # a raw form, for repeated parameters
         return BrowserClient().post(
             "/token" + query, data, content_type="application/x-www-form-urlencoded", **extra
@@ -123,13 +136,22 @@ def summary(response: Any, path: str) -> tuple[Any, ...]:
         # oauthlib leaves out the JSON content type on the errors its endpoint raises itself
         # (query parameters, grant type): ours always sends it.
         assert response["Content-Type"] == "application/json"
-    head = (response.status_code, body.get("error"), response.get("WWW-Authenticate"))
+    head = (
+        response.status_code,
+        body.get("error"),
+        response.get("WWW-Authenticate"),
+        "DPoP-Nonce" in response,
+    )
     if response.status_code != 200:
         return head
     fields = tuple(sorted(body))
     scope, expires_in, token_type = body.get("scope"), body["expires_in"], body["token_type"]
     access = claims_of(body["access_token"])
-    access_claims = (tuple(sorted(access)), {name: access.get(name) for name in ACCESS_TOKEN_CLAIMS})
+    access_claims = (
+        tuple(sorted(access)),
+        {name: access.get(name) for name in ACCESS_TOKEN_CLAIMS},
+        "cnf" in access,
+    )
     id_claims: Any = None
     if "id_token" in body:
         id_token = claims_of(body["id_token"])
@@ -393,7 +415,76 @@ def private_key_jwt(env: Env) -> list[Any]:
     ]
 
 
+# DPoP (RFC 9449): the token view checks the proof before either path runs; both bind alike.
+
+
+def _proof(key: DPoPKey, nonce: str | None = None) -> str:
+    return key.proof("POST", settings.ISSUER + "/token", nonce=nonce)
+
+
+def dpop_public_client(env: Env) -> list[Any]:
+    key = DPoPKey()
+    flow, code = env.flow(env.public_rp)
+    form = env.code_form(flow, code, client_id=env.public_rp.client_id)
+    asked = post(form, dpop=_proof(key))  # use_dpop_nonce: the code is not consumed
+    nonce = asked["DPoP-Nonce"]
+    first = post(form, dpop=_proof(key, nonce))
+    refresh = {
+        "grant_type": "refresh_token",
+        "refresh_token": first.json()["refresh_token"],
+        "client_id": env.public_rp.client_id,
+    }
+    return [
+        asked,
+        first,
+        post(refresh, dpop=_proof(DPoPKey(), nonce)),  # another key: refused, family revoked
+        post(refresh, dpop=_proof(key, nonce)),
+    ]
+
+
+def dpop_bound_refresh(env: Env) -> list[Any]:
+    key = DPoPKey()
+    nonce = post({"grant_type": "client_credentials"}, dpop=_proof(key))["DPoP-Nonce"]
+    flow, code = env.flow(env.public_rp)
+    first = post(env.code_form(flow, code, client_id=env.public_rp.client_id), dpop=_proof(key, nonce))
+    refresh = {
+        "grant_type": "refresh_token",
+        "refresh_token": first.json()["refresh_token"],
+        "client_id": env.public_rp.client_id,
+    }
+    rotated = post(refresh, dpop=_proof(key, nonce))
+    return [first, rotated, post({**refresh, "refresh_token": rotated.json()["refresh_token"]})]
+
+
+def dpop_confidential_and_machine(env: Env) -> list[Any]:
+    key = DPoPKey()
+    nonce = post({"grant_type": "client_credentials"}, dpop=_proof(key))["DPoP-Nonce"]
+    flow, code = env.flow()
+    first = post(env.code_form(flow, code), auth=env.rp.basic_auth(), dpop=_proof(key, nonce))
+    refresh = {"grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"]}
+    machine = {"grant_type": "client_credentials"}
+    return [
+        first,
+        post(refresh, auth=env.rp.basic_auth()),  # not bound: a Bearer token
+        post(machine, auth=env.machine.basic_auth(), dpop=_proof(key, nonce)),
+        post(machine, auth=env.machine.basic_auth(), dpop=key.proof("GET", settings.ISSUER + "/token")),
+        post(machine, auth=env.dpop_rp.basic_auth()),  # dpop_bound_access_tokens, no proof
+        post(machine, auth=env.dpop_rp.basic_auth(), dpop=_proof(key, nonce)),
+    ]
+
+
+def dpop_jkt_code(env: Env) -> list[Any]:
+    key = DPoPKey()
+    nonce = post({"grant_type": "client_credentials"}, dpop=_proof(key))["DPoP-Nonce"]
+    answers = []
+    for proof in (None, _proof(DPoPKey(), nonce), _proof(key, nonce)):
+        flow, code = env.flow(dpop_jkt=key.jkt)
+        answers.append(post(env.code_form(flow, code), auth=env.rp.basic_auth(), dpop=proof))
+    return answers
+
+
 OK = 200
+DPOP_PROOF = (400, "invalid_dpop_proof")
 SCENARIOS: dict[str, tuple[Scenario, list[tuple[int, str | None]]]] = {
     "code_exchange": (code_exchange, [(OK, None)]),
     "code_exchange_client_secret_post": (code_exchange_client_secret_post, [(OK, None)]),
@@ -451,6 +542,16 @@ SCENARIOS: dict[str, tuple[Scenario, list[tuple[int, str | None]]]] = {
         ],
     ),
     "private_key_jwt": (private_key_jwt, [(OK, None)] + [(401, "invalid_client")] * 5),
+    "dpop_public_client": (
+        dpop_public_client,
+        [(400, "use_dpop_nonce"), (OK, None), DPOP_PROOF, (400, "invalid_grant")],
+    ),
+    "dpop_bound_refresh": (dpop_bound_refresh, [(OK, None), (OK, None), DPOP_PROOF]),
+    "dpop_confidential_and_machine": (
+        dpop_confidential_and_machine,
+        [(OK, None), (OK, None), (OK, None), DPOP_PROOF, DPOP_PROOF, (OK, None)],
+    ),
+    "dpop_jkt_code": (dpop_jkt_code, [DPOP_PROOF, DPOP_PROOF, (OK, None)]),
 }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 
 from connectors.heartbeat import Heart
 from connectors.outbox import relay_once
@@ -59,22 +59,36 @@ class Command(BaseCommand):
         self, heart: Heart, started: float, options: dict[str, Any], stopping: Callable[[], bool]
     ) -> None:
         while True:
-            close_old_connections()
-            if not options["once"]:
-                heart.beat()
-            result = relay_once(batch_size=options["batch_size"])
-            integrated = 0 if options["no_ledger_sequencer"] else self.integrate()
-            if result.processed:
-                self.stdout.write(
-                    f"delivered={result.delivered} retried={result.retried} dead={result.dead}", ending="\n"
-                )
-                self.stdout.flush()
+            try:
+                busy = self._poll(heart, options)
+            except (OperationalError, InterfaceError) as exc:
+                if options["once"]:
+                    raise
+                # The database restarts or fails over: keep polling until it is back (a lease
+                # taken before stays until it expires, so nothing is delivered twice at once).
+                log.warning("outbox worker: database unreachable (%s), retrying", type(exc).__name__)
+                connections.close_all()
+                busy = False
             if options["once"] or stopping():
                 return
             if options["max_seconds"] and time.monotonic() - started > options["max_seconds"]:
                 return
-            if not result.processed and not integrated:
+            if not busy:
                 time.sleep(options["interval"])
+
+    def _poll(self, heart: Heart, options: dict[str, Any]) -> bool:
+        """One round: heartbeat, due deliveries, the ledger's sequencer. True if it did work."""
+        close_old_connections()
+        if not options["once"]:
+            heart.beat()
+        result = relay_once(batch_size=options["batch_size"])
+        integrated = 0 if options["no_ledger_sequencer"] else self.integrate()
+        if result.processed:
+            self.stdout.write(
+                f"delivered={result.delivered} retried={result.retried} dead={result.dead}", ending="\n"
+            )
+            self.stdout.flush()
+        return bool(result.processed or integrated)
 
     def integrate(self) -> int:
         """One batch of the consent ledger's sequencer; a ledger altered in the database stops

@@ -115,6 +115,14 @@ class Command(BaseCommand):
             action="store_true",
             help="Residents must sign in with a second factor (acr https://refeds.org/profile/mfa).",
         )
+        parser.add_argument(
+            "--require-dpop",
+            action="store_true",
+            help=(
+                "Every token request must carry a DPoP proof (RFC 9449 dpop_bound_access_tokens): "
+                "all the client's tokens are bound to its key."
+            ),
+        )
         parser.add_argument("--logo-uri", default="", help="Logo shown on the consent screen (https).")
         parser.add_argument(
             "--policy-uri", default="", help="The partner's privacy policy, linked from the consent screen."
@@ -166,6 +174,7 @@ class Command(BaseCommand):
                 logo_uri=options["logo_uri"],
                 policy_uri=options["policy_uri"],
                 allowed_origins=options["allowed_origins"],
+                require_dpop=options["require_dpop"],
             )
         except ClientConfigError as exc:
             raise CommandError(str(exc)) from exc
@@ -182,6 +191,7 @@ class Command(BaseCommand):
             "require_pushed_authorization_requests": client.require_par,
             "require_mfa": client.require_mfa,
             "allowed_origins": client.allowed_origins.split(),
+            "dpop_bound_access_tokens": client.dpop_bound_access_tokens,
         }
         if secret:
             result["client_secret"] = secret

@@ -18,6 +18,7 @@ from identity.keys import strong_etag
 from identity.levels import ACR_VALUES_SUPPORTED
 from identity.oidc import claims as claims_registry
 from identity.oidc.constants import CLIENT_ASSERTION_ALGS
+from identity.oidc.dpop_resource import ALGORITHMS as DPOP_ALGORITHMS
 from identity.oidc.views.documents import document_response
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
@@ -57,6 +58,7 @@ def provider_metadata() -> dict[str, object]:
         "introspection_endpoint_auth_signing_alg_values_supported": list(CLIENT_ASSERTION_ALGS),
         "acr_values_supported": list(ACR_VALUES_SUPPORTED),
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),  # RFC 9449 §5.1
         "claims_supported": claims,
         "claim_types_supported": ["normal"],
         "prompt_values_supported": ["none", "login", "consent", "create"],

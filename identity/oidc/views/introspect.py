@@ -5,6 +5,9 @@ client it was issued to, or to a resource server named in its `aud` (its registe
 `resource_identifier`, asked by the client as an RFC 8707 `resource`:
 identity/oidc/resources.py). A refresh token: to its own client only. To any other caller,
 `{"active": false}`, exactly as for an unknown token.
+
+A DPoP-bound access token (RFC 9449 §6.2) is described with `token_type: "DPoP"` and its
+`cnf: {"jkt": ...}`: the resource server checks the proof it received against that key.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from oauth2_provider.views.mixins import OAuthLibMixin
 
 from identity.oidc.access_tokens import decode, live_token
+from identity.oidc.dpop import bound_jkt
 from identity.oidc.errors import json_error
 from identity.oidc.resources import meant_for
 from identity.oidc.subjects import subject_for
@@ -139,4 +143,10 @@ class IntrospectView(OAuthLibMixin, View):
         if user is not None:
             # As the client the token was issued to knows the resident (pairwise).
             data["sub"] = claims["sub"]
+        jkt = bound_jkt(claims)
+        if jkt is not None:
+            # RFC 9449 §6.2: the resource server checks the request's proof against this key
+            # (identity/oidc/dpop_resource.py); no proof is asked of the introspecting caller.
+            data["token_type"] = "DPoP"
+            data["cnf"] = {"jkt": jkt}
         return data

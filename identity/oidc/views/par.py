@@ -5,6 +5,11 @@ clients send `client_id`), and POSTs the authorization request's parameters. The
 checked now as the authorization endpoint would (client, registered redirect URI, response
 type, scopes, PKCE S256, `claims` JSON); errors are answered here in JSON (§2.3). On
 success: 201 with `request_uri` and `expires_in` (§2.2).
+
+DPoP (RFC 9449 §10.1): a `DPoP` proof sent with the pushed request is checked as at the
+token endpoint (nonce included) and its key's thumbprint becomes the request's `dpop_jkt`;
+a `dpop_jkt` parameter naming another key is refused (invalid_dpop_proof). The code issued
+for it is then exchanged only with a proof by that key.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from oauthlib.common import urlencode
 
 from identity.oidc.claims import parse_claims_request
 from identity.oidc.constants import PKCE_METHOD
+from identity.oidc.dpop import DPoPError, add_fresh_nonce, check_request_proof, has_proof, token_error
 from identity.oidc.errors import json_error
 from identity.oidc.par import par_store
 
@@ -47,6 +53,15 @@ class PushedAuthorizationView(OAuthLibMixin, View):
             return json_error("invalid_request", "Too many or too long parameters.")
         params = {name: request.POST.get(name, "") for name in request.POST if name not in _AUTH_PARAMS}
         params["client_id"] = client.client_id
+        proof = None
+        if has_proof(request):
+            try:
+                proof = check_request_proof(request)
+            except DPoPError as exc:
+                return token_error(exc)
+            if params.get("dpop_jkt", proof.jkt) != proof.jkt:
+                return json_error("invalid_dpop_proof", "dpop_jkt is not the key of the DPoP proof.")
+            params["dpop_jkt"] = proof.jkt
         if "request_uri" in params:
             return json_error("invalid_request", "request_uri cannot be pushed (RFC 9126 §2.1).")
         if "request" in params:
@@ -67,6 +82,7 @@ class PushedAuthorizationView(OAuthLibMixin, View):
         request_uri, expires_in = par_store(client=client, parameters=params)
         response = JsonResponse({"request_uri": request_uri, "expires_in": expires_in}, status=201)
         response["Cache-Control"] = "no-store"
+        add_fresh_nonce(response, proof)
         return response
 
     def _authenticated_client(self, request: HttpRequest) -> Any | None:

@@ -3,6 +3,11 @@
 Answered by our own implementation (identity/oidc/token_endpoint.py); with
 settings.TOKEN_ENDPOINT = "oauthlib", by django-oauth-toolkit and oauthlib, the reference
 the differential test compares it with (tests/oidc/test_token_differential.py).
+
+A DPoP proof (RFC 9449) is checked here, once, before either implementation runs (a
+refused proof or a missing nonce must not consume the code or the refresh token): both
+then read the key's thumbprint (identity/oidc/dpop.JKT_META) and bind what they issue
+(Validator.validate_token_dpop).
 """
 
 from __future__ import annotations
@@ -13,6 +18,14 @@ from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.views import TokenView as DotTokenView
 
 from common import metrics
+from identity.oidc.dpop import (
+    JKT_META,
+    DPoPError,
+    add_fresh_nonce,
+    check_request_proof,
+    has_proof,
+    token_error,
+)
 from identity.oidc.token_endpoint import native_enabled, token_response
 
 _GRANTS = frozenset({"authorization_code", "refresh_token", "client_credentials"})
@@ -25,7 +38,17 @@ class TokenView(DotTokenView):
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         # Not super().post(): django-oauth-toolkit diverts the device-code grant type to a
         # path of its own (a 500 without device_code). We offer no device grant.
+        request.META.pop(JKT_META, None)
+        proof = None
+        if has_proof(request):
+            try:
+                proof = check_request_proof(request)
+            except DPoPError as exc:
+                return token_error(exc)
+            request.META[JKT_META] = proof.jkt
         response = token_response(request) if native_enabled() else self._token_response(request)
+        if response.status_code == 200:
+            add_fresh_nonce(response, proof)
         if response.status_code == 200:
             grant = request.POST.get("grant_type", "")
             metrics.TOKENS_ISSUED.labels(grant if grant in _GRANTS else "other").inc()

@@ -17,6 +17,12 @@ Nothing is written.
 Errors (RFC 6750 §3): no token → 401 with a bare `Bearer` challenge; a malformed
 request → 400 invalid_request; a bad, expired, revoked or foreign token → 401
 invalid_token; a token without the `openid` scope → 403 insufficient_scope.
+
+DPoP (RFC 9449 §7): a token bound to a key (`cnf.jkt`) is accepted only as
+`Authorization: DPoP <token>` with a proof by that key for this request (`htm`, `htu`,
+`ath`, `iat`, nonce, jti not seen before: identity/oidc/dpop.py); as Bearer it is an
+invalid_token, and so is an unbound token sent with the DPoP scheme. Those answers carry a
+`DPoP` challenge listing the algorithms we accept (`algs`), the bare 401 both challenges.
 """
 
 from __future__ import annotations
@@ -30,6 +36,15 @@ from django.views.decorators.csrf import csrf_exempt
 from common import request_log
 from identity.client_cache import client_by_client_id
 from identity.oidc.access_tokens import decode, is_client_token, resident_and_consent, resident_of
+from identity.oidc.dpop import (
+    DPoPError,
+    Proof,
+    add_fresh_nonce,
+    bound_jkt,
+    check_request_proof,
+    dpop_challenge,
+    resource_error,
+)
 from identity.oidc.errors import json_error
 from identity.oidc.sharing import known_purpose_code, released_claims
 
@@ -47,30 +62,59 @@ def _invalid_token() -> HttpResponse:
 
 def bearer_token(request: HttpRequest) -> tuple[str | None, HttpResponse | None]:
     """(token, None) or (None, the error response) per RFC 6750 §2."""
+    token, _scheme, problem = presented_token(request)
+    return token, problem
+
+
+def presented_token(request: HttpRequest) -> tuple[str | None, str, HttpResponse | None]:
+    """(token, scheme, None) or (None, "", the error response): RFC 6750 §2, and the DPoP
+    scheme (RFC 9449 §7.1). `scheme` is "bearer" (header or body) or "dpop"."""
     if "access_token" in request.GET:
         description = "Access tokens are not accepted in the URI query string."
-        return None, _challenge("invalid_request", description, 400)
+        return None, "", _challenge("invalid_request", description, 400)
     header = request.META.get("HTTP_AUTHORIZATION", "")
     from_header = None
+    header_scheme = "bearer"
     if header:
         scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer":
+        if scheme.lower() in ("bearer", "dpop"):
+            header_scheme = scheme.lower()
             from_header = value.strip()
             if not from_header:
-                return None, _challenge("invalid_request", "The Bearer credentials are empty.", 400)
+                return None, "", _challenge("invalid_request", f"The {scheme} credentials are empty.", 400)
     from_body = None
     if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
         from_body = request.POST.get("access_token") or None
     if from_header and from_body:
-        return None, _challenge("invalid_request", "Send the access token by one method only.", 400)
+        return None, "", _challenge("invalid_request", "Send the access token by one method only.", 400)
     token = from_header or from_body
     if not token:
-        # RFC 6750 §3.1: no error code when the request carried no authentication at all.
+        # RFC 6750 §3.1: no error code when the request carried no authentication at all;
+        # RFC 9449 §7.1: the DPoP challenge too, with the algorithms we accept.
         response = HttpResponse(status=401)
-        response["WWW-Authenticate"] = REALM
+        response["WWW-Authenticate"] = f"{REALM}, {dpop_challenge()}"
         response["Cache-Control"] = "no-store"
-        return None, response
-    return token, None
+        return None, "", response
+    return token, (header_scheme if from_header else "bearer"), None
+
+
+def _dpop_binding(request: HttpRequest, token: str, scheme: str, claims: dict) -> Proof | HttpResponse | None:
+    """RFC 9449 §7: the proof of a bound token (or the refusal); None for an unbound Bearer token."""
+    jkt = bound_jkt(claims)
+    if jkt is None:
+        if scheme == "dpop":
+            return resource_error(DPoPError("invalid_token", "This access token is not DPoP-bound."))
+        return None
+    if scheme != "dpop":
+        description = "This access token is DPoP-bound: use the DPoP scheme."
+        return resource_error(DPoPError("invalid_token", description))
+    try:
+        proof = check_request_proof(request, access_token=token)
+    except DPoPError as exc:
+        return resource_error(exc)
+    if proof.jkt != jkt:
+        return resource_error(DPoPError("invalid_dpop_proof", "The proof is signed by another key."))
+    return proof
 
 
 def _audience_includes_us(claims: dict) -> bool:
@@ -90,13 +134,16 @@ class UserInfoView(View):
         return self._userinfo(request)
 
     def _userinfo(self, request: HttpRequest) -> HttpResponse:
-        token, problem = bearer_token(request)
+        token, scheme, problem = presented_token(request)
         if problem is not None:
             return problem
-        assert token is not None  # bearer_token gives the token or the error response
+        assert token is not None  # presented_token gives the token or the error response
         claims = decode(token, verify=False)
         if claims is None or is_client_token(claims) or not _audience_includes_us(claims):
             return _invalid_token()  # not ours, expired, another resource's, or a client's own
+        proof = _dpop_binding(request, token, scheme, claims)
+        if isinstance(proof, HttpResponse):
+            return proof
         client = client_by_client_id(claims["client_id"])
         if client is None:
             return _invalid_token()
@@ -124,4 +171,5 @@ class UserInfoView(View):
         response = JsonResponse(released_claims(client, user, scopes, granted=granted))
         response["Cache-Control"] = "no-store"
         response["Pragma"] = "no-cache"
+        add_fresh_nonce(response, proof)
         return response
