@@ -382,6 +382,7 @@ def generate(  # noqa: C901 - one COPY after another, in order, in one transacti
                     "",
                     '["pwd"]',
                     None,
+                    "",  # dpop_jkt: not bound to a DPoP key
                 )
 
         figures["refresh_tokens"] = _copy(
@@ -404,6 +405,7 @@ def generate(  # noqa: C901 - one COPY after another, in order, in one transacti
                 "acr",
                 "amr",
                 "claims_request",
+                "dpop_jkt",
             ),
             refresh_tokens(),
         )
