@@ -137,11 +137,38 @@ def cmd_test(extra: list[str]) -> None:
     _run(str(PY), "-m", "pytest", *parallel, *extra, env=env)
 
 
+# Issue 16's proofs in one run: the operations suite (tests/ops: scale-out, load, faults,
+# backup and restore; real processes, PostgreSQL and Redis on 127.0.0.1) and the hostile-input,
+# enumeration, fuzzing and observability tests that the default run also contains.
+OPS_TESTS = (
+    "tests/ops",
+    "tests/fuzz",
+    "tests/security",
+    "tests/test_request_log.py",
+    "tests/test_metrics.py",
+    "tests/test_health.py",
+    "tests/test_unavailable.py",
+)
+
+
+def cmd_ops(extra: list[str]) -> None:
+    """Run OPS_TESTS one at a time (the load and fault tests need the whole machine)."""
+    ensure_venv()
+    ensure_node_rp()
+    _run(str(PY), "-m", "pytest", "--ops", "-n", "0", *OPS_TESTS, *extra, env=dict(os.environ))
+
+
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"run", "test"}:
-        sys.exit("usage: python3 dev.py run | python3 dev.py test [pytest arguments]")
+    commands = {"run", "test", "ops"}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit(
+            "usage: python3 dev.py run | python3 dev.py test [pytest arguments]"
+            " | python3 dev.py ops [pytest arguments]"
+        )
     if sys.argv[1] == "run":
         cmd_run()
+    elif sys.argv[1] == "ops":
+        cmd_ops(sys.argv[2:])
     else:
         cmd_test(sys.argv[2:])
 

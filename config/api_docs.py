@@ -24,7 +24,9 @@ from typing import Any
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 # Registers the session + CSRF security schemes with drf-spectacular before any generation.
 import common.openapi  # noqa: F401
@@ -34,6 +36,15 @@ class SchemaView(SpectacularAPIView):
     def _get_filename(self, request: Request, version: Any) -> str:
         # An ASCII name, whatever the API's title.
         return "openapi." + self.perform_content_negotiation(request, force=True)[0].format
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, Response) and response.status_code >= 400:
+            # A refusal (405 for a POST, 400 for a malformed query…) is a problem in JSON: the
+            # document's YAML and OpenAPI renderers cannot render one (a 500 otherwise).
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = "application/problem+json"
+        return response
 
 
 @method_decorator(never_cache, name="get")

@@ -97,6 +97,8 @@ MIDDLEWARE = [
     "config.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "identity.middleware.SecurityHeadersMiddleware",
+    # Oversized or malformed bodies answered 413/400 before anything reads them.
+    "config.request_limits.RequestSizeMiddleware",
     # Five browser-only middleware are skipped on the protocol endpoints (config/middleware.py).
     "config.middleware.SessionMiddleware",
     "config.middleware.LocaleMiddleware",
@@ -338,6 +340,16 @@ CONSENT_RECEIPT_VERIFY_RATE_LIMIT = {
     "window_seconds": env_int("CONSENT_RECEIPT_VERIFY_WINDOW_SECONDS", 10 * 60),
 }
 
+# --- Request size (config/request_limits.py, docs/operators.md "Request limits") ------------
+# Bodies are bounded before any view reads them: a body announced or sent (chunked, without
+# Content-Length) beyond the limit is answered 413 without being read further. Form and JSON
+# bodies: Django's own DATA_UPLOAD_MAX_MEMORY_SIZE; multipart bodies (the one upload, a
+# partner's answer file of 5 MB in the admin) REQUEST_MULTIPART_MAX_BYTES, their files
+# spooled to disk beyond FILE_UPLOAD_MAX_MEMORY_SIZE.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)  # Django's default, 2.5 MiB
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 1000)
+REQUEST_MULTIPART_MAX_BYTES = env_int("REQUEST_MULTIPART_MAX_BYTES", 8 * 1024 * 1024)
+
 # --- Internationalisation ---------------------------------------------------------------
 LANGUAGE_CODE = "fr"
 LANGUAGES = [("fr", _("Français")), ("en", _("English"))]
@@ -486,6 +498,12 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "common.problems.drf_exception_handler",
+    # DRF's parsers, JSON nested too deeply answered 400 like any malformed JSON (common/json_input.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "common.json_input.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": None,
     # drf-spectacular describes every DRF view (config/api_docs.py, common/openapi.py).
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

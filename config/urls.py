@@ -25,5 +25,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+# Django's SuspiciousOperation answers (oversized or malformed requests): in the endpoint's
+# language, 413 for a body over its limit (config/request_limits.py).
+handler400 = "config.request_limits.bad_request"
+
 if settings.DEMO_ENABLED:
     urlpatterns.append(path("demo/", include("identity.demo.urls")))

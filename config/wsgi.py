@@ -12,6 +12,8 @@ django_application = get_wsgi_application()
 
 # Imported once Django is set up (it reads settings and models).
 from config.lean_path import LeanProtocolPath  # noqa: E402
+from config.request_limits import BodyWithoutLength  # noqa: E402
 
-# Discovery and JWKS are answered before Django's request cycle (config/lean_path.py).
-application = LeanProtocolPath(django_application)
+# Discovery and JWKS are answered before Django's request cycle (config/lean_path.py); a body
+# sent without Content-Length is bounded before Django sees it (config/request_limits.py).
+application = LeanProtocolPath(BodyWithoutLength(django_application))

@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
 
+from identity.hashers import password_check_without_account
 from identity.models import User, normalize_email
 
 
@@ -22,11 +23,12 @@ class EmailBackend(ModelBackend):
         login = email or username
         if not login or password is None:
             return None
-        try:
-            user = User.objects.get(email=normalize_email(login))
-        except User.DoesNotExist:
-            # Spend the same time as for a real account so timing does not reveal it.
-            User().set_password(password)
+        user = User.objects.filter(email=normalize_email(login)).first()
+        if user is None or not user.has_usable_password():
+            # The same work as checking a real account's password, so that timing tells
+            # neither whether the address has an account nor whether it has a password
+            # (tests/security/test_enumeration.py counts the Argon2 runs).
+            password_check_without_account(password)
             return None
         if user.check_password(password) and self.user_can_authenticate(user):
             return user

@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import threading
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
 import bcrypt
-from django.contrib.auth.hashers import Argon2PasswordHasher, BasePasswordHasher, mask_hash
+from django.contrib.auth.hashers import Argon2PasswordHasher, BasePasswordHasher, get_hasher, mask_hash
 from django.utils.translation import gettext_noop as _noop
 
 if TYPE_CHECKING:
@@ -228,3 +229,25 @@ class LegacySaltedSHA1Hasher(_LegacySaltedDigestHasher):
     algorithm = "legacy_sha1"
     digest = hashlib.sha1
     digest_hex_length = 40
+
+
+# --- a password check with no account to check it against ----------------------------------
+
+_DECOYS: dict[tuple[str, str], str] = {}
+
+
+def password_check_without_account(password: str) -> None:
+    """Spend exactly what checking `password` against an account's current hash costs.
+
+    For an unknown address, or an account with no password (FranceConnect only), the sign-in
+    must take as long as a wrong password would: the default hasher *verifies* `password`
+    against a decoy hash made at its own parameters (once per process and hasher). Verifying,
+    not hashing, matters: Argon2idHasher.verify may run Argon2 twice (a password that NFKC
+    changes is also tried as typed), and a plain make_password would run it once.
+    """
+    hasher = get_hasher("default")
+    key = (f"{type(hasher).__module__}.{type(hasher).__qualname__}", str(hasher.algorithm))
+    decoy = _DECOYS.get(key)
+    if decoy is None:
+        decoy = _DECOYS[key] = hasher.encode(secrets.token_urlsafe(24), hasher.salt())
+    hasher.verify(password, decoy)

@@ -247,6 +247,26 @@ def password_reset_request(*, user: User, ip: str = "") -> None:
     )
 
 
+@transaction.atomic
+def password_reset_request_unknown(*, email: str, language: str, ip: str = "") -> None:
+    """A reset asked for an address without an account: tell that mailbox so, and do the
+    same work as for an account (an audit row, one email queued), so that neither the
+    answer nor its timing says whether the address has an account. The address itself is
+    not written to the audit row (it may belong to no resident); only the email carries it.
+    """
+    audit_log(event="password.reset_requested_unknown", ip=ip)
+    _queue_email(
+        to=email,
+        template="password_reset_unknown",
+        context={
+            "given_name": "",
+            "register_url": absolute_url(reverse("identity:register")),
+            "reset_url": absolute_url(reverse("identity:password-reset")),
+        },
+        language=language,
+    )
+
+
 def _set_password(*, user: User, password: str, event: str, ip: str, acting_user: User | None) -> None:
     user.set_password(password)
     fields = ["password", "updated_at"]

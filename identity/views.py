@@ -43,6 +43,7 @@ from identity.services import (
     email_verification_confirm,
     email_verification_send,
     password_reset_request,
+    password_reset_request_unknown,
     user_password_change,
     user_password_reset,
 )
@@ -229,6 +230,10 @@ def password_reset(request: HttpRequest) -> HttpResponse:
                 user = user_for_password_reset(email)
                 if user is not None:
                     password_reset_request(user=user, ip=client_ip(request))
+                else:
+                    password_reset_request_unknown(
+                        email=email, language=translation.get_language() or "fr", ip=client_ip(request)
+                    )
             return redirect("identity:password-reset-done")
     return render(request, "registration/password_reset_form.html", {"form": form})
 

@@ -57,11 +57,25 @@ def test_reset_request_is_identical_for_known_and_unknown_addresses(post, reside
     assert strip_csrf(Client().get(known["Location"]).content.decode()) == strip_csrf(
         Client().get(unknown["Location"]).content.decode()
     )
-    assert [message.to for message in mail.outbox] == [[resident.email]]
+    # Each typed address gets one email: the owner a link, the address without an account
+    # a note saying so (with no link that changes anything).
+    assert [message.to for message in mail.outbox] == [[resident.email], ["nobody@example.org"]]
     assert mail.outbox[0].subject == "Choisir un nouveau mot de passe"
+    assert mail.outbox[1].subject == "Aucun compte avec cette adresse"
+    assert "/mot-de-passe-oublie/" in mail.outbox[1].body and "/inscription/" in mail.outbox[1].body
+    assert not re.search(r"/mot-de-passe-oublie/[^/\s]+/[^/\s]+/", mail.outbox[1].body)
     assert (
         AuditEvent.objects.filter(event="password.reset_requested", subject_user_id=resident.pk).count() == 1
     )
+    unknown_row = AuditEvent.objects.get(event="password.reset_requested_unknown")
+    assert unknown_row.subject_user_id is None and "nobody@example.org" not in str(unknown_row.data)
+
+
+def test_reset_email_for_an_unknown_address_is_in_the_language_of_the_page(post, db):
+    post("/mot-de-passe-oublie/", {"email": "nobody@example.org"}, browser=Client(HTTP_ACCEPT_LANGUAGE="en"))
+    (message,) = mail.outbox
+    assert message.subject == "No account with this address"
+    assert "nothing was changed" in message.body
 
 
 def test_reset_form_reports_an_invalid_address(client, db):

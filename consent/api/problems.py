@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext as _
 
+from common import json_input
 from common.problems import problem
 
 
@@ -41,7 +41,7 @@ def json_object_body(request: HttpRequest, *, max_bytes: int) -> dict[str, Any] 
     if len(raw) > max_bytes:
         return too_large(max_bytes)
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = json_input.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return api_problem(
             400, "invalid_json", _("Requête invalide"), _("Le corps n'est pas du JSON valide.")

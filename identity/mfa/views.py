@@ -4,7 +4,6 @@ validate, identity.mfa.services writes."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
@@ -20,6 +19,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
 
+from common import json_input
 from common.problems import problem
 from common.ratelimit import client_ip
 from common.redirects import safe_next, with_next
@@ -202,7 +202,7 @@ def _read_json(request: HttpRequest) -> dict[str, Any] | None:
     if len(request.body) > JSON_MAX_BYTES:
         return None
     try:
-        data = json.loads(request.body or b"{}")
+        data = json_input.loads(request.body or b"{}")
     except (ValueError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None

@@ -43,6 +43,7 @@ from django.utils import timezone
 from jwcrypto import jwk
 from oauth2_provider.models import get_access_token_model
 
+from common import json_input
 from consent.gate import AccountGateSQL, account_gate_decision, account_gate_sql
 from identity.keys import active_signing_key, published_jwks
 from identity.models import User
@@ -200,7 +201,7 @@ def decode(token: str, *, now: float | None = None, verify: bool = True) -> dict
         return None
     encoded_header, encoded_claims, encoded_signature = token.split(".")
     try:
-        header = json.loads(_unb64(encoded_header))
+        header = json_input.loads(_unb64(encoded_header))
         signature = _unb64(encoded_signature)
     except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         return None
@@ -217,7 +218,7 @@ def decode(token: str, *, now: float | None = None, verify: bool = True) -> dict
         if not _signature_valid(algorithm, published[1], signing_input, signature):
             return None
     try:
-        claims = json.loads(_unb64(encoded_claims))
+        claims = json_input.loads(_unb64(encoded_claims))
     except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(claims, dict) or claims.get("iss") != settings.ISSUER:

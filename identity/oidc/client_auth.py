@@ -37,6 +37,7 @@ from django.db import IntegrityError, transaction
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
+from common import json_input
 from common.outbound import open_without_redirects
 from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 from identity.oidc.constants import (
@@ -113,7 +114,7 @@ def fetch_jwks(uri: str) -> dict[str, Any]:
     if len(body) > JWKS_MAX_BYTES:
         raise ClientAuthError("JWKS too large")
     try:
-        data = json.loads(body)
+        data = json_input.loads(body)
     except ValueError as exc:
         raise ClientAuthError("JWKS is not JSON") from exc
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
@@ -147,7 +148,7 @@ def _unverified(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         token.deserialize(assertion)
         header = token.jose_header
-        payload = json.loads(token.objects["payload"])
+        payload = json_input.loads(token.objects["payload"])
     except (JWException, ValueError, TypeError, KeyError) as exc:
         raise ClientAuthError("malformed client assertion") from exc
     if not isinstance(header, dict) or not isinstance(payload, dict):

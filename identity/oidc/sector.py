@@ -22,11 +22,11 @@ made before any database transaction is opened.
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
 
+from common import json_input
 from common.outbound import open_without_redirects
 from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 
@@ -61,7 +61,7 @@ def fetch_sector_document(uri: str) -> list[str]:
     if len(body) > SECTOR_MAX_BYTES:
         raise SectorDocumentError(f"{where}: the document is larger than {SECTOR_MAX_BYTES // 1024} KiB")
     try:
-        document = json.loads(body)
+        document = json_input.loads(body)
     except ValueError as exc:
         raise SectorDocumentError(f"{where}: the document is not JSON") from exc
     if not isinstance(document, list) or not all(isinstance(item, str) for item in document):

@@ -28,13 +28,13 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from common import ratelimit
+from common.json_input import JSONParser
 from common.openapi import problem_responses, retry_after_header
 from consent.api import cors
 from consent.api.partner_page import PartnerPageAPIView, rate_limited

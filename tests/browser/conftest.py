@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from django.db import connections
 from playwright.sync_api import sync_playwright
 
 from tests.conftest import PASSWORD
@@ -154,6 +155,13 @@ def in_browser(scenario: Callable[[Any], None], locale: str = "fr-FR") -> None:
                 context = browser.new_context(locale=locale, viewport={"width": 390, "height": 844})
                 scenario(context.new_page())
             finally:
+                # A scenario may use the ORM (sign_in_through_the_partner reads the client):
+                # Django then opened a database connection for it, which nothing else closes.
+                # Left open, it outlives the test, and PostgreSQL refuses to drop the test
+                # database at the end ("being accessed by other users"). Closed here, inside
+                # Playwright's block: its event loop makes Django keep connections per context
+                # (asgiref's Local), so after the block this thread would see none of them.
+                connections.close_all()
                 browser.close()
 
     with ThreadPoolExecutor(max_workers=1) as pool:

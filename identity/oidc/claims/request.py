@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from common import json_input
 
 
 def parse_claims_request(value: Any) -> dict[str, Any] | None:
@@ -18,7 +19,7 @@ def parse_claims_request(value: Any) -> dict[str, Any] | None:
         data = value
     else:
         try:
-            data = json.loads(value)
+            data = json_input.loads(value)
         except (TypeError, ValueError):
             return None
     if not isinstance(data, dict):
