@@ -382,6 +382,7 @@ def generate(  # noqa: C901 - one COPY after another, in order, in one transacti
                     "",
                     '["pwd"]',
                     None,
+                    "",  # dpop_jkt: not bound to a DPoP key
                 )
 
         figures["refresh_tokens"] = _copy(
@@ -404,6 +405,7 @@ def generate(  # noqa: C901 - one COPY after another, in order, in one transacti
                 "acr",
                 "amr",
                 "claims_request",
+                "dpop_jkt",
             ),
             refresh_tokens(),
         )
@@ -598,6 +600,12 @@ def generate(  # noqa: C901 - one COPY after another, in order, in one transacti
         _restore_indexes(cursor, dropped)
         figures["indexes_s"] = round(time.monotonic() - t, 1)
         progress(f"indexes rebuilt ({figures['indexes_s']} s)")
+        # The DPO statistics' daily counts of the events just integrated (the sequencer's job
+        # for appended events): one GROUP BY over them.
+        t = time.monotonic()
+        ledger.daily_counts_add(start, size)
+        figures["daily_counts_s"] = round(time.monotonic() - t, 1)
+        progress(f"daily counts ({figures['daily_counts_s']} s)")
         # Back to the defaults: what follows in the caller's transaction (a test's) runs with
         # its foreign keys and append-only triggers checked again.
         cursor.execute("SET LOCAL session_replication_role = DEFAULT")
@@ -616,6 +624,7 @@ def generate(  # noqa: C901 - one COPY after another, in order, in one transacti
             "consent_ledgerevent",
             "consent_merklenode",
             "consent_consentstate",
+            "consent_dailycount",
         ):
             cursor.execute(f'ANALYZE "{table}"')
     figures["analyze_s"] = round(time.monotonic() - t, 1)

@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from identity.models import User  # noqa: PLC0415 - after django.setup()
 
     call_command("migrate", verbosity=0)
+    call_command("createcachetable", verbosity=0)  # the database cache (rate limits, key versions)
     if LedgerEvent.objects.exists() and not args.allow_existing:
         print("the ledger of this database is not empty (use a throwaway database or --allow-existing)")
         return 2
@@ -204,7 +205,13 @@ def run(args: argparse.Namespace) -> int:
     print(
         line("append", args.events, "events", append_seconds, "events/s"),
         f"({args.writers} writer{'s' if args.writers > 1 else ''}; client CPU {append_cpu:.1f} s"
+        + (f" = {1000 * append_cpu / args.events:.2f} ms/event" if args.events else "")
         + (f", its PostgreSQL backends {append_db_cpu:.1f} s" if append_db_cpu is not None else "")
+        + (
+            f" = {1000 * append_db_cpu / args.events:.2f} ms/event"
+            if append_db_cpu is not None and args.events
+            else ""
+        )
         + f"; load average {load:.1f})",
     )
     print(line("integr.", args.events, "events", max(integrate_seconds, 1e-9), "events/s"), "(sequencer)")

@@ -43,10 +43,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, overload
+from zoneinfo import ZoneInfo
 
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Count
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 from jwcrypto import jws
 from jwcrypto.common import JWException, json_encode
@@ -56,6 +59,7 @@ from consent import merkle
 from consent.models import (
     ActorType,
     CollectionMethod,
+    DailyCount,
     EventType,
     LedgerEvent,
     LedgerHead,
@@ -164,19 +168,32 @@ def lock_head() -> LedgerHead:
 def writer_head() -> LedgerHead:
     """The head row, read by an append under a shared row lock (FOR KEY SHARE on PostgreSQL:
     writers do not wait for one another, nor for the sequencer; `lock_head` waits for them)."""
+    sql = _WRITER_HEAD_SQL + (" FOR KEY SHARE" if connection.vendor == "postgresql" else "")
     for _ in range(2):
-        if connection.vendor == "postgresql":
-            found = list(
-                LedgerHead.objects.raw("SELECT * FROM consent_ledgerhead WHERE id = 1 FOR KEY SHARE")
-            )
-        else:
-            found = list(LedgerHead.objects.filter(pk=1))
-        if found:
-            return found[0]
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            found = cursor.fetchone()
+        if found is not None:
+            size, root, frontier, behind_nodes, behind_heads = found
+            head = LedgerHead(id=1, size=size, root_hash=root, frontier=frontier)
+            head._state.adding, head._state.db = False, connection.alias
+            # `_position_check`, done here in the same snapshot: `append` raises on it.
+            head._position_behind = bool(behind_nodes or behind_heads)  # type: ignore[attr-defined]
+            return head
         _head_create()
     raise LedgerTampered(
         [LedgerProblem(kind="head", detail="nothing appended: the ledger head row is missing")]
     )
+
+
+# The head row with `_position_check`'s two tests (one statement, one snapshot); bytea columns
+# arrive as bytes (PostgreSQL) or bytes (SQLite): `head_check` checks their type and length.
+_WRITER_HEAD_SQL = (
+    "SELECT h.size, h.root_hash, h.frontier, "
+    'EXISTS (SELECT 1 FROM consent_merklenode n WHERE n.level = 1 AND n."index" = h.size / 2), '
+    "EXISTS (SELECT 1 FROM consent_treehead t WHERE t.tree_size > h.size) "
+    "FROM consent_ledgerhead h WHERE h.id = 1"
+)
 
 
 def _head_create() -> None:
@@ -277,15 +294,19 @@ def _position_check() -> None:
         cursor.execute(_POSITION_SQL)
         row = cursor.fetchone()
     if row is not None and (row[0] or row[1]):
-        raise LedgerTampered(
-            [
-                LedgerProblem(
-                    kind="head",
-                    detail="nothing appended: the ledger head row names a size behind the Merkle nodes "
-                    "or signed tree heads already stored",
-                )
-            ]
-        )
+        _position_raise()
+
+
+def _position_raise() -> None:
+    raise LedgerTampered(
+        [
+            LedgerProblem(
+                kind="head",
+                detail="nothing appended: the ledger head row names a size behind the Merkle nodes "
+                "or signed tree heads already stored",
+            )
+        ]
+    )
 
 
 def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
@@ -298,11 +319,15 @@ def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
     row is malformed (`head_check`), the counter is behind it, or the index is already held.
     """
     size, _frontier = head_check(head)
-    _position_check()
+    behind = getattr(head, "_position_behind", None)
+    if behind is None:
+        _position_check()
+    elif behind:
+        _position_raise()
     event.seq = _take_seq(size)
     event.leaf_hash = merkle.leaf_hash(event_entry_bytes(event))
     try:
-        event.save()
+        _event_insert(event)
     except IntegrityError as exc:
         # The counter is behind the stored events: it was altered.
         raise LedgerTampered(
@@ -319,6 +344,24 @@ def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
     kind, purpose_code = str(event.event_type), event.purpose_code
     transaction.on_commit(lambda: metrics.CONSENT_EVENTS.labels(kind, purpose_code).inc())
     return event
+
+
+@functools.cache
+def _event_insert_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
+    fields = tuple(LedgerEvent._meta.concrete_fields)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO consent_ledgerevent ({columns}) VALUES ({marks})", fields  # noqa: S608
+
+
+def _event_insert(event: LedgerEvent) -> None:
+    """INSERT the event row with one plain statement (the model's own value conversions, no
+    query to compile); the instance is then marked as stored, as `save` would."""
+    sql, fields = _event_insert_sql(connection.vendor)
+    params = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    event._state.adding, event._state.db = False, connection.alias
 
 
 # --- The sequencer ---------------------------------------------------------------------------
@@ -401,6 +444,7 @@ def integrate(*, limit: int = INTEGRATE_BATCH) -> Integration:
                     )
                 ]
             ) from exc
+        daily_counts_add(size, end)  # the DPO statistics' counts follow the tree, same transaction
         head.size = end
         head.frontier = b"".join(frontier)
         head.root_hash = merkle.frontier_root(frontier)
@@ -408,6 +452,95 @@ def integrate(*, limit: int = INTEGRATE_BATCH) -> Integration:
         head.save(update_fields=["size", "frontier", "root_hash", "updated_at"])
         tree_head = tree_head_create()
     return Integration(integrated=count, size=end, tree_head=tree_head)
+
+
+# --- Pre-aggregated counts for the DPO statistics (consent.models.DailyCount) ---------------
+
+_DAILY_COUNT_ADD_SQL = (
+    "INSERT INTO consent_dailycount (day, purpose_code, event_type, count) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (day, purpose_code, event_type) "
+    "DO UPDATE SET count = consent_dailycount.count + excluded.count"
+)
+
+
+def daily_counts_of(start: int, end: int | None) -> dict[tuple[Any, str, str], int]:
+    """{(day, purpose_code, event_type): events} of the events #start..#end-1 (to the last when
+    `end` is None), linked copies left out, days in settings.TIME_ZONE: one GROUP BY."""
+    events = LedgerEvent.objects.filter(seq__gte=start, linked_from__isnull=True)
+    if end is not None:
+        events = events.filter(seq__lt=end)
+    rows = (
+        events.annotate(day=TruncDate("occurred_at", tzinfo=ZoneInfo(settings.TIME_ZONE)))
+        .values_list("day", "purpose_code", "event_type")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {(day, code, kind): n for day, code, kind, n in rows}
+
+
+def daily_counts_add(start: int, end: int) -> None:
+    """Add the events #start..#end-1 to the DPO statistics' daily counts: called by the sequencer
+    with the batch it integrates (and by bench/generate.py), in the same transaction, so the
+    counts cover exactly the integrated events."""
+    counts = daily_counts_of(start, end)
+    if not counts:
+        return
+    field = DailyCount._meta.get_field("day")
+    params = [
+        (field.get_db_prep_save(day, connection), code, kind, n) for (day, code, kind), n in counts.items()
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(_DAILY_COUNT_ADD_SQL, params)
+
+
+def daily_counts_differences() -> list[str]:
+    """The daily counts against the integrated events counted again (one GROUP BY over them):
+    [] when they agree, else one line per (day, purpose, type) that differs."""
+    with transaction.atomic():
+        size = head_size_shared()
+        expected = daily_counts_of(0, size)
+        stored = {
+            (row.day, row.purpose_code, row.event_type): row.count
+            for row in DailyCount.objects.all()
+            if row.count
+        }
+    keys = sorted(expected.keys() | stored.keys(), key=lambda key: (str(key[0]), key[1], key[2]))
+    return [
+        f"{day} {code} {kind}: {stored.get((day, code, kind), 0)} counted, "
+        f"{expected.get((day, code, kind), 0)} in the ledger"
+        for day, code, kind in keys
+        if stored.get((day, code, kind), 0) != expected.get((day, code, kind), 0)
+    ]
+
+
+def daily_counts_rebuild() -> int:
+    """Count the integrated events again into the daily counts (e.g. after a change of
+    settings.TIME_ZONE); returns the number of rows written."""
+    with transaction.atomic():
+        size = head_size_shared()
+        counts = daily_counts_of(0, size)
+        DailyCount.objects.all().delete()
+        DailyCount.objects.bulk_create(
+            [
+                DailyCount(day=day, purpose_code=code, event_type=kind, count=n)
+                for (day, code, kind), n in counts.items()
+            ],
+            batch_size=1_000,
+        )
+    return len(counts)
+
+
+def head_size_shared() -> int:
+    """The ledger head's size, its row locked against the sequencer (FOR SHARE on PostgreSQL:
+    appends go on, no batch commits) until the end of the caller's transaction: the daily
+    counts then cover exactly events #0..#size-1. 0 when the head row is missing or malformed
+    (nothing is integrated over a malformed head)."""
+    sql = "SELECT size FROM consent_ledgerhead WHERE id = 1"
+    with connection.cursor() as cursor:
+        cursor.execute(sql + (" FOR SHARE" if connection.vendor == "postgresql" else ""))
+        row = cursor.fetchone()
+    size = row[0] if row is not None else 0
+    return size if type(size) is int and size >= 0 else 0
 
 
 def integrate_all(*, limit: int = INTEGRATE_BATCH) -> Integration:

@@ -354,6 +354,32 @@ class LedgerSequence(models.Model):
         return f"next leaf #{self.next_seq}"
 
 
+class DailyCount(models.Model):
+    """Ledger events per day (in the service's time zone, settings.TIME_ZONE), purpose and type,
+    the copies made when a browser's choices join an account (`linked_from`) left out: the DPO
+    statistics' pre-aggregated counts. Maintained by the sequencer (`consent.ledger.integrate`)
+    in the transaction that integrates the events, so the counts always cover exactly the
+    integrated events (#0..#size-1 of the ledger head); the statistics add the pending ones
+    from the events themselves. Derived data, outside the Merkle log: compared with the
+    events by `consent.ledger.daily_counts_differences` and rebuilt from them by
+    `consent.ledger.daily_counts_rebuild` (after a change of TIME_ZONE, for instance)."""
+
+    day = models.DateField()
+    purpose_code = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=16)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "purpose_code", "event_type"], name="consent_daily_count_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.purpose_code} {self.event_type}: {self.count}"
+
+
 class ConsentState(models.Model):
     """Current decision per (subject, purpose), updated with each event (same transaction)."""
 

@@ -48,13 +48,15 @@ Semantics decided here (docs/ledger.md):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import re
 import secrets
-from datetime import datetime, timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -148,6 +150,95 @@ def _browser_subject(browser_hash: str) -> Subject:
     return subject or _new_subject(kind=SubjectKind.BROWSER, browser_hash=browser_hash)
 
 
+# An append's one read after its locks (consent_record): the notice in force for the purpose,
+# the subject and its current state for the purpose. Portable SQL (PostgreSQL and SQLite), read
+# with a plain cursor and turned into model instances here: no query to compile, no converter.
+_CONTEXT_SQL = """
+SELECT n.id, n.version, n.content_sha256, s.id, s.kind, s.user_id, s.browser_id_hash, s.wrapped_key,
+       st.id, st.status, st.valid_until, st.renewal_required, st.event_id
+FROM consent_purpose p
+LEFT JOIN consent_privacynotice n ON n.id = (
+    SELECT n2.id FROM consent_privacynotice n2 WHERE n2.purpose_id = p.id OR n2.purpose_id IS NULL
+    ORDER BY n2.published_at DESC, n2.id DESC LIMIT 1
+)
+LEFT JOIN consent_subject s ON {subject}
+LEFT JOIN consent_consentstate st ON st.subject_id = s.id AND st.purpose_id = p.id
+WHERE p.id = %s
+"""
+_CONTEXT_ACCOUNT_SQL = _CONTEXT_SQL.format(subject="s.user_id = %s AND s.kind = 'account'")
+_CONTEXT_BROWSER_SQL = _CONTEXT_SQL.format(subject="s.browser_id_hash = %s")
+
+
+def _db_uuid(value: Any) -> uuid.UUID:
+    """A uuid column as read by a plain cursor (PostgreSQL: a UUID; SQLite: 32 hex digits)."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def _db_datetime(value: Any) -> datetime | None:
+    """A timestamp column as read by a plain cursor (SQLite: Django's text form, naive UTC)."""
+    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
+        return value
+    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return parsed.replace(tzinfo=UTC)
+
+
+def _loaded(instance: Any) -> Any:
+    """A model instance built from some of its columns: marked as stored, and as partial (an
+    event refers to it by id only, so that its other fields are read if ever used)."""
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    instance._partial = True
+    return instance
+
+
+def _decision_context(
+    *, user: User | None, browser_hash: str | None, purpose: Purpose
+) -> tuple[Subject, ConsentState | None, PrivacyNotice | None]:
+    """The subject (created when new), its current state for `purpose` and the notice in force,
+    read once under the subject's lock (consent_record)."""
+    if user is not None:
+        sql, key = _CONTEXT_ACCOUNT_SQL, User._meta.pk.get_db_prep_value(user.pk, connection)
+    else:
+        sql, key = _CONTEXT_BROWSER_SQL, browser_hash
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, purpose.pk])
+        row = cursor.fetchone()
+    if row is None:  # the purpose was deleted meanwhile (never done: purposes are retired)
+        raise UnknownPurpose(f"unknown purpose {purpose.code!r}")
+    notice_id, version, sha256, subject_id, kind, user_id, hashed, wrapped = row[:8]
+    state_id, status, state_until, renewal, event_id = row[8:]
+    notice = None
+    if notice_id is not None:
+        notice = _loaded(PrivacyNotice(id=notice_id, version=version, content_sha256=sha256))
+    if subject_id is None:
+        if user is not None:
+            return _new_subject(kind=SubjectKind.ACCOUNT, user=user), None, notice
+        return _new_subject(kind=SubjectKind.BROWSER, browser_hash=browser_hash), None, notice
+    subject = _loaded(
+        Subject(
+            id=_db_uuid(subject_id),
+            kind=kind,
+            user_id=user_id,
+            browser_id_hash=hashed,
+            wrapped_key=None if wrapped is None else bytes(wrapped),
+        )
+    )
+    state = None
+    if state_id is not None:
+        state = _loaded(
+            ConsentState(
+                id=state_id,
+                subject_id=subject.id,
+                purpose_id=purpose.pk,
+                status=status,
+                valid_until=_db_datetime(state_until),
+                renewal_required=bool(renewal),
+                event_id=_db_uuid(event_id),
+            )
+        )
+    return subject, state, notice
+
+
 def current_notice(purpose: Purpose) -> PrivacyNotice | None:
     """The most recently published notice that applies to `purpose` (its own or the global one)."""
     return (
@@ -157,14 +248,46 @@ def current_notice(purpose: Purpose) -> PrivacyNotice | None:
     )
 
 
+# The purpose's columns an append uses, with its partner's client_id ('' for the metropolis'
+# own purposes), in one raw statement: the append path's first read.
+_PURPOSE_SQL = (
+    "SELECT p.id, p.code, p.client_id, p.consent_lifetime_days, p.requires_consent, p.is_active, "
+    "COALESCE(c.client_id, '') FROM consent_purpose p LEFT JOIN {client} c ON c.id = p.client_id "
+    "WHERE p.code = %s"
+)
+
+
+@functools.cache
+def _purpose_sql() -> str:
+    client_model = Purpose._meta.get_field("client").related_model
+    assert isinstance(client_model, type)
+    return _PURPOSE_SQL.format(client=connection.ops.quote_name(client_model._meta.db_table))
+
+
 def _purpose(code: str) -> Purpose:
+    """The active purpose `code`, read in part (`_loaded`: an event refers to it by id), with
+    its partner's client_id as `partner_code`; UnknownPurpose otherwise."""
     if not isinstance(code, str) or not code:
         raise UnknownPurpose("a purpose code is required")
-    purpose = Purpose.objects.filter(code=code).select_related("client").first()
-    if purpose is None:
+    with connection.cursor() as cursor:
+        cursor.execute(_purpose_sql(), [code])
+        row = cursor.fetchone()
+    if row is None:
         raise UnknownPurpose(f"unknown purpose {code!r}")
-    if not purpose.is_active:
+    purpose_id, purpose_code, client_id, lifetime, requires_consent, is_active, partner_code = row
+    if not is_active:
         raise UnknownPurpose(f"purpose {code!r} is retired")
+    purpose = _loaded(
+        Purpose(
+            id=purpose_id,
+            code=purpose_code,
+            client_id=client_id,
+            consent_lifetime_days=lifetime,
+            requires_consent=bool(requires_consent),
+            is_active=True,
+        )
+    )
+    purpose.partner_code = partner_code
     return purpose
 
 
@@ -228,7 +351,7 @@ def consent_record(
     )
 
     purpose = _purpose(purpose_code)
-    partner_client_id = purpose.client.client_id if purpose.client is not None else ""
+    partner_client_id: str = getattr(purpose, "partner_code", "")
     if collected_for is not None:
         if purpose.client_id and purpose.client_id != collected_for.pk:
             raise ConsentError("this purpose belongs to another partner")
@@ -254,15 +377,14 @@ def consent_record(
         head = ledger.writer_head()
         _subject_lock(user=user, browser_hash=browser_hash)
         now = timezone.now()
-        subject = _account_subject(user) if user is not None else _browser_subject(browser_hash or "")
+        # After both locks: the subject, its current state and the notice in force, one read.
+        subject, state, notice = _decision_context(user=user, browser_hash=browser_hash, purpose=purpose)
         if actor_type == ActorType.RESIDENT:
             actor_id = str(subject.id)
-        state = ConsentState.objects.filter(subject=subject, purpose=purpose).first()
         if event_type == EventType.RENEWED and (
             state is None or state.status not in (*GRANTING_EVENTS, EventType.EXPIRED)
         ):
             raise ConsentError("nothing to renew: record 'given' instead")
-        notice = current_notice(purpose)
         if event_type in GRANTING_EVENTS and notice is None:
             raise ConsentError("no privacy notice is published for this purpose: consent cannot be informed")
         until = _valid_until(event_type, purpose, now=now, asked=valid_until)
@@ -280,9 +402,10 @@ def consent_record(
             valid_until=until,
             details=details,
         )
-        # Last: the leaf-index counter it takes stays locked until the commit.
-        ledger.append(head, event)
+        # The current state first (its reference to the event is checked at the commit), then
+        # last the append: the leaf-index counter it takes stays locked until the commit.
         _state_set(subject=subject, purpose=purpose, event=event, state=state)
+        ledger.append(head, event)
         if actor_type == ActorType.STAFF:
             audit_log(
                 event="consent.recorded_on_behalf",
@@ -493,10 +616,10 @@ def _new_event(
     event = LedgerEvent(
         id=ledger.new_event_id(),
         event_type=event_type,
-        subject=subject,
-        purpose=purpose,
+        subject_id=subject.pk,
+        purpose_id=purpose.pk,
         purpose_code=purpose.code,
-        notice=notice,
+        notice_id=notice.pk if notice else None,
         notice_version=notice.version if notice else None,
         notice_sha256=notice.content_sha256 if notice else "",
         collection_method=collection_method,
@@ -515,28 +638,44 @@ def _new_event(
         event.details_ciphertext = crypto.encrypt_details(
             data_key, details, event_id=event.id, subject_id=subject.id
         )
+    # The event keeps the instances it was given unless they were read in part (_loaded).
+    for name, related in (("subject", subject), ("purpose", purpose), ("notice", notice)):
+        if related is not None and not getattr(related, "_partial", False):
+            setattr(event, name, related)
     return event
 
 
+# The current state of (subject, purpose) after an event: one upsert on its unique pair.
+_STATE_UPSERT_SQL = (
+    "INSERT INTO consent_consentstate "
+    "(subject_id, purpose_id, status, event_id, valid_until, renewal_required, updated_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (subject_id, purpose_id) DO UPDATE SET "
+    "status = excluded.status, event_id = excluded.event_id, valid_until = excluded.valid_until, "
+    "renewal_required = excluded.renewal_required, updated_at = excluded.updated_at"
+)
+
+
 def _state_set(*, subject: Subject, purpose: Purpose, event: LedgerEvent, state: ConsentState | None) -> None:
-    if state is None:
-        ConsentState.objects.create(
-            subject=subject,
-            purpose=purpose,
-            status=event.event_type,
-            event=event,
-            valid_until=event.valid_until,
-            renewal_required=False,
-            updated_at=event.occurred_at,
-        )
-        return
-    state.status = event.event_type
-    state.event = event
-    state.valid_until = event.valid_until
-    # A new decision is taken under the current notice, so any pending renewal is settled.
-    state.renewal_required = False
-    state.updated_at = event.occurred_at
-    state.save(update_fields=["status", "event", "valid_until", "renewal_required", "updated_at"])
+    """The current state of (subject, purpose) becomes `event` (a new decision is taken under
+    the current notice, so any pending renewal is settled): one INSERT ... ON CONFLICT. The
+    event may be inserted after it in the same transaction (the reference is checked at the
+    commit: deferred foreign keys on PostgreSQL and SQLite)."""
+    fields = {field.attname: field for field in ConsentState._meta.concrete_fields}
+    values = {
+        "subject_id": subject.pk,
+        "purpose_id": purpose.pk,
+        "status": event.event_type,
+        "event_id": event.id,
+        "valid_until": event.valid_until,
+        "renewal_required": False,
+        "updated_at": event.occurred_at,
+    }
+    params = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(_STATE_UPSERT_SQL, params)
+    if state is not None:
+        state.status, state.event_id, state.valid_until = event.event_type, event.id, event.valid_until
+        state.renewal_required, state.updated_at = False, event.occurred_at
 
 
 def consent_expire_lapsed(*, now: datetime | None = None, limit: int = 500) -> int:

@@ -19,17 +19,19 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.models import Count, QuerySet
-from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
+from django.db.models.functions import TruncDate, TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
 from oauth2_provider.models import get_application_model
 
+from consent import ledger
 from consent.api.selectors import COOKIE_PURPOSE_CODES
 from consent.erasure import PartnerStatus, partners_states
 from consent.models import (
+    DailyCount,
     EventType,
     LedgerEvent,
     Purpose,
@@ -519,42 +521,15 @@ def consent_stats(query: StatsQuery, *, language: str = "fr") -> list[PurposeSta
     since = datetime.combine(query.date_from, time.min, tzinfo=tz)
     until = datetime.combine(query.date_to + timedelta(days=1), time.min, tzinfo=tz)
     starts = bucket_starts(query)
-    events = LedgerEvent.objects.filter(
-        occurred_at__gte=since, occurred_at__lt=until, linked_from__isnull=True
-    )
-    if query.purpose:
-        events = events.filter(purpose_code=query.purpose)
-    rows = (
-        events.annotate(bucket=BUCKETS[query.bucket]("occurred_at", tzinfo=tz))
-        .values("purpose_code", "bucket", "event_type")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
     counts: dict[str, dict[date, dict[str, int]]] = {}
-    try:
-        fetched = list(rows)
-    except (DatabaseError, ValueError, TypeError, OverflowError):
-        fetched = None
-    if fetched is None or any(
-        row["event_type"] not in _EVENT_TYPES
-        or not isinstance(row["purpose_code"], str)
-        or not isinstance(row["bucket"], date)
-        for row in fetched
-    ):
-        # A value the application never writes (an altered row): name it rather than
-        # leaving it out of the counts or failing on it.
-        problems = events_problems(events)
-        raise LedgerTampered(problems or [_unreadable_problem()])
-    for row in fetched:
-        series = SERIES_OF.get(row["event_type"])
+    for day, purpose_code, event_type, n in _day_counts(query, since, until):
+        series = SERIES_OF.get(event_type)
         if series is None:  # "requested": not a decision
             continue
-        moment = row["bucket"]
-        day = moment.astimezone(tz).date() if isinstance(moment, datetime) else moment
-        slot = counts.setdefault(row["purpose_code"], {}).setdefault(
+        slot = counts.setdefault(purpose_code, {}).setdefault(
             _bucket_start(day, query.bucket), dict.fromkeys(SERIES_KEYS, 0)
         )
-        slot[series] += row["n"]
+        slot[series] += n
     purposes = {p.code: p for p in purposes_catalogue(include_inactive=True)}
     codes = [query.purpose] if query.purpose else sorted(counts, key=lambda c: (c not in purposes, c))
     result = []
@@ -567,6 +542,45 @@ def consent_stats(query: StatsQuery, *, language: str = "fr") -> list[PurposeSta
         stats.totals = {key: sum(row[key] for row in stats.buckets) for key in SERIES_KEYS}
         result.append(stats)
     return result
+
+
+def _day_counts(query: StatsQuery, since: datetime, until: datetime) -> list[tuple[date, str, str, int]]:
+    """(day, purpose code, event type, events) over the period, linked copies left out: the
+    pre-aggregated counts of the events the sequencer has integrated (consent_dailycount, a
+    few rows per day), plus the events still pending (past the ledger head's size, a batch at
+    most), counted from the events themselves. The head row is locked against the sequencer
+    for the two reads (appends go on): each event is counted exactly once."""
+    assert query.date_from is not None and query.date_to is not None
+    with transaction.atomic():
+        size = ledger.head_size_shared()
+        counted = DailyCount.objects.filter(day__gte=query.date_from, day__lte=query.date_to)
+        pending = LedgerEvent.objects.filter(
+            seq__gte=size, occurred_at__gte=since, occurred_at__lt=until, linked_from__isnull=True
+        )
+        if query.purpose:
+            counted = counted.filter(purpose_code=query.purpose)
+            pending = pending.filter(purpose_code=query.purpose)
+        rows = list(counted.values_list("day", "purpose_code", "event_type", "count"))
+        pending_rows = (
+            pending.annotate(day=TruncDate("occurred_at", tzinfo=_tz()))
+            .values_list("day", "purpose_code", "event_type")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        try:
+            fetched = list(pending_rows)
+        except (DatabaseError, ValueError, TypeError, OverflowError):
+            fetched = None
+        if fetched is None or any(
+            event_type not in _EVENT_TYPES or not isinstance(code, str) or not isinstance(day, date)
+            for day, code, event_type, _n in fetched
+        ):
+            # A value the application never writes (an altered row): name it rather than
+            # leaving it out of the counts or failing on it. (The integrated events were
+            # checked by the sequencer before they were counted.)
+            problems = events_problems(pending)
+            raise LedgerTampered(problems or [_unreadable_problem()])
+    return rows + fetched
 
 
 def _unreadable_problem() -> Any:

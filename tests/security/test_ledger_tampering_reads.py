@@ -300,18 +300,42 @@ def test_the_visitors_receipt_of_an_unreadable_row_is_not_an_error(
     ],
 )
 def test_statistics_of_a_tampered_period_answer_without_an_error(
-    ledger: list[LedgerEvent], dpo_http: BrowserClient, set_clause: str, value: Any
+    ledger: list[LedgerEvent], dpo_http: BrowserClient, make_resident: Any, set_clause: str, value: Any
 ) -> None:
-    """A value the application never writes is named, not counted nor left out; a time still
-    readable in another format (the verification reports it) may be counted."""
-    alter(set_clause, value)
+    """An event not yet integrated by the sequencer is counted from its row: a value the
+    application never writes there is named, not counted nor left out; a time still readable in
+    another format (the verification reports it) may be counted."""
+    pending = consent_record(
+        user=make_resident("pending-stats@example.org"),
+        purpose_code="personalisation-browsing",
+        event_type="given",
+        collection_method="web_form",
+    )
+    assert pending.seq == EVENTS
+    alter(set_clause, value, seq=pending.seq)
     api = dpo_http.get("/dpo/api/v1/stats", {"bucket": "day"})
     page = dpo_http.get("/dpo/statistiques/", {"bucket": "day"})
     if set_clause.startswith("occurred_at") and "12:61" not in set_clause and api.status_code == 200:
         assert page.status_code == 200
         return
-    assert_tampered_problem(api)
-    assert_tampered_page(page)
+    assert_tampered_problem(api, position=pending.seq)
+    assert_tampered_page(page, position=pending.seq)
+
+
+def test_statistics_count_an_integrated_event_as_it_was_checked(
+    ledger: list[LedgerEvent], dpo_http: BrowserClient
+) -> None:
+    """The integrated events are counted once, by the sequencer, after it checked each row
+    (consent.models.DailyCount, issue 14): a row altered afterwards does not change the
+    statistics (nor break them); the verification names it."""
+    before = dpo_http.get("/dpo/api/v1/stats", {"bucket": "day"})
+    assert before.status_code == 200
+    alter("event_type = %s", "hacked")
+    after = dpo_http.get("/dpo/api/v1/stats", {"bucket": "day"})
+    assert after.status_code == 200 and after.json() == before.json()
+    assert dpo_http.get("/dpo/statistiques/", {"bucket": "day"}).status_code == 200
+    result = ledger_verify()
+    assert not result.ok and result.first_problem is not None and result.first_problem.seq == TARGET
 
 
 @pytest.mark.parametrize("value", NODE_CASES)
