@@ -21,6 +21,7 @@ import base64
 import hashlib
 import re
 import secrets
+import time
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -118,3 +119,13 @@ def revoke(web: WebClient, partner: dict[str, Any], token: str, hint: str = "") 
     authorization = basic_auth(partner["client_id"], partner["client_secret"])
     answer = web.post("/revoke", data=data, headers={"Authorization": authorization})
     return int(answer.status_code)
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> None:
+    """Poll `condition` every 0.1 s until it holds; AssertionError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -30,7 +30,7 @@ import requests
 
 from tests.local_servers import RecordingServer
 from tests.ops.cluster import Cluster, PrivatePostgres, PrivateRedis, WebClient
-from tests.ops.flows import basic_auth, code_tokens, internal_partner
+from tests.ops.flows import basic_auth, code_tokens, internal_partner, wait_for
 
 pytestmark = pytest.mark.ops
 
@@ -42,15 +42,6 @@ BCL_KIND = "oidc_backchannel_logout"
 
 def residents(count: int) -> list[str]:
     return [f"resident-{i}-{secrets.token_hex(3)}@faults.example" for i in range(count)]
-
-
-def wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def readyz(cluster: Cluster, node: int) -> int:

@@ -28,7 +28,7 @@ from jwcrypto import jwk, jws, jwt
 from tests.local_servers import RecordingServer
 from tests.oidc.dpop_keys import DPoPKey
 from tests.ops.cluster import ISSUER, Cluster
-from tests.ops.flows import basic_auth, code_tokens, internal_partner, introspect, revoke
+from tests.ops.flows import basic_auth, code_tokens, internal_partner, introspect, revoke, wait_for
 
 pytestmark = pytest.mark.ops
 
@@ -85,15 +85,6 @@ def signed_in(cluster: Cluster, node: int, email: str, forwarded_for: str = "127
 def is_signed_in(web: Any) -> bool:
     page = web.get("/compte/")
     return page.status_code == 200 and "Se déconnecter" in page.text
-
-
-def wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def outbox_pending(cluster: Cluster) -> int:
