@@ -136,6 +136,17 @@ def has_proof(request: HttpRequest) -> bool:
     return "HTTP_DPOP" in request.META
 
 
+def token_request_proof(request: HttpRequest) -> tuple[Proof | None, HttpResponse | None]:
+    """At the token endpoint and PAR: (the checked proof or None when there is none, None) or
+    (None, the 400 answer when a proof is present and fails)."""
+    if not has_proof(request):
+        return None, None
+    try:
+        return check_request_proof(request), None
+    except DPoPError as exc:
+        return None, token_error(exc)
+
+
 # --- answers ------------------------------------------------------------------------------------
 
 

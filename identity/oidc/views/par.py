@@ -27,7 +27,7 @@ from oauthlib.common import urlencode
 
 from identity.oidc.claims import parse_claims_request
 from identity.oidc.constants import PKCE_METHOD
-from identity.oidc.dpop import DPoPError, add_fresh_nonce, check_request_proof, has_proof, token_error
+from identity.oidc.dpop import add_fresh_nonce, token_request_proof
 from identity.oidc.errors import json_error
 from identity.oidc.par import par_store
 
@@ -53,12 +53,10 @@ class PushedAuthorizationView(OAuthLibMixin, View):
             return json_error("invalid_request", "Too many or too long parameters.")
         params = {name: request.POST.get(name, "") for name in request.POST if name not in _AUTH_PARAMS}
         params["client_id"] = client.client_id
-        proof = None
-        if has_proof(request):
-            try:
-                proof = check_request_proof(request)
-            except DPoPError as exc:
-                return token_error(exc)
+        proof, refusal = token_request_proof(request)
+        if refusal is not None:
+            return refusal
+        if proof is not None:
             if params.get("dpop_jkt", proof.jkt) != proof.jkt:
                 return json_error("invalid_dpop_proof", "dpop_jkt is not the key of the DPoP proof.")
             params["dpop_jkt"] = proof.jkt

@@ -18,14 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.views import TokenView as DotTokenView
 
 from common import metrics
-from identity.oidc.dpop import (
-    JKT_META,
-    DPoPError,
-    add_fresh_nonce,
-    check_request_proof,
-    has_proof,
-    token_error,
-)
+from identity.oidc.dpop import JKT_META, add_fresh_nonce, token_request_proof
 from identity.oidc.token_endpoint import native_enabled, token_response
 
 _GRANTS = frozenset({"authorization_code", "refresh_token", "client_credentials"})
@@ -39,12 +32,10 @@ class TokenView(DotTokenView):
         # Not super().post(): django-oauth-toolkit diverts the device-code grant type to a
         # path of its own (a 500 without device_code). We offer no device grant.
         request.META.pop(JKT_META, None)
-        proof = None
-        if has_proof(request):
-            try:
-                proof = check_request_proof(request)
-            except DPoPError as exc:
-                return token_error(exc)
+        proof, refusal = token_request_proof(request)
+        if refusal is not None:
+            return refusal
+        if proof is not None:
             request.META[JKT_META] = proof.jkt
         response = token_response(request) if native_enabled() else self._token_response(request)
         if response.status_code == 200:
