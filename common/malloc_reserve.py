@@ -8,12 +8,15 @@ The next computation then no longer finds 19 MiB in one piece and extends the he
 ends up holding two such blocks, or more, depending on luck (bench/README.md, "Worker
 memory": 147 → 166 MiB at the last sign-in of a run).
 
-`MallocReserve` closes that gap: between computations it holds a block of exactly the same
+`MallocReserve` narrows that gap: between computations it holds a block of exactly the same
 size, so no other allocation can take it, and it frees it just before the computation,
 whose malloc of that size then gets the same chunk back (an exact fit). The pages stay
 resident and already faulted in, as they were before: the CPU per computation is unchanged
 (unlike forcing such blocks onto mmap, which faults in and zeroes fresh pages at every
-computation), and the worker holds one block, not one per unlucky turn.
+computation). The block is still free for a moment around each computation (Argon2 frees
+it inside its C call, while the other threads hold the GIL): when another allocation took
+part of it then, the reserve comes back at another address, and `malloc_trim` gives the old
+block's free pages back to the system, once, instead of the worker keeping both.
 
 The reserve is never read or written (malloc does not touch the pages; it holds address
 space, not data), and nothing is done where the C library cannot be loaded. Callers
@@ -47,6 +50,10 @@ def _libc() -> Any | None:
     malloc.argtypes = [ctypes.c_size_t]
     free.restype = None
     free.argtypes = [ctypes.c_void_p]
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim.restype = ctypes.c_int
+        trim.argtypes = [ctypes.c_size_t]
     return libc
 
 
@@ -57,6 +64,8 @@ class MallocReserve:
         self.size = size
         self._libc = _libc()
         self._block: int | None = None
+        # glibc's malloc_trim: gives the free pages inside the heap back to the system.
+        self._trim = getattr(self._libc, "malloc_trim", None)
 
     @property
     def enabled(self) -> bool:
@@ -74,11 +83,17 @@ class MallocReserve:
         if libc is None:
             yield
             return
-        block, self._block = self._block, None
-        if block is not None:
-            libc.free(block)
+        previous, self._block = self._block, None
+        if previous is not None:
+            libc.free(previous)
         try:
             yield
         finally:
             # NULL (out of memory) leaves no reserve: the next computation allocates as usual.
-            self._block = libc.malloc(self.size) or None
+            block = libc.malloc(self.size) or None
+            self._block = block
+            if previous is not None and block is not None and block != previous and self._trim is not None:
+                # Another thread took part of the freed block in the short moments when it was
+                # free (the computation runs without the GIL): the block now lives elsewhere,
+                # and the old one's pages, free but resident, are given back to the system.
+                self._trim(0)

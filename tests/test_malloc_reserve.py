@@ -63,17 +63,29 @@ def test_without_a_c_library_nothing_is_held(monkeypatch: pytest.MonkeyPatch):
     assert not reserve.held
 
 
+class FakeLibc:
+    """malloc hands out the addresses it is given, in order; free and malloc_trim are recorded."""
+
+    def __init__(self, addresses: list[int | None]) -> None:
+        self.addresses = addresses
+        self.calls: list[tuple[str, int | None]] = []
+
+    def malloc(self, size: int) -> int | None:
+        address = self.addresses.pop(0)
+        self.calls.append(("malloc", address))
+        return address
+
+    def free(self, block: int) -> None:
+        self.calls.append(("free", block))
+
+    def malloc_trim(self, pad: int) -> int:
+        self.calls.append(("trim", pad))
+        return 1
+
+
 def test_an_allocation_failure_leaves_no_reserve(monkeypatch: pytest.MonkeyPatch):
-    class NoMemory:
-        @staticmethod
-        def malloc(size: int) -> None:
-            return None
-
-        @staticmethod
-        def free(block: int) -> None:  # pragma: no cover - nothing to free
-            raise AssertionError("nothing was allocated")
-
-    monkeypatch.setattr(malloc_reserve, "_libc", lambda: NoMemory())
+    libc = FakeLibc([None, None])
+    monkeypatch.setattr(malloc_reserve, "_libc", lambda: libc)
     reserve = MallocReserve(1 << 20)
     with reserve.released():
         pass
@@ -81,6 +93,36 @@ def test_an_allocation_failure_leaves_no_reserve(monkeypatch: pytest.MonkeyPatch
     with reserve.released():
         pass
     assert not reserve.held
+    assert libc.calls == [("malloc", None), ("malloc", None)]
+
+
+def test_the_heap_is_trimmed_only_when_the_block_had_to_move(monkeypatch: pytest.MonkeyPatch):
+    # Same address again: the computation had the block back, nothing to give back. Another
+    # address: part of the old block was taken while it was free; its free pages go back.
+    libc = FakeLibc([0x1000, 0x1000, 0x9000, 0x9000])
+    monkeypatch.setattr(malloc_reserve, "_libc", lambda: libc)
+    reserve = MallocReserve(1 << 20)
+    for _ in range(4):
+        with reserve.released():
+            pass
+    assert libc.calls == [
+        ("malloc", 0x1000),
+        ("free", 0x1000),
+        ("malloc", 0x1000),
+        ("free", 0x1000),
+        ("malloc", 0x9000),
+        ("trim", 0),
+        ("free", 0x9000),
+        ("malloc", 0x9000),
+    ]
+
+
+@needs_libc
+def test_trimming_the_real_heap_is_harmless():
+    reserve = MallocReserve(1 << 20)
+    if reserve._trim is None:
+        pytest.skip("no malloc_trim (not glibc)")
+    assert reserve._trim(0) in (0, 1)
 
 
 def test_argon2id_computes_with_the_reserve_released(monkeypatch: pytest.MonkeyPatch):
