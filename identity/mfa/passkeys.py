@@ -20,7 +20,7 @@ from django.http import HttpRequest
 from identity.mfa import clock
 
 # py_webauthn (with cbor2, pyOpenSSL and pyasn1 behind it) is imported by the functions
-# below, not here: a web worker that never handles a passkey does not hold it (~8 MiB;
+# below, not here: a web worker that never handles a passkey does not hold it (~5 MiB;
 # bench/README.md, "Worker memory"). Once one passkey request has loaded it, it stays.
 if TYPE_CHECKING:
     from webauthn.helpers.cose import COSEAlgorithmIdentifier
