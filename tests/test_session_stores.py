@@ -20,7 +20,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from identity.models import BrowserSession
 from identity.session_stores import cached_db, db
+from identity.signin import session_login
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -162,3 +164,36 @@ def test_a_collision_at_sign_in_is_a_400_not_a_500(
     assert import_module(settings.SESSION_ENGINE).SessionStore(other.session_key)["_auth_user_id"] == (
         "someone else"
     )
+
+
+def test_the_browser_session_record_takes_no_savepoint_of_its_own(client: Client, resident: Any) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post("/connexion/", {"username": resident.email, "password": PASSWORD})
+
+    assert response.status_code == 302
+    statements = [q["sql"] for q in queries.captured_queries]
+    insert = next(
+        i for i, sql in enumerate(statements) if sql.startswith('INSERT INTO "identity_browsersession"')
+    )
+    assert not statements[insert - 1].startswith("SAVEPOINT")
+
+
+def test_a_failing_browser_session_record_undoes_the_sign_in(
+    rf: Any, resident: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without its own savepoint, an error while recording the browser session still rolls back
+    the whole sign-in (session_login's transaction): no last_login, no record."""
+
+    def broken(**kwargs: Any) -> Any:
+        raise RuntimeError("database gone")
+
+    request = rf.post("/connexion/")
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore()
+    monkeypatch.setattr(BrowserSession.objects, "create", broken)
+
+    with pytest.raises(RuntimeError):
+        session_login(request=request, user=resident, amr=["pwd"])
+
+    resident.refresh_from_db()
+    assert resident.last_login is None
+    assert not BrowserSession.objects.filter(user=resident).exists()
