@@ -240,9 +240,9 @@ AUTH_PASSWORD_VALIDATORS = [
 PASSWORD_RESET_TIMEOUT = 60 * 60  # one hour
 EMAIL_VERIFICATION_TIMEOUT = 60 * 60 * 24 * 3  # three days
 
-SESSION_ENGINE = (
-    "django.contrib.sessions.backends.cached_db" if REDIS_URL else "django.contrib.sessions.backends.db"
-)
+# Django's database stores (cached in Redis when there is one), opening a signed-in session
+# with one INSERT instead of a read, an INSERT and an UPDATE (identity/session_stores).
+SESSION_ENGINE = "identity.session_stores.cached_db" if REDIS_URL else "identity.session_stores.db"
 SESSION_COOKIE_AGE = 60 * 60 * 12
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -29,11 +29,16 @@ from identity.communes import (
     is_french_postcode,
     postcode_belongs,
 )
+from identity.email_backend import SignInLookup
 from identity.models import User, normalize_email
 from identity.phone import MAX_INPUT_LENGTH, phone_for_display, phone_to_e164
-from identity.selectors import user_by_email
 from identity.services import PostalAddress
-from identity.signin import login_record_blocked, login_record_failure, password_check_record_failure
+from identity.signin import (
+    login_record_blocked,
+    login_record_failure,
+    password_check_record_failure,
+    user_for_sign_in,
+)
 
 
 def too_many_attempts(block: Block) -> ValidationError:
@@ -96,13 +101,16 @@ class LoginForm(AuthenticationForm):
         password = self.cleaned_data.get("password")
         if not email or password is None or self.request is None:
             return self.cleaned_data
-        self.throttle = ratelimit.LoginThrottle(self.request, email, user_by_email(email))
+        account = user_for_sign_in(email)  # the one read of the account (identity.signin)
+        self.throttle = ratelimit.LoginThrottle(self.request, email, account)
         block = self.throttle.check()
         if block is not None:
             # Refused before the password is even looked at.
             login_record_blocked(user=self.throttle.user, ip=self.throttle.ip, scope=block.scope)
             raise too_many_attempts(block)
-        user = authenticate(self.request, username=email, password=password)
+        user = authenticate(
+            self.request, username=email, password=password, lookup=SignInLookup(email=email, user=account)
+        )
         if user is None:
             if self.throttle.user is None:
                 # The throttle audits failures of existing accounts; an unknown address

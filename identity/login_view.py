@@ -17,11 +17,15 @@ from common.redirects import with_next
 from identity import ratelimit
 from identity.forms import LoginForm
 from identity.mfa import flow as mfa_flow
-from identity.mfa.selectors import user_has_mfa
 from identity.mfa.services import login_second_factor_required
 from identity.reauth import staff_mfa_redirect
 from identity.sessions import device_label
-from identity.signin import login_notify_new_device, login_record_success, session_login
+from identity.signin import (
+    login_notify_new_device,
+    login_record_success,
+    session_login,
+    sign_in_has_second_factor,
+)
 
 
 class LoginView(auth_views.LoginView):
@@ -55,7 +59,7 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form: LoginForm) -> HttpResponse:  # type: ignore[override]
         user = form.get_user()
         throttle = form.throttle
-        if user_has_mfa(user):
+        if sign_in_has_second_factor(user):
             # Not signed in yet: the password alone only opens the second step
             # (identity/mfa/flow.py). The sign-in limits are cleared only after that step,
             # so the password cannot be used to reset the count of second-factor guesses.

@@ -45,6 +45,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef
 from django.http import (
     Http404,
     HttpRequest,
@@ -63,6 +64,7 @@ from common.ratelimit import client_ip
 from common.redirects import with_next
 from identity.audit import audit_log
 from identity.mfa.selectors import step_up_url, user_has_mfa
+from identity.models import User
 from identity.request_user import request_user
 from identity.selectors import session_amr
 from identity.sessions import SESSION_AUTH_TIME
@@ -85,7 +87,20 @@ def is_staff_member(user: Any) -> bool:
         return False
     if user.is_staff or user.is_superuser:
         return True
+    # The password sign-in reads the account with this answer (identity.signin.user_for_sign_in:
+    # the `in_staff_group` annotation of `staff_group_exists`), in the same request.
+    in_staff_group = getattr(user, SIGN_IN_STAFF_GROUP, None)
+    if isinstance(in_staff_group, bool):
+        return in_staff_group
     return user.groups.filter(name__in=STAFF_GROUPS).exists()
+
+
+SIGN_IN_STAFF_GROUP = "sign_in_staff_group"
+
+
+def staff_group_exists() -> Exists:
+    """The condition "this account row is in a staff group", for a query on User."""
+    return Exists(User.groups.through.objects.filter(user_id=OuterRef("pk"), group__name__in=STAFF_GROUPS))
 
 
 def session_is_mfa(request: HttpRequest) -> bool:

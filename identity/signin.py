@@ -18,10 +18,40 @@ from django.utils import timezone
 from identity.audit import audit_log
 from identity.emails import absolute_url, send_email
 from identity.mfa.flow import pending_clear
-from identity.models import User
+from identity.mfa.selectors import second_factor_exists, user_has_mfa
+from identity.models import User, normalize_email
 from identity.not_me import not_me_days, not_me_url
-from identity.reauth import staff_sign_in_audit
+from identity.reauth import SIGN_IN_STAFF_GROUP, staff_group_exists, staff_sign_in_audit
 from identity.sessions import SESSION_AMR, SESSION_AUTH_TIME, SESSION_SID, browser_session_open
+
+SIGN_IN_HAS_MFA = "sign_in_has_mfa"
+
+
+def user_for_sign_in(email: str) -> User | None:
+    """The account signing in with this address (active or not), or None.
+
+    Read once per password sign-in, with what the sign-in asks of it afterwards in the same
+    statement: whether it has a second factor (`sign_in_has_second_factor`) and whether it
+    is in a staff group (identity.reauth.is_staff_member). The throttle, the authentication
+    backend (identity.email_backend.SignInLookup) and the sign-in page share this one read.
+    """
+    email = normalize_email(email)
+    if not email:
+        return None
+    return (
+        User.objects.filter(email=email)
+        .annotate(**{SIGN_IN_HAS_MFA: second_factor_exists(), SIGN_IN_STAFF_GROUP: staff_group_exists()})
+        .first()
+    )
+
+
+def sign_in_has_second_factor(user: User) -> bool:
+    """Whether the account has an active second factor: the answer `user_for_sign_in` read
+    with the account, or identity.mfa.selectors.user_has_mfa for an account read otherwise."""
+    has_mfa = getattr(user, SIGN_IN_HAS_MFA, None)
+    if isinstance(has_mfa, bool):
+        return has_mfa
+    return user_has_mfa(user)
 
 
 def session_login(*, request: HttpRequest, user: User, amr: list[str]) -> bool:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.http import HttpRequest
 from django.urls import reverse
 
@@ -50,19 +50,21 @@ from identity.models import User
 from identity.selectors import session_amr
 
 
+def second_factor_exists() -> Q:
+    """The condition "this account row has an active second factor (TOTP or passkey)", for a
+    query on User: `user_has_mfa` filters with it, and the password sign-in reads it as an
+    annotation of the account it looks up (identity.signin.user_for_sign_in)."""
+    return Q(Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True))) | Q(
+        Exists(Passkey.objects.filter(user=OuterRef("pk")))
+    )
+
+
 def user_has_mfa(user: User) -> bool:
     """True when the resident has at least one active second factor (TOTP or passkey)."""
     if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
         return False
-    # One statement (every password sign-in asks): the account row with either factor.
-    return (
-        User.objects.filter(pk=user.pk)
-        .filter(
-            Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True))
-            | Exists(Passkey.objects.filter(user=OuterRef("pk")))
-        )
-        .exists()
-    )
+    # One statement: the account row with either factor.
+    return User.objects.filter(pk=user.pk).filter(second_factor_exists()).exists()
 
 
 def session_acr(request: HttpRequest) -> str:
