@@ -31,7 +31,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import logout as django_logout
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -268,6 +268,33 @@ def browser_session_by_sid(sid: str | None) -> BrowserSession | None:
     return BrowserSession.objects.filter(sid=sid).first()
 
 
+_statements: dict[str, tuple[str, str]] = {}
+
+
+def _session_client_statements(using: str) -> tuple[str, str]:
+    """session_client_record's SQL for this database: lock the session by its sid (FOR
+    UPDATE where the database has it; SQLite locks the whole database on write anyway),
+    then note the client. Identifiers from the models' metadata, values as parameters."""
+    cached = _statements.get(using)
+    if cached is None:
+        connection = connections[using]
+        quote = connection.ops.quote_name
+        session, link = BrowserSession._meta, SessionClient._meta
+        lock = (
+            f"SELECT {quote(session.pk.column)}, {quote(session.get_field('ended_at').column)} "  # noqa: S608
+            f"FROM {quote(session.db_table)} WHERE {quote(session.get_field('sid').column)} = %s LIMIT 1"
+        )
+        if connection.features.has_select_for_update:
+            lock += " FOR UPDATE"
+        session_id, client_id = link.get_field("session").column, link.get_field("client").column
+        touch = (
+            f"UPDATE {quote(link.db_table)} SET {quote(link.get_field('last_issued_at').column)} = %s "  # noqa: S608
+            f"WHERE {quote(session_id)} = %s AND {quote(client_id)} = %s"
+        )
+        cached = _statements[using] = (lock, touch)
+    return cached
+
+
 @transaction.atomic(savepoint=False)
 def session_client_record(*, sid: str, client: Any) -> bool:
     """Note that `client` received tokens in session `sid`. False if the session has ended.
@@ -277,22 +304,24 @@ def session_client_record(*, sid: str, client: Any) -> bool:
     what it just issued).
 
     Called inside the token endpoint's transaction, on every token issued: no savepoint
-    of its own (an error here fails the whole issuance anyway), and only the two columns
-    it needs of the locked row.
+    of its own (an error here fails the whole issuance anyway), only the two columns it
+    needs of the locked row, and the two statements written once per process
+    (_session_client_statements) instead of compiled by the ORM on every call.
     """
-    rows = list(
-        BrowserSession.objects.select_for_update()
-        .filter(sid=sid)
-        .order_by()
-        .values_list("pk", "ended_at")[:1]
-    )
-    if not rows:
-        return True  # no record to attach to (e.g. a session-less token): nothing to do
-    session_pk, ended_at = rows[0]
-    if ended_at is not None:
-        return False
-    now = timezone.now()
-    updated = SessionClient.objects.filter(session_id=session_pk, client=client).update(last_issued_at=now)
+    using = router.db_for_write(SessionClient)
+    connection = connections[using]
+    lock_sql, touch_sql = _session_client_statements(using)
+    with connection.cursor() as cursor:
+        cursor.execute(lock_sql, [sid])
+        row = cursor.fetchone()
+        if row is None:
+            return True  # no record to attach to (e.g. a session-less token): nothing to do
+        session_pk, ended_at = row
+        if ended_at is not None:
+            return False
+        now = timezone.now()
+        cursor.execute(touch_sql, [connection.ops.adapt_datetimefield_value(now), session_pk, client.pk])
+        updated = cursor.rowcount
     if not updated:
         SessionClient.objects.create(
             session_id=session_pk, client=client, first_issued_at=now, last_issued_at=now

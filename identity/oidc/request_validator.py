@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import uuid
@@ -12,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import router, transaction
-from django.db.models import F
 from django.utils import timezone
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
@@ -47,6 +45,7 @@ from identity.oidc.refresh_policy import public_refresh_idle_error
 from identity.oidc.resources import unknown_targets
 from identity.oidc.session_tokens import session_tokens_revoke
 from identity.oidc.sharing import released_claims
+from identity.oidc.token_rows import code_row, refresh_token_row
 from identity.sessions import browser_session_by_sid, session_client_record
 
 if TYPE_CHECKING:
@@ -86,7 +85,7 @@ if TYPE_CHECKING:
         extra_credentials: dict[str, Any] | None
         id_token: Any  # django-oauth-toolkit's ID token row
         # Rows read once per request and kept for the checks that follow.
-        _cum_code_row: tuple[str, Any]
+        _cum_code_row: tuple[str, Any, BrowserSession | None]  # code, row, its session
         _cum_code_family: uuid.UUID
         _cum_grant: tuple[str, str, Any]
         _cum_token_family: uuid.UUID | None
@@ -263,8 +262,10 @@ class Validator(OAuth2Validator):
         memo = getattr(request, "_cum_code_row", None)
         if memo is not None and memo[0] == code:
             return memo[1]
-        grant = get_grant_model().objects.filter(code=code).select_related("user").first()
-        request._cum_code_row = (code, grant)
+        # One statement: the code, its resident and the browser session it was issued in.
+        found = code_row(code)
+        grant = found.row if found is not None else None
+        request._cum_code_row = (code, grant, found.session if found is not None else None)
         return grant
 
     def get_authorization_code_scopes(
@@ -300,7 +301,7 @@ class Validator(OAuth2Validator):
         if grant.is_expired() or not grant.user.is_active:
             return False
         if grant.sid:
-            session = browser_session_by_sid(grant.sid)
+            session = request._cum_code_row[2]  # read with the code (_code_row)
             if session is None or session.ended_at is not None:
                 # The resident signed out (or the session was revoked) since authorizing.
                 return False
@@ -704,25 +705,6 @@ class Validator(OAuth2Validator):
                 request.claims = previous.claims_request
         return valid
 
-    # The refresh-token columns a refresh needs; its access token's expiry and scope (DOT's
-    # get_original_scopes) and the resident come in the same statement.
-    _REFRESH_TOKEN_COLUMNS = (
-        "user",
-        "created",
-        "application",
-        "token_family",
-        "revoked",
-        "resource",
-        "auth_time",
-        "sid",
-        "claims_request",
-        "acr",
-        "amr",
-        "dpop_jkt",
-        "access_token__expires",
-        "access_token__scope",
-    )
-
     def _validate_rotating_refresh_token(
         self, refresh_token: str, client: Any, request: OAuthRequest
     ) -> bool:
@@ -731,19 +713,13 @@ class Validator(OAuth2Validator):
         The row is not locked here: save_bearer_token claims it with one conditional
         UPDATE (RefreshToken.revoke) in the transaction that issues its successor.
         """
-        checksum = hashlib.sha256(refresh_token.encode("utf-8")).hexdigest()
-        # Several rows may share a checksum (uniqueness is (token_checksum, revoked)):
-        # the live one if any, else the most recently revoked.
-        rt = (
-            get_refresh_token_model()
-            .objects.filter(token_checksum=checksum)
-            .select_related("user", "access_token")
-            .only(*self._REFRESH_TOKEN_COLUMNS)
-            .order_by(F("revoked").desc(nulls_first=True))
-            .first()
-        )
-        if rt is None:
+        # One statement: the token (the live row if several share its checksum, else the
+        # most recently revoked), its access token's expiry and scope, the resident, and
+        # the browser session the ID token's sid, acr and amr come from.
+        found = refresh_token_row(refresh_token)
+        if found is None:
             return False
+        rt = found.row
         if rt.revoked is not None:
             # Rotated or revoked: presenting it again is a replay (RFC 9700 §4.14.2). Without
             # a grace period the whole family goes, whichever client presents it.
@@ -762,6 +738,8 @@ class Validator(OAuth2Validator):
         # The raw token presented (the stored column is blank: hashed at rest).
         request.refresh_token = refresh_token
         request.refresh_token_instance = rt
+        if found.session is not None:
+            request.cum_session = found.session  # for the ID token (get_id_token_dictionary)
         return client is not None and rt.application_id == client.pk
 
     # --- revocation (RFC 7009) ---------------------------------------------------------------

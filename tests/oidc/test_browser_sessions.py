@@ -6,7 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection, transaction
 from django.test import Client as BrowserClient
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from connectors.models import OutboxMessage
@@ -16,6 +18,7 @@ from identity.oidc.models import AccessToken, AuthorizationCode, RefreshToken
 from identity.sessions import (
     SESSION_SID,
     device_label,
+    session_client_record,
     session_end,
     session_revoke,
     sessions_active,
@@ -108,6 +111,29 @@ def test_refresh_keeps_the_sid_and_records_the_issue(flow: OIDCFlow) -> None:
     assert set(RefreshToken.objects.values_list("sid", flat=True)) == {original["sid"]}
     link = SessionClient.objects.get()
     assert link.last_issued_at > first
+
+
+def test_recording_a_client_locks_the_session_and_refuses_an_ended_one(
+    signed_in: BrowserClient, rp: Any
+) -> None:
+    """identity.sessions.session_client_record, the token endpoint's last step: a new link,
+    then the same link touched; nothing for an unknown sid; False once the session ended."""
+    session = BrowserSession.objects.get()
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        assert session_client_record(sid=session.sid, client=rp.client)
+    lock = queries.captured_queries[0]["sql"]
+    if connection.features.has_select_for_update:
+        assert lock.rstrip().endswith("FOR UPDATE")
+    link = SessionClient.objects.get()
+    assert (link.session, link.client, link.first_issued_at) == (session, rp.client, link.last_issued_at)
+    assert session_client_record(sid=session.sid, client=rp.client)
+    touched = SessionClient.objects.get()
+    assert touched.pk == link.pk and touched.last_issued_at > link.last_issued_at
+    assert session_client_record(sid="no-such-sid", client=rp.client)
+    assert SessionClient.objects.count() == 1
+    session_end(session=session, reason="logout")
+    assert not session_client_record(sid=session.sid, client=rp.client)
+    assert SessionClient.objects.get().last_issued_at == touched.last_issued_at
 
 
 def test_last_seen_is_updated_at_most_once_a_minute(flow: OIDCFlow) -> None:

@@ -29,15 +29,16 @@ from tests.oidc.conftest import complete_flow, post_token, userinfo
 TRANSACTION_CONTROL = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")
 
 # What each path needs, in the order it runs (a change that adds one should say why here):
-# refresh: the refresh token with its access token and resident (1); the consent ledger
-# for the claims (1); the browser session for the ID token's sid (1); claim the presented
-# refresh token (UPDATE) and delete its access token (2); INSERT the ID token, the access
-# token and the refresh token (3); lock the browser session and note the client (2).
-MAX_REFRESH_STATEMENTS = 10
-# code redemption: the code with its resident (1); claim it, recording the token family
-# (1); the browser session (1); the consent ledger (1); the three INSERTs (3); lock the
+# refresh: the refresh token with its access token, resident and browser session (the ID
+# token's sid, acr, amr) in one statement (1, identity/oidc/token_rows.py); the consent
+# ledger for the claims (1); claim the presented refresh token (UPDATE) and delete its
+# access token (2); INSERT the ID token, the access token and the refresh token (3); lock
+# the browser session and note the client (2).
+MAX_REFRESH_STATEMENTS = 9
+# code redemption: the code with its resident and browser session (1); claim it,
+# recording the token family (1); the consent ledger (1); the three INSERTs (3); lock the
 # browser session and note the client (2).
-MAX_CODE_STATEMENTS = 9
+MAX_CODE_STATEMENTS = 8
 
 
 def data_statements(queries: CaptureQueriesContext) -> list[str]:

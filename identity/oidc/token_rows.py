@@ -1,0 +1,224 @@
+"""The rows a token request redeems, each read in one statement with what it needs.
+
+A refresh reads the presented refresh token, its access token's expiry and scope, the
+resident and the browser session the token was issued in; a code redemption reads the
+authorization code, the resident and the session. Through the ORM that was a three-table
+`select_related(...).only(...)` (the SQL compiler alone cost more CPU than the database)
+and a second statement for the session (`browser_session_by_sid`). Here the statement is
+built once per process from the models' metadata (table and column names quoted by the
+connection, values always parameters), and the rows become model instances exactly as the
+ORM makes them: `Model.from_db` after each column's database converters (JSON, and on
+SQLite dates, UUIDs and booleans). Columns not read are deferred, as with `.only()`.
+
+The session is joined on its `sid` (unique): `session` is None when the row has no `sid`
+or no session has it. The reads lock nothing: the callers claim the row afterwards with a
+conditional UPDATE (identity/oidc/request_validator.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections, router
+from django.db.models import Field, Model
+from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
+
+from identity.models import BrowserSession, User
+
+# The refresh-token columns a refresh needs (validation, rotation, the new tokens' claims).
+REFRESH_TOKEN_FIELDS = (
+    "id",
+    "user",
+    "application",
+    "access_token",
+    "created",
+    "token_family",
+    "revoked",
+    "resource",
+    "auth_time",
+    "sid",
+    "claims_request",
+    "acr",
+    "amr",
+    "dpop_jkt",
+)
+ACCESS_TOKEN_FIELDS = ("id", "expires", "scope")  # its expiry slides the refresh token's
+SESSION_FIELDS = ("id", "sid", "acr", "amr", "ended_at")  # the ID token's sid, acr, amr
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One table of the statement: its model, its alias and the fields read from it."""
+
+    model: type[Model]
+    alias: str
+    fields: tuple[Field, ...]
+
+
+def _part(model: type[Model], alias: str, names: Sequence[str] | None = None) -> _Part:
+    concrete = model._meta.concrete_fields
+    if names is None:
+        return _Part(model, alias, tuple(concrete))
+    wanted = {_field(model, name).attname for name in names}
+    # In the model's column order, as Model.from_db expects them.
+    return _Part(model, alias, tuple(field for field in concrete if field.attname in wanted))
+
+
+@dataclass
+class _Statement:
+    sql: str
+    parts: tuple[_Part, ...]
+    converters: tuple[tuple[tuple[Callable[..., Any], ...], Any], ...]  # and the column
+
+
+_statements: dict[tuple[str, str], _Statement] = {}
+
+
+def _statement(kind: str, using: str, build: Callable[[Any], tuple[str, tuple[_Part, ...]]]) -> _Statement:
+    key = (kind, using)
+    cached = _statements.get(key)
+    if cached is None:
+        connection = connections[using]
+        sql, parts = build(connection)
+        converters = []
+        for part in parts:
+            for field in part.fields:
+                column: Any = field.get_col(part.alias)
+                found = connection.ops.get_db_converters(column) + column.field.get_db_converters(connection)
+                converters.append((tuple(found), column))
+        cached = _statements[key] = _Statement(sql, parts, tuple(converters))
+    return cached
+
+
+def _columns(connection: Any, parts: Sequence[_Part]) -> str:
+    quote = connection.ops.quote_name
+    return ", ".join(f"{part.alias}.{quote(field.column)}" for part in parts for field in part.fields)
+
+
+def _table(connection: Any, model: type[Model]) -> str:
+    return str(connection.ops.quote_name(model._meta.db_table))
+
+
+def _field(model: type[Model], name: str) -> Any:
+    return model._meta.get_field(name)
+
+
+def _column(connection: Any, model: type[Model], name: str) -> str:
+    return str(connection.ops.quote_name(_field(model, name).column))
+
+
+def _instances(statement: _Statement, using: str, row: Sequence[Any]) -> list[Model | None]:
+    """One instance per part (None for a LEFT JOIN that found nothing), as the ORM builds them."""
+    connection = connections[using]
+    values = list(row)
+    for index, (converters, column) in enumerate(statement.converters):
+        value = values[index]
+        for converter in converters:
+            value = converter(value, column, connection)
+        values[index] = value
+    instances: list[Model | None] = []
+    start = 0
+    for part in statement.parts:
+        chunk = values[start : start + len(part.fields)]
+        start += len(part.fields)
+        if chunk[0] is None:  # the primary key: the joined row is absent
+            instances.append(None)
+            continue
+        instances.append(part.model.from_db(using, [field.attname for field in part.fields], chunk))
+    return instances
+
+
+def _fetch_one(statement: _Statement, using: str, params: Sequence[Any]) -> Sequence[Any] | None:
+    with connections[using].cursor() as cursor:
+        cursor.execute(statement.sql, params)
+        row = cursor.fetchone()
+    return row
+
+
+@dataclass
+class TokenRow:
+    """The row read, its resident set on it (and its access token, for a refresh token), and
+    the browser session it was issued in."""
+
+    row: Any
+    session: BrowserSession | None
+
+
+def _refresh_statement(connection: Any) -> tuple[str, tuple[_Part, ...]]:
+    refresh_model, access_model = get_refresh_token_model(), get_access_token_model()
+    parts = (
+        _part(refresh_model, "r", REFRESH_TOKEN_FIELDS),
+        _part(access_model, "a", ACCESS_TOKEN_FIELDS),
+        _part(User, "u"),
+        _part(BrowserSession, "s", SESSION_FIELDS),
+    )
+    rt_sid, s_sid = _column(connection, refresh_model, "sid"), _column(connection, BrowserSession, "sid")
+    revoked = _column(connection, refresh_model, "revoked")
+    access_id = _column(connection, refresh_model, "access_token")
+    sql = (
+        f"SELECT {_columns(connection, parts)} "  # noqa: S608 - identifiers from the models' metadata
+        f"FROM {_table(connection, refresh_model)} r "
+        f"INNER JOIN {_table(connection, User)} u "
+        f"ON u.{_column(connection, User, 'id')} = r.{_column(connection, refresh_model, 'user')} "
+        f"LEFT JOIN {_table(connection, access_model)} a "
+        f"ON a.{_column(connection, access_model, 'id')} = r.{access_id} "
+        f"LEFT JOIN {_table(connection, BrowserSession)} s ON s.{s_sid} = r.{rt_sid} AND r.{rt_sid} <> '' "
+        f"WHERE r.{_column(connection, refresh_model, 'token_checksum')} = %s "
+        # Several rows may share a checksum (uniqueness is (token_checksum, revoked)): the
+        # live one if any, else the most recently revoked.
+        f"ORDER BY CASE WHEN r.{revoked} IS NULL THEN 0 ELSE 1 END, r.{revoked} DESC "
+        "LIMIT 1"
+    )
+    return sql, parts
+
+
+def refresh_token_row(refresh_token: str) -> TokenRow | None:
+    """The refresh token presented (by the SHA-256 it is stored as), with `user` and
+    `access_token` (id, expires, scope; None once revoked) set, and its session."""
+    model = get_refresh_token_model()
+    using = router.db_for_read(model)
+    statement = _statement("refresh", using, _refresh_statement)
+    checksum = hashlib.sha256(refresh_token.encode("utf-8")).hexdigest()
+    row = _fetch_one(statement, using, [checksum])
+    if row is None:
+        return None
+    refresh, access, user, session = _instances(statement, using, row)
+    assert refresh is not None and user is not None  # the INNER JOIN and the WHERE
+    refresh.user = user  # type: ignore[attr-defined]
+    refresh.access_token = access  # type: ignore[attr-defined]
+    return TokenRow(refresh, session)  # type: ignore[arg-type]
+
+
+def _code_statement(connection: Any) -> tuple[str, tuple[_Part, ...]]:
+    grant_model = get_grant_model()
+    parts = (_part(grant_model, "g"), _part(User, "u"), _part(BrowserSession, "s", SESSION_FIELDS))
+    g_sid, s_sid = _column(connection, grant_model, "sid"), _column(connection, BrowserSession, "sid")
+    sql = (
+        f"SELECT {_columns(connection, parts)} "  # noqa: S608 - identifiers from the models' metadata
+        f"FROM {_table(connection, grant_model)} g "
+        f"INNER JOIN {_table(connection, User)} u "
+        f"ON u.{_column(connection, User, 'id')} = g.{_column(connection, grant_model, 'user')} "
+        f"LEFT JOIN {_table(connection, BrowserSession)} s ON s.{s_sid} = g.{g_sid} AND g.{g_sid} <> '' "
+        f"WHERE g.{_column(connection, grant_model, 'code')} = %s "
+        "LIMIT 1"
+    )
+    return sql, parts
+
+
+def code_row(code: str) -> TokenRow | None:
+    """The authorization code presented (stored as its SHA-256, HashedTokenField), whichever
+    client it is for, with `user` set, and its session."""
+    model = get_grant_model()
+    using = router.db_for_read(model)
+    statement = _statement("code", using, _code_statement)
+    digest = _field(model, "code").get_prep_value(code)
+    row = _fetch_one(statement, using, [digest])
+    if row is None:
+        return None
+    grant, user, session = _instances(statement, using, row)
+    assert grant is not None and user is not None
+    grant.user = user  # type: ignore[attr-defined]
+    return TokenRow(grant, session)  # type: ignore[arg-type]
