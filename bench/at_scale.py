@@ -13,7 +13,20 @@
 3. **At scale**: the generator adds `--residents` residents and `--events` events to the same
    database (ANALYZE included), and every measure runs again.
 4. Prints one table: small, at scale, ratio, target. The database is dropped at the end unless
-   `--keep-db`.
+   `--keep-db`; `--state-file F` (with `--keep-db`) writes what is needed to measure that
+   database again later (its secrets, the bench clients and resident: mode 0600; throwaway
+   values of a throwaway database).
+
+Measuring a kept database again, and comparing two under the same load:
+
+    .venv/bin/python bench/at_scale.py --measure-only --state-file F [--rounds 1] [--no-verify]
+    .venv/bin/python bench/at_scale.py --compare SMALL_STATE LARGE_STATE [--rounds 3]
+
+`--measure-only` measures the database named in F as it stands (no generation) and prints
+one JSON line per round. `--compare` runs `--measure-only` on the two databases alternately,
+small then large, `--rounds` times each (verify_ledger only in the first round of each), and
+prints the medians over the rounds: on a machine shared with other work, both databases then
+see the same load, which the sequential small-then-large run cannot promise.
 
 The measures, all in this process through Django's WSGI handler (django.test.Client: no HTTP
 server, no sockets; each figure is wall time, so a loaded machine inflates it):
@@ -32,6 +45,7 @@ server, no sockets; each figure is wall time, so a loaded machine inflates it):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import secrets
@@ -65,14 +79,34 @@ def main() -> int:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/cum_bench_scale")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument("--state-file", type=Path, help="with --keep-db: where to save the state; "
+                        "with --measure-only: the state to load")  # fmt: skip
+    parser.add_argument("--measure-only", action="store_true")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("SMALL_STATE", "LARGE_STATE"))
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--no-verify", action="store_true", help="skip verify_ledger")
     args = parser.parse_args()
+    if args.compare:
+        return compare(*args.compare, args)
+    if args.measure_only and not args.state_file:
+        parser.error("--measure-only needs --state-file")
+    if args.state_file and not (args.keep_db or args.measure_only):
+        parser.error("--state-file without --measure-only needs --keep-db (the database must survive)")
+    state = json.loads(args.state_file.read_text()) if args.measure_only else None
     runner = bench.Bench.for_in_process(
-        database_url=args.database_url, redis_url=args.redis_url, keep_db=args.keep_db
+        database_url=state["env"]["DATABASE_URL"] if state else args.database_url,
+        redis_url=args.redis_url,
+        keep_db=args.keep_db,
     )
     try:
-        runner.prepare()
+        if state:
+            state_load(runner, state)
+        else:
+            runner.prepare()
         os.environ.update(runner.env)
         django.setup()
+        if state:
+            return measure_only(runner, state, args)
         return run(runner, args)
     finally:
         from django.db import connections  # noqa: PLC0415 - after django.setup()
@@ -114,6 +148,20 @@ def timed(fn: Callable[[], Any], n: int, warmup: int = 20) -> list[float]:
 
 
 def run(runner: bench.Bench, args: argparse.Namespace) -> int:
+    measure = measurer(runner, args)
+    small_tag = generate(runner, *SMALL)
+    if args.state_file:
+        state_save(runner, args.state_file, small_tag)
+    small = measure(small_tag, True)
+    bench.log("small database measured")
+    big_tag = generate(runner, args.residents, args.events)
+    big = measure(big_tag, True)
+    report(small, big, args)
+    return 0
+
+
+def measurer(runner: bench.Bench, args: argparse.Namespace) -> Callable[[str, bool], dict[str, float]]:
+    """Signs the bench resident in and makes the DPO; returns measure(run_tag, verify)."""
     from django.contrib.auth.models import Group  # noqa: PLC0415 - after django.setup()
     from django.db import connection  # noqa: PLC0415
     from django.test import Client  # noqa: PLC0415
@@ -141,7 +189,7 @@ def run(runner: bench.Bench, args: argparse.Namespace) -> int:
     dpo.groups.add(Group.objects.get_or_create(name="dpo")[0])
     console = dpo_session(dpo)
 
-    def measure(run_tag: str) -> dict[str, float]:
+    def measure(run_tag: str, verify: bool) -> dict[str, float]:
         tokens = round_trip()
         state = {"refresh": tokens["refresh_token"]}
 
@@ -177,11 +225,12 @@ def run(runner: bench.Bench, args: argparse.Namespace) -> int:
         w4 = timed(refresh, args.requests)
         out["W4 refresh p50 ms"], out["W4 refresh p99 ms"] = percentile(w4, 0.5), percentile(w4, 0.99)
         out["export ms (median of 5)"] = statistics.median(timed(export, 5, warmup=1))
-        t = time.perf_counter()
-        result = ledger_verify()
-        out["verify_ledger s"] = time.perf_counter() - t
-        assert result.ok, result.first_problem
-        out["ledger events"] = float(result.size)
+        if verify:
+            t = time.perf_counter()
+            result = ledger_verify()
+            out["verify_ledger s"] = time.perf_counter() - t
+            assert result.ok, result.first_problem
+            out["ledger events"] = float(result.size)
         out["DPO statistics ms (median of 5)"] = statistics.median(timed(stats(""), 5, warmup=1))
         out["DPO statistics ?bucket=month ms"] = statistics.median(timed(stats("?bucket=month"), 5, warmup=1))
         with connection.cursor() as cursor:
@@ -189,12 +238,67 @@ def run(runner: bench.Bench, args: argparse.Namespace) -> int:
             out["residents"] = float(cursor.fetchone()[0])
         return out
 
-    small_tag = generate(runner, *SMALL)
-    small = measure(small_tag)
-    bench.log("small database measured")
-    big_tag = generate(runner, args.residents, args.events)
-    big = measure(big_tag)
-    report(small, big, args)
+    return measure
+
+
+# What --measure-only needs of a kept database: its secrets (the signing keys are sealed under
+# them), the bench clients and resident, one generated run's tag.
+STATE_ENV = (
+    "SECRET_KEY", "KEY_ENCRYPTION_KEY", "CLIENT_SECRET_HMAC_KEY", "CONSENT_MASTER_KEY",
+    "PAIRWISE_SUBJECT_KEY", "DATABASE_URL",
+)  # fmt: skip
+
+
+def state_save(runner: bench.Bench, path: Path, run_tag: str) -> None:
+    state = {
+        "env": {key: runner.env[key] for key in STATE_ENV},
+        "clients": runner.clients,
+        "resident_email": runner.resident_email,
+        "resident_password": runner.resident_password,
+        "run_tag": run_tag,
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(state, out)
+    bench.log(f"state saved to {path}")
+
+
+def state_load(runner: bench.Bench, state: dict[str, Any]) -> None:
+    runner.env.update(state["env"])
+    runner.clients = state["clients"]
+    runner.resident_email = state["resident_email"]
+    runner.resident_password = state["resident_password"]
+
+
+def measure_only(runner: bench.Bench, state: dict[str, Any], args: argparse.Namespace) -> int:
+    measure = measurer(runner, args)
+    for round_number in range(args.rounds):
+        out = measure(state["run_tag"], not args.no_verify and round_number == 0)
+        print(json.dumps(out), flush=True)
+    return 0
+
+
+def compare(small_state: Path, large_state: Path, args: argparse.Namespace) -> int:
+    rounds: dict[str, list[dict[str, float]]] = {"small": [], "large": []}
+    for round_number in range(args.rounds):
+        for side, state in (("small", small_state), ("large", large_state)):
+            argv = [sys.executable, __file__, "--measure-only", "--state-file", str(state),
+                    "--requests", str(args.requests), "--redis-url", args.redis_url]  # fmt: skip
+            if round_number:
+                argv.append("--no-verify")
+            bench.log(f"round {round_number + 1}/{args.rounds}: {side}")
+            result = subprocess.run(argv, cwd=bench.ROOT, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise bench.BenchError(f"--measure-only failed:\n{result.stdout}\n{result.stderr}")
+            # The access log shares stdout (JSON lines too): the figures are the line of W3.
+            figures = [line for line in result.stdout.splitlines() if line.startswith('{"W3 ')]
+            rounds[side].append(json.loads(figures[-1]))
+    medians = [
+        {key: statistics.median(r[key] for r in rounds[side] if key in r) for key in rounds[side][0]}
+        for side in ("small", "large")
+    ]
+    print(f"\n{args.rounds} alternating rounds each, medians; {args.requests} requests for W3/W4")
+    report(*medians, args, header=False)
     return 0
 
 
@@ -227,14 +331,19 @@ TARGETS = {
 }
 
 
-def report(small: dict[str, float], big: dict[str, float], args: argparse.Namespace) -> None:
-    print(
-        f"\nAt scale: +{args.residents:,} residents, +{args.events:,} events; "
-        f"{args.requests} requests for W3/W4"
-    )
+def report(
+    small: dict[str, float], big: dict[str, float], args: argparse.Namespace, *, header: bool = True
+) -> None:
+    if header:
+        print(
+            f"\nAt scale: +{args.residents:,} residents, +{args.events:,} events; "
+            f"{args.requests} requests for W3/W4"
+        )
     print("| measure | small database | at scale | ratio | target |")
     print("| --- | ---: | ---: | ---: | --- |")
     for key in small:
+        if key not in big:
+            continue
         a, b = small[key], big[key]
         ratio = f"{b / a:.2f}×" if a else "—"
         fmt = "{:,.0f}" if key in ("residents", "ledger events") else "{:,.1f}" if b >= 10 else "{:,.2f}"
