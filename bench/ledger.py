@@ -18,7 +18,8 @@ own database connection; residents split between them). Then:
 - integrate: the sequencer puts every pending event into the Merkle tree
   (`tree_head_sign`: batches of 5,000, one head update and one signed tree head each);
 - verify: `consent.selectors.ledger_verify` (recompute every leaf and the tree, check the
-  signed tree heads), as `manage.py verify_ledger` does;
+  signed tree heads), as `manage.py verify_ledger` does (`--verify-jobs` processes, 2 by
+  default, as its `--jobs`);
 - gate: `consent_is_granted` lookups; proofs: inclusion proofs from stored hashes.
 Prints events/s for append and verify, lookups/s and proofs/s. The test suite asserts
 correctness; this only measures.
@@ -31,6 +32,7 @@ verification, the gate (residents of earlier runs) and the proofs (leaves of the
 from __future__ import annotations
 
 import argparse
+import inspect
 import multiprocessing
 import os
 import platform
@@ -62,6 +64,12 @@ def main() -> int:
     parser.add_argument("--lookups", type=int, default=20_000, help="gate lookups to time")
     parser.add_argument("--proofs", type=int, default=2_000, help="inclusion proofs to time")
     parser.add_argument("--writers", type=int, default=1, help="appending processes (PostgreSQL)")
+    parser.add_argument(
+        "--verify-jobs",
+        type=int,
+        default=2,
+        help="processes scanning the log for the verification (PostgreSQL; verify_ledger --jobs)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary SQLite file")
     parser.add_argument("--allow-existing", action="store_true", help="append to a non-empty ledger")
     parser.add_argument(
@@ -170,9 +178,12 @@ def run(args: argparse.Namespace) -> int:
     integrate_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
+    # An older checkout's ledger_verify (timed with it first on PYTHONPATH) has no `jobs`.
+    jobs = {"jobs": args.verify_jobs} if "jobs" in inspect.signature(ledger_verify).parameters else {}
     result = ledger_verify(
         progress=lambda done, total: print(f"  verified {done}/{total}", file=sys.stderr),
         progress_every=25_000,
+        **jobs,
     )
     verify_seconds = time.perf_counter() - started
     if not result.ok:

@@ -36,6 +36,7 @@ import functools
 import hashlib
 import json
 import logging
+import multiprocessing
 import re
 import time
 import uuid
@@ -1255,6 +1256,7 @@ def verify(
     progress_every: int = 10_000,
     max_problems: int = 100,
     chunk_size: int = 2_000,
+    jobs: int = 1,
 ) -> LedgerVerification:
     """Recompute every leaf and the tree from the stored rows and check every signed tree head.
 
@@ -1271,8 +1273,22 @@ def verify(
       stored children.
     `progress(done, total)` is called every `progress_every` events. Never raises: whatever
     the database holds, the answer is a report (an unreadable ledger is a problem too).
+
+    On PostgreSQL a lean scan runs first (`_verify_lean`: COPY, ranges of the log, `jobs`
+    processes, one when inside a transaction): it only ever accepts the ledger; at the first
+    doubt the row-by-row verifier runs and writes the report, which is therefore the same
+    whatever `jobs` is.
     """
     started = time.monotonic()
+    if connection.vendor == "postgresql":
+        try:
+            lean = _verify_lean(jobs=max(1, jobs), progress=progress, progress_every=progress_every)
+        except Exception as exc:  # any doubt: the row-by-row verifier runs and reports
+            log.info("ledger verification: lean scan gave up (%s)", type(exc).__name__)
+            lean = None
+        if lean is not None:
+            lean.seconds = time.monotonic() - started
+            return lean
     problems: list[LedgerProblem] = []
     where = {"position": 0}
     try:
@@ -1888,6 +1904,456 @@ class _FastLeaves:
         except UnicodeEncodeError:
             return None
         return digest if digest == values[16] else None
+
+
+# --- The lean scan: PostgreSQL, in ranges, in parallel ------------------------------------------
+#
+# Before the row-by-row verifier above, `verify` tries a scan that can only ACCEPT the ledger:
+# the events are streamed with COPY (text format: no Python object per column), in aligned
+# ranges of 2**level positions (each a complete subtree of the RFC 9162 tree, the last one
+# possibly partial), by `jobs` processes on connections of their own, or in this process when
+# jobs == 1. Each range rebuilds its subtree from the rows, checks each row as the fast path
+# does (every column in the form the application writes, the few-valued ones with the full
+# parsers once per combination, the entry hashing to the stored leaf), checks the stored
+# interior nodes of its subtree (a digest of the nodes it computed against a digest of the
+# COPY of the stored ones, level by level) and returns its frontier at its end and at the
+# signed sizes it contains. The parent combines the subtree roots, compares the roots at the
+# signed sizes and at the head's size, and checks the nodes above the ranges. The scan never
+# reports anything: at the first doubt (a row it does not accept as it stands, a gap, a root
+# or a node that differs, a problem in the head, counter or tree-head rows, a dangling
+# subject, an error) it gives up and `verify` runs the row-by-row verifier, whose report is
+# then the only one: the problems and their messages are unchanged.
+
+VERIFY_JOBS = 2  # `manage.py verify_ledger --jobs`' default (a 2-core machine)
+_RANGE_MIN_LEVEL = 16  # ranges of at least 2**16 events (tests lower it)
+_RANGES_PER_JOB = 4
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_COPY_TRAILER = b"\xff\xff"
+# The stored nodes are read with COPY (binary) as rows (hash, "index" = the next index expected):
+# each row is then _NODE_BEFORE + the 32-byte hash + _NODE_AFTER, so the digest of the stream
+# expected is computed from the recomputed hashes alone (see _lean_nodes_match).
+_NODE_BEFORE = b"\x00\x02" + b"\x00\x00\x00\x20"  # 2 fields; 32 bytes of hash
+_NODE_AFTER = b"\x00\x00\x00\x01" + b"\x01"  # 1 byte: true
+_NODE_BETWEEN = _NODE_AFTER + _NODE_BEFORE
+_NODE_FLUSH = 4095  # the recomputed nodes go into their level's digest every 4,096 leaves
+# The entry is built by PostgreSQL from the row's columns, each as a JSON value (to_json for
+# text, the uuid's text form, to_char for the timestamps within the range the verifier accepts,
+# base64 for the details): an injective, faithful encoding of the columns, so the entry equals
+# the one hashed at the append (its leaf hash matches) only if every column it covers is the
+# original one. Anything else (NULL where a value is required, a value out of range, an escape
+# that COPY doubles) gives another string, a leaf that does not match, and the row-by-row
+# verifier. The few-valued columns also come apart (the tail of the line): they are checked with
+# the full parsers once per combination (`_FastLeaves.shape`), with the values they copy.
+_LEAN_TIME = f"to_char(e.{{column}} AT TIME ZONE 'UTC', '{_ENTRY_TIME_FORM}')"
+_LEAN_ENTRY = (
+    """'{"actor":{"id":' || to_json(e.actor_id) || ',"type":' || to_json(e.actor_type) || '},"at":"' || """
+    f"CASE WHEN e.occurred_at {_PG_TIME_RANGE} THEN {_LEAN_TIME.format(column='occurred_at')} END"
+    """ || '","details":' || CASE WHEN e.details_ciphertext IS NULL THEN 'null' """
+    f"WHEN length(e.details_ciphertext) >= {_NONCE_AND_TAG} "
+    """THEN '"' || translate(encode(e.details_ciphertext, 'base64'), E'\n', '') || '"' END """
+    """|| ',"id":"' || e.id || '","linked_from":' """
+    """|| CASE WHEN e.linked_from IS NULL THEN 'null' ELSE '"' || e.linked_from || '"' END """
+    """|| ',"method":' || to_json(e.collection_method) || ',"notice":' """
+    """|| CASE WHEN e.notice_id IS NULL THEN 'null' ELSE '{"id":' || e.notice_id || ',"sha256":' """
+    """|| to_json(e.notice_sha256) || ',"version":' || e.notice_version || '}' END """
+    """|| ',"partner":' || CASE WHEN e.partner_client_id = '' THEN 'null' """
+    """ELSE to_json(e.partner_client_id)::text END """
+    """|| ',"purpose":' || to_json(e.purpose_code) || ',"seq":' || e.seq || ',"subject":"' || e.subject_id """
+    """|| '","type":' || to_json(e.event_type) || ',"v":1,"valid_until":' """
+    f"|| CASE WHEN e.valid_until IS NULL THEN 'null' WHEN e.valid_until {_PG_TIME_RANGE} "
+    f"""THEN '"' || {_LEAN_TIME.format(column="valid_until")} || '"' END || '}}'"""
+)
+_LEAN_COLUMNS = (
+    f"e.seq, {_LEAN_ENTRY}, e.leaf_hash, e.event_type, e.purpose_code, e.notice_id, e.notice_version, "
+    "e.notice_sha256, e.collection_method, e.actor_type, e.partner_client_id, e.purpose_id"
+)
+_LEAN_SETTINGS_SQL = "SELECT current_setting('server_encoding'), current_setting('client_encoding')"
+
+
+class _NotClean(Exception):
+    """The lean scan gives up: the row-by-row verifier runs and writes the report."""
+
+
+@dataclass
+class _RangeTask:
+    lo: int
+    level: int
+    last: bool
+    checkpoints: list[int]  # absolute sizes in (lo, lo + 2**level]
+    nodes_size: int  # the stored nodes cover the tree of this many leaves (the head's size)
+    purposes: dict[Any, Any]
+    notices: dict[Any, tuple[Any, Any]]
+
+
+@dataclass
+class _RangeResult:
+    count: int
+    frontier: list[bytes]  # local: the subtrees of positions lo..lo+count-1, left to right
+    at: dict[int, list[bytes]]  # local frontier at each checkpoint reached
+
+
+def _lean_settings_ok(cursor: Any) -> bool:
+    cursor.execute(_LEAN_SETTINGS_SQL)
+    server, client = cursor.fetchone()
+    return server == "UTF8" and client == "UTF8"  # the entry's bytes as PostgreSQL writes them
+
+
+class _LeanShapes:
+    """The few-valued columns (the end of a COPY line, as bytes) -> the entry's JSON parts, with
+    `_FastLeaves.shape`'s checks; None when any of them is not what the full path accepts."""
+
+    def __init__(self, reference: _Reference) -> None:
+        self.fast = _FastLeaves("postgresql", reference)
+        self.known: dict[bytes, tuple[bytes, bytes, bytes] | None] = {}
+
+    def get(self, tail: bytes) -> tuple[bytes, bytes, bytes] | None:
+        try:
+            return self.known[tail]
+        except KeyError:
+            pass
+        parts = self.parse(tail)
+        self.known[tail] = parts
+        return parts
+
+    def parse(self, tail: bytes) -> tuple[bytes, bytes, bytes] | None:
+        fields = tail[:-1].split(b"\t") if tail[-1:] == b"\n" else []
+        if len(fields) != 9:
+            return None
+        values: list[Any] = []
+        for position, raw in enumerate(fields):
+            if raw == b"\\N":
+                values.append(None)
+            elif b"\\" in raw:
+                return None  # an escaped character: the full path decides
+            elif position in (2, 3, 8):  # notice_id, notice_version, purpose_id
+                values.append(int(raw))
+            else:
+                values.append(raw.decode("utf-8"))
+        event_type, purpose_code, notice_id, notice_version, notice_sha256, method, actor_type = values[:7]
+        partner, purpose_id = values[7:9]
+        key = (
+            event_type,
+            purpose_code,
+            notice_id,
+            notice_version,
+            notice_sha256,
+            method,
+            actor_type,
+            partner,
+            purpose_id,
+            type(notice_id),
+            type(notice_version),
+        )
+        shape = self.fast.shape(key)
+        if shape is None:
+            return None
+        actor_part, middle, type_part = shape
+        return actor_part.encode(), middle.encode(), type_part.encode()
+
+
+def _lean_range(cursor: Any, task: _RangeTask) -> _RangeResult:
+    """Scan one range (see above) on `cursor`; raises _NotClean at the first doubt."""
+    lo, level = task.lo, task.level
+    width = 1 << level
+    shapes = _LeanShapes(_reference_of(task.purposes, task.notices))
+    checkpoints = set(task.checkpoints)
+    at: dict[int, list[bytes]] = {}
+    nodes_limit = task.nodes_size  # leaves below it complete the stored nodes
+    levels = [_sha256(_COPY_HEADER) for _ in range(level + 1)]
+    pending: list[list[bytes]] = [[] for _ in range(level + 1)]
+    sha256, a2b_hex = _sha256, binascii.a2b_hex
+    where = f"e.seq >= {lo}" + ("" if task.last else f" AND e.seq < {lo + width}")
+    sql = f"COPY (SELECT {_LEAN_COLUMNS} FROM consent_ledgerevent e WHERE {where} ORDER BY e.seq) TO STDOUT"  # noqa: S608 - integers only
+    frontier: list[bytes] = []
+    size = lo  # absolute position of the next leaf
+    end = lo + width
+    with cursor.copy(sql) as copy:
+        for data in copy:
+            seq, entry, stored, tail = bytes(data).split(b"\t", 3)
+            if size >= end or int(seq) != size or shapes.get(tail) is None:
+                raise _NotClean
+            leaf = sha256(b"\x00" + entry).digest()
+            if leaf != a2b_hex(stored[3:]):
+                raise _NotClean
+            # merkle.frontier_append, in place, on the range's own subtree (see _RowsVerification).
+            position, node_level = size - lo, 1
+            counted = size < nodes_limit
+            while position & 1:
+                leaf = sha256(b"\x01" + frontier.pop() + leaf).digest()
+                if counted:
+                    pending[node_level].append(leaf)
+                position >>= 1
+                node_level += 1
+            frontier.append(leaf)
+            if not size & _NODE_FLUSH:
+                _nodes_flush(levels, pending)
+            size += 1
+            if size in checkpoints:
+                at[size] = list(frontier)
+    _nodes_flush(levels, pending)
+    for node_level in range(1, level + 1):
+        first, stop = lo >> node_level, min(end, nodes_limit) >> node_level
+        if stop > first and not _lean_nodes_match(cursor, node_level, first, stop, levels[node_level]):
+            raise _NotClean
+    return _RangeResult(count=size - lo, frontier=frontier, at=at)
+
+
+def _nodes_flush(levels: list[Any], pending: list[list[bytes]]) -> None:
+    """The recomputed nodes waiting in `pending` into their level's digest, as COPY rows."""
+    for node_level, hashes in enumerate(pending):
+        if hashes:
+            levels[node_level].update(_NODE_BEFORE + _NODE_BETWEEN.join(hashes) + _NODE_AFTER)
+            hashes.clear()
+
+
+def _lean_nodes_match(cursor: Any, level: int, first: int, stop: int, expected: Any) -> bool:
+    """The stored nodes of `level`, indexes first..stop-1, read with COPY (binary), against
+    `expected` (a digest of the same COPY stream built from the recomputed nodes). Each row
+    says whether its index is the one expected there (row_number in index order), so a node
+    missing, repeated or out of place changes the stream, as a hash does."""
+    stored = _sha256()
+    sql = (
+        f'COPY (SELECT hash, "index" = {first - 1} + row_number() OVER (ORDER BY "index") '  # noqa: S608
+        f'FROM consent_merklenode WHERE level = {level} AND "index" >= {first} AND "index" < {stop} '
+        'ORDER BY "index") TO STDOUT (FORMAT binary)'
+    )
+    with cursor.copy(sql) as copy:
+        for data in copy:
+            stored.update(data)
+    digest = expected.copy()
+    digest.update(_COPY_TRAILER)
+    return stored.digest() == digest.digest()
+
+
+def _reference_of(purposes: dict[Any, Any], notices: dict[Any, tuple[Any, Any]]) -> _Reference:
+    reference = _Reference.__new__(_Reference)
+    reference.purposes, reference.notices = purposes, notices
+    return reference
+
+
+_LEAN_PARAMS: dict[str, Any] = {}  # the worker processes' connection parameters (set before the fork)
+
+
+def _lean_worker(task: _RangeTask) -> _RangeResult | None:
+    """One range in a worker process, on a connection of its own (never the parent's)."""
+    try:
+        with psycopg.connect(**_LEAN_PARAMS, autocommit=True) as raw, raw.cursor() as cursor:
+            if not _lean_settings_ok(cursor):
+                return None
+            return _lean_range(cursor, task)
+    except Exception:  # any doubt: the row-by-row verifier runs
+        return None
+
+
+def _lean_level(end: int, jobs: int) -> int:
+    """The ranges' level: about _RANGES_PER_JOB ranges per job, each at least 2**_RANGE_MIN_LEVEL."""
+    share = -(-end // (jobs * _RANGES_PER_JOB))
+    return max(_RANGE_MIN_LEVEL, (share - 1).bit_length())
+
+
+def _frontier_push(
+    frontier: list[tuple[int, bytes]], level: int, digest: bytes
+) -> list[tuple[int, int, bytes]]:
+    """Append a perfect subtree (level, hash) to a frontier of (level, hash) whose last entry is
+    not smaller; merges equal levels (the carries). Returns the nodes completed, (level, index
+    unknown here: -1, hash)."""
+    completed: list[tuple[int, int, bytes]] = []
+    while frontier and frontier[-1][0] == level:
+        digest = merkle.node_hash(frontier.pop()[1], digest)
+        level += 1
+        completed.append((level, -1, digest))
+    frontier.append((level, digest))
+    return completed
+
+
+def _frontier_levels(size: int, hashes: Sequence[bytes]) -> list[tuple[int, bytes]]:
+    """A frontier of `size` leaves with the level of each of its subtrees (one per bit, highest first)."""
+    levels = [bit for bit in range(size.bit_length() - 1, -1, -1) if size >> bit & 1]
+    if len(levels) != len(hashes):
+        raise _NotClean
+    return list(zip(levels, hashes, strict=True))
+
+
+def _verify_lean(
+    *,
+    jobs: int,
+    progress: Callable[[int, int], None] | None,
+    progress_every: int = 10_000,
+) -> LedgerVerification | None:
+    """The lean scan (see above): the result when everything verifies, else None. `progress`
+    is called as the row-by-row verifier calls it, each range's calls when the range is done."""
+    reported = 0
+
+    def advance(done: int, total: int) -> None:
+        nonlocal reported
+        if progress is not None:
+            for step in range(
+                reported - reported % progress_every + progress_every, done + 1, progress_every
+            ):
+                progress(step, total)
+        reported = done
+
+    if connection.vendor != "postgresql":
+        return None
+    if connection.in_atomic_block:
+        jobs = 1  # other connections would not see this transaction's rows
+    connection.ensure_connection()
+    problems: list[LedgerProblem] = []
+    run = _RowsVerification(problems=problems, where={"position": 0}, max_problems=1)
+    with connection.cursor() as cursor:
+        if not _lean_settings_ok(cursor):
+            return None
+        head_size, head_root, head_reason = _read_head(cursor)
+        issued, counter_problem = _read_counter(cursor, head_size)
+        heads, head_problems = _read_tree_heads(cursor, "postgresql")
+        if head_reason or counter_problem or head_problems or head_size is None or head_root is None:
+            return None
+        reference = _Reference(cursor)
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM consent_ledgerevent e LEFT JOIN consent_subject s "
+            "ON s.id = e.subject_id WHERE s.id IS NULL), "
+            "EXISTS (SELECT 1 FROM consent_ledgerevent WHERE seq < 0), "
+            "(SELECT COUNT(*) FROM consent_ledgerevent)"
+        )
+        dangling, negative, total = cursor.fetchone()
+    if dangling or negative:
+        return None
+    run.tree_heads_check(heads)
+    if problems:
+        return None
+    end = max(int(total), head_size)
+    level = _lean_level(end, jobs)
+    width = 1 << level
+    count = max(1, -(-end // width))
+    sizes = sorted({*run.heads_by_size, head_size})
+    tasks = [
+        _RangeTask(
+            lo=index * width,
+            level=level,
+            last=index == count - 1,
+            checkpoints=[size for size in sizes if index * width < size <= (index + 1) * width],
+            nodes_size=head_size,
+            purposes=reference.purposes,
+            notices=reference.notices,
+        )
+        for index in range(count)
+    ]
+    results = _lean_ranges(tasks, jobs, lambda done: advance(done, end))
+    if results is None:
+        return None
+    result = _lean_combine(run, tasks, results, head_size=head_size, head_root=head_root, issued=issued)
+    if result is not None and progress is not None and result.size % progress_every:
+        progress(result.size, end)
+    return result
+
+
+def _lean_ranges(
+    tasks: list[_RangeTask], jobs: int, done: Callable[[int], None]
+) -> list[_RangeResult] | None:
+    """Each range's result, in order (`done(position)` after each), or None if one gave up."""
+    results: list[_RangeResult] = []
+    if jobs <= 1 or len(tasks) == 1:
+        # One transaction (a savepoint inside the caller's): one snapshot for every range, and
+        # a COPY given up half-way leaves the caller's transaction usable.
+        try:
+            with transaction.atomic(), connection.connection.cursor() as cursor:
+                for task in tasks:
+                    results.append(_lean_range(cursor, task))
+                    done(task.lo + results[-1].count)
+        except _NotClean:
+            return None
+        return results
+    _LEAN_PARAMS.clear()
+    _LEAN_PARAMS.update(
+        {
+            key: value
+            for key, value in connection.get_connection_params().items()
+            if key not in ("cursor_factory", "prepare_threshold", "context")
+        }
+    )
+    pool = multiprocessing.get_context("fork").Pool(min(jobs, len(tasks)))
+    try:
+        for task, result in zip(tasks, pool.imap(_lean_worker, tasks), strict=True):
+            if result is None:
+                return None
+            results.append(result)
+            done(task.lo + result.count)
+    finally:
+        pool.terminate()
+        pool.join()
+    return results
+
+
+def _lean_roots_match(
+    run: _RowsVerification, roots: dict[int, bytes], *, size: int, head_size: int, head_root: bytes
+) -> bool:
+    """The signed heads and the head row against the roots recomputed at their sizes (counted
+    in `run.checked` as the row-by-row verifier counts them)."""
+    for tree_size in sorted(run.heads_by_size):
+        if tree_size > size:
+            return False
+        heads = run.heads_by_size[tree_size]
+        run.checked += len(heads)
+        if any(bytes(head.root_hash) != roots[tree_size] for head in heads):
+            return False
+    return head_size <= size and roots.get(head_size) == head_root
+
+
+def _lean_combine(
+    run: _RowsVerification,
+    tasks: list[_RangeTask],
+    results: list[_RangeResult],
+    *,
+    head_size: int,
+    head_root: bytes,
+    issued: int | None,
+) -> LedgerVerification | None:
+    """The ranges' subtrees put together: the roots at the signed sizes and at the head's size,
+    the stored nodes above the ranges; the result, or None at the first difference."""
+    level = tasks[0].level
+    width = 1 << level
+    frontier: list[tuple[int, bytes]] = []  # the tree before the current range
+    roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT}
+    upper = [_sha256(_COPY_HEADER) for _ in range(65)]  # the nodes above the ranges' level
+    size = 0
+    for task, result in zip(tasks, results, strict=True):
+        if size != task.lo or (not task.last and result.count != width):
+            return None  # a range with fewer rows than positions: the row-by-row verifier says which
+        for at, local in result.at.items():
+            combined = list(frontier)
+            for entry in _frontier_levels(at - task.lo, local):
+                _frontier_push(combined, *entry)
+            roots[at] = merkle.frontier_root([digest for _, digest in combined])
+        size += result.count
+        if result.count == width:
+            for node_level, _, digest in _frontier_push(frontier, level, result.frontier[0]):
+                if size <= head_size:
+                    upper[node_level].update(_NODE_BEFORE + digest + _NODE_AFTER)
+        elif result.count:
+            for entry in _frontier_levels(result.count, result.frontier):
+                _frontier_push(frontier, *entry)
+    root = merkle.frontier_root([digest for _, digest in frontier])
+    roots[size] = root
+    if not _lean_roots_match(run, roots, size=size, head_size=head_size, head_root=head_root):
+        return None
+    if issued is not None and issued > size and issued > head_size:
+        return None
+    with connection.connection.cursor() as cursor:
+        for node_level in range(level + 1, 64):
+            stop = head_size >> node_level
+            if not stop:
+                break
+            if not _lean_nodes_match(cursor, node_level, 0, stop, upper[node_level]):
+                return None
+    return LedgerVerification(
+        ok=True,
+        size=size,
+        root_hash=root.hex(),
+        tree_heads_checked=run.checked,
+        problems=[],
+        warnings=run.warnings,
+        pending=size - head_size,
+    )
 
 
 _NODE_CHUNK_LEVEL = 11  # nodes are checked 2**11 leaves at a time, then the tops above

@@ -34,7 +34,7 @@ Proofs and verification:
 - `inclusion_proof(*, leaf_index, tree_size) -> list[bytes]`
 - `consistency_proof(*, first, second) -> list[bytes]`
 - `event_proof(*, event, tree_head=None) -> dict` (JSON-ready bundle for downloads)
-- `ledger_verify(*, progress=None, progress_every=10_000) -> LedgerVerification`
+- `ledger_verify(*, progress=None, progress_every=10_000, jobs=1) -> LedgerVerification`
 """
 
 from __future__ import annotations
@@ -284,6 +284,8 @@ def processing_register(language: str = "fr") -> list[dict[str, Any]]:
 # How many of the largest signed tree heads proofs and pages read (one index range): the
 # latest well-formed one is among them unless that many rows were altered (then all are read).
 LATEST_HEADS = 8
+# Processes `manage.py verify_ledger` scans the log with by default (consent.ledger.verify).
+VERIFY_JOBS = ledger.VERIFY_JOBS
 
 
 def latest_tree_head() -> TreeHead | None:
@@ -387,14 +389,21 @@ def ledger_verify(
     progress_every: int = 10_000,
     max_problems: int = 100,
     chunk_size: int = 2_000,
+    jobs: int = 1,
 ) -> LedgerVerification:
     """Recompute every leaf and the tree from the stored rows and check every signed tree head.
 
     Never raises: every malformed or altered value is a problem of the report, named by the
     event's position (consent.ledger.verify, which reads the rows raw and parses each column).
+    `jobs` > 1 scans ranges of the log in that many processes on PostgreSQL (outside a
+    transaction; `manage.py verify_ledger --jobs`); the report is the same whatever `jobs` is.
     """
     return ledger.verify(
-        progress=progress, progress_every=progress_every, max_problems=max_problems, chunk_size=chunk_size
+        progress=progress,
+        progress_every=progress_every,
+        max_problems=max_problems,
+        chunk_size=chunk_size,
+        jobs=jobs,
     )
 
 

@@ -107,3 +107,29 @@ def test_web_workers_do_not_load_the_scim_libraries():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_web_workers_load_py_webauthn_only_for_a_passkey():
+    # py_webauthn with cbor2, pyOpenSSL and pyasn1 (~5 MiB per worker) serves passkey
+    # requests only: identity/mfa/passkeys.py imports it in its functions. The WSGI
+    # application and every URL load without it; the first passkey operation loads it.
+    code = (
+        "import os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); "
+        "import config.wsgi, config.urls; "
+        "heavy = ('webauthn', 'cbor2', 'OpenSSL', 'pyasn1'); "
+        "print(sorted(m for m in heavy if m in sys.modules)); "
+        "from identity.mfa import passkeys; "
+        "passkeys.authentication_options(allow=None); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["[]", "['OpenSSL', 'cbor2', 'pyasn1', 'webauthn']"]

@@ -11,41 +11,41 @@ bound to one purpose, and spent by their first use, successful or not.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest
-from webauthn import (
-    generate_authentication_options,
-    generate_registration_options,
-    options_to_json,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.cose import COSEAlgorithmIdentifier
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
-from webauthn.registration.verify_registration_response import VerifiedRegistration
 
 from identity.mfa import clock
+
+# py_webauthn (with cbor2, pyOpenSSL and pyasn1 behind it) is imported by the functions
+# below, not here: a web worker that never handles a passkey does not hold it (~5 MiB;
+# bench/README.md, "Worker memory"). Once one passkey request has loaded it, it stays.
+if TYPE_CHECKING:
+    from webauthn.helpers.cose import COSEAlgorithmIdentifier
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor
+    from webauthn.registration.verify_registration_response import VerifiedRegistration
 
 CHALLENGE_SECONDS = 5 * 60
 TIMEOUT_MS = 120_000
 SESSION_CHALLENGES = "mfa.webauthn_challenges"
-SUPPORTED_ALGS = [
-    COSEAlgorithmIdentifier.ECDSA_SHA_256,
-    COSEAlgorithmIdentifier.EDDSA,
-    COSEAlgorithmIdentifier.RSASSA_PKCS1_v1_5_SHA_256,
-]
-KNOWN_TRANSPORTS = {transport.value for transport in AuthenticatorTransport}
+
+
+def supported_algs() -> list[COSEAlgorithmIdentifier]:
+    from webauthn.helpers.cose import COSEAlgorithmIdentifier  # noqa: PLC0415 - see above
+
+    return [
+        COSEAlgorithmIdentifier.ECDSA_SHA_256,
+        COSEAlgorithmIdentifier.EDDSA,
+        COSEAlgorithmIdentifier.RSASSA_PKCS1_v1_5_SHA_256,
+    ]
+
+
+def known_transports() -> set[str]:
+    from webauthn.helpers.structs import AuthenticatorTransport  # noqa: PLC0415 - see above
+
+    return {transport.value for transport in AuthenticatorTransport}
 
 
 class PasskeyError(ValueError):
@@ -69,12 +69,16 @@ def rp_name() -> str:
 
 
 def challenge_store(request: HttpRequest, purpose: str, challenge: bytes) -> None:
+    from webauthn.helpers import bytes_to_base64url  # noqa: PLC0415 - py_webauthn on first use
+
     challenges = dict(request.session.get(SESSION_CHALLENGES) or {})
     challenges[purpose] = {"value": bytes_to_base64url(challenge), "expires": clock.now() + CHALLENGE_SECONDS}
     request.session[SESSION_CHALLENGES] = challenges
 
 
 def challenge_pop(request: HttpRequest, purpose: str) -> bytes | None:
+    from webauthn.helpers import base64url_to_bytes  # noqa: PLC0415 - py_webauthn on first use
+
     challenges = dict(request.session.get(SESSION_CHALLENGES) or {})
     entry = challenges.pop(purpose, None)
     request.session[SESSION_CHALLENGES] = challenges
@@ -90,9 +94,16 @@ def challenge_pop(request: HttpRequest, purpose: str) -> bytes | None:
 
 
 def _descriptor(credential_id: str, transports: list[str]) -> PublicKeyCredentialDescriptor:
+    from webauthn.helpers import base64url_to_bytes  # noqa: PLC0415 - py_webauthn on first use
+    from webauthn.helpers.structs import (  # noqa: PLC0415 - py_webauthn on first use
+        AuthenticatorTransport,
+        PublicKeyCredentialDescriptor,
+    )
+
+    known = known_transports()
     return PublicKeyCredentialDescriptor(
         id=base64url_to_bytes(credential_id),
-        transports=[AuthenticatorTransport(t) for t in transports if t in KNOWN_TRANSPORTS] or None,
+        transports=[AuthenticatorTransport(t) for t in transports if t in known] or None,
     )
 
 
@@ -101,6 +112,13 @@ def registration_options(
 ) -> tuple[dict[str, Any], bytes]:
     """Options for navigator.credentials.create(): a discoverable credential if the
     authenticator can (residentKey preferred), user verification preferred."""
+    from webauthn import generate_registration_options, options_to_json  # noqa: PLC0415 - on first use
+    from webauthn.helpers.structs import (  # noqa: PLC0415 - py_webauthn on first use
+        AuthenticatorSelectionCriteria,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     options = generate_registration_options(
         rp_id=rp_id(),
         rp_name=rp_name(),
@@ -113,7 +131,7 @@ def registration_options(
             user_verification=UserVerificationRequirement.PREFERRED,
         ),
         exclude_credentials=[_descriptor(cid, transports) for cid, transports in exclude],
-        supported_pub_key_algs=SUPPORTED_ALGS,
+        supported_pub_key_algs=supported_algs(),
     )
     return json.loads(options_to_json(options)), options.challenge
 
@@ -121,6 +139,9 @@ def registration_options(
 def authentication_options(*, allow: list[tuple[str, list[str]]] | None) -> tuple[dict[str, Any], bytes]:
     """Options for navigator.credentials.get(). `allow=None`: any discoverable credential
     for this RP (passwordless sign-in); otherwise only the resident's own credentials."""
+    from webauthn import generate_authentication_options, options_to_json  # noqa: PLC0415 - on first use
+    from webauthn.helpers.structs import UserVerificationRequirement  # noqa: PLC0415 - on first use
+
     options = generate_authentication_options(
         rp_id=rp_id(),
         timeout=TIMEOUT_MS,
@@ -135,6 +156,8 @@ def authentication_options(*, allow: list[tuple[str, list[str]]] | None) -> tupl
 
 def credential_id_of(credential: Any) -> str:
     """The base64url credential id a browser's answer claims (checked later by verification)."""
+    from webauthn.helpers import base64url_to_bytes, bytes_to_base64url  # noqa: PLC0415 - on first use
+
     if not isinstance(credential, dict):
         raise PasskeyError("credential must be an object")
     raw = credential.get("rawId") or credential.get("id")
@@ -157,10 +180,14 @@ def transports_of(credential: dict[str, Any]) -> list[str]:
     transports = response.get("transports") if isinstance(response, dict) else None
     if not isinstance(transports, list):
         return []
-    return [t for t in transports if isinstance(t, str) and t in KNOWN_TRANSPORTS][:10]
+    known = known_transports()
+    return [t for t in transports if isinstance(t, str) and t in known][:10]
 
 
 def verify_registration(*, credential: Any, challenge: bytes) -> VerifiedRegistration:
+    from webauthn import verify_registration_response  # noqa: PLC0415 - py_webauthn on first use
+    from webauthn.helpers.exceptions import WebAuthnException  # noqa: PLC0415 - on first use
+
     if not isinstance(credential, dict):
         raise PasskeyError("credential must be an object")
     try:
@@ -170,7 +197,7 @@ def verify_registration(*, credential: Any, challenge: bytes) -> VerifiedRegistr
             expected_rp_id=rp_id(),
             expected_origin=expected_origin(),
             require_user_verification=False,
-            supported_pub_key_algs=SUPPORTED_ALGS,
+            supported_pub_key_algs=supported_algs(),
         )
     except (WebAuthnException, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PasskeyError(str(exc)) from exc
@@ -182,6 +209,9 @@ def verify_assertion(
     """Checks the signature, origin, RP ID, challenge, user presence and the signature
     counter (it must increase when either side is non-zero: a clone gives itself away).
     Returns (new sign count, user verified, backed up)."""
+    from webauthn import verify_authentication_response  # noqa: PLC0415 - py_webauthn on first use
+    from webauthn.helpers.exceptions import WebAuthnException  # noqa: PLC0415 - on first use
+
     if not isinstance(credential, dict):
         raise PasskeyError("credential must be an object")
     try:

@@ -17,8 +17,6 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.urls import reverse
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.structs import CredentialDeviceType
 
 from common.crypto import keyed_hash
 from identity.audit import audit_log
@@ -272,6 +270,8 @@ def backup_code_use(*, user: User, code: str, ip: str = "") -> Outcome:
 def passkey_user_handle(*, user: User) -> bytes:
     """The resident's WebAuthn user handle: random, shared by all their passkeys (an
     authenticator keeps one credential per RP and user handle)."""
+    from webauthn.helpers import base64url_to_bytes  # noqa: PLC0415 - identity/mfa/passkeys.py says why
+
     existing = Passkey.objects.filter(user=user).values_list("user_handle", flat=True).first()
     if existing:
         return base64url_to_bytes(existing)
@@ -283,6 +283,9 @@ def passkey_register(
     *, user: User, credential: Any, challenge: bytes, user_handle: bytes, name: str, ip: str = ""
 ) -> Passkey:
     """Verify the browser's attestation (format "none" accepted) and store the credential."""
+    from webauthn.helpers import bytes_to_base64url  # noqa: PLC0415 - identity/mfa/passkeys.py says why
+    from webauthn.helpers.structs import CredentialDeviceType  # noqa: PLC0415 - ditto
+
     verified = passkeys.verify_registration(credential=credential, challenge=challenge)
     name = (name or "").strip()[:FACTOR_NAME_MAX] or str(Kind.PASSKEY.label)
     try:
