@@ -166,16 +166,27 @@ def lock_head() -> LedgerHead:
         return LedgerHead.objects.select_for_update().get(pk=1)
 
 
-def writer_head() -> LedgerHead:
+def writer_head(*, subject_lock: int | None = None) -> LedgerHead:
     """The head row, read by an append under a shared row lock (FOR KEY SHARE on PostgreSQL:
-    writers do not wait for one another, nor for the sequencer; `lock_head` waits for them)."""
-    sql = _WRITER_HEAD_SQL + (" FOR KEY SHARE" if connection.vendor == "postgresql" else "")
+    writers do not wait for one another, nor for the sequencer; `lock_head` waits for them).
+
+    `subject_lock` (PostgreSQL): the key of a transaction-level advisory lock taken in the same
+    statement, *after* the head row's lock (the row is locked inside a subquery, the function is
+    called on the row it returns), so that the order of the locks stays head first, then the
+    subject: the operations that lock the head exclusively and then a subject (`lock_head`
+    holders appending) cannot deadlock with an append. The caller's next statement sees
+    whatever the subject's previous holder committed (a new snapshot per statement)."""
+    postgresql = connection.vendor == "postgresql"
+    if postgresql and subject_lock is not None:
+        sql, params = _WRITER_HEAD_LOCKING_SQL, [subject_lock]
+    else:
+        sql, params = _WRITER_HEAD_SQL + (" FOR KEY SHARE" if postgresql else ""), []
     for _ in range(2):
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
+        with prepared_cursor() as cursor:
+            cursor.execute(sql, params)
             found = cursor.fetchone()
         if found is not None:
-            size, root, frontier, behind_nodes, behind_heads = found
+            size, root, frontier, behind_nodes, behind_heads = found[:5]
             head = LedgerHead(id=1, size=size, root_hash=root, frontier=frontier)
             head._state.adding, head._state.db = False, connection.alias
             # `_position_check`, done here in the same snapshot: `append` raises on it.
@@ -191,9 +202,16 @@ def writer_head() -> LedgerHead:
 # arrive as bytes (PostgreSQL) or bytes (SQLite): `head_check` checks their type and length.
 _WRITER_HEAD_SQL = (
     "SELECT h.size, h.root_hash, h.frontier, "
-    'EXISTS (SELECT 1 FROM consent_merklenode n WHERE n.level = 1 AND n."index" = h.size / 2), '
-    "EXISTS (SELECT 1 FROM consent_treehead t WHERE t.tree_size > h.size) "
+    'EXISTS (SELECT 1 FROM consent_merklenode n WHERE n.level = 1 AND n."index" = h.size / 2) AS nodes, '
+    "EXISTS (SELECT 1 FROM consent_treehead t WHERE t.tree_size > h.size) AS heads "
     "FROM consent_ledgerhead h WHERE h.id = 1"
+)
+# The same with the subject's advisory lock (PostgreSQL): a subquery with a locking clause is
+# never merged into the outer query, so its LockRows node locks the head row before the outer
+# target list calls pg_advisory_xact_lock (tests/consent/test_concurrency_postgres.py).
+_WRITER_HEAD_LOCKING_SQL = (
+    "SELECT w.size, w.root_hash, w.frontier, w.nodes, w.heads, pg_advisory_xact_lock(%s)::text "
+    "FROM (" + _WRITER_HEAD_SQL + " FOR KEY SHARE) w"
 )
 
 
@@ -310,7 +328,11 @@ def _position_raise() -> None:
     )
 
 
-def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
+# A caller's statement and its parameters (`append`'s `with_write`).
+Write = tuple[str, Sequence[Any]]
+
+
+def append(head: LedgerHead, event: LedgerEvent, *, with_write: Write | None = None) -> LedgerEvent:
     """Give `event` the next leaf index, hash it and insert it: pending until the sequencer
     (`integrate`) puts it into the Merkle tree.
 
@@ -318,6 +340,11 @@ def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
     and appends last: the leaf-index counter stays locked from here to the commit. Raises
     LedgerTampered (the caller's transaction then rolls back: nothing written) when the head
     row is malformed (`head_check`), the counter is behind it, or the index is already held.
+
+    `with_write`: one more write of the caller's, (sql, params), a single INSERT/UPDATE that
+    returns nothing and must commit with the event (consent_record: the current state). On
+    PostgreSQL the caller's write, the counter and the event's INSERT are one statement
+    (`_append_one_statement`); elsewhere they run one after the other, in that order.
     """
     size, _frontier = head_check(head)
     behind = getattr(head, "_position_behind", None)
@@ -325,10 +352,16 @@ def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
         _position_check()
     elif behind:
         _position_raise()
-    event.seq = _take_seq(size)
-    event.leaf_hash = merkle.leaf_hash(event_entry_bytes(event))
     try:
-        _event_insert(event)
+        if connection.vendor == "postgresql":
+            _append_one_statement(event, size, with_write)
+        else:
+            if with_write is not None:
+                with connection.cursor() as cursor:
+                    cursor.execute(*with_write)
+            event.seq = _take_seq(size)
+            event.leaf_hash = merkle.leaf_hash(event_entry_bytes(event))
+            _event_insert(event)
     except IntegrityError as exc:
         # The counter is behind the stored events: it was altered.
         raise LedgerTampered(
@@ -336,8 +369,9 @@ def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
                 LedgerProblem(
                     kind="head",
                     seq=event.seq,
-                    detail=f"nothing appended: the leaf-index counter names position #{event.seq}, "
-                    "which a stored event already holds",
+                    detail="nothing appended: the leaf-index counter names "
+                    + (f"position #{event.seq}" if event.seq is not None else "a position")
+                    + ", which a stored event already holds",
                 )
             ]
         ) from exc
@@ -345,6 +379,73 @@ def append(head: LedgerHead, event: LedgerEvent) -> LedgerEvent:
     kind, purpose_code = str(event.event_type), event.purpose_code
     transaction.on_commit(lambda: metrics.CONSENT_EVENTS.labels(kind, purpose_code).inc())
     return event
+
+
+def entry_around_seq(event: LedgerEvent) -> tuple[bytes, bytes]:
+    """The event's leaf entry in two parts, before and after the value of "seq" (the entry's
+    keys are sorted: "seq" sits between "purpose" and "subject"), so that the entry of leaf
+    index n is `before + str(n) + after`, byte for byte `event_entry_bytes` once `seq` = n."""
+    entry = entry_dict({**event_row(event), "seq": 0})
+    del entry["seq"]
+    before = canonical_json({key: value for key, value in entry.items() if key < "seq"})
+    after = canonical_json({key: value for key, value in entry.items() if key > "seq"})
+    return before[:-1] + b',"seq":', b"," + after[1:]
+
+
+def _append_one_statement(event: LedgerEvent, size: int, with_write: Write | None) -> None:
+    """PostgreSQL: the caller's write, the counter's UPDATE ... RETURNING and the event's
+    INSERT in one statement (one round trip where there were three). The leaf index is only
+    known inside the statement, so the leaf hash is computed there, SHA-256(0x00 || before ||
+    the index as text || after) with `entry_around_seq`'s parts, and returned: Python checks it
+    against its own hash of the same entry and raises (rolling the append back) if they ever
+    differ. The counter row is locked from this statement to the commit, as before."""
+    sql, fields = _append_sql(with_write[0] if with_write is not None else None)
+    before, after = entry_around_seq(event)
+    params = [*(with_write[1] if with_write is not None else ())]
+    params += [field.get_db_prep_save(getattr(event, field.attname), connection) for field in fields]
+    params += [b"\x00" + before, after]
+    for _ in range(2):
+        with prepared_cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+            if row is not None:
+                break
+            # No counter row (a flushed test database): create it and run the statement again
+            # (the caller's write is an upsert or an update: running it twice changes nothing).
+            cursor.execute(_SEQUENCE_CREATE_SQL)
+    seq, stored_hash = row if row is not None else (None, b"")
+    if type(seq) is not int or seq < size:
+        raise LedgerTampered(
+            [
+                LedgerProblem(
+                    kind="head",
+                    seq=size,
+                    detail=f"nothing appended: the leaf-index counter ({_show(seq)}) is behind the ledger "
+                    f"head ({size} events integrated)",
+                )
+            ]
+        )
+    event.seq = seq
+    event.leaf_hash = merkle.leaf_hash(before + str(seq).encode() + after)
+    if bytes(stored_hash) != event.leaf_hash:
+        raise RuntimeError("the leaf hash computed by the database differs from the entry's")
+    event._state.adding, event._state.db = False, connection.alias
+
+
+@functools.cache
+def _append_sql(with_write: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The one-statement append of `_append_one_statement`, with the caller's write first."""
+    fields = tuple(f for f in LedgerEvent._meta.concrete_fields if f.attname not in ("seq", "leaf_hash"))
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    write = f"w AS ({with_write}), " if with_write is not None else ""
+    sql = (
+        f"WITH {write}s AS ({_TAKE_SEQ_SQL} AS seq) "  # noqa: S608 - column names and our own SQL
+        f"INSERT INTO consent_ledgerevent ({columns}, seq, leaf_hash) "
+        f"SELECT {marks}, s.seq, sha256(%s::bytea || convert_to(s.seq::text, 'UTF8') || %s::bytea) FROM s "
+        "RETURNING seq, leaf_hash"
+    )
+    return sql, fields
 
 
 @functools.cache

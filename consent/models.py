@@ -246,8 +246,10 @@ class LedgerEvent(AppendOnly):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     seq = models.BigIntegerField(unique=True)
     event_type = models.CharField(max_length=16, choices=EventType.choices)
-    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="+")
-    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+")
+    # No index of their own: consent_event_subject_purpose and consent_event_purpose_time lead
+    # with them (every append writes each index of this table: issue 14).
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="+", db_index=False)
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+", db_index=False)
     purpose_code = models.CharField(max_length=255)
     notice = models.ForeignKey(
         PrivacyNotice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -383,10 +385,13 @@ class DailyCount(models.Model):
 class ConsentState(models.Model):
     """Current decision per (subject, purpose), updated with each event (same transaction)."""
 
-    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="states")
+    # The subject's own index is the unique pair's (subject, purpose). The event is never looked
+    # up from here (events are never deleted): without an index on it, the update of a state by
+    # each decision changes no indexed column and PostgreSQL can make it in place (HOT, issue 14).
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="states", db_index=False)
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=16, choices=EventType.choices)
-    event = models.ForeignKey(LedgerEvent, on_delete=models.PROTECT, related_name="+")
+    event = models.ForeignKey(LedgerEvent, on_delete=models.PROTECT, related_name="+", db_index=False)
     valid_until = models.DateTimeField(null=True, blank=True)
     # Set when a materially changed notice is published after this decision: the gate
     # then treats the consent as not granted until a new `given`/`renewed` event.

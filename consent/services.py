@@ -56,6 +56,7 @@ import logging
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -77,6 +78,7 @@ from consent.models import (
     SubjectKind,
     TreeHead,
 )
+from consent.prepared import prepared_cursor
 from consent.rights import ErasureReport
 from identity.audit import audit_log
 from identity.models import User
@@ -136,8 +138,22 @@ def _new_subject(
         kind=kind, user=user, browser_id_hash=browser_hash, browser_secret_hash=secret_hash or ""
     )
     subject.wrapped_key = crypto.new_wrapped_key(subject.id)
-    subject.save(force_insert=True)
+    # What save(force_insert=True) does (Subject has no pre_save field nor signal receiver),
+    # as one plain INSERT: no query to compile on the append path.
+    sql, fields = _subject_insert_sql()
+    params = [field.get_db_prep_save(getattr(subject, field.attname), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    subject._state.adding, subject._state.db = False, connection.alias
     return subject
+
+
+@functools.cache
+def _subject_insert_sql() -> tuple[str, tuple[Any, ...]]:
+    fields = tuple(Subject._meta.concrete_fields)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO consent_subject ({columns}) VALUES ({marks})", fields  # noqa: S608
 
 
 def _account_subject(user: User) -> Subject:
@@ -150,20 +166,24 @@ def _browser_subject(browser_hash: str) -> Subject:
     return subject or _new_subject(kind=SubjectKind.BROWSER, browser_hash=browser_hash)
 
 
-# An append's one read after its locks (consent_record): the notice in force for the purpose,
-# the subject and its current state for the purpose. Portable SQL (PostgreSQL and SQLite), read
-# with a plain cursor and turned into model instances here: no query to compile, no converter.
+# An append's one read after its locks (consent_record): the purpose and its partner's client_id,
+# the notice in force for it, the subject and its current state for it. Portable SQL (PostgreSQL
+# and SQLite), read with a plain cursor and turned into model instances here: no query to
+# compile, no converter.
 _CONTEXT_SQL = """
-SELECT n.id, n.version, n.content_sha256, s.id, s.kind, s.user_id, s.browser_id_hash, s.wrapped_key,
+SELECT p.id, p.code, p.client_id, p.consent_lifetime_days, p.requires_consent, p.is_active,
+       COALESCE(c.client_id, ''),
+       n.id, n.version, n.content_sha256, s.id, s.kind, s.user_id, s.browser_id_hash, s.wrapped_key,
        st.id, st.status, st.valid_until, st.renewal_required, st.event_id
 FROM consent_purpose p
+LEFT JOIN {{client}} c ON c.id = p.client_id
 LEFT JOIN consent_privacynotice n ON n.id = (
     SELECT n2.id FROM consent_privacynotice n2 WHERE n2.purpose_id = p.id OR n2.purpose_id IS NULL
     ORDER BY n2.published_at DESC, n2.id DESC LIMIT 1
 )
 LEFT JOIN consent_subject s ON {subject}
 LEFT JOIN consent_consentstate st ON st.subject_id = s.id AND st.purpose_id = p.id
-WHERE p.id = %s
+WHERE p.code = %s
 """
 _CONTEXT_ACCOUNT_SQL = _CONTEXT_SQL.format(subject="s.user_id = %s AND s.kind = 'account'")
 _CONTEXT_BROWSER_SQL = _CONTEXT_SQL.format(subject="s.browser_id_hash = %s")
@@ -191,29 +211,35 @@ def _loaded(instance: Any) -> Any:
     return instance
 
 
+@functools.cache
+def _context_sql(account: bool) -> str:
+    sql = _CONTEXT_ACCOUNT_SQL if account else _CONTEXT_BROWSER_SQL
+    return sql.replace("{client}", _client_table())
+
+
 def _decision_context(
-    *, user: User | None, browser_hash: str | None, purpose: Purpose
-) -> tuple[Subject, ConsentState | None, PrivacyNotice | None]:
-    """The subject (created when new), its current state for `purpose` and the notice in force,
-    read once under the subject's lock (consent_record)."""
+    *, user: User | None, browser_hash: str | None, purpose_code: str
+) -> tuple[Purpose, Subject | None, ConsentState | None, PrivacyNotice | None]:
+    """The active purpose `purpose_code` (UnknownPurpose otherwise), the subject (None when it
+    has no row yet), its current state for the purpose and the notice in force, read once under
+    the subject's lock (consent_record)."""
     if user is not None:
-        sql, key = _CONTEXT_ACCOUNT_SQL, User._meta.pk.get_db_prep_value(user.pk, connection)
+        sql, key = _context_sql(True), User._meta.pk.get_db_prep_value(user.pk, connection)
     else:
-        sql, key = _CONTEXT_BROWSER_SQL, browser_hash
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [key, purpose.pk])
+        sql, key = _context_sql(False), browser_hash
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, [key, purpose_code])
         row = cursor.fetchone()
-    if row is None:  # the purpose was deleted meanwhile (never done: purposes are retired)
-        raise UnknownPurpose(f"unknown purpose {purpose.code!r}")
-    notice_id, version, sha256, subject_id, kind, user_id, hashed, wrapped = row[:8]
-    state_id, status, state_until, renewal, event_id = row[8:]
+    if row is None:
+        raise UnknownPurpose(f"unknown purpose {purpose_code!r}")
+    purpose = _purpose_of_row(purpose_code, row[:7])
+    notice_id, version, sha256, subject_id, kind, user_id, hashed, wrapped = row[7:15]
+    state_id, status, state_until, renewal, event_id = row[15:]
     notice = None
     if notice_id is not None:
         notice = _loaded(PrivacyNotice(id=notice_id, version=version, content_sha256=sha256))
     if subject_id is None:
-        if user is not None:
-            return _new_subject(kind=SubjectKind.ACCOUNT, user=user), None, notice
-        return _new_subject(kind=SubjectKind.BROWSER, browser_hash=browser_hash), None, notice
+        return purpose, None, None, notice
     subject = _loaded(
         Subject(
             id=_db_uuid(subject_id),
@@ -236,7 +262,7 @@ def _decision_context(
                 event_id=_db_uuid(event_id),
             )
         )
-    return subject, state, notice
+    return purpose, subject, state, notice
 
 
 def current_notice(purpose: Purpose) -> PrivacyNotice | None:
@@ -258,22 +284,36 @@ _PURPOSE_SQL = (
 
 
 @functools.cache
-def _purpose_sql() -> str:
+def _client_table() -> str:
     client_model = Purpose._meta.get_field("client").related_model
     assert isinstance(client_model, type)
-    return _PURPOSE_SQL.format(client=connection.ops.quote_name(client_model._meta.db_table))
+    return connection.ops.quote_name(client_model._meta.db_table)
+
+
+@functools.cache
+def _purpose_sql() -> str:
+    return _PURPOSE_SQL.format(client=_client_table())
 
 
 def _purpose(code: str) -> Purpose:
     """The active purpose `code`, read in part (`_loaded`: an event refers to it by id), with
     its partner's client_id as `partner_code`; UnknownPurpose otherwise."""
-    if not isinstance(code, str) or not code:
-        raise UnknownPurpose("a purpose code is required")
+    _purpose_code_check(code)
     with connection.cursor() as cursor:
         cursor.execute(_purpose_sql(), [code])
         row = cursor.fetchone()
     if row is None:
         raise UnknownPurpose(f"unknown purpose {code!r}")
+    return _purpose_of_row(code, row)
+
+
+def _purpose_code_check(code: Any) -> None:
+    if not isinstance(code, str) or not code:
+        raise UnknownPurpose("a purpose code is required")
+
+
+def _purpose_of_row(code: str, row: Sequence[Any]) -> Purpose:
+    """The purpose from its columns as `_PURPOSE_SQL` reads them; UnknownPurpose when retired."""
     purpose_id, purpose_code, client_id, lifetime, requires_consent, is_active, partner_code = row
     if not is_active:
         raise UnknownPurpose(f"purpose {code!r} is retired")
@@ -350,37 +390,31 @@ def consent_record(
         details=details, valid_until=valid_until, acting_user=acting_user, acting_client=acting_client
     )
 
-    purpose = _purpose(purpose_code)
-    partner_client_id: str = getattr(purpose, "partner_code", "")
-    if collected_for is not None:
-        if purpose.client_id and purpose.client_id != collected_for.pk:
-            raise ConsentError("this purpose belongs to another partner")
-        partner_client_id = collected_for.client_id
-
-    # Who acts.
-    if acting_client is not None:
-        _partner_check(event_type, collection_method, purpose, acting_client)
-        actor_type, actor_id = ActorType.PARTNER, acting_client.client_id
-        partner_client_id = partner_client_id or acting_client.client_id
-    elif acting_user is not None and acting_user != user:
-        _staff_check(event_type, collection_method, acting_user, details)
-        actor_type, actor_id = ActorType.STAFF, str(acting_user.pk)
-    else:
-        _resident_check(event_type, collection_method)
-        actor_type, actor_id = ActorType.RESIDENT, ""  # filled with the pseudonym below
-    if valid_until is not None and event_type not in _TIMED_EVENTS:
-        raise ConsentError(f"valid_until does not apply to {event_type.value!r}")
+    _purpose_code_check(purpose_code)
 
     with transaction.atomic():
         # Writers share the head row (no wait for one another); the decisions of one subject
-        # are serialised by a lock on that subject (its current state, a renewal's check).
-        head = ledger.writer_head()
-        _subject_lock(user=user, browser_hash=browser_hash)
+        # are serialised by a lock on that subject (its current state, a renewal's check), taken
+        # in the same statement, after the head's (ledger.writer_head).
+        head = ledger.writer_head(subject_lock=_subject_lock_key(user=user, browser_hash=browser_hash))
         now = timezone.now()
-        # After both locks: the subject, its current state and the notice in force, one read.
-        subject, state, notice = _decision_context(user=user, browser_hash=browser_hash, purpose=purpose)
-        if actor_type == ActorType.RESIDENT:
-            actor_id = str(subject.id)
+        # After both locks: the purpose, the subject, its current state and the notice in force,
+        # one read. Any check below that fails rolls the transaction back: nothing written.
+        purpose, subject, state, notice = _decision_context(
+            user=user, browser_hash=browser_hash, purpose_code=purpose_code
+        )
+        partner_client_id, actor_type, actor_id = _actor_check(
+            purpose=purpose,
+            event_type=event_type,
+            collection_method=collection_method,
+            user=user,
+            acting_user=acting_user,
+            acting_client=acting_client,
+            collected_for=collected_for,
+            details=details,
+        )
+        if valid_until is not None and event_type not in _TIMED_EVENTS:
+            raise ConsentError(f"valid_until does not apply to {event_type.value!r}")
         if event_type == EventType.RENEWED and (
             state is None or state.status not in (*GRANTING_EVENTS, EventType.EXPIRED)
         ):
@@ -388,6 +422,14 @@ def consent_record(
         if event_type in GRANTING_EVENTS and notice is None:
             raise ConsentError("no privacy notice is published for this purpose: consent cannot be informed")
         until = _valid_until(event_type, purpose, now=now, asked=valid_until)
+        if subject is None:
+            subject = _new_subject(
+                kind=SubjectKind.ACCOUNT if user is not None else SubjectKind.BROWSER,
+                user=user,
+                browser_hash=browser_hash,
+            )
+        if actor_type == ActorType.RESIDENT:
+            actor_id = str(subject.id)
         details = _purpose_data_erase(subject, purpose, event_type, state, now, details)
         event = _new_event(
             subject=subject,
@@ -402,10 +444,11 @@ def consent_record(
             valid_until=until,
             details=details,
         )
-        # The current state first (its reference to the event is checked at the commit), then
-        # last the append: the leaf-index counter it takes stays locked until the commit.
-        _state_set(subject=subject, purpose=purpose, event=event, state=state)
-        ledger.append(head, event)
+        # The append last, with the current state's upsert (one statement on PostgreSQL; the
+        # state's reference to the event is checked at the commit): the leaf-index counter it
+        # takes stays locked until the commit.
+        ledger.append(head, event, with_write=_state_write(subject=subject, purpose=purpose, event=event))
+        _state_update(state, event)
         if actor_type == ActorType.STAFF:
             audit_log(
                 event="consent.recorded_on_behalf",
@@ -414,6 +457,34 @@ def consent_record(
                 data={"ledger_event": str(event.id), "seq": event.seq, "type": event.event_type},
             )
     return event
+
+
+def _actor_check(
+    *,
+    purpose: Purpose,
+    event_type: EventType,
+    collection_method: str,
+    user: User | None,
+    acting_user: User | None,
+    acting_client: Any | None,
+    collected_for: Any | None,
+    details: dict[str, Any] | None,
+) -> tuple[str, str, str]:
+    """(the event's partner client_id, actor type, actor id: "" for the resident, filled with the
+    pseudonym by the caller) after consent_record's checks of who acts on this purpose."""
+    partner_client_id: str = getattr(purpose, "partner_code", "")
+    if collected_for is not None:
+        if purpose.client_id and purpose.client_id != collected_for.pk:
+            raise ConsentError("this purpose belongs to another partner")
+        partner_client_id = collected_for.client_id
+    if acting_client is not None:
+        _partner_check(event_type, collection_method, purpose, acting_client)
+        return partner_client_id or acting_client.client_id, ActorType.PARTNER, acting_client.client_id
+    if acting_user is not None and acting_user != user:
+        _staff_check(event_type, collection_method, acting_user, details)
+        return partner_client_id, ActorType.STAFF, str(acting_user.pk)
+    _resident_check(event_type, collection_method)
+    return partner_client_id, ActorType.RESIDENT, ""
 
 
 class NotResidentDecidable(ConsentError):
@@ -434,8 +505,7 @@ def resident_decision_record(*, user: User, purpose_code: str, grant: bool) -> L
     if purpose.client_id is not None or not purpose.requires_consent:
         raise NotResidentDecidable(f"purpose {purpose_code!r} is not decided from the consents page")
     with transaction.atomic():
-        ledger.writer_head()
-        _subject_lock(user=user, browser_hash=None)
+        ledger.writer_head(subject_lock=_subject_lock_key(user=user, browser_hash=None))
         now = timezone.now()
         state = ConsentState.objects.filter(
             subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT, purpose=purpose
@@ -457,14 +527,22 @@ def resident_decision_record(*, user: User, purpose_code: str, grant: bool) -> L
         )
 
 
-def _subject_lock(*, user: User | None, browser_hash: str | None) -> None:
-    """Serialise the decisions of one subject (an account, or a browser), until the end of the
-    transaction: a PostgreSQL advisory lock keyed by the subject (taken before the subject row
-    may be created). SQLite runs one writing transaction at a time: nothing to do."""
+def _subject_lock_key(*, user: User | None, browser_hash: str | None) -> int | None:
+    """The key of the PostgreSQL advisory lock that serialises the decisions of one subject (an
+    account, or a browser), keyed by the subject (taken before the subject row may be created);
+    None on SQLite, which runs one writing transaction at a time: nothing to lock."""
     if connection.vendor != "postgresql":
-        return
+        return None
     name = f"user:{user.pk}" if user is not None else f"browser:{browser_hash}"
-    key = int.from_bytes(hashlib.sha256(f"consent-subject:{name}".encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(hashlib.sha256(f"consent-subject:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+def _subject_lock(*, user: User | None, browser_hash: str | None) -> None:
+    """Take `_subject_lock_key`'s lock until the end of the transaction (an append takes it
+    with the head row's, `ledger.writer_head(subject_lock=...)`)."""
+    key = _subject_lock_key(user=user, browser_hash=browser_hash)
+    if key is None:
+        return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
@@ -655,27 +733,46 @@ _STATE_UPSERT_SQL = (
 )
 
 
-def _state_set(*, subject: Subject, purpose: Purpose, event: LedgerEvent, state: ConsentState | None) -> None:
-    """The current state of (subject, purpose) becomes `event` (a new decision is taken under
-    the current notice, so any pending renewal is settled): one INSERT ... ON CONFLICT. The
-    event may be inserted after it in the same transaction (the reference is checked at the
-    commit: deferred foreign keys on PostgreSQL and SQLite)."""
+def _state_write(*, subject: Subject, purpose: Purpose, event: LedgerEvent) -> tuple[str, list[Any]]:
+    """The statement that makes `event` the current state of (subject, purpose): one INSERT ...
+    ON CONFLICT (a new decision is taken under the current notice, so any pending renewal is
+    settled). The event may be inserted after it or in the same statement (the reference is
+    checked at the commit: deferred foreign keys on PostgreSQL and SQLite)."""
+    fields = _state_fields()
+    values = (subject.pk, purpose.pk, event.event_type, event.id, event.valid_until, False, event.occurred_at)
+    params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)]
+    return _STATE_UPSERT_SQL, params
+
+
+_STATE_COLUMNS = (
+    "subject_id",
+    "purpose_id",
+    "status",
+    "event_id",
+    "valid_until",
+    "renewal_required",
+    "updated_at",
+)
+
+
+@functools.cache
+def _state_fields() -> tuple[Any, ...]:
     fields = {field.attname: field for field in ConsentState._meta.concrete_fields}
-    values = {
-        "subject_id": subject.pk,
-        "purpose_id": purpose.pk,
-        "status": event.event_type,
-        "event_id": event.id,
-        "valid_until": event.valid_until,
-        "renewal_required": False,
-        "updated_at": event.occurred_at,
-    }
-    params = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
-    with connection.cursor() as cursor:
-        cursor.execute(_STATE_UPSERT_SQL, params)
+    return tuple(fields[name] for name in _STATE_COLUMNS)
+
+
+def _state_update(state: ConsentState | None, event: LedgerEvent) -> None:
+    """The instance read before the write, as `_state_write` left its row."""
     if state is not None:
         state.status, state.event_id, state.valid_until = event.event_type, event.id, event.valid_until
         state.renewal_required, state.updated_at = False, event.occurred_at
+
+
+def _state_set(*, subject: Subject, purpose: Purpose, event: LedgerEvent, state: ConsentState | None) -> None:
+    """`_state_write` as a statement of its own (the appends that lock the head exclusively)."""
+    with connection.cursor() as cursor:
+        cursor.execute(*_state_write(subject=subject, purpose=purpose, event=event))
+    _state_update(state, event)
 
 
 def consent_expire_lapsed(*, now: datetime | None = None, limit: int = 500) -> int:

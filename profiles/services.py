@@ -28,7 +28,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -225,7 +225,7 @@ def declared_update(*, user: User, changes: dict[str, Any]) -> DeclaredProfile:
 
 def declared_erase(subject: DataSubject, purpose_code: str) -> dict[str, Any]:
     """consent.purpose_data holder: clear the declared fields kept under `purpose_code`."""
-    if subject.user_id is None:
+    if subject.user_id is None or not _declared_exists(subject.user_id):
         return {}
     profile = DeclaredProfile.objects.select_for_update().filter(user_id=subject.user_id).first()
     if profile is None:
@@ -243,6 +243,21 @@ def declared_erase(subject: DataSubject, purpose_code: str) -> dict[str, Any]:
         profile.updated_at = timezone.now()
         profile.save()
     return {"fields": erased}
+
+
+def _declared_exists(user_id: Any) -> bool:
+    """Whether the resident has a declared profile: one plain statement (most residents who
+    withdraw a consent have none), before the locked read of the profile to clear."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DECLARED_EXISTS_SQL, [_user_id_value(user_id)])
+        return cursor.fetchone() is not None
+
+
+_DECLARED_EXISTS_SQL = f"SELECT 1 FROM {DeclaredProfile._meta.db_table} WHERE user_id = %s"  # noqa: S608
+
+
+def _user_id_value(user_id: Any) -> Any:
+    return User._meta.pk.get_db_prep_value(user_id, connection)
 
 
 def declared_erase_holder(purpose_code: str) -> Any:
@@ -437,9 +452,19 @@ def interests_delete_all(*, subject: DataSubject) -> int:
 
 
 def interests_erase(subject: DataSubject) -> dict[str, Any]:
-    """consent.purpose_data holder of `personalisation-browsing`: interests and corrections go."""
-    interests, _rows = Interest.objects.filter(_subject_filter(subject)).delete()
-    corrections, _rows = InterestCorrection.objects.filter(_subject_filter(subject)).delete()
+    """consent.purpose_data holder of `personalisation-browsing`: interests and corrections go.
+
+    Two plain DELETEs (what the ORM's delete() runs for these models, which nothing refers to and
+    no signal watches), without building a collector and compiling a query on the append path."""
+    if subject.user_id is not None:
+        where, params = "user_id = %s", [_user_id_value(subject.user_id)]
+    else:
+        where, params = "user_id IS NULL AND browser_hash = %s", [subject.browser_hash]
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Interest._meta.db_table} WHERE {where}", params)  # noqa: S608
+        interests = cursor.rowcount
+        cursor.execute(f"DELETE FROM {InterestCorrection._meta.db_table} WHERE {where}", params)  # noqa: S608
+        corrections = cursor.rowcount
     summary: dict[str, Any] = {}
     if interests:
         summary["interests"] = interests
