@@ -36,11 +36,11 @@ import functools
 import hashlib
 import json
 import logging
-import multiprocessing
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, overload
@@ -1911,7 +1911,7 @@ class _FastLeaves:
 # Before the row-by-row verifier above, `verify` tries a scan that can only ACCEPT the ledger:
 # the events are streamed with COPY (text format: no Python object per column), in aligned
 # ranges of 2**level positions (each a complete subtree of the RFC 9162 tree, the last one
-# possibly partial), by `jobs` processes on connections of their own, or in this process when
+# possibly partial), by `jobs` threads on connections of their own, or in this thread when
 # jobs == 1. Each range rebuilds its subtree from the rows, checks each row as the fast path
 # does (every column in the form the application writes, the few-valued ones with the full
 # parsers once per combination, the entry hashing to the stored leaf), checks the stored
@@ -2131,11 +2131,11 @@ def _reference_of(purposes: dict[Any, Any], notices: dict[Any, tuple[Any, Any]])
     return reference
 
 
-_LEAN_PARAMS: dict[str, Any] = {}  # the worker processes' connection parameters (set before the fork)
+_LEAN_PARAMS: dict[str, Any] = {}  # the worker threads' connection parameters (set before they start)
 
 
 def _lean_worker(task: _RangeTask) -> _RangeResult | None:
-    """One range in a worker process, on a connection of its own (never the parent's)."""
+    """One range in a worker thread, on a connection of its own (never Django's)."""
     try:
         with psycopg.connect(**_LEAN_PARAMS, autocommit=True) as raw, raw.cursor() as cursor:
             if not _lean_settings_ok(cursor):
@@ -2271,16 +2271,22 @@ def _lean_ranges(
             if key not in ("cursor_factory", "prepare_threshold", "context")
         }
     )
-    pool = multiprocessing.get_context("fork").Pool(min(jobs, len(tasks)))
-    try:
-        for task, result in zip(tasks, pool.imap(_lean_worker, tasks), strict=True):
-            if result is None:
-                return None
-            results.append(result)
-            done(task.lo + result.count)
-    finally:
-        pool.terminate()
-        pool.join()
+    # Threads, not forked processes: a fork of a process that runs other threads (a server,
+    # a test runner) can copy a lock some thread held and hang the child. Most of a range's
+    # cost is PostgreSQL producing the rows, in each connection's own backend process, and
+    # reading them off the socket, which releases the GIL.
+    with ThreadPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+        futures = [pool.submit(_lean_worker, task) for task in tasks]
+        try:
+            for task, future in zip(tasks, futures, strict=True):
+                result = future.result()
+                if result is None:
+                    return None
+                results.append(result)
+                done(task.lo + result.count)
+        finally:
+            for future in futures:
+                future.cancel()
     return results
 
 

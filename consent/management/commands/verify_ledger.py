@@ -2,7 +2,7 @@
 
 Exit status 0 when everything verifies, 1 (with the first altered or missing event named
 on stderr) otherwise. Progress goes to stderr every --every events. On PostgreSQL, --jobs
-processes (2 by default) scan ranges of the log in parallel, each on its own connection; any
+threads (2 by default) scan ranges of the log in parallel, each on its own connection; any
 doubt and the row-by-row verifier writes the report (the same whatever --jobs is). SQLite: one.
 """
 
@@ -26,7 +26,7 @@ class Command(BaseCommand):
             "--jobs",
             type=int,
             default=VERIFY_JOBS,
-            help=f"processes scanning the log in parallel on PostgreSQL (default {VERIFY_JOBS})",
+            help=f"threads scanning the log in parallel on PostgreSQL (default {VERIFY_JOBS})",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
