@@ -24,7 +24,8 @@ Measuring a kept database again, and comparing two under the same load:
 
 `--measure-only` measures the database named in F as it stands (no generation) and prints
 one JSON line per round. `--compare` runs `--measure-only` on the two databases alternately,
-small then large, `--rounds` times each (verify_ledger only in the first round of each), and
+small then large, `--rounds` times each (verify_ledger only in the first round of each, never
+with `--no-verify`), and
 prints the medians over the rounds: on a machine shared with other work, both databases then
 see the same load, which the sequential small-then-large run cannot promise.
 
@@ -284,7 +285,7 @@ def compare(small_state: Path, large_state: Path, args: argparse.Namespace) -> i
         for side, state in (("small", small_state), ("large", large_state)):
             argv = [sys.executable, __file__, "--measure-only", "--state-file", str(state),
                     "--requests", str(args.requests), "--redis-url", args.redis_url]  # fmt: skip
-            if round_number:
+            if round_number or args.no_verify:
                 argv.append("--no-verify")
             bench.log(f"round {round_number + 1}/{args.rounds}: {side}")
             result = subprocess.run(argv, cwd=bench.ROOT, capture_output=True, text=True)
