@@ -21,6 +21,8 @@ Measuring a kept database again, and comparing two under the same load:
 
     .venv/bin/python bench/at_scale.py --measure-only --state-file F [--rounds 1] [--no-verify]
     .venv/bin/python bench/at_scale.py --compare SMALL_STATE LARGE_STATE [--rounds 3]
+    eval "$(.venv/bin/python bench/at_scale.py --print-env --state-file F)" && \
+        .venv/bin/python manage.py verify_ledger --jobs 2      # manage.py on the kept database
 
 `--measure-only` measures the database named in F as it stands (no generation) and prints
 one JSON line per round. `--compare` runs `--measure-only` on the two databases alternately,
@@ -50,6 +52,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import statistics
 import subprocess
 import sys
@@ -86,9 +89,15 @@ def main() -> int:
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("SMALL_STATE", "LARGE_STATE"))
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--no-verify", action="store_true", help="skip verify_ledger")
+    parser.add_argument("--print-env", action="store_true", help="with --state-file: print the kept "
+                        "database's production environment as shell exports (for manage.py)")  # fmt: skip
     args = parser.parse_args()
     if args.compare:
         return compare(*args.compare, args)
+    if args.print_env:
+        if not args.state_file:
+            parser.error("--print-env needs --state-file")
+        return print_env(json.loads(args.state_file.read_text()), args)
     if args.measure_only and not args.state_file:
         parser.error("--measure-only needs --state-file")
     if args.state_file and not (args.keep_db or args.measure_only):
@@ -262,6 +271,21 @@ def state_save(runner: bench.Bench, path: Path, run_tag: str) -> None:
     with os.fdopen(fd, "w") as out:
         json.dump(state, out)
     bench.log(f"state saved to {path}")
+
+
+def print_env(state: dict[str, Any], args: argparse.Namespace) -> int:
+    """What `manage.py` needs to run against a kept database (e.g. verify_ledger), as exports."""
+    runner = bench.Bench.for_in_process(
+        database_url=state["env"]["DATABASE_URL"], redis_url=args.redis_url, keep_db=True
+    )
+    try:
+        state_load(runner, state)
+        for key, value in runner.env.items():
+            if key != "VAR_DIR" and os.environ.get(key) != value:  # what the bench sets
+                print(f"export {key}={shlex.quote(value)}")
+    finally:
+        runner.stop()
+    return 0
 
 
 def state_load(runner: bench.Bench, state: dict[str, Any]) -> None:
