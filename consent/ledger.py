@@ -272,16 +272,8 @@ _SEQUENCE_CREATE_SQL = (
 )
 
 
-def _take_seq(size: int) -> int:
-    """The next leaf index, from the counter row (locked until the end of the transaction)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_TAKE_SEQ_SQL)
-        row = cursor.fetchone()
-        if row is None:
-            cursor.execute(_SEQUENCE_CREATE_SQL)
-            cursor.execute(_TAKE_SEQ_SQL)
-            row = cursor.fetchone()
-    seq = row[0] if row is not None else None
+def _seq_check(seq: Any, size: int) -> int:
+    """The leaf index the counter gave, which must be an integer at or past the head's size."""
     if type(seq) is not int or seq < size:
         raise LedgerTampered(
             [
@@ -294,6 +286,19 @@ def _take_seq(size: int) -> int:
             ]
         )
     return seq
+
+
+def _take_seq(size: int) -> int:
+    """The next leaf index, from the counter row (locked until the end of the transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TAKE_SEQ_SQL)
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(_SEQUENCE_CREATE_SQL)
+            cursor.execute(_TAKE_SEQ_SQL)
+            row = cursor.fetchone()
+    seq = row[0] if row is not None else None
+    return _seq_check(seq, size)
 
 
 # The head row against what the sequencer stores with it, in one statement (one snapshot: a
@@ -414,18 +419,7 @@ def _append_one_statement(event: LedgerEvent, size: int, with_write: Write | Non
             # (the caller's write is an upsert or an update: running it twice changes nothing).
             cursor.execute(_SEQUENCE_CREATE_SQL)
     seq, stored_hash = row if row is not None else (None, b"")
-    if type(seq) is not int or seq < size:
-        raise LedgerTampered(
-            [
-                LedgerProblem(
-                    kind="head",
-                    seq=size,
-                    detail=f"nothing appended: the leaf-index counter ({_show(seq)}) is behind the ledger "
-                    f"head ({size} events integrated)",
-                )
-            ]
-        )
-    event.seq = seq
+    event.seq = seq = _seq_check(seq, size)
     event.leaf_hash = merkle.leaf_hash(before + str(seq).encode() + after)
     if bytes(stored_hash) != event.leaf_hash:
         raise RuntimeError("the leaf hash computed by the database differs from the entry's")

@@ -96,16 +96,7 @@ def test_web_workers_do_not_load_the_scim_libraries():
         "print(sorted(m for m in ('scim2_client', 'scim2_models', 'httpx2', 'connectors.scim_wire') "
         "if m in sys.modules))"
     )
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parent.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _fresh_interpreter(code)
     assert result.stdout.strip() == "[]"
 
 
@@ -122,6 +113,12 @@ def test_web_workers_load_py_webauthn_only_for_a_passkey():
         "passkeys.authentication_options(allow=None); "
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
+    result = _fresh_interpreter(code)
+    assert result.stdout.split("\n")[:2] == ["[]", "['OpenSSL', 'cbor2', 'pyasn1', 'webauthn']"]
+
+
+def _fresh_interpreter(code: str) -> subprocess.CompletedProcess[str]:
+    """Runs `code` in a new Python process at the project's root (no database, no Redis)."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -132,4 +129,4 @@ def test_web_workers_load_py_webauthn_only_for_a_passkey():
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[:2] == ["[]", "['OpenSSL', 'cbor2', 'pyasn1', 'webauthn']"]
+    return result
