@@ -74,14 +74,7 @@ def test_the_entry_around_its_index_is_the_entry(fields: dict[str, Any], seq: in
 def test_an_append_without_a_counter_row_starts_after_the_stored_events(
     ledger_ready: Any, make_resident: Any
 ) -> None:
-    resident = make_resident()
-    for event_type in ("given", "withdrawn"):
-        consent_record(
-            user=resident,
-            purpose_code="personalisation-declared",
-            event_type=event_type,
-            collection_method="web_form",
-        )
+    resident = _resident_with_two_decisions(make_resident)
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM consent_ledgersequence")
     event = consent_record(
@@ -134,14 +127,7 @@ def test_a_counter_set_back_appends_nothing(
 def test_a_counter_behind_unintegrated_events_appends_nothing(
     ledger_ready: Any, make_resident: Any, snapshot: Any
 ) -> None:
-    resident = make_resident()
-    for event_type in ("given", "withdrawn"):
-        consent_record(
-            user=resident,
-            purpose_code="personalisation-declared",
-            event_type=event_type,
-            collection_method="web_form",
-        )
+    resident = _resident_with_two_decisions(make_resident)
     with connection.cursor() as cursor:
         cursor.execute("UPDATE consent_ledgersequence SET next_seq = 1")
     before = snapshot()
@@ -213,3 +199,16 @@ def test_an_append_takes_the_subject_lock_only_once_it_holds_the_head_row() -> N
         writer.rollback()
         with watch.cursor() as cursor:
             assert _advisory_locks(cursor, writer_pid) == 0  # held until the end of the transaction
+
+
+def _resident_with_two_decisions(make_resident: Any) -> Any:
+    """A resident who gave, then withdrew, the declared-profile purpose."""
+    resident = make_resident()
+    for event_type in ("given", "withdrawn"):
+        consent_record(
+            user=resident,
+            purpose_code="personalisation-declared",
+            event_type=event_type,
+            collection_method="web_form",
+        )
+    return resident
