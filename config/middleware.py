@@ -12,6 +12,9 @@ against ALLOWED_HOSTS, CSRF's view check, X-Frame-Options).
 Each browser-only middleware is a subclass of Django's own with one change: on a
 protocol path it passes the request straight on. Subclasses (rather than one wrapper
 around them all) keep Django's system checks and ordering rules working unchanged.
+In production (config/wsgi.py) these paths go through a second Django handler whose chain
+leaves them out altogether (config/protocol_handler.py); the skip here keeps every other
+way in (the test client, ASGI) answering the same.
 """
 
 from __future__ import annotations
