@@ -28,8 +28,8 @@ the security headers, RequestSizeMiddleware's 413/400, CommonMiddleware's Host v
 CSRF's view check, X-Frame-Options and WhiteNoise (in production) all still run, and the views
 are the same callables (CORS wrappers included). Any other path goes to the full stack.
 
-If the chain cannot be derived safely (a middleware that cannot run synchronously, or one of
-the six missing from its expected place), every request goes to the full stack.
+If the short chain cannot be built (a middleware that cannot run synchronously), every
+request goes to the full stack.
 tests/test_lean_protocol_path.py sends the same requests through both and compares them.
 """
 
@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIHandler
@@ -47,8 +48,7 @@ from django.http import HttpRequest
 from django.urls import ResolverMatch, get_resolver
 from django.utils.module_loading import import_string
 
-from config import middleware as protocol_middleware
-from config.middleware import PROTOCOL_PATHS
+from config.middleware import PROTOCOL_PATHS, _SkippedOnProtocolPaths
 from identity.middleware import BrowserSessionMiddleware
 
 logger = logging.getLogger(__name__)
@@ -57,25 +57,16 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def does_nothing_on_protocol_paths(middleware: type) -> bool:
-    """The middleware passes every protocol-path request straight on, untouched."""
-    if issubclass(middleware, protocol_middleware._SkippedOnProtocolPaths):
-        return (
-            True  # its own first line: `if request.path_info in PROTOCOL_PATHS: return get_response(request)`
-        )
-    # Checks a signed-in browser's session; protocol paths get none (SessionMiddleware is skipped).
-    return middleware is BrowserSessionMiddleware
-
-
 def protocol_middleware_paths(middleware: list[str]) -> list[str]:
-    """settings.MIDDLEWARE without the middleware that do nothing on the protocol paths."""
-    kept = [path for path in middleware if not does_nothing_on_protocol_paths(import_string(path))]
-    session = "config.middleware.SessionMiddleware"
-    if session not in middleware or middleware.index(session) > middleware.index(
-        "identity.middleware.BrowserSessionMiddleware"
-    ):
-        # Without our session middleware before it, BrowserSessionMiddleware could see a session.
-        raise ImproperlyConfigured("BrowserSessionMiddleware must follow config.middleware.SessionMiddleware")
+    """settings.MIDDLEWARE, in its order, without the middleware that do nothing on the
+    protocol paths: those that pass such a request straight on (their own first line:
+    `if request.path_info in PROTOCOL_PATHS: return self.get_response(request)`), and
+    BrowserSessionMiddleware, which checks a signed-in browser's session and sees none there
+    unless some session middleware that runs on these paths was kept."""
+    classes = {path: import_string(path) for path in middleware}
+    kept = [path for path in middleware if not issubclass(classes[path], _SkippedOnProtocolPaths)]
+    if not any(issubclass(classes[path], DjangoSessionMiddleware) for path in kept):
+        kept = [path for path in kept if classes[path] is not BrowserSessionMiddleware]
     return kept
 
 

@@ -608,6 +608,14 @@ def test_only_the_browser_middleware_are_left_out():
     assert kept == [path for path in settings.MIDDLEWARE if path in kept]  # same order
 
 
+def test_the_browser_session_check_stays_if_a_session_middleware_runs_there():
+    middleware = [path for path in settings.MIDDLEWARE if path != "config.middleware.SessionMiddleware"]
+    middleware.insert(1, "django.contrib.sessions.middleware.SessionMiddleware")
+    kept = protocol_middleware_paths(middleware)
+    assert "django.contrib.sessions.middleware.SessionMiddleware" in kept
+    assert "identity.middleware.BrowserSessionMiddleware" in kept
+
+
 def test_the_production_application_uses_the_short_cycle():
     from config import wsgi  # noqa: PLC0415 - builds the WSGI stack once Django is set up
 
