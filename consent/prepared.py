@@ -16,8 +16,9 @@ follow the deployment's switch, `CONSENT_PREPARED_STATEMENTS` = the environment'
 statements then run unprepared, one round trip each all the same.
 
 `prepared_fetch(sql, params)` runs one such statement and returns its rows, for the hottest
-reads (the gate, proofs). With prepared statements on and no one watching the queries, it
-keeps one server-binding cursor per database connection and executes on it directly: what a
+reads (the gate, proofs). When no one watches the queries, it keeps one cursor per database
+connection (server-binding and preparing with prepared statements on, else the backend's own
+cursor class) and executes on it directly: what a
 Django cursor does around a statement (the health check once per request, the check that the
 transaction is not broken, the conversion of database errors) without building a cursor and
 its wrapper each time (about half the client CPU of a gate lookup, issue 14). When queries are
@@ -63,31 +64,31 @@ def prepared_cursor() -> Any:
 
 
 def prepared_fetch(sql: str, params: Any, *, all_rows: bool = False) -> Any:
-    """Run `sql` prepared (as `prepared_cursor()` would) and return `fetchone()`, or
-    `fetchall()` with `all_rows`, on the default database."""
+    """Run `sql` as `prepared_cursor()` would (prepared when the deployment allows it) and
+    return `fetchone()`, or `fetchall()` with `all_rows`, on the default database."""
     db = connections[DEFAULT_DB_ALIAS]
-    if (
-        db.vendor != "postgresql"
-        or not getattr(settings, "CONSENT_PREPARED_STATEMENTS", False)
-        or db.queries_logged
-        or db.execute_wrappers
-    ):
+    if db.vendor != "postgresql" or db.queries_logged or db.execute_wrappers:
         with prepared_cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall() if all_rows else cursor.fetchone()
+    prepared = bool(getattr(settings, "CONSENT_PREPARED_STATEMENTS", False))
     # What connection.cursor() and CursorWrapper.execute do, in order.
     db.close_if_health_check_failed()
     db.ensure_connection()
     db.validate_no_broken_transaction()
     raw = db.connection
-    kept = getattr(db, "_consent_prepared_cursor", None)
-    if kept is None or kept[0] is not raw or kept[1].closed:
-        if raw.prepare_threshold is None:
-            raw.prepare_threshold = _ONLY_WHEN_ASKED  # see prepared_cursor()
+    kept = getattr(db, "_consent_kept_cursor", None)
+    if kept is None or kept[0] is not raw or kept[1] is not prepared or kept[2].closed:
         db.validate_thread_sharing()
-        kept = (raw, _PreparingCursor(raw))
-        db._consent_prepared_cursor = kept  # type: ignore[attr-defined]
-    cursor = kept[1]
+        if prepared:
+            if raw.prepare_threshold is None:
+                raw.prepare_threshold = _ONLY_WHEN_ASKED  # see prepared_cursor()
+            cursor = _PreparingCursor(raw)
+        else:
+            cursor = db.create_cursor()  # the backend's own cursor class, unwrapped
+        kept = (raw, prepared, cursor)
+        db._consent_kept_cursor = kept  # type: ignore[attr-defined]
+    cursor = kept[2]
     with db.wrap_database_errors:
         cursor.execute(sql, params)
         return cursor.fetchall() if all_rows else cursor.fetchone()

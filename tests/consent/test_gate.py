@@ -321,11 +321,14 @@ def test_the_batched_gate_for_browsers_and_unknown_purposes(make_resident: Any) 
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
-def test_the_prepared_fast_path_answers_as_the_wrapped_cursor(make_resident: Any, settings: Any) -> None:
-    # With prepared statements on and nobody capturing queries, the gate executes on a cursor
-    # kept per connection (consent.prepared.prepared_fetch); the answers are the same, errors
-    # come out as Django's, and a broken transaction is refused as with a Django cursor.
-    settings.CONSENT_PREPARED_STATEMENTS = True
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "unprepared"])
+def test_the_fast_path_answers_as_the_wrapped_cursor(
+    make_resident: Any, settings: Any, prepared: bool
+) -> None:
+    # Nobody capturing queries, the gate executes on a cursor kept per connection, prepared or
+    # not as the deployment says (consent.prepared.prepared_fetch); the answers are the same,
+    # errors come out as Django's, and a broken transaction is refused as with a Django cursor.
+    settings.CONSENT_PREPARED_STATEMENTS = prepared
     resident = make_resident()
     record(resident, DECLARED, "given")
     assert not connection.queries_logged
@@ -333,10 +336,10 @@ def test_the_prepared_fast_path_answers_as_the_wrapped_cursor(make_resident: Any
     assert consent_is_granted(user=resident, purpose_code=NEWS) is False
     answers = consent_granted_many(user=resident, purpose_codes=[DECLARED, NEWS])
     assert answers == {DECLARED: True, NEWS: False}
-    kept = connection._consent_prepared_cursor
-    assert kept[0] is connection.connection
+    kept = connection._consent_kept_cursor
+    assert kept[0] is connection.connection and kept[1] is prepared
     assert consent_is_granted(user=resident, purpose_code=DECLARED) is True
-    assert connection._consent_prepared_cursor is kept  # one cursor per connection
+    assert connection._consent_kept_cursor is kept  # one cursor per connection
     bad = "SELECT no_such_column FROM consent_purpose"
     with pytest.raises(django.db.utils.ProgrammingError), transaction.atomic():
         prepared_fetch(bad, [])
