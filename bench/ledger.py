@@ -20,8 +20,12 @@ own database connection; residents split between them). Then:
 - verify: `consent.selectors.ledger_verify` (recompute every leaf and the tree, check the
   signed tree heads), as `manage.py verify_ledger` does (`--verify-jobs` processes, 2 by
   default, as its `--jobs`);
-- gate: `consent_is_granted` lookups; proofs: inclusion proofs from stored hashes.
-Prints events/s for append and verify, lookups/s and proofs/s. The test suite asserts
+- gate: `consent_is_granted` lookups, then the batched form `consent_granted_many` (every
+  purpose of one resident per call) where the checked-out code has it; proofs: inclusion
+  proofs from stored hashes.
+Prints events/s for append and verify, lookups/s and proofs/s, each with the CPU per
+operation of this process and of its PostgreSQL backend (read from /proc: the server runs on
+this host), steadier than the rates on a shared machine. The test suite asserts
 correctness; this only measures.
 
 To time the reads again on a ledger already filled (e.g. before and after a change, back to
@@ -177,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     head = tree_head_sign()  # the sequencer: every pending event into the tree, in batches
     integrate_seconds = time.perf_counter() - started
 
-    started = time.perf_counter()
+    started, cpu_before, backend_before = time.perf_counter(), _cpu_seconds(), _backend_cpu_seconds()
     # An older checkout's ledger_verify (timed with it first on PYTHONPATH) has no `jobs`.
     jobs = {"jobs": args.verify_jobs} if "jobs" in inspect.signature(ledger_verify).parameters else {}
     result = ledger_verify(
@@ -186,14 +190,18 @@ def run(args: argparse.Namespace) -> int:
         **jobs,
     )
     verify_seconds = time.perf_counter() - started
+    verify_cpu = (_cpu_seconds() - cpu_before, _backend_cpu_seconds() - backend_before)
     if not result.ok:
         print(f"VERIFY FAILED: {result.first_problem}")
         return 1
 
-    started = time.perf_counter()
+    started, cpu_before, backend_before = time.perf_counter(), _cpu_seconds(), _backend_cpu_seconds()
     for i in range(args.lookups):
         consent_is_granted(user=residents[i % len(residents)], purpose_code=purposes[i % len(purposes)])
     lookup_seconds = time.perf_counter() - started
+    lookup_cpu = (_cpu_seconds() - cpu_before, _backend_cpu_seconds() - backend_before)
+
+    batched = _time_batched_gate(args.lookups, residents, purposes)
 
     leaves = dict(
         LedgerEvent.objects.filter(seq__gte=first_seq)
@@ -201,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         .order_by("seq")[: args.proofs]
     )
     indexes = [rng.randrange(first_seq, head.tree_size) for _ in range(args.proofs)]
-    started = time.perf_counter()
+    started, cpu_before, backend_before = time.perf_counter(), _cpu_seconds(), _backend_cpu_seconds()
     for index in indexes:
         path = inclusion_proof(leaf_index=index, tree_size=head.tree_size)
         if index in leaves:
@@ -209,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
                 bytes(leaves[index]), index, head.tree_size, path, bytes(head.root_hash)
             )
     proof_seconds = time.perf_counter() - started
+    proof_cpu = (_cpu_seconds() - cpu_before, _backend_cpu_seconds() - backend_before)
 
     def line(label: str, count: int, unit: str, seconds: float, rate_unit: str) -> str:
         return f"{label:<7}: {count:>9,} {unit:<7} in {seconds:8.1f} s = {count / seconds:>9,.0f} {rate_unit}"
@@ -226,14 +235,62 @@ def run(args: argparse.Namespace) -> int:
         + f"; load average {load:.1f})",
     )
     print(line("integr.", args.events, "events", max(integrate_seconds, 1e-9), "events/s"), "(sequencer)")
+
+    def cpu(spent: tuple[float, float], count: int, unit: str) -> str:
+        return _cpu_text(spent, count, unit, vendor)
+
     print(
         line("verify", result.size, "events", verify_seconds, "events/s"),
-        f"({result.tree_heads_checked} STH)",
+        f"({result.tree_heads_checked} STH; {cpu(verify_cpu, result.size, 'us/event')})",
     )
-    print(line("gate", args.lookups, "lookups", lookup_seconds, "lookups/s"))
-    print(line("proofs", args.proofs, "proofs", proof_seconds, "proofs/s"))
+    print(
+        line("gate", args.lookups, "lookups", lookup_seconds, "lookups/s"),
+        f"({cpu(lookup_cpu, args.lookups, 'us/lookup')})",
+    )
+    if batched is not None:
+        count, seconds, spent = batched
+        print(
+            line("gate xN", count, "lookups", seconds, "lookups/s"),
+            f"({len(purposes)} purposes per call; {cpu(spent, count, 'us/lookup')})",
+        )
+    print(
+        line("proofs", args.proofs, "proofs", proof_seconds, "proofs/s"),
+        f"({cpu(proof_cpu, args.proofs, 'us/proof')}; load average {os.getloadavg()[0]:.1f})",
+    )
     print(f"root   : {result.root_hash} (size {result.size})")
     return 0
+
+
+def _cpu_text(spent: tuple[float, float], count: int, unit: str, vendor: str) -> str:
+    """CPU per operation in microseconds: this process (all its threads) and its own PostgreSQL
+    backend (the verification's worker connections, other backends, are not counted in it)."""
+    own, backend = spent
+    text = f"client CPU {1e6 * own / max(count, 1):.2f} {unit}"
+    if vendor == "postgresql":
+        text += f", its PostgreSQL backend {1e6 * backend / max(count, 1):.2f} {unit}"
+    return text
+
+
+def _time_batched_gate(
+    lookups: int, residents: list[Any], purposes: list[str]
+) -> tuple[int, float, tuple[float, float]] | None:
+    """The batched gate (every purpose of one resident per call: a claims release, a profile
+    page), where the checked-out code has it: (lookups, seconds, CPU of this process and of its
+    PostgreSQL backend)."""
+    from consent import gate  # noqa: PLC0415 - after django.setup()
+
+    many = getattr(gate, "consent_granted_many", None)
+    if many is None or not lookups:
+        return None
+    calls = max(1, lookups // len(purposes))
+    started, cpu_before, backend_before = time.perf_counter(), _cpu_seconds(), _backend_cpu_seconds()
+    for i in range(calls):
+        many(user=residents[i % len(residents)], purpose_codes=purposes)
+    return (
+        calls * len(purposes),
+        time.perf_counter() - started,
+        (_cpu_seconds() - cpu_before, _backend_cpu_seconds() - backend_before),
+    )
 
 
 def run_writers(writers: int, append_share: Any, db_cpu: Any) -> float:

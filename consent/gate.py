@@ -8,6 +8,9 @@ Public API:
 - `consent_is_granted_for_browser(*, browser_id, purpose_code, at=None) -> bool`
 - `consent_is_granted_for_browser_hash(*, browser_hash, purpose_code) -> bool`
 - `consent_is_granted_for_subject(*, subject, purpose_code) -> bool` (consent.purpose_data.DataSubject)
+- `consent_granted_many(*, user, purpose_codes) -> dict[str, bool]` and
+  `consent_granted_many_for_subject(*, subject, purpose_codes) -> dict[str, bool]`: the gate
+  now for several purposes of one resident (or browser) in one statement (profiles)
 - `granted_purpose_codes(*, user) -> set[str]` (one query, e.g. for claims assembly)
 - `granted_exists(purpose_code, *, user_ref= | browser_hash_ref=) -> Exists`: the same rule
   inside another app's queryset (sweeping data kept under a purpose)
@@ -31,6 +34,7 @@ material notice for the purpose (or global) was published between that event and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,7 +53,7 @@ from consent.models import (
     Subject,
     SubjectKind,
 )
-from consent.prepared import prepared_cursor
+from consent.prepared import prepared_fetch
 from consent.purpose_data import DataSubject
 from consent.services import UnknownPurpose, browser_id_hash
 from identity.models import User
@@ -79,19 +83,63 @@ _GATE_BY_BROWSER = _GATE_SQL.format(
     state=ConsentState._meta.db_table,
     subject_condition="sub.browser_id_hash = %s",
 )
+# Several purposes of one subject in one statement: the same joins, the purposes by their
+# unique code (one array parameter on PostgreSQL, so one prepared statement whatever their
+# number; a list of placeholders on SQLite).
+_MANY_SQL = """
+SELECT p.code, p.is_active, p.requires_consent, s.status, s.renewal_required,
+       CASE WHEN s.valid_until IS NULL OR s.valid_until > %s THEN 1 ELSE 0 END
+FROM {purpose} p
+LEFT JOIN {subject} sub ON {subject_condition}
+LEFT JOIN {state} s ON s.subject_id = sub.id AND s.purpose_id = p.id
+WHERE p.code {codes}
+"""
+_MANY_BY = {
+    kind: _MANY_SQL.format(
+        purpose=Purpose._meta.db_table,
+        subject=Subject._meta.db_table,
+        state=ConsentState._meta.db_table,
+        subject_condition=condition,
+        codes="{codes}",
+    )
+    for kind, condition in (
+        ("user", f"sub.user_id = %s AND sub.kind = '{SubjectKind.ACCOUNT.value}'"),
+        ("browser", "sub.browser_id_hash = %s"),
+    )
+}
 _GRANTING = {str(e) for e in GRANTING_EVENTS}
 _OBJECTING = {str(e) for e in OBJECTING_EVENTS}
+_VALID_UNTIL = ConsentState._meta.get_field("valid_until")
+_USER_KEY = Subject._meta.get_field("user").target_field
+
+
+def _now_param() -> Any:
+    return _VALID_UNTIL.get_db_prep_value(timezone.now(), connection)
 
 
 def _granted_now(sql: str, subject_key: Any, purpose_code: str) -> bool:
-    now = ConsentState._meta.get_field("valid_until").get_db_prep_value(timezone.now(), connection)
-    with prepared_cursor() as cursor:
-        # Parameter order follows the statement: valid_until comparison, subject, code.
-        cursor.execute(sql, [now, subject_key, purpose_code])
-        row = cursor.fetchone()
+    # Parameter order follows the statement: valid_until comparison, subject, code.
+    row = prepared_fetch(sql, [_now_param(), subject_key, purpose_code])
     if row is None:
         raise UnknownPurpose(f"unknown purpose {purpose_code!r}")
     return _gate_decision(row)
+
+
+def _granted_many(kind: str, subject_key: Any, purpose_codes: Iterable[str]) -> dict[str, bool]:
+    codes = sorted(set(purpose_codes))
+    if not codes:
+        return {}
+    params: list[Any]
+    if connection.vendor == "postgresql":
+        sql, params = _MANY_BY[kind].format(codes="= ANY(%s::text[])"), [codes]
+    else:
+        sql, params = _MANY_BY[kind].format(codes=f"IN ({', '.join(['%s'] * len(codes))})"), codes
+    rows = prepared_fetch(sql, [_now_param(), subject_key, *params], all_rows=True)
+    answers = {row[0]: _gate_decision(row[1:]) for row in rows}
+    unknown = [code for code in codes if code not in answers]
+    if unknown:
+        raise UnknownPurpose(f"unknown purpose {unknown[0]!r}")
+    return answers
 
 
 @dataclass(frozen=True)
@@ -117,8 +165,7 @@ class AccountGateSQL:
 
     @staticmethod
     def params(purpose_code: str) -> list[Any]:
-        now = ConsentState._meta.get_field("valid_until").get_db_prep_value(timezone.now(), connection)
-        return [purpose_code, now]
+        return [purpose_code, _now_param()]
 
 
 def account_gate_sql(user_column: str) -> AccountGateSQL:
@@ -190,8 +237,7 @@ def consent_is_granted(*, user: User, purpose_code: str, at: datetime | None = N
     if user is None or getattr(user, "pk", None) is None:
         return False
     if at is None:
-        user_key = Subject._meta.get_field("user").target_field.get_db_prep_value(user.pk, connection)
-        return _granted_now(_GATE_BY_USER, user_key, purpose_code)
+        return _granted_now(_GATE_BY_USER, _USER_KEY.get_db_prep_value(user.pk, connection), purpose_code)
     return _granted_at(Q(subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT), purpose_code, at)
 
 
@@ -211,9 +257,28 @@ def consent_is_granted_for_browser_hash(*, browser_hash: str, purpose_code: str)
 def consent_is_granted_for_subject(*, subject: DataSubject, purpose_code: str) -> bool:
     """The gate now for a data subject of consent.purpose_data (an account id or a browser hash)."""
     if subject.user_id is not None:
-        user_key = Subject._meta.get_field("user").target_field.get_db_prep_value(subject.user_id, connection)
+        user_key = _USER_KEY.get_db_prep_value(subject.user_id, connection)
         return _granted_now(_GATE_BY_USER, user_key, purpose_code)
     return _granted_now(_GATE_BY_BROWSER, subject.browser_hash, purpose_code)
+
+
+def consent_granted_many(*, user: User, purpose_codes: Iterable[str]) -> dict[str, bool]:
+    """`consent_is_granted(user=user, purpose_code=code)` now for each code, in one statement
+    ({code: answer}; UnknownPurpose if a code is unknown, as the single form raises)."""
+    codes = list(purpose_codes)
+    if user is None or getattr(user, "pk", None) is None:
+        return dict.fromkeys(codes, False)
+    return _granted_many("user", _USER_KEY.get_db_prep_value(user.pk, connection), codes)
+
+
+def consent_granted_many_for_subject(
+    *, subject: DataSubject, purpose_codes: Iterable[str]
+) -> dict[str, bool]:
+    """`consent_is_granted_for_subject` now for each code, in one statement ({code: answer})."""
+    if subject.user_id is not None:
+        user_key = _USER_KEY.get_db_prep_value(subject.user_id, connection)
+        return _granted_many("user", user_key, purpose_codes)
+    return _granted_many("browser", subject.browser_hash, purpose_codes)
 
 
 def granted_exists(purpose_code: str, *, user_ref: str = "", browser_hash_ref: str = "") -> Exists:

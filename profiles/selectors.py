@@ -23,7 +23,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from consent.gate import consent_is_granted_for_subject
+from consent.gate import consent_granted_many_for_subject, consent_is_granted_for_subject
 from consent.purpose_data import DataSubject
 from profiles import decay, taxonomy
 from profiles.models import DeclaredProfile, InferenceSettings, Interest, InterestCorrection
@@ -73,7 +73,7 @@ def browsing_granted(subject: DataSubject) -> bool:
 
 def granted_purposes(subject: DataSubject) -> dict[str, bool]:
     codes = sorted({*taxonomy.FIELD_PURPOSES.values(), taxonomy.BROWSING_PURPOSE})
-    return {code: consent_is_granted_for_subject(subject=subject, purpose_code=code) for code in codes}
+    return consent_granted_many_for_subject(subject=subject, purpose_codes=codes)  # one statement
 
 
 def declared_values(profile: DeclaredProfile | None, granted: dict[str, bool]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from consent.gate import consent_is_granted_for_subject, granted_exists
+from consent.gate import consent_granted_many_for_subject, consent_is_granted_for_subject, granted_exists
 from consent.purpose_data import DataSubject
 from consent.selectors import browser_account_id, purpose_by_code
 from consent.services import browser_id_hash, browser_subject_lock
@@ -199,9 +199,8 @@ def declared_update(*, user: User, changes: dict[str, Any]) -> DeclaredProfile:
         cleaned = declared_clean(changes, current=profile)
         subject = subject_of(user)
         needed = sorted({taxonomy.FIELD_PURPOSES[name] for name, value in cleaned.items() if value})
-        refused = [
-            code for code in needed if not consent_is_granted_for_subject(subject=subject, purpose_code=code)
-        ]
+        granted = consent_granted_many_for_subject(subject=subject, purpose_codes=needed)  # one statement
+        refused = [code for code in needed if not granted[code]]
         if refused:
             fields = sorted(n for n, v in cleaned.items() if v and taxonomy.FIELD_PURPOSES[n] in refused)
             raise PurposeNotGranted(refused, fields)

@@ -5,11 +5,21 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import django.db.utils
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from consent.gate import AccountGateSQL, account_gate_decision, account_gate_sql
+from consent.gate import (
+    AccountGateSQL,
+    account_gate_decision,
+    account_gate_sql,
+    consent_granted_many,
+    consent_granted_many_for_subject,
+)
+from consent.prepared import prepared_fetch
+from consent.purpose_data import DataSubject
 from consent.selectors import (
     consent_is_granted,
     consent_is_granted_for_browser,
@@ -17,7 +27,7 @@ from consent.selectors import (
     granted_purpose_codes,
     purpose_by_code,
 )
-from consent.services import UnknownPurpose, consent_record, notice_publish
+from consent.services import UnknownPurpose, browser_id_hash, consent_record, notice_publish
 from identity.models import User
 
 DECLARED = "personalisation-declared"
@@ -250,3 +260,93 @@ def test_account_gate_sql_keeps_the_row_and_answers_none_for_an_unknown_purpose(
     user_id, decision = gate_in_own_statement(resident, "no-such-purpose")
     assert decision is None
     assert str(user_id).replace("-", "") == resident.pk.hex
+
+
+# --- consent.gate.consent_granted_many: several purposes of one subject in one statement ------
+
+
+def test_the_batched_gate_answers_as_the_single_one_in_one_query(
+    make_resident: Any, clock: Clock, django_assert_num_queries: Any
+) -> None:
+    resident, other, nobody = make_resident(), make_resident(), make_resident()
+    purposes = (DECLARED, NEWS, AUDIENCE, BROWSING)
+
+    def agree() -> None:
+        for user in (resident, other, nobody):
+            with django_assert_num_queries(1):
+                many = consent_granted_many(user=user, purpose_codes=purposes)
+            single = {code: consent_is_granted(user=user, purpose_code=code) for code in purposes}
+            assert many == single
+            subject = DataSubject(user_id=user.pk)
+            assert consent_granted_many_for_subject(subject=subject, purpose_codes=purposes) == single
+
+    agree()  # no consent subject at all yet
+    clock.set(timezone.now() - timedelta(days=200))
+    record(resident, BROWSING, "given")  # 183 days: lapsed by now
+    clock.reset()
+    record(resident, DECLARED, "given")
+    record(resident, AUDIENCE, "refused")
+    record(other, NEWS, "given")
+    record(other, AUDIENCE, "withdrawn")
+    record(other, AUDIENCE, "given")
+    agree()
+    assert consent_granted_many(user=resident, purpose_codes=[DECLARED, BROWSING, DECLARED]) == {
+        DECLARED: True,
+        BROWSING: False,
+    }
+    notice_publish(
+        purpose=purpose_by_code(NEWS), text_fr="Nouveaux usages", text_en="New uses", material=True
+    )
+    agree()
+    assert consent_granted_many(user=other, purpose_codes=[NEWS])[NEWS] is False
+    record(resident, DECLARED, "withdrawn")
+    agree()
+    assert consent_granted_many(user=resident, purpose_codes=[]) == {}
+
+
+def test_the_batched_gate_for_browsers_and_unknown_purposes(make_resident: Any) -> None:
+    browser = "d" * 32
+    consent_record(
+        browser_id=browser, purpose_code=BROWSING, event_type="given", collection_method="cookie_widget"
+    )
+    subject = DataSubject(browser_hash=browser_id_hash(browser))
+    assert consent_granted_many_for_subject(subject=subject, purpose_codes=[BROWSING, DECLARED]) == {
+        BROWSING: True,
+        DECLARED: False,
+    }
+    with pytest.raises(UnknownPurpose):
+        consent_granted_many(user=make_resident(), purpose_codes=[DECLARED, "no-such-purpose"])
+    with pytest.raises(UnknownPurpose):
+        consent_granted_many_for_subject(subject=subject, purpose_codes=["no-such-purpose"])
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "unprepared"])
+def test_the_fast_path_answers_as_the_wrapped_cursor(
+    make_resident: Any, settings: Any, prepared: bool
+) -> None:
+    # Nobody capturing queries, the gate executes on a cursor kept per connection, prepared or
+    # not as the deployment says (consent.prepared.prepared_fetch); the answers are the same,
+    # errors come out as Django's, and a broken transaction is refused as with a Django cursor.
+    settings.CONSENT_PREPARED_STATEMENTS = prepared
+    resident = make_resident()
+    record(resident, DECLARED, "given")
+    assert not connection.queries_logged
+    assert consent_is_granted(user=resident, purpose_code=DECLARED) is True
+    assert consent_is_granted(user=resident, purpose_code=NEWS) is False
+    answers = consent_granted_many(user=resident, purpose_codes=[DECLARED, NEWS])
+    assert answers == {DECLARED: True, NEWS: False}
+    kept = connection._consent_kept_cursor
+    assert kept[0] is connection.connection and kept[1] is prepared
+    assert consent_is_granted(user=resident, purpose_code=DECLARED) is True
+    assert connection._consent_kept_cursor is kept  # one cursor per connection
+    bad = "SELECT no_such_column FROM consent_purpose"
+    with pytest.raises(django.db.utils.ProgrammingError), transaction.atomic():
+        prepared_fetch(bad, [])
+    assert consent_is_granted(user=resident, purpose_code=DECLARED) is True
+    with transaction.atomic():
+        with pytest.raises(django.db.utils.ProgrammingError), transaction.atomic(savepoint=False):
+            prepared_fetch(bad, [])
+        with pytest.raises(TransactionManagementError):  # as a Django cursor refuses it
+            consent_is_granted(user=resident, purpose_code=DECLARED)
+    assert consent_is_granted(user=resident, purpose_code=DECLARED) is True

@@ -17,8 +17,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from consent import ledger
+from consent import ledger, merkle
 from consent.ledger import LedgerVerification
+from consent.models import LedgerEvent
 from consent.services import consent_record, tree_head_sign
 from tests.consent.test_ledger_integrity import PURPOSES, fill
 from tests.security.test_ledger_tampering import EVENT_CASES
@@ -223,3 +224,33 @@ def test_sqlite_verifies_row_by_row_whatever_the_jobs(
     tree_head_sign()
     result = ledger.verify(jobs=2)
     assert result.ok and row_by_row == [1]
+
+
+@postgresql_only
+@pytest.mark.parametrize(
+    "actor_id",
+    ['a "quoted" id', "back\\slash", "tab\there", "bell\x07"],
+    ids=["quote", "backslash", "tab", "bell"],
+)
+def test_characters_json_escapes_go_to_the_row_by_row_verifier(
+    make_resident: Any, signing_keys: Any, row_by_row: list[int], actor_id: str
+) -> None:
+    # PostgreSQL hashes the entry it writes; an actor id with a character that to_json escapes
+    # (and COPY would have escaped again when Python hashed the line) is left to the row-by-row
+    # verifier, even when its leaf is the hash of the entry Python builds from the row.
+    fill(make_resident, 3)
+    tree_head_sign()
+    append_pending(make_resident, 2)  # pending: no tree head covers the row altered below
+    event = LedgerEvent.objects.order_by("-seq").first()
+    assert event is not None
+    event.actor_id = actor_id
+    leaf = merkle.leaf_hash(ledger.event_entry_bytes(event))
+    alter(
+        "UPDATE consent_ledgerevent SET actor_id = %s, leaf_hash = %s WHERE id = %s",
+        [actor_id, leaf, event.id],
+    )
+    for jobs in (1, 2):
+        result = ledger.verify(jobs=jobs)
+        assert row_by_row, "the scan accepted a row it must leave to the row-by-row verifier"
+        assert summary(result) == summary(serial())
+        row_by_row.clear()
