@@ -227,6 +227,33 @@ def _signature_valid(algorithm: str, key: Any, signing_input: bytes, signature: 
     return True
 
 
+# Encoded headers that passed the checks -> (alg, kid): every token we sign with one key has
+# the same header. Bounded: emptied when full (only headers of the accepted form get in).
+_checked_headers: dict[str, tuple[str, str]] = {}
+_CHECKED_HEADERS_MAX = 64
+
+
+def _checked_header(encoded: str) -> tuple[str, str] | None:
+    """(alg, kid) of a header {typ: at+jwt, alg: ES256 or RS256, kid: a string}, else None."""
+    known = _checked_headers.get(encoded)
+    if known is not None:
+        return known
+    try:
+        header = json_input.loads(_unb64(encoded))
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(header, dict) or header.get("typ") != TYP or set(header) - {"typ", "alg", "kid"}:
+        return None
+    algorithm, kid = header.get("alg"), header.get("kid")
+    if algorithm not in _ALGORITHMS or not isinstance(kid, str):
+        return None
+    with _lock:
+        if len(_checked_headers) >= _CHECKED_HEADERS_MAX:
+            _checked_headers.clear()
+        _checked_headers[encoded] = (algorithm, kid)
+    return algorithm, kid
+
+
 def decode(token: str, *, now: float | None = None, verify: bool = True) -> dict[str, Any] | None:
     """The claims of one of our unexpired access tokens, or None for anything else.
 
@@ -242,15 +269,13 @@ def decode(token: str, *, now: float | None = None, verify: bool = True) -> dict
         return None
     encoded_header, encoded_claims, encoded_signature = token.split(".")
     try:
-        header = json_input.loads(_unb64(encoded_header))
         signature = _unb64(encoded_signature)
-    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
+    except (ValueError, binascii.Error):
         return None
-    if not isinstance(header, dict) or header.get("typ") != TYP or set(header) - {"typ", "alg", "kid"}:
+    checked = _checked_header(encoded_header)
+    if checked is None:
         return None
-    algorithm, kid = header.get("alg"), header.get("kid")
-    if algorithm not in _ALGORITHMS or not isinstance(kid, str):
-        return None
+    algorithm, kid = checked
     if verify:
         published = _public_key(kid)
         if published is None or published[0] != algorithm:
