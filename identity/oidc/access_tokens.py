@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import DEFERRED
 from django.utils import timezone
 from jwcrypto import jwk
@@ -383,12 +383,13 @@ def _resident_token_query(db_connection: Any, *, with_gate: bool) -> _ResidentQu
 def _read_resident(token: str, purpose_code: str | None) -> tuple[Any | None, tuple[Any, ...]]:
     """(active resident or None, the gate's columns if asked) for a resident token."""
 
-    query = _resident_token_query(connection, with_gate=purpose_code is not None)
+    db = connections[DEFAULT_DB_ALIAS]  # what `connection` proxies to, looked up once
+    query = _resident_token_query(db, with_gate=purpose_code is not None)
     params: list[Any] = []
     if purpose_code is not None:
         params += AccountGateSQL.params(purpose_code)
     # What the `expires` field's get_db_prep_value gives for an aware datetime.
-    params += [checksum(token), connection.ops.adapt_datetimefield_value(timezone.now())]
+    params += [checksum(token), db.ops.adapt_datetimefield_value(timezone.now())]
     # Prepared once per connection where the deployment allows it (consent/prepared.py).
     with prepared_cursor() as cursor:
         cursor.execute(query.sql, params)
@@ -399,13 +400,13 @@ def _read_resident(token: str, purpose_code: str | None) -> tuple[Any | None, tu
     for position, converters, column in query.converters:
         value = values[position]
         for converter in converters:
-            value = converter(value, column, connection)
+            value = converter(value, column, db)
         values[position] = value
     # Model.from_db, with the deferred fields' places worked out once (_ResidentQuery).
     model: Any = User  # positional values in field order, as Model.from_db passes them
     user = model(*[values[slot] if slot >= 0 else DEFERRED for slot in query.slots])
     user._state.adding = False
-    user._state.db = connection.alias
+    user._state.db = db.alias
     return (user if user.is_active else None), tuple(row[query.size :])
 
 
