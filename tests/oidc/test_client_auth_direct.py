@@ -20,6 +20,7 @@ from urllib.parse import quote_plus, urlencode
 
 import pytest
 from django.conf import settings
+from django.test import Client as BrowserClient
 from django.test import RequestFactory
 from jwcrypto import jwk, jwt
 
@@ -296,3 +297,11 @@ def test_the_cached_client_copy_is_what_copy_copy_gives(clients: Clients) -> Non
     # Callers never get the cached instance itself.
     first, second = client_by_client_id(clients.basic.client_id), client_by_client_id(clients.basic.client_id)
     assert first is not second and first == second
+
+
+def test_a_nul_in_a_basic_client_id_is_invalid_client_at_the_token_endpoint(clients: Clients) -> None:
+    # The Validator's path (refresh and code grants, PAR, revocation): refused, never a 500
+    # (PostgreSQL refuses a NUL in a text parameter with an error of its own).
+    for form in ({"grant_type": "refresh_token", "refresh_token": "x"}, {"grant_type": "client_credentials"}):
+        response = BrowserClient().post("/token", form, HTTP_AUTHORIZATION=basic("a\x00b", "x"))
+        assert response.status_code == 401 and response.json()["error"] == "invalid_client"
