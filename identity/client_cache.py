@@ -12,7 +12,9 @@ Freshness contract:
   after them, or live with the TTL.
 
 Misses are not cached, so a newly registered client works at once everywhere. Callers get
-their own copy of the instance, never the shared one.
+their own copy of the instance, never the shared one: a shallow copy, as `copy.copy` makes
+of a model instance (its own attribute dict and its own `_state` with its own cache of
+related objects), built directly rather than through pickling's protocol (`_copy`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import threading
 import time
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from oauth2_provider.models import get_application_model
 
 CLIENT_CACHE_SECONDS = 30.0
@@ -33,12 +35,41 @@ _entries: dict[str, tuple[float, Any]] = {}
 _generation = 0
 
 
+def _copy(client: Any) -> Any:
+    """What `copy.copy(client)` gives (Model.__reduce__ → __getstate__ → __setstate__),
+    without the pickling protocol's detour: a new instance with a copy of the attribute
+    dict and its own ModelState whose cache of related objects is a copy too."""
+    if _has_binary_field(type(client)):
+        return copy.copy(client)  # memoryview values: Model.__getstate__ converts them
+    state = client.__dict__.copy()
+    model_state = object.__new__(models.base.ModelState)
+    model_state.__dict__.update(state["_state"].__dict__)
+    model_state.fields_cache = model_state.fields_cache.copy()
+    state["_state"] = model_state
+    clone = object.__new__(type(client))
+    clone.__dict__.update(state)
+    return clone
+
+
+_binary: dict[type, bool] = {}
+
+
+def _has_binary_field(model: type) -> bool:
+    known = _binary.get(model)
+    if known is None:
+        known = _binary[model] = any(
+            isinstance(field, models.BinaryField)
+            for field in model._meta.concrete_fields  # type: ignore[attr-defined]
+        )
+    return known
+
+
 def client_cache_get(client_id: str) -> Any | None:
     with _lock:
         hit = _entries.get(client_id)
     if hit is None or hit[0] <= time.monotonic():
         return None
-    return copy.copy(hit[1])
+    return _copy(hit[1])
 
 
 def client_cache_generation() -> int:
@@ -49,7 +80,7 @@ def client_cache_put(client: Any, *, generation: int) -> None:
     with _lock:
         if generation != _generation:
             return
-        _entries[client.client_id] = (time.monotonic() + CLIENT_CACHE_SECONDS, copy.copy(client))
+        _entries[client.client_id] = (time.monotonic() + CLIENT_CACHE_SECONDS, _copy(client))
 
 
 def _forget_now(client_id: str | None) -> None:

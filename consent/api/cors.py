@@ -38,7 +38,8 @@ def client_origins(client: Any) -> set[str]:
 
 
 def request_origin(request: HttpRequest) -> str:
-    return normalise_origin(request.headers.get("Origin", ""))
+    # The Origin header, read from META: request.headers builds a dict of every header.
+    return normalise_origin(request.META.get("HTTP_ORIGIN", ""))
 
 
 def origin_allowed(client: Any, origin: str) -> bool:

@@ -38,13 +38,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import DEFERRED
 from django.utils import timezone
 from jwcrypto import jwk
 from oauth2_provider.models import get_access_token_model
 
 from common import json_input
 from consent.gate import AccountGateSQL, account_gate_decision, account_gate_sql
+from consent.prepared import prepared_cursor
 from identity.keys import active_signing_key, published_jwks
 from identity.models import User
 from identity.oidc import claims as claims_registry
@@ -83,12 +85,26 @@ def _private_key(kid: str, loaded: Any) -> Any:
     return key
 
 
+# (typ, alg, kid) -> the encoded protected header: the same bytes every time.
+_encoded_headers: dict[tuple[str, str, str], str] = {}
+
+
+def _encoded_header(typ: str, algorithm: str, kid: str) -> str:
+    key = (typ, algorithm, kid)
+    encoded = _encoded_headers.get(key)
+    if encoded is None:
+        encoded = _b64(_json({"typ": typ, "alg": algorithm, "kid": kid}))
+        with _lock:
+            _encoded_headers[key] = encoded
+    return encoded
+
+
 def sign(claims: dict[str, Any], *, typ: str = TYP, algorithm: str | None = None) -> str:
     """A compact JWS of `claims` with our current key for `algorithm`."""
     algorithm = algorithm or settings.ACCESS_TOKEN_SIGNING_ALG
     loaded = active_signing_key(algorithm)
-    header = {"typ": typ, "alg": loaded.algorithm, "kid": loaded.kid}
-    signing_input = f"{_b64(_json(header))}.{_b64(_json(claims))}".encode("ascii")
+    header = _encoded_header(typ, loaded.algorithm, loaded.kid)
+    signing_input = f"{header}.{_b64(_json(claims))}".encode("ascii")
     key = _private_key(loaded.kid, loaded)
     if loaded.algorithm == "ES256":
         r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
@@ -115,11 +131,36 @@ def audience(request: Any) -> str | list[str]:
     the token is generated; a bare string (never expected) counts as one resource, not as
     its characters.
     """
-    value = getattr(request, "resource", None) or []
+    return _audience(getattr(request, "resource", None) or [])
+
+
+def _audience(value: str | list[Any]) -> str | list[str]:
     resources = [value] if isinstance(value, str) else [item for item in value if isinstance(item, str)]
     if not resources:
         return settings.ISSUER
     return resources[0] if len(resources) == 1 else resources
+
+
+def client_token(
+    client: Any, *, scopes: list[str], resources: list[Any], expires_in: int, jkt: str | None
+) -> str:
+    """A client-credentials access token (RFC 9068; `sub` = client_id, no `auth_time`): the
+    claims generate() signs for an oauthlib request without a resident, from the values the
+    client-credentials grant settled (identity/oidc/token_endpoint.py)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": settings.ISSUER,
+        "exp": now + int(expires_in),
+        "aud": _audience(resources),
+        "sub": client.client_id,
+        "client_id": client.client_id,
+        "iat": now,
+        "jti": secrets.token_urlsafe(18),
+        "scope": " ".join(scopes),
+    }
+    if jkt:
+        claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to this DPoP key
+    return sign(claims)
 
 
 def generate(request: Any) -> str:
@@ -186,6 +227,33 @@ def _signature_valid(algorithm: str, key: Any, signing_input: bytes, signature: 
     return True
 
 
+# Encoded headers that passed the checks -> (alg, kid): every token we sign with one key has
+# the same header. Bounded: emptied when full (only headers of the accepted form get in).
+_checked_headers: dict[str, tuple[str, str]] = {}
+_CHECKED_HEADERS_MAX = 64
+
+
+def _checked_header(encoded: str) -> tuple[str, str] | None:
+    """(alg, kid) of a header {typ: at+jwt, alg: ES256 or RS256, kid: a string}, else None."""
+    known = _checked_headers.get(encoded)
+    if known is not None:
+        return known
+    try:
+        header = json_input.loads(_unb64(encoded))
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(header, dict) or header.get("typ") != TYP or set(header) - {"typ", "alg", "kid"}:
+        return None
+    algorithm, kid = header.get("alg"), header.get("kid")
+    if algorithm not in _ALGORITHMS or not isinstance(kid, str):
+        return None
+    with _lock:
+        if len(_checked_headers) >= _CHECKED_HEADERS_MAX:
+            _checked_headers.clear()
+        _checked_headers[encoded] = (algorithm, kid)
+    return algorithm, kid
+
+
 def decode(token: str, *, now: float | None = None, verify: bool = True) -> dict[str, Any] | None:
     """The claims of one of our unexpired access tokens, or None for anything else.
 
@@ -201,15 +269,13 @@ def decode(token: str, *, now: float | None = None, verify: bool = True) -> dict
         return None
     encoded_header, encoded_claims, encoded_signature = token.split(".")
     try:
-        header = json_input.loads(_unb64(encoded_header))
         signature = _unb64(encoded_signature)
-    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
+    except (ValueError, binascii.Error):
         return None
-    if not isinstance(header, dict) or header.get("typ") != TYP or set(header) - {"typ", "alg", "kid"}:
+    checked = _checked_header(encoded_header)
+    if checked is None:
         return None
-    algorithm, kid = header.get("alg"), header.get("kid")
-    if algorithm not in _ALGORITHMS or not isinstance(kid, str):
-        return None
+    algorithm, kid = checked
     if verify:
         published = _public_key(kid)
         if published is None or published[0] != algorithm:
@@ -246,14 +312,33 @@ def checksum(token: str) -> str:
 # use, plus what the claim providers read (identity.oidc.claims.resident_user_fields); any
 # other field of the instance loads lazily if ever touched.
 _RESIDENT_BASE_FIELDS = ("id", "is_active", "last_login")
+
+
+class _ResidentQuery:
+    """The statement of one (backend, with gate, claims registry generation), and how to
+    turn its row into a User as Model.from_db would, worked out once:
+
+    - `converters`: (position, the column's database converters, the column expression),
+      for the columns that have any (the ORM applies them, e.g. JSON on SQLite);
+    - `slots`: for each concrete field of User in order, its position in the row or -1
+      (a deferred field: Model.from_db's DEFERRED, loaded lazily if ever touched).
+    """
+
+    __slots__ = ("converters", "size", "slots", "sql")
+
+    def __init__(self, sql: str, size: int, converters: list[tuple[int, list[Any], Any]], slots: list[int]):
+        self.sql = sql
+        self.size = size
+        self.converters = converters
+        self.slots = slots
+
+
 # (vendor, with gate, claims registry generation) -> the statement and its readers.
-_resident_query: dict[tuple[str, bool, int], tuple[str, list[tuple[str, list[Any], Any]]]] = {}
+_resident_query: dict[tuple[str, bool, int], _ResidentQuery] = {}
 
 
-def _resident_token_query(
-    db_connection: Any, *, with_gate: bool
-) -> tuple[str, list[tuple[str, list[Any], Any]]]:
-    """(SQL, [(attname, converters, column expression)]) for this backend, built once.
+def _resident_token_query(db_connection: Any, *, with_gate: bool) -> _ResidentQuery:
+    """The statement for this backend (_ResidentQuery), built once.
 
     `with_gate` adds the consent ledger's gate for one purpose (consent.gate
     .account_gate_sql) to the same statement, after the resident's columns.
@@ -266,7 +351,7 @@ def _resident_token_query(
     wanted = {*_RESIDENT_BASE_FIELDS, *claims_registry.resident_user_fields()}
     token = get_access_token_model()._meta
     user = User._meta
-    # In the model's field order: Model.from_db() expects the values in that order.
+    # In the model's field order, as Model.from_db() takes the values.
     fields = [field for field in user.concrete_fields if field.name in wanted]
     columns = ", ".join(f'u."{field.column}"' for field in fields)
     joins = ""
@@ -281,37 +366,48 @@ def _resident_token_query(
         f'WHERE t."{token.get_field("token_checksum").column}" = %s '
         f'AND t."{token.get_field("expires").column}" > %s'
     )
-    readers = []
-    for field in fields:
+    converters = []
+    for position, field in enumerate(fields):
         column = field.get_col(user.db_table)
         # Field.get_db_converters is Django's (the ORM calls it); django-stubs lacks it.
-        converters = db_connection.ops.get_db_converters(column) + field.get_db_converters(db_connection)  # type: ignore[attr-defined]
-        readers.append((field.attname, converters, column))
-    _resident_query[key] = (sql, readers)
-    return sql, readers
+        found = db_connection.ops.get_db_converters(column) + field.get_db_converters(db_connection)  # type: ignore[attr-defined]
+        if found:
+            converters.append((position, found, column))
+    selected = {field.attname: position for position, field in enumerate(fields)}
+    slots = [selected.get(field.attname, -1) for field in user.concrete_fields]
+    query = _ResidentQuery(sql, len(fields), converters, slots)
+    _resident_query[key] = query
+    return query
 
 
 def _read_resident(token: str, purpose_code: str | None) -> tuple[Any | None, tuple[Any, ...]]:
     """(active resident or None, the gate's columns if asked) for a resident token."""
 
-    sql, readers = _resident_token_query(connection, with_gate=purpose_code is not None)
+    db = connections[DEFAULT_DB_ALIAS]  # what `connection` proxies to, looked up once
+    query = _resident_token_query(db, with_gate=purpose_code is not None)
     params: list[Any] = []
     if purpose_code is not None:
         params += AccountGateSQL.params(purpose_code)
-    now = get_access_token_model()._meta.get_field("expires").get_db_prep_value(timezone.now(), connection)
-    params += [checksum(token), now]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    # What the `expires` field's get_db_prep_value gives for an aware datetime.
+    params += [checksum(token), db.ops.adapt_datetimefield_value(timezone.now())]
+    # Prepared once per connection where the deployment allows it (consent/prepared.py).
+    with prepared_cursor() as cursor:
+        cursor.execute(query.sql, params)
         row = cursor.fetchone()
     if row is None:
         return None, ()
-    values = []
-    for (_attname, converters, column), value in zip(readers, row, strict=False):
+    values = list(row[: query.size])
+    for position, converters, column in query.converters:
+        value = values[position]
         for converter in converters:
-            value = converter(value, column, connection)
-        values.append(value)
-    user = User.from_db(connection.alias, [attname for attname, _c, _e in readers], values)
-    return (user if user.is_active else None), tuple(row[len(readers) :])
+            value = converter(value, column, db)
+        values[position] = value
+    # Model.from_db, with the deferred fields' places worked out once (_ResidentQuery).
+    model: Any = User  # positional values in field order, as Model.from_db passes them
+    user = model(*[values[slot] if slot >= 0 else DEFERRED for slot in query.slots])
+    user._state.adding = False
+    user._state.db = db.alias
+    return (user if user.is_active else None), tuple(row[query.size :])
 
 
 def resident_of(token: str, claims: dict[str, Any]) -> Any | None:
@@ -343,7 +439,7 @@ def resident_and_consent(
     return user, account_gate_decision(gate)
 
 
-def live_token(token: str) -> tuple[dict[str, Any], Any | None] | None:
+def live_token(token: str, claims: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any | None] | None:
     """(claims, resident) of one of our access tokens that is valid now, else None.
 
     - A client token (client credentials; resident None): its signature is verified and
@@ -353,9 +449,13 @@ def live_token(token: str) -> tuple[dict[str, Any], Any | None] | None:
       the SHA-256 of a string we issued is stored, so a token altered in any byte (claims,
       header or signature) has no row. Its signature is therefore not verified again
       here; resource servers that validate it locally do verify it (docs/partners.md).
+
+    `claims`: what `decode(token, verify=False)` gave the caller for this very token, if it
+    already asked (not decoded twice).
     """
 
-    claims = decode(token, verify=False)
+    if claims is None:
+        claims = decode(token, verify=False)
     if claims is None:
         return None
     if is_client_token(claims):

@@ -19,17 +19,28 @@ The assertion (RFC 7523 §3, OIDC Core §9): `iss` = `sub` = client_id; `aud` ou
 identifier and nothing else (assertion_audience_ok); `exp` in the future and at most
 CLIENT_ASSERTION_MAX_LIFETIME seconds ahead (so the `jti` store stays small); `iat`, if
 present, not in the future; `jti` used once (kept until `exp`).
+
+Two implementations of the same rules: the Validator's (identity/oidc/request_validator.py,
+on oauthlib's request and django-oauth-toolkit's Basic parsing: the oauthlib paths and the
+authorization-code and refresh grants) and `authenticate_presented` below, which reads the
+Authorization header and the form directly (introspection, the client-credentials grant).
+tests/oidc/test_client_auth_direct.py sends the same requests to both and requires the
+same client or the same refusal.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
 import time
 import urllib.request
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.core.cache import cache
@@ -37,8 +48,10 @@ from django.db import IntegrityError, transaction
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
-from common import json_input
+from common import json_input, request_log
+from common.crypto import keyed_hash_matches
 from common.outbound import open_without_redirects
+from identity.client_cache import client_by_client_id
 from identity.oidc.client_uris import ClientConfigError, validate_client_uri
 from identity.oidc.constants import (
     CLIENT_ASSERTION_ALGS,
@@ -76,6 +89,89 @@ def method_used(request: Any, *, basic_auth: bool) -> str | None:
     if len(present) > 1:
         return None
     return present[0] if present else ""
+
+
+def basic_credentials(authorization: str | None) -> str | None:
+    """The credentials of an `Authorization: Basic` header, else None (as django-oauth-toolkit's
+    OAuth2Validator._extract_basic_auth reads it: the scheme exactly "Basic", one space)."""
+    if not authorization:
+        return None
+    scheme, space, credentials = authorization.partition(" ")
+    if not space or scheme != "Basic":
+        return None
+    return credentials
+
+
+class _Assertion:
+    """The two assertion parameters, under the names verify_client_assertion reads."""
+
+    __slots__ = ("client_assertion", "client_assertion_type")
+
+    def __init__(self, assertion: str | None, assertion_type: str | None) -> None:
+        self.client_assertion = assertion
+        self.client_assertion_type = assertion_type
+
+
+def authenticate_presented(authorization: str | None, form: Mapping[str, Any]) -> Any | None:
+    """The client this request authenticates, by the one method registered for it, else None.
+
+    `authorization`: the request's Authorization header; `form`: its form body (a QueryDict:
+    `.get` gives a repeated parameter's last value, as django-oauth-toolkit passes oauthlib).
+    The same rules, in the same order, as Validator._client_authenticated with
+    django-oauth-toolkit's _authenticate_basic_auth and _authenticate_request_body: exactly
+    one method presented; a Basic header decoded as base64 then UTF-8, split at the first
+    colon, both halves form-decoded (RFC 6749 §2.3.1); the secret compared with its keyed
+    hash in constant time (common/crypto.py); a body `client_id` naming another client
+    refused; the client's registered method required. Nothing is logged but a refused
+    assertion's reason (ids only).
+    """
+    basic = basic_credentials(authorization)
+    assertion = form.get("client_assertion") or None
+    assertion_type = form.get("client_assertion_type") or None
+    secret = form.get("client_secret") or None
+    body_client_id = form.get("client_id") or None
+    if sum((bool(basic), bool(assertion or assertion_type), bool(secret))) != 1:
+        return None  # none presented, or several at once (RFC 6749 §2.3)
+    if assertion or assertion_type:
+        presented = _Assertion(assertion, assertion_type)
+        client_id = assertion_client_id(presented)
+        if not client_id or (body_client_id and body_client_id != client_id):
+            return None
+        client = client_by_client_id(client_id)
+        if client is None or client.token_endpoint_auth_method != "private_key_jwt":
+            return None
+        try:
+            verify_client_assertion(client, presented)
+        except ClientAuthError as exc:
+            log.info("client %s: private_key_jwt refused: %s", client.client_id, exc)
+            return None
+        method = "private_key_jwt"
+    elif basic:
+        try:
+            decoded = base64.b64decode(basic).decode("utf-8")
+        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+            return None
+        client_id, colon, basic_secret = decoded.partition(":")
+        if not colon:
+            return None
+        client_id, basic_secret = unquote_plus(client_id), unquote_plus(basic_secret)
+        client = client_by_client_id(client_id)
+        if client is None or client.client_id != client_id:
+            return None
+        if not keyed_hash_matches(basic_secret, client.client_secret or ""):
+            return None
+        if body_client_id and body_client_id != client.client_id:
+            return None  # a body client_id naming another client than the Basic credentials
+        method = "client_secret_basic"
+    else:
+        client = client_by_client_id(body_client_id) if isinstance(body_client_id, str) else None
+        if client is None or not keyed_hash_matches(str(secret), client.client_secret or ""):
+            return None
+        method = "client_secret_post"
+    if client.token_endpoint_auth_method != method:
+        return None
+    request_log.set_client_id(client.client_id)  # the request's access line
+    return client
 
 
 def assertion_audience_ok(audience: Any) -> bool:

@@ -137,7 +137,7 @@ def _preflight(origin: str, methods: str) -> HttpResponse:
 
 def _foreign_origin(request: HttpRequest, origin: str, client_of: ClientOf) -> bool:
     """A POST from a browser page whose origin the client it names has not registered."""
-    if request.method != "POST" or "Origin" not in request.headers:
+    if request.method != "POST" or "HTTP_ORIGIN" not in request.META:  # the Origin header
         return False
     client = client_of(request)
     return client is not None and not origin_allowed(client, origin)

@@ -138,6 +138,10 @@ class Validator(OAuth2Validator):
         # in-process cache (identity/client_cache.py: changes on this process take effect
         # at once, on other processes within its TTL). Misses go to django-oauth-toolkit.
 
+        if isinstance(client_id, str) and "\x00" in client_id:
+            # No client_id holds a NUL: PostgreSQL would refuse the lookup with a DataError
+            # (a 500), which django-oauth-toolkit does not catch (it expects a ValueError).
+            return None
         current = getattr(request, "client", None)
         if current is not None and getattr(current, "client_id", None) == client_id:
             return super()._load_application(client_id, request)  # its own reuse checks

@@ -14,6 +14,14 @@ the access token (identity/oidc/access_tokens.generate) and the ID token
 (Validator.finalize_id_token). The validator's methods receive an oauthlib Request built
 from the form, as they do on the oauthlib path.
 
+The client-credentials grant goes further: no oauthlib Request at all. The client
+authenticates through identity/oidc/client_auth.authenticate_presented (the same rules as
+the Validator's, read from the header and the form), and its scope, resource and DPoP rules
+(Validator.get_default_scopes, validate_scopes, validate_token_resource, validate_token_dpop
+for that grant) are applied to the form directly, then the token is signed
+(access_tokens.client_token); the errors are oauthlib's classes, with the same bodies
+(`state` echoed as oauthlib does).
+
 The oauthlib path stays reachable: settings.TOKEN_ENDPOINT = "oauthlib" (the differential
 test, tests/oidc/test_token_differential.py, runs both on the same requests and requires
 the same status and error code). Grant types other than these three are refused here with
@@ -27,7 +35,7 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -37,6 +45,8 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.utils import is_secure_transport, scope_to_list
 
+from identity.oidc.access_tokens import client_token
+from identity.oidc.client_auth import authenticate_presented
 from identity.oidc.dpop import JKT_HEADER, JKT_META
 from identity.oidc.request_validator import OAuthRequest, Validator
 
@@ -102,21 +112,19 @@ def token_response(request: HttpRequest) -> HttpResponse:
     try:
         if request.META.get("QUERY_STRING"):
             raise errors.InvalidRequestError(description="URL query parameters are not allowed")
+        if request.POST.get("grant_type") == "client_credentials":  # oauthlib's: the last value
+            return _json_response(_client_credentials(request))
         oauth = _oauth_request(request)
         grant_type = oauth.grant_type
         if grant_type not in GRANTS:
             raise errors.UnsupportedGrantTypeError(request=oauth)
         if grant_type == "authorization_code":
             token = _authorization_code(validator, oauth)
-        elif grant_type == "refresh_token":
-            token = _refresh_token(validator, oauth)
         else:
-            token = _client_credentials(validator, oauth)
+            token = _refresh_token(validator, oauth)
     except errors.OAuth2Error as exc:
         return _error_response(exc)
-    response = HttpResponse(json.dumps(token), status=200)
-    for name, value in _JSON_HEADERS.items():
-        response[name] = value
+    response = _json_response(token)
     origin = oauth.headers.get("Origin")
     if (
         origin
@@ -125,6 +133,13 @@ def token_response(request: HttpRequest) -> HttpResponse:
         and validator.is_origin_allowed(oauth.client_id, origin, oauth)
     ):
         response["Access-Control-Allow-Origin"] = origin  # as oauthlib's code and refresh grants do
+    return response
+
+
+def _json_response(token: dict[str, Any]) -> HttpResponse:
+    response = HttpResponse(json.dumps(token), status=200)
+    for name, value in _JSON_HEADERS.items():
+        response[name] = value
     return response
 
 
@@ -216,16 +231,50 @@ def _refresh_token(validator: Validator, oauth: OAuthRequest) -> dict[str, Any]:
     return _issue(validator, oauth, refresh_token=True, nonce=None)
 
 
-def _client_credentials(validator: Validator, oauth: OAuthRequest) -> dict[str, Any]:
-    _authenticate(validator, oauth, public_allowed=False)
-    client_id: str = oauth.client.client_id
-    if not oauth.scopes:
-        oauth.scopes = scope_to_list(oauth.scope) or validator.get_default_scopes(client_id, oauth)
-    if not validator.validate_scopes(client_id, oauth.scopes, oauth.client, oauth):
-        raise errors.InvalidScopeError(request=oauth)
-    validator.validate_token_resource(oauth)  # RFC 8707
-    validator.validate_token_dpop(oauth)  # RFC 9449
-    return _issue(validator, oauth, refresh_token=False, nonce=None)
+def _client_credentials(request: HttpRequest) -> dict[str, Any]:
+    """RFC 6749 §4.4 on the form itself: the same checks, order and errors as the oauthlib
+    request's path (authentication as registered, the grant registered, scopes within the
+    client's, RFC 8707 targets, RFC 9449 binding), and nothing stored (save_bearer_token
+    keeps nothing for this grant)."""
+    form = request.POST
+    try:
+        client = authenticate_presented(request.META.get("HTTP_AUTHORIZATION"), form)
+        if client is None:
+            raise errors.InvalidClientError()
+        if not client.allows_grant_type(*GRANT_TYPE_MAPPING["client_credentials"]):
+            raise errors.UnauthorizedClientError()
+        # Validator.get_default_scopes and validate_scopes, for this grant.
+        scopes = scope_to_list(form.get("scope")) or [
+            scope for scope in client.scope_list if scope != "openid"
+        ]
+        if not set(scopes).issubset(set(client.scope_list)):
+            raise errors.InvalidScopeError()
+        # Validator.validate_token_resource for this grant: any known target, each once.
+        resources: list[Any] = []
+        for value in form.getlist("resource"):
+            if value not in resources:
+                resources.append(value)
+        Validator._check_targets(resources, cast(Any, None))  # no oauthlib request: none in the error
+        # Validator.validate_token_dpop for this grant: the key of the proof the token view
+        # verified, required when the client registered dpop_bound_access_tokens.
+        jkt = request.META.get(JKT_META) or None
+        if jkt is None and client.dpop_bound_access_tokens:
+            raise errors.CustomOAuth2Error(
+                error="invalid_dpop_proof",
+                description="This client must send a DPoP proof (dpop_bound_access_tokens).",
+                status_code=400,
+            )
+    except errors.OAuth2Error as exc:
+        exc.state = exc.state or form.get("state")  # oauthlib echoes it from the request
+        raise
+    expires_in = oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS
+    access_token = client_token(client, scopes=scopes, resources=resources, expires_in=expires_in, jkt=jkt)
+    return {
+        "access_token": access_token,
+        "expires_in": expires_in,
+        "token_type": "DPoP" if jkt else "Bearer",
+        "scope": " ".join(scopes),
+    }
 
 
 # --- issuing ----------------------------------------------------------------------------------

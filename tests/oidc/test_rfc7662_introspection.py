@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.http import JsonResponse
 from django.test import Client as BrowserClient
 from django.utils import timezone
 
@@ -170,3 +171,35 @@ def test_failed_basic_for_a_resource_server_plus_body_credentials_of_another_cli
     )
     assert response.status_code in (400, 401, 403)
     assert "active" not in response.json()
+
+
+@pytest.mark.parametrize(
+    "parameter", ["client_id", "client_secret", "client_assertion", "client_assertion_type"]
+)
+def test_client_credentials_in_the_query_string_are_refused(resource_server, tokens, parameter):
+    # RFC 6749 §2.3.1: credentials in the body only (oauthlib's request would have read
+    # them from the URI too). The request is refused whatever else it carries.
+    response = BrowserClient().post(
+        f"/introspect?{parameter}=x",
+        {"token": tokens["access_token"]},
+        HTTP_AUTHORIZATION=resource_server.basic_auth(),
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_other_query_parameters_change_nothing(resource_server, tokens):
+    response = BrowserClient().post(
+        "/introspect?token=ignored",
+        {"token": tokens["access_token"]},
+        HTTP_AUTHORIZATION=resource_server.basic_auth(),
+    )
+    assert response.status_code == 200 and response.json()["active"] is True
+
+
+def test_the_body_is_what_jsonresponse_gives(resource_server, tokens):
+    # identity/oidc/errors.json_answer: JsonResponse's bytes (its separators), its content type.
+    response = introspect(tokens["access_token"], auth=resource_server.basic_auth())
+    assert response.content == JsonResponse(response.json()).content
+    assert response["Content-Type"] == "application/json"

@@ -357,3 +357,23 @@ def test_oauthlibs_bearer_check_fails_closed(tokens):
     request = OAuthRequest("https://example.org/api")
     assert Validator().validate_bearer_token(tokens["access_token"], ["openid"], request) is False
     assert request.oauth2_error["error"] == "invalid_token"
+
+
+def test_the_checked_headers_memo_keeps_only_accepted_headers_and_stays_bounded(machine, resource_server):
+    token = post_token({"grant_type": "client_credentials"}, auth=machine.basic_auth()).json()["access_token"]
+    assert access_tokens.decode(token) is not None
+    _header, claims, signature = token.split(".")
+
+    def encoded(header: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+
+    refused = encoded({"typ": "JWT", "alg": "ES256", "kid": "x"})
+    assert access_tokens.decode(f"{refused}.{claims}.{signature}", verify=False) is None
+    assert refused not in access_tokens._checked_headers
+    for n in range(3 * access_tokens._CHECKED_HEADERS_MAX):
+        other = encoded({"typ": "at+jwt", "alg": "ES256", "kid": f"k{n}"})
+        # Accepted in form (verify=False), unknown key (verified): refused.
+        assert access_tokens.decode(f"{other}.{claims}.{signature}", verify=False) is not None
+        assert access_tokens.decode(f"{other}.{claims}.{signature}") is None
+    assert len(access_tokens._checked_headers) <= access_tokens._CHECKED_HEADERS_MAX
+    assert access_tokens.decode(token) is not None

@@ -16,58 +16,60 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils.decorators import method_decorator
+from django.http import HttpRequest, HttpResponse
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
-from oauth2_provider.views.mixins import OAuthLibMixin
 
 from identity.oidc.access_tokens import decode, live_token
+from identity.oidc.client_auth import authenticate_presented
 from identity.oidc.dpop import bound_jkt
-from identity.oidc.errors import json_error
+from identity.oidc.errors import constant_headers, json_answer, json_error
 from identity.oidc.resources import meant_for
 from identity.oidc.subjects import subject_for
 
+# Client-authentication parameters (RFC 6749 §2.3.1, RFC 7523 §2.2): in the body only.
+_CREDENTIAL_PARAMETERS = ("client_id", "client_secret", "client_assertion", "client_assertion_type")
+_NO_STORE = constant_headers(("Cache-Control", "no-store"))
 
-@method_decorator(csrf_exempt, name="dispatch")
-class IntrospectView(OAuthLibMixin, View):
+
+class IntrospectView(View):
     http_method_names = ["post"]
 
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        # Exempt once, not per request (method_decorator wraps dispatch at every call).
+        return csrf_exempt(super().as_view(**initkwargs))
+
     def post(self, request: HttpRequest) -> HttpResponse:
-        basic = request.headers.get("Authorization", "").startswith("Basic ")
+        authorization = request.META.get("HTTP_AUTHORIZATION", "")
+        basic = authorization.startswith("Basic ")
         challenge = {"WWW-Authenticate": 'Basic realm="introspect"'} if basic else None
-        if basic and "client_secret" in request.POST:
+        form = request.POST
+        if basic and "client_secret" in form:
             # RFC 6749 §2.3: one authentication method per request.
             return json_error("invalid_request", "Use one client authentication method.", 400)
-        client = self._authenticated_client(request)
+        if request.META.get("QUERY_STRING") and any(name in request.GET for name in _CREDENTIAL_PARAMETERS):
+            # RFC 6749 §2.3.1: client credentials never travel in the request URI.
+            description = "Client credentials are not accepted in the URI query string."
+            return json_error("invalid_request", description, 400)
+        # The client that authenticated itself (identity/oidc/client_auth.py): not the one
+        # named in the Authorization header, which may have failed while the body's succeeded.
+        client = authenticate_presented(authorization, form)
         if client is None:
             return json_error("invalid_client", "Client authentication failed.", 401, challenge)
         if client.client_type != "confidential" or not client.is_resource_server:
             return json_error("unauthorized_client", "This client may not introspect tokens.", 403)
-        token = request.POST.get("token")
+        token = form.get("token")
         if not token:
             return json_error("invalid_request", "The token parameter is required.")
-        response = JsonResponse(self._describe(token, request.POST.get("token_type_hint", ""), client))
-        response["Cache-Control"] = "no-store"
-        return response
-
-    def _authenticated_client(self, request: HttpRequest) -> Any | None:
-        """The client that authenticated itself, as the validator saw it (or None).
-
-        Not the client named in the Authorization header: when Basic fails, the validator
-        falls back to credentials in the body, which may name another client.
-        """
-        core = self.get_oauthlib_core()
-        oauth_request = core.oauth_request(request)
-        if not core.server.request_validator.authenticate_client(oauth_request):
-            return None
-        return oauth_request.client
+        return json_answer(self._describe(token, form.get("token_type_hint", ""), client), _NO_STORE)
 
     def _describe(self, token: str, hint: str, caller: Any) -> dict[str, object]:
-        if decode(token, verify=False) is not None:
+        claims = decode(token, verify=False)
+        if claims is not None:
             # One of our JWT access tokens (RFC 9068), whatever the hint says.
-            return self._describe_jwt(token, caller)
+            return self._describe_jwt(token, claims, caller)
         checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
         order = (
             ("refresh_token", "access_token")
@@ -122,8 +124,8 @@ class IntrospectView(OAuthLibMixin, View):
         return {"active": False}
 
     @staticmethod
-    def _describe_jwt(token: str, caller: Any) -> dict[str, object]:
-        live = live_token(token)  # revoked, expired, or the resident deactivated: None
+    def _describe_jwt(token: str, claims: dict[str, Any], caller: Any) -> dict[str, object]:
+        live = live_token(token, claims)  # revoked, expired, or the resident deactivated: None
         if live is None:
             return {"active": False}
         claims, user = live  # authenticated: its row (resident) or its signature (client)

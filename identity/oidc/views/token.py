@@ -12,8 +12,12 @@ then read the key's thumbprint (identity/oidc/dpop.JKT_META) and bind what they 
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
-from django.utils.decorators import method_decorator
+from django.http.response import HttpResponseBase
+from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.views import TokenView as DotTokenView
 
@@ -24,9 +28,17 @@ from identity.oidc.token_endpoint import native_enabled, token_response
 _GRANTS = frozenset({"authorization_code", "refresh_token", "client_credentials"})
 
 
-@method_decorator(csrf_exempt, name="dispatch")
 class TokenView(DotTokenView):
     http_method_names = ["post", "options"]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        # The attributes django-oauth-toolkit's class decorators put on its dispatch, set
+        # once on the view function instead (method_decorator wraps dispatch at every call).
+        return login_not_required(csrf_exempt(super().as_view(**initkwargs)))
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        return View.dispatch(self, request, *args, **kwargs)  # not its per-request wrappers
 
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         # Not super().post(): django-oauth-toolkit diverts the device-code grant type to a

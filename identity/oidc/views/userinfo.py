@@ -27,9 +27,10 @@ invalid_token, and so is an unbound token sent with the DPoP scheme. Those answe
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils.decorators import method_decorator
+from django.http import HttpRequest, HttpResponse
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
@@ -45,10 +46,11 @@ from identity.oidc.dpop import (
     dpop_challenge,
     resource_error,
 )
-from identity.oidc.errors import json_error
+from identity.oidc.errors import constant_headers, json_answer, json_error
 from identity.oidc.sharing import known_purpose_code, released_claims
 
 REALM = 'Bearer realm="userinfo"'
+_NO_STORE = constant_headers(("Cache-Control", "no-store"), ("Pragma", "no-cache"))
 
 
 def _challenge(error: str, description: str, status: int, extra: str = "") -> HttpResponse:
@@ -69,7 +71,7 @@ def bearer_token(request: HttpRequest) -> tuple[str | None, HttpResponse | None]
 def presented_token(request: HttpRequest) -> tuple[str | None, str, HttpResponse | None]:
     """(token, scheme, None) or (None, "", the error response): RFC 6750 §2, and the DPoP
     scheme (RFC 9449 §7.1). `scheme` is "bearer" (header or body) or "dpop"."""
-    if "access_token" in request.GET:
+    if request.META.get("QUERY_STRING") and "access_token" in request.GET:
         description = "Access tokens are not accepted in the URI query string."
         return None, "", _challenge("invalid_request", description, 400)
     header = request.META.get("HTTP_AUTHORIZATION", "")
@@ -123,9 +125,13 @@ def _audience_includes_us(claims: dict) -> bool:
     return settings.ISSUER in values
 
 
-@method_decorator(csrf_exempt, name="dispatch")
 class UserInfoView(View):
     http_method_names = ["get", "post"]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        # Exempt once, not per request (method_decorator wraps dispatch at every call).
+        return csrf_exempt(super().as_view(**initkwargs))
 
     def get(self, request: HttpRequest) -> HttpResponse:
         return self._userinfo(request)
@@ -168,8 +174,6 @@ class UserInfoView(View):
                 403,
                 ', scope="openid"',
             )
-        response = JsonResponse(released_claims(client, user, scopes, granted=granted))
-        response["Cache-Control"] = "no-store"
-        response["Pragma"] = "no-cache"
+        response = json_answer(released_claims(client, user, scopes, granted=granted), _NO_STORE)
         add_fresh_nonce(response, proof)
         return response
