@@ -46,7 +46,7 @@ from identity.oidc.resources import unknown_targets
 from identity.oidc.session_tokens import session_tokens_revoke
 from identity.oidc.sharing import released_claims
 from identity.oidc.token_rows import code_row, refresh_token_row
-from identity.oidc.token_writes import IssuedRows, insert_row, write_tokens
+from identity.oidc.token_writes import IssuedRows, claim_code, insert_row, write_tokens
 from identity.sessions import browser_session_by_sid, session_client_record
 
 if TYPE_CHECKING:
@@ -292,10 +292,7 @@ class Validator(OAuth2Validator):
         # UPDATE: a replay finds it even before those tokens exist (and then has nothing
         # to revoke yet, as before, when the family was recorded after issuing).
         family = uuid.uuid4()
-        claimed = grant_model.objects.filter(pk=grant.pk, redeemed_at__isnull=True).update(
-            redeemed_at=timezone.now(), token_family=family
-        )
-        if not claimed:
+        if not claim_code(grant, family):  # one conditional UPDATE (identity/oidc/token_writes.py)
             previous = grant_model.objects.filter(pk=grant.pk).values_list("token_family", flat=True).first()
             if previous:
                 get_refresh_token_model().revoke_family(previous)

@@ -25,6 +25,7 @@ concurrent claim makes it wait and then match no row. Elsewhere (SQLite) the sam
 run as separate statements: `RefreshToken.revoke`, then the three INSERTs.
 
 The caller holds the transaction (identity/oidc/request_validator.py, save_bearer_token).
+The code's claim at redemption (`claim_code`) is likewise one UPDATE written once per process.
 """
 
 from __future__ import annotations
@@ -233,3 +234,40 @@ def _write_in_one_statement(rows: IssuedRows, using: str) -> bool:
     rows.refresh_token.access_token = rows.access_token
     _saved(rows.refresh_token, row[1], using)
     return True
+
+
+# --- the code's claim -----------------------------------------------------------------------
+
+
+_claim_statements: dict[tuple[str, str], tuple[str, Any, Any]] = {}
+
+
+def claim_code(grant: Model, family: Any) -> bool:
+    """Mark the authorization code redeemed, recording the token family its redemption will
+    issue, if no one did first: the ORM's `filter(pk=…, redeemed_at__isnull=True).update(
+    redeemed_at=now, token_family=family)`, as one plain UPDATE written once per process.
+    True if this call claimed it (identity/oidc/request_validator.py, validate_code)."""
+    model = type(grant)
+    using = router.db_for_write(model)
+    connection = connections[using]
+    key = (model._meta.label, using)
+    cached = _claim_statements.get(key)
+    if cached is None:
+        quote = connection.ops.quote_name
+        redeemed: Any = model._meta.get_field("redeemed_at")
+        family_field: Any = model._meta.get_field("token_family")
+        sql = (
+            f"UPDATE {quote(model._meta.db_table)} SET {quote(redeemed.column)} = %s, "  # noqa: S608
+            f"{quote(family_field.column)} = %s "
+            f"WHERE {quote(model._meta.pk.column)} = %s AND {quote(redeemed.column)} IS NULL"
+        )
+        cached = _claim_statements[key] = (sql, redeemed, family_field)
+    sql, redeemed, family_field = cached
+    params = [
+        redeemed.get_db_prep_save(timezone.now(), connection),
+        family_field.get_db_prep_save(family, connection),
+        grant.pk,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return bool(cursor.rowcount == 1)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from oauth2_provider.models import set_token_value
 
 from identity.oidc.models import AccessToken, AuthorizationCode, IDToken, RefreshToken
-from identity.oidc.token_writes import IssuedRows, insert_row, write_tokens
+from identity.oidc.token_writes import IssuedRows, claim_code, insert_row, write_tokens
 from tests.oidc.conftest import complete_flow, post_token
 
 NOW = timezone.now().replace(microsecond=123456)
@@ -303,3 +303,28 @@ def test_the_token_endpoint_writes_through_this_path(flow: Any, tokens: dict[str
         assert len(inserts) == 1 and inserts[0].startswith("WITH claimed AS (UPDATE"), inserts
     else:
         assert len(inserts) == 3 and all(" VALUES (" in sql for sql in inserts), inserts
+
+
+def test_a_code_is_claimed_as_the_orm_claimed_it_and_once(flow: Any, freeze: Any) -> None:
+    ours, orm = flow.get_code(), flow.get_code()
+    freeze()
+    ours_row, orm_row = AuthorizationCode.objects.get(code=ours), AuthorizationCode.objects.get(code=orm)
+    ours_before, orm_before = _stored(AuthorizationCode, ours_row.pk), _stored(AuthorizationCode, orm_row.pk)
+    family = uuid.uuid4()
+    assert claim_code(ours_row, family)
+    assert AuthorizationCode.objects.filter(pk=orm_row.pk, redeemed_at__isnull=True).update(
+        redeemed_at=timezone.now(), token_family=family
+    )
+    ours_after, orm_after = _stored(AuthorizationCode, ours_row.pk), _stored(AuthorizationCode, orm_row.pk)
+    written = ("redeemed_at", "token_family")
+    for column in written:  # the two columns the claim writes: stored alike (value and type)
+        assert ours_after[column] == orm_after[column] is not None, column
+        assert type(ours_after[column]) is type(orm_after[column]), column
+    for before, after in ((ours_before, ours_after), (orm_before, orm_after)):  # and nothing else
+        assert {k: v for k, v in before.items() if k not in written} == {
+            k: v for k, v in after.items() if k not in written
+        }
+    # A second claim (a replay, or the loser of two concurrent redemptions) claims nothing
+    # and changes nothing.
+    assert not claim_code(ours_row, uuid.uuid4())
+    assert _stored(AuthorizationCode, ours_row.pk) == ours_after
