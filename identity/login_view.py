@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import views as auth_views
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from common.ratelimit import client_ip
 from common.redirects import with_next
-from identity import ratelimit
+from identity import ratelimit, signin_page
 from identity.forms import LoginForm
 from identity.mfa import flow as mfa_flow
 from identity.mfa.services import login_second_factor_required
@@ -41,6 +41,26 @@ class LoginView(auth_views.LoginView):
     template_name = "identity/login.html"
     form_class = LoginForm
     redirect_authenticated_user = False
+    # The plain form page from identity.signin_page's pre-rendered copy. Only this view's own
+    # page: a subclass (FranceConnect's linking step) has its own template and context.
+    prerendered_page = True
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if (
+            self.prerendered_page
+            and type(self) is LoginView
+            and self.extra_context is None
+            and signin_page.eligible(request, initial=self.get_initial())
+        ):
+            next_url = self.get_redirect_url()
+            return signin_page.render(
+                template_name=self.template_name,
+                context=lambda: self.get_context_data(form=self.get_form()),
+                request=request,
+                next_url=next_url,
+                register_url=with_next(reverse("identity:register"), next_url),
+            )
+        return super().get(request, *args, **kwargs)
 
     def get_initial(self) -> dict[str, Any]:
         initial = super().get_initial()

@@ -130,9 +130,13 @@ class LoginThrottle:
             if counters.count("login-device", self._device_value(), window) >= self.limits["per_account"]:
                 return Block("device", math.ceil(left))
             return None
-        if counters.count("login-ip", counters.ip_bucket(self.ip), window) >= self.limits["per_ip"]:
+        # The address's counter and the account's lock in one round trip.
+        ip_key = counters.counter_key("login-ip", counters.ip_bucket(self.ip), window)
+        lock_key = self._lock_key()
+        found = counters.counter_cache().get_many([ip_key, lock_key])
+        if int(found.get(ip_key) or 0) >= self.limits["per_ip"]:
             return Block("ip", math.ceil(left))
-        locked_until = counters.counter_cache().get(self._lock_key())
+        locked_until = found.get(lock_key)
         if locked_until is not None and float(locked_until) > counters.now():
             return Block("account", math.ceil(float(locked_until) - counters.now()))
         return None

@@ -19,12 +19,13 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from identity.email_backend import EmailBackend, SignInLookup
 from identity.mfa.models import Passkey, TOTPDevice
 from identity.mfa.selectors import user_has_mfa
-from identity.reauth import is_staff_member
-from identity.signin import sign_in_has_second_factor, user_for_sign_in
+from identity.reauth import SIGN_IN_STAFF_GROUP, is_staff_member
+from identity.signin import SIGN_IN_HAS_MFA, _sign_in_read, sign_in_has_second_factor, user_for_sign_in
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -193,3 +194,49 @@ def test_a_resident_with_a_second_factor_still_gets_the_second_step(client: Clie
     assert response.status_code == 302
     assert response["Location"].startswith("/connexion/verification/")
     assert "_auth_user_id" not in client.session
+
+
+def _as_read(user: Any) -> dict[str, Any]:
+    """Everything a read account carries: each field's value and type, the annotations,
+    the instance's state."""
+    fields = {field.attname: getattr(user, field.attname) for field in type(user)._meta.concrete_fields}
+    return {
+        "fields": fields,
+        "types": {name: type(value) for name, value in fields.items()},
+        "mfa": (getattr(user, SIGN_IN_HAS_MFA), type(getattr(user, SIGN_IN_HAS_MFA))),
+        "staff": (getattr(user, SIGN_IN_STAFF_GROUP), type(getattr(user, SIGN_IN_STAFF_GROUP))),
+        "state": (user._state.db, user._state.adding),
+        "deferred": user.get_deferred_fields(),
+    }
+
+
+@pytest.mark.parametrize("kind", ["plain", "totp", "staff", "signed-in-before"])
+def test_the_compiled_read_makes_the_account_the_orm_makes(make_resident: Any, kind: str) -> None:
+    # user_for_sign_in runs the ORM's statement compiled once; the account it returns must be
+    # the one the ORM returns for the same statement, value for value, type for type.
+    resident = make_resident(email=f"{kind}@example.org")
+    if kind == "totp":
+        TOTPDevice.objects.create(user=resident, name="app", confirmed=True)
+    if kind == "staff":
+        resident.groups.add(Group.objects.get_or_create(name="dpo")[0])
+    if kind == "signed-in-before":
+        type(resident).objects.filter(pk=resident.pk).update(last_login=timezone.now())
+
+    compiled = user_for_sign_in(f"  {kind.upper()}@Example.org")
+    reference = _sign_in_read(f"{kind}@example.org").first()
+
+    assert compiled is not None and reference is not None
+    assert _as_read(compiled) == _as_read(reference)
+    assert compiled == reference
+    assert compiled.check_password(PASSWORD)
+    assert sign_in_has_second_factor(compiled) is (kind == "totp")
+    assert is_staff_member(compiled) is (kind == "staff")
+
+
+def test_the_compiled_read_is_one_statement_with_the_address_as_a_parameter(resident: Any) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        assert user_for_sign_in("nobody'; DROP TABLE identity_user; --@example.org") is None
+        user = user_for_sign_in(resident.email)
+    assert user is not None and user.pk == resident.pk
+    assert len(queries) == 2
+    assert type(resident).objects.filter(pk=resident.pk).exists()
