@@ -11,6 +11,7 @@ here, neither from the other.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -79,7 +80,10 @@ class AuthorizationMixin(OAuthLibMixin):
         credentials["cum_amr"] = session_amr(request)
         browser_id = credentials.pop("cum_browser_id", None)
         try:
-            with transaction.atomic():
+            # The consent event and the code in one transaction. Without a consent to record,
+            # the code's one INSERT (Validator._create_authorization_code, a plain statement)
+            # is the only write: it needs no transaction of its own (no BEGIN/COMMIT round trips).
+            with transaction.atomic() if consent_purpose else nullcontext():
                 if consent_purpose:
                     consent_decision_record(user=request.user, purpose_code=consent_purpose, allow=True)
                 uri, _headers, _body, _status = self.create_authorization_response(

@@ -46,6 +46,7 @@ from identity.oidc.resources import unknown_targets
 from identity.oidc.session_tokens import session_tokens_revoke
 from identity.oidc.sharing import released_claims
 from identity.oidc.token_rows import code_row, refresh_token_row
+from identity.oidc.token_writes import IssuedRows, claim_code, insert_row, write_tokens
 from identity.sessions import browser_session_by_sid, session_client_record
 
 if TYPE_CHECKING:
@@ -237,7 +238,8 @@ class Validator(OAuth2Validator):
         expires = expires or timezone.now() + timedelta(
             seconds=oauth2_settings.AUTHORIZATION_CODE_EXPIRE_SECONDS
         )
-        return get_grant_model().objects.create(
+        # One plain INSERT, as objects.create() writes it (identity/oidc/token_writes.py).
+        grant = get_grant_model()(
             application=request.client,
             user=request.user,
             code=code["code"],
@@ -255,6 +257,7 @@ class Validator(OAuth2Validator):
             resource=list(getattr(request, "resource", None) or []),  # validate_authorization_resource
             dpop_jkt=getattr(request, "dpop_jkt", None) or "",  # validate_authorization_dpop_jkt
         )
+        return insert_row(grant)
 
     def _code_row(self, code: str, request: OAuthRequest) -> Any:
         """The authorization-code row for `code`, with its user, whichever client it is for.
@@ -293,10 +296,7 @@ class Validator(OAuth2Validator):
         # UPDATE: a replay finds it even before those tokens exist (and then has nothing
         # to revoke yet, as before, when the family was recorded after issuing).
         family = uuid.uuid4()
-        claimed = grant_model.objects.filter(pk=grant.pk, redeemed_at__isnull=True).update(
-            redeemed_at=timezone.now(), token_family=family
-        )
-        if not claimed:
+        if not claim_code(grant, family):  # one conditional UPDATE (identity/oidc/token_writes.py)
             previous = grant_model.objects.filter(pk=grant.pk).values_list("token_family", flat=True).first()
             if previous:
                 get_refresh_token_model().revoke_family(previous)
@@ -416,11 +416,26 @@ class Validator(OAuth2Validator):
     def _create_access_token(
         self, expires: Any, request: OAuthRequest, token: dict[str, Any], source_refresh_token: Any = None
     ) -> Any:
+        access_token = self._new_access_token(
+            expires, request, token, self._issued_id_token_row(token, request), source_refresh_token
+        )
+        access_token.save(force_insert=True)
+        return access_token
+
+    def _new_access_token(
+        self,
+        expires: Any,
+        request: OAuthRequest,
+        token: dict[str, Any],
+        id_token: Any,
+        source_refresh_token: Any,
+    ) -> Any:
+        """The access-token row of `token`, not saved (_create_access_token, save_bearer_token)."""
         access_token = get_access_token_model()(
             user=request.user,
             scope=token["scope"],
             expires=expires,
-            id_token=self._issued_id_token_row(token, request),
+            id_token=id_token,
             application=request.client,
             source_refresh_token=source_refresh_token,
             resource=getattr(request, "resource", []),
@@ -428,12 +443,22 @@ class Validator(OAuth2Validator):
             claims_request=request.claims if isinstance(request.claims, dict) else None,
         )
         self._set_token_value(access_token, token["access_token"])
-        access_token.save(force_insert=True)
         return access_token
 
     def _create_refresh_token(
         self, request: OAuthRequest, refresh_token_code: str, access_token: Any, previous_refresh_token: Any
     ) -> Any:
+        refresh_token = self._new_refresh_token(
+            request, refresh_token_code, access_token, previous_refresh_token
+        )
+        refresh_token.save(force_insert=True)
+        request._cum_token_family = refresh_token.token_family
+        return refresh_token
+
+    def _new_refresh_token(
+        self, request: OAuthRequest, refresh_token_code: str, access_token: Any, previous_refresh_token: Any
+    ) -> Any:
+        """The refresh-token row, not saved (_create_refresh_token, save_bearer_token)."""
         if previous_refresh_token:
             family = previous_refresh_token.token_family
         else:
@@ -454,8 +479,6 @@ class Validator(OAuth2Validator):
             dpop_jkt=self._refresh_token_jkt(request, previous_refresh_token),
         )
         self._set_token_value(refresh_token, refresh_token_code)
-        refresh_token.save(force_insert=True)
-        request._cum_token_family = refresh_token.token_family
         return refresh_token
 
     @staticmethod
@@ -505,17 +528,32 @@ class Validator(OAuth2Validator):
         expires = timezone.now() + timedelta(
             seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
         )
+        # The rows, built as the ORM path builds them, written by identity/oidc/token_writes.py:
+        # the claim of the presented refresh token (a conditional UPDATE) and the DELETE of
+        # its access token, then the ID-token, access-token and refresh-token INSERTs (one
+        # statement on PostgreSQL), nothing written if the claim fails.
+        new_id_token = id_token_row = None
+        if token.get("id_token"):
+            issued = getattr(request, "_cum_issued_id_token", None)
+            if issued and issued[0] == token["id_token"] and issued[1].pk is None:
+                new_id_token = issued[1]  # finalize_id_token's row, INSERTed with the tokens
+            else:
+                id_token_row = self._issued_id_token_row(token, request)  # another one: looked up
+        access_token = self._new_access_token(expires, request, token, new_id_token or id_token_row, previous)
+        rows = IssuedRows(
+            access_token=access_token,
+            refresh_token=self._new_refresh_token(request, token["refresh_token"], access_token, previous),
+            id_token=new_id_token,
+            previous=previous,
+        )
         replayed = False
         with transaction.atomic(using=using):
-            if previous is not None and not previous.revoke():
+            if not write_tokens(rows):
                 # Rotated by a concurrent request since validate_refresh_token read it:
                 # the same reuse as presenting it again afterwards (nothing written here).
                 replayed = True
             else:
-                access_token = self._create_access_token(
-                    expires, request, token, source_refresh_token=previous
-                )
-                self._create_refresh_token(request, token["refresh_token"], access_token, previous)
+                request._cum_token_family = rows.refresh_token.token_family
                 self._record_session_issue(request)
         if replayed:
             assert previous is not None  # only a presented refresh token can be replayed

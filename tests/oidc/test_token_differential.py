@@ -11,6 +11,7 @@ scenario also states the answers expected, so that two equally wrong paths do no
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 import uuid
@@ -25,7 +26,7 @@ from django.test import Client as BrowserClient
 from django.utils import timezone
 from jwcrypto import jwk, jwt
 
-from identity.oidc.models import AuthorizationCode
+from identity.oidc.models import AccessToken, AuthorizationCode
 from tests.conftest import REDIRECT_URI, OIDCFlow, RegisteredClient
 from tests.oidc.conftest import basic, userinfo
 from tests.oidc.dpop_keys import DPoPKey
@@ -341,6 +342,28 @@ def refresh_rotation_and_replay(env: Env) -> list[Any]:
     return [first, rotated, replay, successor]
 
 
+def refresh_chain_without_id_token(env: Env) -> list[Any]:
+    """Rotations narrowed to a scope without openid (no ID token: the token rows are written
+    without one), then the replay of a rotated token in the middle of the chain: the family
+    goes, the latest successor with it (its access token's row deleted)."""
+    flow, code = env.flow()
+    first = post(env.code_form(flow, code), auth=env.rp.basic_auth())
+    form = {"grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"], "scope": "profile"}
+    narrowed = post(form, auth=env.rp.basic_auth())
+    middle = narrowed.json()["refresh_token"]
+    latest = post({"grant_type": "refresh_token", "refresh_token": middle}, auth=env.rp.basic_auth())
+    replay = post({"grant_type": "refresh_token", "refresh_token": middle}, auth=env.rp.basic_auth())
+    successor = post(
+        {"grant_type": "refresh_token", "refresh_token": latest.json()["refresh_token"]},
+        auth=env.rp.basic_auth(),
+    )
+    for response in (narrowed, latest):
+        assert "id_token" not in response.json()
+    checksum = hashlib.sha256(latest.json()["access_token"].encode()).hexdigest()
+    assert not AccessToken.objects.filter(token_checksum=checksum).exists()
+    return [first, narrowed, latest, replay, successor]
+
+
 def refresh_scopes(env: Env) -> list[Any]:
     flow, code = env.flow()
     refresh_token = post(env.code_form(flow, code), auth=env.rp.basic_auth()).json()["refresh_token"]
@@ -512,6 +535,10 @@ SCENARIOS: dict[str, tuple[Scenario, list[tuple[int, str | None]]]] = {
     "refresh_rotation_and_replay": (
         refresh_rotation_and_replay,
         [(OK, None), (OK, None), (400, "invalid_grant"), (400, "invalid_grant")],
+    ),
+    "refresh_chain_without_id_token": (
+        refresh_chain_without_id_token,
+        [(OK, None), (OK, None), (OK, None), (400, "invalid_grant"), (400, "invalid_grant")],
     ),
     "refresh_scopes": (refresh_scopes, [(400, "invalid_scope"), (OK, None)]),
     "refresh_refusals": (
