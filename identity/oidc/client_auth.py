@@ -23,7 +23,8 @@ present, not in the future; `jti` used once (kept until `exp`).
 Two implementations of the same rules: the Validator's (identity/oidc/request_validator.py,
 on oauthlib's request and django-oauth-toolkit's Basic parsing: the oauthlib paths and the
 authorization-code and refresh grants) and `authenticate_presented` below, which reads the
-Authorization header and the form directly (introspection, the client-credentials grant).
+Authorization header and the form directly (introspection, the client-credentials grant);
+both check an assertion through the one `asserted_client`.
 tests/oidc/test_client_auth_direct.py sends the same requests to both and requires the
 same client or the same refusal.
 """
@@ -37,7 +38,7 @@ import json
 import logging
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -133,18 +134,10 @@ def authenticate_presented(authorization: str | None, form: Mapping[str, Any]) -
     if sum((bool(basic), bool(assertion or assertion_type), bool(secret))) != 1:
         return None  # none presented, or several at once (RFC 6749 §2.3)
     if assertion or assertion_type:
-        presented = _Assertion(assertion, assertion_type)
-        client_id = assertion_client_id(presented)
-        if not client_id or (body_client_id and body_client_id != client_id):
+        asserted = asserted_client(_Assertion(assertion, assertion_type), body_client_id, client_by_client_id)
+        if asserted is None:
             return None
-        client = client_by_client_id(client_id)
-        if client is None or client.token_endpoint_auth_method != "private_key_jwt":
-            return None
-        try:
-            verify_client_assertion(client, presented)
-        except ClientAuthError as exc:
-            log.info("client %s: private_key_jwt refused: %s", client.client_id, exc)
-            return None
+        client = asserted[1]
         method = "private_key_jwt"
     elif basic:
         try:
@@ -172,6 +165,26 @@ def authenticate_presented(authorization: str | None, form: Mapping[str, Any]) -
         return None
     request_log.set_client_id(client.client_id)  # the request's access line
     return client
+
+
+def asserted_client(
+    presented: Any, body_client_id: str | None, load_client: Callable[[str], Any]
+) -> tuple[str, Any] | None:
+    """private_key_jwt (both implementations): (the assertion's client_id, the client) when
+    the assertion names a client registered for private_key_jwt, any body `client_id` names
+    the same client, and the assertion verifies (verify_client_assertion); None otherwise."""
+    client_id = assertion_client_id(presented)
+    if not client_id or (body_client_id and body_client_id != client_id):
+        return None
+    client = load_client(client_id)
+    if client is None or client.token_endpoint_auth_method != "private_key_jwt":
+        return None
+    try:
+        verify_client_assertion(client, presented)
+    except ClientAuthError as exc:
+        log.info("client %s: private_key_jwt refused: %s", client.client_id, exc)
+        return None
+    return client_id, client
 
 
 def assertion_audience_ok(audience: Any) -> bool:

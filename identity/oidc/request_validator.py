@@ -34,10 +34,8 @@ from identity.oidc.access_tokens import decode, is_client_token
 from identity.oidc.access_tokens import sign as sign_jwt
 from identity.oidc.claims import standard_claims
 from identity.oidc.client_auth import (
-    ClientAuthError,
-    assertion_client_id,
+    asserted_client,
     method_used,
-    verify_client_assertion,
 )
 from identity.oidc.dpop import JKT_HEADER
 from identity.oidc.models import RevokedAccessToken
@@ -181,18 +179,12 @@ class Validator(OAuth2Validator):
         if not used:  # none presented, or several at once (RFC 6749 §2.3)
             return False
         if used == "private_key_jwt":
-            client_id = assertion_client_id(request)
-            if not client_id or (request.client_id and request.client_id != client_id):
+            asserted = asserted_client(
+                request, request.client_id, lambda client_id: self._load_application(client_id, request)
+            )
+            if asserted is None:
                 return False
-            client = self._load_application(client_id, request)
-            if client is None or client.token_endpoint_auth_method != "private_key_jwt":
-                return False
-            try:
-                verify_client_assertion(client, request)
-            except ClientAuthError as exc:
-                log.info("client %s: private_key_jwt refused: %s", client.client_id, exc)
-                return False
-            request.client_id = client_id
+            request.client_id = asserted[0]
             return True
         if used == "client_secret_basic":
             authenticated = self._authenticate_basic_auth(request)
