@@ -33,7 +33,7 @@ from typing import Any
 from django.db import transaction
 
 from connectors import scim_provisioning
-from consent.gate import consent_is_granted
+from consent.gate import consent_granted_many, consent_is_granted
 from consent.selectors import partner_consents_for_user
 from consent.services import ConsentError, UnknownPurpose, consent_record, purpose_for_client
 from identity.audit import audit_log
@@ -158,15 +158,19 @@ def sharing_granted(user: Any, client: Any, scopes: list[str] | set[str]) -> boo
 
 def _scopes_denied_by_provider_purpose(user: Any, wanted: set[str]) -> set[str]:
     """The scopes whose provider's own purpose (ClaimProvider.purpose_code) the ledger denies."""
-    denied: set[str] = set()
-    for code, gated in claims_registry.purposes_needed(wanted).items():
-        try:
-            granted = consent_is_granted(user=user, purpose_code=code)
-        except ConsentError:  # unknown purpose: never granted
-            granted = False
-        if not granted:
-            denied.update(gated)
-    return denied
+    needed = claims_registry.purposes_needed(wanted)
+    if not needed:
+        return set()
+    try:  # every purpose in one statement
+        answers = consent_granted_many(user=user, purpose_codes=needed)
+    except ConsentError:  # an unknown purpose among them: asked one by one, it is never granted
+        answers = {}
+        for code in needed:
+            try:
+                answers[code] = consent_is_granted(user=user, purpose_code=code)
+            except ConsentError:
+                answers[code] = False
+    return {scope for code, gated in needed.items() if not answers.get(code, False) for scope in gated}
 
 
 def scope_release(

@@ -22,7 +22,11 @@ from consent.services import consent_record, purpose_create
 from identity.oidc import claims as registry
 from identity.oidc.client_uris import ClientConfigError
 from identity.oidc.clients import client_register
-from identity.oidc.sharing import purpose_for_client_scopes, sharing_purpose_code
+from identity.oidc.sharing import (
+    _scopes_denied_by_provider_purpose,
+    purpose_for_client_scopes,
+    sharing_purpose_code,
+)
 from tests.conftest import REDIRECT_URI, OIDCFlow, verify_id_token
 from tests.oidc.conftest import complete_flow, is_consent_page, userinfo
 
@@ -292,6 +296,54 @@ def test_a_providers_own_purpose_must_be_granted_too(make_client, signed_in, res
         assert userinfo(tokens["access_token"]).json()["test_outings"] == ["musique"]
     finally:
         registry.unregister(interests.name)
+
+
+def _gated_provider(name: str, purpose_code: str) -> registry.ClaimProvider:
+    return registry.ClaimProvider(
+        name=name,
+        scopes=(
+            registry.ScopeSpec(
+                name=f"{name}-scope",
+                claims=(f"{name.replace('-', '_')}_claim",),
+                what=f"{name} (test)",
+                why="test",
+                data_category=registry.DataCategory(fr="Test", en="Test"),
+            ),
+        ),
+        read=lambda user, scopes, name=name: {f"{name.replace('-', '_')}_claim": name},
+        purpose_code=purpose_code,
+    )
+
+
+def test_several_providers_purposes_are_asked_together_and_an_unknown_one_is_never_granted(
+    resident: Any,
+) -> None:
+    for code in ("test.granted", "test.refused"):
+        purpose_create(code=code, title_fr=code, title_en=code, description_fr="Test", description_en="Test")
+    consent_record(
+        user=resident, purpose_code="test.granted", event_type="given", collection_method="web_form"
+    )
+    providers = [
+        _gated_provider("test-granted", "test.granted"),
+        _gated_provider("test-refused", "test.refused"),
+        _gated_provider("test-unknown", "test.no-such-purpose"),
+    ]
+    for provider in providers:
+        registry.register(provider)
+    try:
+        known = {"test-granted-scope", "test-refused-scope"}
+        # One statement for both purposes (consent.gate.consent_granted_many)…
+        assert _scopes_denied_by_provider_purpose(resident, known) == {"test-refused-scope"}
+        # …and with a purpose the ledger does not know among them, each is asked alone:
+        # the unknown one is never granted, the others keep their answers.
+        everything = known | {"test-unknown-scope"}
+        assert _scopes_denied_by_provider_purpose(resident, everything) == {
+            "test-refused-scope",
+            "test-unknown-scope",
+        }
+    finally:
+        for provider in providers:
+            registry.unregister(provider.name)
 
 
 def test_a_claim_outside_the_granted_scopes_is_never_released(commune_provider, commune_resident) -> None:
