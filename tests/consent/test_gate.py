@@ -233,15 +233,7 @@ def test_account_gate_sql_answers_as_consent_is_granted(make_resident: Any, cloc
                 assert decision is consent_is_granted(user=user, purpose_code=code), (code, decision)
 
     agree()  # no consent subject at all yet
-    start = timezone.now() - timedelta(days=200)
-    clock.set(start)
-    record(resident, BROWSING, "given")  # 183 days: lapsed by now
-    clock.reset()
-    record(resident, DECLARED, "given")
-    record(resident, AUDIENCE, "refused")
-    record(other, NEWS, "given")
-    record(other, AUDIENCE, "withdrawn")
-    record(other, AUDIENCE, "given")
+    _mixed_decisions(resident, other, clock)
     agree()
     assert gate_in_own_statement(resident, DECLARED)[1] is True
     assert gate_in_own_statement(resident, BROWSING)[1] is False
@@ -252,6 +244,19 @@ def test_account_gate_sql_answers_as_consent_is_granted(make_resident: Any, cloc
     assert gate_in_own_statement(other, NEWS)[1] is False
     record(resident, DECLARED, "withdrawn")
     agree()
+
+
+def _mixed_decisions(resident: Any, other: Any, clock: Clock) -> None:
+    """A lapsed consent, a given one and an objection for `resident`; a given consent and an
+    objection withdrawn by a later consent for `other`."""
+    clock.set(timezone.now() - timedelta(days=200))
+    record(resident, BROWSING, "given")  # 183 days: lapsed by now
+    clock.reset()
+    record(resident, DECLARED, "given")
+    record(resident, AUDIENCE, "refused")
+    record(other, NEWS, "given")
+    record(other, AUDIENCE, "withdrawn")
+    record(other, AUDIENCE, "given")
 
 
 def test_account_gate_sql_keeps_the_row_and_answers_none_for_an_unknown_purpose(make_resident: Any) -> None:
@@ -281,14 +286,7 @@ def test_the_batched_gate_answers_as_the_single_one_in_one_query(
             assert consent_granted_many_for_subject(subject=subject, purpose_codes=purposes) == single
 
     agree()  # no consent subject at all yet
-    clock.set(timezone.now() - timedelta(days=200))
-    record(resident, BROWSING, "given")  # 183 days: lapsed by now
-    clock.reset()
-    record(resident, DECLARED, "given")
-    record(resident, AUDIENCE, "refused")
-    record(other, NEWS, "given")
-    record(other, AUDIENCE, "withdrawn")
-    record(other, AUDIENCE, "given")
+    _mixed_decisions(resident, other, clock)
     agree()
     assert consent_granted_many(user=resident, purpose_codes=[DECLARED, BROWSING, DECLARED]) == {
         DECLARED: True,

@@ -163,32 +163,13 @@ def test_a_rotation_writes_what_the_orm_writes(flow: Any, freeze: Any) -> None:
     assert not AccessToken.objects.filter(pk__in=[ours_old_access, orm_old_access]).exists()
     # The new rows, column by column; only what must differ does.
     assert ours.id_token is not None and orm.id_token is not None
-    _same_row(
-        IDToken,
-        ours.id_token,
-        orm.id_token,
-        {"jti": _stored_pair(IDToken, "jti", ours.id_token, orm.id_token)},
-    )
-    _same_row(
-        AccessToken,
-        ours.access_token,
-        orm.access_token,
-        {
-            "token_checksum": _stored_pair(
-                AccessToken, "token_checksum", ours.access_token, orm.access_token
-            ),
-            "id_token_id": (ours.id_token.pk, orm.id_token.pk),
-            "source_refresh_token_id": (ours_previous.pk, orm_previous.pk),
-        },
-    )
-    _same_row(
-        RefreshToken,
-        ours.refresh_token,
-        orm.refresh_token,
-        {
-            "token_checksum": (_checksum("refresh-ours"), _checksum("refresh-orm")),
-            "access_token_id": (ours.access_token.pk, orm.access_token.pk),
-            "token_family": _stored_pair(RefreshToken, "token_family", ours.refresh_token, orm.refresh_token),
+    _same_issued_rows(
+        ours,
+        orm,
+        refresh_checksums=(_checksum("refresh-ours"), _checksum("refresh-orm")),
+        access_differ={"source_refresh_token_id": (ours_previous.pk, orm_previous.pk)},
+        refresh_differ={
+            "token_family": _stored_pair(RefreshToken, "token_family", ours.refresh_token, orm.refresh_token)
         },
     )
     # The instances are left as save() leaves them.
@@ -204,6 +185,47 @@ def _stored_pair(model: type[Model], name: str, ours: Any, orm: Any) -> tuple[An
     return _stored(model, ours.pk)[column], _stored(model, orm.pk)[column]
 
 
+def _same_issued_rows(
+    ours: Any,
+    orm: Any,
+    *,
+    refresh_checksums: tuple[str, str],
+    access_differ: dict[str, tuple[Any, Any]] | None = None,
+    refresh_differ: dict[str, tuple[Any, Any]] | None = None,
+) -> None:
+    """The ID-token (if any), access-token and refresh-token rows written by write_tokens
+    (`ours`) and by the ORM (`orm`) are the same but for their own tokens and keys."""
+    if ours.id_token is not None:
+        _same_row(
+            IDToken,
+            ours.id_token,
+            orm.id_token,
+            {"jti": _stored_pair(IDToken, "jti", ours.id_token, orm.id_token)},
+        )
+    _same_row(
+        AccessToken,
+        ours.access_token,
+        orm.access_token,
+        {
+            "token_checksum": _stored_pair(
+                AccessToken, "token_checksum", ours.access_token, orm.access_token
+            ),
+            **({"id_token_id": (ours.id_token.pk, orm.id_token.pk)} if ours.id_token is not None else {}),
+            **(access_differ or {}),
+        },
+    )
+    _same_row(
+        RefreshToken,
+        ours.refresh_token,
+        orm.refresh_token,
+        {
+            "token_checksum": refresh_checksums,
+            "access_token_id": (ours.access_token.pk, orm.access_token.pk),
+            **(refresh_differ or {}),
+        },
+    )
+
+
 def test_a_code_redemption_writes_what_the_orm_writes(flow: Any, freeze: Any) -> None:
     previous, _ = _two_live_refresh_tokens(flow)
     freeze()
@@ -215,32 +237,8 @@ def test_a_code_redemption_writes_what_the_orm_writes(flow: Any, freeze: Any) ->
         with transaction.atomic():
             assert write_tokens(ours)
         assert _orm_write(orm)
-        if with_id_token:
-            _same_row(
-                IDToken,
-                ours.id_token,
-                orm.id_token,
-                {"jti": _stored_pair(IDToken, "jti", ours.id_token, orm.id_token)},
-            )
-        _same_row(
-            AccessToken,
-            ours.access_token,
-            orm.access_token,
-            {
-                "token_checksum": _stored_pair(
-                    AccessToken, "token_checksum", ours.access_token, orm.access_token
-                ),
-                **({"id_token_id": (ours.id_token.pk, orm.id_token.pk)} if with_id_token else {}),
-            },
-        )
-        _same_row(
-            RefreshToken,
-            ours.refresh_token,
-            orm.refresh_token,
-            {
-                "token_checksum": (_checksum(f"refresh-ours-{tag}"), _checksum(f"refresh-orm-{tag}")),
-                "access_token_id": (ours.access_token.pk, orm.access_token.pk),
-            },
+        _same_issued_rows(
+            ours, orm, refresh_checksums=(_checksum(f"refresh-ours-{tag}"), _checksum(f"refresh-orm-{tag}"))
         )
 
 
