@@ -43,7 +43,7 @@ from identity.oidc.refresh_policy import public_refresh_idle_error
 from identity.oidc.resources import unknown_targets
 from identity.oidc.session_tokens import session_tokens_revoke
 from identity.oidc.sharing import released_claims
-from identity.oidc.token_rows import code_row, refresh_token_row
+from identity.oidc.token_rows import claimed_code_row, code_row, refresh_token_row
 from identity.oidc.token_writes import IssuedRows, claim_code, insert_row, write_tokens
 from identity.sessions import browser_session_by_sid, session_client_record
 
@@ -276,10 +276,6 @@ class Validator(OAuth2Validator):
     def validate_code(
         self, client_id: str, code: str, client: Any, request: OAuthRequest, *args: Any, **kwargs: Any
     ) -> bool:
-        grant_model = get_grant_model()
-        grant = self._code_row(code, request)
-        if grant is None or client is None or grant.application_id != client.pk:
-            return False  # unknown, or another client's code: untouched
         # RFC 6749 §4.1.2: a code is used once; a second use is refused and the tokens
         # issued from the first use are revoked. The row is kept (marked redeemed) rather
         # than deleted so that the replay can be recognised. Claimed atomically here, so
@@ -288,11 +284,30 @@ class Validator(OAuth2Validator):
         # UPDATE: a replay finds it even before those tokens exist (and then has nothing
         # to revoke yet, as before, when the family was recorded after issuing).
         family = uuid.uuid4()
-        if not claim_code(grant, family):  # one conditional UPDATE (identity/oidc/token_writes.py)
-            previous = grant_model.objects.filter(pk=grant.pk).values_list("token_family", flat=True).first()
-            if previous:
-                get_refresh_token_model().revoke_family(previous)
-            return False
+        memo = getattr(request, "_cum_code_row", None)
+        if memo is None or memo[0] != code:
+            # Not read yet (our token endpoint): claim first, reading the row with the
+            # claim (one statement on PostgreSQL, identity/oidc/token_rows.py); the code
+            # is read on its own only when nothing was claimed, to tell a replay apart.
+            if client is None:
+                return False
+            claimed = claimed_code_row(code, client.pk, family)
+            if claimed is None:
+                self._code_replayed(self._code_row(code, request), client)
+                return False
+            grant = claimed.row
+            request._cum_code_row = (code, grant, claimed.session)
+        else:
+            # Read already (oauthlib's path asks the code's scopes first): check, then claim.
+            grant = memo[1]
+            if grant is None or client is None or grant.application_id != client.pk:
+                return False  # unknown, or another client's code: untouched
+            if not claim_code(grant, family):  # one conditional UPDATE (identity/oidc/token_writes.py)
+                rows = get_grant_model().objects.filter(pk=grant.pk)
+                previous = rows.values_list("token_family", flat=True).first()
+                if previous:
+                    get_refresh_token_model().revoke_family(previous)
+                return False
         request._cum_code_family = family
         if grant.is_expired() or not grant.user.is_active:
             return False
@@ -316,6 +331,16 @@ class Validator(OAuth2Validator):
         # (only for this code and this client) instead of selecting it again each time.
         request._cum_grant = (code, client.client_id, grant)
         return True
+
+    @staticmethod
+    def _code_replayed(grant: Any, client: Any) -> None:
+        """A code whose claim failed, read after the claim: if it is this client's, it was
+        redeemed before, and the token family of that redemption is revoked (RFC 6749
+        §4.1.2). Unknown, or another client's code: nothing happens."""
+        if grant is None or grant.application_id != client.pk:
+            return
+        if grant.token_family:
+            get_refresh_token_model().revoke_family(grant.token_family)
 
     def _redeemed_grant(self, code: str, request: OAuthRequest) -> Any:
         """The row validate_code read for `code` in this request, else this client's row."""

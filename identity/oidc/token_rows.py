@@ -13,6 +13,13 @@ SQLite dates, UUIDs and booleans). Columns not read are deferred, as with `.only
 The session is joined on its `sid` (unique): `session` is None when the row has no `sid`
 or no session has it. The reads lock nothing: the callers claim the row afterwards with a
 conditional UPDATE (identity/oidc/request_validator.py).
+
+A code redemption at our own token endpoint claims first (`claimed_code_row`): on
+PostgreSQL the claim and the read are one statement, a data-modifying CTE whose UPDATE
+marks the code redeemed for its client, if no one did first, and returns the row, joined
+as `code_row` joins it; elsewhere the same UPDATE, then `code_row`. Nothing is returned
+when no row was claimed (unknown, another client's, already redeemed): the caller then
+reads the code with `code_row` to tell a replay from the rest.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any
 
 from django.db import connections, router
 from django.db.models import Field, Model
+from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
 from identity.models import BrowserSession, User
@@ -222,3 +230,74 @@ def code_row(code: str) -> TokenRow | None:
     assert grant is not None and user is not None
     grant.user = user  # type: ignore[attr-defined]
     return TokenRow(grant, session)  # type: ignore[arg-type]
+
+
+def _claim_columns(connection: Any) -> tuple[str, str, str, str, str]:
+    grant_model = get_grant_model()
+    return (
+        _table(connection, grant_model),
+        _column(connection, grant_model, "redeemed_at"),
+        _column(connection, grant_model, "token_family"),
+        _column(connection, grant_model, "code"),
+        _column(connection, grant_model, "application"),
+    )
+
+
+def _claimed_code_statement(connection: Any) -> tuple[str, tuple[_Part, ...]]:
+    """PostgreSQL: the claim (an UPDATE ... RETURNING in a CTE) and code_row's joins."""
+    grant_model = get_grant_model()
+    parts = (_part(grant_model, "g"), _part(User, "u"), _part(BrowserSession, "s", SESSION_FIELDS))
+    table, redeemed, family, code, application = _claim_columns(connection)
+    quote = connection.ops.quote_name
+    returned = ", ".join(quote(field.column) for field in parts[0].fields)
+    g_sid, s_sid = _column(connection, grant_model, "sid"), _column(connection, BrowserSession, "sid")
+    sql = (
+        f"WITH g AS (UPDATE {table} SET {redeemed} = %s, {family} = %s "  # noqa: S608 - metadata
+        f"WHERE {code} = %s AND {application} = %s AND {redeemed} IS NULL RETURNING {returned}) "
+        f"SELECT {_columns(connection, parts)} FROM g "
+        f"INNER JOIN {_table(connection, User)} u "
+        f"ON u.{_column(connection, User, 'id')} = g.{_column(connection, grant_model, 'user')} "
+        f"LEFT JOIN {_table(connection, BrowserSession)} s ON s.{s_sid} = g.{g_sid} AND g.{g_sid} <> ''"
+    )
+    return sql, parts
+
+
+_claim_updates: dict[str, str] = {}
+
+
+def claimed_code_row(code: str, client_pk: Any, family: Any) -> TokenRow | None:
+    """Mark the authorization code presented redeemed, if it is `client_pk`'s and no one did
+    first, recording the token family its redemption will issue (the ORM's
+    `filter(code=…, application=…, redeemed_at__isnull=True).update(redeemed_at=now,
+    token_family=family)`), and read it as `code_row` reads it (after the claim: its
+    `redeemed_at` and `token_family` set). None when nothing was claimed: the code is
+    unknown, another client's (left untouched) or already redeemed."""
+    model = get_grant_model()
+    using = router.db_for_write(model)
+    connection = connections[using]
+    params = [
+        _field(model, "redeemed_at").get_db_prep_save(timezone.now(), connection),
+        _field(model, "token_family").get_db_prep_save(family, connection),
+        _field(model, "code").get_prep_value(code),
+        client_pk,
+    ]
+    if connection.vendor == "postgresql":
+        statement = _statement("claimed_code", using, _claimed_code_statement)
+        row = _fetch_one(statement, using, params)
+        if row is None:
+            return None
+        grant, user, session = _instances(statement, using, row)
+        assert grant is not None and user is not None  # the INNER JOIN and the RETURNING
+        grant.user = user  # type: ignore[attr-defined]
+        return TokenRow(grant, session)  # type: ignore[arg-type]
+    sql = _claim_updates.get(using)
+    if sql is None:
+        table, redeemed, family_column, code_column, application = _claim_columns(connection)
+        sql = _claim_updates[using] = (
+            f"UPDATE {table} SET {redeemed} = %s, {family_column} = %s "  # noqa: S608 - metadata
+            f"WHERE {code_column} = %s AND {application} = %s AND {redeemed} IS NULL"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        claimed = cursor.rowcount == 1
+    return code_row(code) if claimed else None

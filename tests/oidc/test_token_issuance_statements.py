@@ -36,10 +36,12 @@ TRANSACTION_CONTROL = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")
 # (identity/oidc/token_writes.py: one statement on PostgreSQL, 2 + 3 elsewhere); lock the
 # browser session and note the client (2).
 MAX_REFRESH_STATEMENTS = 5 if connection.vendor == "postgresql" else 9
-# code redemption: the code with its resident and browser session (1); claim it,
-# recording the token family (1); the consent ledger (1); the three INSERTs (one statement
-# on PostgreSQL, 3 elsewhere); lock the browser session and note the client (2).
-MAX_CODE_STATEMENTS = 6 if connection.vendor == "postgresql" else 8
+# code redemption: claim the code, recording the token family, and read it with its
+# resident and browser session (identity/oidc/token_rows.py claimed_code_row: one statement
+# on PostgreSQL, the UPDATE then the SELECT elsewhere); the consent ledger (1); the three
+# INSERTs (one statement on PostgreSQL, 3 elsewhere); lock the browser session and note the
+# client (2).
+MAX_CODE_STATEMENTS = 5 if connection.vendor == "postgresql" else 8
 
 
 def data_statements(queries: CaptureQueriesContext) -> list[str]:

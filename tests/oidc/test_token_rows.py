@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.db import connection
@@ -21,10 +23,12 @@ from identity.oidc.token_rows import (
     ACCESS_TOKEN_FIELDS,
     REFRESH_TOKEN_FIELDS,
     SESSION_FIELDS,
+    claimed_code_row,
     code_row,
     refresh_token_row,
 )
-from tests.oidc.conftest import complete_flow, post_token
+from tests.conftest import REDIRECT_URI
+from tests.oidc.conftest import complete_flow, post_token, userinfo
 
 
 def _checksum(token: str) -> str:
@@ -148,3 +152,141 @@ def test_tokens_issued_after_a_refresh_keep_working(flow: Any) -> None:
         assert response.status_code == 200, response.content
         tokens = response.json()
     assert _refresh(flow.rp, tokens["refresh_token"]).status_code == 200
+
+
+# --- the code claimed and read at once (claimed_code_row) --------------------------------------
+
+# The claim and the read: one statement on PostgreSQL (an UPDATE ... RETURNING in a CTE),
+# the UPDATE then code_row's SELECT elsewhere.
+CLAIM_STATEMENTS = 1 if connection.vendor == "postgresql" else 2
+
+
+def _data_statements(queries: CaptureQueriesContext) -> list[str]:
+    control = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")
+    return [q["sql"] for q in queries.captured_queries if not q["sql"].lstrip().upper().startswith(control)]
+
+
+def test_a_claimed_code_is_read_as_the_orm_reads_it_after_the_claim(flow: Any) -> None:
+    code = flow.get_code()
+    client_pk = AuthorizationCode.objects.get(code=code).application_id
+    family = uuid.uuid4()
+    with CaptureQueriesContext(connection) as queries:
+        found = claimed_code_row(code, client_pk, family)
+    assert len(_data_statements(queries)) == CLAIM_STATEMENTS, _data_statements(queries)
+    assert found is not None
+    orm = AuthorizationCode.objects.select_related("user").get(code=code)
+    assert orm.redeemed_at is not None and orm.token_family == family  # the claim was written
+    grant_fields = tuple(field.name for field in AuthorizationCode._meta.concrete_fields)
+    _same(found.row, orm, grant_fields)  # redeemed_at and token_family included
+    user_fields = tuple(field.name for field in type(orm.user)._meta.concrete_fields)
+    _same(found.row.user, orm.user, user_fields)
+    session = BrowserSession.objects.get(sid=orm.sid)
+    assert found.session is not None
+    _same(found.session, session, SESSION_FIELDS)
+
+
+def test_a_code_is_claimed_once(flow: Any) -> None:
+    code = flow.get_code()
+    client_pk = AuthorizationCode.objects.get(code=code).application_id
+    first = uuid.uuid4()
+    assert claimed_code_row(code, client_pk, first) is not None
+    assert claimed_code_row(code, client_pk, uuid.uuid4()) is None
+    assert AuthorizationCode.objects.get(code=code).token_family == first  # the first claim's
+
+
+def test_an_unknown_or_another_clients_code_is_not_claimed(flow: Any, other_rp: Any) -> None:
+    code = flow.get_code()
+    assert claimed_code_row("no-such-code", other_rp.client.pk, uuid.uuid4()) is None
+    assert claimed_code_row(code, other_rp.client.pk, uuid.uuid4()) is None
+    untouched = AuthorizationCode.objects.get(code=code)
+    assert untouched.redeemed_at is None and untouched.token_family is None
+
+
+def test_a_claimed_code_without_a_session_reads_none(flow: Any) -> None:
+    code = flow.get_code()
+    AuthorizationCode.objects.filter(code=code).update(sid="")
+    client_pk = AuthorizationCode.objects.get(code=code).application_id
+    found = claimed_code_row(code, client_pk, uuid.uuid4())
+    assert found is not None and found.row.sid == "" and found.session is None
+
+
+# The failure paths of a redemption at the token endpoint, which claims first and reads the
+# code on its own only when the claim fails.
+
+
+def test_an_unknown_code_is_refused_and_writes_nothing(flow: Any) -> None:
+    issued = flow.get_code()
+    response = flow.token("no-such-code")
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    assert AuthorizationCode.objects.get(code=issued).redeemed_at is None
+    assert not RefreshToken.objects.exists()
+
+
+def test_another_clients_code_is_refused_and_left_untouched(flow: Any, other_rp: Any) -> None:
+    code = flow.get_code()
+    first = complete_flow(flow)  # a family of the right client, which must survive
+    response = post_token(
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": flow.verifier,
+        },
+        auth=other_rp.basic_auth(),
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    untouched = AuthorizationCode.objects.get(code=code)
+    assert untouched.redeemed_at is None and untouched.token_family is None
+    assert userinfo(first["access_token"]).status_code == 200
+    assert flow.token(code).status_code == 200  # the right client still redeems it
+
+
+def test_a_replayed_code_is_refused_and_revokes_what_it_issued(flow: Any) -> None:
+    code = flow.get_code()
+    issued = flow.token(code)
+    assert issued.status_code == 200, issued.content
+    family = AuthorizationCode.objects.get(code=code).token_family
+    replay = flow.token(code)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert AuthorizationCode.objects.get(code=code).token_family == family  # not claimed again
+    assert not RefreshToken.objects.filter(token_family=family, revoked__isnull=True).exists()
+    assert userinfo(issued.json()["access_token"]).status_code == 401
+    assert _refresh(flow.rp, issued.json()["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_a_code_replayed_by_another_client_revokes_nothing(flow: Any, other_rp: Any) -> None:
+    code = flow.get_code()
+    issued = flow.token(code)
+    assert issued.status_code == 200, issued.content
+    response = post_token(
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": flow.verifier,
+        },
+        auth=other_rp.basic_auth(),
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    assert userinfo(issued.json()["access_token"]).status_code == 200
+
+
+def test_an_expired_code_is_refused_and_used_up(flow: Any) -> None:
+    code = flow.get_code()
+    AuthorizationCode.objects.filter(code=code).update(expires=timezone.now() - timedelta(seconds=1))
+    response = flow.token(code)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    claimed = AuthorizationCode.objects.get(code=code)
+    assert claimed.redeemed_at is not None and claimed.token_family is not None
+    assert not RefreshToken.objects.exists()
+    AuthorizationCode.objects.filter(code=code).update(expires=timezone.now() + timedelta(minutes=1))
+    assert flow.token(code).json()["error"] == "invalid_grant"  # claimed: no second chance
+
+
+def test_a_code_of_a_deactivated_resident_is_refused(flow: Any) -> None:
+    code = flow.get_code()
+    user = AuthorizationCode.objects.get(code=code).user
+    type(user).objects.filter(pk=user.pk).update(is_active=False)
+    response = flow.token(code)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    assert not RefreshToken.objects.exists()

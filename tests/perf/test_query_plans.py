@@ -198,7 +198,11 @@ def test_refresh_rotation_reads_and_writes_by_index(
 
 def test_authorization_code_exchange_reads_by_index(populated: dict[str, Any], flow: OIDCFlow) -> None:
     code = flow.get_code()
-    _check(lambda: flow.token(code))
+    statements = _check(lambda: flow.token(code))
+    # The code's claim was planned too: on PostgreSQL the UPDATE that also reads the code
+    # (identity/oidc/token_rows.py claimed_code_row), by the code's unique index.
+    claim = re.compile(r'\bUPDATE\s+"?identity_authorizationcode"?\s+SET\b', re.IGNORECASE)
+    assert any(claim.search(sql) for sql in statements), statements
 
 
 def test_session_lookup_and_account_pages_read_by_index(populated: dict[str, Any], signed_in: Any) -> None:
