@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +20,23 @@ class SignInLookup:
 
     email: str
     user: User | None
+
+
+# The resident's row already read for this request with its browser session
+# (identity.sessions.browser_session_check), while Django's auth.get_user runs.
+_read_with_session: ContextVar[User | None] = ContextVar("read_with_session", default=None)
+
+
+@contextmanager
+def user_already_read(user: User) -> Iterator[None]:
+    """While inside, `EmailBackend.get_user` of `user`'s id answers from `user` instead of
+    selecting the row again: Django's `auth.get_user` keeps every check of its own (the
+    backend path, `user_can_authenticate`, the session hash and its fallbacks)."""
+    token = _read_with_session.set(user)
+    try:
+        yield
+    finally:
+        _read_with_session.reset(token)
 
 
 class EmailBackend(ModelBackend):
@@ -48,3 +68,10 @@ class EmailBackend(ModelBackend):
         if user.check_password(password) and self.user_can_authenticate(user):
             return user
         return None
+
+    def get_user(self, user_id: Any) -> User | None:
+        read = _read_with_session.get()
+        if read is not None and read.pk == user_id:
+            # ModelBackend.get_user, on the row read with the browser session.
+            return read if self.user_can_authenticate(read) else None
+        return super().get_user(user_id)

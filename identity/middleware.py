@@ -5,7 +5,7 @@ from collections.abc import Callable
 from django.contrib.auth import SESSION_KEY
 from django.http import HttpRequest, HttpResponse
 
-from identity.sessions import SESSION_SID, browser_session_for_request
+from identity.sessions import SESSION_SID, browser_session_check
 
 # Pages are server-rendered with no inline script or style: a strict policy costs nothing.
 DEFAULT_CSP = (
@@ -51,9 +51,11 @@ class BrowserSessionMiddleware:
     reset, "this wasn't me", operator reset) deletes the Django session it is bound to;
     this is the second lock, for when that binding was stale (the session key cycled
     since the record last saw it) or the session store kept a copy. One indexed query
-    (BrowserSession.sid) per signed-in request, cached on the request
-    (identity.sessions.browser_session_for_request); anonymous requests cost nothing more
-    than the session lookup Django already does. Sits right after AuthenticationMiddleware.
+    (BrowserSession.sid, joined with the resident, whom Django's auth.get_user then does
+    not read again: identity.sessions.browser_session_check) per signed-in request, cached
+    on the request (identity.sessions.browser_session_for_request); anonymous requests cost
+    nothing more than the session lookup Django already does. Sits right after
+    AuthenticationMiddleware, before anything evaluates request.user.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -71,5 +73,6 @@ class BrowserSessionMiddleware:
             return  # anonymous: no user to load, nothing to check
         if SESSION_SID not in session:
             return  # signed in before session records, or by a test/admin login: adopted on use
-        # Signs the browser out (django.contrib.auth.logout) when the record has ended.
-        browser_session_for_request(request, adopt=False)
+        # Signs the browser out (django.contrib.auth.logout) when the record has ended; the
+        # record and the resident read in one statement (identity.sessions).
+        browser_session_check(request)

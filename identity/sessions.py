@@ -38,6 +38,7 @@ from django.utils import timezone
 from common.crypto import decrypt_at_rest, encrypt_at_rest
 from common.ratelimit import client_ip
 from identity.audit import audit_log
+from identity.email_backend import user_already_read
 from identity.levels import ACR_BASIC, ACR_MFA
 from identity.models import BrowserSession, SessionClient, User
 
@@ -210,7 +211,91 @@ def browser_session_open(
     return record
 
 
-def browser_session_for_request(request: HttpRequest, *, adopt: bool = True) -> BrowserSession | None:
+# --- the middleware's check: the session record and the resident in one statement ----------
+
+_SESSION_WITH_USER: dict[str, tuple[str, tuple[Any, ...], int]] = {}
+
+
+def _session_with_user_sql(using: str) -> tuple[str, tuple[Any, ...], int]:
+    """SELECT every column of the session record and of its resident, joined, by `sid`: the
+    statement written once per process and database from the models' metadata."""
+    cached = _SESSION_WITH_USER.get(using)
+    if cached is None:
+        connection = connections[using]
+        quote = connection.ops.quote_name
+        session_fields = BrowserSession._meta.concrete_fields
+        user_fields = User._meta.concrete_fields
+        columns = ", ".join(
+            [f"s.{quote(f.column)}" for f in session_fields] + [f"u.{quote(f.column)}" for f in user_fields]
+        )
+        sql = (
+            f"SELECT {columns} FROM {quote(BrowserSession._meta.db_table)} s "  # noqa: S608 - metadata
+            f"INNER JOIN {quote(User._meta.db_table)} u "
+            f"ON u.{quote(User._meta.pk.column)} = s.{quote(BrowserSession._meta.get_field('user').column)} "
+            f"WHERE s.{quote(BrowserSession._meta.get_field('sid').column)} = %s LIMIT 1"
+        )
+        converters = []
+        for model, alias in ((BrowserSession, "s"), (User, "u")):
+            for model_field in model._meta.concrete_fields:
+                column: Any = model_field.get_col(alias)
+                found = connection.ops.get_db_converters(column) + column.field.get_db_converters(connection)
+                converters.append((tuple(found), column))
+        cached = _SESSION_WITH_USER[using] = (sql, tuple(converters), len(session_fields))
+    return cached
+
+
+def browser_session_with_user(sid: str) -> tuple[BrowserSession, User] | None:
+    """The session record named `sid` and its resident, read in one statement, as the ORM
+    makes them (`BrowserSession.objects.filter(sid=sid).first()` and
+    `User.objects.get(pk=record.user_id)`: every column, each database converter applied,
+    `Model.from_db`); None when no record has that sid."""
+    using = router.db_for_read(BrowserSession)
+    sql, converters, split = _session_with_user_sql(using)
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [sid])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for index, (found, column) in enumerate(converters):
+        for converter in found:
+            values[index] = converter(values[index], column, connection)
+    record = BrowserSession.from_db(
+        using, [f.attname for f in BrowserSession._meta.concrete_fields], values[:split]
+    )
+    user = User.from_db(using, [f.attname for f in User._meta.concrete_fields], values[split:])
+    return record, user
+
+
+def browser_session_check(request: HttpRequest) -> None:
+    """BrowserSessionMiddleware's check of a signed-in request whose Django session names a
+    session record: signs the browser out when the record has ended (or is another
+    resident's), as `browser_session_for_request(request, adopt=False)` does.
+
+    The record and its resident are read in one statement before `request.user` is
+    evaluated; Django's `auth.get_user` then runs as always (the backend, whether the
+    account may sign in, the session hash and its fallback secrets), the backend answering
+    from the row read (`identity.email_backend.user_already_read`) when the session names
+    that resident. Nothing else changes: an unknown sid, or a session naming another
+    resident than the record's, goes through the usual reads and checks.
+    """
+    sid = str(request.session.get(SESSION_SID) or "")
+    found = browser_session_with_user(sid) if sid else None
+    if found is None:
+        browser_session_for_request(request, adopt=False, _read=(sid, None) if sid else None)
+        return
+    # request.user (AuthenticationMiddleware's lazy object) is evaluated in there, first.
+    with user_already_read(found[1]):
+        browser_session_for_request(request, adopt=False, _read=(sid, found[0]))
+
+
+def browser_session_for_request(
+    request: HttpRequest,
+    *,
+    adopt: bool = True,
+    _read: tuple[str, BrowserSession | None] | None = None,
+) -> BrowserSession | None:
     """The live session record of this browser, or None (and the browser signed out).
 
     A signed-in Django session without a record (signed in before records existed, or by
@@ -221,18 +306,23 @@ def browser_session_for_request(request: HttpRequest, *, adopt: bool = True) -> 
     cached = getattr(request, "_cum_browser_session", None)
     if cached is not None and cached.sid == request.session.get(SESSION_SID):
         return cached
-    record = _browser_session_for_request(request, adopt=adopt)
+    record = _browser_session_for_request(request, adopt=adopt, read=_read)
     # A per-request memo on Django's request, which declares no such attribute.
     request._cum_browser_session = record  # type: ignore[attr-defined]
     return record
 
 
-def _browser_session_for_request(request: HttpRequest, *, adopt: bool) -> BrowserSession | None:
+def _browser_session_for_request(
+    request: HttpRequest, *, adopt: bool, read: tuple[str, BrowserSession | None] | None = None
+) -> BrowserSession | None:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return None
     sid = request.session.get(SESSION_SID)
-    record = BrowserSession.objects.filter(sid=sid).first() if sid else None
+    if read is not None and sid and read[0] == sid:
+        record = read[1]  # read with the resident (browser_session_check)
+    else:
+        record = BrowserSession.objects.filter(sid=sid).first() if sid else None
     if record is not None and (record.ended_at is not None or record.user_id != user.pk):
         django_logout(request)
         return None

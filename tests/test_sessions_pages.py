@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.db import connection
 from django.test import Client as BrowserClient
 from django.test.utils import CaptureQueriesContext
 
 from identity.models import AuditEvent, BrowserSession
-from identity.sessions import SESSION_SID, session_end
+from identity.sessions import SESSION_SID, browser_session_with_user, session_end
 from tests.conftest import PASSWORD, OIDCFlow
 
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -100,6 +100,84 @@ def test_a_live_session_costs_one_indexed_lookup(resident: Any) -> None:
         assert laptop.get("/").status_code == 200
     lookups = [q for q in queries.captured_queries if "identity_browsersession" in q["sql"]]
     assert len(lookups) == 1 and '"sid" =' in lookups[0]["sql"]
+
+
+def test_the_session_record_and_the_resident_are_read_in_one_statement(resident: Any) -> None:
+    """identity.sessions.browser_session_check: the record joined with the resident, whom
+    Django's auth.get_user then does not select again."""
+    laptop = sign_in(browser(), resident.email)
+    with CaptureQueriesContext(connection) as queries:
+        assert laptop.get("/").status_code == 200
+    users = [q["sql"] for q in queries.captured_queries if "identity_user" in q["sql"]]
+    assert len(users) == 1 and "identity_browsersession" in users[0], users
+
+
+def test_the_record_and_the_resident_are_read_as_the_orm_reads_them(resident: Any) -> None:
+    laptop = sign_in(browser(), resident.email)
+    sid = laptop.session[SESSION_SID]
+    found = browser_session_with_user(sid)
+    assert found is not None
+    record, user = found
+    for read, orm in (
+        (record, BrowserSession.objects.get(sid=sid)),
+        (user, type(user).objects.get(pk=resident.pk)),
+    ):
+        for field in type(orm)._meta.concrete_fields:
+            got, expected = getattr(read, field.attname), getattr(orm, field.attname)
+            assert got == expected and type(got) is type(expected), (field.name, got, expected)
+        assert read._state.db == orm._state.db and not read._state.adding
+    assert browser_session_with_user("no-such-sid") is None
+
+
+def test_a_changed_password_still_signs_the_other_browsers_out(resident: Any) -> None:
+    # Django's session hash (auth.get_user) is still checked on the resident read with the record.
+    laptop = sign_in(browser(), resident.email)
+    user = type(resident).objects.get(pk=resident.pk)
+    user.set_password("another long passphrase 42")
+    user.save(update_fields=["password"])
+    assert not is_signed_in(laptop)
+    assert SESSION_KEY not in laptop.session  # flushed, as auth.get_user does
+
+
+def test_a_session_hashed_with_a_previous_secret_key_is_kept_and_rehashed(
+    resident: Any, settings: Any
+) -> None:
+    laptop = sign_in(browser(), resident.email)
+    old_hash = laptop.session[HASH_SESSION_KEY]
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-secret-key-" + "x" * 40
+    assert is_signed_in(laptop)  # the fallback verifies it
+    assert laptop.session[HASH_SESSION_KEY] != old_hash  # and the hash is renewed
+    settings.SECRET_KEY_FALLBACKS = []
+    assert is_signed_in(laptop)
+
+
+def test_a_deactivated_resident_is_anonymous(resident: Any) -> None:
+    laptop = sign_in(browser(), resident.email)
+    type(resident).objects.filter(pk=resident.pk).update(is_active=False)
+    assert not is_signed_in(laptop)  # ModelBackend.user_can_authenticate, on the row read
+
+
+def test_a_record_of_another_resident_signs_the_browser_out(resident: Any, make_resident: Any) -> None:
+    laptop = sign_in(browser(), resident.email)
+    theirs = sign_in(browser(IPHONE), make_resident("dominique@example.org").email)
+    session = laptop.session
+    session[SESSION_SID] = theirs.session[SESSION_SID]  # a record that is not this resident's
+    session.save()
+    assert not is_signed_in(laptop)
+    assert SESSION_KEY not in laptop.session
+
+
+def test_an_unknown_record_is_not_adopted_by_the_middleware(resident: Any) -> None:
+    laptop = sign_in(browser(), resident.email)
+    session = laptop.session
+    session[SESSION_SID] = "no-such-sid"
+    session.save()
+    with CaptureQueriesContext(connection) as queries:
+        assert laptop.get("/").status_code == 200
+    # The joined read found nothing: the resident read on its own, the record not read again.
+    assert len([q for q in queries.captured_queries if "identity_browsersession" in q["sql"]]) == 1
+    assert BrowserSession.objects.filter(user=resident).count() == 1
 
 
 # --- the sessions page ----------------------------------------------------------------------
