@@ -171,16 +171,15 @@ def writer_head(*, subject_lock: int | None = None) -> LedgerHead:
     writers do not wait for one another, nor for the sequencer; `lock_head` waits for them).
 
     `subject_lock` (PostgreSQL): the key of a transaction-level advisory lock taken in the same
-    statement, *after* the head row's lock (the row is locked inside a subquery, the function is
-    called on the row it returns), so that the order of the locks stays head first, then the
-    subject: the operations that lock the head exclusively and then a subject (`lock_head`
+    statement, *after* the head row's lock (`consent_writer_head`, migration consent 0012, locks
+    the row, then takes the advisory lock), so that the order of the locks stays head first, then
+    the subject: the operations that lock the head exclusively and then a subject (`lock_head`
     holders appending) cannot deadlock with an append. The caller's next statement sees
     whatever the subject's previous holder committed (a new snapshot per statement)."""
-    postgresql = connection.vendor == "postgresql"
-    if postgresql and subject_lock is not None:
+    if connection.vendor == "postgresql":
         sql, params = _WRITER_HEAD_LOCKING_SQL, [subject_lock]
     else:
-        sql, params = _WRITER_HEAD_SQL + (" FOR KEY SHARE" if postgresql else ""), []
+        sql, params = _WRITER_HEAD_SQL, []
     for _ in range(2):
         with prepared_cursor() as cursor:
             cursor.execute(sql, params)
@@ -206,12 +205,14 @@ _WRITER_HEAD_SQL = (
     "EXISTS (SELECT 1 FROM consent_treehead t WHERE t.tree_size > h.size) AS heads "
     "FROM consent_ledgerhead h WHERE h.id = 1"
 )
-# The same with the subject's advisory lock (PostgreSQL): a subquery with a locking clause is
-# never merged into the outer query, so its LockRows node locks the head row before the outer
-# target list calls pg_advisory_xact_lock (tests/consent/test_concurrency_postgres.py).
+# PostgreSQL: the same query under FOR KEY SHARE, then the subject's advisory lock once the head
+# row is locked (none when the key is NULL), in the PL/pgSQL function of migration consent 0012,
+# whose plans PostgreSQL keeps per connection whatever the pooler (no named prepared statement):
+# parsing and planning the query at each append cost more than running it (issue 14).
+# tests/consent/test_append_path.py checks the order of the locks and compares its rows with
+# `_WRITER_HEAD_SQL`'s.
 _WRITER_HEAD_LOCKING_SQL = (
-    "SELECT w.size, w.root_hash, w.frontier, w.nodes, w.heads, pg_advisory_xact_lock(%s)::text "
-    "FROM (" + _WRITER_HEAD_SQL + " FOR KEY SHARE) w"
+    "SELECT size, root_hash, frontier, nodes, heads FROM consent_writer_head(%s::bigint)"
 )
 
 
