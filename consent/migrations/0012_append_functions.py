@@ -90,7 +90,70 @@ $$
 """
 )
 
+# The event's columns, in the order of the function's parameters after the entry's two parts.
+EVENT_COLUMNS = (
+    "id",
+    "event_type",
+    "subject_id",
+    "purpose_id",
+    "purpose_code",
+    "notice_id",
+    "notice_version",
+    "notice_sha256",
+    "collection_method",
+    "actor_type",
+    "actor_id",
+    "partner_client_id",
+    "occurred_at",
+    "valid_until",
+    "linked_from",
+    "details_ciphertext",
+)
+APPEND_EVENT = (
+    """
+CREATE OR REPLACE FUNCTION consent_append_event(
+    with_state boolean, entry_before bytea, entry_after bytea,
+    e_id uuid, e_event_type text, e_subject_id uuid, e_purpose_id bigint, e_purpose_code text,
+    e_notice_id bigint, e_notice_version integer, e_notice_sha256 text, e_collection_method text,
+    e_actor_type text, e_actor_id text, e_partner_client_id text, e_occurred_at timestamptz,
+    e_valid_until timestamptz, e_linked_from uuid, e_details_ciphertext bytea
+)
+RETURNS TABLE (seq bigint, leaf_hash bytea)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    taken bigint;
+BEGIN
+    IF with_state THEN
+        INSERT INTO consent_consentstate
+            (subject_id, purpose_id, status, event_id, valid_until, renewal_required, updated_at)
+        VALUES (e_subject_id, e_purpose_id, e_event_type, e_id, e_valid_until, false, e_occurred_at)
+        ON CONFLICT (subject_id, purpose_id) DO UPDATE SET
+            status = excluded.status, event_id = excluded.event_id, valid_until = excluded.valid_until,
+            renewal_required = excluded.renewal_required, updated_at = excluded.updated_at;
+    END IF;
+    UPDATE consent_ledgersequence SET next_seq = next_seq + 1 WHERE id = 1 RETURNING next_seq - 1 INTO taken;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    INSERT INTO consent_ledgerevent ("""
+    + ", ".join(EVENT_COLUMNS)
+    + """, seq, leaf_hash)
+    VALUES ("""
+    + ", ".join(f"e_{column}" for column in EVENT_COLUMNS)
+    + """, taken,
+            sha256(entry_before || convert_to(taken::text, 'UTF8') || entry_after))
+    RETURNING consent_ledgerevent.seq, consent_ledgerevent.leaf_hash;
+END
+$$
+"""
+)
+
 DROPS = (
+    "DROP FUNCTION IF EXISTS consent_append_event("
+    "boolean, bytea, bytea, uuid, text, uuid, bigint, text, bigint, integer, text, text, text, text, text, "
+    "timestamptz, timestamptz, uuid, bytea)",
     "DROP FUNCTION IF EXISTS consent_decision_context(uuid, text, text)",
     "DROP FUNCTION IF EXISTS consent_writer_head(bigint)",
 )
@@ -101,7 +164,7 @@ def create_functions(apps, schema_editor):
         # The partner clients' table (OAUTH2_PROVIDER_APPLICATION_MODEL: identity.Client).
         client = apps.get_model("consent", "Purpose")._meta.get_field("client").related_model
         table = schema_editor.connection.ops.quote_name(client._meta.db_table)
-        for statement in (WRITER_HEAD, DECISION_CONTEXT.replace("{client}", table)):
+        for statement in (WRITER_HEAD, DECISION_CONTEXT.replace("{client}", table), APPEND_EVENT):
             schema_editor.execute(statement, params=None)
 
 

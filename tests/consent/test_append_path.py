@@ -4,6 +4,7 @@ and the order of an append's locks (the head row's before the subject's)."""
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 import uuid
@@ -301,3 +302,13 @@ def test_the_head_read_without_a_subject_key_takes_no_advisory_lock() -> None:
             with pytest.raises(psycopg.errors.LockNotAvailable):
                 exclusive.execute("SELECT 1 FROM consent_ledgerhead WHERE id = 1 FOR UPDATE")
         writer.rollback()
+
+
+def test_the_append_function_takes_every_column_of_the_event_but_its_index_and_leaf() -> None:
+    """consent_append_event (migration consent 0012) names its columns: a column added to the
+    model must be added to it too, or PostgreSQL's appends would leave it empty."""
+    stored = {field.attname for field in LedgerEvent._meta.concrete_fields} - {"seq", "leaf_hash"}
+    columns = tuple(column for column, _kind in ledger.APPEND_COLUMNS)
+    assert len(columns) == len(stored) and set(columns) == stored
+    functions = importlib.import_module("consent.migrations.0012_append_functions")
+    assert columns == functions.EVENT_COLUMNS
