@@ -334,6 +334,17 @@ def _position_raise() -> None:
     )
 
 
+# consent_record's write of the current state of (subject, purpose) after an event: one upsert
+# on its unique pair (`append`'s only `with_write`; migration consent 0012 writes the same one).
+STATE_UPSERT_SQL = (
+    "INSERT INTO consent_consentstate "
+    "(subject_id, purpose_id, status, event_id, valid_until, renewal_required, updated_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (subject_id, purpose_id) DO UPDATE SET "
+    "status = excluded.status, event_id = excluded.event_id, valid_until = excluded.valid_until, "
+    "renewal_required = excluded.renewal_required, updated_at = excluded.updated_at"
+)
+
+
 # A caller's statement and its parameters (`append`'s `with_write`).
 Write = tuple[str, Sequence[Any]]
 
@@ -408,6 +419,10 @@ def _append_one_statement(event: LedgerEvent, size: int, with_write: Write | Non
     `entry_around_seq`'s parts, and returned: Python checks it against its own hash of the same
     entry and raises (rolling the append back) if they ever differ. The counter row is locked
     from this call to the commit, as before."""
+    if with_write is not None and with_write[0] != STATE_UPSERT_SQL:
+        # The function writes the state's upsert itself, from the event's columns: any other
+        # statement would be silently dropped here, so it is refused before anything runs.
+        raise ValueError("on PostgreSQL, append's with_write can only be STATE_UPSERT_SQL")
     before, after = entry_around_seq(event)
     params: list[Any] = [with_write is not None, b"\x00" + before, after]
     params += [

@@ -741,14 +741,9 @@ def _new_event(
     return event
 
 
-# The current state of (subject, purpose) after an event: one upsert on its unique pair.
-_STATE_UPSERT_SQL = (
-    "INSERT INTO consent_consentstate "
-    "(subject_id, purpose_id, status, event_id, valid_until, renewal_required, updated_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (subject_id, purpose_id) DO UPDATE SET "
-    "status = excluded.status, event_id = excluded.event_id, valid_until = excluded.valid_until, "
-    "renewal_required = excluded.renewal_required, updated_at = excluded.updated_at"
-)
+# The current state of (subject, purpose) after an event: one upsert on its unique pair
+# (ledger.STATE_UPSERT_SQL: on PostgreSQL the append's function writes the same upsert).
+_STATE_UPSERT_SQL = ledger.STATE_UPSERT_SQL
 
 
 def _state_write(*, subject: Subject, purpose: Purpose, event: LedgerEvent) -> tuple[str, list[Any]]:

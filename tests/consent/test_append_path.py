@@ -312,3 +312,12 @@ def test_the_append_function_takes_every_column_of_the_event_but_its_index_and_l
     assert len(columns) == len(stored) and set(columns) == stored
     functions = importlib.import_module("consent.migrations.0012_append_functions")
     assert columns == functions.EVENT_COLUMNS
+
+
+def test_the_one_call_append_refuses_a_write_it_would_not_run() -> None:
+    """On PostgreSQL `consent_append_event` writes consent_record's state upsert itself, from the
+    event's columns: any other `with_write` would be dropped without a word, so it is refused
+    before a statement runs (no database needed to reach the refusal)."""
+    with pytest.raises(ValueError, match="STATE_UPSERT_SQL"):
+        ledger._append_one_statement(_event(), 0, ("UPDATE consent_consentstate SET status = %s", ["given"]))
+    assert services._STATE_UPSERT_SQL is ledger.STATE_UPSERT_SQL
