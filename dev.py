@@ -32,17 +32,21 @@ def _run(*args: str, env: dict[str, str] | None = None) -> None:
         sys.exit(result.returncode)
 
 
+def install_stamp() -> str:
+    """What .venv/ was installed from: the dependencies, the Argon2id build script and its
+    choice (CUM_ARGON2_BUILD). A change to any of them installs again."""
+    stamped = [(ROOT / "pyproject.toml").read_bytes(), ARGON2_BUILD.read_bytes()]
+    stamped.append(os.environ.get("CUM_ARGON2_BUILD", "auto").strip().lower().encode())
+    return hashlib.sha256(b"\0".join(stamped)).hexdigest()
+
+
 def ensure_venv() -> None:
     if sys.version_info[:2] != (3, 11):
         sys.exit(f"Python 3.11 is required (this is {sys.version.split()[0]}).")
     if not PY.exists():
         print("Creating the virtual environment in .venv/ ...", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    # The dependencies, the Argon2id build script and its choice (CUM_ARGON2_BUILD): a change
-    # to any of them installs again.
-    stamped = [(ROOT / "pyproject.toml").read_bytes(), ARGON2_BUILD.read_bytes()]
-    stamped.append(os.environ.get("CUM_ARGON2_BUILD", "auto").encode())
-    wanted = hashlib.sha256(b"\0".join(stamped)).hexdigest()
+    wanted = install_stamp()
     if not STAMP.exists() or STAMP.read_text().strip() != wanted:
         print("Installing the project and its test tools ...", flush=True)
         _run(str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
@@ -57,7 +61,7 @@ def ensure_argon2_build() -> None:
     It keeps PyPI's wheel and says so in one line when it cannot build (no compiler): that
     never stops the install.
     """
-    print("Building Argon2id for this CPU (CUM_ARGON2_BUILD, docs/operators.md) ...", flush=True)
+    print("Argon2id for this CPU (common/argon2_build.py, CUM_ARGON2_BUILD) ...", flush=True)
     result = subprocess.run([str(PY), "-m", "common.argon2_build"], cwd=ROOT)  # noqa: S603 - fixed arguments
     if result.returncode:
         print("argon2: the build step stopped (see above); the installed wheel is kept.", flush=True)

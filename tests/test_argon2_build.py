@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
 import platform
 import unicodedata
@@ -154,6 +155,26 @@ def test_the_build_is_chosen_conservatively(
 def test_an_unknown_choice_is_refused() -> None:
     with pytest.raises(ValueError, match="CUM_ARGON2_BUILD='native'"):
         argon2_build.choose_level("native", "x86_64", frozenset({"avx2"}))
+
+
+def test_dev_py_installs_again_when_the_build_or_its_choice_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("dev_entry_point", Path(__file__).parent.parent / "dev.py")
+    assert spec is not None and spec.loader is not None
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    assert dev.ARGON2_BUILD.read_bytes() == Path(argon2_build.__file__).read_bytes()
+    monkeypatch.delenv("CUM_ARGON2_BUILD", raising=False)
+    auto = dev.install_stamp()
+    monkeypatch.setenv("CUM_ARGON2_BUILD", "Auto ")
+    assert dev.install_stamp() == auto
+    monkeypatch.setenv("CUM_ARGON2_BUILD", "generic")
+    generic = dev.install_stamp()
+    assert generic != auto
+    # The stamp of the venvs installed before the build step (pyproject.toml's hash alone) differs.
+    assert hashlib.sha256((Path(__file__).parent.parent / "pyproject.toml").read_bytes()).hexdigest() not in {
+        auto,
+        generic,
+    }
 
 
 # --- the system check --------------------------------------------------------------------------
