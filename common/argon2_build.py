@@ -13,7 +13,7 @@ Which build, by ``CUM_ARGON2_BUILD``:
 - ``auto`` (unset): ``avx2`` on an x86-64 CPU whose ``/proc/cpuinfo`` lists ``avx2``, else
   ``generic``. Never ``-march=native``: an image built on one machine may run on another.
 - ``generic``: PyPI's wheel.
-- ``avx2``: ``-mavx2`` (every x86-64 CPU since 2013-2015: Haswell, Excavator, Zen).
+- ``avx2``: ``-mavx2`` (Intel Core and Xeon since Haswell, AMD since Excavator; not every Atom).
 - ``avx512``: ``-mavx2 -mavx512f`` (libargon2's AVX-512 path).
 
 A SIMD binary run on a CPU without those instructions dies of SIGILL at its first password
