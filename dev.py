@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".installed-pyproject-sha256"
+ARGON2_BUILD = ROOT / "common" / "argon2_build.py"
 NODE_RP = ROOT / "tests" / "rp_node"
 
 
@@ -31,18 +32,39 @@ def _run(*args: str, env: dict[str, str] | None = None) -> None:
         sys.exit(result.returncode)
 
 
+def install_stamp() -> str:
+    """What .venv/ was installed from: the dependencies, the Argon2id build script and its
+    choice (CUM_ARGON2_BUILD). A change to any of them installs again."""
+    stamped = [(ROOT / "pyproject.toml").read_bytes(), ARGON2_BUILD.read_bytes()]
+    stamped.append(os.environ.get("CUM_ARGON2_BUILD", "auto").strip().lower().encode())
+    return hashlib.sha256(b"\0".join(stamped)).hexdigest()
+
+
 def ensure_venv() -> None:
     if sys.version_info[:2] != (3, 11):
         sys.exit(f"Python 3.11 is required (this is {sys.version.split()[0]}).")
     if not PY.exists():
         print("Creating the virtual environment in .venv/ ...", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = install_stamp()
     if not STAMP.exists() or STAMP.read_text().strip() != wanted:
         print("Installing the project and its test tools ...", flush=True)
         _run(str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
         _run(str(PY), "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+        ensure_argon2_build()
         STAMP.write_text(wanted)
+
+
+def ensure_argon2_build() -> None:
+    """argon2-cffi-bindings built for this CPU's SIMD level (common/argon2_build.py).
+
+    It keeps PyPI's wheel and says so in one line when it cannot build (no compiler): that
+    never stops the install.
+    """
+    print("Argon2id for this CPU (common/argon2_build.py, CUM_ARGON2_BUILD) ...", flush=True)
+    result = subprocess.run([str(PY), "-m", "common.argon2_build"], cwd=ROOT)  # noqa: S603 - fixed arguments
+    if result.returncode:
+        print("argon2: the build step stopped (see above); the installed wheel is kept.", flush=True)
 
 
 def ensure_node_rp() -> None:

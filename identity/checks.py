@@ -11,6 +11,8 @@ from django.core.mail.backends.dummy import EmailBackend as Dummy
 from django.core.mail.backends.locmem import EmailBackend as Locmem
 from django.utils.module_loading import import_string
 
+from common import argon2_build
+
 
 @register(Tags.security, deploy=True)
 def check_production_secrets(app_configs: Any, **kwargs: Any) -> list[Any]:
@@ -75,3 +77,27 @@ def check_proxy_setup(app_configs: Any, **kwargs: Any) -> list[Any]:
             )
         ]
     return []
+
+
+ARGON2_CHECK_IDS = {
+    "cpu": "identity.E020",  # the CPU lacks the instructions the build needs
+    "machine": "identity.E021",  # built for another architecture
+    "stale": "identity.W020",  # the record describes another binary
+    "unreadable": "identity.W021",
+    "unknown-cpu": "identity.W022",  # no /proc/cpuinfo flags to check against
+}
+
+
+@register(Tags.security)
+def check_argon2_build(app_configs: Any, **kwargs: Any) -> list[Any]:
+    """The Argon2id binary (argon2-cffi-bindings, built for a SIMD level by
+    `python -m common.argon2_build`) runs on this CPU: a build for AVX2 on a CPU without it
+    would kill the worker with SIGILL at the first password check. Runs at every check (the
+    start-up commands of docs/operators.md run `check --deploy` on each node)."""
+
+    return [
+        (Error if problem.error else Warning)(
+            problem.message, hint=problem.hint, id=ARGON2_CHECK_IDS[problem.code]
+        )
+        for problem in argon2_build.installed_problems()
+    ]
