@@ -12,7 +12,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from consent import ledger, merkle
@@ -22,7 +21,7 @@ from consent.selectors import consent_is_granted, ledger_verify
 from consent.services import consent_record
 from tests.consent.test_concurrency_postgres import database_url, ensure_catalogue
 
-POSTGRESQL = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+POSTGRESQL = connection.vendor == "postgresql"
 
 
 def _event(**fields: Any) -> LedgerEvent:
