@@ -103,8 +103,7 @@ def test_a_killed_backend_between_two_requests_is_replaced(check: str, access_to
     first = userinfo(access_token)
     killed = backend_pid()
     assert admin.execute("SELECT pg_terminate_backend(%s)", [killed]).fetchone() == (True,)
-    if check == "socket":
-        wait_readable()  # the FATAL message and end of file are there before the next request
+    wait_readable()  # the FATAL message and end of file are there before the next request
     assert userinfo(access_token) == first  # 200, not the 503 of a dead connection
     assert backend_pid() != killed
 
@@ -199,6 +198,25 @@ def test_a_connection_closed_on_the_client_side_is_replaced(check: str, access_t
     userinfo(access_token)
     assert connection.connection is not None and not connection.connection.closed
     assert backend_pid() != closed
+
+
+def test_a_socket_that_cannot_be_polled_is_replaced(
+    access_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg failing to give the socket (a connection in a state we did not foresee): the
+    connection is replaced, never an error for the request."""
+    userinfo(access_token)
+    connection.ensure_connection()
+    monkeypatch.setattr(connections[DEFAULT_DB_ALIAS], "health_check_kind", "socket")
+    raw = connection.connection
+    pid = backend_pid()
+
+    def no_socket() -> int:
+        raise psycopg.OperationalError("the connection is lost")
+
+    monkeypatch.setattr(raw, "fileno", no_socket)
+    userinfo(access_token)
+    assert connection.connection is not raw and backend_pid() != pid
 
 
 def test_the_kept_consent_cursor_follows_the_new_connection(check: str, admin: Any, settings: Any) -> None:
