@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from typing import TypeVar, cast
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import Metric
@@ -48,6 +49,18 @@ CONSENT_EVENTS = Counter(
 RATE_LIMIT_REFUSALS = Counter(
     "cum_rate_limit_refusals", "Attempts refused by a rate limit, by scope.", ["scope"]
 )
+
+M = TypeVar("M", Counter, Histogram)
+
+
+def child(metric: M, *labelvalues: str) -> M:
+    """`metric.labels(*labelvalues)` for label values that are already strings: the child
+    prometheus_client keeps for them, read from its store without taking the metric's lock
+    (it creates and stores a child only once per label set); `labels` when there is none yet,
+    or none any more (after `remove` or `clear`)."""
+    existing = cast("M | None", metric._metrics.get(labelvalues))
+    return existing if existing is not None else metric.labels(*labelvalues)
+
 
 ScrapeCollector = Callable[[], Iterable[Metric]]
 _collectors: list[ScrapeCollector] = []

@@ -76,25 +76,83 @@ def end(context: RequestContext, token: Token[RequestContext | None], status: in
     elapsed = time.perf_counter() - context.started
     try:
         method = context.method if context.method in _METHODS else "other"
-        metrics.REQUESTS.labels(context.route, method, str(status)).inc()
-        metrics.LATENCY.labels(context.route).observe(elapsed)
-        access_log.info(
-            "%s %s %s",
-            context.method,
-            context.route,
-            status,
-            extra={
-                "http": {
-                    "method": context.method,
-                    "route": context.route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    **({"client_id": context.client_id} if context.client_id else {}),
-                }
-            },
-        )
+        metrics.child(metrics.REQUESTS, context.route, method, str(status)).inc()
+        metrics.child(metrics.LATENCY, context.route).observe(elapsed)
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        http: dict[str, Any] = {
+            "method": context.method,
+            "route": context.route,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+            **({"client_id": context.client_id} if context.client_id else {}),
+        }
+        handler = _sole_json_handler()
+        if handler is not None:
+            _write_access_line(handler, context, status, http)
+        else:
+            access_log.info("%s %s %s", context.method, context.route, status, extra={"http": http})
     finally:
         _current.reset(token)
+
+
+def _sole_json_handler() -> logging.StreamHandler[Any] | None:
+    """The handler an access record would reach when it is the only one and the production
+    one (settings.LOGGING with LOG_FORMAT=json: a StreamHandler, JsonFormatter, RequestIdFilter,
+    on the root logger, nothing configured on `cum.access` or between them); else None, and
+    the record goes through logging as any other (a second handler, the text format, a filter,
+    pytest's capture handlers…)."""
+    if access_log.handlers or access_log.filters or access_log.disabled or not access_log.propagate:
+        return None
+    if access_log.parent is not logging.root:  # a "cum" logger was configured
+        return None
+    handlers = logging.root.handlers
+    if len(handlers) != 1:
+        return None
+    handler = handlers[0]
+    if (
+        type(handler) is not logging.StreamHandler
+        or type(handler.formatter) is not JsonFormatter
+        or handler.level > logging.INFO
+        or len(handler.filters) != 1
+        or type(handler.filters[0]) is not RequestIdFilter
+    ):
+        return None
+    return handler
+
+
+def _write_access_line(
+    handler: logging.StreamHandler[Any], context: RequestContext, status: int, http: dict[str, Any]
+) -> None:
+    """What `access_log.info(...)` does through `handler` (Handler.handle, StreamHandler.emit,
+    JsonFormatter.format), without building a LogRecord: the same line, under the handler's
+    lock, flushed, a write error reported by the handler's handleError. RequestIdFilter only
+    sets an attribute on the record for text formats: nothing to do here."""
+    created = time.time()  # LogRecord.created
+    handler.acquire()
+    try:
+        try:
+            line = _json_line(
+                created, "INFO", access_log.name, f"{context.method} {context.route} {status}", http
+            )
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            record = access_log.makeRecord(
+                access_log.name,
+                logging.INFO,
+                "(unknown file)",
+                0,
+                "%s %s %s",
+                (context.method, context.route, status),
+                None,
+                extra={"http": http},
+            )
+            handler.handleError(record)
+    finally:
+        handler.release()
 
 
 def set_client_id(client_id: str) -> None:
@@ -118,30 +176,47 @@ class RequestIdFilter(logging.Filter):
 _PATH_QUOTING_LOGGERS = frozenset({"django.request", "django.server", "django.security.csrf"})
 
 
+# json.dumps(entry, ensure_ascii=False, separators=(",", ":")), without a new encoder per line.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_line(
+    created: float,
+    levelname: str,
+    name: str,
+    message: str,
+    http: Any = None,
+    exc_info: Any = None,
+) -> str:
+    """One JSON log line (JsonFormatter's, and the access line's written directly)."""
+    entry: dict[str, Any] = {
+        "time": datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds"),
+        "level": levelname,
+        "logger": name,
+        "message": message,
+    }
+    context = _current.get()
+    if context is not None:
+        entry["request_id"] = context.request_id
+    if isinstance(http, dict):
+        entry["http"] = http
+    if exc_info and exc_info[0] is not None:
+        entry["exception"] = {
+            "type": f"{exc_info[0].__module__}.{exc_info[0].__qualname__}",
+            "stack": [
+                f"{frame.filename}:{frame.lineno} in {frame.name}"
+                for frame in traceback.extract_tb(exc_info[2])
+            ],
+        }
+    return _ENCODER.encode(entry)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-        }
         if record.name in _PATH_QUOTING_LOGGERS:
             status = getattr(record, "status_code", None)
-            entry["message"] = f"{record.levelname.lower()} response" + (f" {status}" if status else "")
+            message = f"{record.levelname.lower()} response" + (f" {status}" if status else "")
         else:
-            entry["message"] = record.getMessage()
-        context = _current.get()
-        if context is not None:
-            entry["request_id"] = context.request_id
+            message = record.getMessage()
         http = getattr(record, "http", None)
-        if isinstance(http, dict):
-            entry["http"] = http
-        if record.exc_info and record.exc_info[0] is not None:
-            entry["exception"] = {
-                "type": f"{record.exc_info[0].__module__}.{record.exc_info[0].__qualname__}",
-                "stack": [
-                    f"{frame.filename}:{frame.lineno} in {frame.name}"
-                    for frame in traceback.extract_tb(record.exc_info[2])
-                ],
-            }
-        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+        return _json_line(record.created, record.levelname, record.name, message, http, record.exc_info)

@@ -171,16 +171,15 @@ def writer_head(*, subject_lock: int | None = None) -> LedgerHead:
     writers do not wait for one another, nor for the sequencer; `lock_head` waits for them).
 
     `subject_lock` (PostgreSQL): the key of a transaction-level advisory lock taken in the same
-    statement, *after* the head row's lock (the row is locked inside a subquery, the function is
-    called on the row it returns), so that the order of the locks stays head first, then the
-    subject: the operations that lock the head exclusively and then a subject (`lock_head`
+    statement, *after* the head row's lock (`consent_writer_head`, migration consent 0012, locks
+    the row, then takes the advisory lock), so that the order of the locks stays head first, then
+    the subject: the operations that lock the head exclusively and then a subject (`lock_head`
     holders appending) cannot deadlock with an append. The caller's next statement sees
     whatever the subject's previous holder committed (a new snapshot per statement)."""
-    postgresql = connection.vendor == "postgresql"
-    if postgresql and subject_lock is not None:
+    if connection.vendor == "postgresql":
         sql, params = _WRITER_HEAD_LOCKING_SQL, [subject_lock]
     else:
-        sql, params = _WRITER_HEAD_SQL + (" FOR KEY SHARE" if postgresql else ""), []
+        sql, params = _WRITER_HEAD_SQL, []
     for _ in range(2):
         with prepared_cursor() as cursor:
             cursor.execute(sql, params)
@@ -206,12 +205,14 @@ _WRITER_HEAD_SQL = (
     "EXISTS (SELECT 1 FROM consent_treehead t WHERE t.tree_size > h.size) AS heads "
     "FROM consent_ledgerhead h WHERE h.id = 1"
 )
-# The same with the subject's advisory lock (PostgreSQL): a subquery with a locking clause is
-# never merged into the outer query, so its LockRows node locks the head row before the outer
-# target list calls pg_advisory_xact_lock (tests/consent/test_concurrency_postgres.py).
+# PostgreSQL: the same query under FOR KEY SHARE, then the subject's advisory lock once the head
+# row is locked (none when the key is NULL), in the PL/pgSQL function of migration consent 0012,
+# whose plans PostgreSQL keeps per connection whatever the pooler (no named prepared statement):
+# parsing and planning the query at each append cost more than running it (issue 14).
+# tests/consent/test_append_path.py checks the order of the locks and compares its rows with
+# `_WRITER_HEAD_SQL`'s.
 _WRITER_HEAD_LOCKING_SQL = (
-    "SELECT w.size, w.root_hash, w.frontier, w.nodes, w.heads, pg_advisory_xact_lock(%s)::text "
-    "FROM (" + _WRITER_HEAD_SQL + " FOR KEY SHARE) w"
+    "SELECT size, root_hash, frontier, nodes, heads FROM consent_writer_head(%s::bigint)"
 )
 
 
@@ -333,6 +334,17 @@ def _position_raise() -> None:
     )
 
 
+# consent_record's write of the current state of (subject, purpose) after an event: one upsert
+# on its unique pair (`append`'s only `with_write`; migration consent 0012 writes the same one).
+STATE_UPSERT_SQL = (
+    "INSERT INTO consent_consentstate "
+    "(subject_id, purpose_id, status, event_id, valid_until, renewal_required, updated_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (subject_id, purpose_id) DO UPDATE SET "
+    "status = excluded.status, event_id = excluded.event_id, valid_until = excluded.valid_until, "
+    "renewal_required = excluded.renewal_required, updated_at = excluded.updated_at"
+)
+
+
 # A caller's statement and its parameters (`append`'s `with_write`).
 Write = tuple[str, Sequence[Any]]
 
@@ -346,9 +358,10 @@ def append(head: LedgerHead, event: LedgerEvent, *, with_write: Write | None = N
     LedgerTampered (the caller's transaction then rolls back: nothing written) when the head
     row is malformed (`head_check`), the counter is behind it, or the index is already held.
 
-    `with_write`: one more write of the caller's, (sql, params), a single INSERT/UPDATE that
-    returns nothing and must commit with the event (consent_record: the current state). On
-    PostgreSQL the caller's write, the counter and the event's INSERT are one statement
+    `with_write`: consent_record's write of the current state (`services._state_write`: the
+    upsert of the event's subject, purpose, type, id, validity and time), which must commit with
+    the event. On PostgreSQL the state's upsert, the counter and the event's INSERT are one call
+    of `consent_append_event`, which writes the same upsert from the event's columns
     (`_append_one_statement`); elsewhere they run one after the other, in that order.
     """
     size, _frontier = head_check(head)
@@ -398,25 +411,31 @@ def entry_around_seq(event: LedgerEvent) -> tuple[bytes, bytes]:
 
 
 def _append_one_statement(event: LedgerEvent, size: int, with_write: Write | None) -> None:
-    """PostgreSQL: the caller's write, the counter's UPDATE ... RETURNING and the event's
-    INSERT in one statement (one round trip where there were three). The leaf index is only
-    known inside the statement, so the leaf hash is computed there, SHA-256(0x00 || before ||
-    the index as text || after) with `entry_around_seq`'s parts, and returned: Python checks it
-    against its own hash of the same entry and raises (rolling the append back) if they ever
-    differ. The counter row is locked from this statement to the commit, as before."""
-    sql, fields = _append_sql(with_write[0] if with_write is not None else None)
+    """PostgreSQL: the current state's upsert (`with_write`: consent_record's, made of the event's
+    own columns), the counter's UPDATE ... RETURNING and the event's INSERT in one call of the
+    PL/pgSQL function `consent_append_event` (migration consent 0012: its statements are planned
+    once per connection, whatever the pooler). The leaf index is only known inside it, so the
+    leaf hash is computed there, SHA-256(0x00 || before || the index as text || after) with
+    `entry_around_seq`'s parts, and returned: Python checks it against its own hash of the same
+    entry and raises (rolling the append back) if they ever differ. The counter row is locked
+    from this call to the commit, as before."""
+    if with_write is not None and with_write[0] != STATE_UPSERT_SQL:
+        # The function writes the state's upsert itself, from the event's columns: any other
+        # statement would be silently dropped here, so it is refused before anything runs.
+        raise ValueError("on PostgreSQL, append's with_write can only be STATE_UPSERT_SQL")
     before, after = entry_around_seq(event)
-    params = [*(with_write[1] if with_write is not None else ())]
-    params += [field.get_db_prep_save(getattr(event, field.attname), connection) for field in fields]
-    params += [b"\x00" + before, after]
+    params: list[Any] = [with_write is not None, b"\x00" + before, after]
+    params += [
+        field.get_db_prep_save(getattr(event, field.attname), connection) for field in _append_fields()
+    ]
     for _ in range(2):
         with prepared_cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(_APPEND_CALL_SQL, params)
             row = cursor.fetchone()
             if row is not None:
                 break
-            # No counter row (a flushed test database): create it and run the statement again
-            # (the caller's write is an upsert or an update: running it twice changes nothing).
+            # No counter row (a flushed test database): create it and call again (the state's
+            # write is an upsert: running it twice changes nothing).
             cursor.execute(_SEQUENCE_CREATE_SQL)
     seq, stored_hash = row if row is not None else (None, b"")
     event.seq = seq = _seq_check(seq, size)
@@ -426,20 +445,37 @@ def _append_one_statement(event: LedgerEvent, size: int, with_write: Write | Non
     event._state.adding, event._state.db = False, connection.alias
 
 
+# The event's columns as `consent_append_event` takes them (migration consent 0012), after its
+# three first parameters: with_state, the entry before the index, the entry after it.
+APPEND_COLUMNS = (
+    ("id", "uuid"),
+    ("event_type", "text"),
+    ("subject_id", "uuid"),
+    ("purpose_id", "bigint"),
+    ("purpose_code", "text"),
+    ("notice_id", "bigint"),
+    ("notice_version", "integer"),
+    ("notice_sha256", "text"),
+    ("collection_method", "text"),
+    ("actor_type", "text"),
+    ("actor_id", "text"),
+    ("partner_client_id", "text"),
+    ("occurred_at", "timestamptz"),
+    ("valid_until", "timestamptz"),
+    ("linked_from", "uuid"),
+    ("details_ciphertext", "bytea"),
+)
+_APPEND_CALL_SQL = (
+    "SELECT seq, leaf_hash FROM consent_append_event(%s::boolean, %s::bytea, %s::bytea, "  # noqa: S608 - types
+    + ", ".join(f"%s::{kind}" for _column, kind in APPEND_COLUMNS)
+    + ")"
+)
+
+
 @functools.cache
-def _append_sql(with_write: str | None) -> tuple[str, tuple[Any, ...]]:
-    """The one-statement append of `_append_one_statement`, with the caller's write first."""
-    fields = tuple(f for f in LedgerEvent._meta.concrete_fields if f.attname not in ("seq", "leaf_hash"))
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    write = f"w AS ({with_write}), " if with_write is not None else ""
-    sql = (
-        f"WITH {write}s AS ({_TAKE_SEQ_SQL} AS seq) "  # noqa: S608 - column names and our own SQL
-        f"INSERT INTO consent_ledgerevent ({columns}, seq, leaf_hash) "
-        f"SELECT {marks}, s.seq, sha256(%s::bytea || convert_to(s.seq::text, 'UTF8') || %s::bytea) FROM s "
-        "RETURNING seq, leaf_hash"
-    )
-    return sql, fields
+def _append_fields() -> tuple[Any, ...]:
+    fields = {field.attname: field for field in LedgerEvent._meta.concrete_fields}
+    return tuple(fields[column] for column, _kind in APPEND_COLUMNS)
 
 
 @functools.cache

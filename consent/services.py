@@ -187,6 +187,11 @@ WHERE p.code = %s
 """
 _CONTEXT_ACCOUNT_SQL = _CONTEXT_SQL.format(subject="s.user_id = %s AND s.kind = 'account'")
 _CONTEXT_BROWSER_SQL = _CONTEXT_SQL.format(subject="s.browser_id_hash = %s")
+# PostgreSQL: the same query in the PL/pgSQL function of migration consent 0012 (an account's
+# subject, or a browser's when the user is NULL), whose plan PostgreSQL keeps per connection
+# whatever the pooler: parsing and planning this join at each append cost about three times
+# running it (issue 14). tests/consent/test_append_path.py compares the two.
+_CONTEXT_CALL_SQL = "SELECT * FROM consent_decision_context(%s::uuid, %s::text, %s::text)"
 
 
 def _db_uuid(value: Any) -> uuid.UUID:
@@ -223,12 +228,16 @@ def _decision_context(
     """The active purpose `purpose_code` (UnknownPurpose otherwise), the subject (None when it
     has no row yet), its current state for the purpose and the notice in force, read once under
     the subject's lock (consent_record)."""
-    if user is not None:
-        sql, key = _context_sql(True), User._meta.pk.get_db_prep_value(user.pk, connection)
+    user_key = None if user is None else User._meta.pk.get_db_prep_value(user.pk, connection)
+    if connection.vendor == "postgresql":
+        sql, params = _CONTEXT_CALL_SQL, [user_key, browser_hash, purpose_code]
     else:
-        sql, key = _context_sql(False), browser_hash
+        sql, params = (
+            _context_sql(user is not None),
+            [user_key if user is not None else browser_hash, purpose_code],
+        )
     with prepared_cursor() as cursor:
-        cursor.execute(sql, [key, purpose_code])
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         raise UnknownPurpose(f"unknown purpose {purpose_code!r}")
@@ -550,13 +559,22 @@ def _subject_lock(*, user: User | None, browser_hash: str | None) -> None:
 # consent_record's checks, in the order it makes them; each raises ConsentError.
 
 
+# The choices' values, computed once (`Choices.values` builds its list at every access).
+_EVENT_TYPE_VALUES = frozenset(EventType.values)
+_METHOD_VALUES = frozenset(CollectionMethod.values)
+
+
 def _event_type_check(event_type: str, collection_method: str) -> EventType:
-    if event_type not in EventType.values:
+    if not isinstance(event_type, str) or event_type not in _EVENT_TYPE_VALUES:
         raise ConsentError(f"unknown event type {event_type!r} (choose from {', '.join(EventType.values)})")
     checked = EventType(event_type)
     if checked == EventType.EXPIRED:
         raise ConsentError("expiry is not recorded by hand: it is automatic at valid_until")
-    if collection_method not in CollectionMethod.values or collection_method == CollectionMethod.SYSTEM:
+    if (
+        not isinstance(collection_method, str)
+        or collection_method not in _METHOD_VALUES
+        or collection_method == CollectionMethod.SYSTEM
+    ):
         allowed = [m for m in CollectionMethod.values if m != CollectionMethod.SYSTEM]
         raise ConsentError(
             f"unknown collection method {collection_method!r} (choose from {', '.join(allowed)})"
@@ -723,14 +741,9 @@ def _new_event(
     return event
 
 
-# The current state of (subject, purpose) after an event: one upsert on its unique pair.
-_STATE_UPSERT_SQL = (
-    "INSERT INTO consent_consentstate "
-    "(subject_id, purpose_id, status, event_id, valid_until, renewal_required, updated_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (subject_id, purpose_id) DO UPDATE SET "
-    "status = excluded.status, event_id = excluded.event_id, valid_until = excluded.valid_until, "
-    "renewal_required = excluded.renewal_required, updated_at = excluded.updated_at"
-)
+# The current state of (subject, purpose) after an event: one upsert on its unique pair
+# (ledger.STATE_UPSERT_SQL: on PostgreSQL the append's function writes the same upsert).
+_STATE_UPSERT_SQL = ledger.STATE_UPSERT_SQL
 
 
 def _state_write(*, subject: Subject, purpose: Purpose, event: LedgerEvent) -> tuple[str, list[Any]]:

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from django.contrib.auth import SESSION_KEY
 from django.http import HttpRequest, HttpResponse
+from django.http.response import ResponseHeaders
 
 from identity.sessions import SESSION_SID, browser_session_for_request
 
@@ -15,16 +16,30 @@ DEFAULT_CSP = (
 )
 
 
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=()"
+
+# (lower-case name, (name, value)) as Django's ResponseHeaders stores them: checked and
+# encoded once by Django itself here, instead of at every response.
+_SECURITY_HEADERS = tuple(
+    ResponseHeaders(
+        {"Content-Security-Policy": DEFAULT_CSP, "Permissions-Policy": PERMISSIONS_POLICY}
+    )._store.items()
+)
+
+
 class SecurityHeadersMiddleware:
-    """Content-Security-Policy and related headers on every response that lacks them."""
+    """Content-Security-Policy and related headers on every response that lacks them
+    (`response.headers.setdefault(name, value)` for each, with the stored pair precomputed)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
-        response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        stored = response.headers._store
+        for lowered, pair in _SECURITY_HEADERS:
+            if lowered not in stored:
+                stored[lowered] = pair
         return response
 
 

@@ -6,13 +6,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.test import Client
+from prometheus_client import Counter, Histogram
 
+from common import metrics, request_log
 from common.request_log import JsonFormatter, RequestIdFilter
 from config.wsgi import application  # before the fixtures: its django.setup() configures logging
 from identity.oidc.views import userinfo
@@ -160,3 +165,227 @@ def test_protocol_requests_name_the_partner_client(flow: Any, json_log: Any):
     assert by_route["/token"][0]["client_id"] == flow.rp.client_id
     assert by_route["/userinfo"][0]["client_id"] == flow.rp.client_id
     assert "client_id" not in by_route["/token"][1]  # unknown client: nothing named
+
+
+# --- The access line written without logging's machinery (common.request_log.end) -------------
+
+FROZEN_TIME = 1796558400.123456
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same wall-clock time and a zero duration for every line, so two lines of the same
+    request compare byte for byte."""
+    monkeypatch.setattr(time, "time", lambda: FROZEN_TIME)
+    monkeypatch.setattr(time, "time_ns", lambda: int(FROZEN_TIME * 1e9))
+    monkeypatch.setattr(time, "perf_counter", lambda: 1000.0)
+
+
+def production_handler(stream: io.StringIO) -> logging.StreamHandler[Any]:
+    """The handler settings.LOGGING builds with LOG_FORMAT=json."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    return handler
+
+
+def one_request(route: str = "/userinfo", status: int = 200, client_id: str = "portail-nantes") -> str:
+    context, token = request_log.begin({"REQUEST_METHOD": "GET", "HTTP_X_REQUEST_ID": "ignored"})
+    context.route = route
+    context.started = time.perf_counter()  # the frozen clock's (the field's default was bound before)
+    request_log.set_client_id(client_id)
+    request_log.end(context, token, status)
+    assert request_log.current() is None
+    return context.request_id
+
+
+def through_logging(
+    request_id: str, route: str = "/userinfo", status: int = 200, client_id: str = ""
+) -> None:
+    """What end() wrote before the direct path: the access record through logging."""
+    context = request_log.RequestContext(
+        request_id=request_id, method="GET", route=route, client_id=client_id
+    )
+    token = request_log._current.set(context)
+    try:
+        logging.getLogger("cum.access").info(
+            "%s %s %s",
+            "GET",
+            route,
+            status,
+            extra={
+                "http": {
+                    "method": "GET",
+                    "route": route,
+                    "status": status,
+                    "duration_ms": 0.0,
+                    **({"client_id": client_id} if client_id else {}),
+                }
+            },
+        )
+    finally:
+        request_log._current.reset(token)
+
+
+@pytest.fixture
+def access_info() -> Any:
+    previous = logging.getLogger("cum.access").level
+    logging.getLogger("cum.access").setLevel(logging.INFO)
+    yield
+    logging.getLogger("cum.access").setLevel(previous)
+
+
+def test_the_direct_access_line_is_the_line_logging_writes(
+    monkeypatch: pytest.MonkeyPatch, frozen_clock: None, access_info: None
+):
+    stream = io.StringIO()
+    handler = production_handler(stream)
+    monkeypatch.setattr(logging.root, "handlers", [handler])  # as in production: the only handler
+    records: list[logging.LogRecord] = []
+    make_record = logging.Logger.makeRecord
+
+    def counting(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(self, *args, **kwargs)
+        records.append(record)
+        return record
+
+    monkeypatch.setattr(logging.Logger, "makeRecord", counting)
+    for route, status, client_id in (
+        ("/userinfo", 200, "portail-nantes"),
+        ("-", 404, ""),
+        ("/token", 401, "é"),
+    ):
+        request_id = one_request(route, status, client_id)
+        assert records == []  # written directly, no LogRecord
+        direct = stream.getvalue()
+        stream.seek(0)
+        stream.truncate()
+        through_logging(request_id, route, status, client_id)
+        assert len(records) == 1
+        records.clear()
+        assert direct == stream.getvalue()  # byte for byte
+        stream.seek(0)
+        stream.truncate()
+        line = json.loads(direct)
+        assert line["request_id"] == request_id and line["http"]["route"] == route
+        assert line["time"] == "2026-12-06T12:00:00.123+00:00"
+
+
+def _text_formatter(handler: logging.Handler) -> None:
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+
+
+class _JsonSubclass(JsonFormatter):
+    pass
+
+
+class _Dropping(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+# Configurations where the record must go through logging, and what logging then writes.
+OTHER_CONFIGURATIONS: dict[str, Callable[[logging.StreamHandler[Any], logging.Logger], None]] = {
+    "the text format": lambda handler, access: _text_formatter(handler),
+    "a formatter of another class": lambda handler, access: handler.setFormatter(_JsonSubclass()),
+    "a second handler": lambda handler, access: logging.root.addHandler(production_handler(handler.stream)),
+    "the handler above INFO": lambda handler, access: handler.setLevel(logging.WARNING),
+    "cum.access above INFO": lambda handler, access: access.setLevel(logging.WARNING),
+    "a filter on cum.access": lambda handler, access: access.addFilter(_Dropping()),
+    "a second filter on the handler": lambda handler, access: handler.addFilter(_Dropping()),
+    "no filter on the handler": lambda handler, access: handler.removeFilter(handler.filters[0]),
+    "a handler on cum.access": lambda handler, access: access.addHandler(production_handler(handler.stream)),
+    "cum.access not propagating": lambda handler, access: setattr(access, "propagate", False),
+    "cum.access disabled": lambda handler, access: setattr(access, "disabled", True),
+    "a handler of another class": lambda handler, access: logging.root.handlers.__setitem__(
+        0, logging.FileHandler(os.devnull)
+    ),
+    "logging disabled": lambda handler, access: logging.disable(logging.INFO),
+}
+
+
+@pytest.mark.parametrize("configure", OTHER_CONFIGURATIONS.values(), ids=OTHER_CONFIGURATIONS.keys())
+def test_any_other_configuration_goes_through_logging(
+    monkeypatch: pytest.MonkeyPatch,
+    frozen_clock: None,
+    access_info: None,
+    configure: Callable[[logging.StreamHandler[Any], logging.Logger], None],
+):
+    access = logging.getLogger("cum.access")
+    outputs = []
+    for write in ("end", "logging"):
+        stream = io.StringIO()
+        handler = production_handler(stream)
+        monkeypatch.setattr(logging.root, "handlers", [handler])
+        monkeypatch.setattr(access, "handlers", [])
+        monkeypatch.setattr(access, "filters", [])
+        monkeypatch.setattr(access, "propagate", True)
+        monkeypatch.setattr(access, "disabled", False)
+        access.setLevel(logging.INFO)
+        configure(handler, access)
+        try:
+            if write == "end":
+                request_id = one_request(client_id="")
+            else:
+                through_logging(request_id)
+        finally:
+            logging.disable(logging.NOTSET)
+            access.setLevel(logging.INFO)
+            for extra in logging.root.handlers:
+                if extra.stream is not stream:  # type: ignore[attr-defined]
+                    extra.close()
+        outputs.append(stream.getvalue())
+    assert outputs[0] == outputs[1]
+
+
+def test_the_same_line_through_logging_or_not_when_a_second_handler_is_added(
+    monkeypatch: pytest.MonkeyPatch, frozen_clock: None, access_info: None
+):
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(logging.root, "handlers", [production_handler(first)])
+    one_request()
+    logging.root.addHandler(production_handler(second))
+    one_request()
+    direct, logged = first.getvalue().splitlines()
+    assert second.getvalue().splitlines() == [logged]
+    comparable = [
+        {k: v for k, v in json.loads(line).items() if k != "request_id"} for line in (direct, logged)
+    ]
+    assert comparable[0] == comparable[1]
+
+
+def test_a_write_error_is_the_handlers_to_report(monkeypatch: pytest.MonkeyPatch, access_info: None):
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError("disk full")
+
+    handler = production_handler(Broken())
+    reported: list[logging.LogRecord] = []
+    monkeypatch.setattr(handler, "handleError", reported.append)  # logging's own, on this handler
+    monkeypatch.setattr(logging.root, "handlers", [handler])
+    request_id = one_request("/token", 400, "x")
+    assert request_log.current() is None
+    [record] = reported
+    assert (record.name, record.levelno, record.getMessage()) == (
+        "cum.access",
+        logging.INFO,
+        "GET /token 400",
+    )
+    assert record.http["status"] == 400 and record.http["client_id"] == "x"  # type: ignore[attr-defined]
+    assert request_id
+
+
+def test_metrics_children_are_prometheus_own():
+    counter = Counter("cum_test_children", "A test counter.", ["route"], registry=None)
+    histogram = Histogram("cum_test_children_seconds", "A test histogram.", ["route"], registry=None)
+    metrics.child(counter, "/a").inc()
+    assert metrics.child(counter, "/a") is counter.labels("/a")
+    assert metrics.child(histogram, "/a") is histogram.labels("/a")
+    counter.remove("/a")
+    metrics.child(counter, "/a").inc(2)  # a new child after remove, as labels() gives
+    assert counter.labels("/a")._value.get() == 2
+    counter.clear()
+    metrics.child(counter, "/b").inc()
+    assert [
+        sample.labels for sample in next(iter(counter.collect())).samples if sample.name.endswith("_total")
+    ] == [{"route": "/b"}]

@@ -4,6 +4,7 @@ and the order of an append's locks (the head row's before the subject's)."""
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 import uuid
@@ -14,11 +15,12 @@ import psycopg
 import pytest
 from django.db import connection
 
-from consent import ledger, merkle
+from consent import ledger, merkle, services
 from consent.ledger import LedgerTampered, entry_around_seq, event_entry_bytes
-from consent.models import ConsentState, LedgerEvent
+from consent.models import ConsentState, LedgerEvent, Purpose
 from consent.selectors import consent_is_granted, ledger_verify
-from consent.services import consent_record
+from consent.services import browser_id_hash, consent_record
+from identity.oidc.sharing import purpose_for_client_scopes
 from tests.consent.test_concurrency_postgres import database_url, ensure_catalogue
 
 POSTGRESQL = connection.vendor == "postgresql"
@@ -211,3 +213,110 @@ def _resident_with_two_decisions(make_resident: Any) -> Any:
             collection_method="web_form",
         )
     return resident
+
+
+def _rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in cursor.fetchall()]
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRESQL, reason="the PL/pgSQL functions of migration consent 0012")
+@pytest.mark.django_db
+def test_the_append_functions_return_what_the_plain_queries_return(
+    ledger_ready: Any, make_resident: Any, make_client: Any
+) -> None:
+    """consent_decision_context and consent_writer_head (PostgreSQL) against the queries they
+    hold, as SQLite runs them: every case of the append's read (a subject with a state, without
+    one, without a subject row; an account, a browser; the metropolis' purpose and a partner's;
+    an unknown and a retired purpose) and the head before and after an integration."""
+    resident, newcomer = _resident_with_two_decisions(make_resident), make_resident()
+    browser = "b" * 32
+    consent_record(
+        browser_id=browser,
+        purpose_code="audience-measurement",
+        event_type="refused",
+        collection_method="cookie_widget",
+    )
+    partner = make_client(name="Médiathèques").client
+    shared = purpose_for_client_scopes(client=partner, scopes=["openid", "email"])
+    consent_record(
+        user=resident, purpose_code=shared.code, event_type="given", collection_method="oidc_consent"
+    )
+    Purpose.objects.filter(code="service-news-email").update(is_active=False)
+    browser_hash = browser_id_hash(browser)
+    user_keys = [resident.pk, newcomer.pk]
+    codes = [
+        "personalisation-declared",
+        "audience-measurement",
+        shared.code,
+        "service-news-email",
+        "no-such-purpose",
+    ]
+    compared = 0
+    for code in codes:
+        for user_key in user_keys:
+            function = _rows(services._CONTEXT_CALL_SQL, [user_key, None, code])
+            assert function == _rows(services._context_sql(True), [user_key, code])
+            compared += len(function)
+        for hashed in (browser_hash, browser_id_hash("c" * 32)):
+            function = _rows(services._CONTEXT_CALL_SQL, [None, hashed, code])
+            assert function == _rows(services._context_sql(False), [hashed, code])
+            compared += len(function)
+    assert compared == 4 * 4  # one row per known purpose and subject key, none for the unknown code
+    subject_rows = _rows(services._CONTEXT_CALL_SQL, [resident.pk, None, shared.code])
+    assert subject_rows[0][6] == partner.client_id and subject_rows[0][15] is not None  # partner, state
+    assert _rows(services._CONTEXT_CALL_SQL, [newcomer.pk, None, shared.code])[0][10] is None  # no subject
+
+    for _ in range(2):
+        plain = _rows(ledger._WRITER_HEAD_SQL, [])
+        assert _rows(ledger._WRITER_HEAD_LOCKING_SQL, [None]) == plain
+        assert _rows(ledger._WRITER_HEAD_LOCKING_SQL, [4242]) == plain
+        ledger.integrate()
+    assert plain[0][0] == 4  # the head after the integration of the four events
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL row and advisory locks")
+@pytest.mark.django_db(transaction=True)
+def test_the_head_read_without_a_subject_key_takes_no_advisory_lock() -> None:
+    """`writer_head()` without a subject (the exclusive operations' appends, a resident's
+    lock taken elsewhere) locks the head row in key-share mode and nothing else."""
+    ensure_catalogue()
+    ledger.writer_head()  # the head row exists
+    url = database_url()
+    with psycopg.connect(url) as writer, psycopg.connect(url, autocommit=True) as watch:
+        assert writer.execute(ledger._WRITER_HEAD_LOCKING_SQL, [None]).fetchone() is not None
+        with watch.cursor() as cursor:
+            assert _advisory_locks(cursor, writer.info.backend_pid) == 0
+            cursor.execute(
+                "SELECT mode FROM pg_locks WHERE pid = %s AND locktype = 'transactionid' AND granted",
+                [writer.info.backend_pid],
+            )
+            assert cursor.fetchall()  # the row lock gave the writer a transaction id
+        # An exclusive lock of the head waits for the writer's shared one.
+        with psycopg.connect(url) as exclusive:
+            exclusive.execute("SET lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                exclusive.execute("SELECT 1 FROM consent_ledgerhead WHERE id = 1 FOR UPDATE")
+        writer.rollback()
+
+
+def test_the_append_function_takes_every_column_of_the_event_but_its_index_and_leaf() -> None:
+    """consent_append_event (migration consent 0012) names its columns: a column added to the
+    model must be added to it too, or PostgreSQL's appends would leave it empty."""
+    stored = {field.attname for field in LedgerEvent._meta.concrete_fields} - {"seq", "leaf_hash"}
+    columns = tuple(column for column, _kind in ledger.APPEND_COLUMNS)
+    assert len(columns) == len(stored) and set(columns) == stored
+    functions = importlib.import_module("consent.migrations.0012_append_functions")
+    assert columns == functions.EVENT_COLUMNS
+
+
+def test_the_one_call_append_refuses_a_write_it_would_not_run() -> None:
+    """On PostgreSQL `consent_append_event` writes consent_record's state upsert itself, from the
+    event's columns: any other `with_write` would be dropped without a word, so it is refused
+    before a statement runs (no database needed to reach the refusal)."""
+    with pytest.raises(ValueError, match="STATE_UPSERT_SQL"):
+        ledger._append_one_statement(_event(), 0, ("UPDATE consent_consentstate SET status = %s", ["given"]))
+    assert services._STATE_UPSERT_SQL is ledger.STATE_UPSERT_SQL

@@ -508,12 +508,19 @@ def test_a_backing_service_down_is_the_same_503(
     assert json.loads(full.body)["error"] == "temporarily_unavailable"
 
 
-def test_the_access_lines_are_the_same(stacks: Callable[[], Stacks], partners: Partners):
+@pytest.mark.parametrize("sole_handler", [False, True], ids=["beside other handlers", "the only handler"])
+def test_the_access_lines_are_the_same(
+    stacks: Callable[[], Stacks], partners: Partners, monkeypatch: pytest.MonkeyPatch, sole_handler: bool
+):
+    # As the only handler (production's configuration) the access line is written without a
+    # LogRecord (common.request_log.end); beside pytest's handlers it goes through logging.
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
+    if sole_handler:
+        monkeypatch.setattr(root, "handlers", [])
     root.addHandler(handler)
     access_logger = logging.getLogger("cum.access")
     previous = access_logger.level
