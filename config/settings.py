@@ -144,11 +144,21 @@ DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600),
-        # A `SELECT 1` before a reused connection's first query of each request: one extra
-        # round trip, but no 500 after a database restart or failover. Keep it on.
+        # A check of a reused connection before its first query of each request: no 500
+        # after a database restart or failover. Keep it on. Which check: DATABASE_HEALTH_CHECK.
         conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
     )
 }
+# PostgreSQL: the project's backend (config/postgresql/base.py), Django's with a health check
+# that polls an idle connection's socket instead of a `SELECT 1` round trip ("socket", the
+# default); "query" keeps Django's `SELECT 1` before every request's first query.
+DATABASE_HEALTH_CHECK = env_str("DATABASE_HEALTH_CHECK", "socket").strip().lower()
+if DATABASE_HEALTH_CHECK not in {"socket", "query"}:
+    raise ImproperlyConfigured(
+        f"DATABASE_HEALTH_CHECK must be socket or query, got {DATABASE_HEALTH_CHECK!r}"
+    )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file, not memory, so that real worker processes can share the database.
     # One file per test run, so that concurrent runs never share it.
@@ -165,7 +175,9 @@ elif env_bool("DATABASE_PREPARED_STATEMENTS", False):
     # executed (psycopg's prepare_threshold). Off by default: it needs a direct connection
     # or PgBouncer >= 1.21 with max_prepared_statements > 0 (docs/operators.md). Measured:
     # 10-20 % less worker CPU on userinfo (bench/README.md, lean protocol path).
+    # (Added to the options of DATABASE_URL's query string, libpq's keepalives among them.)
     DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
         "server_side_binding": True,
         "prepare_threshold": env_int("DATABASE_PREPARE_THRESHOLD", 5),
     }

@@ -92,10 +92,56 @@ def test_database_and_redis_urls_are_read_from_the_environment():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "django.db.backends.postgresql",
+        "config.postgresql",
         "600",
         "django.core.cache.backends.redis.RedisCache",
     ]
+
+
+def test_the_database_health_check_is_the_socket_one_unless_query_is_asked():
+    code = (
+        "from django.conf import settings as s; d = s.DATABASES['default']; "
+        "print(d['ENGINE'], s.DATABASE_HEALTH_CHECK, d['CONN_HEALTH_CHECKS'])"
+    )
+    url = {"DATABASE_URL": "postgres://u@db.internal:5432/cum"}
+    result = run_settings(url, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["config.postgresql", "socket", "True"]
+    result = run_settings({**url, "DATABASE_HEALTH_CHECK": " Query "}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["config.postgresql", "query", "True"]
+
+
+def test_an_unknown_database_health_check_is_a_configuration_error():
+    for value in ("select", "none", ""):
+        result = run_settings(
+            {"DATABASE_URL": "postgres://u@db.internal:5432/cum", "DATABASE_HEALTH_CHECK": value}
+        )
+        assert result.returncode != 0
+        assert "DATABASE_HEALTH_CHECK must be socket or query" in result.stderr
+
+
+def test_sqlite_keeps_django_s_backend(tmp_path):
+    code = "from django.conf import settings as s; print(s.DATABASES['default']['ENGINE'])"
+    result = run_settings({"VAR_DIR": str(tmp_path)}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "django.db.backends.sqlite3"
+
+
+def test_the_url_s_libpq_options_survive_prepared_statements():
+    code = "from django.conf import settings as s; print(sorted(s.DATABASES['default']['OPTIONS'].items()))"
+    result = run_settings(
+        {
+            "DATABASE_URL": "postgres://u@db.internal:5432/cum?keepalives_idle=30&tcp_user_timeout=10000",
+            "DATABASE_PREPARED_STATEMENTS": "true",
+        },
+        code,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "[('keepalives_idle', 30), ('prepare_threshold', 5), "
+        "('server_side_binding', True), ('tcp_user_timeout', 10000)]"
+    )
 
 
 def test_default_is_an_embedded_sqlite_database_under_var(tmp_path):

@@ -13,7 +13,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from consent import ledger, merkle, services
@@ -24,7 +23,7 @@ from consent.services import browser_id_hash, consent_record
 from identity.oidc.sharing import purpose_for_client_scopes
 from tests.consent.test_concurrency_postgres import database_url, ensure_catalogue
 
-POSTGRESQL = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+POSTGRESQL = connection.vendor == "postgresql"
 
 
 def _event(**fields: Any) -> LedgerEvent:

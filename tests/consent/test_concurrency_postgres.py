@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from consent import ledger, merkle
@@ -52,7 +51,7 @@ def database_url() -> str:
 
 @pytest.mark.postgres
 @pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+    connection.vendor != "postgresql",
     reason="needs PostgreSQL (on SQLite one writer at a time is enforced by the file lock)",
 )
 @pytest.mark.django_db(transaction=True)
@@ -160,7 +159,7 @@ def test_concurrent_processes_append_one_consistent_log(make_resident: Any) -> N
 
 @pytest.mark.postgres
 @pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+    connection.vendor != "postgresql",
     reason="needs PostgreSQL (a writer process killed with its transaction open)",
 )
 @pytest.mark.django_db(transaction=True)
