@@ -222,18 +222,23 @@ def test_an_unknown_code_is_refused_and_writes_nothing(flow: Any) -> None:
     assert not RefreshToken.objects.exists()
 
 
-def test_another_clients_code_is_refused_and_left_untouched(flow: Any, other_rp: Any) -> None:
-    code = flow.get_code()
-    first = complete_flow(flow)  # a family of the right client, which must survive
-    response = post_token(
+def _redeem_as(rp: Any, flow: Any, code: str) -> Any:
+    """`code` presented at the token endpoint by `rp` (another client than the one it was issued to)."""
+    return post_token(
         {
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": REDIRECT_URI,
             "code_verifier": flow.verifier,
         },
-        auth=other_rp.basic_auth(),
+        auth=rp.basic_auth(),
     )
+
+
+def test_another_clients_code_is_refused_and_left_untouched(flow: Any, other_rp: Any) -> None:
+    code = flow.get_code()
+    first = complete_flow(flow)  # a family of the right client, which must survive
+    response = _redeem_as(other_rp, flow, code)
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
     untouched = AuthorizationCode.objects.get(code=code)
     assert untouched.redeemed_at is None and untouched.token_family is None
@@ -258,15 +263,7 @@ def test_a_code_replayed_by_another_client_revokes_nothing(flow: Any, other_rp: 
     code = flow.get_code()
     issued = flow.token(code)
     assert issued.status_code == 200, issued.content
-    response = post_token(
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": flow.verifier,
-        },
-        auth=other_rp.basic_auth(),
-    )
+    response = _redeem_as(other_rp, flow, code)
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
     assert userinfo(issued.json()["access_token"]).status_code == 200
 
