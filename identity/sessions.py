@@ -520,6 +520,10 @@ def on_user_logged_out(sender: Any, request: HttpRequest | None, user: Any, **kw
     record = browser_session_by_sid(request.session.get(SESSION_SID))
     if record is None or record.ended_at is not None:
         return
+    if getattr(user, "is_authenticated", False) and record.user_id != user.pk:
+        # A session naming another resident's record (its data altered on the server): this
+        # sign-out ends this browser's Django session, never that resident's record.
+        return
 
     session_end(
         session=record,

@@ -166,6 +166,9 @@ def test_a_record_of_another_resident_signs_the_browser_out(resident: Any, make_
     session.save()
     assert not is_signed_in(laptop)
     assert SESSION_KEY not in laptop.session
+    # The other resident's record is theirs: this browser's sign-out does not end it.
+    assert BrowserSession.objects.get(sid=theirs.session[SESSION_SID]).ended_at is None
+    assert is_signed_in(theirs)
 
 
 def test_an_unknown_record_is_not_adopted_by_the_middleware(resident: Any) -> None:
