@@ -496,6 +496,171 @@ def _event_insert(event: LedgerEvent) -> None:
     event._state.adding, event._state.db = False, connection.alias
 
 
+def append_many(head: LedgerHead, events: Sequence[LedgerEvent], *, with_state: bool) -> list[LedgerEvent]:
+    """Give `events` the next leaf indexes, in order, hash and insert them in one write: pending
+    until the sequencer integrates them. The rows are those `append` would write for each event
+    in turn (tests/consent/test_append_many.py compares them column by column).
+
+    As `append`: the caller read `head` with `writer_head()` (or holds `lock_head()`) inside a
+    transaction, and appends last; LedgerTampered (nothing written once the caller's transaction
+    rolls back) on a malformed head, a counter behind it or an index already held.
+    `with_state`: each event also becomes the current state of its (subject, purpose), as
+    `services._state_write` writes it; the pairs must then be distinct (ValueError otherwise:
+    one statement cannot upsert a row twice).
+
+    On PostgreSQL one statement (`_APPEND_MANY_SQL`): the counter's `UPDATE ... SET next_seq =
+    next_seq + n RETURNING`, the events' INSERT from arrays (one row each, the leaf hash of each
+    computed by PostgreSQL from `entry_around_seq`'s parts, as `consent_append_event` does) and
+    the states' upsert; Python checks every returned hash against its own. Elsewhere (SQLite)
+    the states' upserts, one counter update, and one INSERT per event."""
+    events = list(events)
+    if not events:
+        return events
+    if with_state and len({(event.subject_id, event.purpose_id) for event in events}) != len(events):
+        raise ValueError("append_many: one event per subject and purpose when it writes their states")
+    size, _frontier = head_check(head)
+    behind = getattr(head, "_position_behind", None)
+    if behind is None:
+        _position_check()
+    elif behind:
+        _position_raise()
+    try:
+        if connection.vendor == "postgresql":
+            _append_many_one_statement(events, size, with_state)
+        else:
+            with connection.cursor() as cursor:
+                if with_state:
+                    for event in events:
+                        cursor.execute(STATE_UPSERT_SQL, _state_params(event))
+            first = _take_seqs(size, len(events))
+            for offset, event in enumerate(events):
+                event.seq = first + offset
+                event.leaf_hash = merkle.leaf_hash(event_entry_bytes(event))
+                _event_insert(event)
+    except IntegrityError as exc:
+        raise LedgerTampered(
+            [
+                LedgerProblem(
+                    kind="head",
+                    seq=events[0].seq,
+                    detail="nothing appended: the leaf-index counter names positions "
+                    "which stored events already hold",
+                )
+            ]
+        ) from exc
+    counts: dict[tuple[str, str], int] = {}
+    for event in events:
+        key = (str(event.event_type), event.purpose_code)
+        counts[key] = counts.get(key, 0) + 1
+
+    def count() -> None:
+        for (kind, purpose_code), n in counts.items():
+            metrics.CONSENT_EVENTS.labels(kind, purpose_code).inc(n)
+
+    transaction.on_commit(count)
+    return events
+
+
+_STATE_PARAM_COLUMNS = ("subject_id", "purpose_id", "event_type", "id", "valid_until", None, "occurred_at")
+
+
+def _state_params(event: LedgerEvent) -> list[Any]:
+    """STATE_UPSERT_SQL's parameters for `event` (what `services._state_write` gives)."""
+    fields = _state_fields()
+    values = [False if column is None else getattr(event, column) for column in _STATE_PARAM_COLUMNS]
+    return [field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)]
+
+
+@functools.cache
+def _state_fields() -> tuple[Any, ...]:
+    from consent.models import ConsentState  # noqa: PLC0415 - only the batches need it
+
+    fields = {field.attname: field for field in ConsentState._meta.concrete_fields}
+    names = ("subject_id", "purpose_id", "status", "event_id", "valid_until", "renewal_required")
+    return tuple(fields[name] for name in (*names, "updated_at"))
+
+
+_TAKE_SEQS_SQL = (
+    "UPDATE consent_ledgersequence SET next_seq = next_seq + %s WHERE id = 1 RETURNING next_seq - %s"
+)
+
+
+def _take_seqs(size: int, n: int) -> int:
+    """The first of the next `n` leaf indexes, from one update of the counter row."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TAKE_SEQS_SQL, [n, n])
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(_SEQUENCE_CREATE_SQL)
+            cursor.execute(_TAKE_SEQS_SQL, [n, n])
+            row = cursor.fetchone()
+    return _seq_check(row[0] if row is not None else None, size)
+
+
+# PostgreSQL: a batch of events in one statement. The events travel as one array per column
+# (the same statement text whatever the batch's size), unnested WITH ORDINALITY; the counter's
+# update is the only row the others join, so nothing is written when it has no row (a flushed
+# test database: created, then called again). Event k (from 1) takes index first + k - 1 and
+# its leaf hash is sha256(0x00 || before || the index as text || after), as in
+# consent_append_event (migration consent 0012). The states' upsert is the one of
+# STATE_UPSERT_SQL, from the events' own columns.
+_APPEND_MANY_SQL = (
+    "WITH c AS (UPDATE consent_ledgersequence SET next_seq = next_seq + %(n)s WHERE id = 1 "  # noqa: S608
+    "RETURNING next_seq - %(n)s AS first), "
+    "e AS (SELECT * FROM unnest(%(before)s::bytea[], %(after)s::bytea[], "
+    + ", ".join(f"%({column})s::{kind}[]" for column, kind in APPEND_COLUMNS)
+    + ") WITH ORDINALITY AS u(before, after, "
+    + ", ".join(column for column, _kind in APPEND_COLUMNS)
+    + ", k)), "
+    "ins AS (INSERT INTO consent_ledgerevent ("
+    + ", ".join(column for column, _kind in APPEND_COLUMNS)
+    + ", seq, leaf_hash) SELECT "
+    + ", ".join(f"e.{column}" for column, _kind in APPEND_COLUMNS)
+    + ", c.first + e.k - 1, sha256(e.before || convert_to((c.first + e.k - 1)::text, 'UTF8') || e.after) "
+    "FROM c, e ORDER BY e.k RETURNING seq, leaf_hash), "
+    "st AS (INSERT INTO consent_consentstate "
+    "(subject_id, purpose_id, status, event_id, valid_until, renewal_required, updated_at) "
+    "SELECT e.subject_id, e.purpose_id, e.event_type, e.id, e.valid_until, false, e.occurred_at "
+    "FROM c, e WHERE %(with_state)s ON CONFLICT (subject_id, purpose_id) DO UPDATE SET "
+    "status = excluded.status, event_id = excluded.event_id, valid_until = excluded.valid_until, "
+    "renewal_required = excluded.renewal_required, updated_at = excluded.updated_at) "
+    "SELECT seq, leaf_hash FROM ins ORDER BY seq"
+)
+
+
+def _append_many_one_statement(events: list[LedgerEvent], size: int, with_state: bool) -> None:
+    parts = [entry_around_seq(event) for event in events]
+    params: dict[str, Any] = {
+        "n": len(events),
+        "with_state": with_state,
+        "before": [b"\x00" + before for before, _after in parts],
+        "after": [after for _before, after in parts],
+    }
+    for model_field, (column, _kind) in zip(_append_fields(), APPEND_COLUMNS, strict=True):
+        prep, name = model_field.get_db_prep_save, model_field.attname
+        params[column] = [prep(getattr(event, name), connection) for event in events]
+    rows: list[Any] = []
+    for _ in range(2):
+        with prepared_cursor() as cursor:
+            cursor.execute(_APPEND_MANY_SQL, params)
+            rows = cursor.fetchall()
+            if rows:
+                break
+            cursor.execute(_SEQUENCE_CREATE_SQL)
+    if len(rows) != len(events):
+        _seq_check(None, size)
+    first = _seq_check(rows[0][0], size)
+    batch = zip(events, parts, rows, strict=True)
+    for offset, (event, (before, after), (seq, stored_hash)) in enumerate(batch):
+        if seq != first + offset:
+            raise RuntimeError("the database gave the batch's events indexes out of order")
+        event.seq = seq
+        event.leaf_hash = merkle.leaf_hash(before + str(seq).encode() + after)
+        if bytes(stored_hash) != event.leaf_hash:
+            raise RuntimeError("the leaf hash computed by the database differs from the entry's")
+        event._state.adding, event._state.db = False, connection.alias
+
+
 # --- The sequencer ---------------------------------------------------------------------------
 
 

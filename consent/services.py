@@ -10,6 +10,9 @@ written):
   Used by the account pages (`web_form`), the OIDC consent screen (`oidc_consent`), the
   cookie widget API (`cookie_widget`, with `browser_id` for visitors without an account),
   partner/DPO APIs (`api`) and staff (`staff_on_behalf`, `acting_user=` the staff member).
+- `consent_record_many(*, decisions, collection_method, user=None, browser_id=None, ...)
+  -> list[LedgerEvent]` — several decisions of one subject (one per purpose) in one
+  transaction and one ledger write, all or nothing: the cookie widget's choices.
 - `resident_decision_record(*, user, purpose_code, grant) -> LedgerEvent | None` — Mon compte ›
   Consentements: one click grants (`given`/`renewed`) or withdraws (`withdrawn`) one of the
   metropolis' own purposes; None when nothing changes.
@@ -239,6 +242,13 @@ def _decision_context(
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
+    return _context_of_row(purpose_code, row)
+
+
+def _context_of_row(
+    purpose_code: str, row: Sequence[Any] | None
+) -> tuple[Purpose, Subject | None, ConsentState | None, PrivacyNotice | None]:
+    """`_decision_context`'s answer from the context query's row (None: no such purpose)."""
     if row is None:
         raise UnknownPurpose(f"unknown purpose {purpose_code!r}")
     purpose = _purpose_of_row(purpose_code, row[:7])
@@ -412,8 +422,10 @@ def consent_record(
         purpose, subject, state, notice = _decision_context(
             user=user, browser_hash=browser_hash, purpose_code=purpose_code
         )
-        partner_client_id, actor_type, actor_id = _actor_check(
+        partner_client_id, actor_type, actor_id, until = _decision_checks(
             purpose=purpose,
+            state=state,
+            notice=notice,
             event_type=event_type,
             collection_method=collection_method,
             user=user,
@@ -421,16 +433,9 @@ def consent_record(
             acting_client=acting_client,
             collected_for=collected_for,
             details=details,
+            valid_until=valid_until,
+            now=now,
         )
-        if valid_until is not None and event_type not in _TIMED_EVENTS:
-            raise ConsentError(f"valid_until does not apply to {event_type.value!r}")
-        if event_type == EventType.RENEWED and (
-            state is None or state.status not in (*GRANTING_EVENTS, EventType.EXPIRED)
-        ):
-            raise ConsentError("nothing to renew: record 'given' instead")
-        if event_type in GRANTING_EVENTS and notice is None:
-            raise ConsentError("no privacy notice is published for this purpose: consent cannot be informed")
-        until = _valid_until(event_type, purpose, now=now, asked=valid_until)
         if subject is None:
             subject = _new_subject(
                 kind=SubjectKind.ACCOUNT if user is not None else SubjectKind.BROWSER,
@@ -466,6 +471,166 @@ def consent_record(
                 data={"ledger_event": str(event.id), "seq": event.seq, "type": event.event_type},
             )
     return event
+
+
+def consent_record_many(
+    *,
+    decisions: Sequence[tuple[str, str]],
+    collection_method: str,
+    user: User | None = None,
+    browser_id: str | None = None,
+    acting_user: User | None = None,
+    acting_client: Any | None = None,
+    collected_for: Any | None = None,
+    details: dict[str, Any] | None = None,
+) -> list[LedgerEvent]:
+    """Append several decisions of one subject at once, all or nothing: `decisions` is a list of
+    (purpose_code, event_type), one per purpose (ConsentError for a purpose named twice), in
+    the order their events take in the ledger. The other arguments are consent_record's and
+    apply to every decision (`details` is encrypted once per event, under the event's id).
+
+    The events and states are those consent_record would write for each decision in turn, at
+    the same instant (tests/consent/test_append_many.py compares them column by column, leaf
+    hash by leaf hash), with one transaction, one head read and subject lock, one context read,
+    one counter update and one write of the events and states (`ledger.append_many`). Any check
+    that fails for one decision raises with nothing written (no gap in the leaf indexes).
+    """
+    checked: list[tuple[str, EventType]] = []
+    for purpose_code, event_type in decisions:
+        _purpose_code_check(purpose_code)
+        checked.append((purpose_code, _event_type_check(event_type, collection_method)))
+    if len({code for code, _event_type in checked}) != len(checked):
+        raise ConsentError("each purpose may appear once in a batch of decisions")
+    browser_hash = _subject_check(user, browser_id)
+    _arguments_check(details=details, valid_until=None, acting_user=acting_user, acting_client=acting_client)
+    if not checked:
+        return []
+
+    with transaction.atomic():
+        head = ledger.writer_head(subject_lock=_subject_lock_key(user=user, browser_hash=browser_hash))
+        now = timezone.now()
+        contexts = _decision_contexts(
+            user=user, browser_hash=browser_hash, purpose_codes=[code for code, _event_type in checked]
+        )
+        planned = []
+        for (_code, event_type), (purpose, _subject, state, notice) in zip(checked, contexts, strict=True):
+            partner_client_id, actor_type, actor_id, until = _decision_checks(
+                purpose=purpose,
+                state=state,
+                notice=notice,
+                event_type=event_type,
+                collection_method=collection_method,
+                user=user,
+                acting_user=acting_user,
+                acting_client=acting_client,
+                collected_for=collected_for,
+                details=details,
+                valid_until=None,
+                now=now,
+            )
+            planned.append(
+                (purpose, state, notice, event_type, partner_client_id, actor_type, actor_id, until)
+            )
+        subject = contexts[0][1]
+        if subject is None:
+            subject = _new_subject(
+                kind=SubjectKind.ACCOUNT if user is not None else SubjectKind.BROWSER,
+                user=user,
+                browser_hash=browser_hash,
+            )
+        keys: dict[str, bytes] = {}  # the subject's data key, unwrapped once for the batch
+        events = []
+        for purpose, state, notice, event_type, partner_client_id, actor_type, actor_id, until in planned:
+            event = _new_event(
+                subject=subject,
+                purpose=purpose,
+                event_type=event_type,
+                notice=notice,
+                collection_method=collection_method,
+                actor_type=actor_type,
+                actor_id=str(subject.id) if actor_type == ActorType.RESIDENT else actor_id,
+                partner_client_id=partner_client_id,
+                occurred_at=now,
+                valid_until=until,
+                details=_purpose_data_erase(subject, purpose, event_type, state, now, details),
+                data_keys=keys,
+            )
+            events.append(event)
+        ledger.append_many(head, events, with_state=True)
+        for (_purpose, state, *_rest), event in zip(planned, events, strict=True):
+            _state_update(state, event)
+            if event.actor_type == ActorType.STAFF:
+                audit_log(
+                    event="consent.recorded_on_behalf",
+                    acting_user=acting_user,
+                    subject_user=user,
+                    data={"ledger_event": str(event.id), "seq": event.seq, "type": event.event_type},
+                )
+    return events
+
+
+# PostgreSQL: consent_decision_context (migration consent 0012) for each code, in one statement.
+_CONTEXTS_CALL_SQL = (
+    "SELECT w.k, d.* FROM unnest(%s::text[]) WITH ORDINALITY AS w(code, k) "
+    "CROSS JOIN LATERAL consent_decision_context(%s::uuid, %s::text, w.code) AS d ORDER BY w.k"
+)
+
+
+def _decision_contexts(
+    *, user: User | None, browser_hash: str | None, purpose_codes: list[str]
+) -> list[tuple[Purpose, Subject | None, ConsentState | None, PrivacyNotice | None]]:
+    """`_decision_context` of each code, in order (UnknownPurpose for the first unknown one):
+    one statement on PostgreSQL, one per code elsewhere."""
+    if connection.vendor != "postgresql":
+        return [
+            _decision_context(user=user, browser_hash=browser_hash, purpose_code=code)
+            for code in purpose_codes
+        ]
+    user_key = None if user is None else User._meta.pk.get_db_prep_value(user.pk, connection)
+    with prepared_cursor() as cursor:
+        cursor.execute(_CONTEXTS_CALL_SQL, [purpose_codes, user_key, browser_hash])
+        rows = {row[0]: row[1:] for row in cursor.fetchall()}
+    return [_context_of_row(code, rows.get(k)) for k, code in enumerate(purpose_codes, start=1)]
+
+
+def _decision_checks(
+    *,
+    purpose: Purpose,
+    state: ConsentState | None,
+    notice: PrivacyNotice | None,
+    event_type: EventType,
+    collection_method: str,
+    user: User | None,
+    acting_user: User | None,
+    acting_client: Any | None,
+    collected_for: Any | None,
+    details: dict[str, Any] | None,
+    valid_until: datetime | None,
+    now: datetime,
+) -> tuple[str, str, str, datetime | None]:
+    """consent_record's checks of one decision once its context is read under the locks (who
+    acts, a renewal's grant, the notice, the validity): (partner client_id, actor type, actor
+    id, valid_until). Raises ConsentError; the caller's transaction then rolls back."""
+    partner_client_id, actor_type, actor_id = _actor_check(
+        purpose=purpose,
+        event_type=event_type,
+        collection_method=collection_method,
+        user=user,
+        acting_user=acting_user,
+        acting_client=acting_client,
+        collected_for=collected_for,
+        details=details,
+    )
+    if valid_until is not None and event_type not in _TIMED_EVENTS:
+        raise ConsentError(f"valid_until does not apply to {event_type.value!r}")
+    if event_type == EventType.RENEWED and (
+        state is None or state.status not in (*GRANTING_EVENTS, EventType.EXPIRED)
+    ):
+        raise ConsentError("nothing to renew: record 'given' instead")
+    if event_type in GRANTING_EVENTS and notice is None:
+        raise ConsentError("no privacy notice is published for this purpose: consent cannot be informed")
+    until = _valid_until(event_type, purpose, now=now, asked=valid_until)
+    return partner_client_id, actor_type, actor_id, until
 
 
 def _actor_check(
@@ -708,7 +873,10 @@ def _new_event(
     valid_until: datetime | None,
     details: dict[str, Any] | None,
     linked_from: Any = None,
+    data_keys: dict[str, bytes] | None = None,
 ) -> LedgerEvent:
+    """The event of one decision (not saved). `data_keys`: a batch's cache of the subject's
+    unwrapped data key (keyed "key"), so that a batch unwraps it once."""
     event = LedgerEvent(
         id=ledger.new_event_id(),
         event_type=event_type,
@@ -727,10 +895,14 @@ def _new_event(
         linked_from=linked_from,
     )
     if details:
-        try:
-            data_key = crypto.unwrap_key(subject.wrapped_key, subject.id)
-        except crypto.KeyDestroyed as exc:
-            raise ConsentError("this subject was erased: no details can be recorded") from exc
+        data_key = None if data_keys is None else data_keys.get("key")
+        if data_key is None:
+            try:
+                data_key = crypto.unwrap_key(subject.wrapped_key, subject.id)
+            except crypto.KeyDestroyed as exc:
+                raise ConsentError("this subject was erased: no details can be recorded") from exc
+            if data_keys is not None:
+                data_keys["key"] = data_key
         event.details_ciphertext = crypto.encrypt_details(
             data_key, details, event_id=event.id, subject_id=subject.id
         )
@@ -795,7 +967,6 @@ def consent_expire_lapsed(*, now: datetime | None = None, limit: int = 500) -> i
     counting a consent at its `valid_until` whether or not this has run. Returns the count.
     """
     now = now or timezone.now()
-    written = 0
     with transaction.atomic():
         head = ledger.lock_head()
         lapsed = (
@@ -803,7 +974,9 @@ def consent_expire_lapsed(*, now: datetime | None = None, limit: int = 500) -> i
             .select_related("subject", "purpose", "purpose__client")
             .order_by("valid_until")[:limit]
         )
-        for state in lapsed:
+        states = list(lapsed)
+        events = []
+        for state in states:
             event = _new_event(
                 subject=state.subject,
                 purpose=state.purpose,
@@ -819,9 +992,13 @@ def consent_expire_lapsed(*, now: datetime | None = None, limit: int = 500) -> i
                     state.subject, state.purpose, EventType.EXPIRED, state, now, None
                 ),
             )
-            ledger.append(head, event)
-            _state_set(subject=state.subject, purpose=state.purpose, event=event, state=state)
-            written += 1
+            events.append(event)
+        # One write for the whole batch (one counter update, the events and their states):
+        # the head is held exclusively, so no other append runs meanwhile.
+        ledger.append_many(head, events, with_state=True)
+        for state, event in zip(states, events, strict=True):
+            _state_update(state, event)
+        written = len(events)
     return written
 
 

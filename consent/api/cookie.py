@@ -1,9 +1,10 @@
 """The cookie-consent API's logic: what a partner's banner shows and recording a visitor's choice.
 
 Views (consent/api/views.py) stay thin: they parse the request and call these functions.
-Every choice is one ledger event (`consent.services.consent_record`, collection method
-`cookie_widget`): `given` for true, `refused` for false. All the events of one submission
-are written in one transaction: a bad purpose or value records nothing at all.
+Every choice is one ledger event (collection method `cookie_widget`): `given` for true,
+`refused` for false. All the events of one submission are written in one transaction and one
+ledger write (`consent.services.consent_record_many`): a bad purpose or value records nothing
+at all.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from consent.services import (
     browser_id_hash,
     browser_secret_check,
     browser_subject_register,
-    consent_record,
+    consent_record_many,
     subject_link_browser,
 )
 from identity.models import User
@@ -207,17 +208,17 @@ def cookie_choices_record(
         ):
             raise BrowserProofError("browser_secret is missing or wrong for this browser_id")
         proof = result.browser_secret or browser_secret
-        for code in sorted(choices):
-            result.events.append(
-                consent_record(
-                    purpose_code=code,
-                    event_type=EventType.GIVEN if choices[code] else EventType.REFUSED,
-                    collection_method=CollectionMethod.COOKIE_WIDGET,
-                    browser_id=browser_id,
-                    collected_for=client,
-                    details=evidence,
-                )
-            )
+        # Every choice in one ledger write (one counter update, one subject lock), in the
+        # order of the codes, as one consent_record per choice would write them.
+        result.events = consent_record_many(
+            decisions=[
+                (code, EventType.GIVEN if choices[code] else EventType.REFUSED) for code in sorted(choices)
+            ],
+            collection_method=CollectionMethod.COOKIE_WIDGET,
+            browser_id=browser_id,
+            collected_for=client,
+            details=evidence,
+        )
         if signed_in_user is not None and browser_secret_check(browser_id=browser_id, browser_secret=proof):
             result.linked = subject_link_browser(
                 browser_id=browser_id, browser_secret=proof, user=signed_in_user

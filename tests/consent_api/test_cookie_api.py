@@ -11,7 +11,7 @@ import pytest
 from django.test import Client as BrowserClient
 from django.utils import timezone
 
-from consent.api import cookie
+from consent import services as consent_services
 from consent.models import EventType, LedgerEvent
 from consent.receipts import receipt_for_event, receipt_verify
 from consent.selectors import consent_is_granted, consent_is_granted_for_browser
@@ -306,16 +306,18 @@ def test_malformed_json_oversized_body_and_wrong_media_type(
 def test_a_failure_half_way_records_nothing(
     api: BrowserClient, partner: Any, snapshot: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """All events of one submission are one transaction."""
+    """All events of one submission are one transaction (one batch, consent_record_many): the
+    second event fails once the subject row is written and the first event built."""
     calls = {"n": 0}
+    build = consent_services._new_event
 
     def second_call_fails(**kwargs: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 2:
             raise ConsentError("simulated failure")
-        return consent_record(**kwargs)
+        return build(**kwargs)
 
-    monkeypatch.setattr(cookie, "consent_record", second_call_fails)
+    monkeypatch.setattr(consent_services, "_new_event", second_call_fails)
     before = snapshot()
     response = post_choices(
         api, {"client_id": partner.client_id, "choices": {BROWSING: True, AUDIENCE: True}}
