@@ -12,7 +12,9 @@ unless --allow-existing.
 Each append is a real `consent.services.consent_record` call in its own transaction
 (shared lock on the ledger head, the subject's lock, leaf hash, current-state upsert, the
 leaf-index counter taken last), one resident among --subjects, alternating purposes and
-decisions, with encrypted details on one event in --details-every. `--writers N` appends
+decisions, with encrypted details on one event in --details-every (`--batch K`: K purposes of
+one resident per call, `consent_record_many`, one transaction and one ledger write; details on
+the events of one call in --details-every). `--writers N` appends
 from N processes at once (forked after set-up, started together on a barrier, each with its
 own database connection; residents split between them). Then:
 - integrate: the sequencer puts every pending event into the Merkle tree
@@ -36,6 +38,7 @@ verification, the gate (residents of earlier runs) and the proofs (leaves of the
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import multiprocessing
 import os
@@ -69,6 +72,14 @@ def main() -> int:
     parser.add_argument("--proofs", type=int, default=2_000, help="inclusion proofs to time")
     parser.add_argument("--writers", type=int, default=1, help="appending processes (PostgreSQL)")
     parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        choices=(1, 2, 3, 4),
+        help="decisions per call: K > 1 records K purposes of one resident at once "
+        "(consent_record_many, one transaction); --events must be a multiple of K",
+    )
+    parser.add_argument(
         "--verify-jobs",
         type=int,
         default=2,
@@ -82,6 +93,8 @@ def main() -> int:
         help="PostgreSQL: SET synchronous_commit = off for this session (shows what the commit fsync costs)",
     )
     args = parser.parse_args()
+    if args.events % args.batch:
+        parser.error("--events must be a multiple of --batch")
 
     tmpdir = None
     if not os.environ.get("DATABASE_URL"):
@@ -163,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
                 elapsed = time.perf_counter() - started
                 print(f"  appended {done}: {done / elapsed:,.0f} events/s", file=sys.stderr)
 
+    append_share = _batched(append_share, args, residents)  # --batch K: consent_record_many
     db_cpu = multiprocessing.get_context("fork").Value("d", 0.0)
     cpu_before = _cpu_seconds()
     if args.writers > 1 and args.events:
@@ -224,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(
         line("append", args.events, "events", append_seconds, "events/s"),
-        f"({args.writers} writer{'s' if args.writers > 1 else ''}; client CPU {append_cpu:.1f} s"
+        f"({_writers_text(args)}; client CPU {append_cpu:.1f} s"
         + (f" = {1000 * append_cpu / args.events:.2f} ms/event" if args.events else "")
         + (f", its PostgreSQL backends {append_db_cpu:.1f} s" if append_db_cpu is not None else "")
         + (
@@ -259,6 +273,52 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"root   : {result.root_hash} (size {result.size})")
     return 0
+
+
+_PURPOSES = [
+    "personalisation-declared",
+    "personalisation-browsing",
+    "service-news-email",
+    "audience-measurement",
+]
+_DECISIONS = ["given", "refused", "given", "withdrawn"]
+
+
+def _writers_text(args: argparse.Namespace) -> str:
+    text = f"{args.writers} writer{'s' if args.writers > 1 else ''}"
+    return text + (f", {args.batch} decisions per call" if args.batch > 1 else "")
+
+
+def _batched(append_share: Any, args: argparse.Namespace, residents: list[Any]) -> Any:
+    """`append_share` itself, or with --batch K > 1 its form recording K decisions per call."""
+    if args.batch == 1:
+        return append_share
+    return functools.partial(_append_share_batches, args, residents)
+
+
+def _append_share_batches(args: argparse.Namespace, residents: list[Any], writer: int, writers: int) -> None:
+    """--batch K: calls writer, writer + writers, ... for residents of this writer's share only;
+    each call c records events c*K .. c*K+K-1 (the purposes and decisions that
+    events of these numbers get one by one) for one resident, in one consent_record_many;
+    encrypted details on the events of one call in --details-every."""
+    from consent.services import consent_record_many  # noqa: PLC0415 - after django.setup()
+
+    mine = residents[writer::writers] or residents
+    share_rng = random.Random(42 + writer)
+    k = args.batch
+    for call in range(writer, args.events // k, writers):
+        numbers = range(call * k, call * k + k)
+        consent_record_many(
+            user=mine[share_rng.randrange(len(mine))],
+            decisions=[
+                (_PURPOSES[i % len(_PURPOSES)], _DECISIONS[(i // len(_PURPOSES)) % len(_DECISIONS)])
+                for i in numbers
+            ],
+            collection_method="web_form",
+            details={"evidence": f"bench {call}"}
+            if args.details_every and call % args.details_every == 0
+            else None,
+        )
 
 
 def _cpu_text(spent: tuple[float, float], count: int, unit: str, vendor: str) -> str:
