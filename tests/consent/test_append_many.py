@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import signals
 from django.utils import timezone
 
 from consent import crypto, ledger, merkle, services
@@ -340,4 +341,31 @@ def test_concurrent_batches_keep_one_gapless_verifiable_log(make_resident: Any) 
     assert result.ok, result.problems
     head = services.tree_head_sign()
     assert head.tree_size == total
+    assert ledger_verify().ok
+
+
+@pytest.mark.django_db
+def test_a_post_init_receiver_still_sees_the_instances_of_an_append(
+    ledger_ready: Any, make_resident: Any
+) -> None:
+    """The append builds its instances without Model.__init__ (`services._instance`) only while
+    no pre_init/post_init receiver listens: one that does is called as before."""
+    seen: list[str] = []
+
+    def receiver(sender: Any, instance: Any, **kwargs: Any) -> None:
+        seen.append(type(instance).__name__)
+
+    resident = make_resident()
+    consent_record(user=resident, purpose_code=NEWS, event_type="given", collection_method="web_form")
+    signals.post_init.connect(receiver, sender=LedgerEvent)
+    signals.post_init.connect(receiver, sender=ConsentState)
+    try:
+        events = consent_record_many(
+            decisions=[(NEWS, "withdrawn"), (DECLARED, "given")], collection_method="web_form", user=resident
+        )
+    finally:
+        signals.post_init.disconnect(receiver, sender=LedgerEvent)
+        signals.post_init.disconnect(receiver, sender=ConsentState)
+    assert seen.count("LedgerEvent") >= 2 and "ConsentState" in seen
+    assert [event.event_type for event in events] == ["withdrawn", "given"]
     assert ledger_verify().ok
