@@ -26,6 +26,13 @@ Between an expiry (or a material notice change) and the next event, the data is 
 every read goes through the gate (consent.gate); the holder's own maintenance erases it for
 good (profiles: `manage.py profiles_maintain`, run by cron).
 
+A batch of decisions (`services.consent_record_many`) erases the data of all its ended purposes
+with one call per holder (`erase_for_many`): a holder that also gives `erase_many(subject,
+purpose_codes) -> {purpose_code: summary}` under a `group` name is called once for all the
+batch's purposes of the holders of that group (profiles: the declared fields of every ended
+purpose in one statement); the others are called with `erase` once per purpose, as for one
+decision. The summaries are those the single decisions would record, event by event.
+
 A browser's data joins an account only by the browser's proof (`subject_link_browser`);
 holders that keep browser data register a **browser-link listener** to move it then, in the
 same transaction: `register_browser_link_listener(name, listener)`, `listener(browser_hash,
@@ -35,7 +42,7 @@ user)`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +65,15 @@ class PurposeDataHolder:
     name: str
     purpose_code: str
     erase: Callable[[DataSubject], dict[str, Any]]
+    # Optional, for batches: holders sharing a `group` and its `erase_many` are erased once for
+    # all of a batch's purposes; `erase_many` returns the summary of each purpose (empty or
+    # absent when nothing went), as `erase` would for each in turn.
+    group: str = ""
+    erase_many: Callable[[DataSubject, tuple[str, ...]], dict[str, dict[str, Any]]] | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.group) != (self.erase_many is not None):
+            raise ValueError("a holder gives both a group and erase_many, or neither")
 
 
 class PurposeDataError(ValueError):
@@ -74,6 +90,12 @@ def register_holder(holder: PurposeDataHolder) -> None:
     with _lock:
         if holder.name in _holders:
             raise PurposeDataError(f"purpose data holder {holder.name!r} is already registered")
+        if any(
+            h.group == holder.group and h.erase_many != holder.erase_many
+            for h in _holders.values()
+            if h.group
+        ):
+            raise PurposeDataError(f"the holders of group {holder.group!r} share one erase_many")
         _holders = {**_holders, holder.name: holder}
 
 
@@ -100,6 +122,34 @@ def erase_for(*, purpose_code: str, subject: DataSubject) -> dict[str, Any]:
         summary = holder.erase(subject)
         if summary:
             erased[holder.name] = summary
+    return erased
+
+
+def erase_for_many(*, purpose_codes: Sequence[str], subject: DataSubject) -> dict[str, dict[str, Any]]:
+    """`erase_for` of each code (caller's transaction), with one call per holder for the batch:
+    a group's `erase_many` once with its holders' codes among `purpose_codes`, every other
+    holder's `erase` once. {purpose_code: {holder name: summary}}, only what erased something."""
+    codes = tuple(dict.fromkeys(purpose_codes))
+    chosen = [holder for holder in _holders.values() if holder.purpose_code in codes]
+    summaries: dict[str, dict[str, Any]] = {}  # by holder name
+    grouped: dict[str, list[PurposeDataHolder]] = {}
+    for holder in chosen:
+        if holder.erase_many is not None:
+            grouped.setdefault(holder.group, []).append(holder)
+        else:
+            summaries[holder.name] = holder.erase(subject)
+    for members in grouped.values():
+        erase_many = members[0].erase_many
+        assert erase_many is not None  # a group's holders have it
+        held = {holder.purpose_code for holder in members}
+        by_code = erase_many(subject, tuple(code for code in codes if code in held))
+        for holder in members:
+            summaries[holder.name] = by_code.get(holder.purpose_code) or {}
+    erased: dict[str, dict[str, Any]] = {}
+    for code in codes:  # each purpose's summaries in the registry's order, as erase_for gives them
+        mine = {h.name: summaries[h.name] for h in chosen if h.purpose_code == code and summaries[h.name]}
+        if mine:
+            erased[code] = mine
     return erased
 
 

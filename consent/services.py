@@ -575,9 +575,17 @@ def consent_record_many(
                 user=user,
                 browser_hash=browser_hash,
             )
+        # The data of every purpose the batch ends, erased with one call per holder.
+        all_details = _purpose_data_erase_many(
+            subject,
+            [(purpose, event_type, state) for purpose, state, _n, event_type, *_rest in planned],
+            now,
+            details,
+        )
         keys: dict[str, bytes] = {}  # the subject's data key, unwrapped once for the batch
         events = []
-        for purpose, state, notice, event_type, partner_client_id, actor_type, actor_id, until in planned:
+        for plan, event_details in zip(planned, all_details, strict=True):
+            purpose, _state, notice, event_type, partner_client_id, actor_type, actor_id, until = plan
             event = _new_event(
                 subject=subject,
                 purpose=purpose,
@@ -589,7 +597,7 @@ def consent_record_many(
                 partner_client_id=partner_client_id,
                 occurred_at=now,
                 valid_until=until,
-                details=_purpose_data_erase(subject, purpose, event_type, state, now, details),
+                details=event_details,
                 data_keys=keys,
             )
             events.append(event)
@@ -886,14 +894,38 @@ def _purpose_data_erase(
     """Erase the data held under `purpose` when this event ends its grant, or when it grants
     again after no grant (starting empty); what went is added to the event's details
     (consent.purpose_data). `requested` changes nothing."""
-    if event_type == EventType.REQUESTED or (event_type in GRANTING_EVENTS and state_grants(state, now)):
-        return details
-    if subject.kind == SubjectKind.ACCOUNT and subject.user_id is None:
+    if not _erases(subject, event_type, state, now):
         return details
     erased = purpose_data.erase_for(purpose_code=purpose.code, subject=data_subject(subject))
     if not erased:
         return details
     return {**(details or {}), "erased": erased}
+
+
+def _erases(subject: Subject, event_type: EventType, state: ConsentState | None, now: datetime) -> bool:
+    """Whether this event erases its purpose's data (`_purpose_data_erase`)."""
+    if event_type == EventType.REQUESTED or (event_type in GRANTING_EVENTS and state_grants(state, now)):
+        return False
+    return not (subject.kind == SubjectKind.ACCOUNT and subject.user_id is None)
+
+
+def _purpose_data_erase_many(
+    subject: Subject,
+    planned: Sequence[tuple[Purpose, EventType, ConsentState | None]],
+    now: datetime,
+    details: dict[str, Any] | None,
+) -> list[dict[str, Any] | None]:
+    """`_purpose_data_erase` of each (purpose, event type, state) of one subject's batch, with
+    one call per holder for all the purposes the batch ends (purpose_data.erase_for_many):
+    each event's details, as the single decisions would record them."""
+    codes = [
+        purpose.code for purpose, event_type, state in planned if _erases(subject, event_type, state, now)
+    ]
+    erased = purpose_data.erase_for_many(purpose_codes=codes, subject=data_subject(subject)) if codes else {}
+    return [
+        {**(details or {}), "erased": erased[purpose.code]} if purpose.code in erased else details
+        for purpose, _event_type, _state in planned
+    ]
 
 
 def _new_event(

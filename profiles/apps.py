@@ -27,6 +27,9 @@ class ProfilesConfig(AppConfig):
                     name=f"profiles.declared:{purpose_code}",
                     purpose_code=purpose_code,
                     erase=services.declared_erase_holder(purpose_code),
+                    # A batch of decisions clears the fields of all its ended purposes at once.
+                    group="profiles.declared",
+                    erase_many=services.declared_erase_many,
                 )
             )
         purpose_data.register_holder(
