@@ -16,8 +16,9 @@ purpose records come from the claims registry (identity/oidc/claims/).
 - A claim provider naming a purpose of its own (ClaimProvider.purpose_code) has its scopes'
   claims released only while that purpose is granted too.
 - The resident withdraws a partner's access from "Mon compte" (`sharing_withdraw`): a
-  `withdrawn` event for each of the partner's purposes the resident granted, the partner's
-  tokens revoked, a back-channel logout queued, an audit row, in one transaction.
+  `withdrawn` event for each of the partner's purposes the resident granted (one ledger
+  write), the partner's tokens revoked, a back-channel logout queued, an audit row, in one
+  transaction.
 - SCIM partners (connectors.scim_provisioning) follow both decisions: a consent given queues
   the resident's provisioning, a withdrawal their deactivation, in the same transaction.
 """
@@ -35,7 +36,13 @@ from django.db import transaction
 from connectors import scim_provisioning
 from consent.gate import consent_granted_many, consent_is_granted
 from consent.selectors import partner_consents_for_user
-from consent.services import ConsentError, UnknownPurpose, consent_record, purpose_for_client
+from consent.services import (
+    ConsentError,
+    UnknownPurpose,
+    consent_record,
+    consent_record_many,
+    purpose_for_client,
+)
 from identity.audit import audit_log
 from identity.models import SessionClient, User
 from identity.oidc import claims as claims_registry
@@ -251,16 +258,49 @@ class Withdrawal:
     backchannel_logouts: int = 0
 
 
+def _withdrawn_events(user: User, purpose_codes: list[str]) -> list[Any]:
+    """A `withdrawn` event by the resident for each code, in order, in one ledger write
+    (consent_record_many). A retired purpose among them (UnknownPurpose: the gate grants it no
+    more, nothing to record) makes that write roll back and each code be recorded on its own,
+    the retired ones skipped."""
+    if not purpose_codes:
+        return []
+    try:
+        with transaction.atomic():
+            return consent_record_many(
+                decisions=[(code, "withdrawn") for code in purpose_codes],
+                collection_method=WITHDRAWAL_COLLECTION_METHOD,
+                user=user,
+            )
+    except UnknownPurpose:
+        pass
+    events = []
+    for code in purpose_codes:
+        try:
+            events.append(
+                consent_record(
+                    user=user,
+                    purpose_code=code,
+                    event_type="withdrawn",
+                    collection_method=WITHDRAWAL_COLLECTION_METHOD,
+                )
+            )
+        except UnknownPurpose:
+            continue
+    return events
+
+
 def sharing_withdraw(*, user: User, client: Any, ip: str = "") -> Withdrawal:
     """The resident withdraws `client`'s access to their data ("Retirer l'accès").
 
     In one transaction: a `withdrawn` event, by the resident (collection method `web_form`),
     for each of the client's sharing purposes the resident currently grants (given or
-    renewed, lapsed ones included); every access, refresh and ID token and unredeemed code
-    the client holds for the resident revoked (identity.oidc.session_tokens); a back-channel
-    logout queued for the resident's live sessions the client received tokens in, which it
-    then leaves (identity.oidc.backchannel); an audit row (ids and counts only). Its next
-    userinfo call answers `invalid_token`; even with a token obtained meanwhile, the gate
+    renewed, lapsed ones included), all in one ledger write (consent_record_many); every
+    access, refresh and ID token and unredeemed code the client holds for the resident
+    revoked (identity.oidc.session_tokens); a back-channel logout queued for the resident's
+    live sessions the client received tokens in, which it then leaves
+    (identity.oidc.backchannel); an audit row (ids and counts only). Its next userinfo call
+    answers `invalid_token`; even with a token obtained meanwhile, the gate
     releases `sub` alone; its next authorization request shows the consent screen again.
 
     NotConnected when the resident never gave this client consent (internal services need
@@ -279,19 +319,9 @@ def sharing_withdraw(*, user: User, client: Any, ip: str = "") -> Withdrawal:
         if client.is_internal or not any(consent.first_given_at for consent in consents):
             raise NotConnected(client.client_id)
         result = Withdrawal()
-        for consent in consents:
-            if not consent.grant_standing:
-                continue
-            try:
-                event = consent_record(
-                    user=user,
-                    purpose_code=consent.purpose_code,
-                    event_type="withdrawn",
-                    collection_method=WITHDRAWAL_COLLECTION_METHOD,
-                )
-            except UnknownPurpose:
-                continue  # a retired purpose: the gate grants it no more, nothing to record
-            result.events.append(event)
+        result.events = _withdrawn_events(
+            user, [consent.purpose_code for consent in consents if consent.grant_standing]
+        )
         result.tokens = client_tokens_revoke(user=user, client=client)
         if not result.events and not any(result.tokens.values()):
             return result  # already withdrawn, nothing obtained since
