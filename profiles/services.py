@@ -264,24 +264,32 @@ def declared_erase_many(subject: DataSubject, purpose_codes: tuple[str, ...]) ->
     """consent.purpose_data group eraser (a batch of decisions): the declared fields of every
     purpose in `purpose_codes` cleared at once, with what `declared_erase` of each code in turn
     leaves and records ({code: {"fields": [...]}}; the profile deleted when nothing is left).
-    One statement on PostgreSQL (the profile's row locked, then updated or deleted); elsewhere
-    `declared_erase` per code."""
+    For all the codes at once: one read of the profile's row (which fields hold a value, whether
+    the others are empty), and only when something goes the same read locked, then one UPDATE
+    or DELETE of that row."""
     if subject.user_id is None or not purpose_codes:
         return {}
-    if connection.vendor != "postgresql":
-        return {code: declared_erase(subject, code) for code in purpose_codes}
     fields = {code: taxonomy.fields_of(code) for code in purpose_codes}
-    cleared = [name for code in purpose_codes for name in fields[code]]
-    kept = [name for name in taxonomy.DECLARED_FIELDS if name not in cleared]
+    cleared = tuple(name for code in purpose_codes for name in fields[code])
+    kept = tuple(name for name in taxonomy.DECLARED_FIELDS if name not in cleared)
+    lock = connection.features.has_select_for_update
+    select, update = _declared_erase_many_sql(cleared, kept)
+    user_id = _user_id_value(subject.user_id)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _declared_erase_many_sql(tuple(cleared), tuple(kept)),
-            [_user_id_value(subject.user_id), timezone.now()],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return {}
-    held = dict(zip(cleared, row, strict=True))
+        # Most residents who end these purposes hold nothing under them: one plain read says so.
+        # Otherwise the row is read again, locked (a concurrent edit of the profile is then seen
+        # before anything is cleared or the profile deleted), as declared_erase does.
+        for locked in (False, True) if lock else (True,):
+            cursor.execute(select + (" FOR UPDATE" if locked and lock else ""), [user_id])
+            row = cursor.fetchone()
+            if row is None or not any(row[1:-1]):
+                return {}
+        profile_id, *held_flags, others_empty = row
+        held = dict(zip(cleared, held_flags, strict=True))
+        if others_empty:
+            cursor.execute(f"DELETE FROM {DeclaredProfile._meta.db_table} WHERE id = %s", [profile_id])  # noqa: S608
+        else:
+            cursor.execute(update, [timezone.now(), profile_id])
     summaries: dict[str, dict[str, Any]] = {}
     for code in purpose_codes:
         erased = [name for name in fields[code] if held[name]]
@@ -291,32 +299,27 @@ def declared_erase_many(subject: DataSubject, purpose_codes: tuple[str, ...]) ->
 
 
 def _held_sql(name: str) -> str:
-    """Whether declared field `name` holds a value (Python's truth of it, as declared_erase tests it)."""
+    """Whether declared field `name` holds a value (Python's truth of the stored value, as
+    declared_erase tests it): a non-empty string, or JSON other than null, [], {}, "", false, 0."""
     if isinstance(DeclaredProfile._meta.get_field(name), JSONField):
-        return f"coalesce(old.{name}, 'null'::jsonb) NOT IN ('null', '[]', '{{}}', '\"\"', 'false', '0')"
-    return f"old.{name} <> ''"
+        return f"coalesce({name}, 'null') NOT IN ('null', '[]', '{{}}', '\"\"', 'false', '0')"
+    return f"coalesce({name}, '') <> ''"
 
 
 @functools.cache
-def _declared_erase_many_sql(cleared: tuple[str, ...], kept: tuple[str, ...]) -> str:
-    """The row locked (as declared_erase's select_for_update), then deleted when the fields it
-    keeps are empty, else updated (only when a cleared field held something); the statement
-    answers whether each cleared field held a value (no row: no profile)."""
+def _declared_erase_many_sql(cleared: tuple[str, ...], kept: tuple[str, ...]) -> tuple[str, str]:
+    """The read (id, whether each cleared field holds a value, whether every kept field is
+    empty) and the UPDATE that clears the fields (JSON lists to [], text to '')."""
     table = DeclaredProfile._meta.db_table
-    anything = " OR ".join(f"({_held_sql(name)})" for name in cleared)
+    flags = ", ".join(f"({_held_sql(name)})" for name in cleared)
     empty = " AND ".join(f"NOT ({_held_sql(name)})" for name in kept) or "true"
     values = ", ".join(
-        f"{name} = "
-        + ("'[]'::jsonb" if isinstance(DeclaredProfile._meta.get_field(name), JSONField) else "''")
+        f"{name} = " + ("'[]'" if isinstance(DeclaredProfile._meta.get_field(name), JSONField) else "''")
         for name in cleared
     )
-    columns = ", ".join(dict.fromkeys((*cleared, *kept)))
     return (
-        f"WITH old AS (SELECT id, {columns} FROM {table} WHERE user_id = %s FOR UPDATE), "  # noqa: S608
-        f"gone AS (DELETE FROM {table} WHERE id IN (SELECT id FROM old WHERE ({anything}) AND {empty})), "
-        f"cut AS (UPDATE {table} SET {values}, updated_at = %s "
-        f"WHERE id IN (SELECT id FROM old WHERE ({anything}) AND NOT ({empty}))) "
-        "SELECT " + ", ".join(f"({_held_sql(name)})" for name in cleared) + " FROM old"
+        f"SELECT id, {flags}, ({empty}) FROM {table} WHERE user_id = %s",  # noqa: S608
+        f"UPDATE {table} SET {values}, updated_at = %s WHERE id = %s",  # noqa: S608
     )
 
 
@@ -515,26 +518,16 @@ def interests_erase(subject: DataSubject) -> dict[str, Any]:
     """consent.purpose_data holder of `personalisation-browsing`: interests and corrections go.
 
     Two plain DELETEs (what the ORM's delete() runs for these models, which nothing refers to and
-    no signal watches), without building a collector and compiling a query on the append path;
-    on PostgreSQL both in one statement."""
+    no signal watches), without building a collector and compiling a query on the append path."""
     if subject.user_id is not None:
         where, params = "user_id = %s", [_user_id_value(subject.user_id)]
     else:
         where, params = "user_id IS NULL AND browser_hash = %s", [subject.browser_hash]
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":  # both DELETEs in one statement
-            cursor.execute(
-                f"WITH i AS (DELETE FROM {Interest._meta.db_table} WHERE {where} RETURNING 1), "  # noqa: S608
-                f"c AS (DELETE FROM {InterestCorrection._meta.db_table} WHERE {where} RETURNING 1) "
-                "SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM c)",
-                params * 2,
-            )
-            interests, corrections = cursor.fetchone()
-        else:
-            cursor.execute(f"DELETE FROM {Interest._meta.db_table} WHERE {where}", params)  # noqa: S608
-            interests = cursor.rowcount
-            cursor.execute(f"DELETE FROM {InterestCorrection._meta.db_table} WHERE {where}", params)  # noqa: S608
-            corrections = cursor.rowcount
+        cursor.execute(f"DELETE FROM {Interest._meta.db_table} WHERE {where}", params)  # noqa: S608
+        interests = cursor.rowcount
+        cursor.execute(f"DELETE FROM {InterestCorrection._meta.db_table} WHERE {where}", params)  # noqa: S608
+        corrections = cursor.rowcount
     summary: dict[str, Any] = {}
     if interests:
         summary["interests"] = interests

@@ -131,7 +131,7 @@ def test_a_batch_erases_what_single_decisions_erase(
 def test_a_batch_calls_each_holder_once(
     ledger_ready: Any, make_resident: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The declared fields of both ended purposes in one call (one statement on PostgreSQL), the
+    """The declared fields of both ended purposes in one call (its reads and one write), the
     interests holder once: not once per event."""
     resident = make_resident()
     context = _setup(resident, browser=False)
@@ -142,20 +142,14 @@ def test_a_batch_calls_each_holder_once(
 
     def declared_many(subject: DataSubject, codes: tuple[str, ...]) -> Any:
         calls.append(("declared", codes))
-        if connection.vendor == "postgresql":
-            with CaptureQueriesContext(connection) as queries:
-                result = real_many(subject, codes)
-            assert len(queries) == 1
-            return result
-        return real_many(subject, codes)
+        with CaptureQueriesContext(connection) as queries:
+            result = real_many(subject, codes)
+        # a plain read, the same read locked (where the database locks rows), the DELETE
+        assert len(queries) == (3 if connection.features.has_select_for_update else 2)
+        return result
 
     def interests(subject: DataSubject) -> Any:
         calls.append(("interests", None))
-        if connection.vendor == "postgresql":
-            with CaptureQueriesContext(connection) as queries:
-                result = real_interests(subject)
-            assert len(queries) == 1
-            return result
         return real_interests(subject)
 
     for holder in purpose_data.holders():
@@ -256,3 +250,19 @@ def test_a_group_needs_its_eraser_and_shares_it() -> None:
     finally:
         purpose_data.unregister_holder("t.a")
     assert purpose_data.erase_for_many(purpose_codes=[], subject=DataSubject(browser_hash="h")) == {}
+
+
+@pytest.mark.django_db
+def test_without_a_profile_the_declared_fields_cost_one_read(make_resident: Any) -> None:
+    from profiles import services as profile_services  # noqa: PLC0415 - the holder under test
+
+    resident = make_resident()
+    with CaptureQueriesContext(connection) as queries:
+        assert profile_services.declared_erase_many(DataSubject(user_id=resident.pk), (DECLARED, NEWS)) == {}
+    assert len(queries) == 1
+    DeclaredProfile.objects.create(user=resident, language="fr")
+    with CaptureQueriesContext(connection) as queries:  # nothing held under the news purpose
+        assert profile_services.declared_erase_many(DataSubject(user_id=resident.pk), (NEWS,)) == {}
+    assert len(queries) == 1
+    assert DeclaredProfile.objects.get(user=resident).language == "fr"
+    assert profile_services.declared_erase_many(DataSubject(browser_hash="h"), (DECLARED,)) == {}
