@@ -30,7 +30,9 @@ What the kept middleware give on these paths is kept:
   and "is the request secure": taken from the first successful request of each kind, which
   is sent through Django for it. A copy is kept only when Django's status is 200, its
   headers set no cookie, and its body is byte for byte the one computed here for the same
-  request; Content-Length and X-Request-ID are filled in per answer;
+  request; Content-Length and X-Request-ID are filled in per answer. After
+  LEARNING_ATTEMPTS answers that do not match, that kind of request always goes through
+  Django (a warning says so);
 - `request_started` before the view's work and `request_finished` when the server closes
   the answer, sent by Django's handler class as Django sends them: the database connection's
   health check, its age limit and a broken connection's close (close_old_connections), the
@@ -91,6 +93,9 @@ _REPRODUCED = {
     "django.middleware.csrf.CsrfViewMiddleware": "views exempt; no cookie accepted here",
     "django.middleware.clickjacking.XFrameOptionsMiddleware": "its header copied",
 }
+# Django's answers to this many requests of one kind not matching ours: that kind always goes
+# through Django from then on (never two computations per request for nothing).
+LEARNING_ATTEMPTS = 3
 # Filled in per answer (None in a stored header list).
 _PER_ANSWER = frozenset({"content-length", "x-request-id"})
 _PASSED = HttpResponse()  # what RequestSizeMiddleware's next step "answers" when it lets a request on
@@ -152,6 +157,7 @@ class BearerPath:
         self.application = application
         self.handler_class = handler_class  # the sender of request_started / request_finished
         self._stored: dict[tuple[str, str, bool], tuple[str, list[tuple[str, str | None]]]] = {}
+        self._mismatches: dict[tuple[str, str, bool], int] = {}
         self._lock = threading.Lock()
         self._security = SecurityMiddleware(_next_step)
         self._common = CommonMiddleware(_next_step)
@@ -172,9 +178,14 @@ class BearerPath:
         except Exception:  # never worse than the full stack: let Django answer
             logger.warning("bearer path: falling back to Django", exc_info=True)
             request = None
-        if request is None:
+        if request is None or self._mismatches.get(self._key(request, path), 0) >= LEARNING_ATTEMPTS:
             return self.application(_rewound(environ), start_response)
         return self._attempt(request, environ, start_response, path)
+
+    @staticmethod
+    def _key(request: WSGIRequest, path: str) -> tuple[str, str, bool]:
+        """The kind of request Django's headers are kept for (HSTS depends on HTTPS)."""
+        return (path, request.method or "", request.is_secure())
 
     def _request(self, environ: dict[str, Any], path: str) -> WSGIRequest | None:
         """The request, if it has a shape answered here and every kept middleware lets it on."""
@@ -210,7 +221,7 @@ class BearerPath:
         except Exception:
             logger.warning("bearer path: falling back to Django", exc_info=True)
             body = None
-        key = (path, request.method or "", request.is_secure())
+        key = self._key(request, path)
         stored = self._stored.get(key) if body is not None else None
         if body is None or stored is None:
             request_log.abandon(token)  # Django writes this request's access line
@@ -267,4 +278,11 @@ class BearerPath:
             template = [(name, None if name.lower() in _PER_ANSWER else value) for name, value in headers]
             with self._lock:
                 self._stored[key] = (seen["status"], template)
+        else:
+            with self._lock:
+                self._mismatches[key] = self._mismatches.get(key, 0) + 1
+                if self._mismatches[key] == LEARNING_ATTEMPTS:
+                    logger.warning(
+                        "bearer path off for %s %s: Django's answers differ from its own", *key[1::-1]
+                    )
         return [answered]

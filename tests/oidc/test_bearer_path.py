@@ -32,6 +32,7 @@ from config.protocol_handler import ProtocolPathDispatch
 from config.request_limits import BodyWithoutLength
 from identity.models import User
 from identity.oidc import access_tokens
+from identity.oidc.errors import json_body
 from identity.oidc.models import AccessToken
 from tests.conftest import OIDCFlow, RegisteredClient
 from tests.oidc.conftest import complete_flow
@@ -455,9 +456,22 @@ def test_nothing_is_kept_from_an_answer_that_differs(
 ):
     access = partners.tokens()["access_token"]
     monkeypatch.setattr(bearer_path, "json_body", lambda data: b"{}")
-    for _ in range(2):
+    attempts: list[Any] = []
+    outcome = bearer_path.userinfo_outcome
+
+    def counted(request: Any) -> Any:
+        attempts.append(request)
+        return outcome(request)
+
+    monkeypatch.setattr(bearer_path, "userinfo_outcome", counted)
+    for _ in range(bearer_path.LEARNING_ATTEMPTS + 2):
         stacks.through_django(partners.userinfo(access))
     assert not stacks.lean._stored
+    # After LEARNING_ATTEMPTS mismatches that kind of request goes to Django without a try here.
+    assert len(attempts) == bearer_path.LEARNING_ATTEMPTS
+    monkeypatch.setattr(bearer_path, "json_body", json_body)
+    stacks.through_django(partners.introspect(access))  # another kind: learned as before
+    stacks.answered_here(partners.introspect(access))
 
 
 def test_nothing_is_kept_from_an_answer_setting_a_cookie(partners: Partners):
@@ -545,6 +559,19 @@ def test_the_access_lines_and_metrics_are_the_same(
                 "client_id": client_id,
             }
             assert counted._value.get() == before + 2  # the request counter, once per stack
+        # A refusal handed on to Django after the attempt began: still one line per request,
+        # Django's (the attempt's context is abandoned without a line).
+        stream.seek(0)
+        stream.truncate()
+        full, lean = stacks.both(partners.userinfo(access + "x"))
+        assert full.status.startswith("401")
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        access_lines = [line for line in lines if line["logger"] == "cum.access"]
+        assert [line["request_id"] for line in access_lines] == [
+            dict(full.headers)["X-Request-ID"],
+            dict(lean.headers)["X-Request-ID"],
+        ]
+        assert access_lines[1]["http"]["status"] == 401
     finally:
         root.removeHandler(handler)
         access_logger.setLevel(previous)
