@@ -175,12 +175,13 @@ class BearerPath:
             return self.application(environ, start_response)
         try:
             request = self._request(environ, path)
+            key = self._key(request, path) if request is not None else None
         except Exception:  # never worse than the full stack: let Django answer
             logger.warning("bearer path: falling back to Django", exc_info=True)
-            request = None
-        if request is None or self._mismatches.get(self._key(request, path), 0) >= LEARNING_ATTEMPTS:
+            request = key = None
+        if request is None or key is None or self._mismatches.get(key, 0) >= LEARNING_ATTEMPTS:
             return self.application(_rewound(environ), start_response)
-        return self._attempt(request, environ, start_response, path)
+        return self._attempt(request, key, environ, start_response, path)
 
     @staticmethod
     def _key(request: WSGIRequest, path: str) -> tuple[str, str, bool]:
@@ -210,7 +211,12 @@ class BearerPath:
         return request
 
     def _attempt(
-        self, request: WSGIRequest, environ: dict[str, Any], start_response: StartResponse, path: str
+        self,
+        request: WSGIRequest,
+        key: tuple[str, str, bool],
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        path: str,
     ) -> Iterable[bytes]:
         set_script_prefix(get_script_name(environ))
         request_started.send(sender=self.handler_class, environ=environ)
@@ -221,7 +227,6 @@ class BearerPath:
         except Exception:
             logger.warning("bearer path: falling back to Django", exc_info=True)
             body = None
-        key = self._key(request, path)
         stored = self._stored.get(key) if body is not None else None
         if body is None or stored is None:
             request_log.abandon(token)  # Django writes this request's access line

@@ -449,6 +449,8 @@ def test_an_exception_here_lets_django_answer(
     assert warnings == ["bearer path: falling back to Django"] * 2
     monkeypatch.setattr(bearer_path, "WSGIRequest", broken)
     stacks.through_django(partners.userinfo(access))
+    monkeypatch.setattr(bearer_path.BearerPath, "_key", broken)
+    stacks.through_django(partners.introspect(access))
 
 
 def test_nothing_is_kept_from_an_answer_that_differs(
