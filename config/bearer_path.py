@@ -120,13 +120,17 @@ def _plain_shape(environ: dict[str, Any], path: str) -> bool:
             and "HTTP_DPOP" not in environ
             and environ.get("CONTENT_LENGTH", "") in ("", "0")
         )
+    # A form body only (read into memory, as Django reads one), never beyond its limit: a
+    # multipart body, which Django spools to disk, is not read here.
+    content_type = environ.get("CONTENT_TYPE", "")
     length = environ.get("CONTENT_LENGTH", "")
     return (
         method == "POST"
         and authorization.startswith("Basic ")
+        and content_type.split(";")[0].strip().lower() == FORM
         and length.isascii()
         and length.isdigit()
-        and 0 < int(length) <= body_limit(environ.get("CONTENT_TYPE", ""))
+        and 0 < int(length) <= body_limit(content_type)
     )
 
 

@@ -492,6 +492,19 @@ def test_nothing_is_kept_from_an_answer_setting_a_cookie(partners: Partners):
     assert handler.calls == 2 and not lean._stored
 
 
+def test_a_body_other_than_a_form_is_not_read_here(stacks: Stacks, partners: Partners):
+    class Unread(io.BytesIO):
+        def read(self, *args: Any) -> bytes:
+            raise AssertionError("read by the bearer path")
+
+    for content_type in ("multipart/form-data; boundary=b", "application/json", ""):
+        environ = Request(
+            "POST", "/introspect", {"Authorization": "Basic eDp5"}, b"x", content_type
+        ).environ()
+        environ["wsgi.input"] = Unread()
+        assert stacks.lean._request(environ, "/introspect") is None
+
+
 def test_off_with_a_middleware_it_does_not_know(partners: Partners, settings: Any, caplog: Any):
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]
     with caplog.at_level(logging.WARNING, logger="config.bearer_path"):
