@@ -45,11 +45,13 @@ the tests call on their own throwaway test database (tests/perf/test_generate.py
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import os
 import secrets
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -58,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import django
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -73,6 +76,13 @@ def main() -> int:
     parser.add_argument("--residents", type=int, default=1_000)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--seed", default="", help="makes event ids reproducible (default: random)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="2 (default): the accounts on a second connection while the ledger is written",
+    )
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
@@ -83,7 +93,13 @@ def main() -> int:
         print(f"refusing to run: {problem}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    figures = generate(residents=args.residents, events=args.events, seed=args.seed, progress=_print)
+    figures = generate(
+        residents=args.residents,
+        events=args.events,
+        seed=args.seed,
+        progress=_print,
+        connections=args.connections,
+    )
     figures["total_s"] = round(time.monotonic() - started, 1)
     for key, value in figures.items():
         print(f"{key}: {value}")
@@ -285,24 +301,31 @@ def generate(
     seed: str = "",
     progress: Callable[[str], None] = lambda _m: None,
     rebuild_indexes: bool | None = None,
+    connections: int = 1,
 ) -> dict[str, Any]:
     """Add `residents` residents (session, tokens, consent subject) and `events` ledger events.
 
     Returns figures (rows and seconds per phase). Call inside a configured Django process on
     PostgreSQL; the CLI checks the target first (`target_problem`). `rebuild_indexes`: drop the
     indexes of the tables loaded (`_ACCOUNT_TABLES`, `_LEDGER_TABLES`) during their load and
-    build them after (default: from 100,000 residents, from 100,000 events on).
+    build them after (default: from 100,000 residents, from 100,000 events on). `connections`
+    2: the accounts are written on a second connection, in a second transaction, at the same
+    time as the ledger (`_AccountsWorker`; committed just before the ledger's transaction, so a
+    failure in either leaves nothing, short of a failure of that last commit); 1: everything in
+    the caller's transaction (what the tests use).
     """
     from django.contrib.auth.hashers import make_password  # noqa: PLC0415 - after django.setup()
     from django.db import connection, transaction  # noqa: PLC0415
 
-    from consent import crypto, ledger, merkle  # noqa: PLC0415
+    from consent import ledger, merkle  # noqa: PLC0415
     from consent.models import Purpose  # noqa: PLC0415
     from consent.services import current_notice  # noqa: PLC0415
     from identity.keys import signing_keys_ensure  # noqa: PLC0415
 
     if residents < 1 or events < 0:
         raise ValueError("at least one resident, and a non-negative number of events")
+    if connections not in (1, 2):
+        raise ValueError("one connection or two")
     rebuild_accounts = residents >= 100_000 if rebuild_indexes is None else rebuild_indexes
     rebuild_ledger = events >= 100_000 if rebuild_indexes is None else rebuild_indexes
     figures: dict[str, Any] = {"residents": residents, "events": events}
@@ -320,7 +343,8 @@ def generate(
     # The key of the identifiers derived in SQL (accounts, subjects, sessions, events, tokens).
     key = seed_bytes.hex()
 
-    with transaction.atomic(), connection.cursor() as django_cursor:
+    worker: _AccountsWorker | None = None
+    with contextlib.ExitStack() as cleanup, transaction.atomic(), connection.cursor() as django_cursor:
         cursor = django_cursor.cursor  # psycopg's own cursor, for copy()
         problem = encoding_problem(cursor)
         if problem:
@@ -329,136 +353,25 @@ def generate(
         cursor.execute("SET LOCAL synchronous_commit = off")
         cursor.execute("SET LOCAL work_mem = '64MB'")
 
-        # --- residents, sessions, tokens, subjects: rows made by PostgreSQL ---------------
-        t = time.monotonic()
-        account_restore = _indexes_drop(cursor, _ACCOUNT_TABLES, referenced=False) if rebuild_accounts else []
-        created = now - timedelta(days=400)
-        signed_in = now - timedelta(minutes=30)
-        expires = now + timedelta(hours=1)
-        last = residents - 1
-        cursor.execute(
-            f"""
-            INSERT INTO identity_user (id, password, last_login, is_superuser, email, email_verified,
-                given_name, family_name, preferred_language, is_active, is_staff, created_at, updated_at,
-                country, locality, phone_number, phone_number_verified, postal_code, region, street_address)
-            SELECT {_user_id_sql("i")}, %(password)s, NULL, false,
-                'bench-' || %(run)s || '-' || i || '@bench.example', true, 'Prénom' || i, 'Nom' || i, 'fr',
-                true, false, %(created)s, %(created)s,
-                'France', 'Nantes', '', false, '44000', 'Pays de la Loire', i || ' rue du Banc'
-            FROM generate_series(0::bigint, %(last)s::bigint) AS i
-            """,
-            {"key": key, "password": password, "run": run, "created": created, "last": last},
-        )
-        figures["users"] = cursor.rowcount
-        progress(f"{residents} residents")
-
-        session_start = _next_id(cursor, "identity_browsersession")
-        cursor.execute(
-            f"""
-            INSERT INTO identity_browsersession (id, sid, created_at, auth_time, amr, acr, user_agent, device,
-                last_seen_at, ended_at, end_reason, session_key_encrypted, user_id)
-            SELECT %(start)s::bigint + i, {_sid_sql("i")}, %(at)s, %(at)s, '["pwd"]', '', 'bench', '', %(at)s,
-                NULL, '', NULL, {_user_id_sql("i")}
-            FROM generate_series(0::bigint, %(last)s::bigint) AS i
-            """,
-            {"key": key, "start": session_start, "at": signed_in, "last": last},
-        )
-        figures["sessions"] = cursor.rowcount
-        _sync_identity(cursor, "identity_browsersession")
-        progress("sessions")
-
-        # The token columns: a random-looking string and its SHA-256, as the real rows.
-        access_start = _next_id(cursor, "identity_accesstoken")
-        refresh_start = _next_id(cursor, "identity_refreshtoken")
-        cursor.execute(
-            f"""
-            INSERT INTO identity_accesstoken (id, token, token_checksum, expires, scope, resource, created,
-                updated, application_id, id_token_id, source_refresh_token_id, user_id, sid, claims_request)
-            SELECT %(start)s::bigint + t.i, t.value, encode(sha256(convert_to(t.value, 'UTF8')), 'hex'),
-                %(expires)s, 'openid profile email', '[]', %(at)s, %(at)s, %(client)s, NULL, NULL,
-                {_user_id_sql("t.i")}, {_sid_sql("t.i")}, NULL
-            FROM (SELECT i, 'at-' || %(run)s || '-' || i || '-' || md5(%(key)s || ':at:' || i) AS value
-                  FROM generate_series(0::bigint, %(last)s::bigint) AS i) AS t
-            """,
-            {
-                "key": key,
-                "start": access_start,
-                "run": run,
-                "expires": expires,
-                "at": signed_in,
-                "client": client.pk,
-                "last": last,
-            },
-        )
-        figures["access_tokens"] = cursor.rowcount
-        _sync_identity(cursor, "identity_accesstoken")
-        cursor.execute(
-            f"""
-            INSERT INTO identity_refreshtoken (id, token, token_checksum, token_family, resource, created,
-                updated, revoked, auth_time, access_token_id, application_id, user_id, sid, acr, amr,
-                claims_request, dpop_jkt)
-            SELECT %(start)s::bigint + t.i, t.value, encode(sha256(convert_to(t.value, 'UTF8')), 'hex'),
-                gen_random_uuid(), '[]', %(at)s, %(at)s, NULL, %(at)s, %(access_start)s::bigint + t.i,
-                %(client)s, {_user_id_sql("t.i")}, {_sid_sql("t.i")}, '', '["pwd"]', NULL, ''
-            FROM (SELECT i, 'rt-' || %(run)s || '-' || i || '-' || md5(%(key)s || ':rt:' || i) AS value
-                  FROM generate_series(0::bigint, %(last)s::bigint) AS i) AS t
-            """,
-            {
-                "key": key,
-                "start": refresh_start,
-                "access_start": access_start,
-                "run": run,
-                "at": signed_in,
-                "client": client.pk,
-                "last": last,
-            },
-        )
-        figures["refresh_tokens"] = cursor.rowcount
-        _sync_identity(cursor, "identity_refreshtoken")
-        progress("tokens")
-
-        # Each subject's own data key, wrapped under the master key (consent.crypto): Python.
-        cursor.execute(
-            f"SELECT {_subject_id_sql('i')}, {_user_id_sql('i')} "
-            "FROM generate_series(0::bigint, %(last)s::bigint) AS i",
-            {"key": key, "last": last},
-        )
-        pairs = cursor.fetchall()
-        figures["subjects"] = _copy(
-            cursor,
-            "consent_subject",
-            (
-                "id",
-                "kind",
-                "browser_id_hash",
-                "wrapped_key",
-                "key_destroyed_at",
-                "linked_at",
-                "created_at",
-                "user_id",
-                "browser_secret_hash",
-            ),
-            (
-                (
-                    subject_id,
-                    "account",
-                    None,
-                    crypto.new_wrapped_key(subject_id),
-                    None,
-                    None,
-                    created,
-                    user_id,
-                    "",
-                )
-                for subject_id, user_id in pairs
-            ),
-        )
-        del pairs
-        t2 = time.monotonic()
-        _indexes_restore(cursor, account_restore)
-        figures["account_indexes_s"] = round(time.monotonic() - t2, 1)
-        figures["accounts_s"] = round(time.monotonic() - t, 1)
-        progress(f"subjects ({figures['accounts_s']} s for the accounts)")
+        # --- residents, sessions, tokens, subjects ----------------------------------------
+        accounts = {
+            "key": key,
+            "run": run,
+            "password": password,
+            "residents": residents,
+            "client_pk": client.pk,
+            "now": now,
+            "rebuild": rebuild_accounts,
+            "progress": progress,
+        }
+        if connections == 1:
+            figures.update(_accounts(cursor, **accounts))
+        else:
+            params = connection.get_connection_params()
+            params.update(cursor_factory=psycopg.ClientCursor, autocommit=False)
+            worker = _AccountsWorker(params, **accounts)
+            cleanup.callback(worker.close)  # after the ledger's transaction ends, whichever way
+            worker.start()
 
         # --- the ledger -------------------------------------------------------------------
         t = time.monotonic()
@@ -616,6 +529,9 @@ def generate(
         cursor.execute("SET LOCAL work_mem = DEFAULT")
         signing_keys_ensure()
         ledger.tree_head_create()
+        if worker is not None:
+            figures.update(worker.result())  # raises the accounts' error: all rolled back
+            worker.commit()
 
     t = time.monotonic()
     with connection.cursor() as cursor:
@@ -634,6 +550,200 @@ def generate(
     figures["analyze_s"] = round(time.monotonic() - t, 1)
     progress("analysed")
     return figures
+
+
+def _accounts(
+    cursor: Any,
+    *,
+    key: str,
+    run: str,
+    password: str,
+    residents: int,
+    client_pk: int,
+    now: datetime,
+    rebuild: bool,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Residents, their sessions, tokens and consent subjects: rows made by PostgreSQL (the
+    subjects' wrapped keys by Python). `cursor` is a psycopg cursor of the generator's
+    transaction, or of the second connection's (`_AccountsWorker`)."""
+    from consent import crypto  # noqa: PLC0415 - after django.setup()
+
+    out: dict[str, Any] = {}
+    t = time.monotonic()
+    account_restore = _indexes_drop(cursor, _ACCOUNT_TABLES, referenced=False) if rebuild else []
+    created = now - timedelta(days=400)
+    signed_in = now - timedelta(minutes=30)
+    expires = now + timedelta(hours=1)
+    last = residents - 1
+    cursor.execute(
+        f"""
+        INSERT INTO identity_user (id, password, last_login, is_superuser, email, email_verified,
+            given_name, family_name, preferred_language, is_active, is_staff, created_at, updated_at,
+            country, locality, phone_number, phone_number_verified, postal_code, region, street_address)
+        SELECT {_user_id_sql("i")}, %(password)s, NULL, false,
+            'bench-' || %(run)s || '-' || i || '@bench.example', true, 'Prénom' || i, 'Nom' || i, 'fr',
+            true, false, %(created)s, %(created)s,
+            'France', 'Nantes', '', false, '44000', 'Pays de la Loire', i || ' rue du Banc'
+        FROM generate_series(0::bigint, %(last)s::bigint) AS i
+        """,
+        {"key": key, "password": password, "run": run, "created": created, "last": last},
+    )
+    out["users"] = cursor.rowcount
+    progress(f"{residents} residents")
+
+    session_start = _next_id(cursor, "identity_browsersession")
+    cursor.execute(
+        f"""
+        INSERT INTO identity_browsersession (id, sid, created_at, auth_time, amr, acr, user_agent, device,
+            last_seen_at, ended_at, end_reason, session_key_encrypted, user_id)
+        SELECT %(start)s::bigint + i, {_sid_sql("i")}, %(at)s, %(at)s, '["pwd"]', '', 'bench', '', %(at)s,
+            NULL, '', NULL, {_user_id_sql("i")}
+        FROM generate_series(0::bigint, %(last)s::bigint) AS i
+        """,
+        {"key": key, "start": session_start, "at": signed_in, "last": last},
+    )
+    out["sessions"] = cursor.rowcount
+    _sync_identity(cursor, "identity_browsersession")
+    progress("sessions")
+
+    # The token columns: a random-looking string and its SHA-256, as the real rows.
+    access_start = _next_id(cursor, "identity_accesstoken")
+    refresh_start = _next_id(cursor, "identity_refreshtoken")
+    cursor.execute(
+        f"""
+        INSERT INTO identity_accesstoken (id, token, token_checksum, expires, scope, resource, created,
+            updated, application_id, id_token_id, source_refresh_token_id, user_id, sid, claims_request)
+        SELECT %(start)s::bigint + t.i, t.value, encode(sha256(convert_to(t.value, 'UTF8')), 'hex'),
+            %(expires)s, 'openid profile email', '[]', %(at)s, %(at)s, %(client)s, NULL, NULL,
+            {_user_id_sql("t.i")}, {_sid_sql("t.i")}, NULL
+        FROM (SELECT i, 'at-' || %(run)s || '-' || i || '-' || md5(%(key)s || ':at:' || i) AS value
+              FROM generate_series(0::bigint, %(last)s::bigint) AS i) AS t
+        """,
+        {
+            "key": key,
+            "start": access_start,
+            "run": run,
+            "expires": expires,
+            "at": signed_in,
+            "client": client_pk,
+            "last": last,
+        },
+    )
+    out["access_tokens"] = cursor.rowcount
+    _sync_identity(cursor, "identity_accesstoken")
+    cursor.execute(
+        f"""
+        INSERT INTO identity_refreshtoken (id, token, token_checksum, token_family, resource, created,
+            updated, revoked, auth_time, access_token_id, application_id, user_id, sid, acr, amr,
+            claims_request, dpop_jkt)
+        SELECT %(start)s::bigint + t.i, t.value, encode(sha256(convert_to(t.value, 'UTF8')), 'hex'),
+            gen_random_uuid(), '[]', %(at)s, %(at)s, NULL, %(at)s, %(access_start)s::bigint + t.i,
+            %(client)s, {_user_id_sql("t.i")}, {_sid_sql("t.i")}, '', '["pwd"]', NULL, ''
+        FROM (SELECT i, 'rt-' || %(run)s || '-' || i || '-' || md5(%(key)s || ':rt:' || i) AS value
+              FROM generate_series(0::bigint, %(last)s::bigint) AS i) AS t
+        """,
+        {
+            "key": key,
+            "start": refresh_start,
+            "access_start": access_start,
+            "run": run,
+            "at": signed_in,
+            "client": client_pk,
+            "last": last,
+        },
+    )
+    out["refresh_tokens"] = cursor.rowcount
+    _sync_identity(cursor, "identity_refreshtoken")
+    progress("tokens")
+
+    # Each subject's own data key, wrapped under the master key (consent.crypto): Python.
+    cursor.execute(
+        f"SELECT {_subject_id_sql('i')}, {_user_id_sql('i')} "
+        "FROM generate_series(0::bigint, %(last)s::bigint) AS i",
+        {"key": key, "last": last},
+    )
+    pairs = cursor.fetchall()
+    out["subjects"] = _copy(
+        cursor,
+        "consent_subject",
+        (
+            "id",
+            "kind",
+            "browser_id_hash",
+            "wrapped_key",
+            "key_destroyed_at",
+            "linked_at",
+            "created_at",
+            "user_id",
+            "browser_secret_hash",
+        ),
+        (
+            (
+                subject_id,
+                "account",
+                None,
+                crypto.new_wrapped_key(subject_id),
+                None,
+                None,
+                created,
+                user_id,
+                "",
+            )
+            for subject_id, user_id in pairs
+        ),
+    )
+    del pairs
+    t2 = time.monotonic()
+    _indexes_restore(cursor, account_restore)
+    out["account_indexes_s"] = round(time.monotonic() - t2, 1)
+    out["accounts_s"] = round(time.monotonic() - t, 1)
+    progress(f"subjects ({out['accounts_s']} s for the accounts)")
+
+    return out
+
+
+class _AccountsWorker(threading.Thread):
+    """`_accounts` on a second connection, in its own transaction, while the generator's
+    connection writes the ledger (neither reads the other's rows; foreign-key triggers are
+    off on both). Committed by `commit` once the ledger is written, rolled back otherwise."""
+
+    def __init__(self, params: dict[str, Any], **arguments: Any) -> None:
+        super().__init__(name="generate-accounts", daemon=True)
+        self.connection = psycopg.connect(**params)
+        self.arguments = arguments
+        self.figures: dict[str, Any] = {}
+        self.error: BaseException | None = None
+        self.committed = False
+
+    def run(self) -> None:
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute("SET session_replication_role = replica")
+                cursor.execute("SET synchronous_commit = off")
+                cursor.execute("SET work_mem = '64MB'")
+                self.figures = _accounts(cursor, **self.arguments)
+        except BaseException as exc:  # handed to the generator's thread by result()
+            self.error = exc
+
+    def result(self) -> dict[str, Any]:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.figures
+
+    def commit(self) -> None:
+        self.connection.commit()
+        self.committed = True
+
+    def close(self) -> None:
+        """Stop (cancel the statement running), roll back unless committed, disconnect."""
+        if self.is_alive():
+            self.connection.cancel()
+            self.join()
+        if not self.committed:
+            self.connection.rollback()
+        self.connection.close()
 
 
 def _merkle_nodes(cursor: Any, start: int, size: int) -> int:

@@ -26,6 +26,7 @@ from consent import crypto, ledger, merkle
 from consent.models import ConsentState, LedgerEvent, LedgerHead, Purpose, Subject, TreeHead
 from consent.selectors import consistency_proof, event_proof, ledger_verify
 from consent.services import consent_record
+from identity.keys import signing_keys_ensure
 from identity.models import BrowserSession, User
 from identity.oidc.models import AccessToken, RefreshToken
 
@@ -285,3 +286,43 @@ def test_a_missing_merkle_child_stops_the_generator(signing_keys: Any) -> None:
     with pytest.raises(RuntimeError, match="Merkle level 2: 0 nodes made of 1"):
         generate(residents=1, events=2, seed="missing-more")
     assert LedgerEvent.objects.count() == 6  # nothing of the failed generation stays
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_connections_write_the_same_database() -> None:
+    """The CLI's default: the accounts on a second connection, committed with the ledger."""
+    signing_keys_ensure()
+    figures = generate(residents=53, events=1_009, seed="two-connections", connections=2)
+    assert figures["users"] == 53 and figures["subjects"] == 53
+    _check_ledger(1_009)
+    run = figures["run"]
+    user = User.objects.get(email=f"bench-{run}-52@bench.example")
+    subject = Subject.objects.get(user=user)
+    # The ledger's rows name the subjects the other connection wrote.
+    assert LedgerEvent.objects.filter(subject=subject).count() == len(range(52, 1_009, 53))
+    assert ConsentState.objects.filter(subject=subject).count() == 4
+    assert not Subject.objects.exclude(user__email__startswith=f"bench-{run}-").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_connections_a_failure_in_either_leaves_nothing(monkeypatch: Any) -> None:
+    signing_keys_ensure()
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("refused here")
+
+    # The accounts' connection fails (Python, while its rows are being sent).
+    monkeypatch.setattr(crypto, "new_wrapped_key", refuse)
+    with pytest.raises(RuntimeError, match="refused here"):
+        generate(residents=20, events=100, seed="fail-accounts", connections=2)
+    monkeypatch.undo()
+    assert not User.objects.filter(email__startswith="bench-").exists()
+    assert LedgerEvent.objects.count() == 0 and LedgerHead.objects.get(pk=1).size == 0
+    # The ledger's connection fails (after the accounts were written on the other).
+    monkeypatch.setattr(generator, "_frontier_read", refuse)
+    with pytest.raises(RuntimeError, match="refused here"):
+        generate(residents=20, events=100, seed="fail-ledger", connections=2)
+    assert not User.objects.filter(email__startswith="bench-").exists()
+    assert not Subject.objects.exists() and LedgerEvent.objects.count() == 0
+    with pytest.raises(ValueError, match="one connection or two"):
+        generate(residents=20, events=100, connections=3)
