@@ -38,8 +38,12 @@ back from them. While the tables are loaded their indexes are dropped and built 
 (CREATE INDEX sorts once instead of maintaining B-trees row by row at random places; for the
 ledger also its primary key and the states' foreign key to it); the foreign-key triggers are
 off for this session (`session_replication_role = replica`, which needs a superuser; the rows
-are consistent by construction). `ANALYZE` runs at the end. `generate()` is the entry point
-the tests call on their own throwaway test database (tests/perf/test_generate.py).
+are consistent by construction). `ANALYZE` runs at the end. With `--connections 2` (the
+default of the command) the accounts are written on a second connection at the same time as
+the ledger, in a second transaction committed just before the ledger's (a failure in either
+rolls both back): two backends, one per core. `generate()` is the entry point the tests call
+on their own throwaway test database (tests/perf/test_generate.py), one connection unless
+told otherwise.
 """
 
 from __future__ import annotations
