@@ -1317,10 +1317,10 @@ def verify(
     `progress(done, total)` is called every `progress_every` events. Never raises: whatever
     the database holds, the answer is a report (an unreadable ledger is a problem too).
 
-    On PostgreSQL a lean scan runs first (`_verify_lean`: COPY, ranges of the log, `jobs`
-    processes, one when inside a transaction): it only ever accepts the ledger; at the first
-    doubt the row-by-row verifier runs and writes the report, which is therefore the same
-    whatever `jobs` is.
+    On PostgreSQL a lean scan runs first (`_verify_lean`: one set-based statement per range of
+    the log, `jobs` threads, one when inside a transaction): it only ever accepts the ledger;
+    at the first doubt the row-by-row verifier runs and writes the report, which is therefore
+    the same whatever `jobs` is.
     """
     started = time.monotonic()
     if connection.vendor == "postgresql":

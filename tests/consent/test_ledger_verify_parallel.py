@@ -1,4 +1,4 @@
-"""The lean scan of `consent.ledger.verify` (COPY, ranges of the log, `jobs` processes).
+"""The lean scan of `consent.ledger.verify` (one statement per range of the log, `jobs` threads).
 
 It only ever accepts a ledger: whatever is stored, `verify(jobs=2)` gives the row-by-row
 verifier's result — the same problems, named the same way, in the same order — and an intact
@@ -27,7 +27,7 @@ from tests.security.test_ledger_tampering import EVENT_CASES
 pytestmark = pytest.mark.django_db(transaction=True)
 
 postgresql_only = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="the scan reads with COPY (PostgreSQL)"
+    connection.vendor != "postgresql", reason="the scan is PostgreSQL statements"
 )
 
 
