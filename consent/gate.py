@@ -126,17 +126,20 @@ def _now_param() -> Any:
     return _VALID_UNTIL.get_db_prep_value(timezone.now(), connection)
 
 
-def _granted_now(kind: str, subject_key: Any, purpose_code: str) -> bool:
+def _granted_now(user_pk: Any, browser_hash: str | None, purpose_code: str) -> bool:
+    """The gate now for the account `user_pk` or, that being None, the browser `browser_hash`."""
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor == "postgresql":
+        # The id as it is (the call casts it to uuid, as get_db_prep_value would convert it);
         # timezone.now() as the plain statement's parameter was (an aware datetime is what
-        # DateTimeField's get_db_prep_value gives PostgreSQL); the server's clock is not used.
-        user_key, browser_hash = (subject_key, None) if kind == "user" else (None, subject_key)
-        row = prepared_fetch(_GATE_CALL, [user_key, browser_hash, purpose_code, timezone.now()])
+        # DateTimeField's get_db_prep_value gives PostgreSQL): the server's clock is not used.
+        row = prepared_fetch(_GATE_CALL, [user_pk, browser_hash, purpose_code, timezone.now()], db=db)
         if row is None or row[0] is None:
             raise UnknownPurpose(f"unknown purpose {purpose_code!r}")
         return bool(row[0])
-    return _granted_now_plain(kind, subject_key, purpose_code)
+    if user_pk is not None:
+        return _granted_now_plain("user", _USER_KEY.get_db_prep_value(user_pk, db), purpose_code)
+    return _granted_now_plain("browser", browser_hash, purpose_code)
 
 
 def _granted_now_plain(kind: str, subject_key: Any, purpose_code: str) -> bool:
@@ -149,16 +152,21 @@ def _granted_now_plain(kind: str, subject_key: Any, purpose_code: str) -> bool:
     return _gate_decision(row)
 
 
-def _granted_many(kind: str, subject_key: Any, purpose_codes: Iterable[str]) -> dict[str, bool]:
+def _granted_many(user_pk: Any, browser_hash: str | None, purpose_codes: Iterable[str]) -> dict[str, bool]:
     codes = sorted(set(purpose_codes))
     if not codes:
         return {}
-    if connection.vendor == "postgresql":
-        user_key, browser_hash = (subject_key, None) if kind == "user" else (None, subject_key)
-        rows = prepared_fetch(_GATE_MANY_CALL, [user_key, browser_hash, codes, timezone.now()], all_rows=True)
-        answers = {code: bool(granted) for code, granted in rows}
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor == "postgresql":
+        params = [user_pk, browser_hash, codes, timezone.now()]
+        answers = {
+            code: bool(granted)
+            for code, granted in prepared_fetch(_GATE_MANY_CALL, params, all_rows=True, db=db)
+        }
+    elif user_pk is not None:
+        answers = _granted_many_plain("user", _USER_KEY.get_db_prep_value(user_pk, db), codes)
     else:
-        answers = _granted_many_plain(kind, subject_key, codes)
+        answers = _granted_many_plain("browser", browser_hash, codes)
     unknown = [code for code in codes if code not in answers]
     if unknown:
         raise UnknownPurpose(f"unknown purpose {unknown[0]!r}")
@@ -272,7 +280,7 @@ def consent_is_granted(*, user: User, purpose_code: str, at: datetime | None = N
     if user is None or getattr(user, "pk", None) is None:
         return False
     if at is None:
-        return _granted_now("user", _USER_KEY.get_db_prep_value(user.pk, connection), purpose_code)
+        return _granted_now(user.pk, None, purpose_code)
     return _granted_at(Q(subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT), purpose_code, at)
 
 
@@ -280,21 +288,20 @@ def consent_is_granted_for_browser(*, browser_id: str, purpose_code: str, at: da
     """The gate for a visitor without an account, by the random browser id of the widget."""
     hashed = browser_id_hash(browser_id)
     if at is None:
-        return _granted_now("browser", hashed, purpose_code)
+        return _granted_now(None, hashed, purpose_code)
     return _granted_at(Q(subject__browser_id_hash=hashed), purpose_code, at)
 
 
 def consent_is_granted_for_browser_hash(*, browser_hash: str, purpose_code: str) -> bool:
     """The gate now, for a browser known by its id's hash (data kept under the hash only)."""
-    return _granted_now("browser", browser_hash, purpose_code)
+    return _granted_now(None, browser_hash, purpose_code)
 
 
 def consent_is_granted_for_subject(*, subject: DataSubject, purpose_code: str) -> bool:
     """The gate now for a data subject of consent.purpose_data (an account id or a browser hash)."""
     if subject.user_id is not None:
-        user_key = _USER_KEY.get_db_prep_value(subject.user_id, connection)
-        return _granted_now("user", user_key, purpose_code)
-    return _granted_now("browser", subject.browser_hash, purpose_code)
+        return _granted_now(subject.user_id, None, purpose_code)
+    return _granted_now(None, subject.browser_hash, purpose_code)
 
 
 def consent_granted_many(*, user: User, purpose_codes: Iterable[str]) -> dict[str, bool]:
@@ -303,7 +310,7 @@ def consent_granted_many(*, user: User, purpose_codes: Iterable[str]) -> dict[st
     codes = list(purpose_codes)
     if user is None or getattr(user, "pk", None) is None:
         return dict.fromkeys(codes, False)
-    return _granted_many("user", _USER_KEY.get_db_prep_value(user.pk, connection), codes)
+    return _granted_many(user.pk, None, codes)
 
 
 def consent_granted_many_for_subject(
@@ -311,9 +318,8 @@ def consent_granted_many_for_subject(
 ) -> dict[str, bool]:
     """`consent_is_granted_for_subject` now for each code, in one statement ({code: answer})."""
     if subject.user_id is not None:
-        user_key = _USER_KEY.get_db_prep_value(subject.user_id, connection)
-        return _granted_many("user", user_key, purpose_codes)
-    return _granted_many("browser", subject.browser_hash, purpose_codes)
+        return _granted_many(subject.user_id, None, purpose_codes)
+    return _granted_many(None, subject.browser_hash, purpose_codes)
 
 
 def granted_exists(purpose_code: str, *, user_ref: str = "", browser_hash_ref: str = "") -> Exists:
