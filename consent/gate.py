@@ -20,7 +20,10 @@ Public API:
   ledger's answer in the same round trip (the userinfo endpoint reads the access token,
   the resident and this gate in one statement: identity.oidc.access_tokens).
 
-Semantics. Now (`at=None`): one indexed query on the current-state table. A purpose that
+Semantics. Now (`at=None`): one indexed query on the current-state table (on PostgreSQL a
+call of the PL/pgSQL function `consent_gate` / `consent_gate_many` of migration consent 0013,
+which holds the same query and decision with its plan kept per connection; the plain
+statements below on SQLite, and as the reference in tests/consent/test_read_functions.py). A purpose that
 needs consent is granted when the latest decision is `given`/`renewed`, `valid_until` is in
 the future and no material notice came after it (`renewal_required`). A purpose that needs
 no consent (exempt audience measurement, public task) is granted unless the latest decision
