@@ -725,9 +725,14 @@ class ProofError(ValueError):
 _PROOF_HEAD_SQL = "SELECT -1, size, NULL FROM consent_ledgerhead WHERE id = 1"
 _PROOF_LEAVES_SQL = "SELECT 0, seq, leaf_hash FROM consent_ledgerevent WHERE seq IN ({})"
 _PROOF_NODES_SQL = 'SELECT level, "index", hash FROM consent_merklenode WHERE ({})'
-# PostgreSQL: one text for every proof (the keys travel as three arrays), so that with
-# DATABASE_PREPARED_STATEMENTS the server parses and plans it once per connection, where each
-# number of leaves and nodes made a statement of its own (and filled psycopg's prepared cache).
+# PostgreSQL: one text for every proof (the keys travel as three arrays), where each number of
+# leaves and nodes made a statement of its own (and filled psycopg's prepared cache). This
+# statement runs inside the PL/pgSQL function consent_proof_hashes (migration consent 0013),
+# whose plan the backend keeps per connection, prepared statements or not; `_PROOF_PG_SQL`
+# is the reference the function is tested against.
+_PROOF_PG_CALL = (
+    "SELECT level, idx, hash FROM consent_proof_hashes(%s::bigint[], %s::smallint[], %s::bigint[])"
+)
 _PROOF_PG_SQL = (
     f"{_PROOF_HEAD_SQL} "  # noqa: S608 - constant fragments only
     "UNION ALL SELECT 0, e.seq, e.leaf_hash FROM consent_ledgerevent e WHERE e.seq = ANY(%s::bigint[]) "
@@ -743,7 +748,7 @@ def _proof_statement(keys: set[tuple[int, int]]) -> tuple[str, list[Any]]:
     if connection.vendor == "postgresql":
         # The arrays as their text form: psycopg's list adapter checks every element (and picks
         # int2/int4/int8 by the values, making as many prepared statements).
-        return _PROOF_PG_SQL, [
+        return _PROOF_PG_CALL, [
             "{" + ",".join(map(str, numbers)) + "}"
             for numbers in (leaves, [level for level, _ in nodes], [index for _, index in nodes])
         ]
