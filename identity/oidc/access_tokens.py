@@ -392,7 +392,7 @@ def _read_resident(token: str, purpose_code: str | None) -> tuple[Any | None, tu
     params += [checksum(token), db.ops.adapt_datetimefield_value(timezone.now())]
     # On a cursor kept per connection, prepared where the deployment allows it
     # (consent/prepared.py: what a Django cursor does around it, without building one).
-    row = prepared_fetch(query.sql, params)
+    row = prepared_fetch(query.sql, params, db=db)
     if row is None:
         return None, ()
     values = list(row[: query.size])
