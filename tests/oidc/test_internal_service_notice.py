@@ -367,3 +367,19 @@ def test_covers_reads_the_record_as_the_orm_does(internal, resident, make_reside
     with CaptureQueriesContext(connection) as queries:
         internal_notice_covers(user=resident, client=service, scopes=["openid"])
     assert len(queries.captured_queries) == 1
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "unprepared"])
+def test_covers_on_the_kept_cursor_prepared_or_not(internal, resident, settings, prepared):
+    """With nobody capturing queries the read runs on the cursor kept per connection, as a
+    prepared statement when the deployment allows it (server-side binding of the resident's
+    UUID and the client's id): the same answers either way."""
+    settings.CONSENT_PREPARED_STATEMENTS = prepared
+    service = internal.client
+    assert not connection.queries_logged
+    assert internal_notice_covers(user=resident, client=service, scopes=["openid"]) is False
+    internal_notice_record(user=resident, client=service, scopes=["openid", "email"])
+    assert internal_notice_covers(user=resident, client=service, scopes=["openid", "email"]) is True
+    assert internal_notice_covers(user=resident, client=service, scopes=["openid", "phone"]) is False
+    assert connection._consent_kept_cursor[1] is prepared
