@@ -24,7 +24,8 @@ own database connection; residents split between them). Then:
   default, as its `--jobs`);
 - gate: `consent_is_granted` lookups, then the batched form `consent_granted_many` (every
   purpose of one resident per call) where the checked-out code has it; proofs: inclusion
-  proofs from stored hashes.
+  proofs from stored hashes. `--readers N` times them again from N processes at once (what
+  the machine serves: wall time, CPU of the processes and of their backends).
 Prints events/s for append and verify, lookups/s and proofs/s, each with the CPU per
 operation of this process and of its PostgreSQL backend (read from /proc: the server runs on
 this host), steadier than the rates on a shared machine. The test suite asserts
@@ -78,6 +79,12 @@ def main() -> int:
         choices=(1, 2, 3, 4),
         help="decisions per call: K > 1 records K purposes of one resident at once "
         "(consent_record_many, one transaction); --events must be a multiple of K",
+    )
+    parser.add_argument(
+        "--readers",
+        type=int,
+        default=0,
+        help="also time the gate and the proofs from N processes at once (PostgreSQL; 0: not)",
     )
     parser.add_argument(
         "--verify-jobs",
@@ -233,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
     proof_seconds = time.perf_counter() - started
     proof_cpu = (_cpu_seconds() - cpu_before, _backend_cpu_seconds() - backend_before)
 
+    concurrent = _time_readers(args, residents, purposes, indexes, head.tree_size)
+
     def line(label: str, count: int, unit: str, seconds: float, rate_unit: str) -> str:
         return f"{label:<7}: {count:>9,} {unit:<7} in {seconds:8.1f} s = {count / seconds:>9,.0f} {rate_unit}"
 
@@ -270,6 +279,15 @@ def run(args: argparse.Namespace) -> int:
     print(
         line("proofs", args.proofs, "proofs", proof_seconds, "proofs/s"),
         f"({cpu(proof_cpu, args.proofs, 'us/proof')}; load average {os.getloadavg()[0]:.1f})",
+    )
+    print(
+        *[
+            line(label, count, unit, seconds, f"{unit}/s")
+            + f" ({args.readers} processes at once; {cpu(spent, count, 'us/' + unit.rstrip('s'))})"
+            for label, count, unit, seconds, spent in concurrent
+        ],
+        sep="\n",
+        end="\n" if concurrent else "",
     )
     print(f"root   : {result.root_hash} (size {result.size})")
     return 0
@@ -351,6 +369,46 @@ def _time_batched_gate(
         time.perf_counter() - started,
         (_cpu_seconds() - cpu_before, _backend_cpu_seconds() - backend_before),
     )
+
+
+def _time_readers(
+    args: argparse.Namespace, residents: list[Any], purposes: list[str], indexes: list[int], size: int
+) -> list[tuple[str, int, str, float, tuple[float, float]]]:
+    """The gate, the batched gate and the proofs from `--readers` processes at once (each its
+    own connection and PostgreSQL backend, the operations split between them): what the
+    machine serves, wall time, with the CPU of the processes and of their backends."""
+    from consent import gate  # noqa: PLC0415 - after django.setup()
+    from consent.selectors import consent_is_granted, inclusion_proof  # noqa: PLC0415 - after django.setup()
+
+    many = getattr(gate, "consent_granted_many", None)
+    if not args.readers or connection.vendor != "postgresql":
+        return []
+
+    def lookups(reader: int, readers: int) -> None:
+        for i in range(reader, args.lookups, readers):
+            consent_is_granted(user=residents[i % len(residents)], purpose_code=purposes[i % len(purposes)])
+
+    def batched(reader: int, readers: int) -> None:
+        for i in range(reader, max(1, args.lookups // len(purposes)), readers):
+            many(user=residents[i % len(residents)], purpose_codes=purposes)
+
+    def proofs(reader: int, readers: int) -> None:
+        for index in indexes[reader::readers]:
+            inclusion_proof(leaf_index=index, tree_size=size)
+
+    timed = []
+    for label, work, count, unit in (
+        ("gate ||", lookups, args.lookups, "lookups"),
+        ("gateN ||", batched, max(1, args.lookups // len(purposes)) * len(purposes), "lookups"),
+        ("proofs||", proofs, len(indexes), "proofs"),
+    ):
+        if work is batched and many is None:
+            continue
+        db_cpu = multiprocessing.get_context("fork").Value("d", 0.0)
+        cpu_before = _cpu_seconds()
+        seconds = run_writers(args.readers, work, db_cpu)
+        timed.append((label, count, unit, seconds, (_cpu_seconds() - cpu_before, db_cpu.value)))
+    return timed
 
 
 def run_writers(writers: int, append_share: Any, db_cpu: Any) -> float:

@@ -96,6 +96,12 @@ def end(context: RequestContext, token: Token[RequestContext | None], status: in
         _current.reset(token)
 
 
+def abandon(token: Token[RequestContext | None]) -> None:
+    """Leave the request context begun with `token` without an access line or metrics: the
+    request is handed on to a handler that begins its own (config/bearer_path.py)."""
+    _current.reset(token)
+
+
 def _sole_json_handler() -> logging.StreamHandler[Any] | None:
     """The handler an access record would reach when it is the only one and the production
     one (settings.LOGGING with LOG_FORMAT=json: a StreamHandler, JsonFormatter, RequestIdFilter,

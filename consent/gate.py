@@ -20,7 +20,10 @@ Public API:
   ledger's answer in the same round trip (the userinfo endpoint reads the access token,
   the resident and this gate in one statement: identity.oidc.access_tokens).
 
-Semantics. Now (`at=None`): one indexed query on the current-state table. A purpose that
+Semantics. Now (`at=None`): one indexed query on the current-state table (on PostgreSQL a
+call of the PL/pgSQL function `consent_gate` / `consent_gate_many` of migration consent 0013,
+which holds the same query and decision with its plan kept per connection; the plain
+statements below on SQLite, and as the reference in tests/consent/test_read_functions.py). A purpose that
 needs consent is granted when the latest decision is `given`/`renewed`, `valid_until` is in
 the future and no material notice came after it (`renewal_required`). A purpose that needs
 no consent (exempt audience measurement, public task) is granted unless the latest decision
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -111,35 +114,78 @@ _GRANTING = {str(e) for e in GRANTING_EVENTS}
 _OBJECTING = {str(e) for e in OBJECTING_EVENTS}
 _VALID_UNTIL = ConsentState._meta.get_field("valid_until")
 _USER_KEY = Subject._meta.get_field("user").target_field
+_PLAIN_BY = {"user": _GATE_BY_USER, "browser": _GATE_BY_BROWSER}
+# PostgreSQL: the same join and the decision in PL/pgSQL functions (migration consent 0013),
+# whose plans the backend keeps per connection, prepared statements or not; the caller's
+# statement is a bare call, cheap to plan. One text for every lookup (the subject as an
+# account id or, that being NULL, a browser hash).
+_GATE_CALL = "SELECT consent_gate(%s::uuid, %s::text, %s::text, %s::timestamptz)"
+_GATE_MANY_CALL = (
+    "SELECT code, granted FROM consent_gate_many(%s::uuid, %s::text, %s::text[], %s::timestamptz)"
+)
 
 
 def _now_param() -> Any:
     return _VALID_UNTIL.get_db_prep_value(timezone.now(), connection)
 
 
-def _granted_now(sql: str, subject_key: Any, purpose_code: str) -> bool:
+def _granted_now(user_pk: Any, browser_hash: str | None, purpose_code: str) -> bool:
+    """The gate now for the account `user_pk` or, that being None, the browser `browser_hash`."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor == "postgresql":
+        # The id as it is (the call casts it to uuid, as get_db_prep_value would convert it);
+        # timezone.now() as the plain statement's parameter was (an aware datetime is what
+        # DateTimeField's get_db_prep_value gives PostgreSQL): the server's clock is not used.
+        row = prepared_fetch(_GATE_CALL, [user_pk, browser_hash, purpose_code, timezone.now()], db=db)
+        if row is None or row[0] is None:
+            raise UnknownPurpose(f"unknown purpose {purpose_code!r}")
+        return bool(row[0])
+    if user_pk is not None:
+        return _granted_now_plain("user", _USER_KEY.get_db_prep_value(user_pk, db), purpose_code)
+    return _granted_now_plain("browser", browser_hash, purpose_code)
+
+
+def _granted_now_plain(kind: str, subject_key: Any, purpose_code: str) -> bool:
+    """The gate now by the plain statement (SQLite; the reference the functions are tested
+    against on PostgreSQL)."""
     # Parameter order follows the statement: valid_until comparison, subject, code.
-    row = prepared_fetch(sql, [_now_param(), subject_key, purpose_code])
+    row = prepared_fetch(_PLAIN_BY[kind], [_now_param(), subject_key, purpose_code])
     if row is None:
         raise UnknownPurpose(f"unknown purpose {purpose_code!r}")
     return _gate_decision(row)
 
 
-def _granted_many(kind: str, subject_key: Any, purpose_codes: Iterable[str]) -> dict[str, bool]:
+def _granted_many(user_pk: Any, browser_hash: str | None, purpose_codes: Iterable[str]) -> dict[str, bool]:
     codes = sorted(set(purpose_codes))
     if not codes:
         return {}
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor == "postgresql":
+        params = [user_pk, browser_hash, codes, timezone.now()]
+        answers = {
+            code: bool(granted)
+            for code, granted in prepared_fetch(_GATE_MANY_CALL, params, all_rows=True, db=db)
+        }
+    elif user_pk is not None:
+        answers = _granted_many_plain("user", _USER_KEY.get_db_prep_value(user_pk, db), codes)
+    else:
+        answers = _granted_many_plain("browser", browser_hash, codes)
+    unknown = [code for code in codes if code not in answers]
+    if unknown:
+        raise UnknownPurpose(f"unknown purpose {unknown[0]!r}")
+    return answers
+
+
+def _granted_many_plain(kind: str, subject_key: Any, codes: list[str]) -> dict[str, bool]:
+    """{code: answer} for the known codes among `codes`, by the plain statement (SQLite; the
+    reference on PostgreSQL)."""
     params: list[Any]
     if connection.vendor == "postgresql":
         sql, params = _MANY_BY[kind].format(codes="= ANY(%s::text[])"), [codes]
     else:
         sql, params = _MANY_BY[kind].format(codes=f"IN ({', '.join(['%s'] * len(codes))})"), codes
     rows = prepared_fetch(sql, [_now_param(), subject_key, *params], all_rows=True)
-    answers = {row[0]: _gate_decision(row[1:]) for row in rows}
-    unknown = [code for code in codes if code not in answers]
-    if unknown:
-        raise UnknownPurpose(f"unknown purpose {unknown[0]!r}")
-    return answers
+    return {row[0]: _gate_decision(row[1:]) for row in rows}
 
 
 @dataclass(frozen=True)
@@ -237,7 +283,7 @@ def consent_is_granted(*, user: User, purpose_code: str, at: datetime | None = N
     if user is None or getattr(user, "pk", None) is None:
         return False
     if at is None:
-        return _granted_now(_GATE_BY_USER, _USER_KEY.get_db_prep_value(user.pk, connection), purpose_code)
+        return _granted_now(user.pk, None, purpose_code)
     return _granted_at(Q(subject__user_id=user.pk, subject__kind=SubjectKind.ACCOUNT), purpose_code, at)
 
 
@@ -245,21 +291,20 @@ def consent_is_granted_for_browser(*, browser_id: str, purpose_code: str, at: da
     """The gate for a visitor without an account, by the random browser id of the widget."""
     hashed = browser_id_hash(browser_id)
     if at is None:
-        return _granted_now(_GATE_BY_BROWSER, hashed, purpose_code)
+        return _granted_now(None, hashed, purpose_code)
     return _granted_at(Q(subject__browser_id_hash=hashed), purpose_code, at)
 
 
 def consent_is_granted_for_browser_hash(*, browser_hash: str, purpose_code: str) -> bool:
     """The gate now, for a browser known by its id's hash (data kept under the hash only)."""
-    return _granted_now(_GATE_BY_BROWSER, browser_hash, purpose_code)
+    return _granted_now(None, browser_hash, purpose_code)
 
 
 def consent_is_granted_for_subject(*, subject: DataSubject, purpose_code: str) -> bool:
     """The gate now for a data subject of consent.purpose_data (an account id or a browser hash)."""
     if subject.user_id is not None:
-        user_key = _USER_KEY.get_db_prep_value(subject.user_id, connection)
-        return _granted_now(_GATE_BY_USER, user_key, purpose_code)
-    return _granted_now(_GATE_BY_BROWSER, subject.browser_hash, purpose_code)
+        return _granted_now(subject.user_id, None, purpose_code)
+    return _granted_now(None, subject.browser_hash, purpose_code)
 
 
 def consent_granted_many(*, user: User, purpose_codes: Iterable[str]) -> dict[str, bool]:
@@ -268,7 +313,7 @@ def consent_granted_many(*, user: User, purpose_codes: Iterable[str]) -> dict[st
     codes = list(purpose_codes)
     if user is None or getattr(user, "pk", None) is None:
         return dict.fromkeys(codes, False)
-    return _granted_many("user", _USER_KEY.get_db_prep_value(user.pk, connection), codes)
+    return _granted_many(user.pk, None, codes)
 
 
 def consent_granted_many_for_subject(
@@ -276,9 +321,8 @@ def consent_granted_many_for_subject(
 ) -> dict[str, bool]:
     """`consent_is_granted_for_subject` now for each code, in one statement ({code: answer})."""
     if subject.user_id is not None:
-        user_key = _USER_KEY.get_db_prep_value(subject.user_id, connection)
-        return _granted_many("user", user_key, purpose_codes)
-    return _granted_many("browser", subject.browser_hash, purpose_codes)
+        return _granted_many(subject.user_id, None, purpose_codes)
+    return _granted_many(None, subject.browser_hash, purpose_codes)
 
 
 def granted_exists(purpose_code: str, *, user_ref: str = "", browser_hash_ref: str = "") -> Exists:

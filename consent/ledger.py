@@ -890,9 +890,14 @@ class ProofError(ValueError):
 _PROOF_HEAD_SQL = "SELECT -1, size, NULL FROM consent_ledgerhead WHERE id = 1"
 _PROOF_LEAVES_SQL = "SELECT 0, seq, leaf_hash FROM consent_ledgerevent WHERE seq IN ({})"
 _PROOF_NODES_SQL = 'SELECT level, "index", hash FROM consent_merklenode WHERE ({})'
-# PostgreSQL: one text for every proof (the keys travel as three arrays), so that with
-# DATABASE_PREPARED_STATEMENTS the server parses and plans it once per connection, where each
-# number of leaves and nodes made a statement of its own (and filled psycopg's prepared cache).
+# PostgreSQL: one text for every proof (the keys travel as three arrays), where each number of
+# leaves and nodes made a statement of its own (and filled psycopg's prepared cache). This
+# statement runs inside the PL/pgSQL function consent_proof_hashes (migration consent 0013),
+# whose plan the backend keeps per connection, prepared statements or not; `_PROOF_PG_SQL`
+# is the reference the function is tested against.
+_PROOF_PG_CALL = (
+    "SELECT level, idx, hash FROM consent_proof_hashes(%s::bigint[], %s::smallint[], %s::bigint[])"
+)
 _PROOF_PG_SQL = (
     f"{_PROOF_HEAD_SQL} "  # noqa: S608 - constant fragments only
     "UNION ALL SELECT 0, e.seq, e.leaf_hash FROM consent_ledgerevent e WHERE e.seq = ANY(%s::bigint[]) "
@@ -908,7 +913,7 @@ def _proof_statement(keys: set[tuple[int, int]]) -> tuple[str, list[Any]]:
     if connection.vendor == "postgresql":
         # The arrays as their text form: psycopg's list adapter checks every element (and picks
         # int2/int4/int8 by the values, making as many prepared statements).
-        return _PROOF_PG_SQL, [
+        return _PROOF_PG_CALL, [
             "{" + ",".join(map(str, numbers)) + "}"
             for numbers in (leaves, [level for level, _ in nodes], [index for _, index in nodes])
         ]
@@ -1482,10 +1487,10 @@ def verify(
     `progress(done, total)` is called every `progress_every` events. Never raises: whatever
     the database holds, the answer is a report (an unreadable ledger is a problem too).
 
-    On PostgreSQL a lean scan runs first (`_verify_lean`: COPY, ranges of the log, `jobs`
-    processes, one when inside a transaction): it only ever accepts the ledger; at the first
-    doubt the row-by-row verifier runs and writes the report, which is therefore the same
-    whatever `jobs` is.
+    On PostgreSQL a lean scan runs first (`_verify_lean`: one set-based statement per range of
+    the log, `jobs` threads, one when inside a transaction): it only ever accepts the ledger;
+    at the first doubt the row-by-row verifier runs and writes the report, which is therefore
+    the same whatever `jobs` is.
     """
     started = time.monotonic()
     if connection.vendor == "postgresql":
@@ -2116,77 +2121,88 @@ class _FastLeaves:
 
 # --- The lean scan: PostgreSQL, in ranges, in parallel ------------------------------------------
 #
-# Before the row-by-row verifier above, `verify` tries a scan that can only ACCEPT the ledger:
-# the events are streamed with COPY (text format: no Python object per column), in aligned
-# ranges of 2**level positions (each a complete subtree of the RFC 9162 tree, the last one
-# possibly partial), by `jobs` threads on connections of their own, or in this thread when
-# jobs == 1. Each range rebuilds its subtree from the rows, checks each row as the fast path
-# does (every column in the form the application writes, the few-valued ones with the full
-# parsers once per combination, the entry hashing to the stored leaf), checks the stored
-# interior nodes of its subtree (a digest of the nodes it computed against a digest of the
-# COPY of the stored ones, level by level) and returns its frontier at its end and at the
-# signed sizes it contains. The parent combines the subtree roots, compares the roots at the
-# signed sizes and at the head's size, and checks the nodes above the ranges. The scan never
-# reports anything: at the first doubt (a row it does not accept as it stands, a gap, a root
-# or a node that differs, a problem in the head, counter or tree-head rows, a dangling
-# subject, an error) it gives up and `verify` runs the row-by-row verifier, whose report is
-# then the only one: the problems and their messages are unchanged.
+# Before the row-by-row verifier above, `verify` tries a scan that can only ACCEPT the ledger,
+# in aligned ranges of 2**level positions (each a complete subtree of the RFC 9162 tree, the last
+# one possibly partial), by `jobs` threads on connections of their own, or in this thread when
+# jobs == 1. Each range is ONE statement (one snapshot), set-based in PostgreSQL: no line per
+# event comes back. It returns (see _lean_range_sql):
+# - the few-valued columns grouped, each group with its count of rows and of rows whose entry,
+#   written by PostgreSQL from the columns, hashes to the stored leaf (_LEAN_FLAG); Python checks
+#   each combination with the full parsers (`_FastLeaves.shape`), with what it copies;
+# - the stored leaves end to end in sequence order (one value), each checked to be 32 bytes and
+#   at its position (seq = lo + its rank): no gap, no repeat, nothing out of place;
+# - per level of the range's subtree, the stored interior nodes of the integrated tree end to
+#   end in index order, each checked the same way (index = first + its rank, 32 bytes).
+# Python rebuilds the subtree from the leaves level by level (one SHA-256 per node, on slices of
+# one bytes value), compares each level with the stored nodes as bytes, and returns the subtree's
+# frontier at its end and at the signed sizes it contains. The parent combines the subtree
+# roots, compares the roots at the signed sizes and at the head's size, and checks the nodes
+# above the ranges. The scan never reports anything: at the first doubt (a group it does not
+# accept, a row whose entry does not hash to its leaf, a gap, a root or a node that differs, a
+# problem in the head, counter or tree-head rows, a dangling subject, an error) it gives up and
+# `verify` runs the row-by-row verifier, whose report is then the only one: the problems and
+# their messages are unchanged.
 
 VERIFY_JOBS = 2  # `manage.py verify_ledger --jobs`' default (a 2-core machine)
 _RANGE_MIN_LEVEL = 16  # ranges of at least 2**16 events (tests lower it)
+_RANGE_MAX_LEVEL = 18  # and at most 2**18 (8 MiB of leaves in one value, in each process)
 _RANGES_PER_JOB = 4
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _COPY_TRAILER = b"\xff\xff"
-# The stored nodes are read with COPY (binary) as rows (hash, "index" = the next index expected):
-# each row is then _NODE_BEFORE + the 32-byte hash + _NODE_AFTER, so the digest of the stream
-# expected is computed from the recomputed hashes alone (see _lean_nodes_match).
+# The stored nodes above the ranges are read with COPY (binary) as rows (hash, "index" = the next
+# index expected): each row is then _NODE_BEFORE + the 32-byte hash + _NODE_AFTER, so the digest
+# of the stream expected is computed from the recomputed hashes alone (see _lean_nodes_match).
 _NODE_BEFORE = b"\x00\x02" + b"\x00\x00\x00\x20"  # 2 fields; 32 bytes of hash
 _NODE_AFTER = b"\x00\x00\x00\x01" + b"\x01"  # 1 byte: true
 _NODE_BETWEEN = _NODE_AFTER + _NODE_BEFORE
-_NODE_FLUSH = 4095  # the recomputed nodes go into their level's digest every 4,096 leaves
-# The entry is built by PostgreSQL from the row's columns, each as a JSON value (to_json for
-# text, the uuid's text form, to_char for the timestamps within the range the verifier accepts,
-# base64 for the details): an injective, faithful encoding of the columns, so the entry equals
-# the one hashed at the append (its leaf hash matches) only if every column it covers is the
-# original one. Anything else (NULL where a value is required, a value out of range, an escape
-# that COPY doubles) gives another string, a leaf that does not match, and the row-by-row
-# verifier. The few-valued columns also come apart (the tail of the line): they are checked with
+# The entry is built by PostgreSQL from the row's columns, each as a JSON value: a text between
+# double quotes (what to_json writes for a text without a character it escapes; a row holding one
+# is never accepted, see _LEAN_FLAG), the uuid's text form, to_char for the timestamps within the
+# range the verifier accepts, base64 for the details: an injective, faithful encoding of the
+# columns, so the entry equals the one hashed at the append (its leaf hash matches) only if every
+# column it covers is the original one. Anything else (NULL where a value is required, a value
+# out of range) gives NULL or another string, a leaf that does not match, and the row-by-row
+# verifier. The few-valued columns also come apart (grouped, _LEAN_TAIL): they are checked with
 # the full parsers once per combination (`_FastLeaves.shape`), with the values they copy.
 _LEAN_TIME = f"to_char(e.{{column}} AT TIME ZONE 'UTC', '{_ENTRY_TIME_FORM}')"
 _LEAN_ENTRY = (
-    """'{"actor":{"id":' || to_json(e.actor_id) || ',"type":' || to_json(e.actor_type) || '},"at":"' || """
+    """'{"actor":{"id":"' || e.actor_id || '","type":"' || e.actor_type || '"},"at":"' || """
     f"CASE WHEN e.occurred_at {_PG_TIME_RANGE} THEN {_LEAN_TIME.format(column='occurred_at')} END"
     """ || '","details":' || CASE WHEN e.details_ciphertext IS NULL THEN 'null' """
     f"WHEN length(e.details_ciphertext) >= {_NONCE_AND_TAG} "
     """THEN '"' || translate(encode(e.details_ciphertext, 'base64'), E'\n', '') || '"' END """
     """|| ',"id":"' || e.id || '","linked_from":' """
     """|| CASE WHEN e.linked_from IS NULL THEN 'null' ELSE '"' || e.linked_from || '"' END """
-    """|| ',"method":' || to_json(e.collection_method) || ',"notice":' """
-    """|| CASE WHEN e.notice_id IS NULL THEN 'null' ELSE '{"id":' || e.notice_id || ',"sha256":' """
-    """|| to_json(e.notice_sha256) || ',"version":' || e.notice_version || '}' END """
+    """|| ',"method":"' || e.collection_method || '","notice":' """
+    """|| CASE WHEN e.notice_id IS NULL THEN 'null' ELSE '{"id":' || e.notice_id || ',"sha256":"' """
+    """|| e.notice_sha256 || '","version":' || e.notice_version || '}' END """
     """|| ',"partner":' || CASE WHEN e.partner_client_id = '' THEN 'null' """
-    """ELSE to_json(e.partner_client_id)::text END """
-    """|| ',"purpose":' || to_json(e.purpose_code) || ',"seq":' || e.seq || ',"subject":"' || e.subject_id """
-    """|| '","type":' || to_json(e.event_type) || ',"v":1,"valid_until":' """
+    """ELSE '"' || e.partner_client_id || '"' END """
+    """|| ',"purpose":"' || e.purpose_code || '","seq":' || e.seq || ',"subject":"' || e.subject_id """
+    """|| '","type":"' || e.event_type || '","v":1,"valid_until":' """
     f"|| CASE WHEN e.valid_until IS NULL THEN 'null' WHEN e.valid_until {_PG_TIME_RANGE} "
     f"""THEN '"' || {_LEAN_TIME.format(column="valid_until")} || '"' END || '}}'"""
 )
 # PostgreSQL hashes the entry it wrote (pg_catalog.sha256, the same SHA-256) and compares it with
-# the stored leaf: the line carries a flag and the stored leaf, not the entry (~400 bytes less to
-# write, send and split; no SHA-256 of the entry in Python). The flag is true only when the entry
-# is what the lean scan accepted when Python hashed it as COPY wrote it: no character that COPY
-# would have escaped, i.e. none that to_json escapes (a double quote, a backslash, a control
-# character) in the one free-text column outside the tail, actor_id; the tail's text columns are
-# refused by `_LeanShapes.parse` when they hold one. Anything else (NULL, a mismatch) gives a
-# flag other than "t", and the row-by-row verifier.
+# the stored leaf; only the count of rows where they are equal comes back. The flag is true only
+# when no text column holds a character that to_json escapes (a double quote, a backslash, a
+# control character), for which the quoted text would not be the JSON string: the one free-text
+# column outside the tail, actor_id, here; the tail's text columns in `_LeanShapes.parse` (the
+# whole group is refused). Anything else (NULL, a mismatch) is not counted, and the row-by-row
+# verifier runs.
 _LEAN_FLAG = (
     f"(pg_catalog.sha256('\\x00'::bytea || pg_catalog.convert_to({_LEAN_ENTRY}, 'UTF8')) = e.leaf_hash "
     "AND e.actor_id !~ '[\"\\\\\\x01-\\x1f]')"
 )
-_LEAN_COLUMNS = (
-    f"e.seq, {_LEAN_FLAG}, e.leaf_hash, e.event_type, e.purpose_code, e.notice_id, e.notice_version, "
-    "e.notice_sha256, e.collection_method, e.actor_type, e.partner_client_id, e.purpose_id"
+_LEAN_TAIL = (
+    "e.event_type, e.purpose_code, e.notice_id, e.notice_version, e.notice_sha256, e.collection_method, "
+    "e.actor_type, e.partner_client_id, e.purpose_id"
 )
+_LEAN_NULLS = ", ".join(["NULL"] * 9)
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')  # the characters to_json escapes in a string
+# The range statements are large and each runs once: compiling them (JIT) costs more than it saves;
+# parallel query is left as the server has it (it lowered the CPU per event here).
+_LEAN_SESSION_SQL = "SELECT set_config('jit', 'off', {local})"
 _LEAN_SETTINGS_SQL = "SELECT current_setting('server_encoding'), current_setting('client_encoding')"
 
 
@@ -2219,36 +2235,30 @@ def _lean_settings_ok(cursor: Any) -> bool:
 
 
 class _LeanShapes:
-    """The few-valued columns (the end of a COPY line, as bytes) -> the entry's JSON parts, with
-    `_FastLeaves.shape`'s checks; None when any of them is not what the full path accepts."""
+    """The few-valued columns of a group of rows (a tuple, as fetched) -> the entry's JSON parts,
+    with `_FastLeaves.shape`'s checks; None when any of them is not what the full path accepts."""
 
     def __init__(self, reference: _Reference) -> None:
         self.fast = _FastLeaves("postgresql", reference)
-        self.known: dict[bytes, tuple[bytes, bytes, bytes] | None] = {}
+        self.known: dict[tuple[Any, ...], tuple[str, str, str] | None] = {}
 
-    def get(self, tail: bytes) -> tuple[bytes, bytes, bytes] | None:
+    def get(self, values: tuple[Any, ...]) -> tuple[str, str, str] | None:
         try:
-            return self.known[tail]
+            return self.known[values]
         except KeyError:
             pass
-        parts = self.parse(tail)
-        self.known[tail] = parts
+        parts = self.parse(values)
+        self.known[values] = parts
         return parts
 
-    def parse(self, tail: bytes) -> tuple[bytes, bytes, bytes] | None:
-        fields = tail[:-1].split(b"\t") if tail[-1:] == b"\n" else []
-        if len(fields) != 9:
+    def parse(self, values: tuple[Any, ...]) -> tuple[str, str, str] | None:
+        if len(values) != 9:
             return None
-        values: list[Any] = []
-        for position, raw in enumerate(fields):
-            if raw == b"\\N":
-                values.append(None)
-            elif b"\\" in raw or b'"' in raw:
-                return None  # an escaped character, or one to_json escapes: the full path decides
-            elif position in (2, 3, 8):  # notice_id, notice_version, purpose_id
-                values.append(int(raw))
-            else:
-                values.append(raw.decode("utf-8"))
+        for value in values:
+            if type(value) is str and _JSON_ESCAPED.search(value):
+                return None  # a character to_json escapes: the full path decides
+            if value is not None and type(value) not in (str, int):
+                return None
         event_type, purpose_code, notice_id, notice_version, notice_sha256, method, actor_type = values[:7]
         partner, purpose_id = values[7:9]
         key = (
@@ -2264,11 +2274,63 @@ class _LeanShapes:
             type(notice_id),
             type(notice_version),
         )
-        shape = self.fast.shape(key)
-        if shape is None:
-            return None
-        actor_part, middle, type_part = shape
-        return actor_part.encode(), middle.encode(), type_part.encode()
+        return self.fast.shape(key)
+
+
+def _lean_range_sql(task: _RangeTask) -> str:
+    """One statement (one snapshot) for a range: the few-valued columns grouped, each group with
+    its count of rows and of rows whose entry hashes to their stored leaf (`_LEAN_FLAG`); the
+    stored leaves in sequence order, each checked to be 32 bytes at its expected position; and
+    per level of the range's subtree the stored interior nodes of the integrated tree in index
+    order, each checked the same way. Integers only are interpolated."""
+    lo, level = task.lo, task.level
+    where = f"e.seq >= {lo}" + ("" if task.last else f" AND e.seq < {lo + (1 << level)}")
+    parts = [
+        f"SELECT 0, NULL::smallint, {_LEAN_TAIL}, count(*), count(*) FILTER (WHERE {_LEAN_FLAG}), "  # noqa: S608
+        f"NULL::bytea FROM consent_ledgerevent e WHERE {where} GROUP BY {_LEAN_TAIL}",
+        f"SELECT 1, NULL, {_LEAN_NULLS}, count(*), count(*) FILTER (WHERE s.ok), "  # noqa: S608
+        "string_agg(s.leaf_hash, ''::bytea) FROM (SELECT e.leaf_hash, length(e.leaf_hash) = 32 "
+        f"AND e.seq = {lo - 1} + row_number() OVER (ORDER BY e.seq) AS ok "
+        f"FROM consent_ledgerevent e WHERE {where} ORDER BY e.seq) s",
+    ]
+    end = min(lo + (1 << level), task.nodes_size)
+    for node_level in range(1, level + 1):
+        first, stop = lo >> node_level, end >> node_level
+        if stop > first:
+            parts.append(
+                f"SELECT 2, {node_level}::smallint, {_LEAN_NULLS}, count(*), count(*) FILTER (WHERE s.ok), "  # noqa: S608
+                "string_agg(s.hash, ''::bytea) FROM (SELECT n.hash, length(n.hash) = 32 "
+                f'AND n."index" = {first - 1} + row_number() OVER (ORDER BY n."index") AS ok '
+                f'FROM consent_merklenode n WHERE n.level = {node_level} AND n."index" >= {first} '
+                f'AND n."index" < {stop} ORDER BY n."index") s'
+            )
+    return " UNION ALL ".join(f"({part})" for part in parts)
+
+
+def _lean_levels(leaves: bytes, level: int) -> list[bytes]:
+    """The range's subtree level by level, each level its node hashes end to end (level 0: the
+    leaves), as far as pairs below are complete."""
+    sha256 = _sha256
+    levels = [leaves]
+    below = leaves
+    for _ in range(level):
+        below = b"".join(
+            [sha256(b"\x01" + below[i : i + 64]).digest() for i in range(0, len(below) - 63, 64)]
+        )
+        levels.append(below)
+    return levels
+
+
+def _lean_frontier(levels: list[bytes], count: int) -> list[bytes]:
+    """The frontier of the range's first `count` leaves (one subtree per bit, highest first)."""
+    frontier: list[bytes] = []
+    prefix = 0
+    for bit in range(count.bit_length() - 1, -1, -1):
+        if count >> bit & 1:
+            index = prefix >> bit
+            frontier.append(levels[bit][32 * index : 32 * index + 32])
+            prefix += 1 << bit
+    return frontier
 
 
 def _lean_range(cursor: Any, task: _RangeTask) -> _RangeResult:
@@ -2276,52 +2338,37 @@ def _lean_range(cursor: Any, task: _RangeTask) -> _RangeResult:
     lo, level = task.lo, task.level
     width = 1 << level
     shapes = _LeanShapes(_reference_of(task.purposes, task.notices))
-    checkpoints = set(task.checkpoints)
-    at: dict[int, list[bytes]] = {}
-    nodes_limit = task.nodes_size  # leaves below it complete the stored nodes
-    levels = [_sha256(_COPY_HEADER) for _ in range(level + 1)]
-    pending: list[list[bytes]] = [[] for _ in range(level + 1)]
-    sha256, a2b_hex = _sha256, binascii.a2b_hex
-    where = f"e.seq >= {lo}" + ("" if task.last else f" AND e.seq < {lo + width}")
-    sql = f"COPY (SELECT {_LEAN_COLUMNS} FROM consent_ledgerevent e WHERE {where} ORDER BY e.seq) TO STDOUT"  # noqa: S608 - integers only
-    frontier: list[bytes] = []
-    size = lo  # absolute position of the next leaf
-    end = lo + width
-    with cursor.copy(sql) as copy:
-        for data in copy:
-            seq, matches, stored, tail = bytes(data).split(b"\t", 3)
-            if size >= end or int(seq) != size or matches != b"t" or shapes.get(tail) is None:
+    cursor.execute(_lean_range_sql(task), binary=True)
+    rows, sound, leaves, count = 0, 0, b"", -1
+    stored: dict[int, tuple[int, int, bytes]] = {}
+    for kind, node_level, *tail, total, good, blob in cursor.fetchall():
+        if kind == 0:
+            if shapes.get(tuple(tail)) is None:
                 raise _NotClean
-            leaf = a2b_hex(stored[3:])  # PostgreSQL found it equal to the SHA-256 of the entry
-            # merkle.frontier_append, in place, on the range's own subtree (see _RowsVerification).
-            position, node_level = size - lo, 1
-            counted = size < nodes_limit
-            while position & 1:
-                leaf = sha256(b"\x01" + frontier.pop() + leaf).digest()
-                if counted:
-                    pending[node_level].append(leaf)
-                position >>= 1
-                node_level += 1
-            frontier.append(leaf)
-            if not size & _NODE_FLUSH:
-                _nodes_flush(levels, pending)
-            size += 1
-            if size in checkpoints:
-                at[size] = list(frontier)
-    _nodes_flush(levels, pending)
+            rows, sound = rows + total, sound + good
+        elif kind == 1:
+            if total != good:
+                raise _NotClean
+            count, leaves = total, blob or b""
+        else:
+            stored[node_level] = (total, good, blob or b"")
+    if count < 0 or rows != count or sound != count or len(leaves) != 32 * count:
+        raise _NotClean
+    if count > width or (not task.last and count != width):
+        raise _NotClean
+    levels = _lean_levels(leaves, level)
+    end = min(lo + width, task.nodes_size)
     for node_level in range(1, level + 1):
-        first, stop = lo >> node_level, min(end, nodes_limit) >> node_level
-        if stop > first and not _lean_nodes_match(cursor, node_level, first, stop, levels[node_level]):
-            raise _NotClean
-    return _RangeResult(count=size - lo, frontier=frontier, at=at)
-
-
-def _nodes_flush(levels: list[Any], pending: list[list[bytes]]) -> None:
-    """The recomputed nodes waiting in `pending` into their level's digest, as COPY rows."""
-    for node_level, hashes in enumerate(pending):
-        if hashes:
-            levels[node_level].update(_NODE_BEFORE + _NODE_BETWEEN.join(hashes) + _NODE_AFTER)
-            hashes.clear()
+        first, stop = lo >> node_level, end >> node_level
+        if stop > first:
+            total, good, blob = stored.pop(node_level, (-1, -1, b""))
+            expected = levels[node_level][: 32 * (stop - first)]
+            if total != stop - first or good != total or blob != expected:
+                raise _NotClean
+    if stored:
+        raise _NotClean
+    at = {size: _lean_frontier(levels, size - lo) for size in task.checkpoints if size <= lo + count}
+    return _RangeResult(count=count, frontier=_lean_frontier(levels, count), at=at)
 
 
 def _lean_nodes_match(cursor: Any, level: int, first: int, stop: int, expected: Any) -> bool:
@@ -2358,15 +2405,17 @@ def _lean_worker(task: _RangeTask) -> _RangeResult | None:
         with psycopg.connect(**_LEAN_PARAMS, autocommit=True) as raw, raw.cursor() as cursor:
             if not _lean_settings_ok(cursor):
                 return None
+            cursor.execute(_LEAN_SESSION_SQL.format(local="false"))
             return _lean_range(cursor, task)
     except Exception:  # any doubt: the row-by-row verifier runs
         return None
 
 
 def _lean_level(end: int, jobs: int) -> int:
-    """The ranges' level: about _RANGES_PER_JOB ranges per job, each at least 2**_RANGE_MIN_LEVEL."""
+    """The ranges' level: about _RANGES_PER_JOB ranges per job, each at least 2**_RANGE_MIN_LEVEL
+    events and at most 2**_RANGE_MAX_LEVEL (the range's leaves come as one value)."""
     share = -(-end // (jobs * _RANGES_PER_JOB))
-    return max(_RANGE_MIN_LEVEL, (share - 1).bit_length())
+    return max(_RANGE_MIN_LEVEL, min(_RANGE_MAX_LEVEL, (share - 1).bit_length()))
 
 
 def _frontier_push(
@@ -2428,13 +2477,11 @@ def _verify_lean(
             return None
         reference = _Reference(cursor)
         cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM consent_ledgerevent e LEFT JOIN consent_subject s "
-            "ON s.id = e.subject_id WHERE s.id IS NULL), "
-            "EXISTS (SELECT 1 FROM consent_ledgerevent WHERE seq < 0), "
+            "SELECT EXISTS (SELECT 1 FROM consent_ledgerevent WHERE seq < 0), "
             "(SELECT COUNT(*) FROM consent_ledgerevent)"
         )
-        dangling, negative, total = cursor.fetchone()
-    if dangling or negative:
+        negative, total = cursor.fetchone()
+    if negative:
         return None
     run.tree_heads_check(heads)
     if problems:
@@ -2456,7 +2503,7 @@ def _verify_lean(
         )
         for index in range(count)
     ]
-    results = _lean_ranges(tasks, jobs, lambda done: advance(done, end))
+    results = _lean_ranges(tasks, jobs, lambda done: advance(done, end), _lean_no_dangling)
     if results is None:
         return None
     result = _lean_combine(run, tasks, results, head_size=head_size, head_root=head_root, issued=issued)
@@ -2465,16 +2512,30 @@ def _verify_lean(
     return result
 
 
+def _lean_no_dangling() -> bool:
+    """No event names a subject that does not exist (one anti-join over the whole log)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM consent_ledgerevent e LEFT JOIN consent_subject s "
+            "ON s.id = e.subject_id WHERE s.id IS NULL)"
+        )
+        return cursor.fetchone()[0] is True
+
+
 def _lean_ranges(
-    tasks: list[_RangeTask], jobs: int, done: Callable[[int], None]
+    tasks: list[_RangeTask], jobs: int, done: Callable[[int], None], meanwhile: Callable[[], bool]
 ) -> list[_RangeResult] | None:
-    """Each range's result, in order (`done(position)` after each), or None if one gave up."""
+    """Each range's result, in order (`done(position)` after each), or None if one gave up or
+    `meanwhile()` (a check of the whole log, run by this thread while the workers scan) is false."""
     results: list[_RangeResult] = []
     if jobs <= 1 or len(tasks) == 1:
-        # One transaction (a savepoint inside the caller's): one snapshot for every range, and
-        # a COPY given up half-way leaves the caller's transaction usable.
+        if not meanwhile():
+            return None
+        # One transaction (a savepoint inside the caller's): a statement that fails half-way
+        # leaves the caller's transaction usable.
         try:
-            with transaction.atomic(), connection.connection.cursor() as cursor:
+            with transaction.atomic(), psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(_LEAN_SESSION_SQL.format(local="true"))  # this transaction only
                 for task in tasks:
                     results.append(_lean_range(cursor, task))
                     done(task.lo + results[-1].count)
@@ -2491,11 +2552,14 @@ def _lean_ranges(
     )
     # Threads, not forked processes: a fork of a process that runs other threads (a server,
     # a test runner) can copy a lock some thread held and hang the child. Most of a range's
-    # cost is PostgreSQL producing the rows, in each connection's own backend process, and
-    # reading them off the socket, which releases the GIL.
+    # cost is PostgreSQL's (the entries written and hashed, the groups, the aggregates), in each
+    # connection's own backend process, while the thread waits without the GIL; the Python part
+    # (one SHA-256 per node, ~1 µs per event) holds it. This thread meanwhile checks the subjects.
     with ThreadPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
         futures = [pool.submit(_lean_worker, task) for task in tasks]
         try:
+            if not meanwhile():
+                return None
             for task, future in zip(tasks, futures, strict=True):
                 result = future.result()
                 if result is None:

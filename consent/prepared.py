@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 _ONLY_WHEN_ASKED = 2**31 - 1
 
@@ -63,10 +64,14 @@ def prepared_cursor() -> Any:
         return connection._prepare_cursor(_PreparingCursor(raw))  # type: ignore[attr-defined]
 
 
-def prepared_fetch(sql: str, params: Any, *, all_rows: bool = False) -> Any:
+def prepared_fetch(
+    sql: str, params: Any, *, all_rows: bool = False, db: BaseDatabaseWrapper | None = None
+) -> Any:
     """Run `sql` as `prepared_cursor()` would (prepared when the deployment allows it) and
-    return `fetchone()`, or `fetchall()` with `all_rows`, on the default database."""
-    db = connections[DEFAULT_DB_ALIAS]
+    return `fetchone()`, or `fetchall()` with `all_rows`, on the default database (`db`: its
+    connection, when the caller has it already)."""
+    if db is None:
+        db = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql" or db.queries_logged or db.execute_wrappers:
         with prepared_cursor() as cursor:
             cursor.execute(sql, params)

@@ -46,7 +46,7 @@ from oauth2_provider.models import get_access_token_model
 
 from common import json_input
 from consent.gate import AccountGateSQL, account_gate_decision, account_gate_sql
-from consent.prepared import prepared_cursor
+from consent.prepared import prepared_fetch
 from identity.keys import active_signing_key, published_jwks
 from identity.models import User
 from identity.oidc import claims as claims_registry
@@ -390,10 +390,9 @@ def _read_resident(token: str, purpose_code: str | None) -> tuple[Any | None, tu
         params += AccountGateSQL.params(purpose_code)
     # What the `expires` field's get_db_prep_value gives for an aware datetime.
     params += [checksum(token), db.ops.adapt_datetimefield_value(timezone.now())]
-    # Prepared once per connection where the deployment allows it (consent/prepared.py).
-    with prepared_cursor() as cursor:
-        cursor.execute(query.sql, params)
-        row = cursor.fetchone()
+    # On a cursor kept per connection, prepared where the deployment allows it
+    # (consent/prepared.py: what a Django cursor does around it, without building one).
+    row = prepared_fetch(query.sql, params, db=db)
     if row is None:
         return None, ()
     values = list(row[: query.size])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -81,15 +80,23 @@ def constant_headers(*pairs: tuple[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(ResponseHeaders(dict(pairs))._store.values())
 
 
+# json.dumps(data, cls=DjangoJSONEncoder) builds an encoder per call with these very options.
+_ENCODER = DjangoJSONEncoder()
+
+
+def json_body(data: dict[str, Any]) -> bytes:
+    """JsonResponse(data)'s body: json.dumps with DjangoJSONEncoder (its default separators),
+    UTF-8 (ASCII in fact: ensure_ascii). One encoder for every call (it keeps no state)."""
+    return _ENCODER.encode(data).encode()
+
+
 def json_answer(
     data: dict[str, Any], headers: tuple[tuple[str, str], ...] = (), status: int = 200
 ) -> HttpResponse:
     """What JsonResponse(data, status=status) is, byte for byte (DjangoJSONEncoder, its
     separators), plus `headers`: pairs from constant_headers(), set without being checked
     again at every response (the protocol endpoints' hot path)."""
-    response = HttpResponse(
-        json.dumps(data, cls=DjangoJSONEncoder).encode(), content_type="application/json", status=status
-    )
+    response = HttpResponse(json_body(data), content_type="application/json", status=status)
     store = response.headers._store
     for name, value in headers:
         store[name.lower()] = (name, value)

@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -42,6 +42,7 @@ from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.cache import never_cache
 
+from consent.prepared import prepared_fetch
 from identity.client_cache import client_by_client_id
 from identity.oidc.authorization_request import PENDING_CREDENTIALS, AuthorizationMixin
 from identity.oidc.errors import error_page
@@ -56,15 +57,44 @@ PENDING_LIFETIME_SECONDS = 30 * 60
 # --- reads and writes ---------------------------------------------------------------------------
 
 
-def internal_notice_covers(*, user: Any, client: Any, scopes: list[str] | set[str]) -> bool:
-    """Was this resident already told about every one of these scopes at this service?"""
+_covers_statement: list[str] = []
 
-    noticed = (
-        InternalServiceNotice.objects.filter(user=user, client=client)
-        .values_list("scopes", flat=True)
-        .first()
-    )
-    return noticed is not None and set(scopes) <= set(noticed.split())
+
+def _covers_sql() -> str:
+    """The one statement of internal_notice_covers, written once per process from the
+    model's metadata (identifiers quoted by the connection, values as parameters)."""
+    if not _covers_statement:
+        quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+        meta = InternalServiceNotice._meta
+        fields: dict[str, Any] = {name: meta.get_field(name) for name in ("scopes", "user", "client")}
+        column = {name: quote(field.column) for name, field in fields.items()}
+        _covers_statement.append(
+            f"SELECT {column['scopes']} FROM {quote(meta.db_table)} "  # noqa: S608 - metadata
+            f"WHERE {column['user']} = %s AND {column['client']} = %s LIMIT 1"
+        )
+    return _covers_statement[0]
+
+
+def internal_notice_covers(*, user: Any, client: Any, scopes: list[str] | set[str]) -> bool:
+    """Was this resident already told about every one of these scopes at this service?
+
+    Read at every authorization of an internal service: one statement written once per
+    process, run on the default database's kept cursor (consent.prepared.prepared_fetch,
+    as the consent gate is; prepared where the deployment allows it) instead of a query
+    the ORM compiled each time (issue 14). One row at most per resident and service
+    (internalservicenotice_unique).
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    meta = InternalServiceNotice._meta
+    user_field: Any = meta.get_field("user")
+    client_field: Any = meta.get_field("client")
+    # The keys as the ORM sends them (a UUID is hex text on SQLite).
+    params = [
+        user_field.get_db_prep_value(user.pk, connection),
+        client_field.get_db_prep_value(client.pk, connection),
+    ]
+    row = prepared_fetch(_covers_sql(), params)
+    return row is not None and set(scopes) <= set(row[0].split())
 
 
 @transaction.atomic

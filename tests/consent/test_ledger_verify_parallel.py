@@ -1,4 +1,4 @@
-"""The lean scan of `consent.ledger.verify` (COPY, ranges of the log, `jobs` processes).
+"""The lean scan of `consent.ledger.verify` (one statement per range of the log, `jobs` threads).
 
 It only ever accepts a ledger: whatever is stored, `verify(jobs=2)` gives the row-by-row
 verifier's result — the same problems, named the same way, in the same order — and an intact
@@ -27,7 +27,7 @@ from tests.security.test_ledger_tampering import EVENT_CASES
 pytestmark = pytest.mark.django_db(transaction=True)
 
 postgresql_only = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="the scan reads with COPY (PostgreSQL)"
+    connection.vendor != "postgresql", reason="the scan is PostgreSQL statements"
 )
 
 
@@ -254,3 +254,115 @@ def test_characters_json_escapes_go_to_the_row_by_row_verifier(
         assert row_by_row, "the scan accepted a row it must leave to the row-by-row verifier"
         assert summary(result) == summary(serial())
         row_by_row.clear()
+
+
+# Ranges of 8 events: the stored nodes of levels 1-3 are checked inside each range's statement
+# (set-based: the leaves and the nodes end to end, each at its expected position), those above
+# by the parent.
+@pytest.fixture
+def ranges_of_eight(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger, "_RANGE_MIN_LEVEL", 3)
+    monkeypatch.setattr(ledger, "_RANGE_MAX_LEVEL", 3)
+
+
+@postgresql_only
+@pytest.mark.parametrize(("batches", "pending"), [((8,), 0), ((16, 3), 0), ((11, 8), 2)])
+def test_ranges_with_their_nodes_inside_accept_an_intact_ledger(
+    make_resident: Any,
+    signing_keys: Any,
+    row_by_row: list[int],
+    ranges_of_eight: None,
+    batches: tuple[int, ...],
+    pending: int,
+) -> None:
+    for count in batches:
+        fill(make_resident, count)
+        tree_head_sign()
+    append_pending(make_resident, pending)
+    for jobs in (1, 2):
+        result = ledger.verify(jobs=jobs)
+        assert result.ok and not row_by_row, result.problems
+        assert summary(result) == summary(serial())
+        row_by_row.clear()  # serial() ran it
+
+
+INSIDE_CASES = [
+    (
+        "level-1-altered",
+        'UPDATE consent_merklenode SET hash = %s WHERE level = 1 AND "index" = 5',
+        [bytes(32)],
+    ),
+    (
+        "level-2-altered",
+        'UPDATE consent_merklenode SET hash = %s WHERE level = 2 AND "index" = 2',
+        [bytes(32)],
+    ),
+    (
+        "level-3-altered",
+        'UPDATE consent_merklenode SET hash = %s WHERE level = 3 AND "index" = 1',
+        [bytes(32)],
+    ),
+    ("level-2-short", 'UPDATE consent_merklenode SET hash = %s WHERE level = 2 AND "index" = 3', [bytes(31)]),
+    ("level-1-long", 'UPDATE consent_merklenode SET hash = %s WHERE level = 1 AND "index" = 4', [bytes(33)]),
+    ("level-1-deleted", 'DELETE FROM consent_merklenode WHERE level = 1 AND "index" = 6', []),
+    ("level-3-deleted", 'DELETE FROM consent_merklenode WHERE level = 3 AND "index" = 1', []),
+    (
+        "level-1-swapped",
+        'UPDATE consent_merklenode SET hash = CASE "index" WHEN 4 THEN (SELECT hash FROM consent_merklenode '
+        'WHERE level = 1 AND "index" = 5) ELSE (SELECT hash FROM consent_merklenode WHERE level = 1 AND '
+        '"index" = 4) END WHERE level = 1 AND "index" IN (4, 5)',
+        [],
+    ),
+    (
+        "level-1-moved",
+        'UPDATE consent_merklenode SET "index" = 1000 WHERE level = 1 AND "index" = 7',
+        [],
+    ),
+    ("leaf-long", "UPDATE consent_ledgerevent SET leaf_hash = %s WHERE seq = 9", [bytes(33)]),
+    (
+        "leaves-swapped",
+        "UPDATE consent_ledgerevent SET leaf_hash = CASE seq WHEN 9 THEN (SELECT leaf_hash FROM "
+        "consent_ledgerevent WHERE seq = 10) ELSE (SELECT leaf_hash FROM consent_ledgerevent WHERE seq = 9) "
+        "END WHERE seq IN (9, 10)",
+        [],
+    ),
+    ("event-deleted-inside", "DELETE FROM consent_ledgerevent WHERE seq = 12", []),
+]
+
+
+@postgresql_only
+@pytest.mark.parametrize(("sql", "params"), [pytest.param(s, p, id=n) for n, s, p in INSIDE_CASES])
+def test_nodes_and_leaves_altered_inside_a_range_get_the_row_by_row_report(
+    make_resident: Any,
+    signing_keys: Any,
+    row_by_row: list[int],
+    ranges_of_eight: None,
+    sql: str,
+    params: list[Any],
+) -> None:
+    fill(make_resident, 17)
+    tree_head_sign()
+    fill(make_resident, 2)
+    alter(sql, params)
+    expected = serial()
+    assert not expected.ok
+    for jobs in (1, 2):
+        row_by_row.clear()
+        result = ledger.verify(jobs=jobs)
+        assert summary(result) == summary(expected)
+        assert row_by_row == [1]
+
+
+@pytest.mark.parametrize(
+    "partner",
+    ['un "partenaire"', "anti\\slash", "tab\there", "bell\x07"],
+    ids=["quote", "backslash", "tab", "bell"],
+)
+def test_a_group_whose_text_holds_a_character_json_escapes_is_refused(partner: str) -> None:
+    # The range statement writes the tail's texts between double quotes, which is their JSON
+    # string only without such a character: the whole group goes to the row-by-row verifier.
+    shapes = ledger._LeanShapes(ledger._reference_of({7: "statistiques"}, {}))
+    sound = ("given", "statistiques", None, None, "", "web_form", "resident", "partenaire", 7)
+    assert shapes.get(sound) is not None
+    assert shapes.get((*sound[:7], partner, 7)) is None
+    assert shapes.get(("given", partner, None, None, "", "web_form", "resident", "", 7)) is None

@@ -25,10 +25,13 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import Client as BrowserClient
+from django.test.utils import CaptureQueriesContext
 
 from consent.selectors import events_search
 from consent.services import consent_record
+from identity.oidc.internal_notice import internal_notice_covers, internal_notice_record
 from identity.oidc.models import InternalServiceNotice
 from identity.oidc.sharing import sharing_purpose_code
 from tests.conftest import REDIRECT_URI, OIDCFlow
@@ -332,3 +335,51 @@ def test_the_notice_does_not_override_an_objection(flow, resident, internal):
     code = sharing_purpose_code(internal.client, ["openid", "profile", "email"])
     consent_record(user=resident, purpose_code=code, event_type="withdrawn", collection_method="web_form")
     assert userinfo(tokens["access_token"]).json() == {"sub": str(resident.pk)}
+
+
+# --- the read at every authorization: one statement (issue 14) ----------------------------------
+
+
+def test_covers_reads_the_record_as_the_orm_does(internal, resident, make_resident, make_client):
+    """internal_notice_covers runs one statement written once per process: its answers are
+    the ORM's for no record, a record covering the scopes, one not covering them, and the
+    records of another resident or another service (which never count)."""
+    service = internal.client
+    other_resident, other_service = make_resident(), make_client(name="Autre", is_internal=True).client
+
+    def orm(user: Any, client: Any, scopes: list[str]) -> bool:
+        noticed = InternalServiceNotice.objects.filter(user=user, client=client).values_list(
+            "scopes", flat=True
+        )
+        return bool(noticed) and set(scopes) <= set(noticed[0].split())
+
+    cases = [(["openid"]), (["openid", "email"]), (["openid", "email", "phone"]), ([])]
+    internal_notice_record(user=other_resident, client=service, scopes=["openid", "email", "phone"])
+    internal_notice_record(user=resident, client=other_service, scopes=["openid", "email", "phone"])
+    for scopes in cases:  # no record of this resident at this service
+        assert internal_notice_covers(user=resident, client=service, scopes=scopes) is orm(
+            resident, service, scopes
+        )
+    assert not internal_notice_covers(user=resident, client=service, scopes=["openid"])
+    internal_notice_record(user=resident, client=service, scopes=["openid", "email"])
+    answers = [internal_notice_covers(user=resident, client=service, scopes=s) for s in cases]
+    assert answers == [orm(resident, service, s) for s in cases] == [True, True, False, True]
+    with CaptureQueriesContext(connection) as queries:
+        internal_notice_covers(user=resident, client=service, scopes=["openid"])
+    assert len(queries.captured_queries) == 1
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "unprepared"])
+def test_covers_on_the_kept_cursor_prepared_or_not(internal, resident, settings, prepared):
+    """With nobody capturing queries the read runs on the cursor kept per connection, as a
+    prepared statement when the deployment allows it (server-side binding of the resident's
+    UUID and the client's id): the same answers either way."""
+    settings.CONSENT_PREPARED_STATEMENTS = prepared
+    service = internal.client
+    assert not connection.queries_logged
+    assert internal_notice_covers(user=resident, client=service, scopes=["openid"]) is False
+    internal_notice_record(user=resident, client=service, scopes=["openid", "email"])
+    assert internal_notice_covers(user=resident, client=service, scopes=["openid", "email"]) is True
+    assert internal_notice_covers(user=resident, client=service, scopes=["openid", "phone"]) is False
+    assert connection._consent_kept_cursor[1] is prepared

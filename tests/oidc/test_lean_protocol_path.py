@@ -626,7 +626,8 @@ def test_the_browser_session_check_stays_if_a_session_middleware_runs_there():
 def test_the_production_application_uses_the_short_cycle():
     from config import wsgi  # noqa: PLC0415 - builds the WSGI stack once Django is set up
 
-    dispatch = wsgi.application.application.app  # LeanProtocolPath → BodyWithoutLength → dispatch
+    # LeanProtocolPath → BearerPath → BodyWithoutLength → dispatch
+    dispatch = wsgi.application.application.application.app
     assert isinstance(dispatch, ProtocolPathDispatch)
     assert dispatch.protocol_application is not dispatch.application
     assert isinstance(dispatch.protocol_application, WSGIHandler)

@@ -42,34 +42,17 @@ class IntrospectView(View):
         return csrf_exempt(super().as_view(**initkwargs))
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        authorization = request.META.get("HTTP_AUTHORIZATION", "")
-        basic = authorization.startswith("Basic ")
-        challenge = {"WWW-Authenticate": 'Basic realm="introspect"'} if basic else None
-        form = request.POST
-        if basic and "client_secret" in form:
-            # RFC 6749 §2.3: one authentication method per request.
-            return json_error("invalid_request", "Use one client authentication method.", 400)
-        if request.META.get("QUERY_STRING") and any(name in request.GET for name in _CREDENTIAL_PARAMETERS):
-            # RFC 6749 §2.3.1: client credentials never travel in the request URI.
-            description = "Client credentials are not accepted in the URI query string."
-            return json_error("invalid_request", description, 400)
-        # The client that authenticated itself (identity/oidc/client_auth.py): not the one
-        # named in the Authorization header, which may have failed while the body's succeeded.
-        client = authenticate_presented(authorization, form)
-        if client is None:
-            return json_error("invalid_client", "Client authentication failed.", 401, challenge)
-        if client.client_type != "confidential" or not client.is_resource_server:
-            return json_error("unauthorized_client", "This client may not introspect tokens.", 403)
-        token = form.get("token")
-        if not token:
-            return json_error("invalid_request", "The token parameter is required.")
-        return json_answer(self._describe(token, form.get("token_type_hint", ""), client), _NO_STORE)
+        outcome = introspection_outcome(request)
+        if isinstance(outcome, HttpResponse):
+            return outcome
+        return json_answer(outcome, _NO_STORE)
 
-    def _describe(self, token: str, hint: str, caller: Any) -> dict[str, object]:
+    @staticmethod
+    def _describe(token: str, hint: str, caller: Any) -> dict[str, object]:
         claims = decode(token, verify=False)
         if claims is not None:
             # One of our JWT access tokens (RFC 9068), whatever the hint says.
-            return self._describe_jwt(token, claims, caller)
+            return IntrospectView._describe_jwt(token, claims, caller)
         checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
         order = (
             ("refresh_token", "access_token")
@@ -152,3 +135,31 @@ class IntrospectView(View):
             data["token_type"] = "DPoP"
             data["cnf"] = {"jkt": jkt}
         return data
+
+
+def introspection_outcome(request: HttpRequest) -> dict[str, object] | HttpResponse:
+    """What introspection answers this POST: the token's description (a 200) or the error
+    response. The view and the bearer path before Django's request cycle
+    (config/bearer_path.py) both call it."""
+    authorization = request.META.get("HTTP_AUTHORIZATION", "")
+    basic = authorization.startswith("Basic ")
+    challenge = {"WWW-Authenticate": 'Basic realm="introspect"'} if basic else None
+    form = request.POST
+    if basic and "client_secret" in form:
+        # RFC 6749 §2.3: one authentication method per request.
+        return json_error("invalid_request", "Use one client authentication method.", 400)
+    if request.META.get("QUERY_STRING") and any(name in request.GET for name in _CREDENTIAL_PARAMETERS):
+        # RFC 6749 §2.3.1: client credentials never travel in the request URI.
+        description = "Client credentials are not accepted in the URI query string."
+        return json_error("invalid_request", description, 400)
+    # The client that authenticated itself (identity/oidc/client_auth.py): not the one
+    # named in the Authorization header, which may have failed while the body's succeeded.
+    client = authenticate_presented(authorization, form)
+    if client is None:
+        return json_error("invalid_client", "Client authentication failed.", 401, challenge)
+    if client.client_type != "confidential" or not client.is_resource_server:
+        return json_error("unauthorized_client", "This client may not introspect tokens.", 403)
+    token = form.get("token")
+    if not token:
+        return json_error("invalid_request", "The token parameter is required.")
+    return IntrospectView._describe(token, form.get("token_type_hint", ""), client)

@@ -140,40 +140,51 @@ class UserInfoView(View):
         return self._userinfo(request)
 
     def _userinfo(self, request: HttpRequest) -> HttpResponse:
-        token, scheme, problem = presented_token(request)
-        if problem is not None:
-            return problem
-        assert token is not None  # presented_token gives the token or the error response
-        claims = decode(token, verify=False)
-        if claims is None or is_client_token(claims) or not _audience_includes_us(claims):
-            return _invalid_token()  # not ours, expired, another resource's, or a client's own
-        proof = _dpop_binding(request, token, scheme, claims)
-        if isinstance(proof, HttpResponse):
-            return proof
-        client = client_by_client_id(claims["client_id"])
-        if client is None:
-            return _invalid_token()
-        request_log.set_client_id(client.client_id)  # the request's access line
-        scopes = claims["scope"].split()
-        # The resident and the ledger's answer for this sharing in one read, when this
-        # process already knows the sharing's purpose; that read also proves the token is
-        # ours and live (access_tokens.live_token). Otherwise the ledger is asked once the
-        # token is proven, since finding the purpose may create it.
-        purpose_code = known_purpose_code(client, scopes) if set(scopes) - {"openid"} else None
-        granted: bool | None = None
-        if purpose_code is None:
-            user = resident_of(token, claims)
-        else:
-            user, granted = resident_and_consent(token, claims, purpose_code)
-        if user is None:
-            return _invalid_token()
-        if "openid" not in scopes:
-            return _challenge(
-                "insufficient_scope",
-                "The access token was not granted the openid scope.",
-                403,
-                ', scope="openid"',
-            )
-        response = json_answer(released_claims(client, user, scopes, granted=granted), _NO_STORE)
+        outcome = userinfo_outcome(request)
+        if isinstance(outcome, HttpResponse):
+            return outcome
+        released, proof = outcome
+        response = json_answer(released, _NO_STORE)
         add_fresh_nonce(response, proof)
         return response
+
+
+def userinfo_outcome(request: HttpRequest) -> tuple[dict[str, Any], Proof | None] | HttpResponse:
+    """What userinfo answers this request: the claims released with the DPoP proof checked
+    (None for a Bearer token), or the error response. The view and the bearer path before
+    Django's request cycle (config/bearer_path.py) both call it."""
+    token, scheme, problem = presented_token(request)
+    if problem is not None:
+        return problem
+    assert token is not None  # presented_token gives the token or the error response
+    claims = decode(token, verify=False)
+    if claims is None or is_client_token(claims) or not _audience_includes_us(claims):
+        return _invalid_token()  # not ours, expired, another resource's, or a client's own
+    proof = _dpop_binding(request, token, scheme, claims)
+    if isinstance(proof, HttpResponse):
+        return proof
+    client = client_by_client_id(claims["client_id"])
+    if client is None:
+        return _invalid_token()
+    request_log.set_client_id(client.client_id)  # the request's access line
+    scopes = claims["scope"].split()
+    # The resident and the ledger's answer for this sharing in one read, when this
+    # process already knows the sharing's purpose; that read also proves the token is
+    # ours and live (access_tokens.live_token). Otherwise the ledger is asked once the
+    # token is proven, since finding the purpose may create it.
+    purpose_code = known_purpose_code(client, scopes) if set(scopes) - {"openid"} else None
+    granted: bool | None = None
+    if purpose_code is None:
+        user = resident_of(token, claims)
+    else:
+        user, granted = resident_and_consent(token, claims, purpose_code)
+    if user is None:
+        return _invalid_token()
+    if "openid" not in scopes:
+        return _challenge(
+            "insufficient_scope",
+            "The access token was not granted the openid scope.",
+            403,
+            ', scope="openid"',
+        )
+    return released_claims(client, user, scopes, granted=granted), proof

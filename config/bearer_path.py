@@ -1,0 +1,297 @@
+"""The bearer path: userinfo and introspection answered before Django's request cycle, when they succeed.
+
+Partner back-ends call /userinfo with a Bearer token and resource servers call /introspect
+with their Basic credentials many times a second. Django's request cycle around these views
+(the middleware chain, even shortened by config/protocol_handler.py) costs about as much as
+the views themselves. `BearerPath` (WSGI, config/wsgi.py) answers a request of one plain
+shape itself, by calling the very function the view calls (`userinfo_outcome`,
+`introspection_outcome`: the same token validation, client authentication, database reads
+and claims), and only when that function gives a successful answer. Anything else — another
+shape, any refusal or error the function returns, an exception, any doubt — goes through
+Django, which answers as it always did (and computes everything again: a refused request
+costs its checks twice).
+
+The shapes answered here (every other request goes through Django):
+- GET or POST /userinfo with an `Authorization: Bearer` header, no body, no query string, no
+  DPoP header, no Origin (CORS), no cookie;
+- POST /introspect with `Authorization: Basic` (client_secret_basic), a form body
+  (application/x-www-form-urlencoded) with a Content-Length within the body limit, no
+  query string, no Origin, no cookie.
+
+What the kept middleware give on these paths is kept:
+- the request id, one access line and the request metrics (common.request_log, as
+  RequestLogMiddleware: the route is the path, the client id set by the shared function);
+- the request-side checks, by calling the middleware's own methods on the same
+  `WSGIRequest`: SecurityMiddleware's HTTPS redirect, RequestSizeMiddleware's 413/400,
+  CommonMiddleware's Host validation (ALLOWED_HOSTS), disallowed user agents and
+  PREPEND_WWW. If any of them would answer or raise, the request goes through Django;
+- the response headers (Content-Type, Cache-Control, Pragma, Vary, the security headers,
+  HSTS, X-Frame-Options…) are those of Django's own 200 answer at that path, for that method
+  and "is the request secure": taken from the first successful request of each kind, which
+  is sent through Django for it. A copy is kept only when Django's status is 200, its
+  headers set no cookie, and its body is byte for byte the one computed here for the same
+  request; Content-Length and X-Request-ID are filled in per answer. After
+  LEARNING_ATTEMPTS answers that do not match, that kind of request always goes through
+  Django (a warning says so);
+- `request_started` before the view's work and `request_finished` when the server closes
+  the answer, sent by Django's handler class as Django sends them: the database connection's
+  health check, its age limit and a broken connection's close (close_old_connections), the
+  caches' close. A request handed to Django after the work began gets `request_finished`
+  first, then Django's own pair: no connection left in an unknown state. Nothing here opens
+  a transaction.
+
+Neither view writes audit rows or has a rate limit. The bearer path is off (every request
+through Django) when the protocol paths' middleware chain holds a middleware it does not
+know (`_REPRODUCED`), or WhiteNoise serves files from the site root (WHITENOISE_ROOT).
+tests/oidc/test_bearer_path.py sends the same requests through this path and through
+Django and compares status, headers and body.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import DisallowedHost, PermissionDenied
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
+from django.core.signals import request_finished, request_started
+from django.http import HttpResponse
+from django.middleware.common import CommonMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.urls import set_script_prefix
+
+from common import request_log
+from config.protocol_handler import protocol_middleware_paths
+from config.request_limits import RequestSizeMiddleware, body_limit
+from identity.oidc.errors import json_body
+from identity.oidc.views.introspect import introspection_outcome
+from identity.oidc.views.userinfo import userinfo_outcome
+
+logger = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+Headers = list[tuple[str, str]]
+
+USERINFO = "/userinfo"
+INTROSPECT = "/introspect"
+FORM = "application/x-www-form-urlencoded"
+
+# The middleware of the protocol paths' chain (config/protocol_handler.py) whose work on these
+# two paths is done here, and how. Any other in the chain turns the bearer path off.
+_REPRODUCED = {
+    "config.middleware.RequestLogMiddleware": "request_log.begin/end, route = path",
+    "whitenoise.middleware.WhiteNoiseMiddleware": "serves nothing at these paths (no WHITENOISE_ROOT)",
+    "django.middleware.security.SecurityMiddleware": "process_request called; its headers copied",
+    "identity.middleware.SecurityHeadersMiddleware": "its headers copied",
+    "config.request_limits.RequestSizeMiddleware": "called",
+    "django.middleware.common.CommonMiddleware": "process_request called; Content-Length",
+    "django.middleware.csrf.CsrfViewMiddleware": "views exempt; no cookie accepted here",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": "its header copied",
+}
+# Django's answers to this many requests of one kind not matching ours: that kind always goes
+# through Django from then on (never two computations per request for nothing).
+LEARNING_ATTEMPTS = 3
+# Filled in per answer (None in a stored header list).
+_PER_ANSWER = frozenset({"content-length", "x-request-id"})
+_PASSED = HttpResponse()  # what RequestSizeMiddleware's next step "answers" when it lets a request on
+
+
+def _next_step(request: Any) -> HttpResponse:
+    return _PASSED
+
+
+def _plain_shape(environ: dict[str, Any], path: str) -> bool:
+    """The request shapes answered here (module docstring); False: through Django."""
+    if environ.get("QUERY_STRING") or "HTTP_ORIGIN" in environ or "HTTP_COOKIE" in environ:
+        return False
+    if "HTTP_TRANSFER_ENCODING" in environ:
+        return False
+    method = environ.get("REQUEST_METHOD")
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    if path == USERINFO:
+        return (
+            method in ("GET", "POST")
+            and authorization[:7].lower() == "bearer "
+            and "HTTP_DPOP" not in environ
+            and environ.get("CONTENT_LENGTH", "") in ("", "0")
+        )
+    # A form body only (read into memory, as Django reads one), never beyond its limit: a
+    # multipart body, which Django spools to disk, is not read here.
+    content_type = environ.get("CONTENT_TYPE", "")
+    length = environ.get("CONTENT_LENGTH", "")
+    return (
+        method == "POST"
+        and authorization.startswith("Basic ")
+        and content_type.split(";")[0].strip().lower() == FORM
+        and length.isascii()
+        and length.isdigit()
+        and 0 < int(length) <= body_limit(content_type)
+    )
+
+
+class _Buffered(io.BytesIO):
+    """A body read here, given back to Django from its start if the request goes there."""
+
+
+def _rewound(environ: dict[str, Any]) -> dict[str, Any]:
+    stream = environ.get("wsgi.input")
+    if isinstance(stream, _Buffered):
+        stream.seek(0)
+    return environ
+
+
+class _Answer(list[bytes]):
+    """The body, and `request_finished` when the server closes it (as HttpResponse.close)."""
+
+    def __init__(self, body: bytes, sender: type) -> None:
+        super().__init__((body,))
+        self.sender = sender
+
+    def close(self) -> None:
+        request_finished.send(sender=self.sender)
+
+
+class BearerPath:
+    def __init__(self, application: WSGIApp, handler_class: type = WSGIHandler) -> None:
+        self.application = application
+        self.handler_class = handler_class  # the sender of request_started / request_finished
+        self._stored: dict[tuple[str, str, bool], tuple[str, list[tuple[str, str | None]]]] = {}
+        self._mismatches: dict[tuple[str, str, bool], int] = {}
+        self._lock = threading.Lock()
+        self._security = SecurityMiddleware(_next_step)
+        self._common = CommonMiddleware(_next_step)
+        self._size = RequestSizeMiddleware(_next_step)
+        unknown = [
+            path for path in protocol_middleware_paths(list(settings.MIDDLEWARE)) if path not in _REPRODUCED
+        ]
+        self.enabled = not unknown and not getattr(settings, "WHITENOISE_ROOT", None)
+        if not self.enabled:
+            logger.warning("bearer path off: middleware %s, or WHITENOISE_ROOT set", unknown)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO")
+        if (path != USERINFO and path != INTROSPECT) or not self.enabled:
+            return self.application(environ, start_response)
+        try:
+            request = self._request(environ, path)
+            key = self._key(request, path) if request is not None else None
+        except Exception:  # never worse than the full stack: let Django answer
+            logger.warning("bearer path: falling back to Django", exc_info=True)
+            request = key = None
+        if request is None or key is None or self._mismatches.get(key, 0) >= LEARNING_ATTEMPTS:
+            return self.application(_rewound(environ), start_response)
+        return self._attempt(request, key, environ, start_response, path)
+
+    @staticmethod
+    def _key(request: WSGIRequest, path: str) -> tuple[str, str, bool]:
+        """The kind of request Django's headers are kept for (HSTS depends on HTTPS)."""
+        return (path, request.method or "", request.is_secure())
+
+    def _request(self, environ: dict[str, Any], path: str) -> WSGIRequest | None:
+        """The request, if it has a shape answered here and every kept middleware lets it on."""
+        if not _plain_shape(environ, path):
+            return None
+        if path == INTROSPECT:
+            # Read once here; Django reads the same bytes again if the request goes to it.
+            body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+            environ["wsgi.input"] = _Buffered(body)
+        request = WSGIRequest(environ)
+        if path == INTROSPECT and request.content_type != FORM:
+            return None
+        try:
+            if self._security.process_request(request) is not None:  # HTTPS redirect
+                return None
+            if self._size(request) is not _PASSED:  # 413 / 400
+                return None
+            if self._common.process_request(request) is not None:  # PREPEND_WWW
+                return None
+        except (DisallowedHost, PermissionDenied):  # Host not allowed, user agent refused
+            return None
+        return request
+
+    def _attempt(
+        self,
+        request: WSGIRequest,
+        key: tuple[str, str, bool],
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        path: str,
+    ) -> Iterable[bytes]:
+        set_script_prefix(get_script_name(environ))
+        request_started.send(sender=self.handler_class, environ=environ)
+        context, token = request_log.begin(environ)
+        context.route = path
+        try:
+            body = self._body(request, path)
+        except Exception:
+            logger.warning("bearer path: falling back to Django", exc_info=True)
+            body = None
+        stored = self._stored.get(key) if body is not None else None
+        if body is None or stored is None:
+            request_log.abandon(token)  # Django writes this request's access line
+            request_finished.send(sender=self.handler_class)
+            if body is None:
+                return self.application(_rewound(environ), start_response)
+            return self._learn(_rewound(environ), start_response, key, body)
+        status, template = stored
+        per_answer = {"content-length": str(len(body)), "x-request-id": context.request_id}
+        headers = [(name, per_answer[name.lower()] if value is None else value) for name, value in template]
+        request_log.end(context, token, 200)
+        start_response(status, headers)
+        return _Answer(body, self.handler_class)
+
+    @staticmethod
+    def _body(request: WSGIRequest, path: str) -> bytes | None:
+        """The successful answer's body from the view's own function, else None."""
+        if path == USERINFO:
+            outcome = userinfo_outcome(request)
+            if isinstance(outcome, HttpResponse) or outcome[1] is not None:
+                return None  # an error (or, never for Bearer, a DPoP proof's nonce to add)
+            return json_body(outcome[0])
+        described = introspection_outcome(request)
+        return None if isinstance(described, HttpResponse) else json_body(described)
+
+    def _learn(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        key: tuple[str, str, bool],
+        body: bytes,
+    ) -> Iterable[bytes]:
+        """Django answers; its headers are kept for this kind of request if its answer is the
+        200 with the body computed here."""
+        seen: dict[str, Any] = {}
+
+        def recording_start_response(status: str, headers: Headers, *exc_info: Any) -> Any:
+            seen["status"], seen["headers"] = status, list(headers)
+            return start_response(status, headers, *exc_info)
+
+        result = self.application(environ, recording_start_response)
+        try:
+            answered = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # request_finished, as the server would have sent it
+        headers: Headers = seen.get("headers", [])
+        if (
+            seen.get("status", "").startswith("200 ")
+            and answered == body
+            and not any(name.lower() == "set-cookie" for name, _value in headers)
+        ):
+            template = [(name, None if name.lower() in _PER_ANSWER else value) for name, value in headers]
+            with self._lock:
+                self._stored[key] = (seen["status"], template)
+        else:
+            with self._lock:
+                self._mismatches[key] = self._mismatches.get(key, 0) + 1
+                if self._mismatches[key] == LEARNING_ATTEMPTS:
+                    logger.warning(
+                        "bearer path off for %s %s: Django's answers differ from its own", *key[1::-1]
+                    )
+        return [answered]
