@@ -322,6 +322,18 @@ def _position_check() -> None:
         _position_raise()
 
 
+def _writer_size(head: LedgerHead) -> int:
+    """The head's size for an append, once no Merkle node or signed head lies beyond it (checked
+    by `writer_head`'s statement when it ran there, here otherwise)."""
+    size, _frontier = head_check(head)
+    behind = getattr(head, "_position_behind", None)
+    if behind is None:
+        _position_check()
+    elif behind:
+        _position_raise()
+    return size
+
+
 def _position_raise() -> None:
     raise LedgerTampered(
         [
@@ -364,12 +376,7 @@ def append(head: LedgerHead, event: LedgerEvent, *, with_write: Write | None = N
     of `consent_append_event`, which writes the same upsert from the event's columns
     (`_append_one_statement`); elsewhere they run one after the other, in that order.
     """
-    size, _frontier = head_check(head)
-    behind = getattr(head, "_position_behind", None)
-    if behind is None:
-        _position_check()
-    elif behind:
-        _position_raise()
+    size = _writer_size(head)
     try:
         if connection.vendor == "postgresql":
             _append_one_statement(event, size, with_write)
@@ -518,12 +525,7 @@ def append_many(head: LedgerHead, events: Sequence[LedgerEvent], *, with_state: 
         return events
     if with_state and len({(event.subject_id, event.purpose_id) for event in events}) != len(events):
         raise ValueError("append_many: one event per subject and purpose when it writes their states")
-    size, _frontier = head_check(head)
-    behind = getattr(head, "_position_behind", None)
-    if behind is None:
-        _position_check()
-    elif behind:
-        _position_raise()
+    size = _writer_size(head)
     try:
         if connection.vendor == "postgresql":
             _append_many_one_statement(events, size, with_state)
