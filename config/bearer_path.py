@@ -1,12 +1,14 @@
-"""The bearer path: userinfo and introspection answered before Django's request cycle, when they succeed.
+"""The bearer path: userinfo, introspection and client credentials answered before Django, when they succeed.
 
-Partner back-ends call /userinfo with a Bearer token and resource servers call /introspect
-with their Basic credentials many times a second. Django's request cycle around these views
+Partner back-ends call /userinfo with a Bearer token, resource servers call /introspect
+with their Basic credentials and machine clients get tokens by the client-credentials grant
+at /token, many times a second. Django's request cycle around these views
 (the middleware chain, even shortened by config/protocol_handler.py) costs about as much as
 the views themselves. `BearerPath` (WSGI, config/wsgi.py) answers a request of one plain
 shape itself, by calling the very function the view calls (`userinfo_outcome`,
-`introspection_outcome`: the same token validation, client authentication, database reads
-and claims), and only when that function gives a successful answer. Anything else — another
+`introspection_outcome`, `client_credentials_outcome`: the same token validation, client
+authentication, database reads, claims, scope/resource/DPoP rules and signing), and only
+when that function gives a successful answer. Anything else — another
 shape, any refusal or error the function returns, an exception, any doubt — goes through
 Django, which answers as it always did (and computes everything again: a refused request
 costs its checks twice).
@@ -16,7 +18,15 @@ The shapes answered here (every other request goes through Django):
   DPoP header, no Origin (CORS), no cookie;
 - POST /introspect with `Authorization: Basic` (client_secret_basic), a form body
   (application/x-www-form-urlencoded) with a Content-Length within the body limit, no
-  query string, no Origin, no cookie.
+  query string, no Origin, no cookie;
+- POST /token with grant_type=client_credentials (the form's last value, as the view reads
+  it), the client authenticated by `Authorization: Basic` (client_secret_basic) or by
+  client_id and client_secret in the form (client_secret_post) — never a client assertion
+  (private_key_jwt: its jti is spent by the first computation) —, the same form body rules
+  as /introspect, no DPoP header (so no proof to check and no nonce to add), and the
+  native token endpoint (settings.TOKEN_ENDPOINT not "oauthlib"). The token view's own
+  work around the function is done here too: its DPoP key META entry cleared, the
+  TOKENS_ISSUED metric counted (the headers are Django's, learned as below).
 
 What the kept middleware give on these paths is kept:
 - the request id, one access line and the request metrics (common.request_log, as
@@ -30,9 +40,10 @@ What the kept middleware give on these paths is kept:
   and "is the request secure": taken from the first successful request of each kind, which
   is sent through Django for it. A copy is kept only when Django's status is 200, its
   headers set no cookie, and its body is byte for byte the one computed here for the same
-  request; Content-Length and X-Request-ID are filled in per answer. After
-  LEARNING_ATTEMPTS answers that do not match, that kind of request always goes through
-  Django (a warning says so);
+  request (for /token: the same fields and the same access-token header and claims, its
+  jti, iat, exp and signature aside, since Django signs a token of its own); Content-Length
+  and X-Request-ID are filled in per answer. After LEARNING_ATTEMPTS answers that do not
+  match, that kind of request always goes through Django (a warning says so);
 - `request_started` before the view's work and `request_finished` when the server closes
   the answer, sent by Django's handler class as Django sends them: the database connection's
   health check, its age limit and a broken connection's close (close_old_connections), the
@@ -40,7 +51,9 @@ What the kept middleware give on these paths is kept:
   first, then Django's own pair: no connection left in an unknown state. Nothing here opens
   a transaction.
 
-Neither view writes audit rows or has a rate limit. The bearer path is off (every request
+None of these views writes audit rows or has a rate limit (the client-credentials grant
+stores nothing: its JWT is not kept; one computed here and then handed to Django is
+simply never sent). The bearer path is off (every request
 through Django) when the protocol paths' middleware chain holds a middleware it does not
 know (`_REPRODUCED`), or WhiteNoise serves files from the site root (WHITENOISE_ROOT).
 tests/oidc/test_bearer_path.py sends the same requests through this path and through
@@ -49,7 +62,9 @@ Django and compares status, headers and body.
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -64,10 +79,12 @@ from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import set_script_prefix
 
-from common import request_log
+from common import metrics, request_log
 from config.protocol_handler import protocol_middleware_paths
 from config.request_limits import RequestSizeMiddleware, body_limit
+from identity.oidc.dpop import JKT_META
 from identity.oidc.errors import json_body
+from identity.oidc.token_endpoint import client_credentials_outcome, native_enabled, token_body
 from identity.oidc.views.introspect import introspection_outcome
 from identity.oidc.views.userinfo import userinfo_outcome
 
@@ -79,6 +96,13 @@ Headers = list[tuple[str, str]]
 
 USERINFO = "/userinfo"
 INTROSPECT = "/introspect"
+TOKEN = "/token"
+_FORM_PATHS = frozenset({INTROSPECT, TOKEN})
+# Client authentication by assertion (private_key_jwt): its jti is spent on first use, so
+# such a request could not be handed on to Django afterwards.
+_ASSERTION = ("client_assertion", "client_assertion_type")
+# The access token's claims that differ between two tokens issued for the same request.
+_PER_TOKEN_CLAIMS = ("jti", "iat", "exp")
 FORM = "application/x-www-form-urlencoded"
 
 # The middleware of the protocol paths' chain (config/protocol_handler.py) whose work on these
@@ -120,18 +144,48 @@ def _plain_shape(environ: dict[str, Any], path: str) -> bool:
             and "HTTP_DPOP" not in environ
             and environ.get("CONTENT_LENGTH", "") in ("", "0")
         )
+    if path == TOKEN:
+        # client_secret_basic, or client_secret_post (no Authorization header); no DPoP proof.
+        if "HTTP_DPOP" in environ or (authorization and not authorization.startswith("Basic ")):
+            return False
+    elif not authorization.startswith("Basic "):
+        return False
     # A form body only (read into memory, as Django reads one), never beyond its limit: a
     # multipart body, which Django spools to disk, is not read here.
     content_type = environ.get("CONTENT_TYPE", "")
     length = environ.get("CONTENT_LENGTH", "")
     return (
         method == "POST"
-        and authorization.startswith("Basic ")
         and content_type.split(";")[0].strip().lower() == FORM
         and length.isascii()
         and length.isdigit()
         and 0 < int(length) <= body_limit(content_type)
     )
+
+
+def _token_fields(body: bytes) -> tuple[Any, ...]:
+    """A token answer's fields, its access token as its header and claims without the ones
+    proper to each token (`_PER_TOKEN_CLAIMS`) but with its lifetime."""
+    fields = json.loads(body)
+    header, payload, _signature = fields.pop("access_token").split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    lifetime = claims["exp"] - claims["iat"]
+    for name in _PER_TOKEN_CLAIMS:
+        claims.pop(name)
+    return list(fields.items()), header, claims, lifetime
+
+
+def _same_body(path: str, django: bytes, ours: bytes) -> bool:
+    """Django's body is the one computed here (for /token: as `_token_fields` sees them, and
+    the same bytes once our access token is put in Django's answer)."""
+    if path != TOKEN:
+        return django == ours
+    try:
+        theirs = json.loads(django)
+        theirs["access_token"] = json.loads(ours)["access_token"]
+        return token_body(theirs) == ours and _token_fields(django) == _token_fields(ours)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 class _Buffered(io.BytesIO):
@@ -175,7 +229,7 @@ class BearerPath:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO")
-        if (path != USERINFO and path != INTROSPECT) or not self.enabled:
+        if (path != USERINFO and path != INTROSPECT and path != TOKEN) or not self.enabled:
             return self.application(environ, start_response)
         try:
             request = self._request(environ, path)
@@ -196,12 +250,12 @@ class BearerPath:
         """The request, if it has a shape answered here and every kept middleware lets it on."""
         if not _plain_shape(environ, path):
             return None
-        if path == INTROSPECT:
+        if path in _FORM_PATHS:
             # Read once here; Django reads the same bytes again if the request goes to it.
             body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
             environ["wsgi.input"] = _Buffered(body)
         request = WSGIRequest(environ)
-        if path == INTROSPECT and request.content_type != FORM:
+        if path in _FORM_PATHS and request.content_type != FORM:
             return None
         try:
             if self._security.process_request(request) is not None:  # HTTPS redirect
@@ -241,6 +295,8 @@ class BearerPath:
         status, template = stored
         per_answer = {"content-length": str(len(body)), "x-request-id": context.request_id}
         headers = [(name, per_answer[name.lower()] if value is None else value) for name, value in template]
+        if path == TOKEN:
+            metrics.TOKENS_ISSUED.labels("client_credentials").inc()  # as the token view
         request_log.end(context, token, 200)
         start_response(status, headers)
         return _Answer(body, self.handler_class)
@@ -253,6 +309,17 @@ class BearerPath:
             if isinstance(outcome, HttpResponse) or outcome[1] is not None:
                 return None  # an error (or, never for Bearer, a DPoP proof's nonce to add)
             return json_body(outcome[0])
+        if path == TOKEN:
+            form = request.POST
+            if (
+                not native_enabled()
+                or form.get("grant_type") != "client_credentials"
+                or any(name in form for name in _ASSERTION)
+            ):
+                return None
+            request.META.pop(JKT_META, None)  # as the token view: no proof, no key
+            issued = client_credentials_outcome(request)
+            return None if isinstance(issued, HttpResponse) else token_body(issued)
         described = introspection_outcome(request)
         return None if isinstance(described, HttpResponse) else json_body(described)
 
@@ -281,7 +348,7 @@ class BearerPath:
         headers: Headers = seen.get("headers", [])
         if (
             seen.get("status", "").startswith("200 ")
-            and answered == body
+            and _same_body(key[0], answered, body)
             and not any(name.lower() == "set-cookie" for name, _value in headers)
         ):
             template = [(name, None if name.lower() in _PER_ANSWER else value) for name, value in headers]

@@ -113,7 +113,8 @@ def token_response(request: HttpRequest) -> HttpResponse:
         if request.META.get("QUERY_STRING"):
             raise errors.InvalidRequestError(description="URL query parameters are not allowed")
         if request.POST.get("grant_type") == "client_credentials":  # oauthlib's: the last value
-            return _json_response(_client_credentials(request))
+            outcome = client_credentials_outcome(request)
+            return outcome if isinstance(outcome, HttpResponse) else _json_response(outcome)
         oauth = _oauth_request(request)
         grant_type = oauth.grant_type
         if grant_type not in GRANTS:
@@ -136,8 +137,13 @@ def token_response(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def token_body(token: dict[str, Any]) -> bytes:
+    """A successful token answer's body (the bearer path, config/bearer_path.py, sends the same)."""
+    return json.dumps(token).encode("utf-8")
+
+
 def _json_response(token: dict[str, Any]) -> HttpResponse:
-    response = HttpResponse(json.dumps(token), status=200)
+    response = HttpResponse(token_body(token), status=200)
     for name, value in _JSON_HEADERS.items():
         response[name] = value
     return response
@@ -229,6 +235,18 @@ def _refresh_token(validator: Validator, oauth: OAuthRequest) -> dict[str, Any]:
     validator.validate_token_resource(oauth)  # RFC 8707: within the grant's resources
     validator.validate_token_dpop(oauth)  # RFC 9449
     return _issue(validator, oauth, refresh_token=True, nonce=None)
+
+
+def client_credentials_outcome(request: HttpRequest) -> dict[str, Any] | HttpResponse:
+    """The client-credentials grant's answer to this POST (grant_type=client_credentials,
+    no query string, the DPoP proof if any already checked by the token view): the token
+    response's fields (a 200, its body `token_body`) or the error response. token_response
+    (the token view) and the bearer path before Django's request cycle
+    (config/bearer_path.py) both call it."""
+    try:
+        return _client_credentials(request)
+    except errors.OAuth2Error as exc:
+        return _error_response(exc)
 
 
 def _client_credentials(request: HttpRequest) -> dict[str, Any]:

@@ -1,20 +1,24 @@
-"""The bearer path (config/bearer_path.py) answers userinfo and introspection exactly as Django does.
+"""The bearer path (config/bearer_path.py) answers userinfo, introspection and the
+client-credentials grant exactly as Django does.
 
 Every request of the corpus is sent through the protocol stack as config/wsgi.py builds it
 without the bearer path (BodyWithoutLength → ProtocolPathDispatch → Django's handler) and
 with it in front; both must give the same status, the same headers in the same order (the
-X-Request-ID value aside) and the same body. The bearer path must have answered the
-successful requests of its shapes itself (the Django handler behind it not called, once it
-has Django's headers for that kind of request), and nothing else.
+X-Request-ID value aside) and the same body (a token answer: the same fields, its access
+token's signature checked and its claims the same but jti, iat and exp). The bearer path
+must have answered the successful requests of its shapes itself (the Django handler behind
+it not called, once it has Django's headers for that kind of request), and nothing else.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -89,9 +93,29 @@ def comparable(answer: Answer) -> list[tuple[str, str]]:
     return [(name, "<id>" if name.lower() == "x-request-id" else value) for name, value in answer.headers]
 
 
+PER_TOKEN = ("jti", "iat", "exp")
+
+
+def comparable_body(answer: Answer) -> Any:
+    """The body; a token answer's access token as its header, its claims (signature checked)
+    without those proper to each token, and its lifetime."""
+    if not answer.status.startswith("200") or b'"access_token"' not in answer.body:
+        return answer.body
+    fields = json.loads(answer.body)
+    token = fields["access_token"]
+    claims = access_tokens.decode(token)  # our signature, unexpired
+    assert claims is not None, token
+    fields["access_token"] = (
+        token.split(".")[0],
+        {name: value for name, value in claims.items() if name not in PER_TOKEN},
+        claims["exp"] - claims["iat"],
+    )
+    return list(fields.items())
+
+
 def assert_same(full: Answer, lean: Answer, what: str) -> None:
     assert lean.status == full.status, what
-    assert lean.body == full.body, what
+    assert comparable_body(lean) == comparable_body(full), what
     assert comparable(lean) == comparable(full), what
     request_ids = [value for name, value in lean.headers if name.lower() == "x-request-id"]
     assert len(request_ids) == 1 and len(request_ids[0]) == 32, what
@@ -660,3 +684,335 @@ def test_request_finished_waits_for_the_server_to_close_the_answer(stacks: Stack
             assert finished == [WSGIHandler]
     finally:
         request_finished.disconnect(record)
+
+
+# --- The client-credentials grant -------------------------------------------------------------
+
+
+def client_credentials(client: RegisteredClient, **fields: str) -> Request:
+    return form("/token", {"grant_type": "client_credentials", **fields}, Authorization=client.basic_auth())
+
+
+@pytest.fixture
+def post_client(make_client: Any) -> RegisteredClient:
+    """A machine client authenticating by client_secret_post."""
+    return make_client(
+        name="Robot (post)",
+        redirect_uris=[],
+        grant_types=["client_credentials"],
+        token_endpoint_auth_method="client_secret_post",
+    )
+
+
+def test_client_credentials_successes_are_answered_here_as_by_django(
+    stacks: Stacks, partners: Partners, post_client: RegisteredClient
+):
+    machine = partners.machine
+    post_form = {"grant_type": "client_credentials", "client_id": post_client.client_id}
+    requests = {
+        "basic": client_credentials(machine),
+        "basic, a scope": client_credentials(machine, scope="profile"),
+        "basic, the client's scopes": client_credentials(machine, scope="profile email"),
+        "basic, a resource": client_credentials(machine, resource=API),
+        "basic, two resources": form(
+            "/token",
+            [("grant_type", "client_credentials"), ("resource", API), ("resource", settings.ISSUER)],
+            Authorization=machine.basic_auth(),
+        ),
+        "basic, the same resource twice": form(
+            "/token",
+            [("grant_type", "client_credentials"), ("resource", API), ("resource", API)],
+            Authorization=machine.basic_auth(),
+        ),
+        "basic, its client_id in the body too": client_credentials(machine, client_id=machine.client_id),
+        "basic, a state (not echoed)": client_credentials(machine, state="xyz"),
+        "basic, grant_type twice (the last one counts)": form(
+            "/token",
+            [("grant_type", "authorization_code"), ("grant_type", "client_credentials")],
+            Authorization=machine.basic_auth(),
+        ),
+        "basic, form with a charset": Request(
+            "POST",
+            "/token",
+            {"Authorization": machine.basic_auth()},
+            b"grant_type=client_credentials",
+            FORM + "; charset=utf-8",
+        ),
+        "client_secret_post": form("/token", {**post_form, "client_secret": str(post_client.secret)}),
+        "client_secret_post, a scope": form(
+            "/token", {**post_form, "client_secret": str(post_client.secret), "scope": "email"}
+        ),
+    }
+    issued = metrics.TOKENS_ISSUED.labels("client_credentials")
+    for name, request in requests.items():
+        first = stacks.lean_handler.calls
+        full, _lean = stacks.both(request, name)  # the first of its kind may go through Django
+        assert full.status.startswith("200"), (name, full)
+        assert stacks.lean_handler.calls - first <= 1, name
+        before = issued._value.get()
+        lean = stacks.answered_here(request, name)
+        assert issued._value.get() == before + 2, name  # counted once per stack
+        token = json.loads(lean.body)["access_token"]
+        claims = access_tokens.decode(token)  # signed with our key
+        assert claims is not None and claims["client_id"] in (machine.client_id, post_client.client_id)
+        if API in claims["aud"]:  # what was issued here is a token like any other for the API
+            assert json.loads(call(stacks.full, partners.introspect(token)).body)["active"] is True, name
+    assert stacks.lean._stored.keys() == {("/token", "POST", False)}
+
+
+def test_client_credentials_bodies_are_byte_for_byte_django_s_with_the_same_clock_and_jti(
+    stacks: Stacks, partners: Partners, monkeypatch: pytest.MonkeyPatch
+):
+    """Without what makes each token unique (the time, the jti; an RS256 signature is
+    deterministic), the answers are the same bytes."""
+    now = time.time()
+    monkeypatch.setattr(access_tokens, "time", SimpleNamespace(time=lambda: now))
+    monkeypatch.setattr(access_tokens, "secrets", SimpleNamespace(token_urlsafe=lambda n: "j" * 24))
+    monkeypatch.setattr(settings, "ACCESS_TOKEN_SIGNING_ALG", "RS256", raising=False)
+    request = client_credentials(partners.machine, scope="profile", resource=API)
+    learned(stacks, request)
+    stacks.lean_handler.calls = 0
+    full, lean = stacks.both(request)
+    assert stacks.lean_handler.calls == 0
+    assert full.body == lean.body and b'"scope": "profile"' in lean.body
+
+
+def test_client_credentials_refusals_and_other_shapes_go_through_django(
+    stacks: Stacks, partners: Partners, make_client: Any, post_client: RegisteredClient, settings: Any
+):
+    machine = partners.machine
+    learned(stacks, client_credentials(machine))
+    basic = {"Authorization": machine.basic_auth()}
+    body = urlencode({"grant_type": "client_credentials"}).encode()
+    unknown = base64.b64encode(b"nobody:secret").decode()
+    wrong = base64.b64encode(f"{machine.client_id}:wrong".encode()).decode()
+    post_form = {"grant_type": "client_credentials", "client_id": post_client.client_id}
+    requests = {
+        # refusals (Django answers them: 400 / 401)
+        "wrong secret": form("/token", {"grant_type": "client_credentials"}, Authorization=f"Basic {wrong}"),
+        "unknown client": form(
+            "/token", {"grant_type": "client_credentials"}, Authorization=f"Basic {unknown}"
+        ),
+        "not base64": form("/token", {"grant_type": "client_credentials"}, Authorization="Basic %%%"),
+        "no client authentication": form("/token", {"grant_type": "client_credentials"}),
+        "client not allowed the grant": client_credentials(partners.rp),
+        "a scope beyond the client's": client_credentials(machine, scope="profile admin"),
+        "the openid scope not registered": client_credentials(machine, scope="openid phone"),
+        "an unknown resource": client_credentials(machine, resource="https://unknown.example"),
+        "a resource with a fragment": client_credentials(machine, resource=API + "#x"),
+        "another client_id in the body": client_credentials(machine, client_id=partners.rp.client_id),
+        "basic and a secret in the body": client_credentials(machine, client_secret="x"),
+        "client_secret_post, wrong secret": form("/token", {**post_form, "client_secret": "wrong"}),
+        "client_secret_post client using Basic": form(
+            "/token",
+            {"grant_type": "client_credentials"},
+            Authorization=post_client.basic_auth(),
+        ),
+        "basic client using the body": form(
+            "/token",
+            {
+                "grant_type": "client_credentials",
+                "client_id": machine.client_id,
+                "client_secret": str(machine.secret),
+            },
+        ),
+        "a client assertion": client_credentials(
+            machine,
+            client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            client_assertion="a.b.c",
+        ),
+        "a client assertion alone": form(
+            "/token",
+            {
+                "grant_type": "client_credentials",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": "a.b.c",
+            },
+        ),
+        "grant_type twice (the last one another)": form(
+            "/token", [("grant_type", "client_credentials"), ("grant_type", "refresh_token")], **basic
+        ),
+        "no grant_type": form("/token", {"scope": "profile"}, **basic),
+        "another grant": form(
+            "/token", {"grant_type": "password", "username": "a", "password": "b"}, **basic
+        ),
+        # successes of another shape (Django answers them)
+        "with a query string": Request("POST", "/token", basic, body, FORM, query="a=1"),
+        "with Origin": Request("POST", "/token", {**basic, "Origin": SPA_ORIGIN}, body, FORM),
+        "with a cookie": Request("POST", "/token", {**basic, "Cookie": "theme=dark"}, body, FORM),
+        "with a DPoP header": Request("POST", "/token", {**basic, "DPoP": "not-a-jwt"}, body, FORM),
+        "Bearer authorization": Request("POST", "/token", {"Authorization": "Bearer x"}, body, FORM),
+        "JSON body": Request(
+            "POST",
+            "/token",
+            basic,
+            json.dumps({"grant_type": "client_credentials"}).encode(),
+            "application/json",
+        ),
+        "multipart": Request(
+            "POST",
+            "/token",
+            basic,
+            b'--b\r\nContent-Disposition: form-data; name="grant_type"\r\n\r\n'
+            b"client_credentials\r\n--b--\r\n",
+            "multipart/form-data; boundary=b",
+        ),
+        "chunked": Request("POST", "/token", basic, body, FORM, chunked=True),
+        "over the limit (announced)": Request(
+            "POST", "/token", basic, b"", FORM, content_length=str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+        ),
+        "over the limit": form(
+            "/token",
+            {"grant_type": "client_credentials", "x": "a" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+            **basic,
+        ),
+        "too many fields": form(
+            "/token", [("grant_type", "client_credentials")] + [(f"f{i}", "x") for i in range(1001)], **basic
+        ),
+        "Content-Length not a number": Request("POST", "/token", basic, b"", FORM, content_length="abc"),
+        "empty body": Request("POST", "/token", basic, b"", FORM),
+        "wrong Host": Request("POST", "/token", basic, body, FORM, host="evil.example"),
+        "GET": Request("GET", "/token", basic, query="grant_type=client_credentials"),
+        "OPTIONS (preflight)": Request(
+            "OPTIONS", "/token", {"Origin": SPA_ORIGIN, "Access-Control-Request-Method": "POST"}
+        ),
+        "trailing slash": Request("POST", "/token/", basic, body, FORM),
+    }
+    for name, request in requests.items():
+        stacks.through_django(request, name)
+    # A client that must bind its tokens (dpop_bound_access_tokens) and sends no proof: refused.
+    bound = make_client(
+        name="Robot DPoP", redirect_uris=[], grant_types=["client_credentials"], require_dpop=True
+    )
+    full, _lean = stacks.both(client_credentials(bound))
+    assert full.status.startswith("400") and b"invalid_dpop_proof" in full.body
+    stacks.through_django(client_credentials(bound))
+    # The oauthlib token endpoint (settings.TOKEN_ENDPOINT): never answered here.
+    settings.TOKEN_ENDPOINT = "oauthlib"
+    stacks.through_django(client_credentials(machine), "oauthlib")
+
+
+def test_client_credentials_with_a_dpop_proof_goes_through_django(stacks: Stacks, partners: Partners):
+    learned(stacks, client_credentials(partners.machine))
+    key = DPoPKey()
+    nonce = server_nonce(key)
+    stacks.lean_handler.calls = 0
+    proof = key.proof("POST", url(TOKEN), nonce=nonce)
+    answer = call(
+        stacks.lean,
+        Request(
+            "POST",
+            "/token",
+            {"Authorization": partners.machine.basic_auth(), "DPoP": proof},
+            b"grant_type=client_credentials",
+            FORM,
+        ),
+    )
+    assert answer.status.startswith("200") and json.loads(answer.body)["token_type"] == "DPoP"
+    assert stacks.lean_handler.calls == 1
+
+
+def test_a_client_whose_registration_changes_is_read_again(
+    stacks: Stacks, partners: Partners, django_capture_on_commit_callbacks: Any
+):
+    request = client_credentials(partners.machine, scope="profile")
+    learned(stacks, request)
+    stacks.answered_here(request)
+    client = partners.machine.client
+    with django_capture_on_commit_callbacks(execute=True):  # the client cache forgets it
+        client.allowed_scopes = "email"
+        client.save()
+    stacks.through_django(request, "scope withdrawn")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.allowed_scopes = "profile"
+        client.grant_types = "authorization_code"
+        client.save()
+    stacks.through_django(request, "grant withdrawn")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.grant_types = "client_credentials"
+        client.save()
+    stacks.answered_here(request)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.delete()
+    stacks.through_django(request, "client deleted")
+
+
+def test_a_token_answer_is_kept_only_when_django_s_has_the_same_claims(
+    stacks: Stacks, partners: Partners, monkeypatch: pytest.MonkeyPatch
+):
+    request = client_credentials(partners.machine, scope="profile")
+    outcome = bearer_path.client_credentials_outcome
+
+    def other_scope(request: Any) -> Any:
+        issued = outcome(request)
+        claims = access_tokens.decode(issued["access_token"])
+        issued["access_token"] = access_tokens.sign({**claims, "scope": "email"})
+        return issued
+
+    monkeypatch.setattr(bearer_path, "client_credentials_outcome", other_scope)
+    for _ in range(bearer_path.LEARNING_ATTEMPTS + 1):
+        stacks.through_django(request)
+    assert not stacks.lean._stored
+    monkeypatch.setattr(bearer_path, "client_credentials_outcome", outcome)
+    stacks.lean._mismatches.clear()
+    learned(stacks, request)
+    stacks.answered_here(request)
+
+
+def test_token_bodies_are_compared_without_what_makes_each_token_unique():
+    def body(**claims: Any) -> bytes:
+        base = {"iss": "i", "exp": 1060, "aud": "a", "sub": "s", "client_id": "s", "iat": 1000, "jti": "j"}
+        payload = base64.urlsafe_b64encode(json.dumps({**base, **claims}).encode()).rstrip(b"=").decode()
+        token = f"eyJoIjoxfQ.{payload}.c2ln"
+        return json.dumps({"access_token": token, "expires_in": 60, "token_type": "Bearer"}).encode()
+
+    same = bearer_path._same_body
+    assert same("/token", body(), body())
+    assert same("/token", body(jti="k", iat=1001, exp=1061), body())
+    assert not same("/token", body(exp=1061), body())  # another lifetime
+    assert not same("/token", body(scope="x"), body())
+    assert not same("/token", body(aud="b"), body())
+    assert not same("/token", body().replace(b'"Bearer"', b'"DPoP"'), body())
+    assert not same("/token", b'{"error": "invalid_client"}', body())
+    assert not same("/token", b"not json", body())
+    assert same("/introspect", b"x", b"x") and not same("/introspect", b"x", b"y")
+
+
+def test_the_client_credentials_access_line_is_the_same(
+    stacks: Stacks, partners: Partners, monkeypatch: pytest.MonkeyPatch
+):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    root.addHandler(handler)
+    access_logger = logging.getLogger("cum.access")
+    previous = access_logger.level
+    access_logger.setLevel(logging.INFO)
+    request = client_credentials(partners.machine)
+    try:
+        learned(stacks, request)
+        counted = metrics.child(metrics.REQUESTS, "/token", "POST", "200")
+        before = counted._value.get()
+        stream.seek(0)
+        stream.truncate()
+        stacks.answered_here(request)
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert len(lines) == 2, lines
+        for line in lines:
+            line.pop("time")
+            line.pop("request_id")
+            line["http"].pop("duration_ms")
+        assert lines[0] == lines[1]
+        assert lines[1]["http"] == {
+            "method": "POST",
+            "route": "/token",
+            "status": 200,
+            "client_id": partners.machine.client_id,
+        }
+        assert counted._value.get() == before + 2
+    finally:
+        root.removeHandler(handler)
+        access_logger.setLevel(previous)
