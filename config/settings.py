@@ -482,7 +482,8 @@ OAUTH2_PROVIDER: dict[str, Any] = {
     # Access tokens are signed JWTs (RFC 9068, identity/oidc/access_tokens.py); refresh
     # tokens stay opaque random strings (only their SHA-256 is stored).
     "ACCESS_TOKEN_GENERATOR": "identity.oidc.access_tokens.generate",
-    "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
+    # oauthlib's format (30 letters and digits), drawn in one read (access_tokens.random_token).
+    "REFRESH_TOKEN_GENERATOR": "identity.oidc.access_tokens.random_token",
     "ID_TOKEN_EXPIRE_SECONDS": 60 * 10,
     "REFRESH_TOKEN_EXPIRE_SECONDS": 60 * 60 * 24 * 14,
     "ROTATE_REFRESH_TOKEN": True,

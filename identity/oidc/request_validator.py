@@ -846,10 +846,18 @@ class Validator(OAuth2Validator):
         return released_claims(request.client, request.user, request.scopes or [])
 
     def get_id_token_dictionary(self, token: Any, token_handler: Any, request: OAuthRequest) -> Any:
-        claims, expiration_time = super().get_id_token_dictionary(token, token_handler, request)
+        # django-oauth-toolkit's (the released claims, then iss, exp, auth_time and jti, in
+        # that order), written out: its `exp` goes through Django's date formatting
+        # (dateformat "U", which is int(timestamp())) and its `auth_time` is replaced here
+        # by the authentication the code or refresh token carries.
+        claims = self.get_oidc_claims(token, token_handler, request)
+        expiration_time = timezone.now() + timedelta(seconds=oauth2_settings.ID_TOKEN_EXPIRE_SECONDS)
+        claims["iss"] = self.get_oidc_issuer_endpoint(request)
+        claims["exp"] = int(expiration_time.timestamp())
         claims["auth_time"] = int(
             _as_utc(getattr(request, "auth_time", None) or request.user.last_login).timestamp()
         )
+        claims["jti"] = str(uuid.uuid4())
         session = getattr(request, "cum_session", None) or browser_session_by_sid(
             getattr(request, "cum_sid", "")
         )

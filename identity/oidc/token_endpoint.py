@@ -46,7 +46,7 @@ from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.utils import is_secure_transport, scope_to_list
 
 from identity.oidc.access_tokens import client_token
-from identity.oidc.client_auth import authenticate_presented
+from identity.oidc.client_auth import authenticate_presented, basic_credentials
 from identity.oidc.dpop import JKT_HEADER, JKT_META
 from identity.oidc.request_validator import OAuthRequest, Validator
 
@@ -120,9 +120,9 @@ def token_response(request: HttpRequest) -> HttpResponse:
         if grant_type not in GRANTS:
             raise errors.UnsupportedGrantTypeError(request=oauth)
         if grant_type == "authorization_code":
-            token = _authorization_code(validator, oauth)
+            token = _authorization_code(validator, oauth, request)
         else:
-            token = _refresh_token(validator, oauth)
+            token = _refresh_token(validator, oauth, request)
     except errors.OAuth2Error as exc:
         return _error_response(exc)
     response = _json_response(token)
@@ -143,19 +143,34 @@ def token_body(token: dict[str, Any]) -> bytes:
 
 
 def _json_response(token: dict[str, Any]) -> HttpResponse:
-    response = HttpResponse(token_body(token), status=200)
-    for name, value in _JSON_HEADERS.items():
-        response[name] = value
-    return response
+    # The headers given to the constructor: the same headers, in the same order, as setting
+    # them one by one after it (its default text/html Content-Type is then never built).
+    return HttpResponse(token_body(token), status=200, headers=_JSON_HEADERS)
 
 
 # --- client authentication ------------------------------------------------------------------
 
 
-def _authenticate(validator: Validator, oauth: OAuthRequest, *, public_allowed: bool) -> None:
+def _authenticate(
+    validator: Validator, oauth: OAuthRequest, request: HttpRequest, *, public_allowed: bool
+) -> None:
     """The registered method, exactly (Validator.authenticate_client); a public client by its
-    client_id alone where the grant allows one (authorization code, refresh)."""
-    if not public_allowed or validator.client_authentication_required(oauth):
+    client_id alone where the grant allows one (authorization code, refresh).
+
+    With an `Authorization: Basic` header (how confidential clients authenticate here),
+    authentication is required whatever the client (django-oauth-toolkit's
+    client_authentication_required answers True at once), and it is decided by
+    client_auth.authenticate_presented on the header and the form, the same rules as
+    Validator.authenticate_client (as the client-credentials grant does), without the
+    oauthlib request's parsing of the header and its attribute lookups.
+    """
+    authorization = request.META.get("HTTP_AUTHORIZATION")
+    if basic_credentials(authorization):  # a non-empty one, as django-oauth-toolkit tests it
+        client = authenticate_presented(authorization, request.POST)
+        if client is None:
+            raise errors.InvalidClientError(request=oauth)
+        oauth.client = client
+    elif not public_allowed or validator.client_authentication_required(oauth):
         if not validator.authenticate_client(oauth):
             raise errors.InvalidClientError(request=oauth)
     elif not validator.authenticate_client_id(oauth.client_id, oauth):
@@ -176,11 +191,11 @@ def _s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
-def _authorization_code(validator: Validator, oauth: OAuthRequest) -> dict[str, Any]:
+def _authorization_code(validator: Validator, oauth: OAuthRequest, request: HttpRequest) -> dict[str, Any]:
     code = oauth.code
     if code is None:
         raise errors.InvalidRequestError(description="Missing code parameter.", request=oauth)
-    _authenticate(validator, oauth, public_allowed=True)
+    _authenticate(validator, oauth, request, public_allowed=True)
     client_id: str = oauth.client.client_id
     # The atomic claim: a replayed code revokes the token family of its first redemption.
     if not validator.validate_code(client_id, code, oauth.client, oauth):
@@ -216,10 +231,10 @@ def _authorization_code(validator: Validator, oauth: OAuthRequest) -> dict[str, 
     return token
 
 
-def _refresh_token(validator: Validator, oauth: OAuthRequest) -> dict[str, Any]:
+def _refresh_token(validator: Validator, oauth: OAuthRequest, request: HttpRequest) -> dict[str, Any]:
     if oauth.refresh_token is None:
         raise errors.InvalidRequestError(description="Missing refresh token parameter.", request=oauth)
-    _authenticate(validator, oauth, public_allowed=True)
+    _authenticate(validator, oauth, request, public_allowed=True)
     # Rotated or revoked: a replay, the whole family revoked (RFC 9700 §4.14.2).
     if not validator.validate_refresh_token(oauth.refresh_token, oauth.client, oauth):
         raise errors.InvalidGrantError(request=oauth)

@@ -265,6 +265,63 @@ def mixed_or_wrong_methods(env: Env) -> list[Any]:
     ]
 
 
+def _raw_basic(credentials: bytes) -> str:
+    return "Basic " + base64.b64encode(credentials).decode()
+
+
+def basic_header_shapes(env: Env) -> list[Any]:
+    """The Authorization: Basic header as our endpoint reads it itself for the code and
+    refresh grants (client_auth.authenticate_presented, not the oauthlib request's parser)."""
+    answers = []
+    rp_id, secret = env.rp.client_id, env.rp.secret
+    for auth, extra in (
+        (_raw_basic(b"no-colon-at-all"), {}),
+        (_raw_basic(b"\xff\xfe:" + secret.encode()), {}),  # not UTF-8
+        ("Basic !!!not-base64!!!", {}),
+        ("basic " + env.rp.basic_auth().split(" ", 1)[1], {}),  # the scheme is case-sensitive here
+        ("Basic", {}),  # no credentials: nothing presented, a confidential client refused
+        (_raw_basic(f"{rp_id}:{secret}:".encode()), {}),  # the secret is what follows the first colon
+        (_raw_basic(f"{rp_id}%00:{secret}".encode()), {}),  # a NUL in the client_id
+        (env.public_rp.basic_auth(), {}),  # a public client has no secret to present
+        (env.rp.basic_auth(), {"client_id": rp_id}),  # the same client_id in the body: accepted
+    ):
+        flow, code = env.flow()
+        answers.append(post(env.code_form(flow, code, **extra), auth=auth))
+    # Form-encoded credentials (RFC 6749 §2.3.1): a client_id and secret with reserved characters.
+    flow, code = env.flow()
+    encoded = _raw_basic(f"{rp_id}:{secret}".replace("-", "%2D").encode())
+    answers.append(post(env.code_form(flow, code), auth=encoded))
+    return answers
+
+
+def basic_empty_from_public_client(env: Env) -> list[Any]:
+    """ "Basic " with nothing after it counts as no header (django-oauth-toolkit's test): a
+    public client is then identified by its client_id, for the code and for the refresh."""
+    flow, code = env.flow(env.public_rp)
+    first = post(env.code_form(flow, code, client_id=env.public_rp.client_id), auth="Basic ")
+    form = {"grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"]}
+    refreshed = post({**form, "client_id": env.public_rp.client_id}, auth="Basic ")
+    return [first, refreshed]
+
+
+def refresh_basic_shapes(env: Env) -> list[Any]:
+    """A refresh authenticated by Basic: the right client, a client registered for another
+    method, two methods at once, a body client_id naming another client, a bad secret."""
+    flow, code = env.flow()
+    refresh_token = post(env.code_form(flow, code), auth=env.rp.basic_auth()).json()["refresh_token"]
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    answers = [
+        post(form, auth=env.post_rp.basic_auth()),
+        post({**form, "client_secret": env.rp.secret}, auth=env.rp.basic_auth()),
+        post({**form, "client_id": env.other_rp.client_id}, auth=env.rp.basic_auth()),
+        post(form, auth=basic(env.rp.client_id, env.rp.secret + "x")),
+        post({**form, "client_assertion_type": ASSERTION_TYPE}, auth=env.rp.basic_auth()),
+    ]
+    # Still live after those refusals: the right client refreshes it.
+    answers.append(post({**form, "client_id": env.rp.client_id}, auth=env.rp.basic_auth()))
+    return answers
+
+
 def wrong_verifier(env: Env) -> list[Any]:
     flow, code = env.flow()
     return [post(env.code_form(flow, code, code_verifier="x" * 50), auth=env.rp.basic_auth())]
@@ -521,6 +578,12 @@ SCENARIOS: dict[str, tuple[Scenario, list[tuple[int, str | None]]]] = {
     "wrong_client": (wrong_client, [(400, "invalid_grant"), (OK, None)]),
     "wrong_secret": (wrong_secret, [(401, "invalid_client")] * 5),
     "mixed_or_wrong_methods": (mixed_or_wrong_methods, [(401, "invalid_client")] * 4),
+    "basic_header_shapes": (
+        basic_header_shapes,
+        [(401, "invalid_client")] * 8 + [(OK, None), (OK, None)],
+    ),
+    "basic_empty_from_public_client": (basic_empty_from_public_client, [(OK, None), (OK, None)]),
+    "refresh_basic_shapes": (refresh_basic_shapes, [(401, "invalid_client")] * 5 + [(OK, None)]),
     "wrong_verifier": (wrong_verifier, [(400, "invalid_grant")]),
     "missing_verifier": (missing_verifier, [(400, "invalid_request")]),
     "redirect_uris": (redirect_uris, [(400, "invalid_grant"), (400, "invalid_request")]),
