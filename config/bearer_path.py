@@ -86,6 +86,7 @@ from identity.oidc.dpop import JKT_META
 from identity.oidc.errors import json_body
 from identity.oidc.token_endpoint import client_credentials_outcome, native_enabled, token_body
 from identity.oidc.views.introspect import introspection_outcome
+from identity.oidc.views.token import PRECOMPUTED_KEY, Precomputed, token_outcome
 from identity.oidc.views.userinfo import userinfo_outcome
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,9 @@ _FORM_PATHS = frozenset({INTROSPECT, TOKEN})
 _ASSERTION = ("client_assertion", "client_assertion_type")
 # The access token's claims that differ between two tokens issued for the same request.
 _PER_TOKEN_CLAIMS = ("jti", "iat", "exp")
+# The grants with side effects even when refused (a code is claimed, a replayed code or a
+# reused refresh token revokes a family): computed once here, never again by Django.
+_ONCE_GRANTS = frozenset({"authorization_code", "refresh_token"})
 FORM = "application/x-www-form-urlencoded"
 
 # The middleware of the protocol paths' chain (config/protocol_handler.py) whose work on these
@@ -188,6 +192,12 @@ def _same_body(path: str, django: bytes, ours: bytes) -> bool:
         return False
 
 
+def _filled(template: list[tuple[str, str | None]], body: bytes, request_id: str) -> Headers:
+    """A stored header list with this answer's Content-Length and X-Request-ID."""
+    per_answer = {"content-length": str(len(body)), "x-request-id": request_id}
+    return [(name, per_answer[name.lower()] if value is None else value) for name, value in template]
+
+
 class _Buffered(io.BytesIO):
     """A body read here, given back to Django from its start if the request goes there."""
 
@@ -215,6 +225,9 @@ class BearerPath:
         self.application = application
         self.handler_class = handler_class  # the sender of request_started / request_finished
         self._stored: dict[tuple[str, str, bool], tuple[str, list[tuple[str, str | None]]]] = {}
+        # For the code and refresh grants: Django's 200 headers, and the view's own headers
+        # (token_outcome's response) they were learned with.
+        self._once_stored: dict[tuple[str, str, bool], tuple[str, list[tuple[str, str | None]], Headers]] = {}
         self._mismatches: dict[tuple[str, str, bool], int] = {}
         self._lock = threading.Lock()
         self._security = SecurityMiddleware(_next_step)
@@ -281,6 +294,13 @@ class BearerPath:
         context, token = request_log.begin(environ)
         context.route = path
         try:
+            once = path == TOKEN and self._once(request)
+        except Exception:
+            logger.warning("bearer path: falling back to Django", exc_info=True)
+            once = False
+        if once:
+            return self._computed_once(request, key, environ, start_response, context, token)
+        try:
             body = self._body(request, path)
         except Exception:
             logger.warning("bearer path: falling back to Django", exc_info=True)
@@ -293,13 +313,57 @@ class BearerPath:
                 return self.application(_rewound(environ), start_response)
             return self._learn(_rewound(environ), start_response, key, body)
         status, template = stored
-        per_answer = {"content-length": str(len(body)), "x-request-id": context.request_id}
-        headers = [(name, per_answer[name.lower()] if value is None else value) for name, value in template]
+        headers = _filled(template, body, context.request_id)
         if path == TOKEN:
             metrics.TOKENS_ISSUED.labels("client_credentials").inc()  # as the token view
         request_log.end(context, token, 200)
         start_response(status, headers)
         return _Answer(body, self.handler_class)
+
+    @staticmethod
+    def _once(request: WSGIRequest) -> bool:
+        """A code or refresh grant of the plain shape (no client assertion), native endpoint."""
+        form = request.POST
+        return (
+            native_enabled()
+            and form.get("grant_type") in _ONCE_GRANTS
+            and not any(name in form for name in _ASSERTION)
+        )
+
+    def _computed_once(
+        self,
+        request: WSGIRequest,
+        key: tuple[str, str, bool],
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        context: request_log.RequestContext,
+        token: Any,
+    ) -> Iterable[bytes]:
+        """A code or refresh grant: the view's outcome computed once (token_outcome); a 200
+        answered here once Django's headers for it are known, anything else handed to Django
+        with the outcome, which the view returns instead of computing again."""
+        response: HttpResponse | None = None
+        error: Exception | None = None
+        try:
+            response = token_outcome(request)
+        except Exception as exc:  # raised again by the view, in Django's cycle
+            error = exc
+        view_headers: Headers = list(response.items()) if response is not None else []
+        succeeded = response is not None and response.status_code == 200 and not response.cookies
+        stored = self._once_stored.get(key)
+        if succeeded and stored is not None and stored[2] == view_headers:
+            assert response is not None
+            body = response.content
+            request_log.end(context, token, 200)
+            start_response(stored[0], _filled(stored[1], body, context.request_id))
+            return _Answer(body, self.handler_class)
+        environ[PRECOMPUTED_KEY] = Precomputed(environ, response, error, context)
+        request_log.abandon(token)  # Django writes this request's access line
+        request_finished.send(sender=self.handler_class)
+        if succeeded:
+            assert response is not None
+            return self._learn(_rewound(environ), start_response, key, response.content, view_headers)
+        return self.application(_rewound(environ), start_response)
 
     @staticmethod
     def _body(request: WSGIRequest, path: str) -> bytes | None:
@@ -329,9 +393,11 @@ class BearerPath:
         start_response: StartResponse,
         key: tuple[str, str, bool],
         body: bytes,
+        view_headers: Headers | None = None,
     ) -> Iterable[bytes]:
         """Django answers; its headers are kept for this kind of request if its answer is the
-        200 with the body computed here."""
+        200 with the body computed here (`view_headers`: a code or refresh grant's, whose body
+        Django returns as computed here, the very bytes)."""
         seen: dict[str, Any] = {}
 
         def recording_start_response(status: str, headers: Headers, *exc_info: Any) -> Any:
@@ -348,12 +414,15 @@ class BearerPath:
         headers: Headers = seen.get("headers", [])
         if (
             seen.get("status", "").startswith("200 ")
-            and _same_body(key[0], answered, body)
+            and (answered == body if view_headers is not None else _same_body(key[0], answered, body))
             and not any(name.lower() == "set-cookie" for name, _value in headers)
         ):
             template = [(name, None if name.lower() in _PER_ANSWER else value) for name, value in headers]
             with self._lock:
-                self._stored[key] = (seen["status"], template)
+                if view_headers is not None:
+                    self._once_stored[key] = (seen["status"], template, view_headers)
+                else:
+                    self._stored[key] = (seen["status"], template)
         else:
             with self._lock:
                 self._mismatches[key] = self._mismatches.get(key, 0) + 1
