@@ -27,6 +27,20 @@ The shapes answered here (every other request goes through Django):
   native token endpoint (settings.TOKEN_ENDPOINT not "oauthlib"). The token view's own
   work around the function is done here too: its DPoP key META entry cleared, the
   TOKENS_ISSUED metric counted (the headers are Django's, learned as below).
+- POST /token with grant_type=authorization_code or refresh_token (the form's last value),
+  the same rules otherwise (Basic, client_secret_post or a public client's client_id in the
+  form; never a client assertion; no DPoP header; the native endpoint). These grants have
+  side effects even when refused (a code is claimed, a replayed code or a reused refresh
+  token revokes its family), so they are computed ONCE, here, by the view's own function
+  (identity.oidc.views.token.token_outcome: the grant, the metric, the view's headers). A 200
+  is answered here when Django's headers for it are known (learned from a 200 of these grants
+  whose view headers were the same). Anything else — a refusal, an exception, a first 200 —
+  goes to Django WITH the outcome: a `Precomputed` for this very environ under
+  PRECOMPUTED_KEY (not an HTTP_* key: no client sets it; the view takes only a `Precomputed`
+  made for its own environ), which the token view returns (or whose exception it raises)
+  instead of computing again; the middleware chain dresses it as before, the access line
+  keeps the request id the computation logged under. Learning needs Django's body to be the
+  very bytes computed here.
 
 What the kept middleware give on these paths is kept:
 - the request id, one access line and the request metrics (common.request_log, as

@@ -370,8 +370,18 @@ def test_code_and_refresh_grants_give_django_s_answers_and_effects(
     stacks: Stacks, partners: Partners, other: RegisteredClient, counted: list[int]
 ):
     _STACKS[0] = stacks
+    statuses = {}
     for name, (prepare, steps) in scenarios(partners, other).items():
-        play(stacks, partners.flow, prepare, steps, name)
+        statuses[name] = [answer.status[:3] for answer in play(stacks, partners.flow, prepare, steps, name)]
+    # The scenarios are what they say (both worlds gave these).
+    assert statuses["rotation"] == ["200", "200"]
+    assert statuses["reuse of a rotated refresh token"] == ["200", "400", "400"]
+    assert statuses["expired refresh token"] == ["400"]
+    assert statuses["code exchange"] == ["200", "200"]
+    assert statuses["code replay"] == ["200", "400", "401"]  # the first answer's token revoked
+    assert statuses["refresh, wrong secret"] == statuses["code, wrong secret"] == ["401"]
+    for name in ("wrong verifier", "wrong redirect_uri", "expired code", "another client's code"):
+        assert statuses[name] == ["400"], name
     # The bearer path learned Django's headers for a 200 and answers those itself now.
     assert ("/token", "POST", False) in stacks.lean._once_stored
 
