@@ -17,17 +17,21 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from django.conf import settings
 from django.test import Client as BrowserClient
 from django.utils import timezone
 from oauth2_provider.settings import oauth2_settings
+from oauthlib.common import Request
+from oauthlib.oauth2.rfc6749.endpoints import AuthorizationEndpoint
 
 from identity.levels import ACR_BASIC
 from identity.oidc import code_issuance
 from identity.oidc.models import AuthorizationCode
+from identity.oidc.server import _ParsedOnceRequest
+from identity.oidc.views.authorize import AuthorizeView
 from tests.conftest import REDIRECT_URI, OIDCFlow, RegisteredClient
 from tests.oidc.dpop_keys import DPoPKey
 
@@ -254,3 +258,53 @@ def test_resumed_pages_still_validate_through_oauthlib(env: Env, settings: Any, 
     page = flow.authorize(prompt="consent")
     assert page.status_code == 200 and "pending_id" in page.context
     assert flow.code_from(flow.approve(page))
+
+
+def _validation(validate: Callable[..., Any], uri: str) -> tuple[Any, ...]:
+    try:
+        scopes, credentials = validate(uri, http_method="GET", body="", headers={})
+    except Exception as error:  # the outcome compared, whatever it is
+        return ("raised", type(error).__name__, getattr(error, "description", str(error)))
+    kept = {key: value for key, value in credentials.items() if key != "request"}
+    return ("ok", scopes, kept)
+
+
+def test_query_parsed_once_validates_alike(env: Env) -> None:
+    """identity.oidc.server's validate_authorization_request (the URL query parsed once) against
+    oauthlib's own, on valid, repeated, malformed and refused queries."""
+    server = AuthorizeView.get_oauthlib_core().server
+    flow = env.flow()
+    base = "/authorize?" + urlencode(flow.authorize_params(state="s"))
+    uris = [
+        base,
+        base + "&resource=" + settings.ISSUER,
+        base + "&resource=https://unknown.example.org",
+        base + "&state=twice",
+        base + "&scope=openid",
+        base + "&dpop_jkt=" + JKT,
+        base + "&dpop_jkt=" + JKT + "&dpop_jkt=" + JKT,
+        base + "&dpop_jkt=short",
+        base + "&a=%zz",
+        base + "&&",
+        base + "&novalue",
+        base.replace("code_challenge_method=S256", "code_challenge_method=plain"),
+        base.replace(flow.rp.client_id, "unknown"),
+        "/authorize",
+    ]
+    for uri in uris:
+        ours = _validation(server.validate_authorization_request, uri)
+        reference = _validation(
+            lambda *args, **kwargs: AuthorizationEndpoint.validate_authorization_request(
+                server, *args, **kwargs
+            ),
+            uri,
+        )
+        assert ours == reference, uri
+    # Parsed once, and the same as oauthlib's parse (a copy each time).
+    request = _ParsedOnceRequest(base + "&a=1&a=2")
+    first = request.uri_query_params
+    first.append(("x", "y"))
+    assert request.uri_query_params == Request(base + "&a=1&a=2").uri_query_params
+    assert request.duplicate_params == ["a"]
+    with pytest.raises(ValueError):
+        _ParsedOnceRequest(base + "&a=%zz&&").uri_query_params  # noqa: B018
