@@ -1016,3 +1016,20 @@ def test_the_client_credentials_access_line_is_the_same(
     finally:
         root.removeHandler(handler)
         access_logger.setLevel(previous)
+
+
+def test_an_exception_in_the_grant_lets_django_answer(
+    stacks: Stacks, partners: Partners, monkeypatch: pytest.MonkeyPatch, caplog: Any
+):
+    request = client_credentials(partners.machine)
+    learned(stacks, request)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(bearer_path, "client_credentials_outcome", broken)
+    with caplog.at_level(logging.WARNING, logger="config.bearer_path"):
+        answer = stacks.through_django(request)  # its body given back to Django
+    assert answer.status.startswith("200")
+    warnings = [record.getMessage() for record in caplog.records if record.name == "config.bearer_path"]
+    assert warnings == ["bearer path: falling back to Django"]
