@@ -456,6 +456,13 @@ TOKEN_ENDPOINT = env_str("TOKEN_ENDPOINT", "native")
 if TOKEN_ENDPOINT not in ("native", "oauthlib"):
     raise ImproperlyConfigured("TOKEN_ENDPOINT must be native or oauthlib")
 
+# The authorization endpoint's code, once its checks passed in the same request: written
+# directly (identity/oidc/code_issuance.py), or by django-oauth-toolkit/oauthlib's
+# create_authorization_response, which validates the request again (the reference).
+AUTHORIZE_ISSUANCE = env_str("AUTHORIZE_ISSUANCE", "native")
+if AUTHORIZE_ISSUANCE not in ("native", "oauthlib"):
+    raise ImproperlyConfigured("AUTHORIZE_ISSUANCE must be native or oauthlib")
+
 OAUTH2_PROVIDER: dict[str, Any] = {
     "OAUTH2_VALIDATOR_CLASS": "identity.oidc.request_validator.Validator",
     "OAUTH2_SERVER_CLASS": "identity.oidc.server.Server",

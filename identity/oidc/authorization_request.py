@@ -24,6 +24,7 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from consent.api.cookie import cookie_link_ticket_issue
 from identity.levels import ACR_RANK
 from identity.mfa.selectors import session_acr
+from identity.oidc.code_issuance import direct_issuance, issue_validated_code
 from identity.oidc.errors import ClientRedirect, error_page, redirect_error
 from identity.oidc.sharing import consent_decision_record
 from identity.request_user import request_user
@@ -55,8 +56,15 @@ class AuthorizationMixin(OAuthLibMixin):
         scopes: list[str],
         credentials: dict[str, Any],
         consent_purpose: str | None = None,
+        validated_client: Any = None,
     ) -> HttpResponse:
-        """Issue the code; with `consent_purpose`, record the grant in the same transaction."""
+        """Issue the code; with `consent_purpose`, record the grant in the same transaction.
+
+        `validated_client`: the authorization endpoint's client, when these credentials were
+        validated by oauthlib in this very request (`AuthorizeView._validate`): the code is
+        then written without validating them again (identity/oidc/code_issuance.py). The pages
+        that resume a request pass none: oauthlib validates their kept credentials.
+        """
         credentials = dict(credentials)
         credentials["auth_time"] = session_auth_time(request)
         session = browser_session_for_request(request)
@@ -86,9 +94,12 @@ class AuthorizationMixin(OAuthLibMixin):
             with transaction.atomic() if consent_purpose else nullcontext():
                 if consent_purpose:
                     consent_decision_record(user=request.user, purpose_code=consent_purpose, allow=True)
-                uri, _headers, _body, _status = self.create_authorization_response(
-                    request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
-                )
+                if validated_client is not None and direct_issuance(scopes, credentials):
+                    uri = issue_validated_code(request, validated_client, scopes, credentials)
+                else:
+                    uri, _headers, _body, _status = self.create_authorization_response(
+                        request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
+                    )
         except OAuthToolkitError as error:
             return self._oauth_error(error, credentials)
         if browser_id:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from oauthlib.common import Request
+from oauthlib.oauth2.rfc6749 import utils
 from oauthlib.oauth2.rfc6749.endpoints import (
     AuthorizationEndpoint,
     IntrospectEndpoint,
     RevocationEndpoint,
     TokenEndpoint,
 )
+from oauthlib.oauth2.rfc6749.endpoints.base import catch_errors_and_unavailability
 from oauthlib.oauth2.rfc6749.errors import UnsupportedGrantTypeError
 from oauthlib.oauth2.rfc6749.grant_types import AuthorizationCodeGrant as OAuth2AuthorizationCodeGrant
 from oauthlib.oauth2.rfc6749.grant_types import ClientCredentialsGrant
@@ -25,6 +28,24 @@ from oauthlib.openid.connect.core.grant_types.dispatchers import (
     AuthorizationCodeGrantDispatcher,
     AuthorizationTokenGrantDispatcher,
 )
+
+
+class _ParsedOnceRequest(Request):
+    """oauthlib's request whose URL query is parsed once.
+
+    oauthlib parses the query again each time `uri_query_params` is read: seven times while
+    an authorization request is validated (`duplicate_params` for each of five parameters,
+    then our `resource` and `dpop_jkt` validators). The URL does not change meanwhile. The
+    parse keeps its strictness: a query it refuses raises its ValueError every time.
+    """
+
+    @property
+    def uri_query_params(self) -> list[tuple[str, str]]:
+        parsed = self.__dict__.get("_cum_query_params")
+        if parsed is None or parsed[0] != self.uri:
+            parsed = (self.uri, super().uri_query_params)
+            self.__dict__["_cum_query_params"] = parsed
+        return list(parsed[1])
 
 
 class Server(
@@ -92,6 +113,18 @@ class Server(
         )
         RevocationEndpoint.__init__(self, request_validator)
         IntrospectEndpoint.__init__(self, request_validator)
+
+    @catch_errors_and_unavailability
+    def validate_authorization_request(
+        self, uri: str, http_method: Any = "GET", body: Any = None, headers: Any = None
+    ) -> Any:
+        """oauthlib's AuthorizationEndpoint.validate_authorization_request, on a request
+        whose URL query is parsed once (`_ParsedOnceRequest`)."""
+        request = _ParsedOnceRequest(uri, http_method=http_method, body=body, headers=headers)
+        request.scopes = utils.scope_to_list(request.scope)
+        response_types: dict[Any, Any] = self.response_types
+        response_type_handler = response_types.get(request.response_type, self.default_response_type_handler)
+        return response_type_handler.validate_authorization_request(request)
 
     def validate_token_request(self, request: Any) -> None:
         """oauthlib's checks, then: a grant type we do not offer is unsupported_grant_type.

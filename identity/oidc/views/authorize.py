@@ -391,10 +391,10 @@ class AuthorizeView(AuthorizationMixin, View):
             notice = internal_notice_page(request, client, scopes, credentials, prompt)
             if notice is not None:
                 return notice
-            return self._finish(request, scopes, credentials)
+            return self._finish(request, scopes, credentials, validated_client=client)
 
         if "consent" not in prompt and sharing_granted(request.user, client, scopes):
-            return self._finish(request, scopes, credentials)
+            return self._finish(request, scopes, credentials, validated_client=client)
         if "none" in prompt:
             return authz.error("consent_required", "The resident has not approved this client.")
         purpose_code = sharing_purpose_code(client, scopes)
