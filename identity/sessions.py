@@ -36,6 +36,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from common.crypto import decrypt_at_rest, encrypt_at_rest
+from common.kept_cursor import kept_fetch, kept_rowcount
 from common.ratelimit import client_ip
 from identity.audit import audit_log
 from identity.email_backend import user_already_read
@@ -396,23 +397,22 @@ def session_client_record(*, sid: str, client: Any) -> bool:
     Called inside the token endpoint's transaction, on every token issued: no savepoint
     of its own (an error here fails the whole issuance anyway), only the two columns it
     needs of the locked row, and the two statements written once per process
-    (_session_client_statements) instead of compiled by the ORM on every call.
+    (_session_client_statements) instead of compiled by the ORM on every call, run on the
+    connection's kept cursor (common/kept_cursor.py: no Django cursor built per statement,
+    prepared where DATABASE_PREPARED_STATEMENTS allows).
     """
     using = router.db_for_write(SessionClient)
     connection = connections[using]
     lock_sql, touch_sql = _session_client_statements(using)
-    with connection.cursor() as cursor:
-        cursor.execute(lock_sql, [sid])
-        row = cursor.fetchone()
-        if row is None:
-            return True  # no record to attach to (e.g. a session-less token): nothing to do
-        session_pk, ended_at = row
-        if ended_at is not None:
-            return False
-        now = timezone.now()
-        cursor.execute(touch_sql, [connection.ops.adapt_datetimefield_value(now), session_pk, client.pk])
-        updated = cursor.rowcount
-    if not updated:
+    row = kept_fetch(lock_sql, [sid], db=connection)
+    if row is None:
+        return True  # no record to attach to (e.g. a session-less token): nothing to do
+    session_pk, ended_at = row
+    if ended_at is not None:
+        return False
+    now = timezone.now()
+    params = [connection.ops.adapt_datetimefield_value(now), session_pk, client.pk]
+    if not kept_rowcount(touch_sql, params, db=connection):
         SessionClient.objects.create(
             session_id=session_pk, client=client, first_issued_at=now, last_issued_at=now
         )

@@ -45,8 +45,8 @@ from jwcrypto import jwk
 from oauth2_provider.models import get_access_token_model
 
 from common import json_input
+from common.kept_cursor import kept_fetch as prepared_fetch
 from consent.gate import AccountGateSQL, account_gate_decision, account_gate_sql
-from consent.prepared import prepared_fetch
 from identity.keys import active_signing_key, published_jwks
 from identity.models import User
 from identity.oidc import claims as claims_registry

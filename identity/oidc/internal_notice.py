@@ -42,7 +42,7 @@ from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.cache import never_cache
 
-from consent.prepared import prepared_fetch
+from common.kept_cursor import kept_fetch as prepared_fetch
 from identity.client_cache import client_by_client_id
 from identity.oidc.authorization_request import PENDING_CREDENTIALS, AuthorizationMixin
 from identity.oidc.errors import error_page

@@ -34,6 +34,7 @@ from django.db.models import Field, Model
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
+from common.kept_cursor import kept_fetch, kept_rowcount
 from identity.models import BrowserSession, User
 
 # The refresh-token columns a refresh needs (validation, rotation, the new tokens' claims).
@@ -140,9 +141,10 @@ def _instances(statement: _Statement, using: str, row: Sequence[Any]) -> list[Mo
 
 
 def _fetch_one(statement: _Statement, using: str, params: Sequence[Any]) -> Sequence[Any] | None:
-    with connections[using].cursor() as cursor:
-        cursor.execute(statement.sql, params)
-        row = cursor.fetchone()
+    # On the connection's kept cursor (common/kept_cursor.py): no Django cursor built per
+    # call, prepared where DATABASE_PREPARED_STATEMENTS allows; a Django cursor when queries
+    # are logged, and on SQLite.
+    row: Sequence[Any] | None = kept_fetch(statement.sql, params, db=connections[using])
     return row
 
 
@@ -297,7 +299,5 @@ def claimed_code_row(code: str, client_pk: Any, family: Any) -> TokenRow | None:
             f"UPDATE {table} SET {redeemed} = %s, {family_column} = %s "  # noqa: S608 - metadata
             f"WHERE {code_column} = %s AND {application} = %s AND {redeemed} IS NULL"
         )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        claimed = cursor.rowcount == 1
+    claimed = kept_rowcount(sql, params, db=connection) == 1
     return code_row(code) if claimed else None

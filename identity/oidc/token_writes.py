@@ -39,6 +39,8 @@ from django.db.models import Field, Model
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_id_token_model, get_refresh_token_model
 
+from common.kept_cursor import kept_fetch, kept_rowcount
+
 
 @dataclass(frozen=True)
 class _Insert:
@@ -94,12 +96,17 @@ def insert_row(instance: Model, using: str | None = None) -> Model:
     insert = _insert_for(type(instance), using)
     marks = ", ".join(["%s"] * len(insert.fields))
     sql = f"INSERT INTO {insert.table} ({insert.columns}) VALUES ({marks})"  # noqa: S608 - metadata
-    returning = connection.features.can_return_columns_from_insert
-    if returning:
-        sql += f" RETURNING {insert.pk_column}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _values(insert, instance, connection))
-        pk = cursor.fetchone()[0] if returning else cursor.lastrowid
+    values = _values(insert, instance, connection)
+    if connection.vendor == "postgresql":
+        # On the connection's kept cursor (common/kept_cursor.py), prepared where allowed.
+        pk = kept_fetch(f"{sql} RETURNING {insert.pk_column}", values, db=connection)[0]
+    else:
+        returning = connection.features.can_return_columns_from_insert
+        if returning:
+            sql += f" RETURNING {insert.pk_column}"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
+            pk = cursor.fetchone()[0] if returning else cursor.lastrowid
     _saved(instance, pk, using)
     return instance
 
@@ -220,9 +227,7 @@ def _write_in_one_statement(rows: IssuedRows, using: str) -> bool:
     refresh = _insert_for(type(rows.refresh_token), using)
     params += _without(_values(refresh, rows.refresh_token, connection), refresh, ("access_token_id",))
     sql = _one_statement(using, claim=previous is not None, id_token=rows.id_token is not None)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = kept_fetch(sql, params, db=connection)  # the kept cursor: common/kept_cursor.py
     if row is None:  # the claim matched no row: nothing was inserted
         return False
     if previous is not None:
@@ -268,6 +273,4 @@ def claim_code(grant: Model, family: Any) -> bool:
         family_field.get_db_prep_save(family, connection),
         grant.pk,
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return bool(cursor.rowcount == 1)
+    return kept_rowcount(sql, params, db=connection) == 1

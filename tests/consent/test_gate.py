@@ -334,10 +334,10 @@ def test_the_fast_path_answers_as_the_wrapped_cursor(
     assert consent_is_granted(user=resident, purpose_code=NEWS) is False
     answers = consent_granted_many(user=resident, purpose_codes=[DECLARED, NEWS])
     assert answers == {DECLARED: True, NEWS: False}
-    kept = connection._consent_kept_cursor
+    kept = connection._kept_cursor
     assert kept[0] is connection.connection and kept[1] is prepared
     assert consent_is_granted(user=resident, purpose_code=DECLARED) is True
-    assert connection._consent_kept_cursor is kept  # one cursor per connection
+    assert connection._kept_cursor is kept  # one cursor per connection
     bad = "SELECT no_such_column FROM consent_purpose"
     with pytest.raises(django.db.utils.ProgrammingError), transaction.atomic():
         prepared_fetch(bad, [])

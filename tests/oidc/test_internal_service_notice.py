@@ -382,4 +382,4 @@ def test_covers_on_the_kept_cursor_prepared_or_not(internal, resident, settings,
     internal_notice_record(user=resident, client=service, scopes=["openid", "email"])
     assert internal_notice_covers(user=resident, client=service, scopes=["openid", "email"]) is True
     assert internal_notice_covers(user=resident, client=service, scopes=["openid", "phone"]) is False
-    assert connection._consent_kept_cursor[1] is prepared
+    assert connection._kept_cursor[1] is prepared

@@ -1,0 +1,83 @@
+"""The token endpoint's statements on the kept cursor (common/kept_cursor.py), prepared or not:
+a code redemption and refreshes with rotation issue working tokens, note the client on the
+browser session, and a replay still revokes the family — with nobody capturing queries, so
+that the statements really run on the kept cursor (as server-bound prepared statements
+with DATABASE_PREPARED_STATEMENTS on)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from identity.models import BrowserSession, SessionClient
+from identity.oidc.models import RefreshToken
+from identity.oidc.token_rows import _statements as read_statements
+from identity.oidc.token_writes import _one_statements
+from identity.sessions import _statements as session_statements
+from identity.sessions import session_end
+from tests.oidc.conftest import complete_flow, post_token, userinfo
+
+pytestmark = [
+    pytest.mark.skipif("connection.vendor != 'postgresql'"),
+    pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "unprepared"]),
+]
+
+
+def _refresh(rp: Any, refresh_token: str) -> Any:
+    return post_token({"grant_type": "refresh_token", "refresh_token": refresh_token}, auth=rp.basic_auth())
+
+
+def _prepared_statements() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _server_text(sql: str) -> str:
+    """The statement as psycopg sends it to the server ($1, $2… for the placeholders)."""
+    parts = sql.split("%s")
+    return parts[0] + "".join(f"${index}{part}" for index, part in enumerate(parts[1:], start=1))
+
+
+def test_redemption_and_refreshes_on_the_kept_cursor(flow: Any, settings: Any, prepared: bool) -> None:
+    settings.CONSENT_PREPARED_STATEMENTS = prepared
+    assert not connection.queries_logged
+    tokens = complete_flow(flow)
+    assert userinfo(tokens["access_token"]).status_code == 200
+    for _ in range(3):
+        response = _refresh(flow.rp, tokens["refresh_token"])
+        assert response.status_code == 200, response.content
+        previous, tokens = tokens, response.json()
+        assert userinfo(tokens["access_token"]).status_code == 200
+        assert userinfo(previous["access_token"]).status_code == 401  # rotated: deleted
+    assert connection._kept_cursor[1] is prepared
+    link = SessionClient.objects.get()
+    assert link.last_issued_at > link.first_issued_at  # the note, on each issuance
+    assert RefreshToken.objects.filter(revoked__isnull=True).count() == 1
+    # Every hot statement of the path ran on the kept cursor: prepared there, or not at all.
+    hot = {
+        read_statements[("refresh", "default")].sql,
+        read_statements[("claimed_code", "default")].sql,
+        # (the write with an ID token: a redemption, then a rotation; other tests of this
+        # process may have built the other variants, not run here)
+        _one_statements[("default", False, True)],
+        _one_statements[("default", True, True)],
+        *session_statements["default"],
+    }
+    found = _prepared_statements()
+    assert all((_server_text(sql) in found) is prepared for sql in hot), found
+    # A replay of a rotated token revokes the family.
+    assert _refresh(flow.rp, previous["refresh_token"]).json()["error"] == "invalid_grant"
+    assert not RefreshToken.objects.filter(revoked__isnull=True).exists()
+    assert userinfo(tokens["access_token"]).status_code == 401
+
+
+def test_a_refresh_after_the_session_ended_is_refused(flow: Any, settings: Any, prepared: bool) -> None:
+    settings.CONSENT_PREPARED_STATEMENTS = prepared
+    tokens = complete_flow(flow)
+    session_end(session=BrowserSession.objects.get(), reason="logout")
+    response = _refresh(flow.rp, tokens["refresh_token"])
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    assert not RefreshToken.objects.filter(revoked__isnull=True).exists()
