@@ -332,7 +332,7 @@ def checksum(token: str) -> str:
 # The resident's columns read at userinfo and introspection: what the subject and the checks
 # use, plus what the claim providers read (identity.oidc.claims.resident_user_fields); any
 # other field of the instance loads lazily if ever touched.
-_RESIDENT_BASE_FIELDS = ("id", "is_active", "last_login")
+_RESIDENT_BASE_FIELDS = ("id", "is_active")
 
 
 class _ResidentQuery:

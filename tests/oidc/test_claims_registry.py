@@ -20,6 +20,7 @@ from oauth2_provider.scopes import get_scopes_backend
 
 from consent.services import consent_record, purpose_create
 from identity.oidc import claims as registry
+from identity.oidc.claims import registry as claims_tables
 from identity.oidc.client_uris import ClientConfigError
 from identity.oidc.clients import client_register
 from identity.oidc.sharing import (
@@ -383,3 +384,25 @@ def test_a_provider_reading_per_client_gets_the_partner_receiving_the_claims(res
         assert seen == [rp.client]
     finally:
         registry.unregister("test-badges")
+
+
+def test_read_claims_follows_registration_and_removal(commune_resident) -> None:
+    # read_claims walks each provider's scope names worked out when the registry changes
+    # (registry._rebuild): a provider added or removed is seen by the next read, and the
+    # table always matches the providers' own scopes, in registration order.
+    assert registry.read_claims(commune_resident, {"commune"}) == {}
+    registry.register(COMMUNE)
+    try:
+        assert set(registry.read_claims(commune_resident, {"commune", "email"})) == {
+            "home_town",
+            "member_since",
+            "email",
+            "email_verified",
+        }
+        table = claims_tables._provider_scopes
+        assert [provider for provider, _names in table] == list(registry.providers())
+        assert all(names == {spec.name for spec in provider.scopes} for provider, names in table)
+    finally:
+        registry.unregister(COMMUNE.name)
+    assert registry.read_claims(commune_resident, {"commune"}) == {}
+    assert [provider for provider, _names in claims_tables._provider_scopes] == list(registry.providers())

@@ -10,14 +10,19 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import Client as BrowserClient
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from jwcrypto import jwk, jws, jwt
 from oauthlib.common import Request as OAuthRequest
 
+from identity.models import User
 from identity.oidc import access_tokens
+from identity.oidc import claims as claims_registry
 from identity.oidc.models import AccessToken, RevokedAccessToken
 from identity.oidc.request_validator import Validator
+from identity.oidc.sharing import released_claims
 from tests.conftest import OIDCFlow, verify_id_token
 from tests.oidc.conftest import basic, complete_flow, post_token, userinfo
 
@@ -139,6 +144,41 @@ def test_rs256_can_be_chosen_for_access_tokens(machine, settings):
 
 def test_userinfo_accepts_the_token(tokens):
     assert userinfo(tokens["access_token"]).status_code == 200
+
+
+def test_the_resident_read_with_the_token_holds_what_the_orm_reads(tokens):
+    # access_tokens._read_resident builds the resident from its own statement: every column
+    # it selects (the checks' and every claim provider's) must equal the ORM's, read without
+    # a query; any other column (e.g. last_login, not read at userinfo) loads on access.
+    token = tokens["access_token"]
+    row = AccessToken.objects.select_related("application").get(token_checksum=access_tokens.checksum(token))
+    User.objects.filter(pk=row.user_id).update(
+        given_name="Camille",
+        family_name="Lebrun",
+        phone_number="+33240000000",
+        phone_number_verified=True,
+        street_address="2 cours du Champ de Mars",
+        locality="Nantes",
+        postal_code="44000",
+        region="Pays de la Loire",
+        country="France",
+    )
+    claims = access_tokens.decode(token)
+    assert claims is not None
+    lean = access_tokens.resident_of(token, claims)
+    orm = User.objects.get(pk=row.user_id)
+    names = {"id", "is_active", *claims_registry.resident_user_fields()}
+    with CaptureQueriesContext(connection) as queries:
+        for name in names:
+            attname = User._meta.get_field(name).attname
+            assert getattr(lean, attname) == getattr(orm, attname), name
+        scopes = ["openid", "profile", "email", "address", "phone"]
+        released = released_claims(row.application, lean, scopes, granted=True)
+    assert len(queries) == 0
+    assert released == released_claims(row.application, orm, scopes, granted=True)
+    assert {"name", "email", "address", "phone_number", "updated_at"} <= set(released)
+    assert "last_login" in lean.get_deferred_fields()
+    assert lean.last_login == orm.last_login
 
 
 @pytest.mark.parametrize(

@@ -87,12 +87,14 @@ _providers: dict[str, ClaimProvider] = {}
 _scope_provider: dict[str, ClaimProvider] = {}
 _scope_spec: dict[str, ScopeSpec] = {}
 _claim_scope: dict[str, str] = {}
+# (provider, the names of its scopes), in registration order: what read_claims walks.
+_provider_scopes: tuple[tuple[ClaimProvider, frozenset[str]], ...] = ()
 _generation = 0
 
 
 def _rebuild() -> None:
     """Recompute the derived tables and swap them in whole: a reader never sees them half-built."""
-    global _scope_provider, _scope_spec, _claim_scope, _generation
+    global _scope_provider, _scope_spec, _claim_scope, _provider_scopes, _generation
     scope_provider: dict[str, ClaimProvider] = {}
     scope_spec: dict[str, ScopeSpec] = {}
     claim_scope: dict[str, str] = {}
@@ -102,7 +104,11 @@ def _rebuild() -> None:
             scope_spec[spec.name] = spec
             for claim in spec.claims:
                 claim_scope[claim] = spec.name
+    provider_scopes = tuple(
+        (provider, frozenset(spec.name for spec in provider.scopes)) for provider in _providers.values()
+    )
     _scope_provider, _scope_spec, _claim_scope = scope_provider, scope_spec, claim_scope
+    _provider_scopes = provider_scopes
     _generation += 1
 
 
@@ -233,8 +239,10 @@ def read_claims(user: Any, scopes: Iterable[str], *, client: Any = None) -> dict
     """
     wanted = frozenset(scopes)
     claims: dict[str, Any] = {}
-    for provider in _providers.values():
-        own = frozenset(spec.name for spec in provider.scopes) & wanted
+    claim_scope = _claim_scope
+    # Each provider's scope names are worked out when the registry changes (_rebuild).
+    for provider, names in _provider_scopes:
+        own = names & wanted
         if not own:
             continue
         read = (
@@ -243,7 +251,7 @@ def read_claims(user: Any, scopes: Iterable[str], *, client: Any = None) -> dict
             else provider.client_read(user, own, client)
         )
         for name, value in read.items():
-            if _claim_scope.get(name) in own:
+            if claim_scope.get(name) in own:
                 claims[name] = value
     return claims
 
