@@ -1,4 +1,4 @@
-"""The bearer path: userinfo, introspection and client credentials answered before Django, when they succeed.
+"""The bearer path: userinfo, introspection and the token grants answered before Django, when they succeed.
 
 Partner back-ends call /userinfo with a Bearer token, resource servers call /introspect
 with their Basic credentials and machine clients get tokens by the client-credentials grant
@@ -6,12 +6,13 @@ at /token, many times a second. Django's request cycle around these views
 (the middleware chain, even shortened by config/protocol_handler.py) costs about as much as
 the views themselves. `BearerPath` (WSGI, config/wsgi.py) answers a request of one plain
 shape itself, by calling the very function the view calls (`userinfo_outcome`,
-`introspection_outcome`, `client_credentials_outcome`: the same token validation, client
-authentication, database reads, claims, scope/resource/DPoP rules and signing), and only
-when that function gives a successful answer. Anything else — another
+`introspection_outcome`, `client_credentials_outcome`, `token_outcome`: the same token
+validation, client authentication, database reads, claims, scope/resource/DPoP rules and
+signing), and only when that function gives a successful answer. Anything else — another
 shape, any refusal or error the function returns, an exception, any doubt — goes through
-Django, which answers as it always did (and computes everything again: a refused request
-costs its checks twice).
+Django, which answers as it always did: it computes everything again for userinfo,
+introspection and client credentials (a refused request costs its checks twice), and is
+handed the outcome already computed for the code and refresh grants (below).
 
 The shapes answered here (every other request goes through Django):
 - GET or POST /userinfo with an `Authorization: Bearer` header, no body, no query string, no
