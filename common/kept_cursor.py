@@ -35,6 +35,7 @@ before. On SQLite (tests, the demo) both are the Django cursor's execute, as bef
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -109,33 +110,42 @@ def _kept(db: BaseDatabaseWrapper) -> Any | None:
     return kept[2]
 
 
+def _run(sql: str, params: Any, db: BaseDatabaseWrapper | None, take: Callable[[Any], Any]) -> Any:
+    """Execute `sql` on `db`'s kept cursor (or, when queries are watched, a Django cursor)
+    and return `take(cursor)`."""
+    if db is None:
+        db = connections[DEFAULT_DB_ALIAS]
+    cursor = _kept(db)
+    if cursor is None:
+        with prepared_cursor(db) as wrapped:
+            wrapped.execute(sql, params)
+            return take(wrapped)
+    with db.wrap_database_errors:
+        cursor.execute(sql, params)
+        return take(cursor)
+
+
+def _all_rows(cursor: Any) -> Any:
+    return cursor.fetchall()
+
+
+def _one_row(cursor: Any) -> Any:
+    return cursor.fetchone()
+
+
+def _rowcount(cursor: Any) -> int:
+    return int(cursor.rowcount)
+
+
 def kept_fetch(
     sql: str, params: Any, *, all_rows: bool = False, db: BaseDatabaseWrapper | None = None
 ) -> Any:
     """Run `sql` (prepared when the deployment allows it) and return `fetchone()`, or
     `fetchall()` with `all_rows`, on `db` (the default database's connection if None)."""
-    if db is None:
-        db = connections[DEFAULT_DB_ALIAS]
-    cursor = _kept(db)
-    if cursor is None:
-        with prepared_cursor(db) as wrapped:
-            wrapped.execute(sql, params)
-            return wrapped.fetchall() if all_rows else wrapped.fetchone()
-    with db.wrap_database_errors:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if all_rows else cursor.fetchone()
+    return _run(sql, params, db, _all_rows if all_rows else _one_row)
 
 
 def kept_rowcount(sql: str, params: Any, *, db: BaseDatabaseWrapper | None = None) -> int:
     """Run `sql` (an UPDATE or DELETE; prepared when the deployment allows it) on `db` (the
     default database's connection if None) and return the number of rows it changed."""
-    if db is None:
-        db = connections[DEFAULT_DB_ALIAS]
-    cursor = _kept(db)
-    if cursor is None:
-        with prepared_cursor(db) as wrapped:
-            wrapped.execute(sql, params)
-            return int(wrapped.rowcount)
-    with db.wrap_database_errors:
-        cursor.execute(sql, params)
-        return int(cursor.rowcount)
+    return int(_run(sql, params, db, _rowcount))
