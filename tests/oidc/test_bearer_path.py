@@ -146,8 +146,8 @@ class Partners:
         )
 
 
-@pytest.fixture
-def partners(make_client: Any, flow: OIDCFlow) -> Partners:
+def build_partners(make_client: Any, flow: OIDCFlow) -> Partners:
+    """The partners of these tests: the flow's RP, a machine client and a resource server."""
     return Partners(
         rp=flow.rp,
         machine=make_client(name="Robot", redirect_uris=[], grant_types=["client_credentials"]),
@@ -160,6 +160,11 @@ def partners(make_client: Any, flow: OIDCFlow) -> Partners:
         ),
         flow=flow,
     )
+
+
+@pytest.fixture
+def partners(make_client: Any, flow: OIDCFlow) -> Partners:
+    return build_partners(make_client, flow)
 
 
 @pytest.fixture

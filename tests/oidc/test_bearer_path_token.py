@@ -34,6 +34,7 @@ from tests.oidc.test_bearer_path import (
     API,
     Partners,
     Stacks,
+    build_partners,
     build_stacks,
     comparable,
 )
@@ -328,18 +329,7 @@ def _basic(client_id: str, secret: str) -> str:
 
 @pytest.fixture(name="partners")
 def partners_fixture(make_client: Any, flow: OIDCFlow) -> Partners:
-    return Partners(
-        rp=flow.rp,
-        machine=make_client(name="Robot", redirect_uris=[], grant_types=["client_credentials"]),
-        resource_server=make_client(
-            name="API médiathèques",
-            redirect_uris=[],
-            grant_types=["client_credentials"],
-            is_resource_server=True,
-            resource_identifier=API,
-        ),
-        flow=flow,
-    )
+    return build_partners(make_client, flow)
 
 
 @pytest.fixture(name="stacks")
