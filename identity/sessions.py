@@ -399,7 +399,9 @@ def session_client_record(*, sid: str, client: Any) -> bool:
     needs of the locked row, and the two statements written once per process
     (_session_client_statements) instead of compiled by the ORM on every call, run on the
     connection's kept cursor (common/kept_cursor.py: no Django cursor built per statement,
-    prepared where DATABASE_PREPARED_STATEMENTS allows).
+    prepared where DATABASE_PREPARED_STATEMENTS allows). The token endpoint's code and
+    refresh grants do the same lock and note inside their write statement on PostgreSQL
+    (session_client_steps, session_client_settle).
     """
     using = router.db_for_write(SessionClient)
     connection = connections[using]
@@ -410,12 +412,75 @@ def session_client_record(*, sid: str, client: Any) -> bool:
     session_pk, ended_at = row
     if ended_at is not None:
         return False
+    _note_client(connection, touch_sql, session_pk, client)
+    return True
+
+
+def _note_client(connection: Any, touch_sql: str, session_pk: Any, client: Any) -> None:
+    """The link's last issuance moved to now, or the link created (the session locked)."""
     now = timezone.now()
     params = [connection.ops.adapt_datetimefield_value(now), session_pk, client.pk]
     if not kept_rowcount(touch_sql, params, db=connection):
         SessionClient.objects.create(
             session_id=session_pk, client=client, first_issued_at=now, last_issued_at=now
         )
+
+
+_steps: dict[str, tuple[str, str]] = {}
+
+
+def session_client_steps(using: str, after: str) -> tuple[str, str]:
+    """session_client_record's lock and note as two steps of a larger PostgreSQL statement
+    (identity/oidc/token_writes.py), run only once the step named `after` returned a row:
+    `(steps, columns)`. The steps are WITH items (the session row locked FOR UPDATE by its
+    sid, `cum_s`; the link's last issuance moved to the parameter's time, `cum_n`), taking
+    the parameters of session_client_params in that order; the columns, for the statement's
+    final SELECT list, give the locked session's id, its ended_at and whether the link was
+    noted, for session_client_settle."""
+    cached = _steps.get(using)
+    if cached is None:
+        quote = connections[using].ops.quote_name
+        session, link = BrowserSession._meta, SessionClient._meta
+        pk, ended = quote(session.pk.column), quote(session.get_field("ended_at").column)
+        lock = (
+            f"cum_s AS MATERIALIZED (SELECT {pk}, {ended} FROM {quote(session.db_table)} "  # noqa: S608
+            f"WHERE {quote(session.get_field('sid').column)} = %s AND EXISTS (SELECT 1 FROM {after}) "
+            "LIMIT 1 FOR UPDATE)"
+        )
+        touch = (
+            f"cum_n AS (UPDATE {quote(link.db_table)} "  # noqa: S608
+            f"SET {quote(link.get_field('last_issued_at').column)} = %s "
+            f"WHERE {quote(link.get_field('session').column)} = "
+            f"(SELECT {pk} FROM cum_s WHERE {ended} IS NULL) "
+            f"AND {quote(link.get_field('client').column)} = %s RETURNING 1)"
+        )
+        columns = f"(SELECT {pk} FROM cum_s), (SELECT {ended} FROM cum_s), EXISTS (SELECT 1 FROM cum_n)"  # noqa: S608
+        cached = _steps[using] = (f"{lock}, {touch}", columns)
+    return cached
+
+
+def session_client_params(*, sid: str, client: Any, using: str) -> list[Any]:
+    """The parameters of session_client_steps' steps."""
+    return [sid, connections[using].ops.adapt_datetimefield_value(timezone.now()), client.pk]
+
+
+def session_client_settle(*, found: tuple[Any, Any, bool], client: Any, using: str) -> bool:
+    """session_client_record's answer from the columns of session_client_steps (in the
+    transaction of the statement that ran them, the session row still locked): True if
+    there was no session or the client is noted on it, False if the session has ended.
+
+    A link the statement did not update is noted again in a statement of its own, as
+    session_client_record does: either there is none yet (it is created), or another
+    transaction created it and committed while this statement waited for the session's
+    lock, after this statement's snapshot was taken (a new statement sees it)."""
+    session_pk, ended_at, noted = found
+    if session_pk is None:
+        return True
+    if ended_at is not None:
+        return False
+    if not noted:
+        connection = connections[using]
+        _note_client(connection, _session_client_statements(using)[1], session_pk, client)
     return True
 
 

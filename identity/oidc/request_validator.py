@@ -30,6 +30,7 @@ from common import request_log
 from common.crypto import keyed_hash_matches
 from identity.client_cache import client_cache_generation, client_cache_get, client_cache_put
 from identity.keys import verification_key
+from identity.models import SessionClient
 from identity.oidc.access_tokens import decode, is_client_token
 from identity.oidc.access_tokens import sign as sign_jwt
 from identity.oidc.claims import standard_claims
@@ -45,7 +46,7 @@ from identity.oidc.session_tokens import session_tokens_revoke
 from identity.oidc.sharing import released_claims
 from identity.oidc.token_rows import claimed_code_row, code_row, refresh_token_row
 from identity.oidc.token_writes import IssuedRows, claim_code, insert_row, write_tokens
-from identity.sessions import browser_session_by_sid, session_client_record
+from identity.sessions import browser_session_by_sid, session_client_record, session_client_settle
 
 if TYPE_CHECKING:
     from oauthlib.common import Request
@@ -562,6 +563,9 @@ class Validator(OAuth2Validator):
             refresh_token=self._new_refresh_token(request, token["refresh_token"], access_token, previous),
             id_token=new_id_token,
             previous=previous,
+            # The session record, written by the same statement where it can be.
+            session_sid=self._session_to_note(request),
+            session_client=request.client,
         )
         replayed = False
         with transaction.atomic(using=using):
@@ -571,7 +575,7 @@ class Validator(OAuth2Validator):
                 replayed = True
             else:
                 request._cum_token_family = rows.refresh_token.token_family
-                self._record_session_issue(request)
+                self._record_session_issue(request, found=rows.session_found)
         if replayed:
             assert previous is not None  # only a presented refresh token can be replayed
             if oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION and previous.token_family:
@@ -579,11 +583,28 @@ class Validator(OAuth2Validator):
             raise _InvalidGrantAfterValidation(request=request)
         return None
 
-    def _record_session_issue(self, request: OAuthRequest) -> None:
+    @staticmethod
+    def _session_to_note(request: OAuthRequest) -> str:
+        """The sid of the browser session the tokens are noted on, or "" (none)."""
+        sid = getattr(request, "cum_sid", "") or ""
+        return sid if request.user is not None else ""
+
+    def _record_session_issue(
+        self, request: OAuthRequest, found: tuple[Any, Any, bool] | None = None
+    ) -> None:
         """Tell the browser session these tokens were issued to this client (in the caller's
-        transaction); if the session ended meanwhile, they die with it."""
-        sid = getattr(request, "cum_sid", "")
-        if sid and request.user is not None and not session_client_record(sid=sid, client=request.client):
+        transaction); if the session ended meanwhile, they die with it. `found`: the session's
+        lock and note already done by the tokens' write statement (token_writes.IssuedRows)."""
+        sid = self._session_to_note(request)
+        if not sid:
+            return
+        if found is not None:
+            live = session_client_settle(
+                found=found, client=request.client, using=router.db_for_write(SessionClient)
+            )
+        else:
+            live = session_client_record(sid=sid, client=request.client)
+        if not live:
             session_tokens_revoke(sid=sid)
 
     # --- RFC 8707 resource indicators (identity/oidc/resources.py) ---------------------------

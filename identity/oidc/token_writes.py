@@ -21,8 +21,12 @@ before it, so that nothing is inserted when the claim finds the token already re
 (a concurrent rotation or a replay: the caller revokes the family) and the references
 (`id_token_id`, `access_token_id`) are the ids just returned. The claim is the same
 conditional UPDATE as `RefreshToken.revoke` (`revoked IS NULL`): under READ COMMITTED a
-concurrent claim makes it wait and then match no row. Elsewhere (SQLite) the same writes
-run as separate statements: `RefreshToken.revoke`, then the three INSERTs.
+concurrent claim makes it wait and then match no row. When the tokens carry a browser
+session, the same statement then locks the session row and notes the client on it
+(identity.sessions.session_client_steps: what session_client_record's two statements did,
+in the same order, in the same transaction), so that a refresh or a code redemption writes
+in one round trip instead of three. Elsewhere (SQLite) the same writes run as separate
+statements: `RefreshToken.revoke`, then the three INSERTs, and the caller notes the session.
 
 The caller holds the transaction (identity/oidc/request_validator.py, save_bearer_token).
 The code's claim at redemption (`claim_code`) is likewise one UPDATE written once per process.
@@ -40,6 +44,7 @@ from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_id_token_model, get_refresh_token_model
 
 from common.kept_cursor import kept_fetch, kept_rowcount
+from identity.sessions import session_client_params, session_client_steps
 
 
 @dataclass(frozen=True)
@@ -114,12 +119,21 @@ def insert_row(instance: Model, using: str | None = None) -> Model:
 @dataclass
 class IssuedRows:
     """The rows of one token response, not yet saved. `previous` is the refresh token
-    presented (a rotation), claimed before anything is written; None for a code."""
+    presented (a rotation), claimed before anything is written; None for a code.
+
+    `session_sid` (with `session_client`): the browser session to note the client on
+    (identity.sessions.session_client_record). On PostgreSQL the write statement does the
+    session's lock and note too and leaves their outcome in `session_found` for
+    identity.sessions.session_client_settle; elsewhere `session_found` stays None and the
+    caller calls session_client_record."""
 
     access_token: Any
     refresh_token: Any
     id_token: Any | None = None
     previous: Any | None = None
+    session_sid: str = ""
+    session_client: Any = None
+    session_found: tuple[Any, Any, bool] | None = None
 
 
 def write_tokens(rows: IssuedRows) -> bool:
@@ -143,7 +157,7 @@ def write_tokens(rows: IssuedRows) -> bool:
 # --- PostgreSQL: one statement ------------------------------------------------------------
 
 
-_one_statements: dict[tuple[str, bool, bool], str] = {}
+_one_statements: dict[tuple[str, bool, bool, bool], str] = {}
 
 
 def _select_list(insert: _Insert, linked: dict[str, str]) -> str:
@@ -152,8 +166,8 @@ def _select_list(insert: _Insert, linked: dict[str, str]) -> str:
     return ", ".join(linked.get(field.attname, "%s") for field in insert.fields)
 
 
-def _one_statement(using: str, *, claim: bool, id_token: bool) -> str:
-    key = (using, claim, id_token)
+def _one_statement(using: str, *, claim: bool, id_token: bool, session: bool = False) -> str:
+    key = (using, claim, id_token, session)
     sql = _one_statements.get(key)
     if sql is not None:
         return sql
@@ -198,6 +212,16 @@ def _one_statement(using: str, *, claim: bool, id_token: bool) -> str:
     tables = "a, r"
     if id_token:
         ids, tables = f"{ids}, i.{id_insert.pk_column}", f"{tables}, i"
+    else:
+        ids = f"{ids}, NULL"
+    if session:
+        # The browser session's lock and note (identity.sessions.session_client_record),
+        # once the refresh token is inserted: after the claim, as when they were statements
+        # of their own in the same transaction (the same lock order), and not at all when the
+        # claim fails. The lock is held until the caller's transaction commits.
+        session_steps, session_columns = session_client_steps(using, "r")
+        steps.append(session_steps)
+        ids = f"{ids}, {session_columns}"
     sql = f"WITH {', '.join(steps)} SELECT {ids} FROM {tables}"  # noqa: S608 - identifiers from metadata
     _one_statements[key] = sql
     return sql
@@ -226,7 +250,12 @@ def _write_in_one_statement(rows: IssuedRows, using: str) -> bool:
     params += _without(_values(access, rows.access_token, connection), access, linked_access)
     refresh = _insert_for(type(rows.refresh_token), using)
     params += _without(_values(refresh, rows.refresh_token, connection), refresh, ("access_token_id",))
-    sql = _one_statement(using, claim=previous is not None, id_token=rows.id_token is not None)
+    session = bool(rows.session_sid)
+    if session:
+        params += session_client_params(sid=rows.session_sid, client=rows.session_client, using=using)
+    sql = _one_statement(
+        using, claim=previous is not None, id_token=rows.id_token is not None, session=session
+    )
     row = kept_fetch(sql, params, db=connection)  # the kept cursor: common/kept_cursor.py
     if row is None:  # the claim matched no row: nothing was inserted
         return False
@@ -238,6 +267,8 @@ def _write_in_one_statement(rows: IssuedRows, using: str) -> bool:
     _saved(rows.access_token, row[0], using)
     rows.refresh_token.access_token = rows.access_token
     _saved(rows.refresh_token, row[1], using)
+    if session:
+        rows.session_found = (row[3], row[4], row[5])
     return True
 
 

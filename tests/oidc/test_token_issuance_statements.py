@@ -34,14 +34,14 @@ TRANSACTION_CONTROL = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")
 # ledger for the claims (1); claim the presented refresh token (UPDATE), delete its access
 # token and INSERT the ID token, the access token and the refresh token
 # (identity/oidc/token_writes.py: one statement on PostgreSQL, 2 + 3 elsewhere); lock the
-# browser session and note the client (2).
-MAX_REFRESH_STATEMENTS = 5 if connection.vendor == "postgresql" else 9
+# browser session and note the client (in that same statement on PostgreSQL, 2 elsewhere).
+MAX_REFRESH_STATEMENTS = 3 if connection.vendor == "postgresql" else 9
 # code redemption: claim the code, recording the token family, and read it with its
 # resident and browser session (identity/oidc/token_rows.py claimed_code_row: one statement
 # on PostgreSQL, the UPDATE then the SELECT elsewhere); the consent ledger (1); the three
 # INSERTs (one statement on PostgreSQL, 3 elsewhere); lock the browser session and note the
-# client (2).
-MAX_CODE_STATEMENTS = 5 if connection.vendor == "postgresql" else 8
+# client (in that same statement on PostgreSQL, 2 elsewhere).
+MAX_CODE_STATEMENTS = 3 if connection.vendor == "postgresql" else 8
 
 
 def data_statements(queries: CaptureQueriesContext) -> list[str]:

@@ -60,11 +60,13 @@ def test_redemption_and_refreshes_on_the_kept_cursor(flow: Any, settings: Any, p
     hot = {
         read_statements[("refresh", "default")].sql,
         read_statements[("claimed_code", "default")].sql,
-        # (the write with an ID token: a redemption, then a rotation; other tests of this
-        # process may have built the other variants, not run here)
-        _one_statements[("default", False, True)],
-        _one_statements[("default", True, True)],
-        *session_statements["default"],
+        # (the write with an ID token and the session's lock and note: a redemption, then a
+        # rotation; other tests of this process may have built the other variants, not run
+        # here)
+        _one_statements[("default", False, True, True)],
+        _one_statements[("default", True, True, True)],
+        # the note on its own, run once: the redemption found no link to update (then created)
+        session_statements["default"][1],
     }
     found = _prepared_statements()
     assert all((_server_text(sql) in found) is prepared for sql in hot), found
