@@ -899,6 +899,12 @@ class Validator(OAuth2Validator):
         self, id_token: dict[str, Any], token: Any, token_handler: Any, request: OAuthRequest
     ) -> str:
         claims, expiration_time = self.get_id_token_dictionary(token, token_handler, request)
+        issued = id_token.get("iat")
+        if isinstance(issued, int):
+            # `exp` from the instant `iat` was read, not from a second reading of the clock
+            # (which could fall in the next second): the lifetime is exactly the setting's.
+            claims["exp"] = issued + oauth2_settings.ID_TOKEN_EXPIRE_SECONDS
+            expiration_time = datetime.fromtimestamp(claims["exp"], tz=UTC)
         id_token.update(**claims)
         if "nonce" not in id_token and request.nonce:
             id_token["nonce"] = request.nonce

@@ -4,13 +4,17 @@ get_id_token_dictionary): each compared with the implementation it replaces."""
 
 from __future__ import annotations
 
+import base64
+import json
 import string
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
+from oauth2_provider.models import get_id_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import UNICODE_ASCII_CHARACTER_SET, Request
@@ -19,6 +23,8 @@ from identity.oidc import access_tokens
 from identity.oidc.access_tokens import random_token
 from identity.oidc.request_validator import Validator
 from tests.oidc.conftest import complete_flow, post_token
+
+IDToken = get_id_token_model()
 
 # --- refresh tokens: oauthlib's format ---------------------------------------------------------
 
@@ -104,3 +110,24 @@ def test_id_token_dictionary_is_django_oauth_toolkits_then_ours(
     ours.pop("jti"), theirs.pop("jti")
     assert ours == theirs
     assert ours["exp"] == int(our_expiry.timestamp())
+
+
+@pytest.mark.parametrize("endpoint", ["native", "oauthlib"])
+def test_id_token_lifetime_is_exactly_the_setting_across_a_second_boundary(
+    flow: Any, settings: Any, monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    """`iat` is read when the ID token is started and `exp` once its claims are gathered: a
+    clock that passes a second in between must not make the token live a second longer."""
+    settings.TOKEN_ENDPOINT = endpoint
+    code = flow.get_code()
+    second = int(time.time())
+    monkeypatch.setattr(time, "time", lambda: second + 0.999)  # iat: the end of one second
+    monkeypatch.setattr(timezone, "now", lambda: datetime.fromtimestamp(second + 1.2, tz=UTC))  # the next
+    response = flow.token(code)
+    assert response.status_code == 200, response.content
+    payload = response.json()["id_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["iat"] == second
+    assert claims["exp"] - claims["iat"] == oauth2_settings.ID_TOKEN_EXPIRE_SECONDS
+    row = IDToken.objects.get(jti=claims["jti"])
+    assert int(row.expires.timestamp()) == claims["exp"]
