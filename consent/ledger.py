@@ -67,7 +67,7 @@ from consent.models import (
     MerkleNode,
     TreeHead,
 )
-from consent.prepared import prepared_cursor, prepared_fetch
+from consent.prepared import prepared_fetch
 from identity.keys import active_signing_key, verification_key
 
 log = logging.getLogger(__name__)
@@ -181,9 +181,7 @@ def writer_head(*, subject_lock: int | None = None) -> LedgerHead:
     else:
         sql, params = _WRITER_HEAD_SQL, []
     for _ in range(2):
-        with prepared_cursor() as cursor:
-            cursor.execute(sql, params)
-            found = cursor.fetchone()
+        found = prepared_fetch(sql, params)
         if found is not None:
             size, root, frontier, behind_nodes, behind_heads = found[:5]
             head = LedgerHead(id=1, size=size, root_hash=root, frontier=frontier)
@@ -273,6 +271,12 @@ _SEQUENCE_CREATE_SQL = (
 )
 
 
+def _sequence_create() -> None:
+    """The counter row, when it is missing (a flushed test database)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SEQUENCE_CREATE_SQL)
+
+
 def _seq_check(seq: Any, size: int) -> int:
     """The leaf index the counter gave, which must be an integer at or past the head's size."""
     if type(seq) is not int or seq < size:
@@ -347,7 +351,7 @@ def _position_raise() -> None:
 
 
 # consent_record's write of the current state of (subject, purpose) after an event: one upsert
-# on its unique pair (`append`'s only `with_write`; migration consent 0012 writes the same one).
+# on its unique pair (`append(..., with_state=True)`; migration consent 0012 writes the same one).
 STATE_UPSERT_SQL = (
     "INSERT INTO consent_consentstate "
     "(subject_id, purpose_id, status, event_id, valid_until, renewal_required, updated_at) "
@@ -357,11 +361,7 @@ STATE_UPSERT_SQL = (
 )
 
 
-# A caller's statement and its parameters (`append`'s `with_write`).
-Write = tuple[str, Sequence[Any]]
-
-
-def append(head: LedgerHead, event: LedgerEvent, *, with_write: Write | None = None) -> LedgerEvent:
+def append(head: LedgerHead, event: LedgerEvent, *, with_state: bool = False) -> LedgerEvent:
     """Give `event` the next leaf index, hash it and insert it: pending until the sequencer
     (`integrate`) puts it into the Merkle tree.
 
@@ -370,20 +370,22 @@ def append(head: LedgerHead, event: LedgerEvent, *, with_write: Write | None = N
     LedgerTampered (the caller's transaction then rolls back: nothing written) when the head
     row is malformed (`head_check`), the counter is behind it, or the index is already held.
 
-    `with_write`: consent_record's write of the current state (`services._state_write`: the
-    upsert of the event's subject, purpose, type, id, validity and time), which must commit with
-    the event. On PostgreSQL the state's upsert, the counter and the event's INSERT are one call
-    of `consent_append_event`, which writes the same upsert from the event's columns
-    (`_append_one_statement`); elsewhere they run one after the other, in that order.
+    `with_state`: the event also becomes the current state of its (subject, purpose), as
+    consent_record needs (STATE_UPSERT_SQL, the upsert of the event's subject, purpose, type, id,
+    validity and time, as `services._state_write` gives it), committed with the event. On
+    PostgreSQL the state's upsert, the counter and the event's INSERT are one call of
+    `consent_append_event`, which writes the same upsert from the event's columns
+    (`_append_one_statement`: the upsert's parameters are never built in Python there);
+    elsewhere they run one after the other, in that order.
     """
     size = _writer_size(head)
     try:
         if connection.vendor == "postgresql":
-            _append_one_statement(event, size, with_write)
+            _append_one_statement(event, size, with_state)
         else:
-            if with_write is not None:
+            if with_state:
                 with connection.cursor() as cursor:
-                    cursor.execute(*with_write)
+                    cursor.execute(STATE_UPSERT_SQL, _state_params(event))
             event.seq = _take_seq(size)
             event.leaf_hash = merkle.leaf_hash(event_entry_bytes(event))
             _event_insert(event)
@@ -417,8 +419,8 @@ def entry_around_seq(event: LedgerEvent) -> tuple[bytes, bytes]:
     return before[:-1] + b',"seq":', b"," + after[1:]
 
 
-def _append_one_statement(event: LedgerEvent, size: int, with_write: Write | None) -> None:
-    """PostgreSQL: the current state's upsert (`with_write`: consent_record's, made of the event's
+def _append_one_statement(event: LedgerEvent, size: int, with_state: bool) -> None:
+    """PostgreSQL: the current state's upsert (`with_state`: consent_record's, made of the event's
     own columns), the counter's UPDATE ... RETURNING and the event's INSERT in one call of the
     PL/pgSQL function `consent_append_event` (migration consent 0012: its statements are planned
     once per connection, whatever the pooler). The leaf index is only known inside it, so the
@@ -426,24 +428,18 @@ def _append_one_statement(event: LedgerEvent, size: int, with_write: Write | Non
     `entry_around_seq`'s parts, and returned: Python checks it against its own hash of the same
     entry and raises (rolling the append back) if they ever differ. The counter row is locked
     from this call to the commit, as before."""
-    if with_write is not None and with_write[0] != STATE_UPSERT_SQL:
-        # The function writes the state's upsert itself, from the event's columns: any other
-        # statement would be silently dropped here, so it is refused before anything runs.
-        raise ValueError("on PostgreSQL, append's with_write can only be STATE_UPSERT_SQL")
     before, after = entry_around_seq(event)
-    params: list[Any] = [with_write is not None, b"\x00" + before, after]
+    params: list[Any] = [with_state, b"\x00" + before, after]
     params += [
         field.get_db_prep_save(getattr(event, field.attname), connection) for field in _append_fields()
     ]
     for _ in range(2):
-        with prepared_cursor() as cursor:
-            cursor.execute(_APPEND_CALL_SQL, params)
-            row = cursor.fetchone()
-            if row is not None:
-                break
-            # No counter row (a flushed test database): create it and call again (the state's
-            # write is an upsert: running it twice changes nothing).
-            cursor.execute(_SEQUENCE_CREATE_SQL)
+        row = prepared_fetch(_APPEND_CALL_SQL, params)
+        if row is not None:
+            break
+        # No counter row (a flushed test database): create it and call again (the state's
+        # write is an upsert: running it twice changes nothing).
+        _sequence_create()
     seq, stored_hash = row if row is not None else (None, b"")
     event.seq = seq = _seq_check(seq, size)
     event.leaf_hash = merkle.leaf_hash(before + str(seq).encode() + after)
@@ -643,12 +639,10 @@ def _append_many_one_statement(events: list[LedgerEvent], size: int, with_state:
         params[column] = [prep(getattr(event, name), connection) for event in events]
     rows: list[Any] = []
     for _ in range(2):
-        with prepared_cursor() as cursor:
-            cursor.execute(_APPEND_MANY_SQL, params)
-            rows = cursor.fetchall()
-            if rows:
-                break
-            cursor.execute(_SEQUENCE_CREATE_SQL)
+        rows = prepared_fetch(_APPEND_MANY_SQL, params, all_rows=True)
+        if rows:
+            break
+        _sequence_create()
     if len(rows) != len(events):
         _seq_check(None, size)
     first = _seq_check(rows[0][0], size)

@@ -33,6 +33,15 @@ batch's purposes of the holders of that group (profiles: the declared fields of 
 purpose in one statement); the others are called with `erase` once per purpose, as for one
 decision. The summaries are those the single decisions would record, event by event.
 
+A single decision asks its purpose's holders whether they hold anything **before** calling them:
+a holder may give `held(subject) -> (sql, params)`, one SQL boolean expression that is false only
+when `erase(subject)` would find nothing (profiles: whether the resident has a declared profile
+at all; whether any interest or correction row is theirs). consent puts the expressions of the
+purpose's holders into the statement that reads the decision's context under the subject's lock
+(`held_columns`; no statement of its own) and calls only the holders that answered true, or gave
+no `held`: a decision that erases nothing costs no statement of the holders. An expression may
+only read (it runs inside that read) and must never answer false where data is held.
+
 A browser's data joins an account only by the browser's proof (`subject_link_browser`);
 holders that keep browser data register a **browser-link listener** to move it then, in the
 same transaction: `register_browser_link_listener(name, listener)`, `listener(browser_hash,
@@ -42,7 +51,7 @@ user)`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +79,9 @@ class PurposeDataHolder:
     # absent when nothing went), as `erase` would for each in turn.
     group: str = ""
     erase_many: Callable[[DataSubject, tuple[str, ...]], dict[str, dict[str, Any]]] | None = None
+    # Optional, for single decisions: whether anything may be held for a subject, as one SQL
+    # boolean expression and its parameters (false: `erase` would erase nothing); see above.
+    held: Callable[[DataSubject], tuple[str, Sequence[Any]]] | None = None
 
     def __post_init__(self) -> None:
         if bool(self.group) != (self.erase_many is not None):
@@ -114,11 +126,40 @@ def held_purpose_codes() -> set[str]:
     return {holder.purpose_code for holder in _holders.values()}
 
 
-def erase_for(*, purpose_code: str, subject: DataSubject) -> dict[str, Any]:
-    """Run every holder of `purpose_code` for `subject` (caller's transaction); the summaries
-    of those that erased something, by holder name."""
+@dataclass(frozen=True)
+class HeldColumns:
+    """The holders of one purpose that give `held`, and their expressions as extra columns of a
+    SELECT (`sql`: ", (expr1), (expr2)", empty when there are none) with their parameters."""
+
+    names: tuple[str, ...]
+    sql: str
+    params: tuple[Any, ...]
+
+
+def held_columns(*, purpose_code: str, subject: DataSubject) -> HeldColumns:
+    """The `held` expressions of `purpose_code`'s holders for `subject`, in the registry's order."""
+    names: list[str] = []
+    columns: list[str] = []
+    params: list[Any] = []
+    for holder in holders(purpose_code):
+        if holder.held is not None:
+            sql, values = holder.held(subject)
+            names.append(holder.name)
+            columns.append(f", ({sql})")
+            params.extend(values)
+    return HeldColumns(tuple(names), "".join(columns), tuple(params))
+
+
+def erase_for(
+    *, purpose_code: str, subject: DataSubject, nothing_held: Collection[str] = ()
+) -> dict[str, Any]:
+    """Run every holder of `purpose_code` for `subject` (caller's transaction), but those named
+    in `nothing_held` (their `held` answered false in this transaction); the summaries of those
+    that erased something, by holder name."""
     erased: dict[str, Any] = {}
     for holder in holders(purpose_code):
+        if holder.name in nothing_held:
+            continue
         summary = holder.erase(subject)
         if summary:
             erased[holder.name] = summary

@@ -82,7 +82,7 @@ from consent.models import (
     SubjectKind,
     TreeHead,
 )
-from consent.prepared import prepared_cursor
+from consent.prepared import prepared_fetch
 from consent.rights import ErasureReport
 from identity.audit import audit_log
 from identity.models import User
@@ -252,23 +252,48 @@ def _context_sql(account: bool) -> str:
 
 
 def _decision_context(
-    *, user: User | None, browser_hash: str | None, purpose_code: str
-) -> tuple[Purpose, Subject | None, ConsentState | None, PrivacyNotice | None]:
+    *,
+    user: User | None,
+    browser_hash: str | None,
+    purpose_code: str,
+    held: purpose_data.HeldColumns | None = None,
+) -> tuple[Purpose, Subject | None, ConsentState | None, PrivacyNotice | None, frozenset[str]]:
     """The active purpose `purpose_code` (UnknownPurpose otherwise), the subject (None when it
     has no row yet), its current state for the purpose and the notice in force, read once under
-    the subject's lock (consent_record)."""
+    the subject's lock (consent_record); with `held`, in the same statement, the purpose data
+    holders' answers: the names of those that hold nothing for the subject."""
     user_key = None if user is None else User._meta.pk.get_db_prep_value(user.pk, connection)
+    held_sql, held_params = ("", ()) if held is None else (held.sql, held.params)
     if connection.vendor == "postgresql":
-        sql, params = _CONTEXT_CALL_SQL, [user_key, browser_hash, purpose_code]
+        params = [*held_params, user_key, browser_hash, purpose_code]
     else:
-        sql, params = (
-            _context_sql(user is not None),
-            [user_key if user is not None else browser_hash, purpose_code],
-        )
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return _context_of_row(purpose_code, row)
+        params = [*held_params, user_key if user is not None else browser_hash, purpose_code]
+    row = prepared_fetch(_context_held_sql(connection.vendor, user is not None, held_sql), params)
+    if row is None or held is None:
+        return (*_context_of_row(purpose_code, row), frozenset())
+    answers = row[_CONTEXT_WIDTH:]
+    # Only a false answer skips a holder (a NULL, from an expression of the holder's, does not).
+    nothing = frozenset(
+        name for name, answer in zip(held.names, answers, strict=True) if answer is not None and not answer
+    )
+    return (*_context_of_row(purpose_code, row[:_CONTEXT_WIDTH]), nothing)
+
+
+# The context read's own columns (_CONTEXT_SQL, consent_decision_context); the holders' answers follow.
+_CONTEXT_WIDTH = 20
+
+
+@functools.cache
+def _context_held_sql(vendor: str, account: bool, held_sql: str) -> str:
+    """The context read with the holders' `held` columns (`held_sql`: ", (expr)..."), after
+    the context's own: on PostgreSQL around the call of consent_decision_context, elsewhere in
+    the portable query's select list (their parameters come first in both)."""
+    if vendor == "postgresql":
+        if not held_sql:
+            return _CONTEXT_CALL_SQL
+        return _CONTEXT_CALL_SQL.replace("SELECT *", f"SELECT c.*{held_sql}", 1) + " c"
+    sql = _context_sql(account)
+    return sql.replace("\nFROM consent_purpose p\n", f"{held_sql}\nFROM consent_purpose p\n", 1)
 
 
 def _context_of_row(
@@ -447,6 +472,16 @@ def consent_record(
     )
 
     _purpose_code_check(purpose_code)
+    # The purpose data holders that can say whether they hold anything for the subject answer
+    # in the context read (purpose_data.held_columns): those holding nothing are not called.
+    held = None
+    if event_type != EventType.REQUESTED:
+        held = purpose_data.held_columns(
+            purpose_code=purpose_code,
+            subject=purpose_data.DataSubject(user_id=user.pk)
+            if user is not None
+            else purpose_data.DataSubject(browser_hash=browser_hash or ""),
+        )
 
     with transaction.atomic():
         # Writers share the head row (no wait for one another); the decisions of one subject
@@ -456,8 +491,8 @@ def consent_record(
         now = timezone.now()
         # After both locks: the purpose, the subject, its current state and the notice in force,
         # one read. Any check below that fails rolls the transaction back: nothing written.
-        purpose, subject, state, notice = _decision_context(
-            user=user, browser_hash=browser_hash, purpose_code=purpose_code
+        purpose, subject, state, notice, nothing_held = _decision_context(
+            user=user, browser_hash=browser_hash, purpose_code=purpose_code, held=held
         )
         partner_client_id, actor_type, actor_id, until = _decision_checks(
             purpose=purpose,
@@ -481,7 +516,7 @@ def consent_record(
             )
         if actor_type == ActorType.RESIDENT:
             actor_id = str(subject.id)
-        details = _purpose_data_erase(subject, purpose, event_type, state, now, details)
+        details = _purpose_data_erase(subject, purpose, event_type, state, now, details, nothing_held)
         event = _new_event(
             subject=subject,
             purpose=purpose,
@@ -498,7 +533,7 @@ def consent_record(
         # The append last, with the current state's upsert (one statement on PostgreSQL; the
         # state's reference to the event is checked at the commit): the leaf-index counter it
         # takes stays locked until the commit.
-        ledger.append(head, event, with_write=_state_write(subject=subject, purpose=purpose, event=event))
+        ledger.append(head, event, with_state=True)
         _state_update(state, event)
         if actor_type == ActorType.STAFF:
             audit_log(
@@ -628,13 +663,12 @@ def _decision_contexts(
     one statement on PostgreSQL, one per code elsewhere."""
     if connection.vendor != "postgresql":
         return [
-            _decision_context(user=user, browser_hash=browser_hash, purpose_code=code)
+            _decision_context(user=user, browser_hash=browser_hash, purpose_code=code)[:4]
             for code in purpose_codes
         ]
     user_key = None if user is None else User._meta.pk.get_db_prep_value(user.pk, connection)
-    with prepared_cursor() as cursor:
-        cursor.execute(_CONTEXTS_CALL_SQL, [purpose_codes, user_key, browser_hash])
-        rows = {row[0]: row[1:] for row in cursor.fetchall()}
+    found = prepared_fetch(_CONTEXTS_CALL_SQL, [purpose_codes, user_key, browser_hash], all_rows=True)
+    rows = {row[0]: row[1:] for row in found}
     return [_context_of_row(code, rows.get(k)) for k, code in enumerate(purpose_codes, start=1)]
 
 
@@ -890,13 +924,17 @@ def _purpose_data_erase(
     state: ConsentState | None,
     now: datetime,
     details: dict[str, Any] | None,
+    nothing_held: frozenset[str] = frozenset(),
 ) -> dict[str, Any] | None:
     """Erase the data held under `purpose` when this event ends its grant, or when it grants
     again after no grant (starting empty); what went is added to the event's details
-    (consent.purpose_data). `requested` changes nothing."""
+    (consent.purpose_data). `requested` changes nothing. `nothing_held`: the holders that said,
+    in this transaction, that they hold nothing for the subject (not called)."""
     if not _erases(subject, event_type, state, now):
         return details
-    erased = purpose_data.erase_for(purpose_code=purpose.code, subject=data_subject(subject))
+    erased = purpose_data.erase_for(
+        purpose_code=purpose.code, subject=data_subject(subject), nothing_held=nothing_held
+    )
     if not erased:
         return details
     return {**(details or {}), "erased": erased}

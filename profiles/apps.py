@@ -30,6 +30,8 @@ class ProfilesConfig(AppConfig):
                     # A batch of decisions clears the fields of all its ended purposes at once.
                     group="profiles.declared",
                     erase_many=services.declared_erase_many,
+                    # A single decision asks first, in its context read, whether anything is held.
+                    held=services.declared_held,
                 )
             )
         purpose_data.register_holder(
@@ -37,6 +39,7 @@ class ProfilesConfig(AppConfig):
                 name="profiles.interests",
                 purpose_code=taxonomy.BROWSING_PURPOSE,
                 erase=services.interests_erase,
+                held=services.interests_held,
             )
         )
         purpose_data.register_browser_link_listener("profiles.interests", services.browser_interests_link)

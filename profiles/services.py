@@ -14,7 +14,9 @@ Public API (keyword-only, one transaction each, nothing written on error):
   `interests_delete_all(*, subject)`.
 - `inference_settings_update(*, half_life_days, acting_user)`: the DPO's half-life.
 - `declared_erase(subject, purpose_code)`, `interests_erase(subject)`: the consent.purpose_data
-  holders, run by consent in the transaction of the event that ends (or restarts) a grant.
+  holders, run by consent in the transaction of the event that ends (or restarts) a grant;
+  `declared_held(subject)`, `interests_held(subject)`: their `held` expressions (whether
+  anything is held at all), asked first by a single decision.
 - `browser_interests_link(browser_hash, user)`: the browser-link listener: a browser's
   interests join the account once the browser proved it is the resident's.
 - `profiles_maintain(*, now=None) -> dict`: erase what is no longer granted (expired consents,
@@ -323,6 +325,14 @@ def _declared_erase_many_sql(cleared: tuple[str, ...], kept: tuple[str, ...]) ->
     )
 
 
+def declared_held(subject: DataSubject) -> tuple[str, list[Any]]:
+    """consent.purpose_data `held` of the declared-field holders: whether the resident has a
+    declared profile at all (declared_erase's own first question); a browser holds none."""
+    if subject.user_id is None:
+        return "1 = 0", []
+    return f"EXISTS ({_DECLARED_EXISTS_SQL})", [_user_id_value(subject.user_id)]
+
+
 def declared_erase_holder(purpose_code: str) -> Any:
     def erase(subject: DataSubject) -> dict[str, Any]:
         return declared_erase(subject, purpose_code)
@@ -519,10 +529,7 @@ def interests_erase(subject: DataSubject) -> dict[str, Any]:
 
     Two plain DELETEs (what the ORM's delete() runs for these models, which nothing refers to and
     no signal watches), without building a collector and compiling a query on the append path."""
-    if subject.user_id is not None:
-        where, params = "user_id = %s", [_user_id_value(subject.user_id)]
-    else:
-        where, params = "user_id IS NULL AND browser_hash = %s", [subject.browser_hash]
+    where, params = _interests_where(subject)
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {Interest._meta.db_table} WHERE {where}", params)  # noqa: S608
         interests = cursor.rowcount
@@ -534,6 +541,23 @@ def interests_erase(subject: DataSubject) -> dict[str, Any]:
     if corrections:
         summary["corrections"] = corrections
     return summary
+
+
+def interests_held(subject: DataSubject) -> tuple[str, list[Any]]:
+    """consent.purpose_data `held` of `interests_erase`: whether any interest or correction row
+    is the subject's (the rows its two DELETEs would remove)."""
+    where, params = _interests_where(subject)
+    return (
+        f"EXISTS (SELECT 1 FROM {Interest._meta.db_table} WHERE {where}) "  # noqa: S608
+        f"OR EXISTS (SELECT 1 FROM {InterestCorrection._meta.db_table} WHERE {where})",
+        params * 2,
+    )
+
+
+def _interests_where(subject: DataSubject) -> tuple[str, list[Any]]:
+    if subject.user_id is not None:
+        return "user_id = %s", [_user_id_value(subject.user_id)]
+    return "user_id IS NULL AND browser_hash = %s", [subject.browser_hash]
 
 
 def browser_interests_link(browser_hash: str, user: Any) -> None:

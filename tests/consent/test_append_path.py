@@ -17,7 +17,7 @@ from django.db import connection
 
 from consent import ledger, merkle, services
 from consent.ledger import LedgerTampered, entry_around_seq, event_entry_bytes
-from consent.models import ConsentState, LedgerEvent, Purpose
+from consent.models import ConsentState, LedgerEvent, Purpose, Subject
 from consent.selectors import consent_is_granted, ledger_verify
 from consent.services import browser_id_hash, consent_record
 from identity.oidc.sharing import purpose_for_client_scopes
@@ -313,10 +313,17 @@ def test_the_append_function_takes_every_column_of_the_event_but_its_index_and_l
     assert columns == functions.EVENT_COLUMNS
 
 
-def test_the_one_call_append_refuses_a_write_it_would_not_run() -> None:
-    """On PostgreSQL `consent_append_event` writes consent_record's state upsert itself, from the
-    event's columns: any other `with_write` would be dropped without a word, so it is refused
-    before a statement runs (no database needed to reach the refusal)."""
-    with pytest.raises(ValueError, match="STATE_UPSERT_SQL"):
-        ledger._append_one_statement(_event(), 0, ("UPDATE consent_consentstate SET status = %s", ["given"]))
+@pytest.mark.parametrize("valid_until", [datetime(2027, 6, 6, 5, 4, 3, 21, tzinfo=UTC), None])
+@pytest.mark.django_db
+def test_the_appended_state_is_the_one_consent_record_writes(valid_until: datetime | None) -> None:
+    """`append(..., with_state=True)` upserts the current state from the event's own columns
+    (ledger._state_params; on PostgreSQL consent_append_event does it from the same columns):
+    the statement and parameters `services._state_write` gives for that event, with the same
+    conversions, so no parameter of the state is built where nothing runs it."""
+    event = _event(valid_until=valid_until, event_type="withdrawn")
+    subject = Subject(id=event.subject_id, kind="account")
+    purpose = Purpose(pk=event.purpose_id, code=event.purpose_code)
+    sql, params = services._state_write(subject=subject, purpose=purpose, event=event)
+    assert sql == ledger.STATE_UPSERT_SQL
+    assert list(params) == ledger._state_params(event)
     assert services._STATE_UPSERT_SQL is ledger.STATE_UPSERT_SQL
