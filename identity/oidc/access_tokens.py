@@ -443,8 +443,10 @@ def _read_resident(
         params = AccountGateSQL.params(purpose_code) if purpose_code is not None else []
         params += [checksum(token), now]
     # On a cursor kept per connection, prepared where the deployment allows it
-    # (common/kept_cursor.py: what a Django cursor does around it, without building one).
-    row = prepared_fetch(query.sql, params, db=db)
+    # (common/kept_cursor.py: what a Django cursor does around it, without building one);
+    # the function form binds its parameters on the server (the functions' declared
+    # argument types: nothing for the client to quote into the text).
+    row = prepared_fetch(query.sql, params, db=db, server_binding=query.function)
     if row is None:
         return None, None
     values = list(row[: query.size])
