@@ -91,6 +91,8 @@ def test_server_binding_answers_as_the_kept_cursor_on_a_cursor_of_its_own(
     probe: Any, settings: Any, prepared: bool
 ) -> None:
     settings.CONSENT_PREPARED_STATEMENTS = prepared
+    if hasattr(connection, "_kept_server_binding_cursor"):  # kept from an earlier test
+        delattr(connection, "_kept_server_binding_cursor")
     kept_fetch(INSERT, [1, "un"])
     assert kept_fetch(INSERT, [2, "deux"], server_binding=True) == (2,)
     assert kept_fetch(SELECT, [2], server_binding=True) == kept_fetch(SELECT, [2]) == ("deux",)
