@@ -19,7 +19,9 @@ statements then run unprepared, one round trip each all the same.
 
 `kept_fetch(sql, params)` runs one such statement and returns its rows (`fetchone()`, or
 `fetchall()` with `all_rows`); `kept_rowcount(sql, params)` runs one and returns the number of
-rows it changed (an UPDATE or DELETE without RETURNING). When no one watches the queries, they
+rows it changed (an UPDATE or DELETE without RETURNING); `kept_fetch(..., server_binding=True)`
+runs an unprepared statement on a second kept cursor that binds its parameters on the server
+(for a bare call of a PL/pgSQL function: the userinfo read). When no one watches the queries, they
 keep one cursor per database connection (server-binding and preparing with prepared
 statements on, else the backend's own cursor class) and execute on it directly: what a Django
 cursor does around a statement (the health check once per request, the check that the
@@ -45,6 +47,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 _ONLY_WHEN_ASKED = 2**31 - 1
 _KEPT = "_kept_cursor"  # the attribute of the connection wrapper (thread-local) holding it
+_KEPT_SERVER_BINDING = "_kept_server_binding_cursor"  # the same, binding on the server
 
 
 class PreparingCursor(psycopg.Cursor[Any]):
@@ -85,10 +88,12 @@ def prepared_cursor(db: BaseDatabaseWrapper | None = None) -> Any:
         return db._prepare_cursor(PreparingCursor(raw))  # type: ignore[attr-defined]
 
 
-def _kept(db: BaseDatabaseWrapper) -> Any | None:
+def _kept(db: BaseDatabaseWrapper, server_binding: bool = False) -> Any | None:
     """`db`'s kept raw cursor, after what connection.cursor() and CursorWrapper.execute check
     before a statement, in their order; None when the statement must go through a Django
-    cursor (not PostgreSQL, queries logged, execute wrappers installed)."""
+    cursor (not PostgreSQL, queries logged, execute wrappers installed). `server_binding`:
+    the kept server-binding cursor (psycopg's `Cursor`; the preparing one when the switch is
+    on), a second cursor of the same connection."""
     if db.vendor != "postgresql" or db.queries_logged or db.execute_wrappers:
         return None
     prepared = prepared_statements()
@@ -96,26 +101,36 @@ def _kept(db: BaseDatabaseWrapper) -> Any | None:
     db.ensure_connection()
     db.validate_no_broken_transaction()
     raw = db.connection
-    kept = getattr(db, _KEPT, None)
+    attribute = _KEPT_SERVER_BINDING if server_binding and not prepared else _KEPT
+    kept = getattr(db, attribute, None)
     if kept is None or kept[0] is not raw or kept[1] is not prepared or kept[2].closed:
         db.validate_thread_sharing()
+        cursor: psycopg.Cursor[Any]
         if prepared:
             _allow_prepared(raw)
             cursor = PreparingCursor(raw)
+        elif server_binding:
+            cursor = psycopg.Cursor(raw)
         else:
             with db.wrap_database_errors:
                 cursor = db.create_cursor()  # the backend's own cursor class, unwrapped
         kept = (raw, prepared, cursor)
-        setattr(db, _KEPT, kept)
+        setattr(db, attribute, kept)
     return kept[2]
 
 
-def _run(sql: str, params: Any, db: BaseDatabaseWrapper | None, take: Callable[[Any], Any]) -> Any:
+def _run(
+    sql: str,
+    params: Any,
+    db: BaseDatabaseWrapper | None,
+    take: Callable[[Any], Any],
+    server_binding: bool = False,
+) -> Any:
     """Execute `sql` on `db`'s kept cursor (or, when queries are watched, a Django cursor)
     and return `take(cursor)`."""
     if db is None:
         db = connections[DEFAULT_DB_ALIAS]
-    cursor = _kept(db)
+    cursor = _kept(db, server_binding)
     if cursor is None:
         with prepared_cursor(db) as wrapped:
             wrapped.execute(sql, params)
@@ -138,11 +153,22 @@ def _rowcount(cursor: Any) -> int:
 
 
 def kept_fetch(
-    sql: str, params: Any, *, all_rows: bool = False, db: BaseDatabaseWrapper | None = None
+    sql: str,
+    params: Any,
+    *,
+    all_rows: bool = False,
+    db: BaseDatabaseWrapper | None = None,
+    server_binding: bool = False,
 ) -> Any:
     """Run `sql` (prepared when the deployment allows it) and return `fetchone()`, or
-    `fetchall()` with `all_rows`, on `db` (the default database's connection if None)."""
-    return _run(sql, params, db, _all_rows if all_rows else _one_row)
+    `fetchall()` with `all_rows`, on `db` (the default database's connection if None).
+
+    `server_binding`: unprepared too, the parameters travel apart from the statement (the
+    extended protocol's unnamed statement) instead of being quoted into its text by the
+    client: less client CPU per call. For statements whose parameters PostgreSQL types the
+    same either way (e.g. a function's declared arguments); the rows are read by the same
+    loaders. When queries are watched the Django cursor runs it, binding on the client."""
+    return _run(sql, params, db, _all_rows if all_rows else _one_row, server_binding)
 
 
 def kept_rowcount(sql: str, params: Any, *, db: BaseDatabaseWrapper | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import django.db.utils
+import psycopg
 import pytest
 from django.db import connection, transaction
 from django.db.transaction import TransactionManagementError
@@ -82,6 +83,35 @@ def test_the_cursor_is_kept_per_connection_and_follows_the_switch(
     settings.CONSENT_PREPARED_STATEMENTS = not prepared
     assert kept_fetch(SELECT, [1]) == ("deux",)
     assert _kept()[1] is not prepared and _kept()[2] is not kept[2]
+
+
+@postgresql_only
+@prepared_or_not
+def test_server_binding_answers_as_the_kept_cursor_on_a_cursor_of_its_own(
+    probe: Any, settings: Any, prepared: bool
+) -> None:
+    settings.CONSENT_PREPARED_STATEMENTS = prepared
+    if hasattr(connection, "_kept_server_binding_cursor"):  # kept from an earlier test
+        delattr(connection, "_kept_server_binding_cursor")
+    kept_fetch(INSERT, [1, "un"])
+    assert kept_fetch(INSERT, [2, "deux"], server_binding=True) == (2,)
+    assert kept_fetch(SELECT, [2], server_binding=True) == kept_fetch(SELECT, [2]) == ("deux",)
+    assert kept_fetch(SELECT, [3], server_binding=True) is None
+    rows = kept_fetch(f"SELECT id, label FROM {TABLE} ORDER BY id", [], all_rows=True, server_binding=True)
+    assert rows == [(1, "un"), (2, "deux")]
+    # A server-binding cursor (the preparing one when the switch is on), kept per connection.
+    binding = getattr(connection, "_kept_server_binding_cursor", None)
+    if prepared:
+        assert binding is None
+    else:
+        assert binding[0] is connection.connection and binding[2] is not _kept()[2]
+        assert type(binding[2]) is psycopg.Cursor  # not the client-binding ClientCursor
+        assert kept_fetch(SELECT, [1], server_binding=True) == ("un",)
+        assert getattr(connection, "_kept_server_binding_cursor", None) is binding
+    # In the caller's transaction too, and its errors are Django's.
+    with pytest.raises(django.db.utils.IntegrityError), transaction.atomic():
+        kept_fetch(INSERT, [1, "encore"], server_binding=True)
+    assert kept_fetch(SELECT, [1], server_binding=True) == ("un",)
 
 
 @postgresql_only

@@ -336,35 +336,49 @@ _RESIDENT_BASE_FIELDS = ("id", "is_active")
 
 
 class _ResidentQuery:
-    """The statement of one (backend, with gate, claims registry generation), and how to
-    turn its row into a User as Model.from_db would, worked out once:
+    """The statement of one (backend, with gate, claims registry generation, form), and how
+    to turn its row into a User as Model.from_db would, worked out once:
 
+    - `function`: the statement calls the PL/pgSQL functions (PostgreSQL: migration identity
+      0011's `oidc_token_resident`, and consent 0013's `consent_gate` with the gate), whose
+      plans the backend keeps; else the plain statement (SQLite, and the reference in tests);
     - `converters`: (position, the column's database converters, the column expression),
       for the columns that have any (the ORM applies them, e.g. JSON on SQLite);
     - `slots`: for each concrete field of User in order, its position in the row or -1
       (a deferred field: Model.from_db's DEFERRED, loaded lazily if ever touched).
     """
 
-    __slots__ = ("converters", "size", "slots", "sql")
+    __slots__ = ("converters", "function", "size", "slots", "sql")
 
-    def __init__(self, sql: str, size: int, converters: list[tuple[int, list[Any], Any]], slots: list[int]):
+    def __init__(
+        self,
+        sql: str,
+        size: int,
+        converters: list[tuple[int, list[Any], Any]],
+        slots: list[int],
+        function: bool,
+    ):
         self.sql = sql
         self.size = size
         self.converters = converters
         self.slots = slots
+        self.function = function
 
 
-# (vendor, with gate, claims registry generation) -> the statement and its readers.
-_resident_query: dict[tuple[str, bool, int], _ResidentQuery] = {}
+# (vendor, with gate, claims registry generation, plain) -> the statement and its readers.
+_resident_query: dict[tuple[str, bool, int, bool], _ResidentQuery] = {}
 
 
-def _resident_token_query(db_connection: Any, *, with_gate: bool) -> _ResidentQuery:
+def _resident_token_query(db_connection: Any, *, with_gate: bool, plain: bool = False) -> _ResidentQuery:
     """The statement for this backend (_ResidentQuery), built once.
 
-    `with_gate` adds the consent ledger's gate for one purpose (consent.gate
-    .account_gate_sql) to the same statement, after the resident's columns.
+    `with_gate` adds the consent ledger's gate for one purpose to the same statement, after
+    the resident's columns: on PostgreSQL a call of `consent_gate` (one column, the answer),
+    else consent.gate.account_gate_sql's joins and columns. `plain` asks for the plain
+    statement on PostgreSQL too (the reference the function form is tested against).
     """
-    key = (db_connection.vendor, with_gate, claims_registry.generation())
+    function = db_connection.vendor == "postgresql" and not plain
+    key = (db_connection.vendor, with_gate, claims_registry.generation(), plain)
     cached = _resident_query.get(key)
     if cached is not None:
         return cached
@@ -375,18 +389,25 @@ def _resident_token_query(db_connection: Any, *, with_gate: bool) -> _ResidentQu
     # In the model's field order, as Model.from_db() takes the values.
     fields = [field for field in user.concrete_fields if field.name in wanted]
     columns = ", ".join(f'u."{field.column}"' for field in fields)
-    joins = ""
-    if with_gate:
-        gate = account_gate_sql(f'u."{user.pk.column}"')
-        columns += ", " + gate.columns
-        joins = " " + gate.joins
     # Only table and column names from the models are interpolated; values are parameters.
-    sql = (
-        f'SELECT {columns} FROM "{user.db_table}" u JOIN "{token.db_table}" t '  # noqa: S608
-        f'ON t."{token.get_field("user").column}" = u."{user.pk.column}"{joins} '
-        f'WHERE t."{token.get_field("token_checksum").column}" = %s '
-        f'AND t."{token.get_field("expires").column}" > %s'
-    )
+    if function:
+        # The function returns the token's resident as a whole identity_user row (migration
+        # identity 0011): the same columns are selected from it.
+        if with_gate:
+            columns += f', consent_gate(u."{user.pk.column}", NULL, %s, %s)'
+        sql = f"SELECT {columns} FROM oidc_token_resident(%s, %s) u"  # noqa: S608
+    else:
+        joins = ""
+        if with_gate:
+            gate = account_gate_sql(f'u."{user.pk.column}"')
+            columns += ", " + gate.columns
+            joins = " " + gate.joins
+        sql = (
+            f'SELECT {columns} FROM "{user.db_table}" u JOIN "{token.db_table}" t '  # noqa: S608
+            f'ON t."{token.get_field("user").column}" = u."{user.pk.column}"{joins} '
+            f'WHERE t."{token.get_field("token_checksum").column}" = %s '
+            f'AND t."{token.get_field("expires").column}" > %s'
+        )
     converters = []
     for position, field in enumerate(fields):
         column = field.get_col(user.db_table)
@@ -396,26 +417,38 @@ def _resident_token_query(db_connection: Any, *, with_gate: bool) -> _ResidentQu
             converters.append((position, found, column))
     selected = {field.attname: position for position, field in enumerate(fields)}
     slots = [selected.get(field.attname, -1) for field in user.concrete_fields]
-    query = _ResidentQuery(sql, len(fields), converters, slots)
+    query = _ResidentQuery(sql, len(fields), converters, slots, function)
     _resident_query[key] = query
     return query
 
 
-def _read_resident(token: str, purpose_code: str | None) -> tuple[Any | None, tuple[Any, ...]]:
-    """(active resident or None, the gate's columns if asked) for a resident token."""
+def _read_resident(
+    token: str, purpose_code: str | None, *, plain: bool = False
+) -> tuple[Any | None, bool | None]:
+    """(active resident or None, the consent gate's answer for `purpose_code` if asked: None
+    when the purpose is unknown) for a resident token. `plain`: the plain statement
+    (_resident_token_query)."""
 
     db = connections[DEFAULT_DB_ALIAS]  # what `connection` proxies to, looked up once
-    query = _resident_token_query(db, with_gate=purpose_code is not None)
-    params: list[Any] = []
-    if purpose_code is not None:
-        params += AccountGateSQL.params(purpose_code)
+    query = _resident_token_query(db, with_gate=purpose_code is not None, plain=plain)
     # What the `expires` field's get_db_prep_value gives for an aware datetime.
-    params += [checksum(token), db.ops.adapt_datetimefield_value(timezone.now())]
+    now = db.ops.adapt_datetimefield_value(timezone.now())
+    params: list[Any]
+    if query.function:
+        # The gate's instant is the application's clock too (consent.gate), the same instant.
+        params = [checksum(token), now]
+        if purpose_code is not None:
+            params = [purpose_code, now, *params]
+    else:
+        params = AccountGateSQL.params(purpose_code) if purpose_code is not None else []
+        params += [checksum(token), now]
     # On a cursor kept per connection, prepared where the deployment allows it
-    # (consent/prepared.py: what a Django cursor does around it, without building one).
-    row = prepared_fetch(query.sql, params, db=db)
+    # (common/kept_cursor.py: what a Django cursor does around it, without building one);
+    # the function form binds its parameters on the server (the functions' declared
+    # argument types: nothing for the client to quote into the text).
+    row = prepared_fetch(query.sql, params, db=db, server_binding=query.function)
     if row is None:
-        return None, ()
+        return None, None
     values = list(row[: query.size])
     for position, converters, column in query.converters:
         value = values[position]
@@ -427,7 +460,13 @@ def _read_resident(token: str, purpose_code: str | None) -> tuple[Any | None, tu
     user = model(*[values[slot] if slot >= 0 else DEFERRED for slot in query.slots])
     user._state.adding = False
     user._state.db = db.alias
-    return (user if user.is_active else None), tuple(row[query.size :])
+    if not user.is_active:
+        return None, None
+    if purpose_code is None:
+        return user, None
+    if query.function:
+        return user, row[query.size]  # consent_gate's answer: NULL for an unknown purpose
+    return user, account_gate_decision(tuple(row[query.size :]))
 
 
 def resident_of(token: str, claims: dict[str, Any]) -> Any | None:
@@ -453,10 +492,7 @@ def resident_and_consent(
     """
     if is_client_token(claims):
         return None, None
-    user, gate = _read_resident(token, purpose_code)
-    if user is None:
-        return None, None
-    return user, account_gate_decision(gate)
+    return _read_resident(token, purpose_code)
 
 
 def live_token(token: str, claims: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any | None] | None:

@@ -1,0 +1,165 @@
+"""The resident read of userinfo and introspection as a PL/pgSQL function (issue 14, W3;
+migration identity 0011).
+
+On PostgreSQL identity.oidc.access_tokens reads a resident token's row, its resident and (at
+userinfo) the consent gate in one statement calling `oidc_token_resident` and `consent_gate`;
+the plain statement (three joins, or five with the gate's) stays, for SQLite and as the
+reference here: for every state of the token, the resident and the sharing's consent, both
+forms must give the same resident (every selected column) and the same answer of the gate.
+Correctness only: speed is measured by bench/oidc.py (bench/README.md).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from consent.models import ConsentState, Purpose
+from consent.selectors import consent_is_granted
+from consent.services import consent_record
+from identity.models import User
+from identity.oidc import access_tokens
+from identity.oidc import claims as claims_registry
+from identity.oidc.models import AccessToken
+from identity.oidc.sharing import sharing_purpose_code
+from tests.conftest import OIDCFlow
+from tests.oidc.conftest import complete_flow, userinfo
+
+pytestmark = pytest.mark.django_db
+POSTGRESQL = connection.vendor == "postgresql"
+function_only = pytest.mark.skipif(not POSTGRESQL, reason="the PL/pgSQL function of migration identity 0011")
+
+SCOPES = ["openid", "profile", "email"]
+UNKNOWN = "no-such-purpose"
+
+
+def _columns(user: Any) -> dict[str, Any] | None:
+    if user is None:
+        return None
+    names = {"id", "is_active", *claims_registry.resident_user_fields()}
+    return {name: getattr(user, User._meta.get_field(name).attname) for name in names}
+
+
+def _both(token: str, code: str | None) -> tuple[Any, Any]:
+    """(function form, plain statement), each as (the resident's selected columns, the gate)."""
+    function_user, function_granted = access_tokens._read_resident(token, code)
+    plain_user, plain_granted = access_tokens._read_resident(token, code, plain=True)
+    return (_columns(function_user), function_granted), (_columns(plain_user), plain_granted)
+
+
+def _record(resident: Any, code: str, event_type: str, valid_until: Any = None) -> None:
+    consent_record(
+        user=resident,
+        purpose_code=code,
+        event_type=event_type,
+        collection_method="web_form",
+        valid_until=valid_until,
+    )
+
+
+@pytest.fixture
+def shared(make_client: Any, signed_in: Any) -> tuple[str, str]:
+    """(a resident's access token, its sharing's purpose code): consent given by the flow."""
+    rp = make_client(name="Médiathèques")
+    tokens = complete_flow(OIDCFlow(signed_in, rp))
+    code = sharing_purpose_code(rp.client, SCOPES)
+    assert code
+    return tokens["access_token"], code
+
+
+def _same(token: str, codes: list[str | None]) -> list[Any]:
+    answers = []
+    for code in codes:
+        function, plain = _both(token, code)
+        assert function == plain, code
+        answers.append(function)
+    return answers
+
+
+@function_only
+def test_the_function_reads_as_the_plain_statement_for_every_consent_state(
+    shared: Any, resident: Any
+) -> None:
+    token, code = shared
+    now = timezone.now()
+    answers = []
+    # given by the flow; withdrawn; given again, expiring tomorrow; refused.
+    answers += _same(token, [None, code, UNKNOWN])
+    _record(resident, code, "withdrawn")
+    answers += _same(token, [code])
+    _record(resident, code, "given", now + timedelta(days=1))
+    answers += _same(token, [code])
+    _record(resident, code, "refused")
+    answers += _same(token, [code])
+    # given, then its end passes (recorded in force, read after it).
+    with mock.patch.object(timezone, "now", return_value=now - timedelta(days=2)):
+        _record(resident, code, "given", now - timedelta(days=1))
+    answers += _same(token, [code])
+    # given, then a material notice asks for renewal.
+    _record(resident, code, "given")
+    answers += _same(token, [code])
+    ConsentState.objects.filter(purpose__code=code).update(renewal_required=True)
+    answers += _same(token, [code])
+    # given, but the purpose retired.
+    ConsentState.objects.filter(purpose__code=code).update(renewal_required=False)
+    answers += _same(token, [code])
+    Purpose.objects.filter(code=code).update(is_active=False)
+    answers += _same(token, [code])
+    granted = [granted for _user, granted in answers]
+    assert granted == [None, True, None, False, True, False, False, True, False, True, False]
+    assert all(user is not None and user["id"] == resident.pk for user, _granted in answers)
+    Purpose.objects.filter(code=code).update(is_active=True)
+    assert answers[-2][1] is consent_is_granted(user=resident, purpose_code=code)
+
+
+@function_only
+@pytest.mark.parametrize("state", ["revoked", "expired", "inactive", "altered", "another_token"])
+def test_the_function_finds_no_resident_where_the_plain_statement_finds_none(
+    shared: Any, resident: Any, state: str
+) -> None:
+    token, code = shared
+    checksum = access_tokens.checksum(token)
+    if state == "revoked":
+        AccessToken.objects.filter(token_checksum=checksum).delete()
+    elif state == "expired":
+        past = timezone.now() - timedelta(seconds=1)
+        AccessToken.objects.filter(token_checksum=checksum).update(expires=past)
+    elif state == "inactive":
+        User.objects.filter(pk=resident.pk).update(is_active=False)
+    elif state == "altered":
+        token = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    else:
+        AccessToken.objects.filter(token_checksum=checksum).update(token_checksum="0" * 64)
+    for asked in (None, code, UNKNOWN):
+        function, plain = _both(token, asked)
+        assert function == plain == (None, None), (state, asked)
+
+
+@function_only
+def test_userinfo_reads_by_one_call_of_the_functions(shared: Any) -> None:
+    token, _code = shared
+    with CaptureQueriesContext(connection) as queries:
+        response = userinfo(token)
+    assert response.status_code == 200
+    assert "email" in response.json()
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert len(statements) == 1, statements
+    assert "oidc_token_resident(" in statements[0] and "consent_gate(" in statements[0]
+    assert "identity_accesstoken" not in statements[0]
+
+
+def test_the_plain_statement_is_the_form_without_the_functions(shared: Any) -> None:
+    """SQLite runs the plain statement (no functions there); on PostgreSQL it is asked for."""
+    plain = access_tokens._resident_token_query(connection, with_gate=True, plain=True)
+    assert not plain.function and "oidc_token_resident" not in plain.sql
+    used = access_tokens._resident_token_query(connection, with_gate=True)
+    assert used.function is POSTGRESQL
+    token, code = shared
+    user, granted = access_tokens._read_resident(token, code)
+    assert user is not None and granted is True
