@@ -73,6 +73,46 @@ OPERATIONS: list[tuple[str, str, int]] = [
     ("signin", "password sign-in (GET /connexion/ → POST → session)", 40),
 ]
 
+# Workloads W1–W6 of issue 14 ("Speed"): node-oidc-provider v9's figures (SQLite store) and
+# the issue's targets, both in operations per CPU-second of the server; `--reference node`
+# measures node-oidc-provider in the same run and prints ours as a share of it.
+ISSUE14: dict[str, tuple[str, int, int]] = {
+    "client_credentials": ("W1", 5300, 4000),
+    "introspection": ("W2", 5300, 4000),
+    "userinfo": ("W3", 6200, 4500),
+    "refresh": ("W4", 1180, 850),
+    "auth_code": ("W5", 700, 500),
+    "discovery": ("W6", 9700, 7000),
+}
+
+# The endpoints the load is sent to. Read from each provider's discovery document at set-up
+# (`endpoint_paths`); the well-known path and the health probes are not in it.
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+DISCOVERED = {
+    "authorize": "authorization_endpoint",
+    "token": "token_endpoint",
+    "userinfo": "userinfo_endpoint",
+    "introspect": "introspection_endpoint",
+    "jwks": "jwks_uri",
+}
+
+
+def endpoint_paths(discovery: dict[str, Any]) -> dict[str, str]:
+    """The loaded paths of a provider, from its discovery document.
+
+    Only the path is kept: ours writes its endpoints under the issuer, node-oidc-provider
+    under the origin the request reached (here the loopback address).
+    """
+    paths = {"discovery": DISCOVERY_PATH, "healthz": "/healthz", "readyz": "/readyz"}
+    for name, key in DISCOVERED.items():
+        url = discovery.get(key)
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise BenchError(f"discovery: {key} {url!r} is not an absolute URL without a query")
+        paths[name] = parts.path
+    return paths
+
+
 # Residents for the sign-in load: one per connection at least, so that no account sees
 # concurrent sign-ins (the limits count failures only; a failure is a benchmark error).
 SIGNIN_RESIDENTS = 16
@@ -212,12 +252,8 @@ def proxy_headers() -> dict[str, str]:
     return {"X-Forwarded-Proto": "https", "X-Forwarded-For": LOOPBACK}
 
 
-async def auth_code_round_trip(
-    conn: Connection, spec: dict[str, Any], timings: list[float] | None = None
-) -> dict[str, Any]:
-    """authorize (signed-in session, PKCE) -> code -> token. Raises BenchError on failure."""
-    verifier, challenge = pkce_pair()
-    state = secrets.token_urlsafe(12)
+def authorize_path(spec: dict[str, Any], challenge: str, state: str) -> str:
+    """The authorization request of W5 (code flow, PKCE S256) at the provider's endpoint."""
     query = urlencode(
         {
             "response_type": "code",
@@ -230,8 +266,19 @@ async def auth_code_round_trip(
             "code_challenge_method": "S256",
         }
     )
+    return spec["paths"]["authorize"] + "?" + query
+
+
+async def auth_code_round_trip(
+    conn: Connection, spec: dict[str, Any], timings: list[float] | None = None
+) -> dict[str, Any]:
+    """authorize (signed-in session, PKCE) -> code -> token. Raises BenchError on failure."""
+    verifier, challenge = pkce_pair()
+    state = secrets.token_urlsafe(12)
     t0 = time.perf_counter()
-    authz = await conn.request("GET", "/authorize?" + query, {"Cookie": spec["session_cookie"]})
+    authz = await conn.request(
+        "GET", authorize_path(spec, challenge, state), {"Cookie": spec["session_cookie"]}
+    )
     t1 = time.perf_counter()
     location = authz.header("location") or ""
     if authz.status not in (302, 303) or not location.startswith(REDIRECT_URI):
@@ -251,7 +298,7 @@ async def auth_code_round_trip(
     ).encode()
     token = await conn.request(
         "POST",
-        "/token",
+        spec["paths"]["token"],
         {"Authorization": spec["code_client_basic"], "Content-Type": FORM},
         body,
     )
@@ -323,7 +370,10 @@ async def sign_in(
 async def refresh_once(conn: Connection, spec: dict[str, Any], refresh_token: str) -> str:
     body = urlencode({"grant_type": "refresh_token", "refresh_token": refresh_token}).encode()
     response = await conn.request(
-        "POST", "/token", {"Authorization": spec["code_client_basic"], "Content-Type": FORM}, body
+        "POST",
+        spec["paths"]["token"],
+        {"Authorization": spec["code_client_basic"], "Content-Type": FORM},
+        body,
     )
     if response.status != 200:
         raise BenchError(f"refresh: HTTP {response.status} {response.body[:200]!r}")
@@ -573,6 +623,11 @@ def in_process_code_round_trip(browser: Any, api: Any, client: dict[str, Any]) -
 
 
 class Bench:
+    # An active token's introspection answer contains this (JSON as each provider writes it).
+    active_needle = '"active": true'
+    # Issue 14's target for one web worker's resident memory (ours only).
+    memory_target_mib: int | None = 150
+
     @classmethod
     def for_in_process(cls, *, database_url: str, redis_url: str, keep_db: bool = False) -> Bench:
         """A Bench that only prepares the database and the environment (setup, step 1), for
@@ -606,6 +661,9 @@ class Bench:
         self.clients: dict[str, dict[str, Any]] = {}
         self.session_cookie = ""
         self.results: dict[str, dict[str, Any]] = {}
+        # Until the discovery document is read (start_service): the probes only.
+        self.paths: dict[str, str] = {"readyz": "/readyz", "discovery": DISCOVERY_PATH}
+        self.server_name: str = args.server
 
     # --- environment --------------------------------------------------------------------
     def _service_env(self) -> dict[str, str]:
@@ -774,6 +832,44 @@ class Bench:
         with socket.socket() as sock:
             sock.bind((LOOPBACK, 0))
             self.port = sock.getsockname()[1]
+        cmd = self._server_command()
+        self.server_log = open(self.tmp / "server.log", "w")  # noqa: SIM115
+        self.server = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.server_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.server.poll() is not None:
+                raise BenchError(
+                    f"{self.server_name} exited:\n" + (self.tmp / "server.log").read_text()[-3000:]
+                )
+            try:
+                status = asyncio.run(self._get_status(self.paths["readyz"]))
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise BenchError(
+                f"{self.server_name} did not become ready:\n" + (self.tmp / "server.log").read_text()[-3000:]
+            )
+        self.worker_pid = self._worker_pid()
+        self.memory_at_start = self._worker_memory()
+        self.paths = endpoint_paths(asyncio.run(self._get_json(DISCOVERY_PATH)))
+        log(
+            f"{self.server_name} ready on {LOOPBACK}:{self.port} "
+            f"(master {self.server.pid}, worker {self.worker_pid}, "
+            f"{self.args.threads} threads, core 0); paths from discovery: "
+            + ", ".join(f"{k} {v}" for k, v in self.paths.items() if k in DISCOVERED)
+        )
+
+    def _server_command(self) -> list[str]:
         if self.args.server == "granian":
             cmd = [
                 "taskset",
@@ -824,39 +920,7 @@ class Bench:
             ]
         if self.args.server_args:
             cmd += self.args.server_args.split()
-        self.server_log = open(self.tmp / "server.log", "w")  # noqa: SIM115
-        self.server = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.server_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.server.poll() is not None:
-                raise BenchError(
-                    f"{self.args.server} exited:\n" + (self.tmp / "server.log").read_text()[-3000:]
-                )
-            try:
-                status = asyncio.run(self._get_status("/readyz"))
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise BenchError(
-                f"{self.args.server} did not become ready:\n" + (self.tmp / "server.log").read_text()[-3000:]
-            )
-        self.worker_pid = self._worker_pid()
-        self.memory_at_start = self._worker_memory()
-        log(
-            f"{self.args.server} ready on {LOOPBACK}:{self.port} "
-            f"(master {self.server.pid}, worker {self.worker_pid}, "
-            f"{self.args.threads} threads, core 0)"
-        )
+        return cmd
 
     def _worker_pid(self) -> int:
         assert self.server is not None
@@ -882,6 +946,16 @@ class Bench:
             return (await conn.request("GET", path)).status
         finally:
             await conn.close()
+
+    async def _get_json(self, path: str) -> Any:
+        conn = Connection(self.port, proxy_headers())
+        try:
+            response = await conn.request("GET", path)
+        finally:
+            await conn.close()
+        if response.status != 200:
+            raise BenchError(f"GET {path}: HTTP {response.status} {response.body[:200]!r}")
+        return response.json()
 
     # --- sign-in and tokens (setup, not measured) --------------------------------------------
     async def _login(self) -> str:
@@ -928,6 +1002,7 @@ class Bench:
             "session_cookie": self.session_cookie,
             "code_client_id": code["client_id"],
             "code_client_basic": basic_auth(code["client_id"], code["client_secret"]),
+            "paths": self.paths,
         }
 
     async def _acknowledge_internal_notice(self) -> None:
@@ -950,7 +1025,9 @@ class Bench:
         )
         conn = Connection(self.port, proxy_headers())
         try:
-            page = await conn.request("GET", "/authorize?" + query, {"Cookie": self.session_cookie})
+            page = await conn.request(
+                "GET", self.paths["authorize"] + "?" + query, {"Cookie": self.session_cookie}
+            )
             if page.status in (302, 303):
                 return  # no page: already acknowledged
             found = re.search(rb'name="pending" value="([^"]+)"', page.body)
@@ -987,7 +1064,7 @@ class Bench:
         try:
             response = await conn.request(
                 "POST",
-                "/token",
+                self.paths["token"],
                 {"Authorization": basic_auth(cc["client_id"], cc["client_secret"]), "Content-Type": FORM},
                 b"grant_type=client_credentials",
             )
@@ -1137,13 +1214,12 @@ class Bench:
 
     def measure(self, name: str) -> dict[str, Any]:
         cc, rs = self.clients["cc"], self.clients["code"]  # "code" introspects its own tokens
+        paths = self.paths
         if name == "healthz":
-            return self.run_wrk(name, "/healthz", wrk_script(method="GET", headers={}, needle='"ok"'))
+            return self.run_wrk(name, paths["healthz"], wrk_script(method="GET", headers={}, needle='"ok"'))
         if name == "discovery":
-            script = wrk_script(
-                method="GET", headers={}, alternate=["/.well-known/openid-configuration", "/jwks.json"]
-            )
-            return self.run_wrk(name, "/.well-known/openid-configuration", script)
+            script = wrk_script(method="GET", headers={}, alternate=[paths["discovery"], paths["jwks"]])
+            return self.run_wrk(name, paths["discovery"], script)
         if name == "client_credentials":
             script = wrk_script(
                 method="POST",
@@ -1154,7 +1230,7 @@ class Bench:
                 body="grant_type=client_credentials",
                 needle='"access_token"',
             )
-            return self.run_wrk(name, "/token", script)
+            return self.run_wrk(name, paths["token"], script)
         if name == "introspection":
             token = asyncio.run(self._user_tokens(1))[0]["access_token"]
             script = wrk_script(
@@ -1164,13 +1240,13 @@ class Bench:
                     "Content-Type": FORM,
                 },
                 body=urlencode({"token": token, "token_type_hint": "access_token"}),
-                needle='"active": true',
+                needle=self.active_needle,
             )
-            return self.run_wrk(name, "/introspect", script)
+            return self.run_wrk(name, paths["introspect"], script)
         if name == "userinfo":
             token = asyncio.run(self._user_tokens(1))[0]["access_token"]
             script = wrk_script(method="GET", headers={"Authorization": f"Bearer {token}"}, needle='"sub"')
-            return self.run_wrk(name, "/userinfo", script)
+            return self.run_wrk(name, paths["userinfo"], script)
         if name == "refresh":
             tokens = asyncio.run(self._user_tokens(self.args.connections))
             return self.run_loadgen("refresh", {"refresh_tokens": [t["refresh_token"] for t in tokens]})
@@ -1195,7 +1271,7 @@ class Bench:
         asyncio.run(self._client_credentials_token())
         if self.args.profile:
             Path(self.args.profile).mkdir(parents=True, exist_ok=True)
-        selected = [op for op in OPERATIONS if not self.args.only or op[0] in self.args.only]
+        selected = self.operations()
         for name, label, _target in selected:
             log(
                 f"{label}: {self.args.warmup:g} s warm-up + {self.args.duration:g} s measured, "
@@ -1218,6 +1294,12 @@ class Bench:
             summarize_profiles(Path(self.args.profile))
         return 2 if any(r["errors"] for r in self.results.values()) else 0
 
+    def server_description(self) -> str:
+        return f"{self.args.server}, 1 worker x {self.args.threads} threads"
+
+    def operations(self) -> list[tuple[str, str, int]]:
+        return [op for op in OPERATIONS if not self.args.only or op[0] in self.args.only]
+
     def report(self, started: dt.datetime, selected: list[tuple[str, str, int]]) -> None:
         cpu = "unknown CPU"
         with contextlib.suppress(OSError):
@@ -1239,8 +1321,7 @@ class Bench:
         print(
             f"Run {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({cpu}), "
             f"Python {platform.python_version()}, commit {rev}{' + uncommitted changes' if dirty else ''}; "
-            f"{self.args.server}, 1 worker x {self.args.threads} "
-            f"threads on core 0, {self.args.id_token_alg} ID tokens, load on core 1, "
+            f"{self.server_description()} on core 0, {self.args.id_token_alg} ID tokens, load on core 1, "
             f"{self.args.connections} keep-alive connections, "
             f"{self.args.duration:g} s per operation after {self.args.warmup:g} s warm-up."
         )
@@ -1285,9 +1366,9 @@ class Bench:
         for name, label, _target in selected:
             r = self.results[name]
             cpu = r.get("cpu")
-            if not cpu or not r.get("total_requests"):
+            per_op = cpu_ms_per_op(r)
+            if cpu is None or per_op is None:
                 continue
-            per_op = 1000 * cpu["worker_cpu_s"] / r["total_requests"]
             print(
                 f"| {label} | {per_op:.2f} | {1000 / per_op:,.0f} "
                 f"| {100 * cpu['worker_cpu_s'] / cpu['wall_s']:.0f}% "
@@ -1299,12 +1380,13 @@ class Bench:
             "below ~95% means it waited (database round trips, or other processes on core 0)."
         )
         start, end = self.memory_at_start, self.memory_at_end
+        target = self.memory_target_mib
         print()
         print(
             f"Worker memory (/proc/{self.worker_pid}/status): "
             f"VmRSS {start['VmRSS'] / 1024:.1f} MiB when ready, "
-            f"{end['VmRSS'] / 1024:.1f} MiB after the benchmark (peak VmHWM {end['VmHWM'] / 1024:.1f} MiB); "
-            f"target ≤ 150 MiB{'' if end['VmRSS'] <= 150 * 1024 else ' ✗'}."
+            f"{end['VmRSS'] / 1024:.1f} MiB after the benchmark (peak VmHWM {end['VmHWM'] / 1024:.1f} MiB)"
+            + (f"; target ≤ {target} MiB{'' if end['VmRSS'] <= target * 1024 else ' ✗'}." if target else ".")
         )
         errors = {n: r for n, r in self.results.items() if r["errors"]}
         if errors:
@@ -1336,12 +1418,170 @@ class Bench:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.server.pid, signal.SIGKILL)
                 self.server.wait(timeout=5)
-            log(f"{self.args.server} stopped")
+            log(f"{self.server_name} stopped")
         self.drop_database()
         if self.args.keep_tmp:
             log(f"kept {self.tmp}")
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def cpu_ms_per_op(result: dict[str, Any]) -> float | None:
+    """Worker CPU milliseconds per operation (from /proc, warm-up included), as reported."""
+    cpu = result.get("cpu")
+    if not cpu or not result.get("total_requests"):
+        return None
+    return 1000 * cpu["worker_cpu_s"] / result["total_requests"]
+
+
+# --------------------------------------------------------------------------------------
+# The reference: node-oidc-provider v9 with an SQLite store (bench/reference_node/)
+# --------------------------------------------------------------------------------------
+
+NODE_DIR = ROOT / "bench" / "reference_node"
+
+
+class NodeBench(Bench):
+    """The same workloads against node-oidc-provider (`--reference node`).
+
+    One node process (bench/reference_node/server.js) pinned to core 0, its store an SQLite
+    file (WAL) in the run's temp dir; the same clients as ours (client_secret_basic; the
+    auth-code client with PKCE S256, its exact redirect URI, refresh tokens rotated, ID
+    tokens in --id-token-alg) and one resident account. Its CPU is that of the one process
+    (SQLite runs inside it; ours leaves PostgreSQL's to PostgreSQL).
+    """
+
+    active_needle = '"active":true'
+    memory_target_mib = None
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self.server_name = "node-oidc-provider"
+        package = json.loads((NODE_DIR / "node_modules" / "oidc-provider" / "package.json").read_text())
+        self.node_version = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        self.provider_version = package["version"]
+        self.env["NODE_ENV"] = "production"
+
+    def server_description(self) -> str:
+        version = f"{self.provider_version} (node {self.node_version}"
+        return f"node-oidc-provider {version}, one process, SQLite WAL)"
+
+    def operations(self) -> list[tuple[str, str, int]]:
+        # No password form: the resident's session is set up once (see _login).
+        return [op for op in super().operations() if op[0] != "signin"]
+
+    def prepare(self) -> None:
+        def client() -> dict[str, str]:
+            return {"client_id": "bench-" + secrets.token_hex(8), "client_secret": secrets.token_urlsafe(32)}
+
+        self.clients = {"cc": client(), "code": client()}
+        self.config_path = self.tmp / "reference_node.json"
+        self.config = {
+            "issuer": ISSUER,
+            "sqlite": str(self.tmp / "oidc.sqlite3"),
+            "account": {
+                "sub": secrets.token_hex(16),
+                "email": f"resident-{secrets.token_hex(4)}@bench.example",
+                "email_verified": True,
+                "given_name": "Camille",
+                "family_name": "Banc",
+            },
+            "clients": [
+                {
+                    **self.clients["cc"],
+                    "grant_types": ["client_credentials"],
+                    "response_types": [],
+                    "redirect_uris": [],
+                    "token_endpoint_auth_method": "client_secret_basic",
+                },
+                {
+                    **self.clients["code"],
+                    "grant_types": ["authorization_code", "refresh_token"],
+                    "response_types": ["code"],
+                    "redirect_uris": [REDIRECT_URI],
+                    "scope": "openid profile email",
+                    "token_endpoint_auth_method": "client_secret_basic",
+                    "id_token_signed_response_alg": self.args.id_token_alg,
+                },
+            ],
+        }
+        log(f"node-oidc-provider {self.provider_version}: clients and account written to {self.config_path}")
+
+    def _server_command(self) -> list[str]:
+        self.config["port"] = self.port
+        self.config_path.write_text(json.dumps(self.config))
+        self.config_path.chmod(0o600)
+        return ["taskset", "-c", "0", "node", str(NODE_DIR / "server.js"), str(self.config_path)]
+
+    def _worker_pid(self) -> int:
+        assert self.server is not None
+        return self.server.pid  # taskset execs node: one process
+
+    async def _login(self) -> str:
+        """One authorization request through login and consent (the server's set-up
+        interaction route), following redirects; returns the browser session's cookies."""
+        _verifier, challenge = pkce_pair()
+        path = authorize_path(self.spec(), challenge, "setup")
+        jar: dict[str, str] = {}
+        conn = Connection(self.port, proxy_headers())
+        try:
+            for _ in range(10):
+                cookie = "; ".join(f"{k}={v}" for k, v in jar.items() if v)
+                response = await conn.request("GET", path, {"Cookie": cookie} if cookie else {})
+                jar.update(response.cookies())
+                location = response.header("location") or ""
+                if response.status not in (302, 303) or not location:
+                    raise BenchError(f"set-up sign-in: HTTP {response.status} {response.body[:200]!r}")
+                if location.startswith(REDIRECT_URI):
+                    break
+                target = urlsplit(location)
+                path = target.path + (f"?{target.query}" if target.query else "")
+            else:
+                raise BenchError("set-up sign-in: too many redirects")
+        finally:
+            await conn.close()
+        session = {k: v for k, v in jar.items() if k.startswith("_session") and v}
+        if not session:
+            raise BenchError(f"set-up sign-in: no session cookie (cookies {sorted(jar)})")
+        return "; ".join(f"{k}={v}" for k, v in session.items())
+
+    async def _acknowledge_internal_notice(self) -> None:
+        return None  # ours only (an internal service's information page)
+
+
+def compare(ours: Bench, reference: Bench) -> None:
+    """Both columns of the same run: worker CPU ms/op and op per CPU-second, ours as a % of node's."""
+    print()
+    print(
+        "Side by side (same run, same VM, same load generator; worker CPU from /proc, warm-up "
+        f"included; load average {load_range(ours)} then {load_range(reference)}):"
+    )
+    print()
+    print(
+        "| workload | ours ms/op | ours op/CPU-s | node-oidc-provider ms/op | node op/CPU-s "
+        "| ours / node | issue 14's target / node's figure |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, label, _target in ours.operations():
+        if name not in reference.results:
+            continue
+        a, b = cpu_ms_per_op(ours.results[name]), cpu_ms_per_op(reference.results[name])
+        if a is None or b is None:
+            continue
+        workload, node_figure, target = ISSUE14.get(name, ("", 0, 0))
+        goal = f"{target:,}/{node_figure:,} = {100 * target / node_figure:.0f} %" if target else "—"
+        print(
+            f"| {workload + ' ' if workload else ''}{label} | {a:.3f} | {1000 / a:,.0f} | {b:.3f} "
+            f"| {1000 / b:,.0f} | {100 * b / a:.0f} % | {goal} |"
+        )
+    sys.stdout.flush()
+
+
+def load_range(bench: Bench) -> str:
+    loads = [r["cpu"]["load1"] for r in bench.results.values() if r.get("cpu")]
+    return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "n/a"
 
 
 # --------------------------------------------------------------------------------------
@@ -1458,6 +1698,15 @@ def main() -> int:
     parser.add_argument(
         "--summarize", metavar="DIR", help="only print hotspot summaries of an earlier --profile DIR"
     )
+    parser.add_argument(
+        "--reference",
+        choices=("node",),
+        help="then run the same workloads against node-oidc-provider v9 with an SQLite store "
+        "(bench/reference_node/, `npm ci` there first) and print both columns side by side",
+    )
+    parser.add_argument(
+        "--reference-only", action="store_true", help="with --reference: run only the reference"
+    )
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (Lua scripts, server log)")
     parser.add_argument("--loadgen", metavar="SPEC", help=argparse.SUPPRESS)
@@ -1480,7 +1729,9 @@ def main() -> int:
         print("bench: needs at least 2 CPU cores (service on core 0, load on core 1)", file=sys.stderr)
         return 1
 
-    bench = Bench(args)
+    if args.reference and not (NODE_DIR / "node_modules" / "oidc-provider").is_dir():
+        print(f"bench: run `npm ci` in {NODE_DIR} first (bench/README.md)", file=sys.stderr)
+        return 1
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -1489,19 +1740,32 @@ def main() -> int:
     # that Ctrl-C or a TERM anywhere, setup included, ends in the same clean-up.
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    try:
-        return bench.run()
-    except KeyboardInterrupt:
-        log("interrupted; stopping everything")
-        return 130
-    except BenchError as exc:
-        log(f"FAILED: {exc}")
-        server_log = bench.tmp / "server.log"
-        if server_log.exists():
-            log("last lines of the server log:\n" + "\n".join(server_log.read_text().splitlines()[-40:]))
-        return 1
-    finally:
-        bench.stop()
+    kinds: list[type[Bench]] = [] if args.reference_only else [Bench]
+    if args.reference:
+        kinds.append(NodeBench)
+    done: list[Bench] = []
+    status = 0
+    for kind in kinds:
+        bench = kind(args)
+        try:
+            status = max(status, bench.run())
+            done.append(bench)
+        except KeyboardInterrupt:
+            log("interrupted; stopping everything")
+            return 130
+        except BenchError as exc:
+            log(f"FAILED: {exc}")
+            server_log = bench.tmp / "server.log"
+            if server_log.exists():
+                log("last lines of the server log:\n" + "\n".join(server_log.read_text().splitlines()[-40:]))
+            return 1
+        finally:
+            bench.stop()
+            signal.signal(signal.SIGTERM, on_term)
+            signal.signal(signal.SIGINT, on_term)
+    if len(done) == 2:
+        compare(*done)
+    return status
 
 
 if __name__ == "__main__":
