@@ -215,11 +215,14 @@ def browser_session_open(
 # --- the middleware's check: the session record and the resident in one statement ----------
 
 _SESSION_WITH_USER: dict[str, tuple[str, tuple[Any, ...], int]] = {}
+_SESSION_ATTNAMES: list[str] = []
+_USER_ATTNAMES: list[str] = []
 
 
 def _session_with_user_sql(using: str) -> tuple[str, tuple[Any, ...], int]:
     """SELECT every column of the session record and of its resident, joined, by `sid`: the
-    statement written once per process and database from the models' metadata."""
+    statement written once per process and database from the models' metadata, with the
+    database converters of the columns that have any (index, converters, column)."""
     cached = _SESSION_WITH_USER.get(using)
     if cached is None:
         connection = connections[using]
@@ -236,11 +239,16 @@ def _session_with_user_sql(using: str) -> tuple[str, tuple[Any, ...], int]:
             f"WHERE s.{quote(BrowserSession._meta.get_field('sid').column)} = %s LIMIT 1"
         )
         converters = []
+        index = 0
         for model, alias in ((BrowserSession, "s"), (User, "u")):
             for model_field in model._meta.concrete_fields:
                 column: Any = model_field.get_col(alias)
                 found = connection.ops.get_db_converters(column) + column.field.get_db_converters(connection)
-                converters.append((tuple(found), column))
+                if found:
+                    converters.append((index, tuple(found), column))
+                index += 1
+        _SESSION_ATTNAMES[:] = [f.attname for f in session_fields]
+        _USER_ATTNAMES[:] = [f.attname for f in user_fields]
         cached = _SESSION_WITH_USER[using] = (sql, tuple(converters), len(session_fields))
     return cached
 
@@ -249,23 +257,23 @@ def browser_session_with_user(sid: str) -> tuple[BrowserSession, User] | None:
     """The session record named `sid` and its resident, read in one statement, as the ORM
     makes them (`BrowserSession.objects.filter(sid=sid).first()` and
     `User.objects.get(pk=record.user_id)`: every column, each database converter applied,
-    `Model.from_db`); None when no record has that sid."""
+    `Model.from_db`); None when no record has that sid.
+
+    On the connection's kept cursor (common/kept_cursor.py: no Django cursor and wrapper
+    built per call, prepared where DATABASE_PREPARED_STATEMENTS allows), as the token
+    path's reads."""
     using = router.db_for_read(BrowserSession)
     sql, converters, split = _session_with_user_sql(using)
     connection = connections[using]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [sid])
-        row = cursor.fetchone()
+    row = kept_fetch(sql, [sid], db=connection)
     if row is None:
         return None
     values = list(row)
-    for index, (found, column) in enumerate(converters):
+    for index, found, column in converters:
         for converter in found:
             values[index] = converter(values[index], column, connection)
-    record = BrowserSession.from_db(
-        using, [f.attname for f in BrowserSession._meta.concrete_fields], values[:split]
-    )
-    user = User.from_db(using, [f.attname for f in User._meta.concrete_fields], values[split:])
+    record = BrowserSession.from_db(using, _SESSION_ATTNAMES, values[:split])
+    user = User.from_db(using, _USER_ATTNAMES, values[split:])
     return record, user
 
 

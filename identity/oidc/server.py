@@ -48,6 +48,23 @@ class _ParsedOnceRequest(Request):
         return list(parsed[1])
 
 
+class _DecodedParamsRequest(_ParsedOnceRequest):
+    """oauthlib's request for parameters Django has already decoded (`Server.validate_authorization_params`).
+
+    What `_ParsedOnceRequest(path + "?" + params.urlencode())` holds, without writing the query
+    out and parsing it back: the same parameters in the same order (`_params` keeps the last
+    value of a repeated one, `uri_query_params` lists them all, as oauthlib's parse of that
+    query would), the same empty body and the same headers. Only `uri` differs: the path
+    alone, which nothing in the authorization request's validation reads (oauthlib reads the
+    query of a POST only, and this request is always a GET, as the URL one was).
+    """
+
+    def __init__(self, path: str, items: list[tuple[str, str]], headers: dict[str, str]) -> None:
+        super().__init__(path, http_method="GET", body="", headers=headers)
+        self.__dict__["_params"].update(items)  # oauthlib's own dict (the stubs do not declare it)
+        self.__dict__["_cum_query_params"] = (self.uri, tuple(items))
+
+
 class Server(
     AuthorizationEndpoint,
     IntrospectEndpoint,
@@ -120,7 +137,21 @@ class Server(
     ) -> Any:
         """oauthlib's AuthorizationEndpoint.validate_authorization_request, on a request
         whose URL query is parsed once (`_ParsedOnceRequest`)."""
-        request = _ParsedOnceRequest(uri, http_method=http_method, body=body, headers=headers)
+        return self._validate_authorization(
+            _ParsedOnceRequest(uri, http_method=http_method, body=body, headers=headers)
+        )
+
+    @catch_errors_and_unavailability
+    def validate_authorization_params(
+        self, path: str, items: list[tuple[str, str]], headers: dict[str, str]
+    ) -> Any:
+        """`validate_authorization_request(path + "?" + urlencode(items), "GET", "", headers)`
+        for parameters already decoded (`_DecodedParamsRequest`): the same checks, the same
+        answer (tests/oidc/test_authorize_differential.py compares them)."""
+        return self._validate_authorization(_DecodedParamsRequest(path, items, headers))
+
+    def _validate_authorization(self, request: Any) -> Any:
+        """oauthlib's AuthorizationEndpoint.validate_authorization_request after its Request."""
         request.scopes = utils.scope_to_list(request.scope)
         response_types: dict[Any, Any] = self.response_types
         response_type_handler = response_types.get(request.response_type, self.default_response_type_handler)

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from django.conf import settings
+from django.http import QueryDict
 from django.test import Client as BrowserClient
 from django.utils import timezone
 from oauth2_provider.settings import oauth2_settings
@@ -30,7 +31,7 @@ from oauthlib.oauth2.rfc6749.endpoints import AuthorizationEndpoint
 from identity.levels import ACR_BASIC
 from identity.oidc import code_issuance
 from identity.oidc.models import AuthorizationCode
-from identity.oidc.server import _ParsedOnceRequest
+from identity.oidc.server import _DecodedParamsRequest, _ParsedOnceRequest
 from identity.oidc.views.authorize import AuthorizeView
 from tests.conftest import REDIRECT_URI, OIDCFlow, RegisteredClient
 from tests.oidc.dpop_keys import DPoPKey
@@ -308,3 +309,73 @@ def test_query_parsed_once_validates_alike(env: Env) -> None:
     assert request.duplicate_params == ["a"]
     with pytest.raises(ValueError):
         _ParsedOnceRequest(base + "&a=%zz&&").uri_query_params  # noqa: B018
+
+
+def test_decoded_parameters_validate_as_their_url(env: Env, rf: Any) -> None:
+    """identity.oidc.server's validate_authorization_params (the endpoint's parameters handed
+    over decoded) against oauthlib's own validation of the URL the endpoint used to build from
+    them (`/authorize?` + `QueryDict.urlencode()`): the same scopes and credentials, or the
+    same error, on valid, repeated, oddly encoded and refused parameter sets."""
+    server = AuthorizeView.get_oauthlib_core().server
+    flow = env.flow()
+    base = urlencode(flow.authorize_params(state="s"))
+    queries = [
+        base,
+        base + "&resource=" + settings.ISSUER,
+        base + "&resource=" + settings.ISSUER + "&resource=https://unknown.example.org",
+        base + "&resource=https://unknown.example.org",
+        base + "&state=twice",
+        base + "&scope=openid",
+        base + "&client_id=" + flow.rp.client_id,
+        base + "&dpop_jkt=" + JKT,
+        base + "&dpop_jkt=" + JKT + "&dpop_jkt=" + JKT,
+        base + "&dpop_jkt=short",
+        base + "&a=%zz",
+        base + "&&",
+        base + "&novalue",
+        base + "&=empty-name",
+        base + "&nonce=%E2%82%AC%00+%2B%25&x=%ff",
+        base + "&prompt=none&max_age=12&login_hint=a%40b&claims=%7B%7D",
+        base.replace("code_challenge_method=S256", "code_challenge_method=plain"),
+        base.replace("response_type=code", "response_type=token"),
+        base.replace("response_type=code", "response_type="),
+        base.replace(flow.rp.client_id, "unknown"),
+        base.replace(urlencode({"redirect_uri": REDIRECT_URI}), "redirect_uri=https%3A%2F%2Fevil.example"),
+        "response_type=code&client_id=" + flow.rp.client_id,
+        "",
+    ]
+    checked = 0
+    for query in queries:
+        django_request = rf.get("/authorize?" + query, secure=True)
+        params = django_request.GET
+        headers = AuthorizeView.get_oauthlib_core().extract_headers(django_request)
+        items = [(name, value) for name, values in params.lists() for value in values]
+        ours = _validation(
+            lambda *args, items=items, headers=headers, **kwargs: server.validate_authorization_params(
+                "/authorize", items, headers
+            ),
+            "",
+        )
+        reference = _validation(
+            lambda uri, headers=headers, **kwargs: AuthorizationEndpoint.validate_authorization_request(
+                server, uri, http_method="GET", body="", headers=headers
+            ),
+            "/authorize?" + params.urlencode(),
+        )
+        assert ours == reference, query
+        checked += ours[0] == "ok"
+    assert 0 < checked < len(queries)  # both outcomes were compared
+
+
+def test_decoded_parameters_request_holds_what_the_url_held() -> None:
+    """The request oauthlib validates holds the parameters as its own parse of the URL did."""
+    params = QueryDict("b=1&a=x+y&b=%E2%82%AC&c=&d=%2B%26%3D", encoding="utf-8")
+    items = [(name, value) for name, values in params.lists() for value in values]
+    ours = _DecodedParamsRequest("/authorize", items, {"Host": "h"})
+    reference = Request("/authorize?" + params.urlencode(), body="", headers={"Host": "h"})
+    assert ours.uri_query_params == reference.uri_query_params
+    assert ours._params == reference._params
+    assert ours.duplicate_params == reference.duplicate_params == ["b"]
+    assert ours.decoded_body == reference.decoded_body
+    assert dict(ours.headers) == dict(reference.headers)
+    assert ours.b == "€" and ours.a == "x y" and ours.d == "+&="

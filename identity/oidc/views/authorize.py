@@ -206,12 +206,16 @@ class AuthorizeView(AuthorizationMixin, View):
         return self.handle(request)
 
     def _validate(self, request: HttpRequest, params: QueryDict) -> tuple[list[str], dict[str, Any]]:
-        """oauthlib's checks on these parameters (the request's own or pushed ones)."""
+        """oauthlib's checks on these parameters (the request's own or pushed ones).
+
+        As oauthlib's `validate_authorization_request` of the URL `path?params.urlencode()`,
+        the parameters handed over decoded instead of written out and parsed back
+        (identity/oidc/server.py, `validate_authorization_params`)."""
         core = self.get_oauthlib_core()
-        uri = reverse("oidc:authorize") + "?" + params.urlencode()
+        items = [(name, str(value)) for name, values in params.lists() for value in values]
         try:
-            return core.server.validate_authorization_request(
-                uri, http_method="GET", body="", headers=core.extract_headers(request)
+            return core.server.validate_authorization_params(
+                request.path, items, core.extract_headers(request)
             )
         except oauth2.FatalClientError as error:
             raise FatalClientError(error=error) from error
