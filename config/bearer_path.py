@@ -59,8 +59,9 @@ What the kept middleware give on these paths is kept:
   jti, iat, exp and signature aside, since Django signs a token of its own); Content-Length
   and X-Request-ID are filled in per answer. After LEARNING_ATTEMPTS answers that do not
   match, that kind of request always goes through Django (a warning says so);
-- `request_started` before the view's work and `request_finished` when the server closes
-  the answer, sent by Django's handler class as Django sends them: the database connection's
+- `request_started` before the view's work and `request_finished` once the answer's body is
+  whole, before it is returned (granian never calls a list's `close()`), sent by Django's
+  handler class: the database connection's
   health check, its age limit and a broken connection's close (close_old_connections), the
   caches' close. A request handed to Django after the work began gets `request_finished`
   first, then Django's own pair: no connection left in an unknown state. Nothing here opens
@@ -224,15 +225,15 @@ def _rewound(environ: dict[str, Any]) -> dict[str, Any]:
     return environ
 
 
-class _Answer(list[bytes]):
-    """The body, and `request_finished` when the server closes it (as HttpResponse.close)."""
+def _answer(body: bytes, sender: type) -> list[bytes]:
+    """The body, once `request_finished` is sent.
 
-    def __init__(self, body: bytes, sender: type) -> None:
-        super().__init__((body,))
-        self.sender = sender
-
-    def close(self) -> None:
-        request_finished.send(sender=self.sender)
+    Django sends it when the server closes the response; here the body is already whole, so
+    it is sent before returning it: a server that answers a list without calling its
+    `close()` (granian does, PEP 3333 notwithstanding) would otherwise skip the end of the
+    request (close_old_connections, the caches' close)."""
+    request_finished.send(sender=sender)
+    return [body]
 
 
 class BearerPath:
@@ -333,7 +334,7 @@ class BearerPath:
             metrics.TOKENS_ISSUED.labels("client_credentials").inc()  # as the token view
         request_log.end(context, token, 200)
         start_response(status, headers)
-        return _Answer(body, self.handler_class)
+        return _answer(body, self.handler_class)
 
     @staticmethod
     def _once(request: WSGIRequest) -> bool:
@@ -371,7 +372,7 @@ class BearerPath:
             body = response.content
             request_log.end(context, token, 200)
             start_response(stored[0], _filled(stored[1], body, context.request_id))
-            return _Answer(body, self.handler_class)
+            return _answer(body, self.handler_class)
         environ[PRECOMPUTED_KEY] = Precomputed(environ, response, error, context)
         request_log.abandon(token)  # Django writes this request's access line
         request_finished.send(sender=self.handler_class)
