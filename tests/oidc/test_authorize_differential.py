@@ -270,28 +270,43 @@ def _validation(validate: Callable[..., Any], uri: str) -> tuple[Any, ...]:
     return ("ok", scopes, kept)
 
 
-def test_query_parsed_once_validates_alike(env: Env) -> None:
-    """identity.oidc.server's validate_authorization_request (the URL query parsed once) against
-    oauthlib's own, on valid, repeated, malformed and refused queries."""
-    server = AuthorizeView.get_oauthlib_core().server
-    flow = env.flow()
-    base = "/authorize?" + urlencode(flow.authorize_params(state="s"))
-    uris = [
+def _query_variants(flow: Any) -> list[str]:
+    """Authorization queries for `flow`'s partner: valid, repeated, oddly encoded and refused."""
+    base = urlencode(flow.authorize_params(state="s"))
+    return [
         base,
         base + "&resource=" + settings.ISSUER,
+        base + "&resource=" + settings.ISSUER + "&resource=https://unknown.example.org",
         base + "&resource=https://unknown.example.org",
         base + "&state=twice",
         base + "&scope=openid",
+        base + "&client_id=" + flow.rp.client_id,
         base + "&dpop_jkt=" + JKT,
         base + "&dpop_jkt=" + JKT + "&dpop_jkt=" + JKT,
         base + "&dpop_jkt=short",
         base + "&a=%zz",
         base + "&&",
         base + "&novalue",
+        base + "&=empty-name",
+        base + "&nonce=%E2%82%AC%00+%2B%25&x=%ff",
+        base + "&prompt=none&max_age=12&login_hint=a%40b&claims=%7B%7D",
         base.replace("code_challenge_method=S256", "code_challenge_method=plain"),
+        base.replace("response_type=code", "response_type=token"),
+        base.replace("response_type=code", "response_type="),
         base.replace(flow.rp.client_id, "unknown"),
-        "/authorize",
+        base.replace(urlencode({"redirect_uri": REDIRECT_URI}), "redirect_uri=https%3A%2F%2Fevil.example"),
+        "response_type=code&client_id=" + flow.rp.client_id,
+        "",
     ]
+
+
+def test_query_parsed_once_validates_alike(env: Env) -> None:
+    """identity.oidc.server's validate_authorization_request (the URL query parsed once) against
+    oauthlib's own, on valid, repeated, malformed and refused queries."""
+    server = AuthorizeView.get_oauthlib_core().server
+    flow = env.flow()
+    base = "/authorize?" + urlencode(flow.authorize_params(state="s"))
+    uris = ["/authorize?" + query for query in _query_variants(flow)] + ["/authorize"]
     for uri in uris:
         ours = _validation(server.validate_authorization_request, uri)
         reference = _validation(
@@ -318,32 +333,7 @@ def test_decoded_parameters_validate_as_their_url(env: Env, rf: Any) -> None:
     same error, on valid, repeated, oddly encoded and refused parameter sets."""
     server = AuthorizeView.get_oauthlib_core().server
     flow = env.flow()
-    base = urlencode(flow.authorize_params(state="s"))
-    queries = [
-        base,
-        base + "&resource=" + settings.ISSUER,
-        base + "&resource=" + settings.ISSUER + "&resource=https://unknown.example.org",
-        base + "&resource=https://unknown.example.org",
-        base + "&state=twice",
-        base + "&scope=openid",
-        base + "&client_id=" + flow.rp.client_id,
-        base + "&dpop_jkt=" + JKT,
-        base + "&dpop_jkt=" + JKT + "&dpop_jkt=" + JKT,
-        base + "&dpop_jkt=short",
-        base + "&a=%zz",
-        base + "&&",
-        base + "&novalue",
-        base + "&=empty-name",
-        base + "&nonce=%E2%82%AC%00+%2B%25&x=%ff",
-        base + "&prompt=none&max_age=12&login_hint=a%40b&claims=%7B%7D",
-        base.replace("code_challenge_method=S256", "code_challenge_method=plain"),
-        base.replace("response_type=code", "response_type=token"),
-        base.replace("response_type=code", "response_type="),
-        base.replace(flow.rp.client_id, "unknown"),
-        base.replace(urlencode({"redirect_uri": REDIRECT_URI}), "redirect_uri=https%3A%2F%2Fevil.example"),
-        "response_type=code&client_id=" + flow.rp.client_id,
-        "",
-    ]
+    queries = _query_variants(flow)
     checked = 0
     for query in queries:
         django_request = rf.get("/authorize?" + query, secure=True)
