@@ -142,9 +142,10 @@ def _instances(statement: _Statement, using: str, row: Sequence[Any]) -> list[Mo
 
 def _fetch_one(statement: _Statement, using: str, params: Sequence[Any]) -> Sequence[Any] | None:
     # On the connection's kept cursor (common/kept_cursor.py): no Django cursor built per
-    # call, prepared where DATABASE_PREPARED_STATEMENTS allows; a Django cursor when queries
-    # are logged, and on SQLite.
-    row: Sequence[Any] | None = kept_fetch(statement.sql, params, db=connections[using])
+    # call, prepared where DATABASE_PREPARED_STATEMENTS allows, else the parameters bound on
+    # the server (typed as when prepared: PostgreSQL types each from its column); a Django
+    # cursor when queries are logged, and on SQLite.
+    row: Sequence[Any] | None = kept_fetch(statement.sql, params, db=connections[using], server_binding=True)
     return row
 
 
@@ -299,5 +300,5 @@ def claimed_code_row(code: str, client_pk: Any, family: Any) -> TokenRow | None:
             f"UPDATE {table} SET {redeemed} = %s, {family_column} = %s "  # noqa: S608 - metadata
             f"WHERE {code_column} = %s AND {application} = %s AND {redeemed} IS NULL"
         )
-    claimed = kept_rowcount(sql, params, db=connection) == 1
+    claimed = kept_rowcount(sql, params, db=connection, server_binding=True) == 1
     return code_row(code) if claimed else None
