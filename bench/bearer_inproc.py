@@ -265,6 +265,28 @@ def components(access_token: str, args: argparse.Namespace) -> None:
     print("## request_started + request_finished (the receivers' own work included)", flush=True)
     _alternate({"Signal.send": by_signal_send, "_RequestSignal.send": by_request_signal}, args)
 
+    from django.db import connection  # noqa: PLC0415
+
+    connection.ensure_connection()
+    raw = connection.connection.cursor()  # psycopg's, with Django's loaders registered
+
+    def loaded() -> Any:
+        raw.execute('SELECT "updated_at" FROM "identity_user" LIMIT 1')
+        return raw.fetchone()[0]
+
+    epoch_sql = (
+        f'SELECT {access_tokens._epoch_micros(chr(34) + "updated_at" + chr(34))} FROM "identity_user" LIMIT 1'
+    )
+
+    def as_epoch() -> Any:
+        raw.execute(epoch_sql)
+        return access_tokens._from_epoch_micros(raw.fetchone()[0])
+
+    assert loaded() == as_epoch()
+    print("## one timestamptz read on a raw cursor (round trip included)", flush=True)
+    _alternate(
+        {"Django's timestamptz loader": loaded, "epoch microseconds + _from_epoch_micros": as_epoch}, args
+    )
     former, epochs = read(object()), read(_UTC)
     assert former()[0].updated_at == epochs()[0].updated_at
     print("## the resident read (one row, its updated_at)", flush=True)
