@@ -60,7 +60,8 @@ What the kept middleware give on these paths is kept:
   and X-Request-ID are filled in per answer. After LEARNING_ATTEMPTS answers that do not
   match, that kind of request always goes through Django (a warning says so);
 - `request_started` before the view's work and `request_finished` once the answer's body is
-  whole, before it is returned (granian never calls a list's `close()`), sent by Django's
+  whole, before it is returned (granian never calls a list's `close()`), to the receivers
+  Signal.send would call (`_RequestSignal`), sent by Django's
   handler class: the database connection's
   health check, its age limit and a broken connection's close (close_old_connections), the
   caches' close. A request handed to Django after the work began gets `request_finished`
@@ -83,6 +84,7 @@ import io
 import json
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -90,6 +92,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost, PermissionDenied
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
 from django.core.signals import request_finished, request_started
+from django.dispatch.dispatcher import NONE_ID, _make_id  # type: ignore[attr-defined]
 from django.http import HttpResponse
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
@@ -225,14 +228,73 @@ def _rewound(environ: dict[str, Any]) -> dict[str, Any]:
     return environ
 
 
-def _answer(body: bytes, sender: type) -> list[bytes]:
+class _RequestSignal:
+    """`signal.send(sender=sender, **named)` for one of the request signals and the one sender
+    of this path, with the sender's live receivers worked out again only when the signal's
+    receivers changed.
+
+    Signal.send works them out at every call (the signal does not cache: `use_caching`
+    off), under its lock: about as much CPU as the receivers' own work here. This calls the
+    same receivers in the same order with the same arguments: those of `_live_receivers`
+    for this sender, kept with the copy of `signal.receivers` they were found from — weak
+    references still dereferenced at each call, a dead one skipped as Django skips it, and
+    Django's own `send` used whenever a receiver died since (it then clears them), any
+    receiver is a coroutine function (Django gathers those), or the signal lacks what this
+    relies on (another Django version)."""
+
+    __slots__ = ("_found", "sender", "signal")
+
+    def __init__(self, signal: Any, sender: type) -> None:
+        self.signal = signal
+        self.sender = sender
+        # (copy of signal.receivers, this sender's (receiver or weak reference) in order)
+        self._found: tuple[list[Any], list[Any]] | None = None
+
+    def send(self, **named: Any) -> None:
+        signal = self.signal
+        receivers = getattr(signal, "receivers", None)
+        if receivers is None or getattr(signal, "_dead_receivers", True):
+            signal.send(sender=self.sender, **named)
+            return
+        found = self._found
+        if found is None or found[0] != receivers:
+            found = self._find(signal, receivers)
+            if found is None:
+                signal.send(sender=self.sender, **named)
+                return
+        for receiver in found[1]:
+            if isinstance(receiver, weakref.ReferenceType):
+                receiver = receiver()
+                if receiver is None:
+                    continue
+            receiver(signal=signal, sender=self.sender, **named)
+
+    def _find(self, signal: Any, receivers: list[Any]) -> tuple[list[Any], list[Any]] | None:
+        with signal.lock:  # as _live_receivers reads them
+            snapshot = list(receivers)
+        if getattr(signal, "_dead_receivers", True):
+            return None
+        sender_key = _make_id(self.sender)
+        selected = []
+        for entry in snapshot:
+            (_receiver_key, receiver_sender_key), receiver, is_async = entry
+            if receiver_sender_key in (NONE_ID, sender_key):
+                if is_async:
+                    return None
+                selected.append(receiver)
+        found = (snapshot, selected)
+        self._found = found
+        return found
+
+
+def _answer(body: bytes, finished: _RequestSignal) -> list[bytes]:
     """The body, once `request_finished` is sent.
 
     Django sends it when the server closes the response; here the body is already whole, so
     it is sent before returning it: a server that answers a list without calling its
     `close()` (granian does, PEP 3333 notwithstanding) would otherwise skip the end of the
     request (close_old_connections, the caches' close)."""
-    request_finished.send(sender=sender)
+    finished.send()
     return [body]
 
 
@@ -240,6 +302,8 @@ class BearerPath:
     def __init__(self, application: WSGIApp, handler_class: type = WSGIHandler) -> None:
         self.application = application
         self.handler_class = handler_class  # the sender of request_started / request_finished
+        self._started = _RequestSignal(request_started, handler_class)
+        self._finished = _RequestSignal(request_finished, handler_class)
         self._stored: dict[tuple[str, str, bool], tuple[str, list[tuple[str, str | None]]]] = {}
         # For the code and refresh grants: Django's 200 headers, and the view's own headers
         # (token_outcome's response) they were learned with.
@@ -306,7 +370,7 @@ class BearerPath:
         path: str,
     ) -> Iterable[bytes]:
         set_script_prefix(get_script_name(environ))
-        request_started.send(sender=self.handler_class, environ=environ)
+        self._started.send(environ=environ)
         context, token = request_log.begin(environ)
         context.route = path
         try:
@@ -324,7 +388,7 @@ class BearerPath:
         stored = self._stored.get(key) if body is not None else None
         if body is None or stored is None:
             request_log.abandon(token)  # Django writes this request's access line
-            request_finished.send(sender=self.handler_class)
+            self._finished.send()
             if body is None:
                 return self.application(_rewound(environ), start_response)
             return self._learn(_rewound(environ), start_response, key, body)
@@ -334,7 +398,7 @@ class BearerPath:
             metrics.TOKENS_ISSUED.labels("client_credentials").inc()  # as the token view
         request_log.end(context, token, 200)
         start_response(status, headers)
-        return _answer(body, self.handler_class)
+        return _answer(body, self._finished)
 
     @staticmethod
     def _once(request: WSGIRequest) -> bool:
@@ -372,10 +436,10 @@ class BearerPath:
             body = response.content
             request_log.end(context, token, 200)
             start_response(stored[0], _filled(stored[1], body, context.request_id))
-            return _answer(body, self.handler_class)
+            return _answer(body, self._finished)
         environ[PRECOMPUTED_KEY] = Precomputed(environ, response, error, context)
         request_log.abandon(token)  # Django writes this request's access line
-        request_finished.send(sender=self.handler_class)
+        self._finished.send()
         if succeeded:
             assert response is not None
             return self._learn(_rewound(environ), start_response, key, response.content, view_headers)
