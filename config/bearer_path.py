@@ -84,7 +84,6 @@ import io
 import json
 import logging
 import threading
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -92,7 +91,6 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost, PermissionDenied
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
 from django.core.signals import request_finished, request_started
-from django.dispatch.dispatcher import NONE_ID, _make_id  # type: ignore[attr-defined]
 from django.http import HttpResponse
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
@@ -228,73 +226,14 @@ def _rewound(environ: dict[str, Any]) -> dict[str, Any]:
     return environ
 
 
-class _RequestSignal:
-    """`signal.send(sender=sender, **named)` for one of the request signals and the one sender
-    of this path, with the sender's live receivers worked out again only when the signal's
-    receivers changed.
-
-    Signal.send works them out at every call (the signal does not cache: `use_caching`
-    off), under its lock: about as much CPU as the receivers' own work here. This calls the
-    same receivers in the same order with the same arguments: those of `_live_receivers`
-    for this sender, kept with the copy of `signal.receivers` they were found from — weak
-    references still dereferenced at each call, a dead one skipped as Django skips it, and
-    Django's own `send` used whenever a receiver died since (it then clears them), any
-    receiver is a coroutine function (Django gathers those), or the signal lacks what this
-    relies on (another Django version)."""
-
-    __slots__ = ("_found", "sender", "signal")
-
-    def __init__(self, signal: Any, sender: type) -> None:
-        self.signal = signal
-        self.sender = sender
-        # (copy of signal.receivers, this sender's (receiver or weak reference) in order)
-        self._found: tuple[list[Any], list[Any]] | None = None
-
-    def send(self, **named: Any) -> None:
-        signal = self.signal
-        receivers = getattr(signal, "receivers", None)
-        if receivers is None or getattr(signal, "_dead_receivers", True):
-            signal.send(sender=self.sender, **named)
-            return
-        found = self._found
-        if found is None or found[0] != receivers:
-            found = self._find(signal, receivers)
-            if found is None:
-                signal.send(sender=self.sender, **named)
-                return
-        for receiver in found[1]:
-            if isinstance(receiver, weakref.ReferenceType):
-                receiver = receiver()
-                if receiver is None:
-                    continue
-            receiver(signal=signal, sender=self.sender, **named)
-
-    def _find(self, signal: Any, receivers: list[Any]) -> tuple[list[Any], list[Any]] | None:
-        with signal.lock:  # as _live_receivers reads them
-            snapshot = list(receivers)
-        if getattr(signal, "_dead_receivers", True):
-            return None
-        sender_key = _make_id(self.sender)
-        selected = []
-        for entry in snapshot:
-            (_receiver_key, receiver_sender_key), receiver, is_async = entry
-            if receiver_sender_key in (NONE_ID, sender_key):
-                if is_async:
-                    return None
-                selected.append(receiver)
-        found = (snapshot, selected)
-        self._found = found
-        return found
-
-
-def _answer(body: bytes, finished: _RequestSignal) -> list[bytes]:
+def _answer(body: bytes, sender: type) -> list[bytes]:
     """The body, once `request_finished` is sent.
 
     Django sends it when the server closes the response; here the body is already whole, so
     it is sent before returning it: a server that answers a list without calling its
     `close()` (granian does, PEP 3333 notwithstanding) would otherwise skip the end of the
     request (close_old_connections, the caches' close)."""
-    finished.send()
+    request_finished.send(sender=sender)
     return [body]
 
 
@@ -302,8 +241,6 @@ class BearerPath:
     def __init__(self, application: WSGIApp, handler_class: type = WSGIHandler) -> None:
         self.application = application
         self.handler_class = handler_class  # the sender of request_started / request_finished
-        self._started = _RequestSignal(request_started, handler_class)
-        self._finished = _RequestSignal(request_finished, handler_class)
         self._stored: dict[tuple[str, str, bool], tuple[str, list[tuple[str, str | None]]]] = {}
         # For the code and refresh grants: Django's 200 headers, and the view's own headers
         # (token_outcome's response) they were learned with.
@@ -370,7 +307,7 @@ class BearerPath:
         path: str,
     ) -> Iterable[bytes]:
         set_script_prefix(get_script_name(environ))
-        self._started.send(environ=environ)
+        request_started.send(sender=self.handler_class, environ=environ)
         context, token = request_log.begin(environ)
         context.route = path
         try:
@@ -388,7 +325,7 @@ class BearerPath:
         stored = self._stored.get(key) if body is not None else None
         if body is None or stored is None:
             request_log.abandon(token)  # Django writes this request's access line
-            self._finished.send()
+            request_finished.send(sender=self.handler_class)
             if body is None:
                 return self.application(_rewound(environ), start_response)
             return self._learn(_rewound(environ), start_response, key, body)
@@ -398,7 +335,7 @@ class BearerPath:
             metrics.TOKENS_ISSUED.labels("client_credentials").inc()  # as the token view
         request_log.end(context, token, 200)
         start_response(status, headers)
-        return _answer(body, self._finished)
+        return _answer(body, self.handler_class)
 
     @staticmethod
     def _once(request: WSGIRequest) -> bool:
@@ -436,10 +373,10 @@ class BearerPath:
             body = response.content
             request_log.end(context, token, 200)
             start_response(stored[0], _filled(stored[1], body, context.request_id))
-            return _answer(body, self._finished)
+            return _answer(body, self.handler_class)
         environ[PRECOMPUTED_KEY] = Precomputed(environ, response, error, context)
         request_log.abandon(token)  # Django writes this request's access line
-        self._finished.send()
+        request_finished.send(sender=self.handler_class)
         if succeeded:
             assert response is not None
             return self._learn(_rewound(environ), start_response, key, response.content, view_headers)

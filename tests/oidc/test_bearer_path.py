@@ -13,7 +13,6 @@ it not called, once it has Django's headers for that kind of request), and nothi
 from __future__ import annotations
 
 import base64
-import gc
 import io
 import json
 import logging
@@ -28,12 +27,11 @@ from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import connection
-from django.dispatch import Signal
 
 from common import metrics
 from common.request_log import JsonFormatter, RequestIdFilter
 from config import bearer_path
-from config.bearer_path import BearerPath, _RequestSignal
+from config.bearer_path import BearerPath
 from config.protocol_handler import ProtocolPathDispatch
 from config.request_limits import BodyWithoutLength
 from identity.models import User
@@ -1047,106 +1045,3 @@ def test_an_exception_in_the_grant_lets_django_answer(
     assert answer.status.startswith("200")
     warnings = [record.getMessage() for record in caplog.records if record.name == "config.bearer_path"]
     assert warnings == ["bearer path: falling back to Django"]
-
-
-# --- The request signals ------------------------------------------------------------------------
-
-
-class _Receivers:
-    """Receivers recording their calls, for `_RequestSignal` against `Signal.send`."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any, Any, dict[str, Any]]] = []
-
-    def make(self, name: str) -> Any:
-        def receiver(signal: Any, sender: Any, **named: Any) -> str:
-            self.calls.append((name, signal, sender, named))
-            return name
-
-        return receiver
-
-    def method(self, signal: Any, sender: Any, **named: Any) -> None:
-        self.calls.append(("method", signal, sender, named))
-
-
-def test_the_request_signals_reach_the_receivers_signal_send_reaches():
-    """The bearer path sends request_started / request_finished with their live receivers
-    worked out once per change of the signal's receivers: at every step (receivers connected,
-    disconnected, for another sender, weak and gone, a coroutine), the same receivers are
-    called in the same order with the same arguments as by Signal.send."""
-    signal = Signal()
-    record = _Receivers()
-    sending = _RequestSignal(signal, WSGIHandler)
-
-    def both(**named: Any) -> list[str]:
-        record.calls.clear()
-        sending.send(**named)
-        ours = list(record.calls)
-        record.calls.clear()
-        signal.send(sender=WSGIHandler, **named)
-        assert ours == record.calls
-        record.calls.clear()
-        sending.send(**named)  # again, from what it kept
-        assert ours == record.calls
-        return [name for name, *_rest in ours]
-
-    assert both() == []
-    first, second, other, strong = (record.make(name) for name in ("first", "second", "other", "strong"))
-    signal.connect(first)
-    assert both(environ={"PATH_INFO": "/userinfo"}) == ["first"]
-    signal.connect(second, sender=WSGIHandler)
-    signal.connect(other, sender=Signal)  # another sender: never called
-    assert both() == ["first", "second"]
-    signal.disconnect(first)
-    assert both() == ["second"]
-    signal.connect(first)
-    assert both() == ["second", "first"]
-    signal.connect(strong, weak=False)
-    gone = _Receivers()
-    signal.connect(gone.method)  # a bound method, weakly referenced
-    gone_calls = gone.calls
-    assert both() == ["second", "first", "strong"] and [c[0] for c in gone_calls] == ["method"] * 3
-    del gone
-    gc.collect()
-    assert both() == ["second", "first", "strong"]
-    signal.disconnect(second, sender=WSGIHandler)
-    assert both() == ["first", "strong"]
-    calls: list[Any] = []
-
-    async def coroutine(signal: Any, sender: Any, **named: Any) -> None:
-        calls.append(sender)
-
-    signal.connect(coroutine)
-    assert both() == ["first", "strong"] and calls == [WSGIHandler] * 3  # through Signal.send
-    signal.disconnect(coroutine)
-    assert both() == ["first", "strong"] and len(calls) == 3
-
-
-def test_the_bearer_path_sends_to_receivers_connected_after_its_first_answer(
-    stacks: Stacks, partners: Partners
-):
-    access = partners.tokens()["access_token"]
-    learned(stacks, partners.userinfo(access))
-    sent: list[tuple[str, Any]] = []
-
-    def started(sender: Any, environ: Any, **kwargs: Any) -> None:
-        sent.append(("started", environ["PATH_INFO"]))
-
-    def finished(sender: Any, **kwargs: Any) -> None:
-        sent.append(("finished", sender))
-
-    with connection_kept():
-        stacks.answered_here(partners.userinfo(access))
-        request_started.connect(started)
-        request_finished.connect(finished)
-        try:
-            stacks.lean_handler.calls = 0
-            call(stacks.lean, partners.userinfo(access))
-            assert stacks.lean_handler.calls == 0
-            assert sent == [("started", "/userinfo"), ("finished", WSGIHandler)]
-        finally:
-            request_started.disconnect(started)
-            request_finished.disconnect(finished)
-        sent.clear()
-        call(stacks.lean, partners.userinfo(access))
-        assert sent == []
