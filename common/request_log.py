@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from django.conf import settings
@@ -80,18 +81,18 @@ def end(context: RequestContext, token: Token[RequestContext | None], status: in
         metrics.child(metrics.LATENCY, context.route).observe(elapsed)
         if not access_log.isEnabledFor(logging.INFO):
             return
-        http: dict[str, Any] = {
-            "method": context.method,
-            "route": context.route,
-            "status": status,
-            "duration_ms": round(elapsed * 1000, 2),
-            **({"client_id": context.client_id} if context.client_id else {}),
-        }
+        duration_ms = round(elapsed * 1000, 2)
         handler = _sole_json_handler()
         if handler is not None:
-            _write_access_line(handler, context, status, http)
+            _write_access_line(handler, context, status, duration_ms)
         else:
-            access_log.info("%s %s %s", context.method, context.route, status, extra={"http": http})
+            access_log.info(
+                "%s %s %s",
+                context.method,
+                context.route,
+                status,
+                extra={"http": _http(context, status, duration_ms)},
+            )
     finally:
         _current.reset(token)
 
@@ -127,20 +128,86 @@ def _sole_json_handler() -> logging.StreamHandler[Any] | None:
     return handler
 
 
+def _http(context: RequestContext, status: int, duration_ms: float) -> dict[str, Any]:
+    """The access record's `http` object."""
+    return {
+        "method": context.method,
+        "route": context.route,
+        "status": status,
+        "duration_ms": duration_ms,
+        **({"client_id": context.client_id} if context.client_id else {}),
+    }
+
+
+# JSONEncoder's own string encoder with ensure_ascii=False (json.encoder.encode_basestring,
+# the C one when available), and the access logger's name as it encodes it.
+_string = encode_basestring
+_ACCESS_HEAD = '","level":"INFO","logger":' + _string(access_log.name) + ',"message":'
+
+
+def _access_line(created: float, context: RequestContext, status: int, duration_ms: float) -> str:
+    """The access line `_json_line` writes for this request (`JsonFormatter` on the record
+    `end` would log), assembled from its pieces with JSONEncoder's own encoders, without the
+    encoder's walk of two dicts: the same keys in the same order, the same separators, the
+    same string escapes, int and float forms. Its fields of an unexpected type (never set so
+    by this module) go through `_json_line` itself."""
+    method, route, client_id = context.method, context.route, context.client_id
+    if (
+        type(method) is not str
+        or type(route) is not str
+        or type(client_id) is not str
+        or type(status) is not int
+        or type(duration_ms) is not float
+        or duration_ms != duration_ms  # NaN
+        or duration_ms in (_INFINITY, -_INFINITY)
+    ):
+        return _json_line(
+            created,
+            "INFO",
+            access_log.name,
+            f"{method} {route} {status}",
+            _http(context, status, duration_ms),
+        )
+    current = _current.get()
+    parts = [
+        '{"time":"',
+        datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds"),
+        _ACCESS_HEAD,
+        _string(f"{method} {route} {status}"),
+    ]
+    if current is not None:
+        parts += (',"request_id":', _string(current.request_id))
+    parts += (
+        ',"http":{"method":',
+        _string(method),
+        ',"route":',
+        _string(route),
+        ',"status":',
+        int.__repr__(status),
+        ',"duration_ms":',
+        float.__repr__(duration_ms),
+    )
+    if client_id:
+        parts += (',"client_id":', _string(client_id))
+    parts.append("}}")
+    return "".join(parts)
+
+
+_INFINITY = float("inf")
+
+
 def _write_access_line(
-    handler: logging.StreamHandler[Any], context: RequestContext, status: int, http: dict[str, Any]
+    handler: logging.StreamHandler[Any], context: RequestContext, status: int, duration_ms: float
 ) -> None:
     """What `access_log.info(...)` does through `handler` (Handler.handle, StreamHandler.emit,
-    JsonFormatter.format), without building a LogRecord: the same line, under the handler's
-    lock, flushed, a write error reported by the handler's handleError. RequestIdFilter only
-    sets an attribute on the record for text formats: nothing to do here."""
+    JsonFormatter.format), without building a LogRecord: the same line (`_access_line`), under
+    the handler's lock, flushed, a write error reported by the handler's handleError.
+    RequestIdFilter only sets an attribute on the record for text formats: nothing to do here."""
     created = time.time()  # LogRecord.created
     handler.acquire()
     try:
         try:
-            line = _json_line(
-                created, "INFO", access_log.name, f"{context.method} {context.route} {status}", http
-            )
+            line = _access_line(created, context, status, duration_ms)
             handler.stream.write(line + handler.terminator)
             handler.flush()
         except RecursionError:
@@ -154,7 +221,7 @@ def _write_access_line(
                 "%s %s %s",
                 (context.method, context.route, status),
                 None,
-                extra={"http": http},
+                extra={"http": _http(context, status, duration_ms)},
             )
             handler.handleError(record)
     finally:

@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from prometheus_client import Counter, Histogram
 
 from common import metrics, request_log
@@ -269,6 +272,70 @@ def test_the_direct_access_line_is_the_line_logging_writes(
         line = json.loads(direct)
         assert line["request_id"] == request_id and line["http"]["route"] == route
         assert line["time"] == "2026-12-06T12:00:00.123+00:00"
+
+
+# Strings the access line's fields may hold: JSON's escapes (quote, backslash, control
+# characters, U+2028), non-ASCII and astral characters, lone surrogates.
+_AWKWARD = ("", "GET", "/userinfo", 'a"b\\c', "\x00\x1f\x7f", "\n\r\t\b\f", "é\u2028\u2029", "🦊", "\ud800x")
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(_AWKWARD) | st.text(),
+    route=st.sampled_from(_AWKWARD) | st.text(),
+    client_id=st.sampled_from(_AWKWARD) | st.text(max_size=100),
+    status=st.integers(min_value=100, max_value=599) | st.integers(),
+    duration_ms=st.sampled_from((0.0, 0.01, 0.5, 7.81, 1234567.89, 1e16, 1e-7))
+    | st.floats(min_value=0, allow_nan=False, allow_infinity=False).map(lambda x: round(x, 2)),
+    created=st.floats(min_value=0, max_value=4102444800.0),
+    request_id=st.sampled_from(("5194518483fed0c8f5699ac4f21c297a", "proxy.id:1-2_3")) | st.none(),
+)
+def test_the_access_line_is_the_json_formatters_line(
+    method: str,
+    route: str,
+    client_id: str,
+    status: int,
+    duration_ms: float,
+    created: float,
+    request_id: str | None,
+):
+    """The access line assembled by hand is byte for byte the one `_json_line` (JsonFormatter)
+    writes for the same record, with or without a current request."""
+    context = request_log.RequestContext(request_id="x" * 32, method=method, route=route, client_id=client_id)
+    current = request_log.RequestContext(request_id=request_id or "", method="GET")
+    token = request_log._current.set(current if request_id is not None else None)
+    try:
+        http = request_log._http(context, status, duration_ms)
+        expected = request_log._json_line(created, "INFO", "cum.access", f"{method} {route} {status}", http)
+        assert request_log._access_line(created, context, status, duration_ms) == expected
+    finally:
+        request_log._current.reset(token)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"duration_ms": float("nan")},
+        {"duration_ms": float("inf")},
+        {"duration_ms": 3},
+        {"status": True},
+        {"route": None},
+        {"client_id": 12},
+    ],
+)
+def test_an_access_line_of_unexpected_types_is_the_encoders(odd: dict[str, Any]):
+    fields: dict[str, Any] = {"status": 200, "duration_ms": 0.5, "route": "/token", "client_id": "c", **odd}
+    context = request_log.RequestContext(
+        request_id="r" * 32, method="POST", route=fields["route"], client_id=fields["client_id"]
+    )
+    token = request_log._current.set(context)
+    try:
+        http = request_log._http(context, fields["status"], fields["duration_ms"])
+        message = f"POST {fields['route']} {fields['status']}"
+        expected = request_log._json_line(1.5, "INFO", "cum.access", message, http)
+        assert request_log._access_line(1.5, context, fields["status"], fields["duration_ms"]) == expected
+    finally:
+        request_log._current.reset(token)
 
 
 def _text_formatter(handler: logging.Handler) -> None:

@@ -30,7 +30,7 @@ import json
 import secrets
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -345,10 +345,15 @@ class _ResidentQuery:
     - `converters`: (position, the column's database converters, the column expression),
       for the columns that have any (the ORM applies them, e.g. JSON on SQLite);
     - `slots`: for each concrete field of User in order, its position in the row or -1
-      (a deferred field: Model.from_db's DEFERRED, loaded lazily if ever touched).
+      (a deferred field: Model.from_db's DEFERRED, loaded lazily if ever touched);
+    - `epochs`: the positions of the date-time columns the function form selects as whole
+      microseconds since 1970 (`_epoch_micros`), turned back into the aware datetime
+      Django's own loader gives (`_from_epoch_micros`): psycopg's C integer loader instead
+      of Django's timestamptz loader, a Python subclass of psycopg's Python one (which
+      parses the text form in Python at every read).
     """
 
-    __slots__ = ("converters", "function", "size", "slots", "sql")
+    __slots__ = ("converters", "epochs", "function", "size", "slots", "sql")
 
     def __init__(
         self,
@@ -357,16 +362,33 @@ class _ResidentQuery:
         converters: list[tuple[int, list[Any], Any]],
         slots: list[int],
         function: bool,
+        epochs: tuple[int, ...] = (),
     ):
         self.sql = sql
         self.size = size
         self.converters = converters
         self.slots = slots
         self.function = function
+        self.epochs = epochs
 
 
-# (vendor, with gate, claims registry generation, plain) -> the statement and its readers.
-_resident_query: dict[tuple[str, bool, int, bool], _ResidentQuery] = {}
+# (vendor, with gate, claims registry generation, plain, date-times as epochs) -> the
+# statement and its readers.
+_resident_query: dict[tuple[str, bool, int, bool, bool], _ResidentQuery] = {}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_micros(column: str) -> str:
+    """A timestamptz column as whole microseconds since 1970 (bigint; NULL stays NULL).
+    extract() gives an exact numeric (PostgreSQL 14+; 15+ is required), and PostgreSQL keeps
+    microseconds: the product is an integer, cast without rounding."""
+    return f"(extract(epoch from {column}) * 1000000)::bigint"
+
+
+def _from_epoch_micros(value: int | None) -> datetime | None:
+    """What Django's loader gives for the column `_epoch_micros` read (connection in UTC)."""
+    return None if value is None else _EPOCH + timedelta(microseconds=value)
 
 
 def _resident_token_query(db_connection: Any, *, with_gate: bool, plain: bool = False) -> _ResidentQuery:
@@ -378,7 +400,10 @@ def _resident_token_query(db_connection: Any, *, with_gate: bool, plain: bool = 
     statement on PostgreSQL too (the reference the function form is tested against).
     """
     function = db_connection.vendor == "postgresql" and not plain
-    key = (db_connection.vendor, with_gate, claims_registry.generation(), plain)
+    # Date-times as epochs only where Django's loader gives UTC datetimes (USE_TZ, the
+    # connection's TIME_ZONE unset: the production settings); else Django's loader.
+    epoch = function and db_connection.timezone is UTC
+    key = (db_connection.vendor, with_gate, claims_registry.generation(), plain, epoch)
     cached = _resident_query.get(key)
     if cached is not None:
         return cached
@@ -388,7 +413,22 @@ def _resident_token_query(db_connection: Any, *, with_gate: bool, plain: bool = 
     user = User._meta
     # In the model's field order, as Model.from_db() takes the values.
     fields = [field for field in user.concrete_fields if field.name in wanted]
-    columns = ", ".join(f'u."{field.column}"' for field in fields)
+    # Each column's database converters (the ORM applies them, e.g. JSON on SQLite).
+    # Field.get_db_converters is Django's (the ORM calls it); django-stubs lacks it.
+    found = [
+        db_connection.ops.get_db_converters(field.get_col(user.db_table))
+        + field.get_db_converters(db_connection)  # type: ignore[attr-defined]
+        for field in fields
+    ]
+    epochs = tuple(
+        position
+        for position, field in enumerate(fields)
+        if epoch and field.get_internal_type() == "DateTimeField" and not found[position]
+    )
+    columns = ", ".join(
+        _epoch_micros(f'u."{field.column}"') if position in epochs else f'u."{field.column}"'
+        for position, field in enumerate(fields)
+    )
     # Only table and column names from the models are interpolated; values are parameters.
     if function:
         # The function returns the token's resident as a whole identity_user row (migration
@@ -410,14 +450,11 @@ def _resident_token_query(db_connection: Any, *, with_gate: bool, plain: bool = 
         )
     converters = []
     for position, field in enumerate(fields):
-        column = field.get_col(user.db_table)
-        # Field.get_db_converters is Django's (the ORM calls it); django-stubs lacks it.
-        found = db_connection.ops.get_db_converters(column) + field.get_db_converters(db_connection)  # type: ignore[attr-defined]
-        if found:
-            converters.append((position, found, column))
+        if found[position]:
+            converters.append((position, found[position], field.get_col(user.db_table)))
     selected = {field.attname: position for position, field in enumerate(fields)}
     slots = [selected.get(field.attname, -1) for field in user.concrete_fields]
-    query = _ResidentQuery(sql, len(fields), converters, slots, function)
+    query = _ResidentQuery(sql, len(fields), converters, slots, function, epochs)
     _resident_query[key] = query
     return query
 
@@ -450,6 +487,8 @@ def _read_resident(
     if row is None:
         return None, None
     values = list(row[: query.size])
+    for position in query.epochs:
+        values[position] = _from_epoch_micros(values[position])
     for position, converters, column in query.converters:
         value = values[position]
         for converter in converters:

@@ -163,3 +163,62 @@ def test_the_plain_statement_is_the_form_without_the_functions(shared: Any) -> N
     token, code = shared
     user, granted = access_tokens._read_resident(token, code)
     assert user is not None and granted is True
+
+
+# Date-times around the epoch, leap days, microsecond edges, far past and future.
+_INSTANTS = [
+    "2026-12-07 00:52:03.123456+00",
+    "1970-01-01 00:00:00+00",
+    "1969-12-31 23:59:59.999999+00",
+    "1970-01-01 00:00:00.000001+00",
+    "2000-02-29 12:00:00.5+00",
+    "2026-03-29 01:30:00.000999+02",
+    "0001-01-01 00:00:00+00",
+    "9999-12-31 23:59:59.999999+00",
+    "2038-01-19 03:14:08.000001+00",
+]
+
+
+@function_only
+def test_date_times_read_as_epochs_are_djangos_date_times() -> None:
+    """The function form selects date-time columns as microseconds since 1970 and makes them
+    back into datetimes: the very values (instant, tzinfo) Django's loader gives."""
+    for text in _INSTANTS:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT %s::timestamptz, {access_tokens._epoch_micros('%s::timestamptz')}", [text, text]
+            )
+            loaded, micros = cursor.fetchone()
+        ours = access_tokens._from_epoch_micros(micros)
+        assert ours == loaded and ours.tzinfo is loaded.tzinfo and repr(ours) == repr(loaded), text
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {access_tokens._epoch_micros('NULL::timestamptz')}")
+        assert access_tokens._from_epoch_micros(cursor.fetchone()[0]) is None
+
+
+@function_only
+@pytest.mark.parametrize("instant", _INSTANTS[:6])
+def test_the_residents_date_times_are_the_plain_statements(shared: Any, resident: Any, instant: str) -> None:
+    token, code = shared
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'UPDATE "identity_user" SET "updated_at" = %s::timestamptz WHERE id = %s', [instant, resident.pk]
+        )
+    query = access_tokens._resident_token_query(connection, with_gate=True)
+    assert query.epochs, "the function form reads updated_at as an epoch"
+    for asked in (None, code):
+        function_user, _ = access_tokens._read_resident(token, asked)
+        plain_user, _ = access_tokens._read_resident(token, asked, plain=True)
+        mine, theirs = function_user.updated_at, plain_user.updated_at
+        assert mine == theirs and mine.tzinfo is theirs.tzinfo and repr(mine) == repr(theirs)
+        assert mine == User.objects.get(pk=resident.pk).updated_at
+
+
+def test_date_times_are_read_by_djangos_loader_outside_utc(settings: Any) -> None:
+    """Another connection time zone: no epochs (Django's loader, as before)."""
+    settings.USE_TZ = False
+    try:
+        query = access_tokens._resident_token_query(connection, with_gate=False)
+        assert query.epochs == () and "extract(" not in query.sql
+    finally:
+        settings.USE_TZ = True

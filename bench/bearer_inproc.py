@@ -1,0 +1,297 @@
+"""CPU per request of the bearer path (W1, W2, W3) through the production WSGI application,
+in process (no HTTP server), by time.process_time.
+
+    cd <tree> && .venv/bin/python <this file> [--requests 2000] [--rounds 5] \
+        [--database-url postgres://postgres@127.0.0.1:5432/cum_bearer_inproc_bench] [--redis-url ...]
+
+Prepares a throwaway PostgreSQL database as bench/oidc.py does (production settings, JSON
+logs to stderr — redirect it to /dev/null, as a server's log would go to a pipe), then calls
+config.wsgi.application with the environ granian would build for each request, in rounds of
+the three operations, and prints each operation's median CPU ms per request over the rounds.
+It imports the tree it is run from (the current directory), so the same file measures a
+"before" worktree and this one: run them alternately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path.cwd()
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import oidc as bench  # noqa: E402
+
+
+def environ(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_X_FORWARDED_PROTO": "https",
+        "HTTP_X_FORWARDED_FOR": "127.0.0.1",
+    }
+    if body:
+        env["CONTENT_TYPE"] = bench.FORM
+        env["CONTENT_LENGTH"] = str(len(body))
+    for name, value in headers.items():
+        env["HTTP_" + name.upper().replace("-", "_")] = value
+    return env
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", nargs="*", choices=("client_credentials", "introspection", "userinfo"))
+    parser.add_argument(
+        "--components",
+        action="store_true",
+        help="instead: time this branch's building blocks against the former ones, alternately in "
+        "this process (run from the branch's tree)",
+    )
+    parser.add_argument(
+        "--database-url", default="postgres://postgres@127.0.0.1:5432/cum_bearer_inproc_bench"
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        help="keep the prepared database and its secrets in this JSON file, and reuse them when it "
+        "exists (so alternate runs skip the preparation; drop the database by hand afterwards)",
+    )
+    args = parser.parse_args()
+    runner = bench.Bench.for_in_process(
+        database_url=args.database_url, redis_url=args.redis_url, keep_db=args.state is not None
+    )
+    try:
+        if args.state is not None and args.state.exists():
+            state = json.loads(args.state.read_text())
+            runner.env.update(state["env"])
+            runner.clients, runner.resident_email = state["clients"], state["email"]
+            runner.resident_password = state["password"]
+        else:
+            runner.prepare()
+            if args.state is not None:
+                state = {
+                    "env": {k: runner.env[k] for k in _SECRETS},
+                    "clients": runner.clients,
+                    "email": runner.resident_email,
+                    "password": runner.resident_password,
+                }
+                args.state.write_text(json.dumps(state))
+        os.environ.update(runner.env)
+        return run(runner, args)
+    finally:
+        runner.stop()
+
+
+_SECRETS = (
+    "SECRET_KEY",
+    "KEY_ENCRYPTION_KEY",
+    "CLIENT_SECRET_HMAC_KEY",
+    "CONSENT_MASTER_KEY",
+    "PAIRWISE_SUBJECT_KEY",
+)
+
+
+def run(runner: bench.Bench, args: argparse.Namespace) -> int:
+    import django  # noqa: PLC0415
+
+    django.setup()
+    from django.test import Client  # noqa: PLC0415
+
+    from config.wsgi import application  # noqa: PLC0415
+
+    extra = {
+        "HTTP_X_FORWARDED_PROTO": "https",
+        "HTTP_X_FORWARDED_FOR": "127.0.0.1",
+        "SERVER_NAME": "127.0.0.1",
+    }
+    browser = Client(**extra)
+    response = browser.post(
+        "/connexion/", {"username": runner.resident_email, "password": runner.resident_password, "next": "/"}
+    )
+    assert response.status_code == 302, response.status_code
+    api = Client(**extra)
+    cc, code = runner.clients["cc"], runner.clients["code"]
+    tokens = bench.in_process_code_round_trip(browser, api, code)
+    cc_basic = bench.basic_auth(cc["client_id"], cc["client_secret"])
+    rs_basic = bench.basic_auth(code["client_id"], code["client_secret"])
+    introspect_body = urlencode({"token": tokens["access_token"]}).encode()
+    ops = {
+        "client_credentials": lambda: environ(
+            "POST", "/token", {"Authorization": cc_basic}, b"grant_type=client_credentials"
+        ),
+        "introspection": lambda: environ("POST", "/introspect", {"Authorization": rs_basic}, introspect_body),
+        "userinfo": lambda: environ(
+            "GET", "/userinfo", {"Authorization": f"Bearer {tokens['access_token']}"}
+        ),
+    }
+    if args.components:
+        components(tokens["access_token"], args)
+        return 0
+    if args.only:
+        ops = {name: make for name, make in ops.items() if name in args.only}
+    status: list[str] = []
+
+    def start_response(s: str, headers: list, *exc: Any) -> None:
+        status.append(s)
+
+    def call(make: Any) -> bytes:
+        status.clear()
+        result = application(make(), start_response)
+        body = b"".join(result)
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        assert status and status[0].startswith("200"), (status, body[:200])
+        return body
+
+    for make in ops.values():
+        for _ in range(50):
+            call(make)
+    spent: dict[str, list[float]] = {name: [] for name in ops}
+    for _ in range(args.rounds):
+        for name, make in ops.items():
+            envs = iter([make() for _ in range(args.requests)])
+            c0 = time.process_time()
+            for _ in range(args.requests):
+                call(lambda envs=envs: next(envs))
+            spent[name].append(1000 * (time.process_time() - c0) / args.requests)
+    print(json.dumps({name: round(statistics.median(v), 4) for name, v in spent.items()}), flush=True)
+    print(
+        json.dumps({name: [round(x, 4) for x in v] for name, v in spent.items()}), file=sys.stdout, flush=True
+    )
+    return 0
+
+
+def _alternate(variants: dict[str, Any], args: argparse.Namespace) -> None:
+    """Each variant `args.requests` times per round, in turn, over `args.rounds` rounds: median
+    CPU microseconds per call."""
+    spent: dict[str, list[float]] = {name: [] for name in variants}
+    for fn in variants.values():
+        for _ in range(50):
+            fn()
+    for _ in range(args.rounds):
+        for name, fn in variants.items():
+            c0 = time.process_time()
+            for _ in range(args.requests):
+                fn()
+            spent[name].append(1e6 * (time.process_time() - c0) / args.requests)
+    for name, values in spent.items():
+        print(
+            f"  {statistics.median(values):8.2f} us CPU  {name}  {[round(v, 1) for v in values]}", flush=True
+        )
+
+
+def components(access_token: str, args: argparse.Namespace) -> None:
+    from common import request_log  # noqa: PLC0415
+    from identity.oidc import access_tokens  # noqa: PLC0415
+    from identity.oidc.sharing import sharing_purpose_code  # noqa: F401, PLC0415
+
+    context = request_log.RequestContext(
+        request_id="5194518483fed0c8f5699ac4f21c297a", method="GET", route="/userinfo", client_id="c" * 40
+    )
+    token = request_log._current.set(context)
+
+    def former_line() -> str:  # what _write_access_line built before: the dict, then _json_line
+        http = request_log._http(context, 200, 0.51)
+        return request_log._json_line(time.time(), "INFO", "cum.access", f"GET /userinfo {200}", http)
+
+    def access_line() -> str:
+        return request_log._access_line(time.time(), context, 200, 0.51)
+
+    assert former_line()[30:] == access_line()[30:]
+    print("## the access line", flush=True)
+    _alternate({"former (_json_line)": former_line, "_access_line": access_line}, args)
+    request_log._current.reset(token)
+
+    # The resident read (userinfo's statement, without the gate), date-times by Django's
+    # loader (the former statement: USE_TZ's UTC not recognised) or as epochs.
+    def read(utc: Any) -> Any:
+        def run() -> Any:
+            access_tokens.UTC = utc  # type: ignore[attr-defined]
+            try:
+                return access_tokens._read_resident(access_token, None)
+            finally:
+                access_tokens.UTC = _UTC  # type: ignore[attr-defined]
+
+        return run
+
+    from datetime import UTC as _UTC  # noqa: PLC0415
+
+    from django.core.handlers.wsgi import WSGIHandler  # noqa: PLC0415
+    from django.core.signals import request_finished, request_started  # noqa: PLC0415
+
+    from config.bearer_path import _RequestSignal  # noqa: PLC0415
+
+    environ_ = environ("GET", "/userinfo", {})
+    started, finished = (
+        _RequestSignal(request_started, WSGIHandler),
+        _RequestSignal(request_finished, WSGIHandler),
+    )
+
+    def by_signal_send() -> None:
+        request_started.send(sender=WSGIHandler, environ=environ_)
+        request_finished.send(sender=WSGIHandler)
+
+    def by_request_signal() -> None:
+        started.send(environ=environ_)
+        finished.send()
+
+    print("## request_started + request_finished (the receivers' own work included)", flush=True)
+    _alternate({"Signal.send": by_signal_send, "_RequestSignal.send": by_request_signal}, args)
+
+    from django.db import connection  # noqa: PLC0415
+
+    connection.ensure_connection()
+    raw = connection.connection.cursor()  # psycopg's, with Django's loaders registered
+
+    def loaded() -> Any:
+        raw.execute('SELECT "updated_at" FROM "identity_user" LIMIT 1')
+        return raw.fetchone()[0]
+
+    epoch_sql = (
+        f'SELECT {access_tokens._epoch_micros(chr(34) + "updated_at" + chr(34))} FROM "identity_user" LIMIT 1'
+    )
+
+    def as_epoch() -> Any:
+        raw.execute(epoch_sql)
+        return access_tokens._from_epoch_micros(raw.fetchone()[0])
+
+    assert loaded() == as_epoch()
+    print("## one timestamptz read on a raw cursor (round trip included)", flush=True)
+    _alternate(
+        {"Django's timestamptz loader": loaded, "epoch microseconds + _from_epoch_micros": as_epoch}, args
+    )
+    former, epochs = read(object()), read(_UTC)
+    assert former()[0].updated_at == epochs()[0].updated_at
+    print("## the resident read (one row, its updated_at)", flush=True)
+    _alternate({"Django's timestamptz loader": former, "epoch microseconds": epochs}, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
