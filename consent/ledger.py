@@ -486,13 +486,13 @@ _APPEND_CALL_SQL = (
 
 
 # The values PostgreSQL's backend passes on as they are (`get_db_prep_save` returns them
-# unchanged): an event built by consent.services holds nothing else but bytes and enumerations.
-_PLAIN_TYPES = frozenset({str, int, uuid.UUID})
+# unchanged). Not int: Django wraps integers in psycopg's typed wrappers (Int4, Int8...).
+_PLAIN_TYPES = frozenset({str, uuid.UUID})
 
 
 def _column_value(field: Any, value: Any) -> Any:
     """`field.get_db_prep_save(value, connection)` on PostgreSQL, without its calls for the values
-    it returns unchanged (None, str, int, UUID, an aware datetime): the event's sixteen columns
+    it returns unchanged (None, str, UUID, an aware datetime): the event's sixteen columns
     are converted at every append (issue 14). Anything else goes through the field."""
     kind = type(value)
     if value is None or kind in _PLAIN_TYPES or (kind is datetime and value.tzinfo is not None):
