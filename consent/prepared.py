@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from common.kept_cursor import kept_fetch as prepared_fetch
 from common.kept_cursor import prepared_cursor, prepared_statements
@@ -35,7 +35,7 @@ def _in_turn_cursor() -> Any | None:
     class, unwrapped: it binds parameters on the client, as Django's do, and sends a statement
     with the simple query protocol, which may hold several), after the checks a Django cursor
     makes before a statement; None when the statements must run one by one."""
-    db = connection
+    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: not the proxy's lookup per attribute
     if db.vendor != "postgresql" or db.queries_logged or db.execute_wrappers or prepared_statements():
         return None
     db.close_if_health_check_failed()
@@ -57,7 +57,7 @@ def fetch_in_turn(statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
     cursor = _in_turn_cursor()
     if cursor is None:
         return [prepared_fetch(sql, params) for sql, params in statements]
-    with connection.wrap_database_errors:
+    with connections[DEFAULT_DB_ALIAS].wrap_database_errors:
         params = [value for _sql, values in statements for value in values]
         cursor.execute("; ".join(sql for sql, _params in statements), params)
         rows = [cursor.fetchone()]
