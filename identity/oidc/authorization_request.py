@@ -89,8 +89,9 @@ class AuthorizationMixin(OAuthLibMixin):
         browser_id = credentials.pop("cum_browser_id", None)
         try:
             # The consent event and the code in one transaction. Without a consent to record,
-            # the code's one INSERT (Validator._create_authorization_code, a plain statement)
-            # is the only write: it needs no transaction of its own (no BEGIN/COMMIT round trips).
+            # the code's one INSERT (identity/oidc/code_issuance.py, or
+            # Validator._create_authorization_code on the reference path) is the only
+            # write: it needs no transaction of its own (no BEGIN/COMMIT round trips).
             with transaction.atomic() if consent_purpose else nullcontext():
                 if consent_purpose:
                     consent_decision_record(user=request.user, purpose_code=consent_purpose, allow=True)

@@ -7,15 +7,27 @@ endpoint's `_validate` decided a moment earlier in the same request), then write
 and puts the redirect together. `issue_validated_code` does only the last two steps, the
 same way:
 
-- the code: `oauthlib.common.generate_token()`, as oauthlib's `create_authorization_code`;
-- the row: the validator's own `_create_authorization_code` (the one INSERT that
-  `save_authorization_code` runs), given the values oauthlib's request would carry —
-  the client, the resident, the credentials (redirect URI, PKCE challenge, nonce, claims,
-  resource, `dpop_jkt`, authentication time, session, acr/amr) and the scopes;
+- the code: 30 characters drawn uniformly from oauthlib's alphabet (`[A-Za-z0-9]`) by the
+  operating system's CSPRNG, as oauthlib's `generate_token()` draws them for its
+  `create_authorization_code` (same length, alphabet and distribution: ~178 bits), from one
+  `os.urandom` call instead of one per character (`code_token`);
+- the row: the grant the validator's own `_create_authorization_code` builds (the one
+  INSERT that `save_authorization_code` runs), given the values oauthlib's request would
+  carry — the client, the resident, the credentials (redirect URI, PKCE challenge, nonce,
+  claims, resource, `dpop_jkt`, authentication time, session, acr/amr) and the scopes.
+  On PostgreSQL its INSERT (identity/oidc/token_writes.py's statement and values) runs on
+  the kept cursor that binds its parameters on the server (`kept_fetch(server_binding=True)`:
+  the values travel apart from the text instead of being quoted into it by psycopg);
+  elsewhere through the validator itself (`tests/oidc/test_authorize_differential.py`
+  compares the rows written both ways, column by column);
 - the redirect: `code` then `state` (when there is one) added by oauthlib's
   `add_params_to_uri`, in the fragment only when the URL of the HTTP request itself says
   `response_mode=fragment` (what oauthlib reads: it is not part of the credentials), then
-  RFC 9207's `iss` by django-oauth-toolkit's own function.
+  RFC 9207's `iss` by django-oauth-toolkit's own function. For a plain registered URI
+  (no query, fragment or `;` parameters, which `urlparse`/`urlunparse` give back unchanged)
+  and a query response, that composition is the URI, `?`, and the three parameters
+  form-encoded: written so directly (`_redirect`; the composition is the reference in
+  tests/oidc/test_code_issuance.py).
 
 Only for the authorization endpoint itself, once its checks passed in this request: the
 pages that resume a request later (consent decision, internal-service notice) still go
@@ -27,16 +39,31 @@ request there (the reference: tests/oidc/test_authorize_differential.py compares
 
 from __future__ import annotations
 
+import json
+import os
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlencode, urlparse, urlunparse
 
 from django.conf import settings
+from django.db import connections, router
 from django.http import HttpRequest
+from django.utils import timezone
+from oauth2_provider.models import get_grant_model
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect
 from oauth2_provider.settings import oauth2_settings
-from oauthlib.common import add_params_to_uri, generate_token
+from oauthlib.common import UNICODE_ASCII_CHARACTER_SET, add_params_to_uri
 
+from common.kept_cursor import kept_fetch
+from identity.oidc import token_writes
 from identity.oidc.constants import PKCE_METHOD
+
+CODE_LENGTH = 30  # oauthlib's generate_token() default
+_ALPHABET = UNICODE_ASCII_CHARACTER_SET  # [a-zA-Z0-9], 62 characters
+# Bytes below this (the largest multiple of 62 that fits in a byte) map uniformly onto the
+# alphabet by `% 62`; the others are dropped (rejection sampling: no bias).
+_BYTE_LIMIT = 256 - 256 % len(_ALPHABET)
 
 
 def direct_issuance(scopes: list[str], credentials: dict[str, Any]) -> bool:
@@ -56,35 +83,123 @@ def _response_mode(request: HttpRequest) -> str | None:
     return request.GET.get("response_mode")
 
 
+def code_token() -> str:
+    """A new authorization code: what oauthlib's `generate_token()` returns (30 characters,
+    each uniform over `[A-Za-z0-9]`, from the operating system's CSPRNG), drawn from one
+    `os.urandom` call (oauthlib's `SystemRandom().choice` reads it once per character)."""
+    chars: list[str] = []
+    while True:
+        for byte in os.urandom(40):  # 40 bytes give 30 accepted ones but ~1 time in 10^9
+            if byte < _BYTE_LIMIT:
+                chars.append(_ALPHABET[byte % 62])
+                if len(chars) == CODE_LENGTH:
+                    return "".join(chars)
+
+
+def _grant(client: Any, user: Any, code: str, scopes: list[str], credentials: dict[str, Any]) -> Any:
+    """The grant the validator's `_create_authorization_code` builds for this request
+    (identity/oidc/request_validator.py; compared column by column in the tests)."""
+    return get_grant_model()(
+        application=client,
+        user=user,
+        code=code,
+        expires=timezone.now() + timedelta(seconds=oauth2_settings.AUTHORIZATION_CODE_EXPIRE_SECONDS),
+        redirect_uri=credentials["redirect_uri"],
+        scope=" ".join(scopes),
+        code_challenge=credentials.get("code_challenge") or "",
+        code_challenge_method=credentials.get("code_challenge_method") or "",
+        nonce=credentials.get("nonce") or "",
+        claims=json.dumps(credentials.get("claims") or {}),
+        auth_time=credentials.get("auth_time"),
+        sid=credentials.get("cum_sid") or "",
+        acr=credentials.get("cum_acr") or "",
+        amr=list(credentials.get("cum_amr") or []),
+        resource=list(credentials.get("resource") or []),
+        dpop_jkt=credentials.get("dpop_jkt") or "",
+    )
+
+
+def _write_code(
+    request: HttpRequest, client: Any, code: str, scopes: list[str], credentials: dict[str, Any]
+) -> None:
+    model = get_grant_model()
+    using = router.db_for_write(model)
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        carried = SimpleNamespace(
+            client=client,
+            user=request.user,
+            redirect_uri=credentials["redirect_uri"],
+            scopes=scopes,
+            code_challenge=credentials.get("code_challenge"),
+            code_challenge_method=credentials.get("code_challenge_method"),
+            nonce=credentials.get("nonce"),
+            claims=credentials.get("claims"),
+            auth_time=credentials.get("auth_time"),
+            cum_sid=credentials.get("cum_sid"),
+            cum_acr=credentials.get("cum_acr"),
+            cum_amr=credentials.get("cum_amr"),
+            resource=credentials.get("resource"),
+            dpop_jkt=credentials.get("dpop_jkt"),
+        )
+        oauth2_settings.OAUTH2_VALIDATOR_CLASS()._create_authorization_code(carried, {"code": code})
+        return
+    # token_writes.insert_row's statement and values (as Model.save(force_insert=True)
+    # prepares them), bound on the server. Every value is typed by PostgreSQL as its column
+    # either way: text goes as `unknown` (resolved to the column), timestamps as
+    # timestamptz, JSON as jsonb, integers and UUIDs as themselves.
+    grant = _grant(client, request.user, code, scopes, credentials)
+    insert = token_writes._insert_for(model, using)
+    marks = ", ".join(["%s"] * len(insert.fields))
+    sql = f"INSERT INTO {insert.table} ({insert.columns}) VALUES ({marks}) RETURNING {insert.pk_column}"  # noqa: S608 - metadata
+    values = token_writes._values(insert, grant, connection)
+    kept_fetch(sql, values, db=connection, server_binding=True)
+
+
+_PLAIN_URIS: dict[str, bool] = {}
+
+
+def _plain_uri(uri: str) -> bool:
+    """Whether `uri` has no query, fragment or `;` parameters and `urlparse`/`urlunparse`
+    give it back unchanged: then adding parameters to its query is appending `?` and them.
+    Remembered per URI (registered redirect URIs only: a few per client)."""
+    plain = _PLAIN_URIS.get(uri)
+    if plain is None:
+        plain = not any(mark in uri for mark in "?#;") and urlunparse(urlparse(uri)) == uri
+        if len(_PLAIN_URIS) >= 4096:
+            _PLAIN_URIS.clear()
+        _PLAIN_URIS[uri] = plain
+    return plain
+
+
+def _redirect(redirect_uri: str, items: list[tuple[str, str]], fragment: bool, issuer: str | None) -> str:
+    """oauthlib's `add_params_to_uri(redirect_uri, items, fragment)`, then (when `issuer`)
+    django-oauth-toolkit's `_add_iss_to_redirect`: their result, written directly when
+    `redirect_uri` is plain and the response goes in the query."""
+    if issuer is not None and not fragment and _plain_uri(redirect_uri):
+        # add_params_to_uri: parse_qsl("") is [], so the query is urlencode(items) (oauthlib
+        # encodes the pairs to UTF-8 first: the same bytes); _add_iss_to_redirect parses
+        # that query back (the same pairs: none is named iss), adds iss and encodes again.
+        return redirect_uri + "?" + urlencode([*items, ("iss", issuer)])
+    uri = add_params_to_uri(redirect_uri, items, fragment=fragment)
+    if issuer is not None:
+        uri = _add_iss_to_redirect(uri, issuer)
+    return uri
+
+
 def issue_validated_code(
     request: HttpRequest, client: Any, scopes: list[str], credentials: dict[str, Any]
 ) -> str:
     """Write the code of an authorization request validated in this request; its redirect URI."""
-    code = generate_token()
-    carried = SimpleNamespace(
-        client=client,
-        user=request.user,
-        redirect_uri=credentials["redirect_uri"],
-        scopes=scopes,
-        code_challenge=credentials.get("code_challenge"),
-        code_challenge_method=credentials.get("code_challenge_method"),
-        nonce=credentials.get("nonce"),
-        claims=credentials.get("claims"),
-        auth_time=credentials.get("auth_time"),
-        cum_sid=credentials.get("cum_sid"),
-        cum_acr=credentials.get("cum_acr"),
-        cum_amr=credentials.get("cum_amr"),
-        resource=credentials.get("resource"),
-        dpop_jkt=credentials.get("dpop_jkt"),
-    )
-    oauth2_settings.OAUTH2_VALIDATOR_CLASS()._create_authorization_code(carried, {"code": code})
+    code = code_token()
+    _write_code(request, client, code, scopes, credentials)
     items = [("code", code)]
     state = credentials.get("state")
     if state:
         items.append(("state", state))
-    uri = add_params_to_uri(
-        credentials["redirect_uri"], items, fragment=_response_mode(request) == "fragment"
+    issuer = (
+        oauth2_settings.oauth2_authorization_server_issuer(request)
+        if oauth2_settings.COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS
+        else None
     )
-    if oauth2_settings.COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS:
-        uri = _add_iss_to_redirect(uri, oauth2_settings.oauth2_authorization_server_issuer(request))
-    return uri
+    return _redirect(credentials["redirect_uri"], items, _response_mode(request) == "fragment", issuer)
