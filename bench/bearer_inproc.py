@@ -243,28 +243,6 @@ def components(access_token: str, args: argparse.Namespace) -> None:
 
     from datetime import UTC as _UTC  # noqa: PLC0415
 
-    from django.core.handlers.wsgi import WSGIHandler  # noqa: PLC0415
-    from django.core.signals import request_finished, request_started  # noqa: PLC0415
-
-    from config.bearer_path import _RequestSignal  # noqa: PLC0415
-
-    environ_ = environ("GET", "/userinfo", {})
-    started, finished = (
-        _RequestSignal(request_started, WSGIHandler),
-        _RequestSignal(request_finished, WSGIHandler),
-    )
-
-    def by_signal_send() -> None:
-        request_started.send(sender=WSGIHandler, environ=environ_)
-        request_finished.send(sender=WSGIHandler)
-
-    def by_request_signal() -> None:
-        started.send(environ=environ_)
-        finished.send()
-
-    print("## request_started + request_finished (the receivers' own work included)", flush=True)
-    _alternate({"Signal.send": by_signal_send, "_RequestSignal.send": by_request_signal}, args)
-
     from django.db import connection  # noqa: PLC0415
 
     connection.ensure_connection()

@@ -60,8 +60,7 @@ What the kept middleware give on these paths is kept:
   and X-Request-ID are filled in per answer. After LEARNING_ATTEMPTS answers that do not
   match, that kind of request always goes through Django (a warning says so);
 - `request_started` before the view's work and `request_finished` once the answer's body is
-  whole, before it is returned (granian never calls a list's `close()`), to the receivers
-  Signal.send would call (`_RequestSignal`), sent by Django's
+  whole, before it is returned (granian never calls a list's `close()`), sent by Django's
   handler class: the database connection's
   health check, its age limit and a broken connection's close (close_old_connections), the
   caches' close. A request handed to Django after the work began gets `request_finished`

@@ -176,23 +176,35 @@ def writer_head(*, subject_lock: int | None = None) -> LedgerHead:
     the subject: the operations that lock the head exclusively and then a subject (`lock_head`
     holders appending) cannot deadlock with an append. The caller's next statement sees
     whatever the subject's previous holder committed (a new snapshot per statement)."""
-    if connection.vendor == "postgresql":
-        sql, params = _WRITER_HEAD_LOCKING_SQL, [subject_lock]
-    else:
-        sql, params = _WRITER_HEAD_SQL, []
     for _ in range(2):
-        found = prepared_fetch(sql, params)
-        if found is not None:
-            size, root, frontier, behind_nodes, behind_heads = found[:5]
-            head = LedgerHead(id=1, size=size, root_hash=root, frontier=frontier)
-            head._state.adding, head._state.db = False, connection.alias
-            # `_position_check`, done here in the same snapshot: `append` raises on it.
-            head._position_behind = bool(behind_nodes or behind_heads)  # type: ignore[attr-defined]
+        head = head_of_row(prepared_fetch(*writer_head_statement(subject_lock=subject_lock)))
+        if head is not None:
             return head
         _head_create()
     raise LedgerTampered(
         [LedgerProblem(kind="head", detail="nothing appended: the ledger head row is missing")]
     )
+
+
+def writer_head_statement(*, subject_lock: int | None = None) -> tuple[str, list[Any]]:
+    """`writer_head`'s statement (sql, params), for a caller that runs it with the next one in
+    one round trip (consent_record: `consent.prepared.fetch_in_turn`) and reads its row with
+    `head_of_row` (None: the head row is missing, then `writer_head()` creates it)."""
+    if connection.vendor == "postgresql":
+        return _WRITER_HEAD_LOCKING_SQL, [subject_lock]
+    return _WRITER_HEAD_SQL, []
+
+
+def head_of_row(found: Sequence[Any] | None) -> LedgerHead | None:
+    """The head as `writer_head` returns it, from its statement's row (None when there was none)."""
+    if found is None:
+        return None
+    size, root, frontier, behind_nodes, behind_heads = found[:5]
+    head = LedgerHead(id=1, size=size, root_hash=root, frontier=frontier)
+    head._state.adding, head._state.db = False, connection.alias
+    # `_position_check`, done here in the same snapshot: `append` raises on it.
+    head._position_behind = bool(behind_nodes or behind_heads)  # type: ignore[attr-defined]
+    return head
 
 
 # The head row with `_position_check`'s two tests (one statement, one snapshot); bytea columns
@@ -430,9 +442,7 @@ def _append_one_statement(event: LedgerEvent, size: int, with_state: bool) -> No
     from this call to the commit, as before."""
     before, after = entry_around_seq(event)
     params: list[Any] = [with_state, b"\x00" + before, after]
-    params += [
-        field.get_db_prep_save(getattr(event, field.attname), connection) for field in _append_fields()
-    ]
+    params += [_column_value(field, getattr(event, field.attname)) for field in _append_fields()]
     for _ in range(2):
         row = prepared_fetch(_APPEND_CALL_SQL, params)
         if row is not None:
@@ -473,6 +483,21 @@ _APPEND_CALL_SQL = (
     + ", ".join(f"%s::{kind}" for _column, kind in APPEND_COLUMNS)
     + ")"
 )
+
+
+# The values PostgreSQL's backend passes on as they are (`get_db_prep_save` returns them
+# unchanged). Not int: Django wraps integers in psycopg's typed wrappers (Int4, Int8...).
+_PLAIN_TYPES = frozenset({str, uuid.UUID})
+
+
+def _column_value(field: Any, value: Any) -> Any:
+    """`field.get_db_prep_save(value, connection)` on PostgreSQL, without its calls for the values
+    it returns unchanged (None, str, UUID, an aware datetime): the event's sixteen columns
+    are converted at every append (issue 14). Anything else goes through the field."""
+    kind = type(value)
+    if value is None or kind in _PLAIN_TYPES or (kind is datetime and value.tzinfo is not None):
+        return value
+    return field.get_db_prep_save(value, connection)
 
 
 @functools.cache
@@ -635,8 +660,8 @@ def _append_many_one_statement(events: list[LedgerEvent], size: int, with_state:
         "after": [after for _before, after in parts],
     }
     for model_field, (column, _kind) in zip(_append_fields(), APPEND_COLUMNS, strict=True):
-        prep, name = model_field.get_db_prep_save, model_field.attname
-        params[column] = [prep(getattr(event, name), connection) for event in events]
+        name = model_field.attname
+        params[column] = [_column_value(model_field, getattr(event, name)) for event in events]
     rows: list[Any] = []
     for _ in range(2):
         rows = prepared_fetch(_APPEND_MANY_SQL, params, all_rows=True)

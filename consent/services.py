@@ -82,7 +82,7 @@ from consent.models import (
     SubjectKind,
     TreeHead,
 )
-from consent.prepared import prepared_fetch
+from consent.prepared import fetch_in_turn, prepared_fetch
 from consent.rights import ErasureReport
 from identity.audit import audit_log
 from identity.models import User
@@ -262,13 +262,32 @@ def _decision_context(
     has no row yet), its current state for the purpose and the notice in force, read once under
     the subject's lock (consent_record); with `held`, in the same statement, the purpose data
     holders' answers: the names of those that hold nothing for the subject."""
+    statement = _context_statement(user=user, browser_hash=browser_hash, purpose_code=purpose_code, held=held)
+    return _context_answer(purpose_code, prepared_fetch(*statement), held)
+
+
+def _context_statement(
+    *,
+    user: User | None,
+    browser_hash: str | None,
+    purpose_code: str,
+    held: purpose_data.HeldColumns | None = None,
+) -> tuple[str, list[Any]]:
+    """`_decision_context`'s statement (sql, params): consent_record runs it in the round trip
+    of the head's (`consent.prepared.fetch_in_turn`) and reads its row with `_context_answer`."""
     user_key = None if user is None else User._meta.pk.get_db_prep_value(user.pk, connection)
     held_sql, held_params = ("", ()) if held is None else (held.sql, held.params)
     if connection.vendor == "postgresql":
         params = [*held_params, user_key, browser_hash, purpose_code]
     else:
         params = [*held_params, user_key if user is not None else browser_hash, purpose_code]
-    row = prepared_fetch(_context_held_sql(connection.vendor, user is not None, held_sql), params)
+    return _context_held_sql(connection.vendor, user is not None, held_sql), params
+
+
+def _context_answer(
+    purpose_code: str, row: Sequence[Any] | None, held: purpose_data.HeldColumns | None
+) -> tuple[Purpose, Subject | None, ConsentState | None, PrivacyNotice | None, frozenset[str]]:
+    """`_decision_context`'s answer from its statement's row."""
     if row is None or held is None:
         return (*_context_of_row(purpose_code, row), frozenset())
     answers = row[_CONTEXT_WIDTH:]
@@ -487,13 +506,24 @@ def consent_record(
         # Writers share the head row (no wait for one another); the decisions of one subject
         # are serialised by a lock on that subject (its current state, a renewal's check), taken
         # in the same statement, after the head's (ledger.writer_head).
-        head = ledger.writer_head(subject_lock=_subject_lock_key(user=user, browser_hash=browser_hash))
-        now = timezone.now()
         # After both locks: the purpose, the subject, its current state and the notice in force,
-        # one read. Any check below that fails rolls the transaction back: nothing written.
-        purpose, subject, state, notice, nothing_held = _decision_context(
+        # one read (a statement of its own: it sees what the subject's previous decision
+        # committed). Both statements go in one round trip on PostgreSQL (fetch_in_turn), with
+        # the transaction's BEGIN. Any check below that fails rolls the transaction back:
+        # nothing written.
+        subject_lock = _subject_lock_key(user=user, browser_hash=browser_hash)
+        context_statement = _context_statement(
             user=user, browser_hash=browser_hash, purpose_code=purpose_code, held=held
         )
+        head_row, context_row = fetch_in_turn(
+            [ledger.writer_head_statement(subject_lock=subject_lock), context_statement]
+        )
+        head = ledger.head_of_row(head_row)
+        if head is None:  # no head row (a flushed test database): created, then both again
+            head = ledger.writer_head(subject_lock=subject_lock)
+            context_row = prepared_fetch(*context_statement)
+        now = timezone.now()
+        purpose, subject, state, notice, nothing_held = _context_answer(purpose_code, context_row, held)
         partner_client_id, actor_type, actor_id, until = _decision_checks(
             purpose=purpose,
             state=state,
