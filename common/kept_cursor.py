@@ -19,9 +19,11 @@ statements then run unprepared, one round trip each all the same.
 
 `kept_fetch(sql, params)` runs one such statement and returns its rows (`fetchone()`, or
 `fetchall()` with `all_rows`); `kept_rowcount(sql, params)` runs one and returns the number of
-rows it changed (an UPDATE or DELETE without RETURNING); `kept_fetch(..., server_binding=True)`
-runs an unprepared statement on a second kept cursor that binds its parameters on the server
-(for a bare call of a PL/pgSQL function: the userinfo read). When no one watches the queries, they
+rows it changed (an UPDATE or DELETE without RETURNING); with `server_binding=True` either runs
+an unprepared statement on a second kept cursor that binds its parameters on the server (the
+userinfo read's bare call of a PL/pgSQL function; the token endpoint's reads and writes and
+the browser session's note: the parameters then travel apart from the text instead of being
+quoted into it by psycopg, less client CPU per call). When no one watches the queries, they
 keep one cursor per database connection (server-binding and preparing with prepared
 statements on, else the backend's own cursor class) and execute on it directly: what a Django
 cursor does around a statement (the health check once per request, the check that the
@@ -166,12 +168,17 @@ def kept_fetch(
     `server_binding`: unprepared too, the parameters travel apart from the statement (the
     extended protocol's unnamed statement) instead of being quoted into its text by the
     client: less client CPU per call. For statements whose parameters PostgreSQL types the
-    same either way (e.g. a function's declared arguments); the rows are read by the same
-    loaders. When queries are watched the Django cursor runs it, binding on the client."""
+    same either way (a function's declared arguments, a column compared with or assigned a
+    parameter: as when the statement is prepared, which binds on the server too); the rows
+    are read by the same loaders. When queries are watched the Django cursor runs it,
+    binding on the client."""
     return _run(sql, params, db, _all_rows if all_rows else _one_row, server_binding)
 
 
-def kept_rowcount(sql: str, params: Any, *, db: BaseDatabaseWrapper | None = None) -> int:
+def kept_rowcount(
+    sql: str, params: Any, *, db: BaseDatabaseWrapper | None = None, server_binding: bool = False
+) -> int:
     """Run `sql` (an UPDATE or DELETE; prepared when the deployment allows it) on `db` (the
-    default database's connection if None) and return the number of rows it changed."""
-    return int(_run(sql, params, db, _rowcount))
+    default database's connection if None) and return the number of rows it changed.
+    `server_binding` as for `kept_fetch`."""
+    return int(_run(sql, params, db, _rowcount, server_binding))

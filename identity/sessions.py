@@ -414,7 +414,7 @@ def session_client_record(*, sid: str, client: Any) -> bool:
     using = router.db_for_write(SessionClient)
     connection = connections[using]
     lock_sql, touch_sql = _session_client_statements(using)
-    row = kept_fetch(lock_sql, [sid], db=connection)
+    row = kept_fetch(lock_sql, [sid], db=connection, server_binding=True)
     if row is None:
         return True  # no record to attach to (e.g. a session-less token): nothing to do
     session_pk, ended_at = row
@@ -428,7 +428,7 @@ def _note_client(connection: Any, touch_sql: str, session_pk: Any, client: Any) 
     """The link's last issuance moved to now, or the link created (the session locked)."""
     now = timezone.now()
     params = [connection.ops.adapt_datetimefield_value(now), session_pk, client.pk]
-    if not kept_rowcount(touch_sql, params, db=connection):
+    if not kept_rowcount(touch_sql, params, db=connection, server_binding=True):
         SessionClient.objects.create(
             session_id=session_pk, client=client, first_issued_at=now, last_issued_at=now
         )

@@ -8,7 +8,11 @@ and a second statement for the session (`browser_session_by_sid`). Here the stat
 built once per process from the models' metadata (table and column names quoted by the
 connection, values always parameters), and the rows become model instances exactly as the
 ORM makes them: `Model.from_db` after each column's database converters (JSON, and on
-SQLite dates, UUIDs and booleans). Columns not read are deferred, as with `.only()`.
+SQLite dates, UUIDs and booleans). Columns not read are deferred, as with `.only()`. Which
+columns have converters, and where each model's concrete fields sit in the row, are worked
+out with the statement, so that a read only runs the converters there are and hands
+`Model.from_db` a value (or DEFERRED) for every field, the list it would otherwise build
+by searching the attnames.
 
 The session is joined on its `sid` (unique): `session` is None when the row has no `sid`
 or no session has it. The reads lock nothing: the callers claim the row afterwards with a
@@ -31,6 +35,7 @@ from typing import Any
 
 from django.db import connections, router
 from django.db.models import Field, Model
+from django.db.models.base import DEFERRED
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
@@ -76,11 +81,25 @@ def _part(model: type[Model], alias: str, names: Sequence[str] | None = None) ->
     return _Part(model, alias, tuple(field for field in concrete if field.attname in wanted))
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where one part's instance comes from in the row: the position of its first column
+    (its primary key), the attnames read, and for each of the model's concrete fields the
+    position of its column in the row, or None for a field not read (deferred)."""
+
+    model: type[Model]
+    start: int
+    attnames: list[str]
+    positions: tuple[int | None, ...]
+
+
 @dataclass
 class _Statement:
     sql: str
     parts: tuple[_Part, ...]
-    converters: tuple[tuple[tuple[Callable[..., Any], ...], Any], ...]  # and the column
+    # The columns that have database converters: (position in the row, converters, column).
+    converters: tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
+    layouts: tuple[_Layout, ...]
 
 
 _statements: dict[tuple[str, str], _Statement] = {}
@@ -93,12 +112,26 @@ def _statement(kind: str, using: str, build: Callable[[Any], tuple[str, tuple[_P
         connection = connections[using]
         sql, parts = build(connection)
         converters = []
+        layouts = []
+        position = 0
         for part in parts:
+            positions = {}
             for field in part.fields:
                 column: Any = field.get_col(part.alias)
                 found = connection.ops.get_db_converters(column) + column.field.get_db_converters(connection)
-                converters.append((tuple(found), column))
-        cached = _statements[key] = _Statement(sql, parts, tuple(converters))
+                if found:
+                    converters.append((position, tuple(found), column))
+                positions[field.attname] = position
+                position += 1
+            layouts.append(
+                _Layout(
+                    model=part.model,
+                    start=positions[part.fields[0].attname],
+                    attnames=list(positions),
+                    positions=tuple(positions.get(f.attname) for f in part.model._meta.concrete_fields),
+                )
+            )
+        cached = _statements[key] = _Statement(sql, parts, tuple(converters), tuple(layouts))
     return cached
 
 
@@ -120,31 +153,32 @@ def _column(connection: Any, model: type[Model], name: str) -> str:
 
 
 def _instances(statement: _Statement, using: str, row: Sequence[Any]) -> list[Model | None]:
-    """One instance per part (None for a LEFT JOIN that found nothing), as the ORM builds them."""
+    """One instance per part (None for a LEFT JOIN that found nothing), as the ORM builds them:
+    the columns' converters, then `Model.from_db` with a value (or DEFERRED) for every
+    concrete field, the list `from_db` would otherwise build itself from the attnames."""
     connection = connections[using]
     values = list(row)
-    for index, (converters, column) in enumerate(statement.converters):
+    for index, converters, column in statement.converters:
         value = values[index]
         for converter in converters:
             value = converter(value, column, connection)
         values[index] = value
     instances: list[Model | None] = []
-    start = 0
-    for part in statement.parts:
-        chunk = values[start : start + len(part.fields)]
-        start += len(part.fields)
-        if chunk[0] is None:  # the primary key: the joined row is absent
+    for layout in statement.layouts:
+        if values[layout.start] is None:  # the primary key: the joined row is absent
             instances.append(None)
             continue
-        instances.append(part.model.from_db(using, [field.attname for field in part.fields], chunk))
+        fields = [DEFERRED if index is None else values[index] for index in layout.positions]
+        instances.append(layout.model.from_db(using, layout.attnames, fields))
     return instances
 
 
 def _fetch_one(statement: _Statement, using: str, params: Sequence[Any]) -> Sequence[Any] | None:
     # On the connection's kept cursor (common/kept_cursor.py): no Django cursor built per
-    # call, prepared where DATABASE_PREPARED_STATEMENTS allows; a Django cursor when queries
-    # are logged, and on SQLite.
-    row: Sequence[Any] | None = kept_fetch(statement.sql, params, db=connections[using])
+    # call, prepared where DATABASE_PREPARED_STATEMENTS allows, else the parameters bound on
+    # the server (typed as when prepared: PostgreSQL types each from its column); a Django
+    # cursor when queries are logged, and on SQLite.
+    row: Sequence[Any] | None = kept_fetch(statement.sql, params, db=connections[using], server_binding=True)
     return row
 
 
@@ -299,5 +333,5 @@ def claimed_code_row(code: str, client_pk: Any, family: Any) -> TokenRow | None:
             f"UPDATE {table} SET {redeemed} = %s, {family_column} = %s "  # noqa: S608 - metadata
             f"WHERE {code_column} = %s AND {application} = %s AND {redeemed} IS NULL"
         )
-    claimed = kept_rowcount(sql, params, db=connection) == 1
+    claimed = kept_rowcount(sql, params, db=connection, server_binding=True) == 1
     return code_row(code) if claimed else None

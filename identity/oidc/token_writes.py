@@ -104,7 +104,8 @@ def insert_row(instance: Model, using: str | None = None) -> Model:
     values = _values(insert, instance, connection)
     if connection.vendor == "postgresql":
         # On the connection's kept cursor (common/kept_cursor.py), prepared where allowed.
-        pk = kept_fetch(f"{sql} RETURNING {insert.pk_column}", values, db=connection)[0]
+        # Parameters bound on the server (typed by the columns they are inserted into).
+        pk = kept_fetch(f"{sql} RETURNING {insert.pk_column}", values, db=connection, server_binding=True)[0]
     else:
         returning = connection.features.can_return_columns_from_insert
         if returning:
@@ -256,7 +257,8 @@ def _write_in_one_statement(rows: IssuedRows, using: str) -> bool:
     sql = _one_statement(
         using, claim=previous is not None, id_token=rows.id_token is not None, session=session
     )
-    row = kept_fetch(sql, params, db=connection)  # the kept cursor: common/kept_cursor.py
+    # The kept cursor (common/kept_cursor.py), the parameters bound on the server.
+    row = kept_fetch(sql, params, db=connection, server_binding=True)
     if row is None:  # the claim matched no row: nothing was inserted
         return False
     if previous is not None:
@@ -304,4 +306,4 @@ def claim_code(grant: Model, family: Any) -> bool:
         family_field.get_db_prep_save(family, connection),
         grant.pk,
     ]
-    return kept_rowcount(sql, params, db=connection) == 1
+    return kept_rowcount(sql, params, db=connection, server_binding=True) == 1
