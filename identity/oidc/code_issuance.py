@@ -11,15 +11,13 @@ same way:
   operating system's CSPRNG, as oauthlib's `generate_token()` draws them for its
   `create_authorization_code` (same length, alphabet and distribution: ~178 bits), from one
   `os.urandom` call instead of one per character (`code_token`);
-- the row: the grant the validator's own `_create_authorization_code` builds (the one
-  INSERT that `save_authorization_code` runs), given the values oauthlib's request would
+- the row: the validator's own `_create_authorization_code` (the one INSERT that
+  `save_authorization_code` runs, identity/oidc/token_writes.py's `insert_row`: on
+  PostgreSQL its parameters bound on the server), given the values oauthlib's request would
   carry — the client, the resident, the credentials (redirect URI, PKCE challenge, nonce,
-  claims, resource, `dpop_jkt`, authentication time, session, acr/amr) and the scopes.
-  On PostgreSQL its INSERT (identity/oidc/token_writes.py's statement and values) runs on
-  the kept cursor that binds its parameters on the server (`kept_fetch(server_binding=True)`:
-  the values travel apart from the text instead of being quoted into it by psycopg);
-  elsewhere through the validator itself (`tests/oidc/test_authorize_differential.py`
-  compares the rows written both ways, column by column);
+  claims, resource, `dpop_jkt`, authentication time, session, acr/amr) and the scopes
+  (`tests/oidc/test_authorize_differential.py` compares the rows written both ways, column
+  by column);
 - the redirect: `code` then `state` (when there is one) added by oauthlib's
   `add_params_to_uri`, in the fragment only when the URL of the HTTP request itself says
   `response_mode=fragment` (what oauthlib reads: it is not part of the credentials), then
@@ -39,24 +37,17 @@ request there (the reference: tests/oidc/test_authorize_differential.py compares
 
 from __future__ import annotations
 
-import json
 import os
-from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode, urlparse, urlunparse
 
 from django.conf import settings
-from django.db import connections, router
 from django.http import HttpRequest
-from django.utils import timezone
-from oauth2_provider.models import get_grant_model
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import UNICODE_ASCII_CHARACTER_SET, add_params_to_uri
 
-from common.kept_cursor import kept_fetch
-from identity.oidc import token_writes
 from identity.oidc.constants import PKCE_METHOD
 
 CODE_LENGTH = 30  # oauthlib's generate_token() default
@@ -96,64 +87,29 @@ def code_token() -> str:
                     return "".join(chars)
 
 
-def _grant(client: Any, user: Any, code: str, scopes: list[str], credentials: dict[str, Any]) -> Any:
-    """The grant the validator's `_create_authorization_code` builds for this request
-    (identity/oidc/request_validator.py; compared column by column in the tests)."""
-    return get_grant_model()(
-        application=client,
-        user=user,
-        code=code,
-        expires=timezone.now() + timedelta(seconds=oauth2_settings.AUTHORIZATION_CODE_EXPIRE_SECONDS),
-        redirect_uri=credentials["redirect_uri"],
-        scope=" ".join(scopes),
-        code_challenge=credentials.get("code_challenge") or "",
-        code_challenge_method=credentials.get("code_challenge_method") or "",
-        nonce=credentials.get("nonce") or "",
-        claims=json.dumps(credentials.get("claims") or {}),
-        auth_time=credentials.get("auth_time"),
-        sid=credentials.get("cum_sid") or "",
-        acr=credentials.get("cum_acr") or "",
-        amr=list(credentials.get("cum_amr") or []),
-        resource=list(credentials.get("resource") or []),
-        dpop_jkt=credentials.get("dpop_jkt") or "",
-    )
-
-
 def _write_code(
     request: HttpRequest, client: Any, code: str, scopes: list[str], credentials: dict[str, Any]
 ) -> None:
-    model = get_grant_model()
-    using = router.db_for_write(model)
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        carried = SimpleNamespace(
-            client=client,
-            user=request.user,
-            redirect_uri=credentials["redirect_uri"],
-            scopes=scopes,
-            code_challenge=credentials.get("code_challenge"),
-            code_challenge_method=credentials.get("code_challenge_method"),
-            nonce=credentials.get("nonce"),
-            claims=credentials.get("claims"),
-            auth_time=credentials.get("auth_time"),
-            cum_sid=credentials.get("cum_sid"),
-            cum_acr=credentials.get("cum_acr"),
-            cum_amr=credentials.get("cum_amr"),
-            resource=credentials.get("resource"),
-            dpop_jkt=credentials.get("dpop_jkt"),
-        )
-        oauth2_settings.OAUTH2_VALIDATOR_CLASS()._create_authorization_code(carried, {"code": code})
-        return
-    # token_writes.insert_row's statement and values (as Model.save(force_insert=True)
-    # prepares them), bound on the server. Every value is typed by PostgreSQL as its column
-    # either way: text goes as `unknown` (resolved to the column), timestamps as
-    # timestamptz, JSON as jsonb, integers and UUIDs as themselves.
-    grant = _grant(client, request.user, code, scopes, credentials)
-    insert = token_writes._insert_for(model, using)
-    marks = ", ".join(["%s"] * len(insert.fields))
-    sql = f"INSERT INTO {insert.table} ({insert.columns}) VALUES ({marks}) RETURNING {insert.pk_column}"  # noqa: S608 - metadata
-    values = token_writes._values(insert, grant, connection)
-    kept_fetch(sql, values, db=connection, server_binding=True)
+    """The validator's own `_create_authorization_code` (one INSERT, token_writes.insert_row:
+    on PostgreSQL on the kept cursor binding its parameters on the server) given what
+    oauthlib's request would carry."""
+    carried = SimpleNamespace(
+        client=client,
+        user=request.user,
+        redirect_uri=credentials["redirect_uri"],
+        scopes=scopes,
+        code_challenge=credentials.get("code_challenge"),
+        code_challenge_method=credentials.get("code_challenge_method"),
+        nonce=credentials.get("nonce"),
+        claims=credentials.get("claims"),
+        auth_time=credentials.get("auth_time"),
+        cum_sid=credentials.get("cum_sid"),
+        cum_acr=credentials.get("cum_acr"),
+        cum_amr=credentials.get("cum_amr"),
+        resource=credentials.get("resource"),
+        dpop_jkt=credentials.get("dpop_jkt"),
+    )
+    oauth2_settings.OAUTH2_VALIDATOR_CLASS()._create_authorization_code(carried, {"code": code})
 
 
 _PLAIN_URIS: dict[str, bool] = {}
