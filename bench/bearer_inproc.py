@@ -121,21 +121,9 @@ def run(runner: bench.Bench, args: argparse.Namespace) -> int:
     import django  # noqa: PLC0415
 
     django.setup()
-    from django.test import Client  # noqa: PLC0415
-
     from config.wsgi import application  # noqa: PLC0415
 
-    extra = {
-        "HTTP_X_FORWARDED_PROTO": "https",
-        "HTTP_X_FORWARDED_FOR": "127.0.0.1",
-        "SERVER_NAME": "127.0.0.1",
-    }
-    browser = Client(**extra)
-    response = browser.post(
-        "/connexion/", {"username": runner.resident_email, "password": runner.resident_password, "next": "/"}
-    )
-    assert response.status_code == 302, response.status_code
-    api = Client(**extra)
+    browser, api = bench.in_process_clients(runner)
     cc, code = runner.clients["cc"], runner.clients["code"]
     tokens = bench.in_process_code_round_trip(browser, api, code)
     cc_basic = bench.basic_auth(cc["client_id"], cc["client_secret"])

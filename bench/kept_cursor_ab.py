@@ -32,7 +32,6 @@ from urllib.parse import urlencode
 
 import django
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.test import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -86,17 +85,7 @@ def main() -> int:
 
 
 def run(runner: bench.Bench, args: argparse.Namespace) -> int:
-    extra = {
-        "HTTP_X_FORWARDED_PROTO": "https",
-        "HTTP_X_FORWARDED_FOR": "127.0.0.1",
-        "SERVER_NAME": "127.0.0.1",
-    }
-    browser = Client(**extra)
-    response = browser.post(
-        "/connexion/", {"username": runner.resident_email, "password": runner.resident_password, "next": "/"}
-    )
-    assert response.status_code == 302, response.status_code
-    api = Client(**extra)
+    browser, api = bench.in_process_clients(runner)
     code = runner.clients["code"]
     code_basic = bench.basic_auth(code["client_id"], code["client_secret"])
     state = {"refresh": bench.in_process_code_round_trip(browser, api, code)["refresh_token"]}

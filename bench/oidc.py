@@ -579,6 +579,29 @@ end
 # --------------------------------------------------------------------------------------
 
 
+# What a request to the service carries behind the proxy, for the in-process clients.
+IN_PROCESS_REQUEST = {
+    "HTTP_X_FORWARDED_PROTO": "https",
+    "HTTP_X_FORWARDED_FOR": "127.0.0.1",
+    "SERVER_NAME": "127.0.0.1",
+}
+
+
+def in_process_clients(runner: Bench) -> tuple[Any, Any]:
+    """Two django.test.Clients as the benchmark's requests arrive behind the proxy (HTTPS,
+    the forwarded address): a browser signed in as the benchmark's resident through
+    /connexion/, and one for the partners' back-end calls. For the in-process benchmarks
+    (bench/oidc_profile.py, bench/kept_cursor_ab.py, bench/bearer_inproc.py); needs Django set up."""
+    from django.test import Client  # noqa: PLC0415
+
+    browser = Client(**IN_PROCESS_REQUEST)
+    response = browser.post(
+        "/connexion/", {"username": runner.resident_email, "password": runner.resident_password, "next": "/"}
+    )
+    assert response.status_code == 302, response.status_code
+    return browser, Client(**IN_PROCESS_REQUEST)
+
+
 def in_process_code_round_trip(browser: Any, api: Any, client: dict[str, Any]) -> dict[str, Any]:
     """W5 in process (django.test.Client): GET /authorize with the signed-in `browser`, PKCE
     S256, then POST /token by the client with `api`; the token response. For

@@ -81,18 +81,7 @@ def main() -> int:
 
 
 def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
-    extra = {
-        "HTTP_X_FORWARDED_PROTO": "https",
-        "HTTP_X_FORWARDED_FOR": "127.0.0.1",
-        "SERVER_NAME": "127.0.0.1",
-    }
-    browser = Client(**extra)
-    response = browser.post(
-        "/connexion/",
-        {"username": runner.resident_email, "password": runner.resident_password, "next": "/"},
-    )
-    assert response.status_code == 302, response.status_code
-    api = Client(**extra)
+    browser, api = bench.in_process_clients(runner)
     cc, code = runner.clients["cc"], runner.clients["code"]
     rs = code  # introspects its own tokens (RFC 7662 §4: a token is described to its client)
     cc_basic = bench.basic_auth(cc["client_id"], cc["client_secret"])
@@ -143,7 +132,7 @@ def profile(runner: bench.Bench, args: argparse.Namespace) -> int:
         round_trip()
 
     device_cookie: dict[str, str] = {}
-    visitor = Client(enforce_csrf_checks=True, **extra)  # one handler, as in a worker
+    visitor = Client(enforce_csrf_checks=True, **bench.IN_PROCESS_REQUEST)  # one handler, as in a worker
 
     def signin() -> None:
         # A returning resident in their own browser, whose session has ended: a fresh cookie
