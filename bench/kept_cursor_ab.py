@@ -39,14 +39,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import oidc as bench
 
 
-def _django_fetch(sql: str, params: Any, *, all_rows: bool = False, db: Any = None) -> Any:
+def _django_fetch(
+    sql: str, params: Any, *, all_rows: bool = False, db: Any = None, server_binding: bool = False
+) -> Any:
+    """A Django cursor per statement (binding as the backend's settings say: `server_binding`,
+    which the token path passes to kept_fetch, is the kept cursor's and has no meaning here)."""
     db = db if db is not None else connections[DEFAULT_DB_ALIAS]
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if all_rows else cursor.fetchone()
 
 
-def _django_rowcount(sql: str, params: Any, *, db: Any = None) -> int:
+def _django_rowcount(sql: str, params: Any, *, db: Any = None, server_binding: bool = False) -> int:
     db = db if db is not None else connections[DEFAULT_DB_ALIAS]
     with db.cursor() as cursor:
         cursor.execute(sql, params)
