@@ -258,6 +258,127 @@ def components(access_token: str, args: argparse.Namespace) -> None:
     print("## the resident read (one row, its updated_at)", flush=True)
     _alternate({"Django's timestamptz loader": former, "epoch microseconds": epochs}, args)
 
+    bearer2_components(access_token, args)
+
+
+def bearer2_components(access_token: str, args: argparse.Namespace) -> None:
+    """Branch bearer2's pieces against the former ones: introspection's lean read, the User
+    built by one itemgetter, the stored headers filled, the claims' plan per set of scopes."""
+    from django.db import connection  # noqa: PLC0415
+    from django.db.models import DEFERRED  # noqa: PLC0415
+
+    from config import bearer_path  # noqa: PLC0415
+    from identity.client_cache import client_by_client_id  # noqa: PLC0415
+    from identity.models import User  # noqa: PLC0415
+    from identity.oidc import access_tokens, sharing  # noqa: PLC0415
+    from identity.oidc.claims import registry  # noqa: PLC0415
+
+    claims = access_tokens.decode(access_token, verify=False)
+    assert claims is not None
+
+    def full_read() -> Any:  # what live_token read before: userinfo's columns
+        return access_tokens._read_resident(access_token, None)
+
+    def lean_read() -> Any:
+        return access_tokens._read_resident(access_token, None, lean=True)
+
+    assert full_read()[0].pk == lean_read()[0].pk
+    print(
+        "## introspection's resident read (live_token): every claim column, or id and is_active", flush=True
+    )
+    _alternate({"userinfo's columns (before)": full_read, "id, is_active (lean)": lean_read}, args)
+
+    query = access_tokens._resident_token_query(connection, with_gate=False)
+    resident = full_read()[0]
+    values = [
+        getattr(resident, field.attname)
+        for field, slot in zip(User._meta.concrete_fields, query.slots, strict=True)
+        if slot >= 0
+    ]
+
+    def build_listcomp() -> Any:
+        return User(*[values[slot] if slot >= 0 else DEFERRED for slot in query.slots])
+
+    def build_itemgetter() -> Any:
+        extended = [*values, DEFERRED]
+        return User(*query.arguments(extended))
+
+    print("## the resident's User from the row's values", flush=True)
+    _alternate({"list of slots (before)": build_listcomp, "one itemgetter": build_itemgetter}, args)
+
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", "231"),
+        ("Cache-Control", "no-store"),
+        ("Pragma", "no-cache"),
+        ("X-Request-ID", "x"),
+        ("Strict-Transport-Security", "max-age=31536000"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "same-origin"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("X-Frame-Options", "DENY"),
+        ("Content-Security-Policy", "default-src 'none'"),
+        ("Vary", "Origin"),
+    ]
+    former = [(n, None if n.lower() in bearer_path._PER_ANSWER else v) for n, v in headers]
+    template = bearer_path._Template(headers)
+    body = b'{"sub": "x"}' * 20
+
+    def filled_before() -> Any:
+        per_answer = {"content-length": str(len(body)), "x-request-id": "5194518483fed0c8f5699ac4f21c297a"}
+        return [(n, per_answer[n.lower()] if v is None else v) for n, v in former]
+
+    def filled_after() -> Any:
+        return bearer_path._filled(template, body, "5194518483fed0c8f5699ac4f21c297a")
+
+    assert filled_before() == filled_after()
+    print("## the stored headers filled per answer", flush=True)
+    _alternate({"per header (before)": filled_before, "positions kept": filled_after}, args)
+
+    user = full_read()[0]
+    client = client_by_client_id(claims["client_id"])
+    scopes = set(claims["scope"].split())
+
+    def read_claims_before() -> Any:
+        wanted = frozenset(scopes)
+        out: dict[str, Any] = {}
+        for provider, names in registry._provider_scopes:
+            own = names & wanted
+            if not own:
+                continue
+            read = (
+                provider.read(user, own)
+                if provider.client_read is None or client is None
+                else provider.client_read(user, own, client)
+            )
+            for name, value in read.items():
+                if registry._claim_scope.get(name) in own:
+                    out[name] = value
+        return out
+
+    def read_claims_after() -> Any:
+        return registry.read_claims(user, scopes, client=client)
+
+    def purposes_before() -> Any:
+        return registry.purposes_needed(scopes)
+
+    def purposes_after() -> Any:
+        return registry.scope_purposes(frozenset(scopes))
+
+    assert read_claims_before() == read_claims_after()
+    print("## read_claims, and the gating purposes of the release", flush=True)
+    _alternate(
+        {
+            "read_claims (before)": read_claims_before,
+            "read_claims (plan)": read_claims_after,
+            "purposes_needed (before)": purposes_before,
+            "scope_purposes (plan)": purposes_after,
+        },
+        args,
+    )
+    print("## released_claims (this branch)", flush=True)
+    _alternate({"released_claims": lambda: sharing.released_claims(client, user, scopes, granted=True)}, args)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -140,7 +140,7 @@ _REPRODUCED = {
 # Django's answers to this many requests of one kind not matching ours: that kind always goes
 # through Django from then on (never two computations per request for nothing).
 LEARNING_ATTEMPTS = 3
-# Filled in per answer (None in a stored header list).
+# Filled in per answer (_filled).
 _PER_ANSWER = frozenset({"content-length", "x-request-id"})
 _PASSED = HttpResponse()  # what RequestSizeMiddleware's next step "answers" when it lets a request on
 
@@ -208,10 +208,27 @@ def _same_body(path: str, django: bytes, ours: bytes) -> bool:
         return False
 
 
-def _filled(template: list[tuple[str, str | None]], body: bytes, request_id: str) -> Headers:
+class _Template:
+    """Django's header list for one kind of answer, kept with the places of the headers filled
+    in per answer (`_PER_ANSWER`), worked out once: (position, name, is it Content-Length)."""
+
+    __slots__ = ("headers", "per_answer")
+
+    def __init__(self, headers: Headers) -> None:
+        self.headers = list(headers)
+        self.per_answer = tuple(
+            (position, name, name.lower() == "content-length")
+            for position, (name, _value) in enumerate(headers)
+            if name.lower() in _PER_ANSWER
+        )
+
+
+def _filled(template: _Template, body: bytes, request_id: str) -> Headers:
     """A stored header list with this answer's Content-Length and X-Request-ID."""
-    per_answer = {"content-length": str(len(body)), "x-request-id": request_id}
-    return [(name, per_answer[name.lower()] if value is None else value) for name, value in template]
+    headers = template.headers.copy()
+    for position, name, is_length in template.per_answer:
+        headers[position] = (name, str(len(body)) if is_length else request_id)
+    return headers
 
 
 class _Buffered(io.BytesIO):
@@ -240,10 +257,10 @@ class BearerPath:
     def __init__(self, application: WSGIApp, handler_class: type = WSGIHandler) -> None:
         self.application = application
         self.handler_class = handler_class  # the sender of request_started / request_finished
-        self._stored: dict[tuple[str, str, bool], tuple[str, list[tuple[str, str | None]]]] = {}
+        self._stored: dict[tuple[str, str, bool], tuple[str, _Template]] = {}
         # For the code and refresh grants: Django's 200 headers, and the view's own headers
         # (token_outcome's response) they were learned with.
-        self._once_stored: dict[tuple[str, str, bool], tuple[str, list[tuple[str, str | None]], Headers]] = {}
+        self._once_stored: dict[tuple[str, str, bool], tuple[str, _Template, Headers]] = {}
         self._mismatches: dict[tuple[str, str, bool], int] = {}
         self._lock = threading.Lock()
         self._security = SecurityMiddleware(_next_step)
@@ -433,7 +450,7 @@ class BearerPath:
             and (answered == body if view_headers is not None else _same_body(key[0], answered, body))
             and not any(name.lower() == "set-cookie" for name, _value in headers)
         ):
-            template = [(name, None if name.lower() in _PER_ANSWER else value) for name, value in headers]
+            template = _Template(headers)
             with self._lock:
                 if view_headers is not None:
                     self._once_stored[key] = (seen["status"], template, view_headers)

@@ -27,6 +27,7 @@ import base64
 import binascii
 import hashlib
 import json
+import operator
 import secrets
 import threading
 import time
@@ -329,9 +330,10 @@ def checksum(token: str) -> str:
 
 # --- state of a resident token ----------------------------------------------------------------
 
-# The resident's columns read at userinfo and introspection: what the subject and the checks
-# use, plus what the claim providers read (identity.oidc.claims.resident_user_fields); any
-# other field of the instance loads lazily if ever touched.
+# The resident's columns read at userinfo: what the subject and the checks use, plus what the
+# claim providers read (identity.oidc.claims.resident_user_fields); at introspection
+# (live_token) only the checks' own (`lean`: it releases no claim). Any other field of the
+# instance loads lazily if ever touched.
 _RESIDENT_BASE_FIELDS = ("id", "is_active")
 
 
@@ -346,6 +348,7 @@ class _ResidentQuery:
       for the columns that have any (the ORM applies them, e.g. JSON on SQLite);
     - `slots`: for each concrete field of User in order, its position in the row or -1
       (a deferred field: Model.from_db's DEFERRED, loaded lazily if ever touched);
+      `arguments` picks them from the row's values followed by DEFERRED (position `size`);
     - `epochs`: the positions of the date-time columns the function form selects as whole
       microseconds since 1970 (`_epoch_micros`), turned back into the aware datetime
       Django's own loader gives (`_from_epoch_micros`): psycopg's C integer loader instead
@@ -353,7 +356,7 @@ class _ResidentQuery:
       parses the text form in Python at every read).
     """
 
-    __slots__ = ("converters", "epochs", "function", "size", "slots", "sql")
+    __slots__ = ("arguments", "converters", "epochs", "function", "size", "slots", "sql")
 
     def __init__(
         self,
@@ -368,13 +371,15 @@ class _ResidentQuery:
         self.size = size
         self.converters = converters
         self.slots = slots
+        # User has more than one concrete field: itemgetter gives a tuple.
+        self.arguments = operator.itemgetter(*[slot if slot >= 0 else size for slot in slots])
         self.function = function
         self.epochs = epochs
 
 
-# (vendor, with gate, claims registry generation, plain, date-times as epochs) -> the
+# (vendor, with gate, claims registry generation, plain, date-times as epochs, lean) -> the
 # statement and its readers.
-_resident_query: dict[tuple[str, bool, int, bool, bool], _ResidentQuery] = {}
+_resident_query: dict[tuple[str, bool, int, bool, bool, bool], _ResidentQuery] = {}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -391,24 +396,27 @@ def _from_epoch_micros(value: int | None) -> datetime | None:
     return None if value is None else _EPOCH + timedelta(microseconds=value)
 
 
-def _resident_token_query(db_connection: Any, *, with_gate: bool, plain: bool = False) -> _ResidentQuery:
+def _resident_token_query(
+    db_connection: Any, *, with_gate: bool, plain: bool = False, lean: bool = False
+) -> _ResidentQuery:
     """The statement for this backend (_ResidentQuery), built once.
 
     `with_gate` adds the consent ledger's gate for one purpose to the same statement, after
     the resident's columns: on PostgreSQL a call of `consent_gate` (one column, the answer),
     else consent.gate.account_gate_sql's joins and columns. `plain` asks for the plain
-    statement on PostgreSQL too (the reference the function form is tested against).
+    statement on PostgreSQL too (the reference the function form is tested against). `lean`
+    selects only `_RESIDENT_BASE_FIELDS` (introspection: no claim is released from the row).
     """
     function = db_connection.vendor == "postgresql" and not plain
     # Date-times as epochs only where Django's loader gives UTC datetimes (USE_TZ, the
     # connection's TIME_ZONE unset: the production settings); else Django's loader.
     epoch = function and db_connection.timezone is UTC
-    key = (db_connection.vendor, with_gate, claims_registry.generation(), plain, epoch)
+    key = (db_connection.vendor, with_gate, claims_registry.generation(), plain, epoch, lean)
     cached = _resident_query.get(key)
     if cached is not None:
         return cached
 
-    wanted = {*_RESIDENT_BASE_FIELDS, *claims_registry.resident_user_fields()}
+    wanted = {*_RESIDENT_BASE_FIELDS, *(() if lean else claims_registry.resident_user_fields())}
     token = get_access_token_model()._meta
     user = User._meta
     # In the model's field order, as Model.from_db() takes the values.
@@ -460,14 +468,14 @@ def _resident_token_query(db_connection: Any, *, with_gate: bool, plain: bool = 
 
 
 def _read_resident(
-    token: str, purpose_code: str | None, *, plain: bool = False
+    token: str, purpose_code: str | None, *, plain: bool = False, lean: bool = False
 ) -> tuple[Any | None, bool | None]:
     """(active resident or None, the consent gate's answer for `purpose_code` if asked: None
-    when the purpose is unknown) for a resident token. `plain`: the plain statement
-    (_resident_token_query)."""
+    when the purpose is unknown) for a resident token. `plain`: the plain statement;
+    `lean`: only the resident's id and is_active read (_resident_token_query)."""
 
     db = connections[DEFAULT_DB_ALIAS]  # what `connection` proxies to, looked up once
-    query = _resident_token_query(db, with_gate=purpose_code is not None, plain=plain)
+    query = _resident_token_query(db, with_gate=purpose_code is not None, plain=plain, lean=lean)
     # What the `expires` field's get_db_prep_value gives for an aware datetime.
     now = db.ops.adapt_datetimefield_value(timezone.now())
     params: list[Any]
@@ -496,7 +504,8 @@ def _read_resident(
         values[position] = value
     # Model.from_db, with the deferred fields' places worked out once (_ResidentQuery).
     model: Any = User  # positional values in field order, as Model.from_db passes them
-    user = model(*[values[slot] if slot >= 0 else DEFERRED for slot in query.slots])
+    values.append(DEFERRED)  # at position query.size
+    user = model(*query.arguments(values))
     user._state.adding = False
     user._state.db = db.alias
     if not user.is_active:
@@ -539,11 +548,13 @@ def live_token(token: str, claims: dict[str, Any] | None = None) -> tuple[dict[s
 
     - A client token (client credentials; resident None): its signature is verified and
       its `jti` must not have been revoked (RevokedAccessToken).
-    - A resident token: one indexed read (resident_of) must find its row, unrevoked and
-      unexpired, and the resident active. That read also authenticates the token: only
-      the SHA-256 of a string we issued is stored, so a token altered in any byte (claims,
-      header or signature) has no row. Its signature is therefore not verified again
-      here; resource servers that validate it locally do verify it (docs/partners.md).
+    - A resident token: one indexed read (resident_of's, selecting only the resident's id and
+      is_active: its other fields are deferred, loaded if ever touched, as after `.only()`)
+      must find its row, unrevoked and unexpired, and the resident active. That read also
+      authenticates the token: only the SHA-256 of a string we issued is stored, so a token
+      altered in any byte (claims, header or signature) has no row. Its signature is
+      therefore not verified again here; resource servers that validate it locally do
+      verify it (docs/partners.md).
 
     `claims`: what `decode(token, verify=False)` gave the caller for this very token, if it
     already asked (not decoded twice).
@@ -557,7 +568,7 @@ def live_token(token: str, claims: dict[str, Any] | None = None) -> tuple[dict[s
         if decode(token) is None or RevokedAccessToken.objects.filter(jti=claims["jti"]).exists():
             return None
         return claims, None
-    user = resident_of(token, claims)
+    user = _read_resident(token, None, lean=True)[0]  # a resident token: is_client_token is False
     if user is None:
         return None
     return claims, user

@@ -165,7 +165,7 @@ def sharing_granted(user: Any, client: Any, scopes: list[str] | set[str]) -> boo
 
 def _scopes_denied_by_provider_purpose(user: Any, wanted: set[str]) -> set[str]:
     """The scopes whose provider's own purpose (ClaimProvider.purpose_code) the ledger denies."""
-    needed = claims_registry.purposes_needed(wanted)
+    needed = claims_registry.scope_purposes(frozenset(wanted))
     if not needed:
         return set()
     try:  # every purpose in one statement

@@ -1045,3 +1045,36 @@ def test_an_exception_in_the_grant_lets_django_answer(
     assert answer.status.startswith("200")
     warnings = [record.getMessage() for record in caplog.records if record.name == "config.bearer_path"]
     assert warnings == ["bearer path: falling back to Django"]
+
+
+def _filled_as_before(headers: list[tuple[str, str]], body: bytes, request_id: str) -> list[tuple[str, str]]:
+    """The former `_filled`, on the former template (None in the per-answer places)."""
+    template = [(name, None if name.lower() in bearer_path._PER_ANSWER else value) for name, value in headers]
+    per_answer = {"content-length": str(len(body)), "x-request-id": request_id}
+    return [(name, per_answer[name.lower()] if value is None else value) for name, value in template]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-store"),
+            ("Content-Length", "231"),
+            ("X-Request-ID", "5194518483fed0c8f5699ac4f21c297a"),
+            ("X-Frame-Options", "DENY"),
+        ],
+        [("x-request-id", "learned"), ("content-length", "0"), ("Vary", "Origin")],
+        [("CONTENT-LENGTH", "7"), ("X-Content-Length", "7"), ("X-Request-Id", "a"), ("X-Request-Id", "b")],
+        [("Content-Type", "application/json")],
+        [],
+    ],
+)
+@pytest.mark.parametrize("body", [b"", b'{"sub": "x"}', b"\xc3\xa9" * 300])
+def test_stored_headers_are_filled_as_before(headers: list[tuple[str, str]], body: bytes) -> None:
+    template = bearer_path._Template(headers)
+    for request_id in ("5194518483fed0c8f5699ac4f21c297a", "proxy-id.1:2"):
+        filled = bearer_path._filled(template, body, request_id)
+        assert filled == _filled_as_before(headers, body, request_id)
+        assert filled is not template.headers
+    assert template.headers == headers  # never changed by filling

@@ -10,6 +10,7 @@ after each test. The registry refuses a scope or claim already taken.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import combinations
 from typing import Any
 
 import pytest
@@ -406,3 +407,95 @@ def test_read_claims_follows_registration_and_removal(commune_resident) -> None:
         registry.unregister(COMMUNE.name)
     assert registry.read_claims(commune_resident, {"commune"}) == {}
     assert [provider for provider, _names in claims_tables._provider_scopes] == list(registry.providers())
+
+
+# --- purposes_needed and read_claims from the plan worked out once per set of scopes ----------
+
+
+def _purposes_needed_as_before(scopes: Any) -> dict[str, tuple[str, ...]]:
+    needed: dict[str, list[str]] = {}
+    for scope in scopes:
+        provider = claims_tables._scope_provider.get(scope)
+        if provider is not None and provider.purpose_code:
+            needed.setdefault(provider.purpose_code, []).append(scope)
+    return {code: tuple(gated) for code, gated in needed.items()}
+
+
+def _read_claims_as_before(user: Any, scopes: Any, client: Any = None) -> dict[str, Any]:
+    wanted = frozenset(scopes)
+    claims: dict[str, Any] = {}
+    for provider, names in claims_tables._provider_scopes:
+        own = names & wanted
+        if not own:
+            continue
+        read = (
+            provider.read(user, own)
+            if provider.client_read is None or client is None
+            else provider.client_read(user, own, client)
+        )
+        for name, value in read.items():
+            if claims_tables._claim_scope.get(name) in own:
+                claims[name] = value
+    return claims
+
+
+def _same_as_before(user: Any, client: Any) -> None:
+    known = [*registry.supported_scopes(), "unknown-scope"]
+    # Every set of up to two scopes, every set but one scope, all of them.
+    sets = [scopes for size in (0, 1, 2, len(known) - 1, len(known)) for scopes in combinations(known, size)]
+    for scopes in sets:
+        for given in (set(scopes), list(reversed(scopes))):
+            assert registry.purposes_needed(given) == _purposes_needed_as_before(given), scopes
+            planned = registry.scope_purposes(frozenset(given))
+            # The same codes, each with the same scopes (in the set's order), read-only.
+            assert {code: sorted(gated) for code, gated in planned.items()} == {
+                code: sorted(gated) for code, gated in _purposes_needed_as_before(given).items()
+            }
+            assert all(len(set(gated)) == len(gated) for gated in planned.values())
+            with pytest.raises(TypeError):
+                planned["x"] = ()  # type: ignore[index]
+            for receiver in (None, client):
+                claims = registry.read_claims(user, given, client=receiver)
+                assert claims == _read_claims_as_before(user, given, receiver), scopes
+                assert list(claims) == list(_read_claims_as_before(user, given, receiver))
+
+
+def test_purposes_and_claims_are_those_the_registry_gave_for_every_set_of_scopes(
+    commune_resident: Any, make_client: Any
+) -> None:
+    """Worked out once per set of scopes, the same answers as worked out at each call, for
+    every set of the registered scopes (an unknown one too), and again once the registry
+    changed (a provider with a purpose and one with a client reader registered, then gone)."""
+    client = make_client().client
+    commune_resident.phone_number = "+33240000000"
+    commune_resident.street_address = "2 rue de l'Hôtel de Ville"
+    _same_as_before(commune_resident, client)
+    gated = _gated_provider("test-plan-gated", "test.plan")
+    partnered = registry.ClaimProvider(
+        name="test-plan-partner",
+        scopes=(
+            registry.ScopeSpec(
+                name="test-plan-card",
+                claims=("test_plan_card", "test_plan_holder"),
+                what="Carte (test)",
+                why="test",
+                data_category=registry.DataCategory(fr="Carte", en="Card"),
+            ),
+        ),
+        read=lambda user, scopes: {"test_plan_card": "generic", "stray": 1},
+        client_read=lambda user, scopes, client: {"test_plan_card": client.client_id, "email": "not-its-own"},
+    )
+    registry.register(COMMUNE)
+    registry.register(gated)
+    registry.register(partnered)
+    try:
+        assert registry.scope_purposes(frozenset({"test-plan-gated-scope", "openid"})) == {
+            "test.plan": ("test-plan-gated-scope",)
+        }
+        _same_as_before(commune_resident, client)
+    finally:
+        for provider in (partnered, gated, COMMUNE):
+            registry.unregister(provider.name)
+    assert registry.scope_purposes(frozenset({"test-plan-gated-scope"})) == {}
+    assert "home_town" not in registry.read_claims(commune_resident, {"commune", "openid"})
+    _same_as_before(commune_resident, client)

@@ -222,3 +222,69 @@ def test_date_times_are_read_by_djangos_loader_outside_utc(settings: Any) -> Non
         assert query.epochs == () and "extract(" not in query.sql
     finally:
         settings.USE_TZ = True
+
+
+# --- introspection's lean read (live_token): only the checks' columns -------------------------
+
+
+def _concrete_attnames() -> set[str]:
+    return {field.attname for field in User._meta.concrete_fields}
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_introspections_read_is_userinfos_resident_with_only_id_and_is_active(
+    shared: Any, resident: Any, plain: bool
+) -> None:
+    """The lean statement finds the same resident as userinfo's; its other fields are deferred
+    and load, when touched, the very values the full read gave."""
+    token, _code = shared
+    query = access_tokens._resident_token_query(connection, with_gate=False, plain=plain, lean=True)
+    assert query.size == 2 and query.epochs == ()
+    assert query.function is (POSTGRESQL and not plain)
+    lean, lean_granted = access_tokens._read_resident(token, None, plain=plain, lean=True)
+    full, full_granted = access_tokens._read_resident(token, None, plain=plain)
+    assert lean_granted is full_granted is None
+    assert lean is not None and full is not None
+    assert (lean.pk, lean.is_active) == (full.pk, full.is_active) == (resident.pk, True)
+    assert lean.get_deferred_fields() == _concrete_attnames() - {"id", "is_active"}
+    selected = {User._meta.get_field(name).attname for name in _columns(full) or ()}
+    assert full.get_deferred_fields() == _concrete_attnames() - selected
+    assert not lean._state.adding and lean._state.db == full._state.db
+    assert _columns(lean) == _columns(full)  # the deferred ones loaded from the row
+
+
+@pytest.mark.parametrize("state", ["revoked", "expired", "inactive", "altered", "another_token"])
+def test_introspections_read_finds_no_resident_where_userinfos_finds_none(
+    shared: Any, resident: Any, state: str
+) -> None:
+    token, _code = shared
+    checksum = access_tokens.checksum(token)
+    if state == "revoked":
+        AccessToken.objects.filter(token_checksum=checksum).delete()
+    elif state == "expired":
+        past = timezone.now() - timedelta(seconds=1)
+        AccessToken.objects.filter(token_checksum=checksum).update(expires=past)
+    elif state == "inactive":
+        User.objects.filter(pk=resident.pk).update(is_active=False)
+    elif state == "altered":
+        token = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    else:
+        AccessToken.objects.filter(token_checksum=checksum).update(token_checksum="0" * 64)
+    for plain in (False, True):
+        full = access_tokens._read_resident(token, None, plain=plain)
+        assert access_tokens._read_resident(token, None, plain=plain, lean=True) == full == (None, None)
+    assert access_tokens.live_token(token) is None
+
+
+def test_live_token_reads_the_resident_lean(shared: Any, resident: Any) -> None:
+    token, _code = shared
+    with CaptureQueriesContext(connection) as queries:
+        live = access_tokens.live_token(token)
+    assert live is not None
+    claims, user = live
+    assert claims == access_tokens.decode(token, verify=False)
+    assert user.pk == resident.pk and "email" in user.get_deferred_fields()
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert len(statements) == 1, statements
+    selected = statements[0].split(" FROM ")[0]
+    assert selected.count(",") == 1 and '"id"' in selected and '"is_active"' in selected

@@ -59,7 +59,8 @@ prepared statement key their caches on.
 
 Public API: `register`, `unregister`, `providers`, `supported_scopes`, `is_supported_scope`,
 `scope_spec`, `scope_claims`, `claim_scope`, `supported_claims`, `resident_user_fields`,
-`describe_scopes`, `data_categories`, `purposes_needed`, `read_claims`, `generation`;
+`describe_scopes`, `data_categories`, `purposes_needed` (`scope_purposes`: the same, worked out once
+per set of scopes), `read_claims`, `generation`;
 `parse_claims_request` (the `claims` parameter, OIDC Core §5.5).
 """
 
@@ -80,6 +81,7 @@ from identity.oidc.claims.registry import (
     register,
     resident_user_fields,
     scope_claims,
+    scope_purposes,
     scope_spec,
     supported_claims,
     supported_scopes,
@@ -108,6 +110,7 @@ __all__ = [
     "register",
     "resident_user_fields",
     "scope_claims",
+    "scope_purposes",
     "scope_spec",
     "standard_claims",
     "supported_claims",

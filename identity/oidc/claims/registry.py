@@ -6,8 +6,9 @@ See the package docstring (identity/oidc/claims/__init__.py) for the API and an 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -92,9 +93,58 @@ _provider_scopes: tuple[tuple[ClaimProvider, frozenset[str]], ...] = ()
 _generation = 0
 
 
+@dataclass(frozen=True)
+class _ScopePlan:
+    """What purposes_needed and read_claims work out from a set of scopes alone.
+
+    - `purposes`: {purpose code: the scopes among them it gates}, for the providers that name
+      one (purposes_needed's answer, scope_purposes);
+    - `readers`: (provider, its scopes among them, the claims those scopes cover) for each
+      provider concerned, in registration order (read_claims keeps a claim a provider returns
+      only if it is in the third: a claim is released under one scope only).
+    """
+
+    purposes: dict[str, tuple[str, ...]]
+    readers: tuple[tuple[ClaimProvider, frozenset[str], frozenset[str]], ...]
+
+
+# The tables a plan is worked out from and the plans worked out from them, per set of scopes,
+# swapped in whole by _rebuild (a registry change starts with no plan). Bounded: emptied when
+# full (scopes come from signed tokens and validated requests: a handful of sets in practice).
+_ProviderScopes = tuple[tuple[ClaimProvider, frozenset[str]], ...]
+_Tables = tuple[dict[str, ClaimProvider], dict[str, ScopeSpec], _ProviderScopes]
+_plans_state: tuple[_Tables, dict[frozenset[str], _ScopePlan]] = (({}, {}, ()), {})
+_PLANS_MAX = 1024
+
+
+def _scope_plan(scopes: frozenset[str]) -> _ScopePlan:
+    """The plan of these scopes, worked out once per registry state (_ScopePlan)."""
+    tables, plans = _plans_state
+    plan = plans.get(scopes)
+    if plan is not None:
+        return plan
+    scope_provider, scope_spec, provider_scopes = tables
+    needed: dict[str, list[str]] = {}
+    for scope in scopes:
+        provider = scope_provider.get(scope)
+        if provider is not None and provider.purpose_code:
+            needed.setdefault(provider.purpose_code, []).append(scope)
+    readers = []
+    for provider, names in provider_scopes:
+        own = names & scopes
+        if own:
+            covered = frozenset(claim for scope in own for claim in scope_spec[scope].claims)
+            readers.append((provider, own, covered))
+    plan = _ScopePlan({code: tuple(gated) for code, gated in needed.items()}, tuple(readers))
+    if len(plans) >= _PLANS_MAX:
+        plans.clear()
+    plans[scopes] = plan
+    return plan
+
+
 def _rebuild() -> None:
     """Recompute the derived tables and swap them in whole: a reader never sees them half-built."""
-    global _scope_provider, _scope_spec, _claim_scope, _provider_scopes, _generation
+    global _scope_provider, _scope_spec, _claim_scope, _provider_scopes, _generation, _plans_state
     scope_provider: dict[str, ClaimProvider] = {}
     scope_spec: dict[str, ScopeSpec] = {}
     claim_scope: dict[str, str] = {}
@@ -109,6 +159,7 @@ def _rebuild() -> None:
     )
     _scope_provider, _scope_spec, _claim_scope = scope_provider, scope_spec, claim_scope
     _provider_scopes = provider_scopes
+    _plans_state = ((scope_provider, scope_spec, provider_scopes), {})
     _generation += 1
 
 
@@ -230,6 +281,13 @@ def purposes_needed(scopes: Iterable[str]) -> dict[str, tuple[str, ...]]:
     return {code: tuple(gated) for code, gated in needed.items()}
 
 
+def scope_purposes(scopes: frozenset[str]) -> Mapping[str, tuple[str, ...]]:
+    """purposes_needed(scopes), read-only, worked out once per set of scopes (_scope_plan):
+    the same codes and the same scopes for each, in the set's order (the release asks the
+    ledger for these codes; the order of neither matters there)."""
+    return MappingProxyType(_scope_plan(scopes).purposes)
+
+
 def read_claims(user: Any, scopes: Iterable[str], *, client: Any = None) -> dict[str, Any]:
     """The claims of these scopes for this resident, from every provider concerned.
 
@@ -237,21 +295,17 @@ def read_claims(user: Any, scopes: Iterable[str], *, client: Any = None) -> dict
     the ledger allows the release (identity.oidc.sharing.released_claims). `client`: the
     partner receiving them, for providers with a `client_read`.
     """
-    wanted = frozenset(scopes)
     claims: dict[str, Any] = {}
-    claim_scope = _claim_scope
-    # Each provider's scope names are worked out when the registry changes (_rebuild).
-    for provider, names in _provider_scopes:
-        own = names & wanted
-        if not own:
-            continue
+    # The providers concerned and the claims their granted scopes cover: worked out once per
+    # set of scopes (_scope_plan).
+    for provider, own, covered in _scope_plan(frozenset(scopes)).readers:
         read = (
             provider.read(user, own)
             if provider.client_read is None or client is None
             else provider.client_read(user, own, client)
         )
         for name, value in read.items():
-            if claim_scope.get(name) in own:
+            if name in covered:
                 claims[name] = value
     return claims
 
