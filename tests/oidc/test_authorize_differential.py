@@ -183,7 +183,18 @@ def test_valid_requests_alike_on_both_paths(name: str, env: Env, settings: Any, 
         direct_calls.append(1)
         return code_issuance.issue_validated_code(*args, **kwargs)
 
+    def counted_if_noticed(*args: Any, **kwargs: Any) -> str | None:
+        # An internal service's code written with its notice check (PostgreSQL; elsewhere it
+        # writes nothing and the code is written by issue_validated_code).
+        uri = code_issuance.issue_validated_code_if_noticed(*args, **kwargs)
+        if uri is not None:
+            direct_calls.append(1)
+        return uri
+
     monkeypatch.setattr("identity.oidc.authorization_request.issue_validated_code", counted)
+    monkeypatch.setattr(
+        "identity.oidc.authorization_request.issue_validated_code_if_noticed", counted_if_noticed
+    )
     outcomes = {}
     for path in ("oauthlib", "native"):
         settings.AUTHORIZE_ISSUANCE = path
@@ -251,10 +262,11 @@ def test_invalid_requests_alike_on_both_paths(name: str, env: Env, settings: Any
 def test_resumed_pages_still_validate_through_oauthlib(env: Env, settings: Any, monkeypatch: Any) -> None:
     """The consent decision resumes kept credentials: never the direct issuance."""
     settings.AUTHORIZE_ISSUANCE = "native"
-    monkeypatch.setattr(
-        "identity.oidc.authorization_request.issue_validated_code",
-        lambda *args, **kwargs: pytest.fail("direct issuance on a resumed page"),
-    )
+    for name in ("issue_validated_code", "issue_validated_code_if_noticed"):
+        monkeypatch.setattr(
+            f"identity.oidc.authorization_request.{name}",
+            lambda *args, **kwargs: pytest.fail("direct issuance on a resumed page"),
+        )
     flow = env.flow()
     page = flow.authorize(prompt="consent")
     assert page.status_code == 200 and "pending_id" in page.context
