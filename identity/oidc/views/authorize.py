@@ -197,9 +197,15 @@ def _max_age(value: str | None) -> int | None:
     return seconds
 
 
-@method_decorator([csrf_exempt, never_cache], name="dispatch")
 class AuthorizeView(AuthorizationMixin, View):
     http_method_names = ["get", "post"]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        """The view, CSRF-exempt and never cached: the two decorators put around it once,
+        where `method_decorator` on `dispatch` put them around the bound method again at
+        every request (the same headers, the same exemption)."""
+        return csrf_exempt(never_cache(super().as_view(**initkwargs)))
 
     def get(self, request: HttpRequest) -> HttpResponse:
         return self.handle(request)
