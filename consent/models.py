@@ -251,8 +251,10 @@ class LedgerEvent(AppendOnly):
     subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="+", db_index=False)
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+", db_index=False)
     purpose_code = models.CharField(max_length=255)
+    # No index of its own (migration 0014): no query looks events up by their notice, and
+    # nothing deletes a notice (the only statement that would: its reference check).
     notice = models.ForeignKey(
-        PrivacyNotice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        PrivacyNotice, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     notice_version = models.PositiveIntegerField(null=True, blank=True)
     notice_sha256 = models.CharField(max_length=64, blank=True)
@@ -260,7 +262,9 @@ class LedgerEvent(AppendOnly):
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
     # Resident: the subject pseudonym; staff: the staff user's id; partner: the client_id.
     actor_id = models.CharField(max_length=100, blank=True)
-    partner_client_id = models.CharField(max_length=100, blank=True, db_index=True)
+    # Indexed by consent_event_partner (Meta.indexes): a plain btree for the DPO's `=` filter,
+    # without the "_like" pattern-ops twin `db_index=True` adds on PostgreSQL (migration 0014).
+    partner_client_id = models.CharField(max_length=100, blank=True)
     occurred_at = models.DateTimeField()
     valid_until = models.DateTimeField(null=True, blank=True)
     # Event this one was copied from when a browser's history was attached to an account.
@@ -278,6 +282,7 @@ class LedgerEvent(AppendOnly):
             models.Index(fields=["subject", "purpose", "seq"], name="consent_event_subject_purpose"),
             models.Index(fields=["purpose", "occurred_at"], name="consent_event_purpose_time"),
             models.Index(fields=["occurred_at"], name="consent_event_time"),
+            models.Index(fields=["partner_client_id"], name="consent_event_partner"),
         ]
 
     def __str__(self) -> str:

@@ -64,8 +64,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, Q, signals
-from django.db.models.base import ModelState
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from consent import crypto, ledger, purpose_data
@@ -211,19 +210,9 @@ def _db_datetime(value: Any) -> datetime | None:
     return parsed.replace(tzinfo=UTC)
 
 
-def _instance(model: Any, values: dict[str, Any]) -> Any:
-    """`model(**values)` (attribute names) without `Model.__init__`, which walks every field of
-    the model and sends pre_init/post_init for each instance (about a tenth of an append's
-    client CPU for its five instances, issue 14): a new instance whose other fields keep their
-    defaults when `defaults` (`_defaults`) are merged in by the caller, or stay deferred (read
-    from the database if ever used, as after `.only()`). Falls back to `__init__` when a
-    pre_init or post_init receiver listens to the model."""
-    if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
-        return model(**values)
-    instance = model.__new__(model)
-    instance._state = ModelState()
-    instance.__dict__.update(values)
-    return instance
+# `model(**values)` without `Model.__init__` while no pre_init/post_init receiver listens
+# (ledger.model_instance: the append's head is built the same way).
+_instance = ledger.model_instance
 
 
 @functools.cache

@@ -36,7 +36,7 @@ from consent.gate import consent_is_granted
 from consent.ledger import daily_counts_differences
 from consent.models import LedgerEvent
 from consent.rights import rights_export
-from consent.selectors import event_proof, inclusion_proof, ledger_verify
+from consent.selectors import event_proof, events_search, inclusion_proof, ledger_verify
 from identity.models import User
 from identity.oidc import access_tokens
 from tests.conftest import OIDCFlow, staff_mfa_login
@@ -246,6 +246,15 @@ def test_ledger_proofs_read_by_index(populated: dict[str, Any]) -> None:
     _check(lambda: inclusion_proof(leaf_index=size // 3, tree_size=size))
     event = LedgerEvent.objects.get(seq=size // 2)
     _check(lambda: event_proof(event=event))
+
+
+def test_dpo_partner_filter_reads_by_the_plain_index(populated: dict[str, Any]) -> None:
+    # The DPO's partner filter compares with `=` (no LIKE): the plain btree serves it since the
+    # "_like" twin went (migration consent 0014), for a partner seen in the ledger or not.
+    for partner in ("partner-not-in-ledger", "bench-partner"):
+        statements = _check(lambda partner=partner: list(events_search(partner_client_id=partner)[:50]))
+        assert any("partner_client_id" in sql for sql in statements), statements
+    _check(lambda: LedgerEvent.objects.filter(partner_client_id="bench-partner").exists())
 
 
 @pytest.mark.parametrize(
