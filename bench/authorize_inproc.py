@@ -17,7 +17,10 @@ directory), so the same file measures a "before" worktree and another: run them 
 
 `--pieces` also times single functions of the request (wrapped by time.process_time, each
 figure inclusive of what it calls; the wrappers' own cost is in the total), in microseconds
-per request.
+per request. `--experiment MODULE` first alternates blocks of requests with the module's
+`toggle(on)` switched off and on (off, on, on, off, …: one process, so the machine's drift
+hits both sides alike) and prints each side's median and the paired differences.
+`--profile N` runs one more round under cProfile (`--callees` for some functions' callees).
 """
 
 from __future__ import annotations
