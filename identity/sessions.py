@@ -214,42 +214,72 @@ def browser_session_open(
 
 # --- the middleware's check: the session record and the resident in one statement ----------
 
-_SESSION_WITH_USER: dict[str, tuple[str, tuple[Any, ...], int]] = {}
+_SESSION_WITH_USER: dict[tuple[str, bool], tuple[str, tuple[Any, ...], int, tuple[int, ...]]] = {}
 _SESSION_ATTNAMES: list[str] = []
 _USER_ATTNAMES: list[str] = []
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _session_with_user_sql(using: str) -> tuple[str, tuple[Any, ...], int]:
+def _epoch_micros(column: str) -> str:
+    """A timestamptz column as whole microseconds since 1970 (bigint; NULL stays NULL), as
+    identity/oidc/access_tokens.py reads the resident's: extract() gives an exact numeric
+    (PostgreSQL 14+), and PostgreSQL keeps microseconds, so the cast does not round."""
+    return f"(extract(epoch from {column}) * 1000000)::bigint"
+
+
+def _from_epoch_micros(value: int | None) -> datetime | None:
+    """What Django's timestamptz loader gives for that column when the connection is in UTC."""
+    return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+
+def _epochs_wanted(connection: Any) -> bool:
+    """Date-times read as epochs: PostgreSQL, where Django's loader gives UTC datetimes (USE_TZ,
+    the connection's TIME_ZONE unset: the production settings)."""
+    return connection.vendor == "postgresql" and connection.timezone is UTC
+
+
+def _session_with_user_sql(using: str) -> tuple[str, tuple[Any, ...], int, tuple[int, ...]]:
     """SELECT every column of the session record and of its resident, joined, by `sid`: the
     statement written once per process and database from the models' metadata, with the
-    database converters of the columns that have any (index, converters, column)."""
-    cached = _SESSION_WITH_USER.get(using)
+    database converters of the columns that have any (index, converters, column), and the
+    indexes of the date-time columns selected as microseconds since 1970 (`_epoch_micros`:
+    psycopg's C integer loader instead of Django's timestamptz loader, a Python subclass of
+    psycopg's Python one; seven such columns per row)."""
+    connection = connections[using]
+    epochs_wanted = _epochs_wanted(connection)
+    cached = _SESSION_WITH_USER.get((using, epochs_wanted))
     if cached is None:
-        connection = connections[using]
         quote = connection.ops.quote_name
         session_fields = BrowserSession._meta.concrete_fields
         user_fields = User._meta.concrete_fields
-        columns = ", ".join(
-            [f"s.{quote(f.column)}" for f in session_fields] + [f"u.{quote(f.column)}" for f in user_fields]
-        )
-        sql = (
-            f"SELECT {columns} FROM {quote(BrowserSession._meta.db_table)} s "  # noqa: S608 - metadata
-            f"INNER JOIN {quote(User._meta.db_table)} u "
-            f"ON u.{quote(User._meta.pk.column)} = s.{quote(BrowserSession._meta.get_field('user').column)} "
-            f"WHERE s.{quote(BrowserSession._meta.get_field('sid').column)} = %s LIMIT 1"
-        )
-        converters = []
-        index = 0
+        columns: list[str] = []
+        converters: list[tuple[int, tuple[Any, ...], Any]] = []
+        epochs: list[int] = []
         for model, alias in ((BrowserSession, "s"), (User, "u")):
             for model_field in model._meta.concrete_fields:
                 column: Any = model_field.get_col(alias)
                 found = connection.ops.get_db_converters(column) + column.field.get_db_converters(connection)
+                expression = f"{alias}.{quote(model_field.column)}"
                 if found:
-                    converters.append((index, tuple(found), column))
-                index += 1
+                    converters.append((len(columns), tuple(found), column))
+                elif epochs_wanted and model_field.get_internal_type() == "DateTimeField":
+                    epochs.append(len(columns))
+                    expression = _epoch_micros(expression)
+                columns.append(expression)
+        sql = (
+            f"SELECT {', '.join(columns)} FROM {quote(BrowserSession._meta.db_table)} s "  # noqa: S608 - metadata
+            f"INNER JOIN {quote(User._meta.db_table)} u "
+            f"ON u.{quote(User._meta.pk.column)} = s.{quote(BrowserSession._meta.get_field('user').column)} "
+            f"WHERE s.{quote(BrowserSession._meta.get_field('sid').column)} = %s LIMIT 1"
+        )
         _SESSION_ATTNAMES[:] = [f.attname for f in session_fields]
         _USER_ATTNAMES[:] = [f.attname for f in user_fields]
-        cached = _SESSION_WITH_USER[using] = (sql, tuple(converters), len(session_fields))
+        cached = _SESSION_WITH_USER[(using, epochs_wanted)] = (
+            sql,
+            tuple(converters),
+            len(session_fields),
+            tuple(epochs),
+        )
     return cached
 
 
@@ -263,12 +293,14 @@ def browser_session_with_user(sid: str) -> tuple[BrowserSession, User] | None:
     built per call, prepared where DATABASE_PREPARED_STATEMENTS allows), as the token
     path's reads."""
     using = router.db_for_read(BrowserSession)
-    sql, converters, split = _session_with_user_sql(using)
+    sql, converters, split, epochs = _session_with_user_sql(using)
     connection = connections[using]
     row = kept_fetch(sql, [sid], db=connection)
     if row is None:
         return None
     values = list(row)
+    for index in epochs:
+        values[index] = _from_epoch_micros(values[index])
     for index, found, column in converters:
         for converter in found:
             values[index] = converter(values[index], column, connection)

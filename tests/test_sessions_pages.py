@@ -125,8 +125,49 @@ def test_the_record_and_the_resident_are_read_as_the_orm_reads_them(resident: An
         for field in type(orm)._meta.concrete_fields:
             got, expected = getattr(read, field.attname), getattr(orm, field.attname)
             assert got == expected and type(got) is type(expected), (field.name, got, expected)
+            assert getattr(got, "tzinfo", None) == getattr(expected, "tzinfo", None), field.name
         assert read._state.db == orm._state.db and not read._state.adding
     assert browser_session_with_user("no-such-sid") is None
+
+
+@pytest.mark.parametrize(
+    "instant",
+    [
+        "1970-01-01T00:00:00+00:00",
+        "1969-12-31T23:59:59.999999+00:00",
+        "1900-02-28T12:00:00.000001+00:00",
+        "0001-01-01T00:00:00+00:00",
+        "9999-12-31T23:59:59.999999+00:00",
+        "2026-12-07T04:50:00.123456+02:00",
+        "2038-01-19T03:14:08.5+00:00",
+    ],
+)
+def test_the_date_times_are_read_as_the_orm_reads_them(resident: Any, instant: str) -> None:
+    """On PostgreSQL (connection in UTC) the date-time columns are selected as microseconds
+    since 1970 and made back into datetimes: the same values, types and time zone as Django's
+    loader gives, for instants before 1970, at the ends of the range, microsecond edges, a
+    non-UTC offset written, and NULL (`ended_at`, `last_login`)."""
+    from datetime import datetime  # noqa: PLC0415
+
+    laptop = sign_in(browser(), resident.email)
+    sid = laptop.session[SESSION_SID]
+    when = datetime.fromisoformat(instant)
+    BrowserSession.objects.filter(sid=sid).update(created_at=when, auth_time=when, last_seen_at=when)
+    type(resident).objects.filter(pk=resident.pk).update(last_login=None, created_at=when, updated_at=when)
+    found = browser_session_with_user(sid)
+    assert found is not None
+    for read, orm in zip(
+        found, (BrowserSession.objects.get(sid=sid), type(resident).objects.get(pk=resident.pk)), strict=True
+    ):
+        for field in type(orm)._meta.concrete_fields:
+            got, expected = getattr(read, field.attname), getattr(orm, field.attname)
+            assert got == expected and type(got) is type(expected), (field.name, got, expected)
+            assert getattr(got, "tzinfo", None) == getattr(expected, "tzinfo", None), field.name
+    assert found[0].created_at == when and found[0].ended_at is None and found[1].last_login is None
+    if connection.vendor == "postgresql":  # the epochs' form was the one read
+        from identity.sessions import _session_with_user_sql  # noqa: PLC0415
+
+        assert _session_with_user_sql("default")[0].count("extract(epoch from") == 7
 
 
 def test_a_changed_password_still_signs_the_other_browsers_out(resident: Any) -> None:

@@ -11,6 +11,7 @@ here, neither from the other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -24,7 +25,11 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from consent.api.cookie import cookie_link_ticket_issue
 from identity.levels import ACR_RANK
 from identity.mfa.selectors import session_acr
-from identity.oidc.code_issuance import direct_issuance, issue_validated_code
+from identity.oidc.code_issuance import (
+    direct_issuance,
+    issue_validated_code,
+    issue_validated_code_if_noticed,
+)
 from identity.oidc.errors import ClientRedirect, error_page, redirect_error
 from identity.oidc.sharing import consent_decision_record
 from identity.request_user import request_user
@@ -57,6 +62,7 @@ class AuthorizationMixin(OAuthLibMixin):
         credentials: dict[str, Any],
         consent_purpose: str | None = None,
         validated_client: Any = None,
+        notice_page: Callable[[], HttpResponse | None] | None = None,
     ) -> HttpResponse:
         """Issue the code; with `consent_purpose`, record the grant in the same transaction.
 
@@ -64,17 +70,31 @@ class AuthorizationMixin(OAuthLibMixin):
         validated by oauthlib in this very request (`AuthorizeView._validate`): the code is
         then written without validating them again (identity/oidc/code_issuance.py). The pages
         that resume a request pass none: oauthlib validates their kept credentials.
+
+        `notice_page` (never with `consent_purpose`: internal services record no consent):
+        an internal service's information page (identity/oidc/internal_notice.py,
+        `internal_notice_page`) not checked yet. It answers before anything else here, as
+        when the caller checked it before this call: for a request `direct_issuance` takes,
+        the code is written only if the resident's notice lists the scopes, in the code's
+        INSERT itself (one round trip fewer); when that wrote nothing, before an error
+        answer, or before oauthlib's issuance, the page is checked the usual way.
         """
         credentials = dict(credentials)
         credentials["auth_time"] = session_auth_time(request)
         session = browser_session_for_request(request)
         if session is None:
             # Signed out (or revoked from another device) since the page was shown.
+            page = notice_page() if notice_page is not None else None
+            if page is not None:
+                return page
             return error_page(request, "login_required", _("Votre session a pris fin. Reconnectez-vous."))
         required = credentials.pop("cum_required_acr", None)
         reached = session_acr(request)
         if required and ACR_RANK.get(reached, 0) < ACR_RANK.get(required, 99):
             # The session changed since the level was checked (e.g. a new sign-in elsewhere).
+            page = notice_page() if notice_page is not None else None
+            if page is not None:
+                return page
             return redirect_error(
                 credentials["redirect_uri"],
                 "unmet_authentication_requirements",
@@ -95,7 +115,22 @@ class AuthorizationMixin(OAuthLibMixin):
             with transaction.atomic() if consent_purpose else nullcontext():
                 if consent_purpose:
                     consent_decision_record(user=request.user, purpose_code=consent_purpose, allow=True)
-                if validated_client is not None and direct_issuance(scopes, credentials):
+                direct = validated_client is not None and direct_issuance(scopes, credentials)
+                found = None
+                if notice_page is not None:
+                    if direct:
+                        found = issue_validated_code_if_noticed(
+                            request, validated_client, scopes, credentials
+                        )
+                    if found is None:
+                        # Nothing written (the notice does not list the scopes by the INSERT's
+                        # test): the page as before; when it is not due after all, the code.
+                        page = notice_page()
+                        if page is not None:
+                            return page
+                if found is not None:
+                    uri = found
+                elif direct:
                     uri = issue_validated_code(request, validated_client, scopes, credentials)
                 else:
                     uri, _headers, _body, _status = self.create_authorization_response(

@@ -27,6 +27,16 @@ same way:
   form-encoded: written so directly (`_redirect`; the composition is the reference in
   tests/oidc/test_code_issuance.py).
 
+For an internal service whose information page is not forced or skipped by `prompt`
+(identity/oidc/internal_notice.py), the page is due when the resident's notice of the service
+does not list the requested scopes. On PostgreSQL that is checked by the code's INSERT itself
+(`issue_validated_code_if_noticed`: `INSERT … SELECT … WHERE EXISTS` the notice row listing
+every scope, one round trip instead of the notice's read then the INSERT); when it wrote
+nothing, the caller checks the page the usual way (`internal_notice_page`) and, if it is not
+due after all (a notice whose scopes are separated by other whitespace than single spaces,
+or one recorded meanwhile), writes the code as usual. Elsewhere the notice is read first, as
+before.
+
 Only for the authorization endpoint itself, once its checks passed in this request: the
 pages that resume a request later (consent decision, internal-service notice) still go
 through oauthlib, which validates the credentials they kept. Requests without the `openid`
@@ -38,17 +48,23 @@ request there (the reference: tests/oidc/test_authorize_differential.py compares
 from __future__ import annotations
 
 import os
+import re
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode, urlparse, urlunparse
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, router
 from django.http import HttpRequest
+from oauth2_provider.models import get_grant_model
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import UNICODE_ASCII_CHARACTER_SET, add_params_to_uri
 
+from common.kept_cursor import kept_fetch
 from identity.oidc.constants import PKCE_METHOD
+from identity.oidc.models import InternalServiceNotice
+from identity.oidc.token_writes import _insert_for, _saved, _values, insert_row
 
 CODE_LENGTH = 30  # oauthlib's generate_token() default
 _ALPHABET = UNICODE_ASCII_CHARACTER_SET  # [a-zA-Z0-9], 62 characters
@@ -87,12 +103,11 @@ def code_token() -> str:
                     return "".join(chars)
 
 
-def _write_code(
+def _code_row(
     request: HttpRequest, client: Any, code: str, scopes: list[str], credentials: dict[str, Any]
-) -> None:
-    """The validator's own `_create_authorization_code` (one INSERT, token_writes.insert_row:
-    on PostgreSQL on the kept cursor binding its parameters on the server) given what
-    oauthlib's request would carry."""
+) -> Any:
+    """The row the validator's own `_create_authorization_code` writes (its
+    `authorization_code_row`), given what oauthlib's request would carry; not saved."""
     carried = SimpleNamespace(
         client=client,
         user=request.user,
@@ -109,7 +124,81 @@ def _write_code(
         resource=credentials.get("resource"),
         dpop_jkt=credentials.get("dpop_jkt"),
     )
-    oauth2_settings.OAUTH2_VALIDATOR_CLASS()._create_authorization_code(carried, {"code": code})
+    return oauth2_settings.OAUTH2_VALIDATOR_CLASS().authorization_code_row(carried, {"code": code})
+
+
+def _write_code(
+    request: HttpRequest, client: Any, code: str, scopes: list[str], credentials: dict[str, Any]
+) -> None:
+    """What the validator's own `_create_authorization_code` does (one INSERT,
+    token_writes.insert_row: on PostgreSQL on the kept cursor binding its parameters on the
+    server) given what oauthlib's request would carry."""
+    insert_row(_code_row(request, client, code, scopes, credentials))
+
+
+# A scope of this shape has no whitespace: when it is an element of the notice's scopes split
+# on single spaces (string_to_array), it is one of `scopes.split()` too (internal_notice_covers'
+# rule). Requested scopes are registered ones (oauthlib's validate_scopes): always this shape.
+_PLAIN_SCOPE = re.compile(r"[\x21-\x7e]+")
+_noticed_inserts: dict[str, str] = {}
+
+
+def _noticed_insert_sql(using: str) -> str:
+    """token_writes.insert_row's INSERT of the code, as an INSERT … SELECT that inserts only
+    when the resident's notice of the service lists every scope (identity/oidc/internal_notice.py,
+    `internal_notice_covers`); written once per process and database from the models' metadata.
+    Its parameters: the row's values, then the notice's user and client, then the scopes."""
+    cached = _noticed_inserts.get(using)
+    if cached is None:
+        quote = connections[using].ops.quote_name
+        insert = _insert_for(get_grant_model(), using)
+        meta = InternalServiceNotice._meta
+        fields: dict[str, Any] = {name: meta.get_field(name) for name in ("user", "client", "scopes")}
+        column = {name: quote(field.column) for name, field in fields.items()}
+        marks = ", ".join(["%s"] * len(insert.fields))
+        cached = _noticed_inserts[using] = (
+            f"INSERT INTO {insert.table} ({insert.columns}) SELECT {marks} "  # noqa: S608 - metadata
+            f"WHERE EXISTS (SELECT 1 FROM {quote(meta.db_table)} "
+            f"WHERE {column['user']} = %s AND {column['client']} = %s "
+            f"AND string_to_array({column['scopes']}, ' ') @> %s::text[]) "
+            f"RETURNING {insert.pk_column}"
+        )
+    return cached
+
+
+def _write_code_if_noticed(
+    request: HttpRequest, client: Any, code: str, scopes: list[str], credentials: dict[str, Any]
+) -> bool:
+    """The code's row (as `_write_code` writes it) inserted only if the resident's notice of
+    this internal service lists every one of `scopes`, in one statement: True when written.
+    False when nothing was written: the notice does not list them by the statement's test,
+    or the statement does not apply (not PostgreSQL, another database for the codes than for
+    the notices, a scope of another shape); the caller then checks the notice as usual
+    (`internal_notice_page`) and, when it covers the scopes after all, writes the code."""
+    model = get_grant_model()
+    using = router.db_for_write(model)
+    connection = connections[using]
+    if (
+        connection.vendor != "postgresql"
+        or using != DEFAULT_DB_ALIAS  # where internal_notice_covers reads
+        or not all(_PLAIN_SCOPE.fullmatch(scope) for scope in scopes)
+    ):
+        return False
+    grant = _code_row(request, client, code, scopes, credentials)
+    meta = InternalServiceNotice._meta
+    user_field: Any = meta.get_field("user")
+    client_field: Any = meta.get_field("client")
+    params = [
+        *_values(_insert_for(model, using), grant, connection),
+        user_field.get_db_prep_value(request.user.pk, connection),
+        client_field.get_db_prep_value(client.pk, connection),
+        list(scopes),
+    ]
+    row = kept_fetch(_noticed_insert_sql(using), params, db=connection, server_binding=True)
+    if row is None:
+        return False
+    _saved(grant, row[0], using)
+    return True
 
 
 _PLAIN_URIS: dict[str, bool] = {}
@@ -149,6 +238,23 @@ def issue_validated_code(
     """Write the code of an authorization request validated in this request; its redirect URI."""
     code = code_token()
     _write_code(request, client, code, scopes, credentials)
+    return _code_redirect(request, code, credentials)
+
+
+def issue_validated_code_if_noticed(
+    request: HttpRequest, client: Any, scopes: list[str], credentials: dict[str, Any]
+) -> str | None:
+    """`issue_validated_code` for an internal service whose information page was not checked
+    yet: the code written only if the resident's notice of the service lists these scopes,
+    checked in the code's INSERT itself (`_write_code_if_noticed`); None when nothing was
+    written (the caller then checks the notice as usual)."""
+    code = code_token()
+    if not _write_code_if_noticed(request, client, code, scopes, credentials):
+        return None
+    return _code_redirect(request, code, credentials)
+
+
+def _code_redirect(request: HttpRequest, code: str, credentials: dict[str, Any]) -> str:
     items = [("code", code)]
     state = credentials.get("state")
     if state:

@@ -228,11 +228,17 @@ class Validator(OAuth2Validator):
     def _create_authorization_code(
         self, request: OAuthRequest, code: dict[str, str], expires: Any = None
     ) -> Any:
+        # One plain INSERT, as objects.create() writes it (identity/oidc/token_writes.py).
+        return insert_row(self.authorization_code_row(request, code, expires))
+
+    def authorization_code_row(self, request: OAuthRequest, code: dict[str, str], expires: Any = None) -> Any:
+        """The code's row as `_create_authorization_code` writes it, not saved yet (also
+        written by identity/oidc/code_issuance.py, with the notice check of an internal
+        service in the same statement)."""
         expires = expires or timezone.now() + timedelta(
             seconds=oauth2_settings.AUTHORIZATION_CODE_EXPIRE_SECONDS
         )
-        # One plain INSERT, as objects.create() writes it (identity/oidc/token_writes.py).
-        grant = get_grant_model()(
+        return get_grant_model()(
             application=request.client,
             user=request.user,
             code=code["code"],
@@ -250,7 +256,6 @@ class Validator(OAuth2Validator):
             resource=list(getattr(request, "resource", None) or []),  # validate_authorization_resource
             dpop_jkt=getattr(request, "dpop_jkt", None) or "",  # validate_authorization_dpop_jkt
         )
-        return insert_row(grant)
 
     def _code_row(self, code: str, request: OAuthRequest) -> Any:
         """The authorization-code row for `code`, with its user, whichever client it is for.

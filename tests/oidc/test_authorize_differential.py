@@ -183,7 +183,18 @@ def test_valid_requests_alike_on_both_paths(name: str, env: Env, settings: Any, 
         direct_calls.append(1)
         return code_issuance.issue_validated_code(*args, **kwargs)
 
+    def counted_if_noticed(*args: Any, **kwargs: Any) -> str | None:
+        # An internal service's code written with its notice check (PostgreSQL; elsewhere it
+        # writes nothing and the code is written by issue_validated_code).
+        uri = code_issuance.issue_validated_code_if_noticed(*args, **kwargs)
+        if uri is not None:
+            direct_calls.append(1)
+        return uri
+
     monkeypatch.setattr("identity.oidc.authorization_request.issue_validated_code", counted)
+    monkeypatch.setattr(
+        "identity.oidc.authorization_request.issue_validated_code_if_noticed", counted_if_noticed
+    )
     outcomes = {}
     for path in ("oauthlib", "native"):
         settings.AUTHORIZE_ISSUANCE = path
@@ -251,10 +262,11 @@ def test_invalid_requests_alike_on_both_paths(name: str, env: Env, settings: Any
 def test_resumed_pages_still_validate_through_oauthlib(env: Env, settings: Any, monkeypatch: Any) -> None:
     """The consent decision resumes kept credentials: never the direct issuance."""
     settings.AUTHORIZE_ISSUANCE = "native"
-    monkeypatch.setattr(
-        "identity.oidc.authorization_request.issue_validated_code",
-        lambda *args, **kwargs: pytest.fail("direct issuance on a resumed page"),
-    )
+    for name in ("issue_validated_code", "issue_validated_code_if_noticed"):
+        monkeypatch.setattr(
+            f"identity.oidc.authorization_request.{name}",
+            lambda *args, **kwargs: pytest.fail("direct issuance on a resumed page"),
+        )
     flow = env.flow()
     page = flow.authorize(prompt="consent")
     assert page.status_code == 200 and "pending_id" in page.context
@@ -369,3 +381,54 @@ def test_decoded_parameters_request_holds_what_the_url_held() -> None:
     assert ours.decoded_body == reference.decoded_body
     assert dict(ours.headers) == dict(reference.headers)
     assert ours.b == "€" and ours.a == "x y" and ours.d == "+&="
+
+
+def test_the_views_decorators_as_on_dispatch(rf: Any) -> None:
+    """AuthorizeView.as_view puts csrf_exempt and never_cache around the view once; they were
+    put around `dispatch` by method_decorator at every request: the same CSRF exemption, the
+    same view class, the same answers and headers (Expires within the second)."""
+    from email.utils import parsedate_to_datetime  # noqa: PLC0415
+
+    from django.contrib.auth.models import AnonymousUser  # noqa: PLC0415
+    from django.contrib.sessions.backends.cache import SessionStore  # noqa: PLC0415
+    from django.utils.decorators import method_decorator  # noqa: PLC0415
+    from django.views import View  # noqa: PLC0415
+    from django.views.decorators.cache import never_cache  # noqa: PLC0415
+    from django.views.decorators.csrf import csrf_exempt  # noqa: PLC0415
+
+    class Reference(AuthorizeView):
+        dispatch = method_decorator([csrf_exempt, never_cache])(View.dispatch)  # type: ignore[assignment]
+
+    reference = View.as_view.__func__(Reference)  # type: ignore[attr-defined]
+    ours = AuthorizeView.as_view()
+    assert ours.csrf_exempt is reference.csrf_exempt is True
+    assert ours.view_class is AuthorizeView and reference.view_class is Reference
+
+    def answer(view: Any, method: str, query: dict[str, str]) -> Any:
+        request = getattr(rf, method)("/authorize", query)
+        request.session, request.user = SessionStore(), AnonymousUser()
+        return view(request)
+
+    cases = [
+        ("get", {}),
+        ("get", {"client_id": "nobody", "redirect_uri": "https://rp.example.org/cb"}),
+        ("post", {"response_type": "code"}),
+        ("put", {}),
+        ("delete", {}),
+    ]
+    for method, query in cases:
+        got, expected = answer(ours, method, query), answer(reference, method, query)
+        assert got.status_code == expected.status_code, (method, query)
+        assert _masked(got.content) == _masked(expected.content)
+        headers = {k: v for k, v in got.items() if k != "Expires"}
+        assert headers == {k: v for k, v in expected.items() if k != "Expires"}
+        assert got.has_header("Expires") and expected.has_header("Expires")
+        delta = parsedate_to_datetime(got["Expires"]) - parsedate_to_datetime(expected["Expires"])
+        assert abs(delta.total_seconds()) <= 1
+
+
+def _masked(content: bytes) -> bytes:
+    """A page without its per-request values (the CSRF token, the request id)."""
+    import re  # noqa: PLC0415
+
+    return re.sub(rb'(value|content)="[A-Za-z0-9_-]{24,}"', rb'\1="-"', content)

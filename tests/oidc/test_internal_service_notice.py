@@ -383,3 +383,118 @@ def test_covers_on_the_kept_cursor_prepared_or_not(internal, resident, settings,
     assert internal_notice_covers(user=resident, client=service, scopes=["openid", "email"]) is True
     assert internal_notice_covers(user=resident, client=service, scopes=["openid", "phone"]) is False
     assert connection._kept_cursor[1] is prepared
+
+
+# --- the notice checked in the code's INSERT (issue 14) -------------------------------------------
+
+
+def _code_request(resident: Any, rp: Any, scopes: list[str]) -> tuple[Any, dict[str, Any]]:
+    from django.test import RequestFactory  # noqa: PLC0415
+
+    request = RequestFactory().get("/authorize")
+    request.user = resident
+    credentials = {
+        "client_id": rp.client.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "response_type": "code",
+        "state": "s",
+        "nonce": "n",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+        "auth_time": None,
+        "cum_sid": "sid",
+        "cum_acr": "urn:cum:acr:basic",
+        "cum_amr": ["pwd"],
+    }
+    return request, credentials
+
+
+_ROW_OWN = {"id", "code", "created", "updated", "expires"}
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_the_insert_with_the_notice_check_writes_what_the_plain_insert_writes(
+    internal, resident, make_resident, make_client
+):
+    """code_issuance._write_code_if_noticed writes a row exactly when internal_notice_covers
+    says the notice lists the scopes (no record, fewer scopes, another resident's or another
+    service's record: nothing), and then the row `_write_code` writes, column by column."""
+    from identity.oidc import code_issuance  # noqa: PLC0415
+    from identity.oidc.models import AuthorizationCode  # noqa: PLC0415
+
+    service = internal.client
+    other_resident, other_service = make_resident(), make_client(name="Autre", is_internal=True).client
+    internal_notice_record(user=other_resident, client=service, scopes=["openid", "email", "phone"])
+    internal_notice_record(user=resident, client=other_service, scopes=["openid", "email", "phone"])
+    cases = [["openid"], ["openid", "email"], ["openid", "email", "phone"], ["email", "openid"]]
+
+    def written(scopes: list[str]) -> bool:
+        request, credentials = _code_request(resident, internal, scopes)
+        before = AuthorizationCode.objects.count()
+        code = code_issuance.code_token()
+        answer = code_issuance._write_code_if_noticed(request, service, code, scopes, credentials)
+        assert AuthorizationCode.objects.count() == before + answer
+        if answer:
+            reference = code_issuance.code_token()
+            code_issuance._write_code(request, service, reference, scopes, credentials)
+            rows = {
+                key: AuthorizationCode.objects.filter(code=key).values().get() for key in (code, reference)
+            }
+            assert {k: v for k, v in rows[code].items() if k not in _ROW_OWN} == {
+                k: v for k, v in rows[reference].items() if k not in _ROW_OWN
+            }
+            assert abs(rows[code]["expires"] - rows[reference]["expires"]).total_seconds() < 5
+        return answer
+
+    for scopes in cases:  # no record of this resident at this service
+        assert (
+            written(scopes) is internal_notice_covers(user=resident, client=service, scopes=scopes) is False
+        )
+    internal_notice_record(user=resident, client=service, scopes=["openid", "email"])
+    answers = [written(scopes) for scopes in cases]
+    assert answers == [internal_notice_covers(user=resident, client=service, scopes=s) for s in cases]
+    assert answers == [True, True, False, True]
+
+
+def test_a_notice_split_by_other_whitespace_still_covers(flow, resident, internal):
+    """The INSERT's test splits the noticed scopes on spaces; internal_notice_covers on any
+    whitespace. Where they differ the INSERT writes nothing and the page is checked as before:
+    the code is issued, no page shown."""
+    flow.get_code()
+    InternalServiceNotice.objects.filter(user=resident).update(scopes="email\topenid\nprofile")
+    assert internal_notice_covers(
+        user=resident, client=internal.client, scopes=["openid", "profile", "email"]
+    )
+    response = OIDCFlow(flow.browser, flow.rp).authorize()
+    assert response.status_code == 303 and "code" in location_query(response)
+    assert InternalServiceNotice.objects.get().scopes == "email\topenid\nprofile"  # nothing recorded
+
+
+def test_a_noticed_authorization_reads_the_notice_in_the_codes_insert(flow):
+    """On PostgreSQL the notice is read by the code's INSERT (one statement fewer); elsewhere
+    by its own statement, as before. The same answer either way."""
+    flow.get_code()
+    with CaptureQueriesContext(connection) as queries:
+        response = OIDCFlow(flow.browser, flow.rp).authorize()
+    assert response.status_code == 303 and "code" in location_query(response)
+    statements = [query["sql"] for query in queries.captured_queries]
+    notice_reads = [sql for sql in statements if sql.startswith("SELECT") and "internalservicenotice" in sql]
+    inserts = [sql for sql in statements if sql.startswith("INSERT") and "authorizationcode" in sql]
+    assert len(inserts) == 1
+    if connection.vendor == "postgresql":
+        assert not notice_reads and "internalservicenotice" in inserts[0]
+    else:
+        assert len(notice_reads) == 1 and "internalservicenotice" not in inserts[0]
+
+
+def test_the_page_still_answers_before_a_session_that_ended(flow, resident, monkeypatch):
+    """The page comes first, as when it was checked before the code: a session that ended
+    between the checks gives the page when it is due, and the sign-in error only after."""
+    monkeypatch.setattr(
+        "identity.oidc.authorization_request.browser_session_for_request", lambda request: None
+    )
+    assert is_notice_page(flow.authorize())
+    internal_notice_record(user=resident, client=flow.rp.client, scopes=["openid", "profile", "email"])
+    response = OIDCFlow(flow.browser, flow.rp).authorize()
+    assert response.status_code != 303 and not is_notice_page(response)
+    assert "login_required" in response.content.decode()

@@ -28,6 +28,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -56,6 +57,7 @@ from identity.levels import ACR_MFA, ACR_RANK
 from identity.mfa.selectors import session_acr, step_up_url, user_has_mfa
 from identity.oidc.authorization_request import PENDING_CREDENTIALS, AuthorizationMixin
 from identity.oidc.claims import parse_claims_request
+from identity.oidc.code_issuance import direct_issuance
 from identity.oidc.constants import PKCE_METHOD
 from identity.oidc.errors import SeeOther, error_page, redirect_error
 from identity.oidc.internal_notice import internal_notice_page
@@ -195,9 +197,15 @@ def _max_age(value: str | None) -> int | None:
     return seconds
 
 
-@method_decorator([csrf_exempt, never_cache], name="dispatch")
 class AuthorizeView(AuthorizationMixin, View):
     http_method_names = ["get", "post"]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        """The view, CSRF-exempt and never cached: the two decorators put around it once,
+        where `method_decorator` on `dispatch` put them around the bound method again at
+        every request (the same headers, the same exemption)."""
+        return csrf_exempt(never_cache(super().as_view(**initkwargs)))
 
     def get(self, request: HttpRequest) -> HttpResponse:
         return self.handle(request)
@@ -392,10 +400,20 @@ class AuthorizeView(AuthorizationMixin, View):
             # Public task: no consent screen and no ledger event (docs/partners.md); the
             # resident is told once what the service receives.
 
-            notice = internal_notice_page(request, client, scopes, credentials, prompt)
-            if notice is not None:
-                return notice
-            return self._finish(request, scopes, credentials, validated_client=client)
+            if "none" in prompt or "consent" in prompt or not direct_issuance(scopes, credentials):
+                notice = internal_notice_page(request, client, scopes, credentials, prompt)
+                if notice is not None:
+                    return notice
+                return self._finish(request, scopes, credentials, validated_client=client)
+            # Otherwise the page is due when the resident's notice does not list the scopes:
+            # checked in the code's INSERT (AuthorizationMixin._finish), before anything else.
+            return self._finish(
+                request,
+                scopes,
+                credentials,
+                validated_client=client,
+                notice_page=partial(internal_notice_page, request, client, scopes, credentials, prompt),
+            )
 
         if "consent" not in prompt and sharing_granted(request.user, client, scopes):
             return self._finish(request, scopes, credentials, validated_client=client)
