@@ -30,7 +30,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import secrets
 import statistics
 import sys
@@ -45,14 +44,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import oidc as bench  # noqa: E402
-
-_SECRETS = (
-    "SECRET_KEY",
-    "KEY_ENCRYPTION_KEY",
-    "CLIENT_SECRET_HMAC_KEY",
-    "CONSENT_MASTER_KEY",
-    "PAIRWISE_SUBJECT_KEY",
-)
 
 # Functions timed by --pieces: (module, attribute path). Missing ones are skipped (the trees
 # compared need not have the same functions).
@@ -146,29 +137,12 @@ def main() -> int:
         "exists (so alternate runs skip the preparation; drop the database by hand afterwards)",
     )
     args = parser.parse_args()
-    runner = bench.Bench.for_in_process(
-        database_url=args.database_url, redis_url=args.redis_url, keep_db=args.state is not None
+    return bench.run_in_process(
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        state=args.state,
+        body=lambda runner: run(runner, args),
     )
-    try:
-        if args.state is not None and args.state.exists():
-            state = json.loads(args.state.read_text())
-            runner.env.update(state["env"])
-            runner.clients, runner.resident_email = state["clients"], state["email"]
-            runner.resident_password = state["password"]
-        else:
-            runner.prepare()
-            if args.state is not None:
-                state = {
-                    "env": {k: runner.env[k] for k in _SECRETS},
-                    "clients": runner.clients,
-                    "email": runner.resident_email,
-                    "password": runner.resident_password,
-                }
-                args.state.write_text(json.dumps(state))
-        os.environ.update(runner.env)
-        return run(runner, args)
-    finally:
-        runner.stop()
 
 
 def _wrap_pieces() -> dict[str, list[float]]:

@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -643,6 +644,47 @@ def in_process_code_round_trip(browser: Any, api: Any, client: dict[str, Any]) -
     )
     assert t.status_code == 200, t.content[:200]
     return t.json()
+
+
+# The environment entries a prepared database's rows depend on (what signed and sealed them).
+IN_PROCESS_SECRETS = (
+    "SECRET_KEY",
+    "KEY_ENCRYPTION_KEY",
+    "CLIENT_SECRET_HMAC_KEY",
+    "CONSENT_MASTER_KEY",
+    "PAIRWISE_SUBJECT_KEY",
+)
+
+
+def run_in_process(
+    *, database_url: str, redis_url: str, state: Path | None, body: Callable[[Bench], int]
+) -> int:
+    """Prepare the benchmark's database (or, when the `state` JSON file exists, reuse the one
+    an earlier run prepared and kept, with its secrets, clients and resident), put its
+    environment in os.environ, then `body(runner)`; the database is dropped at the end unless
+    `state` is given. For bench/bearer_inproc.py and bench/authorize_inproc.py, whose alternate
+    runs from two trees share one prepared database."""
+    runner = Bench.for_in_process(database_url=database_url, redis_url=redis_url, keep_db=state is not None)
+    try:
+        if state is not None and state.exists():
+            kept = json.loads(state.read_text())
+            runner.env.update(kept["env"])
+            runner.clients, runner.resident_email = kept["clients"], kept["email"]
+            runner.resident_password = kept["password"]
+        else:
+            runner.prepare()
+            if state is not None:
+                kept = {
+                    "env": {name: runner.env[name] for name in IN_PROCESS_SECRETS},
+                    "clients": runner.clients,
+                    "email": runner.resident_email,
+                    "password": runner.resident_password,
+                }
+                state.write_text(json.dumps(kept))
+        os.environ.update(runner.env)
+        return body(runner)
+    finally:
+        runner.stop()
 
 
 class Bench:
