@@ -118,12 +118,9 @@ def test_the_function_reads_as_the_plain_statement_for_every_consent_state(
     assert answers[-2][1] is consent_is_granted(user=resident, purpose_code=code)
 
 
-@function_only
-@pytest.mark.parametrize("state", ["revoked", "expired", "inactive", "altered", "another_token"])
-def test_the_function_finds_no_resident_where_the_plain_statement_finds_none(
-    shared: Any, resident: Any, state: str
-) -> None:
-    token, code = shared
+def _spoiled(token: str, resident: Any, state: str) -> str:
+    """The token once `state` holds: its row revoked, expired or pointing elsewhere, its resident
+    inactive, or the token itself altered (the token to present)."""
     checksum = access_tokens.checksum(token)
     if state == "revoked":
         AccessToken.objects.filter(token_checksum=checksum).delete()
@@ -133,9 +130,19 @@ def test_the_function_finds_no_resident_where_the_plain_statement_finds_none(
     elif state == "inactive":
         User.objects.filter(pk=resident.pk).update(is_active=False)
     elif state == "altered":
-        token = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+        return token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
     else:
         AccessToken.objects.filter(token_checksum=checksum).update(token_checksum="0" * 64)
+    return token
+
+
+@function_only
+@pytest.mark.parametrize("state", ["revoked", "expired", "inactive", "altered", "another_token"])
+def test_the_function_finds_no_resident_where_the_plain_statement_finds_none(
+    shared: Any, resident: Any, state: str
+) -> None:
+    token, code = shared
+    token = _spoiled(token, resident, state)
     for asked in (None, code, UNKNOWN):
         function, plain = _both(token, asked)
         assert function == plain == (None, None), (state, asked)
@@ -258,18 +265,7 @@ def test_introspections_read_finds_no_resident_where_userinfos_finds_none(
     shared: Any, resident: Any, state: str
 ) -> None:
     token, _code = shared
-    checksum = access_tokens.checksum(token)
-    if state == "revoked":
-        AccessToken.objects.filter(token_checksum=checksum).delete()
-    elif state == "expired":
-        past = timezone.now() - timedelta(seconds=1)
-        AccessToken.objects.filter(token_checksum=checksum).update(expires=past)
-    elif state == "inactive":
-        User.objects.filter(pk=resident.pk).update(is_active=False)
-    elif state == "altered":
-        token = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
-    else:
-        AccessToken.objects.filter(token_checksum=checksum).update(token_checksum="0" * 64)
+    token = _spoiled(token, resident, state)
     for plain in (False, True):
         full = access_tokens._read_resident(token, None, plain=plain)
         assert access_tokens._read_resident(token, None, plain=plain, lean=True) == full == (None, None)
