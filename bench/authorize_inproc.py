@@ -126,22 +126,11 @@ def main() -> int:
     parser.add_argument(
         "--profile", type=int, default=0, help="cProfile one more round: print this many functions"
     )
-    parser.add_argument(
-        "--database-url", default="postgres://postgres@127.0.0.1:5432/cum_authorize_inproc_bench"
-    )
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
-    parser.add_argument(
-        "--state",
-        type=Path,
-        help="keep the prepared database and its secrets in this JSON file, and reuse them when it "
-        "exists (so alternate runs skip the preparation; drop the database by hand afterwards)",
-    )
-    args = parser.parse_args()
-    return bench.run_in_process(
-        database_url=args.database_url,
-        redis_url=args.redis_url,
-        state=args.state,
-        body=lambda runner: run(runner, args),
+    return bench.in_process_main(
+        parser,
+        database_url="postgres://postgres@127.0.0.1:5432/cum_authorize_inproc_bench",
+        redis_url="redis://127.0.0.1:6379/13",
+        body=run,
     )
 
 

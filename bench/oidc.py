@@ -656,6 +656,32 @@ IN_PROCESS_SECRETS = (
 )
 
 
+def in_process_main(
+    parser: argparse.ArgumentParser,
+    *,
+    database_url: str,
+    redis_url: str,
+    body: Callable[[Bench, argparse.Namespace], int],
+) -> int:
+    """An in-process script's main: the script's own arguments (`parser`) plus the database,
+    Redis and `--state` ones, then `run_in_process` with `body(runner, args)`."""
+    parser.add_argument("--database-url", default=database_url)
+    parser.add_argument("--redis-url", default=redis_url)
+    parser.add_argument(
+        "--state",
+        type=Path,
+        help="keep the prepared database and its secrets in this JSON file, and reuse them when it "
+        "exists (so alternate runs skip the preparation; drop the database by hand afterwards)",
+    )
+    args = parser.parse_args()
+    return run_in_process(
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        state=args.state,
+        body=lambda runner: body(runner, args),
+    )
+
+
 def run_in_process(
     *, database_url: str, redis_url: str, state: Path | None, body: Callable[[Bench], int]
 ) -> int:
